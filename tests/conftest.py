@@ -1,0 +1,46 @@
+"""Shared fixtures for the whole suite.
+
+- torch runs single-threaded: on a shared 2-core box that is much faster than the default.
+- `pg_url`: the URL of the throwaway PostgreSQL cluster that `scripts/with_postgres.sh` (run by `make test`)
+  starts; tests that need it skip with a clear reason when it is not there.
+- `artifacts_dir`: where browser tests keep their screenshots (`artifacts/`, ignored by git).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is in requirements.txt
+        return
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    url = os.environ.get("VITRINE_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("VITRINE_TEST_PG_URL is not set in CI: run the suite through `make test`")
+        pytest.skip("no PostgreSQL: run through `make test` (scripts/with_postgres.sh) to test against it")
+    return url
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = ROOT / "artifacts"
+    path.mkdir(exist_ok=True)
+    return path
