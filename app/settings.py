@@ -7,7 +7,7 @@ need arrives through these fields. Every variable is documented in the README's 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -68,7 +68,6 @@ class Settings:
     label_password: str | None = None  # shared password for annotators; None = open sign-in
     dashboard_password: str | None = None  # protects the dashboard when set
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_is_sqlite(self) -> bool:
