@@ -1,0 +1,437 @@
+"""Datasets: the built-in MovieLens-100K and bring-your-own folders, loaded into one `Dataset` shape.
+
+MovieLens-100K is never committed (its license forbids redistribution). `fetch_ml100k` copies it from the
+installed `recbole==1.2.1` wheel (we read its files and never import recbole), or from a recbole wheel
+placed in the data dir, or - only when `allow_network=True` - downloads `ml-100k.zip` from GroupLens.
+
+A bring-your-own folder holds `items.csv|parquet` (item_id, title, optional text/genres/year/image),
+`interactions.csv|parquet` (user_id, item_id, optional rating/timestamp), optional `users.csv|parquet`
+(user_id + any demographics) and optional `images/`. Malformed input raises `DatasetError` naming the
+file, row and column; a `Dataset` is only returned when everything validated.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommenders.errors import DatasetError
+
+ML100K = "ml-100k"
+ML100K_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+RAW_GENRES = (  # column order of u.item's 19 genre flags (GroupLens README)
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+_YEAR_IN_TITLE = re.compile(r"\s*\((\d{4})\)\s*$")
+_TRAILING_ARTICLE = re.compile(r"^(?P<body>.+), (?P<art>The|A|An)(?P<rest>\s*\(.*\))?$")
+_MIN_YEAR, _MAX_YEAR = 1870, 2100
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Items, users and interactions with string ids (see docs/interfaces.md for the columns)."""
+
+    name: str
+    items: pd.DataFrame  # item_id:str, title:str, text:str, genres:list[str], year:Int64, image:str|None
+    users: pd.DataFrame  # user_id:str + demographics
+    interactions: pd.DataFrame  # user_id:str, item_id:str, rating:float, timestamp:int
+
+    @property
+    def item_ids(self) -> list[str]:
+        return self.items["item_id"].tolist()
+
+    @property
+    def has_images(self) -> bool:
+        return bool(self.items["image"].notna().any())
+
+    def content_hash(self) -> str:
+        """A stable hash of the item content (ids, text, images): the key of the feature cache."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for row in self.items[["item_id", "text", "image"]].itertuples(index=False):
+            h.update(f"{row.item_id}\x1f{row.text}\x1f{row.image or ''}\x1e".encode())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, items={len(self.items)}, users={len(self.users)}, "
+            f"interactions={len(self.interactions)})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fetching MovieLens-100K
+# ---------------------------------------------------------------------------------------------------------
+def _recbole_example_dir() -> Path | None:
+    """Where the installed recbole wheel keeps ml-100k; found without importing recbole."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "dataset_example" / ML100K
+        if all((folder / f).is_file() for f in ML100K_FILES):
+            return folder
+    return None
+
+
+def _has_ml100k(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in ML100K_FILES) or all(
+        (folder / f).is_file() for f in ("u.data", "u.item", "u.user")
+    )
+
+
+def fetch_ml100k(data_dir: Path, allow_network: bool = False) -> Path:
+    """Make `data_dir/ml-100k/` hold MovieLens-100K and return that folder. Idempotent.
+
+    Sources, in order: files already there; the installed recbole wheel; a `recbole-*.whl` placed in
+    `data_dir`; GroupLens (only when `allow_network`). Files are written to a temporary folder first and
+    renamed, so an interrupted fetch leaves nothing half-copied.
+    """
+    data_dir = Path(data_dir)
+    target = data_dir / ML100K
+    if _has_ml100k(target):
+        return target
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir / f".{ML100K}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        source = _recbole_example_dir()
+        wheels = sorted(data_dir.glob("recbole-*.whl"))
+        if source is not None:
+            for name in ML100K_FILES:
+                shutil.copyfile(source / name, tmp / name)
+        elif wheels:
+            with zipfile.ZipFile(wheels[-1]) as wheel:
+                for name in ML100K_FILES:
+                    member = f"recbole/dataset_example/{ML100K}/{name}"
+                    try:
+                        (tmp / name).write_bytes(wheel.read(member))
+                    except KeyError:
+                        raise DatasetError(
+                            f"wheel {wheels[-1]} has no {member}: expected a recbole 1.2.1 wheel"
+                        ) from None
+        elif allow_network:
+            _download_grouplens(tmp)
+        else:
+            raise DatasetError(
+                f"MovieLens-100K not found in {target}: expected the files {', '.join(ML100K_FILES)}. "
+                "Provide it one of these ways: `pip install --no-deps recbole==1.2.1` (the wheel ships it); "
+                f"put a recbole-1.2.1 wheel into {data_dir}; unzip GroupLens' ml-100k.zip into {target}; "
+                "or allow network use (VITRINE_ALLOW_NETWORK=1 / --allow-network) to download it from "
+                f"{GROUPLENS_URL}."
+            )
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _download_grouplens(dest: Path) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(GROUPLENS_URL, timeout=60) as response:  # noqa: S310 - fixed https URL
+        payload = response.read()
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        for name in ("u.data", "u.item", "u.user"):
+            (dest / name).write_bytes(archive.read(f"ml-100k/{name}"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# cleaning helpers shared by both loaders
+# ---------------------------------------------------------------------------------------------------------
+def clean_year(raw: object, title: str = "") -> int | None:
+    """A plausible 4-digit year from `raw`, else from a trailing "(1995)" in the title, else None.
+
+    The raw ml-100k item file has junk such as "unkonwn" and "V" in its year column.
+    """
+    for text in (str(raw).strip() if raw is not None else "", _title_year(title)):
+        try:
+            value = int(float(text))
+        except ValueError:
+            continue
+        if _MIN_YEAR <= value <= _MAX_YEAR:
+            return value
+    return None
+
+
+def _title_year(title: str) -> str:
+    match = _YEAR_IN_TITLE.search(title or "")
+    return match.group(1) if match else ""
+
+
+def clean_title(raw: str) -> str:
+    """"Usual Suspects, The" -> "The Usual Suspects"; drops a trailing "(1995)"; strips whitespace."""
+    title = _YEAR_IN_TITLE.sub("", str(raw)).strip()
+    if title.lower() in {"unknown", "unkonwn", ""}:  # ml-100k item 267 is a junk row
+        return "Unknown title"
+    match = _TRAILING_ARTICLE.match(title)
+    if match:
+        title = f"{match.group('art')} {match.group('body')}{match.group('rest') or ''}"
+    return title
+
+
+def item_text(title: str, year: int | None, genres: list[str]) -> str:
+    """The text the sentence encoder sees: title, year and genres."""
+    head = f"{title} ({year})" if year is not None else title
+    return f"{head}. Genres: {', '.join(genres)}." if genres else f"{head}."
+
+
+def _finish_items(items: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "item_id": items["item_id"].astype(str),
+            "title": items["title"].astype(str),
+            "text": items["text"].astype(str),
+            "genres": items["genres"],
+            "year": pd.array(items["year"], dtype="Int64"),
+            "image": items["image"].astype(object).where(items["image"].notna(), None),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ml-100k
+# ---------------------------------------------------------------------------------------------------------
+def _load_ml100k(folder: Path) -> Dataset:
+    if all((folder / f).is_file() for f in ML100K_FILES):
+        inter = pd.read_csv(folder / "ml-100k.inter", sep="\t", dtype=str)
+        inter.columns = [c.split(":")[0] for c in inter.columns]
+        raw_items = pd.read_csv(folder / "ml-100k.item", sep="\t", dtype=str, keep_default_na=False)
+        raw_items.columns = [c.split(":")[0] for c in raw_items.columns]
+        users = pd.read_csv(folder / "ml-100k.user", sep="\t", dtype=str, keep_default_na=False)
+        users.columns = [c.split(":")[0] for c in users.columns]
+        titles = raw_items["movie_title"].tolist()
+        years = raw_items["release_year"].tolist()
+        genre_lists = [[g for g in s.split(" ") if g and g != "unknown"] for s in raw_items["class"]]
+    else:  # GroupLens' own files (u.data, u.item, u.user)
+        inter = pd.read_csv(
+            folder / "u.data", sep="\t", header=None, names=["user_id", "item_id", "rating", "timestamp"], dtype=str
+        )
+        raw_items = pd.read_csv(
+            folder / "u.item", sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False
+        )
+        users = pd.read_csv(
+            folder / "u.user", sep="|", header=None, names=["user_id", "age", "gender", "occupation", "zip_code"],
+            dtype=str, keep_default_na=False,
+        )
+        raw_items = raw_items.rename(columns={0: "item_id", 1: "movie_title", 2: "release_date"})
+        titles = raw_items["movie_title"].tolist()
+        years = [d[-4:] if d else "" for d in raw_items["release_date"]]
+        flags = raw_items[list(range(5, 5 + len(RAW_GENRES)))].to_numpy()
+        genre_lists = [[g for g, f in zip(RAW_GENRES, row) if f == "1" and g != "unknown"] for row in flags]
+    clean_titles = [clean_title(t) for t in titles]
+    clean_years = [clean_year(y, t) for y, t in zip(years, titles)]
+    items = pd.DataFrame(
+        {
+            "item_id": raw_items["item_id"].astype(str),
+            "title": clean_titles,
+            "text": [item_text(t, y, g) for t, y, g in zip(clean_titles, clean_years, genre_lists)],
+            "genres": genre_lists,
+            "year": clean_years,
+            "image": [None] * len(raw_items),
+        }
+    )
+    users = users.assign(user_id=users["user_id"].astype(str), age=pd.to_numeric(users["age"]).astype("Int64"))
+    interactions = pd.DataFrame(
+        {
+            "user_id": inter["user_id"].astype(str),
+            "item_id": inter["item_id"].astype(str),
+            "rating": inter["rating"].astype(float),
+            "timestamp": inter["timestamp"].astype(float).astype(np.int64),
+        }
+    )
+    return Dataset(ML100K, _finish_items(items), users.reset_index(drop=True), interactions)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bring-your-own folder
+# ---------------------------------------------------------------------------------------------------------
+def _find_table(folder: Path, stem: str, required: bool) -> Path | None:
+    found = [folder / f"{stem}.{ext}" for ext in ("csv", "parquet") if (folder / f"{stem}.{ext}").is_file()]
+    if len(found) > 1:
+        raise DatasetError(f"{folder}: expected one of {stem}.csv or {stem}.parquet, found both")
+    if not found:
+        if required:
+            raise DatasetError(f"{folder}: expected {stem}.csv or {stem}.parquet, found neither")
+        return None
+    return found[0]
+
+
+def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, dtype={c: str for c in ("item_id", "user_id")}, keep_default_na=True)
+        else:
+            frame = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{path}: the file is empty; expected a header with columns {list(required)}") from None
+    except Exception as exc:  # a parser error: say which file
+        raise DatasetError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {missing}; expected at least {list(required)}, "
+                           f"found {list(frame.columns)}")
+    if frame.empty:
+        raise DatasetError(f"{path}: has a header but no rows; expected at least one row")
+    return frame
+
+
+def _row(i: int) -> str:
+    return f"row {i + 1}"  # data rows counted from 1, header excluded
+
+
+def _ids(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
+    values = frame[column]
+    bad = values.isna() | (values.astype(str).str.strip() == "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(f"{path}: {_row(i)}, column {column!r}: expected a non-empty id, got {values.iloc[i]!r}")
+    ids = values.map(lambda v: str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v).strip())
+    return ids
+
+
+def _numeric(path: Path, frame: pd.DataFrame, column: str, default: float | None) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(frame), default, dtype=float)
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if default is None or column == "rating":
+        bad = bad | values.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(f"{path}: {_row(i)}, column {column!r}: expected a number, got {frame[column].iloc[i]!r}")
+    return values.fillna(default if default is not None else 0).to_numpy(dtype=float)
+
+
+def _genres(value: object) -> list[str]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [str(g).strip() for g in value if str(g).strip()]
+    return [g.strip() for g in re.split(r"[|,;]", str(value)) if g.strip()]
+
+
+def _load_folder(folder: Path) -> Dataset:
+    items_path = _find_table(folder, "items", required=True)
+    inter_path = _find_table(folder, "interactions", required=True)
+    users_path = _find_table(folder, "users", required=False)
+    raw = _read_table(items_path, ("item_id", "title"))
+    item_ids = _ids(items_path, raw, "item_id")
+    dup = item_ids.duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        first = int(np.flatnonzero((item_ids == item_ids.iloc[i]).to_numpy())[0])
+        raise DatasetError(f"{items_path}: {_row(i)}, column 'item_id': duplicate id {item_ids.iloc[i]!r} "
+                           f"(first seen at {_row(first)}); expected unique ids")
+    titles = raw["title"]
+    bad = titles.isna() | (titles.astype(str).str.strip() == "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(f"{items_path}: {_row(i)}, column 'title': expected a non-empty title, got {titles.iloc[i]!r}")
+    genres = [_genres(v) for v in raw["genres"]] if "genres" in raw.columns else [[] for _ in range(len(raw))]
+    years_raw = raw["year"].tolist() if "year" in raw.columns else [None] * len(raw)
+    years = []
+    for i, (y, t) in enumerate(zip(years_raw, titles.astype(str))):
+        if y is not None and not (isinstance(y, float) and np.isnan(y)) and str(y).strip():
+            value = clean_year(y)
+            if value is None:
+                raise DatasetError(f"{items_path}: {_row(i)}, column 'year': expected a year between "
+                                   f"{_MIN_YEAR} and {_MAX_YEAR}, got {y!r}")
+            years.append(value)
+        else:
+            years.append(clean_year(None, t))
+    titles_clean = [str(t).strip() for t in titles]
+    if "text" in raw.columns:
+        texts = [
+            str(x).strip() if isinstance(x, str) and x.strip() else item_text(t, y, g)
+            for x, t, y, g in zip(raw["text"], titles_clean, years, genres)
+        ]
+    else:
+        texts = [item_text(t, y, g) for t, y, g in zip(titles_clean, years, genres)]
+    images = _images(folder, items_path, raw, item_ids)
+    items = pd.DataFrame(
+        {"item_id": item_ids, "title": titles_clean, "text": texts, "genres": genres, "year": years, "image": images}
+    )
+
+    inter_raw = _read_table(inter_path, ("user_id", "item_id"))
+    known = set(item_ids)
+    inter_items = _ids(inter_path, inter_raw, "item_id")
+    unknown = ~inter_items.isin(known)
+    if unknown.any():
+        i = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise DatasetError(f"{inter_path}: {_row(i)}, column 'item_id': unknown item {inter_items.iloc[i]!r}; "
+                           f"expected an item_id listed in {items_path.name} ({int(unknown.sum())} such rows)")
+    interactions = pd.DataFrame(
+        {
+            "user_id": _ids(inter_path, inter_raw, "user_id"),
+            "item_id": inter_items,
+            "rating": _numeric(inter_path, inter_raw, "rating", 1.0),
+            "timestamp": _numeric(inter_path, inter_raw, "timestamp", 0.0).astype(np.int64),
+        }
+    )
+    if users_path is not None:
+        users = _read_table(users_path, ("user_id",))
+        users = users.assign(user_id=_ids(users_path, users, "user_id"))
+        dup = users["user_id"].duplicated()
+        if dup.any():
+            i = int(np.flatnonzero(dup.to_numpy())[0])
+            raise DatasetError(f"{users_path}: {_row(i)}, column 'user_id': duplicate id {users['user_id'].iloc[i]!r}")
+        extra = sorted(set(interactions["user_id"]) - set(users["user_id"]))
+        if extra:
+            users = pd.concat([users, pd.DataFrame({"user_id": extra})], ignore_index=True)
+    else:
+        users = pd.DataFrame({"user_id": pd.unique(interactions["user_id"])})
+    return Dataset(folder.name, _finish_items(items), users.reset_index(drop=True), interactions)
+
+
+def _images(folder: Path, items_path: Path, raw: pd.DataFrame, item_ids: pd.Series) -> list[str | None]:
+    """Absolute image paths: the `image` column (relative to the folder or images/), else images/<item_id>.*"""
+    image_dir = folder / "images"
+    out: list[str | None] = []
+    if "image" in raw.columns:
+        for i, value in enumerate(raw["image"]):
+            if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
+                out.append(None)
+                continue
+            candidates = [Path(str(value)), folder / str(value), image_dir / str(value)]
+            hit = next((p for p in candidates if p.is_file()), None)
+            if hit is None:
+                raise DatasetError(f"{items_path}: {_row(i)}, column 'image': file {value!r} not found "
+                                   f"(looked in {folder} and {image_dir})")
+            out.append(str(hit.resolve()))
+        return out
+    if not image_dir.is_dir():
+        return [None] * len(raw)
+    by_stem = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}}
+    return [str(by_stem[i].resolve()) if i in by_stem else None for i in item_ids]
+
+
+# ---------------------------------------------------------------------------------------------------------
+def load_dataset(name_or_path: str | Path, data_dir: Path) -> Dataset:
+    """Load "ml-100k" (fetched into `data_dir` from the recbole wheel when missing) or a bring-your-own folder."""
+    if str(name_or_path) == ML100K:
+        folder = Path(data_dir) / ML100K
+        if not _has_ml100k(folder):
+            folder = fetch_ml100k(Path(data_dir), allow_network=False)
+        return _load_ml100k(folder)
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        raise DatasetError(f"dataset {str(name_or_path)!r}: expected {ML100K!r} or a folder with items.csv|parquet "
+                           f"and interactions.csv|parquet; no such folder")
+    return _load_folder(folder)
