@@ -1,0 +1,214 @@
+"""HTML for the app: recommendation cards, profile summaries, label pairs, the status page.
+
+Everything a user, a dataset or a model can put into a string (titles, captions, genres, user ids, model
+names, file paths) goes through `html.escape` here, and nowhere else builds HTML from data. Images are
+served by Gradio's file route (`gradio_api/file=<path>`, relative, so it also works behind a Spaces proxy);
+the app passes the asset directory to `launch(allowed_paths=...)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from urllib.parse import quote
+
+__all__ = [
+    "CSS",
+    "CardView",
+    "file_url",
+    "render_card",
+    "render_empty_slot",
+    "render_profile",
+    "render_pair_side",
+    "render_status",
+    "render_detail",
+]
+
+
+@dataclass(frozen=True)
+class CardView:
+    """What one card shows; plain data so that rendering is a pure function."""
+
+    item_id: str
+    title: str
+    year: int | None = None
+    genres: Sequence[str] = ()
+    score: float | None = None
+    why: str = ""
+    model: str = ""  # the model (or interleaving team) that contributed the item
+    cover_path: str | None = None  # None: the cover is still being generated
+    cover_fallback: bool = False
+    caption: str | None = None
+    caption_fallback: bool = False
+    feedback: str | None = None  # "like" once the visitor liked it
+    badges: Sequence[str] = field(default_factory=tuple)
+
+
+def file_url(path: str | Path) -> str:
+    """The URL under which Gradio serves a local file in an allowed path."""
+    return "gradio_api/file=" + quote(str(path), safe="/")
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _chips(genres: Sequence[str], limit: int = 4) -> str:
+    return "".join(f'<span class="vt-chip">{_e(g)}</span>' for g in list(genres)[:limit])
+
+
+def render_card(card: CardView, position: int | None = None) -> str:
+    """One recommendation card. The cover area shows a shimmer until `cover_path` is set."""
+    year = f' <span class="vt-year">({_e(card.year)})</span>' if card.year else ""
+    if card.cover_path:
+        cover = (
+            f'<img class="vt-cover-img" src="{_e(file_url(card.cover_path))}" alt="{_e("Cover of " + card.title)}"'
+            ' loading="lazy">'
+        )
+        if card.cover_fallback:
+            cover += '<span class="vt-flag" title="No diffusion model loaded: typographic fallback cover">fallback</span>'
+    else:
+        cover = f'<div class="vt-cover-pending" aria-label="cover being generated"><span>{_e(card.title)}</span></div>'
+    if card.caption is None:
+        caption = '<p class="vt-caption vt-pending">writing a caption for you…</p>'
+    else:
+        flag = ' <span class="vt-flag-inline">template</span>' if card.caption_fallback else ""
+        caption = f'<p class="vt-caption">{_e(card.caption)}{flag}</p>'
+    why = f'<p class="vt-why"><b>Why:</b> {_e(card.why)}</p>' if card.why else ""
+    meta = []
+    if position is not None:
+        meta.append(f"#{position + 1}")
+    if card.model:
+        meta.append(_e(card.model))
+    if card.score is not None:
+        meta.append(f"score {card.score:.3f}")
+    meta.extend(_e(b) for b in card.badges)
+    liked = ' <span class="vt-liked" title="you liked this">♥</span>' if card.feedback == "like" else ""
+    return (
+        f'<div class="vt-card" data-item-id="{_e(card.item_id)}">'
+        f'<div class="vt-cover">{cover}</div>'
+        f'<div class="vt-body"><div class="vt-title">{_e(card.title)}{year}{liked}</div>'
+        f'<div class="vt-genres">{_chips(card.genres)}</div>{caption}{why}'
+        f'<div class="vt-meta">{" · ".join(meta)}</div></div></div>'
+    )
+
+
+def render_empty_slot() -> str:
+    return ""
+
+
+def render_detail(title: str, year: int | None, genres: Sequence[str], text: str, cover_path: str | None) -> str:
+    """The panel shown when a card is opened."""
+    img = (
+        f'<img class="vt-detail-img" src="{_e(file_url(cover_path))}" alt="{_e("Cover of " + title)}">'
+        if cover_path
+        else ""
+    )
+    year_html = f" ({_e(year)})" if year else ""
+    return (
+        f'<div class="vt-detail">{img}<div><h3>{_e(title)}{year_html}</h3>'
+        f'<div class="vt-genres">{_chips(genres, limit=8)}</div><p>{_e(text)}</p></div></div>'
+    )
+
+
+def render_profile(
+    user_id: str,
+    top_genres: Sequence[str],
+    liked_titles: Sequence[str],
+    n_ratings: int,
+    kind: str = "dataset",
+    extra: Mapping[str, object] | None = None,
+) -> str:
+    """A short profile: who, how many ratings, top genres, a few liked items."""
+    label = "new user" if kind == "new" else "user"
+    facts = [f"{n_ratings} rating{'s' if n_ratings != 1 else ''}"]
+    facts.extend(f"{_e(k)}: {_e(v)}" for k, v in (extra or {}).items() if v not in (None, ""))
+    liked = "".join(f"<li>{_e(t)}</li>" for t in list(liked_titles)[:5]) or "<li><i>no likes yet</i></li>"
+    genres = _chips(top_genres, limit=5) or '<span class="vt-muted">no genres yet</span>'
+    return (
+        f'<div class="vt-profile"><div class="vt-profile-head"><span class="vt-avatar">{_e(user_id[:2].upper())}</span>'
+        f'<div><b>{_e(label)} {_e(user_id)}</b><div class="vt-muted">{" · ".join(facts)}</div></div></div>'
+        f'<div class="vt-profile-sec">Top genres</div><div class="vt-genres">{genres}</div>'
+        f'<div class="vt-profile-sec">Liked</div><ul class="vt-liked-list">{liked}</ul></div>'
+    )
+
+
+def render_pair_side(label: str, kind: str, path: str | None, text: str | None) -> str:
+    """One side of a labeling pair: a cover image or a caption, under a big key label ("1" / "2")."""
+    if kind == "cover" and path:
+        body = f'<img class="vt-pair-img" src="{_e(file_url(path))}" alt="{_e("option " + label)}">'
+    else:
+        body = f'<blockquote class="vt-pair-text">{_e(text or "")}</blockquote>'
+    return f'<div class="vt-pair"><div class="vt-key">{_e(label)}</div>{body}</div>'
+
+
+def render_status(sections: Sequence[tuple[str, Sequence[tuple[str, str, str]]]]) -> str:
+    """The status page: sections of (name, value, note) rows; `note` may tell how to enable something."""
+    out = ['<div class="vt-status">']
+    for title, rows in sections:
+        out.append(f"<h3>{_e(title)}</h3><table>")
+        for name, value, note in rows:
+            out.append(
+                f"<tr><th>{_e(name)}</th><td>{_e(value)}</td><td class='vt-muted'>{_e(note)}</td></tr>"
+            )
+        out.append("</table>")
+    out.append("</div>")
+    return "".join(out)
+
+
+CSS = """
+.vt-header {display:flex; align-items:baseline; gap:.8rem; flex-wrap:wrap}
+.vt-header h1 {margin:0; font-size:1.7rem; letter-spacing:-.02em}
+.vt-header .vt-tag {color:var(--body-text-color-subdued)}
+.vt-banner {padding:.5rem .8rem; border-radius:8px; background:#fff7e6; color:#7a4b00; border:1px solid #ffd591;
+  font-size:.9rem}
+.dark .vt-banner {background:#2b2111; color:#ffd591; border-color:#594214}
+.vt-card {border:1px solid var(--border-color-primary); border-radius:12px; overflow:hidden;
+  background:var(--background-fill-primary); display:flex; flex-direction:column; height:100%}
+.vt-cover {position:relative; aspect-ratio:1/1; background:var(--background-fill-secondary)}
+.vt-cover-img {width:100%; height:100%; object-fit:cover; display:block}
+.vt-cover-pending {width:100%; height:100%; display:flex; align-items:center; justify-content:center;
+  text-align:center; padding:1rem; box-sizing:border-box; font-weight:600; color:var(--body-text-color-subdued);
+  background:linear-gradient(100deg, var(--background-fill-secondary) 30%, var(--border-color-primary) 50%,
+  var(--background-fill-secondary) 70%); background-size:300% 100%; animation:vt-shimmer 1.4s infinite linear}
+@keyframes vt-shimmer {from {background-position:100% 0} to {background-position:0 0}}
+.vt-flag {position:absolute; top:8px; right:8px; font-size:.7rem; padding:2px 6px; border-radius:6px;
+  background:rgba(0,0,0,.6); color:#fff; text-transform:uppercase; letter-spacing:.05em}
+.vt-flag-inline {font-size:.7rem; padding:0 4px; border-radius:4px; background:var(--background-fill-secondary);
+  color:var(--body-text-color-subdued)}
+.vt-body {padding:.6rem .75rem .5rem}
+.vt-title {font-weight:650; font-size:1rem; line-height:1.25}
+.vt-year {font-weight:400; color:var(--body-text-color-subdued)}
+.vt-liked {color:#e0245e}
+.vt-genres {display:flex; flex-wrap:wrap; gap:4px; margin:.35rem 0}
+.vt-chip {font-size:.72rem; padding:1px 8px; border-radius:999px; background:var(--color-accent-soft);
+  color:var(--body-text-color)}
+.vt-caption {font-style:italic; margin:.3rem 0; font-size:.88rem}
+.vt-pending {color:var(--body-text-color-subdued)}
+.vt-why {margin:.3rem 0; font-size:.8rem; color:var(--body-text-color-subdued)}
+.vt-meta {font-size:.72rem; color:var(--body-text-color-subdued)}
+.vt-muted {color:var(--body-text-color-subdued); font-size:.85rem}
+.vt-slot {gap:6px !important}
+.vt-slot button {min-width:0 !important}
+.vt-profile {border:1px solid var(--border-color-primary); border-radius:12px; padding:.7rem .8rem}
+.vt-profile-head {display:flex; gap:.6rem; align-items:center}
+.vt-avatar {width:36px; height:36px; border-radius:50%; display:flex; align-items:center; justify-content:center;
+  background:var(--color-accent); color:#fff; font-weight:700}
+.vt-profile-sec {margin-top:.5rem; font-size:.75rem; text-transform:uppercase; letter-spacing:.06em;
+  color:var(--body-text-color-subdued)}
+.vt-liked-list {margin:.2rem 0 0 1.1rem; padding:0; font-size:.88rem}
+.vt-detail {display:flex; gap:1rem; align-items:flex-start; border:1px solid var(--border-color-primary);
+  border-radius:12px; padding:.8rem}
+.vt-detail-img {width:160px; border-radius:8px}
+.vt-detail h3 {margin:0 0 .3rem}
+.vt-pair {border:1px solid var(--border-color-primary); border-radius:12px; padding:.6rem; text-align:center}
+.vt-pair-img {max-width:100%; max-height:420px; border-radius:8px}
+.vt-pair-text {font-size:1.05rem; font-style:italic; margin:.5rem; text-align:left}
+.vt-key {font-size:1.6rem; font-weight:800; color:var(--color-accent)}
+.vt-status table {border-collapse:collapse; width:100%; margin-bottom:1rem}
+.vt-status th {text-align:left; width:22%; padding:4px 8px; border-bottom:1px solid var(--border-color-primary)}
+.vt-status td {padding:4px 8px; border-bottom:1px solid var(--border-color-primary)}
+.vt-progress {font-size:.95rem}
+"""
