@@ -1,0 +1,299 @@
+"""Personalized covers: a diffusers text-to-image pipeline, framed as a poster, cached by content.
+
+    covers = CoverGenerator("stabilityai/sd-turbo", asset_dir=data_dir / "assets")   # or a local dir
+    covers.load()                        # once, at start: resolves the model offline-first, never hangs
+    assets = covers.generate(item, profile, n=4, seed=0, alpha=0.5, callback=progress)   # 4 candidates
+    generic = covers.generate(item, None, n=1)                                          # the A/B arm
+
+`generate` reads top to bottom: check inputs -> build the prompt -> for each candidate seed: look the key
+up in the store (a hit costs no model call) -> denoise with a seeded CPU generator -> compose the poster
+-> file it with its provenance. When the model cannot be had (or `model=None`), every cover is the
+typographic fallback, marked `generator="fallback"`, `fallback=True`, with the reason in `params`.
+The instance holds the loaded pipeline and a lock (schedulers keep per-call state); no global state,
+so the app may wrap `generate` with `spaces.GPU`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+from generation.assets import Asset, AssetStore, asset_key
+from generation.compose import COMPOSE_VERSION, FALLBACK_VERSION, compose_poster, render_fallback_cover
+from generation.errors import ModelUnavailableError, invalid
+from generation.loading import ResolvedModel, configure_cpu_threads, resolve_model, select_device
+from generation.profile import UserProfile
+from generation.prompts import ItemInfo, Prompt, build_prompt
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "stabilityai/sd-turbo"
+DEFAULT_STEPS = 2  # sd-turbo: 1-4 steps, no classifier-free guidance
+DEFAULT_SIZE = 512  # sd-turbo's training resolution; the poster is 512 x 768
+MAX_CANDIDATES = 16
+
+ProgressCallback = Callable[[int, int], Any]
+
+
+def _size(size: object) -> tuple[int, int]:
+    if isinstance(size, Integral) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    if (
+        not isinstance(size, tuple)
+        or len(size) != 2
+        or not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 32 and s % 8 == 0 for s in size)
+    ):
+        raise invalid("size", "an int or (width, height), multiples of 8 and >= 32", size)
+    return int(size[0]), int(size[1])
+
+
+class CoverGenerator:
+    """Covers for (item, user) pairs; see the module docstring."""
+
+    def __init__(
+        self,
+        model: str | None,
+        asset_dir: Path | str,
+        device: str = "auto",
+        allow_network: bool = False,
+        steps: int = DEFAULT_STEPS,
+        size: int | tuple[int, int] = DEFAULT_SIZE,
+        guidance_scale: float = 0.0,
+        dtype: str | None = None,
+        num_threads: int | None = None,
+        cache_dir: Path | str | None = None,
+        fallback_on_error: bool = True,
+    ) -> None:
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise invalid("model", "a hub id, a local directory or None (typographic fallback)", model)
+        if isinstance(steps, bool) or not isinstance(steps, Integral) or not 1 <= steps <= 200:
+            raise invalid("steps", "an int between 1 and 200", steps)
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, Real) or guidance_scale < 0:
+            raise invalid("guidance_scale", "a number >= 0", guidance_scale)
+        if not isinstance(allow_network, bool):
+            raise invalid("allow_network", "a bool", allow_network)
+        self.model = model.strip() if model else None
+        self.store = AssetStore(asset_dir)
+        self.device_request = device
+        self.device, self.dtype = select_device(device, dtype)
+        self.allow_network = allow_network
+        self.steps = int(steps)
+        self.width, self.height = _size(size)
+        self.guidance_scale = float(guidance_scale)
+        self.num_threads = num_threads
+        self.cache_dir = cache_dir
+        self.fallback_on_error = fallback_on_error
+        self.resolved: ResolvedModel | None = None
+        self.unavailable_reason: str | None = None if model else "no cover model configured (model=None)"
+        self._pipe: Any = None
+        self._loaded = model is None
+        self._lock = threading.RLock()
+
+    # -- loading -------------------------------------------------------------------------------------
+    @property
+    def uses_fallback(self) -> bool:
+        """True when covers come from the typographic renderer (after `load`)."""
+        return self._pipe is None
+
+    @property
+    def generator_id(self) -> str:
+        return "fallback" if self.uses_fallback else str(self.model)
+
+    def load(self) -> CoverGenerator:
+        """Resolve and load the pipeline once. Raises ModelUnavailableError unless `fallback_on_error`."""
+        with self._lock:
+            if self._loaded:
+                return self
+            try:
+                self.resolved = resolve_model(
+                    self.model, "model_index.json", self.allow_network, self.cache_dir, purpose="cover model"
+                )
+                self._pipe = self._load_pipeline(self.resolved)
+            except ModelUnavailableError as exc:
+                if not self.fallback_on_error:
+                    raise
+                self.unavailable_reason = str(exc)
+                log.warning("covers use the typographic fallback: %s", exc)
+            self._loaded = True
+            return self
+
+    def _load_pipeline(self, resolved: ResolvedModel) -> Any:
+        import torch
+        from diffusers import AutoPipelineForText2Image
+
+        configure_cpu_threads(self.device, self.num_threads)
+        try:
+            pipe = AutoPipelineForText2Image.from_pretrained(
+                str(resolved.path), torch_dtype=self.dtype, local_files_only=True
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelUnavailableError(
+                resolved.model,
+                [f"{resolved.describe()} (found, but failed to load: {type(exc).__name__}: {str(exc)[:200]})"],
+                "check that the directory holds a complete diffusers text-to-image pipeline (save_pretrained)",
+                purpose="cover model",
+            ) from exc
+        pipe = pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    # -- generation ----------------------------------------------------------------------------------
+    def check_inputs(
+        self, item: object, profile: object, n: object, seed: object, alpha: object, callback: object
+    ) -> None:
+        if not isinstance(item, ItemInfo):
+            raise invalid("item", "a generation.prompts.ItemInfo", item)
+        if profile is not None and not isinstance(profile, UserProfile):
+            raise invalid("profile", "a generation.profile.UserProfile or None", profile)
+        if isinstance(n, bool) or not isinstance(n, Integral) or not 1 <= n <= MAX_CANDIDATES:
+            raise invalid("n", f"an int between 1 and {MAX_CANDIDATES}", n)
+        if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**63 - MAX_CANDIDATES:
+            raise invalid("seed", "an int >= 0 (below 2**63 - 16)", seed)
+        if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0.0 <= float(alpha) <= 1.0:
+            raise invalid("alpha", "a number between 0 and 1", alpha)
+        if callback is not None and not callable(callback):
+            raise invalid("callback", "None or a callable(step, total)", callback)
+
+    def key_payload(self, item: ItemInfo, prompt: Prompt, seed: int) -> dict[str, Any]:
+        """Everything that determines a cover's pixels; its sha256 is the cover's key."""
+        common = {
+            "prompt": prompt.text,
+            "seed": seed,
+            "title": item.title,
+            "year": item.year,
+            "compose": COMPOSE_VERSION,
+            "width": self.width,
+            "height": self.height,
+        }
+        if self.uses_fallback:
+            return {**common, "generator": "fallback", "renderer": FALLBACK_VERSION, "genres": item.genres}
+        assert self.resolved is not None
+        return {
+            **common,
+            "generator": self.resolved.model,
+            "fingerprint": self.resolved.fingerprint,
+            "negative_prompt": self._negative(prompt),
+            "steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "device": self.device.split(":")[0],
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def _negative(self, prompt: Prompt) -> str:
+        # diffusers ignores the negative prompt without classifier-free guidance: record only what is used
+        return prompt.negative if self.guidance_scale > 1.0 else ""
+
+    def generate(
+        self,
+        item: ItemInfo,
+        profile: UserProfile | None = None,
+        n: int = 1,
+        seed: int = 0,
+        alpha: float = 0.5,
+        callback: ProgressCallback | None = None,
+    ) -> list[Asset]:
+        """`n` cover candidates (seeds `seed` .. `seed + n - 1`) for `item`, personalized for `profile`.
+
+        `callback(step, total)` is called after every denoising step, counted over all candidates
+        (total = n * steps); a cached or fallback candidate advances it by `steps` at once.
+        """
+        # 1. check inputs, load once
+        self.check_inputs(item, profile, n, seed, alpha, callback)
+        self.load()
+        # 2. the prompt: the item's content mixed with the user's preferences
+        prompt = build_prompt(item, profile, float(alpha))
+        user_id = profile.user_id if profile is not None else None
+        total = int(n) * self.steps
+        assets = []
+        for i in range(int(n)):
+            candidate_seed = int(seed) + i
+            done = i * self.steps
+            # 3. the store first: a hit costs no model call
+            key = asset_key("cover", self.key_payload(item, prompt, candidate_seed))
+            cached = self.store.get("cover", key, user_id)
+            if cached is not None:
+                cached.personalized = prompt.personalized
+                assets.append(cached)
+                if callback is not None:
+                    callback(done + self.steps, total)
+                continue
+            # 4. denoise (or render the fallback), 5. compose, 6. file with provenance
+            start = time.perf_counter()
+            if self.uses_fallback:
+                poster = render_fallback_cover(item.title, item.year, item.genres, candidate_seed, self.width)
+                if callback is not None:
+                    callback(done + self.steps, total)
+            else:
+                art = self._denoise(prompt, candidate_seed, callback, done, total)
+                poster = compose_poster(art, item.title, item.year)
+            asset = Asset(
+                kind="cover",
+                item_id=item.item_id,
+                user_id=user_id,
+                generator=self.generator_id,
+                fallback=self.uses_fallback,
+                prompt=prompt.text,
+                negative_prompt="" if self.uses_fallback else self._negative(prompt),
+                seed=candidate_seed,
+                params=self._params(prompt),
+                content_hash=key,
+                personalized=prompt.personalized,
+            )
+            asset.latency_ms = (time.perf_counter() - start) * 1000.0
+            assets.append(self.store.put(asset, poster))
+        return assets
+
+    def _params(self, prompt: Prompt) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "alpha": prompt.alpha,
+            "keywords": list(prompt.keywords),
+            "width": self.width,
+            "height": self.height,
+            "poster": COMPOSE_VERSION,
+        }
+        if self.uses_fallback:
+            params.update(renderer=FALLBACK_VERSION, prompt_used=False, fallback_reason=self.unavailable_reason)
+        else:
+            assert self.resolved is not None
+            params.update(
+                steps=self.steps,
+                guidance_scale=self.guidance_scale,
+                device=self.device,
+                dtype=str(self.dtype).removeprefix("torch."),
+                model_source=self.resolved.source,
+                model_fingerprint=self.resolved.fingerprint,
+            )
+        return params
+
+    def _denoise(self, prompt: Prompt, seed: int, callback: ProgressCallback | None, done: int, total: int) -> Any:
+        """One image from the pipeline: a seeded CPU generator makes it reproducible on any device."""
+        import torch
+
+        kwargs: dict[str, Any] = {}
+        if callback is not None:
+
+            def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+                callback(done + step + 1, total)
+                return tensors
+
+            kwargs["callback_on_step_end"] = on_step_end
+        negative = self._negative(prompt)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        with self._lock, torch.inference_mode():
+            out = self._pipe(
+                prompt=prompt.text,
+                negative_prompt=negative or None,
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance_scale,
+                width=self.width,
+                height=self.height,
+                generator=generator,
+                output_type="pil",
+                **kwargs,
+            )
+        return out.images[0]

@@ -1,0 +1,169 @@
+"""Offline-safe model resolution and device choice.
+
+A model is named by a local directory or a hub id. `resolve_model` looks, in order:
+
+1. the local directory, when `model` names an existing directory (or looks like a path);
+2. the local Hugging Face cache (`snapshot_download(local_files_only=True)`, no network);
+3. the hub, only when `allow_network=True`.
+
+When none has it, it raises `ModelUnavailableError` at once (no network call, no retries), naming the
+model, where it looked and how to provide it. The generators call it once, when they load, and keep the
+loaded model: models load once and are reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generation.errors import ModelUnavailableError, invalid
+
+__all__ = ["ModelUnavailableError", "ResolvedModel", "resolve_model", "select_device", "model_fingerprint"]
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# What a transformers download needs (weights as safetensors, configs, tokenizer files, chat templates).
+_LM_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    model: str  # as configured (hub id or directory)
+    path: Path  # a local directory holding the files
+    source: str  # "local" | "cache" | "hub"
+    fingerprint: str  # changes when the files change: part of every asset key
+
+    def describe(self) -> str:
+        return f"{self.model} ({self.source}: {self.path})"
+
+
+def model_fingerprint(path: Path) -> str:
+    """sha256 (16 hex) over the relative names, sizes and modification times of the files under `path`."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            full = Path(root, name)
+            try:
+                st = full.stat()
+            except OSError:
+                continue
+            h.update(f"{full.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", ".", "~")) or os.sep in model.replace("/", "") or not _REPO_ID.match(model)
+
+
+def _hint(model: str, required_file: str, is_path: bool) -> str:
+    if is_path:
+        return (
+            f"put the model files (with {required_file}, e.g. from `save_pretrained`) in that directory, "
+            "or name a hub id instead"
+        )
+    return (
+        f"download it where the hub is reachable (`hf download {model}`) and copy the Hugging Face cache here "
+        "(HF_HUB_CACHE), or save it to a directory and name that directory instead, or allow network access "
+        "(allow_network=True; in the app VITRINE_ALLOW_NETWORK=1); without a model the labelled fallback is used"
+    )
+
+
+def resolve_model(
+    model: str,
+    required_file: str = "config.json",
+    allow_network: bool = False,
+    cache_dir: str | Path | None = None,
+    purpose: str = "model",
+) -> ResolvedModel:
+    """Find `model` locally (directory, then HF cache) or, when allowed, on the hub; fail fast otherwise.
+
+    `required_file` is what a usable directory must contain ("model_index.json" for a diffusers pipeline,
+    "config.json" for a transformers model). `purpose` names the model in messages ("cover model").
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise invalid(purpose, "a hub id ('org/name') or a local directory", model)
+    model = model.strip()
+    looked: list[str] = []
+    local = Path(model).expanduser()
+    is_path = _looks_like_path(model)
+    if local.is_dir():
+        if (local / required_file).is_file():
+            path = local.resolve()
+            return ResolvedModel(model, path, "local", model_fingerprint(path))
+        looked.append(f"local directory {local.resolve()} (exists, but has no {required_file})")
+        raise ModelUnavailableError(model, looked, _hint(model, required_file, True), purpose)
+    if is_path:
+        looked.append(f"local directory {local.absolute()} (does not exist)")
+        raise ModelUnavailableError(model, looked, _hint(model, required_file, True), purpose)
+    looked.append(f"local directory ./{model} (does not exist)")
+
+    from huggingface_hub import constants, snapshot_download
+
+    cache = str(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
+    try:
+        snapshot = Path(snapshot_download(model, cache_dir=cache, local_files_only=True))
+    except Exception as exc:  # LocalEntryNotFoundError and friends: not cached
+        looked.append(f"Hugging Face cache {cache} (not cached: {type(exc).__name__})")
+    else:
+        if (snapshot / required_file).is_file():
+            return ResolvedModel(model, snapshot, "cache", model_fingerprint(snapshot))
+        looked.append(f"Hugging Face cache {snapshot} (incomplete: no {required_file})")
+
+    if not allow_network:
+        looked.append("the hub (not tried: allow_network=False)")
+        raise ModelUnavailableError(model, looked, _hint(model, required_file, False), purpose)
+    try:
+        if required_file == "model_index.json":
+            from diffusers import DiffusionPipeline
+
+            path = Path(DiffusionPipeline.download(model, cache_dir=cache))
+        else:
+            path = Path(snapshot_download(model, cache_dir=cache, allow_patterns=_LM_PATTERNS))
+    except Exception as exc:
+        looked.append(f"the hub (download failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        raise ModelUnavailableError(model, looked, _hint(model, required_file, False), purpose) from exc
+    if not (path / required_file).is_file():
+        looked.append(f"the hub (downloaded to {path}, but it has no {required_file})")
+        raise ModelUnavailableError(model, looked, _hint(model, required_file, False), purpose)
+    return ResolvedModel(model, path, "hub", model_fingerprint(path))
+
+
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def select_device(device: str = "auto", dtype: str | None = None) -> tuple[str, Any]:
+    """(device, torch dtype): "auto" is CUDA with float16 when CUDA is present, else CPU with float32.
+
+    `device` may also be "cpu", "cuda" or "cuda:N"; `dtype` ("float32", "float16", "bfloat16") overrides
+    the default for that device.
+    """
+    import torch
+
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise invalid("device", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", device)
+    if dtype is not None and dtype not in _DTYPES:
+        raise invalid("dtype", f"None or one of {_DTYPES}", dtype)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise invalid("device", "'auto' or 'cpu' on a machine without CUDA", device)
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise invalid("device", "'auto' or 'cpu' on a machine without MPS", device)
+    if dtype is None:
+        dtype = "float16" if device.startswith("cuda") else "float32"
+    return device, getattr(torch, dtype)
+
+
+def configure_cpu_threads(device: str, num_threads: int | None) -> None:
+    """On CPU, set torch's intra-op threads to `num_threads` (None keeps torch's default: physical cores)."""
+    if num_threads is None or not device.startswith("cpu"):
+        return
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise invalid("num_threads", "None or an int >= 1", num_threads)
+    import torch
+
+    torch.set_num_threads(num_threads)
