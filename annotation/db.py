@@ -1,0 +1,132 @@
+"""Engines, sessions and migrations.
+
+    engine = make_engine("sqlite:////data/vitrine.db")      # or "postgresql+psycopg://user@host/db"
+    upgrade("sqlite:////data/vitrine.db")                    # Alembic, to head; the app runs it on start
+    Session = make_session_factory(engine)
+    with Session() as s, s.begin():
+        store.record_feedback(s, ...)
+
+SQLite gets WAL (readers never block the writer), foreign keys on, a 30 s busy timeout and `BEGIN IMMEDIATE`
+for every transaction of a write session: the write lock is taken up front, so 8 concurrent writers queue on
+the busy timeout instead of failing with "database is locked" when a reader upgrades to a writer. Read-only
+session factories (`make_session_factory(engine, read_only=True)`, the dashboard's) use a plain deferred
+`BEGIN` and never take the write lock. `synchronous=NORMAL` in WAL mode keeps every committed transaction
+across a process crash (SIGKILL); only an OS crash or power cut can lose the last commits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["make_engine", "make_session_factory", "upgrade", "downgrade", "current_revision", "HEAD"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+HEAD = "head"
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # 8 writers x a few ms per transaction: waiting this long means something is stuck
+_READ_ONLY = "vitrine_read_only"  # execution option marking a read-only session's connections
+
+
+def make_engine(url: str, *, echo: bool = False, **kwargs) -> Engine:
+    """An Engine for `url`, configured for this store.
+
+    SQLite (file or `sqlite://` in memory): WAL, foreign keys, busy timeout, `BEGIN IMMEDIATE` for writes; the
+    parent folder of a file DB is created. PostgreSQL (`postgresql+psycopg://...`): pre-ping pooled connections.
+    Extra keyword arguments go to `sqlalchemy.create_engine`.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"url must be a non-empty database URL string, got {url!r}")
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        connect_args.update(kwargs.pop("connect_args", {}))
+        engine = create_engine(url, echo=echo, connect_args=connect_args, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, echo=echo, **kwargs)
+    raise ValueError(f"url must be a sqlite:// or postgresql+psycopg:// URL, got backend {backend!r} in {url!r}")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN itself (pysqlite would otherwise emit a deferred one).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        if connection.get_execution_options().get(_READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """A `sessionmaker` bound to `engine`; frame each unit of work as `with Session() as s, s.begin(): ...`.
+
+    `read_only=True` (dashboards, exports) never takes SQLite's write lock; on PostgreSQL it is the same factory.
+    `expire_on_commit=False` so that rows returned by the store stay readable after the transaction commits.
+    """
+    bind = engine.execution_options(**{_READ_ONLY: True}) if read_only else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def _alembic_config(url: str, connection=None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(url: str, revision: str = HEAD) -> None:
+    """Migrate the database at `url` to `revision` (default: head). Safe to run on every start."""
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(url, connection), revision)
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the database at `url` down to `revision` ("base" drops every table)."""
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(_alembic_config(url, connection), revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(url: str) -> str | None:
+    """The Alembic revision the database at `url` is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,282 @@
+"""Read helpers: pandas DataFrames for the dashboard (pure analytics live in `annotation.analytics`) and the
+interactions table the recommenders retrain on. Every function takes `session` first and only reads.
+
+Times are naive UTC `datetime64` columns; `since` / `until` keep rows with since <= created_at < until.
+An empty result still has every documented column, so analytics code never has to special-case it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.orm import Session, aliased
+
+from annotation import _validate as v
+from annotation.errors import InvalidInputError
+from annotation.models import (
+    FEEDBACK_KINDS,
+    Annotator,
+    EvalRun,
+    FeedbackEvent,
+    GeneratedAsset,
+    Impression,
+    ImpressionItem,
+    PairTask,
+    PreferenceLabel,
+)
+
+__all__ = [
+    "feedback_frame",
+    "impressions_frame",
+    "preferences_frame",
+    "assets_frame",
+    "eval_runs_frame",
+    "annotators_frame",
+    "interactions_frame",
+    "DEFAULT_WEIGHTS",
+]
+
+# Implicit-feedback weight of one event, in (0, 1]; a (user, item) pair gets the largest weight of its events.
+# A rating r weighs r / 5. dwell and skip carry no positive signal by default.
+DEFAULT_WEIGHTS: Mapping[str, float] = {"like": 1.0, "click": 0.5, "dwell": 0.0, "skip": 0.0}
+NEGATIVE_RATING = 2  # a latest explicit rating at or below this (or a dislike) drops the pair from training
+
+
+def _window(statement: Select, column, since, until) -> Select:
+    since = v.timestamp(since, "since")
+    until = v.timestamp(until, "until")
+    if since is not None and until is not None and until <= since:
+        raise InvalidInputError(f"until must be after since, got since={since} until={until}")
+    if since is not None:
+        statement = statement.where(column >= since)
+    if until is not None:
+        statement = statement.where(column < until)
+    return statement
+
+
+def _frame(session: Session, statement: Select, columns: list[str], times: tuple[str, ...] = ("created_at",)
+           ) -> pd.DataFrame:
+    rows = session.execute(statement).all()
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    for column in times:
+        frame[column] = pd.to_datetime(frame[column])
+    return frame
+
+
+def feedback_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None
+                   ) -> pd.DataFrame:
+    """One row per feedback event.
+
+    Columns: event_id, user_id, item_id, kind (click|like|dislike|rating|skip|dwell), value (rating 1-5, dwell
+    ms, else NaN), impression_id (NaN when the event had none), model (the impression's model, or model A of an
+    interleaved pair), model_b (model B when interleaved, else None), contributor (interleaving: the model that
+    placed this item, else None), position (0-based rank on the slate, NaN without impression), tab,
+    created_at.
+    """
+    slot = aliased(ImpressionItem)
+    statement = (
+        select(FeedbackEvent.event_id, FeedbackEvent.user_id, FeedbackEvent.item_id, FeedbackEvent.kind,
+               FeedbackEvent.value, FeedbackEvent.impression_id, Impression.model, Impression.model_b,
+               slot.contributor, slot.position, Impression.tab, FeedbackEvent.created_at)
+        .outerjoin(Impression, Impression.id == FeedbackEvent.impression_id)
+        .outerjoin(slot, and_(slot.impression_id == FeedbackEvent.impression_id, slot.item_id == FeedbackEvent.item_id))
+        .order_by(FeedbackEvent.created_at, FeedbackEvent.id)
+    )
+    statement = _window(statement, FeedbackEvent.created_at, since, until)
+    columns = ["event_id", "user_id", "item_id", "kind", "value", "impression_id", "model", "model_b",
+               "contributor", "position", "tab", "created_at"]
+    frame = _frame(session, statement, columns)
+    frame["value"] = frame["value"].astype("float64")
+    return frame
+
+
+def impressions_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None
+                      ) -> pd.DataFrame:
+    """One row per impression (slate shown).
+
+    Columns: impression_id, event_id, user_id, model, model_b (None unless interleaved), interleaved (bool),
+    tab, query, item_ids (list[str], display order), contributors (list[str] per position when interleaved,
+    else None), n_items, created_at.
+    """
+    statement = _window(
+        select(Impression.id, Impression.event_id, Impression.user_id, Impression.model, Impression.model_b,
+               Impression.tab, Impression.query, Impression.created_at).order_by(Impression.created_at, Impression.id),
+        Impression.created_at, since, until,
+    )
+    frame = _frame(session, statement, ["impression_id", "event_id", "user_id", "model", "model_b", "tab", "query",
+                                        "created_at"])
+    slots = select(ImpressionItem.impression_id, ImpressionItem.position, ImpressionItem.item_id,
+                   ImpressionItem.contributor).join(Impression, Impression.id == ImpressionItem.impression_id)
+    slots = _window(slots, Impression.created_at, since, until).order_by(ImpressionItem.impression_id,
+                                                                        ImpressionItem.position)
+    items = pd.DataFrame.from_records(session.execute(slots).all(),
+                                      columns=["impression_id", "position", "item_id", "contributor"])
+    grouped = items.groupby("impression_id", sort=False)
+    item_ids = grouped["item_id"].agg(list)
+    contributors = grouped["contributor"].agg(list)
+    frame["interleaved"] = frame["model_b"].notna()
+    frame["item_ids"] = frame["impression_id"].map(item_ids)
+    frame["contributors"] = [c if inter else None
+                             for c, inter in zip(frame["impression_id"].map(contributors), frame["interleaved"])]
+    frame["n_items"] = frame["item_ids"].map(len).astype("int64") if len(frame) else pd.Series(dtype="int64")
+    return frame[["impression_id", "event_id", "user_id", "model", "model_b", "interleaved", "tab", "query",
+                  "item_ids", "contributors", "n_items", "created_at"]]
+
+
+def preferences_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None,
+                      include_history: bool = False) -> pd.DataFrame:
+    """One row per preference label, joined with both sides of its pair.
+
+    By default only current labels that were not cleared; `include_history=True` adds superseded and cleared
+    rows (choice None). Columns: label_id, event_id, pair_id, kind (cover|caption|slate), annotator_id,
+    annotator, choice (A|B|tie|skip), time_spent_ms, guideline_version, is_current, supersedes_id, created_at,
+    target_user_id, and for each side s in (a, b): asset_s_id, item_id_s, generator_s (the asset's generator,
+    or for slate pairs the impression's model), fallback_s, personalized_s, prompt_s, path_s, text_s,
+    impression_s_id.
+    """
+    a, b = aliased(GeneratedAsset), aliased(GeneratedAsset)
+    ia, ib = aliased(Impression), aliased(Impression)
+    statement = (
+        select(PreferenceLabel.id, PreferenceLabel.event_id, PreferenceLabel.pair_id, PairTask.kind,
+               PreferenceLabel.annotator_id, Annotator.name, PreferenceLabel.choice, PreferenceLabel.time_spent_ms,
+               PreferenceLabel.guideline_version, PreferenceLabel.is_current, PreferenceLabel.supersedes_id,
+               PreferenceLabel.created_at, PairTask.target_user_id,
+               PairTask.asset_a_id, a.item_id, func.coalesce(a.generator, ia.model), a.fallback, a.personalized,
+               a.prompt, a.path, a.text, PairTask.impression_a_id,
+               PairTask.asset_b_id, b.item_id, func.coalesce(b.generator, ib.model), b.fallback, b.personalized,
+               b.prompt, b.path, b.text, PairTask.impression_b_id)
+        .join(PairTask, PairTask.id == PreferenceLabel.pair_id)
+        .join(Annotator, Annotator.id == PreferenceLabel.annotator_id)
+        .outerjoin(a, a.id == PairTask.asset_a_id)
+        .outerjoin(b, b.id == PairTask.asset_b_id)
+        .outerjoin(ia, ia.id == PairTask.impression_a_id)
+        .outerjoin(ib, ib.id == PairTask.impression_b_id)
+        .order_by(PreferenceLabel.created_at, PreferenceLabel.id)
+    )
+    if not include_history:
+        statement = statement.where(PreferenceLabel.is_current.is_(True), PreferenceLabel.choice.is_not(None))
+    statement = _window(statement, PreferenceLabel.created_at, since, until)
+    sides = [f"{name}_{s}" for s in ("a", "b") for name in
+             ("asset", "item_id", "generator", "fallback", "personalized", "prompt", "path", "text", "impression")]
+    sides = [c.replace("asset_a", "asset_a_id").replace("asset_b", "asset_b_id")
+             .replace("impression_a", "impression_a_id").replace("impression_b", "impression_b_id") for c in sides]
+    columns = ["label_id", "event_id", "pair_id", "kind", "annotator_id", "annotator", "choice", "time_spent_ms",
+               "guideline_version", "is_current", "supersedes_id", "created_at", "target_user_id", *sides]
+    return _frame(session, statement, columns)
+
+
+def assets_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None
+                 ) -> pd.DataFrame:
+    """One row per generated asset.
+
+    Columns: asset_id, event_id, kind (cover|caption), item_id, user_id (None = generic), generator (model id
+    or "fallback"), fallback, personalized, prompt, negative_prompt, seed, params (dict), path, text,
+    content_hash, latency_ms, cache_hit, created_at.
+    """
+    g = GeneratedAsset
+    statement = _window(
+        select(g.id, g.event_id, g.kind, g.item_id, g.user_id, g.generator, g.fallback, g.personalized, g.prompt,
+               g.negative_prompt, g.seed, g.params, g.path, g.text, g.content_hash, g.latency_ms, g.cache_hit,
+               g.created_at).order_by(g.created_at, g.id),
+        g.created_at, since, until,
+    )
+    columns = ["asset_id", "event_id", "kind", "item_id", "user_id", "generator", "fallback", "personalized",
+               "prompt", "negative_prompt", "seed", "params", "path", "text", "content_hash", "latency_ms",
+               "cache_hit", "created_at"]
+    return _frame(session, statement, columns)
+
+
+def eval_runs_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None
+                    ) -> pd.DataFrame:
+    """One row per offline evaluation run.
+
+    Columns: run_id, model, dataset, split, created_at, config (dict), then one float column per metric name
+    seen in any run (e.g. "recall@10", "ndcg@10"; NaN where a run lacks it), in sorted order.
+    """
+    statement = _window(
+        select(EvalRun.id, EvalRun.model, EvalRun.dataset, EvalRun.split, EvalRun.created_at, EvalRun.config,
+               EvalRun.metrics).order_by(EvalRun.created_at, EvalRun.id),
+        EvalRun.created_at, since, until,
+    )
+    frame = _frame(session, statement, ["run_id", "model", "dataset", "split", "created_at", "config", "metrics"])
+    metrics = pd.DataFrame.from_records(list(frame["metrics"]), index=frame.index) if len(frame) else pd.DataFrame()
+    frame = frame.drop(columns="metrics")
+    for name in sorted(metrics.columns):
+        frame[name] = metrics[name].astype("float64")
+    return frame
+
+
+def annotators_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None
+                     ) -> pd.DataFrame:
+    """One row per annotator with their labeling activity in the window.
+
+    Columns: annotator_id, name, role, created_at, n_labels (current, non-cleared labels), n_skips (of those,
+    "skip"), n_revisions (history rows: changed or cleared labels), median_time_ms (of current labels; NaN
+    when none), first_label_at, last_label_at (NaT when none).
+    """
+    annotators = _frame(session, select(Annotator.id, Annotator.name, Annotator.role, Annotator.created_at)
+                        .order_by(Annotator.id), ["annotator_id", "name", "role", "created_at"])
+    labels = _window(
+        select(PreferenceLabel.annotator_id, PreferenceLabel.choice, PreferenceLabel.is_current,
+               PreferenceLabel.time_spent_ms, PreferenceLabel.created_at),
+        PreferenceLabel.created_at, since, until,
+    )
+    rows = _frame(session, labels, ["annotator_id", "choice", "is_current", "time_spent_ms", "created_at"])
+    current = rows[rows["is_current"].astype(bool) & rows["choice"].notna()]
+    by = current.groupby("annotator_id")
+    annotators["n_labels"] = annotators["annotator_id"].map(by.size()).fillna(0).astype("int64")
+    skips = current[current["choice"] == "skip"].groupby("annotator_id").size()
+    annotators["n_skips"] = annotators["annotator_id"].map(skips).fillna(0).astype("int64")
+    revisions = rows[~rows["is_current"].astype(bool) | rows["choice"].isna()].groupby("annotator_id").size()
+    annotators["n_revisions"] = annotators["annotator_id"].map(revisions).fillna(0).astype("int64")
+    annotators["median_time_ms"] = annotators["annotator_id"].map(
+        by["time_spent_ms"].median()).astype("float64")
+    annotators["first_label_at"] = pd.to_datetime(annotators["annotator_id"].map(by["created_at"].min()))
+    annotators["last_label_at"] = pd.to_datetime(annotators["annotator_id"].map(by["created_at"].max()))
+    return annotators
+
+
+def interactions_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None,
+                       weights: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """The logged feedback as training interactions: one row per (user, item) with a positive signal.
+
+    Columns: user_id (str), item_id (str), weight (float in (0, 1]), timestamp (int, unix seconds of the pair's
+    latest event). A pair's weight is the largest weight of its events: `weights[kind]` (default
+    DEFAULT_WEIGHTS: like 1.0, click 0.5, dwell and skip 0) and rating r -> r / 5. A pair whose latest explicit
+    signal (like, dislike or rating) is a dislike or a rating <= 2 is left out, whatever else happened.
+    """
+    weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+    unknown = set(weights) - (set(FEEDBACK_KINDS) - {"rating", "dislike"})
+    if unknown:
+        raise InvalidInputError(f"weights keys must be among like, click, dwell, skip, got {sorted(unknown)}")
+    for kind, weight in weights.items():
+        v.number(weight, f"weights[{kind!r}]", 0.0, 1.0)
+    statement = _window(
+        select(FeedbackEvent.user_id, FeedbackEvent.item_id, FeedbackEvent.kind, FeedbackEvent.value,
+               FeedbackEvent.created_at, FeedbackEvent.id),
+        FeedbackEvent.created_at, since, until,
+    )
+    events = _frame(session, statement, ["user_id", "item_id", "kind", "value", "created_at", "id"])
+    columns = ["user_id", "item_id", "weight", "timestamp"]
+    if events.empty:
+        return pd.DataFrame({"user_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object),
+                             "weight": pd.Series(dtype="float64"), "timestamp": pd.Series(dtype="int64")})
+    events = events.sort_values(["created_at", "id"], kind="stable")
+    events["weight"] = events["kind"].map(weights).astype("float64").fillna(0.0)
+    is_rating = events["kind"] == "rating"
+    events.loc[is_rating, "weight"] = events.loc[is_rating, "value"].astype("float64") / 5.0
+    explicit = events[events["kind"].isin(["like", "dislike", "rating"])]
+    last = explicit.groupby(["user_id", "item_id"]).tail(1)
+    negative = last[(last["kind"] == "dislike") | ((last["kind"] == "rating") & (last["value"] <= NEGATIVE_RATING))]
+    keys = pd.MultiIndex.from_frame(events[["user_id", "item_id"]])
+    drop = keys.isin(pd.MultiIndex.from_frame(negative[["user_id", "item_id"]]))
+    events = events[~drop]
+    events["timestamp"] = events["created_at"].astype("datetime64[s]").astype("int64")
+    pairs = events.groupby(["user_id", "item_id"], as_index=False, sort=True).agg(
+        weight=("weight", "max"), timestamp=("timestamp", "max"))
+    pairs = pairs[pairs["weight"] > 0].reset_index(drop=True)
+    return pairs[columns]

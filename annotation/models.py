@@ -1,0 +1,312 @@
+"""The annotation schema (SQLAlchemy 2.0 typed ORM). Alembic migrations in `annotation/migrations` build it.
+
+Tables, one line each:
+    users              a person of the demo: an ml-100k user id ("196") or one made by onboarding (kind "new")
+    annotators         a labeler (name, role annotator|admin)
+    app_sessions       one browser session of the app (user and/or annotator, start, last seen)
+    items              the item catalog, synced from the dataset so unknown item ids can be rejected
+    impressions        one slate shown to a user: model (or two interleaved models), tab, query, context
+    impression_items   the slate's items by position, with the model that contributed each position
+    feedback_events    click | like | dislike | rating (1-5) | skip | dwell (ms), tied to a user, item, impression
+    generated_assets   a cover or caption with its provenance (generator or "fallback", prompt, seed, ...)
+    pair_tasks         two assets (or two slates) to compare, the unit of the labeling queue
+    pair_assignments   which annotator was handed which pair, until when, and whether they finished
+    preference_labels  the choice A | B | tie | skip, append-only: a change or an undo adds a row, the old
+                       row keeps `is_current = False` (the history)
+    eval_runs          offline metrics of one model on one dataset split
+
+Conventions: every client-originated row carries `event_id`, a client-generated UUID (unique), so a retried
+write is a no-op; every time is naive UTC; external ids (user, item) are strings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "User",
+    "Annotator",
+    "AppSession",
+    "Item",
+    "Impression",
+    "ImpressionItem",
+    "FeedbackEvent",
+    "GeneratedAsset",
+    "PairTask",
+    "PairAssignment",
+    "PreferenceLabel",
+    "EvalRun",
+    "utcnow",
+    "USER_KINDS",
+    "ROLES",
+    "FEEDBACK_KINDS",
+    "ASSET_KINDS",
+    "PAIR_KINDS",
+    "CHOICES",
+]
+
+USER_KINDS = ("dataset", "new")
+ROLES = ("annotator", "admin")
+FEEDBACK_KINDS = ("click", "like", "dislike", "rating", "skip", "dwell")
+ASSET_KINDS = ("cover", "caption")
+PAIR_KINDS = ("cover", "caption", "slate")
+CHOICES = ("A", "B", "tie", "skip")
+
+# Length limits, enforced by the store before writing (with a clear error) and by the column types.
+ID_LEN = 64  # user and item ids
+EVENT_ID_LEN = 36  # canonical UUID text
+NAME_LEN = 80  # annotator names
+MODEL_LEN = 256  # model / generator ids (hub ids can be long)
+QUERY_LEN = 512
+TITLE_LEN = 512
+PATH_LEN = 1024
+HASH_LEN = 128
+
+# Deterministic constraint names, so that migrations can refer to them on every engine.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity for the big tables.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    """Now, as the naive UTC datetime every table stores."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("kind", USER_KINDS), name="kind"),)
+
+    user_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "dataset" (ml-100k id) or "new" (created by onboarding)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Annotator(Base):
+    __tablename__ = "annotators"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="annotator")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AppSession(Base):
+    __tablename__ = "app_sessions"
+
+    id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), primary_key=True)  # client-generated UUID
+    user_id: Mapped[Optional[str]] = mapped_column(ForeignKey("users.user_id"), index=True)
+    annotator_id: Mapped[Optional[int]] = mapped_column(ForeignKey("annotators.id"), index=True)
+    user_agent: Mapped[Optional[str]] = mapped_column(String(QUERY_LEN))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Item(Base):
+    __tablename__ = "items"
+
+    item_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    title: Mapped[str] = mapped_column(String(TITLE_LEN))
+    year: Mapped[Optional[int]] = mapped_column(Integer)
+    genres: Mapped[list[str]] = mapped_column(JSON, default=list)
+    synced_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Impression(Base):
+    __tablename__ = "impressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
+    session_id: Mapped[Optional[str]] = mapped_column(ForeignKey("app_sessions.id"))
+    model: Mapped[str] = mapped_column(String(MODEL_LEN))  # the served model, or model A when interleaved
+    model_b: Mapped[Optional[str]] = mapped_column(String(MODEL_LEN))  # model B of an interleaved pair
+    tab: Mapped[Optional[str]] = mapped_column(String(32))
+    query: Mapped[Optional[str]] = mapped_column(String(QUERY_LEN))
+    context: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+    items: Mapped[list["ImpressionItem"]] = relationship(
+        back_populates="impression", order_by="ImpressionItem.position", cascade="all, delete-orphan"
+    )
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [row.item_id for row in self.items]
+
+    @property
+    def contributors(self) -> list[str] | None:
+        return [row.contributor for row in self.items] if self.model_b is not None else None
+
+
+class ImpressionItem(Base):
+    __tablename__ = "impression_items"
+
+    impression_id: Mapped[int] = mapped_column(ForeignKey("impressions.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based rank on the slate
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.item_id"), index=True)
+    contributor: Mapped[Optional[str]] = mapped_column(String(MODEL_LEN))  # interleaving: who placed it
+
+    impression: Mapped[Impression] = relationship(back_populates="items")
+
+
+class FeedbackEvent(Base):
+    __tablename__ = "feedback_events"
+    __table_args__ = (
+        CheckConstraint(_in("kind", FEEDBACK_KINDS), name="kind"),
+        Index("ix_feedback_events_kind_created_at", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.item_id"), index=True)
+    impression_id: Mapped[Optional[int]] = mapped_column(ForeignKey("impressions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Optional[float]] = mapped_column(Float)  # rating 1-5, dwell milliseconds, else None
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class GeneratedAsset(Base):
+    __tablename__ = "generated_assets"
+    __table_args__ = (
+        CheckConstraint(_in("kind", ASSET_KINDS), name="kind"),
+        CheckConstraint("path IS NOT NULL OR text IS NOT NULL", name="payload"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.item_id"), index=True)
+    user_id: Mapped[Optional[str]] = mapped_column(ForeignKey("users.user_id"), index=True)  # None = generic
+    generator: Mapped[str] = mapped_column(String(MODEL_LEN))  # model id, or "fallback"
+    fallback: Mapped[bool] = mapped_column(Boolean)
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[Optional[str]] = mapped_column(Text)
+    seed: Mapped[Optional[int]] = mapped_column(BigInteger)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    path: Mapped[Optional[str]] = mapped_column(String(PATH_LEN))  # covers: the image file
+    text: Mapped[Optional[str]] = mapped_column(Text)  # captions: the text
+    content_hash: Mapped[str] = mapped_column(String(HASH_LEN), index=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    personalized: Mapped[bool] = mapped_column(Boolean)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class PairTask(Base):
+    __tablename__ = "pair_tasks"
+    __table_args__ = (
+        CheckConstraint(_in("kind", PAIR_KINDS), name="kind"),
+        CheckConstraint(
+            "(asset_a_id IS NOT NULL AND asset_b_id IS NOT NULL AND impression_a_id IS NULL AND impression_b_id IS NULL)"
+            " OR (asset_a_id IS NULL AND asset_b_id IS NULL AND impression_a_id IS NOT NULL AND impression_b_id IS NOT NULL)",
+            name="sides",
+        ),
+        CheckConstraint("slots_taken >= 0", name="slots"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pair_key: Mapped[str] = mapped_column(String(200), unique=True)  # kind:a:b:user, makes create_pair idempotent
+    kind: Mapped[str] = mapped_column(String(16))  # cover | caption (two assets) or slate (two impressions)
+    asset_a_id: Mapped[Optional[int]] = mapped_column(ForeignKey("generated_assets.id"), index=True)
+    asset_b_id: Mapped[Optional[int]] = mapped_column(ForeignKey("generated_assets.id"), index=True)
+    impression_a_id: Mapped[Optional[int]] = mapped_column(ForeignKey("impressions.id"))
+    impression_b_id: Mapped[Optional[int]] = mapped_column(ForeignKey("impressions.id"))
+    target_user_id: Mapped[Optional[str]] = mapped_column(ForeignKey("users.user_id"))  # whom it was made for
+    # Assignments holding a slot: open ones plus finished non-skip ones. The queue hands a pair out only while
+    # slots_taken < overlap, with a conditional UPDATE, so concurrent annotators never exceed the overlap.
+    slots_taken: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    asset_a: Mapped[Optional[GeneratedAsset]] = relationship(foreign_keys=[asset_a_id])
+    asset_b: Mapped[Optional[GeneratedAsset]] = relationship(foreign_keys=[asset_b_id])
+    impression_a: Mapped[Optional[Impression]] = relationship(foreign_keys=[impression_a_id])
+    impression_b: Mapped[Optional[Impression]] = relationship(foreign_keys=[impression_b_id])
+
+
+class PairAssignment(Base):
+    __tablename__ = "pair_assignments"
+    __table_args__ = (
+        UniqueConstraint("pair_id", "annotator_id", name="uq_pair_assignments_pair_annotator"),
+        Index("ix_pair_assignments_open", "completed_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pair_tasks.id"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    assigned_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)  # an unfinished lease frees its slot after this
+    completed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    holds_slot: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class PreferenceLabel(Base):
+    __tablename__ = "preference_labels"
+    __table_args__ = (
+        CheckConstraint(f"choice IS NULL OR {_in('choice', CHOICES)}", name="choice"),
+        Index("ix_preference_labels_current", "annotator_id", "is_current"),
+        Index("ix_preference_labels_pair", "pair_id", "annotator_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), unique=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pair_tasks.id"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    choice: Mapped[Optional[str]] = mapped_column(String(8))  # None: the label was cleared (undo)
+    time_spent_ms: Mapped[Optional[int]] = mapped_column(Integer)
+    guideline_version: Mapped[str] = mapped_column(String(32), default="v1")
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)  # False once changed or cleared
+    supersedes_id: Mapped[Optional[int]] = mapped_column(ForeignKey("preference_labels.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+    pair: Mapped[PairTask] = relationship()
+
+
+class EvalRun(Base):
+    __tablename__ = "eval_runs"
+    __table_args__ = (Index("ix_eval_runs_model_dataset", "model", "dataset", "split"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(MODEL_LEN))
+    dataset: Mapped[str] = mapped_column(String(MODEL_LEN))
+    split: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"recall@10": 0.21, "ndcg@10": 0.12, ...}
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # hyper-parameters, seed, ...
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -1,0 +1,897 @@
+"""The store: idempotent writes, the labeling queue, and (re-exported from `annotation.frames`) the reads.
+
+Every function takes `session` first and never commits: the caller frames the transaction, one per user
+event, so that either everything a call writes is stored or nothing is:
+
+    Session = make_session_factory(make_engine(url))
+    with Session() as s, s.begin():
+        store.ensure_user(s, "196")
+        store.record_feedback(s, uuid.uuid4(), "196", "242", "like", impression_id=imp.id)
+
+Idempotency: each event carries a client-generated UUID (`event_id`). Sending the same event again (a retry
+after a timeout, a double click) stores nothing and returns the row already stored; the same UUID with a
+different payload raises `EventConflictError`. Rows are inserted with `INSERT ... ON CONFLICT DO NOTHING`, so
+two concurrent retries of one event also end with one row, on SQLite and PostgreSQL alike.
+
+Validation: a call checks every argument (types, ranges, lengths, that users, items, assets, impressions and
+pairs exist) before its first write, and raises `InvalidInputError` / `Unknown*Error` naming the argument,
+what was expected and what was received. A batch is validated whole before any row of it is written.
+
+Labels and "undo": `record_preference` on a pair the annotator already labeled replaces their label; the old
+row stays in `preference_labels` with `is_current=False` (the history). The Label tab's undo is
+`undo_last_preference`: it clears the annotator's most recent current label (a new row with `choice=None`),
+and hands that pair back to them as their next pair. `preferences_frame` shows current, non-cleared labels.
+
+The queue: `next_pair` hands an annotator a pair they have not been handed before, only while fewer than
+`overlap` annotators hold it (open leases plus finished non-skip labels). The slot is taken with a
+conditional `UPDATE ... SET slots_taken = slots_taken + 1 WHERE slots_taken < overlap`, which is atomic under
+concurrency on both engines, so no pair is ever handed to more than `overlap` annotators at once. A "skip"
+frees its slot for another annotator; a lease that is not finished within `lease_seconds` frees its slot too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from annotation import _validate as v
+from annotation.errors import (
+    EventConflictError,
+    InvalidInputError,
+    UnknownAnnotatorError,
+    UnknownAssetError,
+    UnknownImpressionError,
+    UnknownItemError,
+    UnknownPairError,
+    UnknownUserError,
+)
+from annotation.frames import (
+    annotators_frame,
+    assets_frame,
+    eval_runs_frame,
+    feedback_frame,
+    impressions_frame,
+    interactions_frame,
+    preferences_frame,
+    DEFAULT_WEIGHTS,
+)
+from annotation.models import (
+    ASSET_KINDS,
+    CHOICES,
+    EVENT_ID_LEN,
+    FEEDBACK_KINDS,
+    HASH_LEN,
+    ID_LEN,
+    MODEL_LEN,
+    NAME_LEN,
+    PAIR_KINDS,
+    PATH_LEN,
+    QUERY_LEN,
+    ROLES,
+    TITLE_LEN,
+    USER_KINDS,
+    Annotator,
+    AppSession,
+    EvalRun,
+    FeedbackEvent,
+    GeneratedAsset,
+    Impression,
+    ImpressionItem,
+    Item,
+    PairAssignment,
+    PairTask,
+    PreferenceLabel,
+    User,
+    utcnow,
+)
+
+__all__ = [
+    "sync_items",
+    "ensure_user",
+    "get_or_create_annotator",
+    "start_session",
+    "record_impression",
+    "record_feedback",
+    "record_feedback_batch",
+    "record_asset",
+    "create_pair",
+    "next_pair",
+    "record_preference",
+    "clear_preference",
+    "undo_last_preference",
+    "record_eval_run",
+    "get_pair",
+    # reads, from annotation.frames
+    "feedback_frame",
+    "impressions_frame",
+    "preferences_frame",
+    "assets_frame",
+    "eval_runs_frame",
+    "annotators_frame",
+    "interactions_frame",
+    "DEFAULT_WEIGHTS",
+    "LIMITS",
+]
+
+LIMITS = {
+    "slate_items": 1_000,  # items on one impression
+    "batch_events": 100_000,  # events in one record_feedback_batch call
+    "prompt_chars": 8_000,
+    "text_chars": 8_000,
+    "dwell_ms": 86_400_000,  # a day
+    "time_spent_ms": 86_400_000,
+    "overlap": 100,
+    "lease_seconds": 7 * 86_400,
+}
+_IN_CHUNK = 500  # ids per IN (...) clause: well under SQLite's bound-parameter limit
+_MAX_INT = 2**63 - 1
+_ASSET_FIELDS = {
+    "kind", "item_id", "user_id", "generator", "fallback", "prompt", "negative_prompt", "seed", "params", "path",
+    "text", "content_hash", "latency_ms", "personalized", "cache_hit", "event_id",
+}
+_ASSET_REQUIRED = {"kind", "item_id", "generator", "prompt", "content_hash", "latency_ms", "personalized", "event_id"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _insert_once(session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]],
+                 conflict: Sequence[str] = ("event_id",), returning: bool = True):
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING; returns the new primary key (None on a conflict)."""
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover - make_engine only builds these two
+        raise RuntimeError(f"unsupported database dialect {name!r}")
+    statement = insert(model).values(values).on_conflict_do_nothing(index_elements=list(conflict))
+    if returning:
+        pk = model.__mapper__.primary_key[0]
+        return session.execute(statement.returning(pk)).scalar_one_or_none()
+    return session.execute(statement).rowcount
+
+
+def _chunks(values: Sequence, size: int = _IN_CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _existing(session: Session, column, values: Iterable) -> set:
+    values = list(dict.fromkeys(values))
+    found: set = set()
+    for chunk in _chunks(values):
+        found.update(session.scalars(select(column).where(column.in_(chunk))))
+    return found
+
+
+def _require_user(session: Session, user_id: Any, name: str = "user_id") -> str:
+    user_id = v.text(user_id, name, ID_LEN)
+    if session.get(User, user_id) is None:
+        raise UnknownUserError(f"{name} {user_id!r} is not a known user: create it first with store.ensure_user")
+    return user_id
+
+
+def _require_items(session: Session, item_ids: Sequence[str], name: str = "item_id") -> None:
+    missing = set(item_ids) - _existing(session, Item.item_id, item_ids)
+    if missing:
+        shown = sorted(missing)[:5]
+        raise UnknownItemError(
+            f"{name} must be in the item catalog (store.sync_items); {len(missing)} unknown, e.g. {shown}"
+        )
+
+
+def _require_annotator(session: Session, annotator_id: Any) -> Annotator:
+    annotator_id = v.integer(annotator_id, "annotator_id", 1, _MAX_INT)
+    annotator = session.get(Annotator, annotator_id)
+    if annotator is None:
+        raise UnknownAnnotatorError(f"annotator_id {annotator_id} does not exist (store.get_or_create_annotator)")
+    return annotator
+
+
+def _resolve_impression(session: Session, impression_id: Any, name: str = "impression_id") -> Impression:
+    """An impression by its integer id or by its event UUID."""
+    if isinstance(impression_id, str):
+        found = session.scalars(select(Impression).where(Impression.event_id == v.event_id(impression_id, name)))
+        impression = found.one_or_none()
+        shown = repr(impression_id)
+    else:
+        impression_id = v.integer(impression_id, name, 1, _MAX_INT)
+        impression = session.get(Impression, impression_id)
+        shown = str(impression_id)
+    if impression is None:
+        raise UnknownImpressionError(f"{name} {shown} is not a recorded impression")
+    return impression
+
+
+def _check_replay(kind: str, event_id: str, stored: Mapping[str, Any], sent: Mapping[str, Any]) -> None:
+    diff = {k: (stored[k], sent[k]) for k in sent if stored[k] != sent[k]}
+    if diff:
+        shown = ", ".join(f"{k}: stored {a!r}, sent {b!r}" for k, (a, b) in diff.items())
+        raise EventConflictError(f"event_id {event_id} is already stored as a different {kind} ({shown})")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# people and the catalog
+
+
+def sync_items(session: Session, items) -> int:
+    """Insert or update the item catalog from a DataFrame with item_id, title and optional year, genres.
+
+    Returns the number of rows given. Item ids are strings (ml-100k "242"); titles are at most 512 characters.
+    """
+    import pandas as pd
+
+    if not isinstance(items, pd.DataFrame):
+        raise InvalidInputError(f"items must be a pandas DataFrame, got {type(items).__name__}")
+    missing = {"item_id", "title"} - set(items.columns)
+    if missing:
+        raise InvalidInputError(f"items must have columns item_id and title, missing {sorted(missing)}")
+    rows = []
+    now = utcnow()
+    has_year, has_genres = "year" in items.columns, "genres" in items.columns
+    for index, record in enumerate(items.to_dict("records")):
+        item_id = v.text(record["item_id"], f"items.item_id (row {index})", ID_LEN)
+        title = v.text(record["title"], f"items.title (row {index})", TITLE_LEN, allow_empty=True)
+        year = record.get("year") if has_year else None
+        if year is None or pd.isna(year):
+            year = None
+        else:  # a year column with gaps arrives as float (1995.0): accept whole numbers only
+            if isinstance(year, float) and year.is_integer():
+                year = int(year)
+            year = v.integer(year, f"items.year (row {index})", 0, 9999)
+        genres = record.get("genres") if has_genres else None
+        if genres is None or (not isinstance(genres, (str, list, tuple)) and not hasattr(genres, "tolist")):
+            genres = []
+        elif isinstance(genres, str):
+            genres = [g for g in genres.split("|") if g]
+        else:
+            genres = [str(g) for g in list(genres)]
+        rows.append({"item_id": item_id, "title": title, "year": year, "genres": genres, "synced_at": now})
+    ids = [row["item_id"] for row in rows]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise InvalidInputError(f"items.item_id must be unique, got duplicates {dupes}")
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    for chunk in _chunks(rows, 200):
+        statement = insert(Item).values(chunk)
+        statement = statement.on_conflict_do_update(
+            index_elements=["item_id"],
+            set_={c: statement.excluded[c] for c in ("title", "year", "genres", "synced_at")},
+        )
+        session.execute(statement)
+    session.expire_all()
+    return len(rows)
+
+
+def ensure_user(session: Session, user_id: str, kind: str = "dataset") -> User:
+    """The user `user_id`, created when new. kind: "dataset" (an ml-100k id) or "new" (made by onboarding).
+
+    An existing user keeps the kind it was created with.
+    """
+    user_id = v.text(user_id, "user_id", ID_LEN)
+    kind = v.choice(kind, "kind", USER_KINDS)
+    _insert_once(session, User, {"user_id": user_id, "kind": kind, "created_at": utcnow()},
+                 conflict=("user_id",), returning=False)
+    return session.get(User, user_id, populate_existing=True)
+
+
+def get_or_create_annotator(session: Session, name: str, role: str = "annotator") -> Annotator:
+    """The annotator called `name` (surrounding spaces stripped), created with `role` when new.
+
+    An existing annotator keeps its role; change roles explicitly, not by signing in with another one.
+    """
+    name = v.text(name, "name", NAME_LEN).strip()
+    role = v.choice(role, "role", ROLES)
+    _insert_once(session, Annotator, {"name": name, "role": role, "created_at": utcnow()},
+                 conflict=("name",), returning=False)
+    return session.scalars(select(Annotator).where(Annotator.name == name)).one()
+
+
+def start_session(session: Session, session_id, user_id: str | None = None, annotator_id: int | None = None,
+                  user_agent: str | None = None) -> AppSession:
+    """Record (or touch) an app session, keyed by a client-generated UUID; later calls update last_seen_at
+    and fill in a user or annotator that was not known at the start."""
+    session_id = v.event_id(session_id, "session_id")
+    if user_id is not None:
+        user_id = _require_user(session, user_id)
+    if annotator_id is not None:
+        annotator_id = _require_annotator(session, annotator_id).id
+    user_agent = v.text(user_agent, "user_agent", QUERY_LEN, optional=True, allow_empty=True)
+    now = utcnow()
+    _insert_once(session, AppSession, {"id": session_id, "user_id": user_id, "annotator_id": annotator_id,
+                                       "user_agent": user_agent, "started_at": now, "last_seen_at": now},
+                 conflict=("id",), returning=False)
+    row = session.get(AppSession, session_id, populate_existing=True, with_for_update=True)
+    row.last_seen_at = now
+    row.user_id = row.user_id or user_id
+    row.annotator_id = row.annotator_id or annotator_id
+    session.flush()
+    return row
+
+
+# --------------------------------------------------------------------------------------------------------------
+# impressions and feedback
+
+
+def record_impression(session: Session, event_id, user_id: str, model: str | Sequence[str],
+                      item_ids: Sequence[str], contributors: Sequence[str] | None = None,
+                      context: Mapping[str, Any] | None = None, session_id=None, at: dt.datetime | None = None
+                      ) -> Impression:
+    """Record the slate `item_ids` (in display order) shown to `user_id`.
+
+    model: the model that ranked the slate, or two models (a, b) for an interleaved slate, in which case
+    `contributors[i]` (one of a, b) is the model that placed item i. context: {"tab": ..., "query": ..., any
+    other JSON}; tab and query are stored in their own columns. `at` defaults to now (naive UTC).
+    """
+    event_id = v.event_id(event_id)
+    user_id = v.text(user_id, "user_id", ID_LEN)
+    if isinstance(model, str):
+        models = [model]
+    elif isinstance(model, Sequence) and len(model) == 2:
+        models = list(model)
+    else:
+        raise InvalidInputError(f"model must be a model name or a pair of names (interleaving), got {model!r}")
+    for i, name in enumerate(models):
+        v.text(name, f"model[{i}]" if len(models) == 2 else "model", MODEL_LEN)
+    if len(models) == 2 and models[0] == models[1]:
+        raise InvalidInputError(f"model must name two different models to interleave, got {models}")
+    if isinstance(item_ids, str) or not isinstance(item_ids, Sequence) or not item_ids:
+        raise InvalidInputError(f"item_ids must be a non-empty list of item id strings, got {item_ids!r}")
+    if len(item_ids) > LIMITS["slate_items"]:
+        raise InvalidInputError(f"item_ids must have at most {LIMITS['slate_items']} items, got {len(item_ids)}")
+    item_ids = [v.text(item, f"item_ids[{i}]", ID_LEN) for i, item in enumerate(item_ids)]
+    if len(set(item_ids)) != len(item_ids):
+        raise InvalidInputError(f"item_ids must not repeat an item, got {item_ids}")
+    if len(models) == 2:
+        if contributors is None or isinstance(contributors, str) or len(contributors) != len(item_ids):
+            raise InvalidInputError(
+                f"contributors must give, for each of the {len(item_ids)} items, which of {models} placed it; "
+                f"got {contributors!r}"
+            )
+        bad = [c for c in contributors if c not in models]
+        if bad:
+            raise InvalidInputError(f"contributors must each be one of {models}, got {bad[:5]}")
+        contributors = list(contributors)
+    elif contributors is not None:
+        raise InvalidInputError(
+            f"contributors are only for interleaved slates: pass model=(a, b), got model={model!r} and contributors"
+        )
+    context = v.json_object(context, "context", optional=True) or {}
+    tab = v.text(context.pop("tab", None), "context['tab']", 32, optional=True)
+    query = v.text(context.pop("query", None), "context['query']", QUERY_LEN, optional=True, allow_empty=True)
+    if session_id is not None:
+        session_id = v.event_id(session_id, "session_id")
+        if session.get(AppSession, session_id) is None:
+            raise InvalidInputError(f"session_id {session_id} is not a recorded app session (store.start_session)")
+    at = v.timestamp(at) or utcnow()
+
+    sent = {"user_id": user_id, "model": models[0], "model_b": models[1] if len(models) == 2 else None}
+    stored = session.scalars(select(Impression).where(Impression.event_id == event_id)).one_or_none()
+    if stored is None:
+        _require_user(session, user_id)
+        _require_items(session, item_ids, "item_ids")
+        new_id = _insert_once(session, Impression, {
+            "event_id": event_id, **sent, "session_id": session_id, "tab": tab, "query": query,
+            "context": context or None, "created_at": at,
+        })
+        if new_id is not None:
+            session.execute(ImpressionItem.__table__.insert(), [
+                {"impression_id": new_id, "position": i, "item_id": item,
+                 "contributor": contributors[i] if contributors else None}
+                for i, item in enumerate(item_ids)
+            ])
+            return session.get(Impression, new_id, options=[selectinload(Impression.items)])
+        stored = session.scalars(select(Impression).where(Impression.event_id == event_id)).one()
+    _check_replay("impression", event_id, {k: getattr(stored, k) for k in sent} | {"item_ids": stored.item_ids},
+                  sent | {"item_ids": item_ids})
+    return stored
+
+
+def _feedback_value(kind: str, value: Any, name: str) -> float | None:
+    if kind == "rating":
+        rating = v.number(value, name, 1, 5)
+        if rating != int(rating):
+            raise InvalidInputError(f"{name} of a rating must be a whole number from 1 to 5, got {value!r}")
+        return rating
+    if kind == "dwell":
+        return v.number(value, f"{name} (dwell milliseconds)", 0, LIMITS["dwell_ms"])
+    if value is not None:
+        raise InvalidInputError(f"{name} must be None for a {kind!r} event (only rating and dwell carry a value), "
+                                f"got {value!r}")
+    return None
+
+
+def _clean_feedback(event: Mapping[str, Any], where: str) -> dict[str, Any]:
+    allowed = {"event_id", "user_id", "item_id", "kind", "impression_id", "value", "at"}
+    unknown = set(event) - allowed
+    if unknown:
+        raise InvalidInputError(f"{where} has unknown fields {sorted(unknown)}; expected {sorted(allowed)}")
+    for key in ("event_id", "user_id", "item_id", "kind"):
+        if key not in event:
+            raise InvalidInputError(f"{where} is missing {key!r}")
+    kind = v.choice(event["kind"], f"{where}.kind", FEEDBACK_KINDS)
+    return {
+        "event_id": v.event_id(event["event_id"], f"{where}.event_id"),
+        "user_id": v.text(event["user_id"], f"{where}.user_id", ID_LEN),
+        "item_id": v.text(event["item_id"], f"{where}.item_id", ID_LEN),
+        "kind": kind,
+        "value": _feedback_value(kind, event.get("value"), f"{where}.value"),
+        "impression_id": event.get("impression_id"),
+        "created_at": v.timestamp(event.get("at"), f"{where}.at"),
+    }
+
+
+def _resolve_impressions(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Replace each row's impression reference (id or UUID) by the integer id; check user and item match."""
+    refs = {row["impression_id"] for row in rows if row["impression_id"] is not None}
+    if not refs:
+        return
+    by_uuid = {r: v.event_id(r, "impression_id") for r in refs if isinstance(r, str)}
+    ints = [v.integer(r, "impression_id", 1, _MAX_INT) for r in refs if not isinstance(r, str)]
+    id_of: dict[Any, int] = {}
+    users: dict[int, str] = {}
+    for chunk in _chunks(list(by_uuid.values())):
+        for pk, ev, user in session.execute(
+            select(Impression.id, Impression.event_id, Impression.user_id).where(Impression.event_id.in_(chunk))
+        ):
+            users[pk] = user
+            id_of.update({ref: pk for ref, canon in by_uuid.items() if canon == ev})
+    for chunk in _chunks(ints):
+        for pk, user in session.execute(select(Impression.id, Impression.user_id).where(Impression.id.in_(chunk))):
+            users[pk] = user
+            id_of[pk] = pk
+    missing = refs - set(id_of)
+    if missing:
+        raise UnknownImpressionError(f"impression_id must be a recorded impression, unknown: {sorted(map(str, missing))[:5]}")
+    slate: set[tuple[int, str]] = set()
+    for chunk in _chunks(sorted(users)):
+        slate.update(session.execute(
+            select(ImpressionItem.impression_id, ImpressionItem.item_id).where(ImpressionItem.impression_id.in_(chunk))
+        ).tuples())
+    for row in rows:
+        ref = row["impression_id"]
+        if ref is None:
+            continue
+        pk = id_of[ref]
+        if users[pk] != row["user_id"]:
+            raise InvalidInputError(
+                f"impression_id {ref} was shown to user {users[pk]!r}, not to user_id {row['user_id']!r}"
+            )
+        if (pk, row["item_id"]) not in slate:
+            raise InvalidInputError(f"item_id {row['item_id']!r} is not on the slate of impression_id {ref}")
+        row["impression_id"] = pk
+
+
+def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind: str,
+                    impression_id: int | str | None = None, value: float | None = None,
+                    at: dt.datetime | None = None) -> FeedbackEvent:
+    """Record one feedback event; returns the stored row (the earlier one when `event_id` was seen before).
+
+    kind: click | like | dislike | rating | skip | dwell. value: the rating (a whole number 1-5) or the dwell
+    time in milliseconds; None for the other kinds. impression_id: the impression's integer id or event UUID;
+    the item must be on that slate and the impression must have been shown to `user_id`.
+    """
+    row = _clean_feedback({"event_id": event_id, "user_id": user_id, "item_id": item_id, "kind": kind,
+                           "impression_id": impression_id, "value": value, "at": at}, "event")
+    stored = session.scalars(select(FeedbackEvent).where(FeedbackEvent.event_id == row["event_id"])).one_or_none()
+    if stored is None:
+        _require_user(session, row["user_id"])
+        _require_items(session, [row["item_id"]])
+        _resolve_impressions(session, [row])
+        row["created_at"] = row["created_at"] or utcnow()
+        new_id = _insert_once(session, FeedbackEvent, row)
+        if new_id is not None:
+            return session.get(FeedbackEvent, new_id)
+        stored = session.scalars(select(FeedbackEvent).where(FeedbackEvent.event_id == row["event_id"])).one()
+    _check_replay("feedback event", row["event_id"], {k: getattr(stored, k) for k in ("user_id", "item_id", "kind", "value")},
+                  {k: row[k] for k in ("user_id", "item_id", "kind", "value")})
+    return stored
+
+
+def record_feedback_batch(session: Session, events: Iterable[Mapping[str, Any]]) -> int:
+    """Record many feedback events in one statement per 500 rows; returns how many were new.
+
+    Each event is a dict with the keyword arguments of `record_feedback` (event_id, user_id, item_id, kind,
+    and optionally impression_id, value, at). The whole batch is validated before anything is written; events
+    already stored (retries) are skipped, and one whose UUID is stored with another payload raises
+    `EventConflictError`. Duplicated UUIDs inside one batch must carry the same payload and count once.
+    """
+    if isinstance(events, (str, bytes, Mapping)):
+        raise InvalidInputError(f"events must be an iterable of event dicts, got {type(events).__name__}")
+    rows = []
+    for i, event in enumerate(events):
+        if not isinstance(event, Mapping):
+            raise InvalidInputError(f"events[{i}] must be a dict, got {type(event).__name__}")
+        rows.append(_clean_feedback(event, f"events[{i}]"))
+        if len(rows) > LIMITS["batch_events"]:
+            raise InvalidInputError(f"events must hold at most {LIMITS['batch_events']} events per call")
+    if not rows:
+        return 0
+    keys = ("user_id", "item_id", "kind", "value")
+    unique: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        seen = unique.setdefault(row["event_id"], row)
+        if seen is not row:
+            _check_replay("feedback event (twice in this batch)", row["event_id"], {k: seen[k] for k in keys},
+                          {k: row[k] for k in keys})
+    rows = list(unique.values())
+    users = {row["user_id"] for row in rows}
+    missing_users = users - _existing(session, User.user_id, users)
+    if missing_users:
+        raise UnknownUserError(f"user_id must be a known user (store.ensure_user); unknown: {sorted(missing_users)[:5]}")
+    _require_items(session, [row["item_id"] for row in rows])
+    _resolve_impressions(session, rows)
+    stored = {}
+    for chunk in _chunks([row["event_id"] for row in rows]):
+        for found in session.execute(select(FeedbackEvent.event_id, *(getattr(FeedbackEvent, k) for k in keys))
+                                     .where(FeedbackEvent.event_id.in_(chunk))):
+            stored[found[0]] = dict(zip(keys, found[1:]))
+    for row in rows:
+        if row["event_id"] in stored:
+            _check_replay("feedback event", row["event_id"], stored[row["event_id"]], {k: row[k] for k in keys})
+    now = utcnow()
+    new_rows = [dict(row, created_at=row["created_at"] or now) for row in rows if row["event_id"] not in stored]
+    inserted = 0
+    for chunk in _chunks(new_rows):
+        inserted += _insert_once(session, FeedbackEvent, chunk, returning=False)
+    return inserted
+
+
+# --------------------------------------------------------------------------------------------------------------
+# generated assets
+
+
+def record_asset(session: Session, asset: Mapping[str, Any] | Any, event_id=None) -> GeneratedAsset:
+    """Record a generated cover or caption with its provenance; returns the stored row.
+
+    `asset` is a dict (or a `generation.assets.Asset` dataclass) with the Asset fields: kind ("cover" |
+    "caption"), item_id, user_id (None for a generic asset), generator (model id or "fallback"), fallback,
+    prompt, negative_prompt, seed, params, path (covers), text (captions), content_hash, latency_ms,
+    personalized, cache_hit, plus `event_id` (in the dict or as the keyword). A personalized asset needs a user.
+    """
+    if dataclasses.is_dataclass(asset) and not isinstance(asset, type):
+        asset = dataclasses.asdict(asset)
+    if not isinstance(asset, Mapping):
+        raise InvalidInputError(f"asset must be a dict or an Asset dataclass, got {type(asset).__name__}")
+    asset = dict(asset)
+    if event_id is not None:
+        if asset.get("event_id") not in (None, event_id):
+            raise InvalidInputError(f"event_id given twice with different values: {asset['event_id']!r} and {event_id!r}")
+        asset["event_id"] = event_id
+    unknown = set(asset) - _ASSET_FIELDS
+    if unknown:
+        raise InvalidInputError(f"asset has unknown fields {sorted(unknown)}; expected {sorted(_ASSET_FIELDS)}")
+    missing = _ASSET_REQUIRED - {k for k, val in asset.items() if val is not None}
+    if missing:
+        raise InvalidInputError(f"asset is missing {sorted(missing)}")
+    kind = v.choice(asset["kind"], "asset['kind']", ASSET_KINDS)
+    row = {
+        "event_id": v.event_id(asset["event_id"], "asset['event_id']"),
+        "kind": kind,
+        "item_id": v.text(asset["item_id"], "asset['item_id']", ID_LEN),
+        "user_id": v.text(asset.get("user_id"), "asset['user_id']", ID_LEN, optional=True),
+        "generator": v.text(asset["generator"], "asset['generator']", MODEL_LEN),
+        "fallback": v.boolean(asset.get("fallback", asset["generator"] == "fallback"), "asset['fallback']"),
+        "prompt": v.text(asset["prompt"], "asset['prompt']", LIMITS["prompt_chars"], allow_empty=True),
+        "negative_prompt": v.text(asset.get("negative_prompt"), "asset['negative_prompt']", LIMITS["prompt_chars"],
+                                  optional=True, allow_empty=True),
+        "seed": v.integer(asset.get("seed"), "asset['seed']", -(2**63), _MAX_INT, optional=True),
+        "params": v.json_object(asset.get("params") or {}, "asset['params']"),
+        "path": v.text(asset.get("path"), "asset['path']", PATH_LEN, optional=True),
+        "text": v.text(asset.get("text"), "asset['text']", LIMITS["text_chars"], optional=True, allow_empty=True),
+        "content_hash": v.text(asset["content_hash"], "asset['content_hash']", HASH_LEN),
+        "latency_ms": v.number(asset["latency_ms"], "asset['latency_ms']", 0, 3_600_000),
+        "personalized": v.boolean(asset["personalized"], "asset['personalized']"),
+        "cache_hit": v.boolean(asset.get("cache_hit", False), "asset['cache_hit']"),
+    }
+    if kind == "cover" and row["path"] is None:
+        raise InvalidInputError("asset['path'] must be the image file of a cover, got None")
+    if kind == "caption" and row["text"] is None:
+        raise InvalidInputError("asset['text'] must be the caption text, got None")
+    if row["personalized"] and row["user_id"] is None:
+        raise InvalidInputError("asset['user_id'] must name the user a personalized asset was made for, got None")
+    compared = ("kind", "item_id", "user_id", "generator", "content_hash", "personalized")
+    stored = session.scalars(select(GeneratedAsset).where(GeneratedAsset.event_id == row["event_id"])).one_or_none()
+    if stored is None:
+        _require_items(session, [row["item_id"]], "asset['item_id']")
+        if row["user_id"] is not None:
+            _require_user(session, row["user_id"], "asset['user_id']")
+        new_id = _insert_once(session, GeneratedAsset, dict(row, created_at=utcnow()))
+        if new_id is not None:
+            return session.get(GeneratedAsset, new_id)
+        stored = session.scalars(select(GeneratedAsset).where(GeneratedAsset.event_id == row["event_id"])).one()
+    _check_replay("asset", row["event_id"], {k: getattr(stored, k) for k in compared}, {k: row[k] for k in compared})
+    return stored
+
+
+# --------------------------------------------------------------------------------------------------------------
+# pairs, the labeling queue, preference labels
+
+_PAIR_LOADS = (
+    selectinload(PairTask.asset_a),
+    selectinload(PairTask.asset_b),
+    selectinload(PairTask.impression_a).selectinload(Impression.items),
+    selectinload(PairTask.impression_b).selectinload(Impression.items),
+)
+
+
+def get_pair(session: Session, pair_id: int) -> PairTask:
+    """The pair `pair_id` with its two assets (or two impressions and their items) loaded."""
+    pair_id = v.integer(pair_id, "pair_id", 1, _MAX_INT)
+    pair = session.get(PairTask, pair_id, options=_PAIR_LOADS, populate_existing=True)
+    if pair is None:
+        raise UnknownPairError(f"pair_id {pair_id} does not exist (store.create_pair)")
+    return pair
+
+
+def create_pair(session: Session, asset_a_id: int, asset_b_id: int, target_user_id: str | None = None,
+                kind: str | None = None) -> PairTask:
+    """A pair to compare, shown as A = `asset_a_id`, B = `asset_b_id`; idempotent (the same two sides, in either
+    order, for the same target user return the existing pair).
+
+    kind: "cover" | "caption" (two generated assets of that kind; None infers it from the assets) or "slate"
+    (then the two ids are impression ids). target_user_id: the user both sides were made for, if any.
+    """
+    kind = v.choice(kind, "kind", PAIR_KINDS) if kind is not None else None
+    a = v.integer(asset_a_id, "asset_a_id", 1, _MAX_INT)
+    b = v.integer(asset_b_id, "asset_b_id", 1, _MAX_INT)
+    if a == b:
+        raise InvalidInputError(f"asset_a_id and asset_b_id must differ, got {a} twice")
+    if target_user_id is not None:
+        target_user_id = _require_user(session, target_user_id, "target_user_id")
+    if kind == "slate":
+        for name, pk in (("asset_a_id", a), ("asset_b_id", b)):
+            if session.get(Impression, pk) is None:
+                raise UnknownImpressionError(f"{name} {pk} must be a recorded impression for a slate pair")
+        sides = {"impression_a_id": a, "impression_b_id": b}
+    else:
+        found = {}
+        for name, pk in (("asset_a_id", a), ("asset_b_id", b)):
+            asset = session.get(GeneratedAsset, pk)
+            if asset is None:
+                raise UnknownAssetError(f"{name} {pk} is not a generated asset (store.record_asset)")
+            found[name] = asset
+        kinds = {asset.kind for asset in found.values()}
+        if len(kinds) != 1:
+            raise InvalidInputError(f"asset_a_id and asset_b_id must be assets of one kind, got {sorted(kinds)}")
+        if kind is None:
+            kind = kinds.pop()
+        elif kind not in kinds:
+            raise InvalidInputError(f"kind must match the assets' kind {sorted(kinds)}, got {kind!r}")
+        sides = {"asset_a_id": a, "asset_b_id": b}
+    low, high = sorted((a, b))
+    key = f"{kind}:{low}:{high}:{target_user_id or ''}"
+    _insert_once(session, PairTask, {"pair_key": key, "kind": kind, **sides, "target_user_id": target_user_id,
+                                     "slots_taken": 0, "created_at": utcnow()}, conflict=("pair_key",), returning=False)
+    pair_id = session.scalars(select(PairTask.id).where(PairTask.pair_key == key)).one()
+    return get_pair(session, pair_id)
+
+
+def _release_expired(session: Session, now: dt.datetime) -> None:
+    expired = session.scalars(
+        delete(PairAssignment)
+        .where(PairAssignment.completed_at.is_(None), PairAssignment.expires_at < now)
+        .returning(PairAssignment.pair_id)
+    ).all()
+    for pair_id in expired:  # an open lease always holds a slot
+        session.execute(update(PairTask).where(PairTask.id == pair_id).values(slots_taken=PairTask.slots_taken - 1))
+
+
+def next_pair(session: Session, annotator_id: int, overlap: int = 2, lease_seconds: int = 1800,
+              kind: str | None = None, now: dt.datetime | None = None) -> PairTask | None:
+    """The next pair for `annotator_id` to label, or None when nothing is left for them.
+
+    Returns their open (unfinished, unexpired) pair if they have one, so a page reload shows the same pair.
+    Otherwise claims a pair they were never handed, held by fewer than `overlap` annotators, preferring pairs
+    closest to complete; the lease lasts `lease_seconds`. kind: only "cover", "caption" or "slate" pairs.
+    """
+    annotator = _require_annotator(session, annotator_id)
+    overlap = v.integer(overlap, "overlap", 1, LIMITS["overlap"])
+    lease_seconds = v.integer(lease_seconds, "lease_seconds", 1, LIMITS["lease_seconds"])
+    kind = v.choice(kind, "kind", PAIR_KINDS) if kind is not None else None
+    now = v.timestamp(now, "now") or utcnow()
+    _release_expired(session, now)
+    open_pair = session.scalars(
+        select(PairAssignment.pair_id)
+        .where(PairAssignment.annotator_id == annotator.id, PairAssignment.completed_at.is_(None))
+        .order_by(PairAssignment.assigned_at.desc(), PairAssignment.id.desc())
+        .limit(1)
+    ).first()
+    if open_pair is not None:
+        return get_pair(session, open_pair)
+    already = exists().where(PairAssignment.pair_id == PairTask.id, PairAssignment.annotator_id == annotator.id)
+    candidates = select(PairTask.id).where(PairTask.slots_taken < overlap, ~already)
+    if kind is not None:
+        candidates = candidates.where(PairTask.kind == kind)
+    candidates = candidates.order_by(PairTask.slots_taken.desc(), PairTask.id).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=PairTask)
+    for _ in range(100):  # a lost race moves on to the next candidate
+        pair_id = session.scalars(candidates).first()
+        if pair_id is None:
+            return None
+        claimed = session.execute(
+            update(PairTask)
+            .where(PairTask.id == pair_id, PairTask.slots_taken < overlap)
+            .values(slots_taken=PairTask.slots_taken + 1)
+        ).rowcount
+        if claimed:
+            session.add(PairAssignment(pair_id=pair_id, annotator_id=annotator.id, assigned_at=now,
+                                       expires_at=now + dt.timedelta(seconds=lease_seconds), holds_slot=True))
+            session.flush()
+            return get_pair(session, pair_id)
+    raise RuntimeError("next_pair: lost the race for 100 candidate pairs in a row")
+
+
+def _resolve_pair(session: Session, pair) -> PairTask:
+    if isinstance(pair, tuple):
+        if len(pair) != 2:
+            raise InvalidInputError(f"pair must be a pair id or a tuple (asset_a_id, asset_b_id), got {pair!r}")
+        assets = [session.get(GeneratedAsset, v.integer(pk, "pair asset id", 1, _MAX_INT)) for pk in pair]
+        for pk, asset in zip(pair, assets):
+            if asset is None:
+                raise UnknownAssetError(f"pair names asset {pk}, which is not a generated asset")
+        users = {asset.user_id for asset in assets}
+        target = users.pop() if len(users) == 1 else None
+        return create_pair(session, pair[0], pair[1], target_user_id=target)
+    return get_pair(session, pair)
+
+
+def _lock_assignment(session: Session, pair_id: int, annotator_id: int, now: dt.datetime) -> PairAssignment:
+    """The (pair, annotator) assignment, locked for this transaction; created (finished, holding no slot) for a
+    label given without the queue. The lock serialises every change to this annotator's label on this pair."""
+    _insert_once(session, PairAssignment, {
+        "pair_id": pair_id, "annotator_id": annotator_id, "assigned_at": now, "expires_at": now,
+        "completed_at": now, "holds_slot": False,
+    }, conflict=("pair_id", "annotator_id"), returning=False)
+    return session.scalars(
+        select(PairAssignment)
+        .where(PairAssignment.pair_id == pair_id, PairAssignment.annotator_id == annotator_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _update_assignment(session: Session, assignment: PairAssignment, *, completed: bool, holds_slot: bool,
+                       now: dt.datetime, lease_seconds: int = 1800) -> None:
+    """Finish or re-open an assignment and keep its pair's slot count in step."""
+    delta = int(holds_slot) - int(assignment.holds_slot)
+    assignment.holds_slot = holds_slot
+    assignment.completed_at = now if completed else None
+    if not completed:
+        assignment.expires_at = now + dt.timedelta(seconds=lease_seconds)
+    if delta:
+        session.execute(update(PairTask).where(PairTask.id == assignment.pair_id)
+                        .values(slots_taken=PairTask.slots_taken + delta))
+    session.flush()
+
+
+def _current_label(session: Session, pair_id: int, annotator_id: int) -> PreferenceLabel | None:
+    return session.scalars(
+        select(PreferenceLabel).where(PreferenceLabel.pair_id == pair_id, PreferenceLabel.annotator_id == annotator_id,
+                                      PreferenceLabel.is_current.is_(True))
+    ).one_or_none()
+
+
+def _replayed_label(session: Session, event_id: str, sent: Mapping[str, Any]) -> PreferenceLabel | None:
+    stored = session.scalars(select(PreferenceLabel).where(PreferenceLabel.event_id == event_id)).one_or_none()
+    if stored is not None:
+        _check_replay("preference label", event_id, {k: getattr(stored, k) for k in sent}, sent)
+    return stored
+
+
+def _append_label(session: Session, row: dict[str, Any]) -> PreferenceLabel:
+    previous = _current_label(session, row["pair_id"], row["annotator_id"])
+    if previous is not None:
+        previous.is_current = False
+        session.flush()
+    new_id = _insert_once(session, PreferenceLabel, dict(row, is_current=True,
+                                                          supersedes_id=previous.id if previous else None))
+    return session.get(PreferenceLabel, new_id)
+
+
+def record_preference(session: Session, event_id, pair: int | tuple[int, int], annotator_id: int, choice: str,
+                      time_spent_ms: int | None = None, guideline_version: str = "v1",
+                      at: dt.datetime | None = None) -> PreferenceLabel:
+    """Record (or change) `annotator_id`'s choice on a pair; returns the new current label row.
+
+    pair: a pair id, or (asset_a_id, asset_b_id), which finds or creates the pair. choice: "A", "B", "tie" or
+    "skip". Labeling a pair the annotator already labeled replaces their label and keeps the old one as history.
+    """
+    event_id = v.event_id(event_id)
+    choice = v.choice(choice, "choice", CHOICES)
+    time_spent_ms = v.integer(time_spent_ms, "time_spent_ms", 0, LIMITS["time_spent_ms"], optional=True)
+    guideline_version = v.text(guideline_version, "guideline_version", 32)
+    annotator = _require_annotator(session, annotator_id)
+    at = v.timestamp(at) or utcnow()
+    if isinstance(pair, bool) or not isinstance(pair, (int, tuple)) and not hasattr(pair, "__index__"):
+        raise InvalidInputError(f"pair must be a pair id or a tuple (asset_a_id, asset_b_id), got {pair!r}")
+    task = _resolve_pair(session, pair)
+    sent = {"pair_id": task.id, "annotator_id": annotator.id, "choice": choice}
+    assignment = _lock_assignment(session, task.id, annotator.id, at)
+    replay = _replayed_label(session, event_id, sent)
+    if replay is not None:
+        return replay
+    _update_assignment(session, assignment, completed=True, holds_slot=choice != "skip", now=at)
+    return _append_label(session, {
+        "event_id": event_id, **sent, "time_spent_ms": time_spent_ms, "guideline_version": guideline_version,
+        "created_at": at,
+    })
+
+
+def clear_preference(session: Session, event_id, pair_id: int, annotator_id: int, lease_seconds: int = 1800,
+                     at: dt.datetime | None = None) -> PreferenceLabel:
+    """Clear `annotator_id`'s current label on `pair_id` (a new history row with choice None) and hand the pair
+    back to them as an open lease. Raises `InvalidInputError` when they have no label on it to clear."""
+    event_id = v.event_id(event_id)
+    annotator = _require_annotator(session, annotator_id)
+    task = get_pair(session, pair_id)
+    lease_seconds = v.integer(lease_seconds, "lease_seconds", 1, LIMITS["lease_seconds"])
+    at = v.timestamp(at) or utcnow()
+    assignment = _lock_assignment(session, task.id, annotator.id, at)
+    replay = _replayed_label(session, event_id, {"pair_id": task.id, "annotator_id": annotator.id, "choice": None})
+    if replay is not None:
+        return replay
+    current = _current_label(session, task.id, annotator.id)
+    if current is None or current.choice is None:
+        raise InvalidInputError(f"pair_id {task.id} has no label by annotator_id {annotator.id} to clear")
+    _update_assignment(session, assignment, completed=False, holds_slot=True, now=at, lease_seconds=lease_seconds)
+    return _append_label(session, {"event_id": event_id, "pair_id": task.id, "annotator_id": annotator.id,
+                                   "choice": None, "time_spent_ms": None,
+                                   "guideline_version": current.guideline_version, "created_at": at})
+
+
+def undo_last_preference(session: Session, event_id, annotator_id: int, lease_seconds: int = 1800,
+                         at: dt.datetime | None = None) -> PreferenceLabel | None:
+    """The Label tab's undo: clear the annotator's most recent current label and hand its pair back to them
+    (their `next_pair` returns it). Returns the clearing row, or None when there is nothing to undo."""
+    event_id = v.event_id(event_id)
+    annotator = _require_annotator(session, annotator_id)
+    replay = session.scalars(select(PreferenceLabel).where(PreferenceLabel.event_id == event_id)).one_or_none()
+    if replay is not None:
+        return replay
+    last = session.scalars(
+        select(PreferenceLabel)
+        .where(PreferenceLabel.annotator_id == annotator.id, PreferenceLabel.is_current.is_(True),
+               PreferenceLabel.choice.is_not(None))
+        .order_by(PreferenceLabel.created_at.desc(), PreferenceLabel.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return None
+    return clear_preference(session, event_id, last.pair_id, annotator.id, lease_seconds=lease_seconds, at=at)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# offline evaluation
+
+
+def record_eval_run(session: Session, model: str, dataset: str, split: str, metrics: Mapping[str, float],
+                    config: Mapping[str, Any] | None = None, at: dt.datetime | None = None) -> EvalRun:
+    """Store the offline metrics of one model on one dataset split, e.g. {"recall@10": 0.21, "ndcg@10": 0.12}."""
+    model = v.text(model, "model", MODEL_LEN)
+    dataset = v.text(dataset, "dataset", MODEL_LEN)
+    split = v.text(split, "split", 64)
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise InvalidInputError(f"metrics must be a non-empty dict of metric name -> number, got {metrics!r}")
+    clean = {}
+    for name, value in metrics.items():
+        v.text(name, "metrics key", 64)
+        clean[name] = v.number(value, f"metrics[{name!r}]", -1e12, 1e12)
+    config = v.json_object(config or {}, "config")
+    run = EvalRun(model=model, dataset=dataset, split=split, metrics=clean, config=config,
+                  created_at=v.timestamp(at) or utcnow())
+    session.add(run)
+    session.flush()
+    return run
