@@ -129,7 +129,7 @@ class CoverGenerator:
         configure_cpu_threads(self.device, self.num_threads)
         try:
             pipe = AutoPipelineForText2Image.from_pretrained(
-                str(resolved.path), torch_dtype=self.dtype, local_files_only=True
+                str(resolved.path), dtype=self.dtype, local_files_only=True
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelUnavailableError(
