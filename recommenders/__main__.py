@@ -20,7 +20,101 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
     fetch.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     fetch.add_argument("--allow-network", action="store_true", help="download from GroupLens if not installed")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a bring-your-own folder")
+        p.add_argument("--model", required=True, help="one of: pop itemknn bpr lightgcn ease text vbpr")
+        p.add_argument("--seed", type=int, default=2020)
+        p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+        p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="model hyper-parameter override, e.g. --param reg=300 (repeatable)")
+        p.add_argument("--text-model", default=None, help="sentence-transformers dir (default: packaged MiniLM)")
+        p.add_argument("--image-model", default=None, help="CLIP dir or cached hub id, for datasets with images")
+
+    ev = sub.add_parser("evaluate", help="fit on a split's train part, report valid/test metrics at 10 and 20")
+    common(ev)
+    ev.add_argument("--split", default="random", choices=["random", "loo", "cold-item"])
+    ev.add_argument("--json", type=Path, default=None, help="write the result JSON here")
+    ev.add_argument("--random-baseline", action="store_true", help="also report a random ranking's test metrics")
+
+    tr = sub.add_parser("train", help="fit on all interactions (early-stopped epochs) and save the model")
+    common(tr)
+    tr.add_argument("--out", type=Path, required=True, help="directory to save the model into")
     return parser
+
+
+def _params(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _features(args: argparse.Namespace, dataset):
+    from recommenders.features import item_features
+
+    return item_features(dataset, args.data_dir / "features", text_model=args.text_model,
+                         image_model=args.image_model)
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    import time
+
+    import torch
+
+    from recommenders.data import load_dataset
+    from recommenders.evaluation import evaluate_model, random_baseline
+    from recommenders.models import create_model
+    from recommenders.splits import make_split
+
+    torch.set_num_threads(1)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    split = make_split(dataset.interactions, args.split, seed=args.seed)
+    features = _features(args, dataset)
+    params = _params(args.param)
+    model = create_model(args.model, **params)
+    if "seed" in model.params and "seed" not in params:
+        model.params["seed"] = args.seed
+    t0 = time.perf_counter()
+    model.fit(split.train, dataset.item_ids, features, valid=split.valid)
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = evaluate_model(model, split, embeddings=features["text"])
+    eval_seconds = time.perf_counter() - t0
+    out = {
+        "dataset": dataset.name, "model": args.model, "split": args.split, "seed": args.seed,
+        "test": result["test"], "valid": result["valid"],
+        "fit_seconds": fit_seconds, "eval_seconds": eval_seconds,
+        "epochs_run": len(model.history) or None,
+        "config": {"params": model.params, "split": repr(split), "features": {k: list(v.shape) for k, v in features.items()},
+                   "protocol": "full ranking; test excludes train+valid items, valid excludes train items"
+                               + ("; candidates = held-out cold items" if split.cold_items else "")},
+    }
+    if args.random_baseline:
+        out["random_test"] = random_baseline(split, model.item_ids, model.user_ids, seed=args.seed)
+    return out
+
+
+def train(args: argparse.Namespace) -> dict:
+    import torch
+
+    from recommenders.data import load_dataset
+    from recommenders.models import FEATURE_MODELS
+    from recommenders.training import train_model
+
+    torch.set_num_threads(1)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    features = _features(args, dataset) if args.model in FEATURE_MODELS else None
+    model = train_model(dataset, args.model, features=features, seed=args.seed, **_params(args.param))
+    model.save(args.out)
+    return {"dataset": dataset.name, "model": args.model, "out": str(args.out), "params": model.params,
+            "fit_seconds": model.fit_seconds, "users": len(model.user_ids), "items": len(model.item_ids)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"dataset": ds.name, "path": str(folder), "items": len(ds.items),
                               "users": len(ds.users), "interactions": len(ds.interactions)}))
             return 0
-    except RecommendersError as exc:
+        result = evaluate(args) if args.command == "evaluate" else train(args)
+        text = json.dumps(result, indent=2, default=str)
+        if getattr(args, "json", None):
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(text)
+        print(text)
+        return 0
+    except (RecommendersError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1

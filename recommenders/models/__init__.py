@@ -1,0 +1,57 @@
+"""Model registry: `create_model(name, **params)`, `load_model(dir)`, `MODEL_NAMES`, `DEFAULT_MODEL`.
+
+Model modules (and torch) are imported when a model is created, not when this package is imported.
+One file per model; all share `recommenders.models.base.Recommender`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from recommenders.errors import UnknownModelError
+
+_REGISTRY = {
+    "pop": ("recommenders.models.pop", "Pop"),
+    "itemknn": ("recommenders.models.itemknn", "ItemKNN"),
+    "bpr": ("recommenders.models.bpr", "BPR"),
+    "lightgcn": ("recommenders.models.lightgcn", "LightGCN"),
+    "ease": ("recommenders.models.ease", "EASE"),
+    "text": ("recommenders.models.vbpr", "Text"),
+    "vbpr": ("recommenders.models.vbpr", "VBPR"),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr"})  # need item features passed to fit
+# The model the app serves by default: the best test NDCG@10 we measured on ml-100k (bench/RESULTS-recommenders.md).
+DEFAULT_MODEL = "ease"
+
+
+def model_class(name: str) -> type:
+    try:
+        module, cls = _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"name: expected one of {list(MODEL_NAMES)}, got {name!r}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def create_model(name: str, **params: Any):
+    return model_class(name)(**params)
+
+
+def load_model(directory: str | Path):
+    import numpy as np
+
+    directory = Path(directory)
+    meta_path = directory / "params.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"directory: expected a saved model with params.json, got {directory}")
+    meta = json.loads(meta_path.read_text())
+    cls = model_class(meta["model"])
+    with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return cls._from_saved(meta, arrays)
+
+
+__all__ = ["DEFAULT_MODEL", "FEATURE_MODELS", "MODEL_NAMES", "create_model", "load_model", "model_class"]

@@ -1,0 +1,334 @@
+"""The one model interface; every model implements `_fit`, `_score_one` and `_fold_in` and inherits the rest.
+
+Ids cross the boundary as strings; inside, users and items are row indices. Interactions may carry a
+`weight` column (the store export): weight > 0 is a positive; weight <= 0 (a dislike) is *dropped from the
+positives* but kept in the user's "seen" set, so a disliked item is never recommended to that user again.
+Repeated positives count once (every rating is a positive, as in RecBole's ml-100k protocol).
+
+Ranking is deterministic: higher score first, ties broken by the lower item index; a batch call scores each
+user with the same code path as a single call, so batch and single-user results are identical.
+Save/load: `params.json` (name, params, ids) + `arrays.npz` (loaded with allow_pickle=False).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recommenders.errors import ModelFitError, NotFittedError, UnknownItemError, UnknownUserError
+
+FORMAT_VERSION = 1
+
+
+def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best finite scores of a 1-D array: score descending, then index ascending."""
+    finite = np.isfinite(scores)
+    n_ok = int(finite.sum())
+    k = min(k, n_ok)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    masked = np.where(finite, scores, -np.inf)
+    if k < len(masked):
+        kth = np.partition(masked, len(masked) - k)[len(masked) - k]  # the k-th largest value
+        cand = np.flatnonzero(masked >= kth)  # includes every tie at the boundary
+    else:
+        cand = np.flatnonzero(finite)
+    order = np.lexsort((cand, -masked[cand]))
+    return cand[order[:k]]
+
+
+class Recommender:
+    """Base class. Subclasses set `name`, `defaults` and implement the three private hooks."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    needs: ClassVar[tuple[str, ...]] = ()  # feature modalities that must be passed to fit
+    iterative: ClassVar[bool] = False  # trained by epochs, accepts `valid` for early stopping
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameter(s) {unknown}; expected some of {sorted(self.defaults)}")
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.item_ids: list[str] = []
+        self.user_ids: list[str] = []
+        self._item_index: dict[str, int] = {}
+        self._user_index: dict[str, int] = {}
+        self._seen: sp.csr_matrix | None = None  # (n_users, n_items) every interacted item, dislikes included
+        self.fit_seconds: float | None = None
+        self.history: list[dict[str, float]] = []  # per-evaluation validation log of iterative models
+
+    # -- fitting -------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        interactions: pd.DataFrame,
+        item_ids: Sequence[str],
+        features: Mapping[str, np.ndarray] | None = None,
+        valid: pd.DataFrame | None = None,
+    ) -> "Recommender":
+        """Fit on `interactions` (user_id, item_id, optional weight) over the catalogue `item_ids`.
+
+        `features` maps modality -> (n_items, d) array aligned with `item_ids`. `valid` (user_id, item_id)
+        enables early stopping for iterative models and is ignored by the others.
+        """
+        start = time.perf_counter()
+        item_ids = [str(i) for i in item_ids]
+        if not item_ids:
+            raise ModelFitError("item_ids: expected a non-empty catalogue, got 0 items")
+        if len(set(item_ids)) != len(item_ids):
+            raise ModelFitError("item_ids: expected unique ids, got duplicates")
+        missing = [c for c in ("user_id", "item_id") if c not in interactions.columns]
+        if missing:
+            raise ModelFitError(f"interactions: missing column(s) {missing}; got {list(interactions.columns)}")
+        if interactions.empty:
+            raise ModelFitError("interactions: expected at least one row, got an empty frame")
+        feats = self._check_features(features, len(item_ids))
+        item_index = {iid: n for n, iid in enumerate(item_ids)}
+        users = interactions["user_id"].astype(str).to_numpy()
+        items = interactions["item_id"].astype(str).to_numpy()
+        iidx = pd.Series(items).map(item_index)
+        if iidx.isna().any():
+            row = int(np.flatnonzero(iidx.isna().to_numpy())[0])
+            raise ModelFitError(f"interactions: row {row + 1}, column 'item_id': {items[row]!r} is not in item_ids")
+        user_codes, user_ids = pd.factorize(users)
+        weights = (
+            pd.to_numeric(interactions["weight"], errors="raise").to_numpy(dtype=float)
+            if "weight" in interactions.columns
+            else np.ones(len(interactions))
+        )
+        if not np.isfinite(weights).all():
+            raise ModelFitError("interactions: column 'weight' must be finite numbers")
+        shape = (len(user_ids), len(item_ids))
+        iidx = iidx.to_numpy(dtype=np.int64)
+        seen = sp.csr_matrix((np.ones(len(iidx), dtype=np.float32), (user_codes, iidx)), shape=shape)
+        seen.sum_duplicates()
+        seen.data[:] = 1.0
+        pos = weights > 0
+        train = sp.csr_matrix(
+            (np.ones(int(pos.sum()), dtype=np.float32), (user_codes[pos], iidx[pos])), shape=shape
+        )
+        train.sum_duplicates()
+        train.data[:] = 1.0
+        if train.nnz == 0:
+            raise ModelFitError("interactions: expected at least one positive (weight > 0) interaction, got none")
+        self.item_ids = item_ids
+        self.user_ids = [str(u) for u in user_ids]
+        self._item_index = item_index
+        self._user_index = {u: n for n, u in enumerate(self.user_ids)}
+        self._seen = seen
+        self.history = []
+        valid_matrix = self._valid_matrix(valid) if (valid is not None and self.iterative) else None
+        self._fit(train, feats, valid_matrix)
+        self.fit_seconds = time.perf_counter() - start
+        return self
+
+    def _check_features(self, features: Mapping[str, np.ndarray] | None, n_items: int) -> dict[str, np.ndarray]:
+        feats = dict(features or {})
+        for need in self.needs:
+            if need not in feats:
+                raise ModelFitError(f"{self.name}: features[{need!r}] is required; got modalities {sorted(feats)}")
+        for key, value in feats.items():
+            arr = np.asarray(value)
+            if arr.ndim != 2 or arr.shape[0] != n_items:
+                raise ModelFitError(f"features[{key!r}]: expected shape ({n_items}, d) aligned with item_ids, "
+                                    f"got {arr.shape}")
+            feats[key] = arr.astype(np.float32, copy=False)
+        return feats
+
+    def _valid_matrix(self, valid: pd.DataFrame) -> sp.csr_matrix:
+        u = valid["user_id"].astype(str).map(self._user_index)
+        i = valid["item_id"].astype(str).map(self._item_index)
+        ok = (u.notna() & i.notna()).to_numpy()
+        m = sp.csr_matrix(
+            (np.ones(int(ok.sum()), dtype=np.float32), (u[ok].astype(int), i[ok].astype(int))),
+            shape=(len(self.user_ids), len(self.item_ids)),
+        )
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+    def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
+        raise NotImplementedError
+
+    def _score_one(self, user: int) -> np.ndarray:
+        """Scores (n_items,) float64 for one fitted user index."""
+        raise NotImplementedError
+
+    def _fold_in(self, items: np.ndarray) -> np.ndarray:
+        """Scores (n_items,) float64 for a new user whose positives are the item indices `items`."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _restore(self, arrays: Mapping[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    # -- scoring and ranking -------------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return self._seen is not None
+
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name}: call fit(...) or load_model(dir) before scoring")
+
+    def user_index(self, user_id: str) -> int:
+        self._require_fitted()
+        try:
+            return self._user_index[str(user_id)]
+        except KeyError:
+            raise UnknownUserError(
+                f"user_id: expected a user seen at fit time ({len(self.user_ids)} users), got {user_id!r}"
+            ) from None
+
+    def item_index(self, item_id: str) -> int:
+        self._require_fitted()
+        try:
+            return self._item_index[str(item_id)]
+        except KeyError:
+            raise UnknownItemError(
+                f"item_id: expected an item of the catalogue ({len(self.item_ids)} items), got {item_id!r}"
+            ) from None
+
+    def score(self, user_idx: int) -> np.ndarray:
+        """Scores (n_items,) for the fitted user at row `user_idx`."""
+        self._require_fitted()
+        if not 0 <= int(user_idx) < len(self.user_ids):
+            raise UnknownUserError(f"user_idx: expected 0..{len(self.user_ids) - 1}, got {user_idx}")
+        return self._score_one(int(user_idx))
+
+    def score_batch(self, user_idx: Sequence[int]) -> np.ndarray:
+        """Scores (len(user_idx), n_items); row r equals `score(user_idx[r])` exactly."""
+        return np.stack([self.score(u) for u in user_idx]) if len(user_idx) else np.empty((0, len(self.item_ids)))
+
+    def seen_items(self, user_idx: int) -> np.ndarray:
+        self._require_fitted()
+        s = self._seen
+        return s.indices[s.indptr[user_idx]: s.indptr[user_idx + 1]]
+
+    def _rank(self, scores: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[list[str], np.ndarray]:
+        if exclude is not None and len(exclude):
+            scores = scores.copy()
+            scores[exclude] = -np.inf
+        top = topk_indices(scores, k)
+        return [self.item_ids[i] for i in top], scores[top]
+
+    @staticmethod
+    def _check_k(k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k: expected a positive integer, got {k!r}")
+        return int(k)
+
+    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> tuple[list[str], np.ndarray]:
+        """Top-k (item_ids, scores) for a fitted user; raises UnknownUserError for others."""
+        k = self._check_k(k)
+        u = self.user_index(user_id)
+        return self._rank(self._score_one(u), k, self.seen_items(u) if exclude_seen else None)
+
+    def recommend_batch(
+        self, user_ids: Sequence[str], k: int = 10, exclude_seen: bool = True
+    ) -> tuple[list[list[str]], list[np.ndarray]]:
+        """`recommend` for many users; element r equals `recommend(user_ids[r], ...)` exactly."""
+        k = self._check_k(k)
+        rows = [self.user_index(u) for u in user_ids]
+        out = [self._rank(s, k, self.seen_items(u) if exclude_seen else None)
+               for u, s in zip(rows, self.score_batch(rows))]
+        return [ids for ids, _ in out], [sc for _, sc in out]
+
+    def recommend_from_items(
+        self, item_ids: Sequence[str], k: int = 10, exclude_seen: bool = True
+    ) -> tuple[list[str], np.ndarray]:
+        """Fold-in for a brand-new user who picked `item_ids` (all positives): top-k (item_ids, scores)."""
+        k = self._check_k(k)
+        self._require_fitted()
+        if isinstance(item_ids, str) or len(item_ids) == 0:
+            raise ValueError(f"item_ids: expected a non-empty sequence of item ids, got {item_ids!r}")
+        picked = np.unique(np.array([self.item_index(i) for i in item_ids], dtype=np.int64))
+        return self._rank(self._fold_in(picked), k, picked if exclude_seen else None)
+
+    # -- persistence ---------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        self._require_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT_VERSION,
+            "model": self.name,
+            "params": self.params,
+            "item_ids": self.item_ids,
+            "user_ids": self.user_ids,
+            "fit_seconds": self.fit_seconds,
+            "history": self.history,
+        }
+        arrays = {f"state__{k}": v for k, v in self._state().items()}
+        arrays["seen_indptr"] = self._seen.indptr
+        arrays["seen_indices"] = self._seen.indices
+        tmp = directory / "arrays.tmp.npz"
+        np.savez(tmp, **arrays)
+        tmp.replace(directory / "arrays.npz")
+        (directory / "params.json").write_text(json.dumps(meta))
+        return directory
+
+    @classmethod
+    def _from_saved(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> "Recommender":
+        model = cls(**meta["params"])
+        model.item_ids = list(meta["item_ids"])
+        model.user_ids = list(meta["user_ids"])
+        model._item_index = {iid: n for n, iid in enumerate(model.item_ids)}
+        model._user_index = {u: n for n, u in enumerate(model.user_ids)}
+        indices = arrays["seen_indices"]
+        model._seen = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, arrays["seen_indptr"]),
+            shape=(len(model.user_ids), len(model.item_ids)),
+        )
+        model.fit_seconds = meta.get("fit_seconds")
+        model.history = list(meta.get("history", []))
+        model._restore({k[len("state__"):]: v for k, v in arrays.items() if k.startswith("state__")})
+        return model
+
+    def __repr__(self) -> str:
+        state = f"{len(self.user_ids)} users x {len(self.item_ids)} items" if self.is_fitted else "unfitted"
+        return f"{type(self).__name__}({self.params}, {state})"
+
+
+# -- helpers shared by factor models ---------------------------------------------------------------------------
+class FactorModel(Recommender):
+    """score(u, i) = U[u] . V[i] + b[i]; subclasses fill `self.U`, `self.V`, `self.b` (float64) in `_fit`."""
+
+    fold_in_reg: ClassVar[float] = 0.1  # ridge strength of the fold-in, relative to the mean item-vector energy
+
+    U: np.ndarray
+    V: np.ndarray
+    b: np.ndarray
+
+    def _score_one(self, user: int) -> np.ndarray:
+        return self.V @ self.U[user] + self.b
+
+    def _fold_in(self, items: np.ndarray) -> np.ndarray:
+        """Ridge fold-in: argmin_u sum_i (x_i - u.v_i)^2 + lam |u|^2, x = 1 on `items` and 0 elsewhere."""
+        if getattr(self, "_fold_in_inv", None) is None:
+            gram = self.V.T @ self.V
+            lam = self.fold_in_reg * np.trace(gram) / gram.shape[0]
+            self._fold_in_inv = np.linalg.inv(gram + lam * np.eye(gram.shape[0]))
+        u = self._fold_in_inv @ self.V[items].sum(0)
+        return self.V @ u + self.b
+
+    def _set_factors(self, U: np.ndarray, V: np.ndarray, b: np.ndarray | None = None) -> None:
+        self.U = np.ascontiguousarray(U, dtype=np.float64)
+        self.V = np.ascontiguousarray(V, dtype=np.float64)
+        self.b = np.zeros(len(V)) if b is None else np.asarray(b, dtype=np.float64)
+        self._fold_in_inv = None
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"U": self.U, "V": self.V, "b": self.b}
+
+    def _restore(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self._set_factors(arrays["U"], arrays["V"], arrays["b"])
