@@ -143,7 +143,8 @@ _ASSET_REQUIRED = {"kind", "item_id", "generator", "prompt", "content_hash", "la
 
 def _insert_once(session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]],
                  conflict: Sequence[str] = ("event_id",), returning: bool = True):
-    """INSERT ... ON CONFLICT (conflict) DO NOTHING; returns the new primary key (None on a conflict)."""
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING. Returns the new primary key (None on a conflict) for one
+    row, or with `returning=False` the number of rows inserted."""
     name = session.get_bind().dialect.name
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
@@ -152,10 +153,11 @@ def _insert_once(session: Session, model: type, values: dict[str, Any] | list[di
     else:  # pragma: no cover - make_engine only builds these two
         raise RuntimeError(f"unsupported database dialect {name!r}")
     statement = insert(model).values(values).on_conflict_do_nothing(index_elements=list(conflict))
+    pk = model.__mapper__.primary_key[0]
+    result = session.execute(statement.returning(pk))
     if returning:
-        pk = model.__mapper__.primary_key[0]
-        return session.execute(statement.returning(pk)).scalar_one_or_none()
-    return session.execute(statement).rowcount
+        return result.scalar_one_or_none()
+    return len(result.all())  # rows actually inserted (rowcount is not reliable for multi-row VALUES)
 
 
 def _chunks(values: Sequence, size: int = _IN_CHUNK):
@@ -458,7 +460,7 @@ def _resolve_impressions(session: Session, rows: list[dict[str, Any]]) -> None:
     for chunk in _chunks(sorted(users)):
         slate.update(session.execute(
             select(ImpressionItem.impression_id, ImpressionItem.item_id).where(ImpressionItem.impression_id.in_(chunk))
-        ).tuples())
+        ).all())
     for row in rows:
         ref = row["impression_id"]
         if ref is None:
