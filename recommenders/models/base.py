@@ -303,8 +303,6 @@ class Recommender:
 class FactorModel(Recommender):
     """score(u, i) = U[u] . V[i] + b[i]; subclasses fill `self.U`, `self.V`, `self.b` (float64) in `_fit`."""
 
-    fold_in_reg: ClassVar[float] = 0.1  # ridge strength of the fold-in, relative to the mean item-vector energy
-
     U: np.ndarray
     V: np.ndarray
     b: np.ndarray
@@ -313,19 +311,14 @@ class FactorModel(Recommender):
         return self.V @ self.U[user] + self.b
 
     def _fold_in(self, items: np.ndarray) -> np.ndarray:
-        """Ridge fold-in: argmin_u sum_i (x_i - u.v_i)^2 + lam |u|^2, x = 1 on `items` and 0 elsewhere."""
-        if getattr(self, "_fold_in_inv", None) is None:
-            gram = self.V.T @ self.V
-            lam = self.fold_in_reg * np.trace(gram) / gram.shape[0]
-            self._fold_in_inv = np.linalg.inv(gram + lam * np.eye(gram.shape[0]))
-        u = self._fold_in_inv @ self.V[items].sum(0)
-        return self.V @ u + self.b
+        """A new user's vector is the mean of the picked items' vectors (for LightGCN this is what one
+        propagation step over the new user's edges computes, up to normalisation)."""
+        return self.V @ self.V[items].mean(0) + self.b
 
     def _set_factors(self, U: np.ndarray, V: np.ndarray, b: np.ndarray | None = None) -> None:
         self.U = np.ascontiguousarray(U, dtype=np.float64)
         self.V = np.ascontiguousarray(V, dtype=np.float64)
         self.b = np.zeros(len(V)) if b is None else np.asarray(b, dtype=np.float64)
-        self._fold_in_inv = None
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"U": self.U, "V": self.V, "b": self.b}

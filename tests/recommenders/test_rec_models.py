@@ -1,0 +1,193 @@
+"""The shared model contract, on a checkerboard (even users like even items, odd users like odd items).
+
+Each model class only says how to build itself; the mixin checks that the held-out item ranks first,
+batch == single user, save/load round-trips bit-exactly without pickle, fold-in, and the error cases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommenders.errors import ModelFitError, NotFittedError, UnknownItemError, UnknownModelError, UnknownUserError
+from recommenders.models import DEFAULT_MODEL, MODEL_NAMES, create_model, load_model
+
+N_USERS, N_ITEMS = 16, 12
+ITEMS = [f"i{i}" for i in range(N_ITEMS)]
+FAST_SGD = {"epochs": 60, "batch_size": 16, "lr": 0.05, "seed": 1}
+
+
+def held_out(u: int) -> int:
+    """Each user holds out one same-parity item; every item is still liked by other users in train."""
+    return (u % 2) + 2 * ((u // 2) % (N_ITEMS // 2))
+
+
+def checkerboard() -> pd.DataFrame:
+    rows = [(f"u{u}", f"i{i}") for u in range(N_USERS) for i in range(N_ITEMS)
+            if i % 2 == u % 2 and i != held_out(u)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id"])
+
+
+def parity_features() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    f = rng.normal(scale=0.1, size=(N_ITEMS, 8)).astype(np.float32)
+    f[:, 0] += np.where(np.arange(N_ITEMS) % 2 == 0, 1.0, -1.0)
+    return {"text": f}
+
+
+@pytest.fixture(scope="class")
+def model(request: pytest.FixtureRequest):
+    """The class's model, fitted once per test class on the checkerboard."""
+    cls = request.cls
+    return create_model(cls.name, **cls.params).fit(checkerboard(), ITEMS, parity_features())
+
+
+class ModelContract:
+    name: str = ""
+    params: dict = {}
+    personalised = True
+
+    def test_held_out_item_ranks_first(self, model) -> None:
+        if not self.personalised:
+            pytest.skip("a non-personalised model ranks every user the same way")
+        for u in range(N_USERS):
+            ids, scores = model.recommend(f"u{u}", k=3)
+            assert ids[0] == f"i{held_out(u)}", (u, ids)
+            assert np.all(np.diff(scores) <= 0)
+
+    def test_recommend_excludes_seen(self, model) -> None:
+        seen = set(checkerboard().query("user_id == 'u0'")["item_id"])
+        ids, _ = model.recommend("u0", k=N_ITEMS)
+        assert not set(ids) & seen and len(ids) == N_ITEMS - len(seen)
+        ids_all, _ = model.recommend("u0", k=N_ITEMS, exclude_seen=False)
+        assert len(ids_all) == N_ITEMS
+
+    def test_batch_equals_single(self, model) -> None:
+        users = [f"u{u}" for u in range(N_USERS)]
+        batch_ids, batch_scores = model.recommend_batch(users, k=5)
+        for user, ids, scores in zip(users, batch_ids, batch_scores):
+            single_ids, single_scores = model.recommend(user, k=5)
+            assert ids == single_ids
+            np.testing.assert_array_equal(scores, single_scores)
+        np.testing.assert_array_equal(model.score_batch([3, 1])[0], model.score(3))
+
+    def test_save_load_round_trip(self, model, tmp_path: Path) -> None:
+        model.save(tmp_path / "m")
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["arrays.npz", "params.json"]
+        loaded = load_model(tmp_path / "m")
+        assert type(loaded) is type(model) and loaded.params == model.params
+        for u in ("u0", "u5"):
+            a, sa = model.recommend(u, k=5)
+            b, sb = loaded.recommend(u, k=5)
+            assert a == b
+            np.testing.assert_array_equal(sa, sb)
+        np.testing.assert_array_equal(loaded.recommend_from_items(["i0", "i2", "i4"], 3)[1],
+                                      model.recommend_from_items(["i0", "i2", "i4"], 3)[1])
+
+    def test_fold_in_new_user(self, model) -> None:
+        ids, scores = model.recommend_from_items(["i0", "i2", "i4"], k=3)
+        assert len(ids) == 3 and not {"i0", "i2", "i4"} & set(ids)
+        if self.personalised:
+            assert all(int(i[1:]) % 2 == 0 for i in ids), ids  # a new even-liking user gets even items
+        with pytest.raises(UnknownItemError, match="item_id: expected an item of the catalogue"):
+            model.recommend_from_items(["i0", "nope"], k=3)
+        with pytest.raises(ValueError, match="item_ids: expected a non-empty sequence"):
+            model.recommend_from_items([], k=3)
+
+    def test_errors(self, model) -> None:
+        with pytest.raises(UnknownUserError, match="user_id: expected a user seen at fit time.*'ghost'"):
+            model.recommend("ghost", k=3)
+        with pytest.raises(ValueError, match="k: expected a positive integer, got 0"):
+            model.recommend("u0", k=0)
+        with pytest.raises(NotFittedError):
+            create_model(self.name, **self.params).recommend("u0", 3)
+        bad = pd.DataFrame({"user_id": ["u0"], "item_id": ["zzz"]})
+        with pytest.raises(ModelFitError, match="row 1, column 'item_id': 'zzz' is not in item_ids"):
+            create_model(self.name, **self.params).fit(bad, ITEMS, parity_features())
+
+
+class TestPop(ModelContract):
+    name = "pop"
+    personalised = False
+
+    def test_most_popular_first(self) -> None:
+        data = pd.DataFrame({"user_id": ["a", "b", "c", "c"], "item_id": ["x", "x", "x", "y"]})
+        model = create_model("pop").fit(data, ["x", "y", "z"])
+        assert model.recommend("a", 3, exclude_seen=False)[0] == ["x", "y", "z"]
+
+
+class TestItemKNN(ModelContract):
+    name = "itemknn"
+    params = {"k": 5}
+
+
+class TestEASE(ModelContract):
+    name = "ease"
+    params = {"reg": 1.0}
+
+
+class TestBPR(ModelContract):
+    name = "bpr"
+    params = {**FAST_SGD, "dim": 8}
+
+
+class TestLightGCN(ModelContract):
+    name = "lightgcn"
+    params = {**FAST_SGD, "dim": 8}
+
+
+class TestText(ModelContract):
+    name = "text"
+    params = {**FAST_SGD, "content_dim": 8}
+
+
+class TestVBPR(ModelContract):
+    name = "vbpr"
+    params = {**FAST_SGD, "dim": 8, "content_dim": 8}
+
+
+def test_registry() -> None:
+    assert set(MODEL_NAMES) == {"pop", "itemknn", "bpr", "lightgcn", "ease", "text", "vbpr"}
+    assert DEFAULT_MODEL in MODEL_NAMES
+    with pytest.raises(UnknownModelError, match="name: expected one of"):
+        create_model("svd")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        create_model("ease", lambda_=3)
+
+
+def test_feature_models_need_features() -> None:
+    with pytest.raises(ModelFitError, match=r"features\['text'\] is required"):
+        create_model("text").fit(checkerboard(), ITEMS)
+    with pytest.raises(ModelFitError, match=r"expected shape \(12, d\)"):
+        create_model("vbpr").fit(checkerboard(), ITEMS, {"text": np.zeros((3, 4))})
+
+
+def test_dislikes_are_not_positives_but_stay_seen() -> None:
+    data = checkerboard().assign(weight=1.0)
+    data = pd.concat([data, pd.DataFrame({"user_id": ["u0"], "item_id": ["i1"], "weight": [-1.0]})])
+    model = create_model("ease", reg=1.0).fit(data, ITEMS)
+    ids, _ = model.recommend("u0", k=N_ITEMS)
+    assert "i1" not in ids  # disliked: never recommended again
+    plain = create_model("ease", reg=1.0).fit(checkerboard(), ITEMS)
+    np.testing.assert_allclose(model.B, plain.B)  # and not learned from as a positive
+
+
+def test_iterative_models_are_seeded() -> None:
+    a = create_model("bpr", **FAST_SGD, dim=8).fit(checkerboard(), ITEMS)
+    b = create_model("bpr", **FAST_SGD, dim=8).fit(checkerboard(), ITEMS)
+    np.testing.assert_array_equal(a.U, b.U)
+    c = create_model("bpr", **{**FAST_SGD, "seed": 2}, dim=8).fit(checkerboard(), ITEMS)
+    assert not np.array_equal(a.U, c.U)
+
+
+def test_early_stopping_records_history_and_stops() -> None:
+    data = checkerboard()
+    valid = pd.DataFrame({"user_id": [f"u{u}" for u in range(N_USERS)],
+                          "item_id": [f"i{held_out(u)}" for u in range(N_USERS)]})
+    model = create_model("bpr", **{**FAST_SGD, "epochs": 200, "patience": 3}, dim=8).fit(data, ITEMS, valid=valid)
+    assert 3 < len(model.history) < 200  # perfect valid NDCG is reached, then 3 evaluations without gain stop it
+    assert all("valid_ndcg@10" in h for h in model.history)
+    assert max(h["valid_ndcg@10"] for h in model.history) == pytest.approx(1.0)
