@@ -1,0 +1,223 @@
+"""Vitrine's dashboard: is quality going up? `streamlit run app/dashboard.py` (or `make dashboard`).
+
+It reads the same database as the app (`DATABASE_URL`, see `app.settings`) through a read-only session and
+never writes. Pages: Overview, Recommenders, Generation, Annotators, Data. The sidebar's filters (date range,
+models, generators, annotators) apply to every page. When `VITRINE_DASHBOARD_PASSWORD` is set, nothing is read
+before the right password is entered.
+
+Layout of this file: page config; cached resources and queries; the password gate; filters; one function
+per page that lays out the `app.dashboard_views` blocks (pure helpers, unit-tested); navigation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import io
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `streamlit run app/dashboard.py` runs this file as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd
+import streamlit as st
+
+from app import dashboard_views as views
+from app.dashboard_data import Filters, Frames, apply_filters, load_frames
+from app.settings import load_settings
+
+PAGES = ("Overview", "Recommenders", "Generation", "Annotators", "Data")
+CACHE_TTL_S = 60  # the dashboard shows data at most a minute old; the "Refresh" button clears it at once
+
+st.set_page_config(page_title="Vitrine dashboard", page_icon="📊", layout="wide")
+
+
+# ------------------------------------------------------------------------------------------ resources
+@st.cache_resource(show_spinner=False)
+def get_engine(url: str):
+    from annotation.db import make_engine
+
+    return make_engine(url)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner="Reading the database…", max_entries=4)
+def cached_frames(url: str) -> Frames:
+    return load_frames(get_engine(url))
+
+
+def export_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
+    """The frame as JSON Lines or Parquet bytes (lists and dicts kept as JSON / Arrow nested types)."""
+    if fmt == "jsonl":
+        return frame.to_json(orient="records", lines=True, date_format="iso").encode()
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+# -------------------------------------------------------------------------------------------- drawing
+def show(view: views.View, key: str, table: bool = False) -> None:
+    """Draw one block: its figure (or the empty state), its one-line reading, optionally its table."""
+    if view.empty:
+        st.info(view.empty, icon="ℹ️")
+        return
+    if view.figure is not None:
+        st.plotly_chart(view.figure, key=key, config={"displaylogo": False})
+    if view.reading:
+        st.caption(view.reading)
+    if table and view.table is not None:
+        with st.expander("Table"):
+            st.dataframe(view.table, hide_index=True)
+
+
+def page_overview(frames: Frames, today: dt.date) -> None:
+    st.header("Overview")
+    counts = views.overview_counts(frames, today)
+    for column, row in zip(st.columns(len(counts)), counts.itertuples(index=False)):
+        column.metric(row.metric, f"{row.total:,}", delta=f"{row.today:,} today" if row.today else None,
+                      delta_color="normal")
+    show(views.activity_view(frames), "overview-activity")
+
+
+def page_recommenders(frames: Frames) -> None:
+    st.header("Recommenders")
+    st.subheader("Offline evaluation")
+    offline = views.offline_view(frames)
+    if offline.empty is None and offline.extra.get("metrics"):
+        names = offline.extra["metrics"]
+        metric = st.selectbox("Metric", names, index=names.index(offline.extra["metric"]), key="offline-metric")
+        offline = views.offline_view(frames, metric)
+        st.dataframe(offline.table, hide_index=True)
+    show(offline, "rec-offline")
+    st.subheader("Online: clicks and likes per model")
+    show(views.online_rates_view(frames), "rec-online", table=True)
+    st.subheader("Interleaving")
+    show(views.interleaving_view(frames), "rec-interleaving", table=True)
+    st.subheader("Beyond accuracy")
+    show(views.beyond_accuracy_view(frames), "rec-beyond", table=True)
+
+
+def page_generation(frames: Frames) -> None:
+    st.header("Generation")
+    st.subheader("Personalized vs generic")
+    show(views.personalized_view(frames), "gen-personalized")
+    st.subheader("Ratings")
+    attribute = st.radio("Compare by", list(views.BT_ATTRIBUTES), format_func=views.BT_ATTRIBUTES.get,
+                         horizontal=True, key="bt-attribute")
+    left, right = st.columns(2)
+    with left:
+        show(views.bradley_terry_view(frames, attribute), "gen-bt", table=True)
+    with right:
+        show(views.win_matrix_view(frames, attribute), "gen-matrix")
+    st.subheader("Latency")
+    show(views.latency_view(frames), "gen-latency", table=True)
+
+
+def page_annotators(frames: Frames) -> None:
+    st.header("Annotators")
+    st.subheader("Throughput")
+    show(views.throughput_view(frames), "ann-throughput", table=True)
+    st.subheader("Agreement on overlapping pairs")
+    agreement = views.agreement_view(frames)
+    if agreement.empty is None:
+        left, right = st.columns(2)
+        left.metric("Fleiss' κ", f"{agreement.extra['fleiss']['kappa']:.2f}")
+        right.metric("Krippendorff's α", f"{agreement.extra['alpha']:.2f}")
+    show(agreement, "ann-agreement", table=True)
+    st.subheader("Choice distribution")
+    show(views.choices_view(frames), "ann-choices", table=True)
+
+
+def page_data(frames: Frames) -> None:
+    st.header("Data")
+    st.write("Download what the current filters select. Files are built when you click.")
+    tables = {"feedback": frames.feedback, "impressions": frames.impressions, "labels": frames.labels,
+              "assets": frames.assets, "eval_runs": frames.eval_runs.drop(columns="metrics", errors="ignore")}
+    if all(len(t) == 0 for t in tables.values()):
+        st.info("Nothing to export for these filters. " + views.SIMULATE_HINT, icon="ℹ️")
+        return
+    summary = pd.DataFrame({"table": list(tables), "rows": [len(t) for t in tables.values()]})
+    st.dataframe(summary, hide_index=True, width="content")
+    for name, frame in tables.items():
+        if frame.empty:
+            continue
+        left, right = st.columns(2)
+        left.download_button(f"{name}.jsonl", data=lambda f=frame: export_bytes(f, "jsonl"), file_name=f"{name}.jsonl",
+                             mime="application/jsonl", key=f"dl-{name}-jsonl", on_click="ignore")
+        right.download_button(f"{name}.parquet", data=lambda f=frame: export_bytes(f, "parquet"),
+                              file_name=f"{name}.parquet", mime="application/vnd.apache.parquet",
+                              key=f"dl-{name}-parquet", on_click="ignore")
+
+
+# ----------------------------------------------------------------------------------------------- gate
+def password_ok(expected: str | None) -> bool:
+    """True when no password is configured, or this browser session entered the right one."""
+    if not expected:
+        return True
+    if st.session_state.get("dashboard_auth") is True:
+        return True
+    st.title("Vitrine dashboard")
+    given = st.text_input("Password", type="password", key="dashboard_password")
+    if given:
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            st.session_state["dashboard_auth"] = True
+            return True
+        st.error("Wrong password.")
+    else:
+        st.info("This dashboard is protected: enter the password (VITRINE_DASHBOARD_PASSWORD).")
+    return False
+
+
+def sidebar_filters(frames: Frames) -> Filters:
+    bounds = frames.date_bounds()
+    st.sidebar.header("Filters")
+    start = end = None
+    if bounds is not None:
+        picked = st.sidebar.date_input("Date range", value=bounds, min_value=bounds[0], max_value=bounds[1],
+                                       key="f-dates")
+        if isinstance(picked, (tuple, list)) and len(picked) == 2:
+            start, end = picked
+        elif isinstance(picked, (tuple, list)) and len(picked) == 1:
+            start = end = picked[0]
+    models = st.sidebar.multiselect("Models", frames.models(), key="f-models", placeholder="all models")
+    generators = st.sidebar.multiselect("Generators", frames.generators(), key="f-generators",
+                                        placeholder="all generators")
+    annotators = st.sidebar.multiselect("Annotators", frames.annotators(), key="f-annotators",
+                                        placeholder="all annotators")
+    return Filters(start=start, end=end, models=tuple(models), generators=tuple(generators),
+                   annotators=tuple(annotators))
+
+
+def main() -> None:
+    settings = load_settings()
+    if not password_ok(settings.dashboard_password):
+        st.stop()
+    requested = st.query_params.get("page", PAGES[0])
+    page = st.sidebar.radio("Page", PAGES, index=PAGES.index(requested) if requested in PAGES else 0, key="page")
+    st.query_params["page"] = page
+    if st.sidebar.button("Refresh data", help=f"Data is cached for {CACHE_TTL_S} s"):
+        cached_frames.clear()
+    try:
+        frames = cached_frames(settings.database_url)
+    except Exception as exc:  # the DB is missing or not migrated: say so, do not show a traceback
+        st.error(f"Could not read the database at {settings.database_url}: {type(exc).__name__}: {exc}")
+        st.info("Start the app once (`make demo`) to create and migrate it, or seed it: " + views.SIMULATE_HINT)
+        st.stop()
+    filters = sidebar_filters(frames)
+    if frames.is_empty:
+        st.title("Vitrine dashboard")
+        st.info("The database is empty: nobody has used the app yet. " + views.SIMULATE_HINT, icon="ℹ️")
+    shown = apply_filters(frames, filters)
+    if page == "Overview":
+        page_overview(shown, dt.datetime.now(dt.timezone.utc).date())
+    elif page == "Recommenders":
+        page_recommenders(shown)
+    elif page == "Generation":
+        page_generation(shown)
+    elif page == "Annotators":
+        page_annotators(shown)
+    else:
+        page_data(shown)
+
+
+main()
