@@ -10,7 +10,6 @@ draw noise and write gibberish: that is the point of the caption sanitiser and t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 CHAT_TEMPLATE = (
@@ -20,11 +19,15 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-def _byte_vocab(specials: list[str]) -> dict[str, int]:
+def _byte_vocab(specials: list[str], word_end: str | None = None) -> dict[str, int]:
+    """The 256 byte-level symbols (plus each with CLIP's `</w>` word-end suffix when given), then `specials`."""
     from tokenizers.pre_tokenizers import ByteLevel
 
     alphabet = sorted(ByteLevel.alphabet())
     vocab = {ch: i for i, ch in enumerate(alphabet)}
+    if word_end:
+        for ch in alphabet:
+            vocab[ch + word_end] = len(vocab)
     for token in specials:
         vocab[token] = len(vocab)
     return vocab
@@ -64,26 +67,20 @@ def build_tiny_sd(path: Path | str, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed + 2)
     text_config = CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=2,
+        bos_token_id=512,
+        eos_token_id=513,
         hidden_size=32,
         intermediate_size=37,
         layer_norm_eps=1e-05,
         num_attention_heads=4,
         num_hidden_layers=2,
-        pad_token_id=1,
-        vocab_size=260,
-        max_position_embeddings=77,
+        pad_token_id=513,
+        vocab_size=514,
+        max_position_embeddings=256,  # byte-level tokens: room for a whole prompt (real CLIP: 77 BPE tokens)
     )
     text_encoder = CLIPTextModel(text_config)
-    tok_dir = path / "_tokenizer_src"
-    tok_dir.mkdir(exist_ok=True)
-    vocab = _byte_vocab(["<|startoftext|>", "<|endoftext|>"])
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab), "utf-8")
-    (tok_dir / "merges.txt").write_text("#version: 0.2\n", "utf-8")
-    tokenizer = CLIPTokenizer(
-        vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"), model_max_length=77
-    )
+    vocab = _byte_vocab(["<|startoftext|>", "<|endoftext|>"], word_end="</w>")
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=256)
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -103,9 +100,6 @@ def build_tiny_sd(path: Path | str, seed: int = 0) -> Path:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(path)
-    for f in tok_dir.iterdir():
-        f.unlink()
-    tok_dir.rmdir()
     return path
 
 
@@ -149,3 +143,24 @@ def build_tiny_lm(path: Path | str, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def fake_hf_cache(cache: Path | str, repo_id: str, files: dict[str, str] | Path) -> Path:
+    """Lay out `files` (or a copy of a model directory) the way huggingface_hub caches a snapshot of `repo_id`.
+
+    Lets tests exercise the "found in the local HF cache" path without the network; returns the snapshot dir.
+    """
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    if isinstance(files, Path):
+        shutil.copytree(files, snapshot)
+    else:
+        snapshot.mkdir(parents=True)
+        for name, text in files.items():
+            (snapshot / name).write_text(text)
+    return snapshot

@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import huggingface_hub
 import pytest
 
+from generation.testing import fake_hf_cache as fake_cache
 from generation.loading import ModelUnavailableError, resolve_model, select_device
-
-
-def fake_cache(cache: Path, repo_id: str, files: dict[str, str] | Path) -> Path:
-    """Lay out `files` (or copy a directory) the way huggingface_hub caches a snapshot of `repo_id`."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    if isinstance(files, Path):
-        shutil.copytree(files, snapshot)
-    else:
-        snapshot.mkdir(parents=True)
-        for name, text in files.items():
-            (snapshot / name).write_text(text)
-    return snapshot
 
 
 @pytest.fixture
