@@ -51,6 +51,14 @@ def _optional(env: Mapping[str, str], name: str, default: str | None) -> str | N
     return None if raw.lower() in {"", "none", "fallback"} else raw
 
 
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of names; unset keeps the default, '' means none."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path  # datasets, feature cache, trained models, generated assets, the SQLite DB
@@ -68,6 +76,9 @@ class Settings:
     label_password: str | None = None  # shared password for annotators; None = open sign-in
     dashboard_password: str | None = None  # protects the dashboard when set
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
+    extra_models: tuple[str, ...] = ("pop",)  # served beside `model`, so that two can be compared (interleaving)
+    generation_concurrency: int = 1  # generation requests run at once; 1 on CPU, where the model is the bottleneck
+    oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
 
     @property
     def db_is_sqlite(self) -> bool:
@@ -97,4 +108,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_password=env.get("VITRINE_LABEL_PASSWORD") or None,
         dashboard_password=env.get("VITRINE_DASHBOARD_PASSWORD") or None,
         label_overlap=_int(env, "VITRINE_LABEL_OVERLAP", 2, 1, 20),
+        extra_models=_names(env, "VITRINE_EXTRA_MODELS", Settings.extra_models),
+        generation_concurrency=_int(env, "VITRINE_GENERATION_CONCURRENCY", 1, 1, 16),
+        oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
     )

@@ -1,0 +1,50 @@
+"""`python -m app`: load everything once, then serve the Gradio app (what `make demo` ends in).
+
+Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, or $PORT (then bound to 0.0.0.0), via
+`app.settings`. The first run trains the default model and caches it under the data dir; later runs load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="load everything, print the status, do not serve")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger("vitrine")
+
+    from app.services import build_services
+    from app.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    svc = build_services(settings, say=log.info)
+    if args.check:
+        for title, rows in svc.status_sections():
+            print(f"== {title}")
+            for name, value, note in rows:
+                print(f"  {name}: {value}  {note}".rstrip())
+        return 0
+
+    from app.ui import build_demo, launch_kwargs
+
+    demo = build_demo(svc)
+    demo.queue(default_concurrency_limit=8)
+    log.info("serving at http://%s:%d (ready %.1f s after start)", settings.host, settings.port,
+             time.perf_counter() - started)
+    demo.launch(server_name=settings.host, server_port=settings.port, **launch_kwargs(svc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""The Gradio app: layout first, then the events. `build_demo(svc)` -> `gr.Blocks`; `launch(...)` serves it.
+
+Four tabs - Discover, Create, Label, Status - over one `Services` (loaded once at start) and one `Visitor`
+state per browser session. The handlers are plain functions in `app.handlers`; here they are bound to
+`svc` and wired to components. Generation runs in the "generation" concurrency group (limit from
+settings), recommendation and feedback in the "fast" group, so a slow cover never blocks a click.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gradio as gr
+
+from app import handlers as h
+from app.api import register_api
+from app.cards import CSS
+from app.services import N_VARIANTS_MAX, Services
+from app.state import PAGE_SIZE, Visitor
+
+__all__ = ["build_demo", "launch_kwargs", "HEAD", "GUIDELINES"]
+
+GUIDELINES = """
+**How to label.** Each pair shows two covers (or two captions) of the same film, made for the user whose
+profile is on the left. Pick the one **this user** would more likely click, judging by their genres and liked
+films, not by your own taste.
+
+- **1** - the left one is better for this user · **2** - the right one is better
+- **0** - a tie: equally good (or equally bad) · **s** - skip: you cannot judge (broken image, unknown film)
+- **u** - undo your last label (the pair comes back)
+
+Artefacts (garbled text, distorted faces) count against a cover. A caption must be about the film and
+fluent; a caption that invents plot details is worse than a plain one. Keyboard shortcuts work whenever the
+Label tab is open and the cursor is not in a text box.
+"""
+
+# Keyboard shortcuts of the Label tab: 1 / 2 / 0 / s / u click the matching button while it is visible.
+HEAD = """
+<script>
+(() => {
+  const keys = {"1": "vt-key-1", "2": "vt-key-2", "0": "vt-key-0", "s": "vt-key-s", "u": "vt-key-u"};
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+    const id = keys[(event.key || "").toLowerCase()];
+    if (!id) return;
+    const button = document.getElementById(id);
+    if (!button || button.offsetParent === null || button.disabled) return;
+    event.preventDefault();
+    button.click();
+  });
+})();
+</script>
+"""
+
+
+def _cards_out(cards: list[str]) -> list[Any]:
+    """Card HTML -> [slot visibility updates..., slot HTML...]."""
+    return [gr.Column(visible=bool(c)) for c in cards] + list(cards)
+
+
+def build_demo(svc: Services) -> gr.Blocks:
+    settings = svc.settings
+    fallback = svc.covers.uses_fallback or svc.captions.uses_fallback
+    with gr.Blocks(title="Vitrine", fill_width=False) as demo:
+        visitor = gr.State(Visitor())
+
+        # ---------------------------------------------------------------- layout
+        gr.HTML(
+            '<div class="vt-header"><h1>Vitrine</h1><span class="vt-tag">recommendations with covers and '
+            "captions made for you</span></div>"
+        )
+        if fallback:
+            what = [w for w, g in (("covers", svc.covers), ("captions", svc.captions)) if g.uses_fallback]
+            gr.HTML(
+                f'<div class="vt-banner" id="vt-fallback-banner"><b>Fallback generators in use</b> for '
+                f"{' and '.join(what)}: no diffusion / language model is loaded, so covers are typographic and "
+                "captions come from templates. The Status tab says how to enable the real models.</div>"
+            )
+        with gr.Tabs():
+            with gr.Tab("Discover", id="discover"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        with gr.Tabs():
+                            with gr.Tab("Existing user", id="existing"):
+                                user_dd = gr.Dropdown(
+                                    choices=svc.user_choices(), value=None, label="User (type an id to search)",
+                                    filterable=True, elem_id="vt-user",
+                                )
+                            with gr.Tab("New user", id="new"):
+                                picks = gr.Dropdown(
+                                    choices=svc.item_choices(), value=[], multiselect=True, filterable=True,
+                                    label="Pick at least 3 items you like", elem_id="vt-picks",
+                                )
+                                start_btn = gr.Button("Start as a new user", variant="primary", elem_id="vt-start")
+                        profile = gr.HTML(elem_id="vt-profile")
+                        model_dd = gr.Dropdown(choices=svc.model_names, value=svc.default_model, label="Model",
+                                               elem_id="vt-model")
+                        compare_dd = gr.Dropdown(
+                            choices=[h.NO_COMPARE] + svc.model_names, value=h.NO_COMPARE,
+                            label="Compare with (one interleaved slate)", elem_id="vt-compare",
+                        )
+                        rec_btn = gr.Button("Recommend", variant="primary", elem_id="vt-recommend")
+                    with gr.Column(scale=3):
+                        slate_info = gr.Markdown("Pick a user or start as a new user.", elem_id="vt-slate-info")
+                        detail = gr.HTML(elem_id="vt-detail")
+                        slot_cols, slot_html, slot_buttons = [], [], []
+                        for row_start in range(0, PAGE_SIZE, 4):
+                            with gr.Row(equal_height=True):
+                                for i in range(row_start, row_start + 4):
+                                    with gr.Column(visible=False, min_width=170, elem_classes=["vt-slot"],
+                                                   elem_id=f"vt-slot-{i}") as col:
+                                        html = gr.HTML(elem_id=f"vt-card-{i}")
+                                        with gr.Row():
+                                            like = gr.Button("👍 Like", size="sm", elem_id=f"vt-like-{i}")
+                                            dislike = gr.Button("👎", size="sm", elem_id=f"vt-dislike-{i}")
+                                            open_ = gr.Button("Open", size="sm", elem_id=f"vt-open-{i}")
+                                    slot_cols.append(col)
+                                    slot_html.append(html)
+                                    slot_buttons.append((like, dislike, open_))
+                        more_btn = gr.Button("More", elem_id="vt-more")
+
+            with gr.Tab("Create", id="create"):
+                gr.Markdown(
+                    "Make covers for the **current user** (chosen on Discover): personalized and generic variants "
+                    "are mixed in random order. Click the one you like best and save your pick; it is logged as a "
+                    "preference over the others."
+                )
+                with gr.Row():
+                    create_item = gr.Dropdown(choices=svc.item_choices(), value=None, filterable=True,
+                                              label="Item", elem_id="vt-create-item", scale=3)
+                    create_n = gr.Slider(2, N_VARIANTS_MAX, value=4, step=1, label="Variants", scale=1)
+                    create_btn = gr.Button("Generate", variant="primary", scale=1, elem_id="vt-generate")
+                create_info = gr.Markdown(elem_id="vt-create-info")
+                gallery = gr.Gallery(label="Variants", columns=4, height="auto", object_fit="contain",
+                                     allow_preview=False, elem_id="vt-gallery")
+                caption_md = gr.Markdown(elem_id="vt-caption")
+                picked = gr.State(None)
+                pick_btn = gr.Button("Save my pick", elem_id="vt-save-pick")
+
+            with gr.Tab("Label", id="label"):
+                with gr.Row():
+                    ann_name = gr.Textbox(label="Your name", max_lines=1, elem_id="vt-ann-name", scale=2)
+                    ann_pw = gr.Textbox(label="Password", type="password", max_lines=1, elem_id="vt-ann-pw",
+                                        visible=settings.label_password is not None, scale=2)
+                    sign_btn = gr.Button("Sign in", elem_id="vt-sign-in", scale=1)
+                    if settings.oauth_enabled:
+                        gr.LoginButton("Sign in with Hugging Face", scale=1)
+                sign_info = gr.Markdown(elem_id="vt-sign-info")
+                with gr.Accordion("Guidelines", open=False):
+                    gr.Markdown(GUIDELINES)
+                label_progress = gr.Markdown(elem_id="vt-label-progress")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=240):
+                        target = gr.HTML(elem_id="vt-target")
+                    with gr.Column(scale=2):
+                        side_a = gr.HTML(elem_id="vt-side-a")
+                    with gr.Column(scale=2):
+                        side_b = gr.HTML(elem_id="vt-side-b")
+                with gr.Row():
+                    key_btns = {
+                        "1": gr.Button("1 · left is better", elem_id="vt-key-1"),
+                        "0": gr.Button("0 · tie", elem_id="vt-key-0"),
+                        "2": gr.Button("2 · right is better", elem_id="vt-key-2"),
+                        "s": gr.Button("s · skip", elem_id="vt-key-s"),
+                        "u": gr.Button("u · undo", elem_id="vt-key-u"),
+                    }
+
+            with gr.Tab("Status", id="status"):
+                status = gr.HTML(h.status_html(svc), elem_id="vt-status")
+                with gr.Row():
+                    refresh_btn = gr.Button("Refresh", elem_id="vt-refresh")
+                    retrain_dd = gr.Dropdown(choices=svc.model_names, value=svc.default_model,
+                                             label="Retrain from the logs")
+                    retrain_btn = gr.Button("Retrain", elem_id="vt-retrain")
+                    pairs_n = gr.Number(value=5, precision=0, minimum=1, maximum=200, label="Label pairs to create")
+                    pairs_btn = gr.Button("Create label pairs", elem_id="vt-make-pairs")
+                status_info = gr.Markdown()
+
+        # ---------------------------------------------------------------- events
+        bind = functools.partial
+        cards_outputs = [*slot_cols, *slot_html]
+        private = {"api_visibility": "private"}
+        gen = {"concurrency_id": "generation", "concurrency_limit": settings.generation_concurrency}
+        fast = {"concurrency_id": "fast", "concurrency_limit": 16}
+
+        def show(result):
+            v, cards, info = result
+            return [v, *_cards_out(cards), info]
+
+        def do_recommend(v, model, compare):
+            return show(h.recommend(svc, v, model, compare))
+
+        def do_more(v):
+            return show(h.more(svc, v))
+
+        def do_fill(v):
+            for v2, cards in h.fill_assets(svc, v):
+                yield [v2, *_cards_out(cards)]
+
+        page_outputs = [visitor, *cards_outputs, slate_info]
+        fill_outputs = [visitor, *cards_outputs]
+
+        def chain_fill(event):
+            return event.then(do_fill, [visitor], fill_outputs, show_progress="hidden", **gen, **private)
+
+        fills = []
+        selected = user_dd.input(bind(h.select_user, svc), [visitor, user_dd], [visitor, profile], **fast, **private)
+        ev = selected.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
+        fills.append(chain_fill(ev))
+        started = start_btn.click(bind(h.start_new_user, svc), [visitor, picks], [visitor, profile], **fast, **private)
+        ev = started.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
+        fills.append(chain_fill(ev))
+        ev = rec_btn.click(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
+        fills.append(chain_fill(ev))
+        ev = more_btn.click(do_more, [visitor], page_outputs, **fast, **private)
+        fills.append(chain_fill(ev))
+
+        feedback_triggers = []
+        for i, (like, dislike, open_) in enumerate(slot_buttons):
+            for button, kind in ((like, "like"), (dislike, "dislike"), (open_, "open")):
+
+                def do_feedback(v, _slot=i, _kind=kind):
+                    v2, cards, det, info = h.card_feedback(svc, v, _slot, _kind)
+                    return [v2, *_cards_out(cards), det, info]
+
+                ev = button.click(do_feedback, [visitor], [visitor, *cards_outputs, detail, slate_info],
+                                  **fast, **private)
+                fills.append(chain_fill(ev))
+                feedback_triggers.append(button.click)
+
+        # Anything that changes the visitor's slate first stops the cover filling of the previous one (it would
+        # otherwise hand back a stale state); each of those events starts a new filling when it is done.
+        for trigger in (user_dd.input, start_btn.click, rec_btn.click, more_btn.click, *feedback_triggers):
+            trigger(None, None, None, cancels=fills, **private)
+
+        def do_create(v, item_id, n, progress=gr.Progress()):
+            return h.create_variants(svc, v, item_id, n, progress=progress)
+
+        create_btn.click(do_create, [visitor, create_item, create_n], [visitor, gallery, caption_md, create_info],
+                         **gen, **private)
+
+        def on_select(evt: gr.SelectData):
+            return evt.index
+
+        gallery.select(on_select, None, picked, **private)
+        pick_btn.click(lambda v, i: h.pick_variant(svc, v, i), [visitor, picked], [visitor, create_info],
+                       **fast, **private)
+
+        pair_outputs = [visitor, target, side_a, side_b, label_progress]
+        signed = sign_btn.click(bind(h.sign_in, svc), [visitor, ann_name, ann_pw], [visitor, sign_info],
+                                **fast, **private)
+        signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
+        for key, button in key_btns.items():
+            if key == "u":
+                button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
+            else:
+                button.click(lambda v, _k=key: h.label_key(svc, v, _k), [visitor], pair_outputs, **fast, **private)
+        if settings.oauth_enabled:
+
+            def oauth_sign_in(v, oauth: gr.OAuthProfile | None):
+                if oauth is None:
+                    return v, gr.skip()
+                v.annotator_id = svc.sign_in(f"hf:{oauth.username}")
+                v.annotator_name = f"hf:{oauth.username}"
+                return v, f"Signed in with Hugging Face as **{oauth.username}**."
+
+            demo.load(oauth_sign_in, [visitor], [visitor, sign_info], **private)
+
+        refresh_btn.click(bind(h.status_html, svc), None, status, **fast, **private)
+        retrain_btn.click(bind(h.retrain, svc), [retrain_dd], [status_info, status], concurrency_id="retrain",
+                          concurrency_limit=1, **private)
+        pairs_btn.click(bind(h.make_pairs, svc), [pairs_n], [status_info, status], **gen, **private)
+
+        register_api(svc, generation_limit=settings.generation_concurrency)
+    return demo
+
+
+def launch_kwargs(svc: Services) -> dict[str, Any]:
+    """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
+    return {
+        "allowed_paths": [str(svc.settings.data_dir / "assets")],
+        "css": CSS,
+        "head": HEAD,
+        "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
+        "footer_links": ["api", "gradio"],
+        "show_error": True,
+    }
