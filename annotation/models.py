@@ -163,7 +163,8 @@ class Impression(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     items: Mapped[list["ImpressionItem"]] = relationship(
-        back_populates="impression", order_by="ImpressionItem.position", cascade="all, delete-orphan"
+        back_populates="impression", order_by="ImpressionItem.position", cascade="all, delete-orphan",
+        lazy="selectin",  # loaded with the impression: rows the store returns stay readable after the session
     )
 
     @property
@@ -255,10 +256,10 @@ class PairTask(Base):
     slots_taken: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
-    asset_a: Mapped[Optional[GeneratedAsset]] = relationship(foreign_keys=[asset_a_id])
-    asset_b: Mapped[Optional[GeneratedAsset]] = relationship(foreign_keys=[asset_b_id])
-    impression_a: Mapped[Optional[Impression]] = relationship(foreign_keys=[impression_a_id])
-    impression_b: Mapped[Optional[Impression]] = relationship(foreign_keys=[impression_b_id])
+    asset_a: Mapped[Optional[GeneratedAsset]] = relationship(foreign_keys=[asset_a_id], lazy="selectin")
+    asset_b: Mapped[Optional[GeneratedAsset]] = relationship(foreign_keys=[asset_b_id], lazy="selectin")
+    impression_a: Mapped[Optional[Impression]] = relationship(foreign_keys=[impression_a_id], lazy="selectin")
+    impression_b: Mapped[Optional[Impression]] = relationship(foreign_keys=[impression_b_id], lazy="selectin")
 
 
 class PairAssignment(Base):
@@ -296,7 +297,7 @@ class PreferenceLabel(Base):
     supersedes_id: Mapped[Optional[int]] = mapped_column(ForeignKey("preference_labels.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
-    pair: Mapped[PairTask] = relationship()
+    pair: Mapped[PairTask] = relationship(lazy="selectin")
 
 
 class EvalRun(Base):
