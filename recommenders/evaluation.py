@@ -68,7 +68,7 @@ def rank_metrics(
         out[f"item_coverage@{k}"] = metrics.item_coverage(valid, n_items if candidates is None else len(candidates))
         if item_popularity is not None and n_train_users:
             out[f"novelty@{k}"] = metrics.novelty(valid, item_popularity, n_train_users)
-        if embeddings is not None and (top_k >= 0).all() and k >= 2:
+        if embeddings is not None and k >= 2 and ((top_k >= 0).sum(1) >= 2).any():
             out[f"diversity@{k}"] = metrics.intra_list_diversity(top_k, embeddings)
     out["n_users"] = float(len(users))
     return out

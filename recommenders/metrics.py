@@ -87,14 +87,22 @@ def novelty(top_items: np.ndarray, item_popularity: np.ndarray, n_users: int) ->
 
 
 def intra_list_diversity(top_items: np.ndarray, embeddings: np.ndarray) -> float:
-    """Mean over lists of the mean pairwise cosine distance between the listed items' embeddings."""
+    """Mean over lists of the mean pairwise cosine distance between the listed items' embeddings.
+
+    `top_items` is (n_lists, K) item indices; -1 pads lists shorter than K; lists with < 2 items are skipped.
+    """
     top = np.asarray(top_items)
     if top.ndim != 2 or top.shape[1] < 2:
         raise ValueError(f"top_items: expected (n_lists, K>=2) item indices, got shape {top.shape}")
     emb = np.asarray(embeddings, dtype=np.float64)
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    vecs = emb[top]  # (n_lists, K, d)
-    sims = np.einsum("lkd,ljd->lkj", vecs, vecs)
-    k = top.shape[1]
-    off = (sims.sum((1, 2)) - np.trace(sims, axis1=1, axis2=2)) / (k * (k - 1))
-    return float(np.mean(1.0 - off))
+    mask = top >= 0
+    m = mask.sum(1)
+    keep = m >= 2
+    if not keep.any():
+        raise ValueError("top_items: expected at least one list with two or more items")
+    vecs = emb[np.where(mask, top, 0)] * mask[..., None]  # (n_lists, K, d), padded rows zeroed
+    vecs, m = vecs[keep], m[keep]
+    summed = vecs.sum(1)  # sum_{a,b} <v_a, v_b> = |sum_a v_a|^2
+    pair_sum = (summed * summed).sum(1) - (vecs * vecs).sum((1, 2))
+    return float(np.mean(1.0 - pair_sum / (m * (m - 1))))

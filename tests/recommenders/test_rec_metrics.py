@@ -61,5 +61,7 @@ def test_beyond_accuracy() -> None:
     emb = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0]])  # item 1 and 2 point the same way
     # list 0: cos(0,1) = 0 -> distance 1 ; list 1: cos(1,2) = 1 -> distance 0
     assert metrics.intra_list_diversity(top, emb) == pytest.approx(0.5)
+    # -1 pads a short list; a list of one item has no pair and is skipped
+    assert metrics.intra_list_diversity(np.array([[0, 1, -1], [2, -1, -1]]), emb) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="K>=2"):
         metrics.intra_list_diversity(np.array([[0], [1]]), emb)
