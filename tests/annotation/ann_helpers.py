@@ -6,6 +6,7 @@ import uuid
 
 import pandas as pd
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 ITEMS = pd.DataFrame({
     "item_id": [str(i) for i in range(1, 21)],
@@ -33,3 +34,23 @@ def cover(item_id="1", user_id="196", personalized=True, **extra) -> dict:
 def count(Session, model) -> int:
     with Session() as s:
         return s.scalar(select(func.count()).select_from(model))
+
+
+def pg_admin_url(url: str) -> str:
+    """The psycopg (libpq) URL of the cluster's `postgres` maintenance database."""
+    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+def create_pg_database(url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(pg_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

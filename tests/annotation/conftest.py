@@ -13,34 +13,13 @@ import uuid
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from annotation import store
 from annotation.db import make_engine, make_session_factory, upgrade
 from annotation.models import Base
-from ann_helpers import ITEMS
+from ann_helpers import ITEMS, create_pg_database, drop_pg_database
 
 TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
-
-
-def pg_admin_url(url: str) -> str:
-    """The psycopg (libpq) URL of the cluster's `postgres` maintenance database."""
-    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-
-
-def create_pg_database(url: str, name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(pg_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg_database(url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(pg_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

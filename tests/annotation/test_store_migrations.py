@@ -1,0 +1,97 @@
+"""Migrations: upgrade from empty, downgrade-upgrade round trip, models == migrations, the CLI, engine setup."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from annotation import db
+from annotation.__main__ import default_url, main
+from annotation.models import Base
+from ann_helpers import create_pg_database, drop_pg_database
+
+TABLES = {table.name for table in Base.metadata.sorted_tables}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    """A database with nothing in it (not even the alembic_version table)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sub' / 'empty.db'}"  # the folder does not exist yet either
+        return
+    pg_url = request.getfixturevalue("pg_url")
+    name = f"vitrine_migrations_{uuid.uuid4().hex[:8]}"
+    url = create_pg_database(pg_url, name)
+    yield url
+    drop_pg_database(pg_url, name)
+
+
+def _tables(url: str) -> set[str]:
+    engine = db.make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_empty_then_round_trip(empty_url):
+    assert db.current_revision(empty_url) is None
+    db.upgrade(empty_url)
+    head = db.current_revision(empty_url)
+    assert head is not None and _tables(empty_url) == TABLES
+    db.upgrade(empty_url)  # running it again on every start is a no-op
+    assert db.current_revision(empty_url) == head
+    db.downgrade(empty_url, "base")
+    assert db.current_revision(empty_url) is None and _tables(empty_url) == set()
+    db.upgrade(empty_url)
+    assert db.current_revision(empty_url) == head and _tables(empty_url) == TABLES
+
+
+def test_migrations_match_the_models(empty_url):
+    """A model change without a migration (or the reverse) fails here."""
+    db.upgrade(empty_url)
+    engine = db.make_engine(empty_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diff = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_cli_upgrade_current_and_downgrade(empty_url, capsys):
+    assert main(["--url", empty_url, "current"]) == 0
+    assert "empty" in capsys.readouterr().out
+    assert main(["--url", empty_url, "upgrade"]) == 0
+    head = db.current_revision(empty_url)
+    assert f"upgraded to {head}" in capsys.readouterr().out
+    assert main(["--url", empty_url, "downgrade", "base"]) == 0
+    assert _tables(empty_url) == set()
+
+
+def test_cli_default_url_follows_the_environment(tmp_path):
+    assert default_url({"DATABASE_URL": "postgresql+psycopg://u@h/db"}) == "postgresql+psycopg://u@h/db"
+    assert default_url({"VITRINE_DATA_DIR": str(tmp_path)}) == f"sqlite:///{tmp_path / 'vitrine.db'}"
+
+
+def test_sqlite_engine_pragmas(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+            assert connection.execute(text("PRAGMA busy_timeout")).scalar() == db.SQLITE_BUSY_TIMEOUT_MS
+    finally:
+        engine.dispose()
+
+
+def test_make_engine_rejects_other_backends():
+    with pytest.raises(ValueError, match="url must be a sqlite:// or postgresql\\+psycopg:// URL, got backend 'mysql'"):
+        db.make_engine("mysql://u@h/db")
+    with pytest.raises(ValueError, match="url must be a non-empty database URL string, got None"):
+        db.make_engine(None)
