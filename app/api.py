@@ -81,15 +81,17 @@ class ApiHandlers:
 
     def generate_covers(self, user_id: str, item_id: str, n: int = 2, seed: int = 0) -> dict:
         """`n` covers of `item_id`, half personalized for `user_id` and half generic, in a seeded random order:
-        {"variants": [{"asset_id", "path", "personalized", "seed", "generator", "fallback", "prompt"}]}"""
+        {"variants": [{"asset_id", "cover_path", "personalized", "seed", "generator", "fallback", "prompt"}]}"""
         svc = self.svc
         user_id, _, liked = self._user(user_id)
         svc.item(item_id)
         n = _check_int("n", n, 2, N_VARIANTS_MAX)
         seed = _check_int("seed", seed, 0, 2**31 - 1)
         variants = svc.create_variants(user_id, item_id, n, liked=liked, seed=seed)
-        keys = ("asset_id", "path", "personalized", "seed", "generator", "fallback", "prompt")
-        return {"user_id": user_id, "item_id": item_id, "variants": [{k: v[k] for k in keys} for v in variants]}
+        keys = ("asset_id", "personalized", "seed", "generator", "fallback", "prompt")
+        # "cover_path", not "path": gradio_client would take a dict with "path" for a file and download it
+        return {"user_id": user_id, "item_id": item_id,
+                "variants": [{**{k: v[k] for k in keys}, "cover_path": v["path"]} for v in variants]}
 
     def generate_caption(self, user_id: str, item_id: str) -> dict:
         """The personalized caption of `item_id` for `user_id`: {"asset_id", "text", "generator", "fallback"}."""
@@ -108,7 +110,8 @@ class ApiHandlers:
         done, remaining = self.svc.label_progress(annotator_id)
         if pair is None:
             return {"pair_id": 0, "done": done, "remaining": remaining}
-        return {**pair, "done": done, "remaining": remaining}
+        sides = {side: {("cover_path" if k == "path" else k): v for k, v in pair[side].items()} for side in ("a", "b")}
+        return {**pair, **sides, "done": done, "remaining": remaining}
 
     def label(self, annotator: str, pair_id: int, choice: str, password: str = "", event_id: str = "") -> dict:
         """Label a pair: choice A | B | tie | skip (or the keys 1 | 2 | 0 | s)."""
