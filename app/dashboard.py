@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import io
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from app import dashboard_views as views
-from app.dashboard_data import Filters, Frames, apply_filters, load_frames
+from app.dashboard_data import Filters, Frames, apply_filters, export_bytes, load_frames
 from app.settings import load_settings
 
 PAGES = ("Overview", "Recommenders", "Generation", "Annotators", "Data")
@@ -44,15 +43,6 @@ def get_engine(url: str):
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner="Reading the database…", max_entries=4)
 def cached_frames(url: str) -> Frames:
     return load_frames(get_engine(url))
-
-
-def export_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
-    """The frame as JSON Lines or Parquet bytes (lists and dicts kept as JSON / Arrow nested types)."""
-    if fmt == "jsonl":
-        return frame.to_json(orient="records", lines=True, date_format="iso").encode()
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
 
 
 # -------------------------------------------------------------------------------------------- drawing

@@ -9,6 +9,7 @@ Column contracts are the store's (`annotation.frames`), plus the few derived her
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -60,9 +61,9 @@ class Frames:
 
     def date_bounds(self) -> tuple[dt.date, dt.date] | None:
         """First and last day with any activity, or None."""
-        times = pd.concat([f["created_at"] for f in (self.impressions, self.feedback, self.assets, self.labels,
-                                                      self.eval_runs) if len(f)])
-        times = times.dropna()
+        parts = [f["created_at"] for f in (self.impressions, self.feedback, self.assets, self.labels, self.eval_runs)
+                 if len(f)]
+        times = pd.concat(parts).dropna() if parts else pd.Series(dtype="datetime64[ns]")
         if times.empty:
             return None
         return times.min().date(), times.max().date()
@@ -157,3 +158,17 @@ def apply_filters(frames: Frames, filters: Filters) -> Frames:
         labels = labels[labels["annotator"].isin(list(filters.annotators))]
     return replace(frames, impressions=impressions, feedback=feedback, assets=assets, labels=labels,
                    eval_runs=eval_runs)
+
+
+EXPORT_FORMATS = ("jsonl", "parquet")
+
+
+def export_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
+    """The frame as JSON Lines (ISO dates) or Parquet bytes (lists and dicts kept as nested types)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"fmt must be one of {list(EXPORT_FORMATS)}, got {fmt!r}")
+    if fmt == "jsonl":
+        return frame.to_json(orient="records", lines=True, date_format="iso").encode()
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()

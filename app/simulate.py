@@ -82,7 +82,7 @@ class SimConfig:
     like_loved: float = 0.8  # ... and the probability of liking it after the click
     asset_items: int = 40  # (visitor, item) pairs that get generated captions to compare
     annotators: tuple[AnnotatorSpec, ...] = (
-        AnnotatorSpec("ann-careful", 0.95), AnnotatorSpec("ann-average", 0.8), AnnotatorSpec("ann-sloppy", 0.6, 0.3),
+        AnnotatorSpec("ann-careful", 0.95), AnnotatorSpec("ann-average", 0.8), AnnotatorSpec("ann-sloppy", 0.6, 0.4),
     )
     overlap: int = 3  # annotators per pair (the store's queue enforces it)
     evaluate: bool = True
@@ -350,7 +350,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, SimConfi
     parser.add_argument("--asset-items", type=int, default=40, help="(visitor, item) pairs with generated captions")
     parser.add_argument("--annotators", default=None,
                         help="comma-separated name:accuracy[:bias], default "
-                             "ann-careful:0.95,ann-average:0.8,ann-sloppy:0.6:0.3")
+                             "ann-careful:0.95,ann-average:0.8,ann-sloppy:0.6:0.4")
     parser.add_argument("--overlap", type=int, default=3, help="annotators per pair")
     parser.add_argument("--no-eval", action="store_true", help="skip the offline evaluation runs")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,139 @@
+"""The dashboard's pure helpers on simulated traffic with a known truth, the filters, and the empty states."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from app import dashboard_views as views
+from app.dashboard_data import Filters, apply_filters
+from dash_helpers import SIM_DAYS, SIM_NOW
+
+
+# ------------------------------------------------------------------------------------- known truth
+def test_preferred_model_has_the_higher_like_rate(sim_frames, sim_db):
+    view = views.online_rates_view(sim_frames)
+    likes = view.table[view.table["kind"] == "like"].set_index("model")
+    best = sim_db[1].truth["best_model"]
+    assert likes["rate"].idxmax() == best == "ease"
+    assert likes.loc["ease", "low"] > likes.loc["pop", "high"]  # separated, not just ordered
+    assert view.reading.startswith("ease has the highest like rate")
+    assert len(view.figure.data) == 2  # click and like bars
+
+
+def test_preferred_model_wins_the_interleaving(sim_frames):
+    view = views.interleaving_view(sim_frames)
+    row = view.table.iloc[0]
+    assert (row["model_a"], row["model_b"]) == ("ease", "pop")
+    assert row["wins_a"] > row["wins_b"] and row["delta"] > 0 and row["p_value"] < 0.05
+    assert view.reading.startswith("ease wins")
+
+
+def test_better_annotator_has_the_higher_agreement(sim_frames, sim_db):
+    view = views.agreement_view(sim_frames)
+    per = view.table.set_index("annotator")
+    truth = sim_db[1].truth
+    assert per["agreement"].idxmax() == truth["best_annotator"] == "ann-careful"
+    assert per["agreement"].idxmin() == truth["worst_annotator"] == "ann-sloppy"
+    assert view.extra["fleiss"]["raters_per_item"] == 3
+    assert -1 <= view.extra["alpha"] <= 1
+
+
+def test_position_bias_and_generator_quality_are_recovered(sim_frames):
+    choices = views.choices_view(sim_frames)
+    assert "ann-sloppy" in choices.reading and "ann-careful" not in choices.reading
+    bt = views.bradley_terry_view(sim_frames, "generator", rounds=50)
+    assert bt.table.iloc[0]["player"] == "sim/caption-large"
+    assert bt.table.iloc[-1]["player"] == "fallback"
+    personalized = views.personalized_view(sim_frames)
+    assert personalized.extra["rate"] > 0.5
+    styles = views.bradley_terry_view(sim_frames, "style", rounds=20)
+    assert styles.table.iloc[0]["player"].startswith("personalized")
+
+
+def test_every_view_has_a_figure_and_a_reading(sim_frames):
+    builders = [views.activity_view, views.offline_view, views.online_rates_view, views.interleaving_view,
+                views.beyond_accuracy_view, views.personalized_view, views.win_matrix_view, views.latency_view,
+                views.throughput_view, views.agreement_view, views.choices_view]
+    for build in builders:
+        view = build(sim_frames)
+        assert view.empty is None, build.__name__
+        assert view.figure is not None and len(view.figure.data) > 0, build.__name__
+        assert view.reading.endswith("."), build.__name__
+
+
+def test_offline_view_separates_cold_start_and_warm(sim_frames):
+    view = views.offline_view(sim_frames, "recall@20")
+    assert view.extra["metric"] == "recall@20"
+    assert set(view.table["split"]) == {"random", "cold-item"}
+    assert {trace.name for trace in view.figure.data} == {"random", "cold-item"}
+
+
+def test_overview_counts(sim_frames, sim_db):
+    report = sim_db[1]
+    counts = views.overview_counts(sim_frames, SIM_NOW.date()).set_index("metric")
+    assert counts.loc["Slates shown", "total"] == report.impressions
+    assert counts.loc["Feedback events", "total"] == report.feedback
+    assert counts.loc["Preference labels", "total"] == report.labels
+    assert 0 < counts.loc["Slates shown", "today"] < report.impressions
+
+
+# ------------------------------------------------------------------------------------------ filters
+def test_model_filter_keeps_one_model(sim_frames):
+    only_pop = apply_filters(sim_frames, Filters(models=("pop",)))
+    table = views.online_rates_view(only_pop).table
+    assert set(table["model"]) == {"pop"}
+    assert (only_pop.impressions["model"].eq("pop") | only_pop.impressions["model_b"].eq("pop")).all()
+    assert set(only_pop.eval_runs["model"]) == {"pop"}
+
+
+def test_date_filter_narrows_every_stream(sim_frames):
+    last_day = SIM_NOW.date()
+    one_day = apply_filters(sim_frames, Filters(start=last_day, end=last_day))
+    assert 0 < len(one_day.impressions) < len(sim_frames.impressions)
+    assert (one_day.feedback["created_at"].dt.date == last_day).all()
+    first = SIM_NOW.date() - dt.timedelta(days=SIM_DAYS - 1)
+    everything = apply_filters(sim_frames, Filters(start=first, end=last_day))
+    assert len(everything.feedback) == len(sim_frames.feedback)
+
+
+def test_annotator_and_generator_filters(sim_frames):
+    one = apply_filters(sim_frames, Filters(annotators=("ann-careful",)))
+    assert set(one.labels["annotator"]) == {"ann-careful"}
+    # agreement needs two annotators: with one left, the page says so
+    assert views.agreement_view(one).empty is not None
+    gen = apply_filters(sim_frames, Filters(generators=("fallback",)))
+    assert set(gen.assets["generator"]) == {"fallback"}
+    assert ((gen.labels["generator_a"] == "fallback") | (gen.labels["generator_b"] == "fallback")).all()
+    bt = views.bradley_terry_view(gen, "generator", rounds=10)
+    assert "fallback" in set(bt.table["player"])
+
+
+def test_filters_reject_an_inverted_range():
+    with pytest.raises(ValueError, match="end must be on or after start"):
+        Filters(start=dt.date(2026, 3, 2), end=dt.date(2026, 3, 1))
+    with pytest.raises(ValueError, match="attribute must be one of"):
+        views.generator_comparisons(None, "colour")
+
+
+# ------------------------------------------------------------------------------------- empty states
+def test_empty_database_gives_empty_states_not_errors(empty_frames):
+    assert empty_frames.is_empty and empty_frames.date_bounds() is None
+    builders = [views.activity_view, views.offline_view, views.online_rates_view, views.interleaving_view,
+                views.beyond_accuracy_view, views.personalized_view, views.bradley_terry_view, views.win_matrix_view,
+                views.latency_view, views.throughput_view, views.agreement_view, views.choices_view]
+    for build in builders:
+        view = build(empty_frames)
+        assert view.figure is None and view.empty, build.__name__
+        assert "simulate" in view.empty or "app" in view.empty or "evaluate" in view.empty, build.__name__
+    counts = views.overview_counts(empty_frames, dt.date(2026, 3, 10))
+    assert counts["total"].sum() == 0
+
+
+def test_filter_that_selects_nothing_gives_empty_states(sim_frames):
+    nothing = apply_filters(sim_frames, Filters(models=("no-such-model",), annotators=("nobody",)))
+    assert views.online_rates_view(nothing).empty
+    assert views.throughput_view(nothing).empty
+    assert isinstance(views.overview_counts(nothing, SIM_NOW.date()), pd.DataFrame)
