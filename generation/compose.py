@@ -132,7 +132,8 @@ def compose_poster(
     height = round(width * 1.5)
     art = art.convert("RGB")
     scaled_h = max(1, round(art.height * width / art.width))
-    art = art.resize((width, scaled_h), Image.Resampling.LANCZOS)
+    if art.size != (width, scaled_h):
+        art = art.resize((width, scaled_h), Image.Resampling.LANCZOS)
     art_h = min(scaled_h, round(height * ART_SHARE))
     top = (scaled_h - art_h) // 2
     art = art.crop((0, top, width, top + art_h))

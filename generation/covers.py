@@ -7,7 +7,8 @@
 
 `generate` reads top to bottom: check inputs -> build the prompt -> for each candidate seed: look the key
 up in the store (a hit costs no model call) -> denoise with a seeded CPU generator -> compose the poster
--> file it with its provenance. When the model cannot be had (or `model=None`), every cover is the
+-> file it (JPEG by default, `image_format="png"` for lossless) with its provenance.
+When the model cannot be had (or `model=None`), every cover is the
 typographic fallback, marked `generator="fallback"`, `fallback=True`, with the reason in `params`.
 The instance holds the loaded pipeline and a lock (schedulers keep per-call state); no global state,
 so the app may wrap `generate` with `spaces.GPU`.
@@ -23,7 +24,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from generation.assets import Asset, AssetStore, asset_key
+from generation.assets import IMAGE_FORMATS, Asset, AssetStore, asset_key
 from generation.compose import COMPOSE_VERSION, FALLBACK_VERSION, compose_poster, render_fallback_cover
 from generation.errors import ModelUnavailableError, invalid
 from generation.loading import ResolvedModel, configure_cpu_threads, resolve_model, select_device
@@ -68,6 +69,7 @@ class CoverGenerator:
         num_threads: int | None = None,
         cache_dir: Path | str | None = None,
         fallback_on_error: bool = True,
+        image_format: str = "jpeg",
     ) -> None:
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise invalid("model", "a hub id, a local directory or None (typographic fallback)", model)
@@ -77,6 +79,9 @@ class CoverGenerator:
             raise invalid("guidance_scale", "a number >= 0", guidance_scale)
         if not isinstance(allow_network, bool):
             raise invalid("allow_network", "a bool", allow_network)
+        if image_format not in IMAGE_FORMATS:
+            raise invalid("image_format", f"one of {tuple(IMAGE_FORMATS)}", image_format)
+        self.image_format = image_format
         self.model = model.strip() if model else None
         self.store = AssetStore(asset_dir)
         self.device_request = device
@@ -169,6 +174,7 @@ class CoverGenerator:
             "compose": COMPOSE_VERSION,
             "width": self.width,
             "height": self.height,
+            "image_format": self.image_format,
         }
         if self.uses_fallback:
             return {**common, "generator": "fallback", "renderer": FALLBACK_VERSION, "genres": item.genres}
@@ -255,6 +261,7 @@ class CoverGenerator:
             "width": self.width,
             "height": self.height,
             "poster": COMPOSE_VERSION,
+            "image_format": self.image_format,
         }
         if self.uses_fallback:
             params.update(renderer=FALLBACK_VERSION, prompt_used=False, fallback_reason=self.unavailable_reason)

@@ -108,6 +108,11 @@ def test_store_round_trip_and_per_request_fields(tmp_path):
     stored = store.put(_asset(cover_key, kind="cover", text=None), Image.new("RGB", (8, 12), (1, 2, 3)))
     assert stored.path == str(store.image_path(cover_key)) and Image.open(stored.path).size == (8, 12)
     assert store.get("cover", cover_key, None).path == stored.path
+    png_key = asset_key("cover", {"x": 3})
+    png = store.put(_asset(png_key, kind="cover", text=None, params={"image_format": "png"}),
+                    Image.new("RGB", (8, 12), (1, 2, 3)))
+    assert png.path.endswith(".png") and np.asarray(Image.open(png.path))[0, 0].tolist() == [1, 2, 3]
+    assert store.get("cover", png_key, None).path == png.path
     with pytest.raises(ValueError, match="image must be a PIL image"):
         store.put(_asset(cover_key, kind="cover"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from generation.assets import IMAGE_FORMATS
 from generation.compose import compose_poster
 from generation.covers import CoverGenerator
 from generation.errors import ModelUnavailableError
@@ -71,7 +73,19 @@ def test_output_is_the_bare_diffusers_image_framed(covers, tiny_sd_dir, toy_stor
         generator=torch.Generator().manual_seed(3),
     ).images[0]
     expected = compose_poster(bare, toy_story.title, toy_story.year)
-    assert np.array_equal(pixels(asset), np.asarray(expected).astype(np.int16))
+    encoded = io.BytesIO()
+    expected.save(encoded, format="JPEG", **IMAGE_FORMATS["jpeg"][2])  # the store's default encoding
+    assert asset.path.endswith(".jpg")
+    assert np.array_equal(pixels(asset), np.asarray(Image.open(encoded)).astype(np.int16))
+
+
+def test_png_is_lossless(covers_factory, toy_story):
+    gen = covers_factory(image_format="png")
+    asset = gen.generate(toy_story, None, seed=3)[0]
+    art = gen._denoise(build_prompt(toy_story, None, 0.0), 3, None, 0, 2)
+    assert asset.path.endswith(".png") and asset.params["image_format"] == "png"
+    expected = np.asarray(compose_poster(art, toy_story.title, toy_story.year)).astype(np.int16)
+    assert np.array_equal(pixels(asset), expected)
 
 
 def test_personalized_and_generic_covers_differ(covers, toy_story, scifi_fan, romance_fan):
@@ -165,7 +179,9 @@ def test_generate_checks_inputs(kwargs, name, tmp_path, toy_story):
 
 
 @pytest.mark.parametrize(
-    "kwargs, name", [({"size": 60}, "size"), ({"steps": 0}, "steps"), ({"device": "tpu"}, "device"), ({"model": ""}, "model")]
+    "kwargs, name",
+    [({"size": 60}, "size"), ({"steps": 0}, "steps"), ({"device": "tpu"}, "device"), ({"model": ""}, "model"),
+     ({"image_format": "gif"}, "image_format")],
 )
 def test_constructor_checks_inputs(kwargs, name, tmp_path):
     kwargs.setdefault("model", None)
