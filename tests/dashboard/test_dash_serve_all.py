@@ -1,0 +1,142 @@
+"""`scripts/serve_all.py`, the container's entry, without the container: one public port, the app at `/`,
+the dashboard under `/dashboard/`, Streamlit's websocket and Gradio's server-sent events through the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from dash_helpers import REPO_ROOT, free_port
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import serve_all  # noqa: E402
+
+STANDIN = str(REPO_ROOT / "tests" / "dashboard" / "standin_app.py")
+START_TIMEOUT_S = 120  # gradio and streamlit imports on a busy 2-core machine
+
+
+def get(url: str, timeout: float = 10.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+def wait_ok(url: str, proc: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> str:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve_all exited with {proc.returncode} before {url} answered")
+        try:
+            status, body = get(url, timeout=5)
+            if status == 200:
+                return body
+            last = status
+        except OSError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer 200 within {timeout} s (last: {last})")
+
+
+@pytest.fixture(scope="module")
+def served(sim_db):
+    """serve_all on a free public port, the stand-in app at /, the real dashboard on the simulated DB."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": sim_db[0], "PYTHONUNBUFFERED": "1"}
+    env.pop("VITRINE_DASHBOARD_PASSWORD", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", str(port),
+         "--app-cmd", f"{sys.executable} {STANDIN}"],
+        cwd=REPO_ROOT, env=env, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ok(base + "/dashboard/_stcore/health", proc)
+        wait_ok(base + "/", proc)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the group this fixture started
+                proc.wait()
+
+
+def test_routing_and_origin_rules():
+    backends = serve_all.Backends(app="http://app", dashboard="http://dash")
+    assert backends.pick("/") == "http://app"
+    assert backends.pick("/gradio_api/queue/join") == "http://app"
+    assert backends.pick("/dashboard") == "http://dash"
+    assert backends.pick("/dashboard/_stcore/stream") == "http://dash"
+    assert backends.pick("/dashboards-are-not-this") == "http://app"
+    assert serve_all._same_origin({"host": "localhost:7860", "origin": "http://localhost:7860"})
+    assert serve_all._same_origin({"host": "localhost:7860"})  # no Origin: not a browser
+    assert not serve_all._same_origin({"host": "localhost:7860", "origin": "https://evil.example"})
+    with pytest.raises(SystemExit):
+        serve_all.parse_args(["--port", "0"])
+
+
+def test_one_port_serves_app_and_dashboard(served):
+    base, _ = served
+    status, body = get(base + "/")
+    assert status == 200 and "gradio" in body.lower()
+    status, body = get(base + "/dashboard/")
+    assert status == 200 and "<noscript>" in body.lower()  # Streamlit's single-page shell
+    assert get(base + "/dashboard/_stcore/health") == (200, "ok")
+
+
+def test_gradio_queue_streams_through_the_proxy(served):
+    from gradio_client import Client
+
+    base, _ = served
+    client = Client(base + "/", verbose=False)
+    assert client.predict("hi", api_name="/shout") == "HI"
+
+
+def test_streamlit_websocket_passes_through_and_cross_origin_is_refused(served):
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    base, _ = served
+    ws_url = base.replace("http://", "ws://") + "/dashboard/_stcore/stream"
+
+    async def open_same_origin():
+        async with connect(ws_url, subprotocols=["streamlit"], origin=base, open_timeout=30) as ws:
+            return ws.subprotocol
+
+    async def open_cross_origin():
+        async with connect(ws_url, subprotocols=["streamlit"], origin="https://evil.example", open_timeout=30):
+            return True
+
+    assert asyncio.run(open_same_origin()) == "streamlit"
+    with pytest.raises(InvalidStatus):
+        asyncio.run(open_cross_origin())
+
+
+def test_a_dead_child_stops_the_server(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", str(port),
+         "--app-cmd", f"{sys.executable} -c 'raise SystemExit(3)'", "--dashboard-script", str(tmp_path / "none.py")],
+        cwd=REPO_ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1
+    assert "exited with" in err
