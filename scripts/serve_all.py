@@ -201,6 +201,24 @@ class Proxy:
             await upstream.close()
 
 
+def _make_server(config):
+    """A uvicorn Server that, unlike uvicorn's, does not re-raise SIGTERM/SIGINT after shutting down: that
+    would kill this process before it stops its children (they would be orphaned)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
 def child_commands(app_port: int, dashboard_port: int, python: str = sys.executable,
                    app_cmd: list[str] | None = None, dashboard_script: str = "app/dashboard.py"
                    ) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -249,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = uvicorn.Config(Proxy(backends), host=args.host, port=args.port, log_level="warning",
                             ws_max_size=256 * 2**20, proxy_headers=False, lifespan="on")
-    server = uvicorn.Server(config)
+    server = _make_server(config)
     exit_code = 0
 
     async def watch_children() -> None:
@@ -267,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher = asyncio.create_task(watch_children())
         print(f"serve_all: http://{args.host}:{args.port}/ (app) and /dashboard/ (dashboard)", file=sys.stderr,
               flush=True)
-        await server.serve()  # uvicorn installs SIGINT/SIGTERM handlers that set should_exit
+        await server.serve()  # SIGINT/SIGTERM set should_exit; then the children are stopped below
         watcher.cancel()
 
     try:

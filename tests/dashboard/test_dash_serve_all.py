@@ -140,3 +140,34 @@ def test_a_dead_child_stops_the_server(tmp_path):
             proc.wait()
     assert proc.returncode == 1
     assert "exited with" in err
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_stops_the_children_too(tmp_path):
+    script = tmp_path / "tiny_dashboard.py"
+    script.write_text("import streamlit as st\nst.write('tiny')\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", str(port),
+         "--app-cmd", f"{sys.executable} -c 'import time; time.sleep(600)'", "--dashboard-script", str(script)],
+        cwd=REPO_ROOT, start_new_session=True,
+    )
+    try:
+        wait_ok(f"http://127.0.0.1:{port}/dashboard/_stcore/health", proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _group_alive(proc.pid), "a child of serve_all outlived it"
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
