@@ -37,9 +37,13 @@ def content_matrix(features: Mapping[str, np.ndarray], modalities: tuple[str, ..
 
 class _VBPR(nn.Module):
     def __init__(self, content: torch.Tensor, n_users: int, n_items: int, id_dim: int, content_dim: int,
-                 reg: float, gen: torch.Generator) -> None:
+                 reg: float, gen: torch.Generator, fusion: str = "concat") -> None:
         super().__init__()
-        self.content, self.reg, self.id_dim = content, reg, id_dim
+        if fusion not in ("concat", "sum"):
+            raise ValueError(f"fusion: expected 'concat' or 'sum', got {fusion!r}")
+        if fusion == "sum" and id_dim not in (0, content_dim):
+            raise ValueError(f"fusion='sum' needs dim == content_dim, got dim={id_dim}, content_dim={content_dim}")
+        self.content, self.reg, self.id_dim, self.fusion = content, reg, id_dim, fusion
         d_in = content.shape[1]
         self.user_id = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_users, max(id_dim, 1)), generator=gen))
         self.item_id = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_items, max(id_dim, 1)), generator=gen))
@@ -54,12 +58,12 @@ class _VBPR(nn.Module):
         bias = (self.item_bias if items is None else self.item_bias[items]) + f @ self.content_bias
         vec = f @ self.proj
         if self.id_dim > 0:
-            vec = torch.cat([ids, vec], 1)
+            vec = torch.cat([ids, vec], 1) if self.fusion == "concat" else ids + vec
         return vec, bias
 
     def user_vectors(self, users: torch.Tensor | None = None) -> torch.Tensor:
         uc = self.user_c if users is None else self.user_c[users]
-        if self.id_dim > 0:
+        if self.id_dim > 0 and self.fusion == "concat":
             uid = self.user_id if users is None else self.user_id[users]
             return torch.cat([uid, uc], 1)
         return uc
@@ -91,6 +95,7 @@ class VBPR(FactorModel):
         "eval_every": 1,
         "patience": 10,
         "seed": 2020,
+        "fusion": "concat",  # "concat": VBPR's [gamma_i, E f_i] with a separate theta_u; "sum": gamma_i + E f_i
     }
 
     def _check_features(self, features, n_items):  # type: ignore[override]
@@ -110,7 +115,7 @@ class VBPR(FactorModel):
         content = torch.from_numpy(content_matrix(features, self.modalities))
         gen = torch_generator(int(p["seed"]))
         module = _VBPR(content, train.shape[0], train.shape[1], self._id_dim(), int(p["content_dim"]),
-                       float(p["reg"]), gen)
+                       float(p["reg"]), gen, str(p["fusion"]))
         warm = np.flatnonzero(np.diff(train.tocsc().indptr) > 0)
         train_bpr(module, train, valid, p, np.random.default_rng(int(p["seed"])), self.history, negatives=warm)
         with torch.no_grad():
@@ -126,7 +131,7 @@ class Text(VBPR):
     name = "text"
     modalities = ("text",)
     needs = ("text",)
-    defaults: Mapping[str, object] = {k: v for k, v in VBPR.defaults.items() if k != "dim"}
+    defaults: Mapping[str, object] = {k: v for k, v in VBPR.defaults.items() if k not in ("dim", "fusion")}
 
     def _id_dim(self) -> int:
         return 0

@@ -101,6 +101,8 @@ def test_ml100k_matches_recbole_ease(tmp_path: Path) -> None:
     ds = load_dataset("ml-100k", tmp_path)
     split = random_split(ds.interactions, seed=2020)
     assert (len(split.train), len(split.valid), len(split.test)) == (80808, 9596, 9596)
+    for part in (split.train, split.valid, split.test):  # every ml-100k user has >= 20 ratings: in every part
+        assert part["user_id"].nunique() == 943
     from recommenders.models import create_model
 
     model = create_model("ease").fit(split.train, ds.item_ids)
