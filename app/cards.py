@@ -89,7 +89,7 @@ def render_card(card: CardView, position: int | None = None) -> str:
     return (
         f'<div class="vt-card" data-item-id="{_e(card.item_id)}">'
         f'<div class="vt-cover">{cover}</div>'
-        f'<div class="vt-body"><div class="vt-title">{_e(card.title)}{year}{liked}</div>'
+        f'<div class="vt-body"><div class="vt-title" title="{_e(card.title)}">{_e(card.title)}{year}{liked}</div>'
         f'<div class="vt-genres">{_chips(card.genres)}</div>{caption}{why}'
         f'<div class="vt-meta">{" · ".join(meta)}</div></div></div>'
     )
@@ -167,7 +167,7 @@ CSS = """
 .dark .vt-banner {background:#2b2111; color:#ffd591; border-color:#594214}
 .vt-card {border:1px solid var(--border-color-primary); border-radius:12px; overflow:hidden;
   background:var(--background-fill-primary); display:flex; flex-direction:column; height:100%}
-.vt-cover {position:relative; aspect-ratio:1/1; background:var(--background-fill-secondary)}
+.vt-cover {position:relative; aspect-ratio:2/3; background:var(--background-fill-secondary)}
 .vt-cover-img {width:100%; height:100%; object-fit:cover; display:block}
 .vt-cover-pending {width:100%; height:100%; display:flex; align-items:center; justify-content:center;
   text-align:center; padding:1rem; box-sizing:border-box; font-weight:600; color:var(--body-text-color-subdued);
@@ -179,15 +179,18 @@ CSS = """
 .vt-flag-inline {font-size:.7rem; padding:0 4px; border-radius:4px; background:var(--background-fill-secondary);
   color:var(--body-text-color-subdued)}
 .vt-body {padding:.6rem .75rem .5rem}
-.vt-title {font-weight:650; font-size:1rem; line-height:1.25}
+.vt-title {font-weight:650; font-size:1rem; line-height:1.25; white-space:nowrap; overflow:hidden;
+  text-overflow:ellipsis}
 .vt-year {font-weight:400; color:var(--body-text-color-subdued)}
 .vt-liked {color:#e0245e}
 .vt-genres {display:flex; flex-wrap:wrap; gap:4px; margin:.35rem 0}
 .vt-chip {font-size:.72rem; padding:1px 8px; border-radius:999px; background:var(--color-accent-soft);
   color:var(--body-text-color)}
-.vt-caption {font-style:italic; margin:.3rem 0; font-size:.88rem}
+.vt-caption {font-style:italic; margin:.3rem 0; font-size:.88rem; display:-webkit-box; -webkit-line-clamp:3;
+  -webkit-box-orient:vertical; overflow:hidden; min-height:3.9em}
 .vt-pending {color:var(--body-text-color-subdued)}
-.vt-why {margin:.3rem 0; font-size:.8rem; color:var(--body-text-color-subdued)}
+.vt-why {margin:.3rem 0; font-size:.8rem; color:var(--body-text-color-subdued); display:-webkit-box;
+  -webkit-line-clamp:2; -webkit-box-orient:vertical; overflow:hidden; min-height:2.6em}
 .vt-meta {font-size:.72rem; color:var(--body-text-color-subdued)}
 .vt-muted {color:var(--body-text-color-subdued); font-size:.85rem}
 .vt-slot {gap:6px !important}

@@ -114,8 +114,8 @@ def build_demo(svc: Services) -> gr.Blocks:
                                                    elem_id=f"vt-slot-{i}") as col:
                                         html = gr.HTML(elem_id=f"vt-card-{i}")
                                         with gr.Row():
-                                            like = gr.Button("👍 Like", size="sm", elem_id=f"vt-like-{i}")
-                                            dislike = gr.Button("👎", size="sm", elem_id=f"vt-dislike-{i}")
+                                            like = gr.Button("Like", size="sm", elem_id=f"vt-like-{i}")
+                                            dislike = gr.Button("Dislike", size="sm", elem_id=f"vt-dislike-{i}")
                                             open_ = gr.Button("Open", size="sm", elem_id=f"vt-open-{i}")
                                     slot_cols.append(col)
                                     slot_html.append(html)
@@ -284,7 +284,10 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
         "allowed_paths": [str(svc.settings.data_dir / "assets")],
         "css": CSS,
         "head": HEAD,
-        "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
+        # system fonts: the default theme fonts come from Google Fonts, which an offline machine cannot reach
+        "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
+                                font=[gr.themes.Font(f) for f in ("ui-sans-serif", "system-ui", "sans-serif")],
+                                font_mono=[gr.themes.Font(f) for f in ("ui-monospace", "monospace")]),
         "footer_links": ["api", "gradio"],
         "show_error": True,
     }
