@@ -6,7 +6,8 @@
 
 All figures use the tiny random models of generation.testing (built into a temp dir, loaded by path).
 The overhead is measured interleaved (bare call, pipeline call, bare call, ...) so that load from other
-jobs on a shared machine hits both sides alike; medians are reported. Each pipeline call uses a fresh
+jobs on a shared machine hits both sides alike; medians are reported, in wall time and in this process's
+CPU time (which leaves out waiting for a core; only meaningful on CPU), and from the parts timed alone. Each pipeline call uses a fresh
 seed, so every one is a cache miss that runs the model, composes the poster and writes PNG + JSON.
 Prints one JSON line per figure.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -45,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from diffusers import AutoPipelineForText2Image
 
+    from generation.assets import Asset, asset_key
     from generation.captions import CaptionGenerator
-    from generation.compose import render_fallback_cover
+    from generation.compose import compose_poster, render_fallback_cover
     from generation.covers import CoverGenerator
     from generation.loading import select_device
     from generation.profile import UserProfile
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "loadavg_1min_at_start": round(os.getloadavg()[0], 2),
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -87,20 +91,23 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(3):  # warm-up both
             bare_call(seed)
             covers.generate(item, profile, seed=10_000 + seed)
-        bare_t, pipe_t = [], []
+        bare_t, pipe_t, bare_cpu, pipe_cpu = [], [], [], []
         for i in range(args.repeats):
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             bare_call(i)
             sync()
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             assets = covers.generate(item, profile, seed=20_000 + i)
             sync()
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             assert not assets[0].cache_hit
             bare_t.append(t1 - t0)
             pipe_t.append(t2 - t1)
+            bare_cpu.append(c1 - c0)
+            pipe_cpu.append(c2 - c1)
         bare_ms, pipe_ms = _median_ms(bare_t), _median_ms(pipe_t)
+        bare_cpu_ms, pipe_cpu_ms = _median_ms(bare_cpu), _median_ms(pipe_cpu)
         _emit(
             "cover_overhead",
             size=args.size,
@@ -110,7 +117,42 @@ def main(argv: list[str] | None = None) -> int:
             cover_generate_ms=pipe_ms,
             overhead_ms=round(pipe_ms - bare_ms, 3),
             overhead_pct=round(100.0 * (pipe_ms - bare_ms) / bare_ms, 2),
+            # CPU time of this process: on a shared machine, time spent waiting for a core is left out
+            bare_diffusers_cpu_ms=bare_cpu_ms,
+            cover_generate_cpu_ms=pipe_cpu_ms,
+            overhead_cpu_pct=round(100.0 * (pipe_cpu_ms - bare_cpu_ms) / bare_cpu_ms, 2),
             **env,
+        )
+
+        # 1b. the same overhead from its parts, timed alone (less exposed to noise from other jobs):
+        # prompt + key + store lookup, poster composition, encoding + writing image and provenance
+        art = bare(prompt, num_inference_steps=args.steps, guidance_scale=0.0, height=args.size, width=args.size,
+                   generator=torch.Generator().manual_seed(0)).images[0]
+        lookup_t, compose_t, store_t = [], [], []
+        for i in range(args.repeats):
+            t0 = time.perf_counter()
+            p = build_prompt(item, profile, 0.5)
+            key = asset_key("cover", covers.key_payload(item, p, 30_000 + i))
+            covers.store.get("cover", key, profile.user_id)
+            t1 = time.perf_counter()
+            poster = compose_poster(art, item.title, item.year)
+            t2 = time.perf_counter()
+            covers.store.put(Asset("cover", item.item_id, profile.user_id, "bench", False, p.text, "", i,
+                                   {"image_format": covers.image_format}, content_hash=key), poster)
+            t3 = time.perf_counter()
+            lookup_t.append(t1 - t0)
+            compose_t.append(t2 - t1)
+            store_t.append(t3 - t2)
+        parts = _median_ms(lookup_t) + _median_ms(compose_t) + _median_ms(store_t)
+        _emit(
+            "cover_overhead_parts",
+            size=args.size,
+            lookup_ms=_median_ms(lookup_t),
+            compose_ms=_median_ms(compose_t),
+            store_ms=_median_ms(store_t),
+            sum_ms=round(parts, 3),
+            pct_of_bare=round(100.0 * parts / bare_ms, 2),
+            image_format=covers.image_format,
         )
 
         # 2. a cache hit: same request again
@@ -153,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             tpl_t.append(time.perf_counter() - t0)
         _emit("caption", tiny_lm_ms=_median_ms(lm_t), max_new_tokens=captions.max_new_tokens,
               template_ms=_median_ms(tpl_t), repeats=args.repeats, **env)
+    _emit("done", loadavg_1min_at_end=round(os.getloadavg()[0], 2))
     return 0
 
 
