@@ -7,7 +7,8 @@ that need them. The public pieces:
 - `generation.prompts`: `ItemInfo`, `Prompt`, `build_prompt` (item content mixed with preferences, PMG's alpha).
 - `generation.covers`: `CoverGenerator` (AutoPipelineForText2Image, or a labelled typographic fallback).
 - `generation.captions`: `CaptionGenerator` (a small instruct LLM, or a labelled template fallback).
+- `generation.compose`: `compose_poster`, `render_fallback_cover`, `contrast_ratio` (2:3 posters, legible titles).
 - `generation.assets`: `Asset`, `AssetStore` (content-addressed files with provenance).
 - `generation.loading`: `resolve_model`, `select_device`, `ModelUnavailableError` (local dir -> HF cache -> hub).
-- `generation.testing`: `build_tiny_sd`, `build_tiny_lm` (tiny random models for tests and benchmarks).
+- `generation.testing`: `build_tiny_sd`, `build_tiny_lm`, `fake_hf_cache` (tiny random models for tests and benchmarks).
 """

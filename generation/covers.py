@@ -84,7 +84,6 @@ class CoverGenerator:
         self.image_format = image_format
         self.model = model.strip() if model else None
         self.store = AssetStore(asset_dir)
-        self.device_request = device
         self.device, self.dtype = select_device(device, dtype)
         self.allow_network = allow_network
         self.steps = int(steps)
