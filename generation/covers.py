@@ -127,7 +127,6 @@ class CoverGenerator:
             return self
 
     def _load_pipeline(self, resolved: ResolvedModel) -> Any:
-        import torch
         from diffusers import AutoPipelineForText2Image
 
         configure_cpu_threads(self.device, self.num_threads)

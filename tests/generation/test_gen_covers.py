@@ -187,3 +187,14 @@ def test_constructor_checks_inputs(kwargs, name, tmp_path):
     kwargs.setdefault("model", None)
     with pytest.raises(ValueError, match=f"^{name} must be"):
         CoverGenerator(asset_dir=tmp_path, **kwargs)
+
+
+def test_a_broken_model_directory_is_reported_not_crashed(tmp_path, toy_story):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}')
+    with pytest.raises(ModelUnavailableError, match="found, but failed to load"):
+        CoverGenerator(str(broken), tmp_path / "a", fallback_on_error=False).load()
+    lenient = CoverGenerator(str(broken), tmp_path / "a", size=64)
+    asset = lenient.generate(toy_story, None)[0]
+    assert asset.fallback and "failed to load" in asset.params["fallback_reason"]

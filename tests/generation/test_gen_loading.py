@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import huggingface_hub
 import pytest
 
-from generation.testing import fake_hf_cache as fake_cache
 from generation.loading import ModelUnavailableError, resolve_model, select_device
+from generation.testing import fake_hf_cache as fake_cache
 
 
 @pytest.fixture
