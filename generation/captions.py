@@ -303,6 +303,7 @@ class CaptionGenerator:
             candidate = sanitize_caption(raw, self.max_chars)
             problem = caption_problem(candidate, item, profile)
             params.update(
+                system_prompt=SYSTEM_PROMPT,
                 max_new_tokens=self.max_new_tokens,
                 sample=self.sample,
                 device=self.device,

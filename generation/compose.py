@@ -54,6 +54,7 @@ GENRE_PALETTES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tupl
 DEFAULT_PALETTE = ((40, 50, 70), (110, 120, 140), (230, 230, 240))
 
 
+# Read-only after creation; Pillow's FreeType binding holds the GIL while it renders, so threads may share them.
 @functools.lru_cache(maxsize=32)
 def _font(bold: bool, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(FONT_BOLD if bold else FONT_REGULAR), size)
