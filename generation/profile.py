@@ -60,6 +60,8 @@ RECENCY_HALF_LIFE = 10.0  # an item ten positions older than the newest weighs h
 PREFERRED_PROMPT_WEIGHT = 1.5  # a phrase of a preferred cover prompt weighs this much per prompt
 MAX_KEYWORDS = 8  # enough to steer a prompt, few enough to fit CLIP's 77 tokens with the item's content
 MAX_LIKED_TITLES = 10
+# Phrases every cover prompt ends with (generation.prompts): they carry no signal about a user's taste.
+QUALITY_PHRASES = ("cinematic composition", "highly detailed")
 
 
 def genre_key(genre: str) -> str:
@@ -210,7 +212,7 @@ def build_profile(
             scores[word] = scores.get(word, 0.0) + score
     for prompt in preferred_prompts:
         for phrase in prompt_phrases(prompt):
-            if phrase in _QUALITY_PHRASES:
+            if phrase in QUALITY_PHRASES:
                 continue
             scores[phrase] = scores.get(phrase, 0.0) + PREFERRED_PROMPT_WEIGHT
     keywords = sorted(scores, key=lambda k: (-scores[k], k))[:max_keywords]
@@ -221,7 +223,3 @@ def build_profile(
         keywords=keywords,
         preferred_prompts=list(preferred_prompts),
     )
-
-
-# Phrases every prompt carries (see generation.prompts): no signal about a user's taste.
-_QUALITY_PHRASES = frozenset({"cinematic composition", "highly detailed", "no text"})

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 from generation.errors import invalid
-from generation.profile import UserProfile, content_words, genre_styles
+from generation.profile import QUALITY_PHRASES, UserProfile, content_words, genre_styles
 
 NEGATIVE_PROMPT = "text, letters, watermark, signature, logo, blurry, low quality, deformed"
-QUALITY = ("cinematic composition", "highly detailed")
+QUALITY = QUALITY_PHRASES
 MAX_ITEM_PHRASES = 5  # style words of up to three genres plus a few content words
 MAX_PREF_PHRASES = 6  # the user's strongest keywords
 
