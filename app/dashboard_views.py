@@ -122,10 +122,14 @@ def offline_view(frames: Frames, metric: str | None = None) -> View:
     fig = _layout(fig, title=f"{metric} per model (cold-start vs warm splits side by side)")
     best = chosen.iloc[0]
     reading = f"On {metric}, {best['model']} leads on the {best['split']} split ({best['value']:.3f})"
-    splits = chosen["split"].unique()
-    if len(splits) > 1:
-        others = [f"{s}: {chosen[chosen['split'] == s].iloc[0]['model']}" for s in splits if s != best["split"]]
-        reading += "; best elsewhere — " + ", ".join(others)
+    for split in chosen["split"].unique():
+        if split == best["split"]:
+            continue
+        part = chosen[chosen["split"] == split]
+        leaders = part[part["value"] >= part["value"].max() - 1e-12]["model"].tolist()
+        top = part["value"].max()
+        reading += (f"; on {split}: {leaders[0]} ({top:.3f})" if len(leaders) == 1
+                    else f"; on {split}: {' and '.join(leaders)} tie ({top:.3f})")
     return View(figure=fig, table=table, reading=reading + ".", extra={"metrics": names, "metric": metric})
 
 
@@ -229,7 +233,8 @@ def personalized_view(frames: Frames) -> View:
     fig = go.Figure(go.Bar(x=[res["rate"]], y=["personalized"], orientation="h", marker_color=PALETTE[0],
                            error_x=dict(type="data", symmetric=False, array=[res["high"] - res["rate"]],
                                         arrayminus=[res["rate"] - res["low"]])))
-    fig.add_vline(x=0.5, line_dash="dash", line_color="grey", annotation_text="no preference")
+    fig.add_vline(x=0.5, line_dash="dash", line_color="grey", annotation_text="no preference",
+                  annotation_position="bottom right")
     fig = _layout(fig, height=200, title="Personalized beats generic (95% Wilson interval)")
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     side = ("above" if res["low"] > 0.5 else "below" if res["high"] < 0.5 else "not distinguishable from")
@@ -264,7 +269,7 @@ def bradley_terry_view(frames: Frames, attribute: str = "generator", rounds: int
         customdata=ratings["comparisons"], hovertemplate="%{y}: %{x:.0f} (%{customdata} comparisons)<extra></extra>",
     ))
     fig = _layout(fig, height=max(220, 60 * len(ratings) + 120),
-                  title=f"Bradley-Terry rating by {BT_ATTRIBUTES[attribute].lower()} (Elo scale, 95% bootstrap)")
+                  title="Bradley-Terry rating (Elo scale, 95% bootstrap interval)")
     best = ratings.iloc[-1]
     reading = f"{best['player']} rates highest ({best['rating']:.0f}, {best['low']:.0f}–{best['high']:.0f})"
     if len(ratings) > 1:

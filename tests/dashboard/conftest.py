@@ -56,3 +56,37 @@ def empty_frames(empty_db):
     from app.dashboard_data import load_frames
 
     return load_frames(make_engine(empty_db))
+
+
+@pytest.fixture(scope="session")
+def served(sim_db):
+    """`scripts/serve_all.py` on a free public port: the stand-in app at /, the real dashboard (simulated DB)
+    at /dashboard/. Yields (base_url, process); stopped with SIGTERM (which stops its children) at the end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from dash_helpers import REPO_ROOT, STANDIN, free_port, wait_ok
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": sim_db[0], "PYTHONUNBUFFERED": "1"}
+    env.pop("VITRINE_DASHBOARD_PASSWORD", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", str(port),
+         "--app-cmd", f"{sys.executable} {STANDIN}"],
+        cwd=REPO_ROOT, env=env, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ok(base + "/dashboard/_stcore/health", proc)
+        wait_ok(base + "/", proc)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the process group this fixture started
+                proc.wait()

@@ -9,70 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from dash_helpers import REPO_ROOT, free_port
+from dash_helpers import REPO_ROOT, free_port, get, wait_ok
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import serve_all  # noqa: E402
-
-STANDIN = str(REPO_ROOT / "tests" / "dashboard" / "standin_app.py")
-START_TIMEOUT_S = 120  # gradio and streamlit imports on a busy 2-core machine
-
-
-def get(url: str, timeout: float = 10.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-
-
-def wait_ok(url: str, proc: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> str:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve_all exited with {proc.returncode} before {url} answered")
-        try:
-            status, body = get(url, timeout=5)
-            if status == 200:
-                return body
-            last = status
-        except OSError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer 200 within {timeout} s (last: {last})")
-
-
-@pytest.fixture(scope="module")
-def served(sim_db):
-    """serve_all on a free public port, the stand-in app at /, the real dashboard on the simulated DB."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": sim_db[0], "PYTHONUNBUFFERED": "1"}
-    env.pop("VITRINE_DASHBOARD_PASSWORD", None)
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", str(port),
-         "--app-cmd", f"{sys.executable} {STANDIN}"],
-        cwd=REPO_ROOT, env=env, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ok(base + "/dashboard/_stcore/health", proc)
-        wait_ok(base + "/", proc)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # the group this fixture started
-                proc.wait()
-
 
 def test_routing_and_origin_rules():
     backends = serve_all.Backends(app="http://app", dashboard="http://dash")

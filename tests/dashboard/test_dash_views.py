@@ -77,7 +77,9 @@ def test_overview_counts(sim_frames, sim_db):
     assert counts.loc["Slates shown", "total"] == report.impressions
     assert counts.loc["Feedback events", "total"] == report.feedback
     assert counts.loc["Preference labels", "total"] == report.labels
-    assert 0 < counts.loc["Slates shown", "today"] < report.impressions
+    today = int((sim_frames.impressions["created_at"].dt.date == SIM_NOW.date()).sum())
+    assert counts.loc["Slates shown", "today"] == today < report.impressions
+    assert counts.loc["Generated assets", "today"] == report.assets  # the store stamps assets with the real time
 
 
 # ------------------------------------------------------------------------------------------ filters
@@ -90,12 +92,12 @@ def test_model_filter_keeps_one_model(sim_frames):
 
 
 def test_date_filter_narrows_every_stream(sim_frames):
-    last_day = SIM_NOW.date()
-    one_day = apply_filters(sim_frames, Filters(start=last_day, end=last_day))
+    day = SIM_NOW.date() - dt.timedelta(days=1)  # a full simulated day
+    one_day = apply_filters(sim_frames, Filters(start=day, end=day))
     assert 0 < len(one_day.impressions) < len(sim_frames.impressions)
-    assert (one_day.feedback["created_at"].dt.date == last_day).all()
+    assert (one_day.feedback["created_at"].dt.date == day).all()
     first = SIM_NOW.date() - dt.timedelta(days=SIM_DAYS - 1)
-    everything = apply_filters(sim_frames, Filters(start=first, end=last_day))
+    everything = apply_filters(sim_frames, Filters(start=first, end=SIM_NOW.date()))
     assert len(everything.feedback) == len(sim_frames.feedback)
 
 
