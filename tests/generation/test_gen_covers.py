@@ -198,3 +198,10 @@ def test_a_broken_model_directory_is_reported_not_crashed(tmp_path, toy_story):
     lenient = CoverGenerator(str(broken), tmp_path / "a", size=64)
     asset = lenient.generate(toy_story, None)[0]
     assert asset.fallback and "failed to load" in asset.params["fallback_reason"]
+
+
+def test_the_model_loads_once(covers, toy_story):
+    pipe = covers._pipe
+    assert covers.load() is covers and covers._pipe is pipe
+    covers.generate(toy_story, None, seed=4242)
+    assert covers._pipe is pipe
