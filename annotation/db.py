@@ -34,7 +34,7 @@ def make_engine(url: str, *, echo: bool = False, **kwargs) -> Engine:
     """An Engine for `url`, configured for this store.
 
     SQLite (file or `sqlite://` in memory): WAL, foreign keys, busy timeout, `BEGIN IMMEDIATE` for writes; the
-    parent folder of a file DB is created. PostgreSQL (`postgresql+psycopg://...`): pre-ping pooled connections.
+    parent folder of a file DB is created. PostgreSQL (`postgresql+psycopg://...`): pooled connections, recycled after 30 min.
     Extra keyword arguments go to `sqlalchemy.create_engine`.
     """
     if not isinstance(url, str) or not url:
@@ -51,7 +51,7 @@ def make_engine(url: str, *, echo: bool = False, **kwargs) -> Engine:
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
-        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_recycle", 1800)  # no pre-ping round trip per checkout: one session per event
         return create_engine(url, echo=echo, **kwargs)
     raise ValueError(f"url must be a sqlite:// or postgresql+psycopg:// URL, got backend {backend!r} in {url!r}")
 

@@ -32,11 +32,12 @@ frees its slot for another annotator; a lease that is not finished within `lease
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from annotation import _validate as v
@@ -141,10 +142,8 @@ _ASSET_REQUIRED = {"kind", "item_id", "generator", "prompt", "content_hash", "la
 # helpers
 
 
-def _insert_once(session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]],
-                 conflict: Sequence[str] = ("event_id",), returning: bool = True):
-    """INSERT ... ON CONFLICT (conflict) DO NOTHING. Returns the new primary key (None on a conflict) for one
-    row, or with `returning=False` the number of rows inserted."""
+def _dialect_insert(session: Session):
+    """The `insert` construct of the session's dialect (it has `on_conflict_do_nothing`)."""
     name = session.get_bind().dialect.name
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
@@ -152,7 +151,14 @@ def _insert_once(session: Session, model: type, values: dict[str, Any] | list[di
         from sqlalchemy.dialects.postgresql import insert
     else:  # pragma: no cover - make_engine only builds these two
         raise RuntimeError(f"unsupported database dialect {name!r}")
-    statement = insert(model).values(values).on_conflict_do_nothing(index_elements=list(conflict))
+    return insert
+
+
+def _insert_once(session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]],
+                 conflict: Sequence[str] = ("event_id",), returning: bool = True):
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING. Returns the new primary key (None on a conflict) for one
+    row, or with `returning=False` the number of rows inserted."""
+    statement = _dialect_insert(session)(model).values(values).on_conflict_do_nothing(index_elements=list(conflict))
     pk = model.__mapper__.primary_key[0]
     result = session.execute(statement.returning(pk))
     if returning:
@@ -475,6 +481,30 @@ def _resolve_impressions(session: Session, rows: list[dict[str, Any]]) -> None:
         row["impression_id"] = pk
 
 
+@functools.lru_cache(maxsize=4)
+def _feedback_statements(dialect: str):
+    """The two statements of `record_feedback`'s hot path, built once per dialect (immutable constructs)."""
+    check = select(
+        select(FeedbackEvent.id).where(FeedbackEvent.event_id == bindparam("event_id")).scalar_subquery(),
+        exists().where(User.user_id == bindparam("user_id")),
+        exists().where(Item.item_id == bindparam("item_id")),
+        select(Impression.user_id).where(Impression.id == bindparam("imp")).scalar_subquery(),
+        exists().where(ImpressionItem.impression_id == bindparam("imp"), ImpressionItem.item_id == bindparam("item_id")),
+    )
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    columns = ("event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at")
+    insert_returning = (
+        insert(FeedbackEvent)
+        .values({c: bindparam(c) for c in columns})
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(FeedbackEvent)
+    )
+    return check, insert_returning
+
+
 def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind: str,
                     impression_id: int | str | None = None, value: float | None = None,
                     at: dt.datetime | None = None) -> FeedbackEvent:
@@ -486,18 +516,38 @@ def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind
     """
     row = _clean_feedback({"event_id": event_id, "user_id": user_id, "item_id": item_id, "kind": kind,
                            "impression_id": impression_id, "value": value, "at": at}, "event")
-    stored = session.scalars(select(FeedbackEvent).where(FeedbackEvent.event_id == row["event_id"])).one_or_none()
-    if stored is None:
-        _require_user(session, row["user_id"])
-        _require_items(session, [row["item_id"]])
-        _resolve_impressions(session, [row])
-        row["created_at"] = row["created_at"] or utcnow()
-        new_id = _insert_once(session, FeedbackEvent, row)
-        if new_id is not None:
-            return session.get(FeedbackEvent, new_id)
-        stored = session.scalars(select(FeedbackEvent).where(FeedbackEvent.event_id == row["event_id"])).one()
-    _check_replay("feedback event", row["event_id"], {k: getattr(stored, k) for k in ("user_id", "item_id", "kind", "value")},
-                  {k: row[k] for k in ("user_id", "item_id", "kind", "value")})
+    keys = ("user_id", "item_id", "kind", "value")
+    if isinstance(row["impression_id"], str):
+        _resolve_impressions(session, [row])  # UUID -> id (and the slate checks)
+    imp = row["impression_id"]
+    if imp is not None:
+        imp = v.integer(imp, "impression_id", 1, _MAX_INT)
+    # One round trip answers everything the hot path needs: stored already? user, item, slate known?
+    check, insert_returning = _feedback_statements(session.get_bind().dialect.name)
+    stored_id, user_ok, item_ok, shown_to, on_slate = session.execute(
+        check, {"event_id": row["event_id"], "user_id": row["user_id"], "item_id": row["item_id"], "imp": imp}
+    ).one()
+    if stored_id is None:
+        if not user_ok:
+            raise UnknownUserError(f"user_id {row['user_id']!r} is not a known user: create it first with "
+                                   f"store.ensure_user")
+        if not item_ok:
+            raise UnknownItemError(f"item_id must be in the item catalog (store.sync_items), got {row['item_id']!r}")
+        if imp is not None:
+            if shown_to is None:
+                raise UnknownImpressionError(f"impression_id {imp} is not a recorded impression")
+            if shown_to != row["user_id"]:
+                raise InvalidInputError(f"impression_id {imp} was shown to user {shown_to!r}, not to user_id "
+                                        f"{row['user_id']!r}")
+            if not on_slate:
+                raise InvalidInputError(f"item_id {row['item_id']!r} is not on the slate of impression_id {imp}")
+        values = dict(row, impression_id=imp, created_at=row["created_at"] or utcnow())
+        inserted = session.scalars(insert_returning, values).one_or_none()
+        if inserted is not None:
+            return inserted
+        stored_id = session.scalars(select(FeedbackEvent.id).where(FeedbackEvent.event_id == row["event_id"])).one()
+    stored = session.get(FeedbackEvent, stored_id)
+    _check_replay("feedback event", row["event_id"], {k: getattr(stored, k) for k in keys}, {k: row[k] for k in keys})
     return stored
 
 
