@@ -10,6 +10,10 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file (Spaces: `python app/__main__.py`) rather than `python -m app`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,8 +45,10 @@ class ApiHandlers:
 
     def recommend(self, user_id: str, model: str = "", k: int = 10) -> dict:
         """A slate for `user_id` from `model` ('' = the default; 'compare:a|b' interleaves two models):
-        {"impression_id", "user_id", "model", "items": [{"item_id", "title", "year", "genres", "score",
-        "contributor", "why", "cover_path", "cover_fallback", "caption", "caption_fallback"}]}"""
+        {"impression_id", "user_id", "model", "pending", "items": [{"item_id", "title", "year", "genres",
+        "score", "contributor", "why", "cover_path", "cover_fallback", "caption", "caption_fallback",
+        "pending"}]}. Covers and captions already made for this user come at once; the others are generated
+        in the background (`pending: true`, paths None) and are there on the next call."""
         svc = self.svc
         user_id, kind, liked = self._user(user_id)
         model = _check_text("model", model) if model not in ("", None) else svc.default_model
@@ -55,17 +57,22 @@ class ApiHandlers:
         seed = new_seed()
         rows = svc.recommend(user_id, model, k, liked=liked, seed=seed, profile=profile)
         impression_id = svc.record_impression(user_id, rows, model, context={"tab": "api", "seed": seed})
-        assets = svc.slate_assets([r.item_id for r in rows], profile)
+        known = svc.known_assets(user_id, [r.item_id for r in rows])
+        missing = [r.item_id for r in rows if (r.item_id, "cover") not in known or (r.item_id, "caption") not in known]
+        svc.generate_later(user_id, missing, profile)  # the answer never waits for a model
         items = []
-        for row, (cover, caption) in zip(rows, assets):
+        for row in rows:
+            cover, caption = known.get((row.item_id, "cover")), known.get((row.item_id, "caption"))
             items.append({
                 **row.to_dict(),
-                "cover_path": cover["path"],
-                "cover_fallback": bool(cover["fallback"]),
-                "caption": caption["text"],
-                "caption_fallback": bool(caption["fallback"]),
+                "cover_path": cover["path"] if cover else None,
+                "cover_fallback": bool(cover["fallback"]) if cover else None,
+                "caption": caption["text"] if caption else None,
+                "caption_fallback": bool(caption["fallback"]) if caption else None,
+                "pending": row.item_id in missing,
             })
-        return {"impression_id": impression_id, "user_id": user_id, "model": model, "items": items}
+        return {"impression_id": impression_id, "user_id": user_id, "model": model, "items": items,
+                "pending": len(missing)}
 
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "") -> dict:
         """Log a click / like / dislike / skip ('open' counts as a click) on an item, tied to the impression

@@ -210,8 +210,11 @@ CSS = """
 .vt-pair-img {max-width:100%; max-height:420px; border-radius:8px}
 .vt-pair-text {font-size:1.05rem; font-style:italic; margin:.5rem; text-align:left}
 .vt-key {font-size:1.6rem; font-weight:800; color:var(--color-accent)}
-.vt-status table {border-collapse:collapse; width:100%; margin-bottom:1rem}
-.vt-status th {text-align:left; width:22%; padding:4px 8px; border-bottom:1px solid var(--border-color-primary)}
-.vt-status td {padding:4px 8px; border-bottom:1px solid var(--border-color-primary)}
+.vt-status table {border-collapse:collapse; width:100%; margin-bottom:1rem; table-layout:fixed; border:none !important}
+.vt-status th, .vt-status td {padding:5px 10px !important; border:none !important;
+  border-bottom:1px solid var(--border-color-primary) !important; vertical-align:top; background:transparent !important}
+.vt-status th {text-align:left; width:20%; font-weight:600}
+.vt-status td:nth-child(2) {width:25%}
+.vt-status h3 {margin:1rem 0 .3rem}
 .vt-progress {font-size:.95rem}
 """

@@ -308,7 +308,8 @@ def create_variants(
     visitor.picked = None
     gallery = [(v["path"], f"#{i + 1}") for i, v in enumerate(variants)]
     flag = " *(template fallback)*" if caption["fallback"] else ""
-    info = f"{len(variants)} variants of **{svc.item_label(item_id)}**. Click the one you like best, then *Save my pick*."
+    info = (f"{len(variants)} variants of **{_esc(svc.item_label(item_id))}** for user `{user_id}`. "
+            "Click the one you like best, then *Save my pick*.")
     return visitor, gallery, f"> {caption['text']}{flag}", info
 
 

@@ -21,7 +21,9 @@ import random
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,8 @@ TEXT_MAX = 200  # the longest free text (user ids, annotator names, model names)
 LIKE_RATING = 4.0  # a dataset rating at or above this counts as a like (history, profile, "why")
 FEEDBACK_KINDS = ("click", "like", "dislike", "skip")  # what /feedback accepts ("open" is logged as "click")
 LABEL_CHOICES = ("A", "B", "tie", "skip")
-COMPARE_PREFIX = "compare:"  # model choice "compare:ease|pop" = team-draft interleaving of ease and pop
+COMPARE_PREFIX = "compare:"
+PROFILE_CACHE = 4096  # user profiles kept in memory (a profile is a few hundred bytes)  # model choice "compare:ease|pop" = team-draft interleaving of ease and pop
 
 
 def new_event_id() -> str:
@@ -123,6 +126,14 @@ class Services:
         self._text = None if text is None else np.asarray(text, dtype=np.float32)
         self._cover_generate = gpu(self.covers.generate, duration=120)
         self._caption_generate = gpu(self.captions.generate, duration=60)
+        self._profiles: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()  # LRU of built profiles
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitrine-assets")
+        self._pending: set[tuple[str, str]] = set()  # (user_id, item_id) queued for background generation
+
+    def close(self) -> None:
+        """Stop the background generation worker and release the DB connections."""
+        self._background.shutdown(wait=False, cancel_futures=True)
+        self.engine.dispose()
 
     # ------------------------------------------------------------------------------------------------
     # catalog and users
@@ -228,10 +239,22 @@ class Services:
         return [str(i) for i in out]
 
     def profile(self, user_id: str, extra_liked: Sequence[str] = ()):
-        """`generation.profile.UserProfile` from the dataset history plus the app likes."""
+        """`generation.profile.UserProfile` from the dataset history plus the app likes (LRU-cached: the
+        dataset history never changes, and the app likes are part of the key). Treat it as read-only."""
         from generation.profile import build_profile
 
-        return build_profile(user_id, self.history_rows(user_id, extra_liked))
+        key = (user_id, tuple(extra_liked))
+        with self._lock:
+            cached = self._profiles.get(key)
+            if cached is not None:
+                self._profiles.move_to_end(key)
+                return cached
+        profile = build_profile(user_id, self.history_rows(user_id, extra_liked))
+        with self._lock:
+            self._profiles[key] = profile
+            while len(self._profiles) > PROFILE_CACHE:
+                self._profiles.popitem(last=False)
+        return profile
 
     def profile_facts(self, user_id: str) -> dict[str, Any]:
         """Demographics of a dataset user, for the profile summary."""
@@ -480,6 +503,49 @@ class Services:
                 row = store.record_asset(s, data, event_id=new_event_id())
                 out.append({**data, "asset_id": int(row.id)})
         return out
+
+    def known_assets(self, user_id: str, item_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The latest personalized cover and caption already made for this user, per (item_id, kind)."""
+        from sqlalchemy import select
+
+        from annotation.models import GeneratedAsset
+
+        with self.Session() as s:
+            rows = s.execute(
+                select(GeneratedAsset.id, GeneratedAsset.item_id, GeneratedAsset.kind, GeneratedAsset.path,
+                       GeneratedAsset.text, GeneratedAsset.fallback, GeneratedAsset.generator)
+                .where(GeneratedAsset.user_id == user_id, GeneratedAsset.item_id.in_(list(item_ids)),
+                       GeneratedAsset.seed == 0)  # the slate assets (Create variants use other seeds)
+                .order_by(GeneratedAsset.id)
+            ).all()
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:  # later rows win: the newest asset per (item, kind)
+            out[(row.item_id, row.kind)] = {"asset_id": int(row.id), "path": row.path, "text": row.text,
+                                            "fallback": bool(row.fallback), "generator": row.generator}
+        return out
+
+    def generate_later(self, user_id: str, item_ids: Sequence[str], profile) -> int:
+        """Queue the cover and caption of each item for `user_id` on the background worker; returns how many
+        were queued (items already queued are skipped). The worker records them like any other asset."""
+        queued = 0
+        for item_id in item_ids:
+            key = (user_id, item_id)
+            with self._lock:
+                if key in self._pending:
+                    continue
+                self._pending.add(key)
+            self._background.submit(self._generate_pending, key, profile)
+            queued += 1
+        return queued
+
+    def _generate_pending(self, key: tuple[str, str], profile) -> None:
+        try:
+            self.slate_assets([key[1]], profile)
+        except Exception:  # noqa: BLE001 - a background job has nobody to raise to: log it
+            log.exception("background generation of %s failed", key)
+        finally:
+            with self._lock:
+                self._pending.discard(key)
 
     def slate_assets(self, item_ids: Sequence[str], profile=None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(cover, caption) for each item, personalized for `profile`, recorded in one transaction."""

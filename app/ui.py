@@ -134,7 +134,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                     create_n = gr.Slider(2, N_VARIANTS_MAX, value=4, step=1, label="Variants", scale=1)
                     create_btn = gr.Button("Generate", variant="primary", scale=1, elem_id="vt-generate")
                 create_info = gr.Markdown(elem_id="vt-create-info")
-                gallery = gr.Gallery(label="Variants", columns=4, height="auto", object_fit="contain",
+                gallery = gr.Gallery(label="Variants", columns=4, rows=1, height="auto", object_fit="contain",
                                      allow_preview=False, elem_id="vt-gallery")
                 caption_md = gr.Markdown(elem_id="vt-caption")
                 picked = gr.State(None)
@@ -149,7 +149,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                     if settings.oauth_enabled:
                         gr.LoginButton("Sign in with Hugging Face", scale=1)
                 sign_info = gr.Markdown(elem_id="vt-sign-info")
-                with gr.Accordion("Guidelines", open=False):
+                with gr.Accordion("Guidelines", open=True):
                     gr.Markdown(GUIDELINES)
                 label_progress = gr.Markdown(elem_id="vt-label-progress")
                 with gr.Row(equal_height=False):

@@ -93,7 +93,7 @@ def svc(tmp_path_factory):
     """Services over the tiny dataset, with ease + pop and the fallback generators (shared by a module)."""
     services = make_services(tmp_path_factory.mktemp("vitrine"))
     yield services
-    services.engine.dispose()
+    services.close()
 
 
 @pytest.fixture()
@@ -101,7 +101,7 @@ def fresh_svc(tmp_path):
     """Services with an empty DB of their own (for tests that count rows)."""
     services = make_services(tmp_path)
     yield services
-    services.engine.dispose()
+    services.close()
 
 
 def free_port() -> int:
@@ -122,7 +122,7 @@ def services_factory(tmp_path):
 
     yield factory
     for services in made:
-        services.engine.dispose()
+        services.close()
 
 
 @pytest.fixture(scope="module")
@@ -138,4 +138,4 @@ def live_app(tmp_path_factory):
                 **launch_kwargs(services))
     yield f"http://127.0.0.1:{port}/", services
     demo.close()
-    services.engine.dispose()
+    services.close()

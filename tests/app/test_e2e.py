@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -27,7 +28,17 @@ def test_recommend_then_feedback_is_stored_once(client, live_app):
     _, svc = live_app
     slate = client.predict("5", "ease", 4, api_name="/recommend")
     assert slate["user_id"] == "5" and slate["impression_id"] >= 1 and len(slate["items"]) == 4
-    for item in slate["items"]:
+    # the first answer does not wait for covers: they are made in the background, and there next time
+    assert slate["pending"] == 4 and all(item["pending"] and item["cover_path"] is None for item in slate["items"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        again = client.predict("5", "ease", 4, api_name="/recommend")
+        if again["pending"] == 0:
+            break
+        time.sleep(0.2)
+    assert [i["item_id"] for i in again["items"]] == [i["item_id"] for i in slate["items"]]
+    assert again["impression_id"] > slate["impression_id"]
+    for item in again["items"]:
         assert {"item_id", "title", "score", "cover_path", "caption", "why"} <= set(item)
         assert Path(item["cover_path"]).is_file() and item["cover_fallback"] is True and item["caption"]
     scores = [item["score"] for item in slate["items"]]

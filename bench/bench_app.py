@@ -1,0 +1,208 @@
+"""App benchmarks: time from `make demo` to the first page, and /recommend + /feedback latency under load.
+
+    .venv/bin/python -m bench.bench_app                      # both, on ml-100k, fallbacks on
+    .venv/bin/python -m bench.bench_app --only startup
+    .venv/bin/python -m bench.bench_app --only load --users 20 --seconds 60
+
+startup: runs `make demo` (warm install: venv and data already there) with a data dir whose model and
+features caches are warm (a first, untimed run fills them when they are not), and times until
+`GET /` answers 200. load: serves the app (`python -m app`, fallback generators forced), then N
+`gradio_client` users, each in its own thread, call /recommend (random ml-100k user, k=10) then /feedback
+(like one item of that slate) in a loop for the given seconds. Prints JSON lines; exits 1 when a target
+is missed or any request failed. Targets: first page < 20 s warm; p95 /recommend < 300 ms, /feedback < 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"startup_s": 20.0, "recommend_p95_ms": 300.0, "feedback_p95_ms": 100.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(data_dir: Path, port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        VITRINE_DATA_DIR=str(data_dir),
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        VITRINE_COVER_MODEL="none",  # fallbacks on, as the targets say
+        VITRINE_CAPTION_MODEL="none",
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+    )
+    env.pop("PORT", None)
+    return env
+
+
+def _wait_for_page(url: str, proc: subprocess.Popen, timeout: float) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with code {proc.returncode} before serving {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not served within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _serve(cmd: list[str], data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(data_dir, port), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def bench_startup(data_dir: Path, timeout: float) -> dict:
+    """Seconds from `make demo` to the first page, warm (one untimed run first when the caches are cold)."""
+    warm = (data_dir / "models").is_dir() and (data_dir / "features").is_dir()
+    runs = [] if warm else ["warm-up"]
+    runs.append("timed")
+    result = {}
+    for run in runs:
+        proc, url = _serve(["make", "demo"], data_dir, data_dir / f"make-demo-{run}.log")
+        try:
+            seconds = _wait_for_page(url, proc, timeout)
+        finally:
+            _stop(proc)
+        result[run] = round(seconds, 2)
+    return {"bench": "app.startup", "command": "make demo", "first_page_s": result["timed"],
+            "warm_up_s": result.get("warm-up"), "target_s": TARGETS["startup_s"],
+            "ok": result["timed"] < TARGETS["startup_s"]}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
+    return ordered[index]
+
+
+def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: int = 10, think: float = 0.0) -> dict:
+    """N concurrent gradio_client users calling /recommend then /feedback for `seconds`, pausing `think`
+    seconds after each call (0: a closed loop, every user fires again as soon as an answer is back)."""
+    from gradio_client import Client
+
+    proc, url = _serve([sys.executable, "-m", "app"], data_dir, data_dir / "app-load.log")
+    try:
+        _wait_for_page(url, proc, timeout)
+        from recommenders.data import load_dataset
+
+        user_ids = load_dataset("ml-100k", data_dir).users["user_id"].tolist()
+        latencies: dict[str, list[float]] = {"recommend": [], "feedback": []}
+        errors: list[str] = []
+        lock = threading.Lock()
+        clients = [Client(url, verbose=False) for _ in range(users)]
+        start_at = time.perf_counter() + 1.0
+        stop_at = start_at + seconds
+
+        def user_loop(client: Client, seed: int) -> None:
+            rng = random.Random(seed)
+            time.sleep(max(0.0, start_at - time.perf_counter()))
+            while time.perf_counter() < stop_at:
+                user_id = rng.choice(user_ids)
+                try:
+                    t0 = time.perf_counter()
+                    slate = client.predict(user_id, "", k, api_name="/recommend")
+                    t1 = time.perf_counter()
+                    time.sleep(think)
+                    item = rng.choice(slate["items"])["item_id"]
+                    t1b = time.perf_counter()
+                    client.predict(user_id, item, "like", slate["impression_id"], api_name="/feedback")
+                    t2 = time.perf_counter()
+                    time.sleep(think)
+                except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                    continue
+                with lock:
+                    latencies["recommend"].append((t1 - t0) * 1000)
+                    latencies["feedback"].append((t2 - t1b) * 1000)
+
+        threads = [threading.Thread(target=user_loop, args=(c, i), daemon=True) for i, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=seconds + 120)
+    finally:
+        _stop(proc)
+    out = {"bench": "app.load", "users": users, "seconds": seconds, "k": k, "think_s": think, "errors": len(errors),
+           "error_examples": sorted(set(errors))[:3]}
+    for name, values in latencies.items():
+        out[name] = {
+            "n": len(values),
+            "per_s": round(len(values) / seconds, 1),
+            "p50_ms": round(_percentile(values, 50), 1),
+            "p95_ms": round(_percentile(values, 95), 1),
+            "mean_ms": round(statistics.fmean(values), 1) if values else None,
+        }
+    out["targets_ms"] = {"recommend_p95": TARGETS["recommend_p95_ms"], "feedback_p95": TARGETS["feedback_p95_ms"]}
+    out["ok"] = (
+        not errors
+        and out["recommend"]["p95_ms"] < TARGETS["recommend_p95_ms"]
+        and out["feedback"]["p95_ms"] < TARGETS["feedback_p95_ms"]
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_app", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["startup", "load"], help="run one of the two")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("VITRINE_BENCH_DATA_DIR", "/tmp/vitrine-bench-app")),
+                        help="data dir of the app under test (its own SQLite DB; model/feature caches kept)")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--think", type=float, default=0.0, help="seconds each user pauses after each call")
+    parser.add_argument("--timeout", type=float, default=600.0, help="the longest wait for the first page")
+    args = parser.parse_args(argv)
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    ok = True
+    if args.only in (None, "startup"):
+        result = bench_startup(args.data_dir, args.timeout)
+        print(json.dumps(result), flush=True)
+        ok &= result["ok"]
+    if args.only in (None, "load"):
+        result = bench_load(args.data_dir, args.users, args.seconds, args.timeout, think=args.think)
+        print(json.dumps(result), flush=True)
+        ok &= result["ok"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
