@@ -74,7 +74,7 @@ def _check_alpha(alpha: float) -> None:
 
 
 def _check_winners(frame: pd.DataFrame, name: str, column: str = "winner") -> None:
-    bad = sorted(set(frame[column].dropna().astype(str)) - set(CHOICES))
+    bad = sorted(set(map(str, frame[column].dropna().unique())) - set(CHOICES))
     if bad or frame[column].isna().any():
         raise ValueError(f"{name}.{column} must be one of {list(CHOICES)}, got {bad or ['<missing>']}")
 
@@ -155,43 +155,36 @@ def interleaving_credit(impressions: pd.DataFrame, feedback: pd.DataFrame, kind:
     """Team-draft credit per interleaved impression (Radlinski et al., 2008).
 
     Args:
-        impressions: columns `impression_id, item_ids, contributors`: the slate and, per position, the ranker
-            that contributed it (as written by `app.interleaving`). Rows whose `contributors` is empty/None
-            or names other than exactly two rankers are not interleaved and are skipped.
-        feedback: columns `impression_id, item_id, kind`; each distinct clicked item counts once.
+        impressions: columns `impression_id, model, model_b`; a row is interleaved when `model_b` is set.
+        feedback: columns `impression_id, item_id, kind, contributor` (the ranker that placed the item on the
+            slate, as the store's `feedback_frame` gives it); each distinct clicked item counts once.
     Returns:
         one row per interleaved impression with at least one credited event: `impression_id, model_a,
         model_b, credit_a, credit_b, winner` where `model_a < model_b` alphabetically and `winner` is a
         model name or "tie".
     """
-    _require(impressions, "impressions", ["impression_id", "item_ids", "contributors"])
-    _require(feedback, "feedback", ["impression_id", "item_id", "kind"])
+    _require(impressions, "impressions", ["impression_id", "model", "model_b"])
+    _require(feedback, "feedback", ["impression_id", "item_id", "kind", "contributor"])
     columns = ["impression_id", "model_a", "model_b", "credit_a", "credit_b", "winner"]
-    def is_slate(contributors) -> bool:
-        return isinstance(contributors, (list, tuple, np.ndarray)) and len(contributors) > 0
-
-    slates = impressions.loc[impressions["contributors"].map(is_slate)]
-    if slates.empty:
+    inter = impressions.loc[impressions["model_b"].notna(), ["impression_id", "model", "model_b"]]
+    if inter.empty:
         return pd.DataFrame(columns=columns)
-    lengths = slates["item_ids"].map(len).to_numpy()
-    if not np.array_equal(lengths, slates["contributors"].map(len).to_numpy()):
-        raise ValueError("impressions.item_ids and impressions.contributors must have the same length per row")
-    positions = pd.DataFrame({
-        "impression_id": np.repeat(slates["impression_id"].to_numpy(), lengths),
-        "item_id": [str(i) for items in slates["item_ids"] for i in items],
-        "team": [str(t) for teams in slates["contributors"] for t in teams],
-    })
-    teams = positions.groupby("impression_id")["team"].agg(lambda t: tuple(sorted(set(t))))
-    teams = teams[teams.map(len) == 2]
-    pairs = pd.DataFrame({"impression_id": teams.index, "model_a": teams.map(lambda p: p[0]).to_numpy(),
-                          "model_b": teams.map(lambda p: p[1]).to_numpy()})
-    clicks = feedback.loc[(feedback["kind"] == kind) & feedback["impression_id"].notna(), ["impression_id", "item_id"]]
-    clicks = clicks.assign(item_id=clicks["item_id"].astype(str)).drop_duplicates()
-    credited = clicks.merge(positions, on=["impression_id", "item_id"], how="inner").merge(pairs, on="impression_id")
+    first, second = inter["model"].astype(str).to_numpy(), inter["model_b"].astype(str).to_numpy()
+    pairs = pd.DataFrame({"impression_id": inter["impression_id"].to_numpy(),
+                          "model_a": np.where(first < second, first, second),
+                          "model_b": np.where(first < second, second, first)})
+    clicks = feedback.loc[(feedback["kind"] == kind) & feedback["impression_id"].isin(pairs["impression_id"]),
+                          ["impression_id", "item_id", "contributor"]]
+    clicks = clicks.drop_duplicates(["impression_id", "item_id"])
+    credited = clicks.merge(pairs, on="impression_id", how="inner")
     if credited.empty:
         return pd.DataFrame(columns=columns)
-    credited["is_a"] = (credited["team"] == credited["model_a"]).astype("int64")
-    out = credited.groupby(["impression_id", "model_a", "model_b"], sort=True).agg(
+    is_a = (credited["contributor"] == credited["model_a"]).to_numpy()
+    is_b = (credited["contributor"] == credited["model_b"]).to_numpy()
+    if not (is_a | is_b).all():
+        bad = credited.loc[~(is_a | is_b), ["impression_id", "contributor"]].head(3).to_dict("records")
+        raise ValueError(f"feedback.contributor must be one of the impression's two models, got {bad}")
+    out = credited.assign(is_a=is_a.astype("int64")).groupby(["impression_id", "model_a", "model_b"], sort=True).agg(
         credit_a=("is_a", "sum"), credited=("is_a", "size")).reset_index()
     out["credit_b"] = out["credited"] - out["credit_a"]
     out["winner"] = np.where(out["credit_a"] > out["credit_b"], out["model_a"],
@@ -242,11 +235,16 @@ def _decided(comparisons: pd.DataFrame, name: str = "comparisons") -> pd.DataFra
     _require(comparisons, name, ["a", "b", "winner"])
     _check_winners(comparisons, name)
     frame = comparisons.loc[comparisons["winner"] != "skip", ["a", "b", "winner"]]
-    frame = frame.assign(a=frame["a"].astype(str), b=frame["b"].astype(str))
+    if not (pd.api.types.is_string_dtype(frame["a"]) and pd.api.types.is_string_dtype(frame["b"])):
+        frame = frame.assign(a=frame["a"].astype(str), b=frame["b"].astype(str))
     same = frame["a"] == frame["b"]
     if same.any():
         raise ValueError(f"{name} must compare two different players per row, got {int(same.sum())} rows with a == b")
     return frame
+
+
+def _players(frame: pd.DataFrame) -> list[str]:
+    return sorted(set(frame["a"].unique()) | set(frame["b"].unique()))
 
 
 def _outcome_counts(frame: pd.DataFrame) -> pd.DataFrame:
@@ -323,7 +321,7 @@ def bradley_terry(
     frame = _decided(comparisons)
     if frame.empty:
         return pd.Series(dtype=float, name="rating")
-    players = sorted(set(frame["a"]) | set(frame["b"]))
+    players = _players(frame)
     counts = _outcome_counts(frame)
     ratings = _fit_bt(_bt_arrays(counts, players), len(players), counts["count"].to_numpy(dtype=float), scale, base,
                       init, regularization)
@@ -355,7 +353,7 @@ def bootstrap_bradley_terry(
     columns = ["player", "rating", "low", "high", "comparisons"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    players = sorted(set(frame["a"]) | set(frame["b"]))
+    players = _players(frame)
     counts = _outcome_counts(frame)
     total = int(counts["count"].sum())
     probs = counts["count"].to_numpy(dtype=float) / total
@@ -404,15 +402,19 @@ def win_rate_matrix(comparisons: pd.DataFrame, order: Sequence[str] | None = Non
     Returns a square DataFrame; `order` fixes the players' order (default: alphabetical).
     """
     frame = _decided(comparisons)
-    players = list(order) if order is not None else sorted(set(frame["a"]) | set(frame["b"]))
-    s = frame["winner"].map({"A": 1.0, "B": 0.0, "tie": 0.5})
-    both = pd.DataFrame({
-        "row": pd.concat([frame["a"], frame["b"]], ignore_index=True),
-        "col": pd.concat([frame["b"], frame["a"]], ignore_index=True),
-        "score": pd.concat([s, 1.0 - s], ignore_index=True),
-    })
-    table = both.pivot_table(index="row", columns="col", values="score", aggfunc="mean")
-    return table.reindex(index=players, columns=players).rename_axis(index="player", columns="opponent")
+    players = list(order) if order is not None else _players(frame)
+    index = pd.Index(players)
+    ia, ib = index.get_indexer(frame["a"]), index.get_indexer(frame["b"])
+    keep = (ia >= 0) & (ib >= 0)
+    ia, ib = ia[keep], ib[keep]
+    score = frame["winner"].map({"A": 1.0, "B": 0.0, "tie": 0.5}).to_numpy()[keep]
+    n = len(players)
+    games = np.bincount(ia * n + ib, minlength=n * n) + np.bincount(ib * n + ia, minlength=n * n)
+    wins = np.bincount(ia * n + ib, weights=score, minlength=n * n) + np.bincount(
+        ib * n + ia, weights=1.0 - score, minlength=n * n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(games > 0, wins / np.maximum(games, 1), np.nan).reshape(n, n)
+    return pd.DataFrame(rate, index=pd.Index(players, name="player"), columns=pd.Index(players, name="opponent"))
 
 
 def predicted_win_matrix(ratings: pd.Series, scale: float = 400.0, base: float = 10.0) -> pd.DataFrame:
@@ -594,7 +596,8 @@ def choice_distribution(labels: pd.DataFrame) -> pd.DataFrame:
 
     _require(labels, "labels", ["annotator", "label"])
     _check_winners(labels, "labels", "label")
-    counts = pd.crosstab(labels["annotator"], labels["label"]).reindex(columns=list(CHOICES), fill_value=0)
+    counts = labels.groupby(["annotator", "label"]).size().unstack(fill_value=0).reindex(columns=list(CHOICES),
+                                                                                          fill_value=0)
     total = counts.sum(axis=1)
     out = counts.div(total, axis=0)
     out.insert(0, "labels", total)
