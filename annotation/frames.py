@@ -58,12 +58,14 @@ def _window(statement: Select, column, since, until) -> Select:
     return statement
 
 
-def _frame(session: Session, statement: Select, columns: list[str], times: tuple[str, ...] = ("created_at",)
-           ) -> pd.DataFrame:
+def _frame(session: Session, statement: Select, columns: list[str], times: tuple[str, ...] = ("created_at",),
+           dtypes: Mapping[str, str] | None = None) -> pd.DataFrame:
     rows = session.execute(statement).all()
     frame = pd.DataFrame.from_records(rows, columns=columns)
     for column in times:
         frame[column] = pd.to_datetime(frame[column])
+    for column, dtype in (dtypes or {}).items():  # nullable ids stay integers (Int64), not floats
+        frame[column] = frame[column].astype(dtype)
     return frame
 
 
@@ -89,9 +91,8 @@ def feedback_frame(session: Session, since: dt.datetime | None = None, until: dt
     statement = _window(statement, FeedbackEvent.created_at, since, until)
     columns = ["event_id", "user_id", "item_id", "kind", "value", "impression_id", "model", "model_b",
                "contributor", "position", "tab", "created_at"]
-    frame = _frame(session, statement, columns)
-    frame["value"] = frame["value"].astype("float64")
-    return frame
+    return _frame(session, statement, columns,
+                  dtypes={"value": "float64", "impression_id": "Int64", "position": "Int64"})
 
 
 def impressions_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None
@@ -166,7 +167,10 @@ def preferences_frame(session: Session, since: dt.datetime | None = None, until:
              .replace("impression_a", "impression_a_id").replace("impression_b", "impression_b_id") for c in sides]
     columns = ["label_id", "event_id", "pair_id", "kind", "annotator_id", "annotator", "choice", "time_spent_ms",
                "guideline_version", "is_current", "supersedes_id", "created_at", "target_user_id", *sides]
-    return _frame(session, statement, columns)
+    ints = ["time_spent_ms", "supersedes_id", "asset_a_id", "asset_b_id", "impression_a_id", "impression_b_id"]
+    flags = ["fallback_a", "fallback_b", "personalized_a", "personalized_b"]
+    return _frame(session, statement, columns, dtypes={"is_current": "bool", **dict.fromkeys(ints, "Int64"),
+                                                       **dict.fromkeys(flags, "boolean")})
 
 
 def assets_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None
@@ -187,7 +191,8 @@ def assets_frame(session: Session, since: dt.datetime | None = None, until: dt.d
     columns = ["asset_id", "event_id", "kind", "item_id", "user_id", "generator", "fallback", "personalized",
                "prompt", "negative_prompt", "seed", "params", "path", "text", "content_hash", "latency_ms",
                "cache_hit", "created_at"]
-    return _frame(session, statement, columns)
+    return _frame(session, statement, columns, dtypes={"seed": "Int64", "fallback": "bool", "personalized": "bool",
+                                                       "cache_hit": "bool", "latency_ms": "float64"})
 
 
 def eval_runs_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None
@@ -219,24 +224,31 @@ def annotators_frame(session: Session, since: dt.datetime | None = None, until: 
     when none), first_label_at, last_label_at (NaT when none).
     """
     annotators = _frame(session, select(Annotator.id, Annotator.name, Annotator.role, Annotator.created_at)
-                        .order_by(Annotator.id), ["annotator_id", "name", "role", "created_at"])
+                        .order_by(Annotator.id), ["annotator_id", "name", "role", "created_at"],
+                        dtypes={"annotator_id": "int64"})
     labels = _window(
         select(PreferenceLabel.annotator_id, PreferenceLabel.choice, PreferenceLabel.is_current,
                PreferenceLabel.time_spent_ms, PreferenceLabel.created_at),
         PreferenceLabel.created_at, since, until,
     )
-    rows = _frame(session, labels, ["annotator_id", "choice", "is_current", "time_spent_ms", "created_at"])
-    current = rows[rows["is_current"].astype(bool) & rows["choice"].notna()]
+    rows = _frame(session, labels, ["annotator_id", "choice", "is_current", "time_spent_ms", "created_at"],
+                  dtypes={"annotator_id": "int64", "is_current": "bool", "time_spent_ms": "float64"})
+    current = rows[rows["is_current"] & rows["choice"].notna()]
     by = current.groupby("annotator_id")
-    annotators["n_labels"] = annotators["annotator_id"].map(by.size()).fillna(0).astype("int64")
-    skips = current[current["choice"] == "skip"].groupby("annotator_id").size()
-    annotators["n_skips"] = annotators["annotator_id"].map(skips).fillna(0).astype("int64")
-    revisions = rows[~rows["is_current"].astype(bool) | rows["choice"].isna()].groupby("annotator_id").size()
-    annotators["n_revisions"] = annotators["annotator_id"].map(revisions).fillna(0).astype("int64")
-    annotators["median_time_ms"] = annotators["annotator_id"].map(
-        by["time_spent_ms"].median()).astype("float64")
-    annotators["first_label_at"] = pd.to_datetime(annotators["annotator_id"].map(by["created_at"].min()))
-    annotators["last_label_at"] = pd.to_datetime(annotators["annotator_id"].map(by["created_at"].max()))
+    ids = annotators["annotator_id"]
+
+    def per_annotator(series: pd.Series, fill=None):  # reindex, not map: map trips over empty datetime series
+        out = series.reindex(ids.to_numpy())
+        return (out.fillna(fill) if fill is not None else out).to_numpy()
+
+    annotators["n_labels"] = per_annotator(by.size(), 0).astype("int64")
+    annotators["n_skips"] = per_annotator(current[current["choice"] == "skip"].groupby("annotator_id").size(),
+                                          0).astype("int64")
+    revisions = rows[~rows["is_current"] | rows["choice"].isna()].groupby("annotator_id").size()
+    annotators["n_revisions"] = per_annotator(revisions, 0).astype("int64")
+    annotators["median_time_ms"] = per_annotator(by["time_spent_ms"].median()).astype("float64")
+    annotators["first_label_at"] = per_annotator(by["created_at"].min())
+    annotators["last_label_at"] = per_annotator(by["created_at"].max())
     return annotators
 
 

@@ -88,6 +88,8 @@ def _populate(connection, n_events, seed, n_users, n_items, days, end, n_annotat
     # 1. impressions (slates) and their items
     n_impressions = max(1, -(-n_events // EVENTS_PER_IMPRESSION)) if n_events else 0
     first_impression = next_id("impressions")
+    # UUIDs depend on where this batch starts too, so populating twice with one seed appends instead of clashing
+    ids = random.Random(f"vitrine-synthetic:{seed}:{first_impression}:{next_id('preference_labels')}")
     impressions, slots, slates = [], [], []
     for k in range(n_impressions):
         pk = first_impression + k
@@ -101,7 +103,7 @@ def _populate(connection, n_events, seed, n_users, n_items, days, end, n_annotat
         else:
             model, model_b, contributors = rng.choice(MODELS), None, [None] * SLATE
         tab = rng.choice(TABS)
-        impressions.append((pk, _uuid(rng), user, model, model_b, tab, "synthetic query" if tab == "search" else None, at))
+        impressions.append((pk, _uuid(ids), user, model, model_b, tab, "synthetic query" if tab == "search" else None, at))
         slots.extend((pk, position, item, who) for position, (item, who) in enumerate(zip(slate, contributors)))
         slates.append((pk, user, at, slate))
     _bulk(connection, "impressions", ("id", "event_id", "user_id", "model", "model_b", "tab", "query", "created_at"),
@@ -118,7 +120,7 @@ def _populate(connection, n_events, seed, n_users, n_items, days, end, n_annotat
         pk, user, at, slate = slates[k % n_impressions] if k < n_impressions else rng.choice(slates)
         kind = names[_pick(cumulative, rng.random())]
         value = float(rng.randint(1, 5)) if kind == "rating" else (float(rng.randint(500, 120_000)) if kind == "dwell" else None)
-        events.append((first_event + k, _uuid(rng), user, rng.choice(slate), pk, kind, value,
+        events.append((first_event + k, _uuid(ids), user, rng.choice(slate), pk, kind, value,
                        at + dt.timedelta(seconds=rng.randint(1, 600))))
     _bulk(connection, "feedback_events",
           ("id", "event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at"), events)
@@ -134,7 +136,7 @@ def _populate(connection, n_events, seed, n_users, n_items, days, end, n_annotat
         a_id, b_id = first_asset + 2 * p, first_asset + 2 * p + 1
         for pk, personalized in ((a_id, True), (b_id, False)):
             generator = rng.choice(GENERATORS)
-            assets.append((pk, _uuid(rng), "cover", item, user if personalized else None, generator,
+            assets.append((pk, _uuid(ids), "cover", item, user if personalized else None, generator,
                            generator == "fallback", f"a poster for item {item}", "blurry", rng.randint(0, 2**31),
                            json.dumps({"steps": 2}), f"assets/{pk}.png", None, f"{pk:064x}",
                            rng.uniform(50, 3000), personalized, False, at))
@@ -146,10 +148,10 @@ def _populate(connection, n_events, seed, n_users, n_items, days, end, n_annotat
             supersedes = None
             if rng.random() < 0.05:  # a changed label: the old row stays as history
                 old_id = first_label + len(labels)
-                labels.append((old_id, _uuid(rng), pair_id, annotator, rng.choice(("A", "B")), rng.randint(800, 20_000),
+                labels.append((old_id, _uuid(ids), pair_id, annotator, rng.choice(("A", "B")), rng.randint(800, 20_000),
                                "v1", False, None, label_at - dt.timedelta(seconds=5)))
                 supersedes = old_id
-            labels.append((first_label + len(labels), _uuid(rng), pair_id, annotator, choice, rng.randint(800, 20_000),
+            labels.append((first_label + len(labels), _uuid(ids), pair_id, annotator, choice, rng.randint(800, 20_000),
                            "v1", True, supersedes, label_at))
             assignments.append((pair_id, annotator, label_at, label_at, label_at, choice != "skip"))
     _bulk(connection, "generated_assets",
