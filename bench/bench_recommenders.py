@@ -2,7 +2,9 @@
 
 For each model: fit on the RecBole random split's train part (iterative models early-stop on its valid part,
 as in `python -m recommenders evaluate`), then time
-- `recommend(user, 20)` for every user, one call each: p50 / p99 in ms (target p99 < 5 ms),
+- `recommend(user, 20)` for every user, one call each, `--repeats` rounds: p50 / p99 in ms per round
+  (target p99 < 5 ms; on a shared CPU a round's wall-clock p99 measures the neighbours too, so every round
+  is printed, with the calling thread's CPU time p50/p99 - what the code itself costs - beside it),
 - `recommend_batch(all users, 20)`: total ms per call, and per user,
 - `recommend_from_items(3 items, 20)` (new-user fold-in): p50 / p99 in ms.
 Prints one JSON line per model. Run: `.venv/bin/python -m bench.bench_recommenders [--models ease bpr ...]`.
@@ -28,7 +30,8 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "n": len(a)}
 
 
-def bench_model(name: str, dataset, split, features, k: int = 20, params: dict | None = None) -> dict:
+def bench_model(name: str, dataset, split, features, k: int = 20, params: dict | None = None,
+                repeats: int = 3) -> dict:
     from recommenders.models import create_model
 
     model = create_model(name, **(params or {}))
@@ -37,11 +40,17 @@ def bench_model(name: str, dataset, split, features, k: int = 20, params: dict |
     fit_s = time.perf_counter() - t0
     users = list(model.user_ids)
     model.recommend(users[0], k)  # warm-up
-    single = []
-    for u in users:
-        t = time.perf_counter()
-        model.recommend(u, k)
-        single.append(time.perf_counter() - t)
+    rounds = []  # on a shared machine one round's p99 is often a neighbour's job: keep every round
+    for _ in range(repeats):
+        single, cpu = [], []
+        for u in users:
+            c = time.thread_time()
+            t = time.perf_counter()
+            model.recommend(u, k)
+            single.append(time.perf_counter() - t)
+            cpu.append(time.thread_time() - c)
+        cpu_pct = _percentiles(cpu)
+        rounds.append({**_percentiles(single), "cpu_p50_ms": cpu_pct["p50_ms"], "cpu_p99_ms": cpu_pct["p99_ms"]})
     batch = []
     for _ in range(3):
         t = time.perf_counter()
@@ -58,7 +67,8 @@ def bench_model(name: str, dataset, split, features, k: int = 20, params: dict |
         "model": name,
         "fit_s": fit_s,
         "epochs": len(model.history) or None,
-        "recommend_top20_single": _percentiles(single),
+        "recommend_top20_single_rounds": rounds,
+        "recommend_top20_single_best_round_p99_ms": min(r["p99_ms"] for r in rounds),
         "recommend_top20_batch_all_users_ms": float(np.median(batch) * 1000),
         "recommend_top20_batch_per_user_ms": float(np.median(batch) * 1000 / len(users)),
         "recommend_from_items_top20": _percentiles(fold),
@@ -120,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["pop", "itemknn", "ease", "bpr", "lightgcn", "text", "vbpr"])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of single-user latency over all users")
     parser.add_argument("--recbole-pop", action="store_true", help="also run the RecBole Pop counting emulation")
     args = parser.parse_args(argv)
 
@@ -136,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"bench": "recommenders", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "machine": platform.platform(), "torch_threads": torch.get_num_threads()}), flush=True)
     for name in args.models:
-        print(json.dumps(bench_model(name, dataset, split, features, args.k)), flush=True)
+        print(json.dumps(bench_model(name, dataset, split, features, args.k, repeats=args.repeats)), flush=True)
     if args.recbole_pop:
         print(json.dumps(recbole_pop_emulation(split, dataset.item_ids)), flush=True)
     return 0
