@@ -483,7 +483,7 @@ def _resolve_impressions(session: Session, rows: list[dict[str, Any]]) -> None:
 
 @functools.lru_cache(maxsize=4)
 def _feedback_statements(dialect: str):
-    """The two statements of `record_feedback`'s hot path, built once per dialect (immutable constructs)."""
+    """The statements of the feedback hot paths, built once per dialect (immutable constructs)."""
     check = select(
         select(FeedbackEvent.id).where(FeedbackEvent.event_id == bindparam("event_id")).scalar_subquery(),
         exists().where(User.user_id == bindparam("user_id")),
@@ -502,7 +502,11 @@ def _feedback_statements(dialect: str):
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(FeedbackEvent)
     )
-    return check, insert_returning
+    insert_many = (
+        insert(FeedbackEvent.__table__).on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(FeedbackEvent.__table__.c.id)
+    )
+    return check, insert_returning, insert_many
 
 
 def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind: str,
@@ -523,7 +527,7 @@ def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind
     if imp is not None:
         imp = v.integer(imp, "impression_id", 1, _MAX_INT)
     # One round trip answers everything the hot path needs: stored already? user, item, slate known?
-    check, insert_returning = _feedback_statements(session.get_bind().dialect.name)
+    check, insert_returning, _ = _feedback_statements(session.get_bind().dialect.name)
     stored_id, user_ok, item_ok, shown_to, on_slate = session.execute(
         check, {"event_id": row["event_id"], "user_id": row["user_id"], "item_id": row["item_id"], "imp": imp}
     ).one()
@@ -594,10 +598,12 @@ def record_feedback_batch(session: Session, events: Iterable[Mapping[str, Any]])
             _check_replay("feedback event", row["event_id"], stored[row["event_id"]], {k: row[k] for k in keys})
     now = utcnow()
     new_rows = [dict(row, created_at=row["created_at"] or now) for row in rows if row["event_id"] not in stored]
-    inserted = 0
-    for chunk in _chunks(new_rows):
-        inserted += _insert_once(session, FeedbackEvent, chunk, returning=False)
-    return inserted
+    if not new_rows:
+        return 0
+    # executemany of one cached statement (SQLAlchemy batches it into multi-row INSERTs with RETURNING);
+    # the RETURNING rows count what was inserted: a concurrent writer may have stored some events meanwhile.
+    statement = _feedback_statements(session.get_bind().dialect.name)[2]
+    return len(session.connection().execute(statement, new_rows).all())
 
 
 # --------------------------------------------------------------------------------------------------------------
