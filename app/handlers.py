@@ -231,21 +231,21 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
             visitor.liked.append(item_id)
         if item_id in visitor.disliked:
             visitor.disliked.remove(item_id)
-        info = f"Liked **{row['title']}**: your next page takes it into account."
+        info = f"Liked **{_esc(row['title'])}**: your next page takes it into account."
     elif kind == "dislike":
         visitor.slate.pop(slot)
         if item_id not in visitor.disliked:
             visitor.disliked.append(item_id)
         if item_id in visitor.liked:
             visitor.liked.remove(item_id)
-        info = f"Removed **{row['title']}**; it will not be recommended again in this session."
+        info = f"Removed **{_esc(row['title'])}**; it will not be recommended again in this session."
     elif kind == "open":
         visitor.opened = item_id
         item = svc.item(item_id)
         cover = visitor.covers.get(item_id)
         detail = render_detail(row["title"], row.get("year"), row.get("genres") or [], item.get("text") or "",
                                cover["path"] if cover else None)
-        info = f"Opened **{row['title']}**."
+        info = f"Opened **{_esc(row['title'])}**."
     else:
         raise gr.Error(f"kind must be like, dislike or open, got {kind!r}")
     return visitor, render_cards(visitor), detail, info

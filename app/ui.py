@@ -66,6 +66,8 @@ def build_demo(svc: Services) -> gr.Blocks:
     fallback = svc.covers.uses_fallback or svc.captions.uses_fallback
     with gr.Blocks(title="Vitrine", fill_width=False) as demo:
         visitor = gr.State(Visitor())
+        # remembered in the browser (localStorage), so that an annotator's name survives a reload
+        remembered = gr.BrowserState({"annotator": ""}, storage_key="vitrine-annotator")
 
         # ---------------------------------------------------------------- layout
         gr.HTML(
@@ -253,6 +255,9 @@ def build_demo(svc: Services) -> gr.Blocks:
         signed = sign_btn.click(bind(h.sign_in, svc), [visitor, ann_name, ann_pw], [visitor, sign_info],
                                 **fast, **private)
         signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
+        signed.success(lambda v, r: {**(r or {}), "annotator": v.annotator_name or ""}, [visitor, remembered],
+                       [remembered], **private)
+        demo.load(lambda r: (r or {}).get("annotator") or "", [remembered], [ann_name], **private)
         for key, button in key_btns.items():
             if key == "u":
                 button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)

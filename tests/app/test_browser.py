@@ -125,6 +125,11 @@ def test_label_a_pair_with_the_keyboard(page, live_app, artifacts_dir):
     current = _rows(svc, PreferenceLabel, PreferenceLabel.pair_id == mine[0].pair_id,
                     PreferenceLabel.is_current.is_(True))
     assert [label.choice for label in current] == [None]
+    page.reload()  # the name is remembered in the browser
+    page.get_by_role("tab", name="Label").click()
+    page.wait_for_function(
+        "() => (document.querySelector('#vt-ann-name textarea, #vt-ann-name input') || {}).value === "
+        "'keyboard-annotator'")
 
 
 def test_create_and_status_screens(page, live_app, artifacts_dir):
