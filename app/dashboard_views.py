@@ -261,6 +261,8 @@ def bradley_terry_view(frames: Frames, attribute: str = "generator", rounds: int
         return View(empty=f"No labels compare two different values of {BT_ATTRIBUTES[attribute].lower()} yet. "
                           + SIMULATE_HINT)
     ratings = an.bootstrap_bradley_terry(decided, rounds=rounds, seed=seed, regularization=0.01)
+    # Online Elo in label order, next to the order-free Bradley-Terry MLE (as the Arena reports both)
+    ratings["elo"] = ratings["player"].map(an.elo_ratings(decided))
     ratings = ratings.sort_values("rating")
     fig = go.Figure(go.Scatter(
         x=ratings["rating"], y=ratings["player"], mode="markers", marker=dict(size=12, color=PALETTE[0]),

@@ -47,6 +47,8 @@ def test_position_bias_and_generator_quality_are_recovered(sim_frames):
     bt = views.bradley_terry_view(sim_frames, "generator", rounds=50)
     assert bt.table.iloc[0]["player"] == "sim/caption-large"
     assert bt.table.iloc[-1]["player"] == "fallback"
+    assert list(bt.table.columns) == ["player", "rating", "low", "high", "comparisons", "elo"]
+    assert bt.table["elo"].notna().all()
     personalized = views.personalized_view(sim_frames)
     assert personalized.extra["rate"] > 0.5
     styles = views.bradley_terry_view(sim_frames, "style", rounds=20)
