@@ -180,10 +180,77 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
     return out
 
 
+def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
+    """The same two calls in-process, without Gradio or the network: what the app itself costs per request."""
+    os.environ.setdefault("VITRINE_DATA_DIR", str(data_dir))
+    from app.api import ApiHandlers
+    from app.services import build_services
+    from app.settings import load_settings
+
+    import torch
+
+    torch.set_num_threads(1)
+    env = _env(data_dir, 0)
+    settings = load_settings({k2: v for k2, v in env.items() if k2.startswith(("VITRINE_", "DATABASE_URL"))})
+    svc = build_services(settings, say=lambda msg: None)
+    api = ApiHandlers(svc)
+    rng = random.Random(0)
+    rec, fb = [], []
+    for _ in range(calls):
+        user_id = rng.choice(svc.user_ids)
+        t0 = time.perf_counter()
+        slate = api.recommend(user_id, "", k)
+        t1 = time.perf_counter()
+        api.feedback(user_id, rng.choice(slate["items"])["item_id"], "like", slate["impression_id"])
+        rec.append((t1 - t0) * 1000)
+        fb.append((time.perf_counter() - t1) * 1000)
+    svc.close()
+    return {"bench": "app.handlers", "calls": calls, "k": k,
+            "recommend": {"p50_ms": round(_percentile(rec, 50), 1), "p95_ms": round(_percentile(rec, 95), 1)},
+            "feedback": {"p50_ms": round(_percentile(fb, 50), 1), "p95_ms": round(_percentile(fb, 95), 1)}}
+
+
+def bench_floor(users: int, seconds: float) -> dict:
+    """The transport floor: a no-op `gr.api` endpoint driven the same way (N gradio_client users, closed loop)."""
+    import gradio as gr
+    from gradio_client import Client
+
+    def echo(x: str) -> str:
+        return x
+
+    with gr.Blocks() as demo:
+        gr.api(echo, api_name="echo", concurrency_limit=16)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
+    latencies: list[float] = []
+    lock = threading.Lock()
+    clients = [Client(url, verbose=False) for _ in range(users)]
+    stop_at = time.perf_counter() + seconds
+
+    def loop(client: Client) -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            client.predict("x", api_name="/echo")
+            with lock:
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+    threads = [threading.Thread(target=loop, args=(c,), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 60)
+    demo.close()
+    return {"bench": "app.floor", "users": users, "seconds": seconds, "n": len(latencies),
+            "per_s": round(len(latencies) / seconds, 1), "p50_ms": round(_percentile(latencies, 50), 1),
+            "p95_ms": round(_percentile(latencies, 95), 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_app", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["startup", "load"], help="run one of the two")
+    parser.add_argument("--only", choices=["startup", "load", "handlers", "floor"],
+                        help="run one: startup and load are the targets; handlers (in-process cost per call) and "
+                        "floor (a no-op endpoint under the same load) explain the load figures")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("VITRINE_BENCH_DATA_DIR", "/tmp/vitrine-bench-app")),
                         help="data dir of the app under test (its own SQLite DB; model/feature caches kept)")
     parser.add_argument("--users", type=int, default=20)
@@ -201,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_load(args.data_dir, args.users, args.seconds, args.timeout, think=args.think)
         print(json.dumps(result), flush=True)
         ok &= result["ok"]
+    if args.only == "handlers":
+        print(json.dumps(bench_handlers(args.data_dir)), flush=True)
+    if args.only == "floor":
+        print(json.dumps(bench_floor(args.users, args.seconds)), flush=True)
     return 0 if ok else 1
 
 
