@@ -123,12 +123,14 @@ def render_profile(
 ) -> str:
     """A short profile: who, how many ratings, top genres, a few liked items."""
     label = "new user" if kind == "new" else "user"
-    facts = [f"{n_ratings} rating{'s' if n_ratings != 1 else ''}"]
+    noun = "like" if kind == "new" else "rating"
+    facts = [f"{n_ratings} {noun}{'s' if n_ratings != 1 else ''}"]
+    initials = user_id.removeprefix("new-")[:2].upper()
     facts.extend(f"{_e(k)}: {_e(v)}" for k, v in (extra or {}).items() if v not in (None, ""))
     liked = "".join(f"<li>{_e(t)}</li>" for t in list(liked_titles)[:5]) or "<li><i>no likes yet</i></li>"
     genres = _chips(top_genres, limit=5) or '<span class="vt-muted">no genres yet</span>'
     return (
-        f'<div class="vt-profile"><div class="vt-profile-head"><span class="vt-avatar">{_e(user_id[:2].upper())}</span>'
+        f'<div class="vt-profile"><div class="vt-profile-head"><span class="vt-avatar">{_e(initials)}</span>'
         f'<div><b>{_e(label)} {_e(user_id)}</b><div class="vt-muted">{" · ".join(facts)}</div></div></div>'
         f'<div class="vt-profile-sec">Top genres</div><div class="vt-genres">{genres}</div>'
         f'<div class="vt-profile-sec">Liked</div><ul class="vt-liked-list">{liked}</ul></div>'

@@ -28,7 +28,8 @@ def test_card_pending_then_ready():
 
 def test_profile_pair_status_escape():
     html = render_profile(EVIL, [EVIL], [EVIL], 3, kind="new", extra={"job": EVIL})
-    assert "<script>" not in html and "new user" in html and "3 ratings" in html
+    assert "<script>" not in html and "new user" in html and "3 likes" in html
+    assert "1 rating<" in render_profile("196", [], [], 1)
     assert "<script>" not in render_pair_side("1", "caption", None, EVIL)
     assert "<script>" not in render_status([(EVIL, [(EVIL, EVIL, EVIL)])])
     assert file_url("/a b/c.png") == "gradio_api/file=/a%20b/c.png"
