@@ -294,5 +294,5 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
                                 font=[gr.themes.Font(f) for f in ("ui-sans-serif", "system-ui", "sans-serif")],
                                 font_mono=[gr.themes.Font(f) for f in ("ui-monospace", "monospace")]),
         "footer_links": ["api", "gradio"],
-        "show_error": True,
+        "show_error": False,  # only gr.Error messages reach a person; anything else is logged, not shown
     }
