@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -116,3 +117,24 @@ def test_label_endpoints(client, live_app):
         client.predict("e2e-annotator", pair["pair_id"], "maybe", api_name="/label")
     with pytest.raises(Exception, match="annotator: expected a non-empty string"):
         client.predict("  ", api_name="/next_pair")
+
+
+def test_slow_generation_does_not_block_recommend_or_feedback(client, live_app, monkeypatch):
+    _, svc = live_app
+    release = threading.Event()
+    real = svc._cover_generate
+
+    def slow(*args, **kwargs):
+        release.wait(timeout=30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(svc, "_cover_generate", slow)
+    job = client.submit("4", "9", 2, 77, api_name="/generate_covers")
+    try:
+        time.sleep(0.3)
+        slate = client.predict("4", "ease", 3, api_name="/recommend")
+        client.predict("4", slate["items"][0]["item_id"], "click", slate["impression_id"], api_name="/feedback")
+        assert not job.done(), "the generation is still running while /recommend and /feedback answered"
+    finally:
+        release.set()
+    assert len(job.result(timeout=30)["variants"]) == 2
