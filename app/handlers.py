@@ -296,7 +296,7 @@ def create_variants(
         if progress is not None:
             progress(done / max(total, 1), desc=f"cover {min(done + 1, total)} of {total}")
 
-    variants = svc.create_variants(user_id, item_id, int(n), liked=visitor.liked, seed=seed, callback=on_step)
+    variants = svc.create_variants(user_id, item_id, n, liked=visitor.liked, seed=seed, callback=on_step)
     if progress is not None:
         progress(1.0, desc="writing the caption")
     caption = svc.caption_for(item_id, svc.profile(user_id, visitor.liked))
@@ -434,5 +434,5 @@ def retrain(svc: Services, model: str | None) -> tuple[str, str]:
 @user_errors
 def make_pairs(svc: Services, n: int) -> tuple[str, str]:
     """Fill the labeling queue with personalized-vs-generic cover and caption pairs."""
-    created = svc.make_label_pairs(int(n), seed=_fresh_seed())
+    created = svc.make_label_pairs(n, seed=_fresh_seed())
     return f"Created {created} pairs for labeling.", status_html(svc)

@@ -196,3 +196,15 @@ def test_status_and_retrain(fresh_svc):
     ids, _ = svc.models["ease"].recommend(visitor.user_id, 3)  # the retrained model knows the new user
     assert len(ids) == 3
     assert (svc.settings.data_dir / "models" / "ease.trained_on.json").is_file()
+
+
+def test_numbers_from_widgets_are_validated(fresh_svc):
+    with pytest.raises(gr.Error, match="n: expected an integer between 1 and 200"):
+        h.make_pairs(fresh_svc, None)
+    visitor, _ = h.select_user(fresh_svc, Visitor(), "2")
+    with pytest.raises(gr.Error, match="n: expected an integer between 2 and 8"):
+        h.create_variants(fresh_svc, visitor, "3", 9)
+    visitor, gallery, _, _ = h.create_variants(fresh_svc, visitor, "3", 2.0)  # a slider may send a float
+    assert len(gallery) == 2
+    msg, _ = h.make_pairs(fresh_svc, 1.0)
+    assert msg == "Created 2 pairs for labeling."
