@@ -161,6 +161,8 @@ class Impression(Base):
     query: Mapped[Optional[str]] = mapped_column(String(QUERY_LEN))
     context: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    n_items: Mapped[int] = mapped_column(Integer, server_default="0")  # items on the slate
+    n_items_b: Mapped[int] = mapped_column(Integer, server_default="0")  # of those, placed by model B
 
     items: Mapped[list["ImpressionItem"]] = relationship(
         back_populates="impression", order_by="ImpressionItem.position", cascade="all, delete-orphan",
@@ -192,6 +194,7 @@ class FeedbackEvent(Base):
     __table_args__ = (
         CheckConstraint(_in("kind", FEEDBACK_KINDS), name="kind"),
         Index("ix_feedback_events_kind_created_at", "kind", "created_at"),
+        Index("ix_feedback_events_model_kind", "model", "kind"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -202,6 +205,9 @@ class FeedbackEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[Optional[float]] = mapped_column(Float)  # rating 1-5, dwell milliseconds, else None
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # Copied from the impression when there is one (migration 0002), so dashboards need no join over slates:
+    model: Mapped[Optional[str]] = mapped_column(String(MODEL_LEN))  # credited model: contributor, else slate's
+    position: Mapped[Optional[int]] = mapped_column(Integer)  # the item's 0-based rank on that slate
 
 
 class GeneratedAsset(Base):

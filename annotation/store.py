@@ -37,7 +37,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from annotation import _validate as v
@@ -52,6 +52,8 @@ from annotation.errors import (
     UnknownUserError,
 )
 from annotation.frames import (
+    feedback_counts,
+    model_feedback_rates,
     annotators_frame,
     assets_frame,
     eval_runs_frame,
@@ -115,6 +117,8 @@ __all__ = [
     "eval_runs_frame",
     "annotators_frame",
     "interactions_frame",
+    "feedback_counts",
+    "model_feedback_rates",
     "DEFAULT_WEIGHTS",
     "LIMITS",
 ]
@@ -391,7 +395,8 @@ def record_impression(session: Session, event_id, user_id: str, model: str | Seq
         _require_items(session, item_ids, "item_ids")
         new_id = _insert_once(session, Impression, {
             "event_id": event_id, **sent, "session_id": session_id, "tab": tab, "query": query,
-            "context": context or None, "created_at": at,
+            "context": context or None, "created_at": at, "n_items": len(item_ids),
+            "n_items_b": sum(c == models[1] for c in contributors) if contributors else 0,
         })
         if new_id is not None:
             session.execute(ImpressionItem.__table__.insert(), [
@@ -462,11 +467,15 @@ def _resolve_impressions(session: Session, rows: list[dict[str, Any]]) -> None:
     missing = refs - set(id_of)
     if missing:
         raise UnknownImpressionError(f"impression_id must be a recorded impression, unknown: {sorted(map(str, missing))[:5]}")
-    slate: set[tuple[int, str]] = set()
+    slate: dict[tuple[int, str], tuple[int, str]] = {}  # (impression, item) -> (position, credited model)
     for chunk in _chunks(sorted(users)):
-        slate.update(session.execute(
-            select(ImpressionItem.impression_id, ImpressionItem.item_id).where(ImpressionItem.impression_id.in_(chunk))
-        ).all())
+        for pk, item, position, credited in session.execute(
+            select(ImpressionItem.impression_id, ImpressionItem.item_id, ImpressionItem.position,
+                   func.coalesce(ImpressionItem.contributor, Impression.model))
+            .join(Impression, Impression.id == ImpressionItem.impression_id)
+            .where(ImpressionItem.impression_id.in_(chunk))
+        ):
+            slate[(pk, item)] = (position, credited)
     for row in rows:
         ref = row["impression_id"]
         if ref is None:
@@ -479,6 +488,7 @@ def _resolve_impressions(session: Session, rows: list[dict[str, Any]]) -> None:
         if (pk, row["item_id"]) not in slate:
             raise InvalidInputError(f"item_id {row['item_id']!r} is not on the slate of impression_id {ref}")
         row["impression_id"] = pk
+        row["position"], row["model"] = slate[(pk, row["item_id"])]
 
 
 @functools.lru_cache(maxsize=4)
@@ -489,13 +499,19 @@ def _feedback_statements(dialect: str):
         exists().where(User.user_id == bindparam("user_id")),
         exists().where(Item.item_id == bindparam("item_id")),
         select(Impression.user_id).where(Impression.id == bindparam("imp")).scalar_subquery(),
-        exists().where(ImpressionItem.impression_id == bindparam("imp"), ImpressionItem.item_id == bindparam("item_id")),
+        select(ImpressionItem.position)
+        .where(ImpressionItem.impression_id == bindparam("imp"), ImpressionItem.item_id == bindparam("item_id"))
+        .scalar_subquery(),
+        select(func.coalesce(ImpressionItem.contributor, Impression.model))
+        .join(Impression, Impression.id == ImpressionItem.impression_id)
+        .where(ImpressionItem.impression_id == bindparam("imp"), ImpressionItem.item_id == bindparam("item_id"))
+        .scalar_subquery(),
     )
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert
-    columns = ("event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at")
+    columns = ("event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at", "model", "position")
     insert_returning = (
         insert(FeedbackEvent)
         .values({c: bindparam(c) for c in columns})
@@ -528,7 +544,7 @@ def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind
         imp = v.integer(imp, "impression_id", 1, _MAX_INT)
     # One round trip answers everything the hot path needs: stored already? user, item, slate known?
     check, insert_returning, _ = _feedback_statements(session.get_bind().dialect.name)
-    stored_id, user_ok, item_ok, shown_to, on_slate = session.execute(
+    stored_id, user_ok, item_ok, shown_to, position, credited = session.execute(
         check, {"event_id": row["event_id"], "user_id": row["user_id"], "item_id": row["item_id"], "imp": imp}
     ).one()
     if stored_id is None:
@@ -543,9 +559,10 @@ def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind
             if shown_to != row["user_id"]:
                 raise InvalidInputError(f"impression_id {imp} was shown to user {shown_to!r}, not to user_id "
                                         f"{row['user_id']!r}")
-            if not on_slate:
+            if position is None:
                 raise InvalidInputError(f"item_id {row['item_id']!r} is not on the slate of impression_id {imp}")
-        values = dict(row, impression_id=imp, created_at=row["created_at"] or utcnow())
+        values = dict(row, impression_id=imp, created_at=row["created_at"] or utcnow(), model=credited,
+                      position=position)
         inserted = session.scalars(insert_returning, values).one_or_none()
         if inserted is not None:
             return inserted
@@ -597,7 +614,8 @@ def record_feedback_batch(session: Session, events: Iterable[Mapping[str, Any]])
         if row["event_id"] in stored:
             _check_replay("feedback event", row["event_id"], stored[row["event_id"]], {k: row[k] for k in keys})
     now = utcnow()
-    new_rows = [dict(row, created_at=row["created_at"] or now) for row in rows if row["event_id"] not in stored]
+    new_rows = [{"model": None, "position": None, **row, "created_at": row["created_at"] or now}
+                for row in rows if row["event_id"] not in stored]
     if not new_rows:
         return 0
     # executemany of one cached statement (SQLAlchemy batches it into multi-row INSERTs with RETURNING);

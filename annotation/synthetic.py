@@ -103,11 +103,12 @@ def _populate(connection, n_events, seed, n_users, n_items, days, end, n_annotat
         else:
             model, model_b, contributors = rng.choice(MODELS), None, [None] * SLATE
         tab = rng.choice(TABS)
-        impressions.append((pk, _uuid(ids), user, model, model_b, tab, "synthetic query" if tab == "search" else None, at))
+        impressions.append((pk, _uuid(ids), user, model, model_b, tab, "synthetic query" if tab == "search" else None,
+                            at, SLATE, sum(who == model_b for who in contributors) if model_b else 0))
         slots.extend((pk, position, item, who) for position, (item, who) in enumerate(zip(slate, contributors)))
-        slates.append((pk, user, at, slate))
-    _bulk(connection, "impressions", ("id", "event_id", "user_id", "model", "model_b", "tab", "query", "created_at"),
-          impressions)
+        slates.append((pk, user, at, slate, [who or model for who in contributors]))
+    _bulk(connection, "impressions", ("id", "event_id", "user_id", "model", "model_b", "tab", "query", "created_at",
+                                      "n_items", "n_items_b"), impressions)
     _bulk(connection, "impression_items", ("impression_id", "position", "item_id", "contributor"), slots)
     counts["impressions"], counts["impression_items"] = len(impressions), len(slots)
 
@@ -117,13 +118,15 @@ def _populate(connection, n_events, seed, n_users, n_items, days, end, n_annotat
     first_event = next_id("feedback_events")
     events = []
     for k in range(n_events):
-        pk, user, at, slate = slates[k % n_impressions] if k < n_impressions else rng.choice(slates)
+        pk, user, at, slate, credited = slates[k % n_impressions] if k < n_impressions else rng.choice(slates)
         kind = names[_pick(cumulative, rng.random())]
         value = float(rng.randint(1, 5)) if kind == "rating" else (float(rng.randint(500, 120_000)) if kind == "dwell" else None)
-        events.append((first_event + k, _uuid(ids), user, rng.choice(slate), pk, kind, value,
-                       at + dt.timedelta(seconds=rng.randint(1, 600))))
+        position = rng.randrange(SLATE)
+        events.append((first_event + k, _uuid(ids), user, slate[position], pk, kind, value,
+                       at + dt.timedelta(seconds=rng.randint(1, 600)), credited[position], position))
     _bulk(connection, "feedback_events",
-          ("id", "event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at"), events)
+          ("id", "event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at", "model", "position"),
+          events)
     counts["feedback_events"] = len(events)
 
     # 3. generated assets, pairs (personalized vs generic cover of one item), labels with some changed ones

@@ -202,3 +202,22 @@ def test_synthetic_populate_is_consistent(engine, Session):
         assert store.next_pair(s, annotator.id, overlap=3) is not None
     with pytest.raises(InvalidInputError, match="n_events must be a non-negative integer"):
         populate(engine, -1)
+
+
+def test_sql_aggregates_match_the_frames(logged):
+    counts = _read(logged, "feedback_counts")
+    assert list(counts.columns) == ["day", "kind", "n"] and counts["n"].sum() == 9
+    assert counts["day"].dt.normalize().eq(pd.Timestamp(T0.date())).all()
+    totals = _read(logged, "feedback_counts", by="total").set_index("kind")["n"].to_dict()
+    assert totals == {"click": 3, "dislike": 1, "dwell": 1, "like": 1, "rating": 2, "skip": 1}
+    assert _read(logged, "feedback_counts", since=_at(8))["n"].sum() == 3
+    rates = _read(logged, "model_feedback_rates", kinds=("click", "like")).set_index(["model", "kind"])
+    # slate 1: ease shows 3 items, clicks on items 1 and 3, like on 1; slate 2 (interleaved): pop placed item 4,
+    # ease item 5, which got a click. dislike on 3 had no impression.
+    assert rates.loc[("ease", "click")].tolist() == [4, 3, 0.75]
+    assert rates.loc[("ease", "like")].tolist() == [4, 1, 0.25]
+    assert rates.loc[("pop", "click")].tolist() == [1, 0, 0.0]
+    with pytest.raises(InvalidInputError, match="by must be 'day' or 'total'"):
+        _read(logged, "feedback_counts", by="week")
+    with pytest.raises(InvalidInputError, match="kinds must be a non-empty tuple"):
+        _read(logged, "model_feedback_rates", kinds=("love",))

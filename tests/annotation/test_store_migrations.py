@@ -95,3 +95,29 @@ def test_make_engine_rejects_other_backends():
         db.make_engine("mysql://u@h/db")
     with pytest.raises(ValueError, match="url must be a non-empty database URL string, got None"):
         db.make_engine(None)
+
+
+def test_0002_backfills_denormalized_columns(empty_url):
+    """Rows written under revision 0001 get their slate counts and credited models from the upgrade."""
+    db.upgrade(empty_url, "0001")
+    engine = db.make_engine(empty_url)
+    t = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO users VALUES ('u', 'dataset', '{t}')"))
+        conn.execute(text(f"INSERT INTO items VALUES ('1', 'a', NULL, '[]', '{t}'), ('2', 'b', NULL, '[]', '{t}')"))
+        conn.execute(text("INSERT INTO impressions (id, event_id, user_id, model, model_b, created_at) VALUES "
+                          f"(1, '{uuid.uuid4()}', 'u', 'ease', 'pop', '{t}')"))
+        conn.execute(text("INSERT INTO impression_items VALUES (1, 0, '1', 'pop'), (1, 1, '2', 'ease')"))
+        conn.execute(text("INSERT INTO feedback_events (id, event_id, user_id, item_id, impression_id, kind, created_at)"
+                          f" VALUES (1, '{uuid.uuid4()}', 'u', '1', 1, 'click', '{t}'),"
+                          f" (2, '{uuid.uuid4()}', 'u', '2', NULL, 'like', '{t}')"))
+    engine.dispose()
+    db.upgrade(empty_url)
+    engine = db.make_engine(empty_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT n_items, n_items_b FROM impressions")).one() == (2, 1)
+        rows = conn.execute(text("SELECT id, model, position FROM feedback_events ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(1, "pop", 0), (2, None, None)]
+    db.downgrade(empty_url, "0001")
+    assert db.current_revision(empty_url) == "0001"
