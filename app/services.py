@@ -598,7 +598,6 @@ class Services:
         seed = _check_int("seed", seed, 0, 2**31 - 1)
         profile = self.profile(user_id, liked)
         n_pers = (n + 1) // 2
-        steps_done = [0]
 
         def step(offset: int, count: int) -> Callable[[int, int], Any] | None:
             if callback is None:
@@ -606,7 +605,6 @@ class Services:
             return lambda done, total: callback(offset + done * count // max(total, 1), n)
 
         personal = self.covers_for(item_id, profile, n=n_pers, seed=seed, callback=step(0, n_pers))
-        steps_done[0] = n_pers
         generic = self.covers_for(item_id, None, n=n - n_pers, seed=seed + 1000, callback=step(n_pers, n - n_pers))
         variants = personal + generic
         random.Random(seed).shuffle(variants)
