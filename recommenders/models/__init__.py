@@ -19,13 +19,16 @@ _REGISTRY = {
     "bpr": ("recommenders.models.bpr", "BPR"),
     "lightgcn": ("recommenders.models.lightgcn", "LightGCN"),
     "ease": ("recommenders.models.ease", "EASE"),
+    "ease-text": ("recommenders.models.ease", "EASEText"),
     "text": ("recommenders.models.vbpr", "Text"),
     "vbpr": ("recommenders.models.vbpr", "VBPR"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr"})  # need item features passed to fit
-# The model the app serves by default: the best test NDCG@10 we measured on ml-100k (bench/RESULTS-recommenders.md).
-DEFAULT_MODEL = "ease"
+FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr", "ease-text"})  # need features["text"] at fit
+# The model the app serves by default: the best valid and test NDCG@10 we measured on ml-100k
+# (bench/RESULTS-recommenders.md). It needs text features; without them serve DEFAULT_MODEL_WITHOUT_FEATURES.
+DEFAULT_MODEL = "ease-text"
+DEFAULT_MODEL_WITHOUT_FEATURES = "ease"
 
 
 def model_class(name: str) -> type:
@@ -54,4 +57,4 @@ def load_model(directory: str | Path):
     return cls._from_saved(meta, arrays)
 
 
-__all__ = ["DEFAULT_MODEL", "FEATURE_MODELS", "MODEL_NAMES", "create_model", "load_model", "model_class"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_WITHOUT_FEATURES", "FEATURE_MODELS", "MODEL_NAMES", "create_model", "load_model", "model_class"]

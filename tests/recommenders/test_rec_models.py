@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 from recommenders.errors import ModelFitError, NotFittedError, UnknownItemError, UnknownModelError, UnknownUserError
-from recommenders.models import DEFAULT_MODEL, MODEL_NAMES, create_model, load_model
+from recommenders.models import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_WITHOUT_FEATURES,
+    FEATURE_MODELS,
+    MODEL_NAMES,
+    create_model,
+    load_model,
+)
 
 N_USERS, N_ITEMS = 16, 12
 ITEMS = [f"i{i}" for i in range(N_ITEMS)]
@@ -129,6 +136,11 @@ class TestEASE(ModelContract):
     params = {"reg": 1.0}
 
 
+class TestEASEText(ModelContract):
+    name = "ease-text"
+    params = {"reg": 1.0, "text_weight": 0.5}
+
+
 class TestBPR(ModelContract):
     name = "bpr"
     params = {**FAST_SGD, "dim": 8}
@@ -150,8 +162,8 @@ class TestVBPR(ModelContract):
 
 
 def test_registry() -> None:
-    assert set(MODEL_NAMES) == {"pop", "itemknn", "bpr", "lightgcn", "ease", "text", "vbpr"}
-    assert DEFAULT_MODEL in MODEL_NAMES
+    assert set(MODEL_NAMES) == {"pop", "itemknn", "bpr", "lightgcn", "ease", "ease-text", "text", "vbpr"}
+    assert DEFAULT_MODEL in MODEL_NAMES and DEFAULT_MODEL_WITHOUT_FEATURES not in FEATURE_MODELS
     with pytest.raises(UnknownModelError, match="name: expected one of"):
         create_model("svd")
     with pytest.raises(ValueError, match="unknown parameter"):
@@ -163,6 +175,18 @@ def test_feature_models_need_features() -> None:
         create_model("text").fit(checkerboard(), ITEMS)
     with pytest.raises(ModelFitError, match=r"expected shape \(12, d\)"):
         create_model("vbpr").fit(checkerboard(), ITEMS, {"text": np.zeros((3, 4))})
+
+
+def test_ease_text_uses_content_and_reduces_to_ease() -> None:
+    feats = parity_features()
+    plain = create_model("ease", reg=1.0).fit(checkerboard(), ITEMS)
+    zero = create_model("ease-text", reg=1.0, text_weight=0.0).fit(checkerboard(), ITEMS, feats)
+    np.testing.assert_allclose(zero.B, plain.B)
+    # an item nobody interacted with gets weight from the items whose text reads alike
+    data = checkerboard()[lambda d: d["item_id"] != "i10"]
+    cold = create_model("ease-text", reg=1.0, text_weight=5.0).fit(data, ITEMS, feats)
+    assert cold.B[ITEMS.index("i0"), ITEMS.index("i10")] > 0  # even item -> the cold even item
+    assert create_model("ease", reg=1.0).fit(data, ITEMS).B[:, ITEMS.index("i10")].max() == 0
 
 
 def test_dislikes_are_not_positives_but_stay_seen() -> None:
