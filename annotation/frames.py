@@ -45,7 +45,8 @@ __all__ = [
 # Implicit-feedback weight of one event, in (0, 1]; a (user, item) pair gets the largest weight of its events.
 # A rating r weighs r / 5. dwell and skip carry no positive signal by default.
 DEFAULT_WEIGHTS: Mapping[str, float] = {"like": 1.0, "click": 0.5, "dwell": 0.0, "skip": 0.0}
-NEGATIVE_RATING = 2  # a latest explicit rating at or below this (or a dislike) drops the pair from training
+NEGATIVE_RATING = 2  # a latest explicit rating at or below this (or a dislike) makes the pair a negative
+NEGATIVE_WEIGHT = -1.0  # recommenders: weight <= 0 is "seen, not liked"
 
 
 def _window(statement: Select, column, since, until) -> Select:
@@ -271,12 +272,15 @@ def annotators_frame(session: Session, since: dt.datetime | None = None, until: 
 
 def interactions_frame(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None,
                        weights: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """The logged feedback as training interactions: one row per (user, item) with a positive signal.
+    """The logged feedback as training interactions, in the shape `recommenders` trains on.
 
-    Columns: user_id (str), item_id (str), weight (float in (0, 1]), timestamp (int, unix seconds of the pair's
-    latest event). A pair's weight is the largest weight of its events: `weights[kind]` (default
-    DEFAULT_WEIGHTS: like 1.0, click 0.5, dwell and skip 0) and rating r -> r / 5. A pair whose latest explicit
-    signal (like, dislike or rating) is a dislike or a rating <= 2 is left out, whatever else happened.
+    Columns: user_id (str), item_id (str), weight (float), timestamp (int, unix seconds of the pair's latest
+    event). One row per (user, item) with a signal:
+      - positive: the largest weight of the pair's events, `weights[kind]` (default DEFAULT_WEIGHTS: like 1.0,
+        click 0.5, dwell and skip 0) and rating r -> r / 5; pairs whose events all weigh 0 are left out;
+      - negative: NEGATIVE_WEIGHT (-1.0) when the pair's latest explicit signal (like, dislike or rating) is a
+        dislike or a rating <= 2, whatever else happened. recommenders treats weight <= 0 as "seen, not liked":
+        never recommended again, never a positive.
     """
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
     unknown = set(weights) - (set(FEEDBACK_KINDS) - {"rating", "dislike"})
@@ -301,13 +305,13 @@ def interactions_frame(session: Session, since: dt.datetime | None = None, until
     explicit = events[events["kind"].isin(["like", "dislike", "rating"])]
     last = explicit.groupby(["user_id", "item_id"]).tail(1)
     negative = last[(last["kind"] == "dislike") | ((last["kind"] == "rating") & (last["value"] <= NEGATIVE_RATING))]
-    keys = pd.MultiIndex.from_frame(events[["user_id", "item_id"]])
-    drop = keys.isin(pd.MultiIndex.from_frame(negative[["user_id", "item_id"]]))
-    events = events[~drop]
     events["timestamp"] = events["created_at"].astype("datetime64[s]").astype("int64")
     pairs = events.groupby(["user_id", "item_id"], as_index=False, sort=True).agg(
         weight=("weight", "max"), timestamp=("timestamp", "max"))
-    pairs = pairs[pairs["weight"] > 0].reset_index(drop=True)
+    keys = pd.MultiIndex.from_frame(pairs[["user_id", "item_id"]])
+    is_negative = keys.isin(pd.MultiIndex.from_frame(negative[["user_id", "item_id"]]))
+    pairs.loc[is_negative, "weight"] = NEGATIVE_WEIGHT
+    pairs = pairs[(pairs["weight"] > 0) | is_negative].reset_index(drop=True)
     return pairs[columns]
 
 

@@ -123,21 +123,21 @@ def test_interactions_frame_weights_and_negatives(logged):
     frame = _read(logged, "interactions_frame")
     assert list(frame.columns) == ["user_id", "item_id", "weight", "timestamp"]
     got = {(u, i): w for u, i, w in zip(frame["user_id"], frame["item_id"], frame["weight"])}
-    # 196/1: click then like -> 1.0; 196/2: rating 2 -> negative, dropped; 196/3: click then dislike -> dropped;
+    # 196/1: click then like -> 1.0; 196/2: rating 2 -> negative; 196/3: click then dislike -> negative;
     # 186/5 click -> 0.5; 186/4: rating 5 -> 1.0 (dwell adds nothing); 186/6 skip -> nothing
-    assert got == {("186", "4"): 1.0, ("186", "5"): 0.5, ("196", "1"): 1.0}
+    assert got == {("186", "4"): 1.0, ("186", "5"): 0.5, ("196", "1"): 1.0, ("196", "2"): -1.0, ("196", "3"): -1.0}
     ts = dict(zip(zip(frame["user_id"], frame["item_id"]), frame["timestamp"]))
     assert ts[("196", "1")] == int(_at(3).replace(tzinfo=dt.timezone.utc).timestamp())
     assert frame["timestamp"].dtype == "int64"
     custom = _read(logged, "interactions_frame", weights={"like": 1.0, "click": 0.0, "dwell": 0.2, "skip": 0.0})
-    assert set(zip(custom["user_id"], custom["item_id"])) == {("186", "4"), ("196", "1")}
+    assert set(zip(custom["user_id"], custom["item_id"])) == {("186", "4"), ("196", "1"), ("196", "2"), ("196", "3")}
     with pytest.raises(InvalidInputError, match="weights keys must be among"):
         _read(logged, "interactions_frame", weights={"rating": 1.0})
     with pytest.raises(InvalidInputError, match=r"weights\['like'\] must be a finite number between 0 and 1"):
         _read(logged, "interactions_frame", weights={"like": 2.0})
 
 
-@pytest.mark.parametrize("what, n", [("feedback", 9), ("preferences", 2), ("assets", 4), ("interactions", 3)])
+@pytest.mark.parametrize("what, n", [("feedback", 9), ("preferences", 2), ("assets", 4), ("interactions", 5)])
 def test_export_jsonl_and_parquet(logged, tmp_path, what, n):
     with logged() as s:
         assert export(s, what, "jsonl", tmp_path / f"{what}.jsonl") == n
