@@ -111,3 +111,25 @@ def test_malformed_folder_is_rejected(tmp_path: Path, items: str, inter: str, pa
 def test_unknown_dataset_name(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="expected 'ml-100k' or a folder"):
         load_dataset(tmp_path / "nope", tmp_path)
+
+
+def test_grouplens_raw_files_load(tmp_path: Path) -> None:
+    """The layout of GroupLens' ml-100k.zip (what a download with network allowed unpacks)."""
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t10\t4\t881250949\n2\t20\t5\t881250950\n")
+    flags_drama = "|".join("1" if g == "Drama" else "0" for g in (
+        "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+        "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"))
+    flags_none = "|".join(["1"] + ["0"] * 18)
+    (folder / "u.item").write_bytes(
+        f"10|Birdcage, The (1996)|08-Mar-1996||http://x|{flags_drama}\n"
+        f"20|Caf\xe9 (1990)|||http://y|{flags_none}\n".encode("latin-1"))
+    (folder / "u.user").write_text("1|24|M|technician|85711\n2|53|F|other|94043\n")
+    ds = load_dataset("ml-100k", tmp_path)
+    items = ds.items.set_index("item_id")
+    assert items.loc["10", "title"] == "The Birdcage" and items.loc["10", "year"] == 1996
+    assert items.loc["10", "genres"] == ["Drama"] and items.loc["20", "genres"] == []
+    assert items.loc["20", "title"] == "Café" and items.loc["20", "year"] == 1990  # year from the title
+    assert ds.interactions["timestamp"].tolist() == [881250949, 881250950]
+    assert ds.users["occupation"].tolist() == ["technician", "other"]
