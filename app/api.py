@@ -13,7 +13,7 @@ bad request with a `gr.Error` naming the argument, what was expected and what wa
 
 import gradio as gr
 
-from app.handlers import user_errors
+from app.handlers import KEY_CHOICES, user_errors
 from app.services import K_MAX, N_VARIANTS_MAX, Services, _check_int, _check_text, new_event_id
 
 __all__ = ["register_api", "ApiHandlers"]
@@ -125,7 +125,7 @@ class ApiHandlers:
         annotator_id = self._annotator(annotator, password)
         pair_id = _check_int("pair_id", pair_id, 1, 2**62)
         choice = _check_text("choice", choice, 8)
-        choice = {"1": "A", "2": "B", "0": "tie", "s": "skip"}.get(choice, choice)
+        choice = KEY_CHOICES.get(choice, choice)
         event = _check_text("event_id", event_id, EVENT_ID_MAX) if event_id else new_event_id()
         label_id = self.svc.record_label(annotator_id, pair_id, choice, event_id=event)
         return {"label_id": label_id, "pair_id": pair_id, "choice": choice, "event_id": event}

@@ -12,6 +12,7 @@ import functools
 import hmac
 import time
 import uuid
+from types import MappingProxyType
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 NO_COMPARE = "(no comparison)"
-KEY_CHOICES = {"1": "A", "2": "B", "0": "tie", "s": "skip"}
+KEY_CHOICES = MappingProxyType({"1": "A", "2": "B", "0": "tie", "s": "skip"})  # read-only
 INPUT_ERRORS = (AppInputError, AnnotationError, GenerationError, RecommendersError)
 
 

@@ -914,9 +914,14 @@ def build_services(
             except (LookupError, ValueError, OSError) as exc:
                 notes.append(f"item features unavailable ({exc}); content models are not served")
                 features = {}
-    from recommenders.models import DEFAULT_MODEL, MODEL_NAMES
+    from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS, MODEL_NAMES
 
     default = settings.model or DEFAULT_MODEL
+    if default in FEATURE_MODELS and "text" not in features:
+        if settings.model is not None:
+            raise bad("VITRINE_MODEL", "a model that needs no item features (they are unavailable)", default)
+        notes.append(f"default model {default} needs text features; serving {DEFAULT_MODEL_WITHOUT_FEATURES}")
+        default = DEFAULT_MODEL_WITHOUT_FEATURES
     if default not in MODEL_NAMES:
         raise bad("VITRINE_MODEL", f"one of {list(MODEL_NAMES)}", default)
     names = list(dict.fromkeys([default, *(model_names if model_names is not None else settings.extra_models)]))

@@ -76,7 +76,7 @@ class Settings:
     label_password: str | None = None  # shared password for annotators; None = open sign-in
     dashboard_password: str | None = None  # protects the dashboard when set
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
-    extra_models: tuple[str, ...] = ("pop",)  # served beside `model`, so that two can be compared (interleaving)
+    extra_models: tuple[str, ...] = ("ease", "pop")  # served beside `model`, so that two can be compared (interleaving)
     generation_concurrency: int = 1  # generation requests run at once; 1 on CPU, where the model is the bottleneck
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
 

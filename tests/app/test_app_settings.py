@@ -17,7 +17,7 @@ def test_port_from_paas_binds_all_interfaces():
 
 def test_app_fields():
     s = load_settings({})
-    assert s.extra_models == ("pop",) and s.generation_concurrency == 1 and s.oauth_enabled is False
+    assert s.extra_models == ("ease", "pop") and s.generation_concurrency == 1 and s.oauth_enabled is False
     s = load_settings({"VITRINE_EXTRA_MODELS": "pop, itemknn,pop", "VITRINE_GENERATION_CONCURRENCY": "2",
                        "OAUTH_CLIENT_ID": "abc"})
     assert s.extra_models == ("pop", "itemknn") and s.generation_concurrency == 2 and s.oauth_enabled is True

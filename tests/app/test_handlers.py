@@ -208,3 +208,22 @@ def test_numbers_from_widgets_are_validated(fresh_svc):
     assert len(gallery) == 2
     msg, _ = h.make_pairs(fresh_svc, 1.0)
     assert msg == "Created 2 pairs for labeling."
+
+
+def test_default_model_without_features_falls_back(tmp_path):
+    from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS
+    from vitrine_app_fixtures import make_settings, make_tiny_dataset
+
+    from app.services import build_services
+
+    if DEFAULT_MODEL not in FEATURE_MODELS:
+        pytest.skip(f"the default model {DEFAULT_MODEL} needs no features")
+    svc = build_services(make_settings(tmp_path, model=None, extra_models=()), dataset=make_tiny_dataset(),
+                         features={}, say=lambda msg: None)
+    try:
+        assert svc.default_model == DEFAULT_MODEL_WITHOUT_FEATURES
+        assert any("needs text features" in note for note in svc.notes)
+        assert svc.why("1", ["5"], ["Comedy"]) == "popular with people like you"  # no text: genres only
+        assert svc.why("4", ["8"], ["Comedy"]) == "you like Comedy"
+    finally:
+        svc.close()

@@ -59,12 +59,14 @@ def test_serves_then_starts_from_the_cached_model(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+    from recommenders.models import DEFAULT_MODEL
+
     first = (tmp_path / "app.log").read_text()
-    assert "model ease: trained" in first and "cached in" in first
+    assert f"model {DEFAULT_MODEL}: trained" in first and "cached in" in first
     assert (tmp_path / "data" / "vitrine.db").is_file()
     # the second start loads the cached model and reports the fallbacks with how to enable the real ones
     check = subprocess.run([sys.executable, "-m", "app", "--check"], cwd=ROOT, env=_env(tmp_path, port),
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr[-2000:]
-    assert "model ease: loaded from" in check.stderr
+    assert f"model {DEFAULT_MODEL}: loaded from" in check.stderr
     assert "VITRINE_COVER_MODEL" in check.stdout and "SQLite (WAL)" in check.stdout
