@@ -146,7 +146,9 @@ def start_new_user(svc: Services, visitor: Visitor, picks: Sequence[str] | None)
 
 
 def render_cards(visitor: Visitor) -> list[str]:
-    """PAGE_SIZE card HTML strings ('' for an empty slot)."""
+    """PAGE_SIZE card HTML strings ('' for an empty slot). An interleaved slate hides which model placed an
+    item and its score (scores of two models are not comparable, and knowing the source biases the clicks)."""
+    blind = visitor.model_choice.startswith(COMPARE_PREFIX)
     cards = []
     for pos, row in enumerate(visitor.slate[:PAGE_SIZE]):
         cover = visitor.covers.get(row["item_id"])
@@ -156,9 +158,9 @@ def render_cards(visitor: Visitor) -> list[str]:
             title=row["title"],
             year=row.get("year"),
             genres=row.get("genres") or [],
-            score=row.get("score"),
+            score=None if blind else row.get("score"),
             why=row.get("why") or "",
-            model=row.get("contributor") or "",
+            model="" if blind else row.get("contributor") or "",
             cover_path=cover["path"] if cover else None,
             cover_fallback=bool(cover and cover["fallback"]),
             caption=caption["text"] if caption else None,

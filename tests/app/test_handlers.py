@@ -48,6 +48,7 @@ def test_compare_interleaves_two_models_and_records_contributors(svc):
     assert "team-draft" in info
     contributors = [r["contributor"] for r in visitor.slate]
     assert set(contributors) == {"ease", "pop"}
+    assert not any("· ease" in c or "· pop" in c or "score" in c for c in cards), "the slate is blind"
     assert abs(contributors.count("ease") - contributors.count("pop")) <= 1
     with svc.Session() as s:
         imp = s.get(Impression, visitor.impression_id)
