@@ -56,6 +56,8 @@ class ApiHandlers:
         profile = svc.profile(user_id, liked)
         seed = new_seed()
         rows = svc.recommend(user_id, model, k, liked=liked, seed=seed, profile=profile)
+        if not rows:
+            raise gr.Error(f"user_id {user_id!r}: every item of the catalog was already seen, liked or disliked")
         impression_id = svc.record_impression(user_id, rows, model, context={"tab": "api", "seed": seed})
         known = svc.known_assets(user_id, [r.item_id for r in rows])
         missing = [r.item_id for r in rows if (r.item_id, "cover") not in known or (r.item_id, "caption") not in known]

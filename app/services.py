@@ -295,13 +295,13 @@ class Services:
 
         excluded = set(exclude)
         fitted = self.models[model]
-        want = n + len(excluded)
+        want = n + len(excluded | set(liked))  # both are filtered out below, so ask for that many more
         try:
             ids, scores = fitted.recommend(user_id, want, exclude_seen=True)
         except ModelUnknownUser:
             if not liked:
                 raise bad("user_id", f"a user the model {model!r} knows, or a new user with liked items", user_id)
-            ids, scores = fitted.recommend_from_items(list(liked), want + len(liked), exclude_seen=True)
+            ids, scores = fitted.recommend_from_items(list(liked), want, exclude_seen=True)
         extra = set(liked)
         out = [(str(i), float(s)) for i, s in zip(ids, scores) if str(i) not in excluded and str(i) not in extra]
         return out[:n]

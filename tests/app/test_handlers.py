@@ -228,3 +228,13 @@ def test_default_model_without_features_falls_back(tmp_path):
         assert svc.why("4", ["8"], ["Comedy"]) == "you like Comedy"
     finally:
         svc.close()
+
+
+def test_app_likes_do_not_shorten_the_slate(fresh_svc):
+    svc = fresh_svc
+    top = [row.item_id for row in svc.recommend("5", "ease", 4)]
+    for item_id in top:  # the user likes the whole first page in the app
+        svc.record_feedback("5", item_id, "like")
+    liked, _ = svc.app_likes("5")
+    again = [row.item_id for row in svc.recommend("5", "ease", 4, liked=liked)]
+    assert len(again) == 4 and not set(again) & set(top)
