@@ -23,7 +23,16 @@ import pandas as pd
 import streamlit as st
 
 from app import dashboard_views as views
-from app.dashboard_data import Filters, Frames, apply_filters, export_bytes, load_frames
+from app.dashboard_data import (
+    EXPORT_TABLES,
+    Filters,
+    Frames,
+    apply_filters,
+    date_bounds,
+    export_bytes,
+    export_frame,
+    load_frames,
+)
 from app.settings import load_settings
 
 PAGES = ("Overview", "Recommenders", "Generation", "Annotators", "Data")
@@ -40,9 +49,14 @@ def get_engine(url: str):
     return make_engine(url)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner="Reading the database…", max_entries=4)
-def cached_frames(url: str) -> Frames:
-    return load_frames(get_engine(url))
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=4)
+def cached_bounds(url: str) -> tuple[dt.date, dt.date] | None:
+    return date_bounds(get_engine(url))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner="Reading the database…", max_entries=16)
+def cached_frames(url: str, start: dt.date | None, end: dt.date | None) -> Frames:
+    return load_frames(get_engine(url), start, end)
 
 
 # -------------------------------------------------------------------------------------------- drawing
@@ -118,25 +132,25 @@ def page_annotators(frames: Frames) -> None:
     show(views.choices_view(frames), "ann-choices", table=True)
 
 
-def page_data(frames: Frames) -> None:
+def page_data(frames: Frames, url: str, filters: Filters) -> None:
     st.header("Data")
     st.write("Download what the current filters select. Files are built when you click.")
-    tables = {"feedback": frames.feedback, "impressions": frames.impressions, "labels": frames.labels,
-              "assets": frames.assets, "eval_runs": frames.eval_runs.drop(columns="metrics", errors="ignore")}
-    if all(len(t) == 0 for t in tables.values()):
+    daily = frames.daily.groupby("series")["count"].sum()
+    rows = {"feedback": int(daily.get("feedback events", 0)), "impressions": int(daily.get("slates shown", 0)),
+            "labels": len(frames.labels), "assets": len(frames.assets), "eval_runs": len(frames.eval_runs)}
+    if not any(rows.values()):
         st.info("Nothing to export for these filters. " + views.SIMULATE_HINT, icon="ℹ️")
         return
-    summary = pd.DataFrame({"table": list(tables), "rows": [len(t) for t in tables.values()]})
-    st.dataframe(summary, hide_index=True, width="content")
-    for name, frame in tables.items():
-        if frame.empty:
+    st.dataframe(pd.DataFrame({"table": list(rows), "rows": list(rows.values())}), hide_index=True, width="content")
+    for name in EXPORT_TABLES:
+        if not rows[name]:
             continue
         left, right = st.columns(2)
-        left.download_button(f"{name}.jsonl", data=lambda f=frame: export_bytes(f, "jsonl"), file_name=f"{name}.jsonl",
-                             mime="application/jsonl", key=f"dl-{name}-jsonl", on_click="ignore")
-        right.download_button(f"{name}.parquet", data=lambda f=frame: export_bytes(f, "parquet"),
-                              file_name=f"{name}.parquet", mime="application/vnd.apache.parquet",
-                              key=f"dl-{name}-parquet", on_click="ignore")
+        for column, fmt in ((left, "jsonl"), (right, "parquet")):
+            column.download_button(
+                f"{name}.{fmt}", data=lambda n=name, f=fmt: export_bytes(export_frame(get_engine(url), n, filters), f),
+                file_name=f"{name}.{fmt}", mime="application/jsonl" if fmt == "jsonl" else "application/vnd.apache.parquet",
+                key=f"dl-{name}-{fmt}", on_click="ignore")
 
 
 # ----------------------------------------------------------------------------------------------- gate
@@ -158,17 +172,19 @@ def password_ok(expected: str | None) -> bool:
     return False
 
 
-def sidebar_filters(frames: Frames) -> Filters:
-    bounds = frames.date_bounds()
+def sidebar_dates(bounds: tuple[dt.date, dt.date] | None) -> tuple[dt.date | None, dt.date | None]:
     st.sidebar.header("Filters")
-    start = end = None
-    if bounds is not None:
-        picked = st.sidebar.date_input("Date range", value=bounds, min_value=bounds[0], max_value=bounds[1],
-                                       key="f-dates")
-        if isinstance(picked, (tuple, list)) and len(picked) == 2:
-            start, end = picked
-        elif isinstance(picked, (tuple, list)) and len(picked) == 1:
-            start = end = picked[0]
+    if bounds is None:
+        return None, None
+    picked = st.sidebar.date_input("Date range", value=bounds, min_value=bounds[0], max_value=bounds[1], key="f-dates")
+    if isinstance(picked, (tuple, list)) and len(picked) == 2:
+        return picked[0], picked[1]
+    if isinstance(picked, (tuple, list)) and len(picked) == 1:  # the second click of a range is pending
+        return picked[0], picked[0]
+    return bounds
+
+
+def sidebar_filters(frames: Frames, start: dt.date | None, end: dt.date | None) -> Filters:
     models = st.sidebar.multiselect("Models", frames.models(), key="f-models", placeholder="all models")
     generators = st.sidebar.multiselect("Generators", frames.generators(), key="f-generators",
                                         placeholder="all generators")
@@ -186,17 +202,20 @@ def main() -> None:
     page = st.sidebar.radio("Page", PAGES, index=PAGES.index(requested) if requested in PAGES else 0, key="page")
     st.query_params["page"] = page
     if st.sidebar.button("Refresh data", help=f"Data is cached for {CACHE_TTL_S} s"):
+        cached_bounds.clear()
         cached_frames.clear()
+    url = settings.database_url
     try:
-        frames = cached_frames(settings.database_url)
+        start, end = sidebar_dates(cached_bounds(url))
+        frames = cached_frames(url, start, end)
     except Exception as exc:  # the DB is missing or not migrated: say so, do not show a traceback
-        st.error(f"Could not read the database at {settings.database_url}: {type(exc).__name__}: {exc}")
+        st.error(f"Could not read the database at {url}: {type(exc).__name__}: {exc}")
         st.info("Start the app once (`make demo`) to create and migrate it, or seed it: " + views.SIMULATE_HINT)
         st.stop()
-    filters = sidebar_filters(frames)
+    filters = sidebar_filters(frames, start, end)
     if frames.is_empty:
         st.title("Vitrine dashboard")
-        st.info("The database is empty: nobody has used the app yet. " + views.SIMULATE_HINT, icon="ℹ️")
+        st.info("Nothing recorded in this range yet: nobody has used the app. " + views.SIMULATE_HINT, icon="ℹ️")
     shown = apply_filters(frames, filters)
     if page == "Overview":
         page_overview(shown, dt.datetime.now(dt.timezone.utc).date())
@@ -207,7 +226,7 @@ def main() -> None:
     elif page == "Annotators":
         page_annotators(shown)
     else:
-        page_data(shown)
+        page_data(shown, url, filters)
 
 
 main()

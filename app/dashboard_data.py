@@ -1,26 +1,133 @@
-"""The dashboard's data: one read of the store into plain DataFrames (`load_frames`), and the sidebar
-filters applied to them in memory (`apply_filters`).
+"""The dashboard's data: what the pages draw, read from the store for one date window (`load_frames`), and the
+sidebar's other filters applied to it in memory (`apply_filters`).
 
-Loading is the only part that touches the database; the Streamlit script caches it (`st.cache_data(ttl=...)`),
-so moving a filter never re-queries: filtering a million events in pandas takes tens of milliseconds.
-Column contracts are the store's (`annotation.frames`), plus the few derived here (documented on `Frames`).
+Built for millions of events: nothing reads every feedback event or every slate position into pandas.
+The event streams arrive aggregated in SQL (per day and model, per user-day, per model and item shown,
+per model and kind through `store.model_feedback_rates`); only the clicks on interleaved slates, a sample
+of recent slates (for intra-list diversity) and the small tables (labels, assets, evaluation runs, the
+catalog) come as rows. The Streamlit script caches `load_frames` per (database, window) with
+`st.cache_data(ttl=...)`, so moving the model, generator or annotator filters never re-queries.
+
+Column contracts are documented on `Frames`; the store's frames are documented in `annotation.frames`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, union
+from sqlalchemy.orm import Session
 
 from annotation import store
 from annotation.db import make_session_factory
-from annotation.models import Item
+from annotation.models import (
+    EvalRun,
+    FeedbackEvent,
+    GeneratedAsset,
+    Impression,
+    ImpressionItem,
+    Item,
+    PreferenceLabel,
+)
 
 POSITIVE_KINDS = ("click", "like", "rating")  # events that count towards an item's popularity (novelty)
+RATE_KINDS = ("click", "like")
+DIVERSITY_SAMPLE = 3000  # most recent single-model slates of the window used for intra-list diversity
+EXPORT_TABLES = ("feedback", "impressions", "labels", "assets", "eval_runs")
+EXPORT_FORMATS = ("jsonl", "parquet")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The sidebar's filters; an empty tuple means "all". The date window is applied in SQL by `load_frames`."""
+
+    start: dt.date | None = None  # first day included
+    end: dt.date | None = None  # last day included
+    models: tuple[str, ...] = ()
+    generators: tuple[str, ...] = ()
+    annotators: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(f"end must be on or after start, got start={self.start} end={self.end}")
+
+    def window(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """(since, until) for the store: since <= created_at < until (the end day is included)."""
+        since = dt.datetime.combine(self.start, dt.time()) if self.start else None
+        until = dt.datetime.combine(self.end, dt.time()) + dt.timedelta(days=1) if self.end else None
+        return since, until
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Everything the pages draw, for one date window.
+
+    daily: day (datetime64), series ("feedback events" | "slates shown"), model (the credited model of feedback,
+        the slate's model A for slates; None for feedback without a slate), model_b (slates: model B when
+        interleaved), count.
+    user_days: day, user_id: a user saw a slate or gave feedback that day.
+    rates: model, kind (click | like), trials (items shown, credited to the model that placed them),
+        successes (distinct slate items that got that kind) — `annotation.frames.model_feedback_rates`.
+    interleaved_clicks: impression_id, model, model_b, item_id, kind, contributor: clicks on interleaved slates.
+    exposure: model, item_id, shown: slate positions per model and item (credited to the placing model).
+    slates: model, item_ids (list): up to DIVERSITY_SAMPLE most recent single-model slates.
+    labels: current preference labels (`preferences_frame`); assets: generated assets (`assets_frame`), plus
+        `style` (generic / personalized α=...) and `source` (fallback / model); eval_runs: `eval_runs_frame`
+        plus `metrics` (dict of the run's non-missing metric columns).
+    asset_index: every asset ever generated (asset_id, kind, generator, personalized, fallback, style, source),
+        never windowed, so that a label in range can always look up its two assets.
+    items: the catalog (item_id, title, genres). popularity: item_id -> positive events over all time.
+    """
+
+    daily: pd.DataFrame
+    user_days: pd.DataFrame
+    rates: pd.DataFrame
+    interleaved_clicks: pd.DataFrame
+    exposure: pd.DataFrame
+    slates: pd.DataFrame
+    labels: pd.DataFrame
+    assets: pd.DataFrame
+    eval_runs: pd.DataFrame
+    asset_index: pd.DataFrame
+    items: pd.DataFrame
+    popularity: pd.Series
+
+    @property
+    def is_empty(self) -> bool:
+        return all(len(f) == 0 for f in (self.daily, self.labels, self.assets, self.eval_runs))
+
+    def models(self) -> list[str]:
+        names = pd.concat([self.daily["model"], self.daily["model_b"], self.eval_runs["model"]]).dropna().unique()
+        return sorted(map(str, names))
+
+    def generators(self) -> list[str]:
+        return sorted(map(str, self.asset_index["generator"].dropna().unique()))
+
+    def annotators(self) -> list[str]:
+        return sorted(map(str, self.labels["annotator"].dropna().unique()))
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _rows(session: Session, statement, columns: list[str]) -> pd.DataFrame:
+    rows = session.connection().execute(statement).all()
+    values = list(zip(*rows)) if rows else [()] * len(columns)
+    return pd.DataFrame({name: pd.Series(list(col), dtype=object) for name, col in zip(columns, values)})
+
+
+def _window(statement, column, since, until):
+    if since is not None:
+        statement = statement.where(column >= since)
+    if until is not None:
+        statement = statement.where(column < until)
+    return statement
+
+
+def _day(column):
+    return func.date(column)  # 'YYYY-MM-DD' on SQLite, a date on PostgreSQL: pandas parses both
 
 
 def _style(personalized: pd.Series, params: pd.Series) -> pd.Series:
@@ -33,134 +140,141 @@ def _style(personalized: pd.Series, params: pd.Series) -> pd.Series:
     )
 
 
-@dataclass(frozen=True)
-class Frames:
-    """Everything the pages draw from.
-
-    impressions, feedback, assets, labels, eval_runs: the store's frames (`annotation.frames`), where
-        `labels` holds current labels only; `assets` gains `style` (generic / personalized α=...) and `source`
-        (fallback / model); `eval_runs` gains `metrics` (dict of the run's non-missing metric columns).
-    asset_index: every asset ever generated (asset_id, kind, generator, personalized, fallback, style, source),
-        never date-filtered, so that a label in range can always look up its two assets.
-    items: the catalog (item_id, title, genres).
-    popularity: item_id -> positive events over all time (for novelty).
-    """
-
-    impressions: pd.DataFrame
-    feedback: pd.DataFrame
-    assets: pd.DataFrame
-    labels: pd.DataFrame
-    eval_runs: pd.DataFrame
-    items: pd.DataFrame
-    asset_index: pd.DataFrame
-    popularity: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
-
-    @property
-    def is_empty(self) -> bool:
-        return all(len(f) == 0 for f in (self.impressions, self.feedback, self.assets, self.labels, self.eval_runs))
-
-    def date_bounds(self) -> tuple[dt.date, dt.date] | None:
-        """First and last day with any activity, or None."""
-        parts = [f["created_at"] for f in (self.impressions, self.feedback, self.assets, self.labels, self.eval_runs)
-                 if len(f)]
-        times = pd.concat(parts).dropna() if parts else pd.Series(dtype="datetime64[ns]")
-        if times.empty:
-            return None
-        return times.min().date(), times.max().date()
-
-    def models(self) -> list[str]:
-        names = pd.concat([self.impressions["model"], self.impressions["model_b"]]).dropna().unique()
-        return sorted(set(map(str, names)) | set(map(str, self.eval_runs["model"].dropna().unique())))
-
-    def generators(self) -> list[str]:
-        return sorted(map(str, self.asset_index["generator"].dropna().unique()))
-
-    def annotators(self) -> list[str]:
-        return sorted(map(str, self.labels["annotator"].dropna().unique()))
-
-
-def load_frames(engine: Engine) -> Frames:
-    """Read everything the dashboard shows, in one read-only session."""
+def date_bounds(engine: Engine) -> tuple[dt.date, dt.date] | None:
+    """First and last day with any activity (indexed MIN/MAX per table), or None for an empty database."""
+    columns = (FeedbackEvent.created_at, Impression.created_at, PreferenceLabel.created_at, GeneratedAsset.created_at,
+               EvalRun.created_at)
     Session = make_session_factory(engine, read_only=True)
     with Session() as s, s.begin():
-        impressions = store.impressions_frame(s)
-        feedback = store.feedback_frame(s)
-        assets = store.assets_frame(s)
-        labels = store.preferences_frame(s)
-        eval_runs = store.eval_runs_frame(s)
-        items = pd.DataFrame.from_records(s.execute(select(Item.item_id, Item.title, Item.genres)).all(),
-                                          columns=["item_id", "title", "genres"])
-    assets = assets.assign(style=_style(assets["personalized"], assets["params"]),
-                           source=np.where(assets["fallback"].astype(bool), "fallback", "model"))
+        found = [s.execute(select(func.min(c), func.max(c))).one() for c in columns]
+    times = pd.to_datetime(pd.Series([t for pair in found for t in pair if t is not None]), format="ISO8601")
+    if times.empty:
+        return None
+    return times.min().date(), times.max().date()
+
+
+def load_frames(engine: Engine, start: dt.date | None = None, end: dt.date | None = None) -> Frames:
+    """Read what the dashboard shows for the days start..end (both included; None = unbounded)."""
+    since, until = Filters(start=start, end=end).window()
+    Session = make_session_factory(engine, read_only=True)
+    F, I, S = FeedbackEvent, Impression, ImpressionItem
+    with Session() as s, s.begin():
+        day = _day(F.created_at).label("day")
+        feedback_daily = _rows(s, _window(select(day, F.model, func.count()).group_by(day, F.model),
+                                          F.created_at, since, until), ["day", "model", "count"])
+        day = _day(I.created_at).label("day")
+        slates_daily = _rows(s, _window(select(day, I.model, I.model_b, func.count()).group_by(day, I.model, I.model_b),
+                                        I.created_at, since, until), ["day", "model", "model_b", "count"])
+        user_days = _rows(s, union(
+            _window(select(_day(F.created_at), F.user_id), F.created_at, since, until),
+            _window(select(_day(I.created_at), I.user_id), I.created_at, since, until),
+        ), ["day", "user_id"])
+        rates = store.model_feedback_rates(s, since, until, kinds=RATE_KINDS)
+        interleaved_clicks = _rows(s, _window(
+            select(F.impression_id, I.model, I.model_b, F.item_id, F.kind, F.model)
+            .join(I, I.id == F.impression_id).where(I.model_b.is_not(None), F.kind == "click"),
+            F.created_at, since, until), ["impression_id", "model", "model_b", "item_id", "kind", "contributor"])
+        credited = func.coalesce(S.contributor, I.model)
+        exposure = _rows(s, _window(select(credited, S.item_id, func.count()).join(I, I.id == S.impression_id)
+                                    .group_by(credited, S.item_id), I.created_at, since, until),
+                         ["model", "item_id", "shown"])
+        recent = _window(select(I.id).where(I.model_b.is_(None)), I.created_at, since, until).order_by(
+            I.created_at.desc()).limit(DIVERSITY_SAMPLE).subquery()
+        sample = _rows(s, select(I.model, S.impression_id, S.item_id).join(S, S.impression_id == I.id)
+                       .where(I.id.in_(select(recent.c.id))).order_by(S.impression_id, S.position),
+                       ["model", "impression_id", "item_id"])
+        popularity = _rows(s, select(F.item_id, func.count()).where(F.kind.in_(POSITIVE_KINDS)).group_by(F.item_id),
+                           ["item_id", "count"])
+        labels = store.preferences_frame(s, since, until)
+        assets = store.assets_frame(s, since, until)
+        index = _rows(s, select(GeneratedAsset.id, GeneratedAsset.kind, GeneratedAsset.generator,
+                                GeneratedAsset.personalized, GeneratedAsset.fallback, GeneratedAsset.params),
+                      ["asset_id", "kind", "generator", "personalized", "fallback", "params"])
+        eval_runs = store.eval_runs_frame(s, since, until)
+        items = _rows(s, select(Item.item_id, Item.title, Item.genres), ["item_id", "title", "genres"])
+
+    for frame in (feedback_daily, slates_daily, user_days):
+        frame["day"] = pd.to_datetime(frame["day"].astype(str)) if len(frame) else pd.Series(dtype="datetime64[ns]")
+    daily = pd.concat([feedback_daily.assign(series="feedback events", model_b=None),
+                       slates_daily.assign(series="slates shown")], ignore_index=True)
+    daily["count"] = daily["count"].astype("int64")
+    exposure["shown"] = exposure["shown"].astype("int64")
+    slates = (sample.groupby("impression_id", sort=False).agg(model=("model", "first"), item_ids=("item_id", list))
+              .reset_index(drop=True) if len(sample) else pd.DataFrame({"model": [], "item_ids": []}))
+    index = index.astype({"personalized": bool, "fallback": bool}) if len(index) else index
+    for frame in (assets, index):
+        frame["style"] = _style(frame["personalized"], frame["params"])
+        frame["source"] = np.where(frame["fallback"].astype(bool), "fallback", "model")
     fixed = {"run_id", "model", "dataset", "split", "created_at", "config"}
     metric_columns = [c for c in eval_runs.columns if c not in fixed]
     eval_runs = eval_runs.assign(metrics=[
         {k: float(v) for k, v in zip(metric_columns, row) if pd.notna(v)}
         for row in eval_runs[metric_columns].itertuples(index=False, name=None)
     ] if len(eval_runs) else pd.Series(dtype="object"))
-    positive = feedback.loc[feedback["kind"].isin(POSITIVE_KINDS), "item_id"]
     return Frames(
-        impressions=impressions, feedback=feedback, assets=assets, labels=labels, eval_runs=eval_runs, items=items,
-        asset_index=assets[["asset_id", "kind", "generator", "personalized", "fallback", "style", "source"]],
-        popularity=positive.value_counts(),
+        daily=daily[["day", "series", "model", "model_b", "count"]], user_days=user_days, rates=rates,
+        interleaved_clicks=interleaved_clicks, exposure=exposure, slates=slates, labels=labels, assets=assets,
+        eval_runs=eval_runs, asset_index=index.drop(columns="params"), items=items,
+        popularity=pd.Series(popularity["count"].astype("int64").to_numpy(), index=popularity["item_id"].astype(str),
+                             dtype="int64"),
     )
 
 
-@dataclass(frozen=True)
-class Filters:
-    """The sidebar's filters; an empty tuple means "all"."""
-
-    start: dt.date | None = None  # first day included
-    end: dt.date | None = None  # last day included
-    models: tuple[str, ...] = ()
-    generators: tuple[str, ...] = ()
-    annotators: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.start is not None and self.end is not None and self.end < self.start:
-            raise ValueError(f"end must be on or after start, got start={self.start} end={self.end}")
-
-
-def _in_range(frame: pd.DataFrame, start: dt.date | None, end: dt.date | None) -> pd.DataFrame:
-    if start is None and end is None or frame.empty:
-        return frame
-    t = frame["created_at"]
-    keep = pd.Series(True, index=frame.index)
-    if start is not None:
-        keep &= t >= pd.Timestamp(start)
-    if end is not None:
-        keep &= t < pd.Timestamp(end) + pd.Timedelta(days=1)
-    return frame.loc[keep]
+# -------------------------------------------------------------------------------------------- filtering
+def _either(frame: pd.DataFrame, chosen: list[str], a: str = "model", b: str = "model_b") -> pd.Series:
+    return frame[a].isin(chosen) | frame[b].isin(chosen)
 
 
 def apply_filters(frames: Frames, filters: Filters) -> Frames:
-    """The frames restricted to the date range, models, generators and annotators chosen.
+    """The frames restricted to the models, generators and annotators chosen (the window is `load_frames`').
 
-    Models filter slates (either side of an interleaved pair), their feedback (events without a slate cannot
-    be attributed and drop out) and evaluation runs; generators filter assets and the labels where either side
+    Models filter what they are credited with (feedback, shown items, rates), the slates where they are either
+    side of an interleaved pair, and evaluation runs; generators filter assets and the labels where either side
     came from one of them; annotators filter labels.
     """
-    impressions = _in_range(frames.impressions, filters.start, filters.end)
-    feedback = _in_range(frames.feedback, filters.start, filters.end)
-    assets = _in_range(frames.assets, filters.start, filters.end)
-    labels = _in_range(frames.labels, filters.start, filters.end)
-    eval_runs = _in_range(frames.eval_runs, filters.start, filters.end)
+    out = frames
     if filters.models:
         chosen = list(filters.models)
-        impressions = impressions[impressions["model"].isin(chosen) | impressions["model_b"].isin(chosen)]
-        feedback = feedback[feedback["model"].isin(chosen) | feedback["model_b"].isin(chosen)]
-        eval_runs = eval_runs[eval_runs["model"].isin(chosen)]
+        daily = frames.daily
+        keep = np.where(daily["series"] == "slates shown", _either(daily, chosen), daily["model"].isin(chosen))
+        out = replace(
+            out, daily=daily[keep], rates=frames.rates[frames.rates["model"].isin(chosen)],
+            interleaved_clicks=frames.interleaved_clicks[_either(frames.interleaved_clicks, chosen)],
+            exposure=frames.exposure[frames.exposure["model"].isin(chosen)],
+            slates=frames.slates[frames.slates["model"].isin(chosen)],
+            eval_runs=frames.eval_runs[frames.eval_runs["model"].isin(chosen)],
+        )
     if filters.generators:
         chosen = list(filters.generators)
-        assets = assets[assets["generator"].isin(chosen)]
-        labels = labels[labels["generator_a"].isin(chosen) | labels["generator_b"].isin(chosen)]
+        out = replace(out, assets=out.assets[out.assets["generator"].isin(chosen)],
+                      labels=out.labels[_either(out.labels, chosen, "generator_a", "generator_b")])
     if filters.annotators:
-        labels = labels[labels["annotator"].isin(list(filters.annotators))]
-    return replace(frames, impressions=impressions, feedback=feedback, assets=assets, labels=labels,
-                   eval_runs=eval_runs)
+        out = replace(out, labels=out.labels[out.labels["annotator"].isin(list(filters.annotators))])
+    return out
 
 
-EXPORT_FORMATS = ("jsonl", "parquet")
+# ---------------------------------------------------------------------------------------------- exports
+def export_frame(engine: Engine, table: str, filters: Filters) -> pd.DataFrame:
+    """The rows of `table` (one of EXPORT_TABLES) that the filters select, read when a download is asked for."""
+    if table not in EXPORT_TABLES:
+        raise ValueError(f"table must be one of {list(EXPORT_TABLES)}, got {table!r}")
+    since, until = filters.window()
+    Session = make_session_factory(engine, read_only=True)
+    with Session() as s, s.begin():
+        read = {"feedback": store.feedback_frame, "impressions": store.impressions_frame,
+                "labels": store.preferences_frame, "assets": store.assets_frame, "eval_runs": store.eval_runs_frame}
+        frame = read[table](s, since, until)
+    if filters.models and table in ("feedback", "impressions", "eval_runs"):
+        chosen = list(filters.models)
+        frame = frame[frame["model"].isin(chosen) | (frame["model_b"].isin(chosen) if "model_b" in frame else False)]
+    if table == "labels":
+        if filters.generators:
+            frame = frame[_either(frame, list(filters.generators), "generator_a", "generator_b")]
+        if filters.annotators:
+            frame = frame[frame["annotator"].isin(list(filters.annotators))]
+    if table == "assets" and filters.generators:
+        frame = frame[frame["generator"].isin(list(filters.generators))]
+    return frame.reset_index(drop=True)
 
 
 def export_bytes(frame: pd.DataFrame, fmt: str) -> bytes:

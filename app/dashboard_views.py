@@ -49,56 +49,66 @@ def _layout(fig: go.Figure, height: int = 360, **kwargs) -> go.Figure:
 
 
 # --------------------------------------------------------------------------------------------- overview
+def _per_day(times: pd.Series) -> pd.Series:
+    t = pd.to_datetime(times)
+    return t.dt.normalize() if len(t) else pd.Series(dtype="datetime64[ns]")
+
+
 def overview_counts(frames: Frames, today: dt.date) -> pd.DataFrame:
     """Totals and today's numbers for the headline metrics: `metric, total, today`."""
     day = pd.Timestamp(today)
+    daily = frames.daily
 
-    def on_day(times: pd.Series) -> int:
-        t = pd.to_datetime(times)
-        return int(((t >= day) & (t < day + pd.Timedelta(days=1))).sum())
+    def stream(series: str) -> tuple[int, int]:
+        part = daily[daily["series"] == series]
+        return int(part["count"].sum()), int(part.loc[part["day"] == day, "count"].sum())
 
-    events = frames.feedback
+    def small(times: pd.Series) -> tuple[int, int]:
+        return len(times), int((_per_day(times) == day).sum())
+
+    users = frames.user_days
+    label_days = _per_day(frames.labels["created_at"])
     rows = [
-        ("Feedback events", len(events), on_day(events["created_at"])),
-        ("Slates shown", len(frames.impressions), on_day(frames.impressions["created_at"])),
-        ("Active users", int(pd.concat([events["user_id"], frames.impressions["user_id"]]).nunique()),
-         int(pd.concat([events.loc[pd.to_datetime(events["created_at"]).dt.normalize() == day, "user_id"],
-                        frames.impressions.loc[pd.to_datetime(frames.impressions["created_at"]).dt.normalize()
-                                               == day, "user_id"]]).nunique())),
+        ("Feedback events", *stream("feedback events")),
+        ("Slates shown", *stream("slates shown")),
+        ("Active users", int(users["user_id"].nunique()), int(users.loc[users["day"] == day, "user_id"].nunique())),
         ("Annotators", int(frames.labels["annotator"].nunique()),
-         int(frames.labels.loc[pd.to_datetime(frames.labels["created_at"]).dt.normalize() == day,
-                               "annotator"].nunique())),
-        ("Preference labels", len(frames.labels), on_day(frames.labels["created_at"])),
-        ("Generated assets", len(frames.assets), on_day(frames.assets["created_at"])),
+         int(frames.labels.loc[label_days == day, "annotator"].nunique())),
+        ("Preference labels", *small(frames.labels["created_at"])),
+        ("Generated assets", *small(frames.assets["created_at"])),
     ]
     return pd.DataFrame(rows, columns=["metric", "total", "today"])
 
 
-def activity_view(frames: Frames, freq: str = "D") -> View:
-    """Events, slates, labels and assets per period, and distinct active users and annotators."""
-    series = an.activity_over_time(
-        {"feedback events": frames.feedback["created_at"], "slates shown": frames.impressions["created_at"],
-         "preference labels": frames.labels["created_at"], "generated assets": frames.assets["created_at"]},
-        freq=freq,
-        distinct={
-            "active users": pd.DataFrame({"time": pd.concat([frames.feedback["created_at"],
-                                                             frames.impressions["created_at"]]),
-                                          "id": pd.concat([frames.feedback["user_id"], frames.impressions["user_id"]])}),
-            "active annotators": pd.DataFrame({"time": frames.labels["created_at"], "id": frames.labels["annotator"]}),
-        },
-    )
-    if series.empty:
+def activity_view(frames: Frames) -> View:
+    """Events and slates (aggregated in SQL), labels and assets per day, and distinct active users and annotators."""
+    parts = [frames.daily.groupby(["day", "series"], as_index=False)["count"].sum()]
+    for name, times in (("preference labels", frames.labels["created_at"]),
+                        ("generated assets", frames.assets["created_at"])):
+        days = _per_day(times)
+        if len(days):
+            counts = days.value_counts()
+            parts.append(pd.DataFrame({"day": counts.index, "series": name, "count": counts.to_numpy()}))
+    if len(frames.user_days):
+        users = frames.user_days.groupby("day")["user_id"].nunique()
+        parts.append(pd.DataFrame({"day": users.index, "series": "active users", "count": users.to_numpy()}))
+    if len(frames.labels):
+        ann = frames.labels.groupby(_per_day(frames.labels["created_at"]))["annotator"].nunique()
+        parts.append(pd.DataFrame({"day": ann.index, "series": "active annotators", "count": ann.to_numpy()}))
+    series = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
+    if series is None or series.empty:
         return View(empty=f"No activity in this range yet. {SIMULATE_HINT} Or use the app and come back.")
-    fig = px.line(series, x="period", y="count", color="series", markers=True, log_y=True,
-                  color_discrete_sequence=PALETTE, labels={"period": "", "count": "count (log scale)"})
+    series = series.sort_values(["day", "series"], ignore_index=True)
+    fig = px.line(series, x="day", y="count", color="series", markers=True, log_y=True,
+                  color_discrete_sequence=PALETTE, labels={"day": "", "count": "count (log scale)"})
     fig = _layout(fig, title="Activity per day")
-    busiest = series[series["series"] == "feedback events"]
-    if busiest.empty:
-        reading = f"{len(frames.impressions):,} slates shown over {series['period'].nunique()} days, no feedback yet."
+    events = series[series["series"] == "feedback events"]
+    if events.empty:
+        reading = f"No feedback yet over {series['day'].nunique()} active days."
     else:
-        top = busiest.loc[busiest["count"].idxmax()]
-        reading = (f"{int(busiest['count'].sum()):,} feedback events over {busiest['period'].nunique()} active days; "
-                   f"the busiest day was {top['period']:%Y-%m-%d} with {int(top['count']):,}.")
+        top = events.loc[events["count"].idxmax()]
+        reading = (f"{int(events['count'].sum()):,} feedback events over {events['day'].nunique()} active days; "
+                   f"the busiest day was {top['day']:%Y-%m-%d} with {int(top['count']):,}.")
     return View(figure=fig, reading=reading)
 
 
@@ -108,7 +118,8 @@ def offline_view(frames: Frames, metric: str | None = None) -> View:
     runs = frames.eval_runs
     if runs.empty:
         return View(empty="No offline evaluation runs yet. Train and evaluate with "
-                          "`python -m recommenders evaluate` (it records each run in the database).")
+                          "`python -m recommenders evaluate` (it records each run in the database), or seed: "
+                          + SIMULATE_HINT)
     long = an.eval_metrics_long(runs)
     if long.empty:
         return View(empty="The evaluation runs recorded no numeric metrics.")
@@ -126,22 +137,23 @@ def offline_view(frames: Frames, metric: str | None = None) -> View:
         if split == best["split"]:
             continue
         part = chosen[chosen["split"] == split]
-        leaders = part[part["value"] >= part["value"].max() - 1e-12]["model"].tolist()
         top = part["value"].max()
+        leaders = part[part["value"] >= top - 1e-12]["model"].tolist()
         reading += (f"; on {split}: {leaders[0]} ({top:.3f})" if len(leaders) == 1
                     else f"; on {split}: {' and '.join(leaders)} tie ({top:.3f})")
     return View(figure=fig, table=table, reading=reading + ".", extra={"metrics": names, "metric": metric})
 
 
 def online_rates_view(frames: Frames) -> View:
-    """Click and like rates per served model, with 95% Wilson intervals (interleaved slates excluded)."""
-    single = frames.impressions[frames.impressions["model_b"].isna()]
-    if single.empty:
+    """Click and like rates per model (items credited to the model that placed them), 95% Wilson intervals."""
+    rates = frames.rates[frames.rates["trials"] > 0]
+    if rates.empty:
         return View(empty="No slates served yet. Browse recommendations in the app, or seed: " + SIMULATE_HINT)
-    rates = an.model_rates(single, frames.feedback, kinds=("click", "like"))
-    rates["label"] = rates["kind"].map(KIND_LABELS)
+    rates = rates.assign(successes=rates["successes"].astype("int64"), trials=rates["trials"].astype("int64"))
+    rates["rate"] = rates["successes"] / rates["trials"]
+    rates["low"], rates["high"] = an.wilson_interval(rates["successes"].to_numpy(), rates["trials"].to_numpy())
     fig = go.Figure()
-    for i, (kind, part) in enumerate(rates.groupby("kind", sort=False)):
+    for i, (kind, part) in enumerate(rates.groupby("kind", sort=True)):
         fig.add_bar(x=part["model"], y=part["rate"], name=KIND_LABELS.get(kind, kind), marker_color=PALETTE[i],
                     error_y=dict(type="data", symmetric=False, array=part["high"] - part["rate"],
                                  arrayminus=part["rate"] - part["low"]),
@@ -150,26 +162,27 @@ def online_rates_view(frames: Frames) -> View:
     fig = _layout(fig, title="Online rates per model (share of shown items, 95% Wilson interval)", barmode="group")
     fig.update_yaxes(tickformat=".0%")
     likes = rates[rates["kind"] == "like"].sort_values("rate", ascending=False)
+    if likes.empty:
+        return View(figure=fig, table=rates, reading="No likes recorded in this range.")
     best = likes.iloc[0]
     reading = f"{best['model']} has the highest like rate, {_pct(best['rate'])} ({_pct(best['low'])}–{_pct(best['high'])})"
     if len(likes) > 1:
         second = likes.iloc[1]
         sep = "clearly above" if best["low"] > second["high"] else "with intervals overlapping"
         reading += f", {sep} {second['model']} at {_pct(second['rate'])}"
-    table = rates[["model", "kind", "trials", "successes", "rate", "low", "high"]]
+    table = rates[["model", "kind", "trials", "successes", "rate", "low", "high"]].reset_index(drop=True)
     return View(figure=fig, table=table, reading=reading + ".")
 
 
 def interleaving_view(frames: Frames) -> View:
     """Team-draft interleaving: wins per model pair with the sign test's p-value."""
-    inter = frames.impressions[frames.impressions["model_b"].notna()]
-    if inter.empty:
-        return View(empty="No interleaved slates yet. Pick two models in the app's interleaving mode, or seed: "
-                          + SIMULATE_HINT)
-    credit = an.interleaving_credit(inter, frames.feedback, kind="click")
+    clicks = frames.interleaved_clicks
+    if clicks.empty:
+        return View(empty="No clicks on interleaved slates yet. Pick two models in the app's interleaving mode, or "
+                          "seed: " + SIMULATE_HINT)
+    slates = clicks[["impression_id", "model", "model_b"]].drop_duplicates("impression_id")
+    credit = an.interleaving_credit(slates, clicks, kind="click")
     summary = an.interleaving_summary(credit)
-    if summary.empty:
-        return View(empty=f"{len(inter):,} interleaved slates, but none has a click yet.")
     summary = summary.assign(pair=summary["model_a"] + " vs " + summary["model_b"])
     fig = go.Figure()
     fig.add_bar(y=summary["pair"], x=summary["wins_a"], name="wins of the first model", orientation="h",
@@ -180,27 +193,29 @@ def interleaving_view(frames: Frames) -> View:
     fig = _layout(fig, height=max(220, 90 * len(summary) + 120), barmode="stack",
                   title="Interleaved impressions won (clicks credited to the model that placed the item)")
     top = summary.loc[summary["delta"].abs().idxmax()]
-    leader = top["model_a"] if top["delta"] > 0 else top["model_b"]
+    leader, other = (top["model_a"], top["model_b"]) if top["delta"] > 0 else (top["model_b"], top["model_a"])
     won = max(top["wins_a"], top["wins_b"])
     verdict = "significant" if top["p_value"] < 0.05 else "not significant"
     reading = (f"{leader} wins {int(won)} of {int(top['wins_a'] + top['wins_b'])} decided impressions against "
-               f"{top['model_b'] if leader == top['model_a'] else top['model_a']} "
-               f"(sign test p = {top['p_value']:.2g}, {verdict} at 5%).")
+               f"{other} (sign test p = {top['p_value']:.2g}, {verdict} at 5%).")
     table = summary[["model_a", "model_b", "impressions", "wins_a", "wins_b", "ties", "win_rate_a", "low", "high",
                      "delta", "p_value"]]
     return View(figure=fig, table=table, reading=reading)
 
 
 def beyond_accuracy_view(frames: Frames, catalog_size: int | None = None) -> View:
-    """Coverage, novelty and intra-list diversity of what each model actually showed."""
-    single = frames.impressions[frames.impressions["model_b"].isna()]
-    if single.empty:
+    """Coverage and novelty of everything each model showed; intra-list diversity on recent slates."""
+    if frames.exposure.empty:
         return View(empty="Beyond-accuracy figures need served slates. " + SIMULATE_HINT)
-    catalog = catalog_size or max(len(frames.items), 1)
-    popularity = frames.popularity
-    genres = frames.items.set_index("item_id")["genres"] if not frames.items.empty else None
-    table = an.exposure_metrics(single, catalog_size=int(catalog), popularity=popularity, genres=genres)
-    long = table.melt(id_vars=["model", "slates"], value_vars=["coverage", "novelty", "diversity"],
+    catalog = int(catalog_size or max(len(frames.items), 1))
+    table = an.exposure_from_counts(frames.exposure, catalog_size=catalog, popularity=frames.popularity)
+    if len(frames.slates) and not frames.items.empty:
+        genres = frames.items.set_index("item_id")["genres"]
+        ild = an.exposure_metrics(frames.slates, catalog_size=catalog, genres=genres)[["model", "diversity"]]
+        table = table.merge(ild, on="model", how="left")
+    else:
+        table["diversity"] = np.nan
+    long = table.melt(id_vars=["model", "shown"], value_vars=["coverage", "novelty", "diversity"],
                       var_name="figure", value_name="value")
     fig = px.bar(long, x="model", y="value", color="model", facet_col="figure", color_discrete_sequence=PALETTE,
                  labels={"model": "", "value": ""})

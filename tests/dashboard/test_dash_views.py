@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from app import dashboard_views as views
-from app.dashboard_data import Filters, apply_filters
+from app.dashboard_data import Filters, apply_filters, date_bounds, export_frame, load_frames
 from dash_helpers import SIM_DAYS, SIM_NOW
 
 
@@ -79,7 +79,9 @@ def test_overview_counts(sim_frames, sim_db):
     assert counts.loc["Slates shown", "total"] == report.impressions
     assert counts.loc["Feedback events", "total"] == report.feedback
     assert counts.loc["Preference labels", "total"] == report.labels
-    today = int((sim_frames.impressions["created_at"].dt.date == SIM_NOW.date()).sum())
+    assert counts.loc["Active users", "total"] == report.users
+    slates = sim_frames.daily[sim_frames.daily["series"] == "slates shown"]
+    today = int(slates.loc[slates["day"] == pd.Timestamp(SIM_NOW.date()), "count"].sum())
     assert counts.loc["Slates shown", "today"] == today < report.impressions
     assert counts.loc["Generated assets", "today"] == report.assets  # the store stamps assets with the real time
 
@@ -89,18 +91,31 @@ def test_model_filter_keeps_one_model(sim_frames):
     only_pop = apply_filters(sim_frames, Filters(models=("pop",)))
     table = views.online_rates_view(only_pop).table
     assert set(table["model"]) == {"pop"}
-    assert (only_pop.impressions["model"].eq("pop") | only_pop.impressions["model_b"].eq("pop")).all()
+    slates = only_pop.daily[only_pop.daily["series"] == "slates shown"]
+    assert (slates["model"].eq("pop") | slates["model_b"].eq("pop")).all()
+    feedback = only_pop.daily[only_pop.daily["series"] == "feedback events"]
+    assert set(feedback["model"]) == {"pop"}
+    assert set(only_pop.exposure["model"]) == {"pop"} and set(only_pop.slates["model"]) == {"pop"}
     assert set(only_pop.eval_runs["model"]) == {"pop"}
+    assert views.overview_counts(only_pop, SIM_NOW.date())["total"].iloc[0] < \
+        views.overview_counts(sim_frames, SIM_NOW.date())["total"].iloc[0]
 
 
-def test_date_filter_narrows_every_stream(sim_frames):
+def test_date_window_narrows_every_stream(sim_db, sim_frames):
+    from annotation.db import make_engine
+
+    engine = make_engine(sim_db[0])
+    first, last = date_bounds(engine)
+    assert (first, last) == (SIM_NOW.date() - dt.timedelta(days=SIM_DAYS - 1), SIM_NOW.date())
     day = SIM_NOW.date() - dt.timedelta(days=1)  # a full simulated day
-    one_day = apply_filters(sim_frames, Filters(start=day, end=day))
-    assert 0 < len(one_day.impressions) < len(sim_frames.impressions)
-    assert (one_day.feedback["created_at"].dt.date == day).all()
-    first = SIM_NOW.date() - dt.timedelta(days=SIM_DAYS - 1)
-    everything = apply_filters(sim_frames, Filters(start=first, end=SIM_NOW.date()))
-    assert len(everything.feedback) == len(sim_frames.feedback)
+    one_day = load_frames(engine, day, day)
+    assert set(one_day.daily["day"]) == {pd.Timestamp(day)} and set(one_day.user_days["day"]) == {pd.Timestamp(day)}
+    assert 0 < one_day.daily["count"].sum() < sim_frames.daily["count"].sum()
+    assert (one_day.labels["created_at"].dt.date == day).all() and len(one_day.labels) > 0
+    assert one_day.rates["trials"].sum() < sim_frames.rates["trials"].sum()
+    everything = load_frames(engine, first, last)
+    assert everything.daily["count"].sum() == sim_frames.daily["count"].sum()
+    assert len(everything.labels) == len(sim_frames.labels)
 
 
 def test_annotator_and_generator_filters(sim_frames):
@@ -123,8 +138,10 @@ def test_filters_reject_an_inverted_range():
 
 
 # ------------------------------------------------------------------------------------- empty states
-def test_empty_database_gives_empty_states_not_errors(empty_frames):
-    assert empty_frames.is_empty and empty_frames.date_bounds() is None
+def test_empty_database_gives_empty_states_not_errors(empty_db, empty_frames):
+    from annotation.db import make_engine
+
+    assert empty_frames.is_empty and date_bounds(make_engine(empty_db)) is None
     builders = [views.activity_view, views.offline_view, views.online_rates_view, views.interleaving_view,
                 views.beyond_accuracy_view, views.personalized_view, views.bradley_terry_view, views.win_matrix_view,
                 views.latency_view, views.throughput_view, views.agreement_view, views.choices_view]
@@ -141,3 +158,17 @@ def test_filter_that_selects_nothing_gives_empty_states(sim_frames):
     assert views.online_rates_view(nothing).empty
     assert views.throughput_view(nothing).empty
     assert isinstance(views.overview_counts(nothing, SIM_NOW.date()), pd.DataFrame)
+
+
+def test_exports_follow_the_filters(sim_db):
+    from annotation.db import make_engine
+
+    engine = make_engine(sim_db[0])
+    day = SIM_NOW.date() - dt.timedelta(days=1)
+    feedback = export_frame(engine, "feedback", Filters(start=day, end=day, models=("pop",)))
+    assert len(feedback) > 0 and (feedback["created_at"].dt.date == day).all()
+    assert (feedback["model"].eq("pop") | feedback["model_b"].eq("pop")).all()
+    labels = export_frame(engine, "labels", Filters(annotators=("ann-sloppy",)))
+    assert set(labels["annotator"]) == {"ann-sloppy"} and len(labels) == sim_db[1].pairs
+    with pytest.raises(ValueError, match="table must be one of"):
+        export_frame(engine, "users", Filters())
