@@ -339,11 +339,12 @@ def feedback_counts(session: Session, since: dt.datetime | None = None, until: d
 
 def model_feedback_rates(session: Session, since: dt.datetime | None = None, until: dt.datetime | None = None,
                          kinds: tuple[str, ...] = ("click", "like", "dislike", "skip")) -> pd.DataFrame:
-    """Per model and kind: items shown and distinct (impression, item) pairs that got that kind, in SQL.
+    """Per model and kind: items shown and feedback events of that kind on them, in SQL.
 
     Credit goes to the model that placed the item (the contributor on interleaved slates, else the slate's
     model). The window applies to impressions' times for trials and to feedback times for successes.
-    Columns: model, kind, trials (items shown), successes, rate (successes / trials).
+    Columns: model, kind, trials (items shown), successes (events; a repeated click on one slate item counts
+    again, unlike `analytics.model_rates` over the frames), rate (successes / trials).
     """
     bad = [k for k in kinds if k not in FEEDBACK_KINDS]
     if bad or not kinds:
@@ -357,14 +358,13 @@ def model_feedback_rates(session: Session, since: dt.datetime | None = None, unt
                         _frame(session, shown_b, ["model", "trials"], times=())])
     trials = trials.groupby("model", as_index=False)["trials"].sum().astype({"trials": "int64"})
     trials = trials[trials["trials"] > 0]
-    # distinct (impression, item) per kind: a second click on the same item of a slate is not a second success
-    hits = (
-        select(FeedbackEvent.impression_id, FeedbackEvent.item_id, FeedbackEvent.kind, FeedbackEvent.model)
+    # events per (credited model, kind): one pass over the (model, kind) index, no join, no DISTINCT
+    counted = _window(
+        select(FeedbackEvent.model, FeedbackEvent.kind, func.count())
         .where(FeedbackEvent.model.is_not(None), FeedbackEvent.kind.in_(kinds))
-        .distinct()
+        .group_by(FeedbackEvent.model, FeedbackEvent.kind),
+        FeedbackEvent.created_at, since, until,
     )
-    hits = _window(hits, FeedbackEvent.created_at, since, until).subquery()
-    counted = select(hits.c.model, hits.c.kind, func.count()).group_by(hits.c.model, hits.c.kind)
     successes = _frame(session, counted, ["model", "kind", "successes"], times=(), dtypes={"successes": "int64"})
     grid = trials.merge(pd.DataFrame({"kind": list(kinds)}), how="cross")
     out = grid.merge(successes, on=["model", "kind"], how="left")

@@ -104,13 +104,19 @@ def _worker(url: str, events: list[dict], start_at: float, queue) -> None:
 
 
 def bench_engine(engine_name: str, url_of, args) -> None:
+    common = {"engine": engine_name}
+    if not args.skip_ingest:
+        _ingest(engine_name, url_of, args, common)
+    _aggregates(engine_name, url_of, args, common)
+
+
+def _ingest(engine_name: str, url_of, args, common: dict) -> None:
     from sqlalchemy import func, select
 
     from annotation import store
     from annotation.db import make_engine, make_session_factory
     from annotation.models import FeedbackEvent
 
-    common = {"engine": engine_name}
     # 1. single writer, one event per transaction
     url = url_of("ingest")
     engine = make_engine(url)
@@ -154,8 +160,14 @@ def bench_engine(engine_name: str, url_of, args) -> None:
           events_per_s=round(total / (end - begin)), rows_ok=stored == expected)
     engine.dispose()
     _drop(engine_name, url)
-    # 4. aggregates over N synthetic events
+
+
+def _aggregates(engine_name: str, url_of, args, common: dict) -> None:
+    from annotation import store
+    from annotation.db import make_engine, make_session_factory
     from annotation.synthetic import populate
+
+    # 4. aggregates over N synthetic events
 
     url = url_of("aggregates")
     engine = make_engine(url)
@@ -211,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--aggregate-events", type=int, default=1_000_000)
+    parser.add_argument("--skip-ingest", action="store_true", help="only the bulk load and the aggregates")
     args = parser.parse_args(argv)
     try:
         import torch
