@@ -215,3 +215,16 @@ def test_early_stopping_records_history_and_stops() -> None:
     assert 3 < len(model.history) < 200  # perfect valid NDCG is reached, then 3 evaluations without gain stop it
     assert all("valid_ndcg@10" in h for h in model.history)
     assert max(h["valid_ndcg@10"] for h in model.history) == pytest.approx(1.0)
+
+
+def test_vbpr_uses_every_modality_it_is_given() -> None:
+    """Text is noise here and only the image carries taste: cold items must still be ranked by the image."""
+    rng = np.random.default_rng(3)
+    noise = rng.normal(size=(N_ITEMS, 6)).astype(np.float32)
+    image = parity_features()["text"]
+    data = checkerboard()[lambda d: ~d["item_id"].isin(["i10", "i11"])]  # two items nobody interacted with
+    model = create_model("vbpr", **FAST_SGD, dim=8, content_dim=8).fit(data, ITEMS, {"text": noise, "image": image})
+    even, odd = model.item_index("i10"), model.item_index("i11")
+    for u in range(N_USERS):
+        s = model.score(model.user_index(f"u{u}"))
+        assert (s[even] > s[odd]) == (u % 2 == 0), u
