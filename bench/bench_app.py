@@ -8,8 +8,8 @@ startup: runs `make demo` (warm install: venv and data already there) twice on o
 run fills the feature and model caches, the second is timed until
 `GET /` answers 200. load: serves the app (`python -m app`, fallback generators forced), then N
 `gradio_client` users, each in its own thread, call /recommend (random ml-100k user, k=10) then /feedback
-(like one item of that slate) in a loop for the given seconds. Prints JSON lines; exits 1 when a target
-is missed or any request failed. Targets: first page < 20 s warm; p95 /recommend < 300 ms, /feedback < 100 ms.
+(like one item of that slate) in a loop for the given seconds. Prints JSON lines ("ok": false when a target
+is missed); exits 1 when a request failed, or with --strict when a target is missed. Targets: first page < 20 s warm; p95 /recommend < 300 ms, /feedback < 100 ms.
 """
 
 from __future__ import annotations
@@ -256,9 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--think", type=float, default=0.0, help="seconds each user pauses after each call")
     parser.add_argument("--timeout", type=float, default=600.0, help="the longest wait for the first page")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when a target is missed (default: only failed requests make it exit 1, so that "
+                        "`python -m bench` goes on to the other benchmarks on a slow machine)")
     args = parser.parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    ok = True
+    ok = True  # every target met
+    clean = True  # no request failed
     if args.only in (None, "startup"):
         result = bench_startup(args.data_dir, args.timeout)
         print(json.dumps(result), flush=True)
@@ -267,11 +271,14 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_load(args.data_dir, args.users, args.seconds, args.timeout, think=args.think)
         print(json.dumps(result), flush=True)
         ok &= result["ok"]
+        clean &= result["errors"] == 0
     if args.only == "handlers":
         print(json.dumps(bench_handlers(args.data_dir)), flush=True)
     if args.only == "floor":
         print(json.dumps(bench_floor(args.users, args.seconds)), flush=True)
-    return 0 if ok else 1
+    if not clean:
+        return 1
+    return 0 if ok or not args.strict else 1
 
 
 if __name__ == "__main__":
