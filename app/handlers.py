@@ -354,7 +354,8 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
     progress = f"**{done}** done · **{remaining}** remaining"
     pair = visitor.pair
     if pair is None:
-        empty = '<div class="vt-muted">Nothing left to label right now. Thank you!</div>'
+        empty = ('<div class="vt-muted">Nothing left to label right now. Thank you! New pairs come from the '
+                 "Create tab and from <i>Create label pairs</i> on the Status tab.</div>")
         return visitor, empty, "", "", progress
     target = pair.get("target_user_id")
     if target:
