@@ -43,16 +43,19 @@ class ApiHandlers:
                 raise gr.Error("password: expected the labeling password (VITRINE_LABEL_PASSWORD), got a wrong one")
         return self.svc.sign_in(_check_text("annotator", annotator, 80))
 
-    def recommend(self, user_id: str, model: str = "", k: int = 10) -> dict:
+    def recommend(self, user_id: str, model: str = "", k: int = 10, wait: bool = False) -> dict:
         """A slate for `user_id` from `model` ('' = the default; 'compare:a|b' interleaves two models):
         {"impression_id", "user_id", "model", "pending", "items": [{"item_id", "title", "year", "genres",
         "score", "contributor", "why", "cover_path", "cover_fallback", "caption", "caption_fallback",
         "pending"}]}. Covers and captions already made for this user come at once; the others are generated
-        in the background (`pending: true`, paths None) and are there on the next call."""
+        in the background (`pending: true`, paths None) and are there on the next call. `wait=True` makes
+        them before answering instead (slow with real models)."""
         svc = self.svc
         user_id, kind, liked = self._user(user_id)
         model = _check_text("model", model) if model not in ("", None) else svc.default_model
         k = _check_int("k", k, 1, K_MAX)
+        if not isinstance(wait, bool):
+            raise gr.Error(f"wait: expected true or false, got {wait!r}")
         profile = svc.profile(user_id, liked)
         seed = new_seed()
         rows = svc.recommend(user_id, model, k, liked=liked, seed=seed, profile=profile)
@@ -61,7 +64,11 @@ class ApiHandlers:
         impression_id = svc.record_impression(user_id, rows, model, context={"tab": "api", "seed": seed})
         known = svc.known_assets(user_id, [r.item_id for r in rows])
         missing = [r.item_id for r in rows if (r.item_id, "cover") not in known or (r.item_id, "caption") not in known]
-        svc.generate_later(user_id, missing, profile)  # the answer never waits for a model
+        if wait and missing:
+            for item_id, (cover, caption) in zip(missing, svc.slate_assets(missing, profile)):
+                known[(item_id, "cover")], known[(item_id, "caption")] = cover, caption
+            missing = []
+        svc.generate_later(user_id, missing, profile)  # otherwise the answer never waits for a model
         items = []
         for row in rows:
             cover, caption = known.get((row.item_id, "cover")), known.get((row.item_id, "caption"))

@@ -56,6 +56,12 @@ def test_recommend_then_feedback_is_stored_once(client, live_app):
     ]
 
 
+def test_recommend_can_wait_for_the_assets(client):
+    slate = client.predict("11", "pop", 3, True, api_name="/recommend")
+    assert slate["pending"] == 0
+    assert all(Path(item["cover_path"]).is_file() and item["caption"] for item in slate["items"])
+
+
 def test_compare_slate_credits_two_models(client):
     slate = client.predict("9", "compare:ease|pop", 6, api_name="/recommend")
     assert {item["contributor"] for item in slate["items"]} == {"ease", "pop"}
