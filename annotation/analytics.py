@@ -52,7 +52,6 @@ __all__ = [
     "annotator_throughput",
     "activity_over_time",
     "exposure_metrics",
-    "exposure_from_counts",
     "eval_metrics_long",
 ]
 
@@ -701,39 +700,6 @@ def exposure_metrics(
         out["diversity"] = impressions.assign(d=impressions["item_ids"].map(ild)).groupby("model")["d"].mean()
     else:
         out["diversity"] = np.nan
-    return out.reset_index()[columns]
-
-
-def exposure_from_counts(shown: pd.DataFrame, catalog_size: int, popularity: pd.Series | None = None
-                         ) -> pd.DataFrame:
-    """Coverage and novelty from aggregated exposure, for when the slates themselves are too many to load.
-
-    Args:
-        shown: columns `model, item_id, shown` (how many slate positions showed the item for that model).
-        catalog_size, popularity: as in `exposure_metrics` (same novelty formula, weighted by `shown`).
-    Returns:
-        `model, shown (positions), coverage, novelty`.
-    """
-    _require(shown, "shown", ["model", "item_id", "shown"])
-    if not isinstance(catalog_size, (int, np.integer)) or catalog_size < 1:
-        raise ValueError(f"catalog_size must be a positive integer, got {catalog_size!r}")
-    if (shown["shown"] < 0).any():
-        raise ValueError("shown.shown must be >= 0, got negative counts")
-    columns = ["model", "shown", "coverage", "novelty"]
-    shown = shown[shown["shown"] > 0]
-    if shown.empty:
-        return pd.DataFrame(columns=columns)
-    out = shown.groupby("model").agg(shown=("shown", "sum"), items=("item_id", "nunique"))
-    out["coverage"] = out["items"] / catalog_size
-    if popularity is not None:
-        pop = popularity.copy()
-        pop.index = pop.index.astype(str)
-        total, n = float(pop.sum()), max(catalog_size, len(pop))
-        info = -np.log2((shown["item_id"].astype(str).map(pop).fillna(0.0) + 1.0) / (total + n))
-        weighted = (info * shown["shown"]).groupby(shown["model"]).sum()
-        out["novelty"] = weighted / out["shown"]
-    else:
-        out["novelty"] = np.nan
     return out.reset_index()[columns]
 
 

@@ -2,9 +2,9 @@
 sidebar's other filters applied to it in memory (`apply_filters`).
 
 Built for millions of events: nothing reads every feedback event or every slate position into pandas.
-The event streams arrive aggregated in SQL (per day and model, per user-day, per model and item shown,
-per model and kind through `store.model_feedback_rates`); only the clicks on interleaved slates, a sample
-of recent slates (for intra-list diversity) and the small tables (labels, assets, evaluation runs, the
+The event streams arrive aggregated in SQL (per day and model, per user-day, per item, per model and kind
+through `store.model_feedback_rates`); only the clicks on interleaved slates, a sample of the most recent
+slates (for coverage, novelty and diversity) and the small tables (labels, assets, evaluation runs, the
 catalog) come as rows. The Streamlit script caches `load_frames` per (database, window) with
 `st.cache_data(ttl=...)`, so moving the model, generator or annotator filters never re-queries.
 
@@ -34,9 +34,9 @@ from annotation.models import (
     PreferenceLabel,
 )
 
-POSITIVE_KINDS = ("click", "like", "rating")  # events that count towards an item's popularity (novelty)
 RATE_KINDS = ("click", "like")
-DIVERSITY_SAMPLE = 3000  # most recent single-model slates of the window used for intra-list diversity
+ID_CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
+SLATE_SAMPLE = 10_000  # most recent single-model slates of the window behind coverage, novelty and diversity
 EXPORT_TABLES = ("feedback", "impressions", "labels", "assets", "eval_runs")
 EXPORT_FORMATS = ("jsonl", "parquet")
 
@@ -73,21 +73,20 @@ class Frames:
     rates: model, kind (click | like), trials (items shown, credited to the model that placed them),
         successes (distinct slate items that got that kind) — `annotation.frames.model_feedback_rates`.
     interleaved_clicks: impression_id, model, model_b, item_id, kind, contributor: clicks on interleaved slates.
-    exposure: model, item_id, shown: slate positions per model and item (credited to the placing model).
-    slates: model, item_ids (list): up to DIVERSITY_SAMPLE most recent single-model slates.
+    slates: model, item_ids (list): the SLATE_SAMPLE most recent single-model slates of the window (coverage,
+        novelty and diversity are measured on them: all slates, when there are fewer).
     labels: current preference labels (`preferences_frame`); assets: generated assets (`assets_frame`), plus
         `style` (generic / personalized α=...) and `source` (fallback / model); eval_runs: `eval_runs_frame`
         plus `metrics` (dict of the run's non-missing metric columns).
     asset_index: every asset ever generated (asset_id, kind, generator, personalized, fallback, style, source),
         never windowed, so that a label in range can always look up its two assets.
-    items: the catalog (item_id, title, genres). popularity: item_id -> positive events over all time.
+    items: the catalog (item_id, title, genres). popularity: item_id -> feedback events of any kind, all time.
     """
 
     daily: pd.DataFrame
     user_days: pd.DataFrame
     rates: pd.DataFrame
     interleaved_clicks: pd.DataFrame
-    exposure: pd.DataFrame
     slates: pd.DataFrame
     labels: pd.DataFrame
     assets: pd.DataFrame
@@ -170,21 +169,28 @@ def load_frames(engine: Engine, start: dt.date | None = None, end: dt.date | Non
             _window(select(_day(I.created_at), I.user_id), I.created_at, since, until),
         ), ["day", "user_id"])
         rates = store.model_feedback_rates(s, since, until, kinds=RATE_KINDS)
-        interleaved_clicks = _rows(s, _window(
-            select(F.impression_id, I.model, I.model_b, F.item_id, F.kind, F.model)
-            .join(I, I.id == F.impression_id).where(I.model_b.is_not(None), F.kind == "click"),
-            F.created_at, since, until), ["impression_id", "model", "model_b", "item_id", "kind", "contributor"])
-        credited = func.coalesce(S.contributor, I.model)
-        exposure = _rows(s, _window(select(credited, S.item_id, func.count()).join(I, I.id == S.impression_id)
-                                    .group_by(credited, S.item_id), I.created_at, since, until),
-                         ["model", "item_id", "shown"])
+        # From the interleaved slates to their feedback through feedback's impression_id index, a chunk of slates
+        # at a time, keeping clicks afterwards: with the kind (or a join) in the statement SQLite walks every
+        # click of the database by the (kind, created_at) index instead.
+        inter = _rows(s, _window(select(I.id, I.model, I.model_b).where(I.model_b.is_not(None)),
+                                 I.created_at, since, until), ["impression_id", "model", "model_b"])
+        ids = inter["impression_id"].tolist()
+        clicks = [_rows(s, _window(select(F.impression_id, F.item_id, F.kind, F.model)
+                                   .where(F.impression_id.in_(ids[i:i + ID_CHUNK])),
+                                   F.created_at, since, until), ["impression_id", "item_id", "kind", "contributor"])
+                  for i in range(0, len(ids), ID_CHUNK)]
+        interleaved_clicks = (pd.concat(clicks, ignore_index=True) if clicks else
+                              pd.DataFrame(columns=["impression_id", "item_id", "kind", "contributor"]))
+        interleaved_clicks = interleaved_clicks[interleaved_clicks["kind"] == "click"]
+        interleaved_clicks = interleaved_clicks.merge(inter, on="impression_id", how="inner")[
+            ["impression_id", "model", "model_b", "item_id", "kind", "contributor"]]
         recent = _window(select(I.id).where(I.model_b.is_(None)), I.created_at, since, until).order_by(
-            I.created_at.desc()).limit(DIVERSITY_SAMPLE).subquery()
+            I.created_at.desc()).limit(SLATE_SAMPLE).subquery()
         sample = _rows(s, select(I.model, S.impression_id, S.item_id).join(S, S.impression_id == I.id)
                        .where(I.id.in_(select(recent.c.id))).order_by(S.impression_id, S.position),
                        ["model", "impression_id", "item_id"])
-        popularity = _rows(s, select(F.item_id, func.count()).where(F.kind.in_(POSITIVE_KINDS)).group_by(F.item_id),
-                           ["item_id", "count"])
+        # events of any kind per item: an index-only count (filtering kinds would visit every row)
+        popularity = _rows(s, select(F.item_id, func.count()).group_by(F.item_id), ["item_id", "count"])
         labels = store.preferences_frame(s, since, until)
         assets = store.assets_frame(s, since, until)
         index = _rows(s, select(GeneratedAsset.id, GeneratedAsset.kind, GeneratedAsset.generator,
@@ -198,7 +204,6 @@ def load_frames(engine: Engine, start: dt.date | None = None, end: dt.date | Non
     daily = pd.concat([feedback_daily.assign(series="feedback events", model_b=None),
                        slates_daily.assign(series="slates shown")], ignore_index=True)
     daily["count"] = daily["count"].astype("int64")
-    exposure["shown"] = exposure["shown"].astype("int64")
     slates = (sample.groupby("impression_id", sort=False).agg(model=("model", "first"), item_ids=("item_id", list))
               .reset_index(drop=True) if len(sample) else pd.DataFrame({"model": [], "item_ids": []}))
     index = index.astype({"personalized": bool, "fallback": bool}) if len(index) else index
@@ -213,7 +218,7 @@ def load_frames(engine: Engine, start: dt.date | None = None, end: dt.date | Non
     ] if len(eval_runs) else pd.Series(dtype="object"))
     return Frames(
         daily=daily[["day", "series", "model", "model_b", "count"]], user_days=user_days, rates=rates,
-        interleaved_clicks=interleaved_clicks, exposure=exposure, slates=slates, labels=labels, assets=assets,
+        interleaved_clicks=interleaved_clicks, slates=slates, labels=labels, assets=assets,
         eval_runs=eval_runs, asset_index=index.drop(columns="params"), items=items,
         popularity=pd.Series(popularity["count"].astype("int64").to_numpy(), index=popularity["item_id"].astype(str),
                              dtype="int64"),
@@ -240,7 +245,6 @@ def apply_filters(frames: Frames, filters: Filters) -> Frames:
         out = replace(
             out, daily=daily[keep], rates=frames.rates[frames.rates["model"].isin(chosen)],
             interleaved_clicks=frames.interleaved_clicks[_either(frames.interleaved_clicks, chosen)],
-            exposure=frames.exposure[frames.exposure["model"].isin(chosen)],
             slates=frames.slates[frames.slates["model"].isin(chosen)],
             eval_runs=frames.eval_runs[frames.eval_runs["model"].isin(chosen)],
         )

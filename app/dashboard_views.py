@@ -204,24 +204,20 @@ def interleaving_view(frames: Frames) -> View:
 
 
 def beyond_accuracy_view(frames: Frames, catalog_size: int | None = None) -> View:
-    """Coverage and novelty of everything each model showed; intra-list diversity on recent slates."""
-    if frames.exposure.empty:
+    """Coverage, novelty and intra-list diversity of the slates each model showed (the most recent ones)."""
+    if frames.slates.empty:
         return View(empty="Beyond-accuracy figures need served slates. " + SIMULATE_HINT)
     catalog = int(catalog_size or max(len(frames.items), 1))
-    table = an.exposure_from_counts(frames.exposure, catalog_size=catalog, popularity=frames.popularity)
-    if len(frames.slates) and not frames.items.empty:
-        genres = frames.items.set_index("item_id")["genres"]
-        ild = an.exposure_metrics(frames.slates, catalog_size=catalog, genres=genres)[["model", "diversity"]]
-        table = table.merge(ild, on="model", how="left")
-    else:
-        table["diversity"] = np.nan
-    long = table.melt(id_vars=["model", "shown"], value_vars=["coverage", "novelty", "diversity"],
+    genres = frames.items.set_index("item_id")["genres"] if not frames.items.empty else None
+    table = an.exposure_metrics(frames.slates, catalog_size=catalog, popularity=frames.popularity, genres=genres)
+    long = table.melt(id_vars=["model", "slates"], value_vars=["coverage", "novelty", "diversity"],
                       var_name="figure", value_name="value")
     fig = px.bar(long, x="model", y="value", color="model", facet_col="figure", color_discrete_sequence=PALETTE,
                  labels={"model": "", "value": ""})
     fig.update_yaxes(matches=None, showticklabels=True)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    fig = _layout(fig, title="Beyond accuracy: catalog coverage, novelty (bits), genre diversity", showlegend=False)
+    fig = _layout(fig, title=f"Beyond accuracy over the {len(frames.slates):,} most recent slates: catalog coverage, "
+                             "novelty (bits), genre diversity", showlegend=False)
     widest = table.loc[table["coverage"].idxmax()]
     reading = f"{widest['model']} covers the most of the catalog ({_pct(widest['coverage'])} of {catalog:,} items)"
     if table["novelty"].notna().any():

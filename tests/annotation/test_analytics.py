@@ -319,21 +319,6 @@ def test_exposure_metrics():
         an.exposure_metrics(imps, catalog_size=0)
 
 
-def test_exposure_from_counts_matches_the_slate_level_figures():
-    imps = pd.DataFrame({"model": ["pop", "pop", "ease"], "item_ids": [["1", "2"], ["1", "2"], ["3", "4"]]})
-    pop = pd.Series({"1": 90, "2": 8, "3": 1, "4": 1})
-    shown = imps.explode("item_ids").rename(columns={"item_ids": "item_id"}).value_counts().rename("shown")
-    shown = shown.reset_index()
-    from_counts = an.exposure_from_counts(shown, catalog_size=10, popularity=pop).set_index("model")
-    from_slates = an.exposure_metrics(imps, catalog_size=10, popularity=pop).set_index("model")
-    for model in ("pop", "ease"):
-        assert from_counts.loc[model, "coverage"] == pytest.approx(from_slates.loc[model, "coverage"])
-        assert from_counts.loc[model, "novelty"] == pytest.approx(from_slates.loc[model, "novelty"])
-    assert from_counts.loc["pop", "shown"] == 4
-    with pytest.raises(ValueError, match="negative"):
-        an.exposure_from_counts(shown.assign(shown=-1), catalog_size=10)
-
-
 def test_eval_metrics_long_keeps_latest_run():
     runs = pd.DataFrame({
         "model": ["ease", "ease", "pop"], "dataset": "ml-100k", "split": ["random", "random", "cold"],

@@ -95,7 +95,7 @@ def test_model_filter_keeps_one_model(sim_frames):
     assert (slates["model"].eq("pop") | slates["model_b"].eq("pop")).all()
     feedback = only_pop.daily[only_pop.daily["series"] == "feedback events"]
     assert set(feedback["model"]) == {"pop"}
-    assert set(only_pop.exposure["model"]) == {"pop"} and set(only_pop.slates["model"]) == {"pop"}
+    assert set(only_pop.slates["model"]) == {"pop"}
     assert set(only_pop.eval_runs["model"]) == {"pop"}
     assert views.overview_counts(only_pop, SIM_NOW.date())["total"].iloc[0] < \
         views.overview_counts(sim_frames, SIM_NOW.date())["total"].iloc[0]
