@@ -68,7 +68,7 @@ def show(view: views.View, key: str, table: bool = False) -> None:
     if view.figure is not None:
         st.plotly_chart(view.figure, key=key, config={"displaylogo": False})
     if view.reading:
-        st.caption(view.reading)
+        st.caption(views.markdown_escape(view.reading))
     if table and view.table is not None:
         with st.expander("Table"):
             st.dataframe(view.table, hide_index=True)

@@ -10,6 +10,8 @@ A `View` is what one chart needs: the figure (or table), the sentence that reads
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,20 @@ class View:
     reading: str = ""
     empty: str | None = None  # set when there is no data: says what to do
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def markdown_escape(text: str) -> str:
+    """Text shown through Streamlit's Markdown (readings name annotators, who choose their own names) as-is:
+    every Markdown, HTML and LaTeX-trigger character is backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def _plain(series: pd.Series) -> pd.Series:
+    """Names typed by people, for plotly labels (which understand a few HTML tags): HTML-escaped."""
+    return series.astype(str).map(html.escape)
 
 
 def _pct(x: float) -> str:
@@ -337,7 +353,7 @@ def throughput_view(frames: Frames) -> View:
     if frames.labels.empty:
         return View(empty="No labels yet. Annotators sign in on the app's Label tab; or seed: " + SIMULATE_HINT)
     per_day = an.annotator_throughput(frames.labels)
-    fig = px.bar(per_day, x="period", y="labels", color="annotator", color_discrete_sequence=PALETTE,
+    fig = px.bar(per_day.assign(annotator=_plain(per_day["annotator"])), x="period", y="labels", color="annotator", color_discrete_sequence=PALETTE,
                  labels={"period": "", "labels": "labels"})
     fig = _layout(fig, title="Labels per day by annotator", barmode="stack")
     speed = frames.labels.groupby("annotator").agg(labels=("choice", "size"),
@@ -365,6 +381,7 @@ def agreement_view(frames: Frames) -> View:
     matrix = pd.DataFrame(np.nan, index=names, columns=names)
     for row in pairwise.itertuples(index=False):
         matrix.loc[row.annotator_a, row.annotator_b] = matrix.loc[row.annotator_b, row.annotator_a] = row.kappa
+    matrix.index = matrix.columns = [html.escape(str(n)) for n in names]
     fig = px.imshow(matrix, text_auto=".2f", zmin=-1, zmax=1, color_continuous_scale="RdBu", aspect="auto",
                     labels=dict(color="Cohen's κ", x="", y=""))
     fig = _layout(fig, height=max(280, 60 * len(names) + 120), title="Cohen's kappa between annotators")
@@ -382,7 +399,7 @@ def choices_view(frames: Frames) -> View:
     dist = an.choice_distribution(frames.labels.rename(columns={"choice": "label"}))
     long = dist.melt(id_vars=["annotator", "labels", "position_p"], value_vars=list(an.CHOICES),
                      var_name="choice", value_name="share")
-    fig = px.bar(long, y="annotator", x="share", color="choice", orientation="h", barmode="stack",
+    fig = px.bar(long.assign(annotator=_plain(long["annotator"])), y="annotator", x="share", color="choice", orientation="h", barmode="stack",
                  color_discrete_sequence=PALETTE, labels={"annotator": "", "share": "share of labels"},
                  category_orders={"choice": list(an.CHOICES)})
     fig = _layout(fig, height=max(240, 45 * len(dist) + 140), title="Choices per annotator")

@@ -114,3 +114,14 @@ def test_sigterm_stops_the_children_too(tmp_path):
         if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_dockerfile_runs_this_entry_on_the_port_it_exposes():
+    """No Docker engine here: check what the image would run against the script tested above."""
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert 'CMD ["python", "scripts/serve_all.py"]' in dockerfile
+    assert "EXPOSE 7860" in dockerfile and "PORT=7860" in dockerfile
+    assert serve_all.parse_args([]).port == int(os.environ.get("PORT") or 7860)
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    for path in (".venv", ".vitrine", "artifacts", ".git"):
+        assert path in ignored  # no local state or data (ml-100k must not be redistributed) in the image

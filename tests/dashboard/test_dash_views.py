@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pandas as pd
 import pytest
@@ -172,3 +173,24 @@ def test_exports_follow_the_filters(sim_db):
     assert set(labels["annotator"]) == {"ann-sloppy"} and len(labels) == sim_db[1].pairs
     with pytest.raises(ValueError, match="table must be one of"):
         export_frame(engine, "users", Filters())
+
+
+def test_names_people_typed_are_shown_as_text(sim_frames):
+    from dataclasses import replace
+
+    hostile = "<img src=x onerror=alert(1)>[site](http://evil.example)"
+    labels = sim_frames.labels.assign(annotator=sim_frames.labels["annotator"].replace("ann-sloppy", hostile))
+    frames = replace(sim_frames, labels=labels)
+    choices = views.choices_view(frames)
+    assert hostile in choices.reading  # the sentence names them ...
+    shown = views.markdown_escape(choices.reading)  # ... and the dashboard escapes it for Streamlit's Markdown
+    assert re.search(r"(?<!\\)[<>\[\]()]", shown) is None  # every bracket is escaped
+    assert r"\<img" in shown
+    for view in (choices, views.throughput_view(frames), views.agreement_view(frames)):
+        labels_in_figure = {trace.name or "" for trace in view.figure.data}
+        for trace in view.figure.data:
+            for axis in ("x", "y"):
+                values = getattr(trace, axis)
+                labels_in_figure.update(str(v) for v in (values if values is not None else []))
+        assert not any("<img" in v for v in labels_in_figure)
+        assert any("&lt;img" in v for v in labels_in_figure)
