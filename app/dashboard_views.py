@@ -181,7 +181,8 @@ def online_rates_view(frames: Frames) -> View:
     if likes.empty:
         return View(figure=fig, table=rates, reading="No likes recorded in this range.")
     best = likes.iloc[0]
-    reading = f"{best['model']} has the highest like rate, {_pct(best['rate'])} ({_pct(best['low'])}–{_pct(best['high'])})"
+    reading = (f"{best['model']} has the highest like rate, {_pct(best['rate'])} "
+               f"({_pct(best['low'])}–{_pct(best['high'])})")
     if len(likes) > 1:
         second = likes.iloc[1]
         sep = "clearly above" if best["low"] > second["high"] else "with intervals overlapping"
@@ -335,7 +336,8 @@ def latency_view(frames: Frames) -> View:
                  color_discrete_sequence=PALETTE, labels={"latency_ms": "latency (ms, log scale)", "generator": ""})
     fig = _layout(fig, title="Latency by generator")
     med = assets.groupby("generator")["latency_ms"].median().sort_values()
-    reading = f"Median latency ranges from {med.iloc[0]:,.0f} ms ({med.index[0]}) to {med.iloc[-1]:,.0f} ms ({med.index[-1]})."
+    reading = (f"Median latency ranges from {med.iloc[0]:,.0f} ms ({med.index[0]}) "
+               f"to {med.iloc[-1]:,.0f} ms ({med.index[-1]}).")
     if len(med) == 1:
         reading = f"Median latency of {med.index[0]}: {med.iloc[0]:,.0f} ms over {len(assets):,} assets."
     table = assets.groupby(["generator", "kind"])["latency_ms"].describe(percentiles=[0.5, 0.95])[
@@ -353,7 +355,8 @@ def throughput_view(frames: Frames) -> View:
     if frames.labels.empty:
         return View(empty="No labels yet. Annotators sign in on the app's Label tab; or seed: " + SIMULATE_HINT)
     per_day = an.annotator_throughput(frames.labels)
-    fig = px.bar(per_day.assign(annotator=_plain(per_day["annotator"])), x="period", y="labels", color="annotator", color_discrete_sequence=PALETTE,
+    fig = px.bar(per_day.assign(annotator=_plain(per_day["annotator"])), x="period", y="labels", color="annotator",
+                 color_discrete_sequence=PALETTE,
                  labels={"period": "", "labels": "labels"})
     fig = _layout(fig, title="Labels per day by annotator", barmode="stack")
     speed = frames.labels.groupby("annotator").agg(labels=("choice", "size"),
@@ -399,7 +402,8 @@ def choices_view(frames: Frames) -> View:
     dist = an.choice_distribution(frames.labels.rename(columns={"choice": "label"}))
     long = dist.melt(id_vars=["annotator", "labels", "position_p"], value_vars=list(an.CHOICES),
                      var_name="choice", value_name="share")
-    fig = px.bar(long.assign(annotator=_plain(long["annotator"])), y="annotator", x="share", color="choice", orientation="h", barmode="stack",
+    fig = px.bar(long.assign(annotator=_plain(long["annotator"])), y="annotator", x="share", color="choice",
+                 orientation="h", barmode="stack",
                  color_discrete_sequence=PALETTE, labels={"annotator": "", "share": "share of labels"},
                  category_orders={"choice": list(an.CHOICES)})
     fig = _layout(fig, height=max(240, 45 * len(dist) + 140), title="Choices per annotator")
