@@ -6,9 +6,9 @@
 
 analytics: builds synthetic frames in memory (1M feedback events on 250k slates of 6 models, 20% of them
 interleaved, each event knowing who placed its item; 200k preference labels) and times the dashboard-style
-aggregates of `annotation.analytics` (daily activity with distinct users, per-model click/like rates with Wilson intervals, interleaving credit
-and sign tests, per-annotator choice distribution, pairwise win-rate matrix, Bradley-Terry with a 100-round
-bootstrap). Target: all of them together under 2 s.
+aggregates of `annotation.analytics` (daily activity with distinct users, per-model click/like rates with
+Wilson intervals, interleaving credit and sign tests, per-annotator choice distribution, pairwise win-rate
+matrix, Bradley-Terry with a 100-round bootstrap). Target: all of them together under 2 s.
 
 pages: fills a SQLite database with `annotation.synthetic.populate` (1M feedback events and everything around
 them; reused when the file already holds them), then runs every dashboard page headless with Streamlit's
