@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD_PREFIX = "/dashboard"  # where the dashboard lives on the public port (Streamlit's baseUrlPath)
+GRACEFUL_SHUTDOWN_S = 10  # on SIGTERM, open connections (a websocket, a stream) get this long to finish
 
 # Headers that describe one hop, not the message (RFC 9110 section 7.6.1), plus the ones httpx recomputes.
 HOP_BY_HOP = {
@@ -141,14 +142,32 @@ class Proxy:
                         "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"5")]})
             await send({"type": "http.response.body", "body": text.encode()})
             return
-        try:
+
+        async def relay() -> None:
             out_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.multi_items()
                            if k.lower() not in HOP_BY_HOP]
             await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
             async for chunk in response.aiter_raw():  # raw: content-encoding (gzip) passes through untouched
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+
+        async def client_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        # A server-sent-events stream (Gradio's heartbeat, its queue) never ends by itself: stop relaying as soon
+        # as the browser goes away, or the task (and the upstream connection) would live until shutdown, and
+        # block it.
+        tasks = [asyncio.create_task(relay()), asyncio.create_task(client_gone())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is tasks[0]:
+                    task.result()  # re-raise a relay error
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await response.aclose()
 
     async def _websocket(self, scope, receive, send) -> None:
@@ -266,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         children[name] = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**env, **extra})
 
     config = uvicorn.Config(Proxy(backends), host=args.host, port=args.port, log_level="warning",
-                            ws_max_size=256 * 2**20, proxy_headers=False, lifespan="on")
+                            ws_max_size=256 * 2**20, proxy_headers=False, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     server = _make_server(config)
     exit_code = 0
 

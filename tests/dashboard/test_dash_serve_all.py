@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from dash_helpers import REPO_ROOT, free_port, get, wait_ok
+from dash_helpers import REPO_ROOT, STANDIN, free_port, get, wait_ok
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import serve_all  # noqa: E402
@@ -94,18 +94,30 @@ def _group_alive(pgid: int) -> bool:
 
 
 def test_sigterm_stops_the_children_too(tmp_path):
+    """Even after a browser left an endless server-sent-events stream (Gradio's heartbeat) behind."""
+    import http.client
+
     script = tmp_path / "tiny_dashboard.py"
     script.write_text("import streamlit as st\nst.write('tiny')\n")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", str(port),
-         "--app-cmd", f"{sys.executable} -c 'import time; time.sleep(600)'", "--dashboard-script", str(script)],
+         "--app-cmd", f"{sys.executable} {STANDIN}", "--dashboard-script", str(script)],
         cwd=REPO_ROOT, start_new_session=True,
     )
     try:
         wait_ok(f"http://127.0.0.1:{port}/dashboard/_stcore/health", proc)
+        wait_ok(f"http://127.0.0.1:{port}/", proc)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/gradio_api/heartbeat/test-session", headers={"Accept": "text/event-stream"})
+        response = conn.getresponse()
+        assert response.status == 200 and "text/event-stream" in response.getheader("content-type", "")
+        conn.close()  # the "browser" leaves; the stream itself never ends
+        time.sleep(1)
+        started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - started < serve_all.GRACEFUL_SHUTDOWN_S  # not the graceful-shutdown backstop
         deadline = time.monotonic() + 10
         while _group_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
