@@ -178,8 +178,9 @@ def _chunks(values: Sequence, size: int = _IN_CHUNK):
 def _existing(session: Session, column, values: Iterable) -> set:
     values = list(dict.fromkeys(values))
     found: set = set()
+    connection = session.connection()  # Core, not the ORM: plain values, none of the ORM's per-statement work
     for chunk in _chunks(values):
-        found.update(session.scalars(select(column).where(column.in_(chunk))))
+        found.update(connection.execute(select(column).where(column.in_(chunk))).scalars())
     return found
 
 
@@ -511,10 +512,9 @@ def _feedback_statements(dialect: str):
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert
-    columns = ("event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at", "model", "position")
     insert_returning = (
         insert(FeedbackEvent)
-        .values({c: bindparam(c) for c in columns})
+        .values({c: bindparam(c) for c in _FEEDBACK_COLUMNS})
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(FeedbackEvent)
     )
@@ -618,10 +618,28 @@ def record_feedback_batch(session: Session, events: Iterable[Mapping[str, Any]])
                 for row in rows if row["event_id"] not in stored]
     if not new_rows:
         return 0
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # The DB-API's own executemany (a C loop) of one upsert; its rowcount sums the rows actually inserted
+        # (a concurrent writer may have stored some events meanwhile). Datetimes go through the column type's
+        # own bind processor, so rows are stored exactly as the ORM stores them.
+        to_db = _SQLITE_DATETIME.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+        params = [tuple(to_db(row[c]) if c == "created_at" else row[c] for c in _FEEDBACK_COLUMNS)
+                  for row in new_rows]
+        return connection.exec_driver_sql(_SQLITE_INSERT_FEEDBACK, params).rowcount
     # executemany of one cached statement (SQLAlchemy batches it into multi-row INSERTs with RETURNING);
     # the RETURNING rows count what was inserted: a concurrent writer may have stored some events meanwhile.
-    statement = _feedback_statements(session.get_bind().dialect.name)[2]
-    return len(session.connection().execute(statement, new_rows).all())
+    statement = _feedback_statements(connection.dialect.name)[2]
+    return len(connection.execute(statement, new_rows).all())
+
+
+_FEEDBACK_COLUMNS = ("event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at", "model",
+                     "position")
+_SQLITE_INSERT_FEEDBACK = (
+    f"INSERT INTO feedback_events ({', '.join(_FEEDBACK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _FEEDBACK_COLUMNS)}) ON CONFLICT (event_id) DO NOTHING"
+)
+_SQLITE_DATETIME = FeedbackEvent.__table__.c.created_at.type
 
 
 # --------------------------------------------------------------------------------------------------------------

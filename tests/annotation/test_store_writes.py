@@ -223,6 +223,27 @@ def test_feedback_batch_counts_new_rows_and_skips_retries(catalog):
     assert count(Session, FeedbackEvent) == 1200
 
 
+def test_feedback_batch_rows_read_back_like_single_writes(catalog):
+    """The batch path (a driver-level executemany on SQLite) stores exactly what record_feedback stores."""
+    Session = catalog
+    imp = _impression(Session, model=("ease", "pop"), contributors=["pop", "ease", "pop"])
+    at = dt.datetime(2026, 3, 4, 5, 6, 7, 891011)
+    single = {"user_id": "196", "item_id": "2", "kind": "rating", "value": 4, "impression_id": imp.id, "at": at}
+    ids = new_id(), new_id()
+    with Session() as s, s.begin():
+        store.record_feedback(s, ids[0], **single)
+    with Session() as s, s.begin():
+        assert store.record_feedback_batch(s, [dict(single, event_id=ids[1])]) == 1
+    with Session() as s:
+        frame = store.feedback_frame(s).set_index("event_id")
+    columns = ["user_id", "item_id", "kind", "value", "created_at", "impression_id", "model", "position"]
+    a, b = (frame.loc[str(i), [c for c in columns if c in frame.columns]] for i in ids)
+    assert a.to_dict() == b.to_dict()
+    with Session() as s:
+        rows = s.query(FeedbackEvent).filter(FeedbackEvent.event_id.in_([str(i) for i in ids])).all()
+    assert [(r.created_at, r.model, r.position) for r in rows] == [(at, "ease", 1)] * 2
+
+
 def test_bad_feedback_batch_writes_nothing(catalog):
     Session = catalog
     good = [{"event_id": new_id(), "user_id": "196", "item_id": "1", "kind": "like"} for _ in range(10)]
