@@ -112,9 +112,40 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: int = 10, think: float = 0.0) -> dict:
-    """N concurrent gradio_client users calling /recommend then /feedback for `seconds`, pausing `think`
-    seconds after each call (0: a closed loop, every user fires again as soon as an answer is back)."""
+class HttpApiClient:
+    """A lightweight client of the same named endpoints over Gradio's documented HTTP API (the queue route that
+    gradio_client uses too: POST /gradio_api/call/<name>, then read the event's stream). It has no polling
+    threads, so it shows what the server answers in; gradio_client adds a per-call floor of its own (~80 ms
+    here, measured by `--only floor --users 1`)."""
+
+    def __init__(self, url: str):
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(timeout=60.0)
+
+    def predict(self, *data, api_name: str):
+        name = api_name.strip("/")
+        event = self.http.post(f"{self.url}/gradio_api/call/{name}", json={"data": list(data)})
+        event.raise_for_status()
+        kind = None
+        with self.http.stream("GET", f"{self.url}/gradio_api/call/{name}/{event.json()['event_id']}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    kind = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and kind in ("complete", "error"):
+                    payload = json.loads(line.split(":", 1)[1])
+                    if kind == "error":
+                        raise RuntimeError(f"/{name} answered an error: {payload}")
+                    return payload[0]
+        raise RuntimeError(f"/{name}: the stream ended without a result")
+
+
+def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: int = 10, think: float = 0.0,
+               client: str = "gradio") -> dict:
+    """N concurrent users calling /recommend then /feedback for `seconds`, pausing `think` seconds after each
+    call (0: a closed loop, every user fires again as soon as an answer is back). client "gradio" drives the
+    endpoints with gradio_client, "http" with `HttpApiClient` (the same endpoints over plain HTTP)."""
     from gradio_client import Client
 
     proc, url = _serve([sys.executable, "-m", "app"], data_dir, data_dir / "app-load.log")
@@ -126,23 +157,24 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
         latencies: dict[str, list[float]] = {"recommend": [], "feedback": []}
         errors: list[str] = []
         lock = threading.Lock()
-        clients = [Client(url, verbose=False) for _ in range(users)]
+        make = (lambda: Client(url, verbose=False)) if client == "gradio" else (lambda: HttpApiClient(url))
+        clients = [make() for _ in range(users)]
         start_at = time.perf_counter() + 1.0
         stop_at = start_at + seconds
 
-        def user_loop(client: Client, seed: int) -> None:
+        def user_loop(api, seed: int) -> None:
             rng = random.Random(seed)
             time.sleep(max(0.0, start_at - time.perf_counter()))
             while time.perf_counter() < stop_at:
                 user_id = rng.choice(user_ids)
                 try:
                     t0 = time.perf_counter()
-                    slate = client.predict(user_id, "", k, api_name="/recommend")
+                    slate = api.predict(user_id, "", k, False, api_name="/recommend")
                     t1 = time.perf_counter()
                     time.sleep(think)
                     item = rng.choice(slate["items"])["item_id"]
                     t1b = time.perf_counter()
-                    client.predict(user_id, item, "like", slate["impression_id"], api_name="/feedback")
+                    api.predict(user_id, item, "like", slate["impression_id"], "", api_name="/feedback")
                     t2 = time.perf_counter()
                     time.sleep(think)
                 except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
@@ -160,7 +192,7 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
             t.join(timeout=seconds + 120)
     finally:
         _stop(proc)
-    out = {"bench": "app.load", "users": users, "seconds": seconds, "k": k, "think_s": think, "errors": len(errors),
+    out = {"bench": "app.load", "client": client, "users": users, "seconds": seconds, "k": k, "think_s": think, "errors": len(errors),
            "error_examples": sorted(set(errors))[:3]}
     for name, values in latencies.items():
         out[name] = {
@@ -255,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--think", type=float, default=0.0, help="seconds each user pauses after each call")
+    parser.add_argument("--client", choices=["gradio", "http"], default="gradio",
+                        help="load: drive the endpoints with gradio_client (default) or over plain HTTP")
     parser.add_argument("--timeout", type=float, default=600.0, help="the longest wait for the first page")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a target is missed (default: only failed requests make it exit 1, so that "
@@ -268,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         ok &= result["ok"]
     if args.only in (None, "load"):
-        result = bench_load(args.data_dir, args.users, args.seconds, args.timeout, think=args.think)
+        result = bench_load(args.data_dir, args.users, args.seconds, args.timeout, think=args.think,
+                            client=args.client)
         print(json.dumps(result), flush=True)
         ok &= result["ok"]
         clean &= result["errors"] == 0
