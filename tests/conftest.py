@@ -4,6 +4,8 @@
 - `pg_url`: the URL of the throwaway PostgreSQL cluster that `scripts/with_postgres.sh` (run by `make test`)
   starts; tests that need it skip with a clear reason when it is not there.
 - `artifacts_dir`: where browser tests keep their screenshots (`artifacts/`, ignored by git).
+- `browser`: Debian's Chromium driven by Playwright (`playwright install` cannot download browsers here);
+  skips outside CI when Chromium is missing, fails in CI.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps dialing out, and this machine refuses every attempt.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,3 +52,18 @@ def artifacts_dir() -> Path:
     path = ROOT / "artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"Chromium not found at {CHROMIUM}: install Debian's chromium (scripts/system_deps.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
