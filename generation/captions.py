@@ -27,7 +27,7 @@ from typing import Any
 
 from generation.assets import Asset, AssetStore, asset_key
 from generation.errors import ModelUnavailableError, invalid
-from generation.loading import ResolvedModel, configure_cpu_threads, resolve_model, select_device
+from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads, select_device
 from generation.profile import UserProfile, content_words
 from generation.prompts import ItemInfo
 
@@ -160,8 +160,12 @@ def template_caption(item: ItemInfo, profile: UserProfile | None, seed: int, max
     return item.title[: max(1, max_chars - 1)].rstrip() + "…"
 
 
-class CaptionGenerator:
+class CaptionGenerator(LoadsOnce):
     """Captions for (item, user) pairs; see the module docstring."""
+
+    purpose = "caption model"
+    required_file = "config.json"  # a transformers model directory
+    fallback_label = "template fallback"
 
     def __init__(
         self,
@@ -212,23 +216,8 @@ class CaptionGenerator:
     def uses_fallback(self) -> bool:
         return self._lm is None
 
-    def load(self) -> CaptionGenerator:
-        """Resolve and load the LLM and its tokenizer once. Raises ModelUnavailableError unless `fallback_on_error`."""
-        with self._lock:
-            if self._loaded:
-                return self
-            try:
-                self.resolved = resolve_model(
-                    self.model, "config.json", self.allow_network, self.cache_dir, purpose="caption model"
-                )
-                self._lm, self._tokenizer = self._load_lm(self.resolved)
-            except ModelUnavailableError as exc:
-                if not self.fallback_on_error:
-                    raise
-                self.unavailable_reason = str(exc)
-                log.warning("captions use the template fallback: %s", exc)
-            self._loaded = True
-            return self
+    def _load_resolved(self, resolved: ResolvedModel) -> None:
+        self._lm, self._tokenizer = self._load_lm(resolved)
 
     def _load_lm(self, resolved: ResolvedModel) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -238,11 +227,8 @@ class CaptionGenerator:
             tokenizer = AutoTokenizer.from_pretrained(str(resolved.path), local_files_only=True)
             lm = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=self.dtype, local_files_only=True)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise ModelUnavailableError(
-                resolved.model,
-                [f"{resolved.describe()} (found, but failed to load: {type(exc).__name__}: {str(exc)[:200]})"],
-                "check that the directory holds a causal LM and its tokenizer (save_pretrained)",
-                purpose="caption model",
+            raise self._failed_to_load(
+                resolved, exc, "check that the directory holds a causal LM and its tokenizer (save_pretrained)"
             ) from exc
         if not getattr(tokenizer, "chat_template", None):
             raise ModelUnavailableError(

@@ -26,8 +26,8 @@ from typing import Any
 
 from generation.assets import IMAGE_FORMATS, Asset, AssetStore, asset_key
 from generation.compose import COMPOSE_VERSION, FALLBACK_VERSION, compose_poster, render_fallback_cover
-from generation.errors import ModelUnavailableError, invalid
-from generation.loading import ResolvedModel, configure_cpu_threads, resolve_model, select_device
+from generation.errors import invalid
+from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads, select_device
 from generation.profile import UserProfile
 from generation.prompts import ItemInfo, Prompt, build_prompt
 
@@ -53,8 +53,12 @@ def _size(size: object) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-class CoverGenerator:
+class CoverGenerator(LoadsOnce):
     """Covers for (item, user) pairs; see the module docstring."""
+
+    purpose = "cover model"
+    required_file = "model_index.json"  # a diffusers pipeline directory
+    fallback_label = "typographic fallback"
 
     def __init__(
         self,
@@ -108,23 +112,8 @@ class CoverGenerator:
     def generator_id(self) -> str:
         return "fallback" if self.uses_fallback else str(self.model)
 
-    def load(self) -> CoverGenerator:
-        """Resolve and load the pipeline once. Raises ModelUnavailableError unless `fallback_on_error`."""
-        with self._lock:
-            if self._loaded:
-                return self
-            try:
-                self.resolved = resolve_model(
-                    self.model, "model_index.json", self.allow_network, self.cache_dir, purpose="cover model"
-                )
-                self._pipe = self._load_pipeline(self.resolved)
-            except ModelUnavailableError as exc:
-                if not self.fallback_on_error:
-                    raise
-                self.unavailable_reason = str(exc)
-                log.warning("covers use the typographic fallback: %s", exc)
-            self._loaded = True
-            return self
+    def _load_resolved(self, resolved: ResolvedModel) -> None:
+        self._pipe = self._load_pipeline(resolved)
 
     def _load_pipeline(self, resolved: ResolvedModel) -> Any:
         from diffusers import AutoPipelineForText2Image
@@ -135,11 +124,8 @@ class CoverGenerator:
                 str(resolved.path), dtype=self.dtype, local_files_only=True
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise ModelUnavailableError(
-                resolved.model,
-                [f"{resolved.describe()} (found, but failed to load: {type(exc).__name__}: {str(exc)[:200]})"],
-                "check that the directory holds a complete diffusers text-to-image pipeline (save_pretrained)",
-                purpose="cover model",
+            raise self._failed_to_load(
+                resolved, exc, "check that the directory holds a complete diffusers text-to-image pipeline (save_pretrained)"
             ) from exc
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)

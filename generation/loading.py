@@ -14,6 +14,7 @@ loaded model: models load once and are reused.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from generation.errors import ModelUnavailableError, invalid
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ModelUnavailableError", "ResolvedModel", "resolve_model", "select_device", "model_fingerprint"]
 
@@ -167,3 +170,49 @@ def configure_cpu_threads(device: str, num_threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(num_threads)
+
+
+class LoadsOnce:
+    """The load step the cover and caption generators share: resolve the configured model once (local dir ->
+    HF cache -> hub when allowed), load it, and when it cannot be had either raise or remember why and serve
+    the labelled fallback.
+
+    A subclass sets `purpose`, `required_file` and `fallback_label`, has the attributes `model`,
+    `allow_network`, `cache_dir`, `fallback_on_error`, `resolved`, `unavailable_reason`, `_loaded` and
+    `_lock`, and implements `_load_resolved(resolved)`, which loads the files or raises ModelUnavailableError.
+    """
+
+    purpose: str
+    required_file: str
+    fallback_label: str
+
+    def load(self):
+        """Resolve and load the model once (call it at start). Raises ModelUnavailableError unless
+        `fallback_on_error`; then `unavailable_reason` says why the fallback is in use."""
+        with self._lock:
+            if self._loaded:
+                return self
+            try:
+                self.resolved = resolve_model(
+                    self.model, self.required_file, self.allow_network, self.cache_dir, purpose=self.purpose
+                )
+                self._load_resolved(self.resolved)
+            except ModelUnavailableError as exc:
+                if not self.fallback_on_error:
+                    raise
+                self.unavailable_reason = str(exc)
+                log.warning("%s unavailable, using the %s: %s", self.purpose, self.fallback_label, exc)
+            self._loaded = True
+            return self
+
+    def _load_resolved(self, resolved: ResolvedModel) -> None:
+        raise NotImplementedError
+
+    def _failed_to_load(self, resolved: ResolvedModel, exc: Exception, hint: str) -> ModelUnavailableError:
+        """The error for files that were found but did not load."""
+        return ModelUnavailableError(
+            resolved.model,
+            [f"{resolved.describe()} (found, but failed to load: {type(exc).__name__}: {str(exc)[:200]})"],
+            hint,
+            purpose=self.purpose,
+        )
