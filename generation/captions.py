@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
 DEFAULT_MAX_CHARS = 220  # two short sentences: fits under a cover card
 DEFAULT_MAX_NEW_TOKENS = 80  # ~60 words, more than two short sentences need
-TEMPLATE_VERSION = "template-v1"
+TEMPLATE_VERSION = "template-v2"  # v2: the liked film named is chosen per item
 SYSTEM_PROMPT = (
     "You write one or two short sentences telling a viewer why a film suits them. "
     "Speak to the viewer as 'you'. Use only the facts given. Plain text only: no lists, no markdown, no emoji."
@@ -128,8 +128,9 @@ def caption_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> s
 
 
 def template_caption(item: ItemInfo, profile: UserProfile | None, seed: int, max_chars: int) -> str:
-    """A caption from the item's metadata and the profile; the longest template variant that fits."""
-    rng = random.Random(seed)
+    """A caption from the item's metadata and the profile; the longest template variant that fits.
+    Deterministic in (seed, item): a slate's captions vary from card to card rather than naming one film."""
+    rng = random.Random(f"{seed}:{item.item_id}")
     genres = [g.lower() for g in item.genres if g.lower() != "unknown"]
     genre_text = _join(genres[:3]) if genres else "many moods"
     shared: list[str] = []
