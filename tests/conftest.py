@@ -54,8 +54,10 @@ def artifacts_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope, not session: Playwright's sync API keeps an asyncio loop running in this thread while it is
+    # open, and tests in other modules call asyncio.run().
     if not CHROMIUM.exists():
         message = f"Chromium not found at {CHROMIUM}: install Debian's chromium (scripts/system_deps.sh)"
         if os.environ.get("CI"):
