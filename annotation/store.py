@@ -492,6 +492,16 @@ def _resolve_impressions(session: Session, rows: list[dict[str, Any]]) -> None:
         row["position"], row["model"] = slate[(pk, row["item_id"])]
 
 
+# The feedback columns written by both paths, and the SQLite batch upsert (see record_feedback_batch).
+_FEEDBACK_COLUMNS = ("event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at", "model",
+                     "position")
+_SQLITE_INSERT_FEEDBACK = (
+    f"INSERT INTO feedback_events ({', '.join(_FEEDBACK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _FEEDBACK_COLUMNS)}) ON CONFLICT (event_id) DO NOTHING"
+)
+_SQLITE_DATETIME = FeedbackEvent.__table__.c.created_at.type
+
+
 @functools.lru_cache(maxsize=4)
 def _feedback_statements(dialect: str):
     """The statements of the feedback hot paths, built once per dialect (immutable constructs)."""
@@ -631,15 +641,6 @@ def record_feedback_batch(session: Session, events: Iterable[Mapping[str, Any]])
     # the RETURNING rows count what was inserted: a concurrent writer may have stored some events meanwhile.
     statement = _feedback_statements(connection.dialect.name)[2]
     return len(connection.execute(statement, new_rows).all())
-
-
-_FEEDBACK_COLUMNS = ("event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at", "model",
-                     "position")
-_SQLITE_INSERT_FEEDBACK = (
-    f"INSERT INTO feedback_events ({', '.join(_FEEDBACK_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _FEEDBACK_COLUMNS)}) ON CONFLICT (event_id) DO NOTHING"
-)
-_SQLITE_DATETIME = FeedbackEvent.__table__.c.created_at.type
 
 
 # --------------------------------------------------------------------------------------------------------------
