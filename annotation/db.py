@@ -8,7 +8,10 @@
 
 SQLite gets WAL (readers never block the writer), foreign keys on, a 30 s busy timeout and `BEGIN IMMEDIATE`
 for every transaction of a write session: the write lock is taken up front, so 8 concurrent writers queue on
-the busy timeout instead of failing with "database is locked" when a reader upgrades to a writer. Read-only
+the busy timeout instead of failing with "database is locked" when a reader upgrades to a writer. Within one
+process, writers first queue on a lock of the engine (they sleep on it; only one of them at a time asks
+SQLite), so threads of a server do not spin on SQLite's lock against each other; other processes still
+meet on SQLite's lock. Read-only
 session factories (`make_session_factory(engine, read_only=True)`, the dashboard's) use a plain deferred
 `BEGIN` and never take the write lock. `synchronous=NORMAL` in WAL mode keeps every committed transaction
 across a process crash (SIGKILL); only an OS crash or power cut can lose the last commits.
@@ -17,6 +20,7 @@ across a process crash (SIGKILL); only an OS crash or power cut can lose the las
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +36,7 @@ SQLITE_CACHE_KIB = 65_536  # page cache per connection, an upper bound: pages ar
 SQLITE_WAL_CHECKPOINT_PAGES = 10_000  # ~40 MB of WAL between checkpoints: a checkpoint fsyncs, a 1000-event batch dirties ~1000 pages
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # 8 writers x a few ms per transaction: waiting this long means something is stuck
 _READ_ONLY = "vitrine_read_only"  # execution option marking a read-only session's connections
+_HOLDS_WRITER = "vitrine_holds_writer"  # connection-record info key: this DBAPI connection holds the engine's writer lock
 
 
 def make_engine(url: str, *, echo: bool = False, **kwargs) -> Engine:
@@ -75,12 +80,57 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_CHECKPOINT_PAGES}")
         cursor.close()
 
+    # One writer per process at a time. A plain Lock (not an RLock) because it belongs to the DBAPI connection
+    # that began the transaction, not to a thread: the pool may hand a connection back from another thread.
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
         if connection.get_execution_options().get(_READ_ONLY):
             connection.exec_driver_sql("BEGIN")
-        else:
+            return
+        if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise sqlite3.OperationalError(
+                f"database is locked: another transaction of this process held the write lock for "
+                f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s"
+            )
+        try:
             _begin_immediate(connection.connection.driver_connection)
+        except BaseException:
+            writer.release()
+            raise
+        connection.info[_HOLDS_WRITER] = True
+
+    def _release(info: dict) -> None:
+        if info.pop(_HOLDS_WRITER, False):
+            writer.release()
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection) -> None:
+        # The event comes before SQLAlchemy's own COMMIT: commit here, so that the next writer is let in only
+        # once this transaction is durable (SQLAlchemy's COMMIT that follows finds no transaction: a no-op).
+        # When COMMIT fails the lock stays held until the rollback that SQLAlchemy issues next.
+        if connection.info.get(_HOLDS_WRITER):
+            connection.connection.driver_connection.commit()
+            _release(connection.info)
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(connection) -> None:
+        _release(connection.info)
+
+    # Safety nets: a connection returned to the pool unfinished (a session garbage-collected, not closed), or
+    # invalidated or closed after an error, gives the lock back too.
+    @event.listens_for(engine, "reset")
+    def _on_reset(_dbapi_connection, record, _state) -> None:
+        _release(record.info)
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(_dbapi_connection, record, _exc) -> None:
+        _release(record.info)
+
+    @event.listens_for(engine, "close")
+    def _on_close(_dbapi_connection, record) -> None:
+        _release(record.info)
 
 
 def _begin_immediate(dbapi_connection) -> None:
