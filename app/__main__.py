@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name}: {value}  {note}".rstrip())
         return 0
 
-    from app.ui import build_demo, launch_kwargs
+    from app.ui import build_demo, enable_queue, launch_kwargs
 
     demo = build_demo(svc)
-    demo.queue(default_concurrency_limit=8)
+    enable_queue(demo)
     log.info("serving at http://%s:%d (ready %.1f s after start)", settings.host, settings.port,
              time.perf_counter() - started)
     demo.launch(server_name=settings.host, server_port=settings.port, **launch_kwargs(svc))

@@ -9,6 +9,7 @@ settings), recommendation and feedback in the "fast" group, so a slow cover neve
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import gradio as gr
@@ -19,7 +20,11 @@ from app.cards import CSS
 from app.services import N_VARIANTS_MAX, Services
 from app.state import PAGE_SIZE, Visitor
 
-__all__ = ["build_demo", "launch_kwargs", "HEAD", "GUIDELINES"]
+__all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD", "GUIDELINES"]
+
+# Gradio's queue rebuilds a pandas summary of its last 10,000 events (for /monitoring) after every event by
+# default: at a few hundred events it costs more CPU than the request itself. Every 500 events is plenty.
+ANALYTICS_CACHE_FREQUENCY = "500"
 
 GUIDELINES = """
 **How to label.** Each pair shows two covers (or two captions) of the same film, made for the user whose
@@ -281,6 +286,12 @@ def build_demo(svc: Services) -> gr.Blocks:
 
         register_api(svc, generation_limit=settings.generation_concurrency)
     return demo
+
+
+def enable_queue(demo: gr.Blocks, default_concurrency_limit: int = 8) -> gr.Blocks:
+    """`demo.queue(...)` with this app's settings (an environment value set by the operator wins)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", ANALYTICS_CACHE_FREQUENCY)
+    return demo.queue(default_concurrency_limit=default_concurrency_limit)
 
 
 def launch_kwargs(svc: Services) -> dict[str, Any]:

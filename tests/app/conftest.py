@@ -42,11 +42,11 @@ def services_factory(tmp_path):
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory):
     """The app served in-process on a free port: (url, services). Closed after the module."""
-    from app.ui import build_demo, launch_kwargs
+    from app.ui import build_demo, enable_queue, launch_kwargs
 
     services = make_services(tmp_path_factory.mktemp("live"))
     demo = build_demo(services)
-    demo.queue(default_concurrency_limit=8)
+    enable_queue(demo)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **launch_kwargs(services))

@@ -70,3 +70,20 @@ def test_serves_then_starts_from_the_cached_model(tmp_path):
     assert check.returncode == 0, check.stderr[-2000:]
     assert f"model {DEFAULT_MODEL}: loaded from" in check.stderr
     assert "VITRINE_COVER_MODEL" in check.stdout and "SQLite (WAL)" in check.stdout
+
+
+def test_the_queue_does_not_rebuild_its_analytics_after_every_event(monkeypatch):
+    """Gradio re-summarises its last 10,000 events after each one by default (a pandas frame per request);
+    the app's queue does it every 500 events, unless the operator set GRADIO_ANALYTICS_CACHE_FREQUENCY."""
+    import gradio as gr
+
+    from app.ui import ANALYTICS_CACHE_FREQUENCY, enable_queue
+
+    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
+    with gr.Blocks() as demo:
+        gr.Markdown("x")
+    assert enable_queue(demo)._queue.ANAYLTICS_CACHE_FREQUENCY == int(ANALYTICS_CACHE_FREQUENCY) == 500
+    monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "7")
+    with gr.Blocks() as other:
+        gr.Markdown("y")
+    assert enable_queue(other)._queue.ANAYLTICS_CACHE_FREQUENCY == 7
