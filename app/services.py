@@ -7,7 +7,8 @@ handlers receive it as their first argument; per-visitor state never lives here.
 
 The flows (`recommend`, `record_feedback`, `covers_for`, `create_variants`, `pick_best`, `next_pair`,
 `record_label`, `retrain`, ...) are methods, each framing its own DB transaction:
-`with self.Session() as s, s.begin(): ...` (one session per user event). Library errors for bad input are
+`with self.Session() as s, s.begin(): ...` (one session per user event); reads use `self.ReadSession`, which
+never takes SQLite's write lock. Library errors for bad input are
 converted into `AppInputError` here, so handlers deal with one exception type.
 """
 
@@ -46,8 +47,9 @@ TEXT_MAX = 200  # the longest free text (user ids, annotator names, model names)
 LIKE_RATING = 4.0  # a dataset rating at or above this counts as a like (history, profile, "why")
 FEEDBACK_KINDS = ("click", "like", "dislike", "skip")  # what /feedback accepts ("open" is logged as "click")
 LABEL_CHOICES = ("A", "B", "tie", "skip")
-COMPARE_PREFIX = "compare:"
-PROFILE_CACHE = 4096  # user profiles kept in memory (a profile is a few hundred bytes)  # model choice "compare:ease|pop" = team-draft interleaving of ease and pop
+COMPARE_PREFIX = "compare:"  # model choice "compare:ease|pop" = team-draft interleaving of ease and pop
+BACKGROUND_BATCH_S = 0.5  # the background worker records what it made at least this often
+PROFILE_CACHE = 4096  # user profiles kept in memory (a profile is a few hundred bytes)
 
 
 def new_event_id() -> str:
@@ -113,6 +115,9 @@ class Services:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
+        from annotation.db import make_session_factory
+
+        self.ReadSession = make_session_factory(self.engine, read_only=True)
         items = self.dataset.items
         self._items: list[dict[str, Any]] = items.to_dict("records")
         self._pos: dict[str, int] = {str(i): n for n, i in enumerate(items["item_id"])}
@@ -185,7 +190,7 @@ class Services:
             return "dataset"
         from annotation.models import User
 
-        with self.Session() as s:
+        with self.ReadSession() as s:
             row = s.get(User, user_id)
         if row is None:
             raise bad("user_id", f"a user of the {self.dataset.name} dataset or one created by onboarding", user_id)
@@ -197,7 +202,7 @@ class Services:
 
         from annotation.models import FeedbackEvent
 
-        with self.Session() as s:
+        with self.ReadSession() as s:
             rows = s.execute(
                 select(FeedbackEvent.item_id, FeedbackEvent.kind)
                 .where(FeedbackEvent.user_id == user_id, FeedbackEvent.kind.in_(("like", "dislike")))
@@ -453,7 +458,7 @@ class Services:
             "generated assets": m.GeneratedAsset, "pair tasks": m.PairTask, "preference labels": m.PreferenceLabel,
             "annotators": m.Annotator, "items": m.Item,
         }
-        with self.Session() as s:
+        with self.ReadSession() as s:
             return {name: int(s.scalar(select(func.count()).select_from(t)) or 0) for name, t in tables.items()}
 
     # ------------------------------------------------------------------------------------------------
@@ -510,7 +515,7 @@ class Services:
 
         from annotation.models import GeneratedAsset
 
-        with self.Session() as s:
+        with self.ReadSession() as s:
             rows = s.execute(
                 select(GeneratedAsset.id, GeneratedAsset.item_id, GeneratedAsset.kind, GeneratedAsset.path,
                        GeneratedAsset.text, GeneratedAsset.fallback, GeneratedAsset.generator)
@@ -525,35 +530,43 @@ class Services:
         return out
 
     def generate_later(self, user_id: str, item_ids: Sequence[str], profile) -> int:
-        """Queue the cover and caption of each item for `user_id` on the background worker; returns how many
-        were queued (items already queued are skipped). The worker records them like any other asset."""
-        queued = 0
-        for item_id in item_ids:
-            key = (user_id, item_id)
-            with self._lock:
-                if key in self._pending:
-                    continue
-                self._pending.add(key)
-            self._background.submit(self._generate_pending, key, profile)
-            queued += 1
-        return queued
+        """Queue the cover and caption of each item for `user_id` on the background worker, as one job; returns
+        how many were queued (items already queued are skipped). The worker records them like any other asset."""
+        with self._lock:
+            todo = [i for i in dict.fromkeys(item_ids) if (user_id, i) not in self._pending]
+            self._pending.update((user_id, i) for i in todo)
+        if todo:
+            self._background.submit(self._generate_pending, user_id, todo, profile)
+        return len(todo)
 
-    def _generate_pending(self, key: tuple[str, str], profile) -> None:
-        try:
-            self.slate_assets([key[1]], profile)
-        except Exception:  # noqa: BLE001 - a background job has nobody to raise to: log it
-            log.exception("background generation of %s failed", key)
-        finally:
-            with self._lock:
-                self._pending.discard(key)
+    def _generate_pending(self, user_id: str, item_ids: Sequence[str], profile) -> None:
+        """The background job: make each item's cover and caption, recorded one transaction per batch. A batch
+        closes once BACKGROUND_BATCH_S of generating has passed, so a slow model's covers still appear one by
+        one, while quick ones (the fallbacks, milliseconds each) cost one write per slate, not two per item."""
+        todo = list(item_ids)
+        while todo:
+            batch: list[str] = []
+            assets: list[Any] = []
+            deadline = time.monotonic() + BACKGROUND_BATCH_S
+            try:
+                while todo and (not batch or time.monotonic() < deadline):
+                    batch.append(todo.pop(0))
+                    assets.extend(self._item_assets(batch[-1], profile))
+                self._record_assets(assets)
+            except Exception:  # noqa: BLE001 - a background job has nobody to raise to: log it
+                log.exception("background generation of %s for user %s failed", batch, user_id)
+            finally:
+                with self._lock:
+                    self._pending.difference_update((user_id, i) for i in batch)
+
+    def _item_assets(self, item_id: str, profile) -> list[Any]:
+        """[cover, caption] of one item, personalized for `profile` (generated or from the asset cache)."""
+        info = self.item_info(item_id)
+        return [self._cover_generate(info, profile, n=1, seed=0)[0], self._caption_generate(info, profile, seed=0)]
 
     def slate_assets(self, item_ids: Sequence[str], profile=None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(cover, caption) for each item, personalized for `profile`, recorded in one transaction."""
-        assets = []
-        for item_id in item_ids:
-            info = self.item_info(item_id)
-            assets.append(self._cover_generate(info, profile, n=1, seed=0)[0])
-            assets.append(self._caption_generate(info, profile, seed=0))
+        assets = [asset for item_id in item_ids for asset in self._item_assets(item_id, profile)]
         recorded = self._record_assets(assets)
         return list(zip(recorded[0::2], recorded[1::2]))
 
@@ -707,7 +720,7 @@ class Services:
 
         from annotation.models import PairAssignment, PairTask, PreferenceLabel
 
-        with self.Session() as s:
+        with self.ReadSession() as s:
             done = s.scalar(
                 select(func.count()).select_from(PreferenceLabel).where(
                     PreferenceLabel.annotator_id == annotator_id, PreferenceLabel.is_current.is_(True),
@@ -755,7 +768,7 @@ class Services:
 
         if name not in self.models:
             raise bad("model", f"one of {self.model_names}", name)
-        with self.Session() as s:
+        with self.ReadSession() as s:
             extra = store.interactions_frame(s)
         start = time.perf_counter()
         model = train_model(self.dataset, name, features=self.features or None, extra_interactions=extra)

@@ -1,0 +1,73 @@
+"""The background worker that makes slate covers and captions after /recommend answered."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import app.services as services_module
+
+
+def _wait_idle(svc, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while svc._pending:
+        assert time.monotonic() < deadline, f"background jobs still pending: {svc._pending}"
+        time.sleep(0.02)
+
+
+def _spy_records(svc, monkeypatch) -> list[int]:
+    sizes: list[int] = []
+    real = svc._record_assets
+    monkeypatch.setattr(svc, "_record_assets", lambda assets: sizes.append(len(assets)) or real(assets))
+    return sizes
+
+
+def test_quick_assets_of_a_slate_are_recorded_in_one_write(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    sizes = _spy_records(svc, monkeypatch)
+    gate = threading.Event()
+    real = svc._item_assets
+    monkeypatch.setattr(svc, "_item_assets", lambda *a: gate.wait(10) and real(*a))
+    items = [i for i, _ in svc.rank("ease", "5", 4)]
+    profile = svc.profile("5")
+    assert svc.generate_later("5", items, profile) == 4
+    assert svc.generate_later("5", items + items[:1], profile) == 0  # already queued: not made twice
+    gate.set()
+    _wait_idle(svc)
+    assert sizes == [8]  # 4 covers + 4 captions, one transaction
+    known = svc.known_assets("5", items)
+    assert {(i, kind) for i in items for kind in ("cover", "caption")} == set(known)
+    assert svc.generate_later("5", items[:1], profile) == 1  # done jobs leave the queue
+
+
+def test_slow_covers_are_recorded_as_they_come(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    monkeypatch.setattr(services_module, "BACKGROUND_BATCH_S", 0.05)
+    sizes = _spy_records(svc, monkeypatch)
+    fast_cover = svc._cover_generate
+    monkeypatch.setattr(svc, "_cover_generate", lambda *a, **k: time.sleep(0.1) or fast_cover(*a, **k))
+    items = [i for i, _ in svc.rank("ease", "6", 3)]
+    svc.generate_later("6", items, svc.profile("6"))
+    _wait_idle(svc)
+    assert sizes == [2, 2, 2]  # each item's cover and caption as soon as it is made
+
+
+def test_a_failing_item_does_not_stop_the_queue(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    items = [i for i, _ in svc.rank("ease", "7", 2)]
+    real = svc._item_assets
+    calls = []
+
+    def flaky(item_id, profile):
+        calls.append(item_id)
+        if len(calls) == 1:
+            raise RuntimeError("model crashed")
+        return real(item_id, profile)
+
+    monkeypatch.setattr(svc, "_item_assets", flaky)
+    monkeypatch.setattr(services_module, "BACKGROUND_BATCH_S", 0.0)  # one item per batch
+    svc.generate_later("7", items, svc.profile("7"))
+    _wait_idle(svc)
+    assert set(svc.known_assets("7", items)) == {(items[1], "cover"), (items[1], "caption")}
+    assert svc.generate_later("7", items[:1], svc.profile("7")) == 1  # the failed item can be queued again
+    _wait_idle(svc)
