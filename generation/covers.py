@@ -149,9 +149,9 @@ class CoverGenerator(LoadsOnce):
             raise invalid("callback", "None or a callable(step, total)", callback)
 
     def key_payload(self, item: ItemInfo, prompt: Prompt, seed: int) -> dict[str, Any]:
-        """Everything that determines a cover's pixels; its sha256 is the cover's key."""
+        """Everything that determines a cover's pixels; its sha256 is the cover's key. The typographic fallback
+        does not read the prompt, so its key leaves it out: one file per (item, seed), shared by every user."""
         common = {
-            "prompt": prompt.text,
             "seed": seed,
             "title": item.title,
             "year": item.year,
@@ -165,6 +165,7 @@ class CoverGenerator(LoadsOnce):
         assert self.resolved is not None
         return {
             **common,
+            "prompt": prompt.text,
             "generator": self.resolved.model,
             "fingerprint": self.resolved.fingerprint,
             "negative_prompt": self._negative(prompt),
@@ -207,7 +208,9 @@ class CoverGenerator(LoadsOnce):
             key = asset_key("cover", self.key_payload(item, prompt, candidate_seed))
             cached = self.store.get("cover", key, user_id)
             if cached is not None:
+                # the file's provenance, this request's prompt (for a model cover the prompt is in the key anyway)
                 cached.personalized = prompt.personalized
+                cached.prompt, cached.params = prompt.text, self._params(prompt)
                 assets.append(cached)
                 if callback is not None:
                     callback(done + self.steps, total)

@@ -162,6 +162,28 @@ def test_missing_model_fails_fast_or_falls_back_labelled(tmp_path, toy_story, sc
     assert not np.array_equal(pixels(assets[0]), pixels(assets[1]))  # candidates differ by seed
 
 
+def test_fallback_file_is_shared_by_users_each_keeping_its_prompt(tmp_path, toy_story, scifi_fan, romance_fan,
+                                                                  monkeypatch):
+    """The typographic cover does not read the prompt: other users of the same item and seed get the same file
+    without a second render, yet each asset records its own prompt and personalization."""
+    import generation.covers as covers_module
+
+    gen = CoverGenerator(None, tmp_path, size=64)
+    scifi = gen.generate(toy_story, scifi_fan, seed=4)[0]
+    monkeypatch.setattr(covers_module, "render_fallback_cover", lambda *a, **k: pytest.fail("rendered twice"))
+    romance = gen.generate(toy_story, romance_fan, seed=4)[0]
+    generic = gen.generate(toy_story, None, seed=4)[0]
+    assert not scifi.cache_hit and romance.cache_hit and generic.cache_hit
+    assert scifi.path == romance.path == generic.path
+    assert romance.prompt == build_prompt(toy_story, romance_fan, 0.5).text != scifi.prompt
+    assert romance.params["keywords"] == list(build_prompt(toy_story, romance_fan, 0.5).keywords)
+    assert romance.personalized and not generic.personalized and generic.user_id is None
+    assert romance.user_id == "u-romance"
+    other_seed = CoverGenerator(None, tmp_path, size=64)
+    monkeypatch.undo()
+    assert other_seed.generate(toy_story, romance_fan, seed=5)[0].path != scifi.path
+
+
 def test_no_model_configured_is_the_fallback(tmp_path, toy_story):
     gen = CoverGenerator(None, tmp_path, size=64)
     asset = gen.generate(toy_story, None)[0]
