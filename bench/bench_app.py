@@ -2,14 +2,25 @@
 
     .venv/bin/python -m bench.bench_app                      # both, on ml-100k, fallbacks on
     .venv/bin/python -m bench.bench_app --only startup
-    .venv/bin/python -m bench.bench_app --only load --users 20 --seconds 60
+    .venv/bin/python -m bench.bench_app --only load --users 20 --seconds 60             # the target's load
+    .venv/bin/python -m bench.bench_app --only load --users 20 --seconds 60 --think 0   # saturation
 
 startup: runs `make demo` (warm install: venv and data already there) twice on one data dir: the first
-run fills the feature and model caches, the second is timed until
-`GET /` answers 200. load: serves the app (`python -m app`, fallback generators forced), then N
-`gradio_client` users, each in its own thread, call /recommend (random ml-100k user, k=10) then /feedback
-(like one item of that slate) in a loop for the given seconds. Prints JSON lines ("ok": false when a target
-is missed); exits 1 when a request failed, or with --strict when a target is missed. Targets: first page < 20 s warm; p95 /recommend < 300 ms, /feedback < 100 ms.
+run fills the feature and model caches, the second is timed until `GET /` answers 200.
+
+load: serves the app (`python -m app`, fallback generators forced), then N `gradio_client` users, each in
+its own thread with its own `Client`, call /recommend (random ml-100k user, k=10), pause, /feedback (like
+one item of that slate), pause, and so on for the given seconds. A pause is drawn uniformly from 0.5-1.5x
+`--think` (default 1 s: every user acts about once a second, a brisk human pace), and users start spread
+over the first 2x`--think` seconds, as real visitors do not click in lock-step; `--think 0` is a closed
+loop (every user fires again the moment an answer is back), which measures capacity, not latency.
+The clients share one prebuilt SSL context (`ssl_verify=`): by default gradio_client builds a fresh one,
+loading the CA bundle, for every request, even over plain http; on this 2-core machine that made the load
+generator burn ~0.9 of a core and starve the server it measures (`--fresh-ssl` reproduces that).
+
+Prints JSON lines ("ok": false when a target is missed), with the CPU seconds the server and the load
+generator used; exits 1 when a request failed, or with --strict when a target is missed. Targets: first
+page < 20 s warm; p95 /recommend < 300 ms, /feedback < 100 ms.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -141,13 +153,28 @@ class HttpApiClient:
         raise RuntimeError(f"/{name}: the stream ended without a result")
 
 
-def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: int = 10, think: float = 0.0,
-               client: str = "gradio") -> dict:
-    """N concurrent users calling /recommend then /feedback for `seconds`, pausing `think` seconds after each
-    call (0: a closed loop, every user fires again as soon as an answer is back). client "gradio" drives the
-    endpoints with gradio_client, "http" with `HttpApiClient` (the same endpoints over plain HTTP)."""
+def _cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one when pid is None), children not included."""
+    if pid is None:
+        usage = os.times()
+        return usage.user + usage.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _gradio_clients(url: str, n: int, fresh_ssl: bool = False) -> list:
+    """`n` gradio_client Clients of `url`, sharing one SSL context unless `fresh_ssl` (see the module doc)."""
     from gradio_client import Client
 
+    verify = True if fresh_ssl else ssl.create_default_context()
+    return [Client(url, verbose=False, ssl_verify=verify) for _ in range(n)]
+
+
+def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: int = 10, think: float = 1.0,
+               client: str = "gradio", fresh_ssl: bool = False) -> dict:
+    """N concurrent users calling /recommend then /feedback for `seconds`, pausing 0.5-1.5x `think` seconds
+    after each call (0: a closed loop). client "gradio" drives the endpoints with gradio_client, "http" with
+    `HttpApiClient` (the same endpoints over plain HTTP)."""
     proc, url = _serve([sys.executable, "-m", "app"], data_dir, data_dir / "app-load.log")
     try:
         _wait_for_page(url, proc, timeout)
@@ -157,26 +184,34 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
         latencies: dict[str, list[float]] = {"recommend": [], "feedback": []}
         errors: list[str] = []
         lock = threading.Lock()
-        make = (lambda: Client(url, verbose=False)) if client == "gradio" else (lambda: HttpApiClient(url))
-        clients = [make() for _ in range(users)]
+        if client == "gradio":
+            clients = _gradio_clients(url, users, fresh_ssl)
+        else:
+            clients = [HttpApiClient(url) for _ in range(users)]
+        server_cpu, client_cpu = _cpu_seconds(proc.pid), _cpu_seconds()
         start_at = time.perf_counter() + 1.0
         stop_at = start_at + seconds
 
         def user_loop(api, seed: int) -> None:
             rng = random.Random(seed)
-            time.sleep(max(0.0, start_at - time.perf_counter()))
+
+            def pause() -> None:
+                if think > 0:
+                    time.sleep(rng.uniform(0.5, 1.5) * think)
+
+            time.sleep(max(0.0, start_at - time.perf_counter()) + rng.uniform(0.0, 2.0 * think))
             while time.perf_counter() < stop_at:
                 user_id = rng.choice(user_ids)
                 try:
                     t0 = time.perf_counter()
                     slate = api.predict(user_id, "", k, False, api_name="/recommend")
                     t1 = time.perf_counter()
-                    time.sleep(think)
+                    pause()
                     item = rng.choice(slate["items"])["item_id"]
                     t1b = time.perf_counter()
                     api.predict(user_id, item, "like", slate["impression_id"], "", api_name="/feedback")
                     t2 = time.perf_counter()
-                    time.sleep(think)
+                    pause()
                 except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
                     with lock:
                         errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
@@ -190,16 +225,20 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
             t.start()
         for t in threads:
             t.join(timeout=seconds + 120)
+        wall = time.perf_counter() - start_at
+        server_cpu, client_cpu = _cpu_seconds(proc.pid) - server_cpu, _cpu_seconds() - client_cpu
     finally:
         _stop(proc)
-    out = {"bench": "app.load", "client": client, "users": users, "seconds": seconds, "k": k, "think_s": think, "errors": len(errors),
-           "error_examples": sorted(set(errors))[:3]}
+    out = {"bench": "app.load", "client": client, "fresh_ssl": fresh_ssl, "users": users, "seconds": seconds,
+           "k": k, "think_s": think, "errors": len(errors), "error_examples": sorted(set(errors))[:3],
+           "cpu_s": {"server": round(server_cpu, 1), "load_generator": round(client_cpu, 1), "wall": round(wall, 1)}}
     for name, values in latencies.items():
         out[name] = {
             "n": len(values),
             "per_s": round(len(values) / seconds, 1),
             "p50_ms": round(_percentile(values, 50), 1),
             "p95_ms": round(_percentile(values, 95), 1),
+            "p99_ms": round(_percentile(values, 99), 1),
             "mean_ms": round(statistics.fmean(values), 1) if values else None,
         }
     out["targets_ms"] = {"recommend_p95": TARGETS["recommend_p95_ms"], "feedback_p95": TARGETS["feedback_p95_ms"]}
@@ -241,21 +280,24 @@ def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
             "feedback": {"p50_ms": round(_percentile(fb, 50), 1), "p95_ms": round(_percentile(fb, 95), 1)}}
 
 
-def bench_floor(users: int, seconds: float) -> dict:
-    """The transport floor: a no-op `gr.api` endpoint driven the same way (N gradio_client users, closed loop)."""
+def bench_floor(users: int, seconds: float, fresh_ssl: bool = False) -> dict:
+    """The transport floor: a no-op `gr.api` endpoint in a queue set up like the app's, driven by N
+    gradio_client users in a closed loop."""
     import gradio as gr
-    from gradio_client import Client
+
+    from app.ui import enable_queue
 
     def echo(x: str) -> str:
         return x
 
     with gr.Blocks() as demo:
         gr.api(echo, api_name="echo", concurrency_limit=16)
-    demo.queue()
+    enable_queue(demo)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
     latencies: list[float] = []
     lock = threading.Lock()
-    clients = [Client(url, verbose=False) for _ in range(users)]
+    clients = _gradio_clients(url, users, fresh_ssl)
+    cpu = _cpu_seconds()
     stop_at = time.perf_counter() + seconds
 
     def loop(client: Client) -> None:
@@ -270,8 +312,10 @@ def bench_floor(users: int, seconds: float) -> dict:
         t.start()
     for t in threads:
         t.join(timeout=seconds + 60)
+    cpu = _cpu_seconds() - cpu
     demo.close()
-    return {"bench": "app.floor", "users": users, "seconds": seconds, "n": len(latencies),
+    return {"bench": "app.floor", "users": users, "seconds": seconds, "fresh_ssl": fresh_ssl,
+            "cpu_s_server_and_clients": round(cpu, 1), "n": len(latencies),
             "per_s": round(len(latencies) / seconds, 1), "p50_ms": round(_percentile(latencies, 50), 1),
             "p95_ms": round(_percentile(latencies, 95), 1)}
 
@@ -286,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="data dir of the app under test (its own SQLite DB; model/feature caches kept)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--think", type=float, default=0.0, help="seconds each user pauses after each call")
+    parser.add_argument("--think", type=float, default=1.0,
+                        help="mean seconds each user pauses after each call (drawn from 0.5-1.5x); 0: closed loop")
+    parser.add_argument("--fresh-ssl", action="store_true",
+                        help="let gradio_client build an SSL context per request, as it does by default")
     parser.add_argument("--client", choices=["gradio", "http"], default="gradio",
                         help="load: drive the endpoints with gradio_client (default) or over plain HTTP")
     parser.add_argument("--timeout", type=float, default=600.0, help="the longest wait for the first page")
@@ -303,14 +350,14 @@ def main(argv: list[str] | None = None) -> int:
         ok &= result["ok"]
     if args.only in (None, "load"):
         result = bench_load(args.data_dir, args.users, args.seconds, args.timeout, think=args.think,
-                            client=args.client)
+                            client=args.client, fresh_ssl=args.fresh_ssl)
         print(json.dumps(result), flush=True)
         ok &= result["ok"]
         clean &= result["errors"] == 0
     if args.only == "handlers":
         print(json.dumps(bench_handlers(args.data_dir)), flush=True)
     if args.only == "floor":
-        print(json.dumps(bench_floor(args.users, args.seconds)), flush=True)
+        print(json.dumps(bench_floor(args.users, args.seconds, args.fresh_ssl)), flush=True)
     if not clean:
         return 1
     return 0 if ok or not args.strict else 1
