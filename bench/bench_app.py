@@ -280,9 +280,8 @@ def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
             "feedback": {"p50_ms": round(_percentile(fb, 50), 1), "p95_ms": round(_percentile(fb, 95), 1)}}
 
 
-def bench_floor(users: int, seconds: float, fresh_ssl: bool = False) -> dict:
-    """The transport floor: a no-op `gr.api` endpoint in a queue set up like the app's, driven by N
-    gradio_client users in a closed loop."""
+def serve_echo() -> None:
+    """The floor's server: a no-op `gr.api` endpoint, in a queue set up like the app's (port from the env)."""
     import gradio as gr
 
     from app.ui import enable_queue
@@ -293,31 +292,44 @@ def bench_floor(users: int, seconds: float, fresh_ssl: bool = False) -> dict:
     with gr.Blocks() as demo:
         gr.api(echo, api_name="echo", concurrency_limit=16)
     enable_queue(demo)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
-    latencies: list[float] = []
-    lock = threading.Lock()
-    clients = _gradio_clients(url, users, fresh_ssl)
-    cpu = _cpu_seconds()
-    stop_at = time.perf_counter() + seconds
+    demo.launch(server_name="127.0.0.1", server_port=int(os.environ["GRADIO_SERVER_PORT"]), quiet=True)
 
-    def loop(client: Client) -> None:
-        while time.perf_counter() < stop_at:
-            t0 = time.perf_counter()
-            client.predict("x", api_name="/echo")
-            with lock:
-                latencies.append((time.perf_counter() - t0) * 1000)
 
-    threads = [threading.Thread(target=loop, args=(c,), daemon=True) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=seconds + 60)
-    cpu = _cpu_seconds() - cpu
-    demo.close()
-    return {"bench": "app.floor", "users": users, "seconds": seconds, "fresh_ssl": fresh_ssl,
-            "cpu_s_server_and_clients": round(cpu, 1), "n": len(latencies),
+def bench_floor(data_dir: Path, users: int, seconds: float, fresh_ssl: bool = False, think: float = 0.0) -> dict:
+    """The transport floor: the no-op endpoint of `serve_echo`, served by its own process like the app, driven
+    by N gradio_client users the way `bench_load` drives the app (closed loop unless `think`)."""
+    proc, url = _serve([sys.executable, "-m", "bench.bench_app", "--serve-echo"], data_dir, data_dir / "echo.log")
+    try:
+        _wait_for_page(url, proc, 120)
+        latencies: list[float] = []
+        lock = threading.Lock()
+        clients = _gradio_clients(url, users, fresh_ssl)
+        server_cpu, client_cpu = _cpu_seconds(proc.pid), _cpu_seconds()
+        stop_at = time.perf_counter() + seconds
+
+        def loop(client, seed: int) -> None:
+            rng = random.Random(seed)
+            time.sleep(rng.uniform(0.0, 2.0 * think))
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                client.predict("x", api_name="/echo")
+                with lock:
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                if think > 0:
+                    time.sleep(rng.uniform(0.5, 1.5) * think)
+
+        threads = [threading.Thread(target=loop, args=(c, i), daemon=True) for i, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=seconds + 60)
+        server_cpu, client_cpu = _cpu_seconds(proc.pid) - server_cpu, _cpu_seconds() - client_cpu
+    finally:
+        _stop(proc)
+    return {"bench": "app.floor", "users": users, "seconds": seconds, "think_s": think, "fresh_ssl": fresh_ssl,
+            "cpu_s": {"server": round(server_cpu, 1), "load_generator": round(client_cpu, 1)}, "n": len(latencies),
             "per_s": round(len(latencies) / seconds, 1), "p50_ms": round(_percentile(latencies, 50), 1),
-            "p95_ms": round(_percentile(latencies, 95), 1)}
+            "p95_ms": round(_percentile(latencies, 95), 1), "p99_ms": round(_percentile(latencies, 99), 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a target is missed (default: only failed requests make it exit 1, so that "
                         "`python -m bench` goes on to the other benchmarks on a slow machine)")
+    parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)  # the floor's server process
     args = parser.parse_args(argv)
+    if args.serve_echo:
+        serve_echo()
+        return 0
     args.data_dir.mkdir(parents=True, exist_ok=True)
     ok = True  # every target met
     clean = True  # no request failed
@@ -357,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "handlers":
         print(json.dumps(bench_handlers(args.data_dir)), flush=True)
     if args.only == "floor":
-        print(json.dumps(bench_floor(args.users, args.seconds, args.fresh_ssl)), flush=True)
+        print(json.dumps(bench_floor(args.data_dir, args.users, args.seconds, args.fresh_ssl, args.think)), flush=True)
     if not clean:
         return 1
     return 0 if ok or not args.strict else 1
