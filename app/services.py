@@ -134,6 +134,7 @@ class Services:
         self._profiles: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()  # LRU of built profiles
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitrine-assets")
         self._pending: set[tuple[str, str]] = set()  # (user_id, item_id) queued for background generation
+        self._stored_users: set[str] = set()  # users this process saw committed to the store
 
     def close(self) -> None:
         """Stop the background generation worker and release the DB connections."""
@@ -377,9 +378,17 @@ class Services:
     # the store
     # ------------------------------------------------------------------------------------------------
     def ensure_user(self, user_id: str, kind: str) -> None:
+        with self.Session() as s, s.begin():
+            self._ensure_user(s, user_id, kind)
+        self._stored_users.add(user_id)
+
+    def _ensure_user(self, s, user_id: str, kind: str) -> None:
+        """`store.ensure_user` inside the caller's transaction, skipped for a user this process already stored
+        (the app never deletes users): two statements less per logged event. The caller marks the user as
+        stored (`self._stored_users.add`) once its transaction committed."""
         from annotation import store
 
-        with self.Session() as s, s.begin():
+        if user_id not in self._stored_users:
             store.ensure_user(s, user_id, kind=kind)
 
     def create_new_user(self, liked: Sequence[str], min_likes: int = 3) -> str:
@@ -413,7 +422,7 @@ class Services:
         model_a, model_b = self.parse_model(model_choice)
         kind = "dataset" if user_id in self._dataset_users else "new"
         with self.Session() as s, s.begin():
-            store.ensure_user(s, user_id, kind=kind)
+            self._ensure_user(s, user_id, kind)
             imp = store.record_impression(
                 s,
                 event_id or new_event_id(),
@@ -423,7 +432,8 @@ class Services:
                 contributors=[r.contributor for r in slate] if model_b is not None else None,
                 context=context,
             )
-            return int(imp.id)
+        self._stored_users.add(user_id)
+        return int(imp.id)
 
     def record_feedback(
         self, user_id: str, item_id: str, kind: str, impression_id: int | None = None, *, event_id: str | None = None
@@ -440,12 +450,13 @@ class Services:
         try:
             with self.Session() as s, s.begin():
                 if user_id in self._dataset_users:
-                    store.ensure_user(s, user_id, kind="dataset")
+                    self._ensure_user(s, user_id, "dataset")
                 row = store.record_feedback(s, event_id or new_event_id(), user_id, item_id, kind,
                                             impression_id=impression_id)
-                return int(row.id)
         except (aerr.AnnotationError,) as exc:
             raise AppInputError(str(exc)) from exc
+        self._stored_users.add(user_id)
+        return int(row.id)
 
     def counts(self) -> dict[str, int]:
         """Row counts of the store's tables, for the Status tab."""
@@ -479,34 +490,44 @@ class Services:
 
     def _record_assets(self, assets: Sequence[Any]) -> list[dict[str, Any]]:
         """Record generated assets (one transaction); returns their dicts with the store's `asset_id`."""
+        from sqlalchemy import func, or_, select
+
         from annotation import store
-
-        from sqlalchemy import select
-
         from annotation.models import GeneratedAsset
 
+        rows = [asset.to_dict() if hasattr(asset, "to_dict") else dict(asset) for asset in assets]
         out = []
         with self.Session() as s, s.begin():
-            for asset in assets:
-                data = asset.to_dict() if hasattr(asset, "to_dict") else dict(asset)
-                if data.get("cache_hit"):
-                    # the same file for the same user was recorded before: reuse that row (stable asset ids)
-                    known = s.scalars(
-                        select(GeneratedAsset.id).where(
-                            GeneratedAsset.content_hash == data["content_hash"],
-                            GeneratedAsset.user_id.is_(None) if data.get("user_id") is None
-                            else GeneratedAsset.user_id == data["user_id"],
-                            GeneratedAsset.kind == data["kind"],
-                        ).order_by(GeneratedAsset.id).limit(1)
-                    ).first()
-                    if known is not None:
-                        out.append({**data, "asset_id": int(known)})
-                        continue
-                if data.get("user_id") is not None:
-                    kind = "dataset" if data["user_id"] in self._dataset_users else "new"
-                    store.ensure_user(s, data["user_id"], kind=kind)
+            # files served from the asset cache may have been recorded before for the same user: reuse the
+            # first such row (stable asset ids); one query for the whole batch
+            hits = [d for d in rows if d.get("cache_hit")]
+            recorded: dict[tuple[str, str | None, str], int] = {}
+            if hits:
+                users = {d.get("user_id") for d in hits}
+                whose = [GeneratedAsset.user_id.in_(users - {None})] + ([GeneratedAsset.user_id.is_(None)] if None in users else [])
+                for content_hash, user_id, kind, asset_id in s.execute(
+                    select(GeneratedAsset.content_hash, GeneratedAsset.user_id, GeneratedAsset.kind,
+                           func.min(GeneratedAsset.id))
+                    .where(GeneratedAsset.content_hash.in_({d["content_hash"] for d in hits}), or_(*whose))
+                    .group_by(GeneratedAsset.content_hash, GeneratedAsset.user_id, GeneratedAsset.kind)
+                ):
+                    recorded[(content_hash, user_id, kind)] = int(asset_id)
+            ensured: set[str] = set()
+            for data in rows:
+                known = recorded.get((data["content_hash"], data.get("user_id"), data["kind"])) \
+                    if data.get("cache_hit") else None
+                if known is not None:
+                    out.append({**data, "asset_id": known})
+                    continue
+                user_id = data.get("user_id")
+                if user_id is not None and user_id not in ensured:
+                    self._ensure_user(s, user_id, "dataset" if user_id in self._dataset_users else "new")
+                    ensured.add(user_id)
                 row = store.record_asset(s, data, event_id=new_event_id())
+                if data.get("cache_hit"):
+                    recorded[(data["content_hash"], user_id, data["kind"])] = int(row.id)
                 out.append({**data, "asset_id": int(row.id)})
+        self._stored_users.update(ensured)
         return out
 
     def known_assets(self, user_id: str, item_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -71,3 +71,21 @@ def test_a_failing_item_does_not_stop_the_queue(fresh_svc, monkeypatch):
     assert set(svc.known_assets("7", items)) == {(items[1], "cover"), (items[1], "caption")}
     assert svc.generate_later("7", items[:1], svc.profile("7")) == 1  # the failed item can be queued again
     _wait_idle(svc)
+
+
+def test_cached_assets_keep_one_row_per_user(fresh_svc):
+    """A cover served from the asset cache is recorded once per user (stable asset ids); the typographic
+    fallback's file is shared by every user, its row is not."""
+    svc = fresh_svc
+    item = svc.rank("ease", "5", 1)[0][0]
+    (cover5, caption5), = svc.slate_assets([item], svc.profile("5"))
+    (again5, again_caption5), = svc.slate_assets([item], svc.profile("5"))
+    (cover6, _), = svc.slate_assets([item], svc.profile("6"))
+    (generic, _), = svc.slate_assets([item], None)
+    (generic_again, _), = svc.slate_assets([item], None)
+    assert again5["cache_hit"] and again5["asset_id"] == cover5["asset_id"]
+    assert again_caption5["asset_id"] == caption5["asset_id"]
+    assert cover6["cache_hit"] and cover6["path"] == cover5["path"]  # one file
+    assert len({cover5["asset_id"], cover6["asset_id"], generic["asset_id"]}) == 3  # a row per user
+    assert generic_again["asset_id"] == generic["asset_id"]
+    assert svc.known_assets("6", [item])[(item, "cover")]["asset_id"] == cover6["asset_id"]
