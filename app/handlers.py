@@ -425,9 +425,25 @@ def status_html(svc: Services) -> str:
     return render_status(svc.status_sections())
 
 
+def check_admin(svc: Services, password: object) -> None:
+    """The Status tab's actions (retrain, create label pairs) cost minutes of CPU and change what everyone
+    sees: they need VITRINE_ADMIN_PASSWORD when it is set; without it they are open only while the app is
+    bound to this machine (`make demo`), and closed on a public address (a Space)."""
+    import hmac
+
+    expected = svc.settings.admin_password
+    if expected is None:
+        if not svc.settings.serves_locally:
+            raise gr.Error("Admin actions are off on a public address: set VITRINE_ADMIN_PASSWORD to enable them.")
+        return
+    if not isinstance(password, str) or not hmac.compare_digest(password.encode(), expected.encode()):
+        raise gr.Error("admin password: expected the admin password (VITRINE_ADMIN_PASSWORD), got a wrong one")
+
+
 @user_errors
-def retrain(svc: Services, model: str | None) -> tuple[str, str]:
-    """Retrain a served model on the dataset plus the logged feedback."""
+def retrain(svc: Services, model: str | None, password: str | None = None) -> tuple[str, str]:
+    """Retrain a served model on the dataset plus the logged feedback (an admin action: `check_admin`)."""
+    check_admin(svc, password)
     if not model:
         raise gr.Error("Pick a model to retrain.")
     result = svc.retrain(model)
@@ -436,7 +452,8 @@ def retrain(svc: Services, model: str | None) -> tuple[str, str]:
 
 
 @user_errors
-def make_pairs(svc: Services, n: int) -> tuple[str, str]:
-    """Fill the labeling queue with personalized-vs-generic cover and caption pairs."""
+def make_pairs(svc: Services, n: int, password: str | None = None) -> tuple[str, str]:
+    """Fill the labeling queue with personalized-vs-generic cover and caption pairs (an admin action)."""
+    check_admin(svc, password)
     created = svc.make_label_pairs(n, seed=_fresh_seed())
     return f"Created {created} pairs for labeling.", status_html(svc)

@@ -75,10 +75,16 @@ class Settings:
     port: int = 7860
     label_password: str | None = None  # shared password for annotators; None = open sign-in
     dashboard_password: str | None = None  # protects the dashboard when set
+    admin_password: str | None = None  # unlocks retraining and label-pair creation on the Status tab
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
     extra_models: tuple[str, ...] = ("ease", "pop")  # served beside `model`, so that two can be compared (interleaving)
     generation_concurrency: int = 1  # generation requests run at once; 1 on CPU, where the model is the bottleneck
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
+
+    @property
+    def serves_locally(self) -> bool:
+        """Bound to this machine only (127.0.0.1 / localhost / ::1): nobody else can reach the app."""
+        return self.host in ("127.0.0.1", "localhost", "::1")
 
     @property
     def db_is_sqlite(self) -> bool:
@@ -107,6 +113,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=port,
         label_password=env.get("VITRINE_LABEL_PASSWORD") or None,
         dashboard_password=env.get("VITRINE_DASHBOARD_PASSWORD") or None,
+        admin_password=env.get("VITRINE_ADMIN_PASSWORD") or None,
         label_overlap=_int(env, "VITRINE_LABEL_OVERLAP", 2, 1, 20),
         extra_models=_names(env, "VITRINE_EXTRA_MODELS", Settings.extra_models),
         generation_concurrency=_int(env, "VITRINE_GENERATION_CONCURRENCY", 1, 1, 16),

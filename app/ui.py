@@ -184,6 +184,9 @@ def build_demo(svc: Services) -> gr.Blocks:
                     retrain_btn = gr.Button("Retrain", elem_id="vt-retrain")
                     pairs_n = gr.Number(value=5, precision=0, minimum=1, maximum=200, label="Label pairs to create")
                     pairs_btn = gr.Button("Create label pairs", elem_id="vt-make-pairs")
+                    admin_pw = gr.Textbox(label="Admin password", type="password", elem_id="vt-admin-password",
+                                          visible=settings.admin_password is not None,
+                                          info="VITRINE_ADMIN_PASSWORD: needed to retrain or create pairs")
                 status_info = gr.Markdown()
 
         # ---------------------------------------------------------------- events
@@ -280,9 +283,9 @@ def build_demo(svc: Services) -> gr.Blocks:
             demo.load(oauth_sign_in, [visitor], [visitor, sign_info], **private)
 
         refresh_btn.click(bind(h.status_html, svc), None, status, **fast, **private)
-        retrain_btn.click(bind(h.retrain, svc), [retrain_dd], [status_info, status], concurrency_id="retrain",
-                          concurrency_limit=1, **private)
-        pairs_btn.click(bind(h.make_pairs, svc), [pairs_n], [status_info, status], **gen, **private)
+        retrain_btn.click(bind(h.retrain, svc), [retrain_dd, admin_pw], [status_info, status],
+                          concurrency_id="retrain", concurrency_limit=1, **private)
+        pairs_btn.click(bind(h.make_pairs, svc), [pairs_n, admin_pw], [status_info, status], **gen, **private)
 
         register_api(svc, generation_limit=settings.generation_concurrency)
     return demo

@@ -199,6 +199,30 @@ def test_status_and_retrain(fresh_svc):
     assert (svc.settings.data_dir / "models" / "ease.trained_on.json").is_file()
 
 
+def test_admin_actions_need_the_admin_password_when_set(services_factory):
+    svc = services_factory(admin_password="adm1n")
+    for wrong in ("nope", "", None):
+        with pytest.raises(gr.Error, match="expected the admin password"):
+            h.retrain(svc, "ease", wrong)
+        with pytest.raises(gr.Error, match="expected the admin password"):
+            h.make_pairs(svc, 1, wrong)
+    assert "Retrained **ease**" in h.retrain(svc, "ease", "adm1n")[0]
+    assert h.make_pairs(svc, 1, "adm1n")[0] == "Created 2 pairs for labeling."
+
+
+def test_admin_actions_are_off_on_a_public_address_without_a_password(services_factory):
+    svc = services_factory(host="0.0.0.0")
+    before = svc.models["ease"]
+    with pytest.raises(gr.Error, match="set VITRINE_ADMIN_PASSWORD"):
+        h.retrain(svc, "ease", "anything")
+    with pytest.raises(gr.Error, match="set VITRINE_ADMIN_PASSWORD"):
+        h.make_pairs(svc, 1)
+    assert svc.models["ease"] is before  # nothing retrained
+    assert svc.counts()["pair tasks"] == 0
+    local = services_factory()  # 127.0.0.1 (make demo): open without a password
+    assert local.settings.serves_locally and "Retrained" in h.retrain(local, "ease")[0]
+
+
 def test_numbers_from_widgets_are_validated(fresh_svc):
     with pytest.raises(gr.Error, match="n: expected an integer between 1 and 200"):
         h.make_pairs(fresh_svc, None)
