@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import datetime as dt
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -810,11 +811,20 @@ def next_pair(session: Session, annotator_id: int, overlap: int = 2, lease_secon
     if kind is not None:
         candidates = candidates.where(PairTask.kind == kind)
     candidates = candidates.order_by(PairTask.slots_taken.desc(), PairTask.id).limit(1)
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=PairTask)
-    for _ in range(100):  # a lost race moves on to the next candidate
-        pair_id = session.scalars(candidates).first()
+    claimable = candidates
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        # NO KEY UPDATE (only slots_taken changes): a label being written for the pair holds a KEY SHARE lock
+        # on it (its foreign key), which FOR UPDATE would conflict with and SKIP LOCKED would pass over
+        claimable = candidates.with_for_update(skip_locked=True, of=PairTask, key_share=True)
+    for attempt in range(100):  # a lost race moves on to the next candidate
+        pair_id = session.scalars(claimable).first()
         if pair_id is None:
+            if postgresql and session.scalars(candidates).first() is not None:
+                # SKIP LOCKED passed over pairs that other annotators are claiming right now: the queue is not
+                # empty for this annotator, so wait for those claims to finish and look again
+                time.sleep(min(0.002 * (attempt + 1), 0.05))
+                continue
             return None
         claimed = session.execute(
             update(PairTask)

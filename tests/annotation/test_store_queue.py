@@ -265,3 +265,54 @@ def test_concurrent_annotators_never_exceed_overlap(catalog):
     assert len(handed) == len(set(handed)) == 12 * 3  # nobody got a pair twice
     assert Counter(pair for pair, _ in handed) == {pair: 3 for pair in pairs}
     assert count(Session, PreferenceLabel) == 36
+
+
+@pytest.fixture
+def pg_catalog(pg_store_url):
+    """The `catalog` of the other tests, on PostgreSQL only (row-lock behaviour)."""
+    from sqlalchemy import text
+
+    from ann_helpers import ITEMS
+    from annotation.db import make_engine, make_session_factory
+    from annotation.models import Base
+
+    engine = make_engine(pg_store_url)
+    with engine.begin() as conn:
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    Session = make_session_factory(engine)
+    with Session() as s, s.begin():
+        store.sync_items(s, ITEMS)
+        store.ensure_user(s, "196")
+    yield Session
+    engine.dispose()
+
+
+def test_a_label_being_written_does_not_hide_its_pair_from_the_queue(pg_catalog):
+    """A label's foreign key holds a KEY SHARE lock on its pair until it commits; the queue claims with FOR NO
+    KEY UPDATE, which does not conflict with it, so the pair is still handed out meanwhile."""
+    Session = pg_catalog
+    (pair,) = _pairs(Session, 1)
+    first, second = _annotators(Session, 2)
+    assert _next(Session, first, overlap=2) == pair
+    with Session() as s, s.begin():
+        store.record_preference(s, new_id(), pair, first, "A")  # uncommitted: KEY SHARE on the pair's row
+        assert _next(Session, second, overlap=2) == pair
+
+
+def test_a_pair_being_claimed_is_waited_for_not_reported_missing(pg_catalog):
+    """Another annotator's claim in flight locks the pair; when it gives up (rollback), the slot is still
+    free, and the queue hands it out rather than telling this annotator that nothing is left."""
+    Session = pg_catalog
+    (pair,) = _pairs(Session, 1)
+    first, second = _annotators(Session, 2)
+    found = []
+    with Session() as s, s.begin():
+        assert store.next_pair(s, first, overlap=1).id == pair  # holds the row lock until the rollback
+        waiter = threading.Thread(target=lambda: found.append(_next(Session, second, overlap=1)))
+        waiter.start()
+        waiter.join(timeout=0.3)
+        assert waiter.is_alive()  # waiting, not answering "nothing left"
+        s.rollback()
+    waiter.join(timeout=10)
+    assert found == [pair]
