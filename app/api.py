@@ -50,6 +50,10 @@ class ApiHandlers:
         "pending"}]}. Covers and captions already made for this user come at once; the others are generated
         in the background (`pending: true`, paths None) and are there on the next call. `wait=True` makes
         them before answering instead (slow with real models)."""
+        with self.svc.interactive():
+            return self._recommend(user_id, model, k, wait)
+
+    def _recommend(self, user_id: str, model: str, k: int, wait: bool) -> dict:
         svc = self.svc
         user_id, kind, liked = self._user(user_id)
         model = _check_text("model", model) if model not in ("", None) else svc.default_model
@@ -86,6 +90,10 @@ class ApiHandlers:
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "") -> dict:
         """Log a click / like / dislike / skip ('open' counts as a click) on an item, tied to the impression
         that showed it (0 = none). Send the same `event_id` (a UUID) to make a retry a no-op."""
+        with self.svc.interactive():
+            return self._feedback(user_id, item_id, kind, impression_id, event_id)
+
+    def _feedback(self, user_id: str, item_id: str, kind: str, impression_id: int, event_id: str) -> dict:
         svc = self.svc
         user_id, _, _ = self._user(user_id)
         item_id = _check_text("item_id", item_id, ID_MAX)

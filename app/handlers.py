@@ -184,15 +184,16 @@ def _slate_info(visitor: Visitor) -> str:
 def _show_page(svc: Services, visitor: Visitor, choice: str) -> tuple[Visitor, list[str], str]:
     user_id = _need_user(visitor)
     seed = (visitor.seed + visitor.page) % (2**31)
-    rows = svc.recommend(
-        user_id, choice, PAGE_SIZE, liked=visitor.liked, exclude=[*visitor.shown, *visitor.disliked], seed=seed
-    )
-    if not rows:
-        visitor.slate = []
-        return visitor, render_cards(visitor), _slate_info(visitor)
-    visitor.impression_id = svc.record_impression(
-        user_id, rows, choice, context={"tab": "discover", "page": visitor.page, "seed": seed}
-    )
+    with svc.interactive():
+        rows = svc.recommend(
+            user_id, choice, PAGE_SIZE, liked=visitor.liked, exclude=[*visitor.shown, *visitor.disliked], seed=seed
+        )
+        if not rows:
+            visitor.slate = []
+            return visitor, render_cards(visitor), _slate_info(visitor)
+        visitor.impression_id = svc.record_impression(
+            user_id, rows, choice, context={"tab": "discover", "page": visitor.page, "seed": seed}
+        )
     visitor.model_choice = choice
     visitor.slate = [r.to_dict() for r in rows]
     visitor.shown.extend(r.item_id for r in rows)
@@ -227,7 +228,8 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
         raise gr.Error(f"There is no card in slot {slot + 1} any more; the slate has {len(visitor.slate)} cards.")
     row = visitor.slate[slot]
     item_id = row["item_id"]
-    svc.record_feedback(user_id, item_id, kind, visitor.impression_id)
+    with svc.interactive():
+        svc.record_feedback(user_id, item_id, kind, visitor.impression_id)
     detail = gr.skip()
     if kind == "like":
         if item_id not in visitor.liked:

@@ -49,6 +49,7 @@ FEEDBACK_KINDS = ("click", "like", "dislike", "skip")  # what /feedback accepts 
 LABEL_CHOICES = ("A", "B", "tie", "skip")
 COMPARE_PREFIX = "compare:"  # model choice "compare:ease|pop" = team-draft interleaving of ease and pop
 BACKGROUND_BATCH_S = 0.5  # the background worker records what it made at least this often
+BACKGROUND_YIELD_S = 0.5  # the longest the background worker waits for interactive requests to finish
 PROFILE_CACHE = 4096  # user profiles kept in memory (a profile is a few hundred bytes)
 
 
@@ -135,6 +136,8 @@ class Services:
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitrine-assets")
         self._pending: set[tuple[str, str]] = set()  # (user_id, item_id) queued for background generation
         self._stored_users: set[str] = set()  # users this process saw committed to the store
+        self._requests = 0  # interactive requests being answered; the background worker waits for none
+        self._quiet = threading.Condition(threading.Lock())
 
     def close(self) -> None:
         """Stop the background generation worker and release the DB connections."""
@@ -571,6 +574,7 @@ class Services:
             deadline = time.monotonic() + BACKGROUND_BATCH_S
             try:
                 while todo and (not batch or time.monotonic() < deadline):
+                    self._wait_for_quiet()
                     batch.append(todo.pop(0))
                     assets.extend(self._item_assets(batch[-1], profile))
                 self._record_assets(assets)
@@ -579,6 +583,25 @@ class Services:
             finally:
                 with self._lock:
                     self._pending.difference_update((user_id, i) for i in batch)
+
+    @contextlib.contextmanager
+    def interactive(self):
+        """Mark an interactive request (a slate, a like) being answered: background generation gives way."""
+        with self._quiet:
+            self._requests += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._requests -= 1
+                if not self._requests:
+                    self._quiet.notify_all()
+
+    def _wait_for_quiet(self) -> None:
+        """Before each background item: wait (at most BACKGROUND_YIELD_S, so that a steady stream of requests
+        cannot starve it) until no interactive request is being answered."""
+        with self._quiet:
+            self._quiet.wait_for(lambda: not self._requests, timeout=BACKGROUND_YIELD_S)
 
     def _item_assets(self, item_id: str, profile) -> list[Any]:
         """[cover, caption] of one item, personalized for `profile` (generated or from the asset cache)."""

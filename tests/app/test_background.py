@@ -89,3 +89,25 @@ def test_cached_assets_keep_one_row_per_user(fresh_svc):
     assert len({cover5["asset_id"], cover6["asset_id"], generic["asset_id"]}) == 3  # a row per user
     assert generic_again["asset_id"] == generic["asset_id"]
     assert svc.known_assets("6", [item])[(item, "cover")]["asset_id"] == cover6["asset_id"]
+
+
+def test_background_work_gives_way_to_interactive_requests(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    monkeypatch.setattr(services_module, "BACKGROUND_YIELD_S", 10.0)
+    items = [i for i, _ in svc.rank("ease", "8", 2)]
+    with svc.interactive():  # a slate or a like being answered
+        svc.generate_later("8", items, svc.profile("8"))
+        time.sleep(0.3)
+        assert svc.known_assets("8", items) == {}  # the worker waits
+    _wait_idle(svc)  # and goes on as soon as the request is answered
+    assert len(svc.known_assets("8", items)) == 4
+
+
+def test_background_work_is_not_starved_by_a_stream_of_requests(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    monkeypatch.setattr(services_module, "BACKGROUND_YIELD_S", 0.05)
+    items = [i for i, _ in svc.rank("ease", "9", 2)]
+    with svc.interactive():  # never quiet: the worker still makes progress after each wait
+        svc.generate_later("9", items, svc.profile("9"))
+        _wait_idle(svc, timeout=10)
+    assert len(svc.known_assets("9", items)) == 4
