@@ -15,6 +15,7 @@ import gradio as gr
 
 from app.handlers import KEY_CHOICES, user_errors
 from app.services import K_MAX, N_VARIANTS_MAX, Services, _check_int, _check_text, new_event_id
+from app.settings import password_matches
 
 __all__ = ["register_api", "ApiHandlers"]
 
@@ -36,11 +37,8 @@ class ApiHandlers:
 
     def _annotator(self, annotator: object, password: object) -> int:
         expected = self.svc.settings.label_password
-        if expected is not None:
-            import hmac
-
-            if not isinstance(password, str) or not hmac.compare_digest(password.encode(), expected.encode()):
-                raise gr.Error("password: expected the labeling password (VITRINE_LABEL_PASSWORD), got a wrong one")
+        if expected is not None and not password_matches(password, expected):
+            raise gr.Error("password: expected the labeling password (VITRINE_LABEL_PASSWORD), got a wrong one")
         return self.svc.sign_in(_check_text("annotator", annotator, 80))
 
     def recommend(self, user_id: str, model: str = "", k: int = 10, wait: bool = False) -> dict:

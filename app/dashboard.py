@@ -12,7 +12,6 @@ per page that lays out the `app.dashboard_views` blocks (pure helpers, unit-test
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from app.dashboard_data import (
     export_frame,
     load_frames,
 )
-from app.settings import load_settings
+from app.settings import load_settings, password_matches
 
 PAGES = ("Overview", "Recommenders", "Generation", "Annotators", "Data")
 CACHE_TTL_S = 300  # data at most 5 minutes old (a cold read of 1M events takes seconds); "Refresh data" clears it
@@ -163,7 +162,7 @@ def password_ok(expected: str | None) -> bool:
     st.title("Vitrine dashboard")
     given = st.text_input("Password", type="password", key="dashboard_password")
     if given:
-        if hmac.compare_digest(given.encode(), expected.encode()):
+        if password_matches(given, expected):
             st.session_state["dashboard_auth"] = True
             return True
         st.error("Wrong password.")

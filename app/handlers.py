@@ -9,7 +9,6 @@ visitor's state as `visitor` (a `gr.State`), and everything they show is returne
 from __future__ import annotations
 
 import functools
-import hmac
 import time
 import uuid
 from types import MappingProxyType
@@ -22,6 +21,7 @@ from annotation.errors import AnnotationError
 from app.cards import CardView, render_card, render_detail, render_pair_side, render_profile, render_status
 from app.errors import AppInputError
 from app.services import COMPARE_PREFIX, Services
+from app.settings import password_matches
 from app.state import PAGE_SIZE, Visitor
 from generation.errors import GenerationError
 from recommenders.errors import RecommendersError
@@ -340,7 +340,7 @@ def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Vi
 def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | None) -> tuple[Visitor, str]:
     """An annotator signs in by name (and the shared password when VITRINE_LABEL_PASSWORD is set)."""
     expected = svc.settings.label_password
-    if expected is not None and not hmac.compare_digest((password or "").encode(), expected.encode()):
+    if expected is not None and not password_matches(password, expected):
         raise gr.Error("Wrong password for labeling.")
     name = (name or "").strip()
     if not name:
@@ -431,14 +431,12 @@ def check_admin(svc: Services, password: object) -> None:
     """The Status tab's actions (retrain, create label pairs) cost minutes of CPU and change what everyone
     sees: they need VITRINE_ADMIN_PASSWORD when it is set; without it they are open only while the app is
     bound to this machine (`make demo`), and closed on a public address (a Space)."""
-    import hmac
-
     expected = svc.settings.admin_password
     if expected is None:
         if not svc.settings.serves_locally:
             raise gr.Error("Admin actions are off on a public address: set VITRINE_ADMIN_PASSWORD to enable them.")
         return
-    if not isinstance(password, str) or not hmac.compare_digest(password.encode(), expected.encode()):
+    if not password_matches(password, expected):
         raise gr.Error("admin password: expected the admin password (VITRINE_ADMIN_PASSWORD), got a wrong one")
 
 

@@ -6,6 +6,7 @@ need arrives through these fields. Every variable is documented in the README's 
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,11 @@ class Settings:
     @property
     def db_is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def password_matches(given: object, expected: str) -> bool:
+    """True when `given` (anything a client sent) is the configured password; compared in constant time."""
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
