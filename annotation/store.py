@@ -150,7 +150,11 @@ _ASSET_REQUIRED = {"kind", "item_id", "generator", "prompt", "content_hash", "la
 
 def _dialect_insert(session: Session):
     """The `insert` construct of the session's dialect (it has `on_conflict_do_nothing`)."""
-    name = session.get_bind().dialect.name
+    return _insert_of(session.get_bind().dialect.name)
+
+
+def _insert_of(name: str):
+    """The `insert` construct of the dialect called `name` ("sqlite" or "postgresql")."""
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif name == "postgresql":
@@ -273,11 +277,7 @@ def sync_items(session: Session, items) -> int:
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise InvalidInputError(f"items.item_id must be unique, got duplicates {dupes}")
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
+    insert = _dialect_insert(session)
     for chunk in _chunks(rows, 200):
         statement = insert(Item).values(chunk)
         statement = statement.on_conflict_do_update(
@@ -520,10 +520,7 @@ def _feedback_statements(dialect: str):
         .where(ImpressionItem.impression_id == bindparam("imp"), ImpressionItem.item_id == bindparam("item_id"))
         .scalar_subquery(),
     )
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
+    insert = _insert_of(dialect)
     insert_returning = (
         insert(FeedbackEvent)
         .values({c: bindparam(c) for c in _FEEDBACK_COLUMNS})
