@@ -15,9 +15,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from annotation import models as m
-from annotation.models import Annotator, FeedbackEvent, GeneratedAsset, User
+from annotation.models import Annotator, FeedbackEvent, GeneratedAsset, Impression, ImpressionItem, User
 
-__all__ = ["user_kind", "annotator_id", "visitor_feedback", "table_counts", "latest_assets", "recorded_asset_ids", "COUNTED_TABLES"]
+__all__ = ["user_kind", "annotator_id", "impression_shows", "visitor_feedback", "table_counts", "latest_assets", "recorded_asset_ids", "COUNTED_TABLES"]
 
 # The tables the Status page counts, by the name it shows.
 COUNTED_TABLES = {
@@ -36,6 +36,15 @@ def user_kind(session: Session, user_id: str) -> str | None:
 def annotator_id(session: Session, name: str) -> int | None:
     """The id of the annotator called `name`, or None when nobody signed in with it."""
     return session.scalar(select(Annotator.id).where(Annotator.name == name))
+
+
+def impression_shows(session: Session, impression_id: int, user_id: str, item_id: str) -> bool:
+    """True when impression `impression_id` was shown to `user_id` and had `item_id` on its slate."""
+    found = session.scalar(
+        select(ImpressionItem.position).join(Impression, Impression.id == ImpressionItem.impression_id)
+        .where(Impression.id == impression_id, Impression.user_id == user_id, ImpressionItem.item_id == item_id)
+    )
+    return found is not None
 
 
 def visitor_feedback(session: Session, user_id: str) -> tuple[list[str], list[str]]:

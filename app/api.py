@@ -14,6 +14,7 @@ bad request with a `gr.Error` naming the argument, what was expected and what wa
 import gradio as gr
 
 from app import checks
+from app.errors import bad
 from app.handlers import KEY_CHOICES, user_errors
 from app.services import Services
 from app.settings import password_matches
@@ -61,11 +62,15 @@ class ApiHandlers:
 
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "") -> dict:
         """Log a click / like / dislike / skip ('open' counts as a click) on an item, tied to the impression
-        that showed it (0 = none). Send the same `event_id` (a UUID) to make a retry a no-op."""
+        (from /recommend) that showed it to this user: required. Send the same `event_id` (a UUID) to make a
+        retry a no-op."""
         user_id = checks.text("user_id", user_id, checks.ID_MAX)
         item_id = checks.text("item_id", item_id, checks.ID_MAX)
         kind = checks.text("kind", kind, 16)
-        impression = None if impression_id in (0, None) else checks.integer("impression_id", impression_id, 1, 2**62)
+        if impression_id in (0, None):
+            raise bad("impression_id", "the impression_id that /recommend returned with the slate (required)",
+                      impression_id)
+        impression = checks.integer("impression_id", impression_id, 1, 2**62)
         event = checks.text("event_id", event_id, checks.EVENT_ID_MAX) if event_id else checks.new_event_id()
         row_id = self.svc.slates.feedback(user_id, item_id, kind, impression, event_id=event)
         return {"feedback_id": row_id, "event_id": event, "user_id": user_id, "item_id": item_id, "kind": kind}

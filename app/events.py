@@ -101,20 +101,28 @@ class EventLog:
         committed()
         return int(imp.id)
 
-    def record_feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None = None, *,
+    def record_feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
                         event_id: str | None = None) -> int:
-        """Log one like / dislike / click / skip ("open" is a click); returns the feedback event's row id."""
+        """Log one like / dislike / click / skip ("open" is a click) on an item of a slate this user was shown;
+        returns the feedback event's row id. Feedback without its impression is refused: anonymous dislikes
+        would hide items from everyone who picks that user and poison retraining (onboarding picks are the one
+        exception, logged by `create_new_user`)."""
         from annotation import errors as aerr
-        from annotation import store
+        from annotation import reads, store
 
         kind = "click" if kind == "open" else kind
         if kind not in FEEDBACK_KINDS:
             raise bad("kind", f"one of {list(FEEDBACK_KINDS)} (or 'open')", kind)
+        if impression_id is None:
+            raise bad("impression_id", "the impression (slate) that showed the item to this user", impression_id)
         self.user_kind(user_id)
         self.catalog.item(item_id)
         try:
             with self.Session() as s, s.begin():
                 committed = self.ensure_user(s, user_id)
+                if not reads.impression_shows(s, impression_id, user_id, item_id):
+                    raise bad("impression_id", f"an impression that showed item {item_id!r} to user {user_id!r}",
+                              impression_id)
                 row = store.record_feedback(s, event_id or checks.new_event_id(), user_id, item_id, kind,
                                             impression_id=impression_id)
         except aerr.AnnotationError as exc:

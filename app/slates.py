@@ -99,7 +99,7 @@ class Slates:
         return self.assets.pending(visit.user_id, item_ids)
 
     @gated
-    def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None = None, *,
+    def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
                  event_id: str | None = None) -> int:
         """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item."""
         return self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)

@@ -86,9 +86,10 @@ def test_recommend_rejects_bad_input(client, args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("5", "9999", "like", 0), "item_id: expected an item"),
-        (("5", "1", "love", 0), "kind: expected one of"),
+        (("5", "9999", "like", 1), "item_id: expected an item"),
+        (("5", "1", "love", 1), "kind: expected one of"),
         (("5", "1", "like", 987654), "impression"),
+        (("5", "1", "dislike", 0), "impression_id: expected the impression_id that /recommend returned"),
     ],
 )
 def test_feedback_rejects_bad_input(client, args, message):

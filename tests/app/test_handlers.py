@@ -265,8 +265,9 @@ def test_default_model_without_features_falls_back(tmp_path):
 def test_app_likes_do_not_shorten_the_slate(fresh_svc):
     svc = fresh_svc
     ease = svc.ranking.parse("ease")
-    top = svc.slates.page(svc.slates.visit("5"), ease, 4, seed=1).item_ids
+    first = svc.slates.page(svc.slates.visit("5"), ease, 4, seed=1)
+    top = first.item_ids
     for item_id in top:  # the user likes the whole first page in the app
-        svc.slates.feedback("5", item_id, "like")
+        svc.slates.feedback("5", item_id, "like", first.impression_id)
     again = svc.slates.page(svc.slates.visit("5"), ease, 4, seed=1).item_ids
     assert len(again) == 4 and not set(again) & set(top)

@@ -79,3 +79,23 @@ def test_a_surrogate_password_is_a_wrong_password(services_factory):
         h.sign_in(svc, Visitor(), "ann", "\ud800")
     with pytest.raises(gr.Error, match="expected the admin password"):
         h.retrain(svc, "ease", "\ud800")
+
+
+def test_feedback_must_name_a_slate_that_showed_the_item_to_that_user(fresh_svc):
+    from annotation.models import FeedbackEvent
+
+    svc, api = fresh_svc, ApiHandlers(fresh_svc)
+    slate = api.recommend("5", "ease", 3)
+    shown, imp = slate["items"][0]["item_id"], slate["impression_id"]
+    unseen = next(i for i in svc.catalog.item_ids if i not in {it["item_id"] for it in slate["items"]})
+    with pytest.raises(AppInputError, match="impression_id: expected the impression_id"):
+        api.feedback("5", shown, "dislike", 0)  # anonymous
+    with pytest.raises(AppInputError, match="an impression that showed item"):
+        api.feedback("6", shown, "dislike", imp)  # another user's slate
+    with pytest.raises(AppInputError, match="an impression that showed item"):
+        api.feedback("5", unseen, "dislike", imp)  # not on that slate
+    assert _count(svc, FeedbackEvent) == 0
+    api.feedback("5", shown, "dislike", imp)
+    assert _count(svc, FeedbackEvent) == 1
+    assert shown not in [i["item_id"] for i in api.recommend("5", "ease", 10)["items"]]
+    assert shown in svc.slates.visit("5").disliked and shown not in svc.slates.visit("6").disliked

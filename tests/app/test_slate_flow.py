@@ -57,8 +57,9 @@ def test_a_disliked_item_never_comes_back(live_app, client, kind):
     # through the API, at any depth: the whole remaining catalog is asked for
     assert disliked not in _api_ids(client, user_id, 50)
     # the API's own dislike is honoured by the UI too
-    other = _api_ids(client, user_id, 1)[0]
-    client.predict(user_id, other, "dislike", 0, api_name="/feedback")
+    slate = client.predict(user_id, "ease", 1, api_name="/recommend")
+    other = slate["items"][0]["item_id"]
+    client.predict(user_id, other, "dislike", slate["impression_id"], api_name="/feedback")
     assert other not in _api_ids(client, user_id, 50)
     fresh, _ = h.select_user(svc, Visitor(), user_id)
     fresh, _, _ = h.recommend(svc, fresh, "ease", None)
