@@ -16,7 +16,7 @@ import gradio as gr
 
 from app import handlers as h
 from app.api import register_api
-from app.cards import CSS
+from app.cards import CSS, markdown_escape
 from app.checks import N_VARIANTS_MAX
 from app.services import Services
 from app.state import PAGE_SIZE, Visitor
@@ -200,11 +200,11 @@ def build_demo(svc: Services) -> gr.Blocks:
             v, cards, info = result
             return [v, *_cards_out(cards), info]
 
-        def do_recommend(v, model, compare):
-            return show(h.recommend(svc, v, model, compare))
+        def do_recommend(v, model, compare, request: gr.Request):
+            return show(h.recommend(svc, v, model, compare, request=request))
 
-        def do_more(v):
-            return show(h.more(svc, v))
+        def do_more(v, request: gr.Request):
+            return show(h.more(svc, v, request=request))
 
         def do_fill(v):
             for v2, cards in h.fill_assets(svc, v):
@@ -246,8 +246,8 @@ def build_demo(svc: Services) -> gr.Blocks:
         for trigger in (user_dd.input, start_btn.click, rec_btn.click, more_btn.click, *feedback_triggers):
             trigger(None, None, None, cancels=fills, **private)
 
-        def do_create(v, item_id, n, progress=gr.Progress()):
-            return h.create_variants(svc, v, item_id, n, progress=progress)
+        def do_create(v, item_id, n, request: gr.Request, progress=gr.Progress()):
+            return h.create_variants(svc, v, item_id, n, progress=progress, request=request)
 
         create_btn.click(do_create, [visitor, create_item, create_n], [visitor, gallery, caption_md, create_info],
                          **gen, **private)
@@ -278,7 +278,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                     return v, gr.skip()
                 v.annotator_id = svc.labeling.sign_in(f"hf:{oauth.username}", reserved_ok=True)
                 v.annotator_name = f"hf:{oauth.username}"
-                return v, f"Signed in with Hugging Face as **{oauth.username}**."
+                return v, f"Signed in with Hugging Face as **{markdown_escape(oauth.username)}**."
 
             demo.load(oauth_sign_in, [visitor], [visitor, sign_info], **private)
 
@@ -299,8 +299,15 @@ def enable_queue(demo: gr.Blocks, default_concurrency_limit: int = 8) -> gr.Bloc
 
 def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
+    from starlette.middleware import Middleware
+
+    from app.guards import BodyLimit
+
+    limit = svc.settings.max_body_bytes
     return {
         "allowed_paths": [str(svc.settings.data_dir / "assets")],
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit)]},  # 413 for a larger body
+        "max_file_size": limit,  # the app has no upload component: /gradio_api/upload gets the same cap
         "css": CSS,
         "head": HEAD,
         # system fonts: the default theme fonts come from Google Fonts, which an offline machine cannot reach
