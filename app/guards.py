@@ -16,7 +16,7 @@ from typing import Any
 
 from app.errors import AppInputError
 
-__all__ = ["BodyLimit", "RateLimits", "client_key"]
+__all__ = ["BodyLimit", "EncodableJson", "RateLimits", "client_key"]
 
 
 class BodyLimit:
@@ -47,25 +47,78 @@ class BodyLimit:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     break
-            body = b"".join(chunks)
-            sent = False
-
-            async def replay() -> dict:
-                nonlocal sent
-                if sent:
-                    return await receive()
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            await self.app(scope, replay, send)
+            await self.app(scope, _replaying(b"".join(chunks), receive), send)
             return
         await self.app(scope, receive, send)
 
     async def _too_large(self, send: Any) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, 413, f"request body larger than {self.max_bytes} bytes")
+
+
+async def _refuse(send: Any, status: int, detail: str) -> None:
+    """Answer with `status` and a JSON {"detail": ...}, without calling the app."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    """The whole request body (None when the client went away)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class EncodableJson:
+    """ASGI middleware: 400 for a JSON request whose text holds lone surrogates ("\\ud800"). JSON may escape
+    them, Python decodes them, and Gradio then fails deep inside when it encodes the request back to UTF-8, with
+    no message for the client. Placed inside `BodyLimit`, so the body it reads is bounded."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        headers = dict(scope.get("headers") or [])
+        if scope["type"] != "http" or scope.get("method") != "POST" or b"json" not in headers.get(b"content-type", b""):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        if b"\\ud" in body.lower() and not _encodable(body):
+            await _refuse(send, 400, "request text holds lone surrogates (e.g. \\ud800): send valid UTF-8 text")
+            return
+        await self.app(scope, _replaying(body, receive), send)
+
+
+def _replaying(body: bytes, receive: Any) -> Any:
+    """A `receive` that hands the app the body already read, then whatever the client sends next."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _encodable(body: bytes) -> bool:
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except ValueError:
+        return True  # not JSON at all: the app answers that itself
+    return True
 
 
 def client_key(request: Any, trust_proxy: bool) -> str:

@@ -138,7 +138,8 @@ def build_demo(svc: Services) -> gr.Blocks:
                 with gr.Row():
                     create_item = gr.Dropdown(choices=svc.catalog.item_choices(), value=None, filterable=True,
                                               label="Item", elem_id="vt-create-item", scale=3)
-                    create_n = gr.Slider(2, N_VARIANTS_MAX, value=4, step=1, label="Variants", scale=1)
+                    create_n = gr.Dropdown(choices=list(range(2, N_VARIANTS_MAX + 1)), value=4, label="Variants",
+                                           scale=1)  # not a slider: its own check crashes on a non-number
                     create_btn = gr.Button("Generate", variant="primary", scale=1, elem_id="vt-generate")
                 create_info = gr.Markdown(elem_id="vt-create-info")
                 gallery = gr.Gallery(label="Variants", columns=4, rows=1, height="auto", object_fit="contain",
@@ -182,7 +183,8 @@ def build_demo(svc: Services) -> gr.Blocks:
                     retrain_dd = gr.Dropdown(choices=svc.ranking.model_names, value=svc.ranking.default_model,
                                              label="Retrain from the logs")
                     retrain_btn = gr.Button("Retrain", elem_id="vt-retrain")
-                    pairs_n = gr.Number(value=5, precision=0, minimum=1, maximum=200, label="Label pairs to create")
+                    # a dropdown, not gr.Number: Number's own check crashes on a non-number sent over raw HTTP
+                    pairs_n = gr.Dropdown(choices=[1, 5, 10, 20, 50, 100, 200], value=5, label="Label pairs to create")
                     pairs_btn = gr.Button("Create label pairs", elem_id="vt-make-pairs")
                     admin_pw = gr.Textbox(label="Admin password", type="password", elem_id="vt-admin-password",
                                           visible=settings.admin_password is not None,
@@ -252,8 +254,12 @@ def build_demo(svc: Services) -> gr.Blocks:
         create_btn.click(do_create, [visitor, create_item, create_n], [visitor, gallery, caption_md, create_info],
                          **gen, **private)
 
-        def on_select(evt: gr.SelectData):
-            return evt.index
+        def on_select(evt: gr.EventData):
+            # gr.EventData, not gr.SelectData: SelectData cannot be built from the missing or odd event data a raw
+            # call may carry, and that fails inside Gradio with no message
+            data = evt._data if isinstance(evt._data, dict) else {}
+            index = data.get("index")
+            return index if isinstance(index, int) and not isinstance(index, bool) else None
 
         gallery.select(on_select, None, picked, **private)
         pick_btn.click(lambda v, i: h.pick_variant(svc, v, i), [visitor, picked], [visitor, create_info],
@@ -263,9 +269,11 @@ def build_demo(svc: Services) -> gr.Blocks:
         signed = sign_btn.click(bind(h.sign_in, svc), [visitor, ann_name, ann_pw], [visitor, sign_info],
                                 **fast, **private)
         signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
-        signed.success(lambda v, r: {**(r or {}), "annotator": v.annotator_name or ""}, [visitor, remembered],
+        signed.success(lambda v, r: {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or ""},
+                       [visitor, remembered],
                        [remembered], **private)
-        demo.load(lambda r: (r or {}).get("annotator") or "", [remembered], [ann_name], **private)
+        demo.load(lambda r: str(r.get("annotator") or "") if isinstance(r, dict) else "", [remembered], [ann_name],
+                  **private)
         for key, button in key_btns.items():
             if key == "u":
                 button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
@@ -301,12 +309,13 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.guards import BodyLimit
+    from app.guards import BodyLimit, EncodableJson
 
     limit = svc.settings.max_body_bytes
     return {
         "allowed_paths": [str(svc.settings.data_dir / "assets")],
-        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit)]},  # 413 for a larger body
+        # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)]},
         "max_file_size": limit,  # the app has no upload component: /gradio_api/upload gets the same cap
         "css": CSS,
         "head": HEAD,
