@@ -125,7 +125,7 @@ def parse_keywords(raw: str, max_keywords: int, domain: Domain = FILM) -> list[s
     text = "".join("\n" if ch == "\n" else " " if unicodedata.category(ch).startswith("C") else ch for ch in raw)
     for pattern, repl in _MARKUP:
         text = pattern.sub(repl, text)
-    parts = [p.strip(" .\"'").lower() for p in re.split(r"[,;\n]", text)]
+    parts = [" ".join(p.split()).strip(" .\"'").lower() for p in re.split(r"[,;\n]", text)]
     parts = [p for p in parts if p]
     kept: list[str] = []
     for part in parts:

@@ -183,6 +183,26 @@ def prompt_phrases(prompt: str) -> list[str]:
     return [p for p in phrases if p and '"' not in p and len(p.split()) <= 5]
 
 
+def _without_overlap(ranked: list[str], limit: int) -> list[str]:
+    """The first `limit` distinct keywords of `ranked`, skipping a word that a kept two-word phrase already
+    says and a two-word phrase whose both words are already kept."""
+    kept: list[str] = []
+    words: set[str] = set()
+    pairs: set[str] = set()
+    for phrase in ranked:
+        if len(kept) >= limit:
+            break
+        parts = phrase.split()
+        if phrase in kept or (len(parts) == 1 and phrase in pairs) or (len(parts) == 2 and set(parts) <= words):
+            continue
+        kept.append(phrase)
+        if len(parts) == 1:
+            words.add(phrase)
+        elif len(parts) == 2:
+            pairs.update(parts)
+    return kept
+
+
 def build_profile(
     user_id: str,
     history: Sequence[Mapping],
@@ -275,7 +295,7 @@ def build_profile(
             scores[phrase] = scores.get(phrase, 0.0) + PREFERRED_PROMPT_WEIGHT
     ranked = sorted(scores, key=lambda k: (-scores[k], k))
     named = list(dict.fromkeys(k.strip().lower() for k in llm_keywords))
-    keywords = list(dict.fromkeys([*named, *ranked]))[:max_keywords]
+    keywords = _without_overlap([*named, *ranked], max_keywords)
     return UserProfile(
         user_id=user_id,
         liked_titles=liked_titles,

@@ -295,6 +295,8 @@ _POOLS: dict[str, dict[str, Any]] = {
         "title": ["{a} {b}", "Song of {a}", "{a} in {b}"],
     },
 }
+_TITLE_WORDS = ["Harbour", "Lantern", "Orchard", "Meridian", "Atlas", "Compass", "Juniper", "Beacon", "Quarry",
+                "Willow", "Falcon", "Ember", "Cobalt", "Tundra"]
 _PALETTE = [(200, 60, 60), (60, 140, 200), (80, 170, 90), (210, 170, 50), (150, 90, 180), (40, 40, 40)]
 
 
@@ -332,7 +334,9 @@ def write_synthetic_catalog(
         words = pool["genres"][genre]
         picks = rng.choice(len(words), size=3, replace=False)
         a, b, c = (words[int(i)] for i in picks)
-        title = pool["title"][k % len(pool["title"])].format(a=a.title(), b=b.title()) + f" {k}"
+        # titles from a neutral vocabulary: the genre's words are in the text, as in a real catalogue
+        t1, t2 = _TITLE_WORDS[k % len(_TITLE_WORDS)], _TITLE_WORDS[(k * 7 + 3) % len(_TITLE_WORDS)]
+        title = pool["title"][k % len(pool["title"])].format(a=t1, b=t2) + f" {k}"
         text = f"{title}: {a}, {b} and {c}. A {genre.lower()} {pool['noun']} about {a} and {c}."
         rows.append({"item_id": f"{domain[0]}{k}", "title": title, "text": text, "genres": genre,
                      "year": 1990 + k % 30, "image": f"images/{domain[0]}{k}.png" if images else ""})
