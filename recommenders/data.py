@@ -416,8 +416,13 @@ def read_domain(folder: Path, items_path: Path | None = None) -> dict:
     items_path = items_path or _find_table(folder, "items", required=False)
     if items_path is None:
         return {"domain": "generic"}
-    frame = pd.read_csv(items_path, dtype=str, nrows=100_000) if items_path.suffix == ".csv" \
-        else pd.read_parquet(items_path)
+    wanted = ("domain", "item_noun")
+    try:
+        frame = pd.read_csv(items_path, dtype=str, usecols=lambda c: str(c).strip() in wanted) \
+            if items_path.suffix == ".csv" else pd.read_parquet(items_path)
+    except Exception as exc:  # a parser error: say which file
+        raise DatasetError(f"{items_path}: cannot be read as {items_path.suffix[1:]}: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
     if "domain" not in frame.columns:
         return {"domain": "generic"}
     spec: dict = {}

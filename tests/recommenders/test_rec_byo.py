@@ -237,3 +237,32 @@ def test_grow_features_recomputes_when_the_catalogue_was_rewritten(tmp_path: Pat
                                                                    interactions=False, images=False))
     fs = grow_features(a, {"text": np.zeros((4, 3), np.float32)}, grown, tmp_path / "cache")
     assert calls == [5, 2] and fs.arrays["text"][:4].sum() == 0 and fs.arrays["text"][4:].sum() == 6
+
+
+# -- the served covers as an image modality of their own -------------------------------------------------------
+def test_cover_embeddings_feed_vbpr_as_a_modality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recommenders.features as F
+    from generation.covers import CoverGenerator
+    from generation.prompts import ItemInfo
+    from recommenders.models.vbpr import content_matrix
+
+    ds = load_dataset(write_synthetic_catalog(tmp_path / "c", "music", n_items=12, n_users=8, images=False), tmp_path)
+    covers = CoverGenerator(None, tmp_path / "assets", size=64)  # typographic covers: the genre sets the palette
+    paths = {r.item_id: covers.generate(ItemInfo(r.item_id, r.title, int(r.year), list(r.genres), r.text))[0].path
+             for r in ds.items.itertuples()}
+    del paths["m11"]  # an item whose cover is not made yet: a zero row
+    clip = _tiny_clip(tmp_path / "clip")
+    cover = F.cover_features(ds.item_ids, paths, tmp_path / "cache", clip)
+    assert cover.shape == (12, 12) and cover.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(cover[:11], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(cover[11], 0.0)
+    assert len({row.tobytes() for row in cover[:11]}) == 11  # every cover its own embedding
+    monkeypatch.setattr(F, "encode_images", lambda *a, **k: (_ for _ in ()).throw(AssertionError("cache missed")))
+    np.testing.assert_array_equal(F.cover_features(ds.item_ids, paths, tmp_path / "cache", clip), cover)
+    text = np.eye(12, 6, dtype=np.float32)
+    feats = {"text": text, "cover": cover}
+    assert content_matrix(feats).shape == (12, 18)  # vbpr fuses every modality it is given
+    with_cover = create_model("vbpr", epochs=3, dim=8, content_dim=8, seed=0).fit(ds.interactions, ds.item_ids, feats)
+    without = create_model("vbpr", epochs=3, dim=8, content_dim=8, seed=0).fit(ds.interactions, ds.item_ids,
+                                                                              {"text": text})
+    assert not np.allclose(with_cover.score(0), without.score(0))  # the cover modality changes the ranking model
