@@ -266,3 +266,23 @@ def test_cover_embeddings_feed_vbpr_as_a_modality(tmp_path: Path, monkeypatch: p
     without = create_model("vbpr", epochs=3, dim=8, content_dim=8, seed=0).fit(ds.interactions, ds.item_ids,
                                                                               {"text": text})
     assert not np.allclose(with_cover.score(0), without.score(0))  # the cover modality changes the ranking model
+
+
+def test_extend_text_model_recovers_its_own_projection_for_a_new_item(tmp_path: Path) -> None:
+    """`text` scores an item by theta_u . (E f_i): fitted with a cold item X in the catalogue, then X removed and
+    added back through extend_model, X gets the very vector the model gave it (the items span the content)."""
+    import scipy.sparse as sp
+
+    ds = load_dataset(write_synthetic_catalog(tmp_path / "c", "book", n_items=12, images=False), tmp_path)
+    inter = ds.interactions[ds.interactions["item_id"] != "b11"]  # b11: no interactions, a cold item
+    rng = np.random.default_rng(0)
+    feats = {"text": rng.normal(size=(12, 5)).astype(np.float32)}
+    model = create_model("text", epochs=5, content_dim=4, seed=0).fit(inter, ds.item_ids, feats)
+    v_cold, b_cold = model.V[11].copy(), model.b[11]
+    model.V, model.b, model.item_ids = model.V[:11], model.b[:11], model.item_ids[:11]
+    model._item_index = {i: n for n, i in enumerate(model.item_ids)}
+    model._seen = sp.csr_matrix(model._seen.toarray()[:, :11])
+    extend_model(model, ds.item_ids, feats)
+    np.testing.assert_allclose(model.V[11], v_cold, rtol=1e-5, atol=1e-6)
+    assert model.item_ids[-1] == "b11" and np.isfinite(model.b[11])
+    assert np.isclose(model.b[11], b_cold, atol=0.05)  # the bias map is an estimate (warm items have own biases)
