@@ -1,4 +1,4 @@
-"""`python -m recommenders fetch|evaluate|train` - see `python -m recommenders --help`."""
+"""`python -m recommenders fetch|evaluate|train|add-items` - see `python -m recommenders --help`."""
 
 from __future__ import annotations
 
@@ -40,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="fit on all interactions (early-stopped epochs) and save the model")
     common(tr)
     tr.add_argument("--out", type=Path, required=True, help="directory to save the model into")
+
+    add = sub.add_parser("add-items", help="add the items of FOLDER to a bring-your-own catalogue: features "
+                         "computed, saved content models extended at once (ID models: at the next retrain)")
+    add.add_argument("folder", type=Path, help="a folder with items.csv|parquet (and optional images/)")
+    add.add_argument("--dataset", type=Path, required=True, help="the bring-your-own catalogue folder to grow")
+    add.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="holds features/ (the feature cache)")
+    add.add_argument("--models-dir", type=Path, default=None,
+                     help="saved models (one folder with params.json each): content models are extended and re-saved")
+    add.add_argument("--text-model", default=None, help="sentence-transformers dir (default: packaged MiniLM)")
+    add.add_argument("--image-model", default=None, help="CLIP dir or cached hub id, for datasets with images")
     return parser
 
 
@@ -117,6 +127,37 @@ def train(args: argparse.Namespace) -> dict:
             "fit_seconds": model.fit_seconds, "users": len(model.user_ids), "items": len(model.item_ids)}
 
 
+def add_items(args: argparse.Namespace) -> dict:
+    from recommenders.catalog import append_items, check_growable, extend_model, grow_features
+    from recommenders.data import load_dataset, read_items
+    from recommenders.features import compute_features
+    from recommenders.models import load_model
+
+    check_growable(args.dataset, args.folder)
+    read_items(args.folder)  # a bad batch is refused before any feature is computed
+    cache = args.data_dir / "features"
+    before = load_dataset(args.dataset, args.data_dir)
+    before_feats = compute_features(before, cache, args.text_model, args.image_model)
+    grown = append_items(args.dataset, args.folder)
+    feats = grow_features(before, before_feats.arrays, grown, cache, args.text_model, args.image_model)
+    models: dict[str, str] = {}
+    if args.models_dir is not None:
+        for folder in sorted(p for p in Path(args.models_dir).iterdir() if (p / "params.json").is_file()):
+            model = load_model(folder)
+            if set(model.item_ids) - set(grown.item_ids):
+                models[folder.name] = "skipped: trained on another catalogue"
+                continue
+            try:
+                extend_model(model, grown.item_ids, feats.arrays).save(folder)
+                models[folder.name] = f"{model.name}: new items ranked now"
+            except RecommendersError as exc:
+                models[folder.name] = f"{model.name}: at the next retrain ({str(exc).split(':')[0]})"
+    new_ids = grown.item_ids[len(before.items):]
+    return {"dataset": str(args.dataset), "added": new_ids, "items": len(grown.items),
+            "features": {k: list(v.shape) for k, v in feats.arrays.items()}, "missing": feats.missing,
+            "models": models}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -128,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"dataset": ds.name, "path": str(folder), "items": len(ds.items),
                               "users": len(ds.users), "interactions": len(ds.interactions)}))
             return 0
-        result = evaluate(args) if args.command == "evaluate" else train(args)
+        if args.command == "add-items":
+            result = add_items(args)
+        else:
+            result = evaluate(args) if args.command == "evaluate" else train(args)
         text = json.dumps(result, indent=2, default=str)
         if getattr(args, "json", None):
             args.json.parent.mkdir(parents=True, exist_ok=True)
