@@ -173,8 +173,9 @@ def render_cards(visitor: Visitor) -> list[str]:
             caption=caption["text"] if caption else None,
             caption_fallback=bool(caption and caption["fallback"]),
             feedback="like" if row["item_id"] in visitor.liked else None,
+            item_image=row.get("image"),
         )
-        cards.append(render_card(view, position=row.get("position", pos)))
+        cards.append(render_card(view, position=row.get("position", pos), lead=visitor.card_lead))
     return cards + [""] * (PAGE_SIZE - len(cards))
 
 
@@ -206,7 +207,8 @@ def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Vi
     page = svc.slates.page(_visit(visitor), choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
                            context={"page": visitor.page})
     visitor.model_choice = choice
-    visitor.slate = [r.to_dict() for r in page.rows]
+    visitor.card_lead = svc.settings.card_lead
+    visitor.slate = [{**r.to_dict(), "image": svc.catalog.item_image(r.item_id)} for r in page.rows]
     visitor.impression_id = page.impression_id
     visitor.pending = list(page.pending)
     visitor.shown.extend(page.item_ids)
@@ -268,7 +270,8 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
         item = svc.catalog.item(item_id)
         cover = visitor.covers.get(item_id)
         detail = render_detail(row["title"], row.get("year"), row.get("genres") or [], item.get("text") or "",
-                               cover["path"] if cover else None)
+                               cover["path"] if cover else None, item_image=row.get("image"),
+                               lead=svc.settings.card_lead)
         info = f"Opened **{title}**."
     else:
         raise gr.Error(f"kind must be like, dislike or open, got {kind!r}")

@@ -175,20 +175,15 @@ def build_services(
         with timed("dataset"):
             dataset = load_dataset(settings.dataset, data_dir)
     if features is None:
-        from recommenders.features import item_features
+        from recommenders.features import compute_features
 
         with timed("features"):
-            try:
-                features = item_features(
-                    dataset,
-                    cache_dir=data_dir / "features",
-                    text_model=settings.text_model,
-                    image_model=settings.image_model if dataset.has_images else None,
-                    allow_network=settings.allow_network,
-                )
-            except (LookupError, ValueError, OSError) as exc:
-                notes.append(f"item features unavailable ({exc}); content models are not served")
-                features = {}
+            # each modality on its own: a missing image model never drops the text features
+            found = compute_features(dataset, cache_dir=data_dir / "features", text_model=settings.text_model,
+                                     image_model=settings.image_model if dataset.has_images else None,
+                                     allow_network=settings.allow_network)
+        features = found.arrays
+        notes.extend(found.notes())
     names = _served_names(settings, features, model_names, notes)
     models: dict[str, Recommender] = {}
     with timed("models"):
@@ -204,19 +199,23 @@ def build_services(
             store.sync_items(s, dataset.items)
     from generation.captions import CaptionGenerator
     from generation.covers import CoverGenerator
+    from generation.domain import Domain
 
+    domain = Domain.from_spec(dataset.domain)  # the dataset declares it: prompts, captions and UI words follow
     with timed("generators"):
         asset_dir = data_dir / "assets"
         covers = CoverGenerator(settings.cover_model, asset_dir, device=settings.device,
-                                allow_network=settings.allow_network).load()
+                                allow_network=settings.allow_network, domain=domain,
+                                init_strength=settings.init_strength if dataset.has_images else None).load()
         captions = CaptionGenerator(settings.caption_model, asset_dir, device=settings.device,
-                                    allow_network=settings.allow_network).load()
+                                    allow_network=settings.allow_network, domain=domain).load()
     if covers.uses_fallback:
         notes.append("covers: typographic fallback in use")
     if captions.uses_fallback:
         notes.append("captions: template fallback in use")
 
-    catalog = Catalog(dataset, features.get("text"))
+    catalog = Catalog(dataset, features.get("text"), domain=domain,
+                      llm_keywords=None if captions.uses_fallback else captions.preference_keywords)
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
     assets = Assets(catalog, events, covers, captions, ReadSession)

