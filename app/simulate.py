@@ -258,8 +258,11 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                      rng: random.Random, nprng: np.random.Generator, report: SimReport, first_day: dt.datetime,
                      now: dt.datetime) -> None:
     from annotation import store
+    from generation.domain import Domain, with_article
     from generation.profile import build_profile
     from generation.prompts import ItemInfo, build_prompt
+
+    domain = Domain.from_spec(getattr(dataset, "domain", None))
 
     items = dataset.items.set_index("item_id")
     liked = train[train["rating"] >= 4]
@@ -277,13 +280,14 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                         "genres": list(items.loc[i, "genres"]), "year": None, "rating": float(r), "timestamp": int(t)}
                        for i, r, t in liked[liked["user_id"] == user][["item_id", "rating", "timestamp"]]
                        .head(30).itertuples(index=False)]
-            profile = build_profile(user, history)
+            profile = build_profile(user, history, domain=domain)
             ids = {}
             for generator, (q, latency) in GENERATORS.items():
                 for personalized in (True, False):
-                    prompt = build_prompt(item, profile if personalized else None, alpha=0.5 if personalized else 0.0)
+                    prompt = build_prompt(item, profile if personalized else None, alpha=0.5 if personalized else 0.0,
+                                          domain=domain)
                     text = (f"[simulated {generator}] {item.title}: " + ", ".join(prompt.keywords[:4])
-                            if generator != "fallback" else f"{item.title} — {', '.join(item.genres) or 'a film'}.")
+                            if generator != "fallback" else f"{item.title} — {', '.join(item.genres) or with_article(domain.noun)}.")
                     asset = store.record_asset(s, {
                         "event_id": _uuid(rng), "kind": "caption", "item_id": item_id,
                         "user_id": user if personalized else None, "generator": generator,
