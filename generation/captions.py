@@ -24,17 +24,16 @@ from __future__ import annotations
 import logging
 import random
 import re
-import threading
 import time
 import unicodedata
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from generation.assets import Asset, AssetStore, asset_key
+from generation.assets import Asset, asset_key
 from generation.domain import FILM, Domain, with_article
 from generation.errors import ModelUnavailableError, invalid
-from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads, select_device
+from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads
 from generation.profile import UserProfile, content_words
 from generation.prompts import ItemInfo
 
@@ -223,8 +222,6 @@ class CaptionGenerator(LoadsOnce):
         fallback_on_error: bool = True,
         domain: Domain = FILM,
     ) -> None:
-        if model is not None and (not isinstance(model, str) or not model.strip()):
-            raise invalid("model", "a hub id, a local directory or None (template fallback)", model)
         if isinstance(max_chars, bool) or not isinstance(max_chars, Integral) or not 40 <= max_chars <= 2000:
             raise invalid("max_chars", "an int between 40 and 2000", max_chars)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral) or not 1 <= max_new_tokens <= 1024:
@@ -233,30 +230,16 @@ class CaptionGenerator(LoadsOnce):
             raise invalid("sample", "a bool", sample)
         if isinstance(temperature, bool) or not isinstance(temperature, Real) or not 0 < temperature <= 5:
             raise invalid("temperature", "a number in (0, 5]", temperature)
-        if not isinstance(allow_network, bool):
-            raise invalid("allow_network", "a bool", allow_network)
-        self.model = model.strip() if model else None
-        self.store = AssetStore(asset_dir)
-        self.device, self.dtype = select_device(device, dtype)
-        self.allow_network = allow_network
+        self._init_loading(model, asset_dir, device, dtype, allow_network, num_threads, cache_dir, fallback_on_error,
+                           domain)
         self.max_chars = int(max_chars)
         self.max_new_tokens = int(max_new_tokens)
         self.sample = sample
         self.temperature = float(temperature)
-        self.num_threads = num_threads
-        self.cache_dir = cache_dir
-        self.fallback_on_error = fallback_on_error
-        if not isinstance(domain, Domain):
-            raise invalid("domain", "a generation.domain.Domain", domain)
-        self.domain = domain
         self.system_prompt = domain.system_prompt()
         self._keywords: dict[tuple, list[str] | None] = {}
-        self.resolved: ResolvedModel | None = None
-        self.unavailable_reason: str | None = None if model else "no caption model configured (model=None)"
         self._lm: Any = None
         self._tokenizer: Any = None
-        self._loaded = model is None
-        self._lock = threading.RLock()
 
     @property
     def uses_fallback(self) -> bool:

@@ -24,18 +24,17 @@ so the app may wrap `generate` with `spaces.GPU`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from generation.assets import IMAGE_FORMATS, Asset, AssetStore, asset_key
+from generation.assets import IMAGE_FORMATS, Asset, asset_key
 from generation.compose import COMPOSE_VERSION, FALLBACK_VERSION, compose_poster, render_fallback_cover
 from generation.domain import FILM, Domain
 from generation.errors import invalid
-from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads, select_device
+from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads
 from generation.profile import UserProfile
 from generation.prompts import ItemInfo, Prompt, build_prompt
 
@@ -86,43 +85,27 @@ class CoverGenerator(LoadsOnce):
         domain: Domain = FILM,
         init_strength: float | None = None,
     ) -> None:
-        if model is not None and (not isinstance(model, str) or not model.strip()):
-            raise invalid("model", "a hub id, a local directory or None (typographic fallback)", model)
         if isinstance(steps, bool) or not isinstance(steps, Integral) or not 1 <= steps <= 200:
             raise invalid("steps", "an int between 1 and 200", steps)
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, Real) or guidance_scale < 0:
             raise invalid("guidance_scale", "a number >= 0", guidance_scale)
-        if not isinstance(allow_network, bool):
-            raise invalid("allow_network", "a bool", allow_network)
         if image_format not in IMAGE_FORMATS:
             raise invalid("image_format", f"one of {tuple(IMAGE_FORMATS)}", image_format)
-        if not isinstance(domain, Domain):
-            raise invalid("domain", "a generation.domain.Domain", domain)
         if init_strength is not None:
             if isinstance(init_strength, bool) or not isinstance(init_strength, Real) or not 0 < init_strength <= 1:
                 raise invalid("init_strength", "None (text-to-image) or a number in (0, 1]", init_strength)
             if int(int(steps) * float(init_strength)) < 1:
                 raise invalid("init_strength", f"a value with steps * init_strength >= 1 (steps={steps}: at least "
                               f"{1 / int(steps):.3g}), so that image-to-image runs a denoising step", init_strength)
-        self.domain = domain
+        self._init_loading(model, asset_dir, device, dtype, allow_network, num_threads, cache_dir, fallback_on_error,
+                           domain)
         self.init_strength = None if init_strength is None else float(init_strength)
         self._img2img: Any = None
         self.image_format = image_format
-        self.model = model.strip() if model else None
-        self.store = AssetStore(asset_dir)
-        self.device, self.dtype = select_device(device, dtype)
-        self.allow_network = allow_network
         self.steps = int(steps)
         self.width, self.height = _size(size)
         self.guidance_scale = float(guidance_scale)
-        self.num_threads = num_threads
-        self.cache_dir = cache_dir
-        self.fallback_on_error = fallback_on_error
-        self.resolved: ResolvedModel | None = None
-        self.unavailable_reason: str | None = None if model else "no cover model configured (model=None)"
         self._pipe: Any = None
-        self._loaded = model is None
-        self._lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------------------------------
     @property
