@@ -382,11 +382,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, L
     parser.add_argument("--model", default="ease")
     parser.add_argument("--tolerance", type=float, default=0.0)
     parser.add_argument("--no-ips", action="store_true", help="skip the IPS check")
+    parser.add_argument("--min-ratings", type=int, default=40, help="visitors have at least this many ratings")
+    parser.add_argument("--ips-candidates", default="itemknn,pop", help="second models the IPS check estimates")
+    parser.add_argument("--ips-replicates", type=int, default=10, help="logged slates per visitor for IPS")
     parser.add_argument("--workdir", type=Path, default=None, help="store + artifacts (default: a temporary dir)")
     args = parser.parse_args(argv)
     try:
         config = LoopConfig(users=args.users, rounds=args.rounds, retrain=args.retrain, seed=args.seed,
-                            model=args.model, tolerance=args.tolerance, ips=not args.no_ips)
+                            model=args.model, tolerance=args.tolerance, ips=not args.no_ips,
+                            min_ratings=args.min_ratings, ips_replicates=args.ips_replicates,
+                            ips_candidates=tuple(c.strip() for c in args.ips_candidates.split(",") if c.strip()))
     except ValueError as exc:
         parser.error(str(exc))
     return args, config
