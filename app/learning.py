@@ -140,6 +140,7 @@ def offline_metrics(name: str, split, item_ids: Sequence[str], signal: pd.DataFr
     trained on.
     """
     from recommenders.evaluation import evaluate_model
+    from recommenders.splits import Split
 
     extra = None
     if signal is not None and len(signal):
@@ -148,64 +149,80 @@ def offline_metrics(name: str, split, item_ids: Sequence[str], signal: pd.DataFr
         keep = [(u, i) not in keys for u, i in zip(signal["user_id"].astype(str), signal["item_id"].astype(str))]
         extra = signal[np.asarray(keep, dtype=bool)]
     model = fit_on(name, split.train, item_ids, extra, features, params)
+    if extra is not None and len(extra):
+        # RecBole ranks everything but the user's training items: the logged ones are training items too
+        seen = pd.concat([split.train[["user_id", "item_id"]].astype(str),
+                          extra[["user_id", "item_id"]].astype(str)], ignore_index=True)
+        split = Split(split.name, split.seed, seen, split.valid, split.test, split.cold_items)
     out = evaluate_model(model, split, ks=ks, parts=("valid", "test"))
     return {part: {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and math.isfinite(v)}
             for part, m in out.items()}
 
 
-def _histories(base: pd.DataFrame, signal: pd.DataFrame) -> tuple[dict, dict, dict]:
-    """Per user: positives, explicit negatives and every seen item, from `base` and the signal."""
-    base_rows = _train_frame(base)
-    pos: dict[str, set[str]] = {}
-    neg: dict[str, set[str]] = {}
-    seen: dict[str, set[str]] = {}
-    rows = pd.concat([base_rows, signal[["user_id", "item_id", "weight"]].astype({"user_id": str, "item_id": str})])
-    for u, i, w in rows.itertuples(index=False):  # base first, then the signal: a later row decides
-        seen.setdefault(u, set()).add(i)
-        if w > 0:
-            pos.setdefault(u, set()).add(i)
-            neg.get(u, set()).discard(i)
-        elif w < 0:
-            neg.setdefault(u, set()).add(i)
-            pos.get(u, set()).discard(i)
-    return pos, neg, seen
+@dataclass
+class HoldoutCase:
+    """One held-out user: what the model is told (liked, disliked, exclude) and what it should rank (targets)."""
+
+    user_id: str
+    liked: list[str]
+    disliked: list[str]
+    exclude: list[str]
+    targets: set[str]
 
 
-def holdout_metrics(model, base: pd.DataFrame, signal: pd.DataFrame, holdout: pd.DataFrame, k: int = 10,
-                    users: Sequence[str] | None = None) -> dict[str, float]:
-    """NDCG@k and Recall@k of the held-out liked items, each user's history folded in.
+def holdout_cases(base: pd.DataFrame, signal: pd.DataFrame, holdout: pd.DataFrame,
+                  users: Sequence[str] | None = None) -> list[HoldoutCase]:
+    """Per held-out user: history = positives of `base` and of `signal` (the non-held-out feedback; for a pair
+    in both, the signal's row decides), dislikes as negatives, every seen item excluded. Users whose history
+    has no positive are skipped (nothing to fold in)."""
+    if holdout.empty:
+        return []
+    hold = pd.DataFrame({"user_id": holdout["user_id"].astype(str).to_numpy(dtype=object),
+                         "item_id": holdout["item_id"].astype(str).to_numpy(dtype=object)})
+    who = set(hold["user_id"]) if users is None else set(hold["user_id"]) & set(map(str, users))
+    rows = pd.concat([_train_frame(base), _train_frame(signal)], ignore_index=True)
+    rows = pd.DataFrame({"user_id": rows["user_id"].to_numpy(dtype=object), "item_id": rows["item_id"].to_numpy(
+        dtype=object), "weight": rows["weight"].to_numpy()})
+    rows = rows[rows["user_id"].isin(who)].drop_duplicates(["user_id", "item_id"], keep="last")
+    rows = rows[~pd.MultiIndex.from_frame(rows[["user_id", "item_id"]]).isin(
+        pd.MultiIndex.from_frame(hold[["user_id", "item_id"]]))]
+    targets = hold[hold["user_id"].isin(who)].groupby("user_id")["item_id"].agg(set)
+    by_user = {u: g for u, g in rows.groupby("user_id", sort=False)}
+    cases = []
+    for user in sorted(targets.index):
+        g = by_user.get(user)
+        if g is None:
+            continue
+        w = g["weight"].to_numpy()
+        items = g["item_id"].to_numpy()
+        liked = sorted(items[w > 0])
+        if not liked:
+            continue
+        cases.append(HoldoutCase(user, liked, sorted(items[w < 0]), sorted(items[w == 0]), targets[user]))
+    return cases
 
-    History = positives of `base` (restricted to the holdout's users) and of `signal` (the non-held-out
-    feedback); dislikes are passed as negatives; everything seen is excluded from the ranking. Users whose
-    history is empty are skipped (nothing to fold in). Returns {"ndcg@k", "recall@k", "n_users"}.
+
+def holdout_metrics(model, base: pd.DataFrame | None = None, signal: pd.DataFrame | None = None,
+                    holdout: pd.DataFrame | None = None, k: int = 10, users: Sequence[str] | None = None,
+                    cases: list[HoldoutCase] | None = None) -> dict[str, float]:
+    """NDCG@k and Recall@k of the held-out liked items, each user's history folded in (`holdout_cases`).
+
+    Pass `cases` to score several models on the same cases. Returns {"ndcg@k", "recall@k", "n_users"}.
     """
     from recommenders import metrics
 
-    targets = holdout.groupby(holdout["user_id"].astype(str))["item_id"].agg(lambda s: set(map(str, s)))
-    if users is not None:
-        targets = targets[targets.index.isin(list(users))]
-    if targets.empty:
+    if cases is None:
+        cases = holdout_cases(base, signal, holdout, users)
+    if not cases:
         return {f"ndcg@{k}": float("nan"), f"recall@{k}": float("nan"), "n_users": 0.0}
-    who = set(targets.index)
-    pos, neg, seen = _histories(base[base["user_id"].astype(str).isin(who)], signal[signal["user_id"].astype(str)
-                                                                                     .isin(who)])
-    hits, n_pos = [], []
-    for user, items in targets.items():
-        liked = sorted(pos.get(user, set()) - items)
-        if not liked:
-            continue
-        disliked = sorted(neg.get(user, set()) - items)
-        exclude = sorted(seen.get(user, set()) - items - set(liked) - set(disliked))
-        ids, _ = model.recommend_with_feedback(None, liked=liked, disliked=disliked, k=k, exclude=exclude)
-        row = np.zeros(k, dtype=bool)
-        row[: len(ids)] = [i in items for i in ids]
-        hits.append(row)
-        n_pos.append(len(items))
-    if not hits:
-        return {f"ndcg@{k}": float("nan"), f"recall@{k}": float("nan"), "n_users": 0.0}
-    hits_arr, n_arr = np.array(hits), np.array(n_pos)
-    return {f"ndcg@{k}": float(metrics.ndcg(hits_arr, n_arr, k).mean()),
-            f"recall@{k}": float(metrics.recall(hits_arr, n_arr, k).mean()), "n_users": float(len(hits))}
+    hits = np.zeros((len(cases), k), dtype=bool)
+    n_pos = np.array([len(c.targets) for c in cases])
+    for row, case in enumerate(cases):
+        ids, _ = model.recommend_with_feedback(None, liked=case.liked, disliked=case.disliked, k=k,
+                                               exclude=case.exclude)
+        hits[row, : len(ids)] = [i in case.targets for i in ids]
+    return {f"ndcg@{k}": float(metrics.ndcg(hits, n_pos, k).mean()),
+            f"recall@{k}": float(metrics.recall(hits, n_pos, k).mean()), "n_users": float(len(cases))}
 
 
 def gate(candidate: Mapping[str, Mapping[str, float]], served: Mapping[str, Mapping[str, float]],
@@ -379,8 +396,9 @@ def retrain(Session, dataset, name: str, artifacts_dir: Path, *, features: Mappi
             holdout.set_index(["user_id", "item_id"]).index)]
         served_offline = offline_metrics(name, split, dataset.item_ids, served_signal, features, params)
     served_model = load_version_model(artifacts_dir, served.artifact)
-    cand_holdout = holdout_metrics(candidate, dataset.interactions, rest, holdout, k=config.k)
-    served_holdout = holdout_metrics(served_model, dataset.interactions, rest, holdout, k=config.k)
+    cases = holdout_cases(dataset.interactions, rest, holdout)
+    cand_holdout = holdout_metrics(candidate, k=config.k, cases=cases)
+    served_holdout = holdout_metrics(served_model, k=config.k, cases=cases)
     eval_s = time.perf_counter() - t_eval
     # 6. the gate
     part = config.offline_part
