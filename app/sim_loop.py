@@ -54,6 +54,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from app.learning import _json_safe
+
 ARMS = ("static", "fold-in", "retrain")
 CONTROL, TREATMENT = "static", "retrain"
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
@@ -358,20 +360,6 @@ def ips_check(world: World, logger, config: LoopConfig) -> dict:
     return out
 
 
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, LoopConfig]:
     parser = argparse.ArgumentParser(prog="python -m app.simulate --rounds R", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, required=True)
@@ -414,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vitrine-loop-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        report = _json_safe(run_loop(dataset, config, workdir, log=say))
+        report = _json_safe(run_loop(dataset, config, workdir, log=say))  # NaN -> null: valid JSON
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))

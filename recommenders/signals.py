@@ -12,7 +12,7 @@ timestamp (unix seconds of the deciding event), event_id (its id):
     event                        label      weight            a model ...
     like                         positive   like   (1.0)      trains on it as a positive
     rating >= positive_rating    positive   rating / 5        (4 -> 0.8, 5 -> 1.0)
-    rating == 3                  positive   rating / 5 * ...  neutral_rating_weight (0.3): a weak positive
+    rating == 3                  positive   0.3               neutral_rating_weight: a weak positive
     rating <= negative_rating    negative   negative_weight   (-1.0): an explicit negative, see below
     dislike                      negative   negative_weight   (-1.0)
     click                        positive   click  (0.5)      an implicit positive, weaker than a like
@@ -27,9 +27,9 @@ one (opening a film you liked is not taking the like back; a dislike after a cli
 
 What models do with the labels (recommenders.models.base): weight > 0 is a positive; weight == 0 ("seen")
 and weight < 0 ("negative") are never positives and the item is never recommended to that user again.
-Models whose class says `uses_negatives = True` also use the negatives: EASE adds them to the user's row
-with weight -`negative_weight` (a down-weight: items that co-occur with disliked items score lower, in the
-item-item model and at fold-in). Models that train on binary positives (pop, itemknn, BPR-style with
+Models whose class says `uses_negatives = True` also use the negatives: EASE subtracts `negative_weight`
+(0.5) times the disliked items' rows of its item-item matrix from the user's scores (a down-weight: items
+that go with a disliked item score lower), for fitted users and at fold-in. Models that train on binary positives (pop, itemknn, BPR-style with
 uniform negatives, the content models) treat a negative as "seen, not positive" - nothing more - and say
 so in their class (`uses_negatives = False`). Weights above 0 are used by models with
 `uses_weights = True` (EASE: the user's row holds the weight instead of 1); the others binarise them.

@@ -71,7 +71,7 @@ def test_report_shape_and_same_draws(report):
     first = {arm: body["rounds"][0] for arm, body in report["arms"].items()}
     assert len({(r["like_rate"], r["ndcg@10"]) for r in first.values()}) == 1
     assert len(report["retrain"]) == 3 and all("reason" in r for r in report["retrain"])
-    json.dumps(sim_loop._json_safe(report))  # the --json output is valid JSON
+    json.dumps(sim_loop._json_safe(report), allow_nan=False)  # the --json output is valid JSON
 
 
 def test_folding_likes_in_beats_the_static_control(report):
