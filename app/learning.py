@@ -121,14 +121,17 @@ def _train_frame(base: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_on(name: str, base: pd.DataFrame, item_ids: Sequence[str], signal: pd.DataFrame | None = None,
-           features: Mapping[str, np.ndarray] | None = None, params: Mapping[str, Any] | None = None):
-    """A fresh `name` model fitted on `base` (every row a positive unless it has a weight) + the signal rows."""
+           features: Mapping[str, np.ndarray] | None = None, params: Mapping[str, Any] | None = None,
+           valid: pd.DataFrame | None = None):
+    """A fresh `name` model fitted on `base` (every row a positive unless it has a weight) + the signal rows.
+
+    `valid` early-stops iterative models (bpr, lightgcn, ...); the closed-form ones ignore it."""
     from recommenders.models import create_model
 
     frame = _train_frame(base)
     if signal is not None and len(signal):
         frame = pd.concat([frame, _train_frame(signal)], ignore_index=True)
-    return create_model(name, **dict(params or {})).fit(frame, list(item_ids), features)
+    return create_model(name, **dict(params or {})).fit(frame, list(item_ids), features, valid=valid)
 
 
 def offline_metrics(name: str, split, item_ids: Sequence[str], signal: pd.DataFrame | None = None,
@@ -137,7 +140,8 @@ def offline_metrics(name: str, split, item_ids: Sequence[str], signal: pd.DataFr
     """{"valid": {...}, "test": {...}} of the recipe (name, params, signal) on the fixed offline split.
 
     The signal's pairs that are in the split's valid or test parts are left out, so nothing evaluated is
-    trained on.
+    trained on. Iterative models early-stop on the valid part (the same for candidate and served, so the
+    comparison stays fair; the test part is untouched).
     """
     from recommenders.evaluation import evaluate_model
     from recommenders.splits import Split
@@ -148,7 +152,7 @@ def offline_metrics(name: str, split, item_ids: Sequence[str], signal: pd.DataFr
         keys = set(zip(held["user_id"].astype(str), held["item_id"].astype(str)))
         keep = [(u, i) not in keys for u, i in zip(signal["user_id"].astype(str), signal["item_id"].astype(str))]
         extra = signal[np.asarray(keep, dtype=bool)]
-    model = fit_on(name, split.train, item_ids, extra, features, params)
+    model = fit_on(name, split.train, item_ids, extra, features, params, valid=split.valid)
     if extra is not None and len(extra):
         # RecBole ranks everything but the user's training items: the logged ones are training items too
         seen = pd.concat([split.train[["user_id", "item_id"]].astype(str),
@@ -334,8 +338,10 @@ def bootstrap(Session, dataset, name: str, artifacts_dir: Path, *, features=None
     from recommenders.splits import random_split
 
     split = split if split is not None else random_split(dataset.interactions, seed=config.split_seed)
-    model = model if model is not None else fit_on(name, dataset.interactions, dataset.item_ids, None, features,
-                                                   params)
+    if model is None:
+        from recommenders.training import train_model
+
+        model = train_model(dataset, name, features=features, **dict(params or {}))
     offline = offline_metrics(name, split, dataset.item_ids, None, features, params)
     metrics = {"candidate": {"offline": offline, "holdout": {}}, "split_seed": config.split_seed}
     return _register(Session, name, model, artifacts_dir, watermark=None, metrics=metrics,

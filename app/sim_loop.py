@@ -24,6 +24,11 @@ dislike draw per visitor and item, so the same item at the same position gets th
   builds a candidate on the dataset + every logged like and dislike (through the store, the registry and the
   gate, exactly as `python -m app.train`), which serves the next round only when the gate promotes it.
 
+JSON (`--json`): `rounds` (the treatment) and `control.rounds`, and every arm under `arms`: one entry per round
+with round, like_rate, ndcg@10 (+ 95% intervals, ndcg@10_loved, cumulative_likes), promoted (the gate's
+decision on the candidate built after that round; None for arms that never retrain) and served_version;
+`comparisons` (paired bootstrap differences), `retrain` (every gate decision and its reason), `ips`.
+
 Per round and arm: like rate (likes / shown items) and NDCG@10 of the arm's ranking against the truth items
 not yet revealed to it (so a gain is learned, not remembered): `ndcg@10` counts every held-out rating as
 relevant (RecBole's convention), `ndcg@10_loved` only those rated 4-5. Intervals: 95% normal intervals of

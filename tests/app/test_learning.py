@@ -260,3 +260,12 @@ def test_ips_from_the_stores_impressions(world):
     assert est.ips >= 0 and est.snips_ci[0] <= est.snips <= est.snips_ci[1]
     with pytest.raises(ValueError, match="no single-model slate"):
         learning.ips_from_store(imps, fb, model, power_law(4, 1.0), model="pop")
+
+
+def test_an_iterative_model_goes_through_the_same_gate(world):
+    Session, ds, artifacts = world
+    log_likes(Session, 0)
+    result = learning.retrain(Session, ds, "bpr", artifacts, params={"epochs": 3, "dim": 8, "batch_size": 256})
+    assert result.version == 2 and result.metrics["candidate"]["holdout"]["n_users"] == 30
+    version, model = learning.load_promoted(Session, "bpr", artifacts)
+    assert version.version in (1, 2) and model.name == "bpr"
