@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import sessionmaker
@@ -40,6 +40,7 @@ __all__ = ["Assets", "SLATE_SEED", "BACKGROUND_BATCH_S", "BACKGROUND_YIELD_S"]
 SLATE_SEED = 0  # the seed of slate assets (see the module docstring)
 BACKGROUND_BATCH_S = 0.5  # the background worker records what it made at least this often
 BACKGROUND_YIELD_S = 0.5  # the longest the background worker waits for interactive requests to finish
+MAX_QUEUED = 400  # items waiting for the background worker (50 slates of 8); past it the oldest jobs are dropped
 
 Asset = dict[str, Any]  # a recorded asset: the generator's fields plus the store's "asset_id"
 
@@ -56,15 +57,23 @@ class Assets:
         self.ReadSession = ReadSession
         self._cover_generate = gpu(covers.generate, duration=120)
         self._caption_generate = gpu(captions.generate, duration=60)
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitrine-assets")
-        self._pending: set[tuple[str, str]] = set()  # (user_id, item_id) queued for background generation
-        self._lock = threading.Lock()
+        self.max_queued = MAX_QUEUED
+        self._jobs: deque[tuple[str, list[str], UserProfile | None]] = deque()  # waiting, oldest first
+        self._pending: set[tuple[str, str]] = set()  # (user_id, item_id) queued or being made
+        self._work = threading.Condition(threading.Lock())
+        self._closed = False
+        self.dropped = 0  # items dropped from a full queue since start (the Status tab shows it)
+        self._worker = threading.Thread(target=self._run, name="vitrine-assets", daemon=True)
+        self._worker.start()
         self._requests = 0  # interactive requests being answered; the background worker waits for none
         self._quiet = threading.Condition(threading.Lock())
 
     def close(self) -> None:
         """Stop the background worker (queued jobs are dropped)."""
-        self._background.shutdown(wait=False, cancel_futures=True)
+        with self._work:
+            self._closed = True
+            self._jobs.clear()
+            self._work.notify_all()
 
     @property
     def uses_fallback(self) -> dict[str, bool]:
@@ -137,18 +146,50 @@ class Assets:
 
     def generate_later(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None") -> int:
         """Queue the slate cover and caption of each item for `user_id` on the background worker, as one job;
-        returns how many were queued (items already queued are skipped)."""
-        with self._lock:
+        returns how many were queued (items already queued are skipped). The queue is bounded: past `max_queued`
+        items the oldest waiting jobs are dropped (a visitor who asks again queues them again)."""
+        with self._work:
             todo = [i for i in dict.fromkeys(item_ids) if (user_id, i) not in self._pending]
+            if not todo or self._closed:
+                return 0
             self._pending.update((user_id, i) for i in todo)
-        if todo:
-            self._background.submit(self._generate_pending, user_id, todo, profile)
+            self._jobs.append((user_id, todo, profile))
+            while len(self._pending) > self.max_queued and len(self._jobs) > 1:
+                old_user, old_items, _ = self._jobs.popleft()
+                self._pending.difference_update((old_user, i) for i in old_items)
+                self.dropped += len(old_items)
+                log.warning("asset queue full: dropped %d queued items of user %s", len(old_items), old_user)
+            self._work.notify()
         return len(todo)
 
+    @property
+    def queued_items(self) -> int:
+        """Items queued or being made right now."""
+        with self._work:
+            return len(self._pending)
+
     def pending(self, user_id: str, item_ids: Sequence[str]) -> list[str]:
-        """Which of the items are still queued for this user."""
-        with self._lock:
+        """Which of the items are still queued (or being made) for this user."""
+        with self._work:
             return [i for i in item_ids if (user_id, i) in self._pending]
+
+    def wait_for(self, user_id: str, item_ids: Sequence[str], timeout: float) -> bool:
+        """Block until none of the items is queued for this user any more (made, dropped or failed), or until
+        `timeout` seconds; True when none is left."""
+        deadline = time.monotonic() + timeout
+        with self._work:
+            return self._work.wait_for(lambda: not any((user_id, i) in self._pending for i in item_ids),
+                                       timeout=max(0.0, deadline - time.monotonic()))
+
+    def _run(self) -> None:
+        """The background worker: one job at a time, oldest first, until `close`."""
+        while True:
+            with self._work:
+                self._work.wait_for(lambda: self._jobs or self._closed)
+                if self._closed:
+                    return
+                user_id, item_ids, profile = self._jobs.popleft()
+            self._generate_pending(user_id, item_ids, profile)
 
     def _generate_pending(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None") -> None:
         """The background job: make each item's cover and caption, recorded one transaction per batch. A batch
@@ -168,8 +209,9 @@ class Assets:
             except Exception:  # noqa: BLE001 - a background job has nobody to raise to: log it
                 log.exception("background generation of %s for user %s failed", batch, user_id)
             finally:
-                with self._lock:
+                with self._work:
                     self._pending.difference_update((user_id, i) for i in batch)
+                    self._work.notify_all()
 
     def covers_for(self, item_id: str, profile: "UserProfile | None" = None, *, n: int = 1, seed: int = SLATE_SEED,
                    alpha: float = 0.5, callback: Callable[[int, int], Any] | None = None) -> list[Asset]:

@@ -6,6 +6,7 @@
     assets    `app.assets.Assets`       cover and caption generators, their records, the background worker
     slates    `app.slates.Slates`       the one slate flow used by the Discover tab and /recommend
     labeling  `app.labeling.Labeling`   annotators, the pair queue, labels and Create-tab picks
+    rates     `app.guards.RateLimits`   per-client limits on slates and generation
 
 Each part is handed the parts it needs (no circles). `build_services(settings)` runs the start-up sequence:
 migrate the database, load the dataset, compute or load the cached item features, train or load the served
@@ -31,6 +32,7 @@ from app.assets import Assets
 from app.catalog import Catalog
 from app.errors import bad
 from app.events import EventLog
+from app.guards import RateLimits
 from app.labeling import Labeling
 from app.ranking import Ranking
 from app.settings import Settings
@@ -56,6 +58,7 @@ class Services:
     assets: Assets
     slates: Slates
     labeling: Labeling
+    rates: RateLimits
     startup_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # start-up messages worth showing on the Status tab
 
@@ -221,5 +224,7 @@ def build_services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),
         labeling=Labeling(catalog, ranking, assets, overlap=settings.label_overlap),
+        rates=RateLimits({"slate": settings.rate_slate, "generate": settings.rate_generate},
+                         trust_proxy=settings.trust_proxy),
         startup_s=timings, notes=notes,
     )

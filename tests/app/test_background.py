@@ -111,3 +111,35 @@ def test_background_work_is_not_starved_by_a_stream_of_requests(fresh_svc, monke
         svc.assets.generate_later("9", items, svc.catalog.profile("9"))
         _wait_idle(svc, timeout=10)
     assert len(svc.assets.known("9", items)) == 4
+
+
+def test_the_queue_is_bounded_and_drops_the_oldest_waiting_jobs(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    gate = threading.Event()
+    real = svc.assets._item_assets
+    monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
+    svc.assets.max_queued = 6
+    items = [i for i, _ in svc.ranking.rank("ease", "5", 12)]
+    profile = svc.catalog.profile("5")
+    assert svc.assets.generate_later("5", items[0:2], profile) == 2  # taken by the worker, blocked on the gate
+    time.sleep(0.2)
+    assert svc.assets.generate_later("5", items[2:5], profile) == 3  # waiting
+    assert svc.assets.generate_later("5", items[5:8], profile) == 3  # 8 > 6: the oldest waiting job goes
+    assert svc.assets.dropped == 3
+    assert svc.assets.pending("5", items) == items[0:2] + items[5:8]
+    gate.set()
+    _wait_idle(svc)
+    made = {i for i, _ in svc.assets.known("5", items)}
+    assert made == set(items[0:2] + items[5:8])  # the dropped items were never made...
+    assert svc.assets.generate_later("5", items[2:5], profile) == 3  # ...and can be asked for again
+
+
+def test_waiting_for_the_assets_leaves_the_generation_to_the_worker(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    threads: set[str] = set()
+    real = svc.assets._item_assets
+    monkeypatch.setattr(svc.assets, "_item_assets",
+                        lambda *a: threads.add(threading.current_thread().name) or real(*a))
+    page = svc.slates.page(svc.slates.visit("9"), svc.ranking.parse("ease"), 3, seed=1, wait=True)
+    assert page.pending == [] and len(page.covers) == len(page.captions) == 3
+    assert threads == {"vitrine-assets"}  # never the request's own thread

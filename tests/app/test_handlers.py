@@ -168,7 +168,7 @@ def test_label_flow_with_keys_and_undo(fresh_svc):
     with pytest.raises(gr.Error, match="Sign in"):
         h.load_pair(svc, Visitor())
     visitor, msg = h.sign_in(svc, Visitor(), "ann <b>", "")
-    assert "&lt;b&gt;" in msg
+    assert "\\<b\\>" in msg and "<b>" not in msg
     visitor, target, a, b, progress = h.load_pair(svc, visitor)
     assert "vt-key" in a and "vt-key" in b and "user" in target
     assert "**0** done" in progress and "**4** remaining" in progress
