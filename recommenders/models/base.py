@@ -302,7 +302,8 @@ class Recommender:
         `user_id`: a fitted user (their training positives are the starting history; None or an unknown id:
         a new visitor). Without session feedback a fitted user gets exactly `recommend(user_id, k)`. With it,
         the history plus `liked` is folded in (`_fold_in`; a model with uses_negatives also down-weights what
-        is near `disliked`). Never returned: the user's seen items, `liked`, `disliked` and `exclude`.
+        is near `disliked`); a disliked history item leaves the history, an item both liked and disliked counts
+        as liked. Never returned: the user's seen items, `liked`, `disliked` and `exclude`.
         """
         k = self._check_k(k)
         self._require_fitted()
@@ -317,6 +318,8 @@ class Recommender:
         if user is not None and not len(pos) and not len(neg):
             scores = self._score_one(user)
         else:
+            # a session dislike overrides the training history (later feedback wins); liked wins over disliked
+            history = np.setdiff1d(history, np.setdiff1d(neg, pos))
             items = np.unique(np.concatenate([history, pos]))
             if not len(items):
                 raise ValueError(f"liked: a visitor the model was not fitted on needs at least one liked item, "

@@ -187,3 +187,12 @@ def test_ease_session_dislike_pushes_neighbours_down() -> None:
     ids, scores = model.recommend_with_feedback(None, liked=["i0"], disliked=["i4"], k=7)
     by_id = dict(zip(ids, scores))
     assert by_id["i5"] < plain[5] and "i4" not in by_id
+
+
+def test_a_session_dislike_overrides_the_training_history() -> None:
+    model = create_model("ease", reg=1.0).fit(base(), ITEMS)
+    # u0 trained on i1, i2, i3; disliking i1 now folds in i2, i3 only, and pushes i1's neighbours down
+    _, with_dislike = model.recommend_with_feedback("u0", disliked=["i1"], k=8)
+    ids, _ = model.recommend_with_feedback("u0", disliked=["i1"], k=8)
+    expected = model.B[[2, 3]].sum(0) - 0.5 * model.B[1]
+    np.testing.assert_allclose(with_dislike, expected[[ITEMS.index(i) for i in ids]])
