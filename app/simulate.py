@@ -2,6 +2,7 @@
 
     python -m app.simulate --users 50 --days 7                 # into DATABASE_URL (default: .vitrine/vitrine.db)
     python -m app.simulate --users 200 --days 14 --models ease,pop,itemknn --interleave 0.3 --seed 1
+    python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json  # the learning loop (app/sim_loop.py)
 
 Visitors. ml-100k's ratings are split at random 8:1:1 per user (`recommenders.splits.random_split`); the
 models are trained on the 80% and the visitors' taste is the held-out 20%: a visitor clicks a shown item
@@ -374,6 +375,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, SimConfi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--rounds" or a.startswith("--rounds=") for a in argv):  # the learning-loop simulation
+        from app.sim_loop import main as loop_main
+
+        return loop_main(argv)
     from annotation.db import make_engine, make_session_factory, upgrade
     from app.settings import load_settings
     from recommenders.data import load_dataset
