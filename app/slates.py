@@ -90,7 +90,7 @@ class Slates:
         """Rank and record the impression (an interactive request): (page without assets, the visitor's profile)."""
         profile = self.catalog.profile(visit.user_id, visit.liked)
         rows = self.ranking.slate(visit.user_id, choice, k, profile=profile, liked=visit.liked,
-                                  exclude={*exclude, *visit.disliked}, seed=seed)
+                                  disliked=visit.disliked, exclude=exclude, seed=seed)
         if not rows:
             return Page(choice=choice, rows=[], impression_id=None, seed=seed), profile
         impression_id = self.events.record_impression(visit.user_id, rows, choice,
