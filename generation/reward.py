@@ -129,14 +129,16 @@ class Candidate:
 
     @classmethod
     def from_asset(cls, asset: Any, asset_id: str | None = None) -> "Candidate":
-        """From a `generation.assets.Asset` (or anything with its fields); keywords and alpha come from its params."""
+        """From a `generation.assets.Asset` (or anything with its fields). Style keywords: the policy arm's
+        (params["policy"]["keywords"]) when the asset was made by the prompt policy, else params["keywords"]
+        (the user keywords its prompt carries); alpha: params["alpha"]."""
         params = getattr(asset, "params", None) or {}
         aid = asset_id or getattr(asset, "content_hash", "") or ""
         return cls(
             asset_id=str(aid),
             kind=asset.kind,
             prompt=asset.prompt or "",
-            keywords=tuple(params.get("keywords") or ()),
+            keywords=style_keywords(params),
             alpha=float(params.get("alpha") or 0.0),
             generator=asset.generator,
             text=asset.text,
@@ -167,6 +169,15 @@ class PreferencePair:
             raise invalid("PreferencePair.at", "a finite number (unix seconds)", self.at)
         if isinstance(self.weight, bool) or not isinstance(self.weight, Real) or not float(self.weight) > 0:
             raise invalid("PreferencePair.weight", "a number > 0", self.weight)
+
+
+def style_keywords(params: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """An asset's style keywords from its params: the policy arm's when present, else its prompt keywords."""
+    params = params if isinstance(params, Mapping) else {}
+    policy = params.get("policy")
+    if isinstance(policy, Mapping) and policy.get("keywords"):
+        return tuple(str(k) for k in policy["keywords"])
+    return tuple(str(k) for k in params.get("keywords") or ())
 
 
 def _seconds(at: Any, name: str) -> float:
@@ -216,14 +227,15 @@ def records_from_frames(preferences: Any, assets: Any) -> tuple[list[PreferenceP
     """Pairs and candidates from the store's frames (`preferences_frame`, `assets_frame` columns).
 
     Cover and caption pairs with a target user and an A or B choice become pairs; asset ids become strings.
-    Candidates carry the asset's prompt, params["keywords"], params["alpha"], generator, text and path.
+    Candidates carry the asset's prompt, style keywords (`style_keywords`), params["alpha"], generator, text
+    and path (a cover's image reference, read later through `read_bytes`).
     """
     candidates: dict[str, Candidate] = {}
     for row in assets.itertuples(index=False):
         params = row.params if isinstance(row.params, Mapping) else {}
         aid = str(int(row.asset_id))
         candidates[aid] = Candidate(
-            asset_id=aid, kind=row.kind, prompt=row.prompt or "", keywords=tuple(params.get("keywords") or ()),
+            asset_id=aid, kind=row.kind, prompt=row.prompt or "", keywords=style_keywords(params),
             alpha=min(1.0, max(0.0, float(params.get("alpha") or 0.0))), generator=row.generator,
             text=row.text if row.kind == "caption" else None, image=row.path if row.kind == "cover" else None,
             item_id=str(row.item_id),
