@@ -88,10 +88,11 @@ def test_arm_of_asset_params_and_styled_prompts() -> None:
     assert len(policy.styles) == len(DEFAULT_STYLES) >= 18
     arm = policy.arm("scifi", 0.6)
     profile = UserProfile("u", liked_titles=["Emma"], top_genres=["Romance", "Drama"],
-                          keywords=["soft golden light", "tender pastel tones", "intimate mood"])
+                          keywords=["soft golden light", "tender pastel tones", "intimate mood", "matchmaker"])
     assert segment_of(profile) == "romance" and segment_of(None) == COLD and segment_of(["unknown"]) == COLD
     styled = styled_profile(profile, arm)
-    assert styled.keywords == ["futuristic neon", "cosmic vistas", "intimate mood"]  # the table's romance words left
+    # the table's style words (romance's, drama's) gave way to the arm's; the content word stays
+    assert styled.keywords == ["futuristic neon", "cosmic vistas", "matchmaker"]
     assert profile.keywords[0] == "soft golden light"
     from generation.prompts import ItemInfo
 
