@@ -370,6 +370,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, SimConfi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--reward" in argv:  # the generation loop's proof: app/sim_reward.py
+        from app.sim_reward import main as reward_main
+
+        return reward_main([a for a in argv if a != "--reward"])
     from annotation.db import make_engine, make_session_factory, upgrade
     from app.settings import load_settings
     from recommenders.data import load_dataset
