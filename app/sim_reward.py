@@ -66,13 +66,15 @@ class RewardSimConfig:
     )
     best_of: int = 4
     trials: int = 300  # best-of-N trials per kind
-    eval_pairs: int = 600  # fresh pairs judged against the truth per checkpoint
+    holdout: int = 400  # labels after the last checkpoint's: the time-split test pairs of every checkpoint
+    eval_pairs: int = 600  # fresh pairs of random arms judged against the truth per checkpoint
     encoder: str = "minilm"  # "minilm" (the real one) or "hashing" (cheap, for tests)
     seed: int = 0
     now: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         for name, low, high in (("labels", 10, 1_000_000), ("users", 2, 100_000), ("best_of", 2, 16),
+                                ("holdout", 10, 1_000_000),
                                 ("trials", 1, 100_000), ("eval_pairs", 10, 1_000_000)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -251,7 +253,7 @@ def _record(store: Any, s: Any, assets_store: Any, sim: SimAsset, visitor: Visit
     from generation.assets import Asset, asset_key
 
     c = sim.candidate
-    params = {"alpha": c.alpha, "keywords": list(c.keywords), "sim_run": run, **extra}
+    params = {"alpha": c.alpha, "keywords": list(c.keywords), "sim": {"run": run, "value": sim.value}, **extra}
     asset = Asset(kind=c.kind, item_id=c.item_id, user_id=visitor.user_id, generator=c.generator, fallback=False,
                   prompt=c.prompt, negative_prompt="", seed=0, params=params, text=c.text,
                   content_hash=asset_key(c.kind, {"sim_run": run, "tag": c.asset_id}), personalized=True)
@@ -278,7 +280,7 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
     policy = PromptPolicy(world.styles, world.alphas, seed=config.seed)
     assets_store = AssetStore(asset_dir)
     now = config.now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    start = now - dt.timedelta(minutes=config.labels + 1)
+    start = now - dt.timedelta(minutes=config.labels + config.holdout + 1)
     log(f"sim-reward: {len(world.visitors)} visitors in groups "
         f"{ {g: sum(v.group == g for v in world.visitors) for g in GROUPS} }")
 
@@ -290,7 +292,7 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
 
     # 1. the loop: policy -> pair -> label -> policy; every round through the store
     regrets, random_regrets, chosen_styles = [], [], []
-    for t in range(config.labels):
+    for t in range(config.labels + config.holdout):
         visitor = world.visitors[int(nprng.integers(len(world.visitors)))]
         item = world.items[int(nprng.integers(len(world.items)))]
         at = start + dt.timedelta(minutes=t)
@@ -339,12 +341,52 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
         if (t + 1) % 500 == 0:
             log(f"sim-reward: {t + 1:,} labels")
 
-    # 2. the reward model from the store, at each checkpoint; judged against the truth on fresh pairs
+    measure_reward(session_factory, world, config, report, run, now, log)
+
+    # 4. the policy's regret
+    regrets_arr, random_arr = np.array(regrets), np.array(random_regrets)
+    tenth = max(1, len(regrets_arr) // 10)
+    report.policy = {
+        "cover_rounds": int(len(regrets_arr)),
+        "regret_total": float(regrets_arr.sum()),
+        "regret_mean": float(regrets_arr.mean()),
+        "regret_mean_first_10pct": float(regrets_arr[:tenth].mean()),
+        "regret_mean_last_10pct": float(regrets_arr[-tenth:].mean()),
+        "random_policy_regret_mean": float(random_arr.mean()),
+        "segments": {seg: {"best_arm": policy.best(seg).key,
+                           "true_best": max(((s.name, a) for s in world.styles for a in world.alphas),
+                                            key=lambda sa: world.truth.arm_value(group_of(seg), *sa))}
+                     for seg in sorted(policy.counts)},
+    }
+    log(f"sim-reward: policy regret per cover round {report.policy['regret_mean_first_10pct']:.3f} (first 10%) -> "
+        f"{report.policy['regret_mean_last_10pct']:.3f} (last 10%); random choice {random_arr.mean():.3f}")
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _accuracy(model: Any, items: list[tuple[Any, Any, Any, float, float]]) -> float:
+    """Share of (user, cand_a, cand_b, value_a, value_b) where the model orders a and b as the truth does."""
+    agree = []
+    for user, a, b, va, vb in items:
+        scores = model.score(user, [a, b])
+        agree.append(0.5 if scores[0] == scores[1] else float((scores[0] > scores[1]) == (va > vb)))
+    return float(np.mean(agree)) if agree else float("nan")
+
+
+def measure_reward(session_factory: Any, world: World, config: RewardSimConfig, report: RewardSimReport, run: str,
+                   now: dt.datetime, log=print) -> None:
+    """Train the reward model from the store at each checkpoint and judge it against the hidden truth: on the
+    `holdout` labelled pairs that come after every training pair (a time split), and on fresh pairs of random
+    arms; then best-of-N with the last model."""
+    from annotation import store
+    from generation.reward import HashingEncoder, MiniLMEncoder, RewardModel, records_from_frames
+
     with session_factory() as s:
         prefs = store.preferences_frame(s)
         assets = store.assets_frame(s)
-    mine = assets["params"].map(lambda p: isinstance(p, dict) and p.get("sim_run") == run)
+    mine = assets["params"].map(lambda p: isinstance(p, dict) and (p.get("sim") or {}).get("run") == run)
     assets = assets[mine]
+    values = {str(int(a)): float(p["sim"]["value"]) for a, p in zip(assets["asset_id"], assets["params"])}
     ids = set(assets["asset_id"].astype(int))
     prefs = prefs[prefs["asset_a_id"].isin(ids) & prefs["asset_b_id"].isin(ids)]
     pairs, candidates = records_from_frames(prefs, assets)
@@ -368,18 +410,17 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
                 tr[1] = world.random_traits(eval_rng)
             sides = [world.caption(visitor, item, x, f"e{e}{tag}", eval_rng) for x, tag in zip(tr, "ab")]
         eval_set.append((visitor, sides))
+    fresh = [(v.features, a.candidate, b.candidate, a.value, b.value) for v, (a, b) in eval_set]
+    later = pairs[config.labels:]  # labelled after every checkpoint's training pairs
+    heldout = [(users[p.user_id], candidates[p.winner], candidates[p.loser], values[p.winner], values[p.loser])
+               for p in later]
     model = None
     for n in sorted(set(config.checkpoints)):
         model = RewardModel(encoder).fit(pairs[:n], users, candidates)
-        agree = []
-        for visitor, sides in eval_set:
-            scores = model.score(visitor.features, [sides[0].candidate, sides[1].candidate])
-            if scores[0] == scores[1]:
-                agree.append(0.5)
-            else:
-                agree.append(float((scores[0] > scores[1]) == (sides[0].value > sides[1].value)))
-        point = {"labels": n, "truth_accuracy": float(np.mean(agree)),
-                 "heldout_accuracy": model.metrics["heldout_accuracy"], "n_test": model.metrics["n_test"],
+        point = {"labels": n, "truth_accuracy": _accuracy(model, heldout),
+                 "label_accuracy": model.pair_accuracy(later, users, candidates),
+                 "fresh_truth_accuracy": _accuracy(model, fresh),
+                 "heldout_accuracy": model.metrics["heldout_accuracy"], "n_test": len(later),
                  "version": model.version}
         report.learning_curve.append(point)
         with session_factory() as s, s.begin():
@@ -387,8 +428,9 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
                 "heldout_accuracy": point["heldout_accuracy"], "truth_accuracy": point["truth_accuracy"],
                 "n_pairs": float(model.metrics["n_pairs"]),
             }, config={"version": model.version, "seed": config.seed, "simulated": True, "labels": n}, at=now)
-        log(f"sim-reward: {n:,} labels -> accuracy vs truth {point['truth_accuracy']:.3f}, "
-            f"held-out (time split) {point['heldout_accuracy']:.3f}")
+        log(f"sim-reward: {n:,} labels -> later pairs: {point['truth_accuracy']:.3f} vs truth, "
+            f"{point['label_accuracy']:.3f} vs labels; fresh random pairs {point['fresh_truth_accuracy']:.3f} vs "
+            f"truth; own time split {point['heldout_accuracy']:.3f}")
 
     # 3. best-of-N with the last model: its pick against a random other candidate, judged by the truth
     bon_rng = np.random.default_rng(config.seed + 2)
@@ -410,26 +452,6 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
         report.best_of_n[kind] = {"n": config.best_of, "trials": config.trials, "win_rate": float(np.mean(wins))}
         log(f"sim-reward: best-of-{config.best_of} {kind}s beat a random candidate in {np.mean(wins):.1%} of pairs")
 
-    # 4. the policy's regret
-    regrets_arr, random_arr = np.array(regrets), np.array(random_regrets)
-    tenth = max(1, len(regrets_arr) // 10)
-    report.policy = {
-        "cover_rounds": int(len(regrets_arr)),
-        "regret_total": float(regrets_arr.sum()),
-        "regret_mean": float(regrets_arr.mean()),
-        "regret_mean_first_10pct": float(regrets_arr[:tenth].mean()),
-        "regret_mean_last_10pct": float(regrets_arr[-tenth:].mean()),
-        "random_policy_regret_mean": float(random_arr.mean()),
-        "segments": {seg: {"best_arm": policy.best(seg).key,
-                           "true_best": max(((s.name, a) for s in world.styles for a in world.alphas),
-                                            key=lambda sa: world.truth.arm_value(group_of(seg), *sa))}
-                     for seg in sorted(policy.counts)},
-    }
-    log(f"sim-reward: policy regret per cover round {report.policy['regret_mean_first_10pct']:.3f} (first 10%) -> "
-        f"{report.policy['regret_mean_last_10pct']:.3f} (last 10%); random choice {random_arr.mean():.3f}")
-    report.seconds = time.perf_counter() - t0
-    return report
-
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, RewardSimConfig]:
     parser = argparse.ArgumentParser(prog="python -m app.simulate --reward", description=__doc__.split("\n\n")[0])
@@ -440,6 +462,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, RewardSi
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--best-of", type=int, default=4)
     parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--holdout", type=int, default=400, help="labels after the last checkpoint, for testing")
     parser.add_argument("--eval-pairs", type=int, default=600)
     parser.add_argument("--encoder", default="minilm", choices=("minilm", "hashing"))
     parser.add_argument("--seed", type=int, default=0)
@@ -453,7 +476,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, RewardSi
         checkpoints = (tuple(int(c) for c in args.checkpoints.split(",")) if args.checkpoints else
                        tuple(c for c in (100, 500) if c < args.labels) + (args.labels,))
         config = RewardSimConfig(labels=args.labels, checkpoints=checkpoints, users=args.users, best_of=args.best_of,
-                                 trials=args.trials, eval_pairs=args.eval_pairs, encoder=args.encoder,
+                                 trials=args.trials, holdout=args.holdout, eval_pairs=args.eval_pairs,
+                                 encoder=args.encoder,
                                  seed=args.seed, **kwargs)
     except ValueError as exc:
         parser.error(str(exc))

@@ -10,9 +10,9 @@ The recipe is PickScore's / ImageReward's (a Bradley-Terry model of pairwise hum
 the score of asset a for user u is the bilinear form s(u, a) = phi(u)^T W psi(a), and
 P(u prefers a over b) = sigmoid(s(u, a) - s(u, b)). phi(u) has a constant 1 (so W's first row is a global,
 user-independent taste), the user's genres and a MiniLM mean of the texts of items they liked; psi(a) has
-the asset's prompt and its style keywords (MiniLM), alpha, the generator, the caption's MiniLM embedding and
-a few caption traits (for captions), and the cover's CLIP image embedding when an image encoder is given,
-otherwise simple image statistics. Each MiniLM or CLIP block is reduced by a PCA fitted on the training
+the asset's prompt and its style keywords (MiniLM, and a multi-hot of the frequent keywords), alpha, the
+generator, the caption's MiniLM embedding and a few caption traits (for captions), and the cover's CLIP
+image embedding when an image encoder is given, otherwise simple image statistics. Each MiniLM or CLIP block is reduced by a PCA fitted on the training
 data (`RewardConfig.text_dim` whitened components): with a few thousand labels a full 384 x 384
 interaction could not be estimated. Fitting is an L2-regularised logistic regression (convex, L-BFGS),
 with the regularisation chosen on a time split of the training pairs.
@@ -54,6 +54,8 @@ IMAGE_STATS = (
     "mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b", "saturation", "brightness", "contrast",
     "edges", "colorfulness", "dark_share",
 )
+MIN_KEYWORD_COUNT = 2  # a style keyword gets its own feature once two training assets carry it ...
+MAX_KEYWORD_VOCAB = 64  # ... for the 64 most frequent ones (the default policy has 36 style keywords)
 CAPTION_TRAITS = ("length", "names_liked_title", "names_user_genre", "exclaims", "addresses_you")
 
 TextEncoder = Callable[[list[str]], np.ndarray]
@@ -473,6 +475,7 @@ class RewardModel:
         self.config = config or RewardConfig()
         self.genres: list[str] = []
         self.generators: list[str] = []
+        self.keyword_vocab: list[str] = []
         self.pca: dict[str, _Pca] = {}
         self.image_mean = np.zeros(0)
         self.image_std = np.ones(0)
@@ -589,6 +592,12 @@ class RewardModel:
         for i, c in enumerate(candidates):
             gens[i, gen_index.get(c.generator, len(self.generators))] = 1.0
         alpha = np.array([c.alpha for c in candidates])
+        kw_index = {k: i for i, k in enumerate(self.keyword_vocab)}
+        kw_hot = np.zeros((n, len(self.keyword_vocab)))
+        for i, c in enumerate(candidates):
+            for k in c.keywords:
+                if k in kw_index:
+                    kw_hot[i, kw_index[k]] = 1.0
         is_caption = raw["is_caption"][:, None]
         image = raw["image"]
         if self.image_features == "stats":
@@ -601,7 +610,7 @@ class RewardModel:
         return np.hstack([
             self.pca["prompt"](raw["prompt"]),
             self.pca["keywords"](raw["keywords"]) * raw["has_keywords"][:, None],
-            raw["has_keywords"][:, None], alpha[:, None], alpha[:, None] ** 2, gens, is_caption,
+            kw_hot, raw["has_keywords"][:, None], alpha[:, None], alpha[:, None] ** 2, gens, is_caption,
             self.pca["caption"](raw["caption"]) * is_caption, traits,
             image_block, raw["has_image"][:, None],
         ])
@@ -611,6 +620,12 @@ class RewardModel:
         keys = {genre_key(g) for u in users for g in u.genres}
         self.genres = sorted(k for k in keys if k and k != "unknown")
         self.generators = sorted({c.generator for c in candidates})
+        counts: dict[str, int] = {}
+        for c in candidates:
+            for k in dict.fromkeys(c.keywords):
+                counts[k] = counts.get(k, 0) + 1
+        frequent = sorted((k for k, n in counts.items() if n >= MIN_KEYWORD_COUNT), key=lambda k: (-counts[k], k))
+        self.keyword_vocab = sorted(frequent[:MAX_KEYWORD_VOCAB])
 
     def _fit_transforms(self, users: Sequence[UserFeatures], candidates: Sequence[Candidate],
                         user_raw: dict[str, Any], asset_raw: dict[str, Any]) -> None:
@@ -721,7 +736,8 @@ class RewardModel:
     def _make_version(self) -> str:
         h = hashlib.sha256()
         h.update(np.ascontiguousarray(self.weights, dtype=np.float64).tobytes())
-        h.update(json.dumps([self.genres, self.generators, self.encoder_name, self.image_features]).encode())
+        h.update(json.dumps([self.genres, self.generators, self.keyword_vocab, self.encoder_name,
+                             self.image_features]).encode())
         return f"reward-{h.hexdigest()[:12]}"
 
     # -- scoring ----------------------------------------------------------------------------------------------
@@ -768,6 +784,7 @@ class RewardModel:
         header = {
             "format": FORMAT_VERSION, "version": self.version, "config": asdict(self.config),
             "metrics": self.metrics, "genres": self.genres, "generators": self.generators,
+            "keyword_vocab": self.keyword_vocab,
             "encoder": self.encoder_name, "image_features": self.image_features,
             "text_input_dim": int(self.pca["prompt"].mean.shape[0]),
         }
@@ -802,6 +819,7 @@ class RewardModel:
             model = cls(encoder, RewardConfig(**config), image_encoder, read_bytes)
             model.image_features = header["image_features"]
             model.genres, model.generators = header["genres"], header["generators"]
+            model.keyword_vocab = header["keyword_vocab"]
             model.metrics, model.version = header["metrics"], header["version"]
             model.weights = data["weights"]
             model.image_mean, model.image_std = data["image_mean"], data["image_std"]
@@ -849,10 +867,16 @@ class BestOfN:
     order: tuple[int, ...]  # candidate indices, best first
     version: str  # the reward model's version that scored them
 
-    def as_params(self) -> dict[str, Any]:
-        """What to store in the shown asset's params: {"best_of_n": {"n", "rank", "score", "version"}}."""
-        return {"best_of_n": {"n": len(self.scores), "rank": 0, "score": self.scores[self.index],
+    def params_for(self, index: int) -> dict[str, Any]:
+        """What to store in candidate `index`'s params: {"best_of_n": {"n", "rank", "score", "version"}}; rank 0
+        is the one shown. A later label between the shown one and another candidate measures best-of-N's win rate
+        (`app.dashboard_generation.best_of_n_outcomes`)."""
+        return {"best_of_n": {"n": len(self.scores), "rank": self.order.index(index), "score": self.scores[index],
                               "version": self.version}}
+
+    def as_params(self) -> dict[str, Any]:
+        """`params_for` the chosen candidate (rank 0)."""
+        return self.params_for(self.index)
 
 
 def best_of_n(model: RewardModel, user: UserFeatures, candidates: Sequence[Candidate]) -> BestOfN:
