@@ -310,16 +310,23 @@ class HashingEncoder:
             raise invalid("dim", "an int >= 2", dim)
         self.dim = dim
         self.name = f"hashing-{dim}"
+        self._cache: dict[str, np.ndarray] = {}
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
+            cached = self._cache.get(text)
+            if cached is not None:
+                out[i] = cached
+                continue
             words = re.findall(r"[a-z0-9]+", text.lower())
             for token in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
                 h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
                 out[i, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+            out[i] /= max(float(np.linalg.norm(out[i])), 1e-12)
+            if len(self._cache) < 200_000:
+                self._cache[text] = out[i].copy()
+        return out
 
 
 def clip_image_encoder(model: str | os.PathLike, device: str = "cpu", batch_size: int = 16) -> ImageEncoder:
@@ -379,7 +386,9 @@ class RewardConfig:
     """How the reward model is built and fitted."""
 
     text_dim: int = 16  # PCA components per MiniLM/CLIP block: 2,000 pairs cannot pin down 384-d interactions
-    l2_grid: tuple[float, ...] = (0.3, 3.0, 30.0)  # L2 strengths tried; the best on a time split of the train part
+    # L2 strength per training pair (the penalty is l2 * n_pairs / 2 * |W|^2): the value with the lowest log-loss
+    # on two rolling time splits of the training pairs is used
+    l2_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
     test_fraction: float = 0.2  # the latest pairs held out for `metrics["heldout_accuracy"]`
     refit_all: bool = True  # after measuring, fit the served weights on every pair (held-out ones included)
     max_iter: int = 400  # L-BFGS iterations (the problem is convex: it converges well before)
@@ -409,10 +418,12 @@ class _Pca:
         components = np.zeros((k, x.shape[1]))
         scale = np.ones(k)
         if len(x) >= 2:
-            _, s, vt = np.linalg.svd(centred, full_matrices=False)
-            keep = min(k, int((s > 1e-8 * max(s[0], 1e-12)).sum()))
-            components[:keep] = vt[:keep]
-            scale[:keep] = s[:keep] / math.sqrt(len(x) - 1)
+            # eigenvectors of the (d, d) covariance: cheaper than an SVD of the (n, d) data when n >> d
+            eigval, eigvec = np.linalg.eigh(centred.T @ centred / (len(x) - 1))
+            eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+            keep = min(k, int((eigval > 1e-12 * max(eigval[0], 1e-12)).sum()))
+            components[:keep] = eigvec[:, :keep].T
+            scale[:keep] = np.sqrt(eigval[:keep])
         return cls(mean, components, scale)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -433,14 +444,17 @@ def _fit_bilinear(u: np.ndarray, d: np.ndarray, w: np.ndarray, l2: float, max_it
     from scipy.optimize import minimize
 
     du, da = u.shape[1], d.shape[1]
+    # margin_i = u_i^T W d_i = <kron(u_i, d_i), vec W>: with the Kronecker rows in memory (when they fit in
+    # ~200 MB) each step is two matrix-vector products
+    x = (u[:, :, None] * d[:, None, :]).reshape(len(u), du * da) if len(u) * du * da <= 25_000_000 else None
 
     def loss(flat: np.ndarray) -> tuple[float, np.ndarray]:
         weights = flat.reshape(du, da)
-        margin = np.einsum("ij,jk,ik->i", u, weights, d)
+        margin = x @ flat if x is not None else np.einsum("ij,jk,ik->i", u, weights, d)
         value = float(w @ _softplus(-margin)) + 0.5 * l2 * float(flat @ flat)
         coef = -w * _sigmoid(-margin)  # d loss / d margin
-        grad = u.T @ (coef[:, None] * d) + l2 * weights
-        return value, grad.ravel()
+        grad = x.T @ coef if x is not None else (u.T @ (coef[:, None] * d)).ravel()
+        return value, grad + l2 * flat
 
     x0 = np.zeros(du * da) if init is None else init.ravel()
     result = minimize(loss, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
@@ -483,6 +497,7 @@ class RewardModel:
         self.metrics: dict[str, Any] = {}
         self.version = ""
         self.encoder_name = str(getattr(encoder, "name", type(encoder).__name__))
+        self._cache: dict[str, dict[str, dict[str, np.ndarray]]] | None = None  # raw features by id, during fit
         self.image_features = "clip" if image_encoder is not None else "stats"
 
     # -- features -------------------------------------------------------------------------------------------
@@ -545,18 +560,22 @@ class RewardModel:
     def _user_matrix(self, users: Sequence[UserFeatures], raw: dict[str, Any]) -> np.ndarray:
         genre_index = {g: i for i, g in enumerate(self.genres)}
         multi = np.zeros((len(users), len(self.genres)))
+        top = np.zeros((len(users), len(self.genres)))  # the strongest genre alone: the user's segment
         for i, u in enumerate(users):
             for rank, genre in enumerate(u.genres[:len(GENRE_RANK_WEIGHTS)]):
                 j = genre_index.get(genre_key(genre))
                 if j is not None:
                     multi[i, j] = max(multi[i, j], GENRE_RANK_WEIGHTS[rank])
+            first = next((genre_index[genre_key(g)] for g in u.genres if genre_key(g) in genre_index), None)
+            if first is not None:
+                top[i, first] = 1.0
         liked = raw["liked"]
         pca = self.pca["liked"]
         if liked.shape[1] == 0:
             liked_proj = np.zeros((len(users), pca.components.shape[0]))
         else:
             liked_proj = pca(liked) * raw["has_liked"][:, None]
-        return np.hstack([np.ones((len(users), 1)), multi, liked_proj])
+        return np.hstack([np.ones((len(users), 1)), top, multi, liked_proj])
 
     def _caption_traits(self, user: UserFeatures, cand: Candidate) -> np.ndarray:
         if cand.kind != "caption" or not cand.text:
@@ -646,13 +665,32 @@ class RewardModel:
             width = asset_raw["image"].shape[1]
             self.pca["image"] = _Pca.fit(image if len(image) else np.zeros((0, width)), k)
 
+    def _cached(self, kind: str, records: Sequence[Any], key, compute) -> dict[str, np.ndarray]:
+        """compute(records) (a dict of row-aligned arrays), each distinct record computed once per fit."""
+        if self._cache is None:
+            return compute(list(records))
+        cache = self._cache.setdefault(kind, {})
+        missing = list({key(r): r for r in records if key(r) not in cache}.values())
+        if missing:
+            raw = compute(missing)
+            for i, r in enumerate(missing):
+                cache[key(r)] = {name: array[i] for name, array in raw.items()}
+        rows = [cache[key(r)] for r in records]
+        return {name: np.stack([row[name] for row in rows]) for name in rows[0]} if rows else compute([])
+
+    def _user_raw_cached(self, users: Sequence[UserFeatures]) -> dict[str, np.ndarray]:
+        return self._cached("user", users, lambda u: u.user_id, self._user_raw)
+
+    def _asset_raw_cached(self, candidates: Sequence[Candidate]) -> dict[str, np.ndarray]:
+        return self._cached("asset", candidates, lambda c: c.asset_id, self._asset_raw)
+
     def _design(self, pairs: Sequence[PreferencePair], users: Mapping[str, UserFeatures],
                 candidates: Mapping[str, Candidate]) -> tuple[np.ndarray, np.ndarray]:
         """(u: (n, du), d: (n, da)) for the pairs: the user's features and psi(winner) - psi(loser)."""
         ulist = [users[p.user_id] for p in pairs]
-        u = self._user_matrix(ulist, self._user_raw(ulist))
+        u = self._user_matrix(ulist, self._user_raw_cached(ulist))
         both = [candidates[p.winner] for p in pairs] + [candidates[p.loser] for p in pairs]
-        a = self._asset_matrix(ulist + ulist, both, self._asset_raw(both))
+        a = self._asset_matrix(ulist + ulist, both, self._asset_raw_cached(both))
         return u, a[: len(pairs)] - a[len(pairs):]
 
     def _check_pairs(self, pairs: Sequence[PreferencePair], users: Mapping[str, UserFeatures],
@@ -684,6 +722,14 @@ class RewardModel:
         if not test or not train:
             raise invalid("pairs", "pairs at two or more distinct times (a time split needs both sides)",
                           f"{len(pairs)} pairs at {len({p.at for p in pairs})} distinct times")
+        self._cache = {}  # each user's and asset's raw features (embeddings, pictures) computed once per fit
+        try:
+            return self._fit_sorted(pairs, train, test, users, candidates)
+        finally:
+            self._cache = None
+
+    def _fit_sorted(self, pairs: list[PreferencePair], train: list[PreferencePair], test: list[PreferencePair],
+                    users: dict[str, UserFeatures], candidates: dict[str, Candidate]) -> "RewardModel":
 
         weights, l2 = self._fit_pairs(train, users, candidates)
         u_te, d_te = self._design(test, users, candidates)
@@ -714,7 +760,7 @@ class RewardModel:
         ulist = [users[uid] for uid in dict.fromkeys(p.user_id for p in pairs)]
         clist = [candidates[aid] for aid in dict.fromkeys(a for p in pairs for a in (p.winner, p.loser))]
         self._vocabularies(ulist, clist)
-        self._fit_transforms(ulist, clist, self._user_raw(ulist), self._asset_raw(clist))
+        self._fit_transforms(ulist, clist, self._user_raw_cached(ulist), self._asset_raw_cached(clist))
         u, d = self._design(pairs, users, candidates)
         w = np.array([p.weight for p in pairs])
         if l2 is None:
@@ -722,16 +768,24 @@ class RewardModel:
             if len(grid) == 1 or len(pairs) < 40:
                 l2 = float(np.median(grid))
             else:
-                cut = _time_cut(pairs, self.config.test_fraction)
-                best = None
+                # rolling origin: fit on the first 60% -> score the next 20%, fit on the first 80% -> the last 20%
+                folds = []
+                for frac in (2 * self.config.test_fraction, self.config.test_fraction):
+                    start = _time_cut(pairs, frac)
+                    stop = _time_cut(pairs, frac - self.config.test_fraction) if frac > self.config.test_fraction \
+                        else len(pairs)
+                    if 0 < start < stop:
+                        folds.append((start, stop))
+                losses = []
                 for value in grid:
-                    fitted = _fit_bilinear(u[:cut], d[:cut], w[:cut], value, self.config.max_iter)
-                    margin = np.einsum("ij,jk,ik->i", u[cut:], fitted, d[cut:])
-                    score = float(_softplus(-margin).mean())
-                    if best is None or score < best[0]:
-                        best = (score, value)
-                l2 = float(best[1])
-        return _fit_bilinear(u, d, w, l2, self.config.max_iter), float(l2)
+                    total = 0.0
+                    for start, stop in folds:
+                        fitted = _fit_bilinear(u[:start], d[:start], w[:start], value * start, self.config.max_iter)
+                        margin = np.einsum("ij,jk,ik->i", u[start:stop], fitted, d[start:stop])
+                        total += float(_softplus(-margin).sum())
+                    losses.append(total)
+                l2 = float(grid[int(np.argmin(losses))])
+        return _fit_bilinear(u, d, w, l2 * len(pairs), self.config.max_iter), float(l2)
 
     def _make_version(self) -> str:
         h = hashlib.sha256()
