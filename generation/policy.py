@@ -24,9 +24,8 @@ Everything random goes through one seeded numpy Generator, whose state is part o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any
 
@@ -274,9 +273,3 @@ class PromptPolicy:
         policy.rng.bit_generator.state = state["rng"]
         return policy
 
-
-def expected_regret(values: Mapping[str, float], chosen: str) -> float:
-    """max(values) - values[chosen]: the regret of choosing `chosen` when `values` are the true arm values."""
-    if chosen not in values:
-        raise invalid("chosen", f"one of {sorted(values)}", chosen)
-    return float(max(values.values()) - values[chosen]) if not math.isnan(values[chosen]) else float("nan")
