@@ -22,8 +22,8 @@ def runs(tmp_path_factory):
         mp.setenv("VITRINE_DATA_DIR", str(root / "data"))
         mp.delenv("DATABASE_URL", raising=False)
         try:
-            code = main(["--reward", "--annotators", "careful:0.95,average:0.8,sloppy:0.6", "--labels", "60",
-                         "--holdout", "20", "--checkpoints", "30,60", "--users", "10", "--trials", "10",
+            code = main(["--reward", "--annotators", "careful:0.95,average:0.8,sloppy:0.6", "--labels", "40",
+                         "--holdout", "10", "--checkpoints", "20,40", "--users", "8", "--trials", "10",
                          "--eval-pairs", "20", "--encoder", "hashing", "--seed", "5", "--database-url", url,
                          "--json", str(root / "report.json")])
         finally:
@@ -35,18 +35,18 @@ def runs(tmp_path_factory):
 
 def test_report_and_store_contents(runs) -> None:
     url, report, root = runs[0]
-    assert report["labels"] == 80 and report["assets"] == 160
-    assert [p["labels"] for p in report["learning_curve"]] == [30, 60]
+    assert report["labels"] == 50 and report["assets"] == 100
+    assert [p["labels"] for p in report["learning_curve"]] == [20, 40]
     for point in report["learning_curve"]:
         for key in ("truth_accuracy", "label_accuracy", "fresh_truth_accuracy", "heldout_accuracy"):
             assert 0.0 <= point[key] <= 1.0
-        assert point["n_test"] == 20 and point["version"].startswith("reward-")
+        assert point["n_test"] == 10 and point["version"].startswith("reward-")
     assert set(report["best_of_n"]) == {"cover", "caption"} and report["best_of_n"]["cover"]["n"] == 4
-    assert report["policy"]["cover_rounds"] > 20 and report["policy"]["random_policy_regret_mean"] > 0
+    assert report["policy"]["cover_rounds"] > 15 and report["policy"]["random_policy_regret_mean"] > 0
     assert [a["accuracy"] for a in report["config"]["annotators"]] == [0.95, 0.8, 0.6]
     with make_session_factory(make_engine(url))() as s:
         prefs, assets, runs_frame = store.preferences_frame(s), store.assets_frame(s), store.eval_runs_frame(s)
-    assert len(prefs) == 80 and set(prefs["annotator"]) == {"careful", "average", "sloppy"}
+    assert len(prefs) == 50 and set(prefs["annotator"]) == {"careful", "average", "sloppy"}
     covers = assets[assets["kind"] == "cover"]
     assert covers["params"].map(lambda p: "style" in p["policy"]).all()
     assert covers["path"].map(lambda p: p.startswith(str(root / "data" / "assets"))).all()
