@@ -29,8 +29,8 @@ def sim_db(tmp_path_factory):
     url = f"sqlite:///{root / 'vitrine.db'}"
     upgrade(url)
     dataset = load_dataset("ml-100k", root / "data")
-    config = RewardSimConfig(labels=40, checkpoints=(40,), users=8, trials=5, eval_pairs=10, encoder="hashing",
-                             seed=3, now=NOW)
+    config = RewardSimConfig(labels=40, checkpoints=(40,), holdout=10, users=8, trials=5, eval_pairs=10,
+                             encoder="hashing", seed=3, now=NOW)
     engine = make_engine(url)
     report = simulate_reward(make_session_factory(engine), dataset, root / "assets", config, log=lambda m: None)
     engine.dispose()
@@ -48,7 +48,7 @@ def test_export_loads_with_datasets_and_decodes_pictures(sim_db, tmp_path) -> No
     url, report = sim_db
     with _session(url) as s:
         result = export_dataset(s, tmp_path / "export")
-    assert result["covers"] + result["captions"] == report.labels == 40
+    assert result["covers"] + result["captions"] == report.labels == 50
     assert result["covers"] > 5 and result["captions"] > 2 and result["skipped_covers"] == 0
     covers = datasets.load_dataset("parquet", data_files=str(tmp_path / "export" / "covers" / "*.parquet"),
                                    cache_dir=str(tmp_path / "hf-cache"))["train"]
