@@ -403,7 +403,8 @@ def measure_reward(session_factory: Any, world: World, config: RewardSimConfig, 
             arm_b = world.random_arm(eval_rng)
             while arm_b == arm_a:
                 arm_b = world.random_arm(eval_rng)
-            sides = [world.cover(visitor, item, arm, f"e{e}{tag}", eval_rng) for arm, tag in ((arm_a, "a"), (arm_b, "b"))]
+            sides = [world.cover(visitor, item, arm, f"e{e}{tag}", eval_rng)
+                     for arm, tag in ((arm_a, "a"), (arm_b, "b"))]
         else:
             tr = [world.random_traits(eval_rng) for _ in range(2)]
             while tr[1] == tr[0]:
@@ -472,7 +473,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, RewardSi
     try:
         kwargs: dict[str, Any] = {}
         if args.annotators:
-            kwargs["annotators"] = tuple(AnnotatorSpec.parse(t.strip()) for t in args.annotators.split(",") if t.strip())
+            kwargs["annotators"] = tuple(AnnotatorSpec.parse(t.strip()) for t in args.annotators.split(",")
+                                         if t.strip())
         checkpoints = (tuple(int(c) for c in args.checkpoints.split(",")) if args.checkpoints else
                        tuple(c for c in (100, 500) if c < args.labels) + (args.labels,))
         config = RewardSimConfig(labels=args.labels, checkpoints=checkpoints, users=args.users, best_of=args.best_of,
@@ -511,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"sim-reward: done in {report.seconds:.1f} s into {url}: {report.labels:,} labels, {report.assets:,} assets; "
           f"accuracy vs truth {curve}; best-of-{config.best_of} cover win rate "
           f"{report.best_of_n['cover']['win_rate']:.1%}, caption {report.best_of_n['caption']['win_rate']:.1%}; "
-          f"policy regret {report.policy['regret_mean_first_10pct']:.3f} -> {report.policy['regret_mean_last_10pct']:.3f}"
+          f"policy regret {report.policy['regret_mean_first_10pct']:.3f} -> "
+          f"{report.policy['regret_mean_last_10pct']:.3f}"
           f" (random {report.policy['random_policy_regret_mean']:.3f})")
     return 0
 

@@ -6,6 +6,7 @@
     policy.update_pair(segment, winner=arm_a, loser=arm_b)   # an A/B label, or one pair of a Create pick
     policy.update_pick(segment, picked=arm_c, shown=[arm_a, arm_b, arm_c])
     policy.update_like(segment, arm)                         # a like on a card: weak evidence for its cover
+    policy.update_from_label(segment, asset_a.params, asset_b.params, "A")  # a stored label, arms from params
     state = policy.to_dict(); PromptPolicy.from_dict(state)  # JSON-able, the random state included
 
 It replaces the fixed genre -> style table (`generation.profile.GENRE_STYLES`) as the source of a prompt's
@@ -160,6 +161,34 @@ class PromptPolicy:
         if not overlap or overlap[best] == 0 or float(alpha) <= 0:
             return None
         return Arm(self.styles[best], self.alphas[self._alpha_index(alpha)])
+
+    def arm_from_params(self, params: Mapping[str, Any] | None) -> Arm | None:
+        """The arm a stored asset was made with, from its params: params["policy"] (`Arm.as_params`) when the
+        policy chose it, else `arm_of(params["keywords"], params["alpha"])`; None when neither names one of the
+        policy's arms (a caption, a generic cover, a style this policy does not have)."""
+        params = params if isinstance(params, Mapping) else {}
+        chosen = params.get("policy")
+        if isinstance(chosen, Mapping) and chosen.get("style") in {s.name for s in self.styles}:
+            alpha = chosen.get("alpha")
+            if isinstance(alpha, Real) and not isinstance(alpha, bool) and alpha > 0:
+                return self.arm(str(chosen["style"]), float(alpha))
+        keywords, alpha = params.get("keywords") or [], params.get("alpha") or 0.0
+        if isinstance(keywords, (list, tuple)) and isinstance(alpha, Real) and not isinstance(alpha, bool):
+            return self.arm_of([str(k) for k in keywords], float(alpha))
+        return None
+
+    def update_from_label(self, segment: str, params_a: Mapping[str, Any] | None, params_b: Mapping[str, Any] | None,
+                          choice: str) -> bool:
+        """An A/B label on two stored covers (their params): updates the policy when both sides map to arms and
+        the choice is "A" or "B". Returns whether it did."""
+        if choice not in ("A", "B"):
+            return False
+        arm_a, arm_b = self.arm_from_params(params_a), self.arm_from_params(params_b)
+        if arm_a is None or arm_b is None or arm_a == arm_b:
+            return False
+        winner, loser = (arm_a, arm_b) if choice == "A" else (arm_b, arm_a)
+        self.update_pair(segment, winner, loser)
+        return True
 
     def _segment(self, segment: str) -> dict[str, np.ndarray]:
         if not isinstance(segment, str) or not segment:

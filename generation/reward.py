@@ -9,13 +9,14 @@
 The recipe is PickScore's / ImageReward's (a Bradley-Terry model of pairwise human choices), made personal:
 the score of asset a for user u is the bilinear form s(u, a) = phi(u)^T W psi(a), and
 P(u prefers a over b) = sigmoid(s(u, a) - s(u, b)). phi(u) has a constant 1 (so W's first row is a global,
-user-independent taste), the user's genres and a MiniLM mean of the texts of items they liked; psi(a) has
-the asset's prompt and its style keywords (MiniLM, and a multi-hot of the frequent keywords), alpha, the
-generator, the caption's MiniLM embedding and a few caption traits (for captions), and the cover's CLIP
-image embedding when an image encoder is given, otherwise simple image statistics. Each MiniLM or CLIP block is reduced by a PCA fitted on the training
-data (`RewardConfig.text_dim` whitened components): with a few thousand labels a full 384 x 384
-interaction could not be estimated. Fitting is an L2-regularised logistic regression (convex, L-BFGS),
-with the regularisation chosen on a time split of the training pairs.
+user-independent taste), the user's strongest genre (one-hot: their segment), their genres (rank-weighted)
+and a MiniLM mean of the texts of items they liked; psi(a) has the asset's prompt and its style keywords
+(MiniLM, and a multi-hot of the frequent keywords), alpha, the generator, the caption's MiniLM embedding and
+a few caption traits (for captions), and the cover's CLIP image embedding when an image encoder is given,
+otherwise simple image statistics. Each MiniLM or CLIP block is reduced by a PCA fitted on the training data
+(`RewardConfig.text_dim` whitened components): with a few thousand labels a full 384 x 384 interaction could
+not be estimated. Fitting is an L2-regularised logistic regression (convex, L-BFGS), the L2 strength chosen
+on two rolling time splits of the training pairs.
 
 Inputs are plain records (`UserFeatures`, `Candidate`, `PreferencePair`): the app builds them from the
 store (`records_from_frames` takes the store's preferences and assets frames). Nothing here reads a
@@ -889,7 +890,8 @@ class RewardModel:
 
 
 def _time_cut(pairs: Sequence[PreferencePair], fraction: float) -> int:
-    """Index of the first held-out pair of time-ordered `pairs`: about `fraction` of them, never splitting an instant."""
+    """Index of the first held-out pair of time-ordered `pairs`: about `fraction` of them, never splitting an
+    instant (the pairs of one pick)."""
     if len(pairs) < 2:
         return len(pairs)
     cut = min(len(pairs) - 1, max(1, int(round(len(pairs) * (1.0 - fraction)))))

@@ -115,3 +115,20 @@ def test_bad_input_is_refused() -> None:
         PromptPolicy(STYLES).choose("")
     with pytest.raises(InvalidInputError, match="state"):
         PromptPolicy.from_dict({"nothing": 1})
+
+
+def test_labels_on_stored_assets_update_the_policy_through_their_params() -> None:
+    policy = PromptPolicy(STYLES, alphas=(0.3, 0.9), seed=0)
+    neon, golden = policy.arm("neon", 0.9), policy.arm("golden", 0.9)
+    assert policy.arm_from_params(neon.as_params("scifi")) == neon
+    # a cover made before the policy existed: its prompt keywords name the style
+    legacy = {"keywords": ["soft golden light", "playful"], "alpha": 0.8}
+    assert policy.arm_from_params(legacy) == golden
+    assert policy.arm_from_params({"keywords": [], "alpha": 0.0}) is None  # a generic cover
+    assert policy.arm_from_params({"policy": {"style": "unknown", "alpha": 0.5}}) is None
+    assert policy.arm_from_params(None) is None
+    assert policy.update_from_label("scifi", neon.as_params("scifi"), legacy, "B")
+    assert policy.counts["scifi"]["style"][1].tolist() == [1.0, 0.0] and policy.counts["scifi"]["style"][0].tolist() == [0.0, 1.0]
+    assert not policy.update_from_label("scifi", neon.as_params("scifi"), legacy, "tie")
+    assert not policy.update_from_label("scifi", neon.as_params("scifi"), {"alpha": 0.0}, "A")
+    assert policy.n_updates == 1
