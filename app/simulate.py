@@ -380,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.sim_loop import main as loop_main
 
         return loop_main(argv)
+    if "--reward" in argv:  # the generation loop's proof: app/sim_reward.py
+        from app.sim_reward import main as reward_main
+
+        return reward_main([a for a in argv if a != "--reward"])
     from annotation.db import make_engine, make_session_factory, upgrade
     from app.settings import load_settings
     from recommenders.data import load_dataset
