@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from annotation import models as m
 from annotation.models import Annotator, FeedbackEvent, GeneratedAsset, Impression, ImpressionItem, User
 
-__all__ = ["user_kind", "annotator_id", "impression_shows", "visitor_feedback", "table_counts", "latest_assets", "recorded_asset_ids", "COUNTED_TABLES"]
+__all__ = ["user_kind", "latest_feedback_id", "annotator_id", "impression_shows", "visitor_feedback", "table_counts", "latest_assets", "recorded_asset_ids", "COUNTED_TABLES"]
 
 # The tables the Status page counts, by the name it shows.
 COUNTED_TABLES = {
@@ -31,6 +31,11 @@ def user_kind(session: Session, user_id: str) -> str | None:
     """The stored user's kind ("dataset" or "new"), or None when no such user is stored."""
     row = session.get(User, user_id)
     return None if row is None else row.kind
+
+
+def latest_feedback_id(session: Session) -> int | None:
+    """The largest feedback event id (the data watermark a retrain schedule compares with), None when empty."""
+    return session.scalar(select(func.max(FeedbackEvent.id)))
 
 
 def annotator_id(session: Session, name: str) -> int | None:

@@ -474,7 +474,10 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
     if not model:
         raise gr.Error("Pick a model to retrain.")
     result = svc.retrain(model)
-    msg = f"Retrained **{result['model']}** with {result['extra_interactions']} logged interactions in {result['seconds']} s."
+    verdict = "promoted and served" if result.promoted else "rejected by the gate; the served version stays"
+    msg = (f"Retrained **{markdown_escape(result.name)}** version {result.version} on the logs up to event "
+           f"{result.watermark or 0} in {result.seconds.get('total', 0):.1f} s: {verdict}. "
+           f"{markdown_escape(result.reason)}")
     return msg, status_html(svc)
 
 

@@ -518,27 +518,6 @@ class RetrainSchedule:
         return result
 
 
-def settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """The loop's settings (for app/settings.py to take over): VITRINE_GATE_TOLERANCE (default 0),
-    VITRINE_RETRAIN_EVERY_EVENTS, VITRINE_RETRAIN_EVERY_MINUTES (unset = off)."""
-    def number(key: str, cast, low):
-        raw = env.get(key, "").strip()
-        if not raw:
-            return None
-        try:
-            value = cast(raw)
-        except ValueError:
-            raise ValueError(f"{key}: expected a number, got {raw!r}") from None
-        if value < low:
-            raise ValueError(f"{key}: expected a value >= {low}, got {raw!r}")
-        return value
-
-    tolerance = number("VITRINE_GATE_TOLERANCE", float, 0.0)
-    return {"tolerance": 0.0 if tolerance is None else tolerance,
-            "every_events": number("VITRINE_RETRAIN_EVERY_EVENTS", int, 1),
-            "every_minutes": number("VITRINE_RETRAIN_EVERY_MINUTES", float, 1e-9)}
-
-
 # ------------------------------------------------------------------------------------------------------------
 # counterfactual estimate from the store's impressions
 # ------------------------------------------------------------------------------------------------------------

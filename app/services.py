@@ -37,8 +37,10 @@ from app.labeling import Labeling
 from app.ranking import Ranking
 from app.settings import Settings
 from app.slates import Slates
+from app.upkeep import Upkeep
 
 if TYPE_CHECKING:  # pragma: no cover - types only
+    from app.learning import RetrainResult, RetrainSchedule, ServedModelWatcher
     from recommenders.data import Dataset
     from recommenders.models.base import Recommender
 
@@ -62,26 +64,52 @@ class Services:
     startup_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # start-up messages worth showing on the Status tab
 
+    watchers: dict[str, ServedModelWatcher] = field(default_factory=dict)  # name -> its promoted version
+    schedule: RetrainSchedule | None = None
+    upkeep: Upkeep | None = None
+
     def close(self) -> None:
-        """Stop the background generation worker and release the DB connections."""
+        """Stop the background threads and release the DB connections."""
+        if self.upkeep is not None:
+            self.upkeep.stop()
         self.assets.close()
         self.engine.dispose()
 
-    def retrain(self, name: str) -> dict[str, Any]:
-        """Retrain `name` on the dataset plus the app's logged feedback, serve it, cache it on disk."""
-        from annotation import frames
-        from recommenders.training import train_model
+    @property
+    def registry_dir(self) -> Path:
+        return self.settings.data_dir / "registry"
+
+    def retrain(self, name: str) -> RetrainResult:
+        """Gated retraining of `name` (`app.learning.retrain`): a candidate on the dataset plus the logged
+        feedback, evaluated next to the served version on the offline split and the recent holdout, promoted
+        only when not worse on both (VITRINE_GATE_TOLERANCE). Every version is registered; a promoted one is
+        served at once here and by every replica at its next poll."""
+        from app import learning
 
         self.ranking.model(name)  # AppInputError for an unknown name
+        result = learning.retrain(self.events.Session, self.catalog.dataset, name, self.registry_dir,
+                                  features=self.features or None,
+                                  config=learning.GateConfig(tolerance=self.settings.gate_tolerance), log=log.info)
+        self.serve_promoted()  # the candidate if promoted; else the served version (version 1 on a first retrain)
+        return result
+
+    def serve_promoted(self) -> list[str]:
+        """Swap in every model whose promoted version changed since the last look; returns their names."""
+        changed = [name for name, watcher in self.watchers.items() if watcher.refresh()]
+        for name in changed:
+            self.ranking.swap(name, self.watchers[name].model)
+            log.info("serving %s version id %s", name, self.watchers[name].version_id)
+        return changed
+
+    def tick_schedule(self) -> None:
+        """Retrain the default model when the schedule (every N events or T minutes; off by default) is due."""
+        from annotation import reads
+
+        if self.schedule is None or not self.schedule.enabled:
+            return
         with self.events.ReadSession() as s:
-            extra = frames.interactions_frame(s)
-        start = time.perf_counter()
-        dataset = self.catalog.dataset
-        model = train_model(dataset, name, features=self.features or None, extra_interactions=extra)
-        seconds = time.perf_counter() - start
-        _save_model(model, self.settings.data_dir / "models", name, dataset, extra_rows=len(extra))
-        self.ranking.swap(name, model)
-        return {"model": name, "extra_interactions": int(len(extra)), "seconds": round(seconds, 2)}
+            latest = reads.latest_feedback_id(s)
+        self.schedule.tick(latest)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -219,7 +247,7 @@ def build_services(
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
     assets = Assets(catalog, events, covers, captions, ReadSession)
-    return Services(
+    svc = Services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),
         labeling=Labeling(catalog, ranking, assets, overlap=settings.label_overlap),
@@ -227,3 +255,23 @@ def build_services(
                          trust_proxy=settings.trust_proxy),
         startup_s=timings, notes=notes,
     )
+    _follow_the_registry(svc, names, timed)
+    return svc
+
+
+def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
+    """Serve the promoted version of each model that has one (a retrain promoted here, before a restart, or on
+    another replica), keep following promotions every VITRINE_MODEL_POLL_S, and run the optional schedule."""
+    from app import learning
+
+    with timed("model versions"):
+        svc.watchers = {name: learning.ServedModelWatcher(svc.events.Session, name, svc.registry_dir) for name in names}
+        served = svc.serve_promoted()
+    if served:
+        svc.notes.append(f"serving promoted versions from the registry: {', '.join(served)}")
+    st = svc.settings
+    svc.schedule = learning.RetrainSchedule(run=lambda: svc.retrain(svc.ranking.default_model),
+                                            every_events=st.retrain_every_events,
+                                            every_minutes=st.retrain_every_minutes)
+    svc.upkeep = Upkeep([("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule)],
+                        every_s=st.model_poll_s).start()

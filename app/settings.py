@@ -116,6 +116,10 @@ class Settings:
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
     extra_models: tuple[str, ...] = ("ease", "pop")  # served beside `model`, so that two can be compared (interleaving)
     generation_concurrency: int = 1  # generation requests run at once; 1 on CPU, where the model is the bottleneck
+    gate_tolerance: float = 0.0  # a retrained candidate may be this much worse (NDCG@10, absolute) and still be promoted
+    retrain_every_events: int | None = None  # retrain the default model after this many new events (None = off)
+    retrain_every_minutes: float | None = None  # ... or every this many minutes (None = off)
+    model_poll_s: float = 10.0  # how often a replica looks for a newly promoted model version (and the schedule ticks)
     max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
     rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
     rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
@@ -169,6 +173,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_overlap=_int(env, "VITRINE_LABEL_OVERLAP", 2, 1, 20),
         extra_models=_names(env, "VITRINE_EXTRA_MODELS", Settings.extra_models),
         generation_concurrency=_int(env, "VITRINE_GENERATION_CONCURRENCY", 1, 1, 16),
+        gate_tolerance=_float(env, "VITRINE_GATE_TOLERANCE", 0.0, 0.0, 1.0),
+        retrain_every_events=_int(env, "VITRINE_RETRAIN_EVERY_EVENTS", 0, 0, 10**9) or None,
+        retrain_every_minutes=_float(env, "VITRINE_RETRAIN_EVERY_MINUTES", 0.0, 0.0, 10**6) or None,
+        model_poll_s=_float(env, "VITRINE_MODEL_POLL_S", 10.0, 0.1, 3600.0),
         max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
         rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
         rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),

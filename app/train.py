@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -54,7 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - torch is a pinned requirement
         pass
     settings = load_settings()
-    loop_settings = learning.settings_from_env(os.environ)
     url = args.database_url or settings.database_url
     upgrade(url)
     engine = make_engine(url)
@@ -77,11 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = load_dataset(settings.dataset, settings.data_dir)
         features = None
         if args.model in FEATURE_MODELS:
-            from recommenders.features import item_features
+            from recommenders.features import compute_features
 
-            features = item_features(dataset, cache_dir=settings.data_dir / "features", text_model=settings.text_model,
-                                     allow_network=settings.allow_network)
-        tolerance = args.tolerance if args.tolerance is not None else loop_settings["tolerance"]
+            features = compute_features(dataset, cache_dir=settings.data_dir / "features",
+                                        text_model=settings.text_model, allow_network=settings.allow_network).arrays
+        tolerance = args.tolerance if args.tolerance is not None else settings.gate_tolerance
         result = learning.retrain(Session, dataset, args.model, artifacts, features=features,
                                   config=learning.GateConfig(tolerance=tolerance),
                                   log=lambda m: print(m, file=sys.stderr, flush=True))

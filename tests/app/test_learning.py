@@ -192,10 +192,12 @@ def test_schedule():
     assert by_time.tick(2, T0 + dt.timedelta(hours=3)) is None  # no new events: nothing to learn
     with pytest.raises(ValueError, match="every_events"):
         learning.RetrainSchedule(run=lambda: None, every_events=0)
-    env = learning.settings_from_env({"VITRINE_GATE_TOLERANCE": "0.01", "VITRINE_RETRAIN_EVERY_EVENTS": "500"})
-    assert env == {"tolerance": 0.01, "every_events": 500, "every_minutes": None}
+    from app.settings import load_settings
+
+    settings = load_settings({"VITRINE_GATE_TOLERANCE": "0.01", "VITRINE_RETRAIN_EVERY_EVENTS": "500"})
+    assert (settings.gate_tolerance, settings.retrain_every_events, settings.retrain_every_minutes) == (0.01, 500, None)
     with pytest.raises(ValueError, match="VITRINE_GATE_TOLERANCE"):
-        learning.settings_from_env({"VITRINE_GATE_TOLERANCE": "-1"})
+        load_settings({"VITRINE_GATE_TOLERANCE": "-1"})
 
 
 def test_cli_retrain_list_and_rollback(tmp_path, monkeypatch, capsys):
