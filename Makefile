@@ -55,7 +55,7 @@ clean:
 # ENGINE: docker when a docker daemon answers, else podman. Here (no registry reachable) the base is a Debian
 # bookworm root made once by debootstrap and imported (deploy/debian_base.sh); pass BASE_IMAGE=python:3.11-slim-bookworm
 # where the official image can be pulled. Podman runs with runc, host networking and bounded ulimits, which is
-# what works on this kind of machine. pip inside the build gets the host's pip settings and CA bundle as build
+# what works on this kind of machine for the build. pip inside the build gets the host's pip settings and CA bundle as build
 # args and read-only volumes (deploy/pip_build_args.py): nothing of them is baked into the image.
 ifeq ($(origin ENGINE),undefined)
 ENGINE      := $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
@@ -68,8 +68,11 @@ ifeq ($(origin TORCH_INDEX_URL),undefined)
 TORCH_INDEX_URL := $(shell curl -fsS -o /dev/null --max-time 5 https://download.pytorch.org/whl/cpu/torch/ 2>/dev/null && echo https://download.pytorch.org/whl/cpu)
 endif
 ENGINE_OPTS := $(if $(filter podman,$(ENGINE)),--runtime /usr/sbin/runc)
-RUN_OPTS    := --network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
-BUILD_OPTS  := $(RUN_OPTS) $(if $(filter podman,$(ENGINE)),--format docker)
+ULIMITS     := --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
+BUILD_OPTS  := --network host $(ULIMITS) $(if $(filter podman,$(ENGINE)),--format docker)
+# `make image-test` publishes the container's port 7860 on a free host port; with `--network host` in these
+# options it sets the container's $PORT to that free port instead.
+IMAGE_RUN_OPTS ?= $(ULIMITS)
 IMAGE_TEST_ARGS ?=
 IMAGE_BUILD_ARGS ?=
 
@@ -87,5 +90,5 @@ image: image-base
 
 # Runs the container on a free port and checks it in Chromium; the fixture stops and removes the container.
 image-test: image setup system-deps
-	VITRINE_IMAGE=$(IMAGE) VITRINE_IMAGE_ENGINE="$(ENGINE) $(ENGINE_OPTS)" VITRINE_IMAGE_RUN_OPTS="$(RUN_OPTS)" \
+	VITRINE_IMAGE=$(IMAGE) VITRINE_IMAGE_ENGINE="$(ENGINE) $(ENGINE_OPTS)" VITRINE_IMAGE_RUN_OPTS="$(IMAGE_RUN_OPTS)" \
 		$(PY) -m pytest -p no:cacheprovider -q tests/deploy/test_deploy_image_e2e.py $(IMAGE_TEST_ARGS)

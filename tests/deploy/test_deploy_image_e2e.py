@@ -152,6 +152,7 @@ def test_app_slate_dashboard_like_and_admin_in_chromium(container, browser, arti
             "m.innerText.includes('Feedback events') && "
             "parseInt(m.querySelector('[data-testid=\"stMetricValue\"]').innerText.replace(/[^0-9]/g, '')) > n)",
             arg=before)
+        _settle(dash)  # the rerun has finished: no stale elements of the previous run left on the page
         assert _feedback_count(dash) >= before + 1
         dash.screenshot(path=str(artifacts_dir / "image-dashboard.png"))
     finally:
