@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     svc = build_services(settings, say=log.info)
     if args.check:
-        for title, rows in svc.status_sections():
+        from app.status import status_sections
+
+        for title, rows in status_sections(svc):
             print(f"== {title}")
             for name, value, note in rows:
                 print(f"  {name}: {value}  {note}".rstrip())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+import re
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
@@ -24,7 +25,10 @@ __all__ = [
     "render_pair_side",
     "render_status",
     "render_detail",
+    "markdown_escape",
 ]
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class CardView:
 def file_url(path: str | Path) -> str:
     """The URL under which Gradio serves a local file in an allowed path."""
     return "gradio_api/file=" + quote(str(path), safe="/")
+
+
+def markdown_escape(text: object) -> str:
+    """Text shown through Markdown (a `gr.Markdown` message, a Streamlit reading) as-is: every Markdown, HTML and
+    LaTeX-trigger character is backslash-escaped, so a title like `![x](http://host/p.png)` stays text and never
+    makes the browser fetch anything."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 def _e(value: object) -> str:

@@ -60,6 +60,18 @@ def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple
     return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A rate limit in the `limits` package's syntax ("120/minute", "5/second")."""
+    raw = (env.get(name) or "").strip() or default
+    from limits import parse
+
+    try:
+        parse(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a rate such as '120/minute', got {raw!r}") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path  # datasets, feature cache, trained models, generated assets, the SQLite DB
@@ -76,16 +88,18 @@ class Settings:
     port: int = 7860
     label_password: str | None = None  # shared password for annotators; None = open sign-in
     dashboard_password: str | None = None  # protects the dashboard when set
+    dashboard_open: bool = False  # VITRINE_DASHBOARD_OPEN=1: the dashboard without a password (a private machine)
     admin_password: str | None = None  # unlocks retraining and label-pair creation on the Status tab
+    admin_open: bool = False  # VITRINE_ADMIN_OPEN=1: admin actions without a password (`make demo` on a laptop)
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
     extra_models: tuple[str, ...] = ("ease", "pop")  # served beside `model`, so that two can be compared (interleaving)
     generation_concurrency: int = 1  # generation requests run at once; 1 on CPU, where the model is the bottleneck
+    max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
+    rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
+    rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
+    trust_proxy: bool = False  # VITRINE_TRUST_PROXY=1 behind the one-port proxy: clients are told apart by the
+    # address the proxy appends to X-Forwarded-For (never set it without such a proxy: clients could pick their key)
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
-
-    @property
-    def serves_locally(self) -> bool:
-        """Bound to this machine only (127.0.0.1 / localhost / ::1): nobody else can reach the app."""
-        return self.host in ("127.0.0.1", "localhost", "::1")
 
     @property
     def db_is_sqlite(self) -> bool:
@@ -94,7 +108,13 @@ class Settings:
 
 def password_matches(given: object, expected: str) -> bool:
     """True when `given` (anything a client sent) is the configured password; compared in constant time."""
-    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+    if not isinstance(given, str):
+        return False
+    try:
+        given_bytes = given.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is no password: a wrong one, not an error
+        return False
+    return hmac.compare_digest(given_bytes, expected.encode("utf-8"))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -119,9 +139,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=port,
         label_password=env.get("VITRINE_LABEL_PASSWORD") or None,
         dashboard_password=env.get("VITRINE_DASHBOARD_PASSWORD") or None,
+        dashboard_open=_flag(env, "VITRINE_DASHBOARD_OPEN", False),
         admin_password=env.get("VITRINE_ADMIN_PASSWORD") or None,
+        admin_open=_flag(env, "VITRINE_ADMIN_OPEN", False),
         label_overlap=_int(env, "VITRINE_LABEL_OVERLAP", 2, 1, 20),
         extra_models=_names(env, "VITRINE_EXTRA_MODELS", Settings.extra_models),
         generation_concurrency=_int(env, "VITRINE_GENERATION_CONCURRENCY", 1, 1, 16),
+        max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
+        rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
+        rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
+        trust_proxy=_flag(env, "VITRINE_TRUST_PROXY", False),
         oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
     )

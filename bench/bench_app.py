@@ -61,6 +61,9 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
         GRADIO_ANALYTICS_ENABLED="False",
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="1",
+        # every simulated user comes from 127.0.0.1, one client to the per-client limits: lift them
+        VITRINE_RATE_SLATE="1000000/minute",
+        VITRINE_RATE_GENERATE="1000000/minute",
     )
     env.pop("PORT", None)
     return env
@@ -267,7 +270,7 @@ def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
     rng = random.Random(0)
     rec, fb = [], []
     for _ in range(calls):
-        user_id = rng.choice(svc.user_ids)
+        user_id = rng.choice(svc.catalog.user_ids)
         t0 = time.perf_counter()
         slate = api.recommend(user_id, "", k)
         t1 = time.perf_counter()
