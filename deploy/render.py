@@ -35,6 +35,7 @@ class RunConfig:
     dashboard_port: int = 8501  # Streamlit's loopback port
     max_body: str = "16m"  # client_max_body_size: larger request bodies get 413
     public_scheme: str = "http"  # what the browser uses: "https" behind a TLS proxy (a Space)
+    trusted_proxy: str | None = None  # a network (CIDR) whose X-Forwarded-For is believed: a Space's proxy
 
     def __post_init__(self) -> None:
         for name in ("port", "app_port", "dashboard_port"):
@@ -50,6 +51,12 @@ class RunConfig:
             raise ValueError(f"max_body must be an nginx size such as 16m, 512k or 1048576, got {self.max_body!r}")
         if self.public_scheme not in ("http", "https"):
             raise ValueError(f"public_scheme must be 'http' or 'https', got {self.public_scheme!r}")
+        if self.trusted_proxy is not None:
+            try:
+                ipaddress.ip_network(self.trusted_proxy)
+            except ValueError:
+                raise ValueError(f"trusted_proxy must be a network such as 10.0.0.0/8 or 0.0.0.0/0, "
+                                 f"got {self.trusted_proxy!r}") from None
 
 
 def render(config: RunConfig, run_dir: Path, template: str | None = None) -> str:
@@ -59,6 +66,8 @@ def render(config: RunConfig, run_dir: Path, template: str | None = None) -> str
         "HOST": config.host, "PORT": str(config.port), "APP_PORT": str(config.app_port),
         "DASHBOARD_PORT": str(config.dashboard_port), "MAX_BODY": str(config.max_body),
         "PUBLIC_SCHEME": config.public_scheme, "RUN_DIR": str(run_dir),
+        "REAL_IP": (f"set_real_ip_from {ipaddress.ip_network(config.trusted_proxy)};\n"
+                    "    real_ip_header X-Forwarded-For;" if config.trusted_proxy else ""),
     }
     if re.search(r"[\s;{}'\"]", str(run_dir)):
         raise ValueError(f"run_dir must not contain spaces, quotes, braces or semicolons, got {str(run_dir)!r}")

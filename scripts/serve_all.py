@@ -11,7 +11,8 @@ into a private run directory (`deploy/render.py`), checks it with `nginx -t`, an
 `deploy/Procfile` under honcho's process manager:
 
     nginx      the public port: static routing, websocket upgrade, body cap, forwarded headers (deploy/nginx.conf.template)
-    app        `python -m app` on 127.0.0.1 (GRADIO_SERVER_NAME/PORT)
+    app        `python -m app` on 127.0.0.1 (GRADIO_SERVER_NAME/PORT), VITRINE_TRUST_PROXY=1 (nginx sets the
+               X-Forwarded-For the app's rate limits key on)
     dashboard  `streamlit run app/dashboard.py --server.baseUrlPath dashboard` on 127.0.0.1
 
 When any of them exits, honcho stops the other two and this script exits non-zero, so a container supervisor
@@ -52,13 +53,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="public interface (default 0.0.0.0, or $VITRINE_PUBLIC_HOST)")
     parser.add_argument("--port", type=int, default=int(env.get("PORT") or 7860),
                         help="public port (default $PORT, else 7860)")
-    parser.add_argument("--max-body", default=env.get("VITRINE_MAX_BODY", "16m"),
-                        help="largest request body nginx lets through, nginx size syntax (default 16m, or "
-                             "$VITRINE_MAX_BODY); larger bodies get 413")
+    parser.add_argument("--max-body", default=env.get("VITRINE_MAX_BODY_BYTES") or "1m",
+                        help="largest request body nginx lets through, nginx size syntax (default: the app's own "
+                             "cap $VITRINE_MAX_BODY_BYTES, else 1m); larger bodies get 413 before the app")
     parser.add_argument("--public-scheme", choices=("http", "https"),
                         default=env.get("VITRINE_PUBLIC_SCHEME") or ("https" if env.get("SPACE_ID") else "http"),
                         help="scheme browsers use to reach this port: https behind a TLS proxy such as a Space "
                              "(default: https when SPACE_ID is set, else http; or $VITRINE_PUBLIC_SCHEME)")
+    trusted = env.get("VITRINE_TRUSTED_PROXY") or ("0.0.0.0/0" if env.get("SPACE_ID") else "none")
+    parser.add_argument("--trusted-proxy", default=trusted,
+                        help="network (CIDR) of a proxy in front whose X-Forwarded-For names the client, or 'none' "
+                             "(default: 0.0.0.0/0 on a Space, where only the Space's proxy can reach the port, "
+                             "else none; or $VITRINE_TRUSTED_PROXY)")
     parser.add_argument("--app-cmd", default=None,
                         help="command that serves the Gradio app (default: python -m app); it must honour "
                              "GRADIO_SERVER_NAME and GRADIO_SERVER_PORT")
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     nginx = find_nginx()
     try:
         config = RunConfig(host=args.host, port=args.port, app_port=free_port(), dashboard_port=free_port(),
-                           max_body=args.max_body, public_scheme=args.public_scheme)
+                           max_body=args.max_body, public_scheme=args.public_scheme,
+                           trusted_proxy=None if args.trusted_proxy.lower() == "none" else args.trusted_proxy)
     except ValueError as exc:
         print(f"serve_all: {exc}", file=sys.stderr)
         return 2

@@ -37,11 +37,14 @@ def test_render_fills_every_placeholder(tmp_path):
     assert "server 127.0.0.1:40001;" in text and "server 127.0.0.1:40002;" in text
     assert "client_max_body_size 2m;" in text and "default https;" in text
     assert f"pid {tmp_path}/nginx.pid;" in text
+    assert "set_real_ip_from" not in text  # no proxy in front is trusted unless named
+    trusted = render(RunConfig(trusted_proxy="10.0.0.0/8"), tmp_path)
+    assert "set_real_ip_from 10.0.0.0/8;" in trusted and "real_ip_header X-Forwarded-For;" in trusted
 
 
 @pytest.mark.parametrize("field, value", [
     ("max_body", "16m; include /etc/passwd"), ("max_body", "0"), ("host", "0.0.0.0; evil"), ("host", "example.com"),
-    ("port", 0), ("app_port", 70000), ("public_scheme", "ftp"),
+    ("port", 0), ("app_port", 70000), ("public_scheme", "ftp"), ("trusted_proxy", "10.0.0.0/8; allow all"),
 ])
 def test_render_refuses_values_that_are_not_what_they_claim(field, value):
     with pytest.raises(ValueError, match=field):
@@ -132,24 +135,26 @@ def test_request_targets_cannot_reach_other_servers(front, secret_server):
 
 
 def test_bodies_over_the_cap_get_413_before_the_app(front):
-    """Issue 14 item 3 (front side): the default cap is 16 MiB; the app behind never receives the body."""
+    """Issue 14 item 3 (front side): nginx's cap is the app's own (VITRINE_MAX_BODY_BYTES, default 1 MiB); a
+    larger body is refused by nginx itself (its error page), so the app behind never receives it."""
+    import urllib.error
     import urllib.request
 
     base, _, _, _ = front
 
-    def post(size: int) -> int:
+    def post(size: int) -> tuple[int, str]:
         request = urllib.request.Request(base + "/gradio_api/upload", data=b"x" * size, method="POST",
                                          headers={"Content-Type": "application/octet-stream"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status
+                return response.status, response.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
-            return exc.code
+            return exc.code, exc.read().decode("utf-8", "replace")
 
-    import urllib.error
-
-    assert post(16 * 2**20 + 1) == 413
-    assert post(1024) not in (413, 502, 503)  # a small body reaches the app (which rejects it as no upload)
+    status, body = post(2**20 + 1)
+    assert status == 413 and "nginx" in body
+    status, body = post(2**20 - 4096)
+    assert status not in (413, 502, 503) and "nginx" not in body  # reaches the app (which wants a form)
 
 
 def test_forwarded_headers_are_set_by_nginx_only(front):
@@ -188,6 +193,53 @@ def test_gradio_queue_streams_through_nginx(front):
 
     base, _, _, _ = front
     assert Client(base + "/", verbose=False).predict("hi", api_name="/shout") == "HI"
+
+
+ECHO_APP = """
+import http.server, json, os
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer((os.environ["GRADIO_SERVER_NAME"], int(os.environ["GRADIO_SERVER_PORT"])), Echo).serve_forever()
+"""
+
+
+@pytest.mark.parametrize("trusted", [None, "127.0.0.1/32"])
+def test_upstream_headers_are_nginx_own(tmp_path, trusted):
+    """What the app receives, echoed: one X-Forwarded-For address (the peer's, or behind a trusted proxy the last
+    one that proxy appended; never what the client wrote before it), the Host the request came to, and none of
+    the client's own X-Forwarded-Host, Forwarded or X-Gradio-Server."""
+    need_nginx()
+    (tmp_path / "echo.py").write_text(ECHO_APP)
+    (tmp_path / "dash.py").write_text("import streamlit as st\nst.write('tiny')\n")
+    port = free_port()
+    log = tmp_path / "serve_all.log"
+    extra = ["--trusted-proxy", trusted] if trusted else []
+    proc = start_serve_all(port, log, {**os.environ, "VITRINE_TRUSTED_PROXY": "none"}, "--app-cmd",
+                           f"{sys.executable} {tmp_path / 'echo.py'}", "--dashboard-script", str(tmp_path / "dash.py"),
+                           *extra)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ok(base + "/", proc)
+        status, body = get(base + "/x", headers={
+            "X-Forwarded-For": "6.6.6.6, 7.7.7.7", "X-Forwarded-Host": "evil.example", "X-Real-IP": "6.6.6.6",
+            "Forwarded": "for=6.6.6.6;host=evil.example", "X-Gradio-Server": "http://evil.example"})
+        assert status == 200
+        seen = json.loads(body)
+        assert seen["x-forwarded-for"] == ("7.7.7.7" if trusted else "127.0.0.1")
+        assert seen["x-real-ip"] == seen["x-forwarded-for"]
+        assert seen["host"] == seen["x-forwarded-host"] == f"127.0.0.1:{port}"
+        assert seen["x-forwarded-proto"] == "http"
+        assert "forwarded" not in seen and "x-gradio-server" not in seen
+    finally:
+        stop(proc, log)
 
 
 @pytest.mark.browser
