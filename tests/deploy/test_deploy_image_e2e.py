@@ -113,7 +113,7 @@ def _settle(page) -> None:
         " || document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.trim() === ''")
 
 
-def test_app_slate_dashboard_like_and_admin_in_chromium(container, browser, artifacts_dir):
+def test_app_slate_and_like_counted_in_dashboard_in_chromium(container, browser, artifacts_dir):
     base, _, _ = container
     # one context (window) per page: a background tab is not rendered, so it would never become "visible"
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
