@@ -67,3 +67,33 @@ def test_two_tower_rejects_bad_parameters() -> None:
         create_model("two-tower", temperature=0.0).fit(checkerboard(), ITEMS, parity_features())
     with pytest.raises(ValueError, match="id_dropout: expected a probability"):
         create_model("two-tower", id_dropout=1.0).fit(checkerboard(), ITEMS, parity_features())
+
+
+class TestFreedom(ModelContract):
+    name = "freedom"
+    params = {**FAST_SGD, "dim": 8, "knn": 3}
+
+
+def test_knn_graph_is_sparse_symmetric_and_excludes_self() -> None:
+    from recommenders.models.freedom import knn_graph
+
+    f = parity_features()["text"]
+    g = knn_graph(f, k=3, chunk=5)  # several chunks
+    assert g.nnz <= 2 * 3 * len(f) and g.diagonal().max() == 0
+    dense = g.toarray()
+    assert (dense > 0).sum(1).min() >= 3
+    # neighbours read alike: every edge joins two items of the same parity (the features' first axis)
+    r, c = np.nonzero(dense)
+    assert np.all(r % 2 == c % 2)
+    with pytest.raises(ValueError, match="knn: expected 1 <= knn < n_items"):
+        knn_graph(f, k=len(f))
+
+
+def test_freedom_scores_cold_items_through_content_neighbours() -> None:
+    data = checkerboard()[lambda d: ~d["item_id"].isin(["i10", "i11"])]
+    model = create_model("freedom", **FAST_SGD, dim=8, knn=3).fit(data, ITEMS, parity_features())
+    even, odd = model.item_index("i10"), model.item_index("i11")
+    assert np.abs(model.V[[even, odd]]).sum() > 0  # neighbours' embeddings reach the never-seen items
+    for u in range(N_USERS):
+        s = model.score(model.user_index(f"u{u}"))
+        assert (s[even] > s[odd]) == (u % 2 == 0), u
