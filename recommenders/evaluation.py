@@ -79,9 +79,14 @@ def evaluate_model(model: Any, split: Split, ks: tuple[int, ...] = (10, 20), par
     """{"valid": {...}, "test": {...}} for a model fitted on `split.train`."""
     users = {u: n for n, u in enumerate(model.user_ids)}
     items = {i: n for n, i in enumerate(model.item_ids)}
+    unknown = [p for p in parts if p not in ("valid", "test")]
+    if unknown:
+        raise ValueError(f"parts: expected 'valid' and/or 'test', got {list(parts)}")
     train = _positives(split.train, users, items)
     valid = _positives(split.valid, users, items)
-    test = _positives(split.test, users, items)
+    # split.test is read only when the test part is asked for: model selection (recommenders.search) asks for
+    # "valid" alone and must not see test data.
+    test = _positives(split.test, users, items) if "test" in parts else {}
     pop = np.zeros(len(items))
     for arr in train.values():
         pop[arr] += 1

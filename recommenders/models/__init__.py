@@ -24,9 +24,10 @@ _REGISTRY = {
     "vbpr": ("recommenders.models.vbpr", "VBPR"),
     "two-tower": ("recommenders.models.two_tower", "TwoTower"),
     "freedom": ("recommenders.models.freedom", "Freedom"),
+    "blend": ("recommenders.models.blend", "Blend"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr", "ease-text", "two-tower", "freedom"})  # need features["text"] at fit
+FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr", "ease-text", "two-tower", "freedom", "blend"})  # need features["text"] at fit
 # The model the app serves by default: the best valid and test NDCG@10 we measured on ml-100k
 # (bench/RESULTS-recommenders.md). It needs text features; without them serve DEFAULT_MODEL_WITHOUT_FEATURES.
 DEFAULT_MODEL = "ease-text"

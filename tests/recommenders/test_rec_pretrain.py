@@ -97,3 +97,29 @@ def test_freedom_scores_cold_items_through_content_neighbours() -> None:
     for u in range(N_USERS):
         s = model.score(model.user_index(f"u{u}"))
         assert (s[even] > s[odd]) == (u % 2 == 0), u
+
+
+TT_FAST = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32}
+
+
+class TestBlend(ModelContract):
+    name = "blend"
+    params = {"base_params": {"reg": 1.0, "text_weight": 0.5}, "partner_params": TT_FAST, "weight": 0.5}
+
+
+def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
+    feats = parity_features()
+    blend = create_model("blend", base_params={"reg": 1.0, "text_weight": 0.5}, partner_params=TT_FAST,
+                         weight=0.5).fit(checkerboard(), ITEMS, feats)
+    base = create_model("ease-text", reg=1.0, text_weight=0.5).fit(checkerboard(), ITEMS, feats)
+    partner = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, feats)
+    z = lambda s: (s - s.mean()) / s.std()  # noqa: E731
+    for u in (0, 5):
+        np.testing.assert_allclose(blend.score(u), z(base.score(u)) + 0.5 * z(partner.score(u)), rtol=1e-6)
+    zero = create_model("blend", base_params={"reg": 1.0, "text_weight": 0.5}, partner_params=TT_FAST,
+                        weight=0.0).fit(checkerboard(), ITEMS, feats)
+    assert zero.recommend("u3", 5)[0] == base.recommend("u3", 5)[0]  # weight 0 is the base model
+    with pytest.raises(ValueError, match="partner: expected one of"):
+        create_model("blend", partner="svd")
+    with pytest.raises(ValueError, match="weight: expected a non-negative number"):
+        create_model("blend", weight=-1.0).fit(checkerboard(), ITEMS, feats)
