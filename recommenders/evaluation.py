@@ -2,8 +2,10 @@
 
 Valid: rank every item except the user's train items. Test: rank every item except the user's train and
 valid items. Users are those with at least one positive in the evaluated part that the model knows.
-On an item cold-start split the candidates are the held-out (cold) items only - the question there is
-whether a model can rank items nobody interacted with - and `random_baseline` gives the chance level.
+Sequential models (those with `with_history`, e.g. SASRec) score the test part with the validation
+interactions appended to each user's history, as RecBole does on leave-one-out. On an item cold-start
+split the candidates are the held-out (cold) items only - the question there is whether a model can rank
+items nobody interacted with - and `random_baseline` gives the chance level.
 """
 
 from __future__ import annotations
@@ -96,7 +98,10 @@ def evaluate_model(model: Any, split: Split, ks: tuple[int, ...] = (10, 20), par
     for part in parts:
         t0 = time.perf_counter()
         targets, exclude = (valid, [train]) if part == "valid" else (test, [train, valid])
-        out[part] = rank_metrics(model.score, len(items), targets, exclude, **common)
+        scorer = model
+        if part == "test" and hasattr(model, "with_history"):
+            scorer = model.with_history(split.valid)  # sequential models: the valid item is the latest history
+        out[part] = rank_metrics(scorer.score, len(items), targets, exclude, **common)
         out[part]["eval_seconds"] = time.perf_counter() - t0
     return out
 

@@ -10,6 +10,7 @@ from recommenders.models import create_model
 from tests.recommenders.test_rec_models import (
     FAST_SGD,
     ITEMS,
+    N_ITEMS,
     N_USERS,
     ModelContract,
     checkerboard,
@@ -123,3 +124,86 @@ def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
         create_model("blend", partner="svd")
     with pytest.raises(ValueError, match="weight: expected a non-negative number"):
         create_model("blend", weight=-1.0).fit(checkerboard(), ITEMS, feats)
+
+
+SAS_FAST = {"dim": 8, "heads": 2, "layers": 1, "max_len": 8, "dropout": 0.2, "lr": 0.01, "batch_size": 16,
+            "epochs": 60, "seed": 1}
+
+
+def shuffled_in_time(frame: pd.DataFrame, seed: int = 0, repeats: int = 4) -> pd.DataFrame:
+    """The checkerboard as histories: each user's items `repeats` times over, in random time order, so the
+    next item is any item of the user's taste (in row order every history would be sorted, and "the item
+    after the last one" never seen). The set of (user, item) positives is the checkerboard's."""
+    rng = np.random.default_rng(seed)
+    rows = pd.concat([frame] * repeats, ignore_index=True)
+    return rows.assign(timestamp=rng.permutation(len(rows)))
+
+
+class SequentialContract(ModelContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls, request: pytest.FixtureRequest):
+        return create_model(cls.name, **cls.params).fit(shuffled_in_time(checkerboard()), ITEMS, parity_features())
+
+
+class TestSASRec(SequentialContract):
+    name = "sasrec"
+    params = SAS_FAST
+
+
+class TestSASRecContent(SequentialContract):
+    name = "sasrec-content"
+    params = SAS_FAST
+
+
+def test_content_initialised_sasrec_starts_from_the_content() -> None:
+    """Before any training step the item table is the content's principal axes (ID-only: unrelated noise)."""
+    from recommenders.models.sasrec import content_init
+
+    feats = parity_features()
+    untrained = {**SAS_FAST, "epochs": 0}
+    content = create_model("sasrec-content", **untrained).fit(checkerboard(), ITEMS, feats)
+    ids_only = create_model("sasrec", **untrained).fit(checkerboard(), ITEMS, feats)
+    expected = content_init(feats, 8)
+    np.testing.assert_allclose(content.module.item.detach().numpy()[:N_ITEMS], expected, rtol=1e-6)
+    assert np.corrcoef(expected[:, 0], np.arange(N_ITEMS) % 2)[0, 1] ** 2 > 0.9
+    got = ids_only.module.item.detach().numpy()[:N_ITEMS, 0]
+    assert np.corrcoef(got, np.arange(N_ITEMS) % 2)[0, 1] ** 2 < 0.5
+
+
+def test_content_initialised_sasrec_is_trained_from_the_content() -> None:
+    """Fitted on the same histories, the content model's scores change with the item features; the ID-only
+    model ignores them (identical scores bit for bit)."""
+    data = shuffled_in_time(checkerboard())
+    feats = parity_features()
+    other = {"text": np.random.default_rng(9).normal(size=feats["text"].shape).astype(np.float32)}
+    short = {**SAS_FAST, "epochs": 5}
+    ids_a = create_model("sasrec", **short).fit(data, ITEMS, feats)
+    ids_b = create_model("sasrec", **short).fit(data, ITEMS, other)
+    np.testing.assert_array_equal(ids_a.score(0), ids_b.score(0))
+    con_a = create_model("sasrec-content", **short).fit(data, ITEMS, feats)
+    con_b = create_model("sasrec-content", **short).fit(data, ITEMS, other)
+    assert np.abs(con_a.score(0) - con_b.score(0)).max() > 1e-3
+    with pytest.raises(Exception, match=r"features\['text'\] is required"):
+        create_model("sasrec-content", **short).fit(data, ITEMS)
+
+
+def test_sasrec_reads_histories_in_time_order() -> None:
+    """The next item after a history depends on its order; with_history appends time-ordered rows."""
+    rows = []
+    for u in range(12):  # everyone walks the cycle i0 -> i1 -> ... -> i5 -> i0 ..., starting somewhere
+        for t in range(10):
+            rows.append((f"u{u}", f"i{(u + t) % 6}", t))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).sample(frac=1.0, random_state=0)
+    items = [f"i{i}" for i in range(6)]
+    model = create_model("sasrec", **{**SAS_FAST, "epochs": 150}).fit(frame, items)
+    for start in range(6):
+        picks = [f"i{(start + t) % 6}" for t in range(3)]
+        ids, _ = model.recommend_from_items(picks, k=1, exclude_seen=False)
+        assert ids == [f"i{(start + 3) % 6}"], (picks, ids)
+    extra = pd.DataFrame({"user_id": ["u0"], "item_id": ["i4"], "timestamp": [99]})
+    extended = model.with_history(extra)
+    np.testing.assert_allclose(extended.score(model.user_index("u0")),
+                               model._fold_in(np.r_[model.sequences[model.user_index("u0")], 4]))
+    u0 = model.user_index("u0")
+    assert len(extended.sequences[u0]) == len(model.sequences[u0]) + 1 and model.sequences is not extended.sequences
