@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="random", choices=["random", "loo", "cold-item"])
     ev.add_argument("--json", type=Path, default=None, help="write the result JSON here")
     ev.add_argument("--random-baseline", action="store_true", help="also report a random ranking's test metrics")
+    ev.add_argument("--save", type=Path, default=None, help="also save the fitted model into this directory")
 
     se = sub.add_parser("search", help="seeded grid search per model on the validation split only; writes the "
                                         "selection JSON that recommenders.search.best_model reads")
@@ -119,6 +120,9 @@ def evaluate(args: argparse.Namespace) -> dict:
                    "protocol": "full ranking; test excludes train+valid items, valid excludes train items"
                                + ("; candidates = held-out cold items" if split.cold_items else "")},
     }
+    if args.save is not None:
+        model.save(args.save)
+        out["saved"] = str(args.save)
     if args.random_baseline:
         out["random_test"] = random_baseline(split, model.item_ids, model.user_ids, seed=args.seed)
     return out

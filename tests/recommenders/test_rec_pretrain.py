@@ -105,20 +105,21 @@ TT_FAST = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32}
 
 class TestBlend(ModelContract):
     name = "blend"
-    params = {"base_params": {"reg": 1.0, "text_weight": 0.5}, "partner_params": TT_FAST, "weight": 0.5}
+    params = {"base_params": {"reg": 1.0, "text_weight": 0.5}, "partner": "two-tower", "partner_params": TT_FAST,
+              "weight": 0.5}
 
 
 def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
     feats = parity_features()
-    blend = create_model("blend", base_params={"reg": 1.0, "text_weight": 0.5}, partner_params=TT_FAST,
-                         weight=0.5).fit(checkerboard(), ITEMS, feats)
+    blend = create_model("blend", base_params={"reg": 1.0, "text_weight": 0.5}, partner="two-tower",
+                         partner_params=TT_FAST, weight=0.5).fit(checkerboard(), ITEMS, feats)
     base = create_model("ease-text", reg=1.0, text_weight=0.5).fit(checkerboard(), ITEMS, feats)
     partner = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, feats)
     z = lambda s: (s - s.mean()) / s.std()  # noqa: E731
     for u in (0, 5):
         np.testing.assert_allclose(blend.score(u), z(base.score(u)) + 0.5 * z(partner.score(u)), rtol=1e-6)
-    zero = create_model("blend", base_params={"reg": 1.0, "text_weight": 0.5}, partner_params=TT_FAST,
-                        weight=0.0).fit(checkerboard(), ITEMS, feats)
+    zero = create_model("blend", base_params={"reg": 1.0, "text_weight": 0.5}, partner="two-tower",
+                        partner_params=TT_FAST, weight=0.0).fit(checkerboard(), ITEMS, feats)
     assert zero.recommend("u3", 5)[0] == base.recommend("u3", 5)[0]  # weight 0 is the base model
     with pytest.raises(ValueError, match="partner: expected one of"):
         create_model("blend", partner="svd")
@@ -207,3 +208,8 @@ def test_sasrec_reads_histories_in_time_order() -> None:
                                model._fold_in(np.r_[model.sequences[model.user_index("u0")], 4]))
     u0 = model.user_index("u0")
     assert len(extended.sequences[u0]) == len(model.sequences[u0]) + 1 and model.sequences is not extended.sequences
+
+
+class TestBlendFreedom(ModelContract):
+    name = "blend"
+    params = {"base_params": {"reg": 1.0, "text_weight": 0.5}, "partner_params": {**FAST_SGD, "dim": 8, "knn": 3}}
