@@ -213,3 +213,16 @@ def test_sasrec_reads_histories_in_time_order() -> None:
 class TestBlendFreedom(ModelContract):
     name = "blend"
     params = {"base_params": {"reg": 1.0, "text_weight": 0.5}, "partner_params": {**FAST_SGD, "dim": 8, "knn": 3}}
+
+
+class TestTwoTowerIdUsers(ModelContract):
+    name = "two-tower"
+    params = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32, "user_tower": "id"}
+
+
+def test_two_tower_history_fold_in_equals_a_fitted_user() -> None:
+    model = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, parity_features())  # history tower
+    u = model.user_index("u3")
+    picks = [model.item_ids[i] for i in model.seen_items(u)]
+    np.testing.assert_allclose(model._fold_in(np.array([model.item_index(i) for i in picks])), model.score(u),
+                               rtol=1e-5, atol=1e-5)
