@@ -34,7 +34,7 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "vbpr": {"reg": [1e-4, 1e-3], "content_dim": [32, 64]},
     "two-tower": {"temperature": [0.05, 0.1, 0.2], "align_weight": [0.0, 0.1, 0.5], "id_dropout": [0.0, 0.2]},
     "freedom": {"knn": [5, 10, 20], "content_weight": [0.0, 0.1], "item_layers": [1, 2]},
-    "blend": {"weight": [0.25, 0.5, 0.75, 1.0]},
+    "blend": {"weights": [[0.5, 1.0], [0.75, 1.0], [0.75, 1.5], [1.0, 1.5]]},  # (freedom, two-tower)
 }
 
 

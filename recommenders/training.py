@@ -1,6 +1,6 @@
 """Training for serving: `train_model(dataset, name, ...)` fits on every interaction (plus the store's logs).
 
-Iterative models (bpr, lightgcn, vbpr, text) pick their number of epochs by validation early stopping:
+Iterative models (bpr, lightgcn, vbpr, text, two-tower, freedom, sasrec; blend: each partner) pick their number of epochs by validation early stopping:
 a seeded per-user 9:1 hold-out of the data is used to find the best epoch (valid NDCG@10, patience 10),
 then the model is refitted on all the data for exactly that many epochs, so nothing is left out of the
 served model. Closed-form and neighbourhood models (pop, itemknn, ease) fit once on everything.
@@ -91,6 +91,8 @@ def train_model(
         probe = create_model(name, **params).fit(
             split.train, dataset.item_ids, features, valid=split.valid[split.valid["weight"] > 0], progress=progress
         )
-        params = {**params, "epochs": best_epoch(probe.history)}
+        after = probe.params_after_probe() if hasattr(probe, "params_after_probe") else {
+            "epochs": best_epoch(probe.history)}
+        params = {**params, **after}
     model = create_model(name, **params)
     return model.fit(data, dataset.item_ids, features, progress=progress)

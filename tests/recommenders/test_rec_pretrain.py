@@ -103,28 +103,55 @@ def test_freedom_scores_cold_items_through_content_neighbours() -> None:
 TT_FAST = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32}
 
 
+BASE = {"reg": 1.0, "text_weight": 0.5}
+FR_FAST = {**FAST_SGD, "dim": 8, "knn": 3}
+
+
 class TestBlend(ModelContract):
     name = "blend"
-    params = {"base_params": {"reg": 1.0, "text_weight": 0.5}, "partner": "two-tower", "partner_params": TT_FAST,
-              "weight": 0.5}
+    params = {"base_params": BASE, "partners": ["two-tower"], "partner_params": [TT_FAST], "weights": [0.5]}
+
+
+class TestBlendThreeWay(ModelContract):
+    name = "blend"
+    params = {"base_params": BASE, "partner_params": [FR_FAST, TT_FAST]}  # default partners: freedom, two-tower
 
 
 def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
     feats = parity_features()
-    blend = create_model("blend", base_params={"reg": 1.0, "text_weight": 0.5}, partner="two-tower",
-                         partner_params=TT_FAST, weight=0.5).fit(checkerboard(), ITEMS, feats)
-    base = create_model("ease-text", reg=1.0, text_weight=0.5).fit(checkerboard(), ITEMS, feats)
-    partner = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, feats)
+    blend = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.5, 2.0]).fit(
+        checkerboard(), ITEMS, feats)
+    base = create_model("ease-text", **BASE).fit(checkerboard(), ITEMS, feats)
+    fr = create_model("freedom", **FR_FAST).fit(checkerboard(), ITEMS, feats)
+    tt = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, feats)
     z = lambda s: (s - s.mean()) / s.std()  # noqa: E731
     for u in (0, 5):
-        np.testing.assert_allclose(blend.score(u), z(base.score(u)) + 0.5 * z(partner.score(u)), rtol=1e-6)
-    zero = create_model("blend", base_params={"reg": 1.0, "text_weight": 0.5}, partner="two-tower",
-                        partner_params=TT_FAST, weight=0.0).fit(checkerboard(), ITEMS, feats)
-    assert zero.recommend("u3", 5)[0] == base.recommend("u3", 5)[0]  # weight 0 is the base model
-    with pytest.raises(ValueError, match="partner: expected one of"):
-        create_model("blend", partner="svd")
-    with pytest.raises(ValueError, match="weight: expected a non-negative number"):
-        create_model("blend", weight=-1.0).fit(checkerboard(), ITEMS, feats)
+        np.testing.assert_allclose(blend.score(u), z(base.score(u)) + 0.5 * z(fr.score(u)) + 2.0 * z(tt.score(u)),
+                                   rtol=1e-6)
+    zero = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.0, 0.0]).fit(
+        checkerboard(), ITEMS, feats)
+    assert zero.recommend("u3", 5)[0] == base.recommend("u3", 5)[0]  # zero weights: the base model
+    with pytest.raises(ValueError, match="base/partners: expected model names other than 'blend'"):
+        create_model("blend", partners=["svd"], partner_params=[{}], weights=[1.0])
+    with pytest.raises(ValueError, match="weights: expected non-negative numbers"):
+        create_model("blend", weights=[-1.0, 1.0])
+    with pytest.raises(ValueError, match="expected lists of one length"):
+        create_model("blend", weights=[1.0])
+
+
+def test_blend_refit_gives_each_partner_its_own_best_epoch() -> None:
+    from tests.recommenders.test_rec_models import held_out
+
+    valid = pd.DataFrame({"user_id": [f"u{u}" for u in range(N_USERS)],
+                          "item_id": [f"i{held_out(u)}" for u in range(N_USERS)]})
+    probe = create_model("blend", base_params=BASE, partner_params=[{**FR_FAST, "patience": 2},
+                                                                    {**TT_FAST, "patience": 2}]).fit(
+        checkerboard(), ITEMS, parity_features(), valid=valid)
+    after = probe.params_after_probe()["partner_params"]
+    for c, params in zip(probe.parts[1:], after):
+        scored = [h for h in c.history if "valid_ndcg@10" in h]
+        best = max(scored, key=lambda h: (h["valid_ndcg@10"], -h["epoch"]))
+        assert params["epochs"] == best["epoch"] and params["knn" if c.name == "freedom" else "experts"]
 
 
 SAS_FAST = {"dim": 8, "heads": 2, "layers": 1, "max_len": 8, "dropout": 0.2, "lr": 0.01, "batch_size": 16,
@@ -208,21 +235,3 @@ def test_sasrec_reads_histories_in_time_order() -> None:
                                model._fold_in(np.r_[model.sequences[model.user_index("u0")], 4]))
     u0 = model.user_index("u0")
     assert len(extended.sequences[u0]) == len(model.sequences[u0]) + 1 and model.sequences is not extended.sequences
-
-
-class TestBlendFreedom(ModelContract):
-    name = "blend"
-    params = {"base_params": {"reg": 1.0, "text_weight": 0.5}, "partner_params": {**FAST_SGD, "dim": 8, "knn": 3}}
-
-
-class TestTwoTowerIdUsers(ModelContract):
-    name = "two-tower"
-    params = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32, "user_tower": "id"}
-
-
-def test_two_tower_history_fold_in_equals_a_fitted_user() -> None:
-    model = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, parity_features())  # history tower
-    u = model.user_index("u3")
-    picks = [model.item_ids[i] for i in model.seen_items(u)]
-    np.testing.assert_allclose(model._fold_in(np.array([model.item_index(i) for i in picks])), model.score(u),
-                               rtol=1e-5, atol=1e-5)
