@@ -3,6 +3,7 @@
 - `ease-variants`: closed-form EASE-family variants around `ease-text` (EDLAE dropout-style regularisation,
   popularity debiasing, a user-based EASE blended in, genre indicators in the Gram matrix); each prints
   valid and test NDCG@10 (selection must use valid; test is shown to report how close each gets).
+- `blend-latency DIR...`: recommend latency of the `blend` model built from those saved partners.
 - `blend-sweep DIR...`: standardised ease-text scores + w * standardised scores of saved factor models
   (`python -m recommenders evaluate --save DIR`), over a grid of weights per model; rows sorted by valid.
 
@@ -114,23 +115,53 @@ def blend_sweep(data_dir: Path, seed: int, dirs: list[str], grid: tuple[float, .
         print(json.dumps(row), flush=True)
 
 
+def blend_latency(data_dir: Path, dirs: list[str], weights: list[float], repeats: int) -> None:
+    """Recommend latency of the `blend` model whose partners are the saved models `dirs` (base ease-text
+    refitted on the same train part), through the same timing code as bench_recommenders."""
+    from bench.bench_recommenders import bench_model
+    from recommenders.data import load_dataset
+    from recommenders.features import item_features
+    from recommenders.models import create_model, load_model
+    from recommenders.splits import random_split
+
+    ds = load_dataset("ml-100k", data_dir)
+    split = random_split(ds.interactions, seed=2020)
+    feats = item_features(ds, data_dir / "features")
+    partners = [load_model(d) for d in dirs]
+    base = create_model("ease-text").fit(split.train, ds.item_ids, feats)
+    for p in partners:
+        if p.user_ids != base.user_ids or p.item_ids != base.item_ids:
+            raise ValueError(f"dirs: {p!r} was not fitted on the seed-2020 random split's train part")
+    blend = create_model("blend", partners=[p.name for p in partners], partner_params=[p.params for p in partners],
+                         weights=list(weights))
+    blend.item_ids, blend.user_ids = base.item_ids, base.user_ids
+    blend._item_index, blend._user_index, blend._seen = base._item_index, base._user_index, base._seen
+    blend.parts = [base, *partners]
+    blend.fit_seconds = base.fit_seconds + sum(p.fit_seconds or 0.0 for p in partners)
+    print(json.dumps(bench_model("blend", ds, split, feats, 20, repeats=repeats, model=blend)), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_pretrain", description=__doc__)
-    parser.add_argument("what", choices=["ease-variants", "blend-sweep"])
+    parser.add_argument("what", choices=["ease-variants", "blend-sweep", "blend-latency"])
     parser.add_argument("dirs", nargs="*", help="saved models for blend-sweep")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--grid", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5])
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.75, 1.5], help="blend-latency weights")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     if args.what == "ease-variants":
         ease_variants(args.data_dir, args.seed)
-    else:
-        if not args.dirs:
-            parser.error("blend-sweep: expected at least one saved model directory")
+    elif not args.dirs:
+        parser.error(f"{args.what}: expected at least one saved model directory")
+    elif args.what == "blend-sweep":
         blend_sweep(args.data_dir, args.seed, args.dirs, tuple(args.grid))
+    else:
+        blend_latency(args.data_dir, args.dirs, args.weights, args.repeats)
     return 0
 
 

@@ -32,10 +32,12 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def bench_model(name: str, dataset, split, features, k: int = 20, params: dict | None = None,
-                repeats: int = 3, saved: Path | None = None) -> dict:
+                repeats: int = 3, saved: Path | None = None, model=None) -> dict:
     from recommenders.models import create_model, load_model
 
-    if saved is not None:  # a model fitted (and timed) by `python -m recommenders evaluate --save DIR`
+    if model is not None:  # already fitted (e.g. a blend composed from saved partners)
+        fit_s = model.fit_seconds
+    elif saved is not None:  # a model fitted (and timed) by `python -m recommenders evaluate --save DIR`
         model = load_model(saved)
         fit_s = model.fit_seconds
     else:
