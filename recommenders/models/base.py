@@ -74,6 +74,7 @@ class Recommender:
         self._train_weights: sp.csr_matrix | None = None  # largest positive weight per pair (uses_weights only)
         self.fit_seconds: float | None = None
         self.history: list[dict[str, float]] = []  # per-evaluation validation log of iterative models
+        self.progress = False  # iterative models: an epoch bar on stderr during fit (set by fit(progress=...))
 
     # -- fitting -------------------------------------------------------------------------------------------
     def fit(
@@ -82,12 +83,15 @@ class Recommender:
         item_ids: Sequence[str],
         features: Mapping[str, np.ndarray] | None = None,
         valid: pd.DataFrame | None = None,
+        progress: bool = False,
     ) -> "Recommender":
         """Fit on `interactions` (user_id, item_id, optional weight) over the catalogue `item_ids`.
 
         `features` maps modality -> (n_items, d) array aligned with `item_ids`. `valid` (user_id, item_id)
-        enables early stopping for iterative models and is ignored by the others.
+        enables early stopping for iterative models and is ignored by the others. `progress=True` shows an
+        epoch bar (loss, valid NDCG@10, best epoch) on stderr while an iterative model trains.
         """
+        self.progress = bool(progress)
         start = time.perf_counter()
         item_ids = [str(i) for i in item_ids]
         if not item_ids:
