@@ -115,20 +115,21 @@ class Services:
 # ----------------------------------------------------------------------------------------------------
 # start-up
 # ----------------------------------------------------------------------------------------------------
-def _model_key(dataset: "Dataset", name: str) -> dict[str, Any]:
+def _model_key(dataset: "Dataset", name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"dataset": dataset.name, "content": dataset.content_hash(), "interactions": int(len(dataset.interactions)),
-            "model": name}
+            "model": name, "params": dict(params or {})}
 
 
-def _save_model(model: "Recommender", models_dir: Path, name: str, dataset: "Dataset", extra_rows: int = 0) -> None:
+def _save_model(model: "Recommender", models_dir: Path, name: str, dataset: "Dataset",
+                params: dict[str, Any] | None = None) -> None:
     model.save(models_dir / name)
-    meta = {**_model_key(dataset, name), "extra_rows": int(extra_rows), "saved_at": time.time()}
+    meta = {**_model_key(dataset, name, params), "saved_at": time.time()}
     (models_dir / f"{name}.trained_on.json").write_text(json.dumps(meta, indent=1))
 
 
 def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray] | None, models_dir: Path,
-                  say: Callable[[str], Any] = log.info) -> "Recommender":
-    """Load `models_dir/<name>/` when it was trained on this dataset, else train it and cache it there."""
+                  say: Callable[[str], Any] = log.info, params: dict[str, Any] | None = None) -> "Recommender":
+    """Load `models_dir/<name>/` when it was trained on this dataset with `params`, else train it and cache it."""
     from recommenders.models import load_model
     from recommenders.training import train_model
 
@@ -137,7 +138,8 @@ def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray]
     if meta_path.is_file() and folder.is_dir():
         try:
             meta = json.loads(meta_path.read_text())
-            if {k: meta.get(k) for k in _model_key(dataset, name)} == _model_key(dataset, name):
+            key = _model_key(dataset, name, params)
+            if {k: meta.get(k) for k in key} == key:
                 model = load_model(folder)
                 say(f"model {name}: loaded from {folder}")
                 return model
@@ -145,19 +147,34 @@ def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray]
         except (OSError, ValueError, KeyError) as exc:
             say(f"model {name}: cache in {folder} unreadable ({exc}), retraining")
     start = time.perf_counter()
-    model = train_model(dataset, name, features=features or None)
+    model = train_model(dataset, name, features=features or None, **dict(params or {}))
     models_dir.mkdir(parents=True, exist_ok=True)
-    _save_model(model, models_dir, name, dataset)
+    _save_model(model, models_dir, name, dataset, params)
     say(f"model {name}: trained in {time.perf_counter() - start:.1f} s, cached in {folder}")
     return model
 
 
+def _selected(settings: Settings, notes: list[str]) -> tuple[str | None, dict[str, Any]]:
+    """The best validation model of the selection file (`python -m recommenders search`), when there is one."""
+    from recommenders.search import best_model
+
+    if settings.model is not None or settings.selection is None or not settings.selection.is_file():
+        return None, {}
+    try:
+        name, params = best_model(settings.selection)
+    except (ValueError, LookupError) as exc:
+        notes.append(f"model selection {settings.selection.name} ignored: {exc}")
+        return None, {}
+    notes.append(f"serving {name} {params or ''}: the best validation NDCG@10 in {settings.selection.name}")
+    return name, params
+
+
 def _served_names(settings: Settings, features: dict[str, np.ndarray], model_names: Sequence[str] | None,
-                  notes: list[str]) -> list[str]:
+                  notes: list[str], selected: str | None = None) -> list[str]:
     """The default model first, then the extra ones; a content model is dropped when its features are missing."""
     from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS, MODEL_NAMES
 
-    default = settings.model or DEFAULT_MODEL
+    default = settings.model or selected or DEFAULT_MODEL
     if default in FEATURE_MODELS and "text" not in features:
         if settings.model is not None:
             raise bad("VITRINE_MODEL", "a model that needs no item features (they are unavailable)", default)
@@ -212,12 +229,14 @@ def build_services(
                                      allow_network=settings.allow_network)
         features = found.arrays
         notes.extend(found.notes())
-    names = _served_names(settings, features, model_names, notes)
+    selected, selected_params = _selected(settings, notes)
+    names = _served_names(settings, features, model_names, notes, selected)
     models: dict[str, Recommender] = {}
     with timed("models"):
         for name in names:
             try:
-                models[name] = train_or_load(dataset, name, features, data_dir / "models", say=say)
+                models[name] = train_or_load(dataset, name, features, data_dir / "models", say=say,
+                                             params=selected_params if name == selected else None)
             except (ValueError, LookupError) as exc:
                 if name == names[0]:
                     raise

@@ -97,7 +97,8 @@ class Settings:
     data_dir: Path  # datasets, feature cache, trained models, generated assets, the SQLite DB
     database_url: str  # SQLite file under data_dir by default; postgresql+psycopg://... to scale out
     dataset: str = "ml-100k"  # built-in name or a bring-your-own folder
-    model: str | None = None  # recommender served by default; None = recommenders.models.DEFAULT_MODEL
+    model: str | None = None  # recommender served by default; None = the selection file's best, else DEFAULT_MODEL
+    selection: Path | None = None  # `python -m recommenders search --out` JSON: its best valid model is served
     cover_model: str | None = "stabilityai/sd-turbo"  # hub id or local dir; None = typographic fallback
     caption_model: str | None = "HuggingFaceTB/SmolLM2-360M-Instruct"  # hub id or local dir; None = template
     image_model: str | None = "openai/clip-vit-base-patch32"  # CLIP for item images, when a dataset has them
@@ -155,6 +156,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitrine.db'}",
         dataset=env.get("VITRINE_DATASET") or "ml-100k",
         model=env.get("VITRINE_MODEL") or None,
+        selection=Path(env.get("VITRINE_SELECTION") or data_dir / "selection.json").expanduser(),
         cover_model=_optional(env, "VITRINE_COVER_MODEL", Settings.cover_model),
         caption_model=_optional(env, "VITRINE_CAPTION_MODEL", Settings.caption_model),
         image_model=_optional(env, "VITRINE_IMAGE_MODEL", Settings.image_model),

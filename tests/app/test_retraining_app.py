@@ -52,3 +52,28 @@ def test_loop_settings_are_validated(value):
 
     with pytest.raises(ValueError, match="VITRINE_RETRAIN_EVERY_EVENTS"):
         load_settings({"VITRINE_RETRAIN_EVERY_EVENTS": value})
+
+
+def test_the_app_serves_the_best_model_of_the_validation_search(tmp_path):
+    import json
+
+    from app.services import build_services
+    from vitrine_app_fixtures import make_settings, make_tiny_dataset, make_tiny_features
+
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps({"best": {"model": "itemknn", "params": {"k": 5}}, "trials": []}))
+    dataset = make_tiny_dataset()
+    svc = build_services(make_settings(tmp_path, model=None, selection=selection, extra_models=("pop",)),
+                         dataset=dataset, features=make_tiny_features(dataset), say=lambda m: None)
+    try:
+        assert svc.ranking.default_model == "itemknn" and svc.ranking.model("itemknn").params["k"] == 5
+        assert any("best validation" in note for note in svc.notes)
+    finally:
+        svc.close()
+    selection.write_text("{not json")
+    svc = build_services(make_settings(tmp_path, model=None, selection=selection, extra_models=()),
+                         dataset=dataset, features=make_tiny_features(dataset), say=lambda m: None)
+    try:
+        assert svc.ranking.default_model != "itemknn" and any("ignored" in note for note in svc.notes)
+    finally:
+        svc.close()
