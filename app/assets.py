@@ -40,10 +40,12 @@ if TYPE_CHECKING:  # pragma: no cover - types only
 
 log = logging.getLogger("vitrine")
 
-__all__ = ["Assets", "SLATE_SEED", "BACKGROUND_BATCH_S", "BACKGROUND_YIELD_S"]
+__all__ = ["Assets", "SLATE_SEED", "BACKGROUND_BATCH_S", "BACKGROUND_BATCH_ASSETS", "BACKGROUND_YIELD_S"]
 
 SLATE_SEED = 0  # the seed of slate assets (see the module docstring)
 BACKGROUND_BATCH_S = 0.5  # the background worker records what it made at least this often
+BACKGROUND_BATCH_ASSETS = 16  # ... and at most this many assets per transaction, so that one write holds the
+# database (SQLite's single writer) briefly even when best-of-N makes several candidates per item
 BACKGROUND_YIELD_S = 0.5  # the longest the background worker waits for interactive requests to finish
 MAX_QUEUED = 400  # items waiting for the background worker (50 slates of 8); past it the oldest jobs are dropped
 
@@ -114,19 +116,19 @@ class Assets:
         rows = [asset.to_dict() if hasattr(asset, "to_dict") else dict(asset) for asset in assets]
         key = lambda d: (d["content_hash"], d.get("user_id"), d["kind"])  # noqa: E731
         out = []
-        callbacks = []
+        callbacks = {}
         with self.events.Session() as s, s.begin():
             recorded = reads.recorded_asset_ids(s, [key(d) for d in rows if d.get("cache_hit")])
             for data in rows:
                 known = recorded.get(key(data)) if data.get("cache_hit") else None
                 if known is None:
-                    if data.get("user_id") is not None:
-                        callbacks.append(self.events.ensure_user(s, data["user_id"]))
+                    if data.get("user_id") is not None and data["user_id"] not in callbacks:
+                        callbacks[data["user_id"]] = self.events.ensure_user(s, data["user_id"])
                     known = int(store.record_asset(s, data, event_id=checks.new_event_id()).id)
                     if data.get("cache_hit"):
                         recorded[key(data)] = known
                 out.append({**data, "asset_id": known})
-        for done in callbacks:
+        for done in callbacks.values():
             done()
         return out
 
@@ -249,16 +251,17 @@ class Assets:
             self._generate_pending(user_id, item_ids, profile)
 
     def _generate_pending(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None") -> None:
-        """The background job: make each item's cover and caption, recorded one transaction per batch. A batch
-        closes once BACKGROUND_BATCH_S of generating has passed, so a slow model's covers still appear one by
-        one, while quick ones (the fallbacks, milliseconds each) cost one write per slate, not two per item."""
+        """The background job: make each item's cover and caption (or best-of-N candidates), recorded one
+        transaction per batch. A batch closes once BACKGROUND_BATCH_S of generating has passed, so a slow model's
+        covers still appear one by one, while quick ones (the fallbacks, milliseconds each) cost one write per
+        slate, not two per item; and once it holds BACKGROUND_BATCH_ASSETS assets, so each write is short."""
         todo = list(item_ids)
         while todo:
             batch: list[str] = []
             assets: list[Any] = []
             deadline = time.monotonic() + BACKGROUND_BATCH_S
             try:
-                while todo and (not batch or time.monotonic() < deadline):
+                while todo and (not batch or (time.monotonic() < deadline and len(assets) < BACKGROUND_BATCH_ASSETS)):
                     self._wait_for_quiet()
                     batch.append(todo.pop(0))
                     assets.extend(self._item_assets(batch[-1], profile))

@@ -286,11 +286,15 @@ class Learner:
 
         if not pairs or self.pairs_max == 0:
             return 0
+        with self.events.ReadSession() as s:  # read first: a full queue costs no write transaction
+            room = self.pairs_max - reads.untouched_pairs(s)
+            have = reads.paired_items(s, user_id, [p[3] for p in pairs]) if room > 0 else set()
+        todo = [p for p in pairs if (p[3], p[0]) not in have and p[1] != p[2]]
+        if room <= 0 or not todo:
+            return 0
         created = 0
         with self.events.Session() as s, s.begin():
-            room = self.pairs_max - reads.untouched_pairs(s)
-            have = reads.paired_items(s, user_id, [p[3] for p in pairs])
-            for kind, shown, other, item_id in pairs:
+            for kind, shown, other, item_id in todo:
                 if room <= 0:
                     break
                 if (item_id, kind) in have or shown == other:

@@ -254,3 +254,19 @@ def test_the_learner_checks_its_arguments(fresh_svc):
         Learner(svc.catalog, svc.events, svc.assets.learner.policy, None, n=0)
     with pytest.raises(ValueError, match="pairs_max"):
         Learner(svc.catalog, svc.events, svc.assets.learner.policy, None, pairs_max=-1)
+
+
+def test_best_of_n_writes_stay_short(fresh_svc, monkeypatch):
+    """Several candidates per item: the worker still records at most BACKGROUND_BATCH_ASSETS per transaction."""
+    import app.assets as assets_module
+
+    svc = fresh_svc
+    sizes: list[int] = []
+    real = svc.assets.record
+    monkeypatch.setattr(svc.assets, "record", lambda assets: sizes.append(len(assets)) or real(assets))
+    items = [i for i, _ in svc.ranking.rank("ease", "5", 10)]
+    svc.assets.generate_later("5", items, svc.catalog.profile("5"))
+    assert svc.assets.wait_for("5", items, timeout=60)
+    per_item = 2 * svc.assets.learner.n
+    assert len(sizes) >= 2 and max(sizes) < assets_module.BACKGROUND_BATCH_ASSETS + per_item
+    assert set(svc.assets.known("5", items)) == {(i, k) for i in items for k in ("cover", "caption")}
