@@ -87,7 +87,9 @@ class ApiHandlers:
         svc.catalog.item(item_id)
         n = checks.integer("n", n, 2, checks.N_VARIANTS_MAX)
         seed = checks.integer("seed", seed, 0, checks.SEED_MAX)
-        profile = svc.catalog.profile(visit.user_id, visit.liked)
+        learner = svc.assets.learner
+        profile = svc.catalog.profile(visit.user_id, visit.liked, preferred_prompts=(
+            learner.preferred_prompts(visit.user_id) if learner is not None else ()))
         variants = svc.assets.create_variants(profile, item_id, n, seed=seed)
         keys = ("asset_id", "personalized", "seed", "generator", "fallback", "prompt")
         # "cover_path", not "path": gradio_client would take a dict with "path" for a file and download it

@@ -4,9 +4,13 @@ A slate never waits for a model: `Assets.known` returns what was already made fo
 queued with `generate_later` and made by one background worker, which records its output in batches and gives
 way to interactive requests (`interactive()`, applied once by the slate flow, see `app.slates`).
 
-Slate assets (the personalized cover and caption shown on a card) are made with the fixed seed `SLATE_SEED`,
-so the asset cache serves every later visit and `known` finds them by that seed; Create variants and label
-pairs draw other seeds.
+Slate assets (the personalized cover and caption shown on a card) are best-of-N choices when a `Learner`
+(`app.preference`) is given: the worker makes N cover candidates (one prompt-policy arm each, seeds
+SLATE_SEED .. SLATE_SEED + N - 1) and N caption candidates, records them all with params["best_of_n"] (and the
+arm in params["policy"]), and the one ranked first is what `known` returns (`annotation.reads.shown_assets`);
+the shown one against another candidate becomes a label pair. Without a learner, or for a generic (profile-less)
+slate, one cover and one caption are made with the fixed seed `SLATE_SEED`, which `known` also finds. Create
+variants and admin label pairs draw other seeds.
 """
 
 from __future__ import annotations
@@ -29,16 +33,19 @@ from app.events import EventLog
 from app.zerogpu import gpu
 
 if TYPE_CHECKING:  # pragma: no cover - types only
+    from app.preference import Learner
     from generation.captions import CaptionGenerator
     from generation.covers import CoverGenerator
     from generation.profile import UserProfile
 
 log = logging.getLogger("vitrine")
 
-__all__ = ["Assets", "SLATE_SEED", "BACKGROUND_BATCH_S", "BACKGROUND_YIELD_S"]
+__all__ = ["Assets", "SLATE_SEED", "BACKGROUND_BATCH_S", "BACKGROUND_BATCH_ASSETS", "BACKGROUND_YIELD_S"]
 
 SLATE_SEED = 0  # the seed of slate assets (see the module docstring)
 BACKGROUND_BATCH_S = 0.5  # the background worker records what it made at least this often
+BACKGROUND_BATCH_ASSETS = 16  # ... and at most this many assets per transaction, so that one write holds the
+# database (SQLite's single writer) briefly even when best-of-N makes several candidates per item
 BACKGROUND_YIELD_S = 0.5  # the longest the background worker waits for interactive requests to finish
 MAX_QUEUED = 400  # items waiting for the background worker (50 slates of 8); past it the oldest jobs are dropped
 
@@ -49,8 +56,9 @@ class Assets:
     """Covers and captions for items, generated (or served from the asset cache) and recorded with provenance."""
 
     def __init__(self, catalog: Catalog, events: EventLog, covers: "CoverGenerator", captions: "CaptionGenerator",
-                 ReadSession: sessionmaker) -> None:
+                 ReadSession: sessionmaker, learner: "Learner | None" = None) -> None:
         self.catalog = catalog
+        self.learner = learner
         self.events = events
         self.covers = covers
         self.captions = captions
@@ -108,19 +116,19 @@ class Assets:
         rows = [asset.to_dict() if hasattr(asset, "to_dict") else dict(asset) for asset in assets]
         key = lambda d: (d["content_hash"], d.get("user_id"), d["kind"])  # noqa: E731
         out = []
-        callbacks = []
+        callbacks = {}
         with self.events.Session() as s, s.begin():
             recorded = reads.recorded_asset_ids(s, [key(d) for d in rows if d.get("cache_hit")])
             for data in rows:
                 known = recorded.get(key(data)) if data.get("cache_hit") else None
                 if known is None:
-                    if data.get("user_id") is not None:
-                        callbacks.append(self.events.ensure_user(s, data["user_id"]))
+                    if data.get("user_id") is not None and data["user_id"] not in callbacks:
+                        callbacks[data["user_id"]] = self.events.ensure_user(s, data["user_id"])
                     known = int(store.record_asset(s, data, event_id=checks.new_event_id()).id)
                     if data.get("cache_hit"):
                         recorded[key(data)] = known
                 out.append({**data, "asset_id": known})
-        for done in callbacks:
+        for done in callbacks.values():
             done()
         return out
 
@@ -129,20 +137,71 @@ class Assets:
         from annotation import reads
 
         with self.ReadSession() as s:
-            return reads.latest_assets(s, user_id, item_ids, SLATE_SEED)
+            return reads.shown_assets(s, user_id, item_ids, SLATE_SEED)
 
     # -- generating -------------------------------------------------------------------------------------------
     def _item_assets(self, item_id: str, profile: "UserProfile | None") -> list[Any]:
-        """[cover, caption] of one item, personalized for `profile` (generated or from the asset cache)."""
+        """The slate assets of one item for `profile` (generated or from the asset cache): [cover, caption], or
+        with a learner and a profile every best-of-N candidate, covers first, each with params["best_of_n"]."""
         info = self.catalog.item_info(item_id)
-        return [self._cover_generate(info, profile, n=1, seed=SLATE_SEED)[0],
-                self._caption_generate(info, profile, seed=SLATE_SEED)]
+        if self.learner is None or profile is None:
+            return [self._cover_generate(info, profile, n=1, seed=SLATE_SEED)[0],
+                    self._caption_generate(info, profile, seed=SLATE_SEED)]
+        from types import SimpleNamespace
+
+        from generation.bestofn import caption_candidates, cover_candidates
+
+        covers = cover_candidates(SimpleNamespace(generate=self._cover_generate), info, profile,
+                                  self.learner.choose_arms(profile), seed=SLATE_SEED)
+        for cover, params in zip(covers, self.learner.rank_covers(profile, covers)):
+            cover.params = {**cover.params, **params}
+        captions = caption_candidates(SimpleNamespace(generate=self._caption_generate), info, profile,
+                                      n=self.learner.n, seed=SLATE_SEED)
+        for caption, params in zip(captions, self.learner.rank_captions(profile, captions, info)):
+            caption.params = {**caption.params, **params}
+        return covers + captions
+
+    @staticmethod
+    def _pairs_of(recorded: Sequence[Asset]) -> list[tuple[str, int, int, str]]:
+        """(kind, shown asset id, other asset id, item id): per item and kind, the shown candidate against one
+        other shown-able candidate (a random one, seeded by the shown asset, so that pairs measure best-of-N
+        against a random candidate)."""
+        groups: dict[tuple[str, str], list[Asset]] = {}
+        for asset in recorded:
+            if isinstance((asset.get("params") or {}).get("best_of_n"), dict):
+                groups.setdefault((asset["item_id"], asset["kind"]), []).append(asset)
+        out = []
+        for (item_id, kind), group in groups.items():
+            shown = [a for a in group if a["params"]["best_of_n"].get("rank") == 0]
+            others = list(dict.fromkeys(a["asset_id"] for a in group
+                                        if a["params"]["best_of_n"].get("rank") not in (None, 0)))
+            if shown and others:
+                other = random.Random(shown[0]["asset_id"]).choice(others)
+                out.append((kind, shown[0]["asset_id"], other, item_id))
+        return out
+
+    def _record_slate(self, assets: Sequence[Any], user_id: str | None) -> list[Asset]:
+        """Record slate assets; with a learner, queue label pairs of their best-of-N candidates."""
+        recorded = self.record(assets)
+        if self.learner is not None and user_id is not None:
+            pairs = self._pairs_of(recorded)
+            if pairs:
+                self.learner.queue_pairs(user_id, pairs)
+        return recorded
 
     def slate_assets(self, item_ids: Sequence[str], profile: "UserProfile | None" = None) -> list[tuple[Asset, Asset]]:
-        """(cover, caption) for each item, personalized for `profile`, made now and recorded in one transaction."""
+        """(cover, caption) shown for each item, personalized for `profile`, made now and recorded in one
+        transaction (every best-of-N candidate is recorded; the shown ones are returned)."""
         assets = [asset for item_id in item_ids for asset in self._item_assets(item_id, profile)]
-        recorded = self.record(assets)
-        return list(zip(recorded[0::2], recorded[1::2]))
+        recorded = self._record_slate(assets, profile.user_id if profile is not None else None)
+        out = []
+        for item_id in item_ids:
+            mine = [a for a in recorded if a["item_id"] == item_id]
+            pick = {kind: next((a for a in mine if a["kind"] == kind
+                                and (a.get("params") or {}).get("best_of_n", {"rank": 0}).get("rank") == 0), None)
+                    for kind in ("cover", "caption")}
+            out.append((pick["cover"], pick["caption"]))
+        return out
 
     def generate_later(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None") -> int:
         """Queue the slate cover and caption of each item for `user_id` on the background worker, as one job;
@@ -192,20 +251,21 @@ class Assets:
             self._generate_pending(user_id, item_ids, profile)
 
     def _generate_pending(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None") -> None:
-        """The background job: make each item's cover and caption, recorded one transaction per batch. A batch
-        closes once BACKGROUND_BATCH_S of generating has passed, so a slow model's covers still appear one by
-        one, while quick ones (the fallbacks, milliseconds each) cost one write per slate, not two per item."""
+        """The background job: make each item's cover and caption (or best-of-N candidates), recorded one
+        transaction per batch. A batch closes once BACKGROUND_BATCH_S of generating has passed, so a slow model's
+        covers still appear one by one, while quick ones (the fallbacks, milliseconds each) cost one write per
+        slate, not two per item; and once it holds BACKGROUND_BATCH_ASSETS assets, so each write is short."""
         todo = list(item_ids)
         while todo:
             batch: list[str] = []
             assets: list[Any] = []
             deadline = time.monotonic() + BACKGROUND_BATCH_S
             try:
-                while todo and (not batch or time.monotonic() < deadline):
+                while todo and (not batch or (time.monotonic() < deadline and len(assets) < BACKGROUND_BATCH_ASSETS)):
                     self._wait_for_quiet()
                     batch.append(todo.pop(0))
                     assets.extend(self._item_assets(batch[-1], profile))
-                self.record(assets)
+                self._record_slate(assets, user_id if profile is not None else None)
             except Exception:  # noqa: BLE001 - a background job has nobody to raise to: log it
                 log.exception("background generation of %s for user %s failed", batch, user_id)
             finally:
@@ -243,11 +303,40 @@ class Assets:
                 return None
             return lambda done, total: callback(offset + done * count // max(total, 1), n)
 
-        personal = self.covers_for(item_id, profile, n=n_pers, seed=seed, callback=step(0, n_pers))
+        if self.learner is not None:
+            # each personalized variant carries a prompt-policy arm, so that the pick teaches the policy
+            personal = self._policy_covers(item_id, profile, n_pers, seed, step(0, n_pers))
+        else:
+            personal = self.covers_for(item_id, profile, n=n_pers, seed=seed, callback=step(0, n_pers))
         generic = self.covers_for(item_id, None, n=n - n_pers, seed=seed + 1000, callback=step(n_pers, n - n_pers))
         variants = personal + generic
         random.Random(seed).shuffle(variants)
+        if self.learner is not None and personal and generic and personal[0]["asset_id"] != generic[0]["asset_id"]:
+            # the labeling queue fills itself from Create variants too: a personalized against a generic one
+            self.learner.queue_pairs(profile.user_id, [("cover", personal[0]["asset_id"], generic[0]["asset_id"],
+                                                        item_id)])
         return variants
+
+    def _policy_covers(self, item_id: str, profile: "UserProfile", n: int, seed: int,
+                       callback: Callable[[int, int], Any] | None) -> list[Asset]:
+        """`n` covers of `item_id` for `profile`, one prompt-policy arm each (seeds seed..), recorded."""
+        from types import SimpleNamespace
+
+        from generation.bestofn import cover_candidates
+
+        made = 0
+
+        def generate(*args: Any, **kwargs: Any) -> list[Any]:
+            nonlocal made
+            out = self._cover_generate(*args, **kwargs)
+            made += 1
+            if callback is not None:
+                callback(made, n)
+            return out
+
+        covers = cover_candidates(SimpleNamespace(generate=generate), self.catalog.item_info(item_id), profile,
+                                  self.learner.choose_arms(profile, n), seed=seed)
+        return self.record(covers)
 
 
 def gated(method: Callable) -> Callable:

@@ -63,7 +63,7 @@ class Catalog:
             for user, g in inter.groupby("user_id", sort=False)
         }
         self._text = None if text_features is None else np.asarray(text_features, dtype=np.float32)  # (n_items, d)
-        self._profiles: OrderedDict[tuple[str, tuple[str, ...]], UserProfile] = OrderedDict()
+        self._profiles: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], UserProfile] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- items ------------------------------------------------------------------------------------------------
@@ -160,12 +160,14 @@ class Catalog:
         out = dict.fromkeys([*reversed(list(extra_liked)), *items[ratings >= LIKE_RATING].tolist()])
         return [str(i) for i in out]
 
-    def profile(self, user_id: str, extra_liked: Sequence[str] = ()) -> "UserProfile":
-        """`generation.profile.UserProfile` from the dataset history plus the app likes (LRU-cached: the
-        dataset history never changes, and the app likes are part of the key). Treat it as read-only."""
+    def profile(self, user_id: str, extra_liked: Sequence[str] = (),
+                preferred_prompts: Sequence[str] = ()) -> "UserProfile":
+        """`generation.profile.UserProfile` from the dataset history plus the app likes and the prompts of the
+        covers the user picked on the Create tab (LRU-cached: the dataset history never changes, and the app likes
+        and prompts are part of the key). Treat it as read-only."""
         from generation.profile import build_profile
 
-        key = (user_id, tuple(extra_liked))
+        key = (user_id, tuple(extra_liked), tuple(preferred_prompts))
         with self._lock:
             cached = self._profiles.get(key)
             if cached is not None:
@@ -175,7 +177,8 @@ class Catalog:
         if self._llm_keywords is not None:
             liked = [self.item_info(i) for i in self.liked_ids(user_id, extra_liked)[:20]]
             llm = self._llm_keywords(liked) if liked else None
-        profile = build_profile(user_id, self.history_rows(user_id, extra_liked), domain=self.domain,
+        profile = build_profile(user_id, self.history_rows(user_id, extra_liked),
+                                preferred_prompts=list(preferred_prompts), domain=self.domain,
                                 corpus=self._keyphrases, llm_keywords=llm or ())
         with self._lock:
             self._profiles[key] = profile

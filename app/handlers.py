@@ -326,7 +326,9 @@ def create_variants(
         if progress is not None:
             progress(done / max(total, 1), desc=f"cover {min(done + 1, total)} of {total}")
 
-    profile = svc.catalog.profile(user_id, visitor.liked)
+    learner = svc.assets.learner
+    profile = svc.catalog.profile(user_id, visitor.liked, preferred_prompts=(
+        learner.preferred_prompts(user_id) if learner is not None else ()))
     variants = svc.assets.create_variants(profile, item_id, n, seed=seed, callback=on_step)
     if progress is not None:
         progress(1.0, desc="writing the caption")

@@ -265,7 +265,11 @@ def build_services(
                       llm_keywords=None if captions.uses_fallback else captions.preference_keywords)
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
-    assets = Assets(catalog, events, covers, captions, ReadSession)
+    from app.preference import Learner, best_of_n_for
+
+    learner = Learner.start(data_dir, catalog, events, n=best_of_n_for(settings.best_of_n, settings.device),
+                            pairs_max=settings.auto_pairs_max, text_model=settings.text_model, notes=notes)
+    assets = Assets(catalog, events, covers, captions, ReadSession, learner=learner)
     svc = Services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),

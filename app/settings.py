@@ -127,6 +127,8 @@ class Settings:
     trust_proxy: bool = False  # VITRINE_TRUST_PROXY=1 behind the one-port proxy: clients are told apart by the
     # address the proxy appends to X-Forwarded-For (never set it without such a proxy: clients could pick their key)
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
+    best_of_n: int = 0  # cover and caption candidates per slate item; 0 = auto: 4 on CUDA, 2 on CPU (app.preference)
+    auto_pairs_max: int = 200  # the labeling queue fills itself until this many pairs wait untouched (0: never)
 
     @property
     def db_is_sqlite(self) -> bool:
@@ -184,4 +186,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
         trust_proxy=_flag(env, "VITRINE_TRUST_PROXY", False),
         oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
+        best_of_n=_int(env, "VITRINE_BEST_OF_N", 0, 0, 16),
+        auto_pairs_max=_int(env, "VITRINE_AUTO_PAIRS_MAX", 200, 0, 1_000_000),
     )

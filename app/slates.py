@@ -88,7 +88,9 @@ class Slates:
     def _record_page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str],
                      tab: str, context: dict[str, Any] | None):
         """Rank and record the impression (an interactive request): (page without assets, the visitor's profile)."""
-        profile = self.catalog.profile(visit.user_id, visit.liked)
+        learner = self.assets.learner
+        profile = self.catalog.profile(visit.user_id, visit.liked, preferred_prompts=(
+            learner.preferred_prompts(visit.user_id) if learner is not None else ()))
         rows = self.ranking.slate(visit.user_id, choice, k, profile=profile, liked=visit.liked,
                                   disliked=visit.disliked, exclude=exclude, seed=seed)
         if not rows:
@@ -112,5 +114,11 @@ class Slates:
     @gated
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
                  event_id: str | None = None) -> int:
-        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item."""
-        return self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)
+        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item.
+        A like or dislike is weak evidence for the prompt-policy arm of the cover shown on the card."""
+        row_id = self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)
+        if kind in ("like", "dislike") and self.assets.learner is not None:
+            cover = self.assets.known(user_id, [item_id]).get((item_id, "cover"))
+            if cover is not None:
+                self.assets.learner.learn_from_like(user_id, cover.get("params"), liked=kind == "like")
+        return row_id

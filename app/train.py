@@ -3,6 +3,12 @@
     python -m app.train --model ease                  # candidate on dataset + logs, gate, register (promote or not)
     python -m app.train --model ease --rollback       # serve the previous promoted version again
     python -m app.train --model ease --list           # every version with its watermark, metrics and decision
+    python -m app.train --reward                      # the preference (reward) model from labels and Create picks
+
+`--reward` fits `generation.reward.RewardModel` (MiniLM text features; `--encoder hashing-64` for a cheap
+bag-of-words stand-in) on the store's labels and picks, saves it as <data dir>/reward/v<N>.npz, records an eval
+run ("reward", held-out pair accuracy on the latest pairs) and the app loads the newest version at start-up.
+Exit status 2 when the store has too few pairs.
 
 Settings come from the environment like the app's (DATABASE_URL, VITRINE_DATA_DIR, VITRINE_DATASET) plus
 VITRINE_GATE_TOLERANCE (default 0). Artifacts go under `--artifacts` (default: <data dir>/registry).
@@ -24,7 +30,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from recommenders.models import MODEL_NAMES
 
     parser = argparse.ArgumentParser(prog="python -m app.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=MODEL_NAMES, help="the model to retrain (or roll back)")
+    parser.add_argument("--model", choices=MODEL_NAMES, help="the model to retrain (or roll back)")
+    parser.add_argument("--reward", action="store_true", help="train the preference (reward) model instead")
+    parser.add_argument("--encoder", default="minilm",
+                        help="--reward's text encoder: minilm (default) or hashing-<dim> (cheap, for tests)")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--rollback", action="store_true", help="serve the previous promoted version again")
     action.add_argument("--list", action="store_true", help="print every version and exit")
@@ -34,6 +43,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=None, help="default: DATABASE_URL, else the app's SQLite file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    if args.reward == (args.model is not None):
+        parser.error("give exactly one of --model NAME or --reward")
+    if args.reward and (args.rollback or args.list):
+        parser.error("--reward trains a new version; --rollback and --list are for --model")
     if args.tolerance is not None and not args.tolerance >= 0:
         parser.error(f"--tolerance: expected a number >= 0, got {args.tolerance}")
     return args
@@ -59,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Session = make_session_factory(engine)
     artifacts = args.artifacts or settings.data_dir / "registry"
     try:
+        if args.reward:
+            return _train_reward(args, settings, Session)
         if args.list:
             with Session() as s:
                 frame = registry.versions_frame(s, args.model)
@@ -95,6 +110,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         engine.dispose()
+
+
+def _train_reward(args: argparse.Namespace, settings, Session) -> int:
+    from app.catalog import Catalog
+    from app.preference import encoder_for, train_reward
+    from recommenders.data import load_dataset
+
+    catalog = Catalog(load_dataset(settings.dataset, settings.data_dir))
+    try:
+        result = train_reward(Session, catalog, settings.data_dir, encoder_for(args.encoder, settings.text_model),
+                              say=lambda m: print(m, file=sys.stderr, flush=True))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"reward v{result['version']} ({result['model_version']}): held-out pair accuracy "
+              f"{result['metrics'].get('heldout_accuracy', float('nan')):.3f}, saved to {result['path']}")
+    return 0
 
 
 if __name__ == "__main__":
