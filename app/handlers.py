@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 NO_COMPARE = "(no comparison)"
+PREFERENCE_MODEL = "preference model"  # the Retrain choice that trains the reward model from labels and picks
 log = logging.getLogger("vitrine")
 KEY_CHOICES = MappingProxyType({"1": "A", "2": "B", "0": "tie", "s": "skip"})  # read-only
 INPUT_ERRORS = (AppInputError, AnnotationError, GenerationError, RecommendersError)
@@ -475,6 +476,11 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
     check_admin(svc, password)
     if not model:
         raise gr.Error("Pick a model to retrain.")
+    if model == PREFERENCE_MODEL:
+        trained = svc.train_preference()
+        accuracy = trained["metrics"].get("heldout_accuracy", float("nan"))
+        return (f"Trained the preference model, version {trained['version']}, in {trained['seconds']} s: held-out "
+                f"pair accuracy {accuracy:.3f}; it now ranks the best-of-N candidates."), status_html(svc)
     result = svc.retrain(model)
     verdict = "promoted and served" if result.promoted else "rejected by the gate; the served version stays"
     msg = (f"Retrained **{markdown_escape(result.name)}** version {result.version} on the logs up to event "

@@ -93,6 +93,21 @@ class Services:
         self.serve_promoted()  # the candidate if promoted; else the served version (version 1 on a first retrain)
         return result
 
+    def train_preference(self) -> dict[str, Any]:
+        """Train the next preference (reward) model version on every label and Create pick (`app.preference`),
+        record its evaluation run, and rank best-of-N candidates with it from now on."""
+        from app import preference
+
+        try:
+            result = preference.train_reward(self.events.Session, self.catalog, self.settings.data_dir,
+                                             preference.encoder_for("minilm", self.settings.text_model))
+        except ValueError as exc:
+            raise bad("preference model", "enough labelled pairs to learn from", str(exc)) from exc
+        loaded = preference.load_reward(self.settings.data_dir / preference.REWARD_DIR, self.settings.text_model)
+        if loaded is not None:
+            self.assets.learner.reward = loaded[0]
+        return result
+
     def serve_promoted(self) -> list[str]:
         """Swap in every model whose promoted version changed since the last look; returns their names."""
         changed = [name for name, watcher in self.watchers.items() if watcher.refresh()]

@@ -169,8 +169,8 @@ def build_demo(svc: Services) -> gr.Blocks:
                 status = gr.HTML(h.status_html(svc), elem_id="vt-status")
                 with gr.Row():
                     refresh_btn = gr.Button("Refresh", elem_id="vt-refresh")
-                    retrain_dd = gr.Dropdown(choices=svc.ranking.model_names, value=svc.ranking.default_model,
-                                             label="Retrain from the logs")
+                    retrain_dd = gr.Dropdown(choices=[*svc.ranking.model_names, h.PREFERENCE_MODEL],
+                                             value=svc.ranking.default_model, label="Retrain from the logs")
                     retrain_btn = gr.Button("Retrain", elem_id="vt-retrain")
                     # a dropdown, not gr.Number: Number's own check crashes on a non-number sent over raw HTTP
                     pairs_n = gr.Dropdown(choices=[1, 5, 10, 20, 50, 100, 200], value=5, label="Label pairs to create")

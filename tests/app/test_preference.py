@@ -270,3 +270,19 @@ def test_best_of_n_writes_stay_short(fresh_svc, monkeypatch):
     per_item = 2 * svc.assets.learner.n
     assert len(sizes) >= 2 and max(sizes) < assets_module.BACKGROUND_BATCH_ASSETS + per_item
     assert set(svc.assets.known("5", items)) == {(i, k) for i in items for k in ("cover", "caption")}
+
+
+def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, monkeypatch):
+    import gradio as gr
+
+    from app import handlers as h
+    from app import preference
+
+    svc = fresh_svc
+    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    with pytest.raises(gr.Error, match="preference model: expected enough labelled pairs"):
+        h.retrain(svc, h.PREFERENCE_MODEL)  # an empty store
+    _labelled_store(svc)
+    msg, status = h.retrain(svc, h.PREFERENCE_MODEL)
+    assert "Trained the preference model, version 1" in msg and "held-out pair accuracy" in msg
+    assert svc.assets.learner.reward is not None and (svc.settings.data_dir / "reward" / "v1.npz").is_file()
