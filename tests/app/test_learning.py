@@ -18,7 +18,7 @@ import pytest
 
 from annotation import registry, store
 from annotation.db import make_engine, make_session_factory, upgrade
-from app import learning
+from app import counterfactual, learning
 from recommenders.data import Dataset
 from recommenders.signals import to_signal
 
@@ -256,12 +256,12 @@ def test_ips_from_the_stores_impressions(world):
         assert interleaved.id
     with Session() as s:
         imps, fb = frames.impressions_frame(s), frames.feedback_frame(s)
-    est = learning.ips_from_store(imps, fb, model, power_law(4, 1.0), n_boot=50)
+    est = counterfactual.ips_from_store(imps, fb, model, power_law(4, 1.0), n_boot=50)
     # a user's later slates fold in their earlier likes, so they differ from the logged ones: support < 1
     assert est.n_slates == 20 and 0 < est.support <= 1
     assert est.ips >= 0 and est.snips_ci[0] <= est.snips <= est.snips_ci[1]
     with pytest.raises(ValueError, match="no single-model slate"):
-        learning.ips_from_store(imps, fb, model, power_law(4, 1.0), model="pop")
+        counterfactual.ips_from_store(imps, fb, model, power_law(4, 1.0), model="pop")
 
 
 def test_an_iterative_model_goes_through_the_same_gate(world):
