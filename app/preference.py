@@ -146,6 +146,7 @@ class Learner:
         self._prompts: OrderedDict[str, list[str]] = OrderedDict()  # user -> picked prompts
         self._prompts_lock = threading.Lock()
         self.updates = 0  # policy updates since start
+        self._dirty = False  # learned since the last save
 
     @classmethod
     def start(cls, data_dir: Path, catalog: Catalog, events: EventLog, *, n: int, pairs_max: int,
@@ -181,6 +182,15 @@ class Learner:
         with self._lock:
             return [self.policy.choose(segment) for _ in range(n or self.n)]
 
+    def flush(self) -> bool:
+        """Save the policy when it learned something since the last save (the app's upkeep thread calls this
+        every VITRINE_MODEL_POLL_S, and `close` once more); True when it wrote."""
+        if not self._dirty:
+            return False
+        self._dirty = False
+        self._save()
+        return True
+
     def _save(self) -> None:
         if self.policy_path is None:
             return
@@ -208,7 +218,7 @@ class Learner:
             done = self.policy.update_from_label(segment, params_a, params_b, choice)
             self.updates += done
         if done:
-            self._save()
+            self._dirty = True  # saved by `flush` (the upkeep thread), never in the request that taught it
         return done
 
     def learn_from_pick(self, user_id: str, picked: Mapping[str, Any] | None,
@@ -221,7 +231,7 @@ class Learner:
                 done += self.policy.update_from_label(segment, picked, other, "A")
             self.updates += done
         if done:
-            self._save()
+            self._dirty = True  # saved by `flush` (the upkeep thread), never in the request that taught it
         return done
 
     def learn_from_like(self, user_id: str, params: Mapping[str, Any] | None, liked: bool) -> bool:
@@ -233,7 +243,7 @@ class Learner:
         with self._lock:
             self.policy.update_like(segment, arm, liked=liked)
             self.updates += 1
-        self._save()
+        self._dirty = True  # saved by `flush` (the upkeep thread), never in the request that taught it
         return True
 
     # -- best-of-N -------------------------------------------------------------------------------------------

@@ -72,6 +72,8 @@ class Services:
         """Stop the background threads and release the DB connections."""
         if self.upkeep is not None:
             self.upkeep.stop()
+        if self.assets.learner is not None:
+            self.assets.learner.flush()
         self.assets.close()
         self.engine.dispose()
 
@@ -311,5 +313,7 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     svc.schedule = learning.RetrainSchedule(run=lambda: svc.retrain(svc.ranking.default_model),
                                             every_events=st.retrain_every_events,
                                             every_minutes=st.retrain_every_minutes)
-    svc.upkeep = Upkeep([("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule)],
-                        every_s=st.model_poll_s).start()
+    tasks = [("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule)]
+    if svc.assets.learner is not None:
+        tasks.append(("prompt policy", svc.assets.learner.flush))
+    svc.upkeep = Upkeep(tasks, every_s=st.model_poll_s).start()

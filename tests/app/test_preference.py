@@ -133,7 +133,9 @@ def test_labels_likes_and_picks_teach_the_policy_which_persists(fresh_svc):
     liked = learner.updates
     svc.slates.feedback("5", items[0], "like", page.impression_id)
     assert learner.updates == liked + 1
-    # the state is on disk, and a new process starts from it
+    # the state reaches the disk from the upkeep thread (never in the request that taught it), and a new process
+    # starts from it
+    assert learner.flush() and not learner.flush()  # written once; nothing new the second time
     saved = json.loads((svc.settings.data_dir / "policy.json").read_text())
     again = Learner.start(svc.settings.data_dir, svc.catalog, svc.events, n=2, pairs_max=10)
     assert again.policy.to_dict() == saved
