@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text
 
 from annotation.models import PairAssignment, PairTask, PreferenceLabel
 
-FUZZ_EXAMPLES = int(os.environ.get("VITRINE_FUZZ_EXAMPLES", "10"))
+FUZZ_EXAMPLES = int(os.environ.get("VITRINE_FUZZ_EXAMPLES", "25"))
 TIMEOUT_S = 60
 
 _weird_text = st.one_of(
