@@ -11,6 +11,7 @@ cost the most (slates queue covers and captions; generation runs a model).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,9 +77,9 @@ async def _read_body(receive: Any) -> bytes | None:
 
 
 class EncodableJson:
-    """ASGI middleware: 400 for a JSON request whose text holds lone surrogates ("\\ud800"). JSON may escape
-    them, Python decodes them, and Gradio then fails deep inside when it encodes the request back to UTF-8, with
-    no message for the client. Placed inside `BodyLimit`, so the body it reads is bounded."""
+    """ASGI middleware: 400 for a JSON request Gradio cannot encode back: text with lone surrogates ("\\ud800",
+    which JSON may escape and Python decodes) or integers beyond 64 bits. Gradio would fail deep inside, with no
+    message for the client. Placed inside `BodyLimit`, so the body it reads is bounded."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -91,8 +92,9 @@ class EncodableJson:
         body = await _read_body(receive)
         if body is None:
             return
-        if b"\\ud" in body.lower() and not _encodable(body):
-            await _refuse(send, 400, "request text holds lone surrogates (e.g. \\ud800): send valid UTF-8 text")
+        problem = _json_problem(body) if (b"\\ud" in body.lower() or _LONG_NUMBER.search(body)) else None
+        if problem:
+            await _refuse(send, 400, problem)
             return
         await self.app(scope, _replaying(body, receive), send)
 
@@ -111,14 +113,34 @@ def _replaying(body: bytes, receive: Any) -> Any:
     return replay
 
 
-def _encodable(body: bytes) -> bool:
+_LONG_NUMBER = re.compile(rb"\d{19,}")  # an integer this long may not fit 64 bits
+
+
+def _json_problem(body: bytes) -> str | None:
+    """Why a JSON body cannot be handed to Gradio (lone surrogates, integers beyond 64 bits), or None."""
     try:
-        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
+        data = json.loads(body)
     except ValueError:
-        return True  # not JSON at all: the app answers that itself
-    return True
+        return None  # not JSON at all: the app answers that itself
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "request text holds lone surrogates (e.g. \\ud800): send valid UTF-8 text"
+    if _has_huge_int(data):
+        return f"request holds an integer outside the 64-bit range [{-(2**63)}, {2**64 - 1}]"
+    return None
+
+
+def _has_huge_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not -(2**63) <= value < 2**64
+    if isinstance(value, dict):
+        return any(_has_huge_int(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_int(v) for v in value)
+    return False
 
 
 def client_key(request: Any, trust_proxy: bool) -> str:

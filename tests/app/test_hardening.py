@@ -179,3 +179,19 @@ def test_the_public_status_page_shows_no_server_paths(services_factory):
     assert str(public.settings.data_dir) not in html and "vitrine.db" not in html and "hidden" in html
     private = services_factory(admin_open=True)
     assert str(private.settings.data_dir) in h.status_html(private)
+
+
+@pytest.mark.parametrize("data, message", [
+    (["\ud800", "ease", 3], "lone surrogates"),
+    ([5, "ease", -135919514711783260160], "64-bit range"),
+])
+def test_json_that_gradio_cannot_encode_back_is_refused_clearly(live_app, data, message):
+    import json as json_module
+
+    import requests
+
+    url, _ = live_app
+    body = json_module.dumps({"data": data, "fn_index": 0, "session_hash": "x"})  # ensure_ascii escapes \ud800
+    answer = requests.post(url + "gradio_api/queue/join", data=body, headers={"content-type": "application/json"},
+                           timeout=30)
+    assert answer.status_code == 400 and message in answer.json()["detail"]
