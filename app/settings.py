@@ -107,10 +107,10 @@ class Settings:
         page); None when labels survive a restart or the app does not run on a Space."""
         if self.space_id is None or self.sync_url or self.database_url_set:
             return None
-        return ("This Space keeps its labels, likes and picks in a SQLite file on its own disk, which is wiped at "
-                "every restart or rebuild: set VITRINE_SYNC_URL (e.g. hf://datasets/ORG/NAME, with an HF_TOKEN "
-                "secret that may write to it), or DATABASE_URL to an external PostgreSQL, or attach persistent "
-                "storage at /data.")
+        return ("Labels may be lost: this Space keeps its labels, likes and picks only in a SQLite file on its own "
+                "disk, which a restart or rebuild wipes unless persistent storage is mounted there. Set "
+                "VITRINE_SYNC_URL (e.g. hf://datasets/ORG/NAME, with an HF_TOKEN secret that may write to it) or "
+                "DATABASE_URL (an external PostgreSQL) to keep them.")
 
 
 def password_matches(given: object, expected: str) -> bool:

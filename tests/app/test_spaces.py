@@ -159,5 +159,5 @@ def test_the_page_warning_reaches_the_log_and_status(tmp_path):
     proc = subprocess.run([sys.executable, "app/__main__.py", "--check"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "WARNING" in proc.stderr and "wiped at every restart" in proc.stderr
+    assert "WARNING" in proc.stderr and "Labels may be lost" in proc.stderr
     assert "NOT durable" in proc.stdout and "VITRINE_SYNC_URL" in proc.stdout
