@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from annotation.errors import InvalidInputError
@@ -183,26 +183,26 @@ def _pair_uid(kind, a_event, b_event, imp_a_event, imp_b_event, target) -> str:
     return f"{kind}:{a_event or imp_a_event}:{b_event or imp_b_event}:{target or ''}"
 
 
-def _read_items(s: Session) -> list[dict]:
+def _read_items(s: Session, where=true()) -> list[dict]:
     return [{"_key": r.item_id, "item_id": r.item_id, "title": r.title, "year": r.year,
              "genres": _json(list(r.genres or [])), "synced_at": r.synced_at}
-            for r in s.execute(select(Item.item_id, Item.title, Item.year, Item.genres, Item.synced_at))]
+            for r in s.execute(select(Item.item_id, Item.title, Item.year, Item.genres, Item.synced_at).where(where))]
 
 
-def _read_users(s: Session) -> list[dict]:
+def _read_users(s: Session, where=true()) -> list[dict]:
     return [{"_key": r.user_id, "user_id": r.user_id, "kind": r.kind, "created_at": r.created_at}
-            for r in s.execute(select(User.user_id, User.kind, User.created_at))]
+            for r in s.execute(select(User.user_id, User.kind, User.created_at).where(where))]
 
 
-def _read_annotators(s: Session) -> list[dict]:
+def _read_annotators(s: Session, where=true()) -> list[dict]:
     return [{"_key": r.name, "name": r.name, "role": r.role, "created_at": r.created_at}
-            for r in s.execute(select(Annotator.name, Annotator.role, Annotator.created_at))]
+            for r in s.execute(select(Annotator.name, Annotator.role, Annotator.created_at).where(where))]
 
 
-def _read_sessions(s: Session) -> list[dict]:
+def _read_sessions(s: Session, where=true()) -> list[dict]:
     rows = s.execute(select(AppSession.id, AppSession.user_id, Annotator.name, AppSession.user_agent,
                             AppSession.started_at, AppSession.last_seen_at)
-                     .outerjoin(Annotator, Annotator.id == AppSession.annotator_id))
+                     .outerjoin(Annotator, Annotator.id == AppSession.annotator_id).where(where))
     return [{"_key": r[0], "id": r[0], "user_id": r[1], "annotator": r[2], "user_agent": r[3], "started_at": r[4],
              "last_seen_at": r[5]} for r in rows]
 
@@ -321,9 +321,10 @@ def _read_feedback(s: Session, where) -> list[dict]:
              "position": r[9]} for r in rows]
 
 
-_KEYED_READERS: dict[str, Callable[[Session], list[dict]]] = {
+_KEYED_READERS: dict[str, Callable[..., list[dict]]] = {
     "items": _read_items, "users": _read_users, "annotators": _read_annotators, "sessions": _read_sessions,
 }
+_KEY_COLUMNS = {"items": Item.item_id, "users": User.user_id, "annotators": Annotator.name, "sessions": AppSession.id}
 _ID_READERS: dict[str, Callable[[Session, Any], list[dict]]] = {
     "impressions": _read_impressions, "assets": _read_assets, "eval_runs": _read_eval_runs, "pairs": _read_pairs,
     "assignments": _read_assignments, "labels": _read_labels, "feedback": _read_feedback,
@@ -403,8 +404,11 @@ def _new_rows(session_factory, state: SyncState, now: float) -> dict[str, list[d
                 low = min(cursor.gaps, default=cursor.high + 1) - 1
                 rows = _ID_READERS[table](s, _BY_ID[table].id > low)
                 pending[table] = [r for r in rows if r["_id"] > cursor.high or r["_id"] in cursor.gaps]
-            else:
-                pending[table] = [r for r in _KEYED_READERS[table](s) if r["_key"] not in state.keys[table]]
+            else:  # keys only (cheap), then the full rows of the new ones
+                column = _KEY_COLUMNS[table]
+                new = [k for k in s.scalars(select(column)) if k not in state.keys[table]]
+                pending[table] = [row for chunk in _chunks(new)
+                                  for row in _KEYED_READERS[table](s, column.in_(chunk))]
     return pending
 
 
