@@ -32,10 +32,10 @@ data: $(STAMP)
 	$(PY) -m recommenders fetch --dataset ml-100k --data-dir "$(VITRINE_DATA_DIR)"
 
 demo: setup
-	$(PY) -m app
+	VITRINE_ADMIN_OPEN=1 $(PY) -m app
 
 dashboard: setup
-	$(BIN)/streamlit run app/dashboard.py
+	VITRINE_DASHBOARD_OPEN=1 $(BIN)/streamlit run app/dashboard.py
 
 test: setup system-deps
 	scripts/with_postgres.sh $(PY) -m pytest $(PYTEST_ARGS)

@@ -105,6 +105,7 @@ __all__ = [
     "record_asset",
     "create_pair",
     "next_pair",
+    "label_progress",
     "record_preference",
     "clear_preference",
     "undo_last_preference",
@@ -149,7 +150,11 @@ _ASSET_REQUIRED = {"kind", "item_id", "generator", "prompt", "content_hash", "la
 
 def _dialect_insert(session: Session):
     """The `insert` construct of the session's dialect (it has `on_conflict_do_nothing`)."""
-    name = session.get_bind().dialect.name
+    return _insert_of(session.get_bind().dialect.name)
+
+
+def _insert_of(name: str):
+    """The `insert` construct of the dialect called `name` ("sqlite" or "postgresql")."""
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif name == "postgresql":
@@ -272,11 +277,7 @@ def sync_items(session: Session, items) -> int:
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise InvalidInputError(f"items.item_id must be unique, got duplicates {dupes}")
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
+    insert = _dialect_insert(session)
     for chunk in _chunks(rows, 200):
         statement = insert(Item).values(chunk)
         statement = statement.on_conflict_do_update(
@@ -519,10 +520,7 @@ def _feedback_statements(dialect: str):
         .where(ImpressionItem.impression_id == bindparam("imp"), ImpressionItem.item_id == bindparam("item_id"))
         .scalar_subquery(),
     )
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
+    insert = _insert_of(dialect)
     insert_returning = (
         insert(FeedbackEvent)
         .values({c: bindparam(c) for c in _FEEDBACK_COLUMNS})
@@ -784,6 +782,31 @@ def _release_expired(session: Session, now: dt.datetime) -> None:
         session.execute(update(PairTask).where(PairTask.id == pair_id).values(slots_taken=PairTask.slots_taken - 1))
 
 
+def _open_to(annotator_id: int, overlap: int) -> tuple:
+    """The queue's one rule, as WHERE clauses on PairTask: a pair is open to an annotator while fewer than
+    `overlap` annotators hold it and it was never handed to this annotator."""
+    handed = exists().where(PairAssignment.pair_id == PairTask.id, PairAssignment.annotator_id == annotator_id)
+    return PairTask.slots_taken < overlap, ~handed
+
+
+def label_progress(session: Session, annotator_id: int, overlap: int = 2) -> tuple[int, int]:
+    """(done, remaining) for an annotator: their current non-cleared labels, and what `next_pair` could still
+    hand them: their open lease (the pair on their screen) plus every pair open to them by `_open_to`."""
+    annotator = _require_annotator(session, annotator_id)
+    overlap = v.integer(overlap, "overlap", 1, LIMITS["overlap"])
+    done = session.scalar(
+        select(func.count()).select_from(PreferenceLabel).where(
+            PreferenceLabel.annotator_id == annotator.id, PreferenceLabel.is_current.is_(True),
+            PreferenceLabel.choice.is_not(None))
+    ) or 0
+    leased = session.scalar(
+        select(func.count()).select_from(PairAssignment).where(
+            PairAssignment.annotator_id == annotator.id, PairAssignment.completed_at.is_(None))
+    ) or 0
+    open_pairs = session.scalar(select(func.count()).select_from(PairTask).where(*_open_to(annotator.id, overlap))) or 0
+    return int(done), int(leased + open_pairs)
+
+
 def next_pair(session: Session, annotator_id: int, overlap: int = 2, lease_seconds: int = 1800,
               kind: str | None = None, now: dt.datetime | None = None) -> PairTask | None:
     """The next pair for `annotator_id` to label, or None when nothing is left for them.
@@ -806,8 +829,7 @@ def next_pair(session: Session, annotator_id: int, overlap: int = 2, lease_secon
     ).first()
     if open_pair is not None:
         return get_pair(session, open_pair)
-    already = exists().where(PairAssignment.pair_id == PairTask.id, PairAssignment.annotator_id == annotator.id)
-    candidates = select(PairTask.id).where(PairTask.slots_taken < overlap, ~already)
+    candidates = select(PairTask.id).where(*_open_to(annotator.id, overlap))
     if kind is not None:
         candidates = candidates.where(PairTask.kind == kind)
     candidates = candidates.order_by(PairTask.slots_taken.desc(), PairTask.id).limit(1)
@@ -908,11 +930,14 @@ def _append_label(session: Session, row: dict[str, Any]) -> PreferenceLabel:
 
 def record_preference(session: Session, event_id, pair: int | tuple[int, int], annotator_id: int, choice: str,
                       time_spent_ms: int | None = None, guideline_version: str = "v1",
-                      at: dt.datetime | None = None) -> PreferenceLabel:
+                      at: dt.datetime | None = None, leased_only: bool = False) -> PreferenceLabel:
     """Record (or change) `annotator_id`'s choice on a pair; returns the new current label row.
 
     pair: a pair id, or (asset_a_id, asset_b_id), which finds or creates the pair. choice: "A", "B", "tie" or
     "skip". Labeling a pair the annotator already labeled replaces their label and keeps the old one as history.
+    leased_only: accept the label only when `next_pair` handed this pair to this annotator and the lease is still
+    open (not finished, not expired); a retry of an already stored label (same event_id) is still answered. A
+    public labeling endpoint sets it, so nobody labels pairs they were not given.
     """
     event_id = v.event_id(event_id)
     choice = v.choice(choice, "choice", CHOICES)
@@ -922,8 +947,18 @@ def record_preference(session: Session, event_id, pair: int | tuple[int, int], a
     at = v.timestamp(at) or utcnow()
     if isinstance(pair, bool) or not isinstance(pair, (int, tuple)) and not hasattr(pair, "__index__"):
         raise InvalidInputError(f"pair must be a pair id or a tuple (asset_a_id, asset_b_id), got {pair!r}")
-    task = _resolve_pair(session, pair)
+    task = get_pair(session, pair) if leased_only else _resolve_pair(session, pair)
     sent = {"pair_id": task.id, "annotator_id": annotator.id, "choice": choice}
+    if leased_only:
+        replay = _replayed_label(session, event_id, sent)
+        if replay is not None:
+            return replay
+        leased = session.scalar(select(PairAssignment.id).where(
+            PairAssignment.pair_id == task.id, PairAssignment.annotator_id == annotator.id,
+            PairAssignment.completed_at.is_(None), PairAssignment.expires_at >= at))
+        if leased is None:
+            raise InvalidInputError(f"pair_id {task.id} is not leased to annotator {annotator.id}: label the pair "
+                                    "that next_pair handed you (a lease lasts lease_seconds)")
     assignment = _lock_assignment(session, task.id, annotator.id, at)
     replay = _replayed_label(session, event_id, sent)
     if replay is not None:

@@ -52,7 +52,9 @@ def _serve(args, settings, runner, started: float, log) -> int:
 
     svc = build_services(settings, say=log.info)
     if args.check:
-        sections = list(svc.status_sections())
+        from app.status import status_sections
+
+        sections = list(status_sections(svc))
         if runner is not None:
             sections.append(("Durability", runner.status_rows()))
         if settings.durability_warning:

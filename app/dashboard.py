@@ -33,6 +33,7 @@ from app.dashboard_data import (
     load_frames,
 )
 from app.settings import load_settings, password_matches
+from app.status import redact_secret, redact_url
 
 PAGES = ("Overview", "Recommenders", "Generation", "Annotators", "Data")
 CACHE_TTL_S = 300  # data at most 5 minutes old (a cold read of 1M events takes seconds); "Refresh data" clears it
@@ -153,10 +154,16 @@ def page_data(frames: Frames, url: str, filters: Filters) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- gate
-def password_ok(expected: str | None) -> bool:
-    """True when no password is configured, or this browser session entered the right one."""
+def password_ok(expected: str | None, open_without: bool = False) -> bool:
+    """True when this browser session entered the password, or none is configured and the dashboard was opened
+    explicitly (VITRINE_DASHBOARD_OPEN=1). Anything else fails closed: the dashboard serves every label and export."""
     if not expected:
-        return True
+        if open_without:
+            return True
+        st.title("Vitrine dashboard")
+        st.error("The dashboard is off: set VITRINE_DASHBOARD_PASSWORD to open it with a password, or "
+                 "VITRINE_DASHBOARD_OPEN=1 on a private machine.")
+        return False
     if st.session_state.get("dashboard_auth") is True:
         return True
     st.title("Vitrine dashboard")
@@ -195,7 +202,7 @@ def sidebar_filters(frames: Frames, start: dt.date | None, end: dt.date | None) 
 
 def main() -> None:
     settings = load_settings()
-    if not password_ok(settings.dashboard_password):
+    if not password_ok(settings.dashboard_password, settings.dashboard_open):
         st.stop()
     requested = st.query_params.get("page", PAGES[0])
     page = st.sidebar.radio("Page", PAGES, index=PAGES.index(requested) if requested in PAGES else 0, key="page")
@@ -208,7 +215,8 @@ def main() -> None:
         start, end = sidebar_dates(cached_bounds(url))
         frames = cached_frames(url, start, end)
     except Exception as exc:  # the DB is missing or not migrated: say so, do not show a traceback
-        st.error(f"Could not read the database at {url}: {type(exc).__name__}: {exc}")
+        st.error(f"Could not read the database at {redact_url(url)}: {type(exc).__name__}: "
+                 f"{redact_secret(str(exc), url)}")
         st.info("Start the app once (`make demo`) to create and migrate it, or seed it: " + views.SIMULATE_HINT)
         st.stop()
     filters = sidebar_filters(frames, start, end)

@@ -19,23 +19,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select, union
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
-from annotation import store
+from annotation import activity, store
 from annotation.db import make_session_factory
-from annotation.models import (
-    EvalRun,
-    FeedbackEvent,
-    GeneratedAsset,
-    Impression,
-    ImpressionItem,
-    Item,
-    PreferenceLabel,
-)
 
 RATE_KINDS = ("click", "like")
-ID_CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
 SLATE_SAMPLE = 10_000  # most recent single-model slates of the window behind coverage, novelty and diversity
 EXPORT_TABLES = ("feedback", "impressions", "labels", "assets", "eval_runs")
 EXPORT_FORMATS = ("jsonl", "parquet")
@@ -111,24 +100,6 @@ class Frames:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def _rows(session: Session, statement, columns: list[str]) -> pd.DataFrame:
-    rows = session.connection().execute(statement).all()
-    values = list(zip(*rows)) if rows else [()] * len(columns)
-    return pd.DataFrame({name: pd.Series(list(col), dtype=object) for name, col in zip(columns, values)})
-
-
-def _window(statement, column, since, until):
-    if since is not None:
-        statement = statement.where(column >= since)
-    if until is not None:
-        statement = statement.where(column < until)
-    return statement
-
-
-def _day(column):
-    return func.date(column)  # 'YYYY-MM-DD' on SQLite, a date on PostgreSQL: pandas parses both
-
-
 def _style(personalized: pd.Series, params: pd.Series) -> pd.Series:
     """The prompt style of an asset: "generic", or "personalized α=<alpha>" from its recorded params."""
     alpha = params.map(lambda p: p.get("alpha") if isinstance(p, dict) else None)
@@ -140,13 +111,11 @@ def _style(personalized: pd.Series, params: pd.Series) -> pd.Series:
 
 
 def date_bounds(engine: Engine) -> tuple[dt.date, dt.date] | None:
-    """First and last day with any activity (indexed MIN/MAX per table), or None for an empty database."""
-    columns = (FeedbackEvent.created_at, Impression.created_at, PreferenceLabel.created_at, GeneratedAsset.created_at,
-               EvalRun.created_at)
+    """First and last day with any activity, or None for an empty database."""
     Session = make_session_factory(engine, read_only=True)
     with Session() as s, s.begin():
-        found = [s.execute(select(func.min(c), func.max(c))).one() for c in columns]
-    times = pd.to_datetime(pd.Series([t for pair in found for t in pair if t is not None]), format="ISO8601")
+        found = activity.activity_times(s)
+    times = pd.to_datetime(pd.Series([t for t in found if t is not None]), format="ISO8601")
     if times.empty:
         return None
     return times.min().date(), times.max().date()
@@ -156,48 +125,17 @@ def load_frames(engine: Engine, start: dt.date | None = None, end: dt.date | Non
     """Read what the dashboard shows for the days start..end (both included; None = unbounded)."""
     since, until = Filters(start=start, end=end).window()
     Session = make_session_factory(engine, read_only=True)
-    F, I, S = FeedbackEvent, Impression, ImpressionItem
     with Session() as s, s.begin():
-        day = _day(F.created_at).label("day")
-        feedback_daily = _rows(s, _window(select(day, F.model, func.count()).group_by(day, F.model),
-                                          F.created_at, since, until), ["day", "model", "count"])
-        day = _day(I.created_at).label("day")
-        slates_daily = _rows(s, _window(select(day, I.model, I.model_b, func.count()).group_by(day, I.model, I.model_b),
-                                        I.created_at, since, until), ["day", "model", "model_b", "count"])
-        user_days = _rows(s, union(
-            _window(select(_day(F.created_at), F.user_id), F.created_at, since, until),
-            _window(select(_day(I.created_at), I.user_id), I.created_at, since, until),
-        ), ["day", "user_id"])
+        raw = activity.activity_rows(s, since, until, slate_sample=SLATE_SAMPLE)
         rates = store.model_feedback_rates(s, since, until, kinds=RATE_KINDS)
-        # From the interleaved slates to their feedback through feedback's impression_id index, a chunk of slates
-        # at a time, keeping clicks afterwards: with the kind (or a join) in the statement SQLite walks every
-        # click of the database by the (kind, created_at) index instead.
-        inter = _rows(s, _window(select(I.id, I.model, I.model_b).where(I.model_b.is_not(None)),
-                                 I.created_at, since, until), ["impression_id", "model", "model_b"])
-        ids = inter["impression_id"].tolist()
-        clicks = [_rows(s, _window(select(F.impression_id, F.item_id, F.kind, F.model)
-                                   .where(F.impression_id.in_(ids[i:i + ID_CHUNK])),
-                                   F.created_at, since, until), ["impression_id", "item_id", "kind", "contributor"])
-                  for i in range(0, len(ids), ID_CHUNK)]
-        interleaved_clicks = (pd.concat(clicks, ignore_index=True) if clicks else
-                              pd.DataFrame(columns=["impression_id", "item_id", "kind", "contributor"]))
-        interleaved_clicks = interleaved_clicks[interleaved_clicks["kind"] == "click"]
-        interleaved_clicks = interleaved_clicks.merge(inter, on="impression_id", how="inner")[
-            ["impression_id", "model", "model_b", "item_id", "kind", "contributor"]]
-        recent = _window(select(I.id).where(I.model_b.is_(None)), I.created_at, since, until).order_by(
-            I.created_at.desc()).limit(SLATE_SAMPLE).subquery()
-        sample = _rows(s, select(I.model, S.impression_id, S.item_id).join(S, S.impression_id == I.id)
-                       .where(I.id.in_(select(recent.c.id))).order_by(S.impression_id, S.position),
-                       ["model", "impression_id", "item_id"])
-        # events of any kind per item: an index-only count (filtering kinds would visit every row)
-        popularity = _rows(s, select(F.item_id, func.count()).group_by(F.item_id), ["item_id", "count"])
         labels = store.preferences_frame(s, since, until)
         assets = store.assets_frame(s, since, until)
-        index = _rows(s, select(GeneratedAsset.id, GeneratedAsset.kind, GeneratedAsset.generator,
-                                GeneratedAsset.personalized, GeneratedAsset.fallback, GeneratedAsset.params),
-                      ["asset_id", "kind", "generator", "personalized", "fallback", "params"])
         eval_runs = store.eval_runs_frame(s, since, until)
-        items = _rows(s, select(Item.item_id, Item.title, Item.genres), ["item_id", "title", "genres"])
+    feedback_daily, slates_daily, user_days = raw["feedback_daily"], raw["slates_daily"], raw["user_days"]
+    clicks = raw["interleaved_feedback"]
+    interleaved_clicks = clicks[clicks["kind"] == "click"].merge(raw["interleaved"], on="impression_id", how="inner")[
+        ["impression_id", "model", "model_b", "item_id", "kind", "contributor"]]
+    sample, popularity, index, items = raw["slate_sample"], raw["popularity"], raw["asset_index"], raw["items"]
 
     for frame in (feedback_daily, slates_daily, user_days):
         frame["day"] = pd.to_datetime(frame["day"].astype(str)) if len(frame) else pd.Series(dtype="datetime64[ns]")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from types import MappingProxyType
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,11 +17,15 @@ from typing import Any
 import gradio as gr
 
 from annotation.errors import AnnotationError
+from app import checks
 from app.cards import CardView, render_card, render_detail, render_pair_side, render_profile, render_status
 from app.errors import AppInputError
-from app.services import COMPARE_PREFIX, Services
+from app.ranking import ModelChoice
+from app.services import Services
 from app.settings import password_matches
+from app.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
 from app.state import PAGE_SIZE, Visitor
+from app.status import status_sections
 from generation.errors import GenerationError
 from recommenders.errors import RecommendersError
 
@@ -89,35 +92,25 @@ def _need_user(visitor: Visitor) -> str:
     return visitor.user_id
 
 
-def _fresh_seed() -> int:
-    """A seed for one visitor's coin flips; recorded with every impression, so each slate can be replayed."""
-    return uuid.uuid4().int % (2**31)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Discover
 # --------------------------------------------------------------------------------------------------------
-def model_choice(model: str | None, compare_with: str | None) -> str:
-    """The model dropdowns -> 'ease' or 'compare:ease|pop'."""
+def model_choice(svc: Services, model: str | None, compare_with: str | None) -> ModelChoice:
+    """The model dropdowns -> the visitor's `ModelChoice` (one model, or two interleaved)."""
     if not model:
         raise gr.Error("Pick a model.")
     if compare_with and compare_with != NO_COMPARE:
         if compare_with == model:
             raise gr.Error(f"Compare needs two different models; both are {model!r}.")
-        return f"{COMPARE_PREFIX}{model}|{compare_with}"
-    return model
+        return ModelChoice(svc.ranking.parse(model).a, svc.ranking.parse(compare_with).a)
+    return svc.ranking.parse(model)
 
 
 def profile_html(svc: Services, user_id: str, kind: str, liked: Sequence[str]) -> str:
-    profile = svc.profile(user_id, liked)
-    return render_profile(
-        user_id,
-        profile.top_genres,
-        profile.liked_titles,
-        svc.n_ratings(user_id) + len(liked),
-        kind=kind,
-        extra=svc.profile_facts(user_id),
-    )
+    catalog = svc.catalog
+    profile = catalog.profile(user_id, liked)
+    return render_profile(user_id, profile.top_genres, profile.liked_titles, catalog.n_ratings(user_id) + len(liked),
+                          kind=kind, extra=catalog.profile_facts(user_id))
 
 
 @user_errors
@@ -125,12 +118,10 @@ def select_user(svc: Services, visitor: Visitor, user_id: str | None) -> tuple[V
     """Switch to an existing user: their profile summary; the slate starts over."""
     if not user_id:
         raise gr.Error("Pick a user id from the list.")
-    kind = svc.user_kind(user_id)
-    liked, disliked = svc.app_likes(user_id)
-    visitor.reset_user(user_id, kind, liked=list(reversed(liked)))
-    visitor.disliked = disliked
-    visitor.seed = _fresh_seed()
-    return visitor, profile_html(svc, user_id, kind, visitor.liked)
+    visit = svc.slates.visit(user_id)
+    visitor.reset_user(visit.user_id, visit.kind, liked=list(visit.liked), disliked=list(visit.disliked))
+    visitor.seed = checks.new_seed()
+    return visitor, profile_html(svc, visit.user_id, visit.kind, visitor.liked)
 
 
 @user_errors
@@ -139,16 +130,16 @@ def start_new_user(svc: Services, visitor: Visitor, picks: Sequence[str] | None)
     picks = list(picks or [])
     if len(set(picks)) < 3:
         raise gr.Error(f"Pick at least 3 items you like (you picked {len(set(picks))}).")
-    user_id = svc.create_new_user(picks)
+    user_id = svc.events.create_new_user(picks)
     visitor.reset_user(user_id, "new", liked=list(dict.fromkeys(picks)))
-    visitor.seed = _fresh_seed()
+    visitor.seed = checks.new_seed()
     return visitor, profile_html(svc, user_id, "new", visitor.liked)
 
 
 def render_cards(visitor: Visitor) -> list[str]:
     """PAGE_SIZE card HTML strings ('' for an empty slot). An interleaved slate hides which model placed an
     item and its score (scores of two models are not comparable, and knowing the source biases the clicks)."""
-    blind = visitor.model_choice.startswith(COMPARE_PREFIX)
+    blind = visitor.model_choice is not None and visitor.model_choice.interleaved
     cards = []
     for pos, row in enumerate(visitor.slate[:PAGE_SIZE]):
         cover = visitor.covers.get(row["item_id"])
@@ -172,39 +163,45 @@ def render_cards(visitor: Visitor) -> list[str]:
 
 
 def _slate_info(visitor: Visitor) -> str:
-    a_b = visitor.model_choice.removeprefix(COMPARE_PREFIX).split("|")
-    how = f"**{a_b[0]}** vs **{a_b[1]}**, team-draft interleaved" if len(a_b) == 2 else f"**{a_b[0]}**"
-    return (
-        f"Page {visitor.page + 1} for user `{visitor.user_id}` from {how} · impression #{visitor.impression_id}"
-        if visitor.slate
-        else "No recommendations left for this user."
-    )
+    choice = visitor.model_choice
+    if not visitor.slate or choice is None:
+        return "No recommendations left for this user."
+    how = f"**{choice.a}** vs **{choice.b}**, team-draft interleaved" if choice.interleaved else f"**{choice.a}**"
+    return f"Page {visitor.page + 1} for user `{visitor.user_id}` from {how} · impression #{visitor.impression_id}"
 
 
-def _show_page(svc: Services, visitor: Visitor, choice: str) -> tuple[Visitor, list[str], str]:
-    user_id = _need_user(visitor)
-    seed = (visitor.seed + visitor.page) % (2**31)
-    with svc.interactive():
-        rows = svc.recommend(
-            user_id, choice, PAGE_SIZE, liked=visitor.liked, exclude=[*visitor.shown, *visitor.disliked], seed=seed
-        )
-        if not rows:
-            visitor.slate = []
-            return visitor, render_cards(visitor), _slate_info(visitor)
-        visitor.impression_id = svc.record_impression(
-            user_id, rows, choice, context={"tab": "discover", "page": visitor.page, "seed": seed}
-        )
+def _visit(visitor: Visitor) -> Visit:
+    return Visit(_need_user(visitor), visitor.user_kind, tuple(visitor.liked), tuple(visitor.disliked))
+
+
+def _keep_assets(visitor: Visitor, covers: dict[str, dict], captions: dict[str, dict]) -> None:
+    """Copy recorded assets into the visitor's state (what the cards show)."""
+    for item_id, cover in covers.items():
+        visitor.covers[item_id] = {"path": cover["path"], "fallback": cover["fallback"], "asset_id": cover["asset_id"]}
+    for item_id, caption in captions.items():
+        visitor.captions[item_id] = {"text": caption["text"], "fallback": caption["fallback"],
+                                     "asset_id": caption["asset_id"]}
+
+
+def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Visitor, list[str], str]:
+    seed = (visitor.seed + visitor.page) % (checks.SEED_MAX + 1)
+    page = svc.slates.page(_visit(visitor), choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
+                           context={"page": visitor.page})
     visitor.model_choice = choice
-    visitor.slate = [r.to_dict() for r in rows]
-    visitor.shown.extend(r.item_id for r in rows)
+    visitor.slate = [r.to_dict() for r in page.rows]
+    visitor.impression_id = page.impression_id
+    visitor.pending = list(page.pending)
+    visitor.shown.extend(page.item_ids)
     visitor.opened = None
+    _keep_assets(visitor, page.covers, page.captions)
     return visitor, render_cards(visitor), _slate_info(visitor)
 
 
 @user_errors
 def recommend(svc: Services, visitor: Visitor, model: str | None, compare_with: str | None = None):
     """First page for the current user and model choice."""
-    choice = model_choice(model, compare_with)
+    choice = model_choice(svc, model, compare_with)
+    _need_user(visitor)
     visitor.shown = []
     visitor.page = 0
     return _show_page(svc, visitor, choice)
@@ -214,7 +211,7 @@ def recommend(svc: Services, visitor: Visitor, model: str | None, compare_with: 
 def more(svc: Services, visitor: Visitor):
     """The next page: items not shown yet, as a new impression."""
     _need_user(visitor)
-    if not visitor.model_choice:
+    if visitor.model_choice is None:
         raise gr.Error("Press Recommend first.")
     visitor.page += 1
     return _show_page(svc, visitor, visitor.model_choice)
@@ -222,65 +219,67 @@ def more(svc: Services, visitor: Visitor):
 
 @user_errors
 def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tuple[Visitor, list[str], str, str]:
-    """Like / dislike / open the card in `slot`, logged with the slate's impression. A disliked card leaves."""
+    """Like / dislike / open the card in `slot`, logged with the slate's impression. A disliked card leaves and
+    never comes back; a like is folded into the next page's ranking."""
     user_id = _need_user(visitor)
     if not 0 <= slot < len(visitor.slate):
         raise gr.Error(f"There is no card in slot {slot + 1} any more; the slate has {len(visitor.slate)} cards.")
     row = visitor.slate[slot]
     item_id = row["item_id"]
-    with svc.interactive():
-        svc.record_feedback(user_id, item_id, kind, visitor.impression_id)
+    svc.slates.feedback(user_id, item_id, kind, visitor.impression_id)
     detail = gr.skip()
+    title = _esc(row["title"])
     if kind == "like":
         if item_id not in visitor.liked:
             visitor.liked.append(item_id)
         if item_id in visitor.disliked:
             visitor.disliked.remove(item_id)
-        info = f"Liked **{_esc(row['title'])}**: your next page takes it into account."
+        info = f"Liked **{title}**: your next page takes it into account."
     elif kind == "dislike":
         visitor.slate.pop(slot)
         if item_id not in visitor.disliked:
             visitor.disliked.append(item_id)
         if item_id in visitor.liked:
             visitor.liked.remove(item_id)
-        info = f"Removed **{_esc(row['title'])}**; it will not be recommended again in this session."
+        info = f"Removed **{title}**; it will not be recommended to this user again."
     elif kind == "open":
         visitor.opened = item_id
-        item = svc.item(item_id)
+        item = svc.catalog.item(item_id)
         cover = visitor.covers.get(item_id)
         detail = render_detail(row["title"], row.get("year"), row.get("genres") or [], item.get("text") or "",
                                cover["path"] if cover else None)
-        info = f"Opened **{_esc(row['title'])}**."
+        info = f"Opened **{title}**."
     else:
         raise gr.Error(f"kind must be like, dislike or open, got {kind!r}")
     return visitor, render_cards(visitor), detail, info
 
 
-def fill_assets(svc: Services, visitor: Visitor) -> Iterator[tuple[Visitor, list[str]]]:
-    """Generate the personalized cover and caption of each card on the slate, yielding after each card,
-    so the page shows covers as they arrive and never waits for all of them."""
-    if not visitor.user_id or not visitor.slate:
+FILL_POLL_S = 0.25  # how often the page looks for covers the background worker has made
+FILL_MAX_S = 600.0  # the longest the page waits for them (a real model on CPU takes seconds per cover)
+
+
+def fill_assets(svc: Services, visitor: Visitor, poll_s: float = FILL_POLL_S,
+                max_s: float = FILL_MAX_S) -> Iterator[tuple[Visitor, list[str]]]:
+    """Show the covers and captions of the slate's pending cards as the background worker makes them, yielding
+    after each batch that arrives; ends when none is pending, when the worker dropped the rest, or at `max_s`."""
+    on_screen = {r["item_id"] for r in visitor.slate}
+    pending = [i for i in visitor.pending if i in on_screen]
+    if not visitor.user_id or not pending:
         yield visitor, render_cards(visitor)
         return
-    try:
-        profile = svc.profile(visitor.user_id, visitor.liked)
-        for row in list(visitor.slate):
-            item_id = row["item_id"]
-            changed = False
-            if item_id not in visitor.covers:
-                cover = svc.covers_for(item_id, profile, seed=0)[0]
-                visitor.covers[item_id] = {"path": cover["path"], "fallback": cover["fallback"],
-                                           "asset_id": cover["asset_id"]}
-                changed = True
-            if item_id not in visitor.captions:
-                caption = svc.caption_for(item_id, profile)
-                visitor.captions[item_id] = {"text": caption["text"], "fallback": caption["fallback"],
-                                             "asset_id": caption["asset_id"]}
-                changed = True
-            if changed:
-                yield visitor, render_cards(visitor)
-    except INPUT_ERRORS as exc:
-        raise gr.Error(str(exc)) from exc
+    visit = _visit(visitor)
+    deadline = time.monotonic() + max_s
+    while pending and time.monotonic() < deadline:
+        queued = svc.slates.queued(visit, pending)
+        covers, captions, still = svc.slates.made(visit, pending)
+        if len(still) < len(pending):
+            _keep_assets(visitor, covers, captions)
+            visitor.pending = pending = still
+            yield visitor, render_cards(visitor)
+        elif not queued:
+            break  # the worker is done with them and nothing arrived: it failed (and logged why)
+        else:
+            time.sleep(poll_s)
     yield visitor, render_cards(visitor)
 
 
@@ -295,17 +294,17 @@ def create_variants(
     user_id = _need_user(visitor)
     if not item_id:
         raise gr.Error("Pick an item to make covers for.")
-    seed = _fresh_seed()
+    seed = checks.new_seed()
 
     def on_step(done: int, total: int) -> None:
         if progress is not None:
             progress(done / max(total, 1), desc=f"cover {min(done + 1, total)} of {total}")
 
-    variants = svc.create_variants(user_id, item_id, n, liked=visitor.liked, seed=seed, callback=on_step)
+    profile = svc.catalog.profile(user_id, visitor.liked)
+    variants = svc.assets.create_variants(profile, item_id, n, seed=seed, callback=on_step)
     if progress is not None:
         progress(1.0, desc="writing the caption")
-    caption = svc.caption_for(item_id, svc.profile(user_id, visitor.liked))
-    visitor.create_item = item_id
+    caption = svc.assets.caption_for(item_id, profile)
     visitor.variants = [
         {"asset_id": v["asset_id"], "path": v["path"], "personalized": v["personalized"], "seed": v["seed"]}
         for v in variants
@@ -313,7 +312,7 @@ def create_variants(
     visitor.picked = None
     gallery = [(v["path"], f"#{i + 1}") for i, v in enumerate(variants)]
     flag = " *(template fallback)*" if caption["fallback"] else ""
-    info = (f"{len(variants)} variants of **{_esc(svc.item_label(item_id))}** for user `{user_id}`. "
+    info = (f"{len(variants)} variants of **{_esc(svc.catalog.item_label(item_id))}** for user `{user_id}`. "
             "Click the one you like best, then *Save my pick*.")
     return visitor, gallery, f"> {caption['text']}{flag}", info
 
@@ -327,7 +326,7 @@ def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Vi
     if index is None or not 0 <= int(index) < len(visitor.variants):
         raise gr.Error(f"Click one of the {len(visitor.variants)} variants first.")
     index = int(index)
-    pairs = svc.record_pick(user_id, visitor.variants, index)
+    pairs = svc.labeling.record_pick(user_id, visitor.variants, index)
     visitor.picked = index
     kind = "personalized" if visitor.variants[index]["personalized"] else "generic"
     return visitor, f"Saved: #{index + 1} preferred over {len(pairs)} others. It was a **{kind}** cover."
@@ -345,14 +344,14 @@ def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | N
     name = (name or "").strip()
     if not name:
         raise gr.Error("Type your name to sign in.")
-    visitor.annotator_id = svc.sign_in(name)
+    visitor.annotator_id = svc.labeling.sign_in(name)
     visitor.annotator_name = name
     visitor.label_ids = []
     return visitor, f"Signed in as **{_esc(name)}**."
 
 
 def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str, str]:
-    done, remaining = svc.label_progress(visitor.annotator_id)
+    done, remaining = svc.labeling.progress(visitor.annotator_id)
     progress = f"**{done}** done · **{remaining}** remaining"
     pair = visitor.pair
     if pair is None:
@@ -361,12 +360,12 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
         return visitor, empty, "", "", progress
     target = pair.get("target_user_id")
     if target:
-        kind = svc.user_kind(target)
-        head = profile_html(svc, target, kind, svc.app_likes(target)[0] if kind == "new" else [])
+        kind = svc.events.user_kind(target)
+        head = profile_html(svc, target, kind, svc.events.visitor_feedback(target)[0] if kind == "new" else [])
     else:
         head = '<div class="vt-muted">Generic pair (no target user)</div>'
     if pair.get("item_id"):
-        head += f'<p class="vt-muted">{pair["kind"]} for <b>{_esc(svc.item_label(pair["item_id"]))}</b></p>'
+        head += f'<p class="vt-muted">{pair["kind"]} for <b>{_esc(svc.catalog.item_label(pair["item_id"]))}</b></p>'
     a = render_pair_side("1", pair["a"]["kind"], pair["a"].get("path"), pair["a"].get("text"))
     b = render_pair_side("2", pair["b"]["kind"], pair["b"].get("path"), pair["b"].get("text"))
     return visitor, head, a, b, progress
@@ -388,7 +387,7 @@ def _need_annotator(visitor: Visitor) -> int:
 def load_pair(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str, str]:
     """The annotator's next pair (the same one again after a reload), with the target user's profile."""
     annotator_id = _need_annotator(visitor)
-    pair = svc.next_pair(annotator_id)
+    pair = svc.labeling.next_pair(annotator_id)
     visitor.pair = None if pair is None else {**pair, "shown_at": time.time()}
     return _pair_outputs(svc, visitor)
 
@@ -402,7 +401,7 @@ def label_key(svc: Services, visitor: Visitor, key: str) -> tuple[Visitor, str, 
     if visitor.pair is None:
         raise gr.Error("No pair on screen to label.")
     spent = int(max(0.0, time.time() - visitor.pair.get("shown_at", time.time())) * 1000)
-    label_id = svc.record_label(annotator_id, visitor.pair["pair_id"], KEY_CHOICES[key],
+    label_id = svc.labeling.record_label(annotator_id, visitor.pair["pair_id"], KEY_CHOICES[key],
                                 time_spent_ms=min(spent, 86_400_000))
     visitor.label_ids.append(label_id)
     return load_pair.__wrapped__(svc, visitor)
@@ -412,7 +411,7 @@ def label_key(svc: Services, visitor: Visitor, key: str) -> tuple[Visitor, str, 
 def undo_label(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str, str]:
     """Key u: clear the last label and show its pair again."""
     annotator_id = _need_annotator(visitor)
-    pair_id = svc.undo_label(annotator_id)
+    pair_id = svc.labeling.undo(annotator_id)
     if pair_id is None:
         gr.Info("Nothing to undo.")
     elif visitor.label_ids:
@@ -424,17 +423,18 @@ def undo_label(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str,
 # Status
 # --------------------------------------------------------------------------------------------------------
 def status_html(svc: Services) -> str:
-    return render_status(svc.status_sections())
+    return render_status(status_sections(svc))
 
 
 def check_admin(svc: Services, password: object) -> None:
     """The Status tab's actions (retrain, create label pairs) cost minutes of CPU and change what everyone
-    sees: they need VITRINE_ADMIN_PASSWORD when it is set; without it they are open only while the app is
-    bound to this machine (`make demo`), and closed on a public address (a Space)."""
+    sees. They need VITRINE_ADMIN_PASSWORD, or the explicit opt-in VITRINE_ADMIN_OPEN=1 (which `make demo` sets);
+    anything else is refused. The bind address proves nothing: behind a proxy a loopback-bound app is public."""
     expected = svc.settings.admin_password
     if expected is None:
-        if not svc.settings.serves_locally:
-            raise gr.Error("Admin actions are off on a public address: set VITRINE_ADMIN_PASSWORD to enable them.")
+        if not svc.settings.admin_open:
+            raise gr.Error("Admin actions are off: set VITRINE_ADMIN_PASSWORD to enable them with a password, or "
+                           "VITRINE_ADMIN_OPEN=1 on a private machine.")
         return
     if not password_matches(password, expected):
         raise gr.Error("admin password: expected the admin password (VITRINE_ADMIN_PASSWORD), got a wrong one")
@@ -455,5 +455,5 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
 def make_pairs(svc: Services, n: int, password: str | None = None) -> tuple[str, str]:
     """Fill the labeling queue with personalized-vs-generic cover and caption pairs (an admin action)."""
     check_admin(svc, password)
-    created = svc.make_label_pairs(n, seed=_fresh_seed())
+    created = svc.labeling.make_pairs(n, seed=checks.new_seed())
     return f"Created {created} pairs for labeling.", status_html(svc)

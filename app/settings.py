@@ -76,7 +76,9 @@ class Settings:
     port: int = 7860
     label_password: str | None = None  # shared password for annotators; None = open sign-in
     dashboard_password: str | None = None  # protects the dashboard when set
+    dashboard_open: bool = False  # VITRINE_DASHBOARD_OPEN=1: the dashboard without a password (a private machine)
     admin_password: str | None = None  # unlocks retraining and label-pair creation on the Status tab
+    admin_open: bool = False  # VITRINE_ADMIN_OPEN=1: admin actions without a password (`make demo` on a laptop)
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
     extra_models: tuple[str, ...] = ("ease", "pop")  # served beside `model`, so that two can be compared (interleaving)
     generation_concurrency: int = 1  # generation requests run at once; 1 on CPU, where the model is the bottleneck
@@ -86,11 +88,6 @@ class Settings:
     sync_url: str | None = None  # the durable event sink (fsspec URL or path); None = no sink
     sync_every: int = 30  # seconds between syncs to the sink: the most a crash can lose
     blob_url: str | None = None  # where generated covers live (fsspec URL or path); None = <data_dir>/blobs
-
-    @property
-    def serves_locally(self) -> bool:
-        """Bound to this machine only (127.0.0.1 / localhost / ::1): nobody else can reach the app."""
-        return self.host in ("127.0.0.1", "localhost", "::1")
 
     @property
     def db_is_sqlite(self) -> bool:
@@ -115,7 +112,13 @@ class Settings:
 
 def password_matches(given: object, expected: str) -> bool:
     """True when `given` (anything a client sent) is the configured password; compared in constant time."""
-    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+    if not isinstance(given, str):
+        return False
+    try:
+        given_bytes = given.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is no password: a wrong one, not an error
+        return False
+    return hmac.compare_digest(given_bytes, expected.encode("utf-8"))
 
 
 def writable_dir(path: Path) -> bool:
@@ -159,7 +162,9 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         port=port,
         label_password=env.get("VITRINE_LABEL_PASSWORD") or None,
         dashboard_password=env.get("VITRINE_DASHBOARD_PASSWORD") or None,
+        dashboard_open=_flag(env, "VITRINE_DASHBOARD_OPEN", False),
         admin_password=env.get("VITRINE_ADMIN_PASSWORD") or None,
+        admin_open=_flag(env, "VITRINE_ADMIN_OPEN", False),
         label_overlap=_int(env, "VITRINE_LABEL_OVERLAP", 2, 1, 20),
         extra_models=_names(env, "VITRINE_EXTRA_MODELS", Settings.extra_models),
         generation_concurrency=_int(env, "VITRINE_GENERATION_CONCURRENCY", 1, 1, 16),

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.ranking import ModelChoice
+
 __all__ = ["Visitor", "PAGE_SIZE"]
 
 PAGE_SIZE = 8  # cards per page on Discover (two rows of four)
@@ -21,17 +23,17 @@ class Visitor:
     user_kind: str = "dataset"  # "dataset" | "new"
     liked: list[str] = field(default_factory=list)  # liked in this session (a new user's picks too), oldest first
     disliked: list[str] = field(default_factory=list)
-    model_choice: str = ""  # "ease" or "compare:ease|pop"
+    model_choice: ModelChoice | None = None  # one model, or two interleaved
     impression_id: int | None = None
     slate: list[dict[str, Any]] = field(default_factory=list)  # SlateRow dicts still on screen
     shown: list[str] = field(default_factory=list)  # every item shown for this user (so "more" pages on)
     page: int = 0
     seed: int = 0  # interleaving coin flips of this visitor's slates
+    pending: list[str] = field(default_factory=list)  # items on the slate whose cover or caption is being made
     covers: dict[str, dict[str, Any]] = field(default_factory=dict)  # item_id -> {"path", "fallback", "asset_id"}
     captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # item_id -> {"text", "fallback", "asset_id"}
     opened: str | None = None  # the item whose detail panel is open
     # Create: the last batch of variants
-    create_item: str | None = None
     variants: list[dict[str, Any]] = field(default_factory=list)  # {"asset_id", "path", "personalized", "seed", ...}
     picked: int | None = None
     # Label: the annotator and the pair on screen
@@ -39,15 +41,17 @@ class Visitor:
     annotator_name: str | None = None
     pair: dict[str, Any] | None = None  # {"pair_id", "kind", "a": {...}, "b": {...}, "target_user_id", "shown_at"}
     label_ids: list[int] = field(default_factory=list)  # labels given in this session, for undo (newest last)
-    done: int = 0
 
-    def reset_user(self, user_id: str, kind: str, liked: list[str] | None = None) -> None:
+    def reset_user(self, user_id: str, kind: str, liked: list[str] | None = None,
+                   disliked: list[str] | None = None) -> None:
         """Switch Discover to another user: the slate, paging and caches start over."""
         self.user_id = user_id
         self.user_kind = kind
         self.liked = list(liked or [])
-        self.disliked = []
+        self.disliked = list(disliked or [])
         self.impression_id = None
+        self.model_choice = None
+        self.pending = []
         self.slate = []
         self.shown = []
         self.page = 0

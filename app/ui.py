@@ -17,7 +17,8 @@ import gradio as gr
 from app import handlers as h
 from app.api import register_api
 from app.cards import CSS
-from app.services import N_VARIANTS_MAX, Services
+from app.checks import N_VARIANTS_MAX
+from app.services import Services
 from app.state import PAGE_SIZE, Visitor
 
 __all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD", "GUIDELINES"]
@@ -68,7 +69,7 @@ def _cards_out(cards: list[str]) -> list[Any]:
 
 def build_demo(svc: Services) -> gr.Blocks:
     settings = svc.settings
-    fallback = svc.covers.uses_fallback or svc.captions.uses_fallback
+    fallback = [what for what, falls_back in svc.assets.uses_fallback.items() if falls_back]
     with gr.Blocks(title="Vitrine", fill_width=False) as demo:
         visitor = gr.State(Visitor())
         # remembered in the browser (localStorage), so that an annotator's name survives a reload
@@ -80,10 +81,9 @@ def build_demo(svc: Services) -> gr.Blocks:
             "captions made for you</span></div>"
         )
         if fallback:
-            what = [w for w, g in (("covers", svc.covers), ("captions", svc.captions)) if g.uses_fallback]
             gr.HTML(
                 f'<div class="vt-banner" id="vt-fallback-banner"><b>Fallback generators in use</b> for '
-                f"{' and '.join(what)}: no diffusion / language model is loaded, so covers are typographic and "
+                f"{' and '.join(fallback)}: no diffusion / language model is loaded, so covers are typographic and "
                 "captions come from templates. The Status tab says how to enable the real models.</div>"
             )
         with gr.Tabs():
@@ -93,20 +93,20 @@ def build_demo(svc: Services) -> gr.Blocks:
                         with gr.Tabs():
                             with gr.Tab("Existing user", id="existing"):
                                 user_dd = gr.Dropdown(
-                                    choices=svc.user_choices(), value=None, label="User (type an id to search)",
+                                    choices=svc.catalog.user_choices(), value=None, label="User (type an id to search)",
                                     filterable=True, elem_id="vt-user",
                                 )
                             with gr.Tab("New user", id="new"):
                                 picks = gr.Dropdown(
-                                    choices=svc.item_choices(), value=[], multiselect=True, filterable=True,
+                                    choices=svc.catalog.item_choices(), value=[], multiselect=True, filterable=True,
                                     label="Pick at least 3 items you like", elem_id="vt-picks",
                                 )
                                 start_btn = gr.Button("Start as a new user", variant="primary", elem_id="vt-start")
                         profile = gr.HTML(elem_id="vt-profile")
-                        model_dd = gr.Dropdown(choices=svc.model_names, value=svc.default_model, label="Model",
+                        model_dd = gr.Dropdown(choices=svc.ranking.model_names, value=svc.ranking.default_model, label="Model",
                                                elem_id="vt-model")
                         compare_dd = gr.Dropdown(
-                            choices=[h.NO_COMPARE] + svc.model_names, value=h.NO_COMPARE,
+                            choices=[h.NO_COMPARE] + svc.ranking.model_names, value=h.NO_COMPARE,
                             label="Compare with (one interleaved slate)", elem_id="vt-compare",
                         )
                         rec_btn = gr.Button("Recommend", variant="primary", elem_id="vt-recommend")
@@ -136,7 +136,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                     "preference over the others."
                 )
                 with gr.Row():
-                    create_item = gr.Dropdown(choices=svc.item_choices(), value=None, filterable=True,
+                    create_item = gr.Dropdown(choices=svc.catalog.item_choices(), value=None, filterable=True,
                                               label="Item", elem_id="vt-create-item", scale=3)
                     create_n = gr.Slider(2, N_VARIANTS_MAX, value=4, step=1, label="Variants", scale=1)
                     create_btn = gr.Button("Generate", variant="primary", scale=1, elem_id="vt-generate")
@@ -179,7 +179,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                 status = gr.HTML(h.status_html(svc), elem_id="vt-status")
                 with gr.Row():
                     refresh_btn = gr.Button("Refresh", elem_id="vt-refresh")
-                    retrain_dd = gr.Dropdown(choices=svc.model_names, value=svc.default_model,
+                    retrain_dd = gr.Dropdown(choices=svc.ranking.model_names, value=svc.ranking.default_model,
                                              label="Retrain from the logs")
                     retrain_btn = gr.Button("Retrain", elem_id="vt-retrain")
                     pairs_n = gr.Number(value=5, precision=0, minimum=1, maximum=200, label="Label pairs to create")
@@ -276,7 +276,7 @@ def build_demo(svc: Services) -> gr.Blocks:
             def oauth_sign_in(v, oauth: gr.OAuthProfile | None):
                 if oauth is None:
                     return v, gr.skip()
-                v.annotator_id = svc.sign_in(f"hf:{oauth.username}")
+                v.annotator_id = svc.labeling.sign_in(f"hf:{oauth.username}", reserved_ok=True)
                 v.annotator_name = f"hf:{oauth.username}"
                 return v, f"Signed in with Hugging Face as **{oauth.username}**."
 

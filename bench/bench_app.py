@@ -267,7 +267,7 @@ def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
     rng = random.Random(0)
     rec, fb = [], []
     for _ in range(calls):
-        user_id = rng.choice(svc.user_ids)
+        user_id = rng.choice(svc.catalog.user_ids)
         t0 = time.perf_counter()
         slate = api.recommend(user_id, "", k)
         t1 = time.perf_counter()

@@ -146,6 +146,7 @@ def ensure_db(path: Path, n_events: int) -> str:
 def bench_pages(db: Path, n_events: int, repeats: int) -> bool:
     os.environ["DATABASE_URL"] = url = ensure_db(db, n_events)
     os.environ.pop("VITRINE_DASHBOARD_PASSWORD", None)
+    os.environ["VITRINE_DASHBOARD_OPEN"] = "1"
     from streamlit.testing.v1 import AppTest
 
     from annotation.db import make_engine

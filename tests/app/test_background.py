@@ -5,20 +5,20 @@ from __future__ import annotations
 import threading
 import time
 
-import app.services as services_module
+import app.assets as services_module
 
 
 def _wait_idle(svc, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while svc._pending:
-        assert time.monotonic() < deadline, f"background jobs still pending: {svc._pending}"
+    while svc.assets._pending:
+        assert time.monotonic() < deadline, f"background jobs still pending: {svc.assets._pending}"
         time.sleep(0.02)
 
 
 def _spy_records(svc, monkeypatch) -> list[int]:
     sizes: list[int] = []
-    real = svc._record_assets
-    monkeypatch.setattr(svc, "_record_assets", lambda assets: sizes.append(len(assets)) or real(assets))
+    real = svc.assets.record
+    monkeypatch.setattr(svc.assets, "record", lambda assets: sizes.append(len(assets)) or real(assets))
     return sizes
 
 
@@ -26,36 +26,36 @@ def test_quick_assets_of_a_slate_are_recorded_in_one_write(fresh_svc, monkeypatc
     svc = fresh_svc
     sizes = _spy_records(svc, monkeypatch)
     gate = threading.Event()
-    real = svc._item_assets
-    monkeypatch.setattr(svc, "_item_assets", lambda *a: gate.wait(10) and real(*a))
-    items = [i for i, _ in svc.rank("ease", "5", 4)]
-    profile = svc.profile("5")
-    assert svc.generate_later("5", items, profile) == 4
-    assert svc.generate_later("5", items + items[:1], profile) == 0  # already queued: not made twice
+    real = svc.assets._item_assets
+    monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
+    items = [i for i, _ in svc.ranking.rank("ease", "5", 4)]
+    profile = svc.catalog.profile("5")
+    assert svc.assets.generate_later("5", items, profile) == 4
+    assert svc.assets.generate_later("5", items + items[:1], profile) == 0  # already queued: not made twice
     gate.set()
     _wait_idle(svc)
     assert sizes == [8]  # 4 covers + 4 captions, one transaction
-    known = svc.known_assets("5", items)
+    known = svc.assets.known("5", items)
     assert {(i, kind) for i in items for kind in ("cover", "caption")} == set(known)
-    assert svc.generate_later("5", items[:1], profile) == 1  # done jobs leave the queue
+    assert svc.assets.generate_later("5", items[:1], profile) == 1  # done jobs leave the queue
 
 
 def test_slow_covers_are_recorded_as_they_come(fresh_svc, monkeypatch):
     svc = fresh_svc
     monkeypatch.setattr(services_module, "BACKGROUND_BATCH_S", 0.05)
     sizes = _spy_records(svc, monkeypatch)
-    fast_cover = svc._cover_generate
-    monkeypatch.setattr(svc, "_cover_generate", lambda *a, **k: time.sleep(0.1) or fast_cover(*a, **k))
-    items = [i for i, _ in svc.rank("ease", "6", 3)]
-    svc.generate_later("6", items, svc.profile("6"))
+    fast_cover = svc.assets._cover_generate
+    monkeypatch.setattr(svc.assets, "_cover_generate", lambda *a, **k: time.sleep(0.1) or fast_cover(*a, **k))
+    items = [i for i, _ in svc.ranking.rank("ease", "6", 3)]
+    svc.assets.generate_later("6", items, svc.catalog.profile("6"))
     _wait_idle(svc)
     assert sizes == [2, 2, 2]  # each item's cover and caption as soon as it is made
 
 
 def test_a_failing_item_does_not_stop_the_queue(fresh_svc, monkeypatch):
     svc = fresh_svc
-    items = [i for i, _ in svc.rank("ease", "7", 2)]
-    real = svc._item_assets
+    items = [i for i, _ in svc.ranking.rank("ease", "7", 2)]
+    real = svc.assets._item_assets
     calls = []
 
     def flaky(item_id, profile):
@@ -64,12 +64,12 @@ def test_a_failing_item_does_not_stop_the_queue(fresh_svc, monkeypatch):
             raise RuntimeError("model crashed")
         return real(item_id, profile)
 
-    monkeypatch.setattr(svc, "_item_assets", flaky)
+    monkeypatch.setattr(svc.assets, "_item_assets", flaky)
     monkeypatch.setattr(services_module, "BACKGROUND_BATCH_S", 0.0)  # one item per batch
-    svc.generate_later("7", items, svc.profile("7"))
+    svc.assets.generate_later("7", items, svc.catalog.profile("7"))
     _wait_idle(svc)
-    assert set(svc.known_assets("7", items)) == {(items[1], "cover"), (items[1], "caption")}
-    assert svc.generate_later("7", items[:1], svc.profile("7")) == 1  # the failed item can be queued again
+    assert set(svc.assets.known("7", items)) == {(items[1], "cover"), (items[1], "caption")}
+    assert svc.assets.generate_later("7", items[:1], svc.catalog.profile("7")) == 1  # the failed item can be queued again
     _wait_idle(svc)
 
 
@@ -77,37 +77,37 @@ def test_cached_assets_keep_one_row_per_user(fresh_svc):
     """A cover served from the asset cache is recorded once per user (stable asset ids); the typographic
     fallback's file is shared by every user, its row is not."""
     svc = fresh_svc
-    item = svc.rank("ease", "5", 1)[0][0]
-    (cover5, caption5), = svc.slate_assets([item], svc.profile("5"))
-    (again5, again_caption5), = svc.slate_assets([item], svc.profile("5"))
-    (cover6, _), = svc.slate_assets([item], svc.profile("6"))
-    (generic, _), = svc.slate_assets([item], None)
-    (generic_again, _), = svc.slate_assets([item], None)
+    item = svc.ranking.rank("ease", "5", 1)[0][0]
+    (cover5, caption5), = svc.assets.slate_assets([item], svc.catalog.profile("5"))
+    (again5, again_caption5), = svc.assets.slate_assets([item], svc.catalog.profile("5"))
+    (cover6, _), = svc.assets.slate_assets([item], svc.catalog.profile("6"))
+    (generic, _), = svc.assets.slate_assets([item], None)
+    (generic_again, _), = svc.assets.slate_assets([item], None)
     assert again5["cache_hit"] and again5["asset_id"] == cover5["asset_id"]
     assert again_caption5["asset_id"] == caption5["asset_id"]
     assert cover6["cache_hit"] and cover6["path"] == cover5["path"]  # one file
     assert len({cover5["asset_id"], cover6["asset_id"], generic["asset_id"]}) == 3  # a row per user
     assert generic_again["asset_id"] == generic["asset_id"]
-    assert svc.known_assets("6", [item])[(item, "cover")]["asset_id"] == cover6["asset_id"]
+    assert svc.assets.known("6", [item])[(item, "cover")]["asset_id"] == cover6["asset_id"]
 
 
 def test_background_work_gives_way_to_interactive_requests(fresh_svc, monkeypatch):
     svc = fresh_svc
     monkeypatch.setattr(services_module, "BACKGROUND_YIELD_S", 10.0)
-    items = [i for i, _ in svc.rank("ease", "8", 2)]
-    with svc.interactive():  # a slate or a like being answered
-        svc.generate_later("8", items, svc.profile("8"))
+    items = [i for i, _ in svc.ranking.rank("ease", "8", 2)]
+    with svc.assets.interactive():  # a slate or a like being answered
+        svc.assets.generate_later("8", items, svc.catalog.profile("8"))
         time.sleep(0.3)
-        assert svc.known_assets("8", items) == {}  # the worker waits
+        assert svc.assets.known("8", items) == {}  # the worker waits
     _wait_idle(svc)  # and goes on as soon as the request is answered
-    assert len(svc.known_assets("8", items)) == 4
+    assert len(svc.assets.known("8", items)) == 4
 
 
 def test_background_work_is_not_starved_by_a_stream_of_requests(fresh_svc, monkeypatch):
     svc = fresh_svc
     monkeypatch.setattr(services_module, "BACKGROUND_YIELD_S", 0.05)
-    items = [i for i, _ in svc.rank("ease", "9", 2)]
-    with svc.interactive():  # never quiet: the worker still makes progress after each wait
-        svc.generate_later("9", items, svc.profile("9"))
+    items = [i for i, _ in svc.ranking.rank("ease", "9", 2)]
+    with svc.assets.interactive():  # never quiet: the worker still makes progress after each wait
+        svc.assets.generate_later("9", items, svc.catalog.profile("9"))
         _wait_idle(svc, timeout=10)
-    assert len(svc.known_assets("9", items)) == 4
+    assert len(svc.assets.known("9", items)) == 4

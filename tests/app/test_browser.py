@@ -38,7 +38,7 @@ def _pick(page, selector: str, text: str) -> None:
 
 
 def _rows(svc, model, *where):
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         return s.scalars(select(model).where(*where)).all()
 
 
@@ -51,7 +51,7 @@ def test_choose_a_user_and_like_a_card(page, live_app, artifacts_dir):
     title = page.inner_text("#vt-card-0 .vt-title")
     page.click("#vt-like-0")
     page.wait_for_selector("#vt-card-0 .vt-liked")
-    expected = svc.dataset.items.set_index("item_id")["title"]
+    expected = svc.catalog.dataset.items.set_index("item_id")["title"]
     likes = _rows(svc, FeedbackEvent, FeedbackEvent.user_id == "6", FeedbackEvent.kind == "like")
     assert len(likes) == 1 and expected[likes[0].item_id] in title
     assert likes[0].impression_id is not None
@@ -85,7 +85,7 @@ def test_onboard_a_new_user(page, live_app, artifacts_dir):
 
 def test_label_a_pair_with_the_keyboard(page, live_app, artifacts_dir):
     _, svc = live_app
-    svc.make_label_pairs(2, seed=5)
+    svc.labeling.make_pairs(2, seed=5)
     page.get_by_role("tab", name="Label").click()
     page.fill("#vt-ann-name textarea, #vt-ann-name input", "keyboard-annotator")
     page.click("#vt-sign-in")

@@ -49,7 +49,7 @@ def test_recommend_then_feedback_is_stored_once(client, live_app):
     first = client.predict("5", item_id, "like", slate["impression_id"], event, api_name="/feedback")
     retry = client.predict("5", item_id, "like", slate["impression_id"], event, api_name="/feedback")
     assert first["feedback_id"] == retry["feedback_id"]
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         rows = s.scalars(select(FeedbackEvent).where(FeedbackEvent.event_id == event)).all()
     assert [(r.user_id, r.item_id, r.kind, r.impression_id) for r in rows] == [
         ("5", item_id, "like", slate["impression_id"])
@@ -86,9 +86,10 @@ def test_recommend_rejects_bad_input(client, args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("5", "9999", "like", 0), "item_id: expected an item"),
-        (("5", "1", "love", 0), "kind: expected one of"),
+        (("5", "9999", "like", 1), "item_id: expected an item"),
+        (("5", "1", "love", 1), "kind: expected one of"),
         (("5", "1", "like", 987654), "impression"),
+        (("5", "1", "dislike", 0), "impression_id: expected the impression_id that /recommend returned"),
     ],
 )
 def test_feedback_rejects_bad_input(client, args, message):
@@ -110,13 +111,13 @@ def test_generation_endpoints(client):
 
 def test_label_endpoints(client, live_app):
     _, svc = live_app
-    svc.make_label_pairs(1, seed=3)
+    svc.labeling.make_pairs(1, seed=3)
     pair = client.predict("e2e-annotator", api_name="/next_pair")
     assert pair["pair_id"] > 0 and pair["a"]["asset_id"] != pair["b"]["asset_id"]
     assert pair["target_user_id"] and (pair["a"]["cover_path"] or pair["a"]["text"])
     done = client.predict("e2e-annotator", pair["pair_id"], "2", api_name="/label")
     assert done["choice"] == "B"
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         label = s.get(PreferenceLabel, done["label_id"])
         assert (label.pair_id, label.choice) == (pair["pair_id"], "B")
     with pytest.raises(Exception, match="choice: expected one of"):
@@ -128,13 +129,13 @@ def test_label_endpoints(client, live_app):
 def test_slow_generation_does_not_block_recommend_or_feedback(client, live_app, monkeypatch):
     _, svc = live_app
     release = threading.Event()
-    real = svc._cover_generate
+    real = svc.assets._cover_generate
 
     def slow(*args, **kwargs):
         release.wait(timeout=30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(svc, "_cover_generate", slow)
+    monkeypatch.setattr(svc.assets, "_cover_generate", slow)
     job = client.submit("4", "9", 2, 77, api_name="/generate_covers")
     try:
         time.sleep(0.3)

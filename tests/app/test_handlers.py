@@ -14,7 +14,7 @@ from app.state import PAGE_SIZE, Visitor
 
 
 def _rows(svc, model, *where):
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         return s.scalars(select(model).where(*where)).all()
 
 
@@ -31,11 +31,11 @@ def test_recommend_records_an_impression_and_fills_the_page(svc):
     visitor, cards, info = h.recommend(svc, visitor, "ease", h.NO_COMPARE)
     assert len(cards) == PAGE_SIZE and all(cards)
     assert visitor.impression_id is not None and "impression" in info
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         imp = s.get(Impression, visitor.impression_id)
         assert imp.user_id == "5" and imp.model == "ease"
         assert imp.item_ids == [r["item_id"] for r in visitor.slate]
-    seen = set(svc.dataset.interactions.query("user_id == '5'")["item_id"])
+    seen = set(svc.catalog.dataset.interactions.query("user_id == '5'")["item_id"])
     assert not seen & set(visitor.shown), "training history is excluded"
     # user 5 loves Drama: the content "why" names a liked Drama film for Drama recommendations
     drama = [r for r in visitor.slate if r["genres"] == ["Drama"]]
@@ -50,7 +50,7 @@ def test_compare_interleaves_two_models_and_records_contributors(svc):
     assert set(contributors) == {"ease", "pop"}
     assert not any("· ease" in c or "· pop" in c or "score" in c for c in cards), "the slate is blind"
     assert abs(contributors.count("ease") - contributors.count("pop")) <= 1
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         imp = s.get(Impression, visitor.impression_id)
         assert imp.model == "ease" and imp.model_b == "pop"
         assert imp.contributors == contributors
@@ -86,9 +86,11 @@ def test_fill_assets_streams_covers_and_captions(svc):
     visitor, _ = h.select_user(svc, Visitor(), "8")
     visitor, cards, _ = h.recommend(svc, visitor, "ease", None)
     assert all("vt-cover-pending" in c for c in cards)
-    steps = list(h.fill_assets(svc, visitor))
-    assert len(steps) == PAGE_SIZE + 1  # one yield per card, then the final state
+    assert sorted(visitor.pending) == sorted(r["item_id"] for r in visitor.slate)  # queued on the background worker
+    steps = list(h.fill_assets(svc, visitor, poll_s=0.02))
+    assert len(steps) >= 2  # at least one batch as it arrived, then the final state
     visitor, cards = steps[-1]
+    assert visitor.pending == []
     assert not any("vt-cover-pending" in c for c in cards)
     for row in visitor.slate:
         cover = visitor.covers[row["item_id"]]
@@ -100,6 +102,10 @@ def test_fill_assets_streams_covers_and_captions(svc):
     before = len(assets)
     assert len(list(h.fill_assets(svc, visitor))) == 1
     assert len(_rows(svc, GeneratedAsset, GeneratedAsset.user_id == "8")) == before
+    # the same slate again: every cover and caption comes at once from the store, nothing is queued
+    again, _ = h.select_user(svc, Visitor(), "8")
+    again, cards, _ = h.recommend(svc, again, "ease", None)
+    assert again.pending == [] and not any("vt-cover-pending" in c for c in cards)
 
 
 def test_new_user_onboarding_and_cold_start(svc):
@@ -149,7 +155,7 @@ def test_create_variants_and_pick(fresh_svc):
     labels = _rows(svc, PreferenceLabel)
     assert len(labels) == 3
     best = visitor.variants[2]["asset_id"]
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         for label in labels:
             pair = s.merge(label).pair
             winner = pair.asset_a_id if label.choice == "A" else pair.asset_b_id
@@ -158,7 +164,7 @@ def test_create_variants_and_pick(fresh_svc):
 
 def test_label_flow_with_keys_and_undo(fresh_svc):
     svc = fresh_svc
-    assert svc.make_label_pairs(2, seed=1) == 4  # a cover and a caption pair per (user, item)
+    assert svc.labeling.make_pairs(2, seed=1) == 4  # a cover and a caption pair per (user, item)
     with pytest.raises(gr.Error, match="Sign in"):
         h.load_pair(svc, Visitor())
     visitor, msg = h.sign_in(svc, Visitor(), "ann <b>", "")
@@ -194,7 +200,7 @@ def test_status_and_retrain(fresh_svc):
     visitor, _ = h.start_new_user(svc, Visitor(), ["1", "5", "9"])
     msg, _ = h.retrain(svc, "ease")
     assert "3 logged interactions" in msg
-    ids, _ = svc.models["ease"].recommend(visitor.user_id, 3)  # the retrained model knows the new user
+    ids, _ = svc.ranking.model("ease").recommend(visitor.user_id, 3)  # the retrained model knows the new user
     assert len(ids) == 3
     assert (svc.settings.data_dir / "models" / "ease.trained_on.json").is_file()
 
@@ -210,17 +216,19 @@ def test_admin_actions_need_the_admin_password_when_set(services_factory):
     assert h.make_pairs(svc, 1, "adm1n")[0] == "Created 2 pairs for labeling."
 
 
-def test_admin_actions_are_off_on_a_public_address_without_a_password(services_factory):
-    svc = services_factory(host="0.0.0.0")
-    before = svc.models["ease"]
-    with pytest.raises(gr.Error, match="set VITRINE_ADMIN_PASSWORD"):
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_admin_actions_fail_closed_without_a_password_or_the_opt_in(services_factory, host):
+    # the bind address proves nothing: behind the one-port proxy a loopback-bound app is public
+    svc = services_factory(host=host, admin_open=False)
+    before = svc.ranking.model("ease")
+    with pytest.raises(gr.Error, match="set VITRINE_ADMIN_PASSWORD .* or VITRINE_ADMIN_OPEN=1"):
         h.retrain(svc, "ease", "anything")
     with pytest.raises(gr.Error, match="set VITRINE_ADMIN_PASSWORD"):
         h.make_pairs(svc, 1)
-    assert svc.models["ease"] is before  # nothing retrained
-    assert svc.counts()["pair tasks"] == 0
-    local = services_factory()  # 127.0.0.1 (make demo): open without a password
-    assert local.settings.serves_locally and "Retrained" in h.retrain(local, "ease")[0]
+    assert svc.ranking.model("ease") is before  # nothing retrained
+    assert svc.events.counts()["pair tasks"] == 0
+    opted_in = services_factory(host=host, admin_open=True)  # make demo sets VITRINE_ADMIN_OPEN=1
+    assert "Retrained" in h.retrain(opted_in, "ease")[0]
 
 
 def test_numbers_from_widgets_are_validated(fresh_svc):
@@ -246,19 +254,20 @@ def test_default_model_without_features_falls_back(tmp_path):
     svc = build_services(make_settings(tmp_path, model=None, extra_models=()), dataset=make_tiny_dataset(),
                          features={}, say=lambda msg: None)
     try:
-        assert svc.default_model == DEFAULT_MODEL_WITHOUT_FEATURES
+        assert svc.ranking.default_model == DEFAULT_MODEL_WITHOUT_FEATURES
         assert any("needs text features" in note for note in svc.notes)
-        assert svc.why("1", ["5"], ["Comedy"]) == "popular with people like you"  # no text: genres only
-        assert svc.why("4", ["8"], ["Comedy"]) == "you like Comedy"
+        assert svc.catalog.why("1", ["5"], ["Comedy"]) == "popular with people like you"  # no text: genres only
+        assert svc.catalog.why("4", ["8"], ["Comedy"]) == "you like Comedy"
     finally:
         svc.close()
 
 
 def test_app_likes_do_not_shorten_the_slate(fresh_svc):
     svc = fresh_svc
-    top = [row.item_id for row in svc.recommend("5", "ease", 4)]
+    ease = svc.ranking.parse("ease")
+    first = svc.slates.page(svc.slates.visit("5"), ease, 4, seed=1)
+    top = first.item_ids
     for item_id in top:  # the user likes the whole first page in the app
-        svc.record_feedback("5", item_id, "like")
-    liked, _ = svc.app_likes("5")
-    again = [row.item_id for row in svc.recommend("5", "ease", 4, liked=liked)]
+        svc.slates.feedback("5", item_id, "like", first.impression_id)
+    again = svc.slates.page(svc.slates.visit("5"), ease, 4, seed=1).item_ids
     assert len(again) == 4 and not set(again) & set(top)

@@ -40,18 +40,18 @@ def test_discover_create_label_on_postgresql(pg_svc):
     visitor, cards, _ = h.recommend(svc, visitor, "ease", "pop")
     visitor, _, _, _ = h.card_feedback(svc, visitor, 0, "like")
     list(h.fill_assets(svc, visitor))
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         imp = s.get(Impression, visitor.impression_id)
         assert imp.model_b == "pop" and len(imp.contributors) == len(imp.item_ids)
         like = s.scalars(select(FeedbackEvent).where(FeedbackEvent.user_id == "5")).one()
         assert like.impression_id == imp.id
     visitor, _, _, _ = h.create_variants(svc, visitor, "6", 2)
     h.pick_variant(svc, visitor, 0)
-    assert svc.make_label_pairs(1, seed=2) == 2
+    assert svc.labeling.make_pairs(1, seed=2) == 2
     annotator, _ = h.sign_in(svc, Visitor(), "pg-annotator", "")
     annotator, *_ = h.load_pair(svc, annotator)
     annotator, *_, progress = h.label_key(svc, annotator, "2")
     assert "**1** done" in progress
-    with svc.Session() as s:
+    with svc.events.Session() as s:
         assert len(s.scalars(select(PreferenceLabel)).all()) == 2  # the Create pick and the labeled pair
     assert "PostgreSQL" in h.status_html(svc)

@@ -8,6 +8,11 @@ from sqlalchemy import select
 import annotation.store as store_module
 from annotation.models import User
 from app.errors import AppInputError
+from app.ranking import ModelChoice
+
+
+def _slate(svc, user_id, k):
+    return svc.ranking.slate(user_id, ModelChoice("ease"), k, profile=svc.catalog.profile(user_id))
 
 
 def _count_ensures(monkeypatch) -> list[str]:
@@ -20,12 +25,12 @@ def _count_ensures(monkeypatch) -> list[str]:
 def test_a_dataset_user_is_stored_once(fresh_svc, monkeypatch):
     svc = fresh_svc
     calls = _count_ensures(monkeypatch)
-    slate = svc.recommend("5", "ease", 3)
-    first = svc.record_impression("5", slate, "ease")
-    svc.record_feedback("5", slate[0].item_id, "like", first)
-    svc.record_impression("5", slate, "ease")
+    slate = _slate(svc, "5", 3)
+    first = svc.events.record_impression("5", slate, ModelChoice("ease"))
+    svc.events.record_feedback("5", slate[0].item_id, "like", first)
+    svc.events.record_impression("5", slate, ModelChoice("ease"))
     assert calls == ["5"]
-    with svc.ReadSession() as s:
+    with svc.events.ReadSession() as s:
         assert s.scalars(select(User.user_id).where(User.user_id == "5")).all() == ["5"]
 
 
@@ -33,11 +38,11 @@ def test_a_user_is_not_taken_as_stored_when_the_transaction_failed(fresh_svc, mo
     svc = fresh_svc
     calls = _count_ensures(monkeypatch)
     with pytest.raises(AppInputError):
-        svc.record_feedback("6", "1", "like", impression_id=10**9)  # no such impression: rolled back
-    with svc.ReadSession() as s:
+        svc.events.record_feedback("6", "1", "like", impression_id=10**9)  # no such impression: rolled back
+    with svc.events.ReadSession() as s:
         assert s.get(User, "6") is None
-    slate = svc.recommend("6", "ease", 2)
-    svc.record_impression("6", slate, "ease")
+    slate = _slate(svc, "6", 2)
+    svc.events.record_impression("6", slate, ModelChoice("ease"))
     assert calls == ["6", "6"]  # written again, since the first write did not stay
-    with svc.ReadSession() as s:
+    with svc.events.ReadSession() as s:
         assert s.get(User, "6") is not None

@@ -74,6 +74,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
         image_model=None,
         extra_models=("pop",),
         label_overlap=2,
+        admin_open=True,  # as `make demo` sets it; the fail-closed tests turn it off
     )
     values.update(overrides)
     return Settings(**values)

@@ -72,6 +72,7 @@ def served(sim_db):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": sim_db[0], "PYTHONUNBUFFERED": "1"}
     env.pop("VITRINE_DASHBOARD_PASSWORD", None)
+    env["VITRINE_DASHBOARD_OPEN"] = "1"
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", str(port),
          "--app-cmd", f"{sys.executable} {STANDIN}"],

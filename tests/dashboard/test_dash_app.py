@@ -21,7 +21,9 @@ def run_page(monkeypatch, url: str, page: str, password: str | None = None) -> A
     monkeypatch.setenv("DATABASE_URL", url)
     if password is None:
         monkeypatch.delenv("VITRINE_DASHBOARD_PASSWORD", raising=False)
+        monkeypatch.setenv("VITRINE_DASHBOARD_OPEN", "1")  # a private machine, as `make dashboard` sets it
     else:
+        monkeypatch.delenv("VITRINE_DASHBOARD_OPEN", raising=False)
         monkeypatch.setenv("VITRINE_DASHBOARD_PASSWORD", password)
     at = AppTest.from_file(DASHBOARD, default_timeout=90)
     at.query_params["page"] = page
@@ -116,3 +118,25 @@ def test_exports_round_trip():
     assert back["created_at"].tolist() == frame["created_at"].tolist()
     with pytest.raises(ValueError, match="fmt must be one of"):
         export_bytes(frame, "csv")
+
+
+def test_the_dashboard_fails_closed_without_a_password_or_the_opt_in(monkeypatch, sim_db):
+    monkeypatch.setenv("DATABASE_URL", sim_db[0])
+    monkeypatch.delenv("VITRINE_DASHBOARD_PASSWORD", raising=False)
+    monkeypatch.delenv("VITRINE_DASHBOARD_OPEN", raising=False)
+    at = AppTest.from_file(DASHBOARD, default_timeout=90)
+    at.run()
+    assert not at.exception and not at.get("plotly_chart") and not at.get("download_button")
+    assert any("VITRINE_DASHBOARD_PASSWORD" in e.value and "VITRINE_DASHBOARD_OPEN=1" in e.value for e in at.error)
+
+
+def test_a_database_error_never_shows_the_password(monkeypatch):
+    url = "postgresql+psycopg://vitrine:hunter2secret@127.0.0.1:1/nowhere"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("VITRINE_DASHBOARD_OPEN", "1")
+    monkeypatch.delenv("VITRINE_DASHBOARD_PASSWORD", raising=False)
+    at = AppTest.from_file(DASHBOARD, default_timeout=90)
+    at.run()
+    shown = " ".join(e.value for e in at.error)
+    assert "Could not read the database" in shown and "127.0.0.1" in shown
+    assert "hunter2secret" not in shown and "***" in shown

@@ -1,0 +1,177 @@
+"""The catalog: the dataset's items and users held in memory for look-ups, histories and user profiles.
+
+Read-only after start-up (the dataset never changes while the app runs), so it needs no lock except around
+the profile LRU. The simulator and the flows share it. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from app import checks
+from app.errors import bad
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from generation.profile import UserProfile
+    from generation.prompts import ItemInfo
+    from recommenders.data import Dataset
+
+__all__ = ["Catalog", "LIKE_RATING", "PROFILE_CACHE", "year_of"]
+
+LIKE_RATING = 4.0  # a dataset rating at or above this counts as a like (history, profile, "why")
+PROFILE_CACHE = 4096  # user profiles kept in memory (a profile is a few hundred bytes)
+_EMPTY = (np.array([]), np.array([]), np.array([]))
+
+
+def year_of(row: dict[str, Any]) -> int | None:
+    """An item row's year as an int, or None when the dataset has none (NaN in pandas)."""
+    year = row.get("year")
+    return None if year is None or pd.isna(year) else int(year)
+
+
+class Catalog:
+    """Items, users and histories of one dataset, with the text features used to explain a recommendation."""
+
+    def __init__(self, dataset: "Dataset", text_features: np.ndarray | None = None) -> None:
+        self.dataset = dataset
+        items = dataset.items
+        self._items: list[dict[str, Any]] = items.to_dict("records")
+        self._pos: dict[str, int] = {str(i): n for n, i in enumerate(items["item_id"])}
+        self._users: set[str] = set(dataset.users["user_id"].astype(str))
+        inter = dataset.interactions.sort_values(["user_id", "timestamp"], ascending=[True, False])
+        # user -> (item ids, ratings, timestamps), newest first
+        self._history: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
+            str(user): (g["item_id"].to_numpy(), g["rating"].to_numpy(float), g["timestamp"].to_numpy())
+            for user, g in inter.groupby("user_id", sort=False)
+        }
+        self._text = None if text_features is None else np.asarray(text_features, dtype=np.float32)  # (n_items, d)
+        self._profiles: OrderedDict[tuple[str, tuple[str, ...]], UserProfile] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- items ------------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.dataset.name)
+
+    @property
+    def item_ids(self) -> list[str]:
+        return list(self._pos)
+
+    @property
+    def has_text_features(self) -> bool:
+        return self._text is not None
+
+    def item(self, item_id: object) -> dict[str, Any]:
+        """The dataset row of `item_id`; `AppInputError` when it is not in the catalog."""
+        item_id = checks.text("item_id", item_id, checks.ID_MAX)
+        pos = self._pos.get(item_id)
+        if pos is None:
+            raise bad("item_id", f"an item of the {self.name} catalog", item_id)
+        return self._items[pos]
+
+    def item_label(self, item_id: str) -> str:
+        row = self.item(item_id)
+        year = year_of(row)
+        return f"{row['title']} ({year})" if year is not None else str(row["title"])
+
+    def item_choices(self) -> list[tuple[str, str]]:
+        """(label, item_id) for the searchable item pickers."""
+        return [(self.item_label(i), i) for i in self._pos]
+
+    def item_info(self, item_id: str) -> "ItemInfo":
+        """The item as the generators see it."""
+        from generation.prompts import ItemInfo
+
+        row = self.item(item_id)
+        return ItemInfo(item_id=str(row["item_id"]), title=str(row["title"]), year=year_of(row),
+                        genres=list(row.get("genres") or []), text=str(row.get("text") or ""))
+
+    # -- users ------------------------------------------------------------------------------------------------
+    @property
+    def user_ids(self) -> list[str]:
+        return sorted(self._users, key=lambda u: (len(u), u))
+
+    def is_dataset_user(self, user_id: str) -> bool:
+        return user_id in self._users
+
+    def n_ratings(self, user_id: str) -> int:
+        return len(self._history.get(user_id, _EMPTY)[0])
+
+    def user_choices(self) -> list[tuple[str, str]]:
+        """(label, user_id) for the user search: the id first, so typing an id finds it."""
+        users = self.dataset.users.set_index(self.dataset.users["user_id"].astype(str))
+        out = []
+        for user_id in self.user_ids:
+            row = users.loc[user_id]
+            facts = [str(row[c]) for c in ("age", "gender", "occupation") if c in row.index and not pd.isna(row[c])]
+            n = self.n_ratings(user_id)
+            out.append((f"{user_id} · {' '.join(facts)} · {n} ratings" if facts else f"{user_id} · {n} ratings", user_id))
+        return out
+
+    def profile_facts(self, user_id: str) -> dict[str, Any]:
+        """Demographics of a dataset user, for the profile summary."""
+        users = self.dataset.users
+        row = users[users["user_id"].astype(str) == user_id]
+        if row.empty:
+            return {}
+        rec = row.iloc[0].to_dict()
+        return {k: rec[k] for k in ("age", "gender", "occupation") if k in rec and not pd.isna(rec[k])}
+
+    def history_rows(self, user_id: str, extra_liked: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The user's history in `generation.profile.build_profile`'s row format (dataset ratings + app likes)."""
+        items, ratings, stamps = self._history.get(user_id, _EMPTY)
+        rows = [self._history_row(self._items[self._pos[i]], float(r), int(t)) for i, r, t in zip(items, ratings, stamps)]
+        # app likes carry no timestamp: their list order is used
+        rows += [self._history_row(self.item(i), None, None) for i in extra_liked]
+        return rows
+
+    @staticmethod
+    def _history_row(row: dict[str, Any], rating: float | None, ts: int | None) -> dict[str, Any]:
+        return {"item_id": row["item_id"], "title": row["title"], "text": row.get("text") or "",
+                "genres": list(row.get("genres") or []), "year": year_of(row), "rating": rating, "timestamp": ts}
+
+    def liked_ids(self, user_id: str, extra_liked: Sequence[str] = ()) -> list[str]:
+        """Items the user liked: app likes first (newest first), then dataset ratings >= LIKE_RATING, newest first."""
+        items, ratings, _ = self._history.get(user_id, _EMPTY)
+        out = dict.fromkeys([*reversed(list(extra_liked)), *items[ratings >= LIKE_RATING].tolist()])
+        return [str(i) for i in out]
+
+    def profile(self, user_id: str, extra_liked: Sequence[str] = ()) -> "UserProfile":
+        """`generation.profile.UserProfile` from the dataset history plus the app likes (LRU-cached: the
+        dataset history never changes, and the app likes are part of the key). Treat it as read-only."""
+        from generation.profile import build_profile
+
+        key = (user_id, tuple(extra_liked))
+        with self._lock:
+            cached = self._profiles.get(key)
+            if cached is not None:
+                self._profiles.move_to_end(key)
+                return cached
+        profile = build_profile(user_id, self.history_rows(user_id, extra_liked))
+        with self._lock:
+            self._profiles[key] = profile
+            while len(self._profiles) > PROFILE_CACHE:
+                self._profiles.popitem(last=False)
+        return profile
+
+    def why(self, item_id: str, liked: Sequence[str], top_genres: Sequence[str]) -> str:
+        """The content 'why' of a recommendation: the liked item closest in text space, and shared top genres."""
+        row = self.item(item_id)
+        parts: list[str] = []
+        if self._text is not None and liked:
+            liked_pos = [self._pos[i] for i in liked[:200] if i in self._pos and i != item_id]
+            if liked_pos:
+                sims = self._text[liked_pos] @ self._text[self._pos[item_id]]  # (n_liked,)
+                best = int(np.argmax(sims))
+                if sims[best] > 0.2:
+                    parts.append(f"close to {self._items[liked_pos[best]]['title']}, which you liked")
+        shared = [g for g in row.get("genres") or [] if g in set(top_genres)]
+        if shared:
+            parts.append("you like " + " & ".join(shared[:2]))
+        return "; ".join(parts) if parts else "popular with people like you"

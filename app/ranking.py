@@ -1,0 +1,164 @@
+"""Ranking: the served recommenders, the model choice a visitor makes, and the ranked rows of a slate.
+
+A visitor's feedback counts at once: the items they liked in the app are folded into their history at ranking
+time (every model has a fold-in path, `recommend_from_items`), and the items they disliked are never ranked.
+For a dataset user the fold-in history is their training history plus the app likes; a brand-new user has
+only the likes (their onboarding picks among them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from app import checks
+from app.catalog import Catalog, year_of
+from app.errors import bad
+from app.interleaving import team_draft
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from generation.profile import UserProfile
+    from recommenders.models.base import Recommender
+
+__all__ = ["COMPARE_PREFIX", "ModelChoice", "SlateRow", "Ranking"]
+
+COMPARE_PREFIX = "compare:"  # the text form of an interleaved choice: "compare:ease|pop"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One model (`b` is None) or a team-draft interleaving of two. Its string form exists only at the edges
+    (the API's `model` argument, the dropdowns, the impression's record): `parse` and `str`."""
+
+    a: str
+    b: str | None = None
+
+    @property
+    def interleaved(self) -> bool:
+        return self.b is not None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.a,) if self.b is None else (self.a, self.b)
+
+    def __str__(self) -> str:
+        return self.a if self.b is None else f"{COMPARE_PREFIX}{self.a}|{self.b}"
+
+    @classmethod
+    def parse(cls, text: object, known: Sequence[str]) -> "ModelChoice":
+        """'ease' -> ModelChoice('ease'); 'compare:ease|pop' -> ModelChoice('ease', 'pop'). `AppInputError` for
+        a malformed choice or a model not in `known`."""
+        text = checks.text("model", text)
+        if text.startswith(COMPARE_PREFIX):
+            parts = text[len(COMPARE_PREFIX):].split("|")
+            if len(parts) != 2 or parts[0] == parts[1]:
+                raise bad("model", "'compare:<model_a>|<model_b>' with two different models", text)
+            choice = cls(parts[0], parts[1])
+        else:
+            choice = cls(text)
+        for name in choice.names:
+            if name not in known:
+                raise bad("model", f"one of {list(known)} (or 'compare:a|b' of two of them)", name)
+        return choice
+
+
+@dataclass
+class SlateRow:
+    """One recommended item, as the Discover tab and /recommend see it."""
+
+    item_id: str
+    title: str
+    year: int | None
+    genres: list[str]
+    score: float
+    contributor: str  # the model that put it there (interleaving: the team)
+    why: str
+    position: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Ranking:
+    """The served models (name -> fitted recommender) and the ranked rows they produce for a visitor."""
+
+    def __init__(self, catalog: Catalog, models: dict[str, "Recommender"], default_model: str) -> None:
+        if default_model not in models:
+            raise ValueError(f"default_model: expected one of {list(models)}, got {default_model!r}")
+        self.catalog = catalog
+        self._models = dict(models)
+        self.default_model = default_model
+        self._lock = threading.Lock()
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._models)
+
+    def model(self, name: str) -> "Recommender":
+        if name not in self._models:
+            raise bad("model", f"one of {self.model_names}", name)
+        return self._models[name]
+
+    def swap(self, name: str, model: "Recommender") -> None:
+        """Serve `model` as `name` from the next request on (a retrained or promoted version)."""
+        with self._lock:
+            self._models = {**self._models, name: model}
+
+    def parse(self, choice: object) -> ModelChoice:
+        """The visitor's choice; '' or None means the default model."""
+        if choice in ("", None):
+            return ModelChoice(self.default_model)
+        return ModelChoice.parse(choice, self.model_names)
+
+    def rank(self, model: str, user_id: str, n: int, liked: Sequence[str] = (),
+             exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+        """Top-`n` (item_id, score) of `model` for the user, never an item of `exclude`, `liked` or the history.
+
+        With `liked` (the visitor's app likes), the user is folded in from their history plus those likes, so a
+        like changes the next page; a user the model was not fitted on needs likes to be ranked at all.
+        """
+        from recommenders.errors import UnknownUserError as ModelUnknownUser
+
+        fitted = self.model(model)
+        excluded = set(exclude) | set(liked)
+        want = n + len(excluded)  # all of them are filtered out below, so ask for that many more
+        try:
+            u = fitted.user_index(user_id)
+        except ModelUnknownUser:
+            u = None
+        if u is None and not liked:
+            raise bad("user_id", f"a user the model {model!r} knows, or a new user with liked items", user_id)
+        if liked:
+            history = [] if u is None else [fitted.item_ids[i] for i in fitted.seen_items(u)]
+            want += len(history)
+            ids, scores = fitted.recommend_from_items([*history, *liked], want, exclude_seen=True)
+        else:
+            ids, scores = fitted.recommend(user_id, want, exclude_seen=True)
+        return [(str(i), float(s)) for i, s in zip(ids, scores) if str(i) not in excluded][:n]
+
+    def slate(self, user_id: str, choice: ModelChoice, k: int, *, profile: "UserProfile",
+              liked: Sequence[str] = (), exclude: Iterable[str] = (), seed: int = 0) -> list[SlateRow]:
+        """The slate's rows: one model's top-k, or a team-draft interleaving of two models (seeded coin flips)."""
+        k = checks.integer("k", k, 1, checks.K_MAX)
+        exclude = set(exclude)
+        if choice.b is None:
+            ranked = self.rank(choice.a, user_id, k, liked=liked, exclude=exclude)
+            contributors = [choice.a] * len(ranked)
+        else:
+            ra = self.rank(choice.a, user_id, 2 * k, liked=liked, exclude=exclude)
+            rb = self.rank(choice.b, user_id, 2 * k, liked=liked, exclude=exclude)
+            drafted = team_draft([i for i, _ in ra], [i for i, _ in rb], k, names=(choice.a, choice.b), seed=seed)
+            score = {choice.a: dict(ra), choice.b: dict(rb)}
+            ranked = [(i, score[c][i]) for i, c in zip(drafted.item_ids, drafted.contributors)]
+            contributors = drafted.contributors
+        liked_all = self.catalog.liked_ids(user_id, liked)
+        rows = []
+        for pos, ((item_id, score), who) in enumerate(zip(ranked, contributors)):
+            row = self.catalog.item(item_id)
+            rows.append(SlateRow(item_id=item_id, title=row["title"], year=year_of(row),
+                                 genres=list(row.get("genres") or []), score=score, contributor=who,
+                                 why=self.catalog.why(item_id, liked_all, profile.top_genres), position=pos))
+        return rows

@@ -1,0 +1,105 @@
+"""The one slate flow: rank for a visitor, record the impression, attach the covers and captions that exist and
+queue the rest. The Discover tab's handlers and the /recommend endpoint both call `Slates.page` and only adapt
+its `Page` to their output, so they show the same items in the same order for the same visitor, model and page.
+
+A visitor's likes are folded into their ranking and their dislikes are never shown (see `app.ranking`). A page
+is answered without waiting for a model: covers and captions made earlier come at once, the missing ones are
+made by the background worker (`Assets.generate_later`) and picked up with `Slates.fill`. Every method that
+answers a visitor runs as an interactive request, so background generation gives way to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app import checks
+from app.assets import Asset, Assets, gated
+from app.catalog import Catalog
+from app.events import EventLog
+from app.ranking import ModelChoice, Ranking, SlateRow
+
+__all__ = ["Slates", "Page", "Visit"]
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Who a page is for: a user and what they liked and disliked in the app (oldest first)."""
+
+    user_id: str
+    kind: str = "dataset"  # "dataset" | "new"
+    liked: tuple[str, ...] = ()
+    disliked: tuple[str, ...] = ()
+
+
+@dataclass
+class Page:
+    """A recorded slate: its rows, the impression that feedback refers to, and the assets known so far."""
+
+    choice: ModelChoice
+    rows: list[SlateRow]
+    impression_id: int | None  # None: nothing left to recommend (no impression recorded)
+    seed: int
+    covers: dict[str, Asset] = field(default_factory=dict)  # item_id -> recorded cover
+    captions: dict[str, Asset] = field(default_factory=dict)  # item_id -> recorded caption
+    pending: list[str] = field(default_factory=list)  # items whose cover or caption is still being made
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [r.item_id for r in self.rows]
+
+
+class Slates:
+    def __init__(self, catalog: Catalog, ranking: Ranking, events: EventLog, assets: Assets) -> None:
+        self.catalog = catalog
+        self.ranking = ranking
+        self.events = events
+        self.assets = assets
+
+    @gated
+    def visit(self, user_id: object) -> Visit:
+        """The visitor as the store knows them: kind, and their app likes and dislikes."""
+        user_id = checks.text("user_id", user_id, checks.ID_MAX)
+        kind = self.events.user_kind(user_id)
+        liked, disliked = self.events.visitor_feedback(user_id)
+        return Visit(user_id, kind, tuple(liked), tuple(disliked))
+
+    @gated
+    def page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str] = (),
+             tab: str = "discover", context: dict[str, Any] | None = None, wait: bool = False) -> Page:
+        """Rank, record the impression and attach the assets. `exclude`: items already shown in this session
+        (paging). `wait=True` makes the missing assets before answering (slow with real models)."""
+        profile = self.catalog.profile(visit.user_id, visit.liked)
+        rows = self.ranking.slate(visit.user_id, choice, k, profile=profile, liked=visit.liked,
+                                  exclude={*exclude, *visit.disliked}, seed=seed)
+        if not rows:
+            return Page(choice=choice, rows=[], impression_id=None, seed=seed)
+        impression_id = self.events.record_impression(visit.user_id, rows, choice,
+                                                      context={"tab": tab, "seed": seed, **(context or {})})
+        page = Page(choice=choice, rows=rows, impression_id=impression_id, seed=seed)
+        page.covers, page.captions, page.pending = self.made(visit, page.item_ids)
+        if wait and page.pending:
+            for item_id, (cover, caption) in zip(page.pending, self.assets.slate_assets(page.pending, profile)):
+                page.covers[item_id], page.captions[item_id] = cover, caption
+            page.pending = []
+        self.assets.generate_later(visit.user_id, page.pending, profile)
+        return page
+
+    def made(self, visit: Visit, item_ids: Sequence[str]) -> tuple[dict[str, Asset], dict[str, Asset], list[str]]:
+        """(covers, captions, pending): the slate assets made so far for these items, and the items still
+        missing one of them."""
+        known = self.assets.known(visit.user_id, item_ids)
+        covers = {i: known[(i, "cover")] for i in item_ids if (i, "cover") in known}
+        captions = {i: known[(i, "caption")] for i in item_ids if (i, "caption") in known}
+        return covers, captions, [i for i in item_ids if i not in covers or i not in captions]
+
+    def queued(self, visit: Visit, item_ids: Sequence[str]) -> list[str]:
+        """The items the background worker still has queued for this visitor."""
+        return self.assets.pending(visit.user_id, item_ids)
+
+    @gated
+    def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
+                 event_id: str | None = None) -> int:
+        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item."""
+        return self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)

@@ -1,0 +1,78 @@
+"""The Status tab's content: what is loaded, what falls back and how to enable it, the store's counts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from app.services import Services
+
+__all__ = ["status_sections", "redact_url", "redact_secret", "generator_id"]
+
+Section = tuple[str, list[tuple[str, str, str]]]
+
+
+def generator_id(generator) -> str:
+    return "fallback" if generator.uses_fallback else str(generator.model)
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password (safe to show or log)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for display
+        return "(unparseable URL)"
+
+
+def redact_secret(text: str, url: str) -> str:
+    """`text` (an error message, say) with the password of the database `url` replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001 - an unparseable URL has no password to hide
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
+def _fallback_note(generator, kind: str, variable: str, what: str) -> str:
+    if not generator.uses_fallback:
+        return "real model"
+    reason = getattr(generator, "unavailable_reason", None)
+    return (f"{kind} fallback. To enable: set {variable} to a local {what} dir, or allow downloads with "
+            f"VITRINE_ALLOW_NETWORK=1. " + (f"Reason: {reason}" if reason else ""))
+
+
+def status_sections(svc: "Services") -> list[Section]:
+    """What is loaded and how to enable what is not."""
+    st = svc.settings
+    covers, captions = svc.assets.covers, svc.assets.captions
+    ranking = svc.ranking
+    models = [(name, "served" + (" (default)" if name == ranking.default_model else ""),
+               type(ranking.model(name)).__name__) for name in ranking.model_names]
+    text = svc.features.get("text")
+    gen = [
+        ("covers", generator_id(covers), _fallback_note(covers, "typographic", "VITRINE_COVER_MODEL",
+                                                         "diffusers pipeline")),
+        ("captions", generator_id(captions), _fallback_note(captions, "template", "VITRINE_CAPTION_MODEL",
+                                                            "causal-LM")),
+        ("device", str(getattr(covers, "device", st.device)), f"requested: {st.device}"),
+        ("text features", "loaded" if text is not None else "none",
+         f"{text.shape}" if text is not None else "the 'why' uses genres only"),
+    ]
+    backend = "SQLite (WAL)" if st.db_is_sqlite else "PostgreSQL"
+    db = [("backend", backend, redact_url(st.database_url))]
+    db += [(name, str(count), "") for name, count in svc.events.counts().items()]
+    dataset = svc.catalog.dataset
+    data = [
+        ("dataset", dataset.name, str(st.data_dir)),
+        ("items", str(len(dataset.items)), ""),
+        ("users", str(len(dataset.users)), ""),
+        ("interactions", str(len(dataset.interactions)), ""),
+    ]
+    timing = [(step, f"{sec:.2f} s", "") for step, sec in svc.startup_s.items()]
+    notes = [("note", n, "") for n in svc.notes]
+    return [("Recommenders", models), ("Generation", gen), ("Database", db), ("Dataset", data),
+            ("Start-up", timing + notes)]
