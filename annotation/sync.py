@@ -186,21 +186,21 @@ def _pair_uid(kind, a_event, b_event, imp_a_event, imp_b_event, target) -> str:
 def _read_items(s: Session, where=true()) -> list[dict]:
     return [{"_key": r.item_id, "item_id": r.item_id, "title": r.title, "year": r.year,
              "genres": _json(list(r.genres or [])), "synced_at": r.synced_at}
-            for r in s.execute(select(Item.item_id, Item.title, Item.year, Item.genres, Item.synced_at).where(where))]
+            for r in s.connection().execute(select(Item.item_id, Item.title, Item.year, Item.genres, Item.synced_at).where(where))]
 
 
 def _read_users(s: Session, where=true()) -> list[dict]:
     return [{"_key": r.user_id, "user_id": r.user_id, "kind": r.kind, "created_at": r.created_at}
-            for r in s.execute(select(User.user_id, User.kind, User.created_at).where(where))]
+            for r in s.connection().execute(select(User.user_id, User.kind, User.created_at).where(where))]
 
 
 def _read_annotators(s: Session, where=true()) -> list[dict]:
     return [{"_key": r.name, "name": r.name, "role": r.role, "created_at": r.created_at}
-            for r in s.execute(select(Annotator.name, Annotator.role, Annotator.created_at).where(where))]
+            for r in s.connection().execute(select(Annotator.name, Annotator.role, Annotator.created_at).where(where))]
 
 
 def _read_sessions(s: Session, where=true()) -> list[dict]:
-    rows = s.execute(select(AppSession.id, AppSession.user_id, Annotator.name, AppSession.user_agent,
+    rows = s.connection().execute(select(AppSession.id, AppSession.user_id, Annotator.name, AppSession.user_agent,
                             AppSession.started_at, AppSession.last_seen_at)
                      .outerjoin(Annotator, Annotator.id == AppSession.annotator_id).where(where))
     return [{"_key": r[0], "id": r[0], "user_id": r[1], "annotator": r[2], "user_agent": r[3], "started_at": r[4],
@@ -208,13 +208,13 @@ def _read_sessions(s: Session, where=true()) -> list[dict]:
 
 
 def _read_impressions(s: Session, where) -> list[dict]:
-    rows = s.execute(select(Impression.id, Impression.event_id, Impression.user_id, Impression.session_id,
+    rows = s.connection().execute(select(Impression.id, Impression.event_id, Impression.user_id, Impression.session_id,
                             Impression.model, Impression.model_b, Impression.tab, Impression.query,
                             Impression.context, Impression.created_at).where(where).order_by(Impression.id)).all()
     slates: dict[int, list] = {}
     ids = [r.id for r in rows]
     for chunk in _chunks(ids):
-        for imp, item, contributor in s.execute(
+        for imp, item, contributor in s.connection().execute(
             select(ImpressionItem.impression_id, ImpressionItem.item_id, ImpressionItem.contributor)
             .where(ImpressionItem.impression_id.in_(chunk)).order_by(ImpressionItem.impression_id,
                                                                      ImpressionItem.position)):
@@ -238,7 +238,7 @@ _ASSET_COLUMNS = ("event_id", "kind", "item_id", "user_id", "generator", "fallba
 def _read_assets(s: Session, where) -> list[dict]:
     cols = [GeneratedAsset.id] + [getattr(GeneratedAsset, c) for c in _ASSET_COLUMNS]
     out = []
-    for r in s.execute(select(*cols).where(where).order_by(GeneratedAsset.id)):
+    for r in s.connection().execute(select(*cols).where(where).order_by(GeneratedAsset.id)):
         row = dict(zip(("_id",) + _ASSET_COLUMNS, r))
         row["params"] = _json(row["params"] or {})
         row["_key"] = row["event_id"]
@@ -248,7 +248,7 @@ def _read_assets(s: Session, where) -> list[dict]:
 
 def _read_eval_runs(s: Session, where) -> list[dict]:
     out = []
-    for r in s.execute(select(EvalRun.id, EvalRun.model, EvalRun.dataset, EvalRun.split, EvalRun.metrics,
+    for r in s.connection().execute(select(EvalRun.id, EvalRun.model, EvalRun.dataset, EvalRun.split, EvalRun.metrics,
                               EvalRun.config, EvalRun.created_at).where(where).order_by(EvalRun.id)):
         out.append({"_id": r.id, "_key": f"{r.model}|{r.dataset}|{r.split}|{r.created_at.isoformat()}",
                     "model": r.model, "dataset": r.dataset, "split": r.split, "metrics": _json(r.metrics),
@@ -270,14 +270,14 @@ def _pair_select():
 def _pair_uids(s: Session, pair_ids: Iterable[int]) -> dict[int, str]:
     out = {}
     for chunk in _chunks(sorted(set(pair_ids))):
-        for r in s.execute(_pair_select().where(PairTask.id.in_(chunk))):
+        for r in s.connection().execute(_pair_select().where(PairTask.id.in_(chunk))):
             out[r[0]] = _pair_uid(*r[1:7])
     return out
 
 
 def _read_pairs(s: Session, where) -> list[dict]:
     out = []
-    for r in s.execute(_pair_select().where(where).order_by(PairTask.id)):
+    for r in s.connection().execute(_pair_select().where(where).order_by(PairTask.id)):
         out.append({"_id": r[0], "_key": _pair_uid(*r[1:7]), "kind": r[1], "asset_a_event_id": r[2],
                     "asset_b_event_id": r[3], "impression_a_event_id": r[4], "impression_b_event_id": r[5],
                     "target_user_id": r[6], "created_at": r[7]})
@@ -285,7 +285,7 @@ def _read_pairs(s: Session, where) -> list[dict]:
 
 
 def _read_assignments(s: Session, where) -> list[dict]:
-    rows = s.execute(select(PairAssignment.id, PairAssignment.pair_id, Annotator.name, PairAssignment.assigned_at,
+    rows = s.connection().execute(select(PairAssignment.id, PairAssignment.pair_id, Annotator.name, PairAssignment.assigned_at,
                             PairAssignment.expires_at, PairAssignment.completed_at, PairAssignment.holds_slot)
                      .join(Annotator, Annotator.id == PairAssignment.annotator_id)
                      .where(where).order_by(PairAssignment.id)).all()
@@ -298,7 +298,7 @@ def _read_labels(s: Session, where) -> list[dict]:
     from sqlalchemy.orm import aliased
 
     old = aliased(PreferenceLabel)
-    rows = s.execute(select(PreferenceLabel.id, PreferenceLabel.event_id, PreferenceLabel.pair_id, Annotator.name,
+    rows = s.connection().execute(select(PreferenceLabel.id, PreferenceLabel.event_id, PreferenceLabel.pair_id, Annotator.name,
                             PreferenceLabel.choice, PreferenceLabel.time_spent_ms, PreferenceLabel.guideline_version,
                             old.event_id, PreferenceLabel.created_at)
                      .join(Annotator, Annotator.id == PreferenceLabel.annotator_id)
@@ -311,7 +311,7 @@ def _read_labels(s: Session, where) -> list[dict]:
 
 
 def _read_feedback(s: Session, where) -> list[dict]:
-    rows = s.execute(select(FeedbackEvent.id, FeedbackEvent.event_id, FeedbackEvent.user_id, FeedbackEvent.item_id,
+    rows = s.connection().execute(select(FeedbackEvent.id, FeedbackEvent.event_id, FeedbackEvent.user_id, FeedbackEvent.item_id,
                             Impression.event_id, FeedbackEvent.kind, FeedbackEvent.value, FeedbackEvent.created_at,
                             FeedbackEvent.model, FeedbackEvent.position)
                      .outerjoin(Impression, Impression.id == FeedbackEvent.impression_id)
@@ -406,7 +406,7 @@ def _new_rows(session_factory, state: SyncState, now: float) -> dict[str, list[d
                 pending[table] = [r for r in rows if r["_id"] > cursor.high or r["_id"] in cursor.gaps]
             else:  # keys only (cheap), then the full rows of the new ones
                 column = _KEY_COLUMNS[table]
-                new = [k for k in s.scalars(select(column)) if k not in state.keys[table]]
+                new = [k for k in s.connection().execute(select(column)).scalars() if k not in state.keys[table]]
                 pending[table] = [row for chunk in _chunks(new)
                                   for row in _KEYED_READERS[table](s, column.in_(chunk))]
     return pending
