@@ -6,8 +6,9 @@
     runner.status()               # last sync time, lag, errors: the Status tab's rows (`status_rows()`)
     runner.stop()                 # at shutdown: one last sync, then the thread ends
 
-The thread only reads (a read-only session factory: on SQLite it never takes the write lock), so requests are
-never blocked by it. A failing sink (network, permissions, a full disk) is logged and retried after 1, 2, 4 ...
+The syncs only read (a read-only session factory: on SQLite they never take the write lock), so requests are
+never blocked by them; given the `database_url`, they run in a child process of their own (`start_sync` does
+that), so that building the shards never holds the app's GIL while requests are answered. A failing sink (network, permissions, a full disk) is logged and retried after 1, 2, 4 ...
 seconds, at most `every_s`; nothing is lost meanwhile, the next successful sync ships everything since the last
 one. `lag_s` is the age of the oldest commit that may not be in the sink yet: the time since the start of the
 last successful sync.
@@ -48,7 +49,7 @@ class SyncRunner:
     (defaults to `sessions`).
     """
 
-    def __init__(self, sink_url: str, every_s: float, sessions, read_sessions=None, *,
+    def __init__(self, sink_url: str, every_s: float, sessions, read_sessions=None, *, database_url: str | None = None,
                  clock: Callable[[], dt.datetime] = sync.utcnow) -> None:
         if not isinstance(sink_url, str) or not sink_url.strip():
             raise ValueError(f"sink_url must be a path or fsspec URL, got {sink_url!r}")
@@ -59,6 +60,8 @@ class SyncRunner:
         self.sessions = sessions
         self.read_sessions = read_sessions or sessions
         self.state = sync.SyncState()
+        self.database_url = database_url  # set: syncs run in a child process (see the module docstring)
+        self._pool = None
         self._clock = clock
         self._lock = threading.Lock()  # one sync at a time (the thread, `sync_now`, `stop`)
         self._stop = threading.Event()
@@ -90,7 +93,7 @@ class SyncRunner:
         """One sync; True when it succeeded. Never raises: a failure is logged and counted."""
         with self._lock:
             try:
-                result = sync.sync_once(self.read_sessions, self.sink_url, self.state)
+                result = self._sync()
             except Exception as exc:  # noqa: BLE001 - the sink may fail in any way; the app must go on
                 self._failures += 1
                 self._last_error = f"{type(exc).__name__}: {exc}"
@@ -103,6 +106,21 @@ class SyncRunner:
             if n:
                 log.info("sync: %d rows to %s in %.2f s", n, self.sink_url, result.seconds)
             return True
+
+    def _sync(self) -> sync.SyncResult:
+        if self.database_url is None:
+            return sync.sync_once(self.read_sessions, self.sink_url, self.state)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return self._pool.submit(_sync_in_child, self.database_url, self.sink_url).result()
+        except BrokenProcessPool:  # the child died (killed, out of memory): a fresh one resumes from the sink
+            self._pool = None
+            raise
 
     def _delay(self) -> float:
         return self.every_s if not self._failures else min(self.every_s, 2.0 ** (self._failures - 1))
@@ -126,6 +144,9 @@ class SyncRunner:
             self._thread.join(timeout)
         if final_sync:
             self.sync_now()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # -- status -----------------------------------------------------------------------------------------
     def status(self) -> SyncStatus:
@@ -149,6 +170,21 @@ class SyncRunner:
         return rows
 
 
+_CHILD: dict[tuple[str, str], tuple] = {}  # in the sync child process: (session factory, state) per (db, sink)
+
+
+def _sync_in_child(database_url: str, sink_url: str) -> sync.SyncResult:
+    """One sync, in the child process; its engine and SyncState live there between calls."""
+    if (database_url, sink_url) not in _CHILD:
+        from annotation.db import make_engine, make_session_factory
+
+        engine = make_engine(database_url, pool_size=1) if not database_url.startswith("sqlite") \
+            else make_engine(database_url)
+        _CHILD[(database_url, sink_url)] = (make_session_factory(engine, read_only=True), sync.SyncState())
+    sessions, state = _CHILD[(database_url, sink_url)]
+    return sync.sync_once(sessions, sink_url, state)
+
+
 def start_sync(settings, say: Callable[[str], None] = log.info) -> SyncRunner | None:
     """For `python -m app`: when `settings.sync_url` is set, migrate the database, restore it from the sink if it
     is empty, and start syncing; returns the running SyncRunner (None without a sink URL). Call before the app
@@ -160,7 +196,7 @@ def start_sync(settings, say: Callable[[str], None] = log.info) -> SyncRunner | 
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     runner = SyncRunner(settings.sync_url, settings.sync_every, make_session_factory(engine),
-                        make_session_factory(engine, read_only=True))
+                        make_session_factory(engine, read_only=True), database_url=settings.database_url)
     started = time.perf_counter()
     result = runner.restore_if_empty()
     if result is not None:

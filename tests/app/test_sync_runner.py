@@ -99,3 +99,33 @@ def test_restore_if_empty_rebuilds_then_leaves_a_full_store_alone(sessions, tmp_
         SyncRunner(sink, 0, Session)
     with pytest.raises(ValueError, match="sink_url"):
         SyncRunner("", 10, Session)
+
+
+def test_syncs_can_run_in_a_child_process(sessions, tmp_path):
+    """With the database URL, the shards are built in a child process (the app's GIL stays free); its state
+    carries over between syncs, and a killed child is replaced by one that resumes from the sink."""
+    import os
+    import signal
+
+    from annotation import sync
+
+    Session, _ = sessions
+    sink = str(tmp_path / "sink")
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    runner = SyncRunner(sink, 10, Session, database_url=url)
+    try:
+        first = _like(Session)
+        assert runner.sync_now() and runner.status().rows_shipped == 5
+        assert runner.sync_now() and runner.status().rows_shipped == 5  # nothing new: the child kept its state
+        [child] = list(runner._pool._processes)
+        assert child != os.getpid()
+        os.kill(child, signal.SIGKILL)
+        second = _like(Session, "2")
+        assert runner.sync_now() is False and "BrokenProcessPool" in runner.status().last_error
+        assert runner.sync_now() is True  # a fresh child resumed from the sink: ships only the new like
+        assert runner.status().rows_shipped == 6
+    finally:
+        runner.stop()
+    fs, root = sync.open_sink(sink)
+    assert sorted(r["event_id"] for r in sync._read_shards(fs, root, "feedback")) == sorted([first, second])
+    assert runner._pool is None
