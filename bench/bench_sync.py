@@ -8,6 +8,12 @@ Each run is `bench.bench_app`'s load run (`python -m app` served, N gradio_clien
 /feedback like, pause) on a fresh database (the model and feature caches are kept), the sink run with
 VITRINE_SYNC_URL=<fresh dir> VITRINE_SYNC_EVERY=10. Prints one JSON line per run and a summary line: the p95s of
 each arm and how many rows were shipped (shards in the sink).
+
+    .venv/bin/python -m bench.bench_sync --cost-only             # in-process cost of one sync, no load
+
+--cost-only: on a copy of the data dir's database (the last run's), the CPU and wall time of the first sync (a
+new process resumes: reads every row, ships what the sink lacks), of a sync with nothing new, and of a sync of
+the last 10 s of that run's traffic (its newest 1200 assets, 80 impressions, 80 feedback events).
 """
 
 from __future__ import annotations
@@ -37,6 +43,34 @@ def _shipped(sink: Path) -> dict[str, int]:
     return out
 
 
+def sync_cost(db_path: Path) -> dict:
+    import time
+
+    from annotation import sync
+    from annotation.db import make_engine, make_session_factory
+
+    work = Path(tempfile.mkdtemp(prefix="vitrine-bench-cost-"))
+    try:
+        shutil.copy(db_path, work / "copy.db")
+        engine = make_engine(f"sqlite:///{work / 'copy.db'}")
+        sessions, state, sink = make_session_factory(engine, read_only=True), sync.SyncState(), str(work / "sink")
+
+        def timed() -> dict:
+            wall, cpu = time.perf_counter(), time.process_time()
+            shipped = sync.sync_once(sessions, sink, state).shipped
+            return {"wall_ms": round((time.perf_counter() - wall) * 1000, 1),
+                    "cpu_ms": round((time.process_time() - cpu) * 1000, 1), "rows": sum(shipped.values())}
+
+        out = {"bench": "sync.cost.inprocess", "resume": timed(), "noop": [timed() for _ in range(5)]}
+        for table, n in (("assets", 1200), ("impressions", 80), ("feedback", 80)):
+            state.cursors[table].high -= n
+        out["batch_10s"] = timed()
+        engine.dispose()
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_sync", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--every", type=int, default=10, help="VITRINE_SYNC_EVERY of the sink arm")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--cost-only", action="store_true", help="only the in-process cost of one sync (see above)")
     args = parser.parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.cost_only:
+        print(json.dumps(sync_cost(args.data_dir / "vitrine.db")), flush=True)
+        return 0
     for name in ("VITRINE_SYNC_URL", "VITRINE_SYNC_EVERY", "DATABASE_URL", "SPACE_ID"):
         os.environ.pop(name, None)
     arms: dict[str, list[dict]] = {"no sink": [], "sink": []}
