@@ -1,19 +1,40 @@
-# Vitrine in one container: the Gradio app at `/` and the Streamlit dashboard at `/dashboard/`, both behind
-# ONE public port (scripts/serve_all.py, a small reverse proxy that also bridges Streamlit's websocket).
-# Works as a Hugging Face Docker Space (README metadata: `sdk: docker`, `app_port: 7860`) and on any host:
+# Vitrine in one container: the Gradio app at `/` and the Streamlit dashboard at `/dashboard/` behind ONE public
+# port, served by nginx (deploy/nginx.conf.template) with the three processes run by honcho (deploy/Procfile,
+# launched by scripts/serve_all.py). A Hugging Face Docker Space (README: `sdk: docker`, `app_port: 7860`), or
+# any container host:
 #
-#   docker build -t vitrine .
+#   make image                      # podman (or docker when its daemon answers); see the Makefile
+#   docker build -t vitrine .       # on a machine that can pull python:3.11-slim-bookworm
 #   docker run --rm -p 7860:7860 -v vitrine-data:/data vitrine                    # http://localhost:7860/
-#   docker run --rm -p 7860:7860 -e VITRINE_DASHBOARD_PASSWORD=... -v vitrine-data:/data vitrine
+#   docker run --rm -p 7860:7860 -e VITRINE_ADMIN_PASSWORD=... -e VITRINE_DASHBOARD_PASSWORD=... vitrine
 #
 # The image holds code and pinned dependencies only. MovieLens-100K is read from the recbole wheel into the data
-# dir at the first start (its licence forbids redistributing it), model weights come from a mounted dir or, with
-# VITRINE_ALLOW_NETWORK=1, the Hub; without them the app runs on its labelled fallbacks.
-FROM python:3.11-slim-bookworm
+# dir at the first start (its licence forbids redistributing it); model weights come from a mounted dir or, with
+# VITRINE_ALLOW_NETWORK=1, the Hub, into $HF_HOME; without them the app runs on its labelled fallbacks.
+#
+# Build arguments:
+#   BASE_IMAGE       the official Python image on a real Space (default); any Debian bookworm root works
+#                    (`make image` here imports a debootstrap minbase one: no registry is reachable)
+#   TORCH_CUDA       0 (default): CPU torch, checked after install; 1: the CUDA build (with TORCH_INDEX_URL
+#                    set to e.g. https://download.pytorch.org/whl/cu126, or '' for PyPI's default CUDA wheel)
+#   TORCH_INDEX_URL  where the torch wheel comes from (default: PyTorch's CPU index); '' = pip's own settings
+#   PIP_*            the host's pip settings (index, find-links, CA bundle, constraints), passed by `make image`
+#                    as build args with their files mounted read-only for the build only (never in the image)
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
-# CPU wheels of torch by default (small image, no CUDA). For a GPU host build with
-#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
+ARG TORCH_CUDA=0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_TRUSTED_HOST
+ARG PIP_CERT
+ARG PIP_CONSTRAINT
+ARG PIP_TIMEOUT
+ARG PIP_RETRIES
+ARG PIP_PROXY
+ARG PIP_NO_INDEX
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -22,35 +43,53 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     GRADIO_ANALYTICS_ENABLED=False \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
-    TOKENIZERS_PARALLELISM=false
+    TOKENIZERS_PARALLELISM=false \
+    DEBIAN_FRONTEND=noninteractive
 
-# libgomp1: OpenMP runtime of torch and scikit-learn. Fonts ship in generation/fonts.
+# nginx: the public front. tini: PID 1 (reaps, forwards signals). libgomp1: OpenMP of torch and scikit-learn.
+# Python 3.11 from Debian when the base has none (the official Python image has its own in /usr/local).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get install -y --no-install-recommends nginx tini libgomp1 ca-certificates \
+    && if ! command -v python3.11 >/dev/null; then \
+         apt-get install -y --no-install-recommends python3.11 python3.11-venv; fi \
+    && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
+    && python3.11 -m venv /opt/venv
 
-# Spaces run the container as uid 1000; everything it writes goes to /data (mount a volume there to keep it).
-RUN useradd --create-home --uid 1000 user \
-    && mkdir -p /data /app \
-    && chown user:user /data /app
-WORKDIR /app
+# Python packages in /opt/venv (root-owned: the app cannot change its own code or libraries). Empty PIP_*
+# arguments are dropped so that pip keeps its defaults.
+ENV PATH=/opt/venv/bin:$PATH
+COPY requirements.txt /tmp/requirements.txt
+RUN for v in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST PIP_CERT PIP_CONSTRAINT \
+             PIP_TIMEOUT PIP_RETRIES PIP_PROXY PIP_NO_INDEX; do \
+        eval "[ -n \"\${$v:-}\" ] || unset $v"; done \
+    && torch_pin=$(grep -E '^torch==' /tmp/requirements.txt) \
+    && pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "$torch_pin" \
+    && if [ "$TORCH_CUDA" = 0 ]; then python -c "import sys, torch; \
+sys.exit(0 if torch.version.cuda is None else 'a CUDA build of torch was installed in a CPU image: give pip a CPU wheel (TORCH_INDEX_URL or find-links), or build with TORCH_CUDA=1')"; fi \
+    && pip install -r /tmp/requirements.txt \
+    && pip install --no-deps recbole==1.2.1 \
+    && rm -f /tmp/requirements.txt
 
-COPY --chown=user:user requirements.txt ./
-RUN pip install --extra-index-url "${TORCH_INDEX_URL}" -r requirements.txt \
-    && pip install --no-deps recbole==1.2.1
-
-COPY --chown=user:user . .
+# Hugging Face Docker Space conventions: uid 1000 with a writable home; everything the app writes goes under
+# /data (a Space's persistent storage mounts there; without it /data is the container's own, lost on restart):
+# the data dir /data/vitrine, model weights in $HF_HOME=/data/.huggingface. All owned by the user.
+RUN useradd --create-home --uid 1000 --shell /bin/bash user \
+    && mkdir -p /data/vitrine /data/.huggingface /home/user/app \
+    && chown -R user:user /data /home/user
 
 USER user
 ENV HOME=/home/user \
-    VITRINE_DATA_DIR=/data \
-    HF_HOME=/data/hf \
+    VITRINE_DATA_DIR=/data/vitrine \
+    HF_HOME=/data/.huggingface \
     PORT=7860
+WORKDIR /home/user/app
+COPY --chown=user:user . .
 EXPOSE 7860
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"7860\")}/dashboard/_stcore/health', timeout=4)"
 
-# serve_all binds 0.0.0.0:$PORT, starts `python -m app` and `streamlit run app/dashboard.py` on private ports,
-# and exits (so the platform restarts the container) if either of them dies.
+# serve_all renders nginx's config for $PORT and runs nginx, `python -m app` and the dashboard under honcho; it
+# exits (so the platform restarts the container) when any of them dies.
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "scripts/serve_all.py"]

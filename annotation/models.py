@@ -13,7 +13,9 @@ Tables, one line each:
     pair_assignments   which annotator was handed which pair, until when, and whether they finished
     preference_labels  the choice A | B | tie | skip, append-only: a change or an undo adds a row, the old
                        row keeps `is_current = False` (the history)
-    eval_runs          offline metrics of one model on one dataset split
+    eval_runs          offline metrics of one model on one dataset split (and of which registered version)
+    model_versions     the model registry: every trained version (artifact, data watermark, metrics, gate
+                       decision and why); the promoted one is served
 
 Conventions: every client-originated row carries `event_id`, a client-generated UUID (unique), so a retried
 write is a no-op; every time is naive UTC; external ids (user, item) are strings.
@@ -55,6 +57,7 @@ __all__ = [
     "PairAssignment",
     "PreferenceLabel",
     "EvalRun",
+    "ModelVersion",
     "utcnow",
     "USER_KINDS",
     "ROLES",
@@ -62,6 +65,8 @@ __all__ = [
     "ASSET_KINDS",
     "PAIR_KINDS",
     "CHOICES",
+    "VERSION_KINDS",
+    "DECISIONS",
 ]
 
 USER_KINDS = ("dataset", "new")
@@ -70,6 +75,8 @@ FEEDBACK_KINDS = ("click", "like", "dislike", "rating", "skip", "dwell")
 ASSET_KINDS = ("cover", "caption")
 PAIR_KINDS = ("cover", "caption", "slate")
 CHOICES = ("A", "B", "tie", "skip")
+VERSION_KINDS = ("recommender", "preference")
+DECISIONS = ("promoted", "rejected")
 
 # Length limits, enforced by the store before writing (with a clear error) and by the column types.
 ID_LEN = 64  # user and item ids
@@ -316,4 +323,33 @@ class EvalRun(Base):
     split: Mapped[str] = mapped_column(String(64))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"recall@10": 0.21, "ndcg@10": 0.12, ...}
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # hyper-parameters, seed, ...
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # model_versions.id of the evaluated version (migration 0003); None for runs of no registered version.
+    # No foreign key: SQLite cannot add one to an existing table without rebuilding it.
+    model_version_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
+
+
+class ModelVersion(Base):
+    """One trained version of a model. At most one version per (name, kind) has `promoted` set: the served one."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "kind", "version", name="uq_model_versions_name_kind_version"),
+        CheckConstraint(_in("kind", VERSION_KINDS), name="kind"),
+        CheckConstraint(f"decision IS NULL OR {_in('decision', DECISIONS)}", name="decision"),
+        Index("ix_model_versions_served", "name", "kind", "promoted"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(MODEL_LEN))  # the model's name, e.g. "ease"
+    version: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per (name, kind)
+    kind: Mapped[str] = mapped_column(String(16))  # recommender | preference
+    artifact: Mapped[str] = mapped_column(String(PATH_LEN))  # where the saved model is: a blob key or a path
+    watermark: Mapped[Optional[int]] = mapped_column(BigInteger)  # last feedback_events.id trained on (None: none)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # its evaluations, and the served one's
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # params, training rows, seconds, ...
+    decision: Mapped[Optional[str]] = mapped_column(String(16))  # promoted | rejected (None: not gated yet)
+    reason: Mapped[Optional[str]] = mapped_column(Text)  # why, in words
+    promoted: Mapped[bool] = mapped_column(Boolean, default=False)  # served now
+    promoted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)  # last time it became the served one
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -15,9 +15,20 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from annotation import models as m
-from annotation.models import Annotator, FeedbackEvent, GeneratedAsset, Impression, ImpressionItem, User
+from annotation.models import (
+    Annotator,
+    FeedbackEvent,
+    GeneratedAsset,
+    Impression,
+    ImpressionItem,
+    PairTask,
+    PreferenceLabel,
+    User,
+)
 
-__all__ = ["user_kind", "annotator_id", "impression_shows", "visitor_feedback", "table_counts", "latest_assets", "recorded_asset_ids", "COUNTED_TABLES"]
+__all__ = ["user_kind", "latest_feedback_id", "annotator_id", "impression_shows", "visitor_feedback", "table_counts",
+           "latest_assets", "shown_assets", "recorded_asset_ids", "untouched_pairs", "paired_items", "picked_prompts",
+           "COUNTED_TABLES"]
 
 # The tables the Status page counts, by the name it shows.
 COUNTED_TABLES = {
@@ -31,6 +42,11 @@ def user_kind(session: Session, user_id: str) -> str | None:
     """The stored user's kind ("dataset" or "new"), or None when no such user is stored."""
     row = session.get(User, user_id)
     return None if row is None else row.kind
+
+
+def latest_feedback_id(session: Session) -> int | None:
+    """The largest feedback event id (the data watermark a retrain schedule compares with), None when empty."""
+    return session.scalar(select(func.max(FeedbackEvent.id)))
 
 
 def annotator_id(session: Session, name: str) -> int | None:
@@ -99,3 +115,73 @@ def recorded_asset_ids(session: Session, keys: Iterable[tuple[str, str | None, s
         .group_by(GeneratedAsset.content_hash, GeneratedAsset.user_id, GeneratedAsset.kind)
     )
     return {(h, user, kind): int(asset_id) for h, user, kind, asset_id in found}
+
+
+def _rank(params: Any) -> Any:
+    """params["best_of_n"]["rank"] of a stored asset, or the string "none" when it was not one of N candidates."""
+    if not isinstance(params, dict) or not isinstance(params.get("best_of_n"), dict):
+        return "none"
+    return params["best_of_n"].get("rank")
+
+
+def shown_assets(session: Session, user_id: str, item_ids: Sequence[str], seed: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """The cover and caption shown on the user's card of each item, per (item_id, kind), in one query.
+
+    The rule: the newest asset made for `user_id` that a best-of-N choice showed (params["best_of_n"]["rank"]
+    == 0); for an (item, kind) without one, the newest asset made with `seed` that was no best-of-N candidate at
+    all (assets made before best-of-N, or generic ones). A candidate that lost, or a caption dropped by the
+    grounding check (rank None), is never returned. Values as `latest_assets`'s, plus "params"."""
+    rows = session.execute(
+        select(GeneratedAsset.id, GeneratedAsset.item_id, GeneratedAsset.kind, GeneratedAsset.path,
+               GeneratedAsset.text, GeneratedAsset.fallback, GeneratedAsset.generator, GeneratedAsset.seed,
+               GeneratedAsset.params)
+        .where(GeneratedAsset.user_id == user_id, GeneratedAsset.item_id.in_(list(item_ids)))
+        .order_by(GeneratedAsset.id)
+    ).all()
+    shown: dict[tuple[str, str], dict[str, Any]] = {}
+    plain: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:  # later rows win
+        rank = _rank(row.params)
+        value = {"asset_id": int(row.id), "path": row.path, "text": row.text, "fallback": bool(row.fallback),
+                 "generator": row.generator, "params": row.params or {}}
+        if rank == 0:
+            shown[(row.item_id, row.kind)] = value
+        elif rank == "none" and row.seed == seed:
+            plain[(row.item_id, row.kind)] = value
+    return {**plain, **shown}
+
+
+def untouched_pairs(session: Session) -> int:
+    """Asset pairs (cover or caption) no annotator has been handed or has labelled yet (slots_taken == 0)."""
+    return int(session.scalar(select(func.count()).select_from(PairTask)
+                              .where(PairTask.slots_taken == 0, PairTask.asset_a_id.is_not(None))) or 0)
+
+
+def paired_items(session: Session, user_id: str, item_ids: Sequence[str]) -> set[tuple[str, str]]:
+    """(item_id, kind) of the given items that already have an asset pair made for `user_id` (one query)."""
+    rows = session.execute(
+        select(GeneratedAsset.item_id, PairTask.kind)
+        .join(PairTask, PairTask.asset_a_id == GeneratedAsset.id)
+        .where(PairTask.target_user_id == user_id, GeneratedAsset.item_id.in_(list(item_ids)))
+    ).all()
+    return {(item_id, kind) for item_id, kind in rows}
+
+
+def picked_prompts(session: Session, annotator_name: str, limit: int = 10) -> list[str]:
+    """The prompts of the covers the annotator `annotator_name` chose (current A/B labels on cover pairs), newest
+    first, each prompt once, at most `limit`. The app passes its Create-tab picker ("user:<user_id>")."""
+    rows = session.execute(
+        select(PreferenceLabel.choice, PairTask.asset_a_id, PairTask.asset_b_id)
+        .join(Annotator, Annotator.id == PreferenceLabel.annotator_id)
+        .join(PairTask, PairTask.id == PreferenceLabel.pair_id)
+        .where(Annotator.name == annotator_name, PreferenceLabel.is_current.is_(True),
+               PreferenceLabel.choice.in_(("A", "B")), PairTask.kind == "cover")
+        .order_by(PreferenceLabel.id.desc())
+        .limit(50 * max(int(limit), 1))
+    ).all()
+    winners = list(dict.fromkeys(int(a if choice == "A" else b) for choice, a, b in rows))
+    if not winners:
+        return []
+    prompts = dict(session.execute(select(GeneratedAsset.id, GeneratedAsset.prompt)
+                                   .where(GeneratedAsset.id.in_(winners))).all())
+    return list(dict.fromkeys(prompts[w] for w in winners if prompts.get(w)))[:limit]

@@ -140,7 +140,7 @@ def _populate(connection, n_events, seed, n_users, n_items, days, end, n_annotat
         for pk, personalized in ((a_id, True), (b_id, False)):
             generator = rng.choice(GENERATORS)
             assets.append((pk, _uuid(ids), "cover", item, user if personalized else None, generator,
-                           generator == "fallback", f"a poster for item {item}", "blurry", rng.randint(0, 2**31),
+                           generator == "fallback", f"a cover for item {item}", "blurry", rng.randint(0, 2**31),
                            json.dumps({"steps": 2}), f"assets/{pk}.png", None, f"{pk:064x}",
                            rng.uniform(50, 3000), personalized, False, at))
         pair_id = first_pair + p

@@ -41,7 +41,8 @@ class ApiHandlers:
         self._check_password(password)
         return self.svc.labeling.sign_in(checks.text("annotator", annotator, 80))
 
-    def recommend(self, user_id: str, model: str = "", k: int = 10, wait: bool = False) -> dict:
+    def recommend(self, user_id: str, model: str = "", k: int = 10, wait: bool = False,
+                  request: gr.Request = None) -> dict:
         """A slate for `user_id` from `model` ('' = the default; 'compare:a|b' interleaves two models):
         {"impression_id", "user_id", "model", "pending", "items": [{"item_id", "title", "year", "genres",
         "score", "contributor", "why", "cover_path", "cover_fallback", "caption", "caption_fallback",
@@ -50,6 +51,7 @@ class ApiHandlers:
         paths None) and are there on the next call. `wait=True` makes them before answering instead (slow with
         real models)."""
         svc = self.svc
+        svc.rates.check(request, "slate")
         visit = self._visit(user_id)
         choice = svc.ranking.parse(model)
         k = checks.integer("k", k, 1, checks.K_MAX)
@@ -75,24 +77,29 @@ class ApiHandlers:
         row_id = self.svc.slates.feedback(user_id, item_id, kind, impression, event_id=event)
         return {"feedback_id": row_id, "event_id": event, "user_id": user_id, "item_id": item_id, "kind": kind}
 
-    def generate_covers(self, user_id: str, item_id: str, n: int = 2, seed: int = 0) -> dict:
+    def generate_covers(self, user_id: str, item_id: str, n: int = 2, seed: int = 0,
+                        request: gr.Request = None) -> dict:
         """`n` covers of `item_id`, half personalized for `user_id` and half generic, in a seeded random order:
         {"variants": [{"asset_id", "cover_path", "personalized", "seed", "generator", "fallback", "prompt"}]}"""
         svc = self.svc
+        svc.rates.check(request, "generate")
         visit = self._visit(user_id)
         svc.catalog.item(item_id)
         n = checks.integer("n", n, 2, checks.N_VARIANTS_MAX)
         seed = checks.integer("seed", seed, 0, checks.SEED_MAX)
-        profile = svc.catalog.profile(visit.user_id, visit.liked)
+        learner = svc.assets.learner
+        profile = svc.catalog.profile(visit.user_id, visit.liked, preferred_prompts=(
+            learner.preferred_prompts(visit.user_id) if learner is not None else ()))
         variants = svc.assets.create_variants(profile, item_id, n, seed=seed)
         keys = ("asset_id", "personalized", "seed", "generator", "fallback", "prompt")
         # "cover_path", not "path": gradio_client would take a dict with "path" for a file and download it
         return {"user_id": visit.user_id, "item_id": item_id,
                 "variants": [{**{k: v[k] for k in keys}, "cover_path": v["path"]} for v in variants]}
 
-    def generate_caption(self, user_id: str, item_id: str) -> dict:
+    def generate_caption(self, user_id: str, item_id: str, request: gr.Request = None) -> dict:
         """The personalized caption of `item_id` for `user_id`: {"asset_id", "text", "generator", "fallback"}."""
         svc = self.svc
+        svc.rates.check(request, "generate")
         visit = self._visit(user_id)
         svc.catalog.item(item_id)
         caption = svc.assets.caption_for(item_id, svc.catalog.profile(visit.user_id, visit.liked))

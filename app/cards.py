@@ -3,13 +3,20 @@
 Everything a user, a dataset or a model can put into a string (titles, captions, genres, user ids, model
 names, file paths) goes through `html.escape` here, and nowhere else builds HTML from data. Images are
 served by Gradio's file route (`gradio_api/file=<path>`, relative, so it also works behind a Spaces proxy);
-the app passes the asset directory to `launch(allowed_paths=...)`.
+the app passes the asset directory (and, for a catalogue with pictures, the dataset folder) to
+`launch(allowed_paths=...)`.
+
+A card can show two pictures: the generated cover and the item's own image (a bring-your-own catalogue's
+`image` column). `lead` ("generated" or "item") says which one fills the card; the other is a small inset.
+Words that name the items (the labeling guidelines) come from the catalogue's domain (`ui_words`, plain
+strings from `generation.domain.Domain.ui_words()`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+import re
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
@@ -24,7 +31,15 @@ __all__ = [
     "render_pair_side",
     "render_status",
     "render_detail",
+    "labeling_guidelines",
+    "LEADS",
+    "markdown_escape",
 ]
+
+LEADS = ("generated", "item")  # which picture fills a card: the generated cover or the item's own image
+FILM_WORDS = {"item": "film", "items": "films", "Item": "Film", "Items": "Films", "cover": "cover",
+              "audience": "viewer"}
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 @dataclass(frozen=True)
@@ -44,11 +59,19 @@ class CardView:
     caption_fallback: bool = False
     feedback: str | None = None  # "like" once the visitor liked it
     badges: Sequence[str] = field(default_factory=tuple)
+    item_image: str | None = None  # the item's own picture (a file path), when the catalogue has one
 
 
 def file_url(path: str | Path) -> str:
     """The URL under which Gradio serves a local file in an allowed path."""
     return "gradio_api/file=" + quote(str(path), safe="/")
+
+
+def markdown_escape(text: object) -> str:
+    """Text shown through Markdown (a `gr.Markdown` message, a Streamlit reading) as-is: every Markdown, HTML and
+    LaTeX-trigger character is backslash-escaped, so a title like `![x](http://host/p.png)` stays text and never
+    makes the browser fetch anything."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 def _e(value: object) -> str:
@@ -59,18 +82,37 @@ def _chips(genres: Sequence[str], limit: int = 4) -> str:
     return "".join(f'<span class="vt-chip">{_e(g)}</span>' for g in list(genres)[:limit])
 
 
-def render_card(card: CardView, position: int | None = None) -> str:
-    """One recommendation card. The cover area shows a shimmer until `cover_path` is set."""
+def _check_lead(lead: str) -> None:
+    if lead not in LEADS:
+        raise ValueError(f"lead: expected one of {list(LEADS)}, got {lead!r}")
+
+
+def _generated(card: CardView) -> str:
+    if not card.cover_path:
+        return f'<div class="vt-cover-pending" aria-label="cover being generated"><span>{_e(card.title)}</span></div>'
+    html = (f'<img class="vt-cover-img" src="{_e(file_url(card.cover_path))}" alt="{_e("Cover of " + card.title)}"'
+            ' loading="lazy">')
+    if card.cover_fallback:
+        html += '<span class="vt-flag" title="No diffusion model loaded: typographic fallback cover">fallback</span>'
+    return html
+
+
+def render_card(card: CardView, position: int | None = None, lead: str = "generated") -> str:
+    """One recommendation card. The cover area shows a shimmer until `cover_path` is set; with an
+    `item_image`, `lead` chooses which picture fills the card and the other is shown as a small inset."""
+    _check_lead(lead)
     year = f' <span class="vt-year">({_e(card.year)})</span>' if card.year else ""
-    if card.cover_path:
-        cover = (
-            f'<img class="vt-cover-img" src="{_e(file_url(card.cover_path))}" alt="{_e("Cover of " + card.title)}"'
-            ' loading="lazy">'
-        )
-        if card.cover_fallback:
-            cover += '<span class="vt-flag" title="No diffusion model loaded: typographic fallback cover">fallback</span>'
+    own = (f'<img class="vt-cover-img vt-item-img" src="{_e(file_url(card.item_image))}" '
+           f'alt="{_e("Picture of " + card.title)}" loading="lazy">' if card.item_image else "")
+    if own and lead == "item":
+        inset = (f'<img class="vt-inset" src="{_e(file_url(card.cover_path))}" alt="{_e("Cover of " + card.title)}"'
+                 ' loading="lazy">' if card.cover_path else "")
+        cover = own + inset
     else:
-        cover = f'<div class="vt-cover-pending" aria-label="cover being generated"><span>{_e(card.title)}</span></div>'
+        cover = _generated(card)
+        if own:
+            cover += (f'<img class="vt-inset vt-item-img" src="{_e(file_url(card.item_image))}" '
+                      f'alt="{_e("Picture of " + card.title)}" loading="lazy">')
     if card.caption is None:
         caption = '<p class="vt-caption vt-pending">writing a caption for you…</p>'
     else:
@@ -99,13 +141,25 @@ def render_empty_slot() -> str:
     return ""
 
 
-def render_detail(title: str, year: int | None, genres: Sequence[str], text: str, cover_path: str | None) -> str:
-    """The panel shown when a card is opened."""
-    img = (
-        f'<img class="vt-detail-img" src="{_e(file_url(cover_path))}" alt="{_e("Cover of " + title)}">'
-        if cover_path
-        else ""
-    )
+def render_detail(
+    title: str,
+    year: int | None,
+    genres: Sequence[str],
+    text: str,
+    cover_path: str | None,
+    item_image: str | None = None,
+    lead: str = "generated",
+) -> str:
+    """The panel shown when a card is opened: the generated cover and the item's own image side by side
+    (the one `lead` names first)."""
+    _check_lead(lead)
+    pictures = []
+    if cover_path:
+        pictures.append(f'<img class="vt-detail-img" src="{_e(file_url(cover_path))}" alt="{_e("Cover of " + title)}">')
+    if item_image:
+        own = f'<img class="vt-detail-img vt-item-img" src="{_e(file_url(item_image))}" alt="{_e("Picture of " + title)}">'
+        pictures.insert(0 if lead == "item" else len(pictures), own)
+    img = "".join(pictures)
     year_html = f" ({_e(year)})" if year else ""
     return (
         f'<div class="vt-detail">{img}<div><h3>{_e(title)}{year_html}</h3>'
@@ -146,6 +200,24 @@ def render_pair_side(label: str, kind: str, path: str | None, text: str | None) 
     return f'<div class="vt-pair"><div class="vt-key">{_e(label)}</div>{body}</div>'
 
 
+def labeling_guidelines(ui_words: Mapping[str, str] | None = None) -> str:
+    """The Label tab's guidelines (markdown) in the catalogue's words (`Domain.ui_words()`; films by default)."""
+    w = {**FILM_WORDS, **(ui_words or {})}
+    return f"""
+**How to label.** Each pair shows two {w['cover']}s (or two captions) of the same {w['item']}, made for the user
+whose profile is on the left. Pick the one **this user** would more likely click, judging by their genres and
+liked {w['items']}, not by your own taste.
+
+- **1** - the left one is better for this user · **2** - the right one is better
+- **0** - a tie: equally good (or equally bad) · **s** - skip: you cannot judge (broken image, unknown {w['item']})
+- **u** - undo your last label (the pair comes back)
+
+Artefacts (garbled text, distorted faces) count against a {w['cover']}. A caption must be about the {w['item']} and
+fluent; a caption that invents details is worse than a plain one. Keyboard shortcuts work whenever the
+Label tab is open and the cursor is not in a text box.
+"""
+
+
 def render_status(sections: Sequence[tuple[str, Sequence[tuple[str, str, str]]]]) -> str:
     """The status page: sections of (name, value, note) rows; `note` may tell how to enable something."""
     out = ['<div class="vt-status">']
@@ -171,6 +243,8 @@ CSS = """
   background:var(--background-fill-primary); display:flex; flex-direction:column; height:100%}
 .vt-cover {position:relative; aspect-ratio:2/3; background:var(--background-fill-secondary)}
 .vt-cover-img {width:100%; height:100%; object-fit:cover; display:block}
+.vt-inset {position:absolute; left:8px; bottom:8px; width:28%; aspect-ratio:2/3; object-fit:cover;
+  border-radius:6px; border:2px solid var(--background-fill-primary); box-shadow:0 1px 4px rgba(0,0,0,.4)}
 .vt-cover-pending {width:100%; height:100%; display:flex; align-items:center; justify-content:center;
   text-align:center; padding:1rem; box-sizing:border-box; font-weight:600; color:var(--body-text-color-subdued);
   background:linear-gradient(100deg, var(--background-fill-secondary) 30%, var(--border-color-primary) 50%,

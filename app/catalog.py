@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from app import checks
 from app.errors import bad
 
 if TYPE_CHECKING:  # pragma: no cover - types only
+    from generation.domain import Domain
     from generation.profile import UserProfile
     from generation.prompts import ItemInfo
     from recommenders.data import Dataset
@@ -38,8 +39,19 @@ def year_of(row: dict[str, Any]) -> int | None:
 class Catalog:
     """Items, users and histories of one dataset, with the text features used to explain a recommendation."""
 
-    def __init__(self, dataset: "Dataset", text_features: np.ndarray | None = None) -> None:
+    def __init__(self, dataset: "Dataset", text_features: np.ndarray | None = None, *, domain: "Domain | None" = None,
+                 llm_keywords: "Callable[[list[ItemInfo]], list[str] | None] | None" = None) -> None:
+        """`domain`: the dataset's declared domain (its words in prompts and profiles; from the dataset when None).
+        `llm_keywords`: PMG's first step when a caption LLM is loaded (it names the preferences of liked items);
+        without it, profiles use TF-IDF keyphrases over the catalog's text."""
+        from generation.domain import Domain
+        from generation.profile import KeyphraseIndex
+
         self.dataset = dataset
+        self.domain = domain if domain is not None else Domain.from_spec(dataset.domain)
+        texts = dataset.items["text"].fillna("").astype(str).tolist() if "text" in dataset.items else []
+        self._keyphrases = KeyphraseIndex(texts, self.domain)
+        self._llm_keywords = llm_keywords
         items = dataset.items
         self._items: list[dict[str, Any]] = items.to_dict("records")
         self._pos: dict[str, int] = {str(i): n for n, i in enumerate(items["item_id"])}
@@ -51,7 +63,7 @@ class Catalog:
             for user, g in inter.groupby("user_id", sort=False)
         }
         self._text = None if text_features is None else np.asarray(text_features, dtype=np.float32)  # (n_items, d)
-        self._profiles: OrderedDict[tuple[str, tuple[str, ...]], UserProfile] = OrderedDict()
+        self._profiles: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], UserProfile] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- items ------------------------------------------------------------------------------------------------
@@ -89,8 +101,14 @@ class Catalog:
         from generation.prompts import ItemInfo
 
         row = self.item(item_id)
+        image = row.get("image")
         return ItemInfo(item_id=str(row["item_id"]), title=str(row["title"]), year=year_of(row),
-                        genres=list(row.get("genres") or []), text=str(row.get("text") or ""))
+                        genres=list(row.get("genres") or []), text=str(row.get("text") or ""),
+                        image=str(image) if isinstance(image, str) and image else None)
+
+    def item_image(self, item_id: str) -> str | None:
+        """The item's own picture (a path inside the dataset folder), or None."""
+        return self.item_info(item_id).image
 
     # -- users ------------------------------------------------------------------------------------------------
     @property
@@ -142,18 +160,26 @@ class Catalog:
         out = dict.fromkeys([*reversed(list(extra_liked)), *items[ratings >= LIKE_RATING].tolist()])
         return [str(i) for i in out]
 
-    def profile(self, user_id: str, extra_liked: Sequence[str] = ()) -> "UserProfile":
-        """`generation.profile.UserProfile` from the dataset history plus the app likes (LRU-cached: the
-        dataset history never changes, and the app likes are part of the key). Treat it as read-only."""
+    def profile(self, user_id: str, extra_liked: Sequence[str] = (),
+                preferred_prompts: Sequence[str] = ()) -> "UserProfile":
+        """`generation.profile.UserProfile` from the dataset history plus the app likes and the prompts of the
+        covers the user picked on the Create tab (LRU-cached: the dataset history never changes, and the app likes
+        and prompts are part of the key). Treat it as read-only."""
         from generation.profile import build_profile
 
-        key = (user_id, tuple(extra_liked))
+        key = (user_id, tuple(extra_liked), tuple(preferred_prompts))
         with self._lock:
             cached = self._profiles.get(key)
             if cached is not None:
                 self._profiles.move_to_end(key)
                 return cached
-        profile = build_profile(user_id, self.history_rows(user_id, extra_liked))
+        llm = None
+        if self._llm_keywords is not None:
+            liked = [self.item_info(i) for i in self.liked_ids(user_id, extra_liked)[:20]]
+            llm = self._llm_keywords(liked) if liked else None
+        profile = build_profile(user_id, self.history_rows(user_id, extra_liked),
+                                preferred_prompts=list(preferred_prompts), domain=self.domain,
+                                corpus=self._keyphrases, llm_keywords=llm or ())
         with self._lock:
             self._profiles[key] = profile
             while len(self._profiles) > PROFILE_CACHE:

@@ -35,7 +35,7 @@ from app.dashboard_data import (
 from app.settings import load_settings, password_matches
 from app.status import redact_secret, redact_url
 
-PAGES = ("Overview", "Recommenders", "Generation", "Annotators", "Data")
+PAGES = ("Overview", "Recommenders", "Learning", "Generation", "Annotators", "Data")
 CACHE_TTL_S = 300  # data at most 5 minutes old (a cold read of 1M events takes seconds); "Refresh data" clears it
 
 st.set_page_config(page_title="Vitrine dashboard", page_icon="📊", layout="wide")
@@ -115,6 +115,7 @@ def page_generation(frames: Frames) -> None:
         show(views.win_matrix_view(frames, attribute), "gen-matrix")
     st.subheader("Latency")
     show(views.latency_view(frames), "gen-latency", table=True)
+    page_generation_learning(frames)
 
 
 def page_annotators(frames: Frames) -> None:
@@ -130,6 +131,71 @@ def page_annotators(frames: Frames) -> None:
     show(agreement, "ann-agreement", table=True)
     st.subheader("Choice distribution")
     show(views.choices_view(frames), "ann-choices", table=True)
+
+
+def _figure_or_note(figure, empty: bool, note: str, key: str) -> None:
+    """A figure, or (for a block whose data does not exist yet) a one-line note saying how to make it."""
+    if empty:
+        st.caption(views.markdown_escape(note))
+    else:
+        st.plotly_chart(figure, key=key, config={"displaylogo": False})
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=4)
+def cached_versions(url: str) -> pd.DataFrame:
+    from annotation import registry
+    from annotation.db import make_session_factory
+
+    with make_session_factory(get_engine(url), read_only=True)() as s:
+        return registry.versions_frame(s)
+
+
+def page_learning(url: str, report_path: Path) -> None:
+    """Model versions with their gate decisions (the registry), and the known-truth simulation's curves."""
+    import json
+
+    from app import dashboard_learning as dl
+
+    st.header("Learning")
+    st.subheader("Model versions and the gate")
+    versions = cached_versions(url)
+    table = dl.versions_table(versions)
+    _figure_or_note(dl.versions_figure(table), table.empty,
+                    "No retrained versions yet: `python -m app.train --model ease` (or Retrain on the app's Status tab).",
+                    "learn-versions")
+    if not table.empty:
+        st.dataframe(table, hide_index=True)
+    st.subheader("Simulated visitors with a known truth: treatment vs control")
+    if not report_path.is_file():
+        st.info(f"No simulation report at {report_path.name}: `python -m app.simulate --rounds 5 --users 200 --retrain "
+                f"--json {report_path}` writes one.", icon="ℹ️")
+        return
+    try:
+        report = json.loads(report_path.read_text())
+        curves, ips = dl.curves_frame(report), dl.ips_frame(report)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        st.error(f"The simulation report {report_path.name} could not be read: {type(exc).__name__}: {exc}")
+        return
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(dl.learning_curves_figure(curves, "like_rate"), key="learn-likes", config={"displaylogo": False})
+    with right:
+        st.plotly_chart(dl.learning_curves_figure(curves, "ndcg@10"), key="learn-ndcg", config={"displaylogo": False})
+    _figure_or_note(dl.ips_figure(ips), ips.empty, "The report has no IPS block.", "learn-ips")
+
+
+def page_generation_learning(frames: Frames) -> None:
+    """The generation loop: the preference model's accuracy, the policy's style mix, best-of-N wins."""
+    from app import dashboard_generation as dg
+
+    st.subheader("Learning from labels")
+    accuracy = dg.reward_accuracy_frame(frames.eval_runs)
+    _figure_or_note(dg.reward_accuracy_figure(frames.eval_runs), accuracy.empty,
+                    "No preference-model version trained yet.", "gen-reward")
+    mix = dg.policy_style_mix(frames.assets)
+    _figure_or_note(dg.policy_style_mix_figure(mix), mix.empty, "No cover made by the prompt policy yet.", "gen-policy")
+    rates = dg.best_of_n_rates(dg.best_of_n_outcomes(frames.labels, frames.assets))
+    _figure_or_note(dg.best_of_n_figure(rates), rates.empty, "No labelled best-of-N pair yet.", "gen-bestofn")
 
 
 def page_data(frames: Frames, url: str, filters: Filters) -> None:
@@ -228,6 +294,8 @@ def main() -> None:
         page_overview(shown, dt.datetime.now(dt.timezone.utc).date())
     elif page == "Recommenders":
         page_recommenders(shown)
+    elif page == "Learning":
+        page_learning(url, settings.data_dir / "reports" / "learning.json")
     elif page == "Generation":
         page_generation(shown)
     elif page == "Annotators":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from annotation import analytics as an
+from app.cards import markdown_escape  # noqa: F401 - the dashboard script uses it as views.markdown_escape
 from app.dashboard_data import Frames
 
 SIMULATE_HINT = "Seed a demo database with `python -m app.simulate --users 50 --days 7`."
@@ -40,13 +40,6 @@ class View:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def markdown_escape(text: str) -> str:
-    """Text shown through Streamlit's Markdown (readings name annotators, who choose their own names) as-is:
-    every Markdown, HTML and LaTeX-trigger character is backslash-escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def _plain(series: pd.Series) -> pd.Series:

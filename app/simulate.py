@@ -2,6 +2,7 @@
 
     python -m app.simulate --users 50 --days 7                 # into DATABASE_URL (default: .vitrine/vitrine.db)
     python -m app.simulate --users 200 --days 14 --models ease,pop,itemknn --interleave 0.3 --seed 1
+    python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json  # the learning loop (app/sim_loop.py)
 
 Visitors. ml-100k's ratings are split at random 8:1:1 per user (`recommenders.splits.random_split`); the
 models are trained on the 80% and the visitors' taste is the held-out 20%: a visitor clicks a shown item
@@ -258,8 +259,11 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                      rng: random.Random, nprng: np.random.Generator, report: SimReport, first_day: dt.datetime,
                      now: dt.datetime) -> None:
     from annotation import store
+    from generation.domain import Domain, with_article
     from generation.profile import build_profile
     from generation.prompts import ItemInfo, build_prompt
+
+    domain = Domain.from_spec(getattr(dataset, "domain", None))
 
     items = dataset.items.set_index("item_id")
     liked = train[train["rating"] >= 4]
@@ -277,13 +281,14 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                         "genres": list(items.loc[i, "genres"]), "year": None, "rating": float(r), "timestamp": int(t)}
                        for i, r, t in liked[liked["user_id"] == user][["item_id", "rating", "timestamp"]]
                        .head(30).itertuples(index=False)]
-            profile = build_profile(user, history)
+            profile = build_profile(user, history, domain=domain)
             ids = {}
             for generator, (q, latency) in GENERATORS.items():
                 for personalized in (True, False):
-                    prompt = build_prompt(item, profile if personalized else None, alpha=0.5 if personalized else 0.0)
+                    prompt = build_prompt(item, profile if personalized else None, alpha=0.5 if personalized else 0.0,
+                                          domain=domain)
                     text = (f"[simulated {generator}] {item.title}: " + ", ".join(prompt.keywords[:4])
-                            if generator != "fallback" else f"{item.title} — {', '.join(item.genres) or 'a film'}.")
+                            if generator != "fallback" else f"{item.title} — {', '.join(item.genres) or with_article(domain.noun)}.")
                     asset = store.record_asset(s, {
                         "event_id": _uuid(rng), "kind": "caption", "item_id": item_id,
                         "user_id": user if personalized else None, "generator": generator,
@@ -370,6 +375,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, SimConfi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--rounds" or a.startswith("--rounds=") for a in argv):  # the learning-loop simulation
+        from app.sim_loop import main as loop_main
+
+        return loop_main(argv)
+    if "--reward" in argv:  # the generation loop's proof: app/sim_reward.py
+        from app.sim_reward import main as reward_main
+
+        return reward_main([a for a in argv if a != "--reward"])
     from annotation.db import make_engine, make_session_factory, upgrade
     from app.settings import load_settings
     from recommenders.data import load_dataset

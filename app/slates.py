@@ -20,7 +20,10 @@ from app.catalog import Catalog
 from app.events import EventLog
 from app.ranking import ModelChoice, Ranking, SlateRow
 
-__all__ = ["Slates", "Page", "Visit"]
+__all__ = ["Slates", "Page", "Visit", "WAIT_MAX_S"]
+
+WAIT_MAX_S = 300.0  # the longest /recommend?wait=true waits for the background worker; what is not made by then
+# comes back pending
 
 
 @dataclass(frozen=True)
@@ -65,26 +68,36 @@ class Slates:
         liked, disliked = self.events.visitor_feedback(user_id)
         return Visit(user_id, kind, tuple(liked), tuple(disliked))
 
-    @gated
     def page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str] = (),
              tab: str = "discover", context: dict[str, Any] | None = None, wait: bool = False) -> Page:
         """Rank, record the impression and attach the assets. `exclude`: items already shown in this session
-        (paging). `wait=True` makes the missing assets before answering (slow with real models)."""
-        profile = self.catalog.profile(visit.user_id, visit.liked)
+        (paging). `wait=True` waits (at most WAIT_MAX_S) for the background worker to make the missing assets
+        before answering (slow with real models); the generation itself stays in the worker."""
+        page, profile = self._record_page(visit, choice, k, seed=seed, exclude=exclude, tab=tab, context=context)
+        if page.rows:
+            page.covers, page.captions, page.pending = self.made(visit, page.item_ids)
+            self.assets.generate_later(visit.user_id, page.pending, profile)
+        if wait and page.pending:
+            # made by the background worker (the one generation lane), never in this request's thread; waited for
+            # outside the interactive gate, so the worker does not give way to this very request
+            self.assets.wait_for(visit.user_id, page.pending, timeout=WAIT_MAX_S)
+            page.covers, page.captions, page.pending = self.made(visit, page.item_ids)
+        return page
+
+    @gated
+    def _record_page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str],
+                     tab: str, context: dict[str, Any] | None):
+        """Rank and record the impression (an interactive request): (page without assets, the visitor's profile)."""
+        learner = self.assets.learner
+        profile = self.catalog.profile(visit.user_id, visit.liked, preferred_prompts=(
+            learner.preferred_prompts(visit.user_id) if learner is not None else ()))
         rows = self.ranking.slate(visit.user_id, choice, k, profile=profile, liked=visit.liked,
-                                  exclude={*exclude, *visit.disliked}, seed=seed)
+                                  disliked=visit.disliked, exclude=exclude, seed=seed)
         if not rows:
-            return Page(choice=choice, rows=[], impression_id=None, seed=seed)
+            return Page(choice=choice, rows=[], impression_id=None, seed=seed), profile
         impression_id = self.events.record_impression(visit.user_id, rows, choice,
                                                       context={"tab": tab, "seed": seed, **(context or {})})
-        page = Page(choice=choice, rows=rows, impression_id=impression_id, seed=seed)
-        page.covers, page.captions, page.pending = self.made(visit, page.item_ids)
-        if wait and page.pending:
-            for item_id, (cover, caption) in zip(page.pending, self.assets.slate_assets(page.pending, profile)):
-                page.covers[item_id], page.captions[item_id] = cover, caption
-            page.pending = []
-        self.assets.generate_later(visit.user_id, page.pending, profile)
-        return page
+        return Page(choice=choice, rows=rows, impression_id=impression_id, seed=seed), profile
 
     def made(self, visit: Visit, item_ids: Sequence[str]) -> tuple[dict[str, Asset], dict[str, Asset], list[str]]:
         """(covers, captions, pending): the slate assets made so far for these items, and the items still
@@ -101,5 +114,11 @@ class Slates:
     @gated
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
                  event_id: str | None = None) -> int:
-        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item."""
-        return self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)
+        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item.
+        A like or dislike is weak evidence for the prompt-policy arm of the cover shown on the card."""
+        row_id = self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)
+        if kind in ("like", "dislike") and self.assets.learner is not None:
+            cover = self.assets.known(user_id, [item_id]).get((item_id, "cover"))
+            if cover is not None:
+                self.assets.learner.learn_from_like(user_id, cover.get("params"), liked=kind == "like")
+        return row_id

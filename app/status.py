@@ -37,10 +37,10 @@ def redact_secret(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
-def _fallback_note(generator, kind: str, variable: str, what: str) -> str:
+def _fallback_note(generator, kind: str, variable: str, what: str, private: bool) -> str:
     if not generator.uses_fallback:
         return "real model"
-    reason = getattr(generator, "unavailable_reason", None)
+    reason = getattr(generator, "unavailable_reason", None) if private else None  # it names local paths
     return (f"{kind} fallback. To enable: set {variable} to a local {what} dir, or allow downloads with "
             f"VITRINE_ALLOW_NETWORK=1. " + (f"Reason: {reason}" if reason else ""))
 
@@ -48,6 +48,8 @@ def _fallback_note(generator, kind: str, variable: str, what: str) -> str:
 def status_sections(svc: "Services") -> list[Section]:
     """What is loaded and how to enable what is not."""
     st = svc.settings
+    private = st.admin_open  # paths are shown only on a machine its operator declared private
+    hidden = "(hidden: set VITRINE_ADMIN_OPEN=1 on a private machine to show paths)"
     covers, captions = svc.assets.covers, svc.assets.captions
     ranking = svc.ranking
     models = [(name, "served" + (" (default)" if name == ranking.default_model else ""),
@@ -55,19 +57,20 @@ def status_sections(svc: "Services") -> list[Section]:
     text = svc.features.get("text")
     gen = [
         ("covers", generator_id(covers), _fallback_note(covers, "typographic", "VITRINE_COVER_MODEL",
-                                                         "diffusers pipeline")),
+                                                         "diffusers pipeline", private)),
         ("captions", generator_id(captions), _fallback_note(captions, "template", "VITRINE_CAPTION_MODEL",
-                                                            "causal-LM")),
+                                                            "causal-LM", private)),
         ("device", str(getattr(covers, "device", st.device)), f"requested: {st.device}"),
         ("text features", "loaded" if text is not None else "none",
          f"{text.shape}" if text is not None else "the 'why' uses genres only"),
+        ("background queue", str(svc.assets.queued_items), f"{svc.assets.dropped} items dropped from a full queue"),
     ]
     backend = "SQLite (WAL)" if st.db_is_sqlite else "PostgreSQL"
-    db = [("backend", backend, redact_url(st.database_url))]
+    db = [("backend", backend, redact_url(st.database_url) if private or not st.db_is_sqlite else hidden)]
     db += [(name, str(count), "") for name, count in svc.events.counts().items()]
     dataset = svc.catalog.dataset
     data = [
-        ("dataset", dataset.name, str(st.data_dir)),
+        ("dataset", dataset.name, str(st.data_dir) if private else hidden),
         ("items", str(len(dataset.items)), ""),
         ("users", str(len(dataset.users)), ""),
         ("interactions", str(len(dataset.interactions)), ""),

@@ -10,36 +10,25 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from app import handlers as h
 from app.api import register_api
-from app.cards import CSS
+from app.cards import CSS, labeling_guidelines, markdown_escape
 from app.checks import N_VARIANTS_MAX
 from app.services import Services
 from app.state import PAGE_SIZE, Visitor
 
-__all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD", "GUIDELINES"]
+__all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
 
 # Gradio's queue rebuilds a pandas summary of its last 10,000 events (for /monitoring) after every event by
 # default: at a few hundred events it costs more CPU than the request itself. Every 500 events is plenty.
 ANALYTICS_CACHE_FREQUENCY = "500"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}  # what the item-image folders may serve
 
-GUIDELINES = """
-**How to label.** Each pair shows two covers (or two captions) of the same film, made for the user whose
-profile is on the left. Pick the one **this user** would more likely click, judging by their genres and liked
-films, not by your own taste.
-
-- **1** - the left one is better for this user · **2** - the right one is better
-- **0** - a tie: equally good (or equally bad) · **s** - skip: you cannot judge (broken image, unknown film)
-- **u** - undo your last label (the pair comes back)
-
-Artefacts (garbled text, distorted faces) count against a cover. A caption must be about the film and
-fluent; a caption that invents plot details is worse than a plain one. Keyboard shortcuts work whenever the
-Label tab is open and the cursor is not in a text box.
-"""
 
 # Keyboard shortcuts of the Label tab: 1 / 2 / 0 / s / u click the matching button while it is visible.
 HEAD = """
@@ -138,7 +127,8 @@ def build_demo(svc: Services) -> gr.Blocks:
                 with gr.Row():
                     create_item = gr.Dropdown(choices=svc.catalog.item_choices(), value=None, filterable=True,
                                               label="Item", elem_id="vt-create-item", scale=3)
-                    create_n = gr.Slider(2, N_VARIANTS_MAX, value=4, step=1, label="Variants", scale=1)
+                    create_n = gr.Dropdown(choices=list(range(2, N_VARIANTS_MAX + 1)), value=4, label="Variants",
+                                           scale=1)  # not a slider: its own check crashes on a non-number
                     create_btn = gr.Button("Generate", variant="primary", scale=1, elem_id="vt-generate")
                 create_info = gr.Markdown(elem_id="vt-create-info")
                 gallery = gr.Gallery(label="Variants", columns=4, rows=1, height="auto", object_fit="contain",
@@ -157,7 +147,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                         gr.LoginButton("Sign in with Hugging Face", scale=1)
                 sign_info = gr.Markdown(elem_id="vt-sign-info")
                 with gr.Accordion("Guidelines", open=True):
-                    gr.Markdown(GUIDELINES)
+                    gr.Markdown(labeling_guidelines(svc.catalog.domain.ui_words()))
                 label_progress = gr.Markdown(elem_id="vt-label-progress")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=240):
@@ -179,10 +169,11 @@ def build_demo(svc: Services) -> gr.Blocks:
                 status = gr.HTML(h.status_html(svc), elem_id="vt-status")
                 with gr.Row():
                     refresh_btn = gr.Button("Refresh", elem_id="vt-refresh")
-                    retrain_dd = gr.Dropdown(choices=svc.ranking.model_names, value=svc.ranking.default_model,
-                                             label="Retrain from the logs")
+                    retrain_dd = gr.Dropdown(choices=[*svc.ranking.model_names, h.PREFERENCE_MODEL],
+                                             value=svc.ranking.default_model, label="Retrain from the logs")
                     retrain_btn = gr.Button("Retrain", elem_id="vt-retrain")
-                    pairs_n = gr.Number(value=5, precision=0, minimum=1, maximum=200, label="Label pairs to create")
+                    # a dropdown, not gr.Number: Number's own check crashes on a non-number sent over raw HTTP
+                    pairs_n = gr.Dropdown(choices=[1, 5, 10, 20, 50, 100, 200], value=5, label="Label pairs to create")
                     pairs_btn = gr.Button("Create label pairs", elem_id="vt-make-pairs")
                     admin_pw = gr.Textbox(label="Admin password", type="password", elem_id="vt-admin-password",
                                           visible=settings.admin_password is not None,
@@ -200,11 +191,11 @@ def build_demo(svc: Services) -> gr.Blocks:
             v, cards, info = result
             return [v, *_cards_out(cards), info]
 
-        def do_recommend(v, model, compare):
-            return show(h.recommend(svc, v, model, compare))
+        def do_recommend(v, model, compare, request: gr.Request):
+            return show(h.recommend(svc, v, model, compare, request=request))
 
-        def do_more(v):
-            return show(h.more(svc, v))
+        def do_more(v, request: gr.Request):
+            return show(h.more(svc, v, request=request))
 
         def do_fill(v):
             for v2, cards in h.fill_assets(svc, v):
@@ -246,14 +237,18 @@ def build_demo(svc: Services) -> gr.Blocks:
         for trigger in (user_dd.input, start_btn.click, rec_btn.click, more_btn.click, *feedback_triggers):
             trigger(None, None, None, cancels=fills, **private)
 
-        def do_create(v, item_id, n, progress=gr.Progress()):
-            return h.create_variants(svc, v, item_id, n, progress=progress)
+        def do_create(v, item_id, n, request: gr.Request, progress=gr.Progress()):
+            return h.create_variants(svc, v, item_id, n, progress=progress, request=request)
 
         create_btn.click(do_create, [visitor, create_item, create_n], [visitor, gallery, caption_md, create_info],
                          **gen, **private)
 
-        def on_select(evt: gr.SelectData):
-            return evt.index
+        def on_select(evt: gr.EventData):
+            # gr.EventData, not gr.SelectData: SelectData cannot be built from the missing or odd event data a raw
+            # call may carry, and that fails inside Gradio with no message
+            data = evt._data if isinstance(evt._data, dict) else {}
+            index = data.get("index")
+            return index if isinstance(index, int) and not isinstance(index, bool) else None
 
         gallery.select(on_select, None, picked, **private)
         pick_btn.click(lambda v, i: h.pick_variant(svc, v, i), [visitor, picked], [visitor, create_info],
@@ -263,9 +258,11 @@ def build_demo(svc: Services) -> gr.Blocks:
         signed = sign_btn.click(bind(h.sign_in, svc), [visitor, ann_name, ann_pw], [visitor, sign_info],
                                 **fast, **private)
         signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
-        signed.success(lambda v, r: {**(r or {}), "annotator": v.annotator_name or ""}, [visitor, remembered],
+        signed.success(lambda v, r: {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or ""},
+                       [visitor, remembered],
                        [remembered], **private)
-        demo.load(lambda r: (r or {}).get("annotator") or "", [remembered], [ann_name], **private)
+        demo.load(lambda r: str(r.get("annotator") or "") if isinstance(r, dict) else "", [remembered], [ann_name],
+                  **private)
         for key, button in key_btns.items():
             if key == "u":
                 button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
@@ -278,7 +275,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                     return v, gr.skip()
                 v.annotator_id = svc.labeling.sign_in(f"hf:{oauth.username}", reserved_ok=True)
                 v.annotator_name = f"hf:{oauth.username}"
-                return v, f"Signed in with Hugging Face as **{oauth.username}**."
+                return v, f"Signed in with Hugging Face as **{markdown_escape(oauth.username)}**."
 
             demo.load(oauth_sign_in, [visitor], [visitor, sign_info], **private)
 
@@ -299,8 +296,21 @@ def enable_queue(demo: gr.Blocks, default_concurrency_limit: int = 8) -> gr.Bloc
 
 def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
+    from starlette.middleware import Middleware
+
+    from app.guards import BodyLimit, EncodableJson
+
+    limit = svc.settings.max_body_bytes
+    images = svc.catalog.dataset.items["image"].dropna() if "image" in svc.catalog.dataset.items else []
+    image_dirs = sorted({str(Path(p).parent) for p in images})
     return {
-        "allowed_paths": [str(svc.settings.data_dir / "assets")],
+        # generated assets, and the folders holding the items' own pictures (never the tables beside them)
+        "allowed_paths": [str(svc.settings.data_dir / "assets"), *image_dirs],
+        "blocked_paths": [str(p) for d in image_dirs for p in Path(d).iterdir()
+                          if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES],
+        # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)]},
+        "max_file_size": limit,  # the app has no upload component: /gradio_api/upload gets the same cap
         "css": CSS,
         "head": HEAD,
         # system fonts: the default theme fonts come from Google Fonts, which an offline machine cannot reach

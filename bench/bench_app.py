@@ -61,6 +61,9 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
         GRADIO_ANALYTICS_ENABLED="False",
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="1",
+        # every simulated user comes from 127.0.0.1, one client to the per-client limits: lift them
+        VITRINE_RATE_SLATE="1000000/minute",
+        VITRINE_RATE_GENERATE="1000000/minute",
     )
     env.pop("PORT", None)
     return env

@@ -7,7 +7,8 @@ as in `python -m recommenders evaluate`), then time
   is printed, with the calling thread's CPU time p50/p99 - what the code itself costs - beside it),
 - `recommend_batch(all users, 20)`: total ms per call, and per user,
 - `recommend_from_items(3 items, 20)` (new-user fold-in): p50 / p99 in ms.
-Prints one JSON line per model. Run: `.venv/bin/python -m bench.bench_recommenders [--models ease bpr ...]`.
+Prints one JSON line per model. Run: `.venv/bin/python -m bench.bench_recommenders [--models ease bpr ...]`;
+`--saved DIR ...` times models saved by `python -m recommenders evaluate --save DIR` (fit seconds: as saved).
 """
 
 from __future__ import annotations
@@ -31,13 +32,19 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def bench_model(name: str, dataset, split, features, k: int = 20, params: dict | None = None,
-                repeats: int = 3) -> dict:
-    from recommenders.models import create_model
+                repeats: int = 3, saved: Path | None = None, model=None) -> dict:
+    from recommenders.models import create_model, load_model
 
-    model = create_model(name, **(params or {}))
-    t0 = time.perf_counter()
-    model.fit(split.train, dataset.item_ids, features, valid=split.valid)
-    fit_s = time.perf_counter() - t0
+    if model is not None:  # already fitted (e.g. a blend composed from saved partners)
+        fit_s = model.fit_seconds
+    elif saved is not None:  # a model fitted (and timed) by `python -m recommenders evaluate --save DIR`
+        model = load_model(saved)
+        fit_s = model.fit_seconds
+    else:
+        model = create_model(name, **(params or {}))
+        t0 = time.perf_counter()
+        model.fit(split.train, dataset.item_ids, features, valid=split.valid)
+        fit_s = time.perf_counter() - t0
     users = list(model.user_ids)
     model.recommend(users[0], k)  # warm-up
     rounds = []  # on a shared machine one round's p99 is often a neighbour's job: keep every round
@@ -132,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of single-user latency over all users")
     parser.add_argument("--recbole-pop", action="store_true", help="also run the RecBole Pop counting emulation")
+    parser.add_argument("--saved", nargs="+", default=[], metavar="DIR",
+                        help="time these saved models (from `evaluate --save DIR`) instead of fitting --models")
     args = parser.parse_args(argv)
 
     import torch
@@ -146,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     features = item_features(dataset, args.data_dir / "features")
     print(json.dumps({"bench": "recommenders", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "machine": platform.platform(), "torch_threads": torch.get_num_threads()}), flush=True)
+    if args.saved:
+        for directory in args.saved:
+            meta = json.loads((Path(directory) / "params.json").read_text())
+            row = bench_model(meta["model"], dataset, split, features, args.k, repeats=args.repeats, saved=Path(directory))
+            print(json.dumps({**row, "saved": str(directory)}), flush=True)
+        return 0
     for name in args.models:
         print(json.dumps(bench_model(name, dataset, split, features, args.k, repeats=args.repeats)), flush=True)
     if args.recbole_pop:

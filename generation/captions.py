@@ -11,6 +11,12 @@ rather than noise, mentions the item or the user's tastes). An unusable reply, o
 the template caption, grounded in the same data and marked `generator="fallback"`, `fallback=True`, with
 the reason (and the rejected reply) in `params`. Greedy decoding by default: the same input gives the same
 caption; with `sample=True` the seed decides (torch's global RNG is forked, not touched).
+
+The words follow the catalogue's domain (`domain=`, a `generation.domain.Domain`; the film domain by
+default): the system prompt tells a viewer why a film suits them, a reader why a book does, and so on.
+
+`preference_keywords` is PMG's first step: the loaded LLM names a user's preferences as keywords from the
+items they liked; its reply is checked like a caption, and None (use the TF-IDF keyphrases) when unusable.
 """
 
 from __future__ import annotations
@@ -18,16 +24,16 @@ from __future__ import annotations
 import logging
 import random
 import re
-import threading
 import time
 import unicodedata
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from generation.assets import Asset, AssetStore, asset_key
+from generation.assets import Asset, asset_key
+from generation.domain import FILM, Domain, with_article
 from generation.errors import ModelUnavailableError, invalid
-from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads, select_device
+from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads
 from generation.profile import UserProfile, content_words
 from generation.prompts import ItemInfo
 
@@ -36,11 +42,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
 DEFAULT_MAX_CHARS = 220  # two short sentences: fits under a cover card
 DEFAULT_MAX_NEW_TOKENS = 80  # ~60 words, more than two short sentences need
-TEMPLATE_VERSION = "template-v2"  # v2: the liked film named is chosen per item
-SYSTEM_PROMPT = (
-    "You write one or two short sentences telling a viewer why a film suits them. "
-    "Speak to the viewer as 'you'. Use only the facts given. Plain text only: no lists, no markdown, no emoji."
-)
+TEMPLATE_VERSION = "template-v2"  # v2: the liked item named is chosen per item
+SYSTEM_PROMPT = FILM.system_prompt()  # the film domain's; every domain has its own (Domain.system_prompt)
+MAX_LLM_KEYWORDS = 8
+KEYWORD_CACHE = 1024  # users whose LLM keywords are remembered (the same liked items: the same keywords)
 
 
 def _join(words: list[str]) -> str:
@@ -49,9 +54,9 @@ def _join(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def caption_request(item: ItemInfo, profile: UserProfile | None, max_chars: int) -> str:
+def caption_request(item: ItemInfo, profile: UserProfile | None, max_chars: int, domain: Domain = FILM) -> str:
     """The user message sent to the LLM: the facts it may use and the length limit."""
-    lines = [f"Film: {item.label}."]
+    lines = [f"{domain.noun.capitalize()}: {item.label}."]
     if item.genres:
         lines.append(f"Genres: {', '.join(item.genres)}.")
     about = " ".join(item.text.split())
@@ -59,14 +64,16 @@ def caption_request(item: ItemInfo, profile: UserProfile | None, max_chars: int)
         lines.append(f"About: {about[:300]}")
     if profile is not None and not profile.is_empty:
         if profile.liked_titles:
-            lines.append(f"The viewer liked: {'; '.join(profile.liked_titles[:5])}.")
+            lines.append(f"The {domain.audience} liked: {'; '.join(profile.liked_titles[:5])}.")
         if profile.top_genres:
             lines.append(f"Their favourite genres: {', '.join(profile.top_genres)}.")
         if profile.keywords:
             lines.append(f"Their taste: {', '.join(profile.keywords[:6])}.")
-        lines.append(f"In at most two sentences (under {max_chars} characters), tell the viewer why {item.title} fits them.")
+        lines.append(f"In at most two sentences (under {max_chars} characters), tell the {domain.audience} why "
+                     f"{item.title} fits them.")
     else:
-        lines.append(f"In at most two sentences (under {max_chars} characters), tell a viewer why {item.title} is worth watching.")
+        lines.append(f"In at most two sentences (under {max_chars} characters), tell {with_article(domain.audience)} "
+                     f"why {item.title} is {domain.worth}.")
     return "\n".join(lines)
 
 
@@ -102,6 +109,34 @@ def sanitize_caption(raw: str, max_chars: int) -> str:
 
 
 _PROSE_CHARS = set(" .,;:!?'\"-()&’")
+_KEYWORD = re.compile(r"[a-z][a-z'-]*(?: [a-z][a-z'-]*){0,2}")
+
+
+def parse_keywords(raw: str, max_keywords: int, domain: Domain = FILM) -> list[str] | None:
+    """The keywords of an LLM's comma-separated reply, or None when it is not such a list.
+
+    Each keyword: one to three lowercase words of letters, each word-like (a vowel, at most 20 letters), not
+    only stopwords or the domain's own words. None unless at least two keywords pass and they are at least
+    half of the reply's parts: a reply of noise is not a list of preferences.
+    """
+    from generation.profile import STOPWORDS
+
+    text = "".join("\n" if ch == "\n" else " " if unicodedata.category(ch).startswith("C") else ch for ch in raw)
+    for pattern, repl in _MARKUP:
+        text = pattern.sub(repl, text)
+    parts = [" ".join(p.split()).strip(" .\"'").lower() for p in re.split(r"[,;\n]", text)]
+    parts = [p for p in parts if p]
+    kept: list[str] = []
+    for part in parts:
+        words = part.split()
+        if not _KEYWORD.fullmatch(part) or any(len(w) > 20 or not re.search(r"[aeiouy]", w) for w in words):
+            continue
+        if all(w in STOPWORDS or w in domain.stopwords for w in words) or part in kept:
+            continue
+        kept.append(part)
+    if len(kept) < 2 or len(kept) * 2 < len(parts):
+        return None
+    return kept[:max_keywords]
 
 
 def caption_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str | None:
@@ -127,9 +162,12 @@ def caption_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> s
     return None
 
 
-def template_caption(item: ItemInfo, profile: UserProfile | None, seed: int, max_chars: int) -> str:
-    """A caption from the item's metadata and the profile; the longest template variant that fits.
-    Deterministic in (seed, item): a slate's captions vary from card to card rather than naming one film."""
+def template_caption(
+    item: ItemInfo, profile: UserProfile | None, seed: int, max_chars: int, domain: Domain = FILM
+) -> str:
+    """A caption from the item's metadata and the profile, in the words of `domain`; the longest template
+    variant that fits. Deterministic in (seed, item): a slate's captions vary from card to card rather than
+    naming one liked item."""
     rng = random.Random(f"{seed}:{item.item_id}")
     genres = [g.lower() for g in item.genres if g.lower() != "unknown"]
     genre_text = _join(genres[:3]) if genres else "many moods"
@@ -150,10 +188,10 @@ def template_caption(item: ItemInfo, profile: UserProfile | None, seed: int, max
                     ]
                 )
             )
-        options.append(f"Picked for you after {liked}: {item.label}, a film of {genre_text}.")
+        options.append(f"Picked for you after {liked}: {item.label}, {domain.kind_of(genre_text)}.")
     if shared:
         options.append(f"{item.label} matches your taste for {_join(shared[:2])}.")
-    options.append(f"{item.label} is a film of {genre_text}, picked for you.")
+    options.append(f"{item.label} is {domain.kind_of(genre_text)}, picked for you.")
     options.append(f"{item.title} is picked for you.")
     for option in options:
         if len(option) <= max_chars:
@@ -182,9 +220,8 @@ class CaptionGenerator(LoadsOnce):
         num_threads: int | None = None,
         cache_dir: Path | str | None = None,
         fallback_on_error: bool = True,
+        domain: Domain = FILM,
     ) -> None:
-        if model is not None and (not isinstance(model, str) or not model.strip()):
-            raise invalid("model", "a hub id, a local directory or None (template fallback)", model)
         if isinstance(max_chars, bool) or not isinstance(max_chars, Integral) or not 40 <= max_chars <= 2000:
             raise invalid("max_chars", "an int between 40 and 2000", max_chars)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral) or not 1 <= max_new_tokens <= 1024:
@@ -193,25 +230,16 @@ class CaptionGenerator(LoadsOnce):
             raise invalid("sample", "a bool", sample)
         if isinstance(temperature, bool) or not isinstance(temperature, Real) or not 0 < temperature <= 5:
             raise invalid("temperature", "a number in (0, 5]", temperature)
-        if not isinstance(allow_network, bool):
-            raise invalid("allow_network", "a bool", allow_network)
-        self.model = model.strip() if model else None
-        self.store = AssetStore(asset_dir)
-        self.device, self.dtype = select_device(device, dtype)
-        self.allow_network = allow_network
+        self._init_loading(model, asset_dir, device, dtype, allow_network, num_threads, cache_dir, fallback_on_error,
+                           domain)
         self.max_chars = int(max_chars)
         self.max_new_tokens = int(max_new_tokens)
         self.sample = sample
         self.temperature = float(temperature)
-        self.num_threads = num_threads
-        self.cache_dir = cache_dir
-        self.fallback_on_error = fallback_on_error
-        self.resolved: ResolvedModel | None = None
-        self.unavailable_reason: str | None = None if model else "no caption model configured (model=None)"
+        self.system_prompt = domain.system_prompt()
+        self._keywords: dict[tuple, list[str] | None] = {}
         self._lm: Any = None
         self._tokenizer: Any = None
-        self._loaded = model is None
-        self._lock = threading.RLock()
 
     @property
     def uses_fallback(self) -> bool:
@@ -250,7 +278,7 @@ class CaptionGenerator(LoadsOnce):
             **common,
             "generator": self.resolved.model,
             "fingerprint": self.resolved.fingerprint,
-            "system": SYSTEM_PROMPT,
+            "system": self.system_prompt,
             "max_new_tokens": self.max_new_tokens,
             "sample": self.sample,
             "temperature": self.temperature if self.sample else None,
@@ -270,7 +298,7 @@ class CaptionGenerator(LoadsOnce):
         seed = int(seed)
         self.load()
         # 2. the request, 3. the store first
-        request = caption_request(item, profile, self.max_chars)
+        request = caption_request(item, profile, self.max_chars, self.domain)
         user_id = profile.user_id if profile is not None else None
         personalized = profile is not None and not profile.is_empty
         key = asset_key("caption", self.key_payload(request, seed))
@@ -290,7 +318,7 @@ class CaptionGenerator(LoadsOnce):
             candidate = sanitize_caption(raw, self.max_chars)
             problem = caption_problem(candidate, item, profile)
             params.update(
-                system_prompt=SYSTEM_PROMPT,
+                system_prompt=self.system_prompt,
                 max_new_tokens=self.max_new_tokens,
                 sample=self.sample,
                 device=self.device,
@@ -309,7 +337,7 @@ class CaptionGenerator(LoadsOnce):
                 )
                 log.info("caption from %s rejected (%s); using the template", self.resolved.model, problem)
         if text is None:
-            text = template_caption(item, profile, seed, self.max_chars)
+            text = template_caption(item, profile, seed, self.max_chars, self.domain)
         asset = Asset(
             kind="caption",
             item_id=item.item_id,
@@ -327,15 +355,48 @@ class CaptionGenerator(LoadsOnce):
         asset.latency_ms = (time.perf_counter() - start) * 1000.0
         return self.store.put(asset)
 
-    def _complete(self, request: str, seed: int) -> str:
+    def preference_keywords(self, liked: list[ItemInfo], max_keywords: int = MAX_LLM_KEYWORDS) -> list[str] | None:
+        """PMG's first step: the LLM names the preferences shown by `liked` (the user's liked items, newest
+        first) as up to `max_keywords` short keywords. None when no LLM is loaded or its reply is unusable
+        (then `build_profile`'s TF-IDF keyphrases stand alone). Greedy; remembered per list of liked items."""
+        if isinstance(liked, (str, bytes)) or not all(isinstance(i, ItemInfo) for i in liked):
+            raise invalid("liked", "a list of generation.prompts.ItemInfo", liked)
+        if isinstance(max_keywords, bool) or not isinstance(max_keywords, Integral) or not 1 <= max_keywords <= 20:
+            raise invalid("max_keywords", "an int between 1 and 20", max_keywords)
+        self.load()
+        if self.uses_fallback or not liked:
+            return None
+        key = (tuple(i.item_id for i in liked[:10]), int(max_keywords))
+        with self._lock:
+            if key in self._keywords:
+                return self._keywords[key]
+        lines = [f"The {self.domain.audience} liked these {self.domain.plural}:"]
+        for item in liked[:10]:
+            about = " ".join(item.text.split())[:160]
+            genres = f" [{', '.join(item.genres[:3])}]" if item.genres else ""
+            lines.append(f"- {item.label}{genres}{': ' + about if about and about != item.label else ''}")
+        lines.append(f"Name up to {max_keywords} keywords (one to three words each) for the visual style, mood and "
+                     "themes they like, separated by commas.")
+        raw = self._complete("\n".join(lines), 0, self.domain.keyword_system_prompt(), max_new_tokens=48)
+        keywords = parse_keywords(raw, max_keywords, self.domain)
+        if keywords is None:
+            log.info("preference keywords from %s rejected: %r", self.resolved.model if self.resolved else None,
+                     raw[:200])
+        with self._lock:
+            self._keywords[key] = keywords
+            while len(self._keywords) > KEYWORD_CACHE:
+                self._keywords.pop(next(iter(self._keywords)))
+        return keywords
+
+    def _complete(self, request: str, seed: int, system: str | None = None, max_new_tokens: int | None = None) -> str:
         """The LLM's raw reply to `request` (chat template, greedy unless `sample`)."""
         import torch
 
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": request}]
+        messages = [{"role": "system", "content": system or self.system_prompt}, {"role": "user", "content": request}]
         prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
         pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": pad}
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.max_new_tokens, "pad_token_id": pad}
         if self.sample:
             kwargs.update(do_sample=True, temperature=self.temperature, top_p=0.9)
         else:

@@ -10,6 +10,13 @@ up in the store (a hit costs no model call) -> denoise with a seeded CPU generat
 -> file it (JPEG by default, `image_format="png"` for lossless) with its provenance.
 When the model cannot be had (or `model=None`), every cover is the
 typographic fallback, marked `generator="fallback"`, `fallback=True`, with the reason in `params`.
+
+The item's own picture (`ItemInfo.image`, from a bring-your-own catalogue) keeps a cover faithful to the
+item, in the spirit of PMG's conditioning: with `init_strength` set, the model starts from that picture
+(image-to-image through diffusers' `AutoPipelineForImage2Image`, sharing the loaded components) and
+`init_strength` in (0, 1] says how far it may move away from it (1: ignore it). Without a model, the
+fallback frames the item's own picture (renderer "item-image") rather than drawing an abstract one.
+The prompt's words follow the catalogue's domain (`domain=`; the film domain by default).
 The instance holds the loaded pipeline and a lock (schedulers keep per-call state); no global state,
 so the app may wrap `generate` with `spaces.GPU`.
 """
@@ -17,17 +24,17 @@ so the app may wrap `generate` with `spaces.GPU`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from generation.assets import IMAGE_FORMATS, Asset, AssetStore, asset_key
+from generation.assets import IMAGE_FORMATS, Asset, asset_key
 from generation.compose import COMPOSE_VERSION, FALLBACK_VERSION, compose_poster, render_fallback_cover
+from generation.domain import FILM, Domain
 from generation.errors import invalid
-from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads, select_device
+from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads
 from generation.profile import UserProfile
 from generation.prompts import ItemInfo, Prompt, build_prompt
 
@@ -37,6 +44,7 @@ DEFAULT_MODEL = "stabilityai/sd-turbo"
 DEFAULT_STEPS = 2  # sd-turbo: 1-4 steps, no classifier-free guidance
 DEFAULT_SIZE = 512  # sd-turbo's training resolution; the poster is 512 x 768
 MAX_CANDIDATES = 16
+ITEM_IMAGE_RENDERER = "item-image-v1"  # the fallback that frames the item's own picture
 
 ProgressCallback = Callable[[int, int], Any]
 
@@ -74,33 +82,30 @@ class CoverGenerator(LoadsOnce):
         cache_dir: Path | str | None = None,
         fallback_on_error: bool = True,
         image_format: str = "jpeg",
+        domain: Domain = FILM,
+        init_strength: float | None = None,
     ) -> None:
-        if model is not None and (not isinstance(model, str) or not model.strip()):
-            raise invalid("model", "a hub id, a local directory or None (typographic fallback)", model)
         if isinstance(steps, bool) or not isinstance(steps, Integral) or not 1 <= steps <= 200:
             raise invalid("steps", "an int between 1 and 200", steps)
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, Real) or guidance_scale < 0:
             raise invalid("guidance_scale", "a number >= 0", guidance_scale)
-        if not isinstance(allow_network, bool):
-            raise invalid("allow_network", "a bool", allow_network)
         if image_format not in IMAGE_FORMATS:
             raise invalid("image_format", f"one of {tuple(IMAGE_FORMATS)}", image_format)
+        if init_strength is not None:
+            if isinstance(init_strength, bool) or not isinstance(init_strength, Real) or not 0 < init_strength <= 1:
+                raise invalid("init_strength", "None (text-to-image) or a number in (0, 1]", init_strength)
+            if int(int(steps) * float(init_strength)) < 1:
+                raise invalid("init_strength", f"a value with steps * init_strength >= 1 (steps={steps}: at least "
+                              f"{1 / int(steps):.3g}), so that image-to-image runs a denoising step", init_strength)
+        self._init_loading(model, asset_dir, device, dtype, allow_network, num_threads, cache_dir, fallback_on_error,
+                           domain)
+        self.init_strength = None if init_strength is None else float(init_strength)
+        self._img2img: Any = None
         self.image_format = image_format
-        self.model = model.strip() if model else None
-        self.store = AssetStore(asset_dir)
-        self.device, self.dtype = select_device(device, dtype)
-        self.allow_network = allow_network
         self.steps = int(steps)
         self.width, self.height = _size(size)
         self.guidance_scale = float(guidance_scale)
-        self.num_threads = num_threads
-        self.cache_dir = cache_dir
-        self.fallback_on_error = fallback_on_error
-        self.resolved: ResolvedModel | None = None
-        self.unavailable_reason: str | None = None if model else "no cover model configured (model=None)"
         self._pipe: Any = None
-        self._loaded = model is None
-        self._lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------------------------------
     @property
@@ -148,6 +153,21 @@ class CoverGenerator(LoadsOnce):
         if callback is not None and not callable(callback):
             raise invalid("callback", "None or a callable(step, total)", callback)
 
+    def _init_image(self, item: ItemInfo) -> str | None:
+        """The item's picture when it feeds this cover: always for the fallback, with `init_strength` for a model."""
+        if item.image is None or (not self.uses_fallback and self.init_strength is None):
+            return None
+        return item.image
+
+    @staticmethod
+    def _file_digest(path: str) -> str:
+        import hashlib
+
+        try:
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        except OSError as exc:
+            raise invalid("item.image", "a readable image file", path) from exc
+
     def key_payload(self, item: ItemInfo, prompt: Prompt, seed: int) -> dict[str, Any]:
         """Everything that determines a cover's pixels; its sha256 is the cover's key. The typographic fallback
         does not read the prompt, so its key leaves it out: one file per (item, seed), shared by every user."""
@@ -160,9 +180,16 @@ class CoverGenerator(LoadsOnce):
             "height": self.height,
             "image_format": self.image_format,
         }
+        init = self._init_image(item)
+        if init is not None:
+            common["init_image"] = self._file_digest(init)
         if self.uses_fallback:
+            if init is not None:
+                return {**common, "generator": "fallback", "renderer": ITEM_IMAGE_RENDERER}
             return {**common, "generator": "fallback", "renderer": FALLBACK_VERSION, "genres": item.genres}
         assert self.resolved is not None
+        if init is not None:
+            common["init_strength"] = self.init_strength
         return {
             **common,
             "prompt": prompt.text,
@@ -197,7 +224,8 @@ class CoverGenerator(LoadsOnce):
         self.check_inputs(item, profile, n, seed, alpha, callback)
         self.load()
         # 2. the prompt: the item's content mixed with the user's preferences
-        prompt = build_prompt(item, profile, float(alpha))
+        prompt = build_prompt(item, profile, float(alpha), self.domain)
+        init = self._init_image(item)
         user_id = profile.user_id if profile is not None else None
         total = int(n) * self.steps
         assets = []
@@ -210,7 +238,7 @@ class CoverGenerator(LoadsOnce):
             if cached is not None:
                 # the file's provenance, this request's prompt (for a model cover the prompt is in the key anyway)
                 cached.personalized = prompt.personalized
-                cached.prompt, cached.params = prompt.text, self._params(prompt)
+                cached.prompt, cached.params = prompt.text, self._params(prompt, init)
                 assets.append(cached)
                 if callback is not None:
                     callback(done + self.steps, total)
@@ -218,11 +246,14 @@ class CoverGenerator(LoadsOnce):
             # 4. denoise (or render the fallback), 5. compose, 6. file with provenance
             start = time.perf_counter()
             if self.uses_fallback:
-                poster = render_fallback_cover(item.title, item.year, item.genres, candidate_seed, self.width)
+                if init is not None:
+                    poster = compose_poster(_open_rgb(init), item.title, item.year, width=self.width)
+                else:
+                    poster = render_fallback_cover(item.title, item.year, item.genres, candidate_seed, self.width)
                 if callback is not None:
                     callback(done + self.steps, total)
             else:
-                art = self._denoise(prompt, candidate_seed, callback, done, total)
+                art = self._denoise(prompt, candidate_seed, callback, done, total, init)
                 poster = compose_poster(art, item.title, item.year)
             asset = Asset(
                 kind="cover",
@@ -233,7 +264,7 @@ class CoverGenerator(LoadsOnce):
                 prompt=prompt.text,
                 negative_prompt="" if self.uses_fallback else self._negative(prompt),
                 seed=candidate_seed,
-                params=self._params(prompt),
+                params=self._params(prompt, init),
                 content_hash=key,
                 personalized=prompt.personalized,
             )
@@ -241,7 +272,7 @@ class CoverGenerator(LoadsOnce):
             assets.append(self.store.put(asset, poster))
         return assets
 
-    def _params(self, prompt: Prompt) -> dict[str, Any]:
+    def _params(self, prompt: Prompt, init: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {
             "alpha": prompt.alpha,
             "keywords": list(prompt.keywords),
@@ -250,9 +281,14 @@ class CoverGenerator(LoadsOnce):
             "poster": COMPOSE_VERSION,
             "image_format": self.image_format,
         }
+        if init is not None:
+            params["init_image"] = init
         if self.uses_fallback:
-            params.update(renderer=FALLBACK_VERSION, prompt_used=False, fallback_reason=self.unavailable_reason)
+            params.update(renderer=ITEM_IMAGE_RENDERER if init is not None else FALLBACK_VERSION, prompt_used=False,
+                          fallback_reason=self.unavailable_reason)
         else:
+            if init is not None:
+                params.update(pipeline="image-to-image", init_strength=self.init_strength)
             assert self.resolved is not None
             params.update(
                 steps=self.steps,
@@ -264,8 +300,21 @@ class CoverGenerator(LoadsOnce):
             )
         return params
 
-    def _denoise(self, prompt: Prompt, seed: int, callback: ProgressCallback | None, done: int, total: int) -> Any:
-        """One image from the pipeline: a seeded CPU generator makes it reproducible on any device."""
+    def _image_to_image(self) -> Any:
+        """The image-to-image pipeline over the loaded components (built once; no weights are copied)."""
+        from diffusers import AutoPipelineForImage2Image
+
+        if self._img2img is None:
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self._pipe)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
+
+    def _denoise(
+        self, prompt: Prompt, seed: int, callback: ProgressCallback | None, done: int, total: int,
+        init: str | None = None,
+    ) -> Any:
+        """One image from the pipeline: a seeded CPU generator makes it reproducible on any device. With `init`
+        (the item's picture) image-to-image: `init_strength` of the steps are run, starting from that picture."""
         import torch
 
         kwargs: dict[str, Any] = {}
@@ -279,15 +328,48 @@ class CoverGenerator(LoadsOnce):
         negative = self._negative(prompt)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         with self._lock, torch.inference_mode():
-            out = self._pipe(
-                prompt=prompt.text,
-                negative_prompt=negative or None,
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance_scale,
-                width=self.width,
-                height=self.height,
-                generator=generator,
-                output_type="pil",
-                **kwargs,
-            )
+            if init is None:
+                out = self._pipe(
+                    prompt=prompt.text,
+                    negative_prompt=negative or None,
+                    num_inference_steps=self.steps,
+                    guidance_scale=self.guidance_scale,
+                    width=self.width,
+                    height=self.height,
+                    generator=generator,
+                    output_type="pil",
+                    **kwargs,
+                )
+            else:
+                out = self._image_to_image()(
+                    prompt=prompt.text,
+                    image=_fit(_open_rgb(init), self.width, self.height),
+                    strength=self.init_strength,
+                    negative_prompt=negative or None,
+                    num_inference_steps=self.steps,
+                    guidance_scale=self.guidance_scale,
+                    generator=generator,
+                    output_type="pil",
+                    **kwargs,
+                )
+                ran = int(self.steps * float(self.init_strength or 1.0))
+                if callback is not None and ran < self.steps:
+                    callback(done + self.steps, total)  # the skipped steps count as done
         return out.images[0]
+
+
+def _open_rgb(path: str) -> Any:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except OSError as exc:
+        raise invalid("item.image", "a readable image file", path) from exc
+
+
+def _fit(image: Any, width: int, height: int) -> Any:
+    """`image` scaled to cover width x height and centre-cropped to it (the init image's size is the output's)."""
+    from PIL import ImageOps
+
+    return ImageOps.fit(image, (width, height))

@@ -186,6 +186,34 @@ class LoadsOnce:
     required_file: str
     fallback_label: str
 
+    def _init_loading(self, model: str | None, asset_dir, device: str, dtype: str | None, allow_network: bool,
+                      num_threads: int | None, cache_dir, fallback_on_error: bool, domain) -> None:
+        """The constructor part both generators share: check and keep the model, device, network and domain
+        settings, and start unloaded (already "loaded" as the fallback when `model` is None)."""
+        import threading
+
+        from generation.assets import AssetStore
+        from generation.domain import Domain
+
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise invalid("model", f"a hub id, a local directory or None ({self.fallback_label})", model)
+        if not isinstance(allow_network, bool):
+            raise invalid("allow_network", "a bool", allow_network)
+        if not isinstance(domain, Domain):
+            raise invalid("domain", "a generation.domain.Domain", domain)
+        self.model = model.strip() if model else None
+        self.store = AssetStore(asset_dir)
+        self.device, self.dtype = select_device(device, dtype)
+        self.allow_network = allow_network
+        self.num_threads = num_threads
+        self.cache_dir = cache_dir
+        self.fallback_on_error = fallback_on_error
+        self.domain = domain
+        self.resolved: ResolvedModel | None = None
+        self.unavailable_reason: str | None = None if model else f"no {self.purpose} configured (model=None)"
+        self._loaded = model is None
+        self._lock = threading.RLock()
+
     def load(self):
         """Resolve and load the model once (call it at start). Raises ModelUnavailableError unless
         `fallback_on_error`; then `unavailable_reason` says why the fallback is in use."""

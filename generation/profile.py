@@ -2,11 +2,19 @@
 
 PMG turns a user's history into preference keywords and conditions a diffusion model on them. Here the
 keywords come from what the user liked (rated at or above `like_threshold`, or liked without a rating):
-the visual style words of their favourite genres, the content words of the items they liked, and the
-phrases of cover prompts they preferred in A/B comparisons. Recent items count more (a half-life in
-items, not seconds, so the scale of timestamps does not matter).
 
-    profile = build_profile("196", history_rows, preferred_prompts=["... warm sunny colors ..."])
+- named by the caption LLM when one is loaded (PMG's way: `CaptionGenerator.preference_keywords`, passed in
+  as `llm_keywords`), topped up by
+- TF-IDF keyphrases (words and two-word phrases) of the liked items' text, weighted by how much and how
+  recently each item was liked, with inverse document frequencies over the catalogue (`KeyphraseIndex`);
+- the style words the dataset's domain declares for the user's favourite genres (data, e.g. the film
+  domain's poster styles; a domain without hints uses the genre names themselves);
+- the phrases of cover prompts they preferred in A/B comparisons.
+
+Recent items count more (a half-life in items, not seconds, so the scale of timestamps does not matter).
+
+    index = KeyphraseIndex(dataset.items["text"])                      # once, at start
+    profile = build_profile("196", history_rows, corpus=index, domain=FILM)
     profile.keywords   # ['warm sunny colors', 'playful mood', 'cosmic vistas', ...]
 """
 
@@ -18,31 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 
+from generation.domain import FILM, FILM_STYLE_HINTS, Domain, genre_key
 from generation.errors import invalid
 
-# Visual style words per genre: what a poster for a fan of that genre tends to look like.
-# Keys are normalised genre names (lowercase, letters and digits only), see `genre_key`.
-GENRE_STYLES: dict[str, tuple[str, ...]] = {
-    "action": ("dynamic motion", "explosive energy"),
-    "adventure": ("sweeping landscapes", "epic scale"),
-    "animation": ("vibrant cel-shaded colors", "playful shapes"),
-    "childrens": ("bright cheerful palette", "storybook whimsy"),
-    "comedy": ("warm sunny colors", "playful mood"),
-    "crime": ("gritty city at night", "hard shadows"),
-    "documentary": ("naturalistic photography", "candid framing"),
-    "drama": ("soft dramatic lighting", "intimate mood"),
-    "fantasy": ("magical glow", "mythic atmosphere"),
-    "filmnoir": ("high-contrast black and white", "venetian blind shadows"),
-    "horror": ("eerie darkness", "unsettling fog"),
-    "musical": ("stage spotlights", "rhythmic color"),
-    "mystery": ("moody shadows", "hidden clues"),
-    "romance": ("soft golden light", "tender pastel tones"),
-    "scifi": ("futuristic neon", "cosmic vistas"),
-    "thriller": ("tense cold tones", "stark contrast"),
-    "war": ("smoky battlefield haze", "desaturated tones"),
-    "western": ("dusty desert sunset", "wide frontier horizon"),
-}
-_GENRE_ALIASES = {"sciencefiction": "scifi", "children": "childrens", "family": "childrens", "noir": "filmnoir"}
+# The film domain's style hints, kept under their old name (MovieLens genres -> poster styles); other domains
+# carry their own (or none) in `generation.domain.Domain.style_hints`.
+GENRE_STYLES = FILM_STYLE_HINTS
 
 STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before being below
@@ -64,28 +53,73 @@ MAX_LIKED_TITLES = 10
 QUALITY_PHRASES = ("cinematic composition", "highly detailed")
 
 
-def genre_key(genre: str) -> str:
-    """'Sci-Fi' -> 'scifi', "Children's" -> 'childrens': the key into GENRE_STYLES."""
-    key = re.sub(r"[^a-z0-9]", "", genre.lower())
-    return _GENRE_ALIASES.get(key, key)
+def genre_styles(genre: str, domain: Domain = FILM) -> tuple[str, ...]:
+    """The style words `domain` declares for a genre; () for a genre without any (e.g. ml-100k's 'unknown')."""
+    return domain.styles(genre)
 
 
-def genre_styles(genre: str) -> tuple[str, ...]:
-    """The style words of a genre; () for a genre without any (e.g. ml-100k's 'unknown')."""
-    return GENRE_STYLES.get(genre_key(genre), ())
+_WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
 
 
-def content_words(text: str, exclude: set[str] | frozenset[str] = frozenset(), limit: int | None = None) -> list[str]:
-    """Distinct lowercase content words of `text` in order of appearance (no stopwords, digits or `exclude`)."""
+def _is_content(word: str, exclude: frozenset[str] | set[str], domain: Domain) -> bool:
+    return not (len(word) < 4 or word in STOPWORDS or word in domain.stopwords or word in exclude
+                or genre_key(word) in domain.style_hints)
+
+
+def content_words(text: str, exclude: set[str] | frozenset[str] = frozenset(), limit: int | None = None,
+                  domain: Domain = FILM) -> list[str]:
+    """Distinct lowercase content words of `text` in order of appearance (no stopwords, digits, the domain's
+    own words, genres it has style hints for, or `exclude`)."""
     words: list[str] = []
-    for word in re.findall(r"[^\W\d_]+(?:['-][^\W\d_]+)*", text.lower()):
-        if len(word) < 4 or word in STOPWORDS or word in exclude or genre_key(word) in GENRE_STYLES:
+    for word in _WORD.findall(text.lower()):
+        if not _is_content(word, exclude, domain):
             continue
         if word not in words:
             words.append(word)
             if limit is not None and len(words) >= limit:
                 break
     return words
+
+
+def keyphrases(text: str, exclude: set[str] | frozenset[str] = frozenset(), domain: Domain = FILM) -> list[str]:
+    """Distinct candidate keyphrases of `text`: its content words and each pair of adjacent content words
+    (a two-word phrase, e.g. "galactic empire"), in order of appearance."""
+    out: list[str] = []
+    previous: str | None = None
+    for token in re.findall(r"[^\W\d_]+(?:['-][^\W\d_]+)*|[^\w\s]", text.lower()):
+        if not _WORD.fullmatch(token) or not _is_content(token, exclude, domain):
+            previous = None  # punctuation or a stopword breaks a phrase
+            continue
+        for phrase in ((f"{previous} {token}",) if previous else ()) + (token,):
+            if phrase not in out:
+                out.append(phrase)
+        previous = token
+    return out
+
+
+class KeyphraseIndex:
+    """Document frequencies of keyphrases over a catalogue's item texts: the IDF of TF-IDF.
+
+    `weight(phrase)` is idf(phrase) / the largest idf, in (0, 1]: a phrase that appears in few items counts
+    fully, one that appears in every item barely. Built once per catalogue (milliseconds for thousands of items).
+    """
+
+    def __init__(self, texts, domain: Domain = FILM) -> None:
+        self.domain = domain
+        self.n_docs = 0
+        self.df: dict[str, int] = {}
+        for text in texts:
+            self.n_docs += 1
+            for phrase in keyphrases(str(text or ""), domain=domain):
+                self.df[phrase] = self.df.get(phrase, 0) + 1
+        self._max_idf = self.idf("\x00")  # an unseen phrase has the largest idf
+
+    def idf(self, phrase: str) -> float:
+        """Smoothed inverse document frequency: ln((1 + N) / (1 + df)) + 1."""
+        return math.log((1 + self.n_docs) / (1 + self.df.get(phrase, 0))) + 1.0
+
+    def weight(self, phrase: str) -> float:
+        return self.idf(phrase) / self._max_idf
 
 
 @dataclass
@@ -97,10 +131,13 @@ class UserProfile:
     top_genres: list[str] = field(default_factory=list)  # most liked first, as spelled in the data
     keywords: list[str] = field(default_factory=list)  # preference keywords, strongest first
     preferred_prompts: list[str] = field(default_factory=list)  # prompts of covers the user preferred
+    keyword_source: str = "tfidf"  # "llm" when the caption LLM named the leading keywords, else "tfidf"
 
     def __post_init__(self) -> None:
         if not isinstance(self.user_id, str) or not self.user_id:
             raise invalid("UserProfile.user_id", "a non-empty string", self.user_id)
+        if self.keyword_source not in ("llm", "tfidf"):
+            raise invalid("UserProfile.keyword_source", "'llm' or 'tfidf'", self.keyword_source)
         for name in ("liked_titles", "top_genres", "keywords", "preferred_prompts"):
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -146,12 +183,35 @@ def prompt_phrases(prompt: str) -> list[str]:
     return [p for p in phrases if p and '"' not in p and len(p.split()) <= 5]
 
 
+def _without_overlap(ranked: list[str], limit: int) -> list[str]:
+    """The first `limit` distinct keywords of `ranked`, skipping a word that a kept two-word phrase already
+    says and a two-word phrase whose both words are already kept."""
+    kept: list[str] = []
+    words: set[str] = set()
+    pairs: set[str] = set()
+    for phrase in ranked:
+        if len(kept) >= limit:
+            break
+        parts = phrase.split()
+        if phrase in kept or (len(parts) == 1 and phrase in pairs) or (len(parts) == 2 and set(parts) <= words):
+            continue
+        kept.append(phrase)
+        if len(parts) == 1:
+            words.add(phrase)
+        elif len(parts) == 2:
+            pairs.update(parts)
+    return kept
+
+
 def build_profile(
     user_id: str,
     history: Sequence[Mapping],
     preferred_prompts: Sequence[str] = (),
     like_threshold: float = LIKE_THRESHOLD,
     max_keywords: int = MAX_KEYWORDS,
+    domain: Domain = FILM,
+    corpus: KeyphraseIndex | None = None,
+    llm_keywords: Sequence[str] = (),
 ) -> UserProfile:
     """Distil a user's history into a `UserProfile`.
 
@@ -160,6 +220,12 @@ def build_profile(
     rating (an implicit like, e.g. a click on "like"). Weight of a liked row: (rating - threshold + 1) or 1,
     times 0.5 ** (recency rank / RECENCY_HALF_LIFE); rows without a timestamp count as older than any with one,
     and among themselves later rows are newer.
+
+    Keywords, strongest first: `llm_keywords` (named by the caption LLM, when given), then by score: a
+    keyphrase of the liked items' text scores 0.5 x the sum of its items' weights x its IDF weight over
+    `corpus` (1 without a corpus) and counts once it recurs (in two liked items, or one when only one was
+    liked); a favourite genre's style words (from `domain`, or the genre's own name when the domain declares
+    none) score the genre's weight; a phrase of a preferred cover prompt scores PREFERRED_PROMPT_WEIGHT.
     """
     if not isinstance(user_id, str) or not user_id:
         raise invalid("user_id", "a non-empty string", user_id)
@@ -169,6 +235,12 @@ def build_profile(
         raise invalid("preferred_prompts", "a sequence of strings", preferred_prompts)
     if not isinstance(max_keywords, int) or max_keywords < 0:
         raise invalid("max_keywords", "an int >= 0", max_keywords)
+    if not isinstance(domain, Domain):
+        raise invalid("domain", "a generation.domain.Domain", domain)
+    if corpus is not None and not isinstance(corpus, KeyphraseIndex):
+        raise invalid("corpus", "a generation.profile.KeyphraseIndex or None", corpus)
+    if isinstance(llm_keywords, str) or not all(isinstance(k, str) and k.strip() for k in llm_keywords):
+        raise invalid("llm_keywords", "a sequence of non-empty strings", llm_keywords)
 
     rows = [_check_row(i, row) for i, row in enumerate(history)]
     # newest first: by timestamp (missing = oldest), then by position in the list (later = newer)
@@ -179,7 +251,8 @@ def build_profile(
     )
     genre_score: dict[str, float] = {}
     genre_name: dict[str, str] = {}
-    word_score: dict[str, float] = {}
+    phrase_score: dict[str, float] = {}
+    phrase_items: dict[str, int] = {}
     liked_titles: list[str] = []
     rank = 0
     for i in order:
@@ -196,30 +269,38 @@ def build_profile(
                 continue
             genre_score[key] = genre_score.get(key, 0.0) + weight
             genre_name.setdefault(key, genre)
-        title_words = set(content_words(title))
-        for word in content_words(text, exclude=title_words, limit=6):
-            word_score[word] = word_score.get(word, 0.0) + 0.5 * weight
+        title_words = set(content_words(title, domain=domain))
+        genre_words = {g.lower() for g in genres}
+        for phrase in keyphrases(text, exclude=title_words | genre_words, domain=domain)[:12]:
+            idf = corpus.weight(phrase) if corpus is not None else 1.0
+            phrase_score[phrase] = phrase_score.get(phrase, 0.0) + 0.5 * weight * idf
+            phrase_items[phrase] = phrase_items.get(phrase, 0) + 1
 
     ranked_genres = sorted(genre_score, key=lambda k: (-genre_score[k], k))
     top_genres = [genre_name[k] for k in ranked_genres[:3]]
 
     scores: dict[str, float] = {}
     for key in ranked_genres[:3]:
-        for style in GENRE_STYLES.get(key, ()):
+        styles = domain.style_hints.get(key, ()) or (genre_name[key].lower(),)
+        for style in styles:
             scores[style] = scores.get(style, 0.0) + genre_score[key]
-    for word, score in word_score.items():
-        if score >= 1.0:  # a content word counts once it recurs (or comes from a loved, recent item)
-            scores[word] = scores.get(word, 0.0) + score
+    recur = 2 if rank >= 2 else 1
+    for phrase, score in phrase_score.items():
+        if phrase_items[phrase] >= recur:  # a keyphrase counts once it recurs
+            scores[phrase] = scores.get(phrase, 0.0) + score
     for prompt in preferred_prompts:
         for phrase in prompt_phrases(prompt):
-            if phrase in QUALITY_PHRASES:
+            if phrase in QUALITY_PHRASES or phrase in domain.quality:
                 continue
             scores[phrase] = scores.get(phrase, 0.0) + PREFERRED_PROMPT_WEIGHT
-    keywords = sorted(scores, key=lambda k: (-scores[k], k))[:max_keywords]
+    ranked = sorted(scores, key=lambda k: (-scores[k], k))
+    named = list(dict.fromkeys(k.strip().lower() for k in llm_keywords))
+    keywords = _without_overlap([*named, *ranked], max_keywords)
     return UserProfile(
         user_id=user_id,
         liked_titles=liked_titles,
         top_genres=top_genres,
         keywords=keywords,
         preferred_prompts=list(preferred_prompts),
+        keyword_source="llm" if named else "tfidf",
     )

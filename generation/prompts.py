@@ -6,6 +6,10 @@
     #  warm sunny colors, toys, alive, cinematic composition, highly detailed'
     build_prompt(item, profile, alpha=0.5)   # half the item's phrases, half the user's keywords
 
+The words come from the catalogue's domain (`generation.domain.Domain`: the subject 'poster art for the
+film ...' for MovieLens, 'cover art for the book ...' for a book catalogue, the closing quality phrases, the
+style hints of genres); `domain` defaults to the film domain, the one MovieLens declares.
+
 alpha = 0 gives the generic prompt (the same text for every user), alpha = 1 keeps only the subject (title,
 year) and the strongest item phrase from the item and fills the rest with the user's keywords. In between,
 the share of each side follows alpha, and the side with the larger weight comes first (CLIP attends more
@@ -18,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
+from generation.domain import FILM, Domain
 from generation.errors import invalid
-from generation.profile import QUALITY_PHRASES, UserProfile, content_words, genre_styles
+from generation.profile import QUALITY_PHRASES, UserProfile, content_words
 
 NEGATIVE_PROMPT = "text, letters, watermark, signature, logo, blurry, low quality, deformed"
 QUALITY = QUALITY_PHRASES
@@ -36,6 +41,7 @@ class ItemInfo:
     year: int | None = None
     genres: list[str] = field(default_factory=list)
     text: str = ""
+    image: str | None = None  # the item's own picture (a file path), when the catalogue has one
 
     def __post_init__(self) -> None:
         if not isinstance(self.item_id, str) or not self.item_id:
@@ -51,6 +57,8 @@ class ItemInfo:
         self.genres = list(self.genres)
         if not isinstance(self.text, str):
             raise invalid("ItemInfo.text", "a string", self.text)
+        if self.image is not None and (not isinstance(self.image, str) or not self.image):
+            raise invalid("ItemInfo.image", "a file path (str) or None", self.image)
 
     @property
     def label(self) -> str:
@@ -70,33 +78,33 @@ class Prompt:
     item_phrases: list[str] = field(default_factory=list)  # the item's own phrases in `text`
 
 
-def item_phrases(item: ItemInfo) -> list[str]:
-    """The item's own content as prompt phrases: its genres' first style words, then content words of its text."""
+def item_phrases(item: ItemInfo, domain: Domain = FILM) -> list[str]:
+    """The item's own content as prompt phrases: its genres' first style words (those `domain` declares), then
+    content words of its text."""
     phrases: list[str] = []
     for genre in item.genres[:3]:
-        for style in genre_styles(genre)[:1]:
+        for style in domain.styles(genre)[:1]:
             if style not in phrases:
                 phrases.append(style)
-    title_words = set(content_words(item.title))
-    for word in content_words(item.text, exclude=title_words, limit=MAX_ITEM_PHRASES):
+    title_words = set(content_words(item.title, domain=domain)) | {g.lower() for g in item.genres}
+    for word in content_words(item.text, exclude=title_words, limit=MAX_ITEM_PHRASES, domain=domain):
         if len(phrases) >= MAX_ITEM_PHRASES:
             break
         phrases.append(word)
     return phrases
 
 
-def subject(item: ItemInfo) -> str:
-    title = item.title.replace('"', "'").strip()
-    year = f" ({item.year})" if item.year is not None else ""
-    return f'poster art for the film "{title}"{year}'
+def subject(item: ItemInfo, domain: Domain = FILM) -> str:
+    """The prompt's subject, naming the item the way its domain does."""
+    return domain.subject(item.title, item.year)
 
 
-def build_prompt(item: ItemInfo, profile: UserProfile | None, alpha: float = 0.5) -> Prompt:
+def build_prompt(item: ItemInfo, profile: UserProfile | None, alpha: float = 0.5, domain: Domain = FILM) -> Prompt:
     """The cover prompt for `item`, personalized for `profile` with weight `alpha` in [0, 1].
 
     `profile=None`, an empty profile or `alpha=0` give the generic prompt. The number of the item's own
     phrases kept is round((1 - alpha) * n_item) (at least one), the number of user keywords added is
-    round(alpha * n_pref); keywords the item already has are not repeated.
+    round(alpha * n_pref) (at least one when alpha > 0); keywords the item already has are not repeated.
     """
     if not isinstance(item, ItemInfo):
         raise invalid("item", "a generation.prompts.ItemInfo", item)
@@ -105,18 +113,20 @@ def build_prompt(item: ItemInfo, profile: UserProfile | None, alpha: float = 0.5
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0.0 <= float(alpha) <= 1.0:
         raise invalid("alpha", "a number between 0 and 1", alpha)
     alpha = float(alpha)
+    if not isinstance(domain, Domain):
+        raise invalid("domain", "a generation.domain.Domain", domain)
 
-    own = item_phrases(item)
+    own = item_phrases(item, domain)
     prefs: list[str] = []
     if profile is not None and alpha > 0:
         prefs = [k for k in profile.keywords if k not in own][:MAX_PREF_PHRASES]
-    n_pref = round(alpha * len(prefs))
+    n_pref = max(1, round(alpha * len(prefs))) if prefs else 0  # alpha > 0 keeps at least one: round(0.5) is 0
     n_own = max(1, round((1.0 - alpha) * len(own))) if own else 0
     if n_pref == 0:
         n_own = len(own)  # nothing of the user's: the full generic prompt
     kept_own, kept_prefs = own[:n_own], prefs[:n_pref]
     body = kept_prefs + kept_own if alpha > 0.5 else kept_own + kept_prefs
-    text = ", ".join([subject(item), *body, *QUALITY])
+    text = ", ".join([subject(item, domain), *body, *domain.quality])
     return Prompt(
         text=text,
         negative=NEGATIVE_PROMPT,
@@ -127,6 +137,8 @@ def build_prompt(item: ItemInfo, profile: UserProfile | None, alpha: float = 0.5
     )
 
 
-def prompt_pair(item: ItemInfo, profile: UserProfile | None, alpha: float = 0.5) -> tuple[Prompt, Prompt]:
+def prompt_pair(
+    item: ItemInfo, profile: UserProfile | None, alpha: float = 0.5, domain: Domain = FILM
+) -> tuple[Prompt, Prompt]:
     """(personalized, generic) prompts for the same item: the two arms of an A/B comparison."""
-    return build_prompt(item, profile, alpha), build_prompt(item, None, 0.0)
+    return build_prompt(item, profile, alpha, domain), build_prompt(item, None, 0.0, domain)

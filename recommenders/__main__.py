@@ -1,4 +1,4 @@
-"""`python -m recommenders fetch|evaluate|train` - see `python -m recommenders --help`."""
+"""`python -m recommenders fetch|evaluate|train|add-items` - see `python -m recommenders --help`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from recommenders.errors import RecommendersError
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".vitrine"
 
 
+def _model_names() -> tuple[str, ...]:
+    from recommenders.models import MODEL_NAMES
+
+    return MODEL_NAMES
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recommenders", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -23,23 +29,51 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a bring-your-own folder")
-        p.add_argument("--model", required=True, help="one of: pop itemknn bpr lightgcn ease text vbpr")
+        p.add_argument("--model", required=True, help="one of: " + " ".join(_model_names()))
         p.add_argument("--seed", type=int, default=2020)
         p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="model hyper-parameter override, e.g. --param reg=300 (repeatable)")
         p.add_argument("--text-model", default=None, help="sentence-transformers dir (default: packaged MiniLM)")
         p.add_argument("--image-model", default=None, help="CLIP dir or cached hub id, for datasets with images")
+        p.add_argument("--quiet", action="store_true",
+                       help="no epoch progress bar on stderr (the JSON on stdout is the same either way)")
 
     ev = sub.add_parser("evaluate", help="fit on a split's train part, report valid/test metrics at 10 and 20")
     common(ev)
     ev.add_argument("--split", default="random", choices=["random", "loo", "cold-item"])
     ev.add_argument("--json", type=Path, default=None, help="write the result JSON here")
     ev.add_argument("--random-baseline", action="store_true", help="also report a random ranking's test metrics")
+    ev.add_argument("--save", type=Path, default=None, help="also save the fitted model into this directory")
+
+    se = sub.add_parser("search", help="seeded grid search per model on the validation split only; writes the "
+                                        "selection JSON that recommenders.search.best_model reads")
+    se.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a bring-your-own folder")
+    se.add_argument("--models", nargs="+", required=True, help="models to search (grids: recommenders.search)")
+    se.add_argument("--split", default="random", choices=["random", "loo", "cold-item"])
+    se.add_argument("--seed", type=int, default=2020)
+    se.add_argument("--max-trials", type=int, default=12, help="at most this many grid points per model (seeded)")
+    se.add_argument("--fixed", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                    help="a parameter set for every trial of MODEL, e.g. two-tower:epochs=50 (repeatable)")
+    se.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    se.add_argument("--text-model", default=None)
+    se.add_argument("--image-model", default=None)
+    se.add_argument("--out", type=Path, required=True, help="the selection JSON to write")
+    se.add_argument("--quiet", action="store_true", help="no epoch progress bar on stderr")
 
     tr = sub.add_parser("train", help="fit on all interactions (early-stopped epochs) and save the model")
     common(tr)
     tr.add_argument("--out", type=Path, required=True, help="directory to save the model into")
+
+    add = sub.add_parser("add-items", help="add the items of FOLDER to a bring-your-own catalogue: features "
+                         "computed, saved content models extended at once (ID models: at the next retrain)")
+    add.add_argument("folder", type=Path, help="a folder with items.csv|parquet (and optional images/)")
+    add.add_argument("--dataset", type=Path, required=True, help="the bring-your-own catalogue folder to grow")
+    add.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="holds features/ (the feature cache)")
+    add.add_argument("--models-dir", type=Path, default=None,
+                     help="saved models (one folder with params.json each): content models are extended and re-saved")
+    add.add_argument("--text-model", default=None, help="sentence-transformers dir (default: packaged MiniLM)")
+    add.add_argument("--image-model", default=None, help="CLIP dir or cached hub id, for datasets with images")
     return parser
 
 
@@ -81,9 +115,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     model = create_model(args.model, **params)
     if "seed" in model.params and "seed" not in params:
         model.params["seed"] = args.seed
-    t0 = time.perf_counter()
-    model.fit(split.train, dataset.item_ids, features, valid=split.valid)
-    fit_seconds = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.fit(split.train, dataset.item_ids, features, valid=split.valid, progress=not args.quiet)
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     result = evaluate_model(model, split, embeddings=features["text"])
     eval_seconds = time.perf_counter() - t0
@@ -91,11 +125,16 @@ def evaluate(args: argparse.Namespace) -> dict:
         "dataset": dataset.name, "model": args.model, "split": args.split, "seed": args.seed,
         "test": result["test"], "valid": result["valid"],
         "fit_seconds": fit_seconds, "eval_seconds": eval_seconds,
+        # CPU seconds of this process: on a shared machine, what the fit costs without waiting for a core
+        "fit_cpu_seconds": fit_cpu_seconds,
         "epochs_run": len(model.history) or None,
         "config": {"params": model.params, "split": repr(split), "features": {k: list(v.shape) for k, v in features.items()},
                    "protocol": "full ranking; test excludes train+valid items, valid excludes train items"
                                + ("; candidates = held-out cold items" if split.cold_items else "")},
     }
+    if args.save is not None:
+        model.save(args.save)
+        out["saved"] = str(args.save)
     if args.random_baseline:
         out["random_test"] = random_baseline(split, model.item_ids, model.user_ids, seed=args.seed)
     return out
@@ -111,10 +150,69 @@ def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     dataset = load_dataset(args.dataset, args.data_dir)
     features = _features(args, dataset) if args.model in FEATURE_MODELS else None
-    model = train_model(dataset, args.model, features=features, seed=args.seed, **_params(args.param))
+    model = train_model(dataset, args.model, features=features, seed=args.seed, progress=not args.quiet,
+                        **_params(args.param))
     model.save(args.out)
     return {"dataset": dataset.name, "model": args.model, "out": str(args.out), "params": model.params,
             "fit_seconds": model.fit_seconds, "users": len(model.user_ids), "items": len(model.item_ids)}
+
+
+def add_items(args: argparse.Namespace) -> dict:
+    from recommenders.catalog import append_items, check_growable, extend_model, grow_features
+    from recommenders.data import load_dataset, read_items
+    from recommenders.features import compute_features
+    from recommenders.models import load_model
+
+    check_growable(args.dataset, args.folder)
+    read_items(args.folder)  # a bad batch is refused before any feature is computed
+    cache = args.data_dir / "features"
+    before = load_dataset(args.dataset, args.data_dir)
+    before_feats = compute_features(before, cache, args.text_model, args.image_model)
+    grown = append_items(args.dataset, args.folder)
+    feats = grow_features(before, before_feats.arrays, grown, cache, args.text_model, args.image_model)
+    models: dict[str, str] = {}
+    if args.models_dir is not None:
+        for folder in sorted(p for p in Path(args.models_dir).iterdir() if (p / "params.json").is_file()):
+            model = load_model(folder)
+            if set(model.item_ids) - set(grown.item_ids):
+                models[folder.name] = "skipped: trained on another catalogue"
+                continue
+            try:
+                extend_model(model, grown.item_ids, feats.arrays).save(folder)
+                models[folder.name] = f"{model.name}: new items ranked now"
+            except RecommendersError as exc:
+                models[folder.name] = f"{model.name}: at the next retrain ({str(exc).split(':')[0]})"
+    new_ids = grown.item_ids[len(before.items):]
+    return {"dataset": str(args.dataset), "added": new_ids, "items": len(grown.items),
+            "features": {k: list(v.shape) for k, v in feats.arrays.items()}, "missing": feats.missing,
+            "models": models}
+
+
+def search(args: argparse.Namespace) -> dict:
+    import torch
+
+    from recommenders.data import load_dataset
+    from recommenders.search import SEARCH_SPACES, search as run_search, write_selection
+    from recommenders.splits import make_split
+
+    torch.set_num_threads(1)
+    unknown = [m for m in args.models if m not in SEARCH_SPACES]
+    if unknown:
+        raise ValueError(f"--models: no search space for {unknown}; expected some of {sorted(SEARCH_SPACES)}")
+    fixed: dict[str, dict[str, object]] = {}
+    for item in args.fixed:
+        model, sep, pair = item.partition(":")
+        if not sep or not model:
+            raise ValueError(f"--fixed: expected MODEL:KEY=VALUE, got {item!r}")
+        fixed.setdefault(model, {}).update(_params([pair]))
+    dataset = load_dataset(args.dataset, args.data_dir)
+    split = make_split(dataset.interactions, args.split, seed=args.seed)
+    features = _features(args, dataset)
+    result = run_search(split, dataset.item_ids, features, {m: SEARCH_SPACES[m] for m in args.models},
+                        max_trials=args.max_trials, seed=args.seed, fixed=fixed, progress=not args.quiet)
+    result["dataset"] = dataset.name
+    write_selection(result, args.out)
+    return {"dataset": dataset.name, "out": str(args.out), "best": result["best"], "trials": len(result["trials"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"dataset": ds.name, "path": str(folder), "items": len(ds.items),
                               "users": len(ds.users), "interactions": len(ds.interactions)}))
             return 0
-        result = evaluate(args) if args.command == "evaluate" else train(args)
+        commands = {"evaluate": evaluate, "train": train, "search": search, "add-items": add_items}
+        result = commands[args.command](args)
         text = json.dumps(result, indent=2, default=str)
         if getattr(args, "json", None):
             args.json.parent.mkdir(parents=True, exist_ok=True)

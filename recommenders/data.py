@@ -7,7 +7,21 @@ placed in the data dir, or - only when `allow_network=True` - downloads `ml-100k
 A bring-your-own folder holds `items.csv|parquet` (item_id, title, optional text/genres/year/image),
 `interactions.csv|parquet` (user_id, item_id, optional rating/timestamp), optional `users.csv|parquet`
 (user_id + any demographics) and optional `images/`. Malformed input raises `DatasetError` naming the
-file, row and column; a `Dataset` is only returned when everything validated.
+file, row and column; a `Dataset` is only returned when everything validated. An image path must resolve
+(symbolic links followed) to a file inside the folder: `../../etc/passwd` or an absolute path elsewhere is
+refused.
+
+A dataset declares its domain, as plain data that the generators and the UI turn into their words
+(`generation.domain.Domain.from_spec`): a `dataset.yaml` beside the tables,
+
+    domain: book            # film | book | product | music | article | generic
+    noun: novel             # optional: what one item is called (default: the domain's own noun)
+    plural: novels          # optional (default: noun + "s")
+    style_hints:            # optional: a genre's visual style words for the cover prompts
+      Fantasy: [magical glow, mythic atmosphere]
+
+or a `domain` column in the items table (one value for every row; optionally an `item_noun` column).
+Without either the domain is `generic`. MovieLens-100K is `film`.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ import io
 import re
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +49,10 @@ RAW_GENRES = (  # column order of u.item's 19 genre flags (GroupLens README)
 _YEAR_IN_TITLE = re.compile(r"\s*\((\d{4})\)\s*$")
 _TRAILING_ARTICLE = re.compile(r"^(?P<body>.+), (?P<art>The|A|An)(?P<rest>\s*\(.*\))?$")
 _MIN_YEAR, _MAX_YEAR = 1870, 2100
+DOMAINS = ("film", "book", "product", "music", "article", "generic")  # what a dataset may declare
+DATASET_SPEC = "dataset.yaml"
+_SPEC_KEYS = ("domain", "noun", "plural", "style_hints")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,14 @@ class Dataset:
     items: pd.DataFrame  # item_id:str, title:str, text:str, genres:list[str], year:Int64, image:str|None
     users: pd.DataFrame  # user_id:str + demographics
     interactions: pd.DataFrame  # user_id:str, item_id:str, rating:float, timestamp:int
+    # the declared domain as plain data: {"domain": one of DOMAINS, optional "noun", "plural", "style_hints"}
+    domain: dict = field(default_factory=lambda: {"domain": "generic"})
+    folder: str | None = None  # the bring-your-own folder it was read from (None for ml-100k)
+
+    @property
+    def kind(self) -> str:
+        """The declared domain's name: "film", "book", ... ("generic" when none was declared)."""
+        return str(self.domain.get("domain", "generic"))
 
     @property
     def item_ids(self) -> list[str]:
@@ -255,7 +281,7 @@ def _load_ml100k(folder: Path) -> Dataset:
             "timestamp": inter["timestamp"].astype(float).astype(np.int64),
         }
     )
-    return Dataset(ML100K, _finish_items(items), users.reset_index(drop=True), interactions)
+    return Dataset(ML100K, _finish_items(items), users.reset_index(drop=True), interactions, domain={"domain": "film"})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -327,10 +353,14 @@ def _genres(value: object) -> list[str]:
     return [g.strip() for g in re.split(r"[|,;]", str(value)) if g.strip()]
 
 
-def _load_folder(folder: Path) -> Dataset:
-    items_path = _find_table(folder, "items", required=True)
-    inter_path = _find_table(folder, "interactions", required=True)
-    users_path = _find_table(folder, "users", required=False)
+def read_items(folder: Path, items_path: Path | None = None) -> pd.DataFrame:
+    """The validated items table of a bring-your-own folder (`items.csv|parquet`), in `Dataset.items` shape.
+
+    Image paths are resolved inside `folder` (see `_images`); every problem raises `DatasetError` naming the
+    file, row and column.
+    """
+    folder = Path(folder)
+    items_path = items_path or _find_table(folder, "items", required=True)
     raw = _read_table(items_path, ("item_id", "title"))
     item_ids = _ids(items_path, raw, "item_id")
     dup = item_ids.duplicated()
@@ -368,6 +398,89 @@ def _load_folder(folder: Path) -> Dataset:
     items = pd.DataFrame(
         {"item_id": item_ids, "title": titles_clean, "text": texts, "genres": genres, "year": years, "image": images}
     )
+    return _finish_items(items)
+
+
+def read_domain(folder: Path, items_path: Path | None = None) -> dict:
+    """The domain a bring-your-own folder declares: `dataset.yaml`, else a `domain` column, else generic."""
+    folder = Path(folder)
+    spec_path = folder / DATASET_SPEC
+    if spec_path.is_file():
+        import yaml
+
+        try:
+            spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{spec_path}: cannot be read as YAML: {exc}") from exc
+        return validate_domain(spec, str(spec_path))
+    items_path = items_path or _find_table(folder, "items", required=False)
+    if items_path is None:
+        return {"domain": "generic"}
+    wanted = ("domain", "item_noun")
+    try:
+        frame = pd.read_csv(items_path, dtype=str, usecols=lambda c: str(c).strip() in wanted) \
+            if items_path.suffix == ".csv" else pd.read_parquet(items_path)
+    except Exception as exc:  # a parser error: say which file
+        raise DatasetError(f"{items_path}: cannot be read as {items_path.suffix[1:]}: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if "domain" not in frame.columns:
+        return {"domain": "generic"}
+    spec: dict = {}
+    for column, key in (("domain", "domain"), ("item_noun", "noun")):
+        if column not in frame.columns:
+            continue
+        values = frame[column].dropna().astype(str).str.strip()
+        distinct = sorted(set(values) - {""})
+        if len(distinct) != 1:
+            raise DatasetError(f"{items_path}: column {column!r}: expected one value for every row, "
+                               f"got {distinct[:5] or 'none'}")
+        spec[key] = distinct[0]
+    return validate_domain(spec, f"{items_path} (column 'domain')")
+
+
+def validate_domain(spec: object, where: str = "domain") -> dict:
+    """A checked copy of a domain spec ({"domain", optional "noun", "plural", "style_hints"}); DatasetError
+    naming `where` and the key otherwise."""
+    if not isinstance(spec, dict):
+        raise DatasetError(f"{where}: expected a mapping with at least 'domain: <one of {list(DOMAINS)}>', "
+                           f"got {type(spec).__name__}")
+    unknown = sorted(str(k) for k in spec if k not in _SPEC_KEYS)
+    if unknown:
+        raise DatasetError(f"{where}: unknown key(s) {unknown}; expected some of {list(_SPEC_KEYS)}")
+    domain = spec.get("domain")
+    if domain not in DOMAINS:
+        raise DatasetError(f"{where}: key 'domain': expected one of {list(DOMAINS)}, got {domain!r}")
+    out: dict = {"domain": domain}
+    for key in ("noun", "plural"):
+        if key in spec:
+            value = spec[key]
+            if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z][A-Za-z' -]{0,30}", value.strip()):
+                raise DatasetError(f"{where}: key {key!r}: expected a short word (letters, spaces), got {value!r}")
+            out[key] = value.strip().lower()
+    if "style_hints" in spec:
+        hints = spec["style_hints"]
+        if not isinstance(hints, dict):
+            raise DatasetError(f"{where}: key 'style_hints': expected a mapping genre -> list of words, "
+                               f"got {type(hints).__name__}")
+        clean: dict[str, list[str]] = {}
+        for genre, words in hints.items():
+            if isinstance(words, str):
+                words = [words]
+            if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
+                raise DatasetError(f"{where}: key 'style_hints', genre {genre!r}: expected a list of words, "
+                                   f"got {words!r}")
+            clean[str(genre)] = [w.strip() for w in words]
+        out["style_hints"] = clean
+    return out
+
+
+def _load_folder(folder: Path) -> Dataset:
+    items_path = _find_table(folder, "items", required=True)
+    inter_path = _find_table(folder, "interactions", required=True)
+    users_path = _find_table(folder, "users", required=False)
+    items = read_items(folder, items_path)
+    item_ids = items["item_id"]
+    domain = read_domain(folder, items_path)
 
     inter_raw = _read_table(inter_path, ("user_id", "item_id"))
     known = set(item_ids)
@@ -397,11 +510,24 @@ def _load_folder(folder: Path) -> Dataset:
             users = pd.concat([users, pd.DataFrame({"user_id": extra})], ignore_index=True)
     else:
         users = pd.DataFrame({"user_id": pd.unique(interactions["user_id"])})
-    return Dataset(folder.name, _finish_items(items), users.reset_index(drop=True), interactions)
+    return Dataset(folder.name, items, users.reset_index(drop=True), interactions, domain=domain,
+                   folder=str(folder.resolve()))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
 
 
 def _images(folder: Path, items_path: Path, raw: pd.DataFrame, item_ids: pd.Series) -> list[str | None]:
-    """Absolute image paths: the `image` column (relative to the folder or images/), else images/<item_id>.*"""
+    """Absolute image paths: the `image` column (relative to the folder or images/), else images/<item_id>.*
+
+    Every path must resolve (links followed) to a file inside `folder`; one that escapes it is refused.
+    """
+    root = folder.resolve()
     image_dir = folder / "images"
     out: list[str | None] = []
     if "image" in raw.columns:
@@ -409,16 +535,26 @@ def _images(folder: Path, items_path: Path, raw: pd.DataFrame, item_ids: pd.Seri
             if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
                 out.append(None)
                 continue
-            candidates = [Path(str(value)), folder / str(value), image_dir / str(value)]
+            name = str(value).strip()
+            candidates = [Path(name), folder / name, image_dir / name] if Path(name).is_absolute() \
+                else [folder / name, image_dir / name]
+            outside = [p for p in candidates if not _inside(p, root)]
+            if outside:
+                raise DatasetError(f"{items_path}: {_row(i)}, column 'image': {name!r} resolves outside the dataset "
+                                   f"folder {root}; expected a path inside it (e.g. images/<file>)")
             hit = next((p for p in candidates if p.is_file()), None)
             if hit is None:
-                raise DatasetError(f"{items_path}: {_row(i)}, column 'image': file {value!r} not found "
+                raise DatasetError(f"{items_path}: {_row(i)}, column 'image': file {name!r} not found "
                                    f"(looked in {folder} and {image_dir})")
             out.append(str(hit.resolve()))
         return out
     if not image_dir.is_dir():
         return [None] * len(raw)
-    by_stem = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}}
+    by_stem = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    for i, item_id in enumerate(item_ids):
+        if item_id in by_stem and not _inside(by_stem[item_id], root):
+            raise DatasetError(f"{image_dir / by_stem[item_id].name}: the image of item {item_id!r} ({_row(i)} of "
+                               f"{items_path.name}) links outside the dataset folder {root}; expected a file inside it")
     return [str(by_stem[i].resolve()) if i in by_stem else None for i in item_ids]
 
 

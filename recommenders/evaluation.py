@@ -2,8 +2,10 @@
 
 Valid: rank every item except the user's train items. Test: rank every item except the user's train and
 valid items. Users are those with at least one positive in the evaluated part that the model knows.
-On an item cold-start split the candidates are the held-out (cold) items only - the question there is
-whether a model can rank items nobody interacted with - and `random_baseline` gives the chance level.
+Sequential models (those with `with_history`, e.g. SASRec) score the test part with the validation
+interactions appended to each user's history, as RecBole does on leave-one-out. On an item cold-start
+split the candidates are the held-out (cold) items only - the question there is whether a model can rank
+items nobody interacted with - and `random_baseline` gives the chance level.
 """
 
 from __future__ import annotations
@@ -79,9 +81,14 @@ def evaluate_model(model: Any, split: Split, ks: tuple[int, ...] = (10, 20), par
     """{"valid": {...}, "test": {...}} for a model fitted on `split.train`."""
     users = {u: n for n, u in enumerate(model.user_ids)}
     items = {i: n for n, i in enumerate(model.item_ids)}
+    unknown = [p for p in parts if p not in ("valid", "test")]
+    if unknown:
+        raise ValueError(f"parts: expected 'valid' and/or 'test', got {list(parts)}")
     train = _positives(split.train, users, items)
     valid = _positives(split.valid, users, items)
-    test = _positives(split.test, users, items)
+    # split.test is read only when the test part is asked for: model selection (recommenders.search) asks for
+    # "valid" alone and must not see test data.
+    test = _positives(split.test, users, items) if "test" in parts else {}
     pop = np.zeros(len(items))
     for arr in train.values():
         pop[arr] += 1
@@ -91,7 +98,10 @@ def evaluate_model(model: Any, split: Split, ks: tuple[int, ...] = (10, 20), par
     for part in parts:
         t0 = time.perf_counter()
         targets, exclude = (valid, [train]) if part == "valid" else (test, [train, valid])
-        out[part] = rank_metrics(model.score, len(items), targets, exclude, **common)
+        scorer = model
+        if part == "test" and hasattr(model, "with_history"):
+            scorer = model.with_history(split.valid)  # sequential models: the valid item is the latest history
+        out[part] = rank_metrics(scorer.score, len(items), targets, exclude, **common)
         out[part]["eval_seconds"] = time.perf_counter() - t0
     return out
 

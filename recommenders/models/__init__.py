@@ -22,9 +22,14 @@ _REGISTRY = {
     "ease-text": ("recommenders.models.ease", "EASEText"),
     "text": ("recommenders.models.vbpr", "Text"),
     "vbpr": ("recommenders.models.vbpr", "VBPR"),
+    "two-tower": ("recommenders.models.two_tower", "TwoTower"),
+    "freedom": ("recommenders.models.freedom", "Freedom"),
+    "blend": ("recommenders.models.blend", "Blend"),
+    "sasrec": ("recommenders.models.sasrec", "SASRec"),
+    "sasrec-content": ("recommenders.models.sasrec", "SASRecContent"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr", "ease-text"})  # need features["text"] at fit
+FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr", "ease-text", "two-tower", "freedom", "blend", "sasrec-content"})  # need features["text"] at fit
 # The model the app serves by default: the best valid and test NDCG@10 we measured on ml-100k
 # (bench/RESULTS-recommenders.md). It needs text features; without them serve DEFAULT_MODEL_WITHOUT_FEATURES.
 DEFAULT_MODEL = "ease-text"

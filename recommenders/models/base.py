@@ -5,6 +5,13 @@ Ids cross the boundary as strings; inside, users and items are row indices. Inte
 positives* but kept in the user's "seen" set, so a disliked item is never recommended to that user again.
 Repeated positives count once (every rating is a positive, as in RecBole's ml-100k protocol).
 
+Weights and explicit negatives (recommenders/signals.py maps logged events to them): a model whose class sets
+`uses_weights = True` finds the positives' weights (the largest per pair) in `self._train_weights` during
+`_fit`; one that sets `uses_negatives = True` finds the explicit negatives (weight < 0 and never a positive)
+in `self._negatives` and uses them (EASE down-weights the neighbourhood of a disliked item). The others
+binarise weights and treat a negative as "seen, not positive"; weight == 0 is always only "seen".
+`recommend_with_feedback` folds a visitor's session likes and dislikes into the ranking at once.
+
 Ranking is deterministic: higher score first, ties broken by the lower item index; a batch call scores each
 user with the same code path as a single call, so batch and single-user results are identical.
 Save/load: `params.json` (name, params, ids) + `arrays.npz` (loaded with allow_pickle=False).
@@ -50,6 +57,8 @@ class Recommender:
     defaults: ClassVar[Mapping[str, Any]] = {}
     needs: ClassVar[tuple[str, ...]] = ()  # feature modalities that must be passed to fit
     iterative: ClassVar[bool] = False  # trained by epochs, accepts `valid` for early stopping
+    uses_weights: ClassVar[bool] = False  # _fit reads positive weights from self._train_weights
+    uses_negatives: ClassVar[bool] = False  # explicit negatives (self._negatives) change the scores
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -61,8 +70,11 @@ class Recommender:
         self._item_index: dict[str, int] = {}
         self._user_index: dict[str, int] = {}
         self._seen: sp.csr_matrix | None = None  # (n_users, n_items) every interacted item, dislikes included
+        self._negatives: sp.csr_matrix | None = None  # explicit negatives (weight < 0, never a positive)
+        self._train_weights: sp.csr_matrix | None = None  # largest positive weight per pair (uses_weights only)
         self.fit_seconds: float | None = None
         self.history: list[dict[str, float]] = []  # per-evaluation validation log of iterative models
+        self.progress = False  # iterative models: an epoch bar on stderr during fit (set by fit(progress=...))
 
     # -- fitting -------------------------------------------------------------------------------------------
     def fit(
@@ -71,12 +83,15 @@ class Recommender:
         item_ids: Sequence[str],
         features: Mapping[str, np.ndarray] | None = None,
         valid: pd.DataFrame | None = None,
+        progress: bool = False,
     ) -> "Recommender":
         """Fit on `interactions` (user_id, item_id, optional weight) over the catalogue `item_ids`.
 
         `features` maps modality -> (n_items, d) array aligned with `item_ids`. `valid` (user_id, item_id)
-        enables early stopping for iterative models and is ignored by the others.
+        enables early stopping for iterative models and is ignored by the others. `progress=True` shows an
+        epoch bar (loss, valid NDCG@10, best epoch) on stderr while an iterative model trains.
         """
+        self.progress = bool(progress)
         start = time.perf_counter()
         item_ids = [str(i) for i in item_ids]
         if not item_ids:
@@ -117,6 +132,20 @@ class Recommender:
         train.data[:] = 1.0
         if train.nnz == 0:
             raise ModelFitError("interactions: expected at least one positive (weight > 0) interaction, got none")
+        neg = weights < 0
+        negatives = sp.csr_matrix(
+            (np.ones(int(neg.sum()), dtype=np.float32), (user_codes[neg], iidx[neg])), shape=shape)
+        negatives.sum_duplicates()
+        negatives = (negatives - negatives.multiply(train)).tocsr()  # a pair that is also a positive is positive
+        negatives.eliminate_zeros()
+        negatives.data[:] = 1.0
+        self._negatives = negatives
+        self._train_weights = None
+        if self.uses_weights:
+            pairs = pd.DataFrame({"u": user_codes[pos], "i": iidx[pos], "w": weights[pos]}).groupby(
+                ["u", "i"], sort=False)["w"].max().reset_index()
+            self._train_weights = sp.csr_matrix((pairs["w"].to_numpy(np.float64),
+                                                 (pairs["u"].to_numpy(), pairs["i"].to_numpy())), shape=shape)
         self.item_ids = item_ids
         self.user_ids = [str(u) for u in user_ids]
         self._item_index = item_index
@@ -164,6 +193,12 @@ class Recommender:
     def _fold_in(self, items: np.ndarray) -> np.ndarray:
         """Scores (n_items,) float64 for a new user whose positives are the item indices `items`."""
         raise NotImplementedError
+
+    def _fold_in_feedback(self, items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        """Scores for a visitor with positives `items` and explicit negatives `negatives` (item indices).
+
+        Default: negatives do not change scores ("seen, not positive"); models with uses_negatives override."""
+        return self._fold_in(items)
 
     def _state(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -254,6 +289,53 @@ class Recommender:
         picked = np.unique(np.array([self.item_index(i) for i in item_ids], dtype=np.int64))
         return self._rank(self._fold_in(picked), k, picked if exclude_seen else None)
 
+    def user_positives(self, user_idx: int) -> np.ndarray:
+        """Item indices of the fitted user's training positives (their seen items minus explicit negatives)."""
+        seen = self.seen_items(user_idx)
+        if self._negatives is None or self._negatives.nnz == 0:
+            return seen
+        neg = self._negatives
+        return np.setdiff1d(seen, neg.indices[neg.indptr[user_idx]: neg.indptr[user_idx + 1]])
+
+    def recommend_with_feedback(
+        self, user_id: str | None, liked: Sequence[str] = (), disliked: Sequence[str] = (), k: int = 10,
+        exclude: Sequence[str] = (),
+    ) -> tuple[list[str], np.ndarray]:
+        """Top-k (item_ids, scores) for a visitor whose session feedback counts at once.
+
+        `user_id`: a fitted user (their training positives are the starting history; None or an unknown id:
+        a new visitor). Without session feedback a fitted user gets exactly `recommend(user_id, k)`. With it,
+        the history plus `liked` is folded in (`_fold_in`; a model with uses_negatives also down-weights what
+        is near `disliked`); a disliked history item leaves the history, an item both liked and disliked counts
+        as liked. Never returned: the user's seen items, `liked`, `disliked` and `exclude`.
+        """
+        k = self._check_k(k)
+        self._require_fitted()
+        for name, value in (("liked", liked), ("disliked", disliked), ("exclude", exclude)):
+            if isinstance(value, str):
+                raise ValueError(f"{name}: expected a sequence of item ids, got the string {value!r}")
+        user = self._user_index.get(str(user_id)) if user_id is not None else None
+        pos = np.array([self.item_index(i) for i in liked], dtype=np.int64)
+        neg = np.array([self.item_index(i) for i in disliked], dtype=np.int64)
+        out = np.array([self.item_index(i) for i in exclude], dtype=np.int64)
+        history = self.user_positives(user) if user is not None else np.empty(0, dtype=np.int64)
+        if user is not None and not len(pos) and not len(neg):
+            scores = self._score_one(user)
+        else:
+            # a session dislike overrides the training history (later feedback wins); liked wins over disliked
+            history = np.setdiff1d(history, np.setdiff1d(neg, pos))
+            items = np.unique(np.concatenate([history, pos]))
+            if not len(items):
+                raise ValueError(f"liked: a visitor the model was not fitted on needs at least one liked item, "
+                                 f"got user_id={user_id!r} and no likes")
+            if user is not None and self._negatives is not None:
+                n = self._negatives
+                neg = np.concatenate([neg, n.indices[n.indptr[user]: n.indptr[user + 1]]])
+            neg = np.setdiff1d(np.unique(neg), items)
+            scores = self._fold_in_feedback(items, neg) if len(neg) else self._fold_in(items)
+        seen = self.seen_items(user) if user is not None else np.empty(0, dtype=np.int64)
+        return self._rank(scores, k, np.unique(np.concatenate([seen, pos, neg, out])))
+
     # -- persistence ---------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         self._require_fitted()
@@ -271,6 +353,9 @@ class Recommender:
         arrays = {f"state__{k}": v for k, v in self._state().items()}
         arrays["seen_indptr"] = self._seen.indptr
         arrays["seen_indices"] = self._seen.indices
+        if self._negatives is not None and self._negatives.nnz:
+            arrays["neg_indptr"] = self._negatives.indptr
+            arrays["neg_indices"] = self._negatives.indices
         tmp = directory / "arrays.tmp.npz"
         np.savez(tmp, **arrays)
         tmp.replace(directory / "arrays.npz")
@@ -289,6 +374,10 @@ class Recommender:
             (np.ones(len(indices), dtype=np.float32), indices, arrays["seen_indptr"]),
             shape=(len(model.user_ids), len(model.item_ids)),
         )
+        shape = (len(model.user_ids), len(model.item_ids))
+        neg = arrays.get("neg_indices")
+        model._negatives = (sp.csr_matrix((np.ones(len(neg), dtype=np.float32), neg, arrays["neg_indptr"]), shape=shape)
+                            if neg is not None else sp.csr_matrix(shape, dtype=np.float32))
         model.fit_seconds = meta.get("fit_seconds")
         model.history = list(meta.get("history", []))
         model._restore({k[len("state__"):]: v for k, v in arrays.items() if k.startswith("state__")})

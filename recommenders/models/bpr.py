@@ -53,5 +53,6 @@ class BPR(FactorModel):
         p = self.params
         gen = torch_generator(int(p["seed"]))
         module = _MF(train.shape[0], train.shape[1], int(p["dim"]), float(p["reg"]), gen)
-        train_bpr(module, train, valid, p, np.random.default_rng(int(p["seed"])), self.history)
+        train_bpr(module, train, valid, p, np.random.default_rng(int(p["seed"])), self.history,
+                  progress=self.progress, desc=self.name)
         self._set_factors(module.user.detach().numpy(), module.item.detach().numpy())

@@ -5,6 +5,11 @@ B = I - P diagMat(1 / diag(P)), P = (X^T X + lambda I)^-1; score(u) = x_u B.
 `ease-text` adds the items' text to the Gram matrix, as if every item's L2-normalised MiniLM embedding
 were `text_weight` extra "users" (collective EASE with side information): G = X^T X + w F F^T + lambda I.
 Items that read alike then share weight, which helps items with few interactions. Scoring is unchanged.
+
+Logged feedback (recommenders/signals.py): positives enter X with their weight (a like 1.0, a click 0.5;
+the dataset's ratings 1.0), so B is unchanged on unweighted data. Explicit negatives down-weight: a user's
+score is x_u B - negative_weight * sum of B's rows of the items they disliked, so items that co-occur with
+a disliked item drop; B itself is learned from positives only.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from recommenders.models.base import Recommender
 
 class EASE(Recommender):
     name = "ease"
+    uses_weights = True
+    uses_negatives = True
     defaults: Mapping[str, object] = {
         "reg": 250.0,  # L2 strength lambda; RecBole's default, chosen on ml-100k valid NDCG@10 (see RESULTS)
+        "negative_weight": 0.5,  # a dislike pulls its neighbours down by half as much as a like pushes them up
     }
 
     def _gram(self, train: sp.csr_matrix, features: dict[str, np.ndarray]) -> np.ndarray:
-        x = train.astype(np.float64)
+        x = (self._train_weights if self._train_weights is not None else train).astype(np.float64)
         return (x.T @ x).toarray()
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
@@ -39,10 +47,18 @@ class EASE(Recommender):
         self._train = train
 
     def _score_one(self, user: int) -> np.ndarray:
-        return self._fold_in(self._train.indices[self._train.indptr[user]: self._train.indptr[user + 1]])
+        items = self._train.indices[self._train.indptr[user]: self._train.indptr[user + 1]]
+        neg = self._negatives
+        if neg is not None and neg.indptr[user + 1] > neg.indptr[user]:
+            return self._fold_in_feedback(items, neg.indices[neg.indptr[user]: neg.indptr[user + 1]])
+        return self._fold_in(items)
 
     def _fold_in(self, items: np.ndarray) -> np.ndarray:
         return self.B[items].sum(0)
+
+    def _fold_in_feedback(self, items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        weight = float(self.params.get("negative_weight", 0.0))
+        return self.B[items].sum(0) - weight * self.B[negatives].sum(0)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"B": self.B, "train_indices": self._train.indices, "train_indptr": self._train.indptr}
@@ -60,6 +76,7 @@ class EASEText(EASE):
     defaults: Mapping[str, object] = {
         "reg": 400.0,  # lambda and text_weight: the middle of the plateau of a grid on ml-100k valid NDCG@10
         "text_weight": 30.0,  # (w in 20..50 x lambda in 300..500 all within 0.001; see bench/RESULTS-recommenders.md)
+        "negative_weight": 0.5,  # as EASE
     }
 
     def _gram(self, train: sp.csr_matrix, features: dict[str, np.ndarray]) -> np.ndarray:

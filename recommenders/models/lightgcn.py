@@ -80,7 +80,8 @@ class LightGCN(FactorModel):
         gen = torch_generator(int(p["seed"]))
         module = _LightGCN(normalized_adjacency(train), train.shape[0], train.shape[1], int(p["dim"]),
                            int(p["layers"]), float(p["reg"]), gen)
-        train_bpr(module, train, valid, p, np.random.default_rng(int(p["seed"])), self.history)
+        train_bpr(module, train, valid, p, np.random.default_rng(int(p["seed"])), self.history,
+                  progress=self.progress, desc=self.name)
         with torch.no_grad():
             users, items = module.propagate()
         self._set_factors(users.numpy(), items.numpy())

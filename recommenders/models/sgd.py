@@ -1,4 +1,5 @@
-"""The pairwise (BPR) training loop shared by bpr, lightgcn, vbpr and text.
+"""The training loops of the iterative models: `train_epochs` (any loss; early stopping, progress bar) and
+`train_bpr` (the pairwise BPR batches on top of it, shared by bpr, lightgcn, vbpr, text and freedom).
 
 One epoch visits every training positive once in a seeded random order, pairs it with one uniformly drawn
 negative that is not among the user's training positives (as RecBole's uniform sampler), and takes Adam
@@ -11,8 +12,9 @@ numpy Generator for sampling; no global RNG is touched.
 from __future__ import annotations
 
 import math
+import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,6 +62,8 @@ def train_bpr(
     log: list[dict[str, float]],
     on_epoch: Callable[[int], None] | None = None,
     negatives: np.ndarray | None = None,
+    progress: bool = False,
+    desc: str = "",
 ) -> None:
     """Fit `module` (an nn.Module with `loss(u, i, j)` and `full_scores(users)`) in place.
 
@@ -72,45 +76,87 @@ def train_bpr(
     pos_u = coo.row.astype(np.int64)
     pos_i = coo.col.astype(np.int64)
     keys = np.sort(pos_u * train.shape[1] + pos_i)
-    opt = torch.optim.Adam(module.parameters(), lr=float(params["lr"]))
     batch = int(params["batch_size"])
+
+    def batches():
+        order = rng.permutation(len(pos_u))
+        neg = sample_negatives(train, pos_u[order], rng, keys, negatives)
+        for start in range(0, len(order), batch):
+            sl = order[start: start + batch]
+            yield (torch.from_numpy(pos_u[sl]), torch.from_numpy(pos_i[sl]), torch.from_numpy(neg[start: start + batch]))
+
+    train_epochs(module, batches, train, valid, params, log, on_epoch=on_epoch, progress=progress, desc=desc)
+
+
+def train_epochs(
+    module: Any,
+    batches: Callable[[], Iterable[tuple]],
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix | None,
+    params: Mapping[str, Any],
+    log: list[dict[str, float]],
+    on_epoch: Callable[[int], None] | None = None,
+    progress: bool = False,
+    desc: str = "",
+) -> None:
+    """The epoch loop shared by every iterative model: Adam on `module.loss(*batch)` for each batch that
+    `batches()` yields (one call per epoch), validation NDCG@10 of `module.full_scores` (train items excluded)
+    every `eval_every` epochs, best weights kept, stop after `patience` evaluations without gain.
+
+    `progress=True` draws a tqdm bar on stderr with the epoch's loss, the last validation NDCG@10 and the
+    best epoch so far; nothing is ever written to stdout.
+    """
+    import torch
+
+    opt = torch.optim.Adam(module.parameters(), lr=float(params["lr"]))
     epochs = int(params["epochs"])
     eval_every = max(1, int(params["eval_every"]))
     patience = int(params["patience"])
     eval_users = np.flatnonzero(np.diff(valid.indptr) > 0) if valid is not None else np.empty(0, dtype=np.int64)
-    best, best_state, bad_rounds = -math.inf, None, 0
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        module.train()
-        order = rng.permutation(len(pos_u))
-        neg = sample_negatives(train, pos_u[order], rng, keys, negatives)
-        total = 0.0
-        for start in range(0, len(order), batch):
-            sl = order[start: start + batch]
-            u = torch.from_numpy(pos_u[sl])
-            i = torch.from_numpy(pos_i[sl])
-            j = torch.from_numpy(neg[start: start + batch])
-            loss = module.loss(u, i, j)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(sl)
-        entry = {"epoch": epoch, "loss": total / len(order), "seconds": time.perf_counter() - t0}
-        if len(eval_users) and epoch % eval_every == 0:
-            module.eval()
-            with torch.no_grad():
-                score = ndcg_at_k(module.full_scores(torch.from_numpy(eval_users)), train, valid, eval_users)
-            entry["valid_ndcg@10"] = score
-            if score > best:
-                best, bad_rounds = score, 0
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            else:
-                bad_rounds += 1
-        log.append(entry)
-        if on_epoch is not None:
-            on_epoch(epoch)
-        if len(eval_users) and bad_rounds >= patience:
-            break
+    best, best_state, bad_rounds, best_epoch = -math.inf, None, 0, 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc=desc or "fit", unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=True)
+    try:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            module.train()
+            total, count = 0.0, 0
+            for batch in batches():
+                loss = module.loss(*batch)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                n = len(batch[0])
+                total += float(loss.detach()) * n
+                count += n
+            entry = {"epoch": epoch, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
+            if len(eval_users) and epoch % eval_every == 0:
+                module.eval()
+                with torch.no_grad():
+                    score = ndcg_at_k(module.full_scores(torch.from_numpy(eval_users)), train, valid, eval_users)
+                entry["valid_ndcg@10"] = score
+                if score > best:
+                    best, bad_rounds, best_epoch = score, 0, epoch
+                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    bad_rounds += 1
+            log.append(entry)
+            if bar is not None:
+                post = {"loss": f"{entry['loss']:.4f}"}
+                if "valid_ndcg@10" in entry:
+                    post.update(ndcg=f"{entry['valid_ndcg@10']:.4f}", best=f"{best:.4f}@{best_epoch}")
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+            if on_epoch is not None:
+                on_epoch(epoch)
+            if len(eval_users) and bad_rounds >= patience:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()

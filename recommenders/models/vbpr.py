@@ -121,7 +121,8 @@ class VBPR(FactorModel):
         module = _VBPR(content, train.shape[0], train.shape[1], self._id_dim(), int(p["content_dim"]),
                        float(p["reg"]), gen, str(p.get("fusion", "concat")))
         warm = np.flatnonzero(np.diff(train.tocsc().indptr) > 0)
-        train_bpr(module, train, valid, p, np.random.default_rng(int(p["seed"])), self.history, negatives=warm)
+        train_bpr(module, train, valid, p, np.random.default_rng(int(p["seed"])), self.history, negatives=warm,
+                  progress=self.progress, desc=self.name)
         with torch.no_grad():
             cold = torch.from_numpy(np.setdiff1d(np.arange(train.shape[1]), warm))
             module.item_id[cold] = 0.0  # untrained ID parts carry only initial noise

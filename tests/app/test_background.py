@@ -34,7 +34,8 @@ def test_quick_assets_of_a_slate_are_recorded_in_one_write(fresh_svc, monkeypatc
     assert svc.assets.generate_later("5", items + items[:1], profile) == 0  # already queued: not made twice
     gate.set()
     _wait_idle(svc)
-    assert sizes == [8]  # 4 covers + 4 captions, one transaction
+    n = svc.assets.learner.n  # best-of-N: n cover candidates and up to n captions (identical texts kept once)
+    assert len(sizes) == 1 and 4 * (n + 1) <= sizes[0] <= 4 * 2 * n  # every candidate, one transaction
     known = svc.assets.known("5", items)
     assert {(i, kind) for i in items for kind in ("cover", "caption")} == set(known)
     assert svc.assets.generate_later("5", items[:1], profile) == 1  # done jobs leave the queue
@@ -49,7 +50,8 @@ def test_slow_covers_are_recorded_as_they_come(fresh_svc, monkeypatch):
     items = [i for i, _ in svc.ranking.rank("ease", "6", 3)]
     svc.assets.generate_later("6", items, svc.catalog.profile("6"))
     _wait_idle(svc)
-    assert sizes == [2, 2, 2]  # each item's cover and caption as soon as it is made
+    n = svc.assets.learner.n
+    assert len(sizes) == 3 and all(n + 1 <= k <= 2 * n for k in sizes)  # each item's candidates as they are made
 
 
 def test_a_failing_item_does_not_stop_the_queue(fresh_svc, monkeypatch):
@@ -111,3 +113,35 @@ def test_background_work_is_not_starved_by_a_stream_of_requests(fresh_svc, monke
         svc.assets.generate_later("9", items, svc.catalog.profile("9"))
         _wait_idle(svc, timeout=10)
     assert len(svc.assets.known("9", items)) == 4
+
+
+def test_the_queue_is_bounded_and_drops_the_oldest_waiting_jobs(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    gate = threading.Event()
+    real = svc.assets._item_assets
+    monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
+    svc.assets.max_queued = 6
+    items = [i for i, _ in svc.ranking.rank("ease", "5", 12)]
+    profile = svc.catalog.profile("5")
+    assert svc.assets.generate_later("5", items[0:2], profile) == 2  # taken by the worker, blocked on the gate
+    time.sleep(0.2)
+    assert svc.assets.generate_later("5", items[2:5], profile) == 3  # waiting
+    assert svc.assets.generate_later("5", items[5:8], profile) == 3  # 8 > 6: the oldest waiting job goes
+    assert svc.assets.dropped == 3
+    assert svc.assets.pending("5", items) == items[0:2] + items[5:8]
+    gate.set()
+    _wait_idle(svc)
+    made = {i for i, _ in svc.assets.known("5", items)}
+    assert made == set(items[0:2] + items[5:8])  # the dropped items were never made...
+    assert svc.assets.generate_later("5", items[2:5], profile) == 3  # ...and can be asked for again
+
+
+def test_waiting_for_the_assets_leaves_the_generation_to_the_worker(fresh_svc, monkeypatch):
+    svc = fresh_svc
+    threads: set[str] = set()
+    real = svc.assets._item_assets
+    monkeypatch.setattr(svc.assets, "_item_assets",
+                        lambda *a: threads.add(threading.current_thread().name) or real(*a))
+    page = svc.slates.page(svc.slates.visit("9"), svc.ranking.parse("ease"), 3, seed=1, wait=True)
+    assert page.pending == [] and len(page.covers) == len(page.captions) == 3
+    assert threads == {"vitrine-assets"}  # never the request's own thread

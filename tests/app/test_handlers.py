@@ -168,7 +168,7 @@ def test_label_flow_with_keys_and_undo(fresh_svc):
     with pytest.raises(gr.Error, match="Sign in"):
         h.load_pair(svc, Visitor())
     visitor, msg = h.sign_in(svc, Visitor(), "ann <b>", "")
-    assert "&lt;b&gt;" in msg
+    assert "\\<b\\>" in msg and "<b>" not in msg
     visitor, target, a, b, progress = h.load_pair(svc, visitor)
     assert "vt-key" in a and "vt-key" in b and "user" in target
     assert "**0** done" in progress and "**4** remaining" in progress
@@ -198,11 +198,17 @@ def test_status_and_retrain(fresh_svc):
     for text in ("ease", "pop", "fallback", "VITRINE_COVER_MODEL", "SQLite", "feedback events", "tiny"):
         assert text in html
     visitor, _ = h.start_new_user(svc, Visitor(), ["1", "5", "9"])
+    # nothing in the registry yet: version 1 (the dataset alone) is registered and served, then version 2 learns
+    # from the logs (the new user's 3 likes) and goes through the gate
     msg, _ = h.retrain(svc, "ease")
-    assert "3 logged interactions" in msg
-    ids, _ = svc.ranking.model("ease").recommend(visitor.user_id, 3)  # the retrained model knows the new user
-    assert len(ids) == 3
-    assert (svc.settings.data_dir / "models" / "ease.trained_on.json").is_file()
+    assert "version 2" in msg and "event 3" in msg and ("promoted and served" in msg or "rejected by the gate" in msg)
+    from annotation import registry
+
+    with svc.events.ReadSession() as s:
+        versions = registry.versions_frame(s, "ease")
+    assert list(versions["version"]) == [1, 2] and versions["decision"].notna().all()
+    served = versions[versions["promoted"].astype(bool)]["version_id"].tolist()
+    assert svc.watchers["ease"].version_id in served
 
 
 def test_admin_actions_need_the_admin_password_when_set(services_factory):

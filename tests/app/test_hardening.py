@@ -99,3 +99,83 @@ def test_feedback_must_name_a_slate_that_showed_the_item_to_that_user(fresh_svc)
     assert _count(svc, FeedbackEvent) == 1
     assert shown not in [i["item_id"] for i in api.recommend("5", "ease", 10)["items"]]
     assert shown in svc.slates.visit("5").disliked and shown not in svc.slates.visit("6").disliked
+
+
+def test_names_and_titles_in_markdown_messages_cannot_inject_markup(fresh_svc):
+    from markdown_it import MarkdownIt
+
+    beacon = "![x](http://198.51.100.7/p.png) [click](javascript:alert(1)) <img src=x>"
+    _, msg = h.sign_in(fresh_svc, Visitor(), beacon, "")
+    rendered = MarkdownIt().render(msg)
+    assert "<img" not in rendered and "<a " not in rendered and "http://198.51.100.7/p.png" in rendered
+
+
+def test_per_client_rate_limits_on_slates_and_generation(services_factory):
+    svc = services_factory(rate_slate="3/minute", rate_generate="1/minute")
+    api = ApiHandlers(svc)
+    for _ in range(3):
+        api.recommend("5", "ease", 2)
+    with pytest.raises(AppInputError, match="too many requests: at most 3 per 1 minute .* for slate"):
+        api.recommend("5", "ease", 2)
+    visitor, _ = h.select_user(svc, Visitor(), "5")
+    with pytest.raises(gr.Error, match="too many requests"):
+        h.recommend(svc, visitor, "ease", None)  # the same client, through the UI
+    api.generate_caption("5", "3")
+    with pytest.raises(AppInputError, match="for generate"):
+        api.generate_covers("5", "3", 2, 1)
+
+
+def test_clients_behind_the_proxy_are_told_apart_by_the_address_it_saw():
+    from types import SimpleNamespace
+
+    from app.guards import RateLimits, client_key
+
+    def req(forwarded, peer="127.0.0.1"):
+        return SimpleNamespace(headers={"x-forwarded-for": forwarded}, client=SimpleNamespace(host=peer))
+
+    assert client_key(req("1.2.3.4, 10.0.0.9"), trust_proxy=True) == "10.0.0.9"  # forged first entry ignored
+    assert client_key(req("1.2.3.4"), trust_proxy=False) == "127.0.0.1"  # no proxy: the header is the client's
+    limits = RateLimits({"slate": "1/minute"}, trust_proxy=True)
+    limits.check(req("spoof, 10.0.0.1"), "slate")
+    limits.check(req("spoof, 10.0.0.2"), "slate")  # another client
+    with pytest.raises(AppInputError):
+        limits.check(req("other, 10.0.0.1"), "slate")
+
+
+def test_bodies_over_the_cap_get_413(live_app):
+    import requests
+
+    url, svc = live_app
+    big = b"x" * (svc.settings.max_body_bytes + 1)
+    for path in ("gradio_api/queue/join", "gradio_api/upload"):
+        answer = requests.post(url + path, data=big, headers={"content-type": "application/json"}, timeout=30)
+        assert answer.status_code == 413, (path, answer.status_code)
+    chunked = requests.post(url + "gradio_api/queue/join", data=iter([big[: len(big) // 2], big[len(big) // 2:]]),
+                            timeout=30)
+    assert chunked.status_code == 413
+    assert requests.get(url, timeout=30).status_code == 200  # and the app still serves
+
+
+def test_a_rejected_request_is_one_log_line_without_traceback(live_app, capfd, caplog):
+    from gradio_client import Client
+
+    url, _ = live_app
+    client = Client(url, verbose=False)
+    capfd.readouterr()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="vitrine"):
+        for _ in range(5):
+            with pytest.raises(Exception, match="user_id"):
+                client.predict("x" * 5000, "ease", 3, api_name="/recommend")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected")]
+    assert len(lines) == 5 and all(len(line) < 300 for line in lines)
+
+
+def test_the_public_status_page_shows_no_server_paths(services_factory):
+    public = services_factory(admin_open=False)
+    html = h.status_html(public)
+    assert str(public.settings.data_dir) not in html and "vitrine.db" not in html and "hidden" in html
+    private = services_factory(admin_open=True)
+    assert str(private.settings.data_dir) in h.status_html(private)

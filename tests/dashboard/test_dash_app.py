@@ -140,3 +140,25 @@ def test_a_database_error_never_shows_the_password(monkeypatch):
     shown = " ".join(e.value for e in at.error)
     assert "Could not read the database" in shown and "127.0.0.1" in shown
     assert "hunter2secret" not in shown and "***" in shown
+
+
+def test_learning_page_shows_versions_and_the_simulation_report(monkeypatch, sim_db, tmp_path):
+    import json
+
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("VITRINE_DATA_DIR", str(data_dir))
+    empty = run_page(monkeypatch, sim_db[0], "Learning")
+    assert not charts(empty) and any("app.simulate --rounds" in i.value for i in empty.info)
+    assert any("No retrained versions yet" in c.value for c in empty.caption)
+    rounds = [{"round": r, "like_rate": 0.05 + 0.01 * r, "like_rate_ci": [0.04, 0.07 + 0.01 * r], "ndcg@10": 0.3,
+               "ndcg@10_ci": [0.28, 0.32], "promoted": r % 2 == 0} for r in range(1, 4)]
+    report = {"arms": {"static": {"rounds": rounds}, "retrain": {"rounds": rounds}},
+              "ips": {"candidates": {"pop": {"truth": 0.1, "ips": 0.11, "snips": 0.1, "ips_ci": [0.08, 0.14],
+                                             "snips_ci": [0.09, 0.12], "support": 0.9}}}}
+    (data_dir / "reports").mkdir(parents=True)
+    (data_dir / "reports" / "learning.json").write_text(json.dumps(report))
+    shown = run_page(monkeypatch, sim_db[0], "Learning")
+    assert len(charts(shown)) == 3  # like rate and NDCG curves (treatment vs control), IPS vs truth
+    (data_dir / "reports" / "learning.json").write_text('{"arms": {"x": {"rounds": [{"like_rate": 1}]}}}')  # malformed
+    broken = run_page(monkeypatch, sim_db[0], "Learning")
+    assert any("could not be read" in e.value for e in broken.error)

@@ -162,7 +162,8 @@ class TestVBPR(ModelContract):
 
 
 def test_registry() -> None:
-    assert set(MODEL_NAMES) == {"pop", "itemknn", "bpr", "lightgcn", "ease", "ease-text", "text", "vbpr"}
+    assert set(MODEL_NAMES) == {"pop", "itemknn", "bpr", "lightgcn", "ease", "ease-text", "text", "vbpr",
+                                "two-tower", "freedom", "blend", "sasrec", "sasrec-content"}
     assert DEFAULT_MODEL in MODEL_NAMES and DEFAULT_MODEL_WITHOUT_FEATURES not in FEATURE_MODELS
     with pytest.raises(UnknownModelError, match="name: expected one of"):
         create_model("svd")

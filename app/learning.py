@@ -1,0 +1,340 @@
+"""Gated retraining: logs -> candidate -> evaluation next to the served version -> promote or reject -> registry.
+
+    result = retrain(Session, dataset, "ease", artifacts_dir)          # python -m app.train --model ease
+    rollback(Session, "ease")                                          # python -m app.train --model ease --rollback
+    version, model = load_promoted(Session, "ease", artifacts_dir)      # what every replica serves
+
+The steps of `retrain`, top to bottom:
+1. Read every logged feedback event (`annotation.registry.training_events`); the data watermark is the
+   largest event id read. Nothing served yet: version 1 is trained on the dataset alone and promoted
+   ("initial version"), so there is always a served version to compare with.
+2. Events -> training signal (`recommenders.signals.to_signal`: weights, explicit negatives, later events
+   override earlier ones).
+3. The recent holdout: per user, the last `holdout_fraction` (10%, at least one) of their liked items
+   (signal label positive from a like or a rating), by time. The candidate never trains on them.
+4. The candidate: the model trained (`recommenders.training.train_model`) on the dataset + the rest of the
+   signal.
+5. Evaluation, both models, two ways, each recorded in eval_runs with its version:
+   - the fixed offline split: RecBole's random 8:1:1 of the dataset (seed `split_seed`); the model's recipe
+     is fitted on the split's train part + the logged signal (minus the holdout, minus pairs in the split's
+     valid/test parts) and ranked with RecBole's full-ranking protocol; the gate reads the `valid` part
+     (test is recorded, never used to decide). The served version's figure is the one recorded when it was
+     the candidate (same split and seed), so each gate costs one extra fit, not two;
+   - the recent holdout: each held-out user's history (dataset positives + logged positives that are not
+     held out, dislikes as negatives) is folded in (`recommend_with_feedback`) and the held-out items are
+     ranked against everything they have not seen: NDCG@10 and Recall@10. The served artifact is scored
+     the same way. It may have trained on some held-out likes (those logged before its watermark), which
+     only makes the gate stricter for the candidate.
+6. The gate: promote only when the candidate is not worse than the served version on both, by more than
+   `tolerance` (absolute, on `metric`, default NDCG@10, tolerance 0). With no held-out feedback yet (no
+   likes logged), the holdout comparison is skipped and the reason says so.
+7. Registry: the candidate is saved under `artifacts_dir/<name>/v<version>` (a key a blob store can take
+   over) and registered with its watermark, metrics (its own and the served version's) and the decision
+   with its reason - promoted or rejected, every version is kept. Promotion marks it served; replicas see
+   it through `promoted_version` / `ServedModelWatcher` and swap models without a restart.
+
+`RetrainSchedule` runs `retrain` after every N new events or T minutes (both off by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from app.gate import (  # noqa: F401 - re-exported: the gate's steps are part of this module's interface
+    HOLDOUT_SPLIT, LIKED_KINDS, GateConfig, HoldoutCase, fit_on, gate, holdout_cases, holdout_metrics,
+    offline_metrics, recent_holdout,
+)
+
+
+@dataclass
+class RetrainResult:
+    """What one gated retraining did."""
+
+    name: str
+    version: int  # the candidate's version number
+    version_id: int
+    promoted: bool
+    reason: str
+    watermark: int | None
+    metrics: dict[str, Any]  # {"candidate": {"offline": .., "holdout": ..}, "served": {...}, "served_version": n}
+    seconds: dict[str, float] = field(default_factory=dict)  # fit, evaluate, total
+    model: Any = None  # the candidate recommender (served now if promoted)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("model")
+        return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# with the store: registry, artifacts, eval_runs
+# ------------------------------------------------------------------------------------------------------------
+def artifact_key(name: str, version: int) -> str:
+    """Where version `version` of `name` lives under the artifacts directory (a blob-store key later)."""
+    return f"{name}/v{version}"
+
+
+def load_version_model(artifacts_dir: Path, artifact: str):
+    from recommenders.models import load_model
+
+    return load_model(Path(artifacts_dir) / artifact)
+
+
+def load_promoted(Session, name: str, artifacts_dir: Path, kind: str = "recommender") -> tuple[Any, Any]:
+    """(version row, loaded model) of the served version of `name`; (None, None) when none is promoted."""
+    from annotation import registry
+
+    with Session() as s:
+        row = registry.promoted_version(s, name, kind)
+        if row is None:
+            return None, None
+        s.expunge(row)
+    return row, load_version_model(artifacts_dir, row.artifact)
+
+
+def _record_evals(s, version_id: int, dataset_name: str, offline: Mapping[str, Mapping[str, float]] | None,
+                  holdout: Mapping[str, float] | None, config: Mapping[str, Any]) -> None:
+    from annotation import registry
+
+    for part, values in (offline or {}).items():
+        registry.record_version_eval(s, version_id, dataset_name, f"random:{part}", values, config=config)
+    if holdout and holdout.get("n_users", 0) > 0:
+        registry.record_version_eval(s, version_id, dataset_name, HOLDOUT_SPLIT,
+                                     {k: v for k, v in holdout.items() if math.isfinite(v)}, config=config)
+
+
+def _register(Session, name: str, model, artifacts_dir: Path, *, watermark: int | None, metrics: dict,
+              config: dict, decision: str, reason: str, dataset_name: str,
+              evals: Sequence[tuple[int | None, Any, Any, dict]] = ()) -> Any:
+    """Register, save the artifact, record the evaluations and the decision in one transaction."""
+    from annotation import registry
+
+    with Session() as s, s.begin():
+        row = registry.register(s, name, "pending", watermark=watermark, metrics=_json_safe(metrics),
+                                config=_json_safe(config))
+        row.artifact = artifact_key(name, row.version)
+        model.save(Path(artifacts_dir) / row.artifact)
+        for version_id, offline, holdout, cfg in evals:
+            _record_evals(s, row.id if version_id is None else version_id, dataset_name, offline, holdout, cfg)
+        registry.decide(s, row.id, decision, reason)
+        s.flush()
+        s.expunge(row)
+    return row
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities -> None, recursively (JSON has no NaN); numpy numbers -> Python numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _signal(events: pd.DataFrame) -> pd.DataFrame:
+    from recommenders.signals import to_signal
+
+    return to_signal(events[["user_id", "item_id", "kind", "value", "created_at", "id"]])
+
+
+def bootstrap(Session, dataset, name: str, artifacts_dir: Path, *, features=None, params=None,
+              config: GateConfig = GateConfig(), model=None, split=None) -> Any:
+    """Register and promote version 1: `model` (default: `name` fitted on the dataset alone), no logs."""
+    from recommenders.splits import random_split
+
+    split = split if split is not None else random_split(dataset.interactions, seed=config.split_seed)
+    if model is None:
+        from recommenders.training import train_model
+
+        model = train_model(dataset, name, features=features, **dict(params or {}))
+    offline = offline_metrics(name, split, dataset.item_ids, None, features, params)
+    metrics = {"candidate": {"offline": offline, "holdout": {}}, "split_seed": config.split_seed}
+    return _register(Session, name, model, artifacts_dir, watermark=None, metrics=metrics,
+                     config={"params": dict(params or {}), "events": 0, "signal_rows": 0},
+                     decision="promoted", reason="initial version: trained on the dataset alone, nothing served before",
+                     dataset_name=dataset.name, evals=[(None, offline, None, {"role": "candidate"})])
+
+
+def retrain(Session, dataset, name: str, artifacts_dir: Path, *, features: Mapping[str, np.ndarray] | None = None,
+            params: Mapping[str, Any] | None = None, config: GateConfig = GateConfig(),
+            corrupt: Callable[[pd.DataFrame], pd.DataFrame] | None = None, split=None,
+            log: Callable[[str], Any] = lambda m: None) -> RetrainResult:
+    """Build a candidate on the dataset + the logs, evaluate it next to the served version, gate, register.
+
+    `corrupt`: applied to the candidate's training signal (after the holdout is taken out) - a drill that
+    checks the gate, e.g. shuffled item ids; never used in production. `split`: the fixed offline split
+    (default: RecBole's random 8:1:1 of the dataset with `config.split_seed`).
+    """
+    from annotation import registry
+    from recommenders.splits import random_split
+    from recommenders.training import train_model
+
+    t0 = time.perf_counter()
+    artifacts_dir = Path(artifacts_dir)
+    split = split if split is not None else random_split(dataset.interactions, seed=config.split_seed)
+    with Session() as s:
+        served = registry.promoted_version(s, name)
+        if served is not None:
+            s.expunge(served)
+    if served is None:
+        log(f"retrain {name}: nothing served yet, registering version 1 (dataset alone)")
+        bootstrap(Session, dataset, name, artifacts_dir, features=features, params=params, config=config, split=split)
+        with Session() as s:
+            served = registry.promoted_version(s, name)
+            s.expunge(served)
+    with Session() as s:
+        events = registry.training_events(s)
+    watermark = int(events["id"].max()) if len(events) else None
+    # 1-3. signal and the recent holdout
+    signal = _signal(events)
+    rest, holdout = recent_holdout(signal, config.holdout_fraction)
+    train_signal = corrupt(rest.copy()) if corrupt is not None else rest
+    # 4. the candidate
+    t_fit = time.perf_counter()
+    from recommenders.signals import training_frame
+
+    candidate = train_model(dataset, name, features=features, extra_interactions=training_frame(train_signal),
+                            **dict(params or {}))
+    fit_s = time.perf_counter() - t_fit
+    # 5. evaluation: offline split (served: as recorded when it was the candidate) and recent holdout
+    t_eval = time.perf_counter()
+    cand_offline = offline_metrics(name, split, dataset.item_ids, train_signal, features, params)
+    served_metrics = (served.metrics or {}).get("candidate", {})
+    served_offline = served_metrics.get("offline") if (served.metrics or {}).get("split_seed") == config.split_seed \
+        else None
+    if not served_offline:
+        served_events = events[events["id"] <= served.watermark] if served.watermark is not None else events.iloc[:0]
+        served_signal = _signal(served_events)
+        served_signal = served_signal[~served_signal.set_index(["user_id", "item_id"]).index.isin(
+            holdout.set_index(["user_id", "item_id"]).index)]
+        served_offline = offline_metrics(name, split, dataset.item_ids, served_signal, features, params)
+    served_model = load_version_model(artifacts_dir, served.artifact)
+    cases = holdout_cases(dataset.interactions, rest, holdout)
+    cand_holdout = holdout_metrics(candidate, k=config.k, cases=cases)
+    served_holdout = holdout_metrics(served_model, k=config.k, cases=cases)
+    eval_s = time.perf_counter() - t_eval
+    # 6. the gate
+    part = config.offline_part
+    promote, reason = gate({"offline": cand_offline[part], "holdout": cand_holdout},
+                           {"offline": served_offline[part], "holdout": served_holdout}, config)
+    # 7. the registry
+    metrics = {
+        "candidate": {"offline": cand_offline, "holdout": cand_holdout},
+        "served": {"offline": served_offline, "holdout": served_holdout},
+        "served_version": served.version, "split_seed": config.split_seed, "gate_part": part,
+        "metric": config.metric, "tolerance": config.tolerance,
+    }
+    seconds = {"fit": fit_s, "evaluate": eval_s}
+    run_config = {"params": dict(params or {}), "events": int(len(events)), "signal_rows": int(len(rest)),
+                  "holdout_rows": int(len(holdout)), "corrupted": corrupt is not None}
+    row = _register(
+        Session, name, candidate, artifacts_dir, watermark=watermark, metrics=metrics,
+        config={**run_config, "seconds": seconds}, decision="promoted" if promote else "rejected", reason=reason,
+        dataset_name=dataset.name,
+        evals=[(None, cand_offline, cand_holdout, {"role": "candidate"}),
+               (served.id, None, served_holdout, {"role": "served", "next_to": name})],
+    )
+    seconds["total"] = time.perf_counter() - t0
+    log(f"retrain {name}: v{row.version} {'promoted' if promote else 'rejected'}: {reason}")
+    return RetrainResult(name=name, version=row.version, version_id=row.id, promoted=promote, reason=reason,
+                         watermark=watermark, metrics=metrics, seconds=seconds, model=candidate)
+
+
+def rollback(Session, name: str) -> Any:
+    """Serve the latest earlier promoted version of `name` (the served one is marked rejected); its row."""
+    from annotation import registry
+
+    with Session() as s, s.begin():
+        row = registry.rollback(s, name)
+        s.flush()
+        s.expunge(row)
+    return row
+
+
+class ServedModelWatcher:
+    """Keeps the promoted version of one model loaded; `refresh()` swaps in a newly promoted one (no restart).
+
+    A replica calls `refresh()` every few seconds (or after a retrain); it reads one row and loads the
+    artifact only when the promoted version changed.
+    """
+
+    def __init__(self, Session, name: str, artifacts_dir: Path) -> None:
+        self.Session, self.name, self.artifacts_dir = Session, name, Path(artifacts_dir)
+        self.version_id: int | None = None
+        self.model = None
+
+    def refresh(self) -> bool:
+        """True when a different version was loaded."""
+        from annotation import registry
+
+        with self.Session() as s:
+            row = registry.promoted_version(s, self.name)
+            if row is None or row.id == self.version_id:
+                return False
+            version_id, artifact = row.id, row.artifact
+        self.model = load_version_model(self.artifacts_dir, artifact)
+        self.version_id = version_id
+        return True
+
+
+@dataclass
+class RetrainSchedule:
+    """Run a retrain after every `every_events` new feedback events or `every_minutes` minutes (None = off).
+
+    Both off by default. `tick(latest_event_id, now)` is cheap; it calls `run()` when due and remembers the
+    watermark and time of the last run. The app calls it from its background worker.
+    """
+
+    run: Callable[[], Any]
+    every_events: int | None = None
+    every_minutes: float | None = None
+    last_event_id: int = 0
+    last_run: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.every_events is not None and (isinstance(self.every_events, bool) or self.every_events < 1):
+            raise ValueError(f"every_events: expected a positive integer or None, got {self.every_events!r}")
+        if self.every_minutes is not None and not self.every_minutes > 0:
+            raise ValueError(f"every_minutes: expected a positive number or None, got {self.every_minutes!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.every_events is not None or self.every_minutes is not None
+
+    def due(self, latest_event_id: int | None, now: dt.datetime) -> bool:
+        latest = latest_event_id or 0
+        if latest <= self.last_event_id:
+            return False  # nothing new to learn from
+        if self.every_events is not None and latest - self.last_event_id >= self.every_events:
+            return True
+        if self.every_minutes is not None:
+            if self.last_run is None:
+                return True
+            return (now - self.last_run).total_seconds() >= 60 * self.every_minutes
+        return False
+
+    def tick(self, latest_event_id: int | None, now: dt.datetime | None = None) -> Any:
+        """Run when due; returns run()'s result, or None when not due."""
+        now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        if not self.due(latest_event_id, now):
+            return None
+        result = self.run()
+        self.last_event_id, self.last_run = int(latest_event_id or 0), now
+        return result
+
+

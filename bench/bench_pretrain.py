@@ -1,0 +1,169 @@
+"""Issue 16 explorations on ml-100k (RecBole random split): what moves test NDCG@10 past ease-text's 0.3368.
+
+- `ease-variants`: closed-form EASE-family variants around `ease-text` (EDLAE dropout-style regularisation,
+  popularity debiasing, a user-based EASE blended in, genre indicators in the Gram matrix); each prints
+  valid and test NDCG@10 (selection must use valid; test is shown to report how close each gets).
+- `blend-latency DIR...`: recommend latency of the `blend` model built from those saved partners.
+- `blend-sweep DIR...`: standardised ease-text scores + w * standardised scores of saved factor models
+  (`python -m recommenders evaluate --save DIR`), over a grid of weights per model; rows sorted by valid.
+
+Evaluation goes through `recommenders.evaluation.rank_metrics`, the protocol of `python -m recommenders evaluate`.
+Run: `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain ease-variants [--seed 2020]`
+     `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain blend-sweep DIR [DIR ...]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".vitrine"
+
+
+def _setup(data_dir: Path, seed: int):
+    from recommenders.data import load_dataset
+    from recommenders.evaluation import _positives
+    from recommenders.features import item_features
+    from recommenders.splits import random_split
+
+    ds = load_dataset("ml-100k", data_dir)
+    text = item_features(ds, data_dir / "features")["text"].astype(np.float64)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    split = random_split(ds.interactions, seed=seed)
+    users = {u: n for n, u in enumerate(sorted(ds.interactions["user_id"].astype(str).unique()))}
+    items = {i: n for n, i in enumerate(ds.item_ids)}
+    parts = [_positives(f, users, items) for f in (split.train, split.valid, split.test)]
+    x = np.zeros((len(users), len(items)))
+    for u, arr in parts[0].items():
+        x[u, arr] = 1.0
+    return ds, text, users, items, parts, x
+
+
+def _evaluate(scores: np.ndarray, parts) -> tuple[float, float]:
+    from recommenders.evaluation import rank_metrics
+
+    train, valid, test = parts
+    fn = lambda u: scores[u]  # noqa: E731
+    v = rank_metrics(fn, scores.shape[1], valid, [train], ks=(10,))["ndcg@10"]
+    t = rank_metrics(fn, scores.shape[1], test, [train, valid], ks=(10,))["ndcg@10"]
+    return round(v, 4), round(t, 4)
+
+
+def _ease(gram: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    p = np.linalg.inv(gram + np.diag(reg))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def _z(s: np.ndarray) -> np.ndarray:
+    return (s - s.mean(1, keepdims=True)) / s.std(1, keepdims=True)
+
+
+def ease_variants(data_dir: Path, seed: int) -> None:
+    ds, text, _, _, parts, x = _setup(data_dir, seed)
+    g = x.T @ x
+    ff = text @ text.T
+    n = len(g)
+    base = x @ _ease(g + 30 * ff, np.full(n, 400.0))
+
+    def show(name: str, scores: np.ndarray) -> None:
+        v, t = _evaluate(scores, parts)
+        print(json.dumps({"variant": name, "valid_ndcg@10": v, "test_ndcg@10": t}), flush=True)
+
+    show("ease-text (w 30, lambda 400)", base)
+    for p, lam in itertools.product((0.25, 0.5), (200.0, 400.0)):  # EDLAE: lambda + p/(1-p) diag(G)
+        show(f"edlae+text p={p} lambda={lam:g}", x @ _ease(g + 30 * ff, lam + p / (1 - p) * np.diag(g)))
+    pop = x.sum(0) + 1
+    for beta in (0.05, 0.1):
+        show(f"ease-text / pop^{beta}", base / pop ** beta)
+    k = x @ x.T
+    pu = np.linalg.inv(k + 200.0 * np.eye(len(k)))
+    a = -pu / np.diag(pu)
+    np.fill_diagonal(a, 0.0)
+    show("user-ease lambda=200", a.T @ x)
+    show("ease-text + 0.2 user-ease", _z(base) + 0.2 * _z(a.T @ x))
+    genres = sorted({gg for gs in ds.items["genres"] for gg in gs})
+    gm = np.array([[gg in gs for gg in genres] for gs in ds.items["genres"]], dtype=float)
+    gm /= np.maximum(np.linalg.norm(gm, axis=1, keepdims=True), 1e-9)
+    for wg in (5.0, 15.0):
+        show(f"ease-text + genres w={wg:g}", x @ _ease(g + 30 * ff + wg * gm @ gm.T, np.full(n, 400.0)))
+
+
+def blend_sweep(data_dir: Path, seed: int, dirs: list[str], grid: tuple[float, ...]) -> None:
+    from recommenders.models import load_model
+
+    ds, text, users, _, parts, x = _setup(data_dir, seed)
+    g = x.T @ x
+    base = _z(x @ _ease(g + 30 * (text @ text.T), np.full(len(g), 400.0)))
+    partners = []
+    for d in dirs:
+        m = load_model(d)
+        rows = [m.user_index(u) for u in sorted(users, key=users.get)]
+        cols = [m.item_index(i) for i in ds.item_ids]
+        partners.append(_z(np.stack([m.score(r) for r in rows])[:, cols]))
+    out = []
+    for ws in itertools.product(grid, repeat=len(partners)):
+        v, t = _evaluate(base + sum(w * s for w, s in zip(ws, partners)), parts)
+        out.append({"weights": dict(zip(dirs, ws)), "valid_ndcg@10": v, "test_ndcg@10": t})
+    for row in sorted(out, key=lambda r: -r["valid_ndcg@10"]):
+        print(json.dumps(row), flush=True)
+
+
+def blend_latency(data_dir: Path, dirs: list[str], weights: list[float], repeats: int) -> None:
+    """Recommend latency of the `blend` model whose partners are the saved models `dirs` (base ease-text
+    refitted on the same train part), through the same timing code as bench_recommenders."""
+    from bench.bench_recommenders import bench_model
+    from recommenders.data import load_dataset
+    from recommenders.features import item_features
+    from recommenders.models import create_model, load_model
+    from recommenders.splits import random_split
+
+    ds = load_dataset("ml-100k", data_dir)
+    split = random_split(ds.interactions, seed=2020)
+    feats = item_features(ds, data_dir / "features")
+    partners = [load_model(d) for d in dirs]
+    base = create_model("ease-text").fit(split.train, ds.item_ids, feats)
+    for p in partners:
+        if p.user_ids != base.user_ids or p.item_ids != base.item_ids:
+            raise ValueError(f"dirs: {p!r} was not fitted on the seed-2020 random split's train part")
+    blend = create_model("blend", partners=[p.name for p in partners], partner_params=[p.params for p in partners],
+                         weights=list(weights))
+    blend.item_ids, blend.user_ids = base.item_ids, base.user_ids
+    blend._item_index, blend._user_index, blend._seen = base._item_index, base._user_index, base._seen
+    blend.parts = [base, *partners]
+    blend.fit_seconds = base.fit_seconds + sum(p.fit_seconds or 0.0 for p in partners)
+    print(json.dumps(bench_model("blend", ds, split, feats, 20, repeats=repeats, model=blend)), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_pretrain", description=__doc__)
+    parser.add_argument("what", choices=["ease-variants", "blend-sweep", "blend-latency"])
+    parser.add_argument("dirs", nargs="*", help="saved models for blend-sweep")
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--grid", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5])
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.75, 1.5], help="blend-latency weights")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    if args.what == "ease-variants":
+        ease_variants(args.data_dir, args.seed)
+    elif not args.dirs:
+        parser.error(f"{args.what}: expected at least one saved model directory")
+    elif args.what == "blend-sweep":
+        blend_sweep(args.data_dir, args.seed, args.dirs, tuple(args.grid))
+    else:
+        blend_latency(args.data_dir, args.dirs, args.weights, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

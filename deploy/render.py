@@ -1,0 +1,86 @@
+"""Render `deploy/nginx.conf.template` into a private run directory (used by `scripts/serve_all.py` and the tests).
+
+The template's placeholders are `@NAME@` (nginx's own variables are `$name`, so the two never collide); every
+placeholder must be filled, and every value is validated first, so nothing a caller passes can add an nginx
+directive.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+_SIZE = re.compile(r"^[1-9][0-9]{0,9}[kKmMgG]?$")  # nginx size syntax: bytes, or k/m/g
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on `host` (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    host: str = "0.0.0.0"  # public interface (an IPv4 address, or "*")
+    port: int = 7860  # public port
+    app_port: int = 7861  # the Gradio app's loopback port
+    dashboard_port: int = 8501  # Streamlit's loopback port
+    max_body: str = "16m"  # client_max_body_size: larger request bodies get 413
+    public_scheme: str = "http"  # what the browser uses: "https" behind a TLS proxy (a Space)
+    trusted_proxy: str | None = None  # a network (CIDR) whose X-Forwarded-For is believed: a Space's proxy
+
+    def __post_init__(self) -> None:
+        for name in ("port", "app_port", "dashboard_port"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= 65535:
+                raise ValueError(f"{name} must be a TCP port between 1 and 65535, got {value!r}")
+        if self.host != "*":
+            try:
+                ipaddress.IPv4Address(self.host)
+            except ValueError:
+                raise ValueError(f"host must be an IPv4 address or '*', got {self.host!r}") from None
+        if not _SIZE.match(str(self.max_body)):
+            raise ValueError(f"max_body must be an nginx size such as 16m, 512k or 1048576, got {self.max_body!r}")
+        if self.public_scheme not in ("http", "https"):
+            raise ValueError(f"public_scheme must be 'http' or 'https', got {self.public_scheme!r}")
+        if self.trusted_proxy is not None:
+            try:
+                ipaddress.ip_network(self.trusted_proxy)
+            except ValueError:
+                raise ValueError(f"trusted_proxy must be a network such as 10.0.0.0/8 or 0.0.0.0/0, "
+                                 f"got {self.trusted_proxy!r}") from None
+
+
+def render(config: RunConfig, run_dir: Path, template: str | None = None) -> str:
+    """The nginx.conf text for `config`, with its pid and temp files under `run_dir`."""
+    text = TEMPLATE.read_text() if template is None else template
+    values = {
+        "HOST": config.host, "PORT": str(config.port), "APP_PORT": str(config.app_port),
+        "DASHBOARD_PORT": str(config.dashboard_port), "MAX_BODY": str(config.max_body),
+        "PUBLIC_SCHEME": config.public_scheme, "RUN_DIR": str(run_dir),
+        "REAL_IP": (f"set_real_ip_from {ipaddress.ip_network(config.trusted_proxy)};\n"
+                    "    real_ip_header X-Forwarded-For;" if config.trusted_proxy else ""),
+    }
+    if re.search(r"[\s;{}'\"]", str(run_dir)):
+        raise ValueError(f"run_dir must not contain spaces, quotes, braces or semicolons, got {str(run_dir)!r}")
+    unknown = sorted(set(_PLACEHOLDER.findall(text)) - values.keys())
+    if unknown:
+        raise ValueError(f"template: unknown placeholders {unknown}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def render_run_dir(config: RunConfig, parent: str | None = None) -> Path:
+    """A fresh private directory holding the rendered `nginx.conf` (nginx writes its pid and temp files there).
+    Mode 0755, so nginx's workers can reach their temp files when the master runs as root (they drop to nobody)."""
+    run_dir = Path(tempfile.mkdtemp(prefix="vitrine-serve-", dir=parent))
+    os.chmod(run_dir, 0o755)
+    (run_dir / "nginx.conf").write_text(render(config, run_dir))
+    return run_dir

@@ -1,0 +1,190 @@
+"""Caption grounding: drop a caption that names a year, person, place or genre it was not given.
+
+    problems = grounding_problems("A 1987 classic by Steven Spielberg.", item, profile)
+    # ['year 1987 is not in the item's metadata or the user's profile',
+    #  "name 'Steven Spielberg' is not in the item's metadata or the user's profile"]
+    kept, dropped = filter_grounded(captions, item, profile)
+
+A caption may only use the facts in its request (`generation.captions.caption_request`): the item's title,
+year, genres and description, and the user's liked titles, favourite genres and taste keywords. This check
+looks for four kinds of checkable claims and refuses any that those facts do not contain:
+- years: four-digit years (1870-2099) and decades ("the 1980s", "the '80s", "80s");
+- genres: genre words and their common adjectives ("romantic", "sci-fi", "horror", "noir", ...);
+- people and places: runs of capitalised words that are not at the start of a sentence, or a run of two or
+  more at its start ("Steven Spielberg", "in Paris", "Tokyo"), unless every word of the run appears in the
+  facts or is an ordinary capitalised word (I, days, months). After "in", "at", "from", "near" a name is
+  reported as a place, otherwise as a person or name.
+It is a heuristic with a deliberate bias: a caption that names something not in the facts is dropped even
+when the name is true, because the app has no way to check it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from generation.errors import invalid
+from generation.profile import GENRE_STYLES, UserProfile, genre_key
+from generation.prompts import ItemInfo
+
+# genre words as they appear in prose -> the genre key they claim (generation.profile.genre_key)
+GENRE_WORDS: dict[str, str] = {
+    **{key: key for key in GENRE_STYLES},
+    "science fiction": "scifi", "sci-fi": "scifi", "scifi": "scifi", "sf": "scifi",
+    "romantic": "romance", "rom-com": "romance", "romcom": "romance",
+    "comedic": "comedy", "comedies": "comedy", "animated": "animation", "cartoon": "animation",
+    "horrors": "horror", "thrillers": "thriller", "westerns": "western", "musicals": "musical",
+    "documentaries": "documentary", "dramas": "drama", "dramatic": "drama", "noir": "filmnoir",
+    "film noir": "filmnoir", "film-noir": "filmnoir", "mysteries": "mystery", "fantasies": "fantasy",
+    "fantastical": "fantasy", "children's": "childrens", "kids": "childrens", "family": "childrens",
+    "war film": "war", "war movie": "war", "action-packed": "action", "adventures": "adventure",
+    "crime": "crime", "criminal": "crime", "gangster": "crime",
+}
+# genre keys that are also everyday words: only their unambiguous forms count as a genre claim
+_AMBIGUOUS = {"war", "action", "family", "adventure", "mystery", "fantasy", "drama", "crime", "musical", "kids",
+              "dramatic", "criminal", "cartoon", "adventures", "mysteries", "sf"}
+_ORDINARY_CAPITALISED = {
+    "i", "i'm", "i've", "you", "your", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+    "sunday", "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+    "november", "december", "christmas", "mr", "mrs", "ms", "dr", "the", "a", "an", "and", "of",
+}
+_PLACE_CUES = {"in", "at", "from", "near", "to", "across", "around", "through", "outside"}
+_CONNECTORS = {"de", "del", "van", "von", "da", "di", "la", "le", "of", "the"}
+_YEAR = re.compile(r"(?<![\d])(1[89]\d\d|20\d\d)(?:s\b|(?![\d]))")
+_DECADE = re.compile(r"(?:\bthe\s+)?['’]?\b(\d0)s\b", re.I)
+_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][\w'’-]*")
+
+
+@dataclass(frozen=True)
+class GroundingResult:
+    """A caption and the reasons it is not grounded ([] when it is)."""
+
+    text: str
+    problems: tuple[str, ...]
+
+    @property
+    def grounded(self) -> bool:
+        return not self.problems
+
+
+def _facts(item: ItemInfo, profile: UserProfile | None) -> str:
+    parts = [item.title, item.text, " ".join(item.genres), str(item.year or "")]
+    if profile is not None:
+        parts += [*profile.liked_titles, *profile.top_genres, *profile.keywords, *profile.preferred_prompts]
+    return " ".join(parts)
+
+
+def _allowed_genres(item: ItemInfo, profile: UserProfile | None) -> set[str]:
+    genres = [*item.genres, *(profile.top_genres if profile is not None else [])]
+    return {genre_key(g) for g in genres}
+
+
+def _sentence_starts(text: str) -> set[int]:
+    starts = {0}
+    for match in re.finditer(r"[.!?:;]['\")\]]*\s+|\n+", text):
+        starts.add(match.end())
+    return starts
+
+
+def _first_word_index(text: str, start: int) -> int:
+    match = _WORD.search(text, start)
+    return match.start() if match else -1
+
+
+def grounding_problems(text: str, item: ItemInfo, profile: UserProfile | None = None) -> list[str]:
+    """Why `text` is not grounded in `item` and `profile`: one line per year, genre or name it invents."""
+    if not isinstance(text, str):
+        raise invalid("text", "a string", text)
+    if not isinstance(item, ItemInfo):
+        raise invalid("item", "a generation.prompts.ItemInfo", item)
+    if profile is not None and not isinstance(profile, UserProfile):
+        raise invalid("profile", "a generation.profile.UserProfile or None", profile)
+    facts = _facts(item, profile)
+    facts_lower = facts.lower()
+    fact_words = {w.lower().strip("'’") for w in _WORD.findall(facts)}
+    problems: list[str] = []
+
+    # 1. years and decades
+    known_years = set(re.findall(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", facts))
+    for match in _YEAR.finditer(text):
+        year = match.group(1)
+        if match.group(0).endswith("s"):  # "the 1990s": grounded by any known year of that decade
+            if not any(y[:3] == year[:3] for y in known_years):
+                problems.append(f"decade {year}s is not in the item's metadata or the user's profile")
+        elif year not in known_years:
+            problems.append(f"year {year} is not in the item's metadata or the user's profile")
+    known_decades = {y[2] + "0" for y in known_years}
+    for match in _DECADE.finditer(text):
+        decade = match.group(1)
+        if decade not in known_decades:
+            problems.append(f"decade {match.group(0).strip()!r} is not in the item's metadata or the user's profile")
+
+    # 2. genres
+    allowed = _allowed_genres(item, profile)
+    lower = text.lower()
+    for phrase, key in sorted(GENRE_WORDS.items(), key=lambda kv: -len(kv[0])):
+        if phrase in _AMBIGUOUS:
+            continue
+        if re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lower) and key not in allowed:
+            if re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", facts_lower):
+                continue  # the facts use the word themselves (e.g. "romantic" in the description)
+            problems.append(f"genre {phrase!r} is not among the item's genres or the user's favourite genres")
+            allowed.add(key)  # report a genre once
+
+    # 3. people and places: runs of capitalised words
+    starts = {_first_word_index(text, s) for s in _sentence_starts(text)}
+    words = list(_WORD.finditer(text))
+    i = 0
+    while i < len(words):
+        word = words[i].group(0)
+        if not word[0].isupper():
+            i += 1
+            continue
+        run = [words[i]]
+        j = i + 1
+        while j < len(words):
+            gap = text[run[-1].end():words[j].start()]
+            w = words[j].group(0)
+            if gap.strip() not in ("",) or not (w[0].isupper() or (w.lower() in _CONNECTORS and j + 1 < len(words)
+                                                                      and words[j + 1].group(0)[0].isupper())):
+                break
+            run.append(words[j])
+            j += 1
+        while run and run[-1].group(0).lower() in _CONNECTORS:
+            run.pop()
+        at_start = run[0].start() in starts
+        tokens = [m.group(0) for m in run]
+        if at_start and len(tokens) == 1:
+            i = j
+            continue
+        if at_start and tokens[0].lower() in _ORDINARY_CAPITALISED | {"because", "if", "fans", "this", "it", "its"}:
+            tokens = tokens[1:]  # "Because Steven Spielberg ...": the first word is just the sentence's start
+        unknown = [t for t in tokens if t.lower().strip("'’") not in fact_words
+                   and t.lower().removesuffix("'s").removesuffix("’s") not in fact_words
+                   and t.lower() not in _ORDINARY_CAPITALISED and t.lower() not in _CONNECTORS]
+        if unknown:
+            name = " ".join(tokens)
+            before = text[:run[0].start()].split()
+            cue = before[-1].lower() if before else ""
+            what = "place" if cue in _PLACE_CUES else "name"
+            problems.append(f"{what} {name!r} is not in the item's metadata or the user's profile")
+        i = j
+    return problems
+
+
+def check_caption(text: str, item: ItemInfo, profile: UserProfile | None = None) -> GroundingResult:
+    """`grounding_problems` wrapped in a result."""
+    return GroundingResult(text, tuple(grounding_problems(text, item, profile)))
+
+
+def filter_grounded(texts: Sequence[str], item: ItemInfo, profile: UserProfile | None = None
+                    ) -> tuple[list[str], list[GroundingResult]]:
+    """(captions that pass, results of those dropped with their reasons), in the given order."""
+    if isinstance(texts, str):
+        raise invalid("texts", "a sequence of caption strings", texts)
+    kept, dropped = [], []
+    for text in texts:
+        result = check_caption(text, item, profile)
+        (kept if result.grounded else dropped).append(text if result.grounded else result)
+    return kept, dropped

@@ -1,0 +1,134 @@
+"""app.sim_loop (the learning-loop simulation) and app.dashboard_learning (its figures), on a synthetic world.
+
+The world: 4 tastes over 120 items (30 each); every user rates 24 items of their taste 4-5 and 8 others 1-3.
+Small enough for seconds; the ml-100k figures are in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import dashboard_learning as dl
+from app import sim_loop
+from recommenders.data import Dataset
+
+N_ITEMS, N_USERS = 120, 300
+
+
+def synthetic(seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame({"item_id": [str(i) for i in range(N_ITEMS)], "title": [f"Film {i}" for i in range(N_ITEMS)],
+                          "text": ["a film"] * N_ITEMS, "genres": [["Drama"]] * N_ITEMS,
+                          "year": pd.array([2000] * N_ITEMS, dtype="Int64"), "image": [None] * N_ITEMS})
+    rows = []
+    for u in range(N_USERS):
+        taste = u % 4
+        own = rng.choice(30, 24, replace=False) + 30 * taste
+        other = rng.choice(np.setdiff1d(np.arange(N_ITEMS), np.arange(30) + 30 * taste), 8, replace=False)
+        for i in own:
+            rows.append((str(u), str(i), float(rng.integers(4, 6)), int(rng.integers(0, 10**6))))
+        for i in other:
+            rows.append((str(u), str(i), float(rng.integers(1, 4)), int(rng.integers(0, 10**6))))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return Dataset("synthetic", items, pd.DataFrame({"user_id": [str(u) for u in range(N_USERS)]}), inter)
+
+
+CONFIG = dict(users=60, rounds=3, slate=10, min_ratings=20, ips_replicates=3, ips_candidates=("pop",), n_boot=200,
+              seed=1)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    ds = synthetic()
+    return sim_loop.run_loop(ds, sim_loop.LoopConfig(**CONFIG), tmp_path_factory.mktemp("loop"))
+
+
+def test_the_world_keeps_the_truth_out_of_training():
+    ds = synthetic()
+    world = sim_loop.make_world(ds, sim_loop.LoopConfig(**CONFIG))
+    base = set(zip(world.base.interactions["user_id"], world.base.interactions["item_id"]))
+    for u in world.visitors:
+        assert len(world.known[u]) == 5 and not set(world.truth[u]) & set(world.known[u])
+        assert all((u, i) in base for i in world.known[u])
+        assert not any((u, i) in base for i in world.truth[u])
+    first = ds.interactions[ds.interactions["user_id"] == world.visitors[0]].sort_values("timestamp")
+    assert world.known[world.visitors[0]] == first["item_id"].head(5).tolist()  # the earliest five
+
+
+def test_report_shape_and_same_draws(report):
+    rounds, control = report["rounds"], report["control"]["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2, 3] and len(control) == 3
+    for r in rounds + control:
+        assert {"round", "like_rate", "ndcg@10", "promoted"} <= set(r)
+        assert 0 <= r["like_rate"] <= 1 and 0 <= r["ndcg@10"] <= 1
+    assert all(r["promoted"] is None for r in control)  # the control never retrains
+    assert all(isinstance(r["promoted"], bool) for r in rounds)
+    # before any feedback every arm serves the same slates under the same draws: round 1 is identical
+    first = {arm: body["rounds"][0] for arm, body in report["arms"].items()}
+    assert len({(r["like_rate"], r["ndcg@10"]) for r in first.values()}) == 1
+    assert len(report["retrain"]) == 3 and all("reason" in r for r in report["retrain"])
+    json.dumps(sim_loop._json_safe(report), allow_nan=False)  # the --json output is valid JSON
+
+
+def test_folding_likes_in_beats_the_static_control(report):
+    final = {arm: body["rounds"][-1] for arm, body in report["arms"].items()}
+    assert final["fold-in"]["ndcg@10_loved"] > final["static"]["ndcg@10_loved"]
+    comp = report["comparisons"]["retrain - static"]["ndcg@10_loved@final"]
+    assert comp["diff"] > 0 and comp["lo"] <= comp["diff"] <= comp["hi"]
+
+
+def test_ips_block(report):
+    ips = report["ips"]
+    assert ips["n_slates"] == 3 * 60 and 0 < ips["examination"]["eta"] < 3
+    for c in ips["candidates"].values():
+        assert 0 <= c["support"] <= 1 and c["truth"] > 0 and c["snips_ci"][0] <= c["snips_ci"][1]
+
+
+def test_cli_dispatch_from_app_simulate(tmp_path, monkeypatch, capsys):
+    from app import simulate
+
+    ds = synthetic()
+    folder = tmp_path / "syn"
+    folder.mkdir()
+    ds.items[["item_id", "title"]].to_csv(folder / "items.csv", index=False)
+    ds.interactions.to_csv(folder / "interactions.csv", index=False)
+    monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VITRINE_DATASET", str(folder))
+    out = tmp_path / "loop.json"
+    assert simulate.main(["--rounds", "2", "--users", "20", "--retrain", "--json", str(out), "--min-ratings", "20",
+                          "--ips-candidates", "pop", "--ips-replicates", "2"]) == 0
+    report = json.loads(out.read_text())
+    assert [r["round"] for r in report["rounds"]] == [1, 2] and "control" in report
+    assert "retrain  round 2" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        simulate.main(["--rounds", "0"])
+
+
+def test_learning_figures(report):
+    curves = dl.curves_frame(report)
+    assert set(curves["arm"]) == {"static", "fold-in", "retrain"} and curves["round"].max() == 3
+    fig = dl.learning_curves_figure(curves, "ndcg@10")
+    assert len(fig.data) == 6  # a band and a line per arm
+    ips = dl.ips_frame(report)
+    assert list(ips["candidate"]) == list(report["ips"]["candidates"])
+    assert len(dl.ips_figure(ips).data) == 3
+    versions = pd.DataFrame({
+        "name": ["ease"] * 3, "version": [1, 2, 3],
+        "created_at": pd.to_datetime(["2026-11-29 10:00", "2026-11-29 11:00", "2026-11-29 12:00"]),
+        "decision": ["promoted", "promoted", "rejected"], "promoted": [False, True, False], "watermark": [None, 10, 20],
+        "reason": ["initial", "not worse on both", "worse <b>than</b> served"],
+        "metrics": [{"candidate": {"offline": {"valid": {"ndcg@10": 0.30}}}},
+                    {"candidate": {"offline": {"valid": {"ndcg@10": 0.31}}, "holdout": {"ndcg@10": 0.2}},
+                     "served": {"holdout": {"ndcg@10": 0.1}}},
+                    {"candidate": {"offline": {"valid": {"ndcg@10": 0.29}}, "holdout": {"ndcg@10": 0.1}}}],
+    })
+    table = dl.versions_table(versions)
+    assert table["offline"].tolist() == [0.30, 0.31, 0.29] and np.isnan(table["holdout"].iloc[0])
+    assert table["served_holdout"].iloc[1] == 0.1
+    fig = dl.versions_figure(table)
+    assert len(fig.data) == 2
+    assert "&lt;b&gt;" in fig.data[0].customdata[2][2]  # reasons are escaped for plotly

@@ -1,0 +1,334 @@
+"""The one public port is nginx (deploy/nginx.conf.template), started by `scripts/serve_all.py` under honcho.
+
+Issue 14: no open proxy (a request target never picks the upstream), bodies over the cap get 413 before the app
+sees them, the forwarded headers are nginx's own (a client's X-Forwarded-Host cannot rewrite the app's root URL),
+Streamlit's websocket is upgraded for the site's own pages only; and, in Chromium, the app at `/` (Gradio's queue
+streaming through nginx) and the dashboard at `/dashboard/` with its websocket live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from deploy.render import RunConfig, render, render_run_dir
+from deploy_helpers import (
+    DASHBOARD_PASSWORD, REPO_ROOT, SERVE_ALL, STANDIN, child_pids, free_port, get, need_nginx, pid_alive,
+    raw_request, start_serve_all, stop, wait_ok,
+)
+
+MARKER = "vitrine-secret-upstream-7f3a"
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def test_render_fills_every_placeholder(tmp_path):
+    text = render(RunConfig(host="127.0.0.1", port=8080, app_port=40001, dashboard_port=40002, max_body="2m",
+                            public_scheme="https"), tmp_path)
+    assert "@" not in "".join(line.split("#")[0] for line in text.splitlines())  # no placeholder left
+    assert "listen 127.0.0.1:8080 default_server;" in text
+    assert "server 127.0.0.1:40001;" in text and "server 127.0.0.1:40002;" in text
+    assert "client_max_body_size 2m;" in text and "default https;" in text
+    assert f"pid {tmp_path}/nginx.pid;" in text
+    assert "set_real_ip_from" not in text  # no proxy in front is trusted unless named
+    trusted = render(RunConfig(trusted_proxy="10.0.0.0/8"), tmp_path)
+    assert "set_real_ip_from 10.0.0.0/8;" in trusted and "real_ip_header X-Forwarded-For;" in trusted
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_body", "16m; include /etc/passwd"), ("max_body", "0"), ("host", "0.0.0.0; evil"), ("host", "example.com"),
+    ("port", 0), ("app_port", 70000), ("public_scheme", "ftp"), ("trusted_proxy", "10.0.0.0/8; allow all"),
+])
+def test_render_refuses_values_that_are_not_what_they_claim(field, value):
+    with pytest.raises(ValueError, match=field):
+        RunConfig(**{field: value})
+
+
+def test_render_refuses_unknown_placeholders_and_odd_run_dirs(tmp_path):
+    with pytest.raises(ValueError, match="unknown placeholders"):
+        render(RunConfig(), tmp_path, template="listen @PORT@; root @ROOT@;")
+    with pytest.raises(ValueError, match="run_dir"):
+        render(RunConfig(), tmp_path / "a b")
+
+
+def test_rendered_config_is_valid_nginx():
+    nginx = need_nginx()
+    run_dir = render_run_dir(RunConfig(host="127.0.0.1", port=free_port(), app_port=free_port(),
+                                       dashboard_port=free_port()))
+    try:
+        check = subprocess.run([nginx, "-t", "-e", "stderr", "-p", str(run_dir), "-c", str(run_dir / "nginx.conf")],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+    finally:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_serve_all_is_a_launcher_without_proxy_code():
+    source = SERVE_ALL.read_text()
+    for proxy_piece in ("httpx", "uvicorn", "websockets", "asyncio", "build_request"):
+        assert proxy_piece not in source
+    assert "honcho" in source and "nginx" in source
+
+
+# ------------------------------------------------------------------------------------------ the front, live
+class _Secret(http.server.BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        type(self).hits += 1
+        body = MARKER.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def secret_server():
+    """A loopback-only server the front must never reach; yields its port."""
+    _Secret.hits = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Secret)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_request_targets_cannot_reach_other_servers(front, secret_server):
+    """Issue 14 item 2: `@host:port/x` made the old proxy fetch `http://127.0.0.1:PORT@host:port/x`."""
+    _, port, _, _ = front
+    secret = secret_server
+    assert get(f"http://127.0.0.1:{secret}/x")[1] == MARKER  # reachable directly: the test can fail
+    _Secret.hits = 0
+    ws_headers = ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: streamlit\r\n")
+    targets = [
+        (f"@127.0.0.1:{secret}/x", ""), (f"@127.0.0.1:{secret}/dashboard/x", ""),
+        (f"http://127.0.0.1:{secret}/x", ""), (f"//127.0.0.1:{secret}/x", ""),
+        (f"@127.0.0.1:{secret}/dashboard/_stcore/stream", ws_headers),
+        (f"http://127.0.0.1:{secret}/dashboard/_stcore/stream", ws_headers),
+    ]
+    for target, extra in targets:
+        answer = raw_request(port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}"
+                                   "Connection: close\r\n\r\n".encode(), timeout=2)
+        assert answer.startswith(b"HTTP/1.1 "), (target, answer[:200])
+        assert MARKER.encode() not in answer, target
+    assert _Secret.hits == 0
+    # a target that is not origin- or absolute-form is refused outright
+    assert raw_request(port, f"GET @127.0.0.1:{secret}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()).startswith(
+        b"HTTP/1.1 400")
+
+
+def test_bodies_over_the_cap_get_413_before_the_app(front):
+    """Issue 14 item 3 (front side): nginx's cap is the app's own (VITRINE_MAX_BODY_BYTES, default 1 MiB); a
+    larger body is refused by nginx itself (its error page), so the app behind never receives it."""
+    import urllib.error
+    import urllib.request
+
+    base, _, _, _ = front
+
+    def post(size: int) -> tuple[int, str]:
+        request = urllib.request.Request(base + "/gradio_api/upload", data=b"x" * size, method="POST",
+                                         headers={"Content-Type": "application/octet-stream"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode("utf-8", "replace")
+
+    status, body = post(2**20 + 1)
+    assert status == 413 and "nginx" in body
+    status, body = post(2**20 - 4096)
+    assert status not in (413, 502, 503) and "nginx" not in body  # reaches the app (which wants a form)
+
+
+def test_forwarded_headers_are_set_by_nginx_only(front):
+    """Issue 14 item 12: a client's X-Forwarded-Host (or X-Gradio-Server, Forwarded) does not move the root URL."""
+    base, _, _, _ = front
+    forged = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https", "Forwarded": "host=evil.example",
+              "X-Gradio-Server": "http://evil.example"}
+    status, body = get(base + "/config", headers=forged)
+    assert status == 200
+    assert json.loads(body)["root"] == base
+    status, page = get(base + "/", headers=forged)
+    assert status == 200 and "evil.example" not in page
+
+
+def test_streamlit_websocket_is_upgraded_for_this_site_only(front):
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    base, _, _, _ = front
+    ws_url = base.replace("http://", "ws://") + "/dashboard/_stcore/stream"
+
+    async def open_with(origin):
+        async with connect(ws_url, subprotocols=["streamlit"], origin=origin, open_timeout=30) as ws:
+            return ws.subprotocol
+
+    assert asyncio.run(open_with(base)) == "streamlit"
+    assert asyncio.run(open_with(None)) == "streamlit"  # not a browser: no Origin
+    for origin in ("https://evil.example", f"http://evil.example:{base.rsplit(':', 1)[1]}"):
+        with pytest.raises(InvalidStatus) as refused:
+            asyncio.run(open_with(origin))
+        assert refused.value.response.status_code == 403
+
+
+def test_gradio_queue_streams_through_nginx(front):
+    from gradio_client import Client
+
+    base, _, _, _ = front
+    assert Client(base + "/", verbose=False).predict("hi", api_name="/shout") == "HI"
+
+
+ECHO_APP = """
+import http.server, json, os
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer((os.environ["GRADIO_SERVER_NAME"], int(os.environ["GRADIO_SERVER_PORT"])), Echo).serve_forever()
+"""
+
+
+@pytest.mark.parametrize("trusted", [None, "127.0.0.1/32"])
+def test_upstream_headers_are_nginx_own(tmp_path, trusted):
+    """What the app receives, echoed: one X-Forwarded-For address (the peer's, or behind a trusted proxy the last
+    one that proxy appended; never what the client wrote before it), the Host the request came to, and none of
+    the client's own X-Forwarded-Host, Forwarded or X-Gradio-Server."""
+    need_nginx()
+    (tmp_path / "echo.py").write_text(ECHO_APP)
+    (tmp_path / "dash.py").write_text("import streamlit as st\nst.write('tiny')\n")
+    port = free_port()
+    log = tmp_path / "serve_all.log"
+    extra = ["--trusted-proxy", trusted] if trusted else []
+    proc = start_serve_all(port, log, {**os.environ, "VITRINE_TRUSTED_PROXY": "none"}, "--app-cmd",
+                           f"{sys.executable} {tmp_path / 'echo.py'}", "--dashboard-script", str(tmp_path / "dash.py"),
+                           *extra)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ok(base + "/", proc)
+        status, body = get(base + "/x", headers={
+            "X-Forwarded-For": "6.6.6.6, 7.7.7.7", "X-Forwarded-Host": "evil.example", "X-Real-IP": "6.6.6.6",
+            "Forwarded": "for=6.6.6.6;host=evil.example", "X-Gradio-Server": "http://evil.example"})
+        assert status == 200
+        seen = json.loads(body)
+        assert seen["x-forwarded-for"] == ("7.7.7.7" if trusted else "127.0.0.1")
+        assert seen["x-real-ip"] == seen["x-forwarded-for"]
+        assert seen["host"] == seen["x-forwarded-host"] == f"127.0.0.1:{port}"
+        assert seen["x-forwarded-proto"] == "http"
+        assert "forwarded" not in seen and "x-gradio-server" not in seen
+    finally:
+        stop(proc, log)
+
+
+@pytest.mark.browser
+def test_browser_sees_app_and_live_dashboard(front, browser, artifacts_dir):
+    """Chromium: the Gradio app at `/` answers a click (its queue's server-sent events through nginx); the
+    dashboard at `/dashboard/` opens its websocket through nginx and re-renders after the password is typed."""
+    base, _, _, _ = front
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(base + "/")
+        page.get_by_label("text").fill("through nginx")
+        page.get_by_role("button", name="Shout").click()
+        page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => t.value === 'THROUGH NGINX')")
+        page.screenshot(path=str(artifacts_dir / "front-app.png"))
+
+        sockets = []
+        page.on("websocket", lambda ws: sockets.append(ws))
+        page.goto(base + "/dashboard/")
+        page.get_by_label("Password", exact=True).fill(DASHBOARD_PASSWORD)  # answered only through the websocket
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Overview").first.wait_for()
+        stream = [ws for ws in sockets if ws.url.endswith("/dashboard/_stcore/stream")]
+        assert stream and stream[-1].url.startswith(base.replace("http://", "ws://"))
+        assert not stream[-1].is_closed()
+        page.screenshot(path=str(artifacts_dir / "front-dashboard.png"))
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+# ---------------------------------------------------------------------------------------- process lifecycle
+def test_a_dead_child_stops_the_others(tmp_path):
+    need_nginx()
+    port = free_port()
+    log = tmp_path / "serve_all.log"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where serve_all makes its run directory
+    proc = start_serve_all(port, log, env, "--app-cmd", f"{sys.executable} -c 'raise SystemExit(3)'",
+                           "--dashboard-script", str(tmp_path / "none.py"))
+    try:
+        assert proc.wait(timeout=60) != 0
+        text = log.read_text()
+        assert "app" in text and "stopped (rc=3)" in text
+        deadline = time.monotonic() + 10
+        while any(pid_alive(pid) for pid in child_pids(log).values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(pid_alive(pid) for pid in child_pids(log).values()), "a child outlived serve_all"
+        assert not list(tmp_path.glob("vitrine-serve-*"))  # the run directory is removed
+    finally:
+        stop(proc, log)
+
+
+def test_sigterm_stops_every_child(tmp_path):
+    """Even with an endless server-sent-events stream (Gradio's heartbeat) left open by a gone browser."""
+    import http.client
+    import signal
+
+    need_nginx()
+    script = tmp_path / "tiny_dashboard.py"
+    script.write_text("import streamlit as st\nst.write('tiny')\n")
+    port = free_port()
+    log = tmp_path / "serve_all.log"
+    proc = start_serve_all(port, log, None, "--app-cmd", f"{sys.executable} {STANDIN}", "--dashboard-script",
+                           str(script))
+    try:
+        wait_ok(f"http://127.0.0.1:{port}/dashboard/_stcore/health", proc)
+        wait_ok(f"http://127.0.0.1:{port}/", proc)
+        pids = child_pids(log)
+        assert set(pids) == {"nginx", "app", "dashboard"}
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/gradio_api/heartbeat/test-session", headers={"Accept": "text/event-stream"})
+        response = conn.getresponse()
+        assert response.status == 200 and "text/event-stream" in response.getheader("content-type", "")
+        conn.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(pid_alive(pid) for pid in pids.values()), "a child outlived serve_all"
+    finally:
+        stop(proc, log)
+
+
+def test_refuses_a_bad_body_cap_before_starting_anything(tmp_path):
+    need_nginx()
+    result = subprocess.run([sys.executable, str(SERVE_ALL), "--port", str(free_port()), "--max-body", "1m; evil"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "max_body" in result.stderr

@@ -1,0 +1,237 @@
+"""Issue 16 models (two-tower, freedom, sasrec, blend) on the shared contract, plus what each one claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommenders.models import create_model
+from tests.recommenders.test_rec_models import (
+    FAST_SGD,
+    ITEMS,
+    N_ITEMS,
+    N_USERS,
+    ModelContract,
+    checkerboard,
+    model,  # noqa: F401 - the class-scoped fitted-model fixture the contract uses
+    parity_features,
+)
+
+
+class TestTwoTower(ModelContract):
+    name = "two-tower"
+    params = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32}
+
+
+def test_two_tower_ranks_cold_items_by_content() -> None:
+    """Two items nobody interacted with: the content tower alone must put the same-parity one first."""
+    data = checkerboard()[lambda d: ~d["item_id"].isin(["i10", "i11"])]
+    model = create_model("two-tower", **{**FAST_SGD, "batch_size": 32}, dim=8, experts=2).fit(data, ITEMS, parity_features())
+    even, odd = model.item_index("i10"), model.item_index("i11")
+    np.testing.assert_array_equal(model.b[[even, odd]], 0.0)  # no learned bias for never-seen items
+    for u in range(N_USERS):
+        s = model.score(model.user_index(f"u{u}"))
+        assert (s[even] > s[odd]) == (u % 2 == 0), u
+
+
+def test_two_tower_alignment_pulls_id_and_content_together() -> None:
+    """With the alignment loss, each item's ID embedding is closer (cosine) to its own content embedding."""
+    import torch
+
+    from recommenders.models import two_tower
+
+    captured = {}
+    original = two_tower.train_epochs
+
+    def spy(module, *args, **kwargs):
+        original(module, *args, **kwargs)
+        captured["module"] = module
+
+    params = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32, "id_dropout": 0.0}
+    cosines = {}
+    for weight in (0.0, 1.0):
+        two_tower.train_epochs = spy
+        try:
+            create_model("two-tower", **params, align_weight=weight).fit(checkerboard(), ITEMS, parity_features())
+        finally:
+            two_tower.train_epochs = original
+        m = captured["module"]
+        with torch.no_grad():
+            _, e, c = m.item_vectors()
+            cosines[weight] = float(torch.nn.functional.cosine_similarity(e, c, dim=1).mean())
+    assert cosines[1.0] > 0.5 and cosines[1.0] > cosines[0.0] + 0.2, cosines
+
+
+def test_two_tower_rejects_bad_parameters() -> None:
+    with pytest.raises(ValueError, match="temperature: expected a positive temperature"):
+        create_model("two-tower", temperature=0.0).fit(checkerboard(), ITEMS, parity_features())
+    with pytest.raises(ValueError, match="id_dropout: expected a probability"):
+        create_model("two-tower", id_dropout=1.0).fit(checkerboard(), ITEMS, parity_features())
+
+
+class TestFreedom(ModelContract):
+    name = "freedom"
+    params = {**FAST_SGD, "dim": 8, "knn": 3}
+
+
+def test_knn_graph_is_sparse_symmetric_and_excludes_self() -> None:
+    from recommenders.models.freedom import knn_graph
+
+    f = parity_features()["text"]
+    g = knn_graph(f, k=3, chunk=5)  # several chunks
+    assert g.nnz <= 2 * 3 * len(f) and g.diagonal().max() == 0
+    dense = g.toarray()
+    assert (dense > 0).sum(1).min() >= 3
+    # neighbours read alike: every edge joins two items of the same parity (the features' first axis)
+    r, c = np.nonzero(dense)
+    assert np.all(r % 2 == c % 2)
+    with pytest.raises(ValueError, match="knn: expected 1 <= knn < n_items"):
+        knn_graph(f, k=len(f))
+
+
+def test_freedom_scores_cold_items_through_content_neighbours() -> None:
+    data = checkerboard()[lambda d: ~d["item_id"].isin(["i10", "i11"])]
+    model = create_model("freedom", **FAST_SGD, dim=8, knn=3).fit(data, ITEMS, parity_features())
+    even, odd = model.item_index("i10"), model.item_index("i11")
+    assert np.abs(model.V[[even, odd]]).sum() > 0  # neighbours' embeddings reach the never-seen items
+    for u in range(N_USERS):
+        s = model.score(model.user_index(f"u{u}"))
+        assert (s[even] > s[odd]) == (u % 2 == 0), u
+
+
+TT_FAST = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32}
+
+
+BASE = {"reg": 1.0, "text_weight": 0.5}
+FR_FAST = {**FAST_SGD, "dim": 8, "knn": 3}
+
+
+class TestBlend(ModelContract):
+    name = "blend"
+    params = {"base_params": BASE, "partners": ["two-tower"], "partner_params": [TT_FAST], "weights": [0.5]}
+
+
+class TestBlendThreeWay(ModelContract):
+    name = "blend"
+    params = {"base_params": BASE, "partner_params": [FR_FAST, TT_FAST]}  # default partners: freedom, two-tower
+
+
+def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
+    feats = parity_features()
+    blend = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.5, 2.0]).fit(
+        checkerboard(), ITEMS, feats)
+    base = create_model("ease-text", **BASE).fit(checkerboard(), ITEMS, feats)
+    fr = create_model("freedom", **FR_FAST).fit(checkerboard(), ITEMS, feats)
+    tt = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, feats)
+    z = lambda s: (s - s.mean()) / s.std()  # noqa: E731
+    for u in (0, 5):
+        np.testing.assert_allclose(blend.score(u), z(base.score(u)) + 0.5 * z(fr.score(u)) + 2.0 * z(tt.score(u)),
+                                   rtol=1e-6)
+    zero = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.0, 0.0]).fit(
+        checkerboard(), ITEMS, feats)
+    assert zero.recommend("u3", 5)[0] == base.recommend("u3", 5)[0]  # zero weights: the base model
+    with pytest.raises(ValueError, match="base/partners: expected model names other than 'blend'"):
+        create_model("blend", partners=["svd"], partner_params=[{}], weights=[1.0])
+    with pytest.raises(ValueError, match="weights: expected non-negative numbers"):
+        create_model("blend", weights=[-1.0, 1.0])
+    with pytest.raises(ValueError, match="expected lists of one length"):
+        create_model("blend", weights=[1.0])
+
+
+def test_blend_refit_gives_each_partner_its_own_best_epoch() -> None:
+    from tests.recommenders.test_rec_models import held_out
+
+    valid = pd.DataFrame({"user_id": [f"u{u}" for u in range(N_USERS)],
+                          "item_id": [f"i{held_out(u)}" for u in range(N_USERS)]})
+    probe = create_model("blend", base_params=BASE, partner_params=[{**FR_FAST, "patience": 2},
+                                                                    {**TT_FAST, "patience": 2}]).fit(
+        checkerboard(), ITEMS, parity_features(), valid=valid)
+    after = probe.params_after_probe()["partner_params"]
+    for c, params in zip(probe.parts[1:], after):
+        scored = [h for h in c.history if "valid_ndcg@10" in h]
+        best = max(scored, key=lambda h: (h["valid_ndcg@10"], -h["epoch"]))
+        assert params["epochs"] == best["epoch"] and params["knn" if c.name == "freedom" else "experts"]
+
+
+SAS_FAST = {"dim": 8, "heads": 2, "layers": 1, "max_len": 8, "dropout": 0.2, "lr": 0.01, "batch_size": 16,
+            "epochs": 60, "seed": 1}
+
+
+def shuffled_in_time(frame: pd.DataFrame, seed: int = 0, repeats: int = 4) -> pd.DataFrame:
+    """The checkerboard as histories: each user's items `repeats` times over, in random time order, so the
+    next item is any item of the user's taste (in row order every history would be sorted, and "the item
+    after the last one" never seen). The set of (user, item) positives is the checkerboard's."""
+    rng = np.random.default_rng(seed)
+    rows = pd.concat([frame] * repeats, ignore_index=True)
+    return rows.assign(timestamp=rng.permutation(len(rows)))
+
+
+class SequentialContract(ModelContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls, request: pytest.FixtureRequest):
+        return create_model(cls.name, **cls.params).fit(shuffled_in_time(checkerboard()), ITEMS, parity_features())
+
+
+class TestSASRec(SequentialContract):
+    name = "sasrec"
+    params = SAS_FAST
+
+
+class TestSASRecContent(SequentialContract):
+    name = "sasrec-content"
+    params = SAS_FAST
+
+
+def test_content_initialised_sasrec_starts_from_the_content() -> None:
+    """Before any training step the item table is the content's principal axes (ID-only: unrelated noise)."""
+    from recommenders.models.sasrec import content_init
+
+    feats = parity_features()
+    untrained = {**SAS_FAST, "epochs": 0}
+    content = create_model("sasrec-content", **untrained).fit(checkerboard(), ITEMS, feats)
+    ids_only = create_model("sasrec", **untrained).fit(checkerboard(), ITEMS, feats)
+    expected = content_init(feats, 8)
+    np.testing.assert_allclose(content.module.item.detach().numpy()[:N_ITEMS], expected, rtol=1e-6)
+    assert np.corrcoef(expected[:, 0], np.arange(N_ITEMS) % 2)[0, 1] ** 2 > 0.9
+    got = ids_only.module.item.detach().numpy()[:N_ITEMS, 0]
+    assert np.corrcoef(got, np.arange(N_ITEMS) % 2)[0, 1] ** 2 < 0.5
+
+
+def test_content_initialised_sasrec_is_trained_from_the_content() -> None:
+    """Fitted on the same histories, the content model's scores change with the item features; the ID-only
+    model ignores them (identical scores bit for bit)."""
+    data = shuffled_in_time(checkerboard())
+    feats = parity_features()
+    other = {"text": np.random.default_rng(9).normal(size=feats["text"].shape).astype(np.float32)}
+    short = {**SAS_FAST, "epochs": 5}
+    ids_a = create_model("sasrec", **short).fit(data, ITEMS, feats)
+    ids_b = create_model("sasrec", **short).fit(data, ITEMS, other)
+    np.testing.assert_array_equal(ids_a.score(0), ids_b.score(0))
+    con_a = create_model("sasrec-content", **short).fit(data, ITEMS, feats)
+    con_b = create_model("sasrec-content", **short).fit(data, ITEMS, other)
+    assert np.abs(con_a.score(0) - con_b.score(0)).max() > 1e-3
+    with pytest.raises(Exception, match=r"features\['text'\] is required"):
+        create_model("sasrec-content", **short).fit(data, ITEMS)
+
+
+def test_sasrec_reads_histories_in_time_order() -> None:
+    """The next item after a history depends on its order; with_history appends time-ordered rows."""
+    rows = []
+    for u in range(12):  # everyone walks the cycle i0 -> i1 -> ... -> i5 -> i0 ..., starting somewhere
+        for t in range(10):
+            rows.append((f"u{u}", f"i{(u + t) % 6}", t))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).sample(frac=1.0, random_state=0)
+    items = [f"i{i}" for i in range(6)]
+    model = create_model("sasrec", **{**SAS_FAST, "epochs": 150}).fit(frame, items)
+    for start in range(6):
+        picks = [f"i{(start + t) % 6}" for t in range(3)]
+        ids, _ = model.recommend_from_items(picks, k=1, exclude_seen=False)
+        assert ids == [f"i{(start + 3) % 6}"], (picks, ids)
+    extra = pd.DataFrame({"user_id": ["u0"], "item_id": ["i4"], "timestamp": [99]})
+    extended = model.with_history(extra)
+    np.testing.assert_allclose(extended.score(model.user_index("u0")),
+                               model._fold_in(np.r_[model.sequences[model.user_index("u0")], 4]))
+    u0 = model.user_index("u0")
+    assert len(extended.sequences[u0]) == len(model.sequences[u0]) + 1 and model.sequences is not extended.sequences
