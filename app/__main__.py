@@ -15,6 +15,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (Spaces: `python app/__main__.py`) rather than `python -m app`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.zerogpu import import_spaces  # noqa: E402 - light: importlib only
+
+import_spaces()  # ZeroGPU: `spaces` before anything (torch, diffusers) can initialise CUDA
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
@@ -24,7 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = logging.getLogger("vitrine")
 
-    from app.services import build_services
     from app.settings import load_settings
 
     try:
@@ -32,11 +35,31 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if settings.durability_warning:
+        log.warning("%s", settings.durability_warning)
+    from app.sync_runner import start_sync
+
+    runner = start_sync(settings, say=log.info)  # restores an empty store from the sink before anything serves
+    try:
+        return _serve(args, settings, runner, started, log)
+    finally:
+        if runner is not None:
+            runner.stop()  # one last sync: what arrived since the previous one
+
+
+def _serve(args, settings, runner, started: float, log) -> int:
+    from app.services import build_services
+
     svc = build_services(settings, say=log.info)
     if args.check:
         from app.status import status_sections
 
-        for title, rows in status_sections(svc):
+        sections = list(status_sections(svc))
+        if runner is not None:
+            sections.append(("Durability", runner.status_rows()))
+        if settings.durability_warning:
+            sections.append(("Durability warning", [("labels", "NOT durable", settings.durability_warning)]))
+        for title, rows in sections:
             print(f"== {title}")
             for name, value, note in rows:
                 print(f"  {name}: {value}  {note}".rstrip())

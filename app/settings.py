@@ -129,10 +129,31 @@ class Settings:
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
     best_of_n: int = 0  # cover and caption candidates per slate item; 0 = auto: 4 on CUDA, 2 on CPU (app.preference)
     auto_pairs_max: int = 200  # the labeling queue fills itself until this many pairs wait untouched (0: never)
+    space_id: str | None = None  # set by Hugging Face Spaces (SPACE_ID): network models on, /data used, warnings
+    database_url_set: bool = False  # DATABASE_URL was given (an external database outlives the app's disk)
+    sync_url: str | None = None  # the durable event sink (fsspec URL or path); None = no sink
+    sync_every: int = 30  # seconds between syncs to the sink: the most a crash can lose
+    blob_url: str | None = None  # where generated covers live (fsspec URL or path); None = <data_dir>/blobs
 
     @property
     def db_is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def blob_location(self) -> str:
+        """The blob store's URL or directory (VITRINE_BLOB_URL, else `<data_dir>/blobs`)."""
+        return self.blob_url or str(self.data_dir / "blobs")
+
+    @property
+    def durability_warning(self) -> str | None:
+        """On a Space with neither a sync URL nor an external database, what will be lost (for the log and the
+        page); None when labels survive a restart or the app does not run on a Space."""
+        if self.space_id is None or self.sync_url or self.database_url_set:
+            return None
+        return ("Labels may be lost: this Space keeps its labels, likes and picks only in a SQLite file on its own "
+                "disk, which a restart or rebuild wipes unless persistent storage is mounted there. Set "
+                "VITRINE_SYNC_URL (e.g. hf://datasets/ORG/NAME, with an HF_TOKEN secret that may write to it) or "
+                "DATABASE_URL (an external PostgreSQL) to keep them.")
 
 
 def password_matches(given: object, expected: str) -> bool:
@@ -146,16 +167,35 @@ def password_matches(given: object, expected: str) -> bool:
     return hmac.compare_digest(given_bytes, expected.encode("utf-8"))
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read every setting from `env` (default: `os.environ`), validating as it goes."""
+def writable_dir(path: Path) -> bool:
+    """True when `path` is a directory this process may create files in."""
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("/data")) -> Settings:
+    """Read every setting from `env` (default: `os.environ`), validating as it goes.
+
+    On a Space (SPACE_ID set) with persistent storage (`data_root`, /data, writable): the data dir is
+    `<data_root>/vitrine` and, unless VITRINE_SYNC_URL or DATABASE_URL say otherwise, the live SQLite file stays on
+    the Space's local disk (a storage mount is no place for a database with a WAL and locks) while committed
+    records are synced as Parquet shards to `<data_root>/vitrine/events`, from which an empty database is rebuilt
+    at start.
+    """
     env = os.environ if env is None else env
-    data_dir = Path(env.get("VITRINE_DATA_DIR") or REPO_ROOT / ".vitrine").expanduser().resolve()
+    space_id = env.get("SPACE_ID") or None
+    persistent = space_id is not None and not env.get("VITRINE_DATA_DIR") and writable_dir(Path(data_root))
+    default_dir = Path(data_root) / "vitrine" if persistent else REPO_ROOT / ".vitrine"
+    data_dir = Path(env.get("VITRINE_DATA_DIR") or default_dir).expanduser().resolve()
+    db_dir = REPO_ROOT / ".vitrine" if persistent else data_dir
+    sync_url = (env.get("VITRINE_SYNC_URL") or "").strip() or None
+    if sync_url is None and persistent and not env.get("DATABASE_URL"):
+        sync_url = str(data_dir / "events")
     port_raw = env.get("GRADIO_SERVER_PORT") or env.get("PORT")
     port = _int({"PORT": port_raw} if port_raw else {}, "PORT", 7860, 1, 65535)
     host = env.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if env.get("PORT") or env.get("SPACE_ID") else "127.0.0.1")
     return Settings(
         data_dir=data_dir,
-        database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitrine.db'}",
+        database_url=env.get("DATABASE_URL") or f"sqlite:///{db_dir / 'vitrine.db'}",
         dataset=env.get("VITRINE_DATASET") or "ml-100k",
         model=env.get("VITRINE_MODEL") or None,
         selection=Path(env.get("VITRINE_SELECTION") or data_dir / "selection.json").expanduser(),
@@ -165,7 +205,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         text_model=_optional(env, "VITRINE_TEXT_MODEL", None),
         init_strength=_float(env, "VITRINE_INIT_STRENGTH", Settings.init_strength, 0.05, 1.0),
         card_lead=_choice(env, "VITRINE_CARD_LEAD", Settings.card_lead, ("generated", "item")),
-        allow_network=_flag(env, "VITRINE_ALLOW_NETWORK", False),
+        allow_network=_flag(env, "VITRINE_ALLOW_NETWORK", space_id is not None),
         device=env.get("VITRINE_DEVICE") or "auto",
         host=host,
         port=port,
@@ -188,4 +228,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
         best_of_n=_int(env, "VITRINE_BEST_OF_N", 0, 0, 16),
         auto_pairs_max=_int(env, "VITRINE_AUTO_PAIRS_MAX", 200, 0, 1_000_000),
+        space_id=space_id,
+        database_url_set=bool(env.get("DATABASE_URL")),
+        sync_url=sync_url,
+        sync_every=_int(env, "VITRINE_SYNC_EVERY", 30, 1, 86_400),
+        blob_url=(env.get("VITRINE_BLOB_URL") or "").strip() or None,
     )

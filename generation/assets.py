@@ -3,13 +3,21 @@
 Every cover and caption is filed under a key that hashes everything that determines it: the kind, the
 generator (model id and a fingerprint of its files, or "fallback" and the renderer's version), the prompt,
 the negative prompt, the seed and the parameters (steps, size, guidance, ...). A repeat request finds the
-file and costs no model call. Layout under the store's root (the app passes `<data dir>/assets`):
+file and costs no model call. Blob keys (relative paths, the same in every store and every replica):
 
-    covers/ab/ab12...ef.jpg     the composed cover (or .png, see IMAGE_FORMATS)
-    covers/ab/ab12...ef.json    its provenance (the Asset fields, minus the per-request ones)
-    captions/cd/cd34...01.json  a caption's text and provenance
+    covers/ab/ab12...ef.jpg                  the composed cover (or .png, see IMAGE_FORMATS): public
+    provenance/covers/ab/ab12...ef.json      its provenance (the Asset fields, minus the per-request ones)
+    provenance/captions/cd/cd34...01.json    a caption's text and provenance
 
-Files are written to a temporary name and renamed, the JSON last, so a crash never leaves an entry that
+Two ways to hold them:
+- `AssetStore(directory)`: the files live in that directory; `Asset.path` is the cover's local file.
+- `AssetStore(BlobStore(url, cache_dir))` (generation.blobs): the files live in a shared blob store (a
+  directory or an fsspec URL) and are read through a local cache; `Asset.path` is the cover's blob KEY, which
+  is what the database records, so any replica serves any asset (`local_path(key)` fetches it on a miss).
+
+Only images are under `public_dir` (`<local root>/covers`): serve that folder, never the root, so the
+provenance files (prompts made from a user's history) are not public. Files are written whole (temporary
+name, then rename; one object on a remote store), the provenance last, so a crash never leaves an entry that
 looks complete; an unreadable entry counts as a miss and is rewritten.
 """
 
@@ -20,11 +28,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from generation.blobs import BlobStore
 from generation.errors import invalid
 
 log = logging.getLogger(__name__)
@@ -79,63 +87,85 @@ def asset_key(kind: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class AssetStore:
-    """Files keyed by `asset_key`, under `root`. Safe for concurrent writers (atomic renames)."""
+    """Assets keyed by `asset_key`, in a local directory or a `BlobStore`. Safe for concurrent writers."""
 
-    def __init__(self, root: Path | str) -> None:
-        if not isinstance(root, (str, os.PathLike)) or str(root) == "":
-            raise invalid("asset_dir", "a directory path", root)
-        self.root = Path(root)
+    def __init__(self, root: Path | str | BlobStore) -> None:
+        if isinstance(root, BlobStore):
+            self.blobs, self.by_key = root, True
+        elif isinstance(root, (str, os.PathLike)) and str(root) != "":
+            self.blobs, self.by_key = BlobStore(Path(root)), False
+        else:
+            raise invalid("asset_dir", "a directory path or a generation.blobs.BlobStore", root)
+        self.root = self.blobs.cache_dir  # where this machine's copies are
 
-    def _base(self, kind: str, key: str) -> Path:
+    @property
+    def public_dir(self) -> Path:
+        """The local folder of cover images, the only one to serve (provenance files are elsewhere)."""
+        return self.root / _DIRS["cover"]
+
+    @staticmethod
+    def _check(kind: str, key: str) -> None:
         if kind not in KINDS:
             raise invalid("kind", f"one of {KINDS}", kind)
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        if not isinstance(key, str) or len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
             raise invalid("key", "a sha256 hex digest", key)
-        return self.root / _DIRS[kind] / key[:2] / key
 
-    def image_path(self, key: str, image_format: str = "jpeg") -> Path:
+    @staticmethod
+    def image_key(key: str, image_format: str = "jpeg") -> str:
+        """The blob key of a cover's image."""
+        AssetStore._check("cover", key)
         if image_format not in IMAGE_FORMATS:
             raise invalid("image_format", f"one of {tuple(IMAGE_FORMATS)}", image_format)
-        return self._base("cover", key).with_suffix(IMAGE_FORMATS[image_format][0])
+        return f"{_DIRS['cover']}/{key[:2]}/{key}{IMAGE_FORMATS[image_format][0]}"
+
+    @staticmethod
+    def meta_key(kind: str, key: str) -> str:
+        """The blob key of an asset's provenance."""
+        AssetStore._check(kind, key)
+        return f"provenance/{_DIRS[kind]}/{key[:2]}/{key}.json"
+
+    def image_path(self, key: str, image_format: str = "jpeg") -> Path:
+        """Where this machine keeps the cover's image (it may not be there yet: see `local_path`)."""
+        return self.root / self.image_key(key, image_format)
 
     def meta_path(self, kind: str, key: str) -> Path:
-        return self._base(kind, key).with_suffix(".json")
+        return self.root / self.meta_key(kind, key)
+
+    def local_path(self, path_or_key: str | None) -> Path | None:
+        """The local file of a cover as the database records it: a blob key (fetched into the local cache on a
+        miss) or, for rows written before assets were stored by key, an absolute path. None when missing."""
+        if path_or_key is None:
+            return None
+        if os.path.isabs(path_or_key):
+            path = Path(path_or_key)
+            return path if path.is_file() else None
+        return self.blobs.local_path(path_or_key)
 
     def get(self, kind: str, key: str, user_id: str | None) -> Asset | None:
         """The stored asset for `key` (with `cache_hit=True`), or None when missing or unreadable."""
-        meta_path = self.meta_path(kind, key)
-        if not meta_path.is_file():
-            return None
+        meta_key = self.meta_key(kind, key)
         try:
-            meta = json.loads(meta_path.read_text("utf-8"))
+            data = self.blobs.get(meta_key)
+            if data is None:
+                return None
+            meta = json.loads(data.decode("utf-8"))
             fields = {k: v for k, v in meta.items() if k not in _PER_REQUEST}
             asset = Asset(**fields, user_id=user_id, cache_hit=True)
         except (OSError, ValueError, TypeError) as exc:
-            log.warning("asset %s is unreadable (%s); it will be regenerated", meta_path, exc)
+            log.warning("asset %s is unreadable (%s); it will be regenerated", meta_key, exc)
             return None
         if kind == "cover":
-            image = self.image_path(key, asset.params.get("image_format", "jpeg"))
-            if not image.is_file():
+            image_key = self.image_key(key, asset.params.get("image_format", "jpeg"))
+            image = self.blobs.local_path(image_key)
+            if image is None:
                 return None
-            asset.path = str(image)
+            asset.path = image_key if self.by_key else str(image)
         return asset
 
     def put(self, asset: Asset, image: Any = None) -> Asset:
-        """File `asset` (and, for a cover, its PIL `image`) under `asset.content_hash`; returns it with `path` set."""
+        """File `asset` (and, for a cover, its PIL `image`) under `asset.content_hash`; returns it with `path` set
+        (the blob key, or the local file for a directory store)."""
         if asset.kind == "cover":
             if image is None:
                 raise invalid("image", "a PIL image for a cover", image)
@@ -143,12 +173,12 @@ class AssetStore:
 
             buf = io.BytesIO()
             image_format = asset.params.get("image_format", "jpeg")
-            path = self.image_path(asset.content_hash, image_format)  # checks the format
+            image_key = self.image_key(asset.content_hash, image_format)  # checks the format
             _, pil_format, options = IMAGE_FORMATS[image_format]
             image.convert("RGB").save(buf, format=pil_format, **options)
-            _atomic_write(path, buf.getvalue())
-            asset.path = str(path)
+            self.blobs.put(image_key, buf.getvalue(), replace=True)
+            asset.path = image_key if self.by_key else str(self.image_path(asset.content_hash, image_format))
         meta = {f.name: getattr(asset, f.name) for f in fields(asset) if f.name not in _PER_REQUEST}
         blob = json.dumps(meta, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8")
-        _atomic_write(self.meta_path(asset.kind, asset.content_hash), blob)
+        self.blobs.put(self.meta_key(asset.kind, asset.content_hash), blob, replace=True)
         return asset

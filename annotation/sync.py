@@ -1,0 +1,690 @@
+"""The durable event sink: committed records appended to an fsspec URL as immutable Parquet shards, and the
+replay that rebuilds an empty store from them (how a Space, whose disk is ephemeral, keeps its labels).
+
+    state = SyncState()
+    sync_once(Session, "file:///mnt/sink", state)      # every few seconds (app/sync_runner.py runs it)
+    restore(Session, "file:///mnt/sink")               # at start, on an empty database, before serving
+
+The URL is anything fsspec opens: a plain path or `file:///path`, `hf://datasets/ORG/NAME[/dir]`
+(huggingface_hub's HfFileSystem: every shard is one commit, so sync every few minutes there), `s3://bucket/dir`
+(when s3fs is installed), `memory://dir` (tests). Layout: one folder per table, one shard per table per sync
+that had new rows, named so that their names sort in write order:
+
+    <url>/feedback/20261129T153012.123456Z-000007-1a2b3c4d.parquet
+
+What is shipped, and when: every row once, as it is when first seen committed, with its references written as
+natural keys (event UUIDs, user and item ids, annotator names) instead of this database's integer ids:
+items, users, annotators, app sessions, impressions (with their items), generated assets (metadata; the files
+live in the blob store), pairs, pair assignments, preference labels (every history row), feedback events and
+offline evaluation runs. Later changes to a shipped row are not shipped: the state they describe is derived on
+replay instead (which label is current, which assignments are finished and hold a slot, each pair's
+`slots_taken`), so nothing that matters is lost; an app session's `last_seen_at` and an item's later title
+keep the value they had when shipped.
+
+Which rows are new: big tables (impressions, feedback, assets, pairs, assignments, labels, eval runs) by their
+integer id above a watermark. Ids are allocated when a row is inserted, not when it commits, so on PostgreSQL a
+row with a smaller id can commit after a larger one was shipped: ids skipped over stay "open" for `GAP_TTL_S`
+and are shipped when they turn up (an id skipped for good, e.g. by `ON CONFLICT DO NOTHING`, just expires).
+Small tables (items, users, annotators, sessions) by their keys. The first sync of a `SyncState` reads the
+keys already in the sink and ships whatever the database has that the sink lacks, so a restarted process
+neither re-ships everything nor misses what was written while it was down.
+
+Crash safety: a shard is written whole under a temporary name and renamed (local files), or uploaded as one
+object (object stores, the Hub), so a process killed mid-write never leaves a partial `*.parquet`; a reader
+also skips any shard it cannot parse (logged) and every name that is not `*.parquet`. Within one sync, rows
+are read children first (labels before pairs before assets...) and shards written parents first, so every
+reference in a shard points at a row in the same or an earlier shard.
+
+Replay (`restore`) is idempotent: rows are inserted with ON CONFLICT DO NOTHING on their natural keys
+(event_id, pair key, (pair, annotator), user id, annotator name, session id, item id; eval runs by model,
+dataset, split and time), and integer ids are remapped to the ids this database gives them. Replaying the
+same sink twice adds nothing. A row whose parent is missing from the sink (which the write order prevents) is
+skipped and counted, never half-inserted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, true, update
+from sqlalchemy.orm import Session
+
+from annotation.errors import InvalidInputError
+from annotation.models import (
+    Annotator,
+    AppSession,
+    EvalRun,
+    FeedbackEvent,
+    GeneratedAsset,
+    Impression,
+    ImpressionItem,
+    Item,
+    PairAssignment,
+    PairTask,
+    PreferenceLabel,
+    User,
+    utcnow,
+)
+
+__all__ = ["SyncState", "SyncResult", "RestoreResult", "sync_once", "restore", "open_sink", "store_is_empty",
+           "TABLES", "GAP_TTL_S", "LEASE_S"]
+
+log = logging.getLogger(__name__)
+
+# Tables in write (parent-first) order; rows are read in the reverse order.
+TABLES = ("items", "users", "annotators", "sessions", "impressions", "assets", "eval_runs", "pairs", "assignments",
+          "labels", "feedback")
+_BY_ID = {"impressions": Impression, "assets": GeneratedAsset, "eval_runs": EvalRun, "pairs": PairTask,
+          "assignments": PairAssignment, "labels": PreferenceLabel, "feedback": FeedbackEvent}
+GAP_TTL_S = 300.0  # an id skipped over this long ago is taken as never committed (a transaction lasts < 1 s)
+MAX_GAPS = 100_000  # open ids kept per table at most (the oldest are dropped first)
+LEASE_S = 1800  # the lease of a pair handed back by a replayed "undo" (the store's default)
+_CHUNK = 500  # rows per INSERT / ids per IN (...)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the sink
+
+
+def open_sink(url: str):
+    """(fsspec filesystem, root path) for `url`; a plain path is a local directory (created)."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInputError(f"sink_url must be a non-empty path or fsspec URL, got {url!r}")
+    try:
+        fs, root = fsspec.core.url_to_fs(url.strip())
+    except (ImportError, ValueError) as exc:
+        raise InvalidInputError(f"sink_url {url!r} cannot be opened: {exc}") from exc
+    root = root.rstrip("/") or "/"
+    if isinstance(fs, LocalFileSystem):
+        fs.makedirs(root, exist_ok=True)
+    return fs, root
+
+
+def _is_local(fs) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
+
+
+def _shard_names(fs, root: str, table: str) -> list[str]:
+    """Complete shards of `table`, in write order (temporary and foreign names are left out)."""
+    folder = f"{root}/{table}"
+    try:
+        names = fs.ls(folder, detail=False)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        base = name.rstrip("/").rsplit("/", 1)[-1]
+        if base.endswith(".parquet") and not base.startswith((".", "_")):
+            out.append(name)
+    return sorted(out, key=lambda n: n.rsplit("/", 1)[-1])
+
+
+def _read_shards(fs, root: str, table: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for name in _shard_names(fs, root, table):
+        try:
+            with fs.open(name, "rb") as f:
+                data = f.read()
+            rows.extend(pq.read_table(io.BytesIO(data), columns=columns).to_pylist())
+        except Exception as exc:  # noqa: BLE001 - a damaged shard is reported and skipped, never half-read
+            log.warning("sync: skipping unreadable shard %s (%s: %s)", name, type(exc).__name__, exc)
+    return rows
+
+
+def _write_shard(fs, root: str, table: str, rows: list[dict[str, Any]], seq: int) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    base = f"{stamp}-{seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
+    folder = f"{root}/{table}"
+    final = f"{folder}/{base}"
+    if _is_local(fs):
+        fs.makedirs(folder, exist_ok=True)
+        tmp = f"{folder}/.{base}.tmp"
+        with fs.open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            import os
+
+            os.fsync(f.fileno())
+        fs.mv(tmp, final)  # a rename: the shard appears whole or not at all
+    else:
+        fs.pipe_file(final, buf.getvalue())  # one object (one commit on the Hub): whole or not at all
+    return final
+
+
+# --------------------------------------------------------------------------------------------------------------
+# reading rows out of the database, as plain dicts with natural keys
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _pair_uid(kind, a_event, b_event, imp_a_event, imp_b_event, target) -> str:
+    return f"{kind}:{a_event or imp_a_event}:{b_event or imp_b_event}:{target or ''}"
+
+
+def _read_items(s: Session, where=true()) -> list[dict]:
+    return [{"_key": r.item_id, "item_id": r.item_id, "title": r.title, "year": r.year,
+             "genres": _json(list(r.genres or [])), "synced_at": r.synced_at}
+            for r in s.connection().execute(select(Item.item_id, Item.title, Item.year, Item.genres, Item.synced_at).where(where))]
+
+
+def _read_users(s: Session, where=true()) -> list[dict]:
+    return [{"_key": r.user_id, "user_id": r.user_id, "kind": r.kind, "created_at": r.created_at}
+            for r in s.connection().execute(select(User.user_id, User.kind, User.created_at).where(where))]
+
+
+def _read_annotators(s: Session, where=true()) -> list[dict]:
+    return [{"_key": r.name, "name": r.name, "role": r.role, "created_at": r.created_at}
+            for r in s.connection().execute(select(Annotator.name, Annotator.role, Annotator.created_at).where(where))]
+
+
+def _read_sessions(s: Session, where=true()) -> list[dict]:
+    rows = s.connection().execute(select(AppSession.id, AppSession.user_id, Annotator.name, AppSession.user_agent,
+                            AppSession.started_at, AppSession.last_seen_at)
+                     .outerjoin(Annotator, Annotator.id == AppSession.annotator_id).where(where))
+    return [{"_key": r[0], "id": r[0], "user_id": r[1], "annotator": r[2], "user_agent": r[3], "started_at": r[4],
+             "last_seen_at": r[5]} for r in rows]
+
+
+def _read_impressions(s: Session, where) -> list[dict]:
+    rows = s.connection().execute(select(Impression.id, Impression.event_id, Impression.user_id, Impression.session_id,
+                            Impression.model, Impression.model_b, Impression.tab, Impression.query,
+                            Impression.context, Impression.created_at).where(where).order_by(Impression.id)).all()
+    slates: dict[int, list] = {}
+    ids = [r.id for r in rows]
+    for chunk in _chunks(ids):
+        for imp, item, contributor in s.connection().execute(
+            select(ImpressionItem.impression_id, ImpressionItem.item_id, ImpressionItem.contributor)
+            .where(ImpressionItem.impression_id.in_(chunk)).order_by(ImpressionItem.impression_id,
+                                                                     ImpressionItem.position)):
+            slates.setdefault(imp, []).append((item, contributor))
+    out = []
+    for r in rows:
+        slate = slates.get(r.id, [])
+        out.append({"_id": r.id, "_key": r.event_id, "event_id": r.event_id, "user_id": r.user_id,
+                    "session_id": r.session_id, "model": r.model, "model_b": r.model_b, "tab": r.tab,
+                    "query": r.query, "context": _json(r.context), "created_at": r.created_at,
+                    "item_ids": _json([i for i, _ in slate]),
+                    "contributors": _json([c for _, c in slate]) if r.model_b is not None else None})
+    return out
+
+
+_ASSET_COLUMNS = ("event_id", "kind", "item_id", "user_id", "generator", "fallback", "prompt", "negative_prompt",
+                  "seed", "params", "path", "text", "content_hash", "latency_ms", "personalized", "cache_hit",
+                  "created_at")
+
+
+def _read_assets(s: Session, where) -> list[dict]:
+    cols = [GeneratedAsset.id] + [getattr(GeneratedAsset, c) for c in _ASSET_COLUMNS]
+    out = []
+    for r in s.connection().execute(select(*cols).where(where).order_by(GeneratedAsset.id)):
+        row = dict(zip(("_id",) + _ASSET_COLUMNS, r))
+        row["params"] = _json(row["params"] or {})
+        row["_key"] = row["event_id"]
+        out.append(row)
+    return out
+
+
+def _read_eval_runs(s: Session, where) -> list[dict]:
+    out = []
+    for r in s.connection().execute(select(EvalRun.id, EvalRun.model, EvalRun.dataset, EvalRun.split, EvalRun.metrics,
+                              EvalRun.config, EvalRun.created_at).where(where).order_by(EvalRun.id)):
+        out.append({"_id": r.id, "_key": f"{r.model}|{r.dataset}|{r.split}|{r.created_at.isoformat()}",
+                    "model": r.model, "dataset": r.dataset, "split": r.split, "metrics": _json(r.metrics),
+                    "config": _json(r.config or {}), "created_at": r.created_at})
+    return out
+
+
+def _pair_select():
+    from sqlalchemy.orm import aliased
+
+    a, b = aliased(GeneratedAsset), aliased(GeneratedAsset)
+    ia, ib = aliased(Impression), aliased(Impression)
+    return (select(PairTask.id, PairTask.kind, a.event_id, b.event_id, ia.event_id, ib.event_id,
+                   PairTask.target_user_id, PairTask.created_at)
+            .outerjoin(a, a.id == PairTask.asset_a_id).outerjoin(b, b.id == PairTask.asset_b_id)
+            .outerjoin(ia, ia.id == PairTask.impression_a_id).outerjoin(ib, ib.id == PairTask.impression_b_id))
+
+
+def _pair_uids(s: Session, pair_ids: Iterable[int]) -> dict[int, str]:
+    out = {}
+    for chunk in _chunks(sorted(set(pair_ids))):
+        for r in s.connection().execute(_pair_select().where(PairTask.id.in_(chunk))):
+            out[r[0]] = _pair_uid(*r[1:7])
+    return out
+
+
+def _read_pairs(s: Session, where) -> list[dict]:
+    out = []
+    for r in s.connection().execute(_pair_select().where(where).order_by(PairTask.id)):
+        out.append({"_id": r[0], "_key": _pair_uid(*r[1:7]), "kind": r[1], "asset_a_event_id": r[2],
+                    "asset_b_event_id": r[3], "impression_a_event_id": r[4], "impression_b_event_id": r[5],
+                    "target_user_id": r[6], "created_at": r[7]})
+    return out
+
+
+def _read_assignments(s: Session, where) -> list[dict]:
+    rows = s.connection().execute(select(PairAssignment.id, PairAssignment.pair_id, Annotator.name, PairAssignment.assigned_at,
+                            PairAssignment.expires_at, PairAssignment.completed_at, PairAssignment.holds_slot)
+                     .join(Annotator, Annotator.id == PairAssignment.annotator_id)
+                     .where(where).order_by(PairAssignment.id)).all()
+    uids = _pair_uids(s, (r[1] for r in rows))
+    return [{"_id": r[0], "_key": f"{uids[r[1]]}|{r[2]}", "pair_uid": uids[r[1]], "annotator": r[2],
+             "assigned_at": r[3], "expires_at": r[4], "completed_at": r[5], "holds_slot": bool(r[6])} for r in rows]
+
+
+def _read_labels(s: Session, where) -> list[dict]:
+    from sqlalchemy.orm import aliased
+
+    old = aliased(PreferenceLabel)
+    rows = s.connection().execute(select(PreferenceLabel.id, PreferenceLabel.event_id, PreferenceLabel.pair_id, Annotator.name,
+                            PreferenceLabel.choice, PreferenceLabel.time_spent_ms, PreferenceLabel.guideline_version,
+                            old.event_id, PreferenceLabel.created_at)
+                     .join(Annotator, Annotator.id == PreferenceLabel.annotator_id)
+                     .outerjoin(old, old.id == PreferenceLabel.supersedes_id)
+                     .where(where).order_by(PreferenceLabel.id)).all()
+    uids = _pair_uids(s, (r[2] for r in rows))
+    return [{"_id": r[0], "_key": r[1], "event_id": r[1], "pair_uid": uids[r[2]], "annotator": r[3], "choice": r[4],
+             "time_spent_ms": r[5], "guideline_version": r[6], "supersedes_event_id": r[7], "created_at": r[8]}
+            for r in rows]
+
+
+def _read_feedback(s: Session, where) -> list[dict]:
+    rows = s.connection().execute(select(FeedbackEvent.id, FeedbackEvent.event_id, FeedbackEvent.user_id, FeedbackEvent.item_id,
+                            Impression.event_id, FeedbackEvent.kind, FeedbackEvent.value, FeedbackEvent.created_at,
+                            FeedbackEvent.model, FeedbackEvent.position)
+                     .outerjoin(Impression, Impression.id == FeedbackEvent.impression_id)
+                     .where(where).order_by(FeedbackEvent.id))
+    return [{"_id": r[0], "_key": r[1], "event_id": r[1], "user_id": r[2], "item_id": r[3],
+             "impression_event_id": r[4], "kind": r[5], "value": r[6], "created_at": r[7], "model": r[8],
+             "position": r[9]} for r in rows]
+
+
+_KEYED_READERS: dict[str, Callable[..., list[dict]]] = {
+    "items": _read_items, "users": _read_users, "annotators": _read_annotators, "sessions": _read_sessions,
+}
+_KEY_COLUMNS = {"items": Item.item_id, "users": User.user_id, "annotators": Annotator.name, "sessions": AppSession.id}
+_ID_READERS: dict[str, Callable[[Session, Any], list[dict]]] = {
+    "impressions": _read_impressions, "assets": _read_assets, "eval_runs": _read_eval_runs, "pairs": _read_pairs,
+    "assignments": _read_assignments, "labels": _read_labels, "feedback": _read_feedback,
+}
+
+
+def _chunks(values, size: int = _CHUNK):
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sync
+
+
+@dataclass
+class _Cursor:
+    high: int = 0  # every id <= high was shipped, except the open gaps
+    gaps: dict[int, float] = field(default_factory=dict)  # id skipped over -> monotonic time it was first missed
+
+
+@dataclass
+class SyncState:
+    """What one process has shipped so far. Start with `SyncState()`; the first sync resumes from the sink."""
+
+    cursors: dict[str, _Cursor] = field(default_factory=lambda: {t: _Cursor() for t in _BY_ID})
+    keys: dict[str, set[str]] = field(default_factory=lambda: {t: set() for t in _KEYED_READERS})
+    resumed: bool = False  # the sink's keys were read (the first sync does it)
+    seq: int = 0  # shards written by this process (part of their names)
+
+
+@dataclass
+class SyncResult:
+    started_at: dt.datetime  # naive UTC; every row committed before this is in the sink
+    shipped: dict[str, int]  # rows shipped per table (tables with none are left out)
+    shards: list[str]
+    seconds: float
+
+
+def store_is_empty(session: Session) -> bool:
+    """True when the store holds no people and no events (the item catalog may already be synced)."""
+    for model in (User, Annotator, Impression, FeedbackEvent, GeneratedAsset, PreferenceLabel):
+        if session.scalar(select(func.count()).select_from(select(model).limit(1).subquery())):
+            return False
+    return True
+
+
+def _resume(fs, root: str, session_factory, state: SyncState) -> dict[str, list[dict]]:
+    """First sync of a process: the rows the database has and the sink lacks, and cursors past all of them."""
+    pending: dict[str, list[dict]] = {}
+    sink_keys = {table: {r["_key"] for r in _read_shards(fs, root, table, ["_key"])} for table in TABLES}
+    with session_factory() as s:
+        for table in reversed(TABLES):  # children first (see the module docstring)
+            if table in _BY_ID:
+                model = _BY_ID[table]
+                rows = _ID_READERS[table](s, model.id > 0)
+                high = max((r["_id"] for r in rows), default=0)
+                seen = {r["_id"] for r in rows}
+                # ids just below the top may belong to transactions still in flight (PostgreSQL): keep them open
+                gaps = {pk: time.monotonic() for pk in range(max(1, high - 1000), high) if pk not in seen}
+                state.cursors[table] = _Cursor(high=high, gaps=gaps)
+            else:
+                rows = _KEYED_READERS[table](s)
+                state.keys[table] = set(sink_keys[table])
+            pending[table] = [r for r in rows if r["_key"] not in sink_keys[table]]
+    state.resumed = True
+    return pending
+
+
+def _new_rows(session_factory, state: SyncState, now: float) -> dict[str, list[dict]]:
+    pending: dict[str, list[dict]] = {}
+    with session_factory() as s:
+        for table in reversed(TABLES):
+            if table in _BY_ID:
+                cursor = state.cursors[table]
+                low = min(cursor.gaps, default=cursor.high + 1) - 1
+                rows = _ID_READERS[table](s, _BY_ID[table].id > low)
+                pending[table] = [r for r in rows if r["_id"] > cursor.high or r["_id"] in cursor.gaps]
+            else:  # keys only (cheap), then the full rows of the new ones
+                column = _KEY_COLUMNS[table]
+                new = [k for k in s.connection().execute(select(column)).scalars() if k not in state.keys[table]]
+                pending[table] = [row for chunk in _chunks(new)
+                                  for row in _KEYED_READERS[table](s, column.in_(chunk))]
+    return pending
+
+
+def _advance(cursor: _Cursor, shipped_ids: list[int], now: float) -> None:
+    for pk in shipped_ids:
+        cursor.gaps.pop(pk, None)
+    top = max(shipped_ids, default=cursor.high)
+    if top > cursor.high:
+        seen = set(shipped_ids)
+        for pk in range(cursor.high + 1, top):
+            if pk not in seen:
+                cursor.gaps[pk] = now
+        cursor.high = top
+    for pk in [pk for pk, since in cursor.gaps.items() if now - since > GAP_TTL_S]:
+        del cursor.gaps[pk]
+    if len(cursor.gaps) > MAX_GAPS:
+        for pk in sorted(cursor.gaps, key=cursor.gaps.get)[: len(cursor.gaps) - MAX_GAPS]:
+            del cursor.gaps[pk]
+
+
+def sync_once(session_factory, sink_url: str, state: SyncState) -> SyncResult:
+    """Append every committed row not yet shipped to the sink at `sink_url`; returns what was shipped.
+
+    `session_factory` may be read-only (it only reads). Raises whatever the sink or the database raises (the
+    caller logs and retries: `app.sync_runner`); `state` advances only past shards that were written, so a
+    failed sync is redone whole by the next one (replay drops any duplicate).
+    """
+    started, clock = utcnow(), time.perf_counter()
+    fs, root = open_sink(sink_url)
+    now = time.monotonic()
+    pending = _resume(fs, root, session_factory, state) if not state.resumed else _new_rows(session_factory, state, now)
+    shipped: dict[str, int] = {}
+    shards: list[str] = []
+    for table in TABLES:  # parents first
+        rows = pending.get(table) or []
+        if rows:
+            state.seq += 1
+            shards.append(_write_shard(fs, root, table, [{k: v for k, v in r.items() if k != "_id"} for r in rows],
+                                       state.seq))
+            shipped[table] = len(rows)
+        if table in _BY_ID:
+            _advance(state.cursors[table], [r["_id"] for r in rows], now)
+        else:
+            state.keys[table].update(r["_key"] for r in rows)
+    return SyncResult(started_at=started, shipped=shipped, shards=shards, seconds=time.perf_counter() - clock)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# restore
+
+
+@dataclass
+class RestoreResult:
+    inserted: dict[str, int]  # rows added per table (0 everywhere when everything was there already)
+    skipped: dict[str, int]  # rows left out because a row they refer to is missing from the sink
+    seconds: float
+
+
+def _dedupe(rows: list[dict], keep: str = "first") -> list[dict]:
+    seen: dict[str, dict] = {}
+    for row in rows:
+        if keep == "last" or row["_key"] not in seen:
+            seen[row["_key"]] = row
+    return list(seen.values())
+
+
+def _loads(value: str | None):
+    return None if value is None else json.loads(value)
+
+
+def _insert(s: Session, model, rows: list[dict], conflict: list[str]) -> int:
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING in chunks; returns the number of rows inserted."""
+    from annotation.store import _dialect_insert
+
+    insert = _dialect_insert(s)
+    pk = model.__mapper__.primary_key[0]
+    n = 0
+    for chunk in _chunks(rows):
+        statement = insert(model).values(chunk).on_conflict_do_nothing(index_elements=conflict).returning(pk)
+        n += len(s.execute(statement).all())
+    return n
+
+
+def _lookup(s: Session, key_col, id_col, keys: Iterable) -> dict:
+    out = {}
+    for chunk in _chunks(set(keys)):
+        out.update(dict(s.execute(select(key_col, id_col).where(key_col.in_(chunk))).all()))
+    return out
+
+
+def restore(session_factory, sink_url: str) -> RestoreResult:
+    """Replay every shard at `sink_url` into the store (one transaction); returns what was added.
+
+    Meant for an empty store at start, before serving; on a store that already holds some of the rows it adds
+    only the missing ones (replaying twice adds nothing). Needs a writing session factory.
+    """
+    clock = time.perf_counter()
+    fs, root = open_sink(sink_url)
+    data = {t: _dedupe(_read_shards(fs, root, t), "last" if t in _KEYED_READERS else "first") for t in TABLES}
+    inserted: dict[str, int] = {t: 0 for t in TABLES}
+    skipped: dict[str, int] = {t: 0 for t in TABLES}
+    with session_factory() as s, s.begin():
+        inserted["items"] = _insert(s, Item, [
+            {"item_id": r["item_id"], "title": r["title"], "year": r["year"], "genres": _loads(r["genres"]) or [],
+             "synced_at": r["synced_at"]} for r in data["items"]], ["item_id"])
+        inserted["users"] = _insert(s, User, [
+            {"user_id": r["user_id"], "kind": r["kind"], "created_at": r["created_at"]} for r in data["users"]],
+            ["user_id"])
+        inserted["annotators"] = _insert(s, Annotator, [
+            {"name": r["name"], "role": r["role"], "created_at": r["created_at"]} for r in data["annotators"]],
+            ["name"])
+        annotators = dict(s.execute(select(Annotator.name, Annotator.id)).all())
+        users = set(s.scalars(select(User.user_id)))
+        items = set(s.scalars(select(Item.item_id)))
+
+        rows = []
+        for r in data["sessions"]:
+            rows.append({"id": r["id"], "user_id": r["user_id"] if r["user_id"] in users else None,
+                         "annotator_id": annotators.get(r["annotator"]), "user_agent": r["user_agent"],
+                         "started_at": r["started_at"], "last_seen_at": r["last_seen_at"]})
+        inserted["sessions"] = _insert(s, AppSession, rows, ["id"])
+        sessions = _lookup(s, AppSession.id, AppSession.id, [r["id"] for r in data["sessions"]])
+
+        # impressions and their slates
+        rows, slates = [], {}
+        for r in data["impressions"]:
+            item_ids = _loads(r["item_ids"]) or []
+            if r["user_id"] not in users or not item_ids or any(i not in items for i in item_ids):
+                skipped["impressions"] += 1
+                continue
+            contributors = _loads(r["contributors"])
+            slates[r["event_id"]] = (item_ids, contributors)
+            rows.append({"event_id": r["event_id"], "user_id": r["user_id"], "session_id": sessions.get(r["session_id"]),
+                         "model": r["model"], "model_b": r["model_b"], "tab": r["tab"], "query": r["query"],
+                         "context": _loads(r["context"]), "created_at": r["created_at"], "n_items": len(item_ids),
+                         "n_items_b": sum(c == r["model_b"] for c in contributors) if contributors else 0})
+        from annotation.store import _dialect_insert
+
+        insert = _dialect_insert(s)
+        new_impressions = {}
+        for chunk in _chunks(rows):
+            statement = insert(Impression).values(chunk).on_conflict_do_nothing(index_elements=["event_id"])
+            new_impressions.update(dict(s.execute(statement.returning(Impression.event_id, Impression.id)).all()))
+        inserted["impressions"] = len(new_impressions)
+        slate_rows = [{"impression_id": pk, "position": i, "item_id": item,
+                       "contributor": slates[ev][1][i] if slates[ev][1] else None}
+                      for ev, pk in new_impressions.items() for i, item in enumerate(slates[ev][0])]
+        for chunk in _chunks(slate_rows):
+            s.execute(ImpressionItem.__table__.insert(), chunk)
+        impressions = _lookup(s, Impression.event_id, Impression.id, [r["event_id"] for r in data["impressions"]])
+
+        # generated assets
+        rows = []
+        for r in data["assets"]:
+            if r["item_id"] not in items or (r["user_id"] is not None and r["user_id"] not in users):
+                skipped["assets"] += 1
+                continue
+            rows.append({c: r[c] for c in _ASSET_COLUMNS} | {"params": _loads(r["params"]) or {}})
+        inserted["assets"] = _insert(s, GeneratedAsset, rows, ["event_id"])
+        assets = _lookup(s, GeneratedAsset.event_id, GeneratedAsset.id, [r["event_id"] for r in data["assets"]])
+
+        # offline evaluation runs (no unique column: compared on model, dataset, split and time)
+        existing = {(m, d, sp, c) for m, d, sp, c in s.execute(
+            select(EvalRun.model, EvalRun.dataset, EvalRun.split, EvalRun.created_at))}
+        runs = [r for r in data["eval_runs"] if (r["model"], r["dataset"], r["split"], r["created_at"]) not in existing]
+        for r in runs:
+            s.add(EvalRun(model=r["model"], dataset=r["dataset"], split=r["split"], metrics=_loads(r["metrics"]),
+                          config=_loads(r["config"]) or {}, created_at=r["created_at"]))
+        inserted["eval_runs"] = len(runs)
+        s.flush()
+
+        # pairs: the pair key is rebuilt from this database's ids, as store.create_pair builds it
+        rows, key_of_uid = [], {}
+        for r in data["pairs"]:
+            if r["kind"] == "slate":
+                a, b = impressions.get(r["impression_a_event_id"]), impressions.get(r["impression_b_event_id"])
+                sides = {"impression_a_id": a, "impression_b_id": b, "asset_a_id": None, "asset_b_id": None}
+            else:
+                a, b = assets.get(r["asset_a_event_id"]), assets.get(r["asset_b_event_id"])
+                sides = {"asset_a_id": a, "asset_b_id": b, "impression_a_id": None, "impression_b_id": None}
+            target = r["target_user_id"]
+            if a is None or b is None or (target is not None and target not in users):
+                skipped["pairs"] += 1
+                continue
+            low, high = sorted((a, b))
+            key = f"{r['kind']}:{low}:{high}:{target or ''}"
+            key_of_uid[r["_key"]] = key
+            rows.append({"pair_key": key, "kind": r["kind"], **sides, "target_user_id": target, "slots_taken": 0,
+                         "created_at": r["created_at"]})
+        inserted["pairs"] = _insert(s, PairTask, rows, ["pair_key"])
+        by_key = _lookup(s, PairTask.pair_key, PairTask.id, key_of_uid.values())
+        pairs = {uid: by_key[key] for uid, key in key_of_uid.items() if key in by_key}
+
+        rows = []
+        for r in data["assignments"]:
+            pair, annotator = pairs.get(r["pair_uid"]), annotators.get(r["annotator"])
+            if pair is None or annotator is None:
+                skipped["assignments"] += 1
+                continue
+            rows.append({"pair_id": pair, "annotator_id": annotator, "assigned_at": r["assigned_at"],
+                         "expires_at": r["expires_at"], "completed_at": r["completed_at"],
+                         "holds_slot": r["holds_slot"]})
+        inserted["assignments"] = _insert(s, PairAssignment, rows, ["pair_id", "annotator_id"])
+        assigned_pairs = {r["pair_id"] for r in rows}
+
+        # labels, in their original order (new ids keep it), current = the latest per (pair, annotator)
+        rows, supersedes = [], {}
+        for r in data["labels"]:
+            pair, annotator = pairs.get(r["pair_uid"]), annotators.get(r["annotator"])
+            if pair is None or annotator is None:
+                skipped["labels"] += 1
+                continue
+            rows.append({"event_id": r["event_id"], "pair_id": pair, "annotator_id": annotator, "choice": r["choice"],
+                         "time_spent_ms": r["time_spent_ms"], "guideline_version": r["guideline_version"],
+                         "is_current": False, "created_at": r["created_at"]})
+            if r["supersedes_event_id"]:
+                supersedes[r["event_id"]] = r["supersedes_event_id"]
+        new_labels = set()
+        for chunk in _chunks(rows):  # one statement per chunk keeps the order of ids within and across chunks
+            statement = insert(PreferenceLabel).values(chunk).on_conflict_do_nothing(index_elements=["event_id"])
+            new_labels.update(s.scalars(statement.returning(PreferenceLabel.event_id)).all())
+        inserted["labels"] = len(new_labels)
+        if new_labels:
+            ids = _lookup(s, PreferenceLabel.event_id, PreferenceLabel.id, set(new_labels) | set(supersedes.values()))
+            for ev in new_labels:
+                if ev in supersedes and supersedes[ev] in ids:
+                    s.execute(update(PreferenceLabel).where(PreferenceLabel.id == ids[ev])
+                              .values(supersedes_id=ids[supersedes[ev]]))
+            _derive_labels(s, {(r["pair_id"], r["annotator_id"]) for r in rows if r["event_id"] in new_labels})
+        _count_slots(s, {r["pair_id"] for r in rows} | assigned_pairs)
+
+        # feedback
+        rows = []
+        for r in data["feedback"]:
+            imp = impressions.get(r["impression_event_id"]) if r["impression_event_id"] else None
+            if r["user_id"] not in users or r["item_id"] not in items or (r["impression_event_id"] and imp is None):
+                skipped["feedback"] += 1
+                continue
+            rows.append({"event_id": r["event_id"], "user_id": r["user_id"], "item_id": r["item_id"],
+                         "impression_id": imp, "kind": r["kind"], "value": r["value"], "created_at": r["created_at"],
+                         "model": r["model"], "position": r["position"]})
+        inserted["feedback"] = _insert(s, FeedbackEvent, rows, ["event_id"])
+    skipped = {t: n for t, n in skipped.items() if n}
+    if skipped:
+        log.warning("restore: rows left out because what they refer to is not in the sink: %s", skipped)
+    return RestoreResult(inserted=inserted, skipped=skipped, seconds=time.perf_counter() - clock)
+
+
+def _derive_labels(s: Session, touched: set[tuple[int, int]]) -> None:
+    """Recompute, for the (pair, annotator)s that got labels, which label is current and the assignment's state,
+    as the store's record_preference / clear_preference leave them."""
+    for pair_id, annotator_id in touched:
+        labels = s.execute(select(PreferenceLabel.id, PreferenceLabel.choice, PreferenceLabel.created_at)
+                           .where(PreferenceLabel.pair_id == pair_id, PreferenceLabel.annotator_id == annotator_id)
+                           .order_by(PreferenceLabel.id)).all()
+        last_id, choice, at = labels[-1]
+        s.execute(update(PreferenceLabel).where(PreferenceLabel.pair_id == pair_id,
+                                                PreferenceLabel.annotator_id == annotator_id)
+                  .values(is_current=PreferenceLabel.id == last_id))
+        if choice is None:  # cleared by an undo: handed back to them as an open lease
+            state = {"completed_at": None, "holds_slot": True, "expires_at": at + dt.timedelta(seconds=LEASE_S)}
+        else:
+            state = {"completed_at": at, "holds_slot": choice != "skip"}
+        found = s.execute(update(PairAssignment).where(PairAssignment.pair_id == pair_id,
+                                                       PairAssignment.annotator_id == annotator_id)
+                          .values(**state)).rowcount
+        if not found:
+            s.add(PairAssignment(pair_id=pair_id, annotator_id=annotator_id, assigned_at=at,
+                                 expires_at=state.get("expires_at", at), **{k: v for k, v in state.items()
+                                                                           if k != "expires_at"}))
+            s.flush()
+
+
+def _count_slots(s: Session, pair_ids: set[int]) -> None:
+    """`slots_taken` of each pair = its assignments holding a slot (the store keeps this invariant)."""
+    for pair_id in pair_ids:
+        held = s.scalar(select(func.count()).select_from(PairAssignment)
+                        .where(PairAssignment.pair_id == pair_id, PairAssignment.holds_slot.is_(True)))
+        s.execute(update(PairTask).where(PairTask.id == pair_id).values(slots_taken=held))
