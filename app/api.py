@@ -60,7 +60,7 @@ class ApiHandlers:
         if not page.rows:
             raise gr.Error(f"user_id {visit.user_id!r}: every item of the catalog was already seen, liked or disliked")
         return {"impression_id": page.impression_id, "user_id": visit.user_id, "model": str(choice),
-                "items": _items(page), "pending": len(page.pending)}
+                "items": _items(page, svc.assets.file), "pending": len(page.pending)}
 
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "") -> dict:
         """Log a click / like / dislike / skip ('open' counts as a click) on an item, tied to the impression
@@ -94,7 +94,8 @@ class ApiHandlers:
         keys = ("asset_id", "personalized", "seed", "generator", "fallback", "prompt")
         # "cover_path", not "path": gradio_client would take a dict with "path" for a file and download it
         return {"user_id": visit.user_id, "item_id": item_id,
-                "variants": [{**{k: v[k] for k in keys}, "cover_path": v["path"]} for v in variants]}
+                "variants": [{**{k: v[k] for k in keys}, "cover_key": v["path"],
+                              "cover_path": svc.assets.file(v["path"])} for v in variants]}
 
     def generate_caption(self, user_id: str, item_id: str, request: gr.Request = None) -> dict:
         """The personalized caption of `item_id` for `user_id`: {"asset_id", "text", "generator", "fallback"}."""
@@ -115,7 +116,8 @@ class ApiHandlers:
         done, remaining = labeling.progress(annotator_id)
         if pair is None:
             return {"pair_id": 0, "done": done, "remaining": remaining}
-        sides = {side: {("cover_path" if k == "path" else k): v for k, v in pair[side].items()} for side in ("a", "b")}
+        sides = {side: {**{k: v for k, v in pair[side].items() if k != "path"}, "cover_key": pair[side].get("path"),
+                        "cover_path": labeling.assets.file(pair[side].get("path"))} for side in ("a", "b")}
         return {**pair, **sides, "done": done, "remaining": remaining}
 
     def label(self, annotator: str, pair_id: int, choice: str, password: str = "", event_id: str = "") -> dict:
@@ -130,14 +132,15 @@ class ApiHandlers:
         return {"label_id": label_id, "pair_id": pair_id, "choice": choice, "event_id": event}
 
 
-def _items(page: Page) -> list[dict]:
+def _items(page: Page, files) -> list[dict]:
     """The page's rows with their cover and caption, as /recommend returns them."""
     items = []
     for row in page.rows:
         cover, caption = page.covers.get(row.item_id), page.captions.get(row.item_id)
         items.append({
             **row.to_dict(),
-            "cover_path": cover["path"] if cover else None,
+            "cover_key": cover["path"] if cover else None,
+            "cover_path": files(cover["path"]) if cover else None,
             "cover_fallback": bool(cover["fallback"]) if cover else None,
             "caption": caption["text"] if caption else None,
             "caption_fallback": bool(caption["fallback"]) if caption else None,

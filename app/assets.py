@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import sessionmaker
@@ -82,6 +83,17 @@ class Assets:
             self._closed = True
             self._jobs.clear()
             self._work.notify_all()
+
+    def file(self, path_or_key: str | None) -> str | None:
+        """The local file of a recorded cover (its blob key fetched into this machine's cache on a miss, or an
+        older row's path), to show it; None when the store lacks it."""
+        found = self.covers.store.local_path(path_or_key)
+        return None if found is None else str(found)
+
+    @property
+    def public_dir(self) -> Path:
+        """The only folder of generated files to serve: cover images (provenance files stay private)."""
+        return self.covers.store.public_dir
 
     @property
     def uses_fallback(self) -> dict[str, bool]:

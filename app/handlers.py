@@ -194,10 +194,12 @@ def _visit(visitor: Visitor) -> Visit:
     return Visit(_need_user(visitor), visitor.user_kind, tuple(visitor.liked), tuple(visitor.disliked))
 
 
-def _keep_assets(visitor: Visitor, covers: dict[str, dict], captions: dict[str, dict]) -> None:
-    """Copy recorded assets into the visitor's state (what the cards show)."""
+def _keep_assets(svc: Services, visitor: Visitor, covers: dict[str, dict], captions: dict[str, dict]) -> None:
+    """Copy recorded assets into the visitor's state (what the cards show); a cover's blob key becomes the local
+    file this machine serves."""
     for item_id, cover in covers.items():
-        visitor.covers[item_id] = {"path": cover["path"], "fallback": cover["fallback"], "asset_id": cover["asset_id"]}
+        visitor.covers[item_id] = {"path": svc.assets.file(cover["path"]), "fallback": cover["fallback"],
+                                   "asset_id": cover["asset_id"]}
     for item_id, caption in captions.items():
         visitor.captions[item_id] = {"text": caption["text"], "fallback": caption["fallback"],
                                      "asset_id": caption["asset_id"]}
@@ -214,7 +216,7 @@ def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Vi
     visitor.pending = list(page.pending)
     visitor.shown.extend(page.item_ids)
     visitor.opened = None
-    _keep_assets(visitor, page.covers, page.captions)
+    _keep_assets(svc, visitor, page.covers, page.captions)
     return visitor, render_cards(visitor), _slate_info(visitor)
 
 
@@ -298,7 +300,7 @@ def fill_assets(svc: Services, visitor: Visitor, poll_s: float = FILL_POLL_S,
         queued = svc.slates.queued(visit, pending)
         covers, captions, still = svc.slates.made(visit, pending)
         if len(still) < len(pending):
-            _keep_assets(visitor, covers, captions)
+            _keep_assets(svc, visitor, covers, captions)
             visitor.pending = pending = still
             yield visitor, render_cards(visitor)
         elif not queued:
@@ -339,7 +341,7 @@ def create_variants(
         for v in variants
     ]
     visitor.picked = None
-    gallery = [(v["path"], f"#{i + 1}") for i, v in enumerate(variants)]
+    gallery = [(svc.assets.file(v["path"]), f"#{i + 1}") for i, v in enumerate(variants)]
     flag = " *(template fallback)*" if caption["fallback"] else ""
     info = (f"{len(variants)} variants of **{markdown_escape(svc.catalog.item_label(item_id))}** for user "
             f"{markdown_escape(user_id)}. "
@@ -396,8 +398,8 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
         head = '<div class="vt-muted">Generic pair (no target user)</div>'
     if pair.get("item_id"):
         head += f'<p class="vt-muted">{pair["kind"]} for <b>{_esc(svc.catalog.item_label(pair["item_id"]))}</b></p>'
-    a = render_pair_side("1", pair["a"]["kind"], pair["a"].get("path"), pair["a"].get("text"))
-    b = render_pair_side("2", pair["b"]["kind"], pair["b"].get("path"), pair["b"].get("text"))
+    a = render_pair_side("1", pair["a"]["kind"], svc.assets.file(pair["a"].get("path")), pair["a"].get("text"))
+    b = render_pair_side("2", pair["b"]["kind"], svc.assets.file(pair["b"].get("path")), pair["b"].get("text"))
     return visitor, head, a, b, progress
 
 

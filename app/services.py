@@ -267,7 +267,13 @@ def build_services(
 
     domain = Domain.from_spec(dataset.domain)  # the dataset declares it: prompts, captions and UI words follow
     with timed("generators"):
-        asset_dir = data_dir / "assets"
+        # generated files live in the blob store by key (a directory, or an fsspec URL shared by the replicas,
+        # read through a local cache); the database records the key, never a local path
+        from generation.blobs import BlobStore
+
+        location = settings.blob_location
+        local = "://" not in location or location.startswith("file://")
+        asset_dir = BlobStore(location, cache_dir=None if local else data_dir / "blob-cache")
         covers = CoverGenerator(settings.cover_model, asset_dir, device=settings.device,
                                 allow_network=settings.allow_network, domain=domain,
                                 init_strength=settings.init_strength if dataset.has_images else None).load()

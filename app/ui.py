@@ -305,7 +305,7 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     image_dirs = sorted({str(Path(p).parent) for p in images})
     return {
         # generated assets, and the folders holding the items' own pictures (never the tables beside them)
-        "allowed_paths": [str(svc.settings.data_dir / "assets"), *image_dirs],
+        "allowed_paths": [str(svc.assets.public_dir), *image_dirs],  # cover images only, never provenance files
         "blocked_paths": [str(p) for d in image_dirs for p in Path(d).iterdir()
                           if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES],
         # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)

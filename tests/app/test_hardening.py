@@ -195,3 +195,21 @@ def test_json_that_gradio_cannot_encode_back_is_refused_clearly(live_app, data, 
     answer = requests.post(url + "gradio_api/queue/join", data=body, headers={"content-type": "application/json"},
                            timeout=30)
     assert answer.status_code == 400 and message in answer.json()["detail"]
+
+
+def test_covers_are_recorded_by_key_and_only_cover_images_are_served(fresh_svc):
+    import os
+
+    from annotation.models import GeneratedAsset
+    from app.ui import launch_kwargs
+
+    svc = fresh_svc
+    page = svc.slates.page(svc.slates.visit("5"), svc.ranking.parse("ease"), 2, seed=1, wait=True)
+    with svc.events.ReadSession() as s:
+        paths = [p for p in s.scalars(select(GeneratedAsset.path).where(GeneratedAsset.kind == "cover")) if p]
+    assert paths and not any(os.path.isabs(p) for p in paths)  # keys, the same on every replica
+    local = svc.assets.file(page.covers[page.item_ids[0]]["path"])
+    allowed = launch_kwargs(svc)["allowed_paths"]
+    assert local and any(local.startswith(a) for a in allowed)
+    provenance = [str(p) for p in svc.assets.covers.store.root.rglob("*.json")]
+    assert provenance and not any(p.startswith(a) for p in provenance for a in allowed)
