@@ -51,15 +51,12 @@ def _serve(args, settings, runner, started: float, log) -> int:
     from app.services import build_services
 
     svc = build_services(settings, say=log.info)
+    if runner is not None:
+        svc.durability = runner.status_rows  # the Status tab shows the last sync time and the lag
     if args.check:
         from app.status import status_sections
 
-        sections = list(status_sections(svc))
-        if runner is not None:
-            sections.append(("Durability", runner.status_rows()))
-        if settings.durability_warning:
-            sections.append(("Durability warning", [("labels", "NOT durable", settings.durability_warning)]))
-        for title, rows in sections:
+        for title, rows in status_sections(svc):
             print(f"== {title}")
             for name, value, note in rows:
                 print(f"  {name}: {value}  {note}".rstrip())

@@ -64,6 +64,7 @@ class Services:
     startup_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # start-up messages worth showing on the Status tab
 
+    durability: Callable[[], list[tuple[str, str, str]]] | None = None  # the sync runner's status rows, when one runs
     watchers: dict[str, ServedModelWatcher] = field(default_factory=dict)  # name -> its promoted version
     schedule: RetrainSchedule | None = None
     upkeep: Upkeep | None = None

@@ -77,5 +77,9 @@ def status_sections(svc: "Services") -> list[Section]:
     ]
     timing = [(step, f"{sec:.2f} s", "") for step, sec in svc.startup_s.items()]
     notes = [("note", n, "") for n in svc.notes]
-    return [("Recommenders", models), ("Generation", gen), ("Database", db), ("Dataset", data),
-            ("Start-up", timing + notes)]
+    durable = list(svc.durability()) if svc.durability is not None else [
+        ("event sink", "none", "set VITRINE_SYNC_URL to keep labels through restarts (a Space's disk is wiped)")]
+    if st.durability_warning:
+        durable.append(("labels", "NOT durable", st.durability_warning))
+    return [("Recommenders", models), ("Generation", gen), ("Database", db), ("Durability", durable),
+            ("Dataset", data), ("Start-up", timing + notes)]

@@ -9,6 +9,7 @@ settings), recommendation and feedback in the "fast" group, so a slow cover neve
 from __future__ import annotations
 
 import functools
+from html import escape as html_escape
 import os
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,9 @@ def build_demo(svc: Services) -> gr.Blocks:
                 f"{' and '.join(fallback)}: no diffusion / language model is loaded, so covers are typographic and "
                 "captions come from templates. The Status tab says how to enable the real models.</div>"
             )
+        if settings.durability_warning:
+            gr.HTML(f'<div class="vt-banner" id="vt-durability-banner"><b>Labels may be lost.</b> '
+                    f"{html_escape(settings.durability_warning)}</div>")
         with gr.Tabs():
             with gr.Tab("Discover", id="discover"):
                 with gr.Row():

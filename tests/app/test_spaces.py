@@ -161,3 +161,22 @@ def test_the_page_warning_reaches_the_log_and_status(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "WARNING" in proc.stderr and "Labels may be lost" in proc.stderr
     assert "NOT durable" in proc.stdout and "VITRINE_SYNC_URL" in proc.stdout
+
+
+def test_the_page_and_the_status_tab_say_when_labels_are_not_durable(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from app import handlers as h
+    from app.ui import build_demo
+    from vitrine_app_fixtures import make_services
+
+    svc = make_services(tmp_path)
+    try:
+        svc.settings = replace(svc.settings, space_id="org/space")  # a Space, no sink, no external database
+        assert svc.settings.durability_warning
+        assert "vt-durability-banner" in str(build_demo(svc).config)
+        assert "NOT durable" in h.status_html(svc)
+        svc.durability = lambda: [("last sync", "2026-11-29 17:00:00 UTC", "")]
+        assert "last sync" in h.status_html(svc)
+    finally:
+        svc.close()
