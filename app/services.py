@@ -80,7 +80,7 @@ class Services:
 
     @property
     def registry_dir(self) -> Path:
-        return self.settings.data_dir / "registry"
+        return self.settings.registry_dir
 
     def retrain(self, name: str) -> RetrainResult:
         """Gated retraining of `name` (`app.learning.retrain`): a candidate on the dataset plus the logged

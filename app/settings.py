@@ -140,6 +140,15 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
     @property
+    def registry_dir(self) -> Path:
+        """Where model versions' artifacts are saved: beside the blob store when it is a directory (replicas that
+        share it share them), else under the data dir (a remote blob store does not hold artifacts yet)."""
+        location = self.blob_location
+        if "://" not in location or location.startswith("file://"):
+            return Path(location.removeprefix("file://")) / "registry"
+        return self.data_dir / "registry"
+
+    @property
     def blob_location(self) -> str:
         """The blob store's URL or directory (VITRINE_BLOB_URL, else `<data_dir>/blobs`)."""
         return self.blob_url or str(self.data_dir / "blobs")

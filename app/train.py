@@ -11,7 +11,7 @@ run ("reward", held-out pair accuracy on the latest pairs) and the app loads the
 Exit status 2 when the store has too few pairs.
 
 Settings come from the environment like the app's (DATABASE_URL, VITRINE_DATA_DIR, VITRINE_DATASET) plus
-VITRINE_GATE_TOLERANCE (default 0). Artifacts go under `--artifacts` (default: <data dir>/registry).
+VITRINE_GATE_TOLERANCE (default 0). Artifacts go under `--artifacts` (default: the app's, `Settings.registry_dir`).
 Exit status: 0 promoted (or rolled back / listed), 3 rejected by the gate, 2 bad arguments.
 """
 
@@ -39,7 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     action.add_argument("--list", action="store_true", help="print every version and exit")
     parser.add_argument("--tolerance", type=float, default=None,
                         help="gate tolerance on NDCG@10 (default: VITRINE_GATE_TOLERANCE, else 0)")
-    parser.add_argument("--artifacts", type=Path, default=None, help="artifact directory (default <data>/registry)")
+    parser.add_argument("--artifacts", type=Path, default=None, help="artifact directory (default: the app's registry dir)")
     parser.add_argument("--database-url", default=None, help="default: DATABASE_URL, else the app's SQLite file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     upgrade(url)
     engine = make_engine(url)
     Session = make_session_factory(engine)
-    artifacts = args.artifacts or settings.data_dir / "registry"
+    artifacts = args.artifacts or settings.registry_dir
     try:
         if args.reward:
             return _train_reward(args, settings, Session)

@@ -1,0 +1,88 @@
+"""Two app replicas on one PostgreSQL database and one blob store (issue 13, item 4): a slate shown on one is
+liked on the other, label pairs made on one are labelled on the other with their pictures, the overlap holds
+across both, and a retrain promoted on one is served by the other within its poll interval."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from annotation.models import FeedbackEvent, PairTask
+from app.api import ApiHandlers
+
+
+def _admin(url: str) -> str:
+    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def replicas(pg_url, tmp_path_factory):
+    import psycopg
+
+    from vitrine_app_fixtures import make_services
+
+    name = f"vitrine_replicas_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_admin(pg_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    root = tmp_path_factory.mktemp("replicas")
+    shared = str(root / "blobs")  # the blob store both use (a directory here; an fsspec URL in production)
+    one = make_services(root / "one", database_url=url, blob_url=shared, model_poll_s=0.2)
+    two = make_services(root / "two", database_url=url, blob_url=shared, model_poll_s=0.2)
+    yield one, two
+    one.close()
+    two.close()
+    with psycopg.connect(_admin(pg_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_slate_shown_on_one_replica_is_liked_on_the_other(replicas):
+    one, two = replicas
+    slate = ApiHandlers(one).recommend("5", "ease", 3, True)
+    item = slate["items"][0]["item_id"]
+    done = ApiHandlers(two).feedback("5", item, "like", slate["impression_id"])
+    with one.events.ReadSession() as s:
+        row = s.get(FeedbackEvent, done["feedback_id"])
+        assert (row.user_id, row.item_id, row.impression_id) == ("5", item, slate["impression_id"])
+    assert item in two.slates.visit("5").liked and item in one.slates.visit("5").liked
+
+
+def test_pairs_made_on_one_are_labelled_on_the_other_with_their_pictures(replicas):
+    one, two = replicas
+    assert one.labeling.make_pairs(2, seed=7) == 4
+    api_two, api_one = ApiHandlers(two), ApiHandlers(one)
+    seen_cover = False
+    for _ in range(12):
+        pair = api_two.next_pair("replica-annotator")
+        if not pair["pair_id"]:
+            break
+        if pair["kind"] == "cover":
+            for side in ("a", "b"):
+                assert pair[side]["cover_key"] and not Path(pair[side]["cover_key"]).is_absolute()
+                assert Path(pair[side]["cover_path"]).is_file()  # fetched from the shared store
+            seen_cover = True
+        api_two.label("replica-annotator", pair["pair_id"], "A")
+    assert seen_cover
+    # the overlap (2) holds across replicas: two more annotators, one per replica, then nobody else
+    for api, name in ((api_one, "first"), (api_two, "second"), (api_one, "third")):
+        while (pair := api.next_pair(name))["pair_id"]:
+            api.label(name, pair["pair_id"], "B")
+    with one.events.ReadSession() as s:
+        assert s.scalar(select(func.max(PairTask.slots_taken))) <= one.settings.label_overlap
+
+
+def test_a_retrain_promoted_on_one_is_served_by_the_other_within_the_poll(replicas):
+    one, two = replicas
+    one.retrain("ease")
+    served = one.watchers["ease"].version_id
+    assert served is not None
+    deadline = time.monotonic() + 10  # the poll interval is 0.2 s
+    while two.watchers["ease"].version_id != served and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert two.watchers["ease"].version_id == served
+    assert two.ranking.model("ease") is two.watchers["ease"].model
