@@ -26,7 +26,7 @@ from annotation.models import (
     User,
 )
 
-__all__ = ["user_kind", "latest_feedback_id", "annotator_id", "impression_shows", "visitor_feedback", "table_counts",
+__all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "impression_shows", "visitor_feedback", "table_counts",
            "latest_assets", "shown_assets", "recorded_asset_ids", "untouched_pairs", "paired_items", "picked_prompts",
            "COUNTED_TABLES"]
 
@@ -47,6 +47,11 @@ def user_kind(session: Session, user_id: str) -> str | None:
 def latest_feedback_id(session: Session) -> int | None:
     """The largest feedback event id (the data watermark a retrain schedule compares with), None when empty."""
     return session.scalar(select(func.max(FeedbackEvent.id)))
+
+
+def latest_label_id(session: Session) -> int | None:
+    """The largest preference-label id (the watermark of the preference model's schedule), None when empty."""
+    return session.scalar(select(func.max(m.PreferenceLabel.id)))
 
 
 def annotator_id(session: Session, name: str) -> int | None:

@@ -67,6 +67,7 @@ class Services:
     durability: Callable[[], list[tuple[str, str, str]]] | None = None  # the sync runner's status rows, when one runs
     watchers: dict[str, ServedModelWatcher] = field(default_factory=dict)  # name -> its promoted version
     schedule: RetrainSchedule | None = None
+    reward_schedule: RetrainSchedule | None = None
     upkeep: Upkeep | None = None
 
     def close(self) -> None:
@@ -128,6 +129,16 @@ class Services:
         with self.events.ReadSession() as s:
             latest = reads.latest_feedback_id(s)
         self.schedule.tick(latest)
+
+    def tick_reward_schedule(self) -> None:
+        """Train the next preference model when VITRINE_REWARD_EVERY_LABELS new labels arrived (off by default)."""
+        from annotation import reads
+
+        if self.reward_schedule is None or not self.reward_schedule.enabled:
+            return
+        with self.events.ReadSession() as s:
+            latest = reads.latest_label_id(s)
+        self.reward_schedule.tick(latest)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -320,7 +331,9 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     svc.schedule = learning.RetrainSchedule(run=lambda: svc.retrain(svc.ranking.default_model),
                                             every_events=st.retrain_every_events,
                                             every_minutes=st.retrain_every_minutes)
-    tasks = [("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule)]
+    svc.reward_schedule = learning.RetrainSchedule(run=svc.train_preference, every_events=st.reward_every_labels)
+    tasks = [("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule),
+             ("preference model schedule", svc.tick_reward_schedule)]
     if svc.assets.learner is not None:
         tasks.append(("prompt policy", svc.assets.learner.flush))
     svc.upkeep = Upkeep(tasks, every_s=st.model_poll_s).start()

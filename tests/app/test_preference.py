@@ -288,3 +288,17 @@ def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, m
     msg, status = h.retrain(svc, h.PREFERENCE_MODEL)
     assert "Trained the preference model, version 1" in msg and "held-out pair accuracy" in msg
     assert svc.assets.learner.reward is not None and (svc.settings.data_dir / "reward" / "v1.npz").is_file()
+
+
+def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_factory, monkeypatch):
+    from app import preference
+
+    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    svc = services_factory(reward_every_labels=10)
+    svc.tick_reward_schedule()
+    assert not (svc.settings.data_dir / "reward").exists()  # no labels yet: nothing to learn from
+    _labelled_store(svc)
+    svc.tick_reward_schedule()
+    assert (svc.settings.data_dir / "reward" / "v1.npz").is_file() and svc.assets.learner.reward is not None
+    svc.tick_reward_schedule()
+    assert not (svc.settings.data_dir / "reward" / "v2.npz").exists()  # no new labels since
