@@ -56,6 +56,7 @@ class Recommender:
     name: ClassVar[str] = ""
     defaults: ClassVar[Mapping[str, Any]] = {}
     needs: ClassVar[tuple[str, ...]] = ()  # feature modalities that must be passed to fit
+    needs_any_modality: ClassVar[bool] = False  # True: fit needs at least one feature modality, whichever it is
     iterative: ClassVar[bool] = False  # trained by epochs, accepts `valid` for early stopping
     uses_weights: ClassVar[bool] = False  # _fit reads positive weights from self._train_weights
     uses_negatives: ClassVar[bool] = False  # explicit negatives (self._negatives) change the scores
@@ -162,6 +163,9 @@ class Recommender:
         for need in self.needs:
             if need not in feats:
                 raise ModelFitError(f"{self.name}: features[{need!r}] is required; got modalities {sorted(feats)}")
+        if self.needs_any_modality and not feats:
+            raise ModelFitError(f"{self.name}: expected at least one feature modality (e.g. features['text']), "
+                                "got none; compute them with recommenders.features.item_features")
         for key, value in feats.items():
             arr = np.asarray(value)
             if arr.ndim != 2 or arr.shape[0] != n_items:

@@ -32,7 +32,6 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from recommenders.errors import ModelFitError
 from recommenders.models.base import FactorModel
 from recommenders.models.lightgcn import normalized_adjacency
 from recommenders.models.sgd import torch_generator, train_bpr
@@ -109,6 +108,7 @@ class _Freedom(nn.Module):
 
 class Freedom(FactorModel):
     name = "freedom"
+    needs_any_modality = True
     iterative = True
     defaults: Mapping[str, object] = {
         "dim": 64,
@@ -124,13 +124,6 @@ class Freedom(FactorModel):
         "patience": 10,
         "seed": 2020,
     }
-
-    def _check_features(self, features, n_items):  # type: ignore[override]
-        feats = super()._check_features(features, n_items)
-        if not feats:
-            raise ModelFitError(f"{self.name}: expected at least one feature modality (e.g. features['text']), "
-                                "got none; compute them with recommenders.features.item_features")
-        return feats
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         p = self.params

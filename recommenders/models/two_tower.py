@@ -41,7 +41,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recommenders.errors import ModelFitError
 from recommenders.models.base import FactorModel
 from recommenders.models.sgd import torch_generator, train_epochs
 from recommenders.models.vbpr import content_matrix
@@ -139,6 +138,7 @@ class _TwoTower(nn.Module):
 
 class TwoTower(FactorModel):
     name = "two-tower"
+    needs_any_modality = True
     iterative = True
     defaults: Mapping[str, object] = {
         "dim": 64,  # as the other factor models
@@ -159,13 +159,6 @@ class TwoTower(FactorModel):
         "patience": 10,
         "seed": 2020,
     }
-
-    def _check_features(self, features, n_items):  # type: ignore[override]
-        feats = super()._check_features(features, n_items)
-        if not feats:
-            raise ModelFitError(f"{self.name}: expected at least one feature modality (e.g. features['text']), "
-                                "got none; compute them with recommenders.features.item_features")
-        return feats
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         p = self.params

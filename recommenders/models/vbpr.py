@@ -85,6 +85,7 @@ class _VBPR(nn.Module):
 
 class VBPR(FactorModel):
     name = "vbpr"
+    needs_any_modality = True
     iterative = True
     modalities: tuple[str, ...] | None = None  # None = every modality passed to fit
     defaults: Mapping[str, object] = {
@@ -101,15 +102,6 @@ class VBPR(FactorModel):
         # [gamma_i, E f_i] with a separate theta_u, on ml-100k valid NDCG@10: 0.2326 vs 0.2198)
         "fusion": "sum",
     }
-
-    def _check_features(self, features, n_items):  # type: ignore[override]
-        feats = super()._check_features(features, n_items)
-        if not feats:
-            from recommenders.errors import ModelFitError
-
-            raise ModelFitError(f"{self.name}: expected at least one feature modality (e.g. features['text']), "
-                                "got none; compute them with recommenders.features.item_features")
-        return feats
 
     def _id_dim(self) -> int:
         return int(self.params["dim"])
