@@ -6,7 +6,7 @@ import uuid
 
 import pandas as pd
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
+from pg_databases import create_pg_database, drop_pg_database, pg_admin_url  # noqa: F401 - re-exported
 
 ITEMS = pd.DataFrame({
     "item_id": [str(i) for i in range(1, 21)],
@@ -36,21 +36,3 @@ def count(Session, model) -> int:
         return s.scalar(select(func.count()).select_from(model))
 
 
-def pg_admin_url(url: str) -> str:
-    """The psycopg (libpq) URL of the cluster's `postgres` maintenance database."""
-    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-
-
-def create_pg_database(url: str, name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(pg_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg_database(url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(pg_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -157,22 +157,13 @@ def database(request, tmp_path):
     if request.param == "sqlite":
         yield None, lambda: None
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
+    from pg_databases import create_pg_database, drop_pg_database
 
     base = request.getfixturevalue("pg_url")
     name = f"vitrine_kill_{uuid.uuid4().hex[:8]}"
-    admin = make_url(base).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-
-    def recreate() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-    recreate()
-    yield make_url(base).set(database=name).render_as_string(hide_password=False), recreate
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = create_pg_database(base, name)
+    yield url, lambda: create_pg_database(base, name)  # the second: wipe it (drop and create again)
+    drop_pg_database(base, name)
 
 
 def test_sigkill_then_restart_from_the_sink_loses_at_most_one_interval(tmp_path, database):

@@ -6,32 +6,22 @@ import uuid
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from annotation.models import FeedbackEvent, Impression, PreferenceLabel
 from app import handlers as h
 from app.state import Visitor
-
-
-def _admin(url: str) -> str:
-    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+from pg_databases import create_pg_database, drop_pg_database
 
 
 @pytest.fixture(scope="module")
 def pg_svc(pg_url, tmp_path_factory):
-    import psycopg
-
     from vitrine_app_fixtures import make_services
 
     name = f"vitrine_app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_admin(pg_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    svc = make_services(tmp_path_factory.mktemp("pg"), database_url=url)
+    svc = make_services(tmp_path_factory.mktemp("pg"), database_url=create_pg_database(pg_url, name))
     yield svc
     svc.close()
-    with psycopg.connect(_admin(pg_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(pg_url, name)
 
 
 def test_discover_create_label_on_postgresql(pg_svc):

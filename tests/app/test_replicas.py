@@ -10,26 +10,18 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from annotation.models import FeedbackEvent, PairTask
 from app.api import ApiHandlers
-
-
-def _admin(url: str) -> str:
-    return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+from pg_databases import create_pg_database, drop_pg_database
 
 
 @pytest.fixture(scope="module")
 def replicas(pg_url, tmp_path_factory):
-    import psycopg
-
     from vitrine_app_fixtures import make_services
 
     name = f"vitrine_replicas_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_admin(pg_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    url = create_pg_database(pg_url, name)
     root = tmp_path_factory.mktemp("replicas")
     shared = str(root / "blobs")  # the blob store both use (a directory here; an fsspec URL in production)
     one = make_services(root / "one", database_url=url, blob_url=shared, model_poll_s=0.2)
@@ -37,8 +29,7 @@ def replicas(pg_url, tmp_path_factory):
     yield one, two
     one.close()
     two.close()
-    with psycopg.connect(_admin(pg_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(pg_url, name)
 
 
 def test_a_slate_shown_on_one_replica_is_liked_on_the_other(replicas):

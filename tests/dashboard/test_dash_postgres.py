@@ -7,27 +7,21 @@ import uuid
 
 import pandas as pd
 import pytest
-from sqlalchemy.engine import make_url
 
 from app import dashboard_views as views
 from app.dashboard_data import date_bounds, load_frames
 from app.simulate import AnnotatorSpec, SimConfig, simulate
 from dash_helpers import SIM_NOW
+from pg_databases import create_pg_database, drop_pg_database
 
 
 @pytest.fixture()
 def pg_db(pg_url):
-    import psycopg
-
-    admin = make_url(pg_url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     name = f"dash_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+        yield create_pg_database(pg_url, name)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_pg_database(pg_url, name)
 
 
 def test_same_frames_on_postgres_and_sqlite(pg_db, ml100k, tmp_path):
