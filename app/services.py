@@ -283,9 +283,7 @@ def build_services(
         # read through a local cache); the database records the key, never a local path
         from generation.blobs import BlobStore
 
-        location = settings.blob_location
-        local = "://" not in location or location.startswith("file://")
-        asset_dir = BlobStore(location, cache_dir=None if local else data_dir / "blob-cache")
+        asset_dir = BlobStore(settings.blob_location, cache_dir=None if settings.blob_is_local else data_dir / "blob-cache")
         covers = CoverGenerator(settings.cover_model, asset_dir, device=settings.device,
                                 allow_network=settings.allow_network, domain=domain,
                                 init_strength=settings.init_strength if dataset.has_images else None).load()

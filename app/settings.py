@@ -144,10 +144,14 @@ class Settings:
     def registry_dir(self) -> Path:
         """Where model versions' artifacts are saved: beside the blob store when it is a directory (replicas that
         share it share them), else under the data dir (a remote blob store does not hold artifacts yet)."""
-        location = self.blob_location
-        if "://" not in location or location.startswith("file://"):
-            return Path(location.removeprefix("file://")) / "registry"
+        if self.blob_is_local:
+            return Path(self.blob_location.removeprefix("file://")) / "registry"
         return self.data_dir / "registry"
+
+    @property
+    def blob_is_local(self) -> bool:
+        """True when the blob store is a directory on this machine (a path or a file:// URL)."""
+        return "://" not in self.blob_location or self.blob_location.startswith("file://")
 
     @property
     def blob_location(self) -> str:
