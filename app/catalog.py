@@ -1,7 +1,9 @@
 """The catalog: the dataset's items and users held in memory for look-ups, histories and user profiles.
 
-Read-only after start-up (the dataset never changes while the app runs), so it needs no lock except around
-the profile LRU. The simulator and the flows share it. Nothing here touches the database.
+The dataset's tables are held in one immutable snapshot: a catalog that grows while the app runs
+(`python -m recommenders add-items`, the admin action; see `app.growth`) is swapped in whole by `replace`, so a
+request reads one snapshot from start to end and needs no lock. The profile LRU has its own lock and is emptied
+on a swap. The simulator and the flows share the catalog. Nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +39,38 @@ def year_of(row: dict[str, Any]) -> int | None:
     return None if year is None or pd.isna(year) else int(year)
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """One version of the catalog's tables, built once and never changed (see the module docstring)."""
+
+    dataset: "Dataset"
+    items: list[dict[str, Any]]
+    pos: dict[str, int]  # item id -> row in `items`
+    users: set[str]
+    history: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # user -> (item ids, ratings, timestamps), newest first
+    text: np.ndarray | None  # (n_items, d) text features, or None
+    keyphrases: Any  # generation.profile.KeyphraseIndex over the items' text
+
+    @classmethod
+    def build(cls, dataset: "Dataset", text_features: np.ndarray | None, domain: "Domain") -> "_Snapshot":
+        from generation.profile import KeyphraseIndex
+
+        items = dataset.items
+        texts = items["text"].fillna("").astype(str).tolist() if "text" in items else []
+        inter = dataset.interactions.sort_values(["user_id", "timestamp"], ascending=[True, False])
+        text = None if text_features is None else np.asarray(text_features, dtype=np.float32)
+        if text is not None and text.shape[0] != len(items):
+            raise ValueError(f"text_features: expected {len(items)} rows (one per item), got {text.shape}")
+        return cls(
+            dataset=dataset, items=items.to_dict("records"),
+            pos={str(i): n for n, i in enumerate(items["item_id"])},
+            users=set(dataset.users["user_id"].astype(str)),
+            history={str(user): (g["item_id"].to_numpy(), g["rating"].to_numpy(float), g["timestamp"].to_numpy())
+                     for user, g in inter.groupby("user_id", sort=False)},
+            text=text, keyphrases=KeyphraseIndex(texts, domain),
+        )
+
+
 class Catalog:
     """Items, users and histories of one dataset, with the text features used to explain a recommendation."""
 
@@ -45,26 +80,26 @@ class Catalog:
         `llm_keywords`: PMG's first step when a caption LLM is loaded (it names the preferences of liked items);
         without it, profiles use TF-IDF keyphrases over the catalog's text."""
         from generation.domain import Domain
-        from generation.profile import KeyphraseIndex
 
-        self.dataset = dataset
         self.domain = domain if domain is not None else Domain.from_spec(dataset.domain)
-        texts = dataset.items["text"].fillna("").astype(str).tolist() if "text" in dataset.items else []
-        self._keyphrases = KeyphraseIndex(texts, self.domain)
+        self._s = _Snapshot.build(dataset, text_features, self.domain)
         self._llm_keywords = llm_keywords
-        items = dataset.items
-        self._items: list[dict[str, Any]] = items.to_dict("records")
-        self._pos: dict[str, int] = {str(i): n for n, i in enumerate(items["item_id"])}
-        self._users: set[str] = set(dataset.users["user_id"].astype(str))
-        inter = dataset.interactions.sort_values(["user_id", "timestamp"], ascending=[True, False])
-        # user -> (item ids, ratings, timestamps), newest first
-        self._history: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
-            str(user): (g["item_id"].to_numpy(), g["rating"].to_numpy(float), g["timestamp"].to_numpy())
-            for user, g in inter.groupby("user_id", sort=False)
-        }
-        self._text = None if text_features is None else np.asarray(text_features, dtype=np.float32)  # (n_items, d)
         self._profiles: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], UserProfile] = OrderedDict()
         self._lock = threading.Lock()
+        self.version = 1  # counts `replace` calls: a page built on an older version refreshes its item pickers
+
+    def replace(self, dataset: "Dataset", text_features: np.ndarray | None = None) -> None:
+        """Serve `dataset` (the same catalog, grown) from the next look-up on; cached profiles are dropped (their
+        keyphrases were computed over the old items)."""
+        snapshot = _Snapshot.build(dataset, text_features, self.domain)
+        with self._lock:
+            self._s = snapshot
+            self._profiles.clear()
+            self.version += 1
+
+    @property
+    def dataset(self) -> "Dataset":
+        return self._s.dataset
 
     # -- items ------------------------------------------------------------------------------------------------
     @property
@@ -73,19 +108,20 @@ class Catalog:
 
     @property
     def item_ids(self) -> list[str]:
-        return list(self._pos)
+        return list(self._s.pos)
 
     @property
     def has_text_features(self) -> bool:
-        return self._text is not None
+        return self._s.text is not None
 
     def item(self, item_id: object) -> dict[str, Any]:
         """The dataset row of `item_id`; `AppInputError` when it is not in the catalog."""
         item_id = checks.text("item_id", item_id, checks.ID_MAX)
-        pos = self._pos.get(item_id)
+        s = self._s
+        pos = s.pos.get(item_id)
         if pos is None:
             raise bad("item_id", f"an item of the {self.name} catalog", item_id)
-        return self._items[pos]
+        return s.items[pos]
 
     def item_label(self, item_id: str) -> str:
         row = self.item(item_id)
@@ -94,7 +130,7 @@ class Catalog:
 
     def item_choices(self) -> list[tuple[str, str]]:
         """(label, item_id) for the searchable item pickers."""
-        return [(self.item_label(i), i) for i in self._pos]
+        return [(self.item_label(i), i) for i in self._s.pos]
 
     def item_info(self, item_id: str) -> "ItemInfo":
         """The item as the generators see it."""
@@ -113,13 +149,13 @@ class Catalog:
     # -- users ------------------------------------------------------------------------------------------------
     @property
     def user_ids(self) -> list[str]:
-        return sorted(self._users, key=lambda u: (len(u), u))
+        return sorted(self._s.users, key=lambda u: (len(u), u))
 
     def is_dataset_user(self, user_id: str) -> bool:
-        return user_id in self._users
+        return user_id in self._s.users
 
     def n_ratings(self, user_id: str) -> int:
-        return len(self._history.get(user_id, _EMPTY)[0])
+        return len(self._s.history.get(user_id, _EMPTY)[0])
 
     def user_choices(self) -> list[tuple[str, str]]:
         """(label, user_id) for the user search: the id first, so typing an id finds it."""
@@ -143,8 +179,9 @@ class Catalog:
 
     def history_rows(self, user_id: str, extra_liked: Sequence[str] = ()) -> list[dict[str, Any]]:
         """The user's history in `generation.profile.build_profile`'s row format (dataset ratings + app likes)."""
-        items, ratings, stamps = self._history.get(user_id, _EMPTY)
-        rows = [self._history_row(self._items[self._pos[i]], float(r), int(t)) for i, r, t in zip(items, ratings, stamps)]
+        s = self._s
+        items, ratings, stamps = s.history.get(user_id, _EMPTY)
+        rows = [self._history_row(s.items[s.pos[i]], float(r), int(t)) for i, r, t in zip(items, ratings, stamps)]
         # app likes carry no timestamp: their list order is used
         rows += [self._history_row(self.item(i), None, None) for i in extra_liked]
         return rows
@@ -156,15 +193,15 @@ class Catalog:
 
     def liked_ids(self, user_id: str, extra_liked: Sequence[str] = ()) -> list[str]:
         """Items the user liked: app likes first (newest first), then dataset ratings >= LIKE_RATING, newest first."""
-        items, ratings, _ = self._history.get(user_id, _EMPTY)
+        items, ratings, _ = self._s.history.get(user_id, _EMPTY)
         out = dict.fromkeys([*reversed(list(extra_liked)), *items[ratings >= LIKE_RATING].tolist()])
         return [str(i) for i in out]
 
     def profile(self, user_id: str, extra_liked: Sequence[str] = (),
                 preferred_prompts: Sequence[str] = ()) -> "UserProfile":
         """`generation.profile.UserProfile` from the dataset history plus the app likes and the prompts of the
-        covers the user picked on the Create tab (LRU-cached: the dataset history never changes, and the app likes
-        and prompts are part of the key). Treat it as read-only."""
+        covers the user picked on the Create tab (LRU-cached until the catalog grows: the app likes and prompts
+        are part of the key). Treat it as read-only."""
         from generation.profile import build_profile
 
         key = (user_id, tuple(extra_liked), tuple(preferred_prompts))
@@ -173,14 +210,17 @@ class Catalog:
             if cached is not None:
                 self._profiles.move_to_end(key)
                 return cached
+            version = self.version
         llm = None
         if self._llm_keywords is not None:
             liked = [self.item_info(i) for i in self.liked_ids(user_id, extra_liked)[:20]]
             llm = self._llm_keywords(liked) if liked else None
         profile = build_profile(user_id, self.history_rows(user_id, extra_liked),
                                 preferred_prompts=list(preferred_prompts), domain=self.domain,
-                                corpus=self._keyphrases, llm_keywords=llm or ())
+                                corpus=self._s.keyphrases, llm_keywords=llm or ())
         with self._lock:
+            if version != self.version:  # the catalog grew meanwhile: don't cache a profile of the old one
+                return profile
             self._profiles[key] = profile
             while len(self._profiles) > PROFILE_CACHE:
                 self._profiles.popitem(last=False)
@@ -190,13 +230,14 @@ class Catalog:
         """The content 'why' of a recommendation: the liked item closest in text space, and shared top genres."""
         row = self.item(item_id)
         parts: list[str] = []
-        if self._text is not None and liked:
-            liked_pos = [self._pos[i] for i in liked[:200] if i in self._pos and i != item_id]
+        s = self._s
+        if s.text is not None and liked:
+            liked_pos = [s.pos[i] for i in liked[:200] if i in s.pos and i != item_id]
             if liked_pos:
-                sims = self._text[liked_pos] @ self._text[self._pos[item_id]]  # (n_liked,)
+                sims = s.text[liked_pos] @ s.text[s.pos[item_id]]  # (n_liked,)
                 best = int(np.argmax(sims))
                 if sims[best] > 0.2:
-                    parts.append(f"close to {self._items[liked_pos[best]]['title']}, which you liked")
+                    parts.append(f"close to {s.items[liked_pos[best]]['title']}, which you liked")
         shared = [g for g in row.get("genres") or [] if g in set(top_genres)]
         if shared:
             parts.append("you like " + " & ".join(shared[:2]))

@@ -492,6 +492,28 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
 
 
 @user_errors
+def add_items(svc: Services, folder: str | None, password: str | None = None) -> tuple[str, str]:
+    """Grow the catalog from a folder on the server (an admin action): the new items are served at once, ranked
+    by the content models now and by the ID models after their next retrain (`app.growth`)."""
+    check_admin(svc, password)
+    if svc.growth is None:
+        raise gr.Error("This app does not follow its catalog; restart it to serve new items.")
+    done = svc.growth.add_items(folder)
+    added = done.get("added", [])
+    msg = (f"Added {len(added)} items; the catalog has {done.get('items', len(svc.catalog.item_ids))}. Ranking them "
+           f"now: {', '.join(done.get('ranked_now', [])) or 'no content model'}; at the next retrain: "
+           f"{', '.join(done.get('at_next_retrain', [])) or 'none'}.")
+    return msg, status_html(svc)  # counts and model names only: nothing a visitor wrote
+
+
+def item_pickers(svc: Services, built_on: int) -> list[Any]:
+    """At a page's load: the item pickers' choices again when the catalog grew after the page was built."""
+    if svc.catalog.version == built_on:
+        return [gr.skip(), gr.skip()]
+    return [gr.update(choices=svc.catalog.item_choices())] * 2
+
+
+@user_errors
 def make_pairs(svc: Services, n: int, password: str | None = None) -> tuple[str, str]:
     """Fill the labeling queue with personalized-vs-generic cover and caption pairs (an admin action)."""
     check_admin(svc, password)

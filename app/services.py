@@ -7,6 +7,7 @@
     slates    `app.slates.Slates`       the one slate flow used by the Discover tab and /recommend
     labeling  `app.labeling.Labeling`   annotators, the pair queue, labels and Create-tab picks
     rates     `app.guards.RateLimits`   per-client limits on slates and generation
+    growth    `app.growth.Growth`       a bring-your-own catalog that grows while the app runs
 
 Each part is handed the parts it needs (no circles). `build_services(settings)` runs the start-up sequence:
 migrate the database, load the dataset, compute or load the cached item features, train or load the served
@@ -40,6 +41,7 @@ from app.slates import Slates
 from app.upkeep import Upkeep
 
 if TYPE_CHECKING:  # pragma: no cover - types only
+    from app.growth import Growth
     from app.learning import RetrainResult, RetrainSchedule, ServedModelWatcher
     from recommenders.data import Dataset
     from recommenders.models.base import Recommender
@@ -69,6 +71,7 @@ class Services:
     schedule: RetrainSchedule | None = None
     reward_schedule: RetrainSchedule | None = None
     upkeep: Upkeep | None = None
+    growth: Growth | None = None
 
     def close(self) -> None:
         """Stop the background threads and release the DB connections."""
@@ -116,7 +119,10 @@ class Services:
         """Swap in every model whose promoted version changed since the last look; returns their names."""
         changed = [name for name, watcher in self.watchers.items() if watcher.refresh()]
         for name in changed:
-            self.ranking.swap(name, self.watchers[name].model)
+            model = self.watchers[name].model
+            # a content model trained before the catalog grew ranks the items added since (cold start)
+            grown = self.growth.fit(model) if self.growth is not None else None
+            self.ranking.swap(name, grown if grown is not None else model)
             log.info("serving %s version id %s", name, self.watchers[name].version_id)
         return changed
 
@@ -311,6 +317,9 @@ def build_services(
                          trust_proxy=settings.trust_proxy),
         startup_s=timings, notes=notes,
     )
+    from app.growth import Growth
+
+    svc.growth = Growth(settings, catalog, ranking, events, features)
     _follow_the_registry(svc, names, timed)
     return svc
 
@@ -330,8 +339,9 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
                                             every_events=st.retrain_every_events,
                                             every_minutes=st.retrain_every_minutes)
     svc.reward_schedule = learning.RetrainSchedule(run=svc.train_preference, every_events=st.reward_every_labels)
-    tasks = [("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule),
+    tasks = [("catalog growth", svc.growth.refresh) if svc.growth is not None else None,
+             ("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule),
              ("preference model schedule", svc.tick_reward_schedule)]
     if svc.assets.learner is not None:
         tasks.append(("prompt policy", svc.assets.learner.flush))
-    svc.upkeep = Upkeep(tasks, every_s=st.model_poll_s).start()
+    svc.upkeep = Upkeep([t for t in tasks if t is not None], every_s=st.model_poll_s).start()

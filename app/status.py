@@ -75,6 +75,11 @@ def status_sections(svc: "Services") -> list[Section]:
         ("users", str(len(dataset.users)), ""),
         ("interactions", str(len(dataset.interactions)), ""),
     ]
+    grown = svc.growth.last if svc.growth is not None else None
+    if grown:
+        data.append(("last growth", f"+{len(grown['added'])} items",
+                     f"ranked now by {', '.join(grown['ranked_now']) or 'no content model'}; by "
+                     f"{', '.join(grown['at_next_retrain']) or 'no other model'} after their next retrain"))
     timing = [(step, f"{sec:.2f} s", "") for step, sec in svc.startup_s.items()]
     notes = [("note", n, "") for n in svc.notes]
     durable = list(svc.durability()) if svc.durability is not None else [

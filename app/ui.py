@@ -181,7 +181,12 @@ def build_demo(svc: Services) -> gr.Blocks:
                     pairs_btn = gr.Button("Create label pairs", elem_id="vt-make-pairs")
                     admin_pw = gr.Textbox(label="Admin password", type="password", elem_id="vt-admin-password",
                                           visible=settings.admin_password is not None,
-                                          info="VITRINE_ADMIN_PASSWORD: needed to retrain or create pairs")
+                                          info="VITRINE_ADMIN_PASSWORD: needed to retrain, create pairs or add items")
+                with gr.Row(visible=svc.growth is not None and svc.growth.folder is not None):
+                    grow_folder = gr.Textbox(label="Add items from a folder on the server", scale=3,
+                                             placeholder="/path/to/new-items (items.csv|parquet, optional images/)",
+                                             elem_id="vt-grow-folder")
+                    grow_btn = gr.Button("Add items", scale=1, elem_id="vt-grow")
                 status_info = gr.Markdown()
 
         # ---------------------------------------------------------------- events
@@ -287,6 +292,10 @@ def build_demo(svc: Services) -> gr.Blocks:
         retrain_btn.click(bind(h.retrain, svc), [retrain_dd, admin_pw], [status_info, status],
                           concurrency_id="retrain", concurrency_limit=1, **private)
         pairs_btn.click(bind(h.make_pairs, svc), [pairs_n, admin_pw], [status_info, status], **gen, **private)
+        grow_btn.click(bind(h.add_items, svc), [grow_folder, admin_pw], [status_info, status],
+                       concurrency_id="retrain", concurrency_limit=1, **private)
+        # a catalog that grew after this page was built: its item pickers get the new items at the next load
+        demo.load(bind(h.item_pickers, svc, svc.catalog.version), None, [picks, create_item], **private)
 
         register_api(svc, generation_limit=settings.generation_concurrency)
     return demo
@@ -305,12 +314,15 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     from app.guards import BodyLimit, EncodableJson
 
     limit = svc.settings.max_body_bytes
-    images = svc.catalog.dataset.items["image"].dropna() if "image" in svc.catalog.dataset.items else []
-    image_dirs = sorted({str(Path(p).parent) for p in images})
+    dataset = svc.catalog.dataset
+    images = dataset.items["image"].dropna() if "image" in dataset.items else []
+    # images/ of a bring-your-own folder too: where items added while the app runs put theirs (app.growth)
+    grown = [str((Path(dataset.folder) / "images").resolve())] if dataset.folder else []
+    image_dirs = sorted({str(Path(p).parent) for p in images} | set(grown))
     return {
         # generated assets, and the folders holding the items' own pictures (never the tables beside them)
         "allowed_paths": [str(svc.assets.public_dir), *image_dirs],  # cover images only, never provenance files
-        "blocked_paths": [str(p) for d in image_dirs for p in Path(d).iterdir()
+        "blocked_paths": [str(p) for d in image_dirs if Path(d).is_dir() for p in Path(d).iterdir()
                           if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES],
         # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
         "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)]},
