@@ -6,7 +6,7 @@ replay that rebuilds an empty store from them (how a Space, whose disk is epheme
     restore(Session, "file:///mnt/sink")               # at start, on an empty database, before serving
 
 The URL is anything fsspec opens: a plain path or `file:///path`, `hf://datasets/ORG/NAME[/dir]`
-(huggingface_hub's HfFileSystem: every shard is one commit, so sync every few minutes there), `s3://bucket/dir`
+(huggingface_hub's HfFileSystem: each sync is one commit, so sync every few minutes there), `s3://bucket/dir`
 (when s3fs is installed), `memory://dir` (tests). Layout: one folder per table, one shard per table per sync
 that had new rows, named so that their names sort in write order:
 
@@ -29,11 +29,12 @@ Small tables (items, users, annotators, sessions) by their keys. The first sync 
 keys already in the sink and ships whatever the database has that the sink lacks, so a restarted process
 neither re-ships everything nor misses what was written while it was down.
 
-Crash safety: a shard is written whole under a temporary name and renamed (local files), or uploaded as one
-object (object stores, the Hub), so a process killed mid-write never leaves a partial `*.parquet`; a reader
-also skips any shard it cannot parse (logged) and every name that is not `*.parquet`. Within one sync, rows
-are read children first (labels before pairs before assets...) and shards written parents first, so every
-reference in a shard points at a row in the same or an earlier shard.
+Crash safety: a shard is written whole under a temporary name and renamed (local files), uploaded as one
+object (object stores), or committed with the sync's other shards in one commit (the Hub), so a process killed
+mid-write never leaves a partial `*.parquet`; a reader also skips any shard it cannot parse (logged) and every
+name that is not `*.parquet`. Within one sync, rows are read children first (labels before pairs before
+assets...) and shards written parents first, so every reference in a shard points at a row in the same or an
+earlier shard.
 
 Replay (`restore`) is idempotent: rows are inserted with ON CONFLICT DO NOTHING on their natural keys
 (event_id, pair key, (pair, annotator), user id, annotator name, session id, item id; eval runs by model,
@@ -121,7 +122,7 @@ def _shard_names(fs, root: str, table: str) -> list[str]:
     """Complete shards of `table`, in write order (temporary and foreign names are left out)."""
     folder = f"{root}/{table}"
     try:
-        names = fs.ls(folder, detail=False)
+        names = fs.ls(folder, detail=False, refresh=True)  # never a listing cached before another writer's shards
     except FileNotFoundError:
         return []
     out = []
@@ -146,29 +147,66 @@ def _read_shards(fs, root: str, table: str, columns: list[str] | None = None) ->
     return rows
 
 
-def _write_shard(fs, root: str, table: str, rows: list[dict[str, Any]], seq: int) -> str:
+def _shard(table: str, rows: list[dict[str, Any]], seq: int) -> tuple[str, bytes]:
+    """(path under the sink root, Parquet bytes) of one new shard of `table`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    base = f"{stamp}-{seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
-    folder = f"{root}/{table}"
-    final = f"{folder}/{base}"
-    if _is_local(fs):
-        fs.makedirs(folder, exist_ok=True)
-        tmp = f"{folder}/.{base}.tmp"
-        with fs.open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            import os
+    return f"{table}/{stamp}-{seq:06d}-{uuid.uuid4().hex[:8]}.parquet", buf.getvalue()
 
-            os.fsync(f.fileno())
-        fs.mv(tmp, final)  # a rename: the shard appears whole or not at all
+
+def _is_hub(fs) -> bool:
+    try:
+        from huggingface_hub import HfFileSystem
+    except ImportError:  # pragma: no cover - huggingface_hub is a requirement
+        return False
+    return isinstance(fs, HfFileSystem)
+
+
+def _put_shards(fs, root: str, shards: list[tuple[str, bytes]]) -> list[str]:
+    """Write the shards; returns their full names. Each appears whole or not at all: a local file is written
+    under a temporary name, synced and renamed; on the Hub the whole sync is one commit (the Hub limits
+    commits per hour, and a commit is atomic); elsewhere each shard is one object."""
+    names = [f"{root}/{path}" for path, _ in shards]
+    if not shards:
+        return names
+    if _is_local(fs):
+        import os
+
+        for final, (_, data) in zip(names, shards):
+            folder, base = final.rsplit("/", 1)
+            fs.makedirs(folder, exist_ok=True)
+            tmp = f"{folder}/.{base}.tmp"
+            with fs.open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            fs.mv(tmp, final)  # a rename: the shard appears whole or not at all
+    elif _is_hub(fs):
+        from huggingface_hub import CommitOperationAdd
+
+        try:
+            where = fs.resolve_path(root)
+        except FileNotFoundError:  # the first sync to a new dataset repo: made private (labels name people)
+            parts = root.split("/")
+            if len(parts) < 3 or parts[0] != "datasets":
+                raise InvalidInputError(f"sink_url: expected hf://datasets/ORG/NAME[/dir], got hf://{root}") from None
+            fs._api.create_repo(f"{parts[1]}/{parts[2]}", repo_type="dataset", private=True, exist_ok=True)
+            fs.invalidate_cache()
+            where = fs.resolve_path(root)
+        prefix = f"{where.path_in_repo}/" if where.path_in_repo else ""
+        fs._api.create_commit(
+            repo_id=where.repo_id, repo_type=where.repo_type, revision=where.revision,
+            operations=[CommitOperationAdd(path_in_repo=prefix + path, path_or_fileobj=data) for path, data in shards],
+            commit_message=f"vitrine sync: {len(shards)} shards")
+        fs.invalidate_cache(root)
     else:
-        fs.pipe_file(final, buf.getvalue())  # one object (one commit on the Hub): whole or not at all
-    return final
+        for final, (_, data) in zip(names, shards):
+            fs.pipe_file(final, data)  # one object: whole or not at all
+    return names
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -441,19 +479,21 @@ def sync_once(session_factory, sink_url: str, state: SyncState) -> SyncResult:
     now = time.monotonic()
     pending = _resume(fs, root, session_factory, state) if not state.resumed else _new_rows(session_factory, state, now)
     shipped: dict[str, int] = {}
-    shards: list[str] = []
-    for table in TABLES:  # parents first
+    shards: list[tuple[str, bytes]] = []
+    for table in TABLES:  # parents first: shard names sort in this order too (the sequence number)
         rows = pending.get(table) or []
         if rows:
             state.seq += 1
-            shards.append(_write_shard(fs, root, table, [{k: v for k, v in r.items() if k != "_id"} for r in rows],
-                                       state.seq))
+            shards.append(_shard(table, [{k: v for k, v in r.items() if k != "_id"} for r in rows], state.seq))
             shipped[table] = len(rows)
+    names = _put_shards(fs, root, shards)
+    for table in TABLES:  # only once every shard is written: a failed sync is redone whole
+        rows = pending.get(table) or []
         if table in _BY_ID:
             _advance(state.cursors[table], [r["_id"] for r in rows], now)
         else:
             state.keys[table].update(r["_key"] for r in rows)
-    return SyncResult(started_at=started, shipped=shipped, shards=shards, seconds=time.perf_counter() - clock)
+    return SyncResult(started_at=started, shipped=shipped, shards=names, seconds=time.perf_counter() - clock)
 
 
 # --------------------------------------------------------------------------------------------------------------

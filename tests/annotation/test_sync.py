@@ -332,3 +332,29 @@ def test_gap_bookkeeping_expires_ids_that_never_commit():
     assert set(cursor.gaps) == {3}
     sync._advance(cursor, [], now=10.0 + sync.GAP_TTL_S + 1)  # id 3 was consumed by a rolled-back insert
     assert cursor.gaps == {} and cursor.high == 5
+
+
+def test_the_hub_sink_commits_each_sync_once_through_huggingface_hub(engine, target, monkeypatch):
+    """hf://datasets/ORG/NAME through huggingface_hub's own client, against a local stand-in of the Hub's HTTP
+    API (the Hub is unreachable here): the repo is created private at the first sync, each sync is one commit,
+    and an empty store is rebuilt from it."""
+    from hub_stand_in import HubStandIn
+
+    Session = make_session_factory(engine)
+    populate(Session)
+    url = "hf://datasets/org/vitrine-events/sink"
+    with HubStandIn() as hub:
+        hub.use(monkeypatch)
+        assert set(sync.restore(target, url).inserted.values()) == {0}  # no repo yet: an empty sink
+        state = sync.SyncState()
+        first = sync.sync_once(make_session_factory(engine, read_only=True), url, state)
+        assert first.shipped["labels"] == 7 and len(first.shards) == len(first.shipped)
+        commits = hub.commits["org/vitrine-events"]
+        assert len(commits) == 1 and len(commits[0]["added"]) == len(first.shipped)  # one commit for the sync
+        assert all(path.startswith("sink/") and path.endswith(".parquet") for path in commits[0]["added"])
+        assert sync.sync_once(Session, url, state).shipped == {} and len(commits) == 1  # nothing new: no commit
+        restored = sync.restore(target, url)
+        assert restored.inserted == first.shipped and restored.skipped == {}
+        assert snapshot(target) == snapshot(Session)
+        # a new process (a restarted Space) resumes from the repo's shards without re-shipping
+        assert sync.sync_once(Session, url, sync.SyncState()).shipped == {} and len(commits) == 1
