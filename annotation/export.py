@@ -391,4 +391,4 @@ def push_to_hub(folder: str | os.PathLike, repo_id: str, token: str, private: bo
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
                       commit_message="Vitrine preference export")
-    return f"https://huggingface.co/datasets/{repo_id}"
+    return f"{api.endpoint}/datasets/{repo_id}"

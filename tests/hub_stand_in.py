@@ -42,6 +42,7 @@ class HubStandIn:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.repos: dict[str, dict[str, bytes]] = {}  # "org/name" (datasets) -> path -> bytes
         self.commits: dict[str, list[dict[str, Any]]] = {}
+        self.visibility: dict[str, str] = {}  # "org/name" -> "private" | "public", as created
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._server = None
@@ -74,6 +75,9 @@ class HubStandIn:
                 exists = repo_id in self.repos
                 self.repos.setdefault(repo_id, {})
                 self.commits.setdefault(repo_id, [])
+                if not exists:
+                    private = body.get("private") or body.get("visibility") == "private"
+                    self.visibility[repo_id] = "private" if private else "public"
             if exists:
                 return JSONResponse({"error": "You already created this dataset repo"}, status_code=409)
             return JSONResponse({"url": f"{self.endpoint}/datasets/{repo_id}", "name": repo_id})
@@ -177,9 +181,13 @@ class HubStandIn:
             headers["Content-Length"] = str(len(data))
             return Response(data if request.method == "GET" else b"", headers=headers)
 
+        async def validate_yaml(request: Request):  # a README's card metadata: accepted as it is
+            return JSONResponse({"errors": [], "warnings": []})
+
         api = "/api/datasets/{ns}/{name}"
         routes = [
             Route("/api/repos/create", create_repo, methods=["POST"]),
+            Route("/api/validate-yaml", validate_yaml, methods=["POST"]),
             Route(api + "/revision/{rev}", repo_info),
             Route(api, repo_info),
             Route(api + "/tree/{rev}", tree),

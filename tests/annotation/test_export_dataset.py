@@ -126,27 +126,22 @@ def test_cli_export_to_a_folder_and_to_the_hub_without_a_token(sim_db, tmp_path,
     assert "--format" in capsys.readouterr().err
 
 
-def test_cli_pushes_through_huggingface_hub_when_a_token_is_present(sim_db, tmp_path, capsys, monkeypatch) -> None:
-    import huggingface_hub
+def test_cli_pushes_through_huggingface_hub_when_a_token_is_present(sim_db, capsys, monkeypatch) -> None:
+    """The push runs through huggingface_hub's own client, against a local stand-in of the Hub's HTTP API (the
+    Hub is unreachable here): a private dataset repo with the card and both splits, in one commit."""
+    import pyarrow.parquet as pq
 
-    calls = []
+    from hub_stand_in import HubStandIn
 
-    class FakeApi:  # the network is unreachable here: record what would be uploaded
-        def __init__(self, token):
-            calls.append(("token", token))
-
-        def create_repo(self, repo_id, repo_type, private, exist_ok):
-            calls.append(("create", repo_id, repo_type, private))
-
-        def upload_folder(self, folder_path, repo_id, repo_type, commit_message):
-            files = sorted(str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file())
-            calls.append(("upload", repo_id, repo_type, files))
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    monkeypatch.setenv("HF_TOKEN", "hf_test")
     url, _ = sim_db
-    assert main(["--url", url, "export", "--to", "hf://datasets/org/prefs"]) == 0
-    assert calls == [("token", "hf_test"), ("create", "org/prefs", "dataset", True),
-                     ("upload", "org/prefs", "dataset", ["README.md", "captions/train-00000-of-00001.parquet",
-                                                         "covers/train-00000-of-00001.parquet"])]
-    assert "huggingface.co/datasets/org/prefs" in capsys.readouterr().out
+    with HubStandIn() as hub:
+        hub.use(monkeypatch)
+        assert main(["--url", url, "export", "--to", "hf://datasets/org/prefs"]) == 0
+        assert f"{hub.endpoint}/datasets/org/prefs" in capsys.readouterr().out
+        files = hub.repos["org/prefs"]
+        assert sorted(files) == ["README.md", "captions/train-00000-of-00001.parquet",
+                                 "covers/train-00000-of-00001.parquet"]
+        assert len(hub.commits["org/prefs"]) == 1 and hub.visibility["org/prefs"] == "private"
+        covers = pq.read_table(io.BytesIO(files["covers/train-00000-of-00001.parquet"]))
+        assert covers.num_rows > 0 and set(COVER_COLUMNS) <= set(covers.column_names)
+        assert files["README.md"].startswith(b"---")

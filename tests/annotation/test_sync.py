@@ -351,6 +351,7 @@ def test_the_hub_sink_commits_each_sync_once_through_huggingface_hub(engine, tar
         assert first.shipped["labels"] == 7 and len(first.shards) == len(first.shipped)
         commits = hub.commits["org/vitrine-events"]
         assert len(commits) == 1 and len(commits[0]["added"]) == len(first.shipped)  # one commit for the sync
+        assert hub.visibility["org/vitrine-events"] == "private"
         assert all(path.startswith("sink/") and path.endswith(".parquet") for path in commits[0]["added"])
         assert sync.sync_once(Session, url, state).shipped == {} and len(commits) == 1  # nothing new: no commit
         restored = sync.restore(target, url)
