@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger("vitrine")
 
 from app.artifacts import ModelArtifacts
 from app.gate import (  # noqa: F401 - re-exported: the gate's steps are part of this module's interface
@@ -283,9 +286,13 @@ class ServedModelWatcher:
         self.version_id: int | None = None
         self.version: int | None = None  # the served version's number
         self.model = None
+        self.error: str | None = None  # why the promoted version is not loaded (None: it is, or none is promoted)
+        self._failed: int | None = None  # the version id that failed to load (logged once)
 
     def refresh(self) -> bool:
-        """True when a different version was loaded."""
+        """True when a different version was loaded. A promoted version whose artifact cannot be loaded (e.g. a
+        blob store that lost it) leaves the model served now in place: `error` says why, logged once per version,
+        and the next refresh tries again."""
         from annotation import registry
 
         with self.Session() as s:
@@ -293,7 +300,15 @@ class ServedModelWatcher:
             if row is None or row.id == self.version_id:
                 return False
             version_id, version, artifact = row.id, row.version, row.artifact
-        self.model = self.load(self.artifacts, artifact)
+        try:
+            model = self.load(self.artifacts, artifact)
+        except Exception as exc:  # noqa: BLE001 - logged and shown (`error`); the served model keeps serving
+            self.error = f"{self.name} version {version} ({artifact}) not loaded: {type(exc).__name__}: {exc}"
+            if self._failed != version_id:
+                log.warning("%s; serving what was served before", self.error)
+                self._failed = version_id
+            return False
+        self.model, self.error, self._failed = model, None, None
         self.version_id, self.version = version_id, version
         return True
 

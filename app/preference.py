@@ -386,8 +386,8 @@ def reward_gate(candidate: float, served: float | None, n_fresh: int, served_ver
         raise ValueError(f"tolerance: expected a number >= 0, got {tolerance!r}")
     if served_version is None:
         if candidate >= CHANCE - tolerance:
-            return True, (f"first version: held-out pair accuracy {candidate:.3f} is not worse than chance "
-                          f"({CHANCE}: showing the first candidate), nothing served before")
+            return True, (f"held-out pair accuracy {candidate:.3f} is not worse than chance "
+                          f"({CHANCE}: showing the first candidate, what is served without a reward model)")
         return False, f"worse than chance: held-out pair accuracy {candidate:.3f} < {CHANCE} - {tolerance}"
     if n_fresh == 0 or served is None:
         return False, (f"no held-out pair is newer than the data version {served_version} was trained on: nothing "
@@ -437,16 +437,21 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
         served = registry.promoted_version(s, REWARD_NAME, REWARD_KIND)
         if served is not None:
             s.expunge(served)
-    served_accuracy, n_fresh = None, 0
+    served_accuracy, n_fresh, missing = None, 0, None
     if served is not None:
         until = (served.config or {}).get("trained_until")
         fresh = [p for p in held_out if until is None or p.at > until]
         n_fresh = len(fresh)
         if fresh:
-            served_model = load_reward_artifact(artifacts, served.artifact, text_model)
-            served_accuracy = served_model.pair_accuracy(fresh, users, candidates)
+            try:
+                served_model = load_reward_artifact(artifacts, served.artifact, text_model)
+            except LookupError as exc:  # its artifact is gone (e.g. a lost local blob store): nothing serves it
+                missing = f"the served version {served.version} cannot be loaded ({exc}); compared with chance: "
+            else:
+                served_accuracy = served_model.pair_accuracy(fresh, users, candidates)
     promote, reason = reward_gate(metrics["heldout_accuracy"], served_accuracy, n_fresh,
-                                  None if served is None else served.version, tolerance)
+                                  None if served is None or missing else served.version, tolerance)
+    reason = (missing or ("first version: " if served is None else "")) + reason
     # 3. the registry
     encoder_name = getattr(encoder, "name", type(encoder).__name__)
     gate_metrics = {"candidate": metrics, "served": {"heldout_accuracy": served_accuracy, "n_fresh": n_fresh},

@@ -123,12 +123,7 @@ class Services:
             log.info("serving %s version id %s", name, self.watchers[name].version_id)
         reward = self.reward_watcher
         if reward is not None and self.assets.learner is not None:
-            try:
-                swapped = reward.refresh()
-            except Exception:  # noqa: BLE001 - best-of-N keeps the model it has; the next poll tries again
-                log.exception("preference model %s: the promoted version was not loaded", reward.name)
-                swapped = False
-            if swapped:
+            if reward.refresh():
                 self.assets.learner.reward = reward.model
                 log.info("ranking best-of-N with preference model %s version %s", reward.name, reward.version)
                 changed.append(reward.name)
@@ -348,6 +343,9 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
         served = svc.serve_promoted()
     if served:
         svc.notes.append(f"serving promoted versions from the registry: {', '.join(served)}")
+    for watcher in [*svc.watchers.values(), svc.reward_watcher]:
+        if watcher.error:
+            svc.notes.append(watcher.error)
     st = svc.settings
     svc.schedule = learning.RetrainSchedule(run=lambda: svc.retrain(svc.ranking.default_model),
                                             every_events=st.retrain_every_events,

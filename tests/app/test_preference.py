@@ -405,3 +405,26 @@ def test_the_learning_page_lists_preference_versions_with_their_pair_accuracy():
     assert table["kind"].tolist() == ["recommender", "preference", "preference"]
     assert table["pair_accuracy"].tolist()[1:] == [0.62, 0.55] and table["served_pair_accuracy"].iloc[2] == 0.6
     assert len(dl.versions_figure(table).data) == 2  # the NDCG figure: ease's offline and holdout lines only
+
+
+def test_a_promoted_version_whose_artifact_is_gone_leaves_the_served_model_in_place(fresh_svc):
+    """E.g. the rows came back from the sink but the local blob store they point into was lost with the disk."""
+    svc = fresh_svc
+    before = svc.ranking.model("ease")
+    gone = "registry/recommender/ease/v1-0000000000000000.tar"
+    with svc.events.Session() as s, s.begin():
+        row = registry.register(s, "ease", gone)
+        registry.decide(s, row.id, "promoted", "initial version")
+    assert svc.serve_promoted() == [] and svc.ranking.model("ease") is before
+    assert "not loaded" in svc.watchers["ease"].error and gone in svc.watchers["ease"].error
+    assert svc.slates.visit("5") is not None and svc.ranking.rank("ease", "5", 3)  # still serving
+    # the preference model's gate: a served version that cannot be loaded is compared with chance instead
+    _labelled_store(svc)
+    with svc.events.Session() as s, s.begin():
+        row = registry.register(s, "reward", "registry/preference/reward/v1-0000000000000000.npz", kind="preference",
+                                config={"trained_until": 0.0})
+        registry.decide(s, row.id, "promoted", "by hand")
+    result = train_reward(svc.events.Session, svc.catalog, svc.artifacts, HashingEncoder(16), tolerance=1.0,
+                          say=lambda m: None)
+    assert result["version"] == 2 and result["promoted"]
+    assert result["reason"].startswith("the served version 1 cannot be loaded") and "chance" in result["reason"]
