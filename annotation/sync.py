@@ -15,11 +15,16 @@ that had new rows, named so that their names sort in write order:
 What is shipped, and when: every row once, as it is when first seen committed, with its references written as
 natural keys (event UUIDs, user and item ids, annotator names) instead of this database's integer ids:
 items, users, annotators, app sessions, impressions (with their items), generated assets (metadata; the files
-live in the blob store), pairs, pair assignments, preference labels (every history row), feedback events and
-offline evaluation runs. Later changes to a shipped row are not shipped: the state they describe is derived on
+live in the blob store), pairs, pair assignments, preference labels (every history row), feedback events,
+offline evaluation runs (with the model version they evaluated) and model registry versions (the artifacts live
+in the blob store). Later changes to a shipped row are not shipped: the state they describe is derived on
 replay instead (which label is current, which assignments are finished and hold a slot, each pair's
 `slots_taken`), so nothing that matters is lost; an app session's `last_seen_at` and an item's later title
-keep the value they had when shipped.
+keep the value they had when shipped. Model versions are the exception: the registry is small and its rows
+change (a decision, a promotion, a demotion, a rollback), so every sync reads all of them and ships again each
+one whose state differs from what this process last shipped; replay keeps each version's latest snapshot (by
+the time it was read) and derives which version is served (the one promoted last, by `promoted_at`, as
+`registry.promote` and `registry.rollback` leave it), so a restored app serves the version it served before.
 
 Which rows are new: big tables (impressions, feedback, assets, pairs, assignments, labels, eval runs) by their
 integer id above a watermark. Ids are allocated when a row is inserted, not when it commits, so on PostgreSQL a
@@ -37,9 +42,9 @@ assets...) and shards written parents first, so every reference in a shard point
 earlier shard.
 
 Replay (`restore`) is idempotent: rows are inserted with ON CONFLICT DO NOTHING on their natural keys
-(event_id, pair key, (pair, annotator), user id, annotator name, session id, item id; eval runs by model,
-dataset, split and time), and integer ids are remapped to the ids this database gives them. Replaying the
-same sink twice adds nothing. A row whose parent is missing from the sink (which the write order prevents) is
+(event_id, pair key, (pair, annotator), user id, annotator name, session id, item id, (name, kind, version) of
+a model version; eval runs by model, dataset, split and time), and integer ids are remapped to the ids this
+database gives them. Replaying the same sink twice adds nothing. A row whose parent is missing from the sink (which the write order prevents) is
 skipped and counted, never half-inserted.
 """
 
@@ -68,6 +73,7 @@ from annotation.models import (
     Impression,
     ImpressionItem,
     Item,
+    ModelVersion,
     PairAssignment,
     PairTask,
     PreferenceLabel,
@@ -81,8 +87,8 @@ __all__ = ["SyncState", "SyncResult", "RestoreResult", "sync_once", "restore", "
 log = logging.getLogger(__name__)
 
 # Tables in write (parent-first) order; rows are read in the reverse order.
-TABLES = ("items", "users", "annotators", "sessions", "impressions", "assets", "eval_runs", "pairs", "assignments",
-          "labels", "feedback")
+TABLES = ("items", "users", "annotators", "sessions", "impressions", "assets", "model_versions", "eval_runs", "pairs",
+          "assignments", "labels", "feedback")
 _BY_ID = {"impressions": Impression, "assets": GeneratedAsset, "eval_runs": EvalRun, "pairs": PairTask,
           "assignments": PairAssignment, "labels": PreferenceLabel, "feedback": FeedbackEvent}
 GAP_TTL_S = 300.0  # an id skipped over this long ago is taken as never committed (a transaction lasts < 1 s)
@@ -284,13 +290,44 @@ def _read_assets(s: Session, where) -> list[dict]:
     return out
 
 
+def _version_key(kind: str, name: str, version: int) -> str:
+    return f"{kind}|{name}|{version}"
+
+
 def _read_eval_runs(s: Session, where) -> list[dict]:
     out = []
+    m = ModelVersion
     for r in s.connection().execute(select(EvalRun.id, EvalRun.model, EvalRun.dataset, EvalRun.split, EvalRun.metrics,
-                              EvalRun.config, EvalRun.created_at).where(where).order_by(EvalRun.id)):
+                                           EvalRun.config, EvalRun.created_at, m.kind, m.name, m.version)
+                                    .outerjoin(m, m.id == EvalRun.model_version_id).where(where).order_by(EvalRun.id)):
         out.append({"_id": r.id, "_key": f"{r.model}|{r.dataset}|{r.split}|{r.created_at.isoformat()}",
                     "model": r.model, "dataset": r.dataset, "split": r.split, "metrics": _json(r.metrics),
-                    "config": _json(r.config or {}), "created_at": r.created_at})
+                    "config": _json(r.config or {}), "created_at": r.created_at,
+                    "model_version": None if r.version is None else _version_key(r.kind, r.name, r.version)})
+    return out
+
+
+_VERSION_COLUMNS = ("name", "kind", "version", "artifact", "watermark", "decision", "reason", "promoted",
+                    "promoted_at", "created_at")
+
+
+def _read_model_versions(s: Session, where=true()) -> list[dict]:
+    """Every model version as it is now, with `_seen_at` (when it was read: the latest snapshot of a row wins on
+    replay) and `_state` (a fingerprint of its columns: a changed row is shipped again)."""
+    seen_at = utcnow()
+    cols = [getattr(ModelVersion, c) for c in _VERSION_COLUMNS] + [FeedbackEvent.event_id, ModelVersion.metrics,
+                                                                    ModelVersion.config]
+    out = []
+    for r in s.connection().execute(select(*cols).outerjoin(FeedbackEvent, FeedbackEvent.id == ModelVersion.watermark)
+                                    .where(where).order_by(ModelVersion.id)):
+        row = dict(zip(_VERSION_COLUMNS, r[:len(_VERSION_COLUMNS)]))
+        row["watermark_event_id"] = r[-3]  # the watermark by natural key: a restored store numbers events anew
+        row["metrics"], row["config"] = _json(r[-2] or {}), _json(r[-1] or {})
+        row["promoted"] = bool(row["promoted"])
+        row["_state"] = json.dumps({k: v for k, v in row.items() if k != "watermark"}, sort_keys=True, default=str)
+        row["_key"] = _version_key(row["kind"], row["name"], row["version"])
+        row["_seen_at"] = seen_at
+        out.append(row)
     return out
 
 
@@ -391,6 +428,7 @@ class SyncState:
 
     cursors: dict[str, _Cursor] = field(default_factory=lambda: {t: _Cursor() for t in _BY_ID})
     keys: dict[str, set[str]] = field(default_factory=lambda: {t: set() for t in _KEYED_READERS})
+    versions: dict[str, str] = field(default_factory=dict)  # model version key -> the state last shipped
     resumed: bool = False  # the sink's keys were read (the first sync does it)
     seq: int = 0  # shards written by this process (part of their names)
 
@@ -414,9 +452,15 @@ def store_is_empty(session: Session) -> bool:
 def _resume(fs, root: str, session_factory, state: SyncState) -> dict[str, list[dict]]:
     """First sync of a process: the rows the database has and the sink lacks, and cursors past all of them."""
     pending: dict[str, list[dict]] = {}
-    sink_keys = {table: {r["_key"] for r in _read_shards(fs, root, table, ["_key"])} for table in TABLES}
+    sink_keys = {table: {r["_key"] for r in _read_shards(fs, root, table, ["_key"])} for table in TABLES
+                 if table != "model_versions"}
+    shipped_versions = _latest_snapshots(_read_shards(fs, root, "model_versions", ["_key", "_state", "_seen_at"]))
+    state.versions = {r["_key"]: r["_state"] for r in shipped_versions}
     with session_factory() as s:
         for table in reversed(TABLES):  # children first (see the module docstring)
+            if table == "model_versions":
+                pending[table] = _changed_versions(s, state)
+                continue
             if table in _BY_ID:
                 model = _BY_ID[table]
                 rows = _ID_READERS[table](s, model.id > 0)
@@ -437,7 +481,9 @@ def _new_rows(session_factory, state: SyncState, now: float) -> dict[str, list[d
     pending: dict[str, list[dict]] = {}
     with session_factory() as s:
         for table in reversed(TABLES):
-            if table in _BY_ID:
+            if table == "model_versions":
+                pending[table] = _changed_versions(s, state)
+            elif table in _BY_ID:
                 cursor = state.cursors[table]
                 low = min(cursor.gaps, default=cursor.high + 1) - 1
                 rows = _ID_READERS[table](s, _BY_ID[table].id > low)
@@ -448,6 +494,22 @@ def _new_rows(session_factory, state: SyncState, now: float) -> dict[str, list[d
                 pending[table] = [row for chunk in _chunks(new)
                                   for row in _KEYED_READERS[table](s, column.in_(chunk))]
     return pending
+
+
+def _changed_versions(s: Session, state: SyncState) -> list[dict]:
+    """Model versions that are new or changed (decided, promoted, demoted, rolled back) since last shipped:
+    the registry is small, so every row is read each time."""
+    return [r for r in _read_model_versions(s) if state.versions.get(r["_key"]) != r["_state"]]
+
+
+def _latest_snapshots(rows: list[dict]) -> list[dict]:
+    """The latest snapshot (by `_seen_at`, then by shard order) of each model version in `rows`."""
+    latest: dict[str, dict] = {}
+    for row in rows:
+        held = latest.get(row["_key"])
+        if held is None or row["_seen_at"] >= held["_seen_at"]:
+            latest[row["_key"]] = row
+    return list(latest.values())
 
 
 def _advance(cursor: _Cursor, shipped_ids: list[int], now: float) -> None:
@@ -489,7 +551,9 @@ def sync_once(session_factory, sink_url: str, state: SyncState) -> SyncResult:
     names = _put_shards(fs, root, shards)
     for table in TABLES:  # only once every shard is written: a failed sync is redone whole
         rows = pending.get(table) or []
-        if table in _BY_ID:
+        if table == "model_versions":
+            state.versions.update((r["_key"], r["_state"]) for r in rows)
+        elif table in _BY_ID:
             _advance(state.cursors[table], [r["_id"] for r in rows], now)
         else:
             state.keys[table].update(r["_key"] for r in rows)
@@ -547,7 +611,9 @@ def restore(session_factory, sink_url: str) -> RestoreResult:
     """
     clock = time.perf_counter()
     fs, root = open_sink(sink_url)
-    data = {t: _dedupe(_read_shards(fs, root, t), "last" if t in _KEYED_READERS else "first") for t in TABLES}
+    data = {t: _dedupe(_read_shards(fs, root, t), "last" if t in _KEYED_READERS else "first") for t in TABLES
+            if t != "model_versions"}
+    data["model_versions"] = _latest_snapshots(_read_shards(fs, root, "model_versions"))
     inserted: dict[str, int] = {t: 0 for t in TABLES}
     skipped: dict[str, int] = {t: 0 for t in TABLES}
     with session_factory() as s, s.begin():
@@ -610,13 +676,25 @@ def restore(session_factory, sink_url: str) -> RestoreResult:
         inserted["assets"] = _insert(s, GeneratedAsset, rows, ["event_id"])
         assets = _lookup(s, GeneratedAsset.event_id, GeneratedAsset.id, [r["event_id"] for r in data["assets"]])
 
+        # the model registry: each version as last seen; which one of each (name, kind) is served is derived
+        inserted["model_versions"] = _insert(s, ModelVersion, [
+            {c: r[c] for c in _VERSION_COLUMNS} | {"promoted": False, "watermark": None,  # set once feedback is in
+                                                  "metrics": _loads(r["metrics"]) or {},
+                                                  "config": _loads(r["config"]) or {}}
+            for r in data["model_versions"]], ["name", "kind", "version"])
+        if inserted["model_versions"]:
+            _derive_promoted(s, {(r["name"], r["kind"]) for r in data["model_versions"]})
+        versions = {_version_key(k, n, v): pk for pk, k, n, v in s.execute(
+            select(ModelVersion.id, ModelVersion.kind, ModelVersion.name, ModelVersion.version))}
+
         # offline evaluation runs (no unique column: compared on model, dataset, split and time)
         existing = {(m, d, sp, c) for m, d, sp, c in s.execute(
             select(EvalRun.model, EvalRun.dataset, EvalRun.split, EvalRun.created_at))}
         runs = [r for r in data["eval_runs"] if (r["model"], r["dataset"], r["split"], r["created_at"]) not in existing]
         for r in runs:
             s.add(EvalRun(model=r["model"], dataset=r["dataset"], split=r["split"], metrics=_loads(r["metrics"]),
-                          config=_loads(r["config"]) or {}, created_at=r["created_at"]))
+                          config=_loads(r["config"]) or {}, created_at=r["created_at"],
+                          model_version_id=versions.get(r.get("model_version"))))
         inserted["eval_runs"] = len(runs)
         s.flush()
 
@@ -691,10 +769,29 @@ def restore(session_factory, sink_url: str) -> RestoreResult:
                          "impression_id": imp, "kind": r["kind"], "value": r["value"], "created_at": r["created_at"],
                          "model": r["model"], "position": r["position"]})
         inserted["feedback"] = _insert(s, FeedbackEvent, rows, ["event_id"])
+        # the watermarks of the versions added: this store's id of the same event
+        marks = {r["watermark_event_id"]: r for r in data["model_versions"] if r.get("watermark_event_id")}
+        if inserted["model_versions"] and marks:
+            ids = _lookup(s, FeedbackEvent.event_id, FeedbackEvent.id, marks)
+            for event_id, r in marks.items():
+                s.execute(update(ModelVersion).where(ModelVersion.name == r["name"], ModelVersion.kind == r["kind"],
+                                                     ModelVersion.version == r["version"])
+                          .values(watermark=ids.get(event_id)))
     skipped = {t: n for t, n in skipped.items() if n}
     if skipped:
         log.warning("restore: rows left out because what they refer to is not in the sink: %s", skipped)
     return RestoreResult(inserted=inserted, skipped=skipped, seconds=time.perf_counter() - clock)
+
+
+def _derive_promoted(s: Session, groups: set[tuple[str, str]]) -> None:
+    """The served version of each (name, kind): the one promoted last (the latest `promoted_at` among versions
+    whose decision is "promoted"), as `annotation.registry.promote` and `rollback` leave it."""
+    m = ModelVersion
+    for name, kind in groups:
+        served = s.scalar(select(m.id).where(m.name == name, m.kind == kind, m.decision == "promoted",
+                                             m.promoted_at.is_not(None))
+                          .order_by(m.promoted_at.desc(), m.version.desc()).limit(1))
+        s.execute(update(m).where(m.name == name, m.kind == kind).values(promoted=m.id == served if served else False))
 
 
 def _derive_labels(s: Session, touched: set[tuple[int, int]]) -> None:

@@ -2,7 +2,8 @@
 
 - `versions_table(versions)` + `versions_figure(...)`: model versions over time (from
   `annotation.registry.versions_frame`), their offline and recent-holdout NDCG@10 next to the served
-  version's, and the gate's decision (promoted / rejected, the reason on hover);
+  version's (preference models: held-out pair accuracy, in the table), and the gate's decision (promoted /
+  rejected, the reason on hover);
 - `curves_frame(report)` + `learning_curves_figure(...)`: the simulated learning curves of
   `python -m app.simulate --rounds R --retrain --json OUT`, every arm with its 95% interval;
 - `ips_frame(report)` + `ips_figure(...)`: IPS and SNIPS estimates of second models' like rate next to
@@ -40,28 +41,34 @@ def _get(metrics: Any, *path: str) -> float:
 
 
 def versions_table(versions: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
-    """One row per version: name, version, created_at, decision, promoted, watermark, reason, and the metric of
-    the candidate and of the version served next to it, offline (the gate's part) and on the recent holdout."""
+    """One row per version: name, kind, version, created_at, decision, promoted, watermark, reason, and the
+    metric of the candidate and of the version served next to it, offline (the gate's part) and on the recent
+    holdout; for a preference (reward) model, its held-out pair accuracy and the served version's on the pairs
+    that one never trained on."""
     rows = []
     for r in versions.itertuples(index=False):
         m = r.metrics or {}
         part = m.get("gate_part", "valid")
         rows.append({
-            "name": r.name, "version": int(r.version), "created_at": r.created_at, "decision": r.decision,
+            "name": r.name, "kind": getattr(r, "kind", "recommender"), "version": int(r.version),
+            "created_at": r.created_at, "decision": r.decision,
             "promoted": bool(r.promoted), "watermark": r.watermark, "reason": r.reason or "",
             "offline": _get(m, "candidate", "offline", part, metric),
             "served_offline": _get(m, "served", "offline", part, metric),
             "holdout": _get(m, "candidate", "holdout", metric),
             "served_holdout": _get(m, "served", "holdout", metric),
+            "pair_accuracy": _get(m, "candidate", "heldout_accuracy"),
+            "served_pair_accuracy": _get(m, "served", "heldout_accuracy"),
         })
-    columns = ["name", "version", "created_at", "decision", "promoted", "watermark", "reason", "offline",
-               "served_offline", "holdout", "served_holdout"]
+    columns = ["name", "kind", "version", "created_at", "decision", "promoted", "watermark", "reason", "offline",
+               "served_offline", "holdout", "served_holdout", "pair_accuracy", "served_pair_accuracy"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def versions_figure(table: pd.DataFrame, metric: str = "ndcg@10") -> go.Figure:
-    """Candidate metrics per version over time, marker colour = decision, the served version ringed."""
+    """Candidate metrics of recommender versions over time, marker colour = decision, the served version ringed."""
     fig = go.Figure()
+    table = table[table["kind"] == "recommender"] if "kind" in table else table
     for col, label, dash in (("offline", f"offline split {metric}", "solid"), ("holdout", f"recent holdout {metric}",
                                                                                "dot")):
         for name, group in table.groupby("name", sort=True):

@@ -481,8 +481,10 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
     if model == PREFERENCE_MODEL:
         trained = svc.train_preference()
         accuracy = trained["metrics"].get("heldout_accuracy", float("nan"))
+        verdict = ("promoted: it now ranks the best-of-N candidates" if trained["promoted"]
+                   else "rejected by the gate; the served version stays")
         return (f"Trained the preference model, version {trained['version']}, in {trained['seconds']} s: held-out "
-                f"pair accuracy {accuracy:.3f}; it now ranks the best-of-N candidates."), status_html(svc)
+                f"pair accuracy {accuracy:.3f}; {verdict}. {markdown_escape(trained['reason'])}"), status_html(svc)
     result = svc.retrain(model)
     verdict = "promoted and served" if result.promoted else "rejected by the gate; the served version stays"
     msg = (f"Retrained **{markdown_escape(result.name)}** version {result.version} on the logs up to event "

@@ -1,8 +1,11 @@
 """Gated retraining: logs -> candidate -> evaluation next to the served version -> promote or reject -> registry.
 
-    result = retrain(Session, dataset, "ease", artifacts_dir)          # python -m app.train --model ease
+    result = retrain(Session, dataset, "ease", artifacts)              # python -m app.train --model ease
     rollback(Session, "ease")                                          # python -m app.train --model ease --rollback
-    version, model = load_promoted(Session, "ease", artifacts_dir)      # what every replica serves
+    version, model = load_promoted(Session, "ease", artifacts)          # what every replica serves
+
+`artifacts` is an `app.artifacts.ModelArtifacts` (the blob store every replica shares; the app builds it from
+VITRINE_BLOB_URL) or a directory (a local blob store there).
 
 The steps of `retrain`, top to bottom:
 1. Read every logged feedback event (`annotation.registry.training_events`); the data watermark is the
@@ -28,8 +31,8 @@ The steps of `retrain`, top to bottom:
 6. The gate: promote only when the candidate is not worse than the served version on both, by more than
    `tolerance` (absolute, on `metric`, default NDCG@10, tolerance 0). With no held-out feedback yet (no
    likes logged), the holdout comparison is skipped and the reason says so.
-7. Registry: the candidate is saved under `artifacts_dir/<name>/v<version>` (a key a blob store can take
-   over) and registered with its watermark, metrics (its own and the served version's) and the decision
+7. Registry: the candidate is saved in the blob store as one blob, `registry/recommender/<name>/v<version>-<sha>.tar`
+   (`app.artifacts`), and registered with its watermark, metrics (its own and the served version's) and the decision
    with its reason - promoted or rejected, every version is kept. Promotion marks it served; replicas see
    it through `promoted_version` / `ServedModelWatcher` and swap models without a restart.
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -49,6 +53,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+log = logging.getLogger("vitrine")
+
+from app.artifacts import ModelArtifacts
 from app.gate import (  # noqa: F401 - re-exported: the gate's steps are part of this module's interface
     HOLDOUT_SPLIT, LIKED_KINDS, GateConfig, HoldoutCase, fit_on, gate, holdout_cases, holdout_metrics,
     offline_metrics, recent_holdout,
@@ -78,27 +85,23 @@ class RetrainResult:
 # ------------------------------------------------------------------------------------------------------------
 # with the store: registry, artifacts, eval_runs
 # ------------------------------------------------------------------------------------------------------------
-def artifact_key(name: str, version: int) -> str:
-    """Where version `version` of `name` lives under the artifacts directory (a blob-store key later)."""
-    return f"{name}/v{version}"
-
-
-def load_version_model(artifacts_dir: Path, artifact: str):
+def load_version_model(artifacts: ModelArtifacts | Path | str, artifact: str):
+    """The recommender saved as `artifact` (a blob key, or a pre-blob-store path), fetched on a miss."""
     from recommenders.models import load_model
 
-    return load_model(Path(artifacts_dir) / artifact)
+    return load_model(ModelArtifacts.at(artifacts).directory(artifact))
 
 
-def load_promoted(Session, name: str, artifacts_dir: Path, kind: str = "recommender") -> tuple[Any, Any]:
-    """(version row, loaded model) of the served version of `name`; (None, None) when none is promoted."""
+def load_promoted(Session, name: str, artifacts: ModelArtifacts | Path | str) -> tuple[Any, Any]:
+    """(version row, loaded recommender) of the served version of `name`; (None, None) when none is promoted."""
     from annotation import registry
 
     with Session() as s:
-        row = registry.promoted_version(s, name, kind)
+        row = registry.promoted_version(s, name)
         if row is None:
             return None, None
         s.expunge(row)
-    return row, load_version_model(artifacts_dir, row.artifact)
+    return row, load_version_model(artifacts, row.artifact)
 
 
 def _record_evals(s, version_id: int, dataset_name: str, offline: Mapping[str, Mapping[str, float]] | None,
@@ -112,7 +115,7 @@ def _record_evals(s, version_id: int, dataset_name: str, offline: Mapping[str, M
                                      {k: v for k, v in holdout.items() if math.isfinite(v)}, config=config)
 
 
-def _register(Session, name: str, model, artifacts_dir: Path, *, watermark: int | None, metrics: dict,
+def _register(Session, name: str, model, artifacts: ModelArtifacts, *, watermark: int | None, metrics: dict,
               config: dict, decision: str, reason: str, dataset_name: str,
               evals: Sequence[tuple[int | None, Any, Any, dict]] = ()) -> Any:
     """Register, save the artifact, record the evaluations and the decision in one transaction."""
@@ -121,8 +124,7 @@ def _register(Session, name: str, model, artifacts_dir: Path, *, watermark: int 
     with Session() as s, s.begin():
         row = registry.register(s, name, "pending", watermark=watermark, metrics=_json_safe(metrics),
                                 config=_json_safe(config))
-        row.artifact = artifact_key(name, row.version)
-        model.save(Path(artifacts_dir) / row.artifact)
+        row.artifact = artifacts.save_dir("recommender", name, row.version, model.save)
         for version_id, offline, holdout, cfg in evals:
             _record_evals(s, row.id if version_id is None else version_id, dataset_name, offline, holdout, cfg)
         registry.decide(s, row.id, decision, reason)
@@ -152,7 +154,7 @@ def _signal(events: pd.DataFrame) -> pd.DataFrame:
     return to_signal(events[["user_id", "item_id", "kind", "value", "created_at", "id"]])
 
 
-def bootstrap(Session, dataset, name: str, artifacts_dir: Path, *, features=None, params=None,
+def bootstrap(Session, dataset, name: str, artifacts: ModelArtifacts | Path | str, *, features=None, params=None,
               config: GateConfig = GateConfig(), model=None, split=None) -> Any:
     """Register and promote version 1: `model` (default: `name` fitted on the dataset alone), no logs."""
     from recommenders.splits import random_split
@@ -164,13 +166,13 @@ def bootstrap(Session, dataset, name: str, artifacts_dir: Path, *, features=None
         model = train_model(dataset, name, features=features, **dict(params or {}))
     offline = offline_metrics(name, split, dataset.item_ids, None, features, params)
     metrics = {"candidate": {"offline": offline, "holdout": {}}, "split_seed": config.split_seed}
-    return _register(Session, name, model, artifacts_dir, watermark=None, metrics=metrics,
+    return _register(Session, name, model, ModelArtifacts.at(artifacts), watermark=None, metrics=metrics,
                      config={"params": dict(params or {}), "events": 0, "signal_rows": 0},
                      decision="promoted", reason="initial version: trained on the dataset alone, nothing served before",
                      dataset_name=dataset.name, evals=[(None, offline, None, {"role": "candidate"})])
 
 
-def retrain(Session, dataset, name: str, artifacts_dir: Path, *, features: Mapping[str, np.ndarray] | None = None,
+def retrain(Session, dataset, name: str, artifacts: ModelArtifacts | Path | str, *, features: Mapping[str, np.ndarray] | None = None,
             params: Mapping[str, Any] | None = None, config: GateConfig = GateConfig(),
             corrupt: Callable[[pd.DataFrame], pd.DataFrame] | None = None, split=None,
             log: Callable[[str], Any] = lambda m: None) -> RetrainResult:
@@ -185,7 +187,7 @@ def retrain(Session, dataset, name: str, artifacts_dir: Path, *, features: Mappi
     from recommenders.training import train_model
 
     t0 = time.perf_counter()
-    artifacts_dir = Path(artifacts_dir)
+    artifacts = ModelArtifacts.at(artifacts)
     split = split if split is not None else random_split(dataset.interactions, seed=config.split_seed)
     with Session() as s:
         served = registry.promoted_version(s, name)
@@ -193,7 +195,7 @@ def retrain(Session, dataset, name: str, artifacts_dir: Path, *, features: Mappi
             s.expunge(served)
     if served is None:
         log(f"retrain {name}: nothing served yet, registering version 1 (dataset alone)")
-        bootstrap(Session, dataset, name, artifacts_dir, features=features, params=params, config=config, split=split)
+        bootstrap(Session, dataset, name, artifacts, features=features, params=params, config=config, split=split)
         with Session() as s:
             served = registry.promoted_version(s, name)
             s.expunge(served)
@@ -223,7 +225,7 @@ def retrain(Session, dataset, name: str, artifacts_dir: Path, *, features: Mappi
         served_signal = served_signal[~served_signal.set_index(["user_id", "item_id"]).index.isin(
             holdout.set_index(["user_id", "item_id"]).index)]
         served_offline = offline_metrics(name, split, dataset.item_ids, served_signal, features, params)
-    served_model = load_version_model(artifacts_dir, served.artifact)
+    served_model = load_version_model(artifacts, served.artifact)
     cases = holdout_cases(dataset.interactions, rest, holdout)
     cand_holdout = holdout_metrics(candidate, k=config.k, cases=cases)
     served_holdout = holdout_metrics(served_model, k=config.k, cases=cases)
@@ -243,7 +245,7 @@ def retrain(Session, dataset, name: str, artifacts_dir: Path, *, features: Mappi
     run_config = {"params": dict(params or {}), "events": int(len(events)), "signal_rows": int(len(rest)),
                   "holdout_rows": int(len(holdout)), "corrupted": corrupt is not None}
     row = _register(
-        Session, name, candidate, artifacts_dir, watermark=watermark, metrics=metrics,
+        Session, name, candidate, artifacts, watermark=watermark, metrics=metrics,
         config={**run_config, "seconds": seconds}, decision="promoted" if promote else "rejected", reason=reason,
         dataset_name=dataset.name,
         evals=[(None, cand_offline, cand_holdout, {"role": "candidate"}),
@@ -255,12 +257,13 @@ def retrain(Session, dataset, name: str, artifacts_dir: Path, *, features: Mappi
                          watermark=watermark, metrics=metrics, seconds=seconds, model=candidate)
 
 
-def rollback(Session, name: str) -> Any:
-    """Serve the latest earlier promoted version of `name` (the served one is marked rejected); its row."""
+def rollback(Session, name: str, kind: str = "recommender") -> Any:
+    """Serve the latest earlier promoted version of (`name`, `kind`) (the served one is marked rejected); its row.
+    Every replica follows at its next poll (`ServedModelWatcher`)."""
     from annotation import registry
 
     with Session() as s, s.begin():
-        row = registry.rollback(s, name)
+        row = registry.rollback(s, name, kind)
         s.flush()
         s.expunge(row)
     return row
@@ -270,25 +273,43 @@ class ServedModelWatcher:
     """Keeps the promoted version of one model loaded; `refresh()` swaps in a newly promoted one (no restart).
 
     A replica calls `refresh()` every few seconds (or after a retrain); it reads one row and loads the
-    artifact only when the promoted version changed.
+    artifact (from the shared blob store, through this machine's cache) only when the promoted version changed.
+    kind: "recommender" (loaded with `load_version_model`) or "preference" (give `load`: (artifacts, key) ->
+    model, e.g. `app.preference.load_reward_artifact`).
     """
 
-    def __init__(self, Session, name: str, artifacts_dir: Path) -> None:
-        self.Session, self.name, self.artifacts_dir = Session, name, Path(artifacts_dir)
+    def __init__(self, Session, name: str, artifacts: ModelArtifacts | Path | str, kind: str = "recommender",
+                 load: Callable[[ModelArtifacts, str], Any] | None = None) -> None:
+        self.Session, self.name, self.kind = Session, name, kind
+        self.artifacts = ModelArtifacts.at(artifacts)
+        self.load = load or load_version_model
         self.version_id: int | None = None
+        self.version: int | None = None  # the served version's number
         self.model = None
+        self.error: str | None = None  # why the promoted version is not loaded (None: it is, or none is promoted)
+        self._failed: int | None = None  # the version id that failed to load (logged once)
 
     def refresh(self) -> bool:
-        """True when a different version was loaded."""
+        """True when a different version was loaded. A promoted version whose artifact cannot be loaded (e.g. a
+        blob store that lost it) leaves the model served now in place: `error` says why, logged once per version,
+        and the next refresh tries again."""
         from annotation import registry
 
         with self.Session() as s:
-            row = registry.promoted_version(s, self.name)
+            row = registry.promoted_version(s, self.name, self.kind)
             if row is None or row.id == self.version_id:
                 return False
-            version_id, artifact = row.id, row.artifact
-        self.model = load_version_model(self.artifacts_dir, artifact)
-        self.version_id = version_id
+            version_id, version, artifact = row.id, row.version, row.artifact
+        try:
+            model = self.load(self.artifacts, artifact)
+        except Exception as exc:  # noqa: BLE001 - logged and shown (`error`); the served model keeps serving
+            self.error = f"{self.name} version {version} ({artifact}) not loaded: {type(exc).__name__}: {exc}"
+            if self._failed != version_id:
+                log.warning("%s; serving what was served before", self.error)
+                self._failed = version_id
+            return False
+        self.model, self.error, self._failed = model, None, None
+        self.version_id, self.version = version_id, version
         return True
 
 

@@ -1,12 +1,18 @@
 """The generation learning loop, app side: the prompt policy, the reward model, best-of-N and the self-filling queue.
 
-    learner = Learner.start(settings, catalog, events)       # policy from <data>/policy.json, newest reward model
+    learner = Learner.start(data_dir, catalog, events, ...)  # policy from <data>/policy.json
     arms = learner.choose_arms(profile, n)                   # Thompson draws, one per cover candidate
     params = learner.rank_covers(profile, covers)            # best_of_n params per candidate; rank 0 is shown
     learner.queue_pairs(user_id, [(kind, shown_id, other_id, item_id)])  # the labeling queue fills itself
     learner.learn_from_label(...) / learn_from_pick(...) / learn_from_like(...)   # the policy learns
     learner.preferred_prompts(user_id)                       # Create picks -> the user's profile
-    python -m app.train --reward                             # `train_reward`: labels + picks -> reward/v<N>.npz
+    python -m app.train --reward                             # `train_reward`: labels + picks -> gate -> registry
+    python -m app.train --reward --rollback                  # serve the previous promoted reward model again
+
+The reward model is versioned like the recommenders: each `train_reward` registers a row (name "reward", kind
+"preference") in the model registry with its metrics and the gate's decision, its `.npz` saved in the blob store
+(`app.artifacts`); every replica serves the promoted row (`Services.reward_watcher`, polled every
+VITRINE_MODEL_POLL_S) and swaps `learner.reward` without a restart.
 
 The background worker (`app.assets`) makes `n` cover and caption candidates per slate item and records them all;
 the one this learner ranks first for the visitor is the one `Assets.known` returns (`annotation.reads.shown_assets`:
@@ -38,6 +44,7 @@ from app.catalog import Catalog
 from app.events import EventLog
 
 if TYPE_CHECKING:  # pragma: no cover - types only
+    from app.artifacts import ModelArtifacts
     from generation.policy import Arm, PromptPolicy
     from generation.profile import UserProfile
     from generation.prompts import ItemInfo
@@ -45,11 +52,15 @@ if TYPE_CHECKING:  # pragma: no cover - types only
 
 log = logging.getLogger("vitrine")
 
-__all__ = ["Learner", "best_of_n_for", "train_reward", "reward_versions", "load_reward", "encoder_for",
-           "user_features", "POLICY_FILE", "REWARD_DIR"]
+__all__ = ["Learner", "best_of_n_for", "train_reward", "reward_gate", "reward_versions", "load_reward",
+           "load_reward_file", "load_reward_artifact", "encoder_for", "user_features", "POLICY_FILE", "REWARD_DIR",
+           "REWARD_NAME", "REWARD_KIND", "CHANCE"]
 
 POLICY_FILE = "policy.json"  # under the data dir
-REWARD_DIR = "reward"  # under the data dir: v1.npz, v2.npz, ...
+REWARD_DIR = "reward"  # under the data dir: v1.npz, ... as saved before the registry held reward models (read only)
+REWARD_NAME = "reward"  # its name in the model registry (and in eval_runs)
+REWARD_KIND = "preference"  # its kind in the model registry
+CHANCE = 0.5  # held-out pair accuracy of showing the first candidate (what is served without a reward model)
 PICK_PREFIX = "user:"  # the Create-tab picker of user u is the annotator "user:u" (as app.labeling.PICK_PREFIX)
 PREFERRED_PROMPTS_MAX = 10  # picked prompts passed to a profile (newest first)
 PREFERRED_CACHE = 4096  # users whose picked prompts are kept in memory
@@ -82,26 +93,39 @@ def encoder_for(name: str, text_model: str | None = None) -> Callable[[list[str]
 
 
 def reward_versions(reward_dir: Path) -> list[tuple[int, Path]]:
-    """The saved reward models in `reward_dir`, (version number, path), oldest first."""
+    """The reward models saved in `reward_dir` before the registry held them, (version number, path), oldest first."""
     if not reward_dir.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in reward_dir.iterdir() if (m := _VERSION_FILE.match(p.name))]
     return sorted(found)
 
 
-def load_reward(reward_dir: Path, text_model: str | None = None) -> "tuple[RewardModel, Path] | None":
-    """The newest saved reward model with the encoder it was fitted with, or None when none is saved."""
+def load_reward_file(path: Path, text_model: str | None = None) -> "RewardModel":
+    """The reward model saved at `path`, with the encoder it was fitted with (named in its header)."""
+    import numpy as np
+
     from generation.reward import RewardModel
 
+    with np.load(path, allow_pickle=False) as data:
+        encoder_name = json.loads(str(data["header"]))["encoder"]
+    return RewardModel.load(path, encoder=encoder_for(encoder_name, text_model))
+
+
+def load_reward_artifact(artifacts: "ModelArtifacts | Path | str", artifact: str,
+                         text_model: str | None = None) -> "RewardModel":
+    """The reward model of a registry row (`artifact`: its blob key), fetched into the local cache on a miss."""
+    from app.artifacts import ModelArtifacts
+
+    return load_reward_file(ModelArtifacts.at(artifacts).file(artifact), text_model)
+
+
+def load_reward(reward_dir: Path, text_model: str | None = None) -> "tuple[RewardModel, Path] | None":
+    """The newest reward model saved as a file in `reward_dir` (before the registry held them), or None."""
     versions = reward_versions(reward_dir)
     if not versions:
         return None
     path = versions[-1][1]
-    import numpy as np
-
-    with np.load(path, allow_pickle=False) as data:
-        encoder_name = json.loads(str(data["header"]))["encoder"]
-    return RewardModel.load(path, encoder=encoder_for(encoder_name, text_model)), path
+    return load_reward_file(path, text_model), path
 
 
 def user_features(catalog: Catalog, user_id: str, profile: "UserProfile | None" = None) -> "UserFeatures":
@@ -151,8 +175,9 @@ class Learner:
     @classmethod
     def start(cls, data_dir: Path, catalog: Catalog, events: EventLog, *, n: int, pairs_max: int,
               text_model: str | None = None, notes: list[str] | None = None) -> "Learner":
-        """The policy saved under `data_dir` (a new one when none is, or it is unreadable) and the newest reward
-        model under `data_dir/reward` (None when none is saved or it fails to load: best-of-N shows the first)."""
+        """The policy saved under `data_dir` (a new one when none is, or it is unreadable). The reward model is the
+        registry's promoted one, set by the app (`Services.reward_watcher`); until then the newest file a former
+        version left under `data_dir/reward`, else None (best-of-N shows the first candidate)."""
         from generation.policy import PromptPolicy
 
         notes = notes if notes is not None else []
@@ -349,33 +374,102 @@ class Learner:
 # training
 
 
-def train_reward(Session: Any, catalog: Catalog, data_dir: Path, encoder: Callable[[list[str]], Any], *,
-                 say: Callable[[str], Any] = log.info) -> dict[str, Any]:
-    """Fit a reward model on every A/B label and Create pick in the store, save it as the next
-    `<data_dir>/reward/v<N>.npz` and record an eval run ("reward", split "time", held-out pair accuracy).
+def reward_gate(candidate: float, served: float | None, n_fresh: int, served_version: int | None,
+                tolerance: float = 0.0) -> tuple[bool, str]:
+    """(promote?, reason) for a candidate reward model with held-out pair accuracy `candidate`.
 
+    Nothing served yet: promoted when not worse than chance (showing the first candidate) by more than
+    `tolerance`. Else compared with the served version's accuracy (`served`) on the `n_fresh` held-out pairs
+    newer than the data it was trained on (it never saw them); with none, there is nothing to compare on and
+    the served version stays."""
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance: expected a number >= 0, got {tolerance!r}")
+    if served_version is None:
+        if candidate >= CHANCE - tolerance:
+            return True, (f"held-out pair accuracy {candidate:.3f} is not worse than chance "
+                          f"({CHANCE}: showing the first candidate, what is served without a reward model)")
+        return False, f"worse than chance: held-out pair accuracy {candidate:.3f} < {CHANCE} - {tolerance}"
+    if n_fresh == 0 or served is None:
+        return False, (f"no held-out pair is newer than the data version {served_version} was trained on: nothing "
+                       "to compare on, the served version stays")
+    if candidate >= served - tolerance:
+        return True, (f"not worse than the served version {served_version}: held-out pair accuracy {candidate:.3f} vs "
+                      f"{served:.3f} on the {n_fresh} held-out pairs it never trained on (tolerance {tolerance})")
+    return False, (f"worse than the served version {served_version}: held-out pair accuracy {candidate:.3f} vs "
+                   f"{served:.3f} on the {n_fresh} held-out pairs it never trained on (tolerance {tolerance})")
+
+
+def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Path | str",
+                 encoder: Callable[[list[str]], Any], *, tolerance: float = 0.0, text_model: str | None = None,
+                 say: Callable[[str], Any] = log.info) -> dict[str, Any]:
+    """Fit a reward model on every A/B label and Create pick in the store, gate it, and register it.
+
+    1. Pairs from the store; the model is fitted with its time split (the latest pairs held out:
+       `metrics["heldout_accuracy"]`), then refitted on all of them (`generation.reward.RewardModel.fit`).
+    2. The gate (`reward_gate`): next to the served version (the registry's promoted "reward", loaded with
+       `text_model` for its encoder) on the held-out pairs newer than its `config["trained_until"]`.
+    3. The registry: the `.npz` saved in the blob store (`artifacts`), a row (name "reward", kind
+       "preference") with the metrics (the candidate's, the served version's), the time of the newest pair trained
+       on, and the decision with its reason; a promoted version is served by every replica at its next poll.
+       An eval run ("reward", split "time") is recorded for the version.
+
+    Returns {"version", "version_id", "model_version", "artifact", "promoted", "reason", "metrics", "seconds"}.
     Raises ValueError (from `RewardModel.fit`) when the store has too few usable pairs."""
-    from annotation import store
+    from annotation import registry, store
+    from app.artifacts import ModelArtifacts
+    from app.learning import _json_safe
     from generation.reward import RewardModel, records_from_frames
 
     start = time.perf_counter()
+    artifacts = ModelArtifacts.at(artifacts)
     with Session() as s:
         preferences, assets = store.preferences_frame(s), store.assets_frame(s)
     pairs, candidates = records_from_frames(preferences, assets)
     say(f"reward: {len(pairs)} pairs from {len(preferences)} labels over {len(candidates)} assets")
     users = {u: user_features(catalog, u) for u in dict.fromkeys(p.user_id for p in pairs)}
     model = RewardModel(encoder).fit(pairs, users, candidates)
-    versions = reward_versions(data_dir / REWARD_DIR)
-    number = versions[-1][0] + 1 if versions else 1
-    path = model.save(data_dir / REWARD_DIR / f"v{number}.npz")
     metrics = {k: float(v) for k, v in model.metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    held_out = [p for p in pairs if p.at >= model.metrics["split_at"]]  # the time split never cuts an instant
+    trained_until = max(p.at for p in pairs)
+    # 2. the gate, next to the served version on the held-out pairs it never saw
+    with Session() as s:
+        served = registry.promoted_version(s, REWARD_NAME, REWARD_KIND)
+        if served is not None:
+            s.expunge(served)
+    served_accuracy, n_fresh, missing = None, 0, None
+    if served is not None:
+        until = (served.config or {}).get("trained_until")
+        fresh = [p for p in held_out if until is None or p.at > until]
+        n_fresh = len(fresh)
+        if fresh:
+            try:
+                served_model = load_reward_artifact(artifacts, served.artifact, text_model)
+            except LookupError as exc:  # its artifact is gone (e.g. a lost local blob store): nothing serves it
+                missing = f"the served version {served.version} cannot be loaded ({exc}); compared with chance: "
+            else:
+                served_accuracy = served_model.pair_accuracy(fresh, users, candidates)
+    promote, reason = reward_gate(metrics["heldout_accuracy"], served_accuracy, n_fresh,
+                                  None if served is None or missing else served.version, tolerance)
+    reason = (missing or ("first version: " if served is None else "")) + reason
+    # 3. the registry
+    encoder_name = getattr(encoder, "name", type(encoder).__name__)
+    gate_metrics = {"candidate": metrics, "served": {"heldout_accuracy": served_accuracy, "n_fresh": n_fresh},
+                    "served_version": None if served is None else served.version, "tolerance": tolerance,
+                    "chance": CHANCE}
     with Session() as s, s.begin():
-        store.record_eval_run(s, "reward", catalog.name, "time", metrics,
-                              config={"version": model.version, "file": path.name,
-                                      "encoder": getattr(encoder, "name", type(encoder).__name__)})
+        row = registry.register(s, REWARD_NAME, "pending", kind=REWARD_KIND, metrics=_json_safe(gate_metrics),
+                                config={"model_version": model.version, "encoder": encoder_name,
+                                        "trained_until": trained_until, "n_pairs": len(pairs)})
+        row.artifact = artifacts.save_file(REWARD_KIND, REWARD_NAME, row.version, ".npz", model.save)
+        registry.record_version_eval(s, row.id, catalog.name, "time", metrics,
+                                     config={"version": model.version, "artifact": row.artifact,
+                                             "encoder": encoder_name})
+        registry.decide(s, row.id, "promoted" if promote else "rejected", reason)
+        version, version_id, artifact = row.version, row.id, row.artifact
     seconds = time.perf_counter() - start
-    say(f"reward v{number} ({model.version}): held-out pair accuracy {metrics.get('heldout_accuracy', float('nan')):.3f}"
-        f" on {metrics.get('n_test', 0):.0f} pairs, {seconds:.1f} s, saved to {path}")
-    return {"version": number, "model_version": model.version, "path": str(path), "metrics": metrics,
-            "seconds": round(seconds, 2)}
+    say(f"reward v{version} ({model.version}) {'PROMOTED' if promote else 'REJECTED'}: held-out pair accuracy "
+        f"{metrics.get('heldout_accuracy', float('nan')):.3f} on {metrics.get('n_test', 0):.0f} pairs, "
+        f"{seconds:.1f} s, saved as {artifact}: {reason}")
+    return {"version": version, "version_id": version_id, "model_version": model.version, "artifact": artifact,
+            "promoted": promote, "reason": reason, "metrics": metrics, "seconds": round(seconds, 2)}

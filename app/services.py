@@ -41,6 +41,7 @@ from app.slates import Slates
 from app.upkeep import Upkeep
 
 if TYPE_CHECKING:  # pragma: no cover - types only
+    from app.artifacts import ModelArtifacts
     from app.growth import Growth
     from app.learning import RetrainResult, RetrainSchedule, ServedModelWatcher
     from recommenders.data import Dataset
@@ -68,6 +69,8 @@ class Services:
 
     durability: Callable[[], list[tuple[str, str, str]]] | None = None  # the sync runner's status rows, when one runs
     watchers: dict[str, ServedModelWatcher] = field(default_factory=dict)  # name -> its promoted version
+    reward_watcher: ServedModelWatcher | None = None  # the promoted preference (reward) model
+    artifacts: ModelArtifacts | None = None  # model versions' artifacts in the blob store (set by build_services)
     schedule: RetrainSchedule | None = None
     reward_schedule: RetrainSchedule | None = None
     upkeep: Upkeep | None = None
@@ -94,7 +97,7 @@ class Services:
         from app import learning
 
         self.ranking.model(name)  # AppInputError for an unknown name
-        result = learning.retrain(self.events.Session, self.catalog.dataset, name, self.registry_dir,
+        result = learning.retrain(self.events.Session, self.catalog.dataset, name, self.artifacts,
                                   features=self.features or None,
                                   config=learning.GateConfig(tolerance=self.settings.gate_tolerance), log=log.info)
         self.serve_promoted()  # the candidate if promoted; else the served version (version 1 on a first retrain)
@@ -102,17 +105,17 @@ class Services:
 
     def train_preference(self) -> dict[str, Any]:
         """Train the next preference (reward) model version on every label and Create pick (`app.preference`),
-        record its evaluation run, and rank best-of-N candidates with it from now on."""
+        gate it next to the served one and register it; a promoted version ranks best-of-N candidates from now on,
+        here at once and on every replica at its next poll."""
         from app import preference
 
         try:
-            result = preference.train_reward(self.events.Session, self.catalog, self.settings.data_dir,
-                                             preference.encoder_for("minilm", self.settings.text_model))
+            result = preference.train_reward(self.events.Session, self.catalog, self.artifacts,
+                                             preference.encoder_for("minilm", self.settings.text_model),
+                                             text_model=self.settings.text_model)
         except ValueError as exc:
             raise bad("preference model", "enough labelled pairs to learn from", str(exc)) from exc
-        loaded = preference.load_reward(self.settings.data_dir / preference.REWARD_DIR, self.settings.text_model)
-        if loaded is not None:
-            self.assets.learner.reward = loaded[0]
+        self.serve_promoted()
         return result
 
     def serve_promoted(self) -> list[str]:
@@ -124,6 +127,12 @@ class Services:
             grown = self.growth.fit(model) if self.growth is not None else None
             self.ranking.swap(name, grown if grown is not None else model)
             log.info("serving %s version id %s", name, self.watchers[name].version_id)
+        reward = self.reward_watcher
+        if reward is not None and self.assets.learner is not None:
+            if reward.refresh():
+                self.assets.learner.reward = reward.model
+                log.info("ranking best-of-N with preference model %s version %s", reward.name, reward.version)
+                changed.append(reward.name)
         return changed
 
     def tick_schedule(self) -> None:
@@ -289,7 +298,7 @@ def build_services(
         # read through a local cache); the database records the key, never a local path
         from generation.blobs import BlobStore
 
-        asset_dir = BlobStore(settings.blob_location, cache_dir=None if settings.blob_is_local else data_dir / "blob-cache")
+        asset_dir = BlobStore(settings.blob_location, cache_dir=settings.blob_cache_dir)
         covers = CoverGenerator(settings.cover_model, asset_dir, device=settings.device,
                                 allow_network=settings.allow_network, domain=domain,
                                 init_strength=settings.init_strength if dataset.has_images else None).load()
@@ -317,8 +326,11 @@ def build_services(
                          trust_proxy=settings.trust_proxy),
         startup_s=timings, notes=notes,
     )
+    from app.artifacts import ModelArtifacts
     from app.growth import Growth
 
+    # model versions are saved in the same blob store (every replica that shares it serves any version)
+    svc.artifacts = ModelArtifacts(asset_dir, settings.model_cache_dir, legacy_dir=settings.registry_dir)
     svc.growth = Growth(settings, catalog, ranking, events, features)
     _follow_the_registry(svc, names, timed)
     return svc
@@ -326,14 +338,22 @@ def build_services(
 
 def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     """Serve the promoted version of each model that has one (a retrain promoted here, before a restart, or on
-    another replica), keep following promotions every VITRINE_MODEL_POLL_S, and run the optional schedule."""
-    from app import learning
+    another replica), the promoted preference model too, keep following promotions every VITRINE_MODEL_POLL_S,
+    and run the optional schedules."""
+    from app import learning, preference
 
     with timed("model versions"):
-        svc.watchers = {name: learning.ServedModelWatcher(svc.events.Session, name, svc.registry_dir) for name in names}
+        svc.watchers = {name: learning.ServedModelWatcher(svc.events.Session, name, svc.artifacts) for name in names}
+        text_model = svc.settings.text_model
+        svc.reward_watcher = learning.ServedModelWatcher(
+            svc.events.Session, preference.REWARD_NAME, svc.artifacts, kind=preference.REWARD_KIND,
+            load=lambda artifacts, key: preference.load_reward_artifact(artifacts, key, text_model))
         served = svc.serve_promoted()
     if served:
         svc.notes.append(f"serving promoted versions from the registry: {', '.join(served)}")
+    for watcher in [*svc.watchers.values(), svc.reward_watcher]:
+        if watcher.error:
+            svc.notes.append(watcher.error)
     st = svc.settings
     svc.schedule = learning.RetrainSchedule(run=lambda: svc.retrain(svc.ranking.default_model),
                                             every_events=st.retrain_every_events,

@@ -142,11 +142,21 @@ class Settings:
 
     @property
     def registry_dir(self) -> Path:
-        """Where model versions' artifacts are saved: beside the blob store when it is a directory (replicas that
-        share it share them), else under the data dir (a remote blob store does not hold artifacts yet)."""
+        """Where model versions registered before the blob store held them (artifact paths like `ease/v3`) were
+        saved, and are still read from; new versions live in the blob store (`app.artifacts`)."""
         if self.blob_is_local:
             return Path(self.blob_location.removeprefix("file://")) / "registry"
         return self.data_dir / "registry"
+
+    @property
+    def blob_cache_dir(self) -> Path | None:
+        """This machine's cache of a remote blob store (None: a local store is read in place)."""
+        return None if self.blob_is_local else self.data_dir / "blob-cache"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where this machine unpacks model versions fetched from the blob store."""
+        return self.data_dir / "model-cache"
 
     @property
     def blob_is_local(self) -> bool:

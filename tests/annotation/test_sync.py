@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from annotation import store, sync
+from annotation import registry, store, sync
 from annotation.db import make_engine, make_session_factory
 from annotation.errors import InvalidInputError
 from annotation.models import (
@@ -27,6 +27,7 @@ from annotation.models import (
     GeneratedAsset,
     Impression,
     Item,
+    ModelVersion,
     PairAssignment,
     PairTask,
     PreferenceLabel,
@@ -110,6 +111,7 @@ def populate(Session) -> dict:
         out["pairs"] = pairs
         store.record_eval_run(s, "ease", "ml-100k", "random", {"ndcg@10": 0.33, "recall@10": 0.21},
                               config={"seed": 2020}, at=_at(8))
+        add_versions(s)
     # the queue: alice labels A then changes to B, then undoes; bob labels and skips; carol holds an open lease
     with Session() as s, s.begin():
         first = store.next_pair(s, alice.id, now=_at(10)).id
@@ -128,6 +130,22 @@ def populate(Session) -> dict:
     return out
 
 
+def add_versions(s) -> None:
+    """The model registry: ease v1 and v2 promoted (v2 with an eval run), then rolled back to v1; a rejected
+    preference model."""
+    watermark = registry.latest_event_id(s)
+    v1 = registry.register(s, "ease", "registry/recommender/ease/v1-0123456789abcdef.tar", at=_at(8))
+    registry.decide(s, v1.id, "promoted", "initial version", at=_at(8))
+    v2 = registry.register(s, "ease", "registry/recommender/ease/v2-0123456789abcdef.tar", watermark=watermark,
+                           metrics={"candidate": {"ndcg@10": 0.4}}, config={"events": 5}, at=_at(9))
+    registry.record_version_eval(s, v2.id, "ml-100k", "recent-holdout", {"ndcg@10": 0.4}, at=_at(9))
+    registry.decide(s, v2.id, "promoted", "not worse", at=_at(9))
+    reward = registry.register(s, "reward", "registry/preference/reward/v1-0123456789abcdef.npz", kind="preference",
+                               at=_at(9))
+    registry.decide(s, reward.id, "rejected", "worse than chance", at=_at(9))
+    registry.rollback(s, "ease", at=_at(10))
+
+
 def snapshot(Session) -> dict[str, list]:
     """Every table by natural keys (integer ids left out), sorted: equal snapshots are equal stores."""
     with Session() as s:
@@ -140,6 +158,8 @@ def snapshot(Session) -> dict[str, list]:
         names = dict(s.execute(select(Annotator.id, Annotator.name)).all())
         impressions = dict(s.execute(select(Impression.id, Impression.event_id)).all())
         labels = dict(s.execute(select(PreferenceLabel.id, PreferenceLabel.event_id)).all())
+        feedback = dict(s.execute(select(FeedbackEvent.id, FeedbackEvent.event_id)).all())
+        versions = {v.id: (v.kind, v.name, v.version) for v in s.scalars(select(ModelVersion))}
         snap = {
             "items": [(i.item_id, i.title, i.year, tuple(i.genres)) for i in s.scalars(select(Item))],
             "users": [(u.user_id, u.kind, u.created_at) for u in s.scalars(select(User))],
@@ -164,7 +184,11 @@ def snapshot(Session) -> dict[str, list]:
                         x.guideline_version, x.is_current, labels.get(x.supersedes_id), x.created_at)
                        for x in s.scalars(select(PreferenceLabel))],
             "eval_runs": [(r.model, r.dataset, r.split, json.dumps(r.metrics, sort_keys=True),
-                           json.dumps(r.config, sort_keys=True), r.created_at) for r in s.scalars(select(EvalRun))],
+                           json.dumps(r.config, sort_keys=True), r.created_at, versions.get(r.model_version_id))
+                          for r in s.scalars(select(EvalRun))],
+            "model_versions": [(v.kind, v.name, v.version, v.artifact, feedback.get(v.watermark), v.decision, v.reason,
+                                v.promoted, v.promoted_at, v.created_at, json.dumps(v.metrics, sort_keys=True),
+                                json.dumps(v.config, sort_keys=True)) for v in s.scalars(select(ModelVersion))],
         }
     return {k: sorted(v, key=repr) for k, v in snap.items()}
 
@@ -176,7 +200,7 @@ def test_every_table_round_trips_and_replay_twice_adds_nothing(engine, target, t
     result = sync.sync_once(make_session_factory(engine, read_only=True), sink, sync.SyncState())
     assert result.shipped == {"items": 20, "users": 2, "annotators": 3, "sessions": 2, "impressions": 2,
                               "feedback": 5, "assets": 7, "pairs": 5, "assignments": 6, "labels": 7,
-                              "eval_runs": 1}
+                              "eval_runs": 2, "model_versions": 3}
     before = snapshot(Session)
     with target() as s:
         assert sync.store_is_empty(s)
@@ -238,6 +262,43 @@ def test_restored_store_syncs_on_without_reshipping(engine, target, tmp_path):
     with target() as s, s.begin():
         store.record_feedback(s, new_id(), "196", "8", "like")
     assert sync.sync_once(target, sink, state).shipped == {"feedback": 1}
+
+
+def test_model_versions_are_shipped_again_when_they_change_and_a_restore_serves_the_last_promoted(engine, target,
+                                                                                                   tmp_path):
+    """The registry's rows change after they are first shipped (promotion, demotion, rollback): each change is
+    shipped, a restarted syncer ships only what changed, and the restored store serves the version served last."""
+    Session = make_session_factory(engine)
+    sink, state = str(tmp_path / "sink"), sync.SyncState()
+    with Session() as s, s.begin():
+        v1 = registry.register(s, "ease", "registry/recommender/ease/v1-aa.tar")
+        registry.decide(s, v1.id, "promoted", "initial version")
+    assert sync.sync_once(Session, sink, state).shipped == {"model_versions": 1}
+    assert sync.sync_once(Session, sink, state).shipped == {}
+    with Session() as s, s.begin():
+        v2 = registry.register(s, "ease", "registry/recommender/ease/v2-bb.tar")
+        registry.decide(s, v2.id, "promoted", "not worse")
+    assert sync.sync_once(Session, sink, state).shipped == {"model_versions": 2}  # v2, and v1 demoted
+    restored = sync.restore(target, sink)
+    assert restored.inserted["model_versions"] == 2
+    with target() as s:
+        assert registry.promoted_version(s, "ease").version == 2
+    with Session() as s, s.begin():
+        registry.rollback(s, "ease")
+    assert sync.sync_once(Session, sink, sync.SyncState()).shipped == {"model_versions": 2}  # a restarted syncer
+    assert sync.sync_once(Session, sink, state).shipped == {"model_versions": 2}  # harmless: replay keeps the latest
+    with target() as s, s.begin():  # the restore target is emptied (the registry has no deletes: by SQL)
+        s.execute(ModelVersion.__table__.delete())
+    sync.restore(target, sink)
+    with target() as s:
+        served = registry.promoted_version(s, "ease")
+        assert served.version == 1
+        rolled_back = [v for v in registry.list_versions(s, "ease") if v.version == 2]
+        assert rolled_back[0].decision == "rejected" and rolled_back[0].reason.startswith("rolled back")
+    assert snapshot(target)["model_versions"] == snapshot(Session)["model_versions"]
+    assert set(sync.restore(target, sink).inserted.values()) == {0}
+    # the restored store's own syncer has nothing to ship: what it holds is what the sink holds
+    assert sync.sync_once(target, sink, sync.SyncState()).shipped == {}
 
 
 def test_a_shard_killed_half_way_is_not_read(engine, target, tmp_path):

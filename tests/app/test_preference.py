@@ -7,8 +7,8 @@ import json
 import time
 import pytest
 
-from annotation import reads, store
-from app.preference import Learner, best_of_n_for, reward_versions, train_reward
+from annotation import reads, registry, store
+from app.preference import Learner, best_of_n_for, reward_gate, reward_versions, train_reward
 from app.ranking import ModelChoice
 from generation.reward import HashingEncoder
 
@@ -189,38 +189,78 @@ def _labelled_store(svc, users=("5", "6", "7", "8")) -> None:
         time.sleep(0.01)
 
 
-def test_reward_model_trains_from_the_store_and_best_of_n_uses_it(fresh_svc):
+def _reward_rows(svc) -> list:
+    with svc.events.ReadSession() as s:
+        rows = registry.list_versions(s, "reward", "preference")
+        for row in rows:
+            s.expunge(row)
+    return rows
+
+
+def test_reward_model_trains_from_the_store_into_the_registry_and_best_of_n_uses_it(fresh_svc):
     svc = fresh_svc
     _labelled_store(svc)
     encoder = HashingEncoder(32)
-    first = train_reward(svc.events.Session, svc.catalog, svc.settings.data_dir, encoder, say=lambda m: None)
-    second = train_reward(svc.events.Session, svc.catalog, svc.settings.data_dir, encoder, say=lambda m: None)
-    assert (first["version"], second["version"]) == (1, 2)
-    assert [n for n, _ in reward_versions(svc.settings.data_dir / "reward")] == [1, 2]
+    first = train_reward(svc.events.Session, svc.catalog, svc.artifacts, encoder, tolerance=1.0, say=lambda m: None)
+    assert first["promoted"] and first["reason"].startswith("first version")
+    assert first["version"] == 1 and first["artifact"].startswith("registry/preference/reward/v1-")
     assert 0.0 <= first["metrics"]["heldout_accuracy"] <= 1.0 and first["metrics"]["n_pairs"] >= 10
+    assert svc.artifacts.blobs.exists(first["artifact"]) and not (svc.settings.data_dir / "reward").exists()
+    # the same labels again: no held-out pair is newer than what version 1 learned from, so it stays served
+    second = train_reward(svc.events.Session, svc.catalog, svc.artifacts, encoder, tolerance=1.0, say=lambda m: None)
+    assert second["version"] == 2 and not second["promoted"] and "nothing to compare on" in second["reason"]
+    rows = _reward_rows(svc)
+    assert [(r.version, r.decision, r.promoted) for r in rows] == [(1, "promoted", True), (2, "rejected", False)]
+    assert rows[0].metrics["candidate"]["heldout_accuracy"] == first["metrics"]["heldout_accuracy"]
+    assert rows[1].metrics["served_version"] == 1 and rows[1].metrics["served"]["n_fresh"] == 0
+    assert rows[0].config["trained_until"] == rows[1].config["trained_until"] and rows[0].config["encoder"]
     with svc.events.ReadSession() as s:
         runs = store.eval_runs_frame(s)
+        linked = registry.version_evals_frame(s, "reward")
     reward_runs = runs[runs["model"] == "reward"]
     assert len(reward_runs) == 2 and set(reward_runs["split"]) == {"time"}
-    # the newest version is loaded at start-up, and it ranks the candidates of the next slate
-    notes: list[str] = []
-    learner = Learner.start(svc.settings.data_dir, svc.catalog, svc.events, n=2, pairs_max=10, notes=notes)
-    assert learner.reward is not None and learner.reward.version == second["model_version"]
-    assert any("v2.npz" in note for note in notes)
-    svc.assets.learner = learner
+    assert linked["version"].tolist() == [1, 2] and set(linked["split"]) == {"time"}
+    # the app serves the promoted row (the upkeep thread polls; here at once)
+    assert svc.assets.learner.reward is None
+    assert "reward" in svc.serve_promoted()
+    assert svc.assets.learner.reward.version == first["model_version"]
     items = _show_slate(svc, "9", k=2)
     mine = _user_assets(svc, "9")
     covers = mine[(mine["kind"] == "cover") & mine["item_id"].isin(items)]
     for params in covers["params"]:
-        assert params["best_of_n"]["version"] == second["model_version"]
+        assert params["best_of_n"]["version"] == first["model_version"]
         assert isinstance(params["best_of_n"]["score"], float)
     for item in items:  # the shown cover is the one the model scores highest
         candidates = covers[covers["item_id"] == item]
         best = max(candidates.itertuples(), key=lambda r: r.params["best_of_n"]["score"])
         assert svc.assets.known("9", [item])[(item, "cover")]["asset_id"] == int(best.asset_id)
+    # a reward model file saved by a former version under <data>/reward is still read until the registry has one
+    legacy = svc.settings.data_dir / "reward" / "v3.npz"
+    legacy.parent.mkdir()
+    legacy.write_bytes(svc.artifacts.file(first["artifact"]).read_bytes())
+    notes: list[str] = []
+    learner = Learner.start(svc.settings.data_dir, svc.catalog, svc.events, n=2, pairs_max=10, notes=notes)
+    assert learner.reward.version == first["model_version"] and any("v3.npz" in note for note in notes)
+    assert [n for n, _ in reward_versions(legacy.parent)] == [3]
 
 
-def test_train_cli_reward(fresh_svc, monkeypatch, capsys):
+def test_the_reward_gate():
+    ok, reason = reward_gate(0.55, None, 0, None)
+    assert ok and "chance" in reason
+    ok, reason = reward_gate(0.45, None, 0, None)
+    assert not ok and reason.startswith("worse than chance")
+    assert reward_gate(0.45, None, 0, None, tolerance=0.1)[0]
+    ok, reason = reward_gate(0.7, 0.6, 12, 3)
+    assert ok and "0.700 vs 0.600 on the 12 held-out pairs" in reason
+    ok, reason = reward_gate(0.6, 0.7, 12, 3)
+    assert not ok and reason.startswith("worse than the served version 3")
+    assert reward_gate(0.6, 0.7, 12, 3, tolerance=0.1)[0]
+    assert not reward_gate(0.9, None, 0, 3)[0]  # nothing newer than the served version's data to compare on
+    with pytest.raises(ValueError, match="tolerance"):
+        reward_gate(0.6, 0.7, 12, 3, tolerance=-1)
+
+
+def test_train_cli_reward_gate_list_and_rollback(fresh_svc, monkeypatch, capsys):
     from app import train
     from vitrine_app_fixtures import make_tiny_dataset
 
@@ -234,10 +274,51 @@ def test_train_cli_reward(fresh_svc, monkeypatch, capsys):
     monkeypatch.setattr("recommenders.data.load_dataset", lambda name, data_dir: make_tiny_dataset())
     assert train.main(["--reward", "--encoder", "hashing-16"]) == 2  # an empty store: too few pairs
     assert "at least 10" in capsys.readouterr().err
+    assert train.main(["--reward", "--rollback"]) == 2  # nothing served yet
+    assert "no served version" in capsys.readouterr().err
     _labelled_store(svc)
-    assert train.main(["--reward", "--encoder", "hashing-16", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["version"] == 1 and (svc.settings.data_dir / "reward" / "v1.npz").is_file()
+    assert train.main(["--reward", "--encoder", "hashing-16", "--json", "--tolerance", "1"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["version"] == 1 and first["promoted"] and svc.artifacts.blobs.exists(first["artifact"])
+    _labelled_store(svc, users=("9", "10", "11", "12"))  # newer labels: the gate compares on them
+    assert train.main(["--reward", "--encoder", "hashing-16", "--json", "--tolerance", "1"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["version"] == 2 and second["promoted"] and "held-out pairs it never trained on" in second["reason"]
+    assert _reward_rows(svc)[1].metrics["served"]["n_fresh"] > 0
+    svc.serve_promoted()
+    assert svc.assets.learner.reward.version == second["model_version"]
+    assert train.main(["--reward", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "promoted" in listed and len(listed.strip().splitlines()) == 3  # a header and two versions
+    assert train.main(["--reward", "--rollback"]) == 0
+    assert "reward: version 1 is served again" in capsys.readouterr().out
+    assert [(r.version, r.promoted, r.decision) for r in _reward_rows(svc)] == [(1, True, "promoted"),
+                                                                               (2, False, "rejected")]
+    svc.serve_promoted()  # every replica follows at its next poll
+    assert svc.assets.learner.reward.version == first["model_version"]
+
+
+def test_a_preference_model_trained_on_one_replica_is_served_by_another(services_factory, monkeypatch):
+    """Two replicas that share only the database and a remote blob store (memory://): the reward model one of
+    them promotes ranks the other's best-of-N candidates within its poll interval."""
+    import uuid
+
+    from app import preference
+
+    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    blobs = f"memory://vitrine-reward-{uuid.uuid4().hex[:8]}"
+    one = services_factory(blob_url=blobs, model_poll_s=0.2)
+    two = services_factory(blob_url=blobs, database_url=one.settings.database_url, model_poll_s=0.2)
+    _labelled_store(one)
+    result = train_reward(one.events.Session, one.catalog, one.artifacts, HashingEncoder(16), tolerance=1.0,
+                          say=lambda m: None)
+    assert result["promoted"] and not (two.settings.data_dir / "model-cache").exists()
+    deadline = time.monotonic() + 10
+    while two.assets.learner.reward is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert two.assets.learner.reward is not None
+    assert two.assets.learner.reward.version == result["model_version"]
+    assert two.reward_watcher.version == 1
 
 
 def test_the_settings_read_best_of_n_and_the_queue_cap():
@@ -287,7 +368,9 @@ def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, m
     _labelled_store(svc)
     msg, status = h.retrain(svc, h.PREFERENCE_MODEL)
     assert "Trained the preference model, version 1" in msg and "held-out pair accuracy" in msg
-    assert svc.assets.learner.reward is not None and (svc.settings.data_dir / "reward" / "v1.npz").is_file()
+    (row,) = _reward_rows(svc)
+    assert row.decision in ("promoted", "rejected") and ("promoted: it now ranks" in msg) == row.promoted
+    assert (svc.assets.learner.reward is not None) == row.promoted
 
 
 def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_factory, monkeypatch):
@@ -296,9 +379,52 @@ def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_fact
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     svc = services_factory(reward_every_labels=10)
     svc.tick_reward_schedule()
-    assert not (svc.settings.data_dir / "reward").exists()  # no labels yet: nothing to learn from
+    assert _reward_rows(svc) == []  # no labels yet: nothing to learn from
     _labelled_store(svc)
     svc.tick_reward_schedule()
-    assert (svc.settings.data_dir / "reward" / "v1.npz").is_file() and svc.assets.learner.reward is not None
+    assert len(_reward_rows(svc)) == 1
     svc.tick_reward_schedule()
-    assert not (svc.settings.data_dir / "reward" / "v2.npz").exists()  # no new labels since
+    assert len(_reward_rows(svc)) == 1  # no new labels since
+
+
+def test_the_learning_page_lists_preference_versions_with_their_pair_accuracy():
+    import pandas as pd
+
+    from app import dashboard_learning as dl
+
+    versions = pd.DataFrame({
+        "name": ["ease", "reward", "reward"], "kind": ["recommender", "preference", "preference"],
+        "version": [1, 1, 2], "created_at": pd.to_datetime(["2026-11-29 10:00", "2026-11-29 11:00", "2026-11-29 12:00"]),
+        "decision": ["promoted", "promoted", "rejected"], "promoted": [True, True, False], "watermark": [None] * 3,
+        "reason": ["initial", "first version", "worse than the served version 1"],
+        "metrics": [{"candidate": {"offline": {"valid": {"ndcg@10": 0.30}}}},
+                    {"candidate": {"heldout_accuracy": 0.62}},
+                    {"candidate": {"heldout_accuracy": 0.55}, "served": {"heldout_accuracy": 0.6, "n_fresh": 9}}],
+    })
+    table = dl.versions_table(versions)
+    assert table["kind"].tolist() == ["recommender", "preference", "preference"]
+    assert table["pair_accuracy"].tolist()[1:] == [0.62, 0.55] and table["served_pair_accuracy"].iloc[2] == 0.6
+    assert len(dl.versions_figure(table).data) == 2  # the NDCG figure: ease's offline and holdout lines only
+
+
+def test_a_promoted_version_whose_artifact_is_gone_leaves_the_served_model_in_place(fresh_svc):
+    """E.g. the rows came back from the sink but the local blob store they point into was lost with the disk."""
+    svc = fresh_svc
+    before = svc.ranking.model("ease")
+    gone = "registry/recommender/ease/v1-0000000000000000.tar"
+    with svc.events.Session() as s, s.begin():
+        row = registry.register(s, "ease", gone)
+        registry.decide(s, row.id, "promoted", "initial version")
+    assert svc.serve_promoted() == [] and svc.ranking.model("ease") is before
+    assert "not loaded" in svc.watchers["ease"].error and gone in svc.watchers["ease"].error
+    assert svc.slates.visit("5") is not None and svc.ranking.rank("ease", "5", 3)  # still serving
+    # the preference model's gate: a served version that cannot be loaded is compared with chance instead
+    _labelled_store(svc)
+    with svc.events.Session() as s, s.begin():
+        row = registry.register(s, "reward", "registry/preference/reward/v1-0000000000000000.npz", kind="preference",
+                                config={"trained_until": 0.0})
+        registry.decide(s, row.id, "promoted", "by hand")
+    result = train_reward(svc.events.Session, svc.catalog, svc.artifacts, HashingEncoder(16), tolerance=1.0,
+                          say=lambda m: None)
+    assert result["version"] == 2 and result["promoted"]
+    assert result["reason"].startswith("the served version 1 cannot be loaded") and "chance" in result["reason"]

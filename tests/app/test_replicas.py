@@ -1,6 +1,9 @@
 """Two app replicas on one PostgreSQL database and one blob store (issue 13, item 4): a slate shown on one is
 liked on the other, label pairs made on one are labelled on the other with their pictures, the overlap holds
-across both, and a retrain promoted on one is served by the other within its poll interval."""
+across both, and a retrain promoted on one is served by the other within its poll interval. The replicas share
+nothing else: the blob store is a remote URL (memory://, as s3:// or hf:// would be), each has its own data
+directory and cache. A third replica on an empty database restored from the event sink serves the promoted
+version again."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ def replicas(pg_url, tmp_path_factory):
     name = f"vitrine_replicas_{uuid.uuid4().hex[:8]}"
     url = create_pg_database(pg_url, name)
     root = tmp_path_factory.mktemp("replicas")
-    shared = str(root / "blobs")  # the blob store both use (a directory here; an fsspec URL in production)
+    shared = f"memory://vitrine-replicas-{uuid.uuid4().hex[:8]}"  # the blob store both use: a remote URL
     one = make_services(root / "one", database_url=url, blob_url=shared, model_poll_s=0.2)
     two = make_services(root / "two", database_url=url, blob_url=shared, model_poll_s=0.2)
     yield one, two
@@ -77,3 +80,43 @@ def test_a_retrain_promoted_on_one_is_served_by_the_other_within_the_poll(replic
         time.sleep(0.05)
     assert two.watchers["ease"].version_id == served
     assert two.ranking.model("ease") is two.watchers["ease"].model
+    assert two.watchers["ease"].version == one.watchers["ease"].version  # loaded from the shared blob store
+    assert (two.settings.data_dir / "model-cache").is_dir() and not (two.settings.data_dir / "registry").exists()
+
+
+def test_an_empty_store_restored_from_the_sink_serves_the_promoted_version_again(replicas, pg_url, tmp_path):
+    """The database is lost: a new one is rebuilt from the event sink, and the replica started on it serves the
+    version promoted before (its row came back with the sink, its artifact is in the shared blob store)."""
+    from annotation import registry, sync
+    from annotation.db import make_engine, make_session_factory, upgrade
+    from vitrine_app_fixtures import make_services
+
+    one, two = replicas
+    sink = str(tmp_path / "sink")  # the durable event sink
+    one.retrain("ease")
+    one.retrain("ease")  # a second candidate: promoted or rejected, the served version is what comes back
+    sync.sync_once(one.events.ReadSession, sink, sync.SyncState())
+    with one.events.ReadSession() as s:
+        served = registry.promoted_version(s, "ease")
+        versions = len(registry.list_versions(s, "ease"))
+        served_version, served_artifact = served.version, served.artifact
+    name = f"vitrine_restored_{uuid.uuid4().hex[:8]}"
+    url = create_pg_database(pg_url, name)
+    three = None
+    try:
+        upgrade(url)
+        engine = make_engine(url)
+        restored = sync.restore(make_session_factory(engine), sink)
+        engine.dispose()
+        assert restored.inserted["model_versions"] == versions
+        three = make_services(tmp_path / "three", database_url=url, blob_url=one.settings.blob_url)
+        watcher = three.watchers["ease"]
+        assert (watcher.version, three.ranking.model("ease")) == (served_version, watcher.model)
+        with three.events.ReadSession() as s:
+            assert registry.promoted_version(s, "ease").artifact == served_artifact
+        mine, theirs = three.ranking.model("ease"), one.ranking.model("ease")
+        assert mine.recommend("5", 5)[0] == theirs.recommend("5", 5)[0]
+    finally:
+        if three is not None:
+            three.close()
+        drop_pg_database(pg_url, name)
