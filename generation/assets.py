@@ -153,16 +153,16 @@ class AssetStore:
         copies for a remote one. Files that are not assets' (unfinished writes, foreign names) are left out."""
         out: dict[str, StoredAsset] = {}
         for prefix in (_DIRS["cover"], "provenance"):
-            for copy in self.blobs.copies(prefix):
-                key = copy.key.rsplit("/", 1)[-1].split(".", 1)[0]
+            for blob in self.blobs.copies(prefix):
+                key = blob.key.rsplit("/", 1)[-1].split(".", 1)[0]
                 if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
                     continue
                 found = out.get(key)
                 if found is None:
-                    out[key] = StoredAsset(key, copy.size, copy.mtime, (copy.key,))
+                    out[key] = StoredAsset(key, blob.size, blob.mtime, (blob.key,))
                 else:
-                    out[key] = StoredAsset(key, found.size + copy.size, max(found.mtime, copy.mtime),
-                                           found.blob_keys + (copy.key,))
+                    out[key] = StoredAsset(key, found.size + blob.size, max(found.mtime, blob.mtime),
+                                           found.blob_keys + (blob.key,))
         return out
 
     def evict(self, stored: "StoredAsset") -> int:
