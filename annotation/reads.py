@@ -27,7 +27,7 @@ from annotation.models import (
 )
 
 __all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "impression_shows", "visitor_feedback", "table_counts",
-           "latest_assets", "shown_assets", "recorded_asset_ids", "untouched_pairs", "paired_items", "picked_prompts",
+           "latest_assets", "shown_assets", "recorded_asset_ids", "asset_uses", "untouched_pairs", "paired_items", "picked_prompts",
            "COUNTED_TABLES"]
 
 # The tables the Status page counts, by the name it shows.
@@ -120,6 +120,26 @@ def recorded_asset_ids(session: Session, keys: Iterable[tuple[str, str | None, s
         .group_by(GeneratedAsset.content_hash, GeneratedAsset.user_id, GeneratedAsset.kind)
     )
     return {(h, user, kind): int(asset_id) for h, user, kind, asset_id in found}
+
+
+def asset_uses(session: Session, content_hashes: Iterable[str]) -> dict[str, tuple[bool, Any]]:
+    """For content keys: (whether a pair refers to an asset row with that key, the newest such row's created_at).
+    A pair is what every label and Create pick refers to, so a key with True is training data. Keys without any
+    asset row are left out. Queries in chunks of 500 keys."""
+    keys = list(dict.fromkeys(content_hashes))
+    out: dict[str, tuple[bool, Any]] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        newest = dict(session.execute(
+            select(GeneratedAsset.content_hash, func.max(GeneratedAsset.created_at))
+            .where(GeneratedAsset.content_hash.in_(chunk)).group_by(GeneratedAsset.content_hash)).all())
+        paired = set()
+        for side in (PairTask.asset_a_id, PairTask.asset_b_id):
+            paired.update(session.scalars(
+                select(GeneratedAsset.content_hash).join(PairTask, side == GeneratedAsset.id)
+                .where(GeneratedAsset.content_hash.in_(chunk)).distinct()))
+        out.update({key: (key in paired, when) for key, when in newest.items()})
+    return out
 
 
 def _rank(params: Any) -> Any:

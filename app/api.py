@@ -9,7 +9,15 @@
 Each endpoint is a typed function registered with `gr.api` (its schema comes from the type hints, which is
 why this module does not use `from __future__ import annotations`). Each validates its inputs and answers a
 bad request with a `gr.Error` naming the argument, what was expected and what was received.
+
+Covers come as a blob key (`cover_key`, `covers/ab/<sha256>.jpg`, the same on every replica) and a URL relative to
+the app's root (`cover_url`), served by `cover_route` from the blob store: never a path on the server.
+
+    image = httpx.get(urljoin("http://127.0.0.1:7860/", item["cover_url"])).content
 """
+
+import re
+from pathlib import Path
 
 import gradio as gr
 
@@ -20,7 +28,34 @@ from app.services import Services
 from app.settings import password_matches
 from app.slates import Page, Visit
 
-__all__ = ["register_api", "ApiHandlers"]
+__all__ = ["register_api", "ApiHandlers", "cover_route", "cover_url"]
+
+_COVER_NAME = re.compile(r"^([0-9a-f]{2})[0-9a-f]{62}\.(jpg|png)$")
+_MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
+
+
+def cover_url(key: str | None) -> str | None:
+    """The URL (relative to the app's root) at which `cover_route` serves the cover with blob key `key`."""
+    return key  # the route mirrors the key space: covers/ab/<sha256>.jpg
+
+
+def cover_route(assets):
+    """The route serving cover images by blob key (GET and HEAD /covers/<ab>/<sha256>.jpg|png) from the blob store
+    (fetched into this machine's cache on a miss) or from the Create variants on trial; 404 for anything else.
+    Keys name contents, so an answer may be cached. Pass it to `launch(app_kwargs={"routes": [...]})`."""
+    from starlette.responses import FileResponse, Response
+    from starlette.routing import Route
+
+    def serve(request):
+        shard, name = request.path_params["shard"], request.path_params["name"]
+        found = _COVER_NAME.match(name)
+        path = assets.cover_file(f"covers/{shard}/{name}") if found and found.group(1) == shard else None
+        if path is None:
+            return Response(status_code=404)
+        return FileResponse(Path(path), media_type=_MEDIA_TYPES[found.group(2)],
+                            headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"})
+
+    return Route("/covers/{shard}/{name}", serve, methods=["GET", "HEAD"])
 
 
 class ApiHandlers:
@@ -45,10 +80,10 @@ class ApiHandlers:
                   request: gr.Request = None) -> dict:
         """A slate for `user_id` from `model` ('' = the default; 'compare:a|b' interleaves two models):
         {"impression_id", "user_id", "model", "pending", "items": [{"item_id", "title", "year", "genres",
-        "score", "contributor", "why", "cover_path", "cover_fallback", "caption", "caption_fallback",
+        "score", "contributor", "why", "cover_key", "cover_url", "cover_fallback", "caption", "caption_fallback",
         "pending"}]}. The visitor's likes are folded in and their dislikes never come back. Covers and captions
         already made for this user come at once; the others are generated in the background (`pending: true`,
-        paths None) and are there on the next call. `wait=True` makes them before answering instead (slow with
+        cover and caption None) and are there on the next call. `wait=True` makes them before answering instead (slow with
         real models)."""
         svc = self.svc
         svc.rates.check(request, "slate")
@@ -60,7 +95,7 @@ class ApiHandlers:
         if not page.rows:
             raise gr.Error(f"user_id {visit.user_id!r}: every item of the catalog was already seen, liked or disliked")
         return {"impression_id": page.impression_id, "user_id": visit.user_id, "model": str(choice),
-                "items": _items(page, svc.assets.file), "pending": len(page.pending)}
+                "items": _items(page, svc.assets.cover_key), "pending": len(page.pending)}
 
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "") -> dict:
         """Log a click / like / dislike / skip ('open' counts as a click) on an item, tied to the impression
@@ -80,7 +115,9 @@ class ApiHandlers:
     def generate_covers(self, user_id: str, item_id: str, n: int = 2, seed: int = 0,
                         request: gr.Request = None) -> dict:
         """`n` covers of `item_id`, half personalized for `user_id` and half generic, in a seeded random order:
-        {"variants": [{"asset_id", "cover_path", "personalized", "seed", "generator", "fallback", "prompt"}]}"""
+        {"variants": [{"asset_id", "cover_key", "cover_url", "personalized", "seed", "generator", "fallback",
+        "prompt"}]}. Variants are not stored (asset_id None) unless they were before, or the label queue takes two
+        of them as a pair; their images stay fetchable at cover_url for a while (the most recent variants)."""
         svc = self.svc
         svc.rates.check(request, "generate")
         visit = self._visit(user_id)
@@ -92,10 +129,12 @@ class ApiHandlers:
             learner.preferred_prompts(visit.user_id) if learner is not None else ()))
         variants = svc.assets.create_variants(profile, item_id, n, seed=seed)
         keys = ("asset_id", "personalized", "seed", "generator", "fallback", "prompt")
-        # "cover_path", not "path": gradio_client would take a dict with "path" for a file and download it
-        return {"user_id": visit.user_id, "item_id": item_id,
-                "variants": [{**{k: v[k] for k in keys}, "cover_key": v["path"],
-                              "cover_path": svc.assets.file(v["path"])} for v in variants]}
+        # no "path" key: gradio_client would take a dict with "path" for a file and download it
+        out = []
+        for v in variants:
+            key = svc.assets.cover_key(v)
+            out.append({**{k: v[k] for k in keys}, "cover_key": key, "cover_url": cover_url(key)})
+        return {"user_id": visit.user_id, "item_id": item_id, "variants": out}
 
     def generate_caption(self, user_id: str, item_id: str, request: gr.Request = None) -> dict:
         """The personalized caption of `item_id` for `user_id`: {"asset_id", "text", "generator", "fallback"}."""
@@ -116,8 +155,9 @@ class ApiHandlers:
         done, remaining = labeling.progress(annotator_id)
         if pair is None:
             return {"pair_id": 0, "done": done, "remaining": remaining}
-        sides = {side: {**{k: v for k, v in pair[side].items() if k != "path"}, "cover_key": pair[side].get("path"),
-                        "cover_path": labeling.assets.file(pair[side].get("path"))} for side in ("a", "b")}
+        keys = {side: labeling.assets.cover_key(pair[side]) for side in ("a", "b")}
+        sides = {side: {**{k: v for k, v in pair[side].items() if k != "path"}, "cover_key": keys[side],
+                        "cover_url": cover_url(keys[side])} for side in ("a", "b")}
         return {**pair, **sides, "done": done, "remaining": remaining}
 
     def label(self, annotator: str, pair_id: int, choice: str, password: str = "", event_id: str = "") -> dict:
@@ -132,15 +172,16 @@ class ApiHandlers:
         return {"label_id": label_id, "pair_id": pair_id, "choice": choice, "event_id": event}
 
 
-def _items(page: Page, files) -> list[dict]:
+def _items(page: Page, cover_key) -> list[dict]:
     """The page's rows with their cover and caption, as /recommend returns them."""
     items = []
     for row in page.rows:
         cover, caption = page.covers.get(row.item_id), page.captions.get(row.item_id)
+        key = cover_key(cover) if cover else None
         items.append({
             **row.to_dict(),
-            "cover_key": cover["path"] if cover else None,
-            "cover_path": files(cover["path"]) if cover else None,
+            "cover_key": key,
+            "cover_url": cover_url(key),
             "cover_fallback": bool(cover["fallback"]) if cover else None,
             "caption": caption["text"] if caption else None,
             "caption_fallback": bool(caption["fallback"]) if caption else None,

@@ -336,10 +336,7 @@ def create_variants(
     if progress is not None:
         progress(1.0, desc="writing the caption")
     caption = svc.assets.caption_for(item_id, profile)
-    visitor.variants = [
-        {"asset_id": v["asset_id"], "path": v["path"], "personalized": v["personalized"], "seed": v["seed"]}
-        for v in variants
-    ]
+    visitor.variants = [dict(v) for v in variants]  # on trial: a pick stores them (`Assets.keep`)
     visitor.picked = None
     gallery = [(svc.assets.file(v["path"]), f"#{i + 1}") for i, v in enumerate(variants)]
     flag = " *(template fallback)*" if caption["fallback"] else ""
@@ -351,13 +348,15 @@ def create_variants(
 
 @user_errors
 def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Visitor, str]:
-    """Log the picked variant as preferred over every other one (preference labels)."""
+    """Log the picked variant as preferred over every other one (preference labels); the variants, made on trial,
+    are stored now."""
     user_id = _need_user(visitor)
     if not visitor.variants:
         raise gr.Error("Generate variants first.")
     if index is None or not 0 <= int(index) < len(visitor.variants):
         raise gr.Error(f"Click one of the {len(visitor.variants)} variants first.")
     index = int(index)
+    visitor.variants = svc.assets.keep(visitor.variants)  # stored now that they are labelled
     pairs = svc.labeling.record_pick(user_id, visitor.variants, index)
     visitor.picked = index
     kind = "personalized" if visitor.variants[index]["personalized"] else "generic"

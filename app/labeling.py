@@ -136,12 +136,14 @@ class Labeling:
     def record_pick(self, user_id: str, variants: Sequence[dict[str, Any]], best: object, *,
                     time_spent_ms: int | None = None) -> list[int]:
         """The person picked `variants[best]`: one preference label for it against each other variant, given by
-        the annotator `user:<user_id>`; returns the pair ids."""
+        the annotator `user:<user_id>`; returns the pair ids. Variants made on trial are stored first
+        (`Assets.keep`): a pick is what makes them training data."""
         from annotation import store
 
         if not variants:
             raise bad("variants", "generated variants (press Generate first)", [])
         best = checks.integer("best", best, 0, len(variants) - 1)
+        variants = self.assets.keep(variants)
         winner = variants[best]["asset_id"]
         pair_ids = []
         others = []

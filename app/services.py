@@ -317,7 +317,8 @@ def build_services(
 
     learner = Learner.start(data_dir, catalog, events, n=best_of_n_for(settings.best_of_n, settings.device),
                             pairs_max=settings.auto_pairs_max, text_model=settings.text_model, notes=notes)
-    assets = Assets(catalog, events, covers, captions, ReadSession, learner=learner)
+    assets = Assets(catalog, events, covers, captions, ReadSession, learner=learner,
+                    quota_bytes=settings.asset_quota_bytes, staging_dir=data_dir / "staging")
     svc = Services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),
@@ -361,7 +362,7 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     svc.reward_schedule = learning.RetrainSchedule(run=svc.train_preference, every_events=st.reward_every_labels)
     tasks = [("catalog growth", svc.growth.refresh) if svc.growth is not None else None,
              ("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule),
-             ("preference model schedule", svc.tick_reward_schedule)]
+             ("preference model schedule", svc.tick_reward_schedule), ("asset quota", svc.assets.quota_tick)]
     if svc.assets.learner is not None:
         tasks.append(("prompt policy", svc.assets.learner.flush))
     svc.upkeep = Upkeep([t for t in tasks if t is not None], every_s=st.model_poll_s).start()

@@ -135,6 +135,7 @@ class Settings:
     sync_url: str | None = None  # the durable event sink (fsspec URL or path); None = no sink
     sync_every: int = 30  # seconds between syncs to the sink: the most a crash can lose
     blob_url: str | None = None  # where generated covers live (fsspec URL or path); None = <data_dir>/blobs
+    asset_quota_mb: float = 2048.0  # generated files the blob store may hold here (MiB; ~13k model covers); 0 = none
 
     @property
     def db_is_sqlite(self) -> bool:
@@ -157,6 +158,11 @@ class Settings:
     def model_cache_dir(self) -> Path:
         """Where this machine unpacks model versions fetched from the blob store."""
         return self.data_dir / "model-cache"
+
+    @property
+    def asset_quota_bytes(self) -> int | None:
+        """The asset quota in bytes (VITRINE_ASSET_QUOTA_MB), None when off (0)."""
+        return int(self.asset_quota_mb * (1 << 20)) if self.asset_quota_mb > 0 else None
 
     @property
     def blob_is_local(self) -> bool:
@@ -258,4 +264,5 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         sync_url=sync_url,
         sync_every=_int(env, "VITRINE_SYNC_EVERY", 30, 1, 86_400),
         blob_url=(env.get("VITRINE_BLOB_URL") or "").strip() or None,
+        asset_quota_mb=_float(env, "VITRINE_ASSET_QUOTA_MB", Settings.asset_quota_mb, 0.0, 1e9),
     )

@@ -311,6 +311,7 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
+    from app.api import cover_route
     from app.guards import BodyLimit, EncodableJson
 
     limit = svc.settings.max_body_bytes
@@ -321,11 +322,12 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     image_dirs = sorted({str(Path(p).parent) for p in images} | set(grown))
     return {
         # generated assets, and the folders holding the items' own pictures (never the tables beside them)
-        "allowed_paths": [str(svc.assets.public_dir), *image_dirs],  # cover images only, never provenance files
+        "allowed_paths": [*map(str, svc.assets.public_dirs), *image_dirs],  # cover images only, never provenance
         "blocked_paths": [str(p) for d in image_dirs if Path(d).is_dir() for p in Path(d).iterdir()
                           if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES],
         # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
-        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)]},
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)],
+                       "routes": [cover_route(svc.assets)]},  # the API's cover_url: images by blob key
         "max_file_size": limit,  # the app has no upload component: /gradio_api/upload gets the same cap
         "css": CSS,
         "head": HEAD,

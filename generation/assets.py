@@ -16,7 +16,13 @@ Two ways to hold them:
   is what the database records, so any replica serves any asset (`local_path(key)` fetches it on a miss).
 
 Only images are under `public_dir` (`<local root>/covers`): serve that folder, never the root, so the
-provenance files (prompts made from a user's history) are not public. Files are written whole (temporary
+provenance files (prompts made from a user's history) are not public.
+
+Bounding the space: `stored()` lists the assets this machine holds (size and age per content key) and `evict(key)`
+frees one (see `BlobStore.evict`: gone from a local store, dropped from the cache of a remote one); which ones to
+evict is the caller's choice (the app keeps every asset a label refers to). `StagedAssetStore` makes assets on
+trial: new files go to a small local folder of their own, bounded by count, and reach the store only when
+`promote`d (the app's Create variants, kept only once picked or labelled). Files are written whole (temporary
 name, then rename; one object on a remote store), the provenance last, so a crash never leaves an entry that
 looks complete; an unreadable entry counts as a miss and is rewritten.
 """
@@ -32,7 +38,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from generation.blobs import BlobStore
+from generation.blobs import BlobStore, check_key
 from generation.errors import invalid
 
 log = logging.getLogger(__name__)
@@ -142,6 +148,30 @@ class AssetStore:
             return path if path.is_file() else None
         return self.blobs.local_path(path_or_key)
 
+    def stored(self) -> dict[str, "StoredAsset"]:
+        """The assets this machine holds, by content key: the blob store's own files for a local store, the cached
+        copies for a remote one. Files that are not assets' (unfinished writes, foreign names) are left out."""
+        out: dict[str, StoredAsset] = {}
+        for prefix in (_DIRS["cover"], "provenance"):
+            for blob in self.blobs.copies(prefix):
+                key = blob.key.rsplit("/", 1)[-1].split(".", 1)[0]
+                if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+                    continue
+                found = out.get(key)
+                if found is None:
+                    out[key] = StoredAsset(key, blob.size, blob.mtime, (blob.key,))
+                else:
+                    out[key] = StoredAsset(key, found.size + blob.size, max(found.mtime, blob.mtime),
+                                           found.blob_keys + (blob.key,))
+        return out
+
+    def evict(self, stored: "StoredAsset") -> int:
+        """Free an asset's files on this machine (its image first, so a reader never finds an entry whose
+        provenance is there and image gone half-way); returns the bytes freed. `get` then misses it, so the next
+        request for it generates it again (the same key: the same file)."""
+        images = [k for k in stored.blob_keys if not k.startswith("provenance/")]
+        return sum(self.blobs.evict(k) for k in images + [k for k in stored.blob_keys if k not in images])
+
     def get(self, kind: str, key: str, user_id: str | None) -> Asset | None:
         """The stored asset for `key` (with `cache_hit=True`), or None when missing or unreadable."""
         meta_key = self.meta_key(kind, key)
@@ -182,3 +212,73 @@ class AssetStore:
         blob = json.dumps(meta, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8")
         self.blobs.put(self.meta_key(asset.kind, asset.content_hash), blob, replace=True)
         return asset
+
+
+@dataclass(frozen=True)
+class StoredAsset:
+    """An asset's files on this machine (`AssetStore.stored`)."""
+
+    key: str  # the content key (sha256 hex)
+    size: int  # bytes of its files (image and provenance)
+    mtime: float  # when the newest of them was written (seconds since the epoch)
+    blob_keys: tuple[str, ...]  # the blob keys of its files
+
+
+class StagedAssetStore:
+    """Covers made on trial. `get` reads `main` first (an asset already stored costs nothing and is returned as
+    `main` records it); `put` writes a new asset to `directory` (a local folder, never shared) instead of `main`,
+    keeping at most `max_assets` there (the oldest go first); `promote` files a staged asset in `main`.
+
+    A staged cover's `path` is its local file under `directory`; after `promote` it is what `main` records (the
+    blob key, or the local file for a directory store).
+    """
+
+    def __init__(self, main: AssetStore, directory: Path | str, max_assets: int = 256) -> None:
+        if not isinstance(main, AssetStore):
+            raise invalid("main", "a generation.assets.AssetStore", main)
+        if isinstance(max_assets, bool) or not isinstance(max_assets, int) or max_assets < 1:
+            raise invalid("max_assets", "an int >= 1", max_assets)
+        self.main = main
+        self.staging = AssetStore(Path(directory))
+        self.max_assets = max_assets
+
+    @property
+    def public_dir(self) -> Path:
+        """The folder of staged cover images (serve it like `AssetStore.public_dir`; provenance stays private)."""
+        return self.staging.public_dir
+
+    def get(self, kind: str, key: str, user_id: str | None) -> Asset | None:
+        return self.main.get(kind, key, user_id) or self.staging.get(kind, key, user_id)
+
+    def put(self, asset: Asset, image: Any = None) -> Asset:
+        if asset.kind != "cover":
+            raise invalid("asset.kind", "'cover' (only covers are made on trial)", asset.kind)
+        out = self.staging.put(asset, image)
+        self._prune()
+        return out
+
+    def _prune(self) -> None:
+        staged = sorted(self.staging.stored().values(), key=lambda a: a.mtime)
+        for old in staged[: max(0, len(staged) - self.max_assets)]:
+            self.staging.evict(old)
+
+    def holds(self, path: str | None) -> bool:
+        """True when `path` (an asset's `path`) is a file in the staging folder, i.e. the asset is on trial."""
+        return bool(path) and os.path.isabs(path) and Path(path).is_relative_to(self.staging.root)
+
+    def image_file(self, image_key: str) -> Path | None:
+        """The local file of a cover image by its blob key: the stored one, else the staged one; None if neither."""
+        key = check_key(image_key)
+        return self.main.blobs.local_path(key) or self.staging.blobs.local_path(key)
+
+    def promote(self, key: str, image_format: str = "jpeg") -> str | None:
+        """File the cover `key` in `main` (a no-op when it is there already); returns its path as `main` records it,
+        or None when neither `main` nor the staging folder holds it (evicted: make it again)."""
+        image_key, meta_key = AssetStore.image_key(key, image_format), AssetStore.meta_key("cover", key)
+        if not (self.main.blobs.exists(image_key) and self.main.blobs.exists(meta_key)):
+            image, meta = self.staging.blobs.get(image_key), self.staging.blobs.get(meta_key)
+            if image is None or meta is None:
+                return None
+            self.main.blobs.put(image_key, image)
+            self.main.blobs.put(meta_key, meta)
+        return image_key if self.main.by_key else str(self.main.image_path(key, image_format))

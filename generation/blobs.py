@@ -9,6 +9,10 @@ Keys are relative POSIX paths of lower-case letters, digits and `._-` (no `..`, 
 derives them from a content hash, so a key never names two contents and every replica may cache any blob
 forever. Writes are atomic: a local file is written under a temporary name and renamed; a remote blob is
 uploaded as one object. Cache fills are atomic too, so concurrent readers never see half a file.
+
+Bounding the space (`copies`, `evict`): the caller lists this machine's copies under a prefix with their sizes and
+ages and evicts the ones it chooses. Evicting from a local store deletes the blob; from a remote store it deletes
+only this machine's cached copy (the remote object stays, and is fetched again on the next read).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from generation.errors import invalid
 
-__all__ = ["BlobStore", "check_key"]
+__all__ = ["BlobStore", "BlobCopy", "check_key"]
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
 
@@ -42,6 +48,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class BlobCopy:
+    """A blob's copy on this machine: its key, size in bytes and modification time (seconds since the epoch)."""
+
+    key: str
+    size: int
+    mtime: float
 
 
 class BlobStore:
@@ -119,3 +134,42 @@ class BlobStore:
         """The blob's bytes (through the cache), or None when the store lacks it."""
         path = self.local_path(key)
         return None if path is None else path.read_bytes()
+
+    def copies(self, prefix: str) -> Iterator[BlobCopy]:
+        """This machine's copies of the blobs under `prefix` (a key prefix such as "covers"): the blobs themselves
+        for a local store, the cached ones for a remote store. Temporary files of unfinished writes are skipped."""
+        top = self.cache_dir / check_key(prefix)
+        if not top.is_dir():
+            return
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:  # removed while we walked
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        key = Path(entry.path).relative_to(self.cache_dir).as_posix()
+                        yield BlobCopy(key, int(st.st_size), float(st.st_mtime))
+                except FileNotFoundError:
+                    continue
+
+    def evict(self, key: str) -> int:
+        """Free this machine's copy of `key`; returns the bytes freed (0 when there was none). A local store's
+        blob is deleted (it is gone for every reader); a remote store keeps the object and loses only the cached
+        copy. Keys name contents, so a blob written again later is the same blob."""
+        key = check_key(key)
+        cached = self._cached(key)
+        try:
+            size = cached.stat().st_size
+            cached.unlink()
+        except FileNotFoundError:
+            return 0
+        return int(size)

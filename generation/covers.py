@@ -30,7 +30,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from generation.assets import IMAGE_FORMATS, Asset, asset_key
+from generation.assets import IMAGE_FORMATS, Asset, AssetStore, StagedAssetStore, asset_key
 from generation.compose import COMPOSE_VERSION, FALLBACK_VERSION, compose_poster, render_fallback_cover
 from generation.domain import FILM, Domain
 from generation.errors import invalid
@@ -214,19 +214,24 @@ class CoverGenerator(LoadsOnce):
         seed: int = 0,
         alpha: float = 0.5,
         callback: ProgressCallback | None = None,
+        store: "AssetStore | StagedAssetStore | None" = None,
     ) -> list[Asset]:
         """`n` cover candidates (seeds `seed` .. `seed + n - 1`) for `item`, personalized for `profile`.
 
         `callback(step, total)` is called after every denoising step, counted over all candidates
-        (total = n * steps); a cached or fallback candidate advances it by `steps` at once.
+        (total = n * steps); a cached or fallback candidate advances it by `steps` at once. `store`: where to look
+        the covers up and file new ones (default: this generator's store; a `StagedAssetStore` makes them on trial).
         """
         # 1. check inputs, load once
         self.check_inputs(item, profile, n, seed, alpha, callback)
+        if store is not None and not isinstance(store, (AssetStore, StagedAssetStore)):
+            raise invalid("store", "None, a generation.assets.AssetStore or a StagedAssetStore", store)
         self.load()
         # 2. the prompt: the item's content mixed with the user's preferences
         prompt = build_prompt(item, profile, float(alpha), self.domain)
         init = self._init_image(item)
         user_id = profile.user_id if profile is not None else None
+        store = self.store if store is None else store
         total = int(n) * self.steps
         assets = []
         for i in range(int(n)):
@@ -234,7 +239,7 @@ class CoverGenerator(LoadsOnce):
             done = i * self.steps
             # 3. the store first: a hit costs no model call
             key = asset_key("cover", self.key_payload(item, prompt, candidate_seed))
-            cached = self.store.get("cover", key, user_id)
+            cached = store.get("cover", key, user_id)
             if cached is not None:
                 # the file's provenance, this request's prompt (for a model cover the prompt is in the key anyway)
                 cached.personalized = prompt.personalized
@@ -269,7 +274,7 @@ class CoverGenerator(LoadsOnce):
                 personalized=prompt.personalized,
             )
             asset.latency_ms = (time.perf_counter() - start) * 1000.0
-            assets.append(self.store.put(asset, poster))
+            assets.append(store.put(asset, poster))
         return assets
 
     def _params(self, prompt: Prompt, init: str | None = None) -> dict[str, Any]:

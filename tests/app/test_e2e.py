@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 from sqlalchemy import select
@@ -20,6 +20,15 @@ def client(live_app):
     return Client(url, verbose=False)
 
 
+def _is_image(live_app, cover_url: str | None) -> bool:
+    """True when the app serves a JPEG at `cover_url` (relative to its root), as an API client would fetch it."""
+    url, _ = live_app
+    if not cover_url:
+        return False
+    got = httpx.get(url + cover_url, timeout=10)
+    return got.status_code == 200 and got.headers["content-type"] == "image/jpeg" and got.content[:2] == b"\xff\xd8"
+
+
 def test_named_endpoints_are_listed(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/recommend", "/feedback", "/generate_covers", "/generate_caption", "/next_pair", "/label"} <= names
@@ -30,7 +39,7 @@ def test_recommend_then_feedback_is_stored_once(client, live_app):
     slate = client.predict("5", "ease", 4, api_name="/recommend")
     assert slate["user_id"] == "5" and slate["impression_id"] >= 1 and len(slate["items"]) == 4
     # the first answer does not wait for covers: they are made in the background, and there next time
-    assert slate["pending"] == 4 and all(item["pending"] and item["cover_path"] is None for item in slate["items"])
+    assert slate["pending"] == 4 and all(item["pending"] and item["cover_url"] is None for item in slate["items"])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         again = client.predict("5", "ease", 4, api_name="/recommend")
@@ -40,8 +49,8 @@ def test_recommend_then_feedback_is_stored_once(client, live_app):
     assert [i["item_id"] for i in again["items"]] == [i["item_id"] for i in slate["items"]]
     assert again["impression_id"] > slate["impression_id"]
     for item in again["items"]:
-        assert {"item_id", "title", "score", "cover_path", "caption", "why"} <= set(item)
-        assert Path(item["cover_path"]).is_file() and item["cover_fallback"] is True and item["caption"]
+        assert {"item_id", "title", "score", "cover_key", "cover_url", "caption", "why"} <= set(item)
+        assert _is_image(live_app, item["cover_url"]) and item["cover_fallback"] is True and item["caption"]
     scores = [item["score"] for item in slate["items"]]
     assert scores == sorted(scores, reverse=True)
     item_id = slate["items"][0]["item_id"]
@@ -56,10 +65,10 @@ def test_recommend_then_feedback_is_stored_once(client, live_app):
     ]
 
 
-def test_recommend_can_wait_for_the_assets(client):
+def test_recommend_can_wait_for_the_assets(client, live_app):
     slate = client.predict("11", "pop", 3, True, api_name="/recommend")
     assert slate["pending"] == 0
-    assert all(Path(item["cover_path"]).is_file() and item["caption"] for item in slate["items"])
+    assert all(_is_image(live_app, item["cover_url"]) and item["caption"] for item in slate["items"])
 
 
 def test_compare_slate_credits_two_models(client):
@@ -97,10 +106,10 @@ def test_feedback_rejects_bad_input(client, args, message):
         client.predict(*args, api_name="/feedback")
 
 
-def test_generation_endpoints(client):
+def test_generation_endpoints(client, live_app):
     covers = client.predict("3", "6", 2, 11, api_name="/generate_covers")  # a Sci-Fi fan, a Drama film
     assert sorted(v["personalized"] for v in covers["variants"]) == [False, True]
-    assert all(Path(v["cover_path"]).is_file() and v["generator"] == "fallback" for v in covers["variants"])
+    assert all(_is_image(live_app, v["cover_url"]) and v["generator"] == "fallback" for v in covers["variants"])
     caption = client.predict("3", "7", api_name="/generate_caption")
     assert caption["text"] and caption["fallback"] is True
     with pytest.raises(Exception, match="n: expected an integer between 2 and 8"):
@@ -114,7 +123,7 @@ def test_label_endpoints(client, live_app):
     svc.labeling.make_pairs(1, seed=3)
     pair = client.predict("e2e-annotator", api_name="/next_pair")
     assert pair["pair_id"] > 0 and pair["a"]["asset_id"] != pair["b"]["asset_id"]
-    assert pair["target_user_id"] and (pair["a"]["cover_path"] or pair["a"]["text"])
+    assert pair["target_user_id"] and (_is_image(live_app, pair["a"]["cover_url"]) or pair["a"]["text"])
     done = client.predict("e2e-annotator", pair["pair_id"], "2", api_name="/label")
     assert done["choice"] == "B"
     with svc.events.Session() as s:

@@ -85,3 +85,36 @@ def test_cover_generator_files_covers_by_key_in_a_blob_store(tmp_path, toy_story
     [again] = other.generate(toy_story, None)
     assert again.cache_hit and again.path == asset.path
     assert (tmp_path / "cache-2" / asset.path).read_bytes() == (tmp_path / "shared" / asset.path).read_bytes()
+
+
+def test_covers_on_trial_stay_out_of_the_store_until_promoted(tmp_path):
+    from generation.assets import StagedAssetStore
+
+    main = AssetStore(BlobStore(tmp_path / "blobs"))
+    staged = StagedAssetStore(main, tmp_path / "staging", max_assets=2)
+    keys = [asset_key("cover", {"n": i}) for i in range(3)]
+    for i, key in enumerate(keys):
+        out = staged.put(_cover(key), Image.new("RGB", (8, 12), (i, 0, 0)))
+        assert staged.holds(out.path) and Path(out.path).is_file()
+    assert main.stored() == {}  # nothing reached the store
+    assert set(staged.staging.stored()) == set(keys[1:])  # the oldest trial pushed out past max_assets
+    assert staged.promote(keys[0]) is None  # gone from both: make it again
+    path = staged.promote(keys[2])
+    assert path == AssetStore.image_key(keys[2]) and main.local_path(path).is_file()
+    assert staged.promote(keys[2]) == path and set(main.stored()) == {keys[2]}  # idempotent
+    assert main.get("cover", keys[2], "u").path == path  # a stored one is read from the store first
+    assert staged.get("cover", keys[2], "u").path == path
+    assert staged.image_file(AssetStore.image_key(keys[1])) is not None  # still on trial, still served
+    with pytest.raises(ValueError, match="main must be"):
+        StagedAssetStore(BlobStore(tmp_path / "x"), tmp_path / "s")
+
+
+def test_a_local_store_lists_and_evicts_its_blobs(tmp_path):
+    store = AssetStore(BlobStore(tmp_path / "blobs"))
+    key = asset_key("cover", {"n": 1})
+    store.put(_cover(key), Image.new("RGB", (8, 12)))
+    (tmp_path / "blobs" / "covers" / key[:2] / ".tmp-half.jpg").write_bytes(b"x")  # an unfinished write: skipped
+    held = store.stored()
+    assert list(held) == [key] and len(held[key].blob_keys) == 2 and held[key].size > 0
+    assert store.evict(held[key]) == held[key].size
+    assert store.get("cover", key, "u") is None and store.stored() == {}
