@@ -148,6 +148,14 @@ class Assets:
         """The local file of a cover image by blob key: stored (fetched on a miss) or on trial; None otherwise."""
         return self.staged.image_file(image_key)
 
+    def read_cover(self, path_or_key: str) -> bytes:
+        """The bytes of a recorded cover (by blob key, or an older row's path), for the reward model;
+        FileNotFoundError naming it when this store lacks it."""
+        found = self.file(path_or_key)
+        if found is None:
+            raise FileNotFoundError(f"cover {path_or_key!r} is not in the blob store")
+        return Path(found).read_bytes()
+
     @property
     def public_dir(self) -> Path:
         """The folder of stored cover images to serve (provenance files stay private)."""

@@ -165,12 +165,29 @@ class Learner:
         self.policy_path = policy_path
         self.n = n
         self.pairs_max = pairs_max
+        self.read_bytes: Callable[[str], bytes] | None = None  # how a reward model reads a cover (`use_store`)
         self.reward = reward
         self._lock = threading.Lock()  # the policy (its counts and its random state)
         self._prompts: OrderedDict[str, list[str]] = OrderedDict()  # user -> picked prompts
         self._prompts_lock = threading.Lock()
         self.updates = 0  # policy updates since start
         self._dirty = False  # learned since the last save
+
+    @property
+    def reward(self) -> "RewardModel | None":
+        """The reward model ranking best-of-N candidates (None: the first candidate is shown)."""
+        return self._reward
+
+    @reward.setter
+    def reward(self, model: "RewardModel | None") -> None:
+        if model is not None and self.read_bytes is not None:
+            model.read_bytes = self.read_bytes  # recorded covers are blob keys, not file paths
+        self._reward = model
+
+    def use_store(self, read_bytes: Callable[[str], bytes]) -> None:
+        """Read cover images through `read_bytes` (blob key -> bytes) when a reward model scores them."""
+        self.read_bytes = read_bytes
+        self.reward = self._reward
 
     @classmethod
     def start(cls, data_dir: Path, catalog: Catalog, events: EventLog, *, n: int, pairs_max: int,
@@ -401,6 +418,7 @@ def reward_gate(candidate: float, served: float | None, n_fresh: int, served_ver
 
 def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Path | str",
                  encoder: Callable[[list[str]], Any], *, tolerance: float = 0.0, text_model: str | None = None,
+                 read_bytes: Callable[[str], bytes] | None = None,
                  say: Callable[[str], Any] = log.info) -> dict[str, Any]:
     """Fit a reward model on every A/B label and Create pick in the store, gate it, and register it.
 
@@ -427,7 +445,9 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
     pairs, candidates = records_from_frames(preferences, assets)
     say(f"reward: {len(pairs)} pairs from {len(preferences)} labels over {len(candidates)} assets")
     users = {u: user_features(catalog, u) for u in dict.fromkeys(p.user_id for p in pairs)}
-    model = RewardModel(encoder).fit(pairs, users, candidates)
+    # covers are recorded by blob key: `read_bytes` (the app's `Assets.read_cover`) reads them; a file path else
+    model = (RewardModel(encoder, read_bytes=read_bytes) if read_bytes else RewardModel(encoder)).fit(
+        pairs, users, candidates)
     metrics = {k: float(v) for k, v in model.metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
     held_out = [p for p in pairs if p.at >= model.metrics["split_at"]]  # the time split never cuts an instant
@@ -448,6 +468,8 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
             except LookupError as exc:  # its artifact is gone (e.g. a lost local blob store): nothing serves it
                 missing = f"the served version {served.version} cannot be loaded ({exc}); compared with chance: "
             else:
+                if read_bytes is not None:
+                    served_model.read_bytes = read_bytes
                 served_accuracy = served_model.pair_accuracy(fresh, users, candidates)
     promote, reason = reward_gate(metrics["heldout_accuracy"], served_accuracy, n_fresh,
                                   None if served is None or missing else served.version, tolerance)

@@ -112,7 +112,7 @@ class Services:
         try:
             result = preference.train_reward(self.events.Session, self.catalog, self.artifacts,
                                              preference.encoder_for("minilm", self.settings.text_model),
-                                             text_model=self.settings.text_model)
+                                             text_model=self.settings.text_model, read_bytes=self.assets.read_cover)
         except ValueError as exc:
             raise bad("preference model", "enough labelled pairs to learn from", str(exc)) from exc
         self.serve_promoted()
@@ -319,6 +319,7 @@ def build_services(
                             pairs_max=settings.auto_pairs_max, text_model=settings.text_model, notes=notes)
     assets = Assets(catalog, events, covers, captions, ReadSession, learner=learner,
                     quota_bytes=settings.asset_quota_bytes, staging_dir=data_dir / "staging")
+    learner.use_store(assets.read_cover)  # the reward model sees the covers it ranks (recorded by blob key)
     svc = Services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),

@@ -428,3 +428,27 @@ def test_a_promoted_version_whose_artifact_is_gone_leaves_the_served_model_in_pl
                           say=lambda m: None)
     assert result["version"] == 2 and result["promoted"]
     assert result["reason"].startswith("the served version 1 cannot be loaded") and "chance" in result["reason"]
+
+
+def test_the_reward_model_reads_the_covers_it_learns_from_and_ranks_by_blob_key(fresh_svc, monkeypatch, caplog):
+    """Covers are recorded by blob key, not by a file path: training and best-of-N read them through the blob
+    store (before, every cover was 'unreadable' and the model scored without image features)."""
+    import logging
+
+    from app import preference
+
+    svc = fresh_svc
+    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    _labelled_store(svc)
+    with caplog.at_level(logging.WARNING):
+        first = train_reward(svc.events.Session, svc.catalog, svc.artifacts, HashingEncoder(16), tolerance=1.0,
+                             read_bytes=svc.assets.read_cover, say=lambda m: None)
+        assert first["promoted"] and "reward" in svc.serve_promoted()
+        svc.train_preference()  # the app's own path (the admin action, the schedule): version 2
+        _show_slate(svc, "9", k=2)  # best-of-N: the served model scores this slate's candidate covers
+    assert len(_reward_rows(svc)) == 2
+    unreadable = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert unreadable == []
+    assert svc.assets.learner.reward.read_bytes == svc.assets.read_cover
+    with pytest.raises(FileNotFoundError, match="covers/00/"):
+        svc.assets.read_cover("covers/00/" + "0" * 64 + ".jpg")
