@@ -11,51 +11,23 @@ why this module does not use `from __future__ import annotations`). Each validat
 bad request with a `gr.Error` naming the argument, what was expected and what was received.
 
 Covers come as a blob key (`cover_key`, `covers/ab/<sha256>.jpg`, the same on every replica) and a URL relative to
-the app's root (`cover_url`), served by `cover_route` from the blob store: never a path on the server.
+the app's root (`cover_url`), served by `app.routes.cover_route` from the blob store: never a path on the server.
 
     image = httpx.get(urljoin("http://127.0.0.1:7860/", item["cover_url"])).content
 """
-
-import re
-from pathlib import Path
 
 import gradio as gr
 
 from app import checks
 from app.errors import bad
 from app.handlers import KEY_CHOICES, user_errors
+from app.routes import cover_url
 from app.services import Services
 from app.settings import password_matches
 from app.slates import Page, Visit
 
-__all__ = ["register_api", "ApiHandlers", "cover_route", "cover_url"]
+__all__ = ["register_api", "ApiHandlers"]
 
-_COVER_NAME = re.compile(r"^([0-9a-f]{2})[0-9a-f]{62}\.(jpg|png)$")
-_MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
-
-
-def cover_url(key: str | None) -> str | None:
-    """The URL (relative to the app's root) at which `cover_route` serves the cover with blob key `key`."""
-    return key  # the route mirrors the key space: covers/ab/<sha256>.jpg
-
-
-def cover_route(assets):
-    """The route serving cover images by blob key (GET and HEAD /covers/<ab>/<sha256>.jpg|png) from the blob store
-    (fetched into this machine's cache on a miss) or from the Create variants on trial; 404 for anything else.
-    Keys name contents, so an answer may be cached. Pass it to `launch(app_kwargs={"routes": [...]})`."""
-    from starlette.responses import FileResponse, Response
-    from starlette.routing import Route
-
-    def serve(request):
-        shard, name = request.path_params["shard"], request.path_params["name"]
-        found = _COVER_NAME.match(name)
-        path = assets.cover_file(f"covers/{shard}/{name}") if found and found.group(1) == shard else None
-        if path is None:
-            return Response(status_code=404)
-        return FileResponse(Path(path), media_type=_MEDIA_TYPES[found.group(2)],
-                            headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"})
-
-    return Route("/covers/{shard}/{name}", serve, methods=["GET", "HEAD"])
 
 
 class ApiHandlers:

@@ -1,10 +1,9 @@
 """HTML for the app: recommendation cards, profile summaries, label pairs, the status page.
 
 Everything a user, a dataset or a model can put into a string (titles, captions, genres, user ids, model
-names, file paths) goes through `html.escape` here, and nowhere else builds HTML from data. Images are
-served by Gradio's file route (`gradio_api/file=<path>`, relative, so it also works behind a Spaces proxy);
-the app passes the asset directory (and, for a catalogue with pictures, the dataset folder) to
-`launch(allowed_paths=...)`.
+names, URLs) goes through `html.escape` here, and nowhere else builds HTML from data. Pictures come as URLs
+relative to the app's root (`app.routes`: covers by blob key, an item's own picture by item id), so they work
+behind a Spaces proxy and no page shows a path on the server.
 
 A card can show two pictures: the generated cover and the item's own image (a bring-your-own catalogue's
 `image` column). `lead` ("generated" or "item") says which one fills the card; the other is a small inset.
@@ -18,13 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 import re
 from html import escape
-from pathlib import Path
-from urllib.parse import quote
 
 __all__ = [
     "CSS",
     "CardView",
-    "file_url",
     "render_card",
     "render_empty_slot",
     "render_profile",
@@ -53,18 +49,13 @@ class CardView:
     score: float | None = None
     why: str = ""
     model: str = ""  # the model (or interleaving team) that contributed the item
-    cover_path: str | None = None  # None: the cover is still being generated
+    cover_src: str | None = None  # the cover's URL (`app.routes.cover_url`); None: still being generated
     cover_fallback: bool = False
     caption: str | None = None
     caption_fallback: bool = False
     feedback: str | None = None  # "like" once the visitor liked it
     badges: Sequence[str] = field(default_factory=tuple)
-    item_image: str | None = None  # the item's own picture (a file path), when the catalogue has one
-
-
-def file_url(path: str | Path) -> str:
-    """The URL under which Gradio serves a local file in an allowed path."""
-    return "gradio_api/file=" + quote(str(path), safe="/")
+    item_image_src: str | None = None  # the URL of the item's own picture, when the catalogue has one
 
 
 def markdown_escape(text: object) -> str:
@@ -88,9 +79,9 @@ def _check_lead(lead: str) -> None:
 
 
 def _generated(card: CardView) -> str:
-    if not card.cover_path:
+    if not card.cover_src:
         return f'<div class="vt-cover-pending" aria-label="cover being generated"><span>{_e(card.title)}</span></div>'
-    html = (f'<img class="vt-cover-img" src="{_e(file_url(card.cover_path))}" alt="{_e("Cover of " + card.title)}"'
+    html = (f'<img class="vt-cover-img" src="{_e(card.cover_src)}" alt="{_e("Cover of " + card.title)}"'
             ' loading="lazy">')
     if card.cover_fallback:
         html += '<span class="vt-flag" title="No diffusion model loaded: typographic fallback cover">fallback</span>'
@@ -98,20 +89,20 @@ def _generated(card: CardView) -> str:
 
 
 def render_card(card: CardView, position: int | None = None, lead: str = "generated") -> str:
-    """One recommendation card. The cover area shows a shimmer until `cover_path` is set; with an
-    `item_image`, `lead` chooses which picture fills the card and the other is shown as a small inset."""
+    """One recommendation card. The cover area shows a shimmer until `cover_src` is set; with an
+    `item_image_src`, `lead` chooses which picture fills the card and the other is shown as a small inset."""
     _check_lead(lead)
     year = f' <span class="vt-year">({_e(card.year)})</span>' if card.year else ""
-    own = (f'<img class="vt-cover-img vt-item-img" src="{_e(file_url(card.item_image))}" '
-           f'alt="{_e("Picture of " + card.title)}" loading="lazy">' if card.item_image else "")
+    own = (f'<img class="vt-cover-img vt-item-img" src="{_e(card.item_image_src)}" '
+           f'alt="{_e("Picture of " + card.title)}" loading="lazy">' if card.item_image_src else "")
     if own and lead == "item":
-        inset = (f'<img class="vt-inset" src="{_e(file_url(card.cover_path))}" alt="{_e("Cover of " + card.title)}"'
-                 ' loading="lazy">' if card.cover_path else "")
+        inset = (f'<img class="vt-inset" src="{_e(card.cover_src)}" alt="{_e("Cover of " + card.title)}"'
+                 ' loading="lazy">' if card.cover_src else "")
         cover = own + inset
     else:
         cover = _generated(card)
         if own:
-            cover += (f'<img class="vt-inset vt-item-img" src="{_e(file_url(card.item_image))}" '
+            cover += (f'<img class="vt-inset vt-item-img" src="{_e(card.item_image_src)}" '
                       f'alt="{_e("Picture of " + card.title)}" loading="lazy">')
     if card.caption is None:
         caption = '<p class="vt-caption vt-pending">writing a caption for you…</p>'
@@ -146,18 +137,18 @@ def render_detail(
     year: int | None,
     genres: Sequence[str],
     text: str,
-    cover_path: str | None,
-    item_image: str | None = None,
+    cover_src: str | None,
+    item_image_src: str | None = None,
     lead: str = "generated",
 ) -> str:
     """The panel shown when a card is opened: the generated cover and the item's own image side by side
     (the one `lead` names first)."""
     _check_lead(lead)
     pictures = []
-    if cover_path:
-        pictures.append(f'<img class="vt-detail-img" src="{_e(file_url(cover_path))}" alt="{_e("Cover of " + title)}">')
-    if item_image:
-        own = f'<img class="vt-detail-img vt-item-img" src="{_e(file_url(item_image))}" alt="{_e("Picture of " + title)}">'
+    if cover_src:
+        pictures.append(f'<img class="vt-detail-img" src="{_e(cover_src)}" alt="{_e("Cover of " + title)}">')
+    if item_image_src:
+        own = f'<img class="vt-detail-img vt-item-img" src="{_e(item_image_src)}" alt="{_e("Picture of " + title)}">'
         pictures.insert(0 if lead == "item" else len(pictures), own)
     img = "".join(pictures)
     year_html = f" ({_e(year)})" if year else ""
@@ -191,10 +182,10 @@ def render_profile(
     )
 
 
-def render_pair_side(label: str, kind: str, path: str | None, text: str | None) -> str:
-    """One side of a labeling pair: a cover image or a caption, under a big key label ("1" / "2")."""
-    if kind == "cover" and path:
-        body = f'<img class="vt-pair-img" src="{_e(file_url(path))}" alt="{_e("option " + label)}">'
+def render_pair_side(label: str, kind: str, src: str | None, text: str | None) -> str:
+    """One side of a labeling pair: a cover image (its URL) or a caption, under a big key label ("1" / "2")."""
+    if kind == "cover" and src:
+        body = f'<img class="vt-pair-img" src="{_e(src)}" alt="{_e("option " + label)}">'
     else:
         body = f'<blockquote class="vt-pair-text">{_e(text or "")}</blockquote>'
     return f'<div class="vt-pair"><div class="vt-key">{_e(label)}</div>{body}</div>'

@@ -22,6 +22,7 @@ from app import checks
 from app.cards import CardView, markdown_escape, render_card, render_detail, render_pair_side, render_profile, render_status
 from app.errors import AppInputError
 from app.ranking import ModelChoice
+from app.routes import cover_url, item_image_url
 from app.services import Services
 from app.settings import password_matches
 from app.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
@@ -169,12 +170,12 @@ def render_cards(visitor: Visitor) -> list[str]:
             score=None if blind else row.get("score"),
             why=row.get("why") or "",
             model="" if blind else row.get("contributor") or "",
-            cover_path=cover["path"] if cover else None,
+            cover_src=cover["src"] if cover else None,
             cover_fallback=bool(cover and cover["fallback"]),
             caption=caption["text"] if caption else None,
             caption_fallback=bool(caption and caption["fallback"]),
             feedback="like" if row["item_id"] in visitor.liked else None,
-            item_image=row.get("image"),
+            item_image_src=item_image_url(row["item_id"]) if row.get("image") else None,
         )
         cards.append(render_card(view, position=row.get("position", pos), lead=visitor.card_lead))
     return cards + [""] * (PAGE_SIZE - len(cards))
@@ -195,10 +196,11 @@ def _visit(visitor: Visitor) -> Visit:
 
 
 def _keep_assets(svc: Services, visitor: Visitor, covers: dict[str, dict], captions: dict[str, dict]) -> None:
-    """Copy recorded assets into the visitor's state (what the cards show); a cover's blob key becomes the local
-    file this machine serves."""
+    """Copy recorded assets into the visitor's state (what the cards show): a cover by its blob key and the URL
+    that serves it (`app.routes`), never a path on the server."""
     for item_id, cover in covers.items():
-        visitor.covers[item_id] = {"path": svc.assets.file(cover["path"]), "fallback": cover["fallback"],
+        key = svc.assets.cover_key(cover)
+        visitor.covers[item_id] = {"key": key, "src": cover_url(key), "fallback": cover["fallback"],
                                    "asset_id": cover["asset_id"]}
     for item_id, caption in captions.items():
         visitor.captions[item_id] = {"text": caption["text"], "fallback": caption["fallback"],
@@ -273,7 +275,8 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
         item = svc.catalog.item(item_id)
         cover = visitor.covers.get(item_id)
         detail = render_detail(row["title"], row.get("year"), row.get("genres") or [], item.get("text") or "",
-                               cover["path"] if cover else None, item_image=row.get("image"),
+                               cover["src"] if cover else None,
+                               item_image_src=item_image_url(item_id) if row.get("image") else None,
                                lead=svc.settings.card_lead)
         info = f"Opened **{title}**."
     else:
@@ -397,8 +400,8 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
         head = '<div class="vt-muted">Generic pair (no target user)</div>'
     if pair.get("item_id"):
         head += f'<p class="vt-muted">{pair["kind"]} for <b>{_esc(svc.catalog.item_label(pair["item_id"]))}</b></p>'
-    a = render_pair_side("1", pair["a"]["kind"], svc.assets.file(pair["a"].get("path")), pair["a"].get("text"))
-    b = render_pair_side("2", pair["b"]["kind"], svc.assets.file(pair["b"].get("path")), pair["b"].get("text"))
+    a, b = (render_pair_side(key, pair[side]["kind"], cover_url(svc.assets.cover_key(pair[side])), pair[side].get("text"))
+            for key, side in (("1", "a"), ("2", "b")))
     return visitor, head, a, b, progress
 
 

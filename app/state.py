@@ -31,7 +31,7 @@ class Visitor:
     seed: int = 0  # interleaving coin flips of this visitor's slates
     card_lead: str = "generated"  # which picture fills a card whose item has its own: "generated" | "item"
     pending: list[str] = field(default_factory=list)  # items on the slate whose cover or caption is being made
-    covers: dict[str, dict[str, Any]] = field(default_factory=dict)  # item_id -> {"path", "fallback", "asset_id"}
+    covers: dict[str, dict[str, Any]] = field(default_factory=dict)  # item_id -> {"key", "src", "fallback", "asset_id"}
     captions: dict[str, dict[str, Any]] = field(default_factory=dict)  # item_id -> {"text", "fallback", "asset_id"}
     opened: str | None = None  # the item whose detail panel is open
     # Create: the last batch of variants

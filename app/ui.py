@@ -28,7 +28,6 @@ __all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
 # Gradio's queue rebuilds a pandas summary of its last 10,000 events (for /monitoring) after every event by
 # default: at a few hundred events it costs more CPU than the request itself. Every 500 events is plenty.
 ANALYTICS_CACHE_FREQUENCY = "500"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}  # what the item-image folders may serve
 
 
 # Keyboard shortcuts of the Label tab: 1 / 2 / 0 / s / u click the matching button while it is visible.
@@ -311,23 +310,16 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.api import cover_route
     from app.guards import BodyLimit, EncodableJson
+    from app.routes import routes
 
     limit = svc.settings.max_body_bytes
-    dataset = svc.catalog.dataset
-    images = dataset.items["image"].dropna() if "image" in dataset.items else []
-    # images/ of a bring-your-own folder too: where items added while the app runs put theirs (app.growth)
-    grown = [str((Path(dataset.folder) / "images").resolve())] if dataset.folder else []
-    image_dirs = sorted({str(Path(p).parent) for p in images} | set(grown))
     return {
-        # generated assets, and the folders holding the items' own pictures (never the tables beside them)
-        "allowed_paths": [*map(str, svc.assets.public_dirs), *image_dirs],  # cover images only, never provenance
-        "blocked_paths": [str(p) for d in image_dirs if Path(d).is_dir() for p in Path(d).iterdir()
-                          if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES],
+        # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.routes instead
+        "allowed_paths": [*map(str, svc.assets.public_dirs)],  # cover images only, never provenance
         # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
         "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)],
-                       "routes": [cover_route(svc.assets)]},  # the API's cover_url: images by blob key
+                       "routes": routes(svc)},  # covers by blob key, items' own pictures by item id
         "max_file_size": limit,  # the app has no upload component: /gradio_api/upload gets the same cap
         "css": CSS,
         "head": HEAD,

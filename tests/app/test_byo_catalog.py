@@ -78,3 +78,41 @@ def test_discover_shows_the_items_own_pictures(books, browser, artifacts_dir):
         page.close()
     finally:
         demo.close()
+
+
+def test_pictures_are_served_by_name_and_no_page_shows_a_server_path(books):
+    """Cards point at /covers/<key> and /item-image?id=<item> (app.routes), never at a file of the data dir or of
+    the dataset folder; both routes serve the exact files and answer 404 to anything else."""
+    import requests
+
+    from app.ui import build_demo, enable_queue, launch_kwargs
+
+    visitor, _ = h.select_user(books, Visitor(), books.catalog.user_ids[2])
+    visitor, _, _ = h.recommend(books, visitor, "ease-text", None)
+    visitor, cards = list(h.fill_assets(books, visitor, poll_s=0.02))[-1]
+    row = visitor.slate[0]
+    _, _, detail, _ = h.card_feedback(books, visitor, 0, "open")
+    html = "".join(cards) + detail
+    for secret in (str(books.settings.data_dir), str(books.catalog.dataset.folder), "gradio_api/file="):
+        assert secret not in html
+    srcs = re.findall(r'src="([^"]+)"', html)
+    assert any(s.startswith("covers/") for s in srcs) and any(s.startswith("item-image?id=") for s in srcs)
+    demo = build_demo(books)
+    enable_queue(demo)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_kwargs(books))
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        for src in set(srcs):
+            answer = requests.get(base + src.replace("&amp;", "&"), timeout=30)
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/"), src
+        own = requests.get(base + f"item-image?id={row['item_id']}", timeout=30)
+        assert own.content == open(row["image"], "rb").read()
+        cover = visitor.covers[row["item_id"]]
+        assert requests.get(base + cover["src"], timeout=30).content == open(books.assets.file(cover["key"]), "rb").read()
+        for bad in ("item-image?id=nope", "item-image?id=", "item-image?id=..%2Fitems.csv", "covers/ab/x.jpg",
+                    "covers/00/" + "0" * 64 + ".jpg"):
+            assert requests.get(base + bad, timeout=30).status_code == 404, bad
+    finally:
+        demo.close()

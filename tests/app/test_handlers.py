@@ -94,7 +94,8 @@ def test_fill_assets_streams_covers_and_captions(svc):
     assert not any("vt-cover-pending" in c for c in cards)
     for row in visitor.slate:
         cover = visitor.covers[row["item_id"]]
-        assert Path(cover["path"]).is_file() and cover["fallback"] is True
+        assert Path(svc.assets.file(cover["key"])).is_file() and cover["fallback"] is True
+        assert cover["src"] == cover["key"] and f'src="{cover["src"]}"' in "".join(cards)  # a URL, not a path
         assert visitor.captions[row["item_id"]]["text"]
     assets = _rows(svc, GeneratedAsset, GeneratedAsset.user_id == "8")
     assert {a.kind for a in assets} == {"cover", "caption"} and all(a.fallback for a in assets)

@@ -90,14 +90,14 @@ def test_a_tiny_quota_evicts_the_oldest_unlabelled_covers_and_the_next_slate_mak
     assert int(user) < 8
     visitor, _ = h.select_user(svc, Visitor(), user)
     visitor, cards, _ = h.recommend(svc, visitor, "ease", None)
-    shown = {i: c["path"] for i, c in visitor.covers.items()}
-    assert all(Path(p).is_file() for p in shown.values() if p)
+    shown = {i: svc.assets.file(c["key"]) for i, c in visitor.covers.items()}
+    assert all(shown.values())  # every cover shown is there: none points at an evicted file
     assert set(gone) <= set(visitor.pending)  # queued again ...
     list(h.fill_assets(svc, visitor, poll_s=0.05, max_s=20))
     assert not visitor.pending
     for item in gone:  # ... and made again: the same key, the same file
-        assert Path(visitor.covers[item]["path"]).is_file()
-        assert Path(visitor.covers[item]["path"]).name == Path(first.covers[item]["path"]).name
+        assert svc.assets.file(visitor.covers[item]["key"])
+        assert Path(visitor.covers[item]["key"]).name == Path(first.covers[item]["path"]).name
 
 
 def test_the_quota_never_evicts_a_file_whose_row_is_on_its_way(services_factory):

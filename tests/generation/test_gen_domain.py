@@ -53,9 +53,10 @@ def test_books_products_and_songs_get_their_own_words(tmp_path, tiny_lm_dir, nam
             strings += [p.text for p in prompt_pair(item, who, 0.5, domain)]
             strings.append(caption_request(item, who, 220, domain))
             strings += [template_caption(item, who, seed, n, domain) for seed in range(3) for n in (60, 220)]
-        strings.append(render_card(CardView(item.item_id, item.title, item.year, item.genres, cover_path="/a/c.jpg",
-                                            item_image=item.image, caption="x"), 0, lead="item"))
-        strings.append(render_detail(item.title, item.year, item.genres, item.text, "/a/c.jpg", item.image, "item"))
+        strings.append(render_card(CardView(item.item_id, item.title, item.year, item.genres, cover_src="covers/a/c.jpg",
+                                            item_image_src=f"item-image?id={item.item_id}", caption="x"), 0, lead="item"))
+        strings.append(render_detail(item.title, item.year, item.genres, item.text, "covers/a/c.jpg",
+                                     f"item-image?id={item.item_id}", "item"))
     strings.append(render_profile("u0", profile.top_genres, profile.liked_titles, 5))
     # the generators themselves: the template fallback, the tiny LLM (gibberish -> template) and the cover fallback
     item = next(iter(items.values()))
@@ -233,15 +234,15 @@ def test_init_strength_is_checked_and_the_fallback_frames_the_picture(tmp_path, 
 
 
 def test_cards_lead_with_the_chosen_picture():
-    card = CardView("1", "Dune", 1965, ["Sci-Fi"], cover_path="/assets/c.jpg", item_image='/data/img/"x.png')
+    card = CardView("1", "Dune", 1965, ["Sci-Fi"], cover_src="covers/ab/c.jpg", item_image_src='item-image?id="x')
     generated, own = render_card(card, lead="generated"), render_card(card, lead="item")
     first = lambda html: re.search(r'<img class="([^"]+)" src="([^"]+)"', html).groups()  # noqa: E731
-    assert first(generated) == ("vt-cover-img", "gradio_api/file=/assets/c.jpg")
-    assert first(own) == ("vt-cover-img vt-item-img", "gradio_api/file=/data/img/%22x.png")
-    assert 'class="vt-inset vt-item-img"' in generated and 'class="vt-inset" src="gradio_api/file=/assets/c.jpg"' in own
-    pending = render_card(CardView("1", "Dune", item_image="/data/i.png"), lead="item")
+    assert first(generated) == ("vt-cover-img", "covers/ab/c.jpg")
+    assert first(own) == ("vt-cover-img vt-item-img", "item-image?id=&quot;x")
+    assert 'class="vt-inset vt-item-img"' in generated and 'class="vt-inset" src="covers/ab/c.jpg"' in own
+    pending = render_card(CardView("1", "Dune", item_image_src="item-image?id=1"), lead="item")
     assert "vt-cover-pending" not in pending and "vt-inset" not in pending  # the item's picture needs no waiting
-    detail = render_detail("Dune", 1965, [], "", "/assets/c.jpg", "/data/i.png", lead="item")
-    assert detail.index("/data/i.png") < detail.index("/assets/c.jpg")
+    detail = render_detail("Dune", 1965, [], "", "covers/ab/c.jpg", "item-image?id=1", lead="item")
+    assert detail.index("item-image?id=1") < detail.index("covers/ab/c.jpg")
     with pytest.raises(ValueError, match="lead: expected one of"):
         render_card(card, lead="both")
