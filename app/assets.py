@@ -465,7 +465,7 @@ class Assets:
         written; such a variant has `asset_id` None until `keep` stores it (a pick does). A variant already in the
         store comes as it is, with the id of its row when one was recorded for this user. With a learner, the
         first personalized and the first generic variant are kept and queued as a label pair when the queue takes
-        one for (user, item) (the rule of `Learner.queue_pairs`).
+        one for (user, item) (`Learner.takes_pair`).
         """
         n = checks.integer("n", n, 2, checks.N_VARIANTS_MAX)
         seed = checks.integer("seed", seed, 0, checks.SEED_MAX)
@@ -508,16 +508,8 @@ class Assets:
                  else ids.get((d["content_hash"], d.get("user_id"), d["kind"]))} for d in rows]
 
     def _queue_takes(self, user_id: str, item_id: str) -> bool:
-        """Whether `Learner.queue_pairs` would take a cover pair of (user, item) now (read only): the queue has
-        room and holds no cover pair of that item for that user yet. Variants are kept only then."""
-        from annotation import reads
-
-        if self.learner is None or self.learner.pairs_max == 0:
-            return False
-        with self.ReadSession() as s:
-            if self.learner.pairs_max - reads.untouched_pairs(s) <= 0:
-                return False
-            return (item_id, "cover") not in reads.paired_items(s, user_id, [item_id])
+        """Whether the label queue would take a cover pair of (user, item) now: variants are kept only then."""
+        return self.learner is not None and self.learner.takes_pair(user_id, item_id, "cover")
 
     def keep(self, variants: Sequence[Mapping[str, Any]]) -> list[Asset]:
         """Store the variants made on trial (`asset_id` None): their files into the blob store, their rows into

@@ -330,17 +330,31 @@ class Learner:
         return out
 
     # -- the labeling queue ----------------------------------------------------------------------------------
+    def _room(self, user_id: str, item_ids: Sequence[str]) -> tuple[int, set[tuple[str, str]]]:
+        """(pairs the queue may still take, the (item_id, kind) already paired for `user_id` among `item_ids`)."""
+        from annotation import reads
+
+        with self.events.ReadSession() as s:
+            room = self.pairs_max - reads.untouched_pairs(s)
+            return room, (reads.paired_items(s, user_id, list(item_ids)) if room > 0 else set())
+
+    def takes_pair(self, user_id: str, item_id: str, kind: str = "cover") -> bool:
+        """Whether `queue_pairs` would take a `kind` pair of (user, item) now (read only): the queue has room and
+        holds none for that item and user yet."""
+        if self.pairs_max == 0:
+            return False
+        room, have = self._room(user_id, [item_id])
+        return room > 0 and (item_id, kind) not in have
+
     def queue_pairs(self, user_id: str, pairs: Sequence[tuple[str, int, int, str]]) -> int:
         """Add label pairs (kind, shown asset id, other asset id, item id) made for `user_id`, sides in a random
         order seeded by (user, item, kind). At most one pair per (user, item, kind), and none once `pairs_max`
         untouched pairs wait. Returns how many were created."""
-        from annotation import reads, store
+        from annotation import store
 
         if not pairs or self.pairs_max == 0:
             return 0
-        with self.events.ReadSession() as s:  # read first: a full queue costs no write transaction
-            room = self.pairs_max - reads.untouched_pairs(s)
-            have = reads.paired_items(s, user_id, [p[3] for p in pairs]) if room > 0 else set()
+        room, have = self._room(user_id, [p[3] for p in pairs])  # read first: a full queue costs no write
         todo = [p for p in pairs if (p[3], p[0]) not in have and p[1] != p[2]]
         if room <= 0 or not todo:
             return 0
