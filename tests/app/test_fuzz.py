@@ -136,3 +136,34 @@ def test_named_endpoints_are_events_too(live_app, api_name):
     url, _ = live_app
     config = requests.get(url + "config", timeout=TIMEOUT_S).json()
     assert api_name in [dep.get("api_name") for dep in config["dependencies"]]
+
+
+def test_the_picture_routes_answer_404_to_anything_they_do_not_serve(live_app):
+    """/covers/<ab>/<name> and /item-image?id=... (app.routes) under generated names and ids: an image or a 404,
+    never a server error, never a file that is not a picture."""
+    from urllib.parse import quote
+
+    url, _ = live_app
+    failures: list[str] = []
+    tried = 0
+
+    @settings(max_examples=FUZZ_EXAMPLES * 8, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(_weird_text, _weird_text)
+    def probe(a, b):
+        nonlocal tried
+        for target, params in ((lambda: f"covers/{quote(a, safe='')}/{quote(b, safe='')}", None),
+                               (lambda: "item-image", {"id": a})):
+            tried += 1
+            try:
+                answer = requests.get(url + target(), params=params, timeout=TIMEOUT_S)
+            except UnicodeEncodeError:  # a lone surrogate cannot even be sent in a URL
+                continue
+            ok = answer.status_code in (400, 404) or (
+                answer.status_code == 200 and answer.headers.get("content-type", "").startswith("image/"))
+            if not ok:
+                failures.append(f"{target} {params}: HTTP {answer.status_code} {answer.text[:100]!r}")
+
+    probe()
+    print(f"fuzz: {tried} picture-route cases")
+    assert not failures, "\n".join(failures[:10])
