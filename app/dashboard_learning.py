@@ -43,8 +43,8 @@ def _get(metrics: Any, *path: str) -> float:
 def versions_table(versions: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
     """One row per version: name, kind, version, created_at, decision, promoted, watermark, reason, and the
     metric of the candidate and of the version served next to it, offline (the gate's part) and on the recent
-    holdout; for a preference (reward) model, its held-out pair accuracy and the served version's on the pairs
-    that one never trained on."""
+    holdout; for a preference (reward) model, its held-out pair accuracy, and the candidate's and the served
+    version's on the held-out pairs newer than what the served one trained on (the gate's comparison)."""
     rows = []
     for r in versions.itertuples(index=False):
         m = r.metrics or {}
@@ -58,10 +58,12 @@ def versions_table(versions: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFr
             "holdout": _get(m, "candidate", "holdout", metric),
             "served_holdout": _get(m, "served", "holdout", metric),
             "pair_accuracy": _get(m, "candidate", "heldout_accuracy"),
+            "fresh_pair_accuracy": _get(m, "candidate_on_fresh"),
             "served_pair_accuracy": _get(m, "served", "heldout_accuracy"),
         })
     columns = ["name", "kind", "version", "created_at", "decision", "promoted", "watermark", "reason", "offline",
-               "served_offline", "holdout", "served_holdout", "pair_accuracy", "served_pair_accuracy"]
+               "served_offline", "holdout", "served_holdout", "pair_accuracy", "fresh_pair_accuracy",
+               "served_pair_accuracy"]
     return pd.DataFrame(rows, columns=columns)
 
 

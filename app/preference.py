@@ -439,7 +439,8 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
     1. Pairs from the store; the model is fitted with its time split (the latest pairs held out:
        `metrics["heldout_accuracy"]`), then refitted on all of them (`generation.reward.RewardModel.fit`).
     2. The gate (`reward_gate`): next to the served version (the registry's promoted "reward", loaded with
-       `text_model` for its encoder) on the held-out pairs newer than its `config["trained_until"]`.
+       `text_model` for its encoder) on the held-out pairs newer than its `config["trained_until"]`, which
+       neither it nor the candidate's split model (`RewardModel.heldout_accuracy`) was fitted on.
     3. The registry: the `.npz` saved in the blob store (`artifacts`), a row (name "reward", kind
        "preference") with the metrics (the candidate's, the served version's), the time of the newest pair trained
        on, and the decision with its reason; a promoted version is served by every replica at its next poll.
@@ -471,7 +472,7 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
         served = registry.promoted_version(s, REWARD_NAME, REWARD_KIND)
         if served is not None:
             s.expunge(served)
-    served_accuracy, n_fresh, missing = None, 0, None
+    served_accuracy, candidate_accuracy, n_fresh, missing = None, metrics["heldout_accuracy"], 0, None
     if served is not None:
         until = (served.config or {}).get("trained_until")
         fresh = [p for p in held_out if until is None or p.at > until]
@@ -485,12 +486,15 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
                 if read_bytes is not None:
                     served_model.read_bytes = read_bytes
                 served_accuracy = served_model.pair_accuracy(fresh, users, candidates)
-    promote, reason = reward_gate(metrics["heldout_accuracy"], served_accuracy, n_fresh,
+                # both on the same pairs: the candidate's split model never saw them either
+                candidate_accuracy = model.heldout_accuracy(fresh)
+    promote, reason = reward_gate(candidate_accuracy, served_accuracy, n_fresh,
                                   None if served is None or missing else served.version, tolerance)
     reason = (missing or ("first version: " if served is None else "")) + reason
     # 3. the registry
     encoder_name = getattr(encoder, "name", type(encoder).__name__)
     gate_metrics = {"candidate": metrics, "served": {"heldout_accuracy": served_accuracy, "n_fresh": n_fresh},
+                    "candidate_on_fresh": None if served_accuracy is None else candidate_accuracy,
                     "served_version": None if served is None else served.version, "tolerance": tolerance,
                     "chance": CHANCE}
     with Session() as s, s.begin():

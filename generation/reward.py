@@ -496,6 +496,9 @@ class RewardModel:
         self.image_std = np.ones(0)
         self.weights: np.ndarray | None = None
         self.metrics: dict[str, Any] = {}
+        # the held-out pairs of the last fit and the margin the split model (fitted before them) gave each: a
+        # gate compares on any subset of them (`heldout_accuracy`); not saved
+        self.heldout_margins: dict[PreferencePair, float] = {}
         self.version = ""
         self.encoder_name = str(getattr(encoder, "name", type(encoder).__name__))
         self._cache: dict[str, dict[str, dict[str, np.ndarray]]] | None = None  # raw features by id, during fit
@@ -747,6 +750,7 @@ class RewardModel:
             "n_pick_pairs": sum(p.source == "pick" for p in pairs),
             "split_at": float(test[0].at), "l2": float(l2),
         }
+        self.heldout_margins = {p: float(m) for p, m in zip(test, margin_te)}
         if self.config.refit_all:
             weights, _ = self._fit_pairs(pairs, users, candidates, l2=l2)
         self.weights = weights
@@ -820,6 +824,15 @@ class RewardModel:
         """P(user prefers a over b) under the model."""
         s = self.score(user, [a, b])
         return float(_sigmoid(np.array(s[0] - s[1])))
+
+    def heldout_accuracy(self, pairs: Sequence[PreferencePair]) -> float:
+        """Held-out pair accuracy of the last fit on `pairs`, a subset of its held-out pairs (ties count half): the
+        split model's, fitted before them, not the refitted one's (which saw them). ValueError for a pair the
+        fit did not hold out."""
+        missing = [p for p in pairs if p not in self.heldout_margins]
+        if missing:
+            raise invalid("pairs", "pairs the last fit held out", f"{len(missing)} others, e.g. {missing[0]}")
+        return _pair_accuracy(np.array([self.heldout_margins[p] for p in pairs]))
 
     def pair_accuracy(self, pairs: Sequence[PreferencePair], users: Mapping[str, UserFeatures],
                       candidates: Mapping[str, Candidate]) -> float:

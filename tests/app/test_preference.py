@@ -284,7 +284,10 @@ def test_train_cli_reward_gate_list_and_rollback(fresh_svc, monkeypatch, capsys)
     assert train.main(["--reward", "--encoder", "hashing-16", "--json", "--tolerance", "1"]) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["version"] == 2 and second["promoted"] and "held-out pairs it never trained on" in second["reason"]
-    assert _reward_rows(svc)[1].metrics["served"]["n_fresh"] > 0
+    gate = _reward_rows(svc)[1].metrics
+    assert gate["served"]["n_fresh"] > 0
+    # both sides of the gate on the same fresh pairs: the candidate's figure is not its whole held-out accuracy
+    assert 0 <= gate["candidate_on_fresh"] <= 1 and f"{gate['candidate_on_fresh']:.3f} vs" in second["reason"]
     svc.serve_promoted()
     assert svc.assets.learner.reward.version == second["model_version"]
     assert train.main(["--reward", "--list"]) == 0

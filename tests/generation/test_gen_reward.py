@@ -66,6 +66,18 @@ def test_learns_a_per_user_truth_and_reports_time_split_accuracy(world, fitted) 
         assert fitted.prob_prefers(user, covers[pick.index], covers[pick.order[-1]]) > 0.5
 
 
+def test_heldout_accuracy_on_a_subset_is_the_split_models(world, fitted) -> None:
+    """A gate compares a candidate with the served model on the newest held-out pairs only: the candidate's figure
+    there comes from its split model (fitted before them), not from the refit that saw them."""
+    pairs, users, candidates = world
+    test = sorted(pairs, key=lambda p: p.at)[fitted.metrics["n_train"]:]
+    assert fitted.heldout_accuracy(test) == pytest.approx(fitted.metrics["heldout_accuracy"])
+    newest = test[len(test) // 2:]
+    assert 0.0 <= fitted.heldout_accuracy(newest) <= 1.0
+    with pytest.raises(InvalidInputError, match="pairs the last fit held out"):
+        fitted.heldout_accuracy([sorted(pairs, key=lambda p: p.at)[0]])
+
+
 def test_random_labels_give_chance_accuracy(world) -> None:
     pairs, users, candidates = world
     rng = random.Random(1)
