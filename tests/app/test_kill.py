@@ -25,36 +25,13 @@ from sqlalchemy import func, select
 from annotation import store, sync
 from annotation.db import make_engine, make_session_factory, upgrade
 from annotation.models import FeedbackEvent, PreferenceLabel
+from bench.bench_app import HttpApiClient  # Gradio's documented HTTP API, as the load bench calls it
 from vitrine_app_fixtures import free_port, make_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNC_EVERY = 2  # seconds
 VISITORS = 20
 TRAFFIC_S = 15  # seconds of traffic before the kill: several syncs
-
-
-class Api:
-    """Gradio's documented HTTP API: POST /gradio_api/call/<name>, then read the event stream."""
-
-    def __init__(self, url: str):
-        import httpx
-
-        self.url, self.http = url.rstrip("/"), httpx.Client(timeout=30.0)
-
-    def __call__(self, name: str, *data):
-        event = self.http.post(f"{self.url}/gradio_api/call/{name}", json={"data": list(data)})
-        event.raise_for_status()
-        kind = None
-        with self.http.stream("GET", f"{self.url}/gradio_api/call/{name}/{event.json()['event_id']}") as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    kind = line.split(":", 1)[1].strip()
-                elif line.startswith("data:") and kind in ("complete", "error"):
-                    payload = json.loads(line.split(":", 1)[1])
-                    if kind == "error":
-                        raise RuntimeError(f"/{name}: {payload}")
-                    return payload[0]
-        raise RuntimeError(f"/{name}: no result")
 
 
 def _dataset_folder(tmp_path: Path) -> Path:
@@ -111,20 +88,21 @@ def _start(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
 def _visitors(url: str, stop: threading.Event, acked: list, errors: list, lock: threading.Lock
               ) -> list[threading.Thread]:
     def visitor(i: int) -> None:
-        rng, api = random.Random(i), Api(url)
+        rng, api = random.Random(i), HttpApiClient(url)
         while not stop.is_set():
             try:
                 user = str(rng.randint(1, 16))
-                slate = api("recommend", user, "", 5, False)
+                slate = api.predict(user, "", 5, False, api_name="recommend")
                 event = str(uuid.uuid4())
-                api("feedback", user, rng.choice(slate["items"])["item_id"], rng.choice(["like", "click"]),
-                    slate["impression_id"], event)
+                api.predict(user, rng.choice(slate["items"])["item_id"], rng.choice(["like", "click"]),
+                            slate["impression_id"], event, api_name="feedback")
                 with lock:
                     acked.append(("feedback", event, time.monotonic()))
-                pair = api("next_pair", f"visitor-{i}", "")
+                pair = api.predict(f"visitor-{i}", "", api_name="next_pair")
                 if pair["pair_id"]:
                     event = str(uuid.uuid4())
-                    api("label", f"visitor-{i}", pair["pair_id"], rng.choice(["A", "B", "tie"]), "", event)
+                    api.predict(f"visitor-{i}", pair["pair_id"], rng.choice(["A", "B", "tie"]), "", event,
+                                api_name="label")
                     with lock:
                         acked.append(("label", event, time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - after the kill every call fails: not acknowledged
