@@ -17,19 +17,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import threading
 import time
 from typing import Any
 from urllib.parse import unquote
 
+from serve_helpers import free_port
+
 __all__ = ["HubStandIn"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _oid(data: bytes) -> str:
@@ -38,7 +33,7 @@ def _oid(data: bytes) -> str:
 
 class HubStandIn:
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.repos: dict[str, dict[str, bytes]] = {}  # "org/name" (datasets) -> path -> bytes
         self.commits: dict[str, list[dict[str, Any]]] = {}

@@ -6,13 +6,13 @@ the "text" features are one-hot genre vectors plus a little seeded noise, so the
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from app.settings import Settings
+from serve_helpers import free_port  # noqa: F401 - re-exported for the app tests
 
 GENRES = ["Comedy", "Drama", "Horror", "Sci-Fi"]
 N_ITEMS = 24
@@ -88,9 +88,3 @@ def make_services(data_dir: Path, **overrides):
     dataset = make_tiny_dataset()
     return build_services(make_settings(data_dir, **overrides), dataset=dataset, features=make_tiny_features(dataset),
                           say=lambda msg: None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -59,35 +59,24 @@ def empty_frames(empty_db):
 
 
 @pytest.fixture(scope="session")
-def served(sim_db):
+def served(sim_db, tmp_path_factory):
     """`scripts/serve_all.py` on a free public port: the stand-in app at /, the real dashboard (simulated DB)
     at /dashboard/. Yields (base_url, process); stopped with SIGTERM (which stops its children) at the end."""
     import os
-    import signal
-    import subprocess
     import sys
 
-    from dash_helpers import REPO_ROOT, STANDIN, free_port, wait_ok
+    from dash_helpers import START_TIMEOUT_S, STANDIN, free_port, start_serve_all, stop, wait_ok
 
     port = free_port()
     env = {**os.environ, "DATABASE_URL": sim_db[0], "PYTHONUNBUFFERED": "1"}
     env.pop("VITRINE_DASHBOARD_PASSWORD", None)
     env["VITRINE_DASHBOARD_OPEN"] = "1"
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", str(port),
-         "--app-cmd", f"{sys.executable} {STANDIN}"],
-        cwd=REPO_ROOT, env=env, start_new_session=True,
-    )
+    log = tmp_path_factory.mktemp("served") / "serve_all.log"
+    proc = start_serve_all(port, log, env, "--app-cmd", f"{sys.executable} {STANDIN}")
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ok(base + "/dashboard/_stcore/health", proc)
-        wait_ok(base + "/", proc)
+        wait_ok(base + "/dashboard/_stcore/health", proc, timeout=START_TIMEOUT_S)
+        wait_ok(base + "/", proc, timeout=START_TIMEOUT_S)
         yield base, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # the process group this fixture started
-                proc.wait()
+        stop(proc, log)

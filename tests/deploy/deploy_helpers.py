@@ -1,25 +1,19 @@
-"""Helpers of the deploy tests (a module of its own: `conftest` names collide across test folders)."""
+"""Helpers of the deploy tests (a module of its own: `conftest` names collide across test folders). The serving
+helpers they share with the dashboard tests live in tests/serve_helpers.py."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVE_ALL = REPO_ROOT / "scripts" / "serve_all.py"
+from serve_helpers import (  # noqa: F401 - re-exported for the deploy tests
+    REPO_ROOT, SERVE_ALL, child_pids, free_port, get, pid_alive, start_serve_all, stop, wait_ok,
+)
+
 STANDIN = REPO_ROOT / "tests" / "dashboard" / "standin_app.py"  # a tiny Gradio app with a queued event
-START_TIMEOUT_S = 180  # gradio and streamlit imports on a busy 2-core machine
 DASHBOARD_PASSWORD = "front-test-password"
 
 
@@ -34,21 +28,6 @@ def need_nginx() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-
-
 def raw_request(port: int, request: bytes, timeout: float = 10.0) -> bytes:
     """Send `request` bytes as they are (no client library normalising the target) and read the whole answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -60,59 +39,3 @@ def raw_request(port: int, request: bytes, timeout: float = 10.0) -> bytes:
         except socket.timeout:
             pass
     return b"".join(chunks)
-
-
-def wait_ok(url: str, proc: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> str:
-    """Poll `url` until it answers 200; fail early when `proc` dies."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve_all exited with {proc.returncode} before {url} answered")
-        try:
-            status, body = get(url, timeout=5)
-            if status == 200:
-                return body
-            last = status
-        except OSError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer 200 within {timeout} s (last: {last})")
-
-
-def start_serve_all(port: int, log: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
-    """`scripts/serve_all.py` on 127.0.0.1:`port`, its output (honcho's, prefixed by process) to `log`."""
-    with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, str(SERVE_ALL), "--host", "127.0.0.1", "--port", str(port), *extra],
-                                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def child_pids(log: Path) -> dict[str, int]:
-    """The pids honcho reported for its processes ("nginx started (pid=123)")."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"(\w+) started \(pid=(\d+)\)", log.read_text())}
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop(proc: subprocess.Popen, log: Path | None = None) -> None:
-    """SIGTERM serve_all (honcho stops its children); SIGKILL what is left after 30 s."""
-    pids = child_pids(log) if log is not None and log.exists() else {}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for pid in pids.values():  # honcho runs each child in a session of its own
-        if pid_alive(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
