@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from recommenders.models.base import FactorModel
-from recommenders.models.lightgcn import normalized_adjacency
+from recommenders.models.lightgcn import _LightGCN, normalized_adjacency, to_torch
 from recommenders.models.sgd import torch_generator, train_bpr
 from recommenders.models.vbpr import content_matrix
 
@@ -58,24 +58,15 @@ def knn_graph(features: np.ndarray, k: int, chunk: int = 1024) -> sp.csr_matrix:
     return (sp.diags(inv) @ a @ sp.diags(inv)).tocsr().astype(np.float32)
 
 
-def to_torch(m: sp.spmatrix) -> torch.Tensor:
-    coo = m.tocoo()
-    index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(coo.data.astype(np.float32)), size=coo.shape,
-                                   check_invariants=True).coalesce()
+class _Freedom(_LightGCN):
+    """LightGCN over the user-item graph, plus item embeddings propagated over the frozen modality graph."""
 
-
-class _Freedom(nn.Module):
     def __init__(self, adj: torch.Tensor, item_graph: torch.Tensor, content: torch.Tensor, n_users: int,
                  n_items: int, p: Mapping[str, object], gen: torch.Generator) -> None:
-        super().__init__()
-        dim = int(p["dim"])
-        self.adj, self.item_graph, self.content, self.n_users = adj, item_graph, content, n_users
-        self.layers, self.item_layers = int(p["layers"]), int(p["item_layers"])
-        self.reg, self.content_weight = float(p["reg"]), float(p["content_weight"])
-        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim), generator=gen))
-        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim), generator=gen))
-        self.proj = nn.Parameter(nn.init.xavier_uniform_(torch.empty(content.shape[1], dim), generator=gen))
+        super().__init__(adj, n_users, n_items, int(p["dim"]), int(p["layers"]), float(p["reg"]), gen)
+        self.item_graph, self.content = item_graph, content
+        self.item_layers, self.content_weight = int(p["item_layers"]), float(p["content_weight"])
+        self.proj = nn.Parameter(nn.init.xavier_uniform_(torch.empty(content.shape[1], int(p["dim"])), generator=gen))
         self.warm = torch.ones(n_items, 1)  # 0 for items without training positives: their ego is never used
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,13 +74,8 @@ class _Freedom(nn.Module):
         h = item_ego
         for _ in range(self.item_layers):
             h = self.item_graph @ h  # (n_items, dim) over the frozen modality graph
-        e = torch.cat([self.user, item_ego])
-        acc = e
-        for _ in range(self.layers):
-            e = self.adj @ e
-            acc = acc + e
-        out = acc / (self.layers + 1)
-        return out[: self.n_users], out[self.n_users:] + h
+        users, items = self._graph(item_ego)
+        return users, items + h
 
     def loss(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         users, items = self.propagate()
@@ -98,12 +84,7 @@ class _Freedom(nn.Module):
         if self.content_weight > 0:
             ci, cj = self.content[i] @ self.proj, self.content[j] @ self.proj
             out = out - self.content_weight * nn.functional.logsigmoid((eu * (ci - cj)).sum(1)).mean()
-        reg = (self.user[u].square().sum() + self.item[i].square().sum() + self.item[j].square().sum()) / len(u)
-        return out + self.reg * reg
-
-    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
-        u, i = self.propagate()
-        return u[users] @ i.T
+        return out + self.reg * self.ego_reg(u, i, j)
 
 
 class Freedom(FactorModel):

@@ -24,11 +24,15 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     deg = np.asarray(a.sum(1)).ravel()
     inv = np.zeros_like(deg, dtype=np.float32)
     inv[deg > 0] = deg[deg > 0] ** -0.5
-    norm = sp.diags(inv) @ a @ sp.diags(inv)
-    norm = norm.tocoo()
-    index = torch.from_numpy(np.vstack([norm.row, norm.col]).astype(np.int64))
-    values = torch.from_numpy(norm.data.astype(np.float32))
-    return torch.sparse_coo_tensor(index, values, size=norm.shape, check_invariants=True).coalesce()
+    return to_torch(sp.diags(inv) @ a @ sp.diags(inv))
+
+
+def to_torch(m: sp.spmatrix) -> torch.Tensor:
+    """A scipy sparse matrix as a coalesced float32 torch sparse COO tensor."""
+    coo = m.tocoo()
+    index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(index, torch.from_numpy(coo.data.astype(np.float32)), size=coo.shape,
+                                   check_invariants=True).coalesce()
 
 
 class _LightGCN(nn.Module):
@@ -39,8 +43,9 @@ class _LightGCN(nn.Module):
         self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim), generator=gen))
         self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim), generator=gen))
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        e = torch.cat([self.user, self.item])  # (n_users + n_items, dim)
+    def _graph(self, item_ego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users, items): the mean of the ego embeddings and their `layers` propagations over the graph."""
+        e = torch.cat([self.user, item_ego])  # (n_users + n_items, dim)
         acc = e
         for _ in range(self.layers):
             e = self.adj @ e
@@ -48,12 +53,18 @@ class _LightGCN(nn.Module):
         out = acc / (self.layers + 1)
         return out[: self.n_users], out[self.n_users:]
 
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._graph(self.item)
+
+    def ego_reg(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """L2 of the batch's ego embeddings, per triple."""
+        return (self.user[u].square().sum() + self.item[i].square().sum() + self.item[j].square().sum()) / len(u)
+
     def loss(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         users, items = self.propagate()
         eu, ei, ej = users[u], items[i], items[j]
         bpr = -nn.functional.logsigmoid((eu * (ei - ej)).sum(1)).mean()
-        reg = (self.user[u].square().sum() + self.item[i].square().sum() + self.item[j].square().sum()) / len(u)
-        return bpr + self.reg * reg
+        return bpr + self.reg * self.ego_reg(u, i, j)
 
     def full_scores(self, users: torch.Tensor) -> torch.Tensor:
         u, i = self.propagate()
