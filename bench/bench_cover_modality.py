@@ -27,20 +27,10 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".vitrine"
 
 def tiny_clip(path: Path, seed: int = 0) -> str:
     """A small CLIP (2-layer ViT, 64 px, 64-d projection) with seeded random weights, saved to `path`."""
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from generation.testing import build_tiny_clip
 
-    config = CLIPConfig(
-        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "vocab_size": 64, "max_position_embeddings": 16},
-        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                       "image_size": 64, "patch_size": 8},
-        projection_dim=64,
-    )
-    torch.manual_seed(seed)
-    CLIPModel(config).save_pretrained(path)
-    CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(path)
-    return str(path)
+    return str(build_tiny_clip(path, seed, vision_width=64, vision_layers=2, text_width=32, image_size=64,
+                               projection_dim=64))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,9 @@
 
     build_tiny_sd(tmp / "sd")   # a StableDiffusionPipeline directory (model_index.json), 64x64 in ~0.1 s
     build_tiny_lm(tmp / "lm")   # a Llama causal LM + byte-level tokenizer with a chat template
+    build_tiny_clip(tmp / "clip")   # a CLIPModel + image processor (item and cover image embeddings)
 
-Both are built from configs with seeded random weights, saved with `save_pretrained` and meant to be
+All are built from configs with seeded random weights, saved with `save_pretrained` and meant to be
 loaded by path (`CoverGenerator(str(dir), ...)`), exactly like a downloaded checkpoint. Random weights
 draw noise and write gibberish: that is the point of the caption sanitiser and the fallbacks.
 """
@@ -142,6 +143,29 @@ def build_tiny_lm(path: Path | str, seed: int = 0) -> Path:
     model.generation_config.pad_token_id = config.pad_token_id
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def build_tiny_clip(path: Path | str, seed: int = 0, *, vision_width: int = 16, vision_layers: int = 1,
+                    text_width: int = 16, image_size: int = 32, projection_dim: int = 12) -> Path:
+    """Save a tiny CLIP (a ViT of `vision_layers` x `vision_width` over `image_size` px, `projection_dim`-d
+    embeddings) and its image processor to `path`."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    path = Path(path)
+    config = CLIPConfig(
+        text_config={"hidden_size": text_width, "intermediate_size": 2 * text_width, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "vocab_size": 64, "max_position_embeddings": 16},
+        vision_config={"hidden_size": vision_width, "intermediate_size": 2 * vision_width,
+                       "num_hidden_layers": vision_layers, "num_attention_heads": max(2, vision_width // 16),
+                       "image_size": image_size, "patch_size": 8},
+        projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": image_size},
+                       crop_size={"height": image_size, "width": image_size}).save_pretrained(path)
     return path
 
 

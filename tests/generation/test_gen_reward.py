@@ -182,18 +182,9 @@ def test_image_statistics_and_blob_reader_learn_a_colour_preference() -> None:
 
 
 def test_clip_image_embeddings_when_a_clip_model_is_given(tmp_path) -> None:
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from generation.testing import build_tiny_clip
 
-    config = CLIPConfig(
-        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "vocab_size": 64, "max_position_embeddings": 16},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
-        projection_dim=8,
-    )
-    clip_dir = tmp_path / "clip"
-    CLIPModel(config).save_pretrained(clip_dir)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(clip_dir)
+    clip_dir = build_tiny_clip(tmp_path / "clip", projection_dim=8)
     encode = clip_image_encoder(clip_dir)
     out = encode([Image.new("RGB", (40, 60), (200, 30, 30)), Image.new("RGB", (40, 60), (20, 30, 200))])
     assert out.shape == (2, 8) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)

@@ -11,29 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from generation.testing import build_tiny_clip
 from recommenders.__main__ import main as cli
 from recommenders.catalog import append_items, extend_model, grow_features, write_synthetic_catalog
 from recommenders.data import load_dataset
 from recommenders.errors import DatasetError, ModelFitError
 from recommenders.features import compute_features, item_features
 from recommenders.models import create_model, load_model
-
-
-def _tiny_clip(path: Path) -> str:
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    config = CLIPConfig(
-        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "vocab_size": 64, "max_position_embeddings": 16},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
-        projection_dim=12,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(path)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
-    return str(path)
 
 
 # -- the declared domain ------------------------------------------------------------------------------------
@@ -136,7 +120,7 @@ def test_images_without_an_image_model_still_serve_ease_text(tmp_path: Path) -> 
 def test_a_missing_text_model_keeps_the_image_features(tmp_path: Path) -> None:
     ds = load_dataset(write_synthetic_catalog(tmp_path / "c", "product", n_items=8), tmp_path)
     fs = compute_features(ds, tmp_path / "cache", text_model=str(tmp_path / "no-minilm"),
-                          image_model=_tiny_clip(tmp_path / "clip"))
+                          image_model=str(build_tiny_clip(tmp_path / "clip")))
     assert set(fs.arrays) == {"image"} and fs.arrays["image"].shape == (8, 12)
     assert "text model" in fs.missing["text"] and "VITRINE_TEXT_MODEL" in fs.missing["text"]
     vbpr = create_model("vbpr", epochs=2, dim=8, content_dim=8).fit(ds.interactions, ds.item_ids, fs.arrays)
@@ -251,7 +235,7 @@ def test_cover_embeddings_feed_vbpr_as_a_modality(tmp_path: Path, monkeypatch: p
     paths = {r.item_id: covers.generate(ItemInfo(r.item_id, r.title, int(r.year), list(r.genres), r.text))[0].path
              for r in ds.items.itertuples()}
     del paths["m11"]  # an item whose cover is not made yet: a zero row
-    clip = _tiny_clip(tmp_path / "clip")
+    clip = str(build_tiny_clip(tmp_path / "clip"))
     cover = F.cover_features(ds.item_ids, paths, tmp_path / "cache", clip)
     assert cover.shape == (12, 12) and cover.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(cover[:11], axis=1), 1.0, atol=1e-5)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from generation.testing import build_tiny_clip
 import recommenders.features as features
 from recommenders.data import load_dataset
 from recommenders.features import item_features
@@ -48,28 +49,10 @@ def test_text_features_real_minilm_and_cache(tmp_path: Path, monkeypatch: pytest
         item_features(changed, tmp_path / "cache")  # new content hash -> recomputed, not served stale
 
 
-def _tiny_clip(path: Path) -> str:
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    config = CLIPConfig(
-        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "vocab_size": 64, "max_position_embeddings": 16},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
-        projection_dim=12,
-    )
-    import torch
-
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(path)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
-    return str(path)
-
-
 def test_image_features_tiny_clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ds = load_dataset(_folder(tmp_path / "d", ["red", "green", "blue", "no picture"], images=True), tmp_path)
     assert ds.has_images
-    clip = _tiny_clip(tmp_path / "clip")
+    clip = str(build_tiny_clip(tmp_path / "clip"))
     monkeypatch.setattr(features, "encode_texts", lambda texts, model=None: np.eye(len(texts), 5, dtype=np.float32))
     feats = item_features(ds, tmp_path / "cache", image_model=clip)
     image = feats["image"]
