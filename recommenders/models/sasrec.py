@@ -35,7 +35,7 @@ from torch import nn
 
 from recommenders.errors import ModelFitError
 from recommenders.models.base import Recommender
-from recommenders.models.sgd import train_epochs
+from recommenders.models.sgd import minibatches, train_epochs
 from recommenders.models.vbpr import content_matrix
 
 INIT_STD = 0.02
@@ -184,15 +184,7 @@ class SASRec(Recommender):
         module = _SASRec(train.shape[1], p, init, gen)
         module.sequences = self.sequences
         inputs, targets = _windows(self.sequences, int(p["max_len"]), train.shape[1])
-        rng = np.random.default_rng(int(p["seed"]))
-        batch = int(p["batch_size"])
-
-        def batches():
-            order = rng.permutation(len(inputs))
-            for start in range(0, len(order), batch):
-                sl = order[start: start + batch]
-                yield torch.from_numpy(inputs[sl]), torch.from_numpy(targets[sl])
-
+        batches = minibatches(np.random.default_rng(int(p["seed"])), int(p["batch_size"]), inputs, targets)
         torch.manual_seed(int(p["seed"]))  # nn.Dropout draws from the global generator: seed it for reproducibility
         train_epochs(module, batches, train, valid, p, self.history, progress=self.progress, desc=self.name)
         module.eval()

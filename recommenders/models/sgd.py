@@ -88,6 +88,20 @@ def train_bpr(
     train_epochs(module, batches, train, valid, params, log, on_epoch=on_epoch, progress=progress, desc=desc)
 
 
+def minibatches(rng: np.random.Generator, batch_size: int, *arrays: np.ndarray) -> Callable[[], Iterable[tuple]]:
+    """For `train_epochs`: each call shuffles the rows (the same permutation for every array) and yields them in
+    batches of `batch_size`, as torch tensors."""
+    import torch
+
+    def batches():
+        order = rng.permutation(len(arrays[0]))
+        for start in range(0, len(order), batch_size):
+            sl = order[start: start + batch_size]
+            yield tuple(torch.from_numpy(a[sl]) for a in arrays)
+
+    return batches
+
+
 def train_epochs(
     module: Any,
     batches: Callable[[], Iterable[tuple]],

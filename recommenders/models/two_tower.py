@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recommenders.models.base import FactorModel
-from recommenders.models.sgd import torch_generator, train_epochs
+from recommenders.models.sgd import minibatches, torch_generator, train_epochs
 from recommenders.models.vbpr import content_matrix
 
 
@@ -175,15 +175,7 @@ class TwoTower(FactorModel):
         module.log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32))
         coo = train.tocoo()
         pos_u, pos_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        rng = np.random.default_rng(int(p["seed"]))
-        batch = int(p["batch_size"])
-
-        def batches():
-            order = rng.permutation(len(pos_u))
-            for start in range(0, len(order), batch):
-                sl = order[start: start + batch]
-                yield torch.from_numpy(pos_u[sl]), torch.from_numpy(pos_i[sl])
-
+        batches = minibatches(np.random.default_rng(int(p["seed"])), int(p["batch_size"]), pos_u, pos_i)
         train_epochs(module, batches, train, valid, p, self.history, progress=self.progress, desc=self.name)
         warm = np.diff(train.tocsc().indptr) > 0
         with torch.no_grad():
