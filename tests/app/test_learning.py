@@ -21,6 +21,7 @@ from annotation.db import make_engine, make_session_factory, upgrade
 from app import counterfactual, learning
 from recommenders.data import Dataset
 from recommenders.signals import to_signal
+from byo_helpers import write_folder
 
 N_ITEMS = 40
 T0 = dt.datetime(2026, 11, 29, 9, 0, 0)
@@ -204,10 +205,7 @@ def test_cli_retrain_list_and_rollback(tmp_path, monkeypatch, capsys):
     from app import train
 
     ds = toy_dataset()
-    folder = tmp_path / "toy"
-    folder.mkdir()
-    ds.items[["item_id", "title"]].to_csv(folder / "items.csv", index=False)
-    ds.interactions.to_csv(folder / "interactions.csv", index=False)
+    folder = write_folder(ds, tmp_path / "toy")
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("VITRINE_DATASET", str(folder))

@@ -15,6 +15,7 @@ import pytest
 from app import dashboard_learning as dl
 from app import sim_loop
 from recommenders.data import Dataset
+from byo_helpers import write_folder
 
 N_ITEMS, N_USERS = 120, 300
 
@@ -92,10 +93,7 @@ def test_cli_dispatch_from_app_simulate(tmp_path, monkeypatch, capsys):
     from app import simulate
 
     ds = synthetic()
-    folder = tmp_path / "syn"
-    folder.mkdir()
-    ds.items[["item_id", "title"]].to_csv(folder / "items.csv", index=False)
-    ds.interactions.to_csv(folder / "interactions.csv", index=False)
+    folder = write_folder(ds, tmp_path / "syn")
     monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("VITRINE_DATASET", str(folder))
     out = tmp_path / "loop.json"

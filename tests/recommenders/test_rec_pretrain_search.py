@@ -14,6 +14,7 @@ from recommenders.errors import UnknownModelError
 from recommenders.search import best_model, grid, search, write_selection
 from recommenders.splits import Split, random_split
 from tests.recommenders.test_rec_training import tiny_dataset
+from byo_helpers import write_folder
 
 
 class SplitTouched(AssertionError):
@@ -100,10 +101,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     import recommenders.features as features
 
     ds = tiny_dataset()
-    folder = tmp_path / "shop"
-    folder.mkdir()
-    ds.items[["item_id", "title"]].to_csv(folder / "items.csv", index=False)
-    ds.interactions.to_csv(folder / "interactions.csv", index=False)
+    folder = write_folder(ds, tmp_path / "shop")
     monkeypatch.setattr(features, "encode_texts",
                         lambda texts, model=None: np.random.default_rng(0).normal(size=(len(texts), 8)).astype("f4"))
     return folder

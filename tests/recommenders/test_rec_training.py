@@ -16,6 +16,7 @@ from recommenders.evaluation import evaluate_model, random_baseline
 from recommenders.models import load_model
 from recommenders.splits import cold_item_split, random_split
 from recommenders.training import merge_interactions, train_model
+from byo_helpers import write_folder
 
 
 def tiny_dataset(n_users: int = 24, n_items: int = 16) -> Dataset:
@@ -62,10 +63,7 @@ def test_cli_evaluate_and_train_on_a_folder(tmp_path: Path, monkeypatch: pytest.
     import recommenders.features as features
 
     ds = tiny_dataset()
-    folder = tmp_path / "shop"
-    folder.mkdir()
-    ds.items[["item_id", "title"]].to_csv(folder / "items.csv", index=False)
-    ds.interactions.to_csv(folder / "interactions.csv", index=False)
+    folder = write_folder(ds, tmp_path / "shop")
     monkeypatch.setattr(features, "encode_texts",
                         lambda texts, model=None: np.random.default_rng(0).normal(size=(len(texts), 8)).astype("f4"))
     out = tmp_path / "r.json"
