@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
+
 from sqlalchemy.engine import make_url
 
 
@@ -26,3 +30,19 @@ def drop_pg_database(url: str, name: str) -> None:
 
     with psycopg.connect(pg_admin_url(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def pg_database(url: str, prefix: str, *, migrate: bool = False) -> Iterator[str]:
+    """A fresh database `<prefix>_<random>` on the cluster of `url` for the block (migrated to the newest schema
+    when `migrate`): its SQLAlchemy URL. Dropped afterwards, also when the block fails."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    db_url = create_pg_database(url, name)
+    try:
+        if migrate:
+            from annotation.db import upgrade
+
+            upgrade(db_url)
+        yield db_url
+    finally:
+        drop_pg_database(url, name)

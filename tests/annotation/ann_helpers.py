@@ -6,7 +6,6 @@ import uuid
 
 import pandas as pd
 from sqlalchemy import func, select
-from pg_databases import create_pg_database, drop_pg_database, pg_admin_url  # noqa: F401 - re-exported
 
 ITEMS = pd.DataFrame({
     "item_id": [str(i) for i in range(1, 21)],

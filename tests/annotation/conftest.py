@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 
 import pytest
 from sqlalchemy import text
@@ -17,7 +16,8 @@ from sqlalchemy import text
 from annotation import store
 from annotation.db import make_engine, make_session_factory, upgrade
 from annotation.models import Base
-from ann_helpers import ITEMS, create_pg_database, drop_pg_database
+from ann_helpers import ITEMS
+from pg_databases import pg_database
 
 TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
 
@@ -31,11 +31,8 @@ def sqlite_template(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def pg_store_url(pg_url: str):
-    name = f"vitrine_annotation_{uuid.uuid4().hex[:8]}"
-    url = create_pg_database(pg_url, name)
-    upgrade(url)
-    yield url
-    drop_pg_database(pg_url, name)
+    with pg_database(pg_url, "vitrine_annotation", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,7 +12,7 @@ from sqlalchemy import inspect, text
 from annotation import db
 from annotation.__main__ import default_url, main
 from annotation.models import Base
-from ann_helpers import create_pg_database, drop_pg_database
+from pg_databases import pg_database
 
 TABLES = {table.name for table in Base.metadata.sorted_tables}
 
@@ -24,10 +24,8 @@ def empty_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'sub' / 'empty.db'}"  # the folder does not exist yet either
         return
     pg_url = request.getfixturevalue("pg_url")
-    name = f"vitrine_migrations_{uuid.uuid4().hex[:8]}"
-    url = create_pg_database(pg_url, name)
-    yield url
-    drop_pg_database(pg_url, name)
+    with pg_database(pg_url, "vitrine_migrations") as url:
+        yield url
 
 
 def _tables(url: str) -> set[str]:

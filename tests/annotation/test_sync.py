@@ -33,7 +33,8 @@ from annotation.models import (
     PreferenceLabel,
     User,
 )
-from ann_helpers import ITEMS, cover, create_pg_database, drop_pg_database, new_id
+from ann_helpers import ITEMS, cover, new_id
+from pg_databases import pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
@@ -41,13 +42,8 @@ TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
 
 @pytest.fixture(scope="session")
 def pg_target_url(pg_url: str):
-    name = f"vitrine_sync_target_{uuid.uuid4().hex[:8]}"
-    url = create_pg_database(pg_url, name)
-    from annotation.db import upgrade
-
-    upgrade(url)
-    yield url
-    drop_pg_database(pg_url, name)
+    with pg_database(pg_url, "vitrine_sync_target", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture

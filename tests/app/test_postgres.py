@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 from sqlalchemy import select
@@ -10,18 +9,17 @@ from sqlalchemy import select
 from annotation.models import FeedbackEvent, Impression, PreferenceLabel
 from app import handlers as h
 from app.state import Visitor
-from pg_databases import create_pg_database, drop_pg_database
+from pg_databases import pg_database
 
 
 @pytest.fixture(scope="module")
 def pg_svc(pg_url, tmp_path_factory):
     from vitrine_app_fixtures import make_services
 
-    name = f"vitrine_app_{uuid.uuid4().hex[:8]}"
-    svc = make_services(tmp_path_factory.mktemp("pg"), database_url=create_pg_database(pg_url, name))
-    yield svc
-    svc.close()
-    drop_pg_database(pg_url, name)
+    with pg_database(pg_url, "vitrine_app") as url:
+        svc = make_services(tmp_path_factory.mktemp("pg"), database_url=url)
+        yield svc
+        svc.close()
 
 
 def test_discover_create_label_on_postgresql(pg_svc):

@@ -16,23 +16,21 @@ from sqlalchemy import func, select
 
 from annotation.models import FeedbackEvent, PairTask
 from app.api import ApiHandlers
-from pg_databases import create_pg_database, drop_pg_database
+from pg_databases import pg_database
 
 
 @pytest.fixture(scope="module")
 def replicas(pg_url, tmp_path_factory):
     from vitrine_app_fixtures import make_services
 
-    name = f"vitrine_replicas_{uuid.uuid4().hex[:8]}"
-    url = create_pg_database(pg_url, name)
-    root = tmp_path_factory.mktemp("replicas")
-    shared = f"memory://vitrine-replicas-{uuid.uuid4().hex[:8]}"  # the blob store both use: a remote URL
-    one = make_services(root / "one", database_url=url, blob_url=shared, model_poll_s=0.2)
-    two = make_services(root / "two", database_url=url, blob_url=shared, model_poll_s=0.2)
-    yield one, two
-    one.close()
-    two.close()
-    drop_pg_database(pg_url, name)
+    with pg_database(pg_url, "vitrine_replicas") as url:
+        root = tmp_path_factory.mktemp("replicas")
+        shared = f"memory://vitrine-replicas-{uuid.uuid4().hex[:8]}"  # the blob store both use: a remote URL
+        one = make_services(root / "one", database_url=url, blob_url=shared, model_poll_s=0.2)
+        two = make_services(root / "two", database_url=url, blob_url=shared, model_poll_s=0.2)
+        yield one, two
+        one.close()
+        two.close()
 
 
 def test_a_slate_shown_on_one_replica_is_liked_on_the_other(replicas):
@@ -89,7 +87,7 @@ def test_an_empty_store_restored_from_the_sink_serves_the_promoted_version_again
     """The database is lost: a new one is rebuilt from the event sink, and the replica started on it serves the
     version promoted before (its row came back with the sink, its artifact is in the shared blob store)."""
     from annotation import registry, sync
-    from annotation.db import make_engine, make_session_factory, upgrade
+    from annotation.db import make_engine, make_session_factory
     from vitrine_app_fixtures import make_services
 
     one, two = replicas
@@ -101,23 +99,20 @@ def test_an_empty_store_restored_from_the_sink_serves_the_promoted_version_again
         served = registry.promoted_version(s, "ease")
         versions = len(registry.list_versions(s, "ease"))
         served_version, served_artifact = served.version, served.artifact
-    name = f"vitrine_restored_{uuid.uuid4().hex[:8]}"
-    url = create_pg_database(pg_url, name)
     three = None
-    try:
-        upgrade(url)
-        engine = make_engine(url)
-        restored = sync.restore(make_session_factory(engine), sink)
-        engine.dispose()
-        assert restored.inserted["model_versions"] == versions
-        three = make_services(tmp_path / "three", database_url=url, blob_url=one.settings.blob_url)
-        watcher = three.watchers["ease"]
-        assert (watcher.version, three.ranking.model("ease")) == (served_version, watcher.model)
-        with three.events.ReadSession() as s:
-            assert registry.promoted_version(s, "ease").artifact == served_artifact
-        mine, theirs = three.ranking.model("ease"), one.ranking.model("ease")
-        assert mine.recommend("5", 5)[0] == theirs.recommend("5", 5)[0]
-    finally:
-        if three is not None:
-            three.close()
-        drop_pg_database(pg_url, name)
+    with pg_database(pg_url, "vitrine_restored", migrate=True) as url:
+        try:
+            engine = make_engine(url)
+            restored = sync.restore(make_session_factory(engine), sink)
+            engine.dispose()
+            assert restored.inserted["model_versions"] == versions
+            three = make_services(tmp_path / "three", database_url=url, blob_url=one.settings.blob_url)
+            watcher = three.watchers["ease"]
+            assert (watcher.version, three.ranking.model("ease")) == (served_version, watcher.model)
+            with three.events.ReadSession() as s:
+                assert registry.promoted_version(s, "ease").artifact == served_artifact
+            mine, theirs = three.ranking.model("ease"), one.ranking.model("ease")
+            assert mine.recommend("5", 5)[0] == theirs.recommend("5", 5)[0]
+        finally:
+            if three is not None:
+                three.close()

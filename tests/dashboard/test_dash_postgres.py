@@ -3,7 +3,6 @@ frames on PostgreSQL as on SQLite for the same simulated traffic. Skips without 
 
 from __future__ import annotations
 
-import uuid
 
 import pandas as pd
 import pytest
@@ -12,16 +11,13 @@ from app import dashboard_views as views
 from app.dashboard_data import date_bounds, load_frames
 from app.simulate import AnnotatorSpec, SimConfig, simulate
 from dash_helpers import SIM_NOW
-from pg_databases import create_pg_database, drop_pg_database
+from pg_databases import pg_database
 
 
 @pytest.fixture()
 def pg_db(pg_url):
-    name = f"dash_{uuid.uuid4().hex[:12]}"
-    try:
-        yield create_pg_database(pg_url, name)
-    finally:
-        drop_pg_database(pg_url, name)
+    with pg_database(pg_url, "dash") as url:
+        yield url
 
 
 def test_same_frames_on_postgres_and_sqlite(pg_db, ml100k, tmp_path):
