@@ -225,7 +225,7 @@ class Assets:
 
         with self.ReadSession() as s:
             found = reads.shown_assets(s, user_id, item_ids, SLATE_SEED)
-        return {k: v for k, v in found.items() if k[1] != "cover" or self.file(v["path"]) is not None}
+        return {k: v for k, v in found.items() if k[1] != "cover" or self.covers.store.held(v["path"])}
 
     # -- the quota --------------------------------------------------------------------------------------------
     def _stores(self) -> list[Any]:

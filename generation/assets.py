@@ -148,6 +148,15 @@ class AssetStore:
             return path if path.is_file() else None
         return self.blobs.local_path(path_or_key)
 
+    def held(self, path_or_key: str | None) -> bool:
+        """Whether a recorded cover's file is still there (`BlobStore.held`: nothing is fetched), so that a slate
+        can show it; False for None and for an evicted or missing file."""
+        if path_or_key is None:
+            return False
+        if os.path.isabs(path_or_key):
+            return Path(path_or_key).is_file()
+        return self.blobs.held(path_or_key)
+
     def stored(self) -> dict[str, "StoredAsset"]:
         """The assets this machine holds, by content key: the blob store's own files for a local store, the cached
         copies for a remote one. Files that are not assets' (unfinished writes, foreign names) are left out."""

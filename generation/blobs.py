@@ -98,6 +98,13 @@ class BlobStore:
         key = check_key(key)
         return self._cached(key).is_file() or self.fs.exists(self._remote(key))
 
+    def held(self, key: str) -> bool:
+        """Whether the store still holds the blob, read without fetching anything: a local store's file is there;
+        a remote store keeps every object (only this machine's cached copy is ever evicted, and a read fetches it
+        again)."""
+        key = check_key(key)
+        return not self.is_local or self._cached(key).is_file()
+
     def put(self, key: str, data: bytes, replace: bool = False) -> str:
         """Store `data` under `key`; returns the key. A key already there is left as it is (keys name contents)
         unless `replace` (to repair an unreadable entry). The bytes also land in the local cache, so this

@@ -118,3 +118,19 @@ def test_a_local_store_lists_and_evicts_its_blobs(tmp_path):
     assert list(held) == [key] and len(held[key].blob_keys) == 2 and held[key].size > 0
     assert store.evict(held[key]) == held[key].size
     assert store.get("cover", key, "u") is None and store.stored() == {}
+
+
+def test_held_says_whether_a_blob_is_gone_without_fetching_it(tmp_path):
+    """A slate asks `held` for every cover: a local store's evicted file is gone; a remote store's object stays
+    (only the cached copy was evicted) and is not downloaded to answer."""
+    local = BlobStore(tmp_path / "blobs")
+    local.put("covers/ab/x.jpg", b"x")
+    assert local.held("covers/ab/x.jpg")
+    local.evict("covers/ab/x.jpg")
+    assert not local.held("covers/ab/x.jpg")
+    remote = BlobStore(f"memory://vitrine-held-{uuid.uuid4().hex[:8]}", cache_dir=tmp_path / "cache")
+    remote.put("covers/cd/y.jpg", b"y")
+    remote.evict("covers/cd/y.jpg")
+    assert remote.held("covers/cd/y.jpg") and not (tmp_path / "cache" / "covers/cd/y.jpg").exists()
+    store = AssetStore(local)
+    assert not store.held(None) and not store.held(str(tmp_path / "nope.jpg")) and not store.held("covers/ab/x.jpg")
