@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from app.events import EventLog
     from app.ranking import Ranking
     from app.settings import Settings
+    from recommenders.data import Dataset
     from recommenders.models.base import Recommender
 
 log = logging.getLogger("vitrine")
@@ -92,10 +93,10 @@ class Growth:
             raise AppInputError("folder: expected the server path of a folder with items.csv|parquet")
         with self._lock:
             try:
-                append_items(self.folder, Path(new_folder.strip()).expanduser())
+                grown = append_items(self.folder, Path(new_folder.strip()).expanduser())
             except RecommendersError as exc:
                 raise AppInputError(f"add items: {exc}") from exc
-            return self._refresh_locked(force=True) or {"added": []}
+            return self._refresh_locked(grown) or {"added": []}
 
     # -- the upkeep task ------------------------------------------------------------------------------------
     def refresh(self) -> dict[str, Any] | None:
@@ -103,23 +104,23 @@ class Growth:
         with self._lock:
             return self._refresh_locked()
 
-    def _refresh_locked(self, force: bool = False) -> dict[str, Any] | None:
+    def _refresh_locked(self, after: "Dataset | None" = None) -> dict[str, Any] | None:
+        """Serve the items table if it changed since the last look (`after`: the grown dataset, already read)."""
         from annotation import store
         from recommenders.catalog import grow_features
         from recommenders.data import load_dataset
 
         table = self._items_table()
         signature = _signature(table)
-        if table is None or (signature == self._seen and not force):
-            return None
-        before = self.catalog.dataset
-        after = load_dataset(self.folder, self.settings.data_dir)
-        n = len(before.items)
-        if after.item_ids[:n] != before.item_ids:
-            self._seen = signature
-            log.warning("catalog: %s changed other than by appending items; the next start serves it", table)
+        if table is None or (signature == self._seen and after is None):
             return None
         self._seen = signature
+        before = self.catalog.dataset
+        after = after if after is not None else load_dataset(self.folder, self.settings.data_dir)
+        n = len(before.items)
+        if after.item_ids[:n] != before.item_ids:
+            log.warning("catalog: %s changed other than by appending items; the next start serves it", table)
+            return None
         new_ids = after.item_ids[n:]
         if not new_ids:
             return None
