@@ -451,7 +451,7 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
     from annotation import registry, store
     from app.artifacts import ModelArtifacts
     from app.learning import _json_safe
-    from generation.reward import RewardModel, records_from_frames
+    from generation.reward import RewardModel, read_file_bytes, records_from_frames
 
     start = time.perf_counter()
     artifacts = ModelArtifacts.at(artifacts)
@@ -461,8 +461,7 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
     say(f"reward: {len(pairs)} pairs from {len(preferences)} labels over {len(candidates)} assets")
     users = {u: user_features(catalog, u) for u in dict.fromkeys(p.user_id for p in pairs)}
     # covers are recorded by blob key: `read_bytes` (the app's `Assets.read_cover`) reads them; a file path else
-    model = (RewardModel(encoder, read_bytes=read_bytes) if read_bytes else RewardModel(encoder)).fit(
-        pairs, users, candidates)
+    model = RewardModel(encoder, read_bytes=read_bytes or read_file_bytes).fit(pairs, users, candidates)
     metrics = {k: float(v) for k, v in model.metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
     held_out = [p for p in pairs if p.at >= model.metrics["split_at"]]  # the time split never cuts an instant

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from app.errors import AppInputError
+
 __all__ = ["cover_url", "item_image_url", "cover_route", "item_image_route", "routes"]
 
 _COVER_NAME = re.compile(r"^([0-9a-f]{2})[0-9a-f]{62}\.(jpg|png)$")
@@ -64,7 +66,7 @@ def item_image_route(catalog: Any):
         item_id = request.query_params.get("id", "")
         try:
             path = catalog.item_image(item_id) if item_id else None
-        except Exception:  # noqa: BLE001 - an unknown or malformed id is simply not served
+        except AppInputError:  # an unknown or malformed id: not served
             path = None
         if not path or Path(path).suffix.lower() not in ITEM_IMAGE_SUFFIXES or not Path(path).is_file():
             return Response(status_code=404)
