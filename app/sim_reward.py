@@ -268,7 +268,6 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
     from annotation import store
     from generation.assets import AssetStore
     from generation.policy import PromptPolicy
-    from generation.reward import HashingEncoder, MiniLMEncoder, RewardModel, records_from_frames
 
     t0 = time.perf_counter()
     report = RewardSimReport(config={**asdict(config), "annotators": [asdict(a) for a in config.annotators],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 from html import escape as html_escape
 import os
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
