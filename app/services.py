@@ -139,21 +139,21 @@ class Services:
         """Retrain the default model when the schedule (every N events or T minutes; off by default) is due."""
         from annotation import reads
 
-        if self.schedule is None or not self.schedule.enabled:
-            return
-        with self.events.ReadSession() as s:
-            latest = reads.latest_feedback_id(s)
-        self.schedule.tick(latest)
+        self._tick(self.schedule, reads.latest_feedback_id)
 
     def tick_reward_schedule(self) -> None:
         """Train the next preference model when VITRINE_REWARD_EVERY_LABELS new labels arrived (off by default)."""
         from annotation import reads
 
-        if self.reward_schedule is None or not self.reward_schedule.enabled:
+        self._tick(self.reward_schedule, reads.latest_label_id)
+
+    def _tick(self, schedule: RetrainSchedule | None, latest: Callable[[Any], int | None]) -> None:
+        """Tick an enabled schedule with the store's newest row id (`latest(session)`)."""
+        if schedule is None or not schedule.enabled:
             return
         with self.events.ReadSession() as s:
-            latest = reads.latest_label_id(s)
-        self.reward_schedule.tick(latest)
+            newest = latest(s)
+        schedule.tick(newest)
 
 
 # ----------------------------------------------------------------------------------------------------
