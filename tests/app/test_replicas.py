@@ -75,7 +75,11 @@ def test_a_retrain_promoted_on_one_is_served_by_the_other_within_the_poll(replic
     served = one.watchers["ease"].version_id
     assert served is not None
     deadline = time.monotonic() + 10  # the poll interval is 0.2 s
-    while two.watchers["ease"].version_id != served and time.monotonic() < deadline:
+
+    def serving() -> bool:  # the watcher has the version and the upkeep thread has swapped it in (two steps)
+        return two.watchers["ease"].version_id == served and two.ranking.model("ease") is two.watchers["ease"].model
+
+    while not serving() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert two.watchers["ease"].version_id == served
     assert two.ranking.model("ease") is two.watchers["ease"].model
