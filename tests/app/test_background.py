@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-import app.assets as services_module
+import app.serving.assets as services_module
 
 
 def _wait_idle(svc, timeout: float = 30.0) -> None:

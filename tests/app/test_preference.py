@@ -8,8 +8,8 @@ import time
 import pytest
 
 from annotation import reads, registry, store
-from app.preference import Learner, best_of_n_for, reward_gate, reward_versions, train_reward
-from app.ranking import ModelChoice
+from app.learning.preference import Learner, best_of_n_for, reward_gate, reward_versions, train_reward
+from app.serving.ranking import ModelChoice
 from generation.reward import HashingEncoder
 
 
@@ -306,7 +306,7 @@ def test_a_preference_model_trained_on_one_replica_is_served_by_another(services
     them promotes ranks the other's best-of-N candidates within its poll interval."""
     import uuid
 
-    from app import preference
+    from app.learning import preference
 
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     blobs = f"memory://vitrine-reward-{uuid.uuid4().hex[:8]}"
@@ -344,7 +344,7 @@ def test_the_learner_checks_its_arguments(fresh_svc):
 
 def test_best_of_n_writes_stay_short(fresh_svc, monkeypatch):
     """Several candidates per item: the worker still records at most BACKGROUND_BATCH_ASSETS per transaction."""
-    import app.assets as assets_module
+    import app.serving.assets as assets_module
 
     svc = fresh_svc
     sizes: list[int] = []
@@ -361,8 +361,8 @@ def test_best_of_n_writes_stay_short(fresh_svc, monkeypatch):
 def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, monkeypatch):
     import gradio as gr
 
-    from app import handlers as h
-    from app import preference
+    from app.web import handlers as h
+    from app.learning import preference
 
     svc = fresh_svc
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
@@ -377,7 +377,7 @@ def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, m
 
 
 def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_factory, monkeypatch):
-    from app import preference
+    from app.learning import preference
 
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     svc = services_factory(reward_every_labels=10)
@@ -393,7 +393,7 @@ def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_fact
 def test_the_learning_page_lists_preference_versions_with_their_pair_accuracy():
     import pandas as pd
 
-    from app import dashboard_learning as dl
+    from app.dashboard import learning_views as dl
 
     versions = pd.DataFrame({
         "name": ["ease", "reward", "reward"], "kind": ["recommender", "preference", "preference"],
@@ -438,7 +438,7 @@ def test_the_reward_model_reads_the_covers_it_learns_from_and_ranks_by_blob_key(
     store (before, every cover was 'unreadable' and the model scored without image features)."""
     import logging
 
-    from app import preference
+    from app.learning import preference
 
     svc = fresh_svc
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))

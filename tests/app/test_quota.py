@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation.models import GeneratedAsset, PairTask, PreferenceLabel
-from app import handlers as h
-from app.api import ApiHandlers
+from app.web import handlers as h
+from app.web.api import ApiHandlers
 from app.settings import load_settings
-from app.state import Visitor
+from app.web.state import Visitor
 
 
 def _held(svc) -> int:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app import handlers as h
-from app.state import Visitor
-from app.ui import build_demo
+from app.web import handlers as h
+from app.web.state import Visitor
+from app.web.ui import build_demo
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ why this module does not use `from __future__ import annotations`). Each validat
 bad request with a `gr.Error` naming the argument, what was expected and what was received.
 
 Covers come as a blob key (`cover_key`, `covers/ab/<sha256>.jpg`, the same on every replica) and a URL relative to
-the app's root (`cover_url`), served by `app.routes.cover_route` from the blob store: never a path on the server.
+the app's root (`cover_url`), served by `app.web.routes.cover_route` from the blob store: never a path on the server.
 
     image = httpx.get(urljoin("http://127.0.0.1:7860/", item["cover_url"])).content
 """
@@ -20,11 +20,11 @@ import gradio as gr
 
 from app import checks
 from app.errors import bad
-from app.handlers import KEY_CHOICES, user_errors
-from app.routes import cover_url
-from app.services import Services
+from app.web.handlers import KEY_CHOICES, user_errors
+from app.web.routes import cover_url
+from app.serving.services import Services
 from app.settings import password_matches
-from app.slates import Page, Visit
+from app.serving.slates import Page, Visit
 
 __all__ = ["register_api", "ApiHandlers"]
 

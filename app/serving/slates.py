@@ -2,7 +2,7 @@
 queue the rest. The Discover tab's handlers and the /recommend endpoint both call `Slates.page` and only adapt
 its `Page` to their output, so they show the same items in the same order for the same visitor, model and page.
 
-A visitor's likes are folded into their ranking and their dislikes are never shown (see `app.ranking`). A page
+A visitor's likes are folded into their ranking and their dislikes are never shown (see `app.serving.ranking`). A page
 is answered without waiting for a model: covers and captions made earlier come at once, the missing ones are
 made by the background worker (`Assets.generate_later`) and picked up with `Slates.fill`. Every method that
 answers a visitor runs as an interactive request, so background generation gives way to it.
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import checks
-from app.assets import Asset, Assets, gated
-from app.catalog import Catalog
-from app.events import EventLog
-from app.ranking import ModelChoice, Ranking, SlateRow
+from app.serving.assets import Asset, Assets, gated
+from app.serving.catalog import Catalog
+from app.serving.events import EventLog
+from app.serving.ranking import ModelChoice, Ranking, SlateRow
 
 __all__ = ["Slates", "Page", "Visit", "WAIT_MAX_S"]
 

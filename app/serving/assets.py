@@ -2,10 +2,10 @@
 
 A slate never waits for a model: `Assets.known` returns what was already made for the visitor, the rest is
 queued with `generate_later` and made by one background worker, which records its output in batches and gives
-way to interactive requests (`interactive()`, applied once by the slate flow, see `app.slates`).
+way to interactive requests (`interactive()`, applied once by the slate flow, see `app.serving.slates`).
 
 Slate assets (the personalized cover and caption shown on a card) are best-of-N choices when a `Learner`
-(`app.preference`) is given: the worker makes N cover candidates (one prompt-policy arm each, seeds
+(`app.learning.preference`) is given: the worker makes N cover candidates (one prompt-policy arm each, seeds
 SLATE_SEED .. SLATE_SEED + N - 1) and N caption candidates, records them all with params["best_of_n"] (and the
 arm in params["policy"]), and the one ranked first is what `known` returns (`annotation.reads.shown_assets`);
 the shown one against another candidate becomes a label pair. Without a learner, or for a generic (profile-less)
@@ -42,13 +42,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import sessionmaker
 
 from app import checks
-from app.catalog import Catalog
+from app.serving.catalog import Catalog
 from app.errors import bad
-from app.events import EventLog
-from app.zerogpu import gpu
+from app.serving.events import EventLog
+from app.serving.zerogpu import gpu
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from app.preference import Learner
+    from app.learning.preference import Learner
     from generation.captions import CaptionGenerator
     from generation.covers import CoverGenerator
     from generation.profile import UserProfile

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from app.services import Services
+    from app.serving.services import Services
 
 __all__ = ["status_sections", "redact_url", "redact_secret", "generator_id"]
 
