@@ -335,7 +335,7 @@ def create_variants(
     learner = svc.assets.learner
     profile = svc.catalog.profile(user_id, visitor.liked, preferred_prompts=(
         learner.preferred_prompts(user_id) if learner is not None else ()))
-    variants = svc.assets.create_variants(profile, item_id, n, seed=seed, callback=on_step)
+    variants = svc.assets.variants.create(profile, item_id, n, seed=seed, callback=on_step)
     if progress is not None:
         progress(1.0, desc="writing the caption")
     caption = svc.assets.caption_for(item_id, profile)
@@ -359,7 +359,7 @@ def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Vi
     if index is None or not 0 <= int(index) < len(visitor.variants):
         raise gr.Error(f"Click one of the {len(visitor.variants)} variants first.")
     index = int(index)
-    visitor.variants = svc.assets.keep(visitor.variants)  # stored now that they are labelled
+    visitor.variants = svc.assets.variants.keep(visitor.variants)  # stored now that they are labelled
     pairs = svc.labeling.record_pick(user_id, visitor.variants, index)
     visitor.picked = index
     kind = "personalized" if visitor.variants[index]["personalized"] else "generic"
