@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   config=learning.GateConfig(tolerance=tolerance),
                                   log=lambda m: print(m, file=sys.stderr, flush=True))
         if args.json:
-            print(json.dumps(learning._json_safe(result.to_dict()), indent=1))
+            print(json.dumps(learning.json_safe(result.to_dict()), indent=1))
         else:
             verdict = "PROMOTED" if result.promoted else "REJECTED"
             print(f"{args.model} v{result.version} {verdict} (watermark {result.watermark}, "

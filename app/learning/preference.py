@@ -450,7 +450,7 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
     Raises ValueError (from `RewardModel.fit`) when the store has too few usable pairs."""
     from annotation import registry, store
     from app.learning.artifacts import ModelArtifacts
-    from app.learning.retrain import _json_safe
+    from app.learning.retrain import json_safe
     from generation.reward import RewardModel, read_file_bytes, records_from_frames
 
     start = time.perf_counter()
@@ -497,7 +497,7 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
                     "served_version": None if served is None else served.version, "tolerance": tolerance,
                     "chance": CHANCE}
     with Session() as s, s.begin():
-        row = registry.register(s, REWARD_NAME, "pending", kind=REWARD_KIND, metrics=_json_safe(gate_metrics),
+        row = registry.register(s, REWARD_NAME, "pending", kind=REWARD_KIND, metrics=json_safe(gate_metrics),
                                 config={"model_version": model.version, "encoder": encoder_name,
                                         "trained_until": trained_until, "n_pairs": len(pairs)})
         row.artifact = artifacts.save_file(REWARD_KIND, REWARD_NAME, row.version, ".npz", model.save)

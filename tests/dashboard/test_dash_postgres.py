@@ -9,7 +9,8 @@ import pytest
 
 from app.dashboard import views as views
 from app.dashboard.data import date_bounds, load_frames
-from app.simulate.traffic import AnnotatorSpec, SimConfig, simulate
+from app.simulate.shared import AnnotatorSpec
+from app.simulate.traffic import SimConfig, simulate
 from dash_helpers import SIM_NOW
 from pg_databases import pg_database
 
