@@ -143,7 +143,7 @@ class Labeling:
         if not variants:
             raise bad("variants", "generated variants (press Generate first)", [])
         best = checks.integer("best", best, 0, len(variants) - 1)
-        variants = self.assets.keep(variants)
+        variants = self.assets.variants.keep(variants)
         winner = variants[best]["asset_id"]
         pair_ids = []
         others = []

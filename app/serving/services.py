@@ -363,7 +363,7 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     svc.reward_schedule = learning.RetrainSchedule(run=svc.train_preference, every_events=st.reward_every_labels)
     tasks = [("catalog growth", svc.growth.refresh) if svc.growth is not None else None,
              ("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule),
-             ("preference model schedule", svc.tick_reward_schedule), ("asset quota", svc.assets.quota_tick)]
+             ("preference model schedule", svc.tick_reward_schedule), ("asset quota", svc.assets.quota.tick)]
     if svc.assets.learner is not None:
         tasks.append(("prompt policy", svc.assets.learner.flush))
     svc.upkeep = Upkeep([t for t in tasks if t is not None], every_s=st.model_poll_s).start()

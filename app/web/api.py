@@ -99,7 +99,7 @@ class ApiHandlers:
         learner = svc.assets.learner
         profile = svc.catalog.profile(visit.user_id, visit.liked, preferred_prompts=(
             learner.preferred_prompts(visit.user_id) if learner is not None else ()))
-        variants = svc.assets.create_variants(profile, item_id, n, seed=seed)
+        variants = svc.assets.variants.create(profile, item_id, n, seed=seed)
         keys = ("asset_id", "personalized", "seed", "generator", "fallback", "prompt")
         # no "path" key: gradio_client would take a dict with "path" for a file and download it
         out = []
