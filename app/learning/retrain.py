@@ -275,7 +275,7 @@ class ServedModelWatcher:
     A replica calls `refresh()` every few seconds (or after a retrain); it reads one row and loads the
     artifact (from the shared blob store, through this machine's cache) only when the promoted version changed.
     kind: "recommender" (loaded with `load_version_model`) or "preference" (give `load`: (artifacts, key) ->
-    model, e.g. `app.learning.preference.load_reward_artifact`).
+    model, e.g. `app.learning.reward.load_reward_artifact`).
     """
 
     def __init__(self, Session, name: str, artifacts: ModelArtifacts | Path | str, kind: str = "recommender",

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from annotation import reads, registry, store
-from app.learning.preference import Learner, best_of_n_for, reward_gate, reward_versions, train_reward
+from app.learning.learner import Learner, best_of_n_for
+from app.learning.reward import reward_gate, reward_versions, train_reward
 from app.serving.ranking import ModelChoice
 from generation.reward import HashingEncoder
 
@@ -306,9 +307,9 @@ def test_a_preference_model_trained_on_one_replica_is_served_by_another(services
     them promotes ranks the other's best-of-N candidates within its poll interval."""
     import uuid
 
-    from app.learning import preference
+    from app.learning import reward
 
-    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     blobs = f"memory://vitrine-reward-{uuid.uuid4().hex[:8]}"
     one = services_factory(blob_url=blobs, model_poll_s=0.2)
     two = services_factory(blob_url=blobs, database_url=one.settings.database_url, model_poll_s=0.2)
@@ -362,10 +363,10 @@ def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, m
     import gradio as gr
 
     from app.web import handlers as h
-    from app.learning import preference
+    from app.learning import reward
 
     svc = fresh_svc
-    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     with pytest.raises(gr.Error, match="preference model: expected enough labelled pairs"):
         h.retrain(svc, h.PREFERENCE_MODEL)  # an empty store
     _labelled_store(svc)
@@ -377,9 +378,9 @@ def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, m
 
 
 def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_factory, monkeypatch):
-    from app.learning import preference
+    from app.learning import reward
 
-    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     svc = services_factory(reward_every_labels=10)
     svc.tick_reward_schedule()
     assert _reward_rows(svc) == []  # no labels yet: nothing to learn from
@@ -438,10 +439,10 @@ def test_the_reward_model_reads_the_covers_it_learns_from_and_ranks_by_blob_key(
     store (before, every cover was 'unreadable' and the model scored without image features)."""
     import logging
 
-    from app.learning import preference
+    from app.learning import reward
 
     svc = fresh_svc
-    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     _labelled_store(svc)
     with caplog.at_level(logging.WARNING):
         first = train_reward(svc.events.Session, svc.catalog, svc.artifacts, HashingEncoder(16), tolerance=1.0,
