@@ -928,19 +928,25 @@ def _time_split(pairs: list[PreferencePair], fraction: float) -> tuple[list[Pref
 
 @dataclass(frozen=True)
 class BestOfN:
-    """The outcome of a best-of-N choice: the chosen candidate, its index, every score and the ranking."""
+    """The outcome of a best-of-N choice: the chosen candidate, its index, every score and the ranking.
+
+    Indices count among every candidate given. One left out of the choice (a caption that invents a fact,
+    `generation.bestofn.pick_best_caption`) has no rank and no score; when no reward model chose
+    (`generation.bestofn.pick_first`) nothing is scored and the given order stands.
+    """
 
     index: int
     chosen: Candidate
-    scores: tuple[float, ...]
-    order: tuple[int, ...]  # candidate indices, best first
-    version: str  # the reward model's version that scored them
+    scores: tuple[float | None, ...]  # one per candidate; None: not scored
+    order: tuple[int, ...]  # the indices of the candidates in the choice, best first
+    version: str | None  # the reward model's version that scored them; None: none did
 
     def params_for(self, index: int) -> dict[str, Any]:
         """What to store in candidate `index`'s params: {"best_of_n": {"n", "rank", "score", "version"}}; rank 0
-        is the one shown. A later label between the shown one and another candidate measures best-of-N's win rate
-        (`app.dashboard.generation_views.best_of_n_outcomes`)."""
-        return {"best_of_n": {"n": len(self.scores), "rank": self.order.index(index), "score": self.scores[index],
+        is the one shown, rank None one left out of the choice. A later label between the shown one and another
+        candidate measures best-of-N's win rate (`app.dashboard.generation_views.best_of_n_outcomes`)."""
+        rank = self.order.index(index) if index in self.order else None
+        return {"best_of_n": {"n": len(self.scores), "rank": rank, "score": self.scores[index],
                               "version": self.version}}
 
     def as_params(self) -> dict[str, Any]:

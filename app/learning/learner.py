@@ -217,44 +217,42 @@ class Learner:
         return True
 
     # -- best-of-N -------------------------------------------------------------------------------------------
-    def _order(self, profile: "UserProfile", assets: Sequence[Any]) -> tuple[list[int], list[float | None], str | None]:
-        """(indices best first, scores, reward version) of the candidates for the profile's user; without a
-        reward model (or when scoring fails) the given order, no scores."""
-        from generation.bestofn import pick_best
-
+    def _choose(self, profile: "UserProfile", choose: Callable[[Any, Any], Any]) -> Any:
+        """`choose(reward model, the profile's user features)`; `choose(None, None)` (the given order, unscored)
+        without a reward model or when it fails to score."""
         model = self.reward
-        if model is None or len(assets) < 2:
-            return list(range(len(assets))), [None] * len(assets), None
-        try:
-            pick = pick_best(model, user_features(self.catalog, profile.user_id, profile), assets)
-        except Exception:  # noqa: BLE001 - a candidate the model cannot score must not lose the slate its cover
-            log.exception("reward model failed to score candidates of user %s; showing the first", profile.user_id)
-            return list(range(len(assets))), [None] * len(assets), None
-        return list(pick.order), list(pick.scores), pick.version
+        if model is not None:
+            try:
+                return choose(model, user_features(self.catalog, profile.user_id, profile))
+            except Exception:  # noqa: BLE001 - a candidate the model cannot score must not lose the slate its cover
+                log.exception("reward model failed to score candidates of user %s; showing the first",
+                              profile.user_id)
+        return choose(None, None)
 
     def rank_covers(self, profile: "UserProfile", covers: Sequence[Any]) -> list[dict[str, Any]]:
-        """params["best_of_n"] per cover candidate: {"n", "rank", "score", "version"}; rank 0 is shown."""
-        order, scores, version = self._order(profile, covers)
-        return [{"best_of_n": {"n": len(covers), "rank": order.index(i), "score": scores[i], "version": version}}
-                for i in range(len(covers))]
+        """params["best_of_n"] per cover candidate (`generation.reward.BestOfN.params_for`); rank 0 is shown."""
+        from generation.bestofn import pick_best, pick_first
+
+        if not covers:
+            return []
+        pick = self._choose(profile, lambda model, user: pick_first(covers) if model is None else
+                            pick_best(model, user, covers))
+        return [pick.params_for(i) for i in range(len(covers))]
 
     def rank_captions(self, profile: "UserProfile", captions: Sequence[Any], item: "ItemInfo") -> list[dict[str, Any]]:
-        """As `rank_covers`, after the grounding check: a caption that names a fact absent from the item and the
-        profile gets rank None (never shown) and its problems; the others are ranked among themselves."""
-        from generation.grounding import check_caption
+        """As `rank_covers`, after the grounding check (`generation.bestofn.pick_best_caption`): a caption that names
+        a fact absent from the item and the profile gets rank None (never shown) and its problems."""
+        from generation.bestofn import pick_best_caption
 
-        checks = [check_caption(c.text or "", item, profile) for c in captions]
-        grounded = [i for i, r in enumerate(checks) if r.grounded]
-        order, scores, version = self._order(profile, [captions[i] for i in grounded])
-        out = []
-        for i, result in enumerate(checks):
-            if i in grounded:
-                j = grounded.index(i)
-                out.append({"best_of_n": {"n": len(captions), "rank": order.index(j), "score": scores[j],
-                                          "version": version}})
-            else:
-                out.append({"best_of_n": {"n": len(captions), "rank": None, "score": None, "version": version},
-                            "grounding": {"grounded": False, "problems": list(result.problems)[:5]}})
+        pick, dropped = self._choose(profile, lambda model, user: pick_best_caption(model, user, captions, item,
+                                                                                     profile))
+        if pick is None:  # every caption invents a fact: none is shown, none is scored
+            out = [{"best_of_n": {"n": len(captions), "rank": None, "score": None, "version": None}} for _ in captions]
+        else:
+            out = [pick.params_for(i) for i in range(len(captions))]
+        unranked = [params for params in out if params["best_of_n"]["rank"] is None]
+        for params, result in zip(unranked, dropped):  # the dropped captions, in their order
+            params["grounding"] = {"grounded": False, "problems": list(result.problems)[:5]}
         return out
 
     # -- the labeling queue ----------------------------------------------------------------------------------

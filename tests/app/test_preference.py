@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+
+import numpy as np
 import pytest
 
 from annotation import reads, registry, store
 from app.learning.learner import Learner, best_of_n_for
 from app.learning.reward import reward_gate, reward_versions, train_reward
 from app.serving.ranking import ModelChoice
-from generation.reward import HashingEncoder
+from generation.reward import HashingEncoder, RewardModel
 
 
 def _show_slate(svc, user_id: str, k: int = 4) -> list[str]:
@@ -111,6 +113,52 @@ def test_an_ungrounded_caption_is_never_shown(fresh_svc, monkeypatch):
     assert all(p["best_of_n"]["rank"] is None and p["grounding"]["problems"] for p in invented["params"])
 
 
+class _LongestWins(RewardModel):
+    """A reward model whose choice a test can predict: a caption scores its length."""
+
+    def __init__(self) -> None:
+        super().__init__(HashingEncoder(8))
+        self.version = "longest-wins"
+
+    def score(self, user, candidates):
+        return np.array([float(len(c.text or "")) for c in candidates])
+
+
+class _CannotScore(_LongestWins):
+    def score(self, user, candidates):
+        raise RuntimeError("no image reader")
+
+
+def test_caption_ranks_come_from_the_reward_model_and_the_grounding_check(svc):
+    """`Learner.rank_captions` through `generation.bestofn.pick_best_caption`: the grounded captions ranked by the
+    model, an invented one unranked with its problems; all invented: none shown; a model that fails: the first."""
+    from generation.assets import Asset
+    from generation.policy import PromptPolicy
+
+    item = svc.catalog.item_info(svc.catalog.dataset.items["item_id"].iloc[0])
+    profile = svc.catalog.profile("5")
+
+    def caption(text: str, tag: str) -> Asset:
+        return Asset(kind="caption", item_id=item.item_id, user_id="5", generator="sim", fallback=False,
+                     prompt="req", negative_prompt="", seed=0, text=text, content_hash=tag * 64)
+
+    short, invented, long = (caption(f"{item.title}.", "a"), caption("Shot in Marrakesh in 1853.", "f"),
+                             caption(f"{item.title}: picked for you, and for a long evening.", "b"))
+    learner = Learner(svc.catalog, svc.events, PromptPolicy(seed=0), None, n=3)
+    learner.reward = _LongestWins()
+    ranked = learner.rank_captions(profile, [short, invented, long], item)
+    assert [p["best_of_n"]["rank"] for p in ranked] == [1, None, 0]
+    assert {p["best_of_n"]["version"] for p in ranked} == {"longest-wins"} and ranked[2]["best_of_n"]["score"] > 0
+    assert "grounding" not in ranked[0] and ranked[1]["grounding"]["problems"]
+    none = learner.rank_captions(profile, [invented], item)
+    assert none == [{"best_of_n": {"n": 1, "rank": None, "score": None, "version": None},
+                     "grounding": {"grounded": False, "problems": ranked[1]["grounding"]["problems"]}}]
+    learner.reward = _CannotScore()
+    fallback = learner.rank_captions(profile, [short, invented, long], item)
+    assert [p["best_of_n"]["rank"] for p in fallback] == [0, None, 1]
+    assert {p["best_of_n"]["version"] for p in fallback} == {None}
+
+
 def _label_all(svc, annotator: int, choose) -> int:
     done = 0
     while (pair := svc.labeling.next_pair(annotator)) is not None:
@@ -198,8 +246,8 @@ def _reward_rows(svc) -> list:
     return rows
 
 
-def test_reward_model_trains_from_the_store_into_the_registry_and_best_of_n_uses_it(fresh_svc):
-    svc = fresh_svc
+def test_reward_model_trains_from_the_store_into_the_registry_and_best_of_n_uses_it(services_factory):
+    svc = services_factory(model_poll_s=3600.0)  # the upkeep thread must not serve the promotion before this test does
     _labelled_store(svc)
     encoder = HashingEncoder(32)
     first = train_reward(svc.events.Session, svc.catalog, svc.artifacts, encoder, tolerance=1.0, say=lambda m: None)
