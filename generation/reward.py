@@ -912,7 +912,7 @@ class BestOfN:
     def params_for(self, index: int) -> dict[str, Any]:
         """What to store in candidate `index`'s params: {"best_of_n": {"n", "rank", "score", "version"}}; rank 0
         is the one shown, rank None one left out of the choice. A later label between the shown one and another
-        candidate measures best-of-N's win rate (`app.dashboard.generation_views.best_of_n_outcomes`)."""
+        candidate measures best-of-N's win rate (`app.dashboard.generation_page.best_of_n_outcomes`)."""
         rank = self.order.index(index) if index in self.order else None
         return {"best_of_n": {"n": len(self.scores), "rank": rank, "score": self.scores[index],
                               "version": self.version}}

@@ -442,7 +442,7 @@ def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_fact
 def test_the_learning_page_lists_preference_versions_with_their_pair_accuracy():
     import pandas as pd
 
-    from app.dashboard import learning_views as dl
+    from app.dashboard import learning_page as dl
 
     versions = pd.DataFrame({
         "name": ["ease", "reward", "reward"], "kind": ["recommender", "preference", "preference"],

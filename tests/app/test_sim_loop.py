@@ -1,4 +1,4 @@
-"""app.simulate.learning_loop (the learning-loop simulation) and app.dashboard.learning_views (its figures), on a
+"""app.simulate.learning_loop (the learning-loop simulation) and app.dashboard.learning_page (its figures), on a
 synthetic world.
 
 The world: 4 tastes over 120 items (30 each); every user rates 24 items of their taste 4-5 and 8 others 1-3.
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.dashboard import learning_views as dl
+from app.dashboard import learning_page as dl
 from app.learning.retrain import json_safe
 from app.simulate import learning_loop as sim_loop
 from recommenders.data import Dataset
