@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from app.simulate.generation_world import GROUPS, GenerationWorld, SimAsset, Visitor, group_of
-from app.simulate.shared import AnnotatorSpec, seeded_uuid
+from app.simulate.shared import AnnotatorSpec, check_ranges, seeded_uuid
 
 COVER_SHARE = 0.7  # of rounds are cover pairs; the others are caption pairs
 LIKE_OFFSET = 1.0  # p(like) = sigmoid(value - LIKE_OFFSET): a like is rarer than a view
@@ -56,12 +56,8 @@ class RewardSimConfig:
     now: dt.datetime | None = None
 
     def __post_init__(self) -> None:
-        for name, low, high in (("labels", 10, 1_000_000), ("users", 2, 100_000), ("best_of", 2, 16),
-                                ("holdout", 10, 1_000_000),
-                                ("trials", 1, 100_000), ("eval_pairs", 10, 1_000_000)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+        check_ranges(self, [("labels", 10, 1_000_000), ("users", 2, 100_000), ("best_of", 2, 16),
+                            ("holdout", 10, 1_000_000), ("trials", 1, 100_000), ("eval_pairs", 10, 1_000_000)])
         if not self.checkpoints or any(c < 10 or c > self.labels for c in self.checkpoints):
             raise ValueError(f"checkpoints must be label counts between 10 and labels={self.labels}, "
                              f"got {self.checkpoints!r}")
@@ -142,9 +138,7 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
             sides = [world.cover(visitor, item, arm, f"{t}{tag}", nprng) for arm, tag in ((arm_a, "a"), (arm_b, "b"))]
             extras = [arm_a.as_params(visitor.segment), arm_b.as_params(visitor.segment)]
         else:
-            traits = [world.random_traits(nprng) for _ in range(2)]
-            while traits[1] == traits[0]:
-                traits[1] = world.random_traits(nprng)
+            traits = world.two_traits(nprng)
             sides = [world.caption(visitor, item, tr, f"{t}{tag}", nprng) for tr, tag in zip(traits, "ab")]
             extras = [{"traits": list(tr)} for tr in traits]
         if rng.random() < 0.5:  # the side shown first is random
@@ -234,16 +228,11 @@ def measure_reward(session_factory: Any, world: GenerationWorld, config: RewardS
         visitor = world.visitors[int(eval_rng.integers(len(world.visitors)))]
         item = world.items[int(eval_rng.integers(len(world.items)))]
         if eval_rng.random() < COVER_SHARE:
-            arm_a = world.random_arm(eval_rng)
-            arm_b = world.random_arm(eval_rng)
-            while arm_b == arm_a:
-                arm_b = world.random_arm(eval_rng)
+            arm_a, arm_b = world.two_arms(eval_rng)
             sides = [world.cover(visitor, item, arm, f"e{e}{tag}", eval_rng)
                      for arm, tag in ((arm_a, "a"), (arm_b, "b"))]
         else:
-            tr = [world.random_traits(eval_rng) for _ in range(2)]
-            while tr[1] == tr[0]:
-                tr[1] = world.random_traits(eval_rng)
+            tr = world.two_traits(eval_rng)
             sides = [world.caption(visitor, item, x, f"e{e}{tag}", eval_rng) for x, tag in zip(tr, "ab")]
         eval_set.append((visitor, sides))
     fresh = [(v.features, a.candidate, b.candidate, a.value, b.value) for v, (a, b) in eval_set]

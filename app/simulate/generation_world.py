@@ -169,3 +169,17 @@ class GenerationWorld:
 
     def random_traits(self, rng: np.random.Generator) -> tuple[int, ...]:
         return tuple(int(x) for x in rng.integers(0, 2, size=len(TRAITS)))
+
+    def two_arms(self, rng: np.random.Generator) -> tuple[Any, Any]:
+        """Two different random arms: the sides of a cover pair."""
+        first, second = self.random_arm(rng), self.random_arm(rng)
+        while second == first:
+            second = self.random_arm(rng)
+        return first, second
+
+    def two_traits(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
+        """Two different random trait sets: the sides of a caption pair."""
+        pair = [self.random_traits(rng), self.random_traits(rng)]
+        while pair[1] == pair[0]:
+            pair[1] = self.random_traits(rng)
+        return pair

@@ -54,7 +54,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from app.simulate.shared import seeded_uuid
+from app.simulate.shared import check_ranges, seeded_uuid
 
 ARMS = ("static", "fold-in", "retrain")
 CONTROL, TREATMENT = "static", "retrain"
@@ -86,14 +86,9 @@ class LoopConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, low, high in (("users", 2, 5000), ("rounds", 1, 100), ("slate", 1, 100), ("known", 1, 100),
-                                ("ips_replicates", 1, 1000), ("n_boot", 10, 100_000)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name}: expected an integer between {low} and {high}, got {value!r}")
-        for name in ("p_like", "p_noise", "p_dislike", "ips_epsilon"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {getattr(self, name)!r}")
+        check_ranges(self, [("users", 2, 5000), ("rounds", 1, 100), ("slate", 1, 100), ("known", 1, 100),
+                            ("ips_replicates", 1, 1000), ("n_boot", 10, 100_000)],
+                     ("p_like", "p_noise", "p_dislike", "ips_epsilon"))
         if self.eta < 0:
             raise ValueError(f"eta: expected a non-negative position-bias exponent, got {self.eta!r}")
         if self.ips_top < self.slate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 
 def seeded_uuid(rng: random.Random) -> str:
@@ -31,6 +32,19 @@ class AnnotatorSpec:
         if not 0.0 <= accuracy <= 1.0 or not 0.0 <= bias <= 1.0:
             raise ValueError(f"accuracy and bias must be in [0, 1], got {text!r}")
         return cls(parts[0], accuracy, bias)
+
+
+def check_ranges(config: Any, integers: Sequence[tuple[str, int, int]] = (), probabilities: Sequence[str] = ()) -> None:
+    """A ValueError naming the first of `config`'s fields that is not an integer in its [low, high] or not a
+    probability in [0, 1] (what each simulation's config checks first)."""
+    for name, low, high in integers:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    for name in probabilities:
+        value = getattr(config, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
 
 
 def parse_annotators(text: str) -> tuple[AnnotatorSpec, ...]:

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from app.simulate.shared import AnnotatorSpec, seeded_uuid
+from app.simulate.shared import AnnotatorSpec, check_ranges, seeded_uuid
 
 # Simulated caption generators: name -> (quality on the Bradley-Terry log-odds scale, median latency ms).
 GENERATORS: dict[str, tuple[float, float]] = {
@@ -68,17 +68,9 @@ class SimConfig:
     now: dt.datetime | None = None  # "today" of the simulation (naive UTC); default: now
 
     def __post_init__(self) -> None:
-        checks = [
-            ("users", self.users, 1, 100_000), ("days", self.days, 1, 3650), ("slate", self.slate, 2, 100),
-            ("asset_items", self.asset_items, 0, 100_000), ("overlap", self.overlap, 1, 100),
-        ]
-        for name, value, low, high in checks:
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
-        for name in ("interleave", "noise_click", "click_rated", "click_loved", "like_loved"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        check_ranges(self, [("users", 1, 100_000), ("days", 1, 3650), ("slate", 2, 100), ("asset_items", 0, 100_000),
+                            ("overlap", 1, 100)],
+                     ("interleave", "noise_click", "click_rated", "click_loved", "like_loved"))
         if not 0 < self.sessions_per_day <= 50:
             raise ValueError(f"sessions_per_day must be in (0, 50], got {self.sessions_per_day!r}")
         if len(self.models) < 1 or len(set(self.models)) != len(self.models):
@@ -261,8 +253,9 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                 for personalized in (True, False):
                     prompt = build_prompt(item, profile if personalized else None, alpha=0.5 if personalized else 0.0,
                                           domain=domain)
+                    genres = ", ".join(item.genres) or with_article(domain.noun)
                     text = (f"[simulated {generator}] {item.title}: " + ", ".join(prompt.keywords[:4])
-                            if generator != "fallback" else f"{item.title} — {', '.join(item.genres) or with_article(domain.noun)}.")
+                            if generator != "fallback" else f"{item.title} — {genres}.")
                     asset = store.record_asset(s, {
                         "event_id": seeded_uuid(rng), "kind": "caption", "item_id": item_id,
                         "user_id": user if personalized else None, "generator": generator,
@@ -311,7 +304,7 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                 else:
                     choice = "B" if gold[pair.id] == "A" else "A"
                 spent = int(1000 * (2 + 6 * spec.accuracy) * math.exp(nprng.normal(0, 0.4)))
-                store.record_preference(s, seeded_uuid(rng), pair.id, annotators[spec.name], choice, time_spent_ms=spent,
-                                        at=at + dt.timedelta(seconds=spent / 1000))
+                store.record_preference(s, seeded_uuid(rng), pair.id, annotators[spec.name], choice,
+                                        time_spent_ms=spent, at=at + dt.timedelta(seconds=spent / 1000))
                 report.labels += 1
             step += 1
