@@ -9,7 +9,7 @@
 
 `--reward` fits `generation.reward.RewardModel` (MiniLM text features; `--encoder hashing-64` for a cheap
 bag-of-words stand-in) on the store's labels and picks, gates it next to the served version (held-out pair
-accuracy on the pairs it never trained on; `app.learning.preference.reward_gate`, `--tolerance` in accuracy) and
+accuracy on the pairs it never trained on; `app.learning.reward.reward_gate`, `--tolerance` in accuracy) and
 registers it (name "reward", kind "preference") with an eval run; every replica serves the promoted version.
 Exit status 2 when the store has too few pairs.
 
@@ -59,7 +59,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     from annotation import registry
     from annotation.db import make_engine, make_session_factory, upgrade
-    from app.learning import retrain as learning, preference
+    from app.learning import retrain as learning
+    from app.learning.reward import REWARD_KIND, REWARD_NAME
     from app.settings import load_settings
 
     args = parse_args(argv)
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine = make_engine(url)
     Session = make_session_factory(engine)
     artifacts = _artifacts(args, settings)
-    name, kind = (preference.REWARD_NAME, preference.REWARD_KIND) if args.reward else (args.model, "recommender")
+    name, kind = (REWARD_NAME, REWARD_KIND) if args.reward else (args.model, "recommender")
     try:
         if args.list:
             with Session() as s:
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   config=learning.GateConfig(tolerance=tolerance),
                                   log=lambda m: print(m, file=sys.stderr, flush=True))
         if args.json:
-            print(json.dumps(learning._json_safe(result.to_dict()), indent=1))
+            print(json.dumps(learning.json_safe(result.to_dict()), indent=1))
         else:
             verdict = "PROMOTED" if result.promoted else "REJECTED"
             print(f"{args.model} v{result.version} {verdict} (watermark {result.watermark}, "
@@ -132,7 +133,7 @@ def _artifacts(args: argparse.Namespace, settings):
 
 def _train_reward(args: argparse.Namespace, settings, Session, artifacts) -> int:
     from app.serving.catalog import Catalog
-    from app.learning.preference import encoder_for, train_reward
+    from app.learning.reward import encoder_for, train_reward
     from recommenders.data import load_dataset
 
     catalog = Catalog(load_dataset(settings.dataset, settings.data_dir))

@@ -158,7 +158,7 @@ def bench_pages(db: Path, n_events: int, repeats: int) -> bool:
     emit(bench="dashboard.pages.load_frames_uncached", seconds=round(time.perf_counter() - t, 2), load=_load())
     engine.dispose()
 
-    script = str(ROOT / "app" / "dashboard.py")
+    script = str(ROOT / "app" / "dashboard" / "main.py")
 
     def run(page: str) -> float:
         at = AppTest.from_file(script, default_timeout=600)

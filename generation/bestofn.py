@@ -7,6 +7,10 @@
 
     captions = caption_candidates(caption_generator, item, profile, n=4, seed=0)
     pick, dropped = pick_best_caption(model, user, captions, item, profile)  # ungrounded captions never win
+    params = [pick.params_for(i) for i in range(len(captions))]            # what to store with each candidate
+
+Without a reward model (`model=None` for captions, `pick_first` for anything) the given order stands: the first
+candidate is the pick, nothing is scored. One candidate is never scored: there is nothing to choose.
 
 The generators are duck-typed: anything with `CoverGenerator.generate(item, profile, n, seed, alpha)` or
 `CaptionGenerator.generate(item, profile, seed)` works, so the fallback renderers, the tiny test models and
@@ -71,28 +75,43 @@ def _candidates(assets: Sequence[Any]) -> list[Candidate]:
             if not isinstance(a, Candidate) else a for i, a in enumerate(assets)]
 
 
+def pick_first(assets: Sequence[Any]) -> BestOfN:
+    """`assets` (generation Assets or Candidates) in the given order, unscored: the choice without a reward model."""
+    if not assets:
+        raise invalid("assets", "at least one candidate", assets)
+    candidates = _candidates(assets)
+    return BestOfN(0, candidates[0], (None,) * len(candidates), tuple(range(len(candidates))), None)
+
+
 def pick_best(model: RewardModel, user: UserFeatures, assets: Sequence[Any]) -> BestOfN:
-    """The best of `assets` (generation Assets or Candidates) for `user` under `model`."""
+    """The best of `assets` (generation Assets or Candidates) for `user` under `model` (one asset: itself,
+    unscored)."""
     if not isinstance(model, RewardModel):
         raise invalid("model", "a fitted generation.reward.RewardModel", model)
     if not assets:
         raise invalid("assets", "at least one candidate", assets)
+    if len(assets) == 1:
+        return pick_first(assets)
     return best_of_n(model, user, _candidates(assets))
 
 
-def pick_best_caption(model: RewardModel, user: UserFeatures, assets: Sequence[Any], item: ItemInfo,
+def pick_best_caption(model: RewardModel | None, user: UserFeatures | None, assets: Sequence[Any], item: ItemInfo,
                       profile: UserProfile | None) -> tuple[BestOfN | None, list[GroundingResult]]:
-    """The best grounded caption (None when every one invents a fact) and the grounding results of the dropped.
+    """The best grounded caption (None when every one invents a fact) and the grounding results of the dropped,
+    in their order. `model` None: the grounded captions in the given order, unscored.
 
-    `BestOfN.index` counts among the grounded captions; `BestOfN.chosen.asset_id` names the asset.
+    `BestOfN` counts every caption given: a dropped one has no rank and no score (`BestOfN.params_for` says so);
+    `BestOfN.chosen.asset_id` names the asset.
     """
-    grounded, dropped = [], []
-    for asset in assets:
-        result = check_caption(asset.text or "", item, profile)
-        if result.grounded:
-            grounded.append(asset)
-        else:
-            dropped.append(result)
+    checks = [check_caption(asset.text or "", item, profile) for asset in assets]
+    grounded = [i for i, result in enumerate(checks) if result.grounded]
+    dropped = [result for result in checks if not result.grounded]
     if not grounded:
         return None, dropped
-    return pick_best(model, user, grounded), dropped
+    among = [assets[i] for i in grounded]
+    pick = pick_best(model, user, among) if model is not None else pick_first(among)
+    scores: list[float | None] = [None] * len(assets)
+    for j, i in enumerate(grounded):
+        scores[i] = pick.scores[j]
+    return BestOfN(grounded[pick.index], pick.chosen, tuple(scores), tuple(grounded[j] for j in pick.order),
+                   pick.version), dropped

@@ -53,11 +53,6 @@ MAX_LIKED_TITLES = 10
 QUALITY_PHRASES = ("cinematic composition", "highly detailed")
 
 
-def genre_styles(genre: str, domain: Domain = FILM) -> tuple[str, ...]:
-    """The style words `domain` declares for a genre; () for a genre without any (e.g. ml-100k's 'unknown')."""
-    return domain.styles(genre)
-
-
 _WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
 
 

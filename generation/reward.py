@@ -12,8 +12,9 @@ P(u prefers a over b) = sigmoid(s(u, a) - s(u, b)). phi(u) has a constant 1 (so 
 user-independent taste), the user's strongest genre (one-hot: their segment), their genres (rank-weighted)
 and a MiniLM mean of the texts of items they liked; psi(a) has the asset's prompt and its style keywords
 (MiniLM, and a multi-hot of the frequent keywords), alpha, the generator, the caption's MiniLM embedding and
-a few caption traits (for captions), and the cover's CLIP image embedding when an image encoder is given,
-otherwise simple image statistics. Each MiniLM or CLIP block is reduced by a PCA fitted on the training data
+a few caption traits (for captions), and the cover's image embedding when an image encoder is given (any
+callable list of PIL images -> (n, d) array, e.g. a CLIP image tower), otherwise simple image statistics (what
+the app uses). Each MiniLM or image-embedding block is reduced by a PCA fitted on the training data
 (`RewardConfig.text_dim` whitened components): with a few thousand labels a full 384 x 384 interaction could
 not be estimated. Fitting is an L2-regularised logistic regression (convex, L-BFGS), the L2 strength chosen
 on two rolling time splits of the training pairs.
@@ -330,34 +331,6 @@ class HashingEncoder:
         return out
 
 
-def clip_image_encoder(model: str | os.PathLike, device: str = "cpu", batch_size: int = 16) -> ImageEncoder:
-    """A CLIP image encoder from a local transformers CLIP directory: list of PIL images -> (n, projection_dim)."""
-    import torch
-    from transformers import CLIPImageProcessor, CLIPModel
-
-    try:
-        clip = CLIPModel.from_pretrained(str(model), local_files_only=True).to(device).eval()
-        processor = CLIPImageProcessor.from_pretrained(str(model), local_files_only=True)
-    except OSError as exc:
-        raise invalid("model", "a local CLIP directory (CLIPModel + CLIPImageProcessor, save_pretrained)",
-                      str(model)) from exc
-
-    def encode(images: list[Any]) -> np.ndarray:
-        dim = int(clip.config.projection_dim)
-        out = np.zeros((len(images), dim), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            chunk = [im.convert("RGB") for im in images[start:start + batch_size]]
-            pixels = processor(images=chunk, return_tensors="pt")["pixel_values"].to(device)
-            with torch.inference_mode():
-                feats = clip.get_image_features(pixel_values=pixels)
-            feats = getattr(feats, "pooler_output", feats)
-            out[start:start + len(chunk)] = feats.float().cpu().numpy()
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-    encode.name = f"clip:{Path(str(model)).name}"  # type: ignore[attr-defined]
-    return encode
-
-
 def read_file_bytes(ref: str) -> bytes:
     """The default `read_bytes`: an asset reference is a file path."""
     return Path(ref).read_bytes()
@@ -386,7 +359,7 @@ def image_statistics(image: Any) -> np.ndarray:
 class RewardConfig:
     """How the reward model is built and fitted."""
 
-    text_dim: int = 16  # PCA components per MiniLM/CLIP block: 2,000 pairs cannot pin down 384-d interactions
+    text_dim: int = 16  # PCA components per embedding block: 2,000 pairs cannot pin down 384-d interactions
     # L2 strength per training pair (the penalty is l2 * n_pairs / 2 * |W|^2): the value with the lowest log-loss
     # on two rolling time splits of the training pairs is used
     l2_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
@@ -472,8 +445,8 @@ def _pair_accuracy(margins: np.ndarray) -> float:
 class RewardModel:
     """The personal Bradley-Terry reward model; see the module docstring.
 
-    encoder: texts -> (n, d) array (MiniLMEncoder in production). image_encoder: PIL images -> (n, d) (CLIP), or
-    None for image statistics. read_bytes: an asset reference (path or blob key) -> bytes.
+    encoder: texts -> (n, d) array (MiniLMEncoder in production). image_encoder: PIL images -> (n, d) (e.g. a
+    CLIP image tower), or None for image statistics. read_bytes: an asset reference (path or blob key) -> bytes.
     """
 
     def __init__(self, encoder: TextEncoder, config: RewardConfig | None = None,
@@ -512,7 +485,7 @@ class RewardModel:
         return out
 
     def _image_raw(self, refs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(raw image features (n, d), has_image (n,)): CLIP embeddings or IMAGE_STATS; zeros without an image."""
+        """(raw image features (n, d), has_image (n,)): image_encoder's embeddings or IMAGE_STATS; zeros without one."""
         from PIL import Image
 
         images, rows = [], []
@@ -820,11 +793,6 @@ class RewardModel:
         a = self._asset_matrix([user] * len(candidates), candidates, self._asset_raw(candidates))
         return a @ (u @ self.weights)
 
-    def prob_prefers(self, user: UserFeatures, a: Candidate, b: Candidate) -> float:
-        """P(user prefers a over b) under the model."""
-        s = self.score(user, [a, b])
-        return float(_sigmoid(np.array(s[0] - s[1])))
-
     def heldout_accuracy(self, pairs: Sequence[PreferencePair]) -> float:
         """Held-out pair accuracy of the last fit on `pairs`, a subset of its held-out pairs (ties count half): the
         split model's, fitted before them, not the refitted one's (which saw them). ValueError for a pair the
@@ -874,14 +842,14 @@ class RewardModel:
     @classmethod
     def load(cls, path: str | os.PathLike, encoder: TextEncoder, image_encoder: ImageEncoder | None = None,
              read_bytes: ReadBytes = read_file_bytes) -> "RewardModel":
-        """A model saved by `save`. `encoder` must produce the same embeddings as at fit (same model); a CLIP
-        model needs its `image_encoder` again."""
+        """A model saved by `save`. `encoder` must produce the same embeddings as at fit (same model); a model
+        fitted with an `image_encoder` needs it again."""
         with np.load(Path(path), allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
             if header.get("format") != FORMAT_VERSION:
                 raise invalid("path", f"a reward model of format {FORMAT_VERSION}", header.get("format"))
             if header["image_features"] == "clip" and image_encoder is None:
-                raise invalid("image_encoder", "the CLIP image encoder the model was fitted with", None)
+                raise invalid("image_encoder", "the image encoder the model was fitted with", None)
             config = header["config"]
             config["l2_grid"] = tuple(config["l2_grid"])
             model = cls(encoder, RewardConfig(**config), image_encoder, read_bytes)
@@ -928,19 +896,25 @@ def _time_split(pairs: list[PreferencePair], fraction: float) -> tuple[list[Pref
 
 @dataclass(frozen=True)
 class BestOfN:
-    """The outcome of a best-of-N choice: the chosen candidate, its index, every score and the ranking."""
+    """The outcome of a best-of-N choice: the chosen candidate, its index, every score and the ranking.
+
+    Indices count among every candidate given. One left out of the choice (a caption that invents a fact,
+    `generation.bestofn.pick_best_caption`) has no rank and no score; when no reward model chose
+    (`generation.bestofn.pick_first`) nothing is scored and the given order stands.
+    """
 
     index: int
     chosen: Candidate
-    scores: tuple[float, ...]
-    order: tuple[int, ...]  # candidate indices, best first
-    version: str  # the reward model's version that scored them
+    scores: tuple[float | None, ...]  # one per candidate; None: not scored
+    order: tuple[int, ...]  # the indices of the candidates in the choice, best first
+    version: str | None  # the reward model's version that scored them; None: none did
 
     def params_for(self, index: int) -> dict[str, Any]:
         """What to store in candidate `index`'s params: {"best_of_n": {"n", "rank", "score", "version"}}; rank 0
-        is the one shown. A later label between the shown one and another candidate measures best-of-N's win rate
-        (`app.dashboard.generation_views.best_of_n_outcomes`)."""
-        return {"best_of_n": {"n": len(self.scores), "rank": self.order.index(index), "score": self.scores[index],
+        is the one shown, rank None one left out of the choice. A later label between the shown one and another
+        candidate measures best-of-N's win rate (`app.dashboard.generation_page.best_of_n_outcomes`)."""
+        rank = self.order.index(index) if index in self.order else None
+        return {"best_of_n": {"n": len(self.scores), "rank": rank, "score": self.scores[index],
                               "version": self.version}}
 
     def as_params(self) -> dict[str, Any]:

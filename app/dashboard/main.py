@@ -6,7 +6,8 @@ models, generators, annotators) apply to every page. When `VITRINE_DASHBOARD_PAS
 before the right password is entered.
 
 Layout of this file: page config; cached resources and queries; the password gate; filters; one function
-per page that lays out the `app.dashboard.views` blocks (pure helpers, unit-tested); navigation.
+per page that lays out that page's blocks (pure helpers, unit-tested: `overview_page`, `recommenders_page`,
+`learning_page`, `generation_page`, `annotators_page`, over `charts`); navigation.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ if __package__ in (None, ""):  # `streamlit run app/dashboard/main.py` runs this
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import views as views
+from app.dashboard import annotators_page, generation_page, learning_page, overview_page, recommenders_page
+from app.dashboard.charts import SIMULATE_HINT, View
 from app.dashboard.data import (
     EXPORT_TABLES,
     Filters,
@@ -33,6 +35,7 @@ from app.dashboard.data import (
     load_frames,
 )
 from app.settings import load_settings, password_matches
+from app.web.cards import markdown_escape
 from app.web.status import redact_secret, redact_url
 
 PAGES = ("Overview", "Recommenders", "Learning", "Generation", "Annotators", "Data")
@@ -60,7 +63,7 @@ def cached_frames(url: str, start: dt.date | None, end: dt.date | None) -> Frame
 
 
 # -------------------------------------------------------------------------------------------- drawing
-def show(view: views.View, key: str, table: bool = False) -> None:
+def show(view: View, key: str, table: bool = False) -> None:
     """Draw one block: its figure (or the empty state), its one-line reading, optionally its table."""
     if view.empty:
         st.info(view.empty, icon="ℹ️")
@@ -68,7 +71,7 @@ def show(view: views.View, key: str, table: bool = False) -> None:
     if view.figure is not None:
         st.plotly_chart(view.figure, key=key, config={"displaylogo": False})
     if view.reading:
-        st.caption(views.markdown_escape(view.reading))
+        st.caption(markdown_escape(view.reading))
     if table and view.table is not None:
         with st.expander("Table"):
             st.dataframe(view.table, hide_index=True)
@@ -76,67 +79,68 @@ def show(view: views.View, key: str, table: bool = False) -> None:
 
 def page_overview(frames: Frames, today: dt.date) -> None:
     st.header("Overview")
-    counts = views.overview_counts(frames, today)
+    counts = overview_page.overview_counts(frames, today)
     for column, row in zip(st.columns(len(counts)), counts.itertuples(index=False)):
         column.metric(row.metric, f"{row.total:,}", delta=f"{row.today:,} today" if row.today else None,
                       delta_color="normal")
-    show(views.activity_view(frames), "overview-activity")
+    show(overview_page.activity_view(frames), "overview-activity")
 
 
 def page_recommenders(frames: Frames) -> None:
     st.header("Recommenders")
     st.subheader("Offline evaluation")
-    offline = views.offline_view(frames)
+    offline = recommenders_page.offline_view(frames)
     if offline.empty is None and offline.extra.get("metrics"):
         names = offline.extra["metrics"]
         metric = st.selectbox("Metric", names, index=names.index(offline.extra["metric"]), key="offline-metric")
-        offline = views.offline_view(frames, metric)
+        offline = recommenders_page.offline_view(frames, metric)
         st.dataframe(offline.table, hide_index=True)
     show(offline, "rec-offline")
     st.subheader("Online: clicks and likes per model")
-    show(views.online_rates_view(frames), "rec-online", table=True)
+    show(recommenders_page.online_rates_view(frames), "rec-online", table=True)
     st.subheader("Interleaving")
-    show(views.interleaving_view(frames), "rec-interleaving", table=True)
+    show(recommenders_page.interleaving_view(frames), "rec-interleaving", table=True)
     st.subheader("Beyond accuracy")
-    show(views.beyond_accuracy_view(frames), "rec-beyond", table=True)
+    show(recommenders_page.beyond_accuracy_view(frames), "rec-beyond", table=True)
 
 
 def page_generation(frames: Frames) -> None:
     st.header("Generation")
     st.subheader("Personalized vs generic")
-    show(views.personalized_view(frames), "gen-personalized")
+    show(generation_page.personalized_view(frames), "gen-personalized")
     st.subheader("Ratings")
-    attribute = st.radio("Compare by", list(views.BT_ATTRIBUTES), format_func=views.BT_ATTRIBUTES.get,
-                         horizontal=True, key="bt-attribute")
+    attributes = generation_page.BT_ATTRIBUTES
+    attribute = st.radio("Compare by", list(attributes), format_func=attributes.get, horizontal=True,
+                         key="bt-attribute")
     left, right = st.columns(2)
     with left:
-        show(views.bradley_terry_view(frames, attribute), "gen-bt", table=True)
+        show(generation_page.bradley_terry_view(frames, attribute), "gen-bt", table=True)
     with right:
-        show(views.win_matrix_view(frames, attribute), "gen-matrix")
+        show(generation_page.win_matrix_view(frames, attribute), "gen-matrix")
     st.subheader("Latency")
-    show(views.latency_view(frames), "gen-latency", table=True)
+    show(generation_page.latency_view(frames), "gen-latency", table=True)
     page_generation_learning(frames)
 
 
 def page_annotators(frames: Frames) -> None:
     st.header("Annotators")
     st.subheader("Throughput")
-    show(views.throughput_view(frames), "ann-throughput", table=True)
+    show(annotators_page.throughput_view(frames), "ann-throughput", table=True)
     st.subheader("Agreement on overlapping pairs")
-    agreement = views.agreement_view(frames)
+    agreement = annotators_page.agreement_view(frames)
     if agreement.empty is None:
         left, right = st.columns(2)
         left.metric("Fleiss' κ", f"{agreement.extra['fleiss']['kappa']:.2f}")
         right.metric("Krippendorff's α", f"{agreement.extra['alpha']:.2f}")
     show(agreement, "ann-agreement", table=True)
     st.subheader("Choice distribution")
-    show(views.choices_view(frames), "ann-choices", table=True)
+    show(annotators_page.choices_view(frames), "ann-choices", table=True)
 
 
 def _figure_or_note(figure, empty: bool, note: str, key: str) -> None:
     """A figure, or (for a block whose data does not exist yet) a one-line note saying how to make it."""
     if empty:
-        st.caption(views.markdown_escape(note))
+        st.caption(markdown_escape(note))
     else:
         st.plotly_chart(figure, key=key, config={"displaylogo": False})
 
@@ -154,13 +158,11 @@ def page_learning(url: str, report_path: Path) -> None:
     """Model versions with their gate decisions (the registry), and the known-truth simulation's curves."""
     import json
 
-    from app.dashboard import learning_views as dl
-
     st.header("Learning")
     st.subheader("Model versions and the gate")
     versions = cached_versions(url)
-    table = dl.versions_table(versions)
-    _figure_or_note(dl.versions_figure(table), table.empty,
+    table = learning_page.versions_table(versions)
+    _figure_or_note(learning_page.versions_figure(table), table.empty,
                     "No retrained versions yet: `python -m app.train --model ease` (or Retrain on the app's Status tab).",
                     "learn-versions")
     if not table.empty:
@@ -172,30 +174,32 @@ def page_learning(url: str, report_path: Path) -> None:
         return
     try:
         report = json.loads(report_path.read_text())
-        curves, ips = dl.curves_frame(report), dl.ips_frame(report)
+        curves, ips = learning_page.curves_frame(report), learning_page.ips_frame(report)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         st.error(f"The simulation report {report_path.name} could not be read: {type(exc).__name__}: {exc}")
         return
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(dl.learning_curves_figure(curves, "like_rate"), key="learn-likes", config={"displaylogo": False})
+        st.plotly_chart(learning_page.learning_curves_figure(curves, "like_rate"), key="learn-likes",
+                        config={"displaylogo": False})
     with right:
-        st.plotly_chart(dl.learning_curves_figure(curves, "ndcg@10"), key="learn-ndcg", config={"displaylogo": False})
-    _figure_or_note(dl.ips_figure(ips), ips.empty, "The report has no IPS block.", "learn-ips")
+        st.plotly_chart(learning_page.learning_curves_figure(curves, "ndcg@10"), key="learn-ndcg",
+                        config={"displaylogo": False})
+    _figure_or_note(learning_page.ips_figure(ips), ips.empty, "The report has no IPS block.", "learn-ips")
 
 
 def page_generation_learning(frames: Frames) -> None:
     """The generation loop: the preference model's accuracy, the policy's style mix, best-of-N wins."""
-    from app.dashboard import generation_views as dg
-
     st.subheader("Learning from labels")
-    accuracy = dg.reward_accuracy_frame(frames.eval_runs)
-    _figure_or_note(dg.reward_accuracy_figure(frames.eval_runs), accuracy.empty,
+    accuracy = generation_page.reward_accuracy_frame(frames.eval_runs)
+    _figure_or_note(generation_page.reward_accuracy_figure(frames.eval_runs), accuracy.empty,
                     "No preference-model version trained yet.", "gen-reward")
-    mix = dg.policy_style_mix(frames.assets)
-    _figure_or_note(dg.policy_style_mix_figure(mix), mix.empty, "No cover made by the prompt policy yet.", "gen-policy")
-    rates = dg.best_of_n_rates(dg.best_of_n_outcomes(frames.labels, frames.assets))
-    _figure_or_note(dg.best_of_n_figure(rates), rates.empty, "No labelled best-of-N pair yet.", "gen-bestofn")
+    mix = generation_page.policy_style_mix(frames.assets)
+    _figure_or_note(generation_page.policy_style_mix_figure(mix), mix.empty, "No cover made by the prompt policy yet.",
+                    "gen-policy")
+    rates = generation_page.best_of_n_rates(generation_page.best_of_n_outcomes(frames.labels, frames.assets))
+    _figure_or_note(generation_page.best_of_n_figure(rates), rates.empty, "No labelled best-of-N pair yet.",
+                    "gen-bestofn")
 
 
 def page_data(frames: Frames, url: str, filters: Filters) -> None:
@@ -205,7 +209,7 @@ def page_data(frames: Frames, url: str, filters: Filters) -> None:
     rows = {"feedback": int(daily.get("feedback events", 0)), "impressions": int(daily.get("slates shown", 0)),
             "labels": len(frames.labels), "assets": len(frames.assets), "eval_runs": len(frames.eval_runs)}
     if not any(rows.values()):
-        st.info("Nothing to export for these filters. " + views.SIMULATE_HINT, icon="ℹ️")
+        st.info("Nothing to export for these filters. " + SIMULATE_HINT, icon="ℹ️")
         return
     st.dataframe(pd.DataFrame({"table": list(rows), "rows": list(rows.values())}), hide_index=True, width="content")
     for name in EXPORT_TABLES:
@@ -283,12 +287,12 @@ def main() -> None:
     except Exception as exc:  # the DB is missing or not migrated: say so, do not show a traceback
         st.error(f"Could not read the database at {redact_url(url)}: {type(exc).__name__}: "
                  f"{redact_secret(str(exc), url)}")
-        st.info("Start the app once (`make demo`) to create and migrate it, or seed it: " + views.SIMULATE_HINT)
+        st.info("Start the app once (`make demo`) to create and migrate it, or seed it: " + SIMULATE_HINT)
         st.stop()
     filters = sidebar_filters(frames, start, end)
     if frames.is_empty:
         st.title("Vitrine dashboard")
-        st.info("Nothing recorded in this range yet: nobody has used the app. " + views.SIMULATE_HINT, icon="ℹ️")
+        st.info("Nothing recorded in this range yet: nobody has used the app. " + SIMULATE_HINT, icon="ℹ️")
     shown = apply_filters(frames, filters)
     if page == "Overview":
         page_overview(shown, dt.datetime.now(dt.timezone.utc).date())

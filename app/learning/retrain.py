@@ -122,8 +122,8 @@ def _register(Session, name: str, model, artifacts: ModelArtifacts, *, watermark
     from annotation import registry
 
     with Session() as s, s.begin():
-        row = registry.register(s, name, "pending", watermark=watermark, metrics=_json_safe(metrics),
-                                config=_json_safe(config))
+        row = registry.register(s, name, "pending", watermark=watermark, metrics=json_safe(metrics),
+                                config=json_safe(config))
         row.artifact = artifacts.save_dir("recommender", name, row.version, model.save)
         for version_id, offline, holdout, cfg in evals:
             _record_evals(s, row.id if version_id is None else version_id, dataset_name, offline, holdout, cfg)
@@ -133,12 +133,12 @@ def _register(Session, name: str, model, artifacts: ModelArtifacts, *, watermark
     return row
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinities -> None, recursively (JSON has no NaN); numpy numbers -> Python numbers."""
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -275,7 +275,7 @@ class ServedModelWatcher:
     A replica calls `refresh()` every few seconds (or after a retrain); it reads one row and loads the
     artifact (from the shared blob store, through this machine's cache) only when the promoted version changed.
     kind: "recommender" (loaded with `load_version_model`) or "preference" (give `load`: (artifacts, key) ->
-    model, e.g. `app.learning.preference.load_reward_artifact`).
+    model, e.g. `app.learning.reward.load_reward_artifact`).
     """
 
     def __init__(self, Session, name: str, artifacts: ModelArtifacts | Path | str, kind: str = "recommender",

@@ -5,7 +5,7 @@ by the background worker (`app.serving.worker.AssetWorker`, `assets.worker`), wh
 batches through `record_slate`.
 
 Slate assets (the personalized cover and caption shown on a card) are best-of-N choices when a `Learner`
-(`app.learning.preference`) is given: the worker makes N cover candidates (one prompt-policy arm each, seeds
+(`app.learning.learner`) is given: the worker makes N cover candidates (one prompt-policy arm each, seeds
 SLATE_SEED .. SLATE_SEED + N - 1) and N caption candidates, records them all with params["best_of_n"] (and the
 arm in params["policy"]), and the one ranked first is what `known` returns (`annotation.reads.shown_assets`);
 the shown one against another candidate becomes a label pair. Without a learner, or for a generic (profile-less)
@@ -37,7 +37,7 @@ from app.serving.worker import AssetWorker
 from app.serving.zerogpu import gpu
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from app.learning.preference import Learner
+    from app.learning.learner import Learner
     from generation.captions import CaptionGenerator
     from generation.covers import CoverGenerator
     from generation.profile import UserProfile

@@ -104,15 +104,15 @@ class Services:
         return result
 
     def train_preference(self) -> dict[str, Any]:
-        """Train the next preference (reward) model version on every label and Create pick (`app.learning.preference`),
+        """Train the next preference (reward) model version on every label and Create pick (`app.learning.reward`),
         gate it next to the served one and register it; a promoted version ranks best-of-N candidates from now on,
         here at once and on every replica at its next poll."""
-        from app.learning import preference
+        from app.learning.reward import encoder_for, train_reward
 
         try:
-            result = preference.train_reward(self.events.Session, self.catalog, self.artifacts,
-                                             preference.encoder_for("minilm", self.settings.text_model),
-                                             text_model=self.settings.text_model, read_bytes=self.assets.read_cover)
+            result = train_reward(self.events.Session, self.catalog, self.artifacts,
+                                  encoder_for("minilm", self.settings.text_model),
+                                  text_model=self.settings.text_model, read_bytes=self.assets.read_cover)
         except ValueError as exc:
             raise bad("preference model", "enough labelled pairs to learn from", str(exc)) from exc
         self.serve_promoted()
@@ -313,7 +313,7 @@ def build_services(
                       llm_keywords=None if captions.uses_fallback else captions.preference_keywords)
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
-    from app.learning.preference import Learner, best_of_n_for
+    from app.learning.learner import Learner, best_of_n_for
 
     learner = Learner.start(data_dir, catalog, events, n=best_of_n_for(settings.best_of_n, settings.device),
                             pairs_max=settings.auto_pairs_max, text_model=settings.text_model, notes=notes)
@@ -342,14 +342,15 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     """Serve the promoted version of each model that has one (a retrain promoted here, before a restart, or on
     another replica), the promoted preference model too, keep following promotions every VITRINE_MODEL_POLL_S,
     and run the optional schedules."""
-    from app.learning import retrain as learning, preference
+    from app.learning import retrain as learning
+    from app.learning.reward import REWARD_KIND, REWARD_NAME, load_reward_artifact
 
     with timed("model versions"):
         svc.watchers = {name: learning.ServedModelWatcher(svc.events.Session, name, svc.artifacts) for name in names}
         text_model = svc.settings.text_model
         svc.reward_watcher = learning.ServedModelWatcher(
-            svc.events.Session, preference.REWARD_NAME, svc.artifacts, kind=preference.REWARD_KIND,
-            load=lambda artifacts, key: preference.load_reward_artifact(artifacts, key, text_model))
+            svc.events.Session, REWARD_NAME, svc.artifacts, kind=REWARD_KIND,
+            load=lambda artifacts, key: load_reward_artifact(artifacts, key, text_model))
         served = svc.serve_promoted()
     if served:
         svc.notes.append(f"serving promoted versions from the registry: {', '.join(served)}")

@@ -1,9 +1,9 @@
-"""`python -m app.simulate`: simulated traffic, or with `--rounds` the learning loop, or with `--reward` the
-generation loop (see `app.simulate.traffic.main`)."""
+"""`python -m app.simulate`: traffic, or with `--rounds` the learning loop, or with `--reward` the generation loop
+(`app.simulate.cli`)."""
 
 import sys
 
-from app.simulate.traffic import main
+from app.simulate.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
     python -m app.simulate --users 50 --days 7                 # into DATABASE_URL (default: .vitrine/vitrine.db)
     python -m app.simulate --users 200 --days 14 --models ease,pop,itemknn --interleave 0.3 --seed 1
-    python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json  # the learning loop (app/simulate/loop.py)
+    report = simulate(session_factory, dataset, SimConfig(users=50, days=7))  # the same, from Python
 
 Visitors. ml-100k's ratings are split at random 8:1:1 per user (`recommenders.splits.random_split`); the
 models are trained on the 80% and the visitors' taste is the held-out 20%: a visitor clicks a shown item
@@ -24,19 +24,18 @@ Everything is seeded: the same arguments give the same database.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import math
 import random
-import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from app.simulate.shared import AnnotatorSpec, check_ranges, seeded_uuid
 
 # Simulated caption generators: name -> (quality on the Bradley-Terry log-odds scale, median latency ms).
 GENERATORS: dict[str, tuple[float, float]] = {
@@ -45,27 +44,6 @@ GENERATORS: dict[str, tuple[float, float]] = {
     "fallback": (0.0, 4.0),
 }
 PERSONALIZATION_BONUS = 0.8  # log-odds a personalized asset gains over a generic one of the same generator
-
-
-@dataclass(frozen=True)
-class AnnotatorSpec:
-    name: str
-    accuracy: float  # probability of choosing the truly better side when not biased
-    bias: float = 0.0  # probability of answering "A" whatever is shown
-
-    @classmethod
-    def parse(cls, text: str) -> "AnnotatorSpec":
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or not parts[0]:
-            raise ValueError(f"--annotators entries must be name:accuracy[:bias], got {text!r}")
-        try:
-            accuracy = float(parts[1])
-            bias = float(parts[2]) if len(parts) == 3 else 0.0
-        except ValueError:
-            raise ValueError(f"--annotators entries must be name:accuracy[:bias] with numbers, got {text!r}") from None
-        if not 0.0 <= accuracy <= 1.0 or not 0.0 <= bias <= 1.0:
-            raise ValueError(f"accuracy and bias must be in [0, 1], got {text!r}")
-        return cls(parts[0], accuracy, bias)
 
 
 @dataclass
@@ -90,17 +68,9 @@ class SimConfig:
     now: dt.datetime | None = None  # "today" of the simulation (naive UTC); default: now
 
     def __post_init__(self) -> None:
-        checks = [
-            ("users", self.users, 1, 100_000), ("days", self.days, 1, 3650), ("slate", self.slate, 2, 100),
-            ("asset_items", self.asset_items, 0, 100_000), ("overlap", self.overlap, 1, 100),
-        ]
-        for name, value, low, high in checks:
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
-        for name in ("interleave", "noise_click", "click_rated", "click_loved", "like_loved"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        check_ranges(self, [("users", 1, 100_000), ("days", 1, 3650), ("slate", 2, 100), ("asset_items", 0, 100_000),
+                            ("overlap", 1, 100)],
+                     ("interleave", "noise_click", "click_rated", "click_loved", "like_loved"))
         if not 0 < self.sessions_per_day <= 50:
             raise ValueError(f"sessions_per_day must be in (0, 50], got {self.sessions_per_day!r}")
         if len(self.models) < 1 or len(set(self.models)) != len(self.models):
@@ -123,10 +93,6 @@ class SimReport:
     eval_runs: int = 0
     seconds: float = 0.0
     truth: dict = field(default_factory=dict)
-
-
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
 def _stable_index(text: str, n: int) -> int:
@@ -204,7 +170,7 @@ def simulate(session_factory, dataset, config: SimConfig, log=print) -> SimRepor
                         items, contributors, model = fresh(name)[: config.slate], None, name
                     if not items:
                         continue
-                    imp = store.record_impression(s, _uuid(rng), user, model, items, contributors=contributors,
+                    imp = store.record_impression(s, seeded_uuid(rng), user, model, items, contributors=contributors,
                                                   context={"tab": "simulated"}, at=at)
                     report.impressions += 1
                     shown[user].update(items)
@@ -215,10 +181,10 @@ def simulate(session_factory, dataset, config: SimConfig, log=print) -> SimRepor
                         if rng.random() >= p_click:
                             continue
                         click_at = at + dt.timedelta(seconds=5 + 3 * position + rng.random())
-                        events.append({"event_id": _uuid(rng), "user_id": user, "item_id": item, "kind": "click",
+                        events.append({"event_id": seeded_uuid(rng), "user_id": user, "item_id": item, "kind": "click",
                                        "impression_id": imp.id, "at": click_at})
                         if rating is not None and rating >= 4 and rng.random() < config.like_loved:
-                            events.append({"event_id": _uuid(rng), "user_id": user, "item_id": item,
+                            events.append({"event_id": seeded_uuid(rng), "user_id": user, "item_id": item,
                                            "kind": "like", "impression_id": imp.id,
                                            "at": click_at + dt.timedelta(seconds=2)})
                 report.feedback += store.record_feedback_batch(s, events)
@@ -287,10 +253,11 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                 for personalized in (True, False):
                     prompt = build_prompt(item, profile if personalized else None, alpha=0.5 if personalized else 0.0,
                                           domain=domain)
+                    genres = ", ".join(item.genres) or with_article(domain.noun)
                     text = (f"[simulated {generator}] {item.title}: " + ", ".join(prompt.keywords[:4])
-                            if generator != "fallback" else f"{item.title} — {', '.join(item.genres) or with_article(domain.noun)}.")
+                            if generator != "fallback" else f"{item.title} — {genres}.")
                     asset = store.record_asset(s, {
-                        "event_id": _uuid(rng), "kind": "caption", "item_id": item_id,
+                        "event_id": seeded_uuid(rng), "kind": "caption", "item_id": item_id,
                         "user_id": user if personalized else None, "generator": generator,
                         "fallback": generator == "fallback", "prompt": prompt.text,
                         "negative_prompt": prompt.negative, "seed": n, "path": None, "text": text,
@@ -337,75 +304,7 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                 else:
                     choice = "B" if gold[pair.id] == "A" else "A"
                 spent = int(1000 * (2 + 6 * spec.accuracy) * math.exp(nprng.normal(0, 0.4)))
-                queue.record_preference(s, _uuid(rng), pair.id, annotators[spec.name], choice, time_spent_ms=spent,
-                                        at=at + dt.timedelta(seconds=spent / 1000))
+                queue.record_preference(s, seeded_uuid(rng), pair.id, annotators[spec.name], choice,
+                                        time_spent_ms=spent, at=at + dt.timedelta(seconds=spent / 1000))
                 report.labels += 1
             step += 1
-
-
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, SimConfig]:
-    parser = argparse.ArgumentParser(prog="python -m app.simulate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=50, help="simulated visitors (ml-100k users)")
-    parser.add_argument("--days", type=int, default=7, help="days of traffic, ending today")
-    parser.add_argument("--models", default="ease,pop", help="comma-separated recommenders; the first should win")
-    parser.add_argument("--slate", type=int, default=10, help="items per slate")
-    parser.add_argument("--sessions-per-day", type=float, default=1.0, help="mean slates per visitor per day")
-    parser.add_argument("--interleave", type=float, default=0.3, help="share of interleaved sessions")
-    parser.add_argument("--asset-items", type=int, default=40, help="(visitor, item) pairs with generated captions")
-    parser.add_argument("--annotators", default=None,
-                        help="comma-separated name:accuracy[:bias], default "
-                             "ann-careful:0.95,ann-average:0.8,ann-sloppy:0.6:0.4")
-    parser.add_argument("--overlap", type=int, default=3, help="annotators per pair")
-    parser.add_argument("--no-eval", action="store_true", help="skip the offline evaluation runs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--database-url", default=None, help="default: DATABASE_URL, else the app's SQLite file")
-    args = parser.parse_args(argv)
-    try:
-        kwargs = {}
-        if args.annotators:
-            kwargs["annotators"] = tuple(AnnotatorSpec.parse(t.strip()) for t in args.annotators.split(",") if t.strip())
-        config = SimConfig(users=args.users, days=args.days, models=tuple(m.strip() for m in args.models.split(",")
-                                                                           if m.strip()),
-                           slate=args.slate, sessions_per_day=args.sessions_per_day, interleave=args.interleave,
-                           asset_items=args.asset_items, overlap=args.overlap, evaluate=not args.no_eval,
-                           seed=args.seed, **kwargs)
-    except ValueError as exc:
-        parser.error(str(exc))
-    return args, config
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a == "--rounds" or a.startswith("--rounds=") for a in argv):  # the learning-loop simulation
-        from app.simulate.loop import main as loop_main
-
-        return loop_main(argv)
-    if "--reward" in argv:  # the generation loop's proof: app/simulate/reward.py
-        from app.simulate.reward import main as reward_main
-
-        return reward_main([a for a in argv if a != "--reward"])
-    from annotation.db import make_engine, make_session_factory, upgrade
-    from app.settings import load_settings
-    from recommenders.data import load_dataset
-
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a pinned requirement
-        pass
-    args, config = parse_args(argv)
-    settings = load_settings()
-    url = args.database_url or settings.database_url
-    upgrade(url)
-    dataset = load_dataset(settings.dataset, settings.data_dir)
-    report = simulate(make_session_factory(make_engine(url)), dataset, config,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(f"simulate: done in {report.seconds:.1f} s into {url}: {report.users} users, {report.impressions:,} slates "
-          f"({report.interleaved:,} interleaved), {report.feedback:,} feedback events, {report.assets:,} assets, "
-          f"{report.pairs:,} pairs, {report.labels:,} labels, {report.eval_runs} evaluation runs")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ import pytest
 
 from annotation import registry, store
 from annotation.db import make_engine, make_session_factory, upgrade
-from app.learning import counterfactual, retrain as learning
+from app.learning import retrain as learning
 from recommenders.data import Dataset
 from recommenders.signals import to_signal
 from byo_helpers import write_folder
@@ -230,36 +230,6 @@ def test_cli_retrain_list_and_rollback(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         train.main(["--model", "ease", "--tolerance", "-1"])
     engine.dispose()
-
-
-def test_ips_from_the_stores_impressions(world):
-    """IPS from the app's logged slates: single-model slates only, deterministic propensities, support reported."""
-    from annotation import frames
-    from recommenders.ips import power_law
-
-    Session, ds, _ = world
-    model = learning.fit_on("ease", ds.interactions, ds.item_ids, params={"reg": 5.0})
-    rng = np.random.default_rng(0)
-    with Session() as s, s.begin():
-        for n, user in enumerate(["b0", "b1", "b2", "b3"] * 5):
-            store.ensure_user(s, user)
-            ids, _ = model.recommend(user, k=4)
-            imp = store.record_impression(s, str(uuid.uuid4()), user, "ease", ids, at=T0 + dt.timedelta(minutes=n))
-            for k, item in enumerate(ids):
-                if rng.random() < 0.5 / (k + 1):
-                    store.record_feedback(s, str(uuid.uuid4()), user, item, "like", impression_id=imp.id,
-                                          at=T0 + dt.timedelta(minutes=n, seconds=k))
-        interleaved = store.record_impression(s, str(uuid.uuid4()), "b0", ("ease", "pop"), ["1", "2"],
-                                              contributors=["ease", "pop"], at=T0)
-        assert interleaved.id
-    with Session() as s:
-        imps, fb = frames.impressions_frame(s), frames.feedback_frame(s)
-    est = counterfactual.ips_from_store(imps, fb, model, power_law(4, 1.0), n_boot=50)
-    # a user's later slates fold in their earlier likes, so they differ from the logged ones: support < 1
-    assert est.n_slates == 20 and 0 < est.support <= 1
-    assert est.ips >= 0 and est.snips_ci[0] <= est.snips <= est.snips_ci[1]
-    with pytest.raises(ValueError, match="no single-model slate"):
-        counterfactual.ips_from_store(imps, fb, model, power_law(4, 1.0), model="pop")
 
 
 def test_an_iterative_model_goes_through_the_same_gate(world):

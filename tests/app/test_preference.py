@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+
+import numpy as np
 import pytest
 
 from annotation import reads, registry, store
-from app.learning.preference import Learner, best_of_n_for, reward_gate, reward_versions, train_reward
+from app.learning.learner import Learner, best_of_n_for
+from app.learning.reward import reward_gate, reward_versions, train_reward
 from app.serving.ranking import ModelChoice
-from generation.reward import HashingEncoder
+from generation.reward import HashingEncoder, RewardModel
 
 
 def _show_slate(svc, user_id: str, k: int = 4) -> list[str]:
@@ -108,6 +111,52 @@ def test_an_ungrounded_caption_is_never_shown(fresh_svc, monkeypatch):
     invented = mine[mine["text"].fillna("").str.contains("Marrakesh")]
     assert len(invented) == len(items)
     assert all(p["best_of_n"]["rank"] is None and p["grounding"]["problems"] for p in invented["params"])
+
+
+class _LongestWins(RewardModel):
+    """A reward model whose choice a test can predict: a caption scores its length."""
+
+    def __init__(self) -> None:
+        super().__init__(HashingEncoder(8))
+        self.version = "longest-wins"
+
+    def score(self, user, candidates):
+        return np.array([float(len(c.text or "")) for c in candidates])
+
+
+class _CannotScore(_LongestWins):
+    def score(self, user, candidates):
+        raise RuntimeError("no image reader")
+
+
+def test_caption_ranks_come_from_the_reward_model_and_the_grounding_check(svc):
+    """`Learner.rank_captions` through `generation.bestofn.pick_best_caption`: the grounded captions ranked by the
+    model, an invented one unranked with its problems; all invented: none shown; a model that fails: the first."""
+    from generation.assets import Asset
+    from generation.policy import PromptPolicy
+
+    item = svc.catalog.item_info(svc.catalog.dataset.items["item_id"].iloc[0])
+    profile = svc.catalog.profile("5")
+
+    def caption(text: str, tag: str) -> Asset:
+        return Asset(kind="caption", item_id=item.item_id, user_id="5", generator="sim", fallback=False,
+                     prompt="req", negative_prompt="", seed=0, text=text, content_hash=tag * 64)
+
+    short, invented, long = (caption(f"{item.title}.", "a"), caption("Shot in Marrakesh in 1853.", "f"),
+                             caption(f"{item.title}: picked for you, and for a long evening.", "b"))
+    learner = Learner(svc.catalog, svc.events, PromptPolicy(seed=0), None, n=3)
+    learner.reward = _LongestWins()
+    ranked = learner.rank_captions(profile, [short, invented, long], item)
+    assert [p["best_of_n"]["rank"] for p in ranked] == [1, None, 0]
+    assert {p["best_of_n"]["version"] for p in ranked} == {"longest-wins"} and ranked[2]["best_of_n"]["score"] > 0
+    assert "grounding" not in ranked[0] and ranked[1]["grounding"]["problems"]
+    none = learner.rank_captions(profile, [invented], item)
+    assert none == [{"best_of_n": {"n": 1, "rank": None, "score": None, "version": None},
+                     "grounding": {"grounded": False, "problems": ranked[1]["grounding"]["problems"]}}]
+    learner.reward = _CannotScore()
+    fallback = learner.rank_captions(profile, [short, invented, long], item)
+    assert [p["best_of_n"]["rank"] for p in fallback] == [0, None, 1]
+    assert {p["best_of_n"]["version"] for p in fallback} == {None}
 
 
 def _label_all(svc, annotator: int, choose) -> int:
@@ -307,9 +356,9 @@ def test_a_preference_model_trained_on_one_replica_is_served_by_another(services
     them promotes ranks the other's best-of-N candidates within its poll interval."""
     import uuid
 
-    from app.learning import preference
+    from app.learning import reward
 
-    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     blobs = f"memory://vitrine-reward-{uuid.uuid4().hex[:8]}"
     one = services_factory(blob_url=blobs, model_poll_s=0.2)
     two = services_factory(blob_url=blobs, database_url=one.settings.database_url, model_poll_s=0.2)
@@ -363,10 +412,10 @@ def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, m
     import gradio as gr
 
     from app.web import handlers as h
-    from app.learning import preference
+    from app.learning import reward
 
     svc = fresh_svc
-    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     with pytest.raises(gr.Error, match="preference model: expected enough labelled pairs"):
         h.retrain(svc, h.PREFERENCE_MODEL)  # an empty store
     _labelled_store(svc)
@@ -378,9 +427,9 @@ def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, m
 
 
 def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_factory, monkeypatch):
-    from app.learning import preference
+    from app.learning import reward
 
-    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     svc = services_factory(reward_every_labels=10)
     svc.tick_reward_schedule()
     assert _reward_rows(svc) == []  # no labels yet: nothing to learn from
@@ -394,7 +443,7 @@ def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_fact
 def test_the_learning_page_lists_preference_versions_with_their_pair_accuracy():
     import pandas as pd
 
-    from app.dashboard import learning_views as dl
+    from app.dashboard import learning_page as dl
 
     versions = pd.DataFrame({
         "name": ["ease", "reward", "reward"], "kind": ["recommender", "preference", "preference"],
@@ -439,10 +488,10 @@ def test_the_reward_model_reads_the_covers_it_learns_from_and_ranks_by_blob_key(
     store (before, every cover was 'unreadable' and the model scored without image features)."""
     import logging
 
-    from app.learning import preference
+    from app.learning import reward
 
     svc = fresh_svc
-    monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
+    monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     _labelled_store(svc)
     with caplog.at_level(logging.WARNING):
         first = train_reward(svc.events.Session, svc.catalog, svc.artifacts, HashingEncoder(16), tolerance=1.0,

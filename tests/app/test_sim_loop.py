@@ -1,4 +1,5 @@
-"""app.simulate.loop (the learning-loop simulation) and app.dashboard.learning_views (its figures), on a synthetic world.
+"""app.simulate.learning_loop (the learning-loop simulation) and app.dashboard.learning_page (its figures), on a
+synthetic world.
 
 The world: 4 tastes over 120 items (30 each); every user rates 24 items of their taste 4-5 and 8 others 1-3.
 Small enough for seconds; the ml-100k figures are in BENCHMARKS.md.
@@ -12,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.dashboard import learning_views as dl
-from app.simulate import loop as sim_loop
+from app.dashboard import learning_page as dl
+from app.learning.retrain import json_safe
+from app.simulate import learning_loop as sim_loop
 from recommenders.data import Dataset
 from byo_helpers import write_folder
 
@@ -72,7 +74,7 @@ def test_report_shape_and_same_draws(report):
     first = {arm: body["rounds"][0] for arm, body in report["arms"].items()}
     assert len({(r["like_rate"], r["ndcg@10"]) for r in first.values()}) == 1
     assert len(report["retrain"]) == 3 and all("reason" in r for r in report["retrain"])
-    json.dumps(sim_loop._json_safe(report), allow_nan=False)  # the --json output is valid JSON
+    json.dumps(json_safe(report), allow_nan=False)  # the --json output is valid JSON
 
 
 def test_folding_likes_in_beats_the_static_control(report):
@@ -90,20 +92,20 @@ def test_ips_block(report):
 
 
 def test_cli_dispatch_from_app_simulate(tmp_path, monkeypatch, capsys):
-    from app.simulate import traffic as simulate
+    from app.simulate.cli import main
 
     ds = synthetic()
     folder = write_folder(ds, tmp_path / "syn")
     monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("VITRINE_DATASET", str(folder))
     out = tmp_path / "loop.json"
-    assert simulate.main(["--rounds", "2", "--users", "20", "--retrain", "--json", str(out), "--min-ratings", "20",
+    assert main(["--rounds", "2", "--users", "20", "--retrain", "--json", str(out), "--min-ratings", "20",
                           "--ips-candidates", "pop", "--ips-replicates", "2"]) == 0
     report = json.loads(out.read_text())
     assert [r["round"] for r in report["rounds"]] == [1, 2] and "control" in report
     assert "retrain  round 2" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        simulate.main(["--rounds", "0"])
+        main(["--rounds", "0"])
 
 
 def test_learning_figures(report):

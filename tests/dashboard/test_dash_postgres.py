@@ -7,9 +7,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from app.dashboard import views as views
+from app.dashboard import annotators_page, recommenders_page
 from app.dashboard.data import date_bounds, load_frames
-from app.simulate.traffic import AnnotatorSpec, SimConfig, simulate
+from app.simulate.shared import AnnotatorSpec
+from app.simulate.traffic import SimConfig, simulate
 from dash_helpers import SIM_NOW
 from pg_databases import pg_database
 
@@ -41,5 +42,6 @@ def test_same_frames_on_postgres_and_sqlite(pg_db, ml100k, tmp_path):
     pd.testing.assert_frame_equal(lite.rates, pg.rates, check_dtype=False)
     assert len(lite.interleaved_clicks) == len(pg.interleaved_clicks) > 0
     assert sorted(map(sorted, lite.slates["item_ids"])) == sorted(map(sorted, pg.slates["item_ids"]))
-    for build in (views.interleaving_view, views.online_rates_view, views.agreement_view):
+    for build in (recommenders_page.interleaving_view, recommenders_page.online_rates_view,
+                  annotators_page.agreement_view):
         assert build(lite).reading == build(pg).reading

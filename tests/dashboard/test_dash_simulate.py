@@ -1,4 +1,4 @@
-"""`app.simulate.traffic`: arguments, what it writes through the store, and that the same seed gives the same data."""
+"""`python -m app.simulate` (traffic): arguments, what it writes through the store, same seed same data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from app.simulate.traffic import AnnotatorSpec, SimConfig, main, parse_args, simulate
+from app.simulate.cli import main, parse_traffic as parse_args
+from app.simulate.shared import AnnotatorSpec
+from app.simulate.traffic import SimConfig, simulate
 from dash_helpers import SIM_NOW
 
 

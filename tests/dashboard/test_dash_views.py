@@ -8,14 +8,15 @@ import re
 import pandas as pd
 import pytest
 
-from app.dashboard import views as views
+from app.dashboard import annotators_page, generation_page, overview_page, recommenders_page
 from app.dashboard.data import Filters, apply_filters, date_bounds, export_frame, load_frames
+from app.web.cards import markdown_escape
 from dash_helpers import SIM_DAYS, SIM_NOW
 
 
 # ------------------------------------------------------------------------------------- known truth
 def test_preferred_model_has_the_higher_like_rate(sim_frames, sim_db):
-    view = views.online_rates_view(sim_frames)
+    view = recommenders_page.online_rates_view(sim_frames)
     likes = view.table[view.table["kind"] == "like"].set_index("model")
     best = sim_db[1].truth["best_model"]
     assert likes["rate"].idxmax() == best == "ease"
@@ -25,7 +26,7 @@ def test_preferred_model_has_the_higher_like_rate(sim_frames, sim_db):
 
 
 def test_preferred_model_wins_the_interleaving(sim_frames):
-    view = views.interleaving_view(sim_frames)
+    view = recommenders_page.interleaving_view(sim_frames)
     row = view.table.iloc[0]
     assert (row["model_a"], row["model_b"]) == ("ease", "pop")
     assert row["wins_a"] > row["wins_b"] and row["delta"] > 0 and row["p_value"] < 0.05
@@ -33,7 +34,7 @@ def test_preferred_model_wins_the_interleaving(sim_frames):
 
 
 def test_better_annotator_has_the_higher_agreement(sim_frames, sim_db):
-    view = views.agreement_view(sim_frames)
+    view = annotators_page.agreement_view(sim_frames)
     per = view.table.set_index("annotator")
     truth = sim_db[1].truth
     assert per["agreement"].idxmax() == truth["best_annotator"] == "ann-careful"
@@ -43,23 +44,24 @@ def test_better_annotator_has_the_higher_agreement(sim_frames, sim_db):
 
 
 def test_position_bias_and_generator_quality_are_recovered(sim_frames):
-    choices = views.choices_view(sim_frames)
+    choices = annotators_page.choices_view(sim_frames)
     assert "ann-sloppy" in choices.reading and "ann-careful" not in choices.reading
-    bt = views.bradley_terry_view(sim_frames, "generator", rounds=50)
+    bt = generation_page.bradley_terry_view(sim_frames, "generator", rounds=50)
     assert bt.table.iloc[0]["player"] == "sim/caption-large"
     assert bt.table.iloc[-1]["player"] == "fallback"
     assert list(bt.table.columns) == ["player", "rating", "low", "high", "comparisons", "elo"]
     assert bt.table["elo"].notna().all()
-    personalized = views.personalized_view(sim_frames)
+    personalized = generation_page.personalized_view(sim_frames)
     assert personalized.extra["rate"] > 0.5
-    styles = views.bradley_terry_view(sim_frames, "style", rounds=20)
+    styles = generation_page.bradley_terry_view(sim_frames, "style", rounds=20)
     assert styles.table.iloc[0]["player"].startswith("personalized")
 
 
 def test_every_view_has_a_figure_and_a_reading(sim_frames):
-    builders = [views.activity_view, views.offline_view, views.online_rates_view, views.interleaving_view,
-                views.beyond_accuracy_view, views.personalized_view, views.win_matrix_view, views.latency_view,
-                views.throughput_view, views.agreement_view, views.choices_view]
+    builders = [overview_page.activity_view, recommenders_page.offline_view, recommenders_page.online_rates_view,
+                recommenders_page.interleaving_view, recommenders_page.beyond_accuracy_view,
+                generation_page.personalized_view, generation_page.win_matrix_view, generation_page.latency_view,
+                annotators_page.throughput_view, annotators_page.agreement_view, annotators_page.choices_view]
     for build in builders:
         view = build(sim_frames)
         assert view.empty is None, build.__name__
@@ -68,7 +70,7 @@ def test_every_view_has_a_figure_and_a_reading(sim_frames):
 
 
 def test_offline_view_separates_cold_start_and_warm(sim_frames):
-    view = views.offline_view(sim_frames, "recall@20")
+    view = recommenders_page.offline_view(sim_frames, "recall@20")
     assert view.extra["metric"] == "recall@20"
     assert set(view.table["split"]) == {"random", "cold-item"}
     assert {trace.name for trace in view.figure.data} == {"random", "cold-item"}
@@ -76,7 +78,7 @@ def test_offline_view_separates_cold_start_and_warm(sim_frames):
 
 def test_overview_counts(sim_frames, sim_db):
     report = sim_db[1]
-    counts = views.overview_counts(sim_frames, SIM_NOW.date()).set_index("metric")
+    counts = overview_page.overview_counts(sim_frames, SIM_NOW.date()).set_index("metric")
     assert counts.loc["Slates shown", "total"] == report.impressions
     assert counts.loc["Feedback events", "total"] == report.feedback
     assert counts.loc["Preference labels", "total"] == report.labels
@@ -90,7 +92,7 @@ def test_overview_counts(sim_frames, sim_db):
 # ------------------------------------------------------------------------------------------ filters
 def test_model_filter_keeps_one_model(sim_frames):
     only_pop = apply_filters(sim_frames, Filters(models=("pop",)))
-    table = views.online_rates_view(only_pop).table
+    table = recommenders_page.online_rates_view(only_pop).table
     assert set(table["model"]) == {"pop"}
     slates = only_pop.daily[only_pop.daily["series"] == "slates shown"]
     assert (slates["model"].eq("pop") | slates["model_b"].eq("pop")).all()
@@ -98,8 +100,8 @@ def test_model_filter_keeps_one_model(sim_frames):
     assert set(feedback["model"]) == {"pop"}
     assert set(only_pop.slates["model"]) == {"pop"}
     assert set(only_pop.eval_runs["model"]) == {"pop"}
-    assert views.overview_counts(only_pop, SIM_NOW.date())["total"].iloc[0] < \
-        views.overview_counts(sim_frames, SIM_NOW.date())["total"].iloc[0]
+    assert overview_page.overview_counts(only_pop, SIM_NOW.date())["total"].iloc[0] < \
+        overview_page.overview_counts(sim_frames, SIM_NOW.date())["total"].iloc[0]
 
 
 def test_date_window_narrows_every_stream(sim_db, sim_frames):
@@ -123,11 +125,11 @@ def test_annotator_and_generator_filters(sim_frames):
     one = apply_filters(sim_frames, Filters(annotators=("ann-careful",)))
     assert set(one.labels["annotator"]) == {"ann-careful"}
     # agreement needs two annotators: with one left, the page says so
-    assert views.agreement_view(one).empty is not None
+    assert annotators_page.agreement_view(one).empty is not None
     gen = apply_filters(sim_frames, Filters(generators=("fallback",)))
     assert set(gen.assets["generator"]) == {"fallback"}
     assert ((gen.labels["generator_a"] == "fallback") | (gen.labels["generator_b"] == "fallback")).all()
-    bt = views.bradley_terry_view(gen, "generator", rounds=10)
+    bt = generation_page.bradley_terry_view(gen, "generator", rounds=10)
     assert "fallback" in set(bt.table["player"])
 
 
@@ -135,7 +137,7 @@ def test_filters_reject_an_inverted_range():
     with pytest.raises(ValueError, match="end must be on or after start"):
         Filters(start=dt.date(2026, 3, 2), end=dt.date(2026, 3, 1))
     with pytest.raises(ValueError, match="attribute must be one of"):
-        views.generator_comparisons(None, "colour")
+        generation_page.generator_comparisons(None, "colour")
 
 
 # ------------------------------------------------------------------------------------- empty states
@@ -143,22 +145,24 @@ def test_empty_database_gives_empty_states_not_errors(empty_db, empty_frames):
     from annotation.db import make_engine
 
     assert empty_frames.is_empty and date_bounds(make_engine(empty_db)) is None
-    builders = [views.activity_view, views.offline_view, views.online_rates_view, views.interleaving_view,
-                views.beyond_accuracy_view, views.personalized_view, views.bradley_terry_view, views.win_matrix_view,
-                views.latency_view, views.throughput_view, views.agreement_view, views.choices_view]
+    builders = [overview_page.activity_view, recommenders_page.offline_view, recommenders_page.online_rates_view,
+                recommenders_page.interleaving_view, recommenders_page.beyond_accuracy_view,
+                generation_page.personalized_view, generation_page.bradley_terry_view, generation_page.win_matrix_view,
+                generation_page.latency_view, annotators_page.throughput_view, annotators_page.agreement_view,
+                annotators_page.choices_view]
     for build in builders:
         view = build(empty_frames)
         assert view.figure is None and view.empty, build.__name__
         assert "simulate" in view.empty or "app" in view.empty or "evaluate" in view.empty, build.__name__
-    counts = views.overview_counts(empty_frames, dt.date(2026, 3, 10))
+    counts = overview_page.overview_counts(empty_frames, dt.date(2026, 3, 10))
     assert counts["total"].sum() == 0
 
 
 def test_filter_that_selects_nothing_gives_empty_states(sim_frames):
     nothing = apply_filters(sim_frames, Filters(models=("no-such-model",), annotators=("nobody",)))
-    assert views.online_rates_view(nothing).empty
-    assert views.throughput_view(nothing).empty
-    assert isinstance(views.overview_counts(nothing, SIM_NOW.date()), pd.DataFrame)
+    assert recommenders_page.online_rates_view(nothing).empty
+    assert annotators_page.throughput_view(nothing).empty
+    assert isinstance(overview_page.overview_counts(nothing, SIM_NOW.date()), pd.DataFrame)
 
 
 def test_exports_follow_the_filters(sim_db):
@@ -181,12 +185,12 @@ def test_names_people_typed_are_shown_as_text(sim_frames):
     hostile = "<img src=x onerror=alert(1)>[site](http://evil.example)"
     labels = sim_frames.labels.assign(annotator=sim_frames.labels["annotator"].replace("ann-sloppy", hostile))
     frames = replace(sim_frames, labels=labels)
-    choices = views.choices_view(frames)
+    choices = annotators_page.choices_view(frames)
     assert hostile in choices.reading  # the sentence names them ...
-    shown = views.markdown_escape(choices.reading)  # ... and the dashboard escapes it for Streamlit's Markdown
+    shown = markdown_escape(choices.reading)  # ... and the dashboard escapes it for Streamlit's Markdown
     assert re.search(r"(?<!\\)[<>\[\]()]", shown) is None  # every bracket is escaped
     assert r"\<img" in shown
-    for view in (choices, views.throughput_view(frames), views.agreement_view(frames)):
+    for view in (choices, annotators_page.throughput_view(frames), annotators_page.agreement_view(frames)):
         labels_in_figure = {trace.name or "" for trace in view.figure.data}
         for trace in view.figure.data:
             for axis in ("x", "y"):

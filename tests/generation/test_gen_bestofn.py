@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from generation.assets import Asset
-from generation.bestofn import caption_candidates, cover_candidates, pick_best, pick_best_caption
+from generation.bestofn import caption_candidates, cover_candidates, pick_best, pick_best_caption, pick_first
 from generation.captions import CaptionGenerator
 from generation.covers import CoverGenerator
 from generation.errors import InvalidInputError
@@ -77,11 +77,44 @@ def test_tiny_lm_captions_ranked_and_invented_facts_dropped(model, tiny_lm_dir, 
     assert none is None and len(all_dropped) == 1
 
 
+def test_without_a_choice_nothing_is_scored(model, tmp_path, toy_story, scifi_fan) -> None:
+    """No reward model (`pick_first`), or a single candidate: the given order stands, no score, no version."""
+    covers = cover_candidates(CoverGenerator(None, tmp_path).load(), toy_story, scifi_fan, ARMS, seed=0)
+    first = pick_first(covers)
+    assert first.index == 0 and first.order == (0, 1, 2) and first.chosen.asset_id == covers[0].content_hash
+    assert [first.params_for(i)["best_of_n"] for i in range(3)] == [
+        {"n": 3, "rank": i, "score": None, "version": None} for i in range(3)]
+    alone = pick_best(model, _user(scifi_fan), covers[:1])
+    assert alone.index == 0 and alone.scores == (None,) and alone.version is None
+
+
+def _caption(item, text: str, tag: str) -> Asset:
+    return Asset(kind="caption", item_id=item.item_id, user_id="u-scifi", generator="sim", fallback=False,
+                 prompt="req", negative_prompt="", seed=0, text=text, content_hash=tag * 64)
+
+
+def test_caption_choice_counts_every_caption_and_leaves_the_dropped_unranked(model, toy_story, scifi_fan) -> None:
+    captions = [_caption(toy_story, "Toy Story: picked for you.", "a"),
+                _caption(toy_story, "A 1987 western classic by Steven Spielberg.", "f"),
+                _caption(toy_story, "Toy Story, a comedy where toys come alive.", "b")]
+    pick, dropped = pick_best_caption(model, _user(scifi_fan), captions, toy_story, scifi_fan)
+    params = [pick.params_for(i)["best_of_n"] for i in range(3)]
+    assert [p["n"] for p in params] == [3, 3, 3] and params[1]["rank"] is None and params[1]["score"] is None
+    assert sorted(params[i]["rank"] for i in (0, 2)) == [0, 1] and params[0]["score"] is not None
+    assert pick.index in (0, 2) and pick.chosen.text == captions[pick.index].text and pick.version == model.version
+    assert [d.text for d in dropped] == [captions[1].text]
+    unscored, again = pick_best_caption(None, None, captions, toy_story, scifi_fan)
+    assert unscored.index == 0 and unscored.order == (0, 2) and unscored.version is None and again == dropped
+    assert unscored.params_for(2)["best_of_n"] == {"n": 3, "rank": 1, "score": None, "version": None}
+
+
 def test_bad_input(model, tmp_path, toy_story, scifi_fan) -> None:
     gen = CoverGenerator(None, tmp_path).load()
     with pytest.raises(InvalidInputError, match="arms"):
         cover_candidates(gen, toy_story, scifi_fan, [], seed=0)
     with pytest.raises(InvalidInputError, match="assets"):
         pick_best(model, _user(scifi_fan), [])
+    with pytest.raises(InvalidInputError, match="assets"):
+        pick_first([])
     with pytest.raises(InvalidInputError, match="model"):
         pick_best(None, _user(scifi_fan), [ARMS])

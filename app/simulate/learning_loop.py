@@ -1,7 +1,7 @@
 """Proof with known truth: does the learning loop help? Simulated sparse visitors, three arms, same random draws.
 
-    python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json       # (dispatched here)
     python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json
+    report = run_loop(dataset, LoopConfig(rounds=5, users=200), workdir)   # the same, from Python
 
 Visitors. `users` ml-100k users with at least `min_ratings` ratings arrive with their `known` (5) earliest
 ratings; the rest of their ratings are the truth, never given to any model. The dataset the models train on
@@ -42,16 +42,11 @@ truth (the expectation under the click model above).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
-import json
 import math
 import random
-import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -59,7 +54,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from app.learning.retrain import _json_safe
+from app.simulate.shared import check_ranges, seeded_uuid
 
 ARMS = ("static", "fold-in", "retrain")
 CONTROL, TREATMENT = "static", "retrain"
@@ -91,14 +86,9 @@ class LoopConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, low, high in (("users", 2, 5000), ("rounds", 1, 100), ("slate", 1, 100), ("known", 1, 100),
-                                ("ips_replicates", 1, 1000), ("n_boot", 10, 100_000)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name}: expected an integer between {low} and {high}, got {value!r}")
-        for name in ("p_like", "p_noise", "p_dislike", "ips_epsilon"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {getattr(self, name)!r}")
+        check_ranges(self, [("users", 2, 5000), ("rounds", 1, 100), ("slate", 1, 100), ("known", 1, 100),
+                            ("ips_replicates", 1, 1000), ("n_boot", 10, 100_000)],
+                     ("p_like", "p_noise", "p_dislike", "ips_epsilon"))
         if self.eta < 0:
             raise ValueError(f"eta: expected a non-negative position-bias exponent, got {self.eta!r}")
         if self.ips_top < self.slate:
@@ -112,7 +102,7 @@ class LoopConfig:
 
 
 @dataclass
-class World:
+class LoopWorld:
     visitors: list[str]
     known: dict[str, list[str]]  # visitor -> known item ids (in the dataset the models see)
     truth: dict[str, dict[str, float]]  # visitor -> held-out item -> rating
@@ -120,7 +110,7 @@ class World:
     item_ids: list[str]
 
 
-def make_world(dataset, config: LoopConfig) -> World:
+def make_world(dataset, config: LoopConfig) -> LoopWorld:
     """Pick the visitors (seeded), split their ratings into known (earliest) and truth (the rest)."""
     inter = dataset.interactions.assign(user_id=lambda d: d["user_id"].astype(str),
                                         item_id=lambda d: d["item_id"].astype(str))
@@ -138,7 +128,7 @@ def make_world(dataset, config: LoopConfig) -> World:
     known = {u: g["item_id"].tolist() for u, g in known_rows.groupby("user_id")}
     truth = {u: dict(zip(g["item_id"], g["rating"].astype(float))) for u, g in held.groupby("user_id")}
     base = pd.concat([inter[~inter["user_id"].isin(chosen)], known_rows]).reset_index(drop=True)
-    return World(visitors, known, truth, dataclasses.replace(dataset, interactions=base), list(dataset.item_ids))
+    return LoopWorld(visitors, known, truth, dataclasses.replace(dataset, interactions=base), list(dataset.item_ids))
 
 
 def _ndcg(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
@@ -249,12 +239,12 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
                     if u_like[n, col[item]] < (config.p_like if loved else config.p_noise):
                         liked.append(item)
                         per_user[arm.name]["likes"][r, n] += 1
-                        events.append({"event_id": str(uuid.UUID(int=ids.getrandbits(128), version=4)),
-                                       "user_id": u, "item_id": item, "kind": "like", "at": at})
+                        events.append({"event_id": seeded_uuid(ids), "user_id": u, "item_id": item, "kind": "like",
+                                       "at": at})
                     elif rating is not None and rating <= 2 and u_dis[n, col[item]] < config.p_dislike:
                         disliked.append(item)
-                        events.append({"event_id": str(uuid.UUID(int=ids.getrandbits(128), version=4)),
-                                       "user_id": u, "item_id": item, "kind": "dislike", "at": at})
+                        events.append({"event_id": seeded_uuid(ids), "user_id": u, "item_id": item,
+                                       "kind": "dislike", "at": at})
             promoted = None
             if arm.name == "retrain":
                 with Session() as s, s.begin():
@@ -312,7 +302,7 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
     return report
 
 
-def ips_check(world: World, logger, config: LoopConfig) -> dict:
+def ips_check(world: LoopWorld, logger, config: LoopConfig) -> dict:
     """Log exploring slates of `logger`, estimate examination and the like rate of second models by IPS/SNIPS."""
     from recommenders.ips import estimate_examination, explore_propensities, ips_like_rate
 
@@ -363,69 +353,3 @@ def ips_check(world: World, logger, config: LoopConfig) -> dict:
             "truth_in_snips_ci": bool(est.snips_ci[0] <= truth <= est.snips_ci[1]),
         }
     return out
-
-
-def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, LoopConfig]:
-    parser = argparse.ArgumentParser(prog="python -m app.simulate --rounds R", description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, required=True)
-    parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--retrain", action="store_true", help="run the treatment arm (fold-in + gated retraining)")
-    parser.add_argument("--json", type=Path, default=None, help="write the report here")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="ease")
-    parser.add_argument("--tolerance", type=float, default=0.0)
-    parser.add_argument("--no-ips", action="store_true", help="skip the IPS check")
-    parser.add_argument("--min-ratings", type=int, default=40, help="visitors have at least this many ratings")
-    parser.add_argument("--ips-candidates", default="itemknn,pop", help="second models the IPS check estimates")
-    parser.add_argument("--ips-replicates", type=int, default=10, help="logged slates per visitor for IPS")
-    parser.add_argument("--workdir", type=Path, default=None, help="store + artifacts (default: a temporary dir)")
-    args = parser.parse_args(argv)
-    try:
-        config = LoopConfig(users=args.users, rounds=args.rounds, retrain=args.retrain, seed=args.seed,
-                            model=args.model, tolerance=args.tolerance, ips=not args.no_ips,
-                            min_ratings=args.min_ratings, ips_replicates=args.ips_replicates,
-                            ips_candidates=tuple(c.strip() for c in args.ips_candidates.split(",") if c.strip()))
-    except ValueError as exc:
-        parser.error(str(exc))
-    return args, config
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from app.settings import load_settings
-    from recommenders.data import load_dataset
-
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
-    args, config = parse_args(argv)
-    settings = load_settings()
-    dataset = load_dataset(settings.dataset, settings.data_dir)
-    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    with tempfile.TemporaryDirectory(prefix="vitrine-loop-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        report = _json_safe(run_loop(dataset, config, workdir, log=say))  # NaN -> null: valid JSON
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
-    for name, arm in report["arms"].items():
-        r = arm["rounds"][-1]
-        print(f"{name:8s} round {r['round']}: like rate {r['like_rate']:.3f}, unrevealed NDCG@10 {r['ndcg@10']:.3f}, "
-              f"cumulative likes/visitor {r['cumulative_likes']:.2f}")
-    for pair, comp in report["comparisons"].items():
-        for metric, c in comp.items():
-            print(f"{pair:18s} {metric:22s} {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]"
-                  f"{'' if c['excludes_zero'] else '  (interval includes 0)'}")
-    if "ips" in report:
-        for name, c in report["ips"]["candidates"].items():
-            print(f"IPS {name:28s} truth {c['truth']:.4f}  IPS {c['ips']:.4f}  SNIPS {c['snips']:.4f} "
-                  f"[{c['snips_ci'][0]:.4f}, {c['snips_ci'][1]:.4f}]  support {c['support']:.2f}")
-    print(f"sim_loop: done in {report['seconds']['total']:.1f} s" + (f", report in {args.json}" if args.json else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,15 +1,12 @@
 """Proof with a known truth for the generation loop: reward model, best-of-N and the prompt policy.
 
     python -m app.simulate --reward --annotators careful:0.95,average:0.8,sloppy:0.6 --labels 2000 --json out.json
+    report = simulate_reward(session_factory, dataset, asset_dir, RewardSimConfig(labels=2000))  # from Python
 
-The world. Visitors are ml-100k users with their real profiles (`generation.profile.build_profile` over their
-ratings). A hidden truth gives each taste group (a user's strongest genre, grouped into four: thrill, light,
-heart, dark) a value for each cover style (`generation.policy.DEFAULT_STYLES`, N(0, 1)), a favourite alpha
-(a penalty of 2 (alpha - best)^2 away from it) and weights for four caption traits (names a film the user
-liked, names a genre, long, exclaims); every single asset adds its own quality N(0, 0.3) that no model can see.
-Covers are simulated renders (`sim/swatch`: a picture whose hue follows the style and saturation the alpha,
-stored as JPEG through `generation.assets.AssetStore`), captions are templates with the traits switched on
-or off.
+The world (`app.simulate.generation_world`). Visitors are ml-100k users with their real profiles
+(`generation.profile.build_profile` over their ratings); a hidden truth values each taste group's cover styles,
+alphas and caption traits, and every asset adds its own quality that no model can see. Covers are simulated
+renders (`sim/swatch`, stored as JPEG through `generation.assets.AssetStore`), captions are templates.
 
 The loop, one label per round, written through the store like the app: the prompt policy chooses a cover
 style and alpha for the visitor's segment, `policy.partner` proposes the other side, an annotator labels the
@@ -25,35 +22,21 @@ the truly best (style, alpha) of the visitor's group. Everything is seeded.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import hashlib
-import json
 import math
 import random
-import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from app.simulate.traffic import AnnotatorSpec
+from app.simulate.generation_world import GROUPS, GenerationWorld, SimAsset, Visitor, group_of
+from app.simulate.shared import AnnotatorSpec, check_ranges, seeded_uuid
 
-GROUPS = {
-    "thrill": ("action", "adventure", "scifi", "thriller", "war", "western"),
-    "light": ("comedy", "childrens", "animation", "musical", "fantasy", "cold"),
-    "heart": ("drama", "romance", "documentary"),
-    "dark": ("horror", "crime", "mystery", "filmnoir"),
-}
-TRAITS = ("names_liked_title", "names_genre", "long", "exclaims")
-ASSET_NOISE = 0.3  # each asset's own quality, invisible to every model
-ALPHA_PENALTY = 2.0
-COVER_SHARE = 0.7
+COVER_SHARE = 0.7  # of rounds are cover pairs; the others are caption pairs
 LIKE_OFFSET = 1.0  # p(like) = sigmoid(value - LIKE_OFFSET): a like is rarer than a view
-GENERATORS = {"cover": "sim/swatch", "caption": "sim/template"}
 
 
 @dataclass
@@ -73,12 +56,8 @@ class RewardSimConfig:
     now: dt.datetime | None = None
 
     def __post_init__(self) -> None:
-        for name, low, high in (("labels", 10, 1_000_000), ("users", 2, 100_000), ("best_of", 2, 16),
-                                ("holdout", 10, 1_000_000),
-                                ("trials", 1, 100_000), ("eval_pairs", 10, 1_000_000)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+        check_ranges(self, [("labels", 10, 1_000_000), ("users", 2, 100_000), ("best_of", 2, 16),
+                            ("holdout", 10, 1_000_000), ("trials", 1, 100_000), ("eval_pairs", 10, 1_000_000)])
         if not self.checkpoints or any(c < 10 or c > self.labels for c in self.checkpoints):
             raise ValueError(f"checkpoints must be label counts between 10 and labels={self.labels}, "
                              f"got {self.checkpoints!r}")
@@ -86,36 +65,6 @@ class RewardSimConfig:
             raise ValueError(f"encoder must be 'minilm' or 'hashing', got {self.encoder!r}")
         if not self.annotators:
             raise ValueError("annotators must name at least one simulated annotator")
-
-
-@dataclass
-class Visitor:
-    user_id: str
-    profile: Any  # generation.profile.UserProfile
-    features: Any  # generation.reward.UserFeatures
-    segment: str
-    group: str
-
-
-@dataclass
-class Truth:
-    style: dict[str, dict[str, float]]  # group -> style name -> value
-    best_alpha: dict[str, float]
-    traits: dict[str, np.ndarray]  # group -> weight per TRAITS
-
-    def arm_value(self, group: str, style: str, alpha: float) -> float:
-        return self.style[group][style] - ALPHA_PENALTY * (alpha - self.best_alpha[group]) ** 2
-
-    def caption_value(self, group: str, traits: Sequence[int]) -> float:
-        return float(self.traits[group] @ np.asarray(traits, dtype=float))
-
-
-@dataclass
-class SimAsset:
-    candidate: Any  # generation.reward.Candidate
-    value: float  # hidden truth for its visitor
-    arm: Any = None  # generation.policy.Arm for covers
-    traits: tuple[int, ...] = ()
 
 
 @dataclass
@@ -130,123 +79,6 @@ class RewardSimReport:
     seconds: float = 0.0
 
 
-def group_of(segment: str) -> str:
-    for group, keys in GROUPS.items():
-        if segment in keys:
-            return group
-    return "light"
-
-
-def make_truth(styles: Sequence[Any], alphas: Sequence[float], seed: int) -> Truth:
-    rng = np.random.default_rng(seed + 7919)
-    style = {g: {s.name: float(rng.normal()) for s in styles} for g in GROUPS}
-    best_alpha = {g: float(alphas[int(rng.integers(len(alphas)))]) for g in GROUPS}
-    traits = {g: rng.normal(size=len(TRAITS)) for g in GROUPS}
-    return Truth(style, best_alpha, traits)
-
-
-def swatch(style: str, alpha: float, seed: int):
-    """A 48x72 simulated render: hue from the style, saturation from alpha, seeded texture."""
-    from PIL import Image
-    import colorsys
-
-    hue = int(hashlib.sha256(style.encode()).hexdigest()[:6], 16) / 0xFFFFFF
-    rng = np.random.default_rng(seed)
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.25 + 0.7 * alpha, 0.55 + 0.4 * rng.random())
-    base = np.array([r, g, b]) * 255.0
-    texture = rng.normal(0, 18, size=(72, 48, 1)) + np.linspace(-30, 30, 72)[:, None, None]
-    pixels = np.clip(base[None, None, :] + texture, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels, "RGB")
-
-
-def caption_text(item: Any, visitor: Visitor, traits: Sequence[int]) -> str:
-    liked_title, genre_trait, long, exclaims = traits
-    liked = visitor.profile.liked_titles[0] if visitor.profile.liked_titles else None
-    text = f"Because you enjoyed {liked}, {item.title} is one for you" if liked_title and liked else \
-        f"{item.title} is one for you"
-    if genre_trait and item.genres:
-        shared = [g for g in item.genres if g in visitor.profile.top_genres] or list(item.genres)
-        text += f": a {shared[0].lower()} film"
-    if long:
-        text += " with a story that stays with you long after the credits roll"
-    return text + ("!" if exclaims else ".")
-
-
-class World:
-    """Visitors, items, the hidden truth and candidate makers; one seeded RNG per purpose."""
-
-    def __init__(self, dataset: Any, config: RewardSimConfig) -> None:
-        from generation.policy import DEFAULT_ALPHAS, DEFAULT_STYLES, segment_of
-        from generation.profile import build_profile
-        from generation.prompts import ItemInfo
-        from generation.reward import UserFeatures
-
-        self.config = config
-        rng = random.Random(config.seed)
-        items = dataset.items
-        import pandas as pd
-
-        self.items = [ItemInfo(str(r.item_id), str(r.title), None if pd.isna(r.year) else int(r.year),
-                               list(r.genres), str(r.text)) for r in items.itertuples(index=False)]
-        by_id = {it.item_id: it for it in self.items}
-        inter = dataset.interactions.sort_values(["user_id", "timestamp"], kind="stable")
-        users = sorted(inter["user_id"].unique(), key=int)
-        chosen = rng.sample(users, min(config.users, len(users)))
-        self.visitors: list[Visitor] = []
-        grouped = {u: g for u, g in inter[inter["user_id"].isin(chosen)].groupby("user_id")}
-        for uid in chosen:
-            rows = grouped[uid]
-            history = [{"item_id": i, "title": by_id[i].title, "text": by_id[i].text, "genres": by_id[i].genres,
-                        "year": by_id[i].year, "rating": float(r), "timestamp": int(t)}
-                       for i, r, t in rows[["item_id", "rating", "timestamp"]].itertuples(index=False)]
-            profile = build_profile(str(uid), history)
-            liked = [h["text"] for h in reversed(history) if h["rating"] >= 4][:20]
-            features = UserFeatures.from_profile(profile, liked)
-            segment = segment_of(profile)
-            self.visitors.append(Visitor(str(uid), profile, features, segment, group_of(segment)))
-        self.styles = list(DEFAULT_STYLES)
-        self.alphas = list(DEFAULT_ALPHAS)
-        self.truth = make_truth(self.styles, self.alphas, config.seed)
-
-    def best_arm_value(self, group: str) -> float:
-        return max(self.truth.arm_value(group, s.name, a) for s in self.styles for a in self.alphas)
-
-    def cover(self, visitor: Visitor, item: Any, arm: Any, tag: str, rng: np.random.Generator) -> SimAsset:
-        from generation.policy import styled_profile
-        from generation.prompts import build_prompt
-        from generation.reward import Candidate
-
-        prompt = build_prompt(item, styled_profile(visitor.profile, arm), arm.alpha)
-        image = swatch(arm.style.name, arm.alpha, int(rng.integers(2**31)))
-        value = self.truth.arm_value(visitor.group, arm.style.name, arm.alpha) + float(rng.normal(0, ASSET_NOISE))
-        candidate = Candidate(tag, "cover", prompt.text, arm.style.keywords, arm.alpha, GENERATORS["cover"],
-                              image=image, item_id=item.item_id)
-        return SimAsset(candidate, value, arm=arm)
-
-    def caption(self, visitor: Visitor, item: Any, traits: Sequence[int], tag: str,
-                rng: np.random.Generator) -> SimAsset:
-        from generation.captions import caption_request
-        from generation.reward import Candidate
-
-        text = caption_text(item, visitor, traits)
-        value = self.truth.caption_value(visitor.group, traits) + float(rng.normal(0, ASSET_NOISE))
-        candidate = Candidate(tag, "caption", caption_request(item, visitor.profile, 220), (), 0.0,
-                              GENERATORS["caption"], text=text, item_id=item.item_id)
-        return SimAsset(candidate, value, traits=tuple(traits))
-
-    def random_arm(self, rng: np.random.Generator):
-        from generation.policy import Arm
-
-        return Arm(self.styles[int(rng.integers(len(self.styles)))], self.alphas[int(rng.integers(len(self.alphas)))])
-
-    def random_traits(self, rng: np.random.Generator) -> tuple[int, ...]:
-        return tuple(int(x) for x in rng.integers(0, 2, size=len(TRAITS)))
-
-
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
 def _record(store: Any, s: Any, assets_store: Any, sim: SimAsset, visitor: Visitor, run: str, rng: random.Random,
             extra: dict[str, Any]) -> int:
     """Write a simulated asset through the store (a cover's picture through the AssetStore); returns its id."""
@@ -259,7 +91,7 @@ def _record(store: Any, s: Any, assets_store: Any, sim: SimAsset, visitor: Visit
                   content_hash=asset_key(c.kind, {"sim_run": run, "tag": c.asset_id}), personalized=True)
     if c.kind == "cover":
         assets_store.put(asset, c.image)
-    return store.record_asset(s, {**asset.to_dict(), "event_id": _uuid(rng)}).id
+    return store.record_asset(s, {**asset.to_dict(), "event_id": seeded_uuid(rng)}).id
 
 
 def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config: RewardSimConfig,
@@ -272,7 +104,7 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
     t0 = time.perf_counter()
     report = RewardSimReport(config={**asdict(config), "annotators": [asdict(a) for a in config.annotators],
                                      "now": None})
-    world = World(dataset, config)
+    world = GenerationWorld(dataset, config.users, config.seed)
     run = f"reward-sim-seed{config.seed}"
     rng = random.Random(config.seed)
     nprng = np.random.default_rng(config.seed)
@@ -306,9 +138,7 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
             sides = [world.cover(visitor, item, arm, f"{t}{tag}", nprng) for arm, tag in ((arm_a, "a"), (arm_b, "b"))]
             extras = [arm_a.as_params(visitor.segment), arm_b.as_params(visitor.segment)]
         else:
-            traits = [world.random_traits(nprng) for _ in range(2)]
-            while traits[1] == traits[0]:
-                traits[1] = world.random_traits(nprng)
+            traits = world.two_traits(nprng)
             sides = [world.caption(visitor, item, tr, f"{t}{tag}", nprng) for tr, tag in zip(traits, "ab")]
             extras = [{"traits": list(tr)} for tr in traits]
         if rng.random() < 0.5:  # the side shown first is random
@@ -325,10 +155,10 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
         with session_factory() as s, s.begin():
             ids = [_record(store, s, assets_store, side, visitor, run, rng, extra)
                    for side, extra in zip(sides, extras)]
-            queue.record_preference(s, _uuid(rng), (ids[0], ids[1]), annotator_ids[k], choice,
+            queue.record_preference(s, seeded_uuid(rng), (ids[0], ids[1]), annotator_ids[k], choice,
                                     time_spent_ms=int(1000 * (2 + 6 * spec.accuracy)), at=at)
             if liked:
-                store.record_feedback(s, _uuid(rng), visitor.user_id, item.item_id, "like", at=at)
+                store.record_feedback(s, seeded_uuid(rng), visitor.user_id, item.item_id, "like", at=at)
         report.labels += 1
         report.assets += 2
         report.likes += int(liked)
@@ -372,8 +202,8 @@ def _accuracy(model: Any, items: list[tuple[Any, Any, Any, float, float]]) -> fl
     return float(np.mean(agree)) if agree else float("nan")
 
 
-def measure_reward(session_factory: Any, world: World, config: RewardSimConfig, report: RewardSimReport, run: str,
-                   now: dt.datetime, log=print) -> None:
+def measure_reward(session_factory: Any, world: GenerationWorld, config: RewardSimConfig, report: RewardSimReport,
+                   run: str, now: dt.datetime, log=print) -> None:
     """Train the reward model from the store at each checkpoint and judge it against the hidden truth: on the
     `holdout` labelled pairs that come after every training pair (a time split), and on fresh pairs of random
     arms; then best-of-N with the last model."""
@@ -398,16 +228,11 @@ def measure_reward(session_factory: Any, world: World, config: RewardSimConfig, 
         visitor = world.visitors[int(eval_rng.integers(len(world.visitors)))]
         item = world.items[int(eval_rng.integers(len(world.items)))]
         if eval_rng.random() < COVER_SHARE:
-            arm_a = world.random_arm(eval_rng)
-            arm_b = world.random_arm(eval_rng)
-            while arm_b == arm_a:
-                arm_b = world.random_arm(eval_rng)
+            arm_a, arm_b = world.two_arms(eval_rng)
             sides = [world.cover(visitor, item, arm, f"e{e}{tag}", eval_rng)
                      for arm, tag in ((arm_a, "a"), (arm_b, "b"))]
         else:
-            tr = [world.random_traits(eval_rng) for _ in range(2)]
-            while tr[1] == tr[0]:
-                tr[1] = world.random_traits(eval_rng)
+            tr = world.two_traits(eval_rng)
             sides = [world.caption(visitor, item, x, f"e{e}{tag}", eval_rng) for x, tag in zip(tr, "ab")]
         eval_set.append((visitor, sides))
     fresh = [(v.features, a.candidate, b.candidate, a.value, b.value) for v, (a, b) in eval_set]
@@ -451,72 +276,3 @@ def measure_reward(session_factory: Any, world: World, config: RewardSimConfig, 
             wins.append(cands[pick].value > cands[other].value)
         report.best_of_n[kind] = {"n": config.best_of, "trials": config.trials, "win_rate": float(np.mean(wins))}
         log(f"sim-reward: best-of-{config.best_of} {kind}s beat a random candidate in {np.mean(wins):.1%} of pairs")
-
-
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, RewardSimConfig]:
-    parser = argparse.ArgumentParser(prog="python -m app.simulate --reward", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--annotators", default=None,
-                        help="comma-separated name:accuracy, default careful:0.95,average:0.8,sloppy:0.6")
-    parser.add_argument("--labels", type=int, default=2000)
-    parser.add_argument("--checkpoints", default=None, help="label counts to train at, default 100,500,LABELS")
-    parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--best-of", type=int, default=4)
-    parser.add_argument("--trials", type=int, default=300)
-    parser.add_argument("--holdout", type=int, default=400, help="labels after the last checkpoint, for testing")
-    parser.add_argument("--eval-pairs", type=int, default=600)
-    parser.add_argument("--encoder", default="minilm", choices=("minilm", "hashing"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="write the report here")
-    parser.add_argument("--database-url", default=None, help="default: DATABASE_URL, else the app's SQLite file")
-    args = parser.parse_args(argv)
-    try:
-        kwargs: dict[str, Any] = {}
-        if args.annotators:
-            kwargs["annotators"] = tuple(AnnotatorSpec.parse(t.strip()) for t in args.annotators.split(",")
-                                         if t.strip())
-        checkpoints = (tuple(int(c) for c in args.checkpoints.split(",")) if args.checkpoints else
-                       tuple(c for c in (100, 500) if c < args.labels) + (args.labels,))
-        config = RewardSimConfig(labels=args.labels, checkpoints=checkpoints, users=args.users, best_of=args.best_of,
-                                 trials=args.trials, holdout=args.holdout, eval_pairs=args.eval_pairs,
-                                 encoder=args.encoder,
-                                 seed=args.seed, **kwargs)
-    except ValueError as exc:
-        parser.error(str(exc))
-    return args, config
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from annotation.db import make_engine, make_session_factory, upgrade
-    from app.settings import load_settings
-    from recommenders.data import load_dataset
-
-    import torch
-
-    torch.set_num_threads(1)
-    args, config = parse_args(argv)
-    settings = load_settings()
-    url = args.database_url or settings.database_url
-    upgrade(url)
-    dataset = load_dataset(settings.dataset, settings.data_dir)
-    engine = make_engine(url)
-    try:
-        report = simulate_reward(make_session_factory(engine), dataset, settings.data_dir / "assets", config,
-                                 log=lambda m: print(m, file=sys.stderr, flush=True))
-    finally:
-        engine.dispose()
-    out = asdict(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1, default=str) + "\n", encoding="utf-8")
-    curve = ", ".join(f"{p['labels']}: {p['truth_accuracy']:.3f}" for p in report.learning_curve)
-    print(f"sim-reward: done in {report.seconds:.1f} s into {url}: {report.labels:,} labels, {report.assets:,} assets; "
-          f"accuracy vs truth {curve}; best-of-{config.best_of} cover win rate "
-          f"{report.best_of_n['cover']['win_rate']:.1%}, caption {report.best_of_n['caption']['win_rate']:.1%}; "
-          f"policy regret {report.policy['regret_mean_first_10pct']:.3f} -> "
-          f"{report.policy['regret_mean_last_10pct']:.3f}"
-          f" (random {report.policy['random_policy_regret_mean']:.3f})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The "Learning" page's pure helpers: DataFrames in, plotly figures out (the lead adds the page).
+"""The Learning page's helpers: DataFrames in, plotly figures out.
 
 - `versions_table(versions)` + `versions_figure(...)`: model versions over time (from
   `annotation.registry.versions_frame`), their offline and recent-holdout NDCG@10 next to the served
@@ -18,18 +18,13 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
-PALETTE = px.colors.qualitative.Safe
+from app.dashboard.charts import PALETTE, layout, plain
+
 DECISION_COLORS = {"promoted": "#2ca02c", "rejected": "#d62728", None: "#7f7f7f"}
+LEGEND_BELOW = dict(orientation="h", y=-0.2)  # long trace names: the legend under the plot
 ARM_LABELS = {"static": "control (static)", "fold-in": "fold-in", "retrain": "treatment (fold-in + retrain)"}
-
-
-def _layout(fig: go.Figure, height: int = 360, **kwargs) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2),
-                      **kwargs)
-    return fig
 
 
 def _get(metrics: Any, *path: str) -> float:
@@ -85,8 +80,8 @@ def versions_figure(table: pd.DataFrame, metric: str = "ndcg@10") -> go.Figure:
                                      group["reason"].map(lambda s: html.escape(s)[:300])], axis=1),
                 hovertemplate="v%{customdata[0]} %{customdata[1]}<br>%{y:.4f}<br>%{customdata[2]}<extra></extra>",
             ))
-    return _layout(fig, title=f"Model versions: candidate {metric} (green promoted, red rejected, ringed = served)",
-                   xaxis_title="trained at", yaxis_title=metric)
+    return layout(fig, f"Model versions: candidate {metric} (green promoted, red rejected, ringed = served)",
+                  legend=LEGEND_BELOW, xaxis_title="trained at", yaxis_title=metric)
 
 
 def curves_frame(report: Mapping[str, Any]) -> pd.DataFrame:
@@ -123,8 +118,8 @@ def learning_curves_figure(curves: pd.DataFrame, metric: str = "like_rate") -> g
                                  line=dict(color=color), marker=dict(symbol=symbols, size=9)))
     title = {"like_rate": "Like rate per round", "ndcg@10": "NDCG@10 on truth not yet revealed",
              "ndcg@10_loved": "NDCG@10 on loved (4-5) truth not yet revealed"}.get(metric, metric)
-    return _layout(fig, title=f"{title} (bands: 95% intervals; x: gate rejected the retrain)",
-                   xaxis_title="round", yaxis_title=metric)
+    return layout(fig, f"{title} (bands: 95% intervals; x: gate rejected the retrain)", legend=LEGEND_BELOW,
+                  xaxis_title="round", yaxis_title=metric)
 
 
 def ips_frame(report: Mapping[str, Any]) -> pd.DataFrame:
@@ -141,7 +136,7 @@ def ips_frame(report: Mapping[str, Any]) -> pd.DataFrame:
 
 def ips_figure(frame: pd.DataFrame) -> go.Figure:
     """IPS and SNIPS (with 95% bootstrap intervals) next to the simulated truth, per candidate."""
-    names = frame["candidate"].astype(str).map(html.escape)
+    names = plain(frame["candidate"])
     labels = [f"{n}<br>support {s:.0%}" for n, s in zip(names, frame["support"])]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=labels, y=frame["truth"], name="simulated truth", marker_color="#444444"))
@@ -149,5 +144,5 @@ def ips_figure(frame: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Bar(x=labels, y=frame[col], name=col.upper(), marker_color=color,
                              error_y=dict(type="data", symmetric=False, array=frame[f"{col}_hi"] - frame[col],
                                           arrayminus=frame[col] - frame[f"{col}_lo"])))
-    return _layout(fig, barmode="group", title="Counterfactual like rate vs simulated truth",
-                   yaxis_title="like rate per shown item")
+    return layout(fig, "Counterfactual like rate vs simulated truth", legend=LEGEND_BELOW, barmode="group",
+                  yaxis_title="like rate per shown item")
