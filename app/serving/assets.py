@@ -69,7 +69,7 @@ class Assets:
         self.generate_caption = gpu(captions.generate, duration=60)
         self.quota = AssetQuota([g.store for g in (covers, captions) if getattr(g, "store", None) is not None],
                                 ReadSession, quota_bytes)
-        self.variants = Variants(self, staging_dir if staging_dir is not None
+        self.variants = Variants(self, covers.store, staging_dir if staging_dir is not None
                                  else covers.store.root.parent / "staging")
         # looked up at each call (not bound once), so a replaced method or quota takes effect at once
         self.worker = AssetWorker(lambda item_id, profile: self._item_assets(item_id, profile),

@@ -10,31 +10,44 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app import checks
 from app.errors import bad
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from app.serving.assets import Asset, Assets
     from generation.profile import UserProfile
 
 __all__ = ["Variants", "STAGED_MAX"]
 
 STAGED_MAX = 256  # Create variants held on trial (unstored) per process: 32 full Create requests; ~60 KB each
 
+Asset = dict[str, Any]  # a recorded asset, as `app.serving.assets` records it
+
+
+class MakesCovers(Protocol):
+    """What variants are made and stored with: `app.serving.assets.Assets` (which holds the Variants)."""
+
+    catalog: Any
+    learner: Any
+    ReadSession: Any
+
+    def generate_cover(self, info: Any, profile: Any, **kwargs: Any) -> list[Any]: ...
+
+    def record(self, assets: Sequence[Any], *, reuse: bool = False) -> list[Asset]: ...
+
 
 class Variants:
     """Cover variants of one item for one person, personalized and generic mixed, on trial until kept."""
 
-    def __init__(self, assets: "Assets", staging_dir: Path | str) -> None:
+    def __init__(self, assets: MakesCovers, cover_store: Any, staging_dir: Path | str) -> None:
         from generation.assets import StagedAssetStore
 
         self.assets = assets
-        self.staged = StagedAssetStore(assets.covers.store, staging_dir, max_assets=STAGED_MAX)
+        self.staged = StagedAssetStore(cover_store, staging_dir, max_assets=STAGED_MAX)
 
     def create(self, profile: "UserProfile", item_id: str, n: int, *, seed: int = 0,
-               callback: Callable[[int, int], Any] | None = None) -> list["Asset"]:
+               callback: Callable[[int, int], Any] | None = None) -> list[Asset]:
         """`n` cover variants: the first ceil(n/2) personalized (seeds seed..), the rest generic (seeds
         seed+1000..); a seeded shuffle fixes the order shown, so the person cannot tell them apart by position.
 
@@ -72,7 +85,7 @@ class Variants:
         random.Random(seed).shuffle(variants)
         return variants
 
-    def keep(self, variants: Sequence[Mapping[str, Any]]) -> list["Asset"]:
+    def keep(self, variants: Sequence[Mapping[str, Any]]) -> list[Asset]:
         """Store the variants made on trial (`asset_id` None): their files into the blob store, their rows into
         the database (one transaction). Returns every variant with its `asset_id` and `path` as stored.
         Idempotent: keeping a variant twice records it once. A variant whose file is neither staged any more
@@ -95,7 +108,7 @@ class Variants:
             out[i] = row
         return out
 
-    def _on_trial(self, made: Sequence[Any]) -> list["Asset"]:
+    def _on_trial(self, made: Sequence[Any]) -> list[Asset]:
         """Variants as plain dicts, unrecorded (`asset_id` None) unless a row was recorded for them before."""
         from annotation import reads
 
