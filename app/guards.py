@@ -6,18 +6,23 @@ cost the most (slates queue covers and captions; generation runs a model).
 - `RateLimits`: moving-window limits per client and kind, kept in memory by the `limits` package. A client is its
   address; behind the one-port proxy (`trust_proxy`), the address the proxy saw, which the proxy appends last to
   X-Forwarded-For (earlier entries are whatever the client sent, and are ignored).
+- `bound_queue`: Gradio's own queue, bounded (events waiting in all, per client, joins per client) and kept alive
+  when a flood of sessions that never read their messages pushes waiting visitors out of Gradio's session cache.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from app.errors import AppInputError
 
-__all__ = ["BodyLimit", "EncodableJson", "RateLimits", "client_key"]
+__all__ = ["BodyLimit", "EncodableJson", "RateLimits", "SessionMessages", "bound_queue", "client_key"]
+
+log = logging.getLogger("vitrine")
 
 
 class BodyLimit:
@@ -174,3 +179,92 @@ class RateLimits:
 
             wait = max(1, int(reset - time.time()))
             raise AppInputError(f"too many requests: at most {limit} per client for {kind}; try again in {wait} s")
+
+
+class SessionMessages(dict):
+    """Gradio's per-session message queues (`Queue.pending_messages_per_session`), bounded like Gradio's own
+    `LRUCache(2000)` but evicting the oldest session that has no event waiting or running.
+
+    Gradio 6.31 (gradio/queueing.py) evicts the oldest session whatever it holds. A client that joins with fresh
+    session hashes and never reads them pushes out the sessions of visitors whose events still wait; the next
+    status broadcast (`Queue.broadcast_estimations` -> `Queue.send_message`, `self.pending_messages_per_session[
+    event.session_hash]`) raises `KeyError` in `Queue.start_processing`, whose `finally` sets `stopped`: from then on
+    every join answers `503 Queue is stopped.`. A session with an event waiting or running is never evicted here
+    (there are at most `max_size` waiting events and `max_thread_count` running ones, far fewer than `max_size`
+    sessions), and an evicted session's record of unread event ids (`pending_event_ids_session`) goes with it, so
+    sessions that are never read cost bounded memory."""
+
+    def __init__(self, queue: Any, max_size: int) -> None:
+        super().__init__()
+        self.queue = queue
+        self.max_size = int(max_size)
+
+    def busy(self) -> set[str]:
+        """The sessions with an event waiting in the queue or running."""
+        waiting = (event for q in self.queue.event_queue_per_concurrency_id.values() for event in q.queue)
+        running = (event for job in self.queue.active_jobs if job for event in job)
+        return {event.session_hash for events in (waiting, running) for event in events}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self and len(self) >= self.max_size:
+            busy = self.busy()
+            oldest = next((k for k in self if k not in busy), None)
+            if oldest is None:  # every session busy: cannot happen while max_size > waiting + running events
+                oldest = next(iter(self))
+            del self[oldest]
+            self.queue.pending_event_ids_session.pop(oldest, None)
+        super().__setitem__(key, value)
+
+
+def bound_queue(demo: Any, *, max_size: int, per_client: int | None = None, join_rate: str | None = None,
+                trust_proxy: bool = False) -> None:
+    """Bound the queue of `demo` (after `demo.queue()`, before `launch`):
+
+    - at most `max_size` events wait in all (Gradio's own `max_size`: 503 "Queue is full" above it);
+    - at most `per_client` of them come from one client, and one client may join at most `join_rate` times
+      (both 429, keyed like `RateLimits`), so that no single client can fill the queue (None: no such bound);
+    - the session cache never evicts a session with an event waiting or running (`SessionMessages`), and a
+      message for a session that is gone anyway is dropped instead of stopping the queue.
+    """
+    from fastapi import HTTPException
+
+    queue = demo._queue
+    if max_size + queue.max_thread_count >= queue.pending_messages_per_session.max_size:
+        raise ValueError(f"max_size must leave room in Gradio's session cache "
+                         f"({queue.pending_messages_per_session.max_size} sessions) for the "
+                         f"{queue.max_thread_count} running events, got {max_size}")
+    queue.max_size = max_size
+    sessions = SessionMessages(queue, queue.pending_messages_per_session.max_size)
+    sessions.update(queue.pending_messages_per_session)
+    queue.pending_messages_per_session = sessions
+
+    send_message = queue.send_message
+
+    def send_or_drop(event: Any, message: Any) -> None:
+        if event.alive and event.session_hash not in queue.pending_messages_per_session:
+            event.alive = False  # nobody can read this event's messages any more
+            return
+        send_message(event, message)
+
+    queue.send_message = send_or_drop
+
+    if per_client is None and join_rate is None:
+        return
+    limits = RateLimits({"join": join_rate}, trust_proxy=trust_proxy) if join_rate is not None else None
+    push = queue.push
+
+    async def bounded_push(body: Any, request: Any, username: Any) -> Any:
+        if limits is not None:
+            try:
+                limits.check(request, "join")
+            except AppInputError as exc:
+                raise HTTPException(status_code=429, detail=str(exc)) from None
+        key = client_key(request, trust_proxy)
+        waiting = sum(1 for q in queue.event_queue_per_concurrency_id.values() for event in q.queue
+                      if client_key(event.request, trust_proxy) == key)
+        if per_client is not None and waiting >= per_client:
+            raise HTTPException(status_code=429, detail=f"too many waiting events: at most {per_client} per "
+                                                        "client in the queue; wait for the earlier ones")
+        return await push(body, request, username)
+
+    queue.push = bounded_push

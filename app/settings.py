@@ -125,6 +125,9 @@ class Settings:
     max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
     rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
     rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
+    rate_join: str = "240/minute"  # events one client may put in Gradio's queue (every click is one or two)
+    queue_max: int = 256  # events waiting in Gradio's queue in all (503 "Queue is full" above)
+    queue_per_client: int = 16  # events of one client waiting in the queue at once (429 above)
     trust_proxy: bool = False  # VITRINE_TRUST_PROXY=1 behind the one-port proxy: clients are told apart by the
     # address the proxy appends to X-Forwarded-For (never set it without such a proxy: clients could pick their key)
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
@@ -255,6 +258,9 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
         rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
         rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
+        rate_join=_rate(env, "VITRINE_RATE_JOIN", Settings.rate_join),
+        queue_max=_int(env, "VITRINE_QUEUE_MAX", Settings.queue_max, 1, 1900),  # under Gradio's 2,000 sessions
+        queue_per_client=_int(env, "VITRINE_QUEUE_PER_CLIENT", Settings.queue_per_client, 1, 1900),
         trust_proxy=_flag(env, "VITRINE_TRUST_PROXY", False),
         oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
         best_of_n=_int(env, "VITRINE_BEST_OF_N", 0, 0, 16),

@@ -20,6 +20,7 @@ from app.api import register_api
 from app.cards import CSS, labeling_guidelines, markdown_escape
 from app.checks import N_VARIANTS_MAX
 from app.services import Services
+from app.settings import Settings
 from app.state import PAGE_SIZE, Visitor
 
 __all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
@@ -299,10 +300,20 @@ def build_demo(svc: Services) -> gr.Blocks:
     return demo
 
 
-def enable_queue(demo: gr.Blocks, default_concurrency_limit: int = 8) -> gr.Blocks:
-    """`demo.queue(...)` with this app's settings (an environment value set by the operator wins)."""
+def enable_queue(demo: gr.Blocks, settings: Settings | None = None, default_concurrency_limit: int = 8) -> gr.Blocks:
+    """`demo.queue(...)` with this app's settings (an environment value set by the operator wins), bounded by
+    `app.guards.bound_queue`: `settings.queue_max` events waiting in all, and with `settings` the per-client bounds
+    (`queue_per_client` waiting events, `rate_join` joins) keyed as the rate limits are (`trust_proxy`)."""
+    from app.guards import bound_queue
+
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", ANALYTICS_CACHE_FREQUENCY)
-    return demo.queue(default_concurrency_limit=default_concurrency_limit)
+    demo.queue(default_concurrency_limit=default_concurrency_limit)
+    if settings is None:
+        bound_queue(demo, max_size=Settings.queue_max)
+    else:
+        bound_queue(demo, max_size=settings.queue_max, per_client=settings.queue_per_client,
+                    join_rate=settings.rate_join, trust_proxy=settings.trust_proxy)
+    return demo
 
 
 def launch_kwargs(svc: Services) -> dict[str, Any]:
