@@ -1,5 +1,5 @@
 """The named API endpoints, for `gradio_client`: /recommend, /feedback, /generate_covers, /generate_caption,
-/next_pair, /label.
+/next_pair, /label; and /health, the cheapest event through Gradio's queue (`scripts/healthcheck.py`).
 
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
@@ -174,4 +174,12 @@ def register_api(svc: Services, *, fast_limit: int = 16, generation_limit: int =
            concurrency_id="generation")
     gr.api(user_errors(api.next_pair), api_name="next_pair", concurrency_limit=fast_limit, concurrency_id="fast")
     gr.api(user_errors(api.label), api_name="label", concurrency_limit=fast_limit, concurrency_id="fast")
+    # its own concurrency group: a busy "fast" group is load, not a stopped queue
+    gr.api(health, api_name="health", concurrency_limit=2, concurrency_id="health")
     return api
+
+
+def health() -> str:
+    """"ok", through Gradio's queue like every event: a process whose queue has stopped answers the join with
+    `503 Queue is stopped.` instead (while its page and /config still answer 200). `scripts/healthcheck.py`."""
+    return "ok"

@@ -8,14 +8,16 @@ This is the container's entry point (see the Dockerfile), and works the same wit
 
 A thin launcher, no proxy code: it picks two free private loopback ports, renders `deploy/nginx.conf.template`
 into a private run directory (`deploy/render.py`), checks it with `nginx -t`, and runs the three processes of
-`deploy/Procfile` under honcho's process manager:
+`deploy/Procfile` under honcho's process manager (and a fourth, the health watchdog):
 
     nginx      the public port: static routing, websocket upgrade, body cap, forwarded headers (deploy/nginx.conf.template)
     app        `python -m app` on 127.0.0.1 (GRADIO_SERVER_NAME/PORT), VITRINE_TRUST_PROXY=1 (nginx sets the
                X-Forwarded-For the app's rate limits key on)
     dashboard  `streamlit run app/dashboard.py --server.baseUrlPath dashboard` on 127.0.0.1
+    health     `scripts/healthcheck.py --watch`: a real event through the app's queue every 30 s; exits after 3
+               failures in a row (a stopped queue leaves the app process up and its page answering 200)
 
-When any of them exits, honcho stops the other two and this script exits non-zero, so a container supervisor
+When any of them exits, honcho stops the others and this script exits non-zero, so a container supervisor
 restarts the whole thing; SIGTERM/SIGINT stop everything (exit 143/130) and the run directory is removed.
 nginx comes from Debian (`scripts/system_deps.sh` installs it); honcho is pinned in requirements.txt.
 """
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serve_all: http://{args.host}:{args.port}/ (app) and /dashboard/ (dashboard) through nginx; "
               f"app on 127.0.0.1:{config.app_port}, dashboard on 127.0.0.1:{config.dashboard_port}",
               file=sys.stderr, flush=True)
-        manager.loop()  # returns once all three have stopped (one exited, or SIGTERM/SIGINT)
+        manager.loop()  # returns once all have stopped (one exited, or SIGTERM/SIGINT)
         if manager.returncode == 0:  # a child ended by itself with 0: still not a state to keep serving in
             print("serve_all: a process exited; stopped the others", file=sys.stderr, flush=True)
             return 1

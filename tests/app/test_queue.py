@@ -158,3 +158,22 @@ def test_joins_per_client_are_rate_limited(held_app):
     refused = _join(url, 0, ["a"], uuid.uuid4().hex, "10.0.0.1").json()["detail"]
     assert "too many requests: at most 3 per 1 minute" in refused and "for join" in refused
     assert _join(url, 0, ["a"], uuid.uuid4().hex, "10.0.0.2").status_code == 200
+
+
+def test_the_health_check_runs_an_event_and_fails_when_the_queue_stops(flood_app):
+    import subprocess
+    import sys
+
+    from serve_helpers import REPO_ROOT
+
+    url, demo, _ = flood_app
+
+    def healthcheck() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "healthcheck.py"), "--url", url,
+                               "--timeout", "20"], capture_output=True, text=True, timeout=TIMEOUT_S)
+
+    assert healthcheck().returncode == 0
+    demo._queue.close()  # what Queue.start_processing's `finally` does when it dies
+    assert requests.get(url + "config", timeout=TIMEOUT_S).status_code == 200  # the page still answers
+    stopped = healthcheck()
+    assert stopped.returncode == 1 and "Queue is stopped" in stopped.stderr

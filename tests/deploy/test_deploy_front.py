@@ -311,7 +311,7 @@ def test_sigterm_stops_every_child(tmp_path):
         wait_ok(f"http://127.0.0.1:{port}/dashboard/_stcore/health", proc)
         wait_ok(f"http://127.0.0.1:{port}/", proc)
         pids = child_pids(log)
-        assert set(pids) == {"nginx", "app", "dashboard"}
+        assert set(pids) == {"nginx", "app", "dashboard", "health"}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/gradio_api/heartbeat/test-session", headers={"Accept": "text/event-stream"})
         response = conn.getresponse()
@@ -332,3 +332,50 @@ def test_refuses_a_bad_body_cap_before_starting_anything(tmp_path):
     result = subprocess.run([sys.executable, str(SERVE_ALL), "--port", str(free_port()), "--max-body", "1m; evil"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "max_body" in result.stderr
+
+
+STOPPABLE_APP = """
+import os
+import gradio as gr
+
+def health() -> str:
+    return "ok"
+
+with gr.Blocks() as demo:
+    def stop_queue() -> str:  # what Gradio's Queue.start_processing does when it dies (issue 28 item 1)
+        demo._queue.close()
+        return "stopped"
+
+    gr.api(health, api_name="health")
+    gr.api(stop_queue, api_name="stop_queue")
+demo.queue().launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.environ["GRADIO_SERVER_PORT"]))
+"""
+
+
+def test_a_stopped_queue_makes_the_set_exit_for_a_restart(tmp_path):
+    """Issue 28 item 1: a queue that stopped leaves the app process up and its page answering 200; the health
+    watchdog (a real event every VITRINE_HEALTH_INTERVAL_S) sees it and the whole set exits non-zero."""
+    need_nginx()
+    (tmp_path / "app.py").write_text(STOPPABLE_APP)
+    (tmp_path / "dash.py").write_text("import streamlit as st\nst.write('tiny')\n")
+    port = free_port()
+    log = tmp_path / "serve_all.log"
+    env = {**os.environ, "VITRINE_HEALTH_INTERVAL_S": "1", "VITRINE_HEALTH_RETRIES": "2"}
+    proc = start_serve_all(port, log, env, "--app-cmd", f"{sys.executable} {tmp_path / 'app.py'}",
+                           "--dashboard-script", str(tmp_path / "dash.py"))
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ok(base + "/dashboard/_stcore/health", proc)
+        wait_ok(base + "/", proc)
+        time.sleep(3)  # a few healthy checks
+        assert proc.poll() is None
+        import requests
+
+        joined = requests.post(base + "/gradio_api/call/stop_queue", json={"data": []}, timeout=30)
+        assert joined.status_code == 200  # its result is "Server stopped unexpectedly": the queue stopped under it
+        assert get(base + "/")[0] == 200  # the page still answers
+        assert proc.wait(timeout=60) != 0
+        text = log.read_text()
+        assert "Queue is stopped" in text and "healthcheck: unhealthy" in text
+    finally:
+        stop(proc, log)
