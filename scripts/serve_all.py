@@ -67,6 +67,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="network (CIDR) of a proxy in front whose X-Forwarded-For names the client, or 'none' "
                              "(default: 0.0.0.0/0 on a Space, where only the Space's proxy can reach the port, "
                              "else none; or $VITRINE_TRUSTED_PROXY)")
+    parser.add_argument("--join-rate", default=env.get("VITRINE_FRONT_JOIN_RATE") or "5r/s",
+                        help="joins of Gradio's queue one client may make, nginx syntax (default 5r/s, or "
+                             "$VITRINE_FRONT_JOIN_RATE); 429 above")
+    parser.add_argument("--join-burst", type=int, default=int(env.get("VITRINE_FRONT_JOIN_BURST") or 30),
+                        help="joins one client may make at once above that rate (default 30, or "
+                             "$VITRINE_FRONT_JOIN_BURST)")
+    parser.add_argument("--conn-per-client", type=int, default=int(env.get("VITRINE_FRONT_CONN_PER_CLIENT") or 64),
+                        help="requests one client may have open at once (default 64, or "
+                             "$VITRINE_FRONT_CONN_PER_CLIENT); 429 above")
     parser.add_argument("--app-cmd", default=None,
                         help="command that serves the Gradio app (default: python -m app); it must honour "
                              "GRADIO_SERVER_NAME and GRADIO_SERVER_PORT")
@@ -87,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = RunConfig(host=args.host, port=args.port, app_port=free_port(), dashboard_port=free_port(),
                            max_body=args.max_body, public_scheme=args.public_scheme,
-                           trusted_proxy=None if args.trusted_proxy.lower() == "none" else args.trusted_proxy)
+                           trusted_proxy=None if args.trusted_proxy.lower() == "none" else args.trusted_proxy,
+                           join_rate=args.join_rate, join_burst=args.join_burst,
+                           conn_per_client=args.conn_per_client)
     except ValueError as exc:
         print(f"serve_all: {exc}", file=sys.stderr)
         return 2
