@@ -2,7 +2,7 @@
 replay that rebuilds an empty store from them (how a Space, whose disk is ephemeral, keeps its labels).
 
     state = SyncState()
-    sync_once(Session, "file:///mnt/sink", state)      # every few seconds (app/sync_runner.py runs it)
+    sync_once(Session, "file:///mnt/sink", state)      # every few seconds (app/serving/sync_runner.py runs it)
     restore(Session, "file:///mnt/sink")               # at start, on an empty database, before serving
 
 The URL is anything fsspec opens: a plain path or `file:///path`, `hf://datasets/ORG/NAME[/dir]`
@@ -533,7 +533,7 @@ def sync_once(session_factory, sink_url: str, state: SyncState) -> SyncResult:
     """Append every committed row not yet shipped to the sink at `sink_url`; returns what was shipped.
 
     `session_factory` may be read-only (it only reads). Raises whatever the sink or the database raises (the
-    caller logs and retries: `app.sync_runner`); `state` advances only past shards that were written, so a
+    caller logs and retries: `app.serving.sync_runner`); `state` advances only past shards that were written, so a
     failed sync is redone whole by the next one (replay drops any duplicate).
     """
     started, clock = utcnow(), time.perf_counter()

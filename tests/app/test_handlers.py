@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from annotation.models import FeedbackEvent, GeneratedAsset, Impression, PreferenceLabel, User
-from app import handlers as h
-from app.state import PAGE_SIZE, Visitor
+from app.web import handlers as h
+from app.web.state import PAGE_SIZE, Visitor
 
 
 def _rows(svc, model, *where):
@@ -254,7 +254,7 @@ def test_default_model_without_features_falls_back(tmp_path):
     from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS
     from vitrine_app_fixtures import make_settings, make_tiny_dataset
 
-    from app.services import build_services
+    from app.serving.services import build_services
 
     if DEFAULT_MODEL not in FEATURE_MODELS:
         pytest.skip(f"the default model {DEFAULT_MODEL} needs no features")

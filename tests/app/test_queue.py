@@ -27,7 +27,7 @@ TIMEOUT_S = 60
 def flood_app(tmp_path):
     """The app on a free port behind a (pretend) trusted proxy, so that a test can speak as many clients:
     (url, demo, services)."""
-    from app.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo, enable_queue, launch_kwargs
 
     services = make_services(tmp_path, trust_proxy=True)
     demo = build_demo(services)
@@ -68,14 +68,14 @@ def _result(url: str, session: str) -> dict:
 def test_a_flood_of_unread_joins_leaves_the_queue_serving_everyone(flood_app, monkeypatch):
     url, demo, svc = flood_app
     started, release = threading.Event(), threading.Event()
-    make = svc.assets.create_variants
+    make = svc.assets.variants.create
 
     def slow_generation(*args, **kwargs):  # a real cover model takes seconds on a CPU: hold it until the flood ends
         started.set()
         release.wait(TIMEOUT_S)
         return make(*args, **kwargs)
 
-    monkeypatch.setattr(svc.assets, "create_variants", slow_generation)
+    monkeypatch.setattr(svc.assets.variants, "create", slow_generation)
     covers, cheap = _fn_index(url, "generate_covers"), _fn_index(url, "on_select")
     # four visitors ask for covers: one runs (held), three wait behind it in the generation group
     visitors = [f"visitor-{i}" for i in range(4)]
@@ -113,7 +113,7 @@ def held_app(tmp_path):
     yields a factory `start(**settings overrides) -> (url, release)`."""
     import gradio as gr
 
-    from app.ui import enable_queue
+    from app.web.ui import enable_queue
     from vitrine_app_fixtures import make_settings
 
     demos, releases = [], []

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation.models import FeedbackEvent, PairTask
-from app.api import ApiHandlers
+from app.web.api import ApiHandlers
 from pg_databases import pg_database
 
 
@@ -56,7 +56,7 @@ def test_pairs_made_on_one_are_labelled_on_the_other_with_their_pictures(replica
         if pair["kind"] == "cover":
             for side in ("a", "b"):
                 assert pair[side]["cover_key"] and not Path(pair[side]["cover_key"]).is_absolute()
-                assert pair[side]["cover_url"] == pair[side]["cover_key"]  # served by key (app.routes.cover_route)
+                assert pair[side]["cover_url"] == pair[side]["cover_key"]  # served by key (app.web.routes.cover_route)
                 assert two.assets.cover_file(pair[side]["cover_key"]).is_file()  # fetched from the shared store
             seen_cover = True
         api_two.label("replica-annotator", pair["pair_id"], "A")

@@ -2,7 +2,7 @@
 queue the rest. The Discover tab's handlers and the /recommend endpoint both call `Slates.page` and only adapt
 its `Page` to their output, so they show the same items in the same order for the same visitor, model and page.
 
-A visitor's likes are folded into their ranking and their dislikes are never shown (see `app.ranking`). A page
+A visitor's likes are folded into their ranking and their dislikes are never shown (see `app.serving.ranking`). A page
 is answered without waiting for a model: covers and captions made earlier come at once, the missing ones are
 made by the background worker (`Assets.generate_later`) and picked up with `Slates.fill`. Every method that
 answers a visitor runs as an interactive request, so background generation gives way to it.
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import checks
-from app.assets import Asset, Assets, gated
-from app.catalog import Catalog
-from app.events import EventLog
-from app.ranking import ModelChoice, Ranking, SlateRow
+from app.serving.assets import Asset, Assets
+from app.serving.worker import gated
+from app.serving.catalog import Catalog
+from app.serving.events import EventLog
+from app.serving.ranking import ModelChoice, Ranking, SlateRow
 
 __all__ = ["Slates", "Page", "Visit", "WAIT_MAX_S"]
 
@@ -76,11 +77,11 @@ class Slates:
         page, profile = self._record_page(visit, choice, k, seed=seed, exclude=exclude, tab=tab, context=context)
         if page.rows:
             page.covers, page.captions, page.pending = self.made(visit, page.item_ids)
-            self.assets.generate_later(visit.user_id, page.pending, profile)
+            self.assets.worker.generate_later(visit.user_id, page.pending, profile)
         if wait and page.pending:
             # made by the background worker (the one generation lane), never in this request's thread; waited for
             # outside the interactive gate, so the worker does not give way to this very request
-            self.assets.wait_for(visit.user_id, page.pending, timeout=WAIT_MAX_S)
+            self.assets.worker.wait_for(visit.user_id, page.pending, timeout=WAIT_MAX_S)
             page.covers, page.captions, page.pending = self.made(visit, page.item_ids)
         return page
 
@@ -109,7 +110,7 @@ class Slates:
 
     def queued(self, visit: Visit, item_ids: Sequence[str]) -> list[str]:
         """The items the background worker still has queued for this visitor."""
-        return self.assets.pending(visit.user_id, item_ids)
+        return self.assets.worker.pending(visit.user_id, item_ids)
 
     @gated
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,

@@ -1,7 +1,7 @@
 """The catalog: the dataset's items and users held in memory for look-ups, histories and user profiles.
 
 The dataset's tables are held in one immutable snapshot: a catalog that grows while the app runs
-(`python -m recommenders add-items`, the admin action; see `app.growth`) is swapped in whole by `replace`, so a
+(`python -m recommenders add-items`, the admin action; see `app.serving.growth`) is swapped in whole by `replace`, so a
 request reads one snapshot from start to end and needs no lock. The profile LRU has its own lock and is emptied
 on a swap. The simulator and the flows share the catalog. Nothing here touches the database.
 """

@@ -3,7 +3,7 @@
 They hold no state of their own: the loaded world comes in as `svc` (one `Services` per process), the
 visitor's state as `visitor` (a `gr.State`), and everything they show is returned. Bad input raises
 `gr.Error` with a message that names what was wrong; that is the only way an exception reaches a person.
-`app.ui` binds `svc` and wires these to components; tests call them directly.
+`app.web.ui` binds `svc` and wires these to components; tests call them directly.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import gradio as gr
 
 from annotation.errors import AnnotationError
 from app import checks
-from app.cards import CardView, markdown_escape, render_card, render_detail, render_pair_side, render_profile, render_status
+from app.web.cards import CardView, markdown_escape, render_card, render_detail, render_pair_side, render_profile, render_status
 from app.errors import AppInputError
-from app.ranking import ModelChoice
-from app.routes import cover_url, item_image_url
-from app.services import Services
+from app.serving.ranking import ModelChoice
+from app.web.routes import cover_url, item_image_url
+from app.serving.services import Services
 from app.settings import password_matches
-from app.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
-from app.state import PAGE_SIZE, Visitor
-from app.status import status_sections
+from app.serving.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
+from app.web.state import PAGE_SIZE, Visitor
+from app.web.status import status_sections
 from generation.errors import GenerationError
 from recommenders.errors import RecommendersError
 
@@ -197,7 +197,7 @@ def _visit(visitor: Visitor) -> Visit:
 
 def _keep_assets(svc: Services, visitor: Visitor, covers: dict[str, dict], captions: dict[str, dict]) -> None:
     """Copy recorded assets into the visitor's state (what the cards show): a cover by its blob key and the URL
-    that serves it (`app.routes`), never a path on the server."""
+    that serves it (`app.web.routes`), never a path on the server."""
     for item_id, cover in covers.items():
         key = svc.assets.cover_key(cover)
         visitor.covers[item_id] = {"key": key, "src": cover_url(key), "fallback": cover["fallback"],
@@ -335,7 +335,7 @@ def create_variants(
     learner = svc.assets.learner
     profile = svc.catalog.profile(user_id, visitor.liked, preferred_prompts=(
         learner.preferred_prompts(user_id) if learner is not None else ()))
-    variants = svc.assets.create_variants(profile, item_id, n, seed=seed, callback=on_step)
+    variants = svc.assets.variants.create(profile, item_id, n, seed=seed, callback=on_step)
     if progress is not None:
         progress(1.0, desc="writing the caption")
     caption = svc.assets.caption_for(item_id, profile)
@@ -359,7 +359,7 @@ def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Vi
     if index is None or not 0 <= int(index) < len(visitor.variants):
         raise gr.Error(f"Click one of the {len(visitor.variants)} variants first.")
     index = int(index)
-    visitor.variants = svc.assets.keep(visitor.variants)  # stored now that they are labelled
+    visitor.variants = svc.assets.variants.keep(visitor.variants)  # stored now that they are labelled
     pairs = svc.labeling.record_pick(user_id, visitor.variants, index)
     visitor.picked = index
     kind = "personalized" if visitor.variants[index]["personalized"] else "generic"
@@ -498,7 +498,7 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
 @user_errors
 def add_items(svc: Services, folder: str | None, password: str | None = None) -> tuple[str, str]:
     """Grow the catalog from a folder on the server (an admin action): the new items are served at once, ranked
-    by the content models now and by the ID models after their next retrain (`app.growth`)."""
+    by the content models now and by the ID models after their next retrain (`app.serving.growth`)."""
     check_admin(svc, password)
     if svc.growth is None:
         raise gr.Error("This app does not follow its catalog; restart it to serve new items.")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app import checks
-from app.catalog import Catalog, year_of
+from app.serving.catalog import Catalog, year_of
 from app.errors import bad
-from app.interleaving import team_draft
+from app.serving.interleaving import team_draft
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from generation.profile import UserProfile

@@ -1,7 +1,7 @@
 """The Gradio app: layout first, then the events. `build_demo(svc)` -> `gr.Blocks`; `launch(...)` serves it.
 
 Four tabs - Discover, Create, Label, Status - over one `Services` (loaded once at start) and one `Visitor`
-state per browser session. The handlers are plain functions in `app.handlers`; here they are bound to
+state per browser session. The handlers are plain functions in `app.web.handlers`; here they are bound to
 `svc` and wired to components. Generation runs in the "generation" concurrency group (limit from
 settings), recommendation and feedback in the "fast" group, so a slow cover never blocks a click.
 """
@@ -15,13 +15,13 @@ from typing import Any
 
 import gradio as gr
 
-from app import handlers as h
-from app.api import register_api
-from app.cards import CSS, labeling_guidelines, markdown_escape
+from app.web import handlers as h
+from app.web.api import register_api
+from app.web.cards import CSS, labeling_guidelines, markdown_escape
 from app.checks import N_VARIANTS_MAX
-from app.services import Services
+from app.serving.services import Services
 from app.settings import Settings
-from app.state import PAGE_SIZE, Visitor
+from app.web.state import PAGE_SIZE, Visitor
 
 __all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
 
@@ -302,9 +302,9 @@ def build_demo(svc: Services) -> gr.Blocks:
 
 def enable_queue(demo: gr.Blocks, settings: Settings | None = None, default_concurrency_limit: int = 8) -> gr.Blocks:
     """`demo.queue(...)` with this app's settings (an environment value set by the operator wins), bounded by
-    `app.guards.bound_queue`: `settings.queue_max` events waiting in all, and with `settings` the per-client bounds
+    `app.web.guards.bound_queue`: `settings.queue_max` events waiting in all, and with `settings` the per-client bounds
     (`queue_per_client` waiting events, `rate_join` joins) keyed as the rate limits are (`trust_proxy`)."""
-    from app.guards import bound_queue
+    from app.web.guards import bound_queue
 
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", ANALYTICS_CACHE_FREQUENCY)
     demo.queue(default_concurrency_limit=default_concurrency_limit)
@@ -320,12 +320,12 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.guards import BodyLimit, EncodableJson
-    from app.routes import routes
+    from app.web.guards import BodyLimit, EncodableJson
+    from app.web.routes import routes
 
     limit = svc.settings.max_body_bytes
     return {
-        # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.routes instead
+        # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.web.routes instead
         "allowed_paths": [*map(str, svc.assets.public_dirs)],  # cover images only, never provenance
         # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
         "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)],
