@@ -21,6 +21,7 @@ import requests
 from vitrine_app_fixtures import free_port, make_services
 
 TIMEOUT_S = 60
+HOLD_S = 600  # the longest the flood test holds a generation (the flood takes about a minute on a busy 2-core box)
 
 
 @pytest.fixture()
@@ -72,7 +73,7 @@ def test_a_flood_of_unread_joins_leaves_the_queue_serving_everyone(flood_app, mo
 
     def slow_generation(*args, **kwargs):  # a real cover model takes seconds on a CPU: hold it until the flood ends
         started.set()
-        release.wait(TIMEOUT_S)
+        release.wait(HOLD_S)
         return make(*args, **kwargs)
 
     monkeypatch.setattr(svc.assets.variants, "create", slow_generation)
@@ -93,10 +94,12 @@ def test_a_flood_of_unread_joins_leaves_the_queue_serving_everyone(flood_app, mo
         local.http = http
         return _join(url, cheap, [], uuid.uuid4().hex, f"10.2.{i // 40 // 250}.{i // 40 % 250}", http).status_code
 
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(flood, range(bound + 100)))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(flood, range(bound + 100)))
+    finally:
+        release.set()
     assert codes.count(200) > bound  # the flood really got in
-    release.set()
 
     for session in visitors:  # the waiting visitors get their covers
         outcome = _result(url, session)
