@@ -191,11 +191,13 @@ class Catalog:
         return {"item_id": row["item_id"], "title": row["title"], "text": row.get("text") or "",
                 "genres": list(row.get("genres") or []), "year": year_of(row), "rating": rating, "timestamp": ts}
 
-    def liked_ids(self, user_id: str, extra_liked: Sequence[str] = ()) -> list[str]:
-        """Items the user liked: app likes first (newest first), then dataset ratings >= LIKE_RATING, newest first."""
+    def liked_ids(self, user_id: str, extra_liked: Sequence[str] = (), disliked: Sequence[str] = ()) -> list[str]:
+        """Items the user likes now: app likes first (newest first), then dataset ratings >= LIKE_RATING, newest
+        first, less what they disliked in the app since (app feedback is newer than any rating)."""
         items, ratings, _ = self._s.history.get(user_id, _EMPTY)
         out = dict.fromkeys([*reversed(list(extra_liked)), *items[ratings >= LIKE_RATING].tolist()])
-        return [str(i) for i in out]
+        gone = set(disliked)
+        return [str(i) for i in out if str(i) not in gone]
 
     def profile(self, user_id: str, extra_liked: Sequence[str] = (),
                 preferred_prompts: Sequence[str] = ()) -> "UserProfile":

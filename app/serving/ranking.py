@@ -146,7 +146,7 @@ class Ranking:
             score = {choice.a: dict(ra), choice.b: dict(rb)}
             ranked = [(i, score[c][i]) for i, c in zip(drafted.item_ids, drafted.contributors)]
             contributors = drafted.contributors
-        liked_all = self.catalog.liked_ids(user_id, liked)
+        liked_all = self.catalog.liked_ids(user_id, liked, disliked)
         rows = []
         for pos, ((item_id, score), who) in enumerate(zip(ranked, contributors)):
             row = self.catalog.item(item_id)
