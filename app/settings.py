@@ -123,6 +123,8 @@ class Settings:
     reward_every_labels: int | None = None  # retrain the preference model after this many new labels (None = off)
     model_poll_s: float = 10.0  # how often a replica looks for a newly promoted model version (and the schedule ticks)
     max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
+    upload_mb_per_hour: float = 64.0  # uploads one client may send, where an event takes a file (none in this app)
+    temp_age_s: int = 3600  # files Gradio keeps in its temp dir for this app are deleted at this age
     rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
     rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
     rate_join: str = "240/minute"  # events one client may put in Gradio's queue (every click is one or two)
@@ -256,6 +258,8 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         reward_every_labels=_int(env, "VITRINE_REWARD_EVERY_LABELS", 0, 0, 10**9) or None,
         model_poll_s=_float(env, "VITRINE_MODEL_POLL_S", 10.0, 0.1, 3600.0),
         max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
+        upload_mb_per_hour=_float(env, "VITRINE_UPLOAD_MB_PER_HOUR", Settings.upload_mb_per_hour, 0.001, 1e6),
+        temp_age_s=_int(env, "VITRINE_TEMP_AGE_S", Settings.temp_age_s, 1, 30 * 86_400),
         rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
         rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
         rate_join=_rate(env, "VITRINE_RATE_JOIN", Settings.rate_join),

@@ -6,6 +6,7 @@ cost the most (slates queue covers and captions; generation runs a model).
 - `RateLimits`: moving-window limits per client and kind, kept in memory by the `limits` package. A client is its
   address; behind the one-port proxy (`trust_proxy`), the address the proxy saw, which the proxy appends last to
   X-Forwarded-For (earlier entries are whatever the client sent, and are ignored).
+- `UploadGate`: Gradio's file routes refused (403) when no event of the app takes a file, else bounded per client.
 - `bound_queue`: Gradio's own queue, bounded (events waiting in all, per client, joins per client) and kept alive
   when a flood of sessions that never read their messages pushes waiting visitors out of Gradio's session cache.
 """
@@ -20,7 +21,8 @@ from typing import Any
 
 from app.errors import AppInputError
 
-__all__ = ["BodyLimit", "EncodableJson", "RateLimits", "SessionMessages", "bound_queue", "client_key"]
+__all__ = ["BodyLimit", "EncodableJson", "RateLimits", "SessionMessages", "UploadGate", "bound_queue", "client_key",
+           "takes_uploads"]
 
 log = logging.getLogger("vitrine")
 
@@ -79,6 +81,64 @@ async def _read_body(receive: Any) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+class UploadGate:
+    """ASGI middleware for Gradio's file routes (POST /gradio_api/upload, /gradio_api/process_recording): 403 when
+    no event of the app takes a file as input (Gradio accepts and keeps any upload otherwise, in its temp dir);
+    when one does, at most `bytes_per_hour` per client (429), counted by Content-Length (a chunked body counts as
+    `max_body_bytes`, the most `BodyLimit` lets through)."""
+
+    PATHS = ("/gradio_api/upload", "/gradio_api/process_recording")
+
+    def __init__(self, app: Any, bytes_per_hour: int, max_body_bytes: int, trust_proxy: bool = False) -> None:
+        from limits import RateLimitItemPerHour, storage, strategies
+
+        self.app = app
+        self.max_body_bytes = int(max_body_bytes)
+        self.trust_proxy = trust_proxy
+        self._limit = RateLimitItemPerHour(int(bytes_per_hour))
+        self._limiter = strategies.FixedWindowRateLimiter(storage.MemoryStorage())  # a counter, whatever the cost
+        self._allowed: dict[int, bool] = {}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (scope["type"] != "http" or scope.get("method") != "POST"
+                or not scope.get("path", "").rstrip("/").endswith(self.PATHS)):
+            await self.app(scope, receive, send)
+            return
+        blocks = scope["app"].get_blocks()
+        if id(blocks) not in self._allowed:
+            self._allowed[id(blocks)] = takes_uploads(blocks)
+        if not self._allowed[id(blocks)]:
+            await _refuse(send, 403, "this app takes no file uploads")
+            return
+        from starlette.requests import Request
+
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        cost = int(length) if length.isdigit() else self.max_body_bytes
+        key = client_key(Request(scope), self.trust_proxy)
+        if not self._limiter.hit(self._limit, "upload", key, cost=max(1, cost)):
+            await _refuse(send, 429, f"too many uploads: at most {self._limit.amount} bytes per client per hour")
+            return
+        await self.app(scope, receive, send)
+
+
+def takes_uploads(blocks: Any) -> bool:
+    """True when an event of `blocks` has an input component that a browser uploads files to (File, Image, Audio,
+    Video, Gallery, MultimodalTextbox, ...: any whose data holds Gradio's FileData)."""
+    import gradio as gr
+
+    inputs = {id(component) for fn in blocks.fns.values() for component in fn.inputs}
+    return any(id(c) in inputs and (isinstance(c, (gr.File, gr.UploadButton)) or _holds_files(type(c)))
+               for c in blocks.blocks.values())
+
+
+def _holds_files(component_type: type) -> bool:
+    model = getattr(component_type, "data_model", None)
+    try:
+        return model is not None and "FileData" in json.dumps(model.model_json_schema())
+    except (AttributeError, TypeError):  # a property, or a model without a JSON schema: no FileData to send
+        return False
 
 
 class EncodableJson:

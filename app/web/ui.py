@@ -303,10 +303,13 @@ def build_demo(svc: Services) -> gr.Blocks:
 def enable_queue(demo: gr.Blocks, settings: Settings | None = None, default_concurrency_limit: int = 8) -> gr.Blocks:
     """`demo.queue(...)` with this app's settings (an environment value set by the operator wins), bounded by
     `app.web.guards.bound_queue`: `settings.queue_max` events waiting in all, and with `settings` the per-client bounds
-    (`queue_per_client` waiting events, `rate_join` joins) keyed as the rate limits are (`trust_proxy`)."""
+    (`queue_per_client` waiting events, `rate_join` joins) keyed as the rate limits are (`trust_proxy`). The files
+    Gradio keeps in its temp dir for `demo` (uploads, file outputs) are deleted at `settings.temp_age_s`."""
     from app.web.guards import bound_queue
 
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", ANALYTICS_CACHE_FREQUENCY)
+    age = (settings or Settings).temp_age_s
+    demo.delete_cache = (min(age, 600), age)  # swept every 10 min at most; read when the server app is made
     demo.queue(default_concurrency_limit=default_concurrency_limit)
     if settings is None:
         bound_queue(demo, max_size=Settings.queue_max)
@@ -320,17 +323,20 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.web.guards import BodyLimit, EncodableJson
+    from app.web.guards import BodyLimit, EncodableJson, UploadGate
     from app.web.routes import routes
 
-    limit = svc.settings.max_body_bytes
+    settings = svc.settings
+    limit = settings.max_body_bytes
+    uploads = Middleware(UploadGate, bytes_per_hour=int(settings.upload_mb_per_hour * (1 << 20)), max_body_bytes=limit,
+                         trust_proxy=settings.trust_proxy)
     return {
         # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.web.routes instead
         "allowed_paths": [*map(str, svc.assets.public_dirs)],  # cover images only, never provenance
-        # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
-        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)],
+        # 413 for a larger body; 403 for an upload (no event takes a file); 400 for JSON text that cannot be encoded
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), uploads, Middleware(EncodableJson)],
                        "routes": routes(svc)},  # covers by blob key, items' own pictures by item id
-        "max_file_size": limit,  # the app has no upload component: /gradio_api/upload gets the same cap
+        "max_file_size": limit,  # the cap of an upload, were one ever taken
         "css": CSS,
         "head": HEAD,
         # system fonts: the default theme fonts come from Google Fonts, which an offline machine cannot reach
