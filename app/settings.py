@@ -125,6 +125,7 @@ class Settings:
     max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
     upload_mb_per_hour: float = 64.0  # uploads one client may send, where an event takes a file (none in this app)
     temp_age_s: int = 3600  # files Gradio keeps in its temp dir for this app are deleted at this age
+    log_rejections_per_minute: int = 60  # one log line per rejected request, at most this many a minute
     rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
     rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
     rate_join: str = "240/minute"  # events one client may put in Gradio's queue (every click is one or two)
@@ -260,6 +261,8 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
         upload_mb_per_hour=_float(env, "VITRINE_UPLOAD_MB_PER_HOUR", Settings.upload_mb_per_hour, 0.001, 1e6),
         temp_age_s=_int(env, "VITRINE_TEMP_AGE_S", Settings.temp_age_s, 1, 30 * 86_400),
+        log_rejections_per_minute=_int(env, "VITRINE_LOG_REJECTIONS_PER_MINUTE", Settings.log_rejections_per_minute,
+                                       0, 100_000),
         rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
         rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
         rate_join=_rate(env, "VITRINE_RATE_JOIN", Settings.rate_join),

@@ -6,7 +6,9 @@ cost the most (slates queue covers and captions; generation runs a model).
 - `RateLimits`: moving-window limits per client and kind, kept in memory by the `limits` package. A client is its
   address; behind the one-port proxy (`trust_proxy`), the address the proxy saw, which the proxy appends last to
   X-Forwarded-For (earlier entries are whatever the client sent, and are ignored).
+- `QueueReads`: 404 at once for a read of Gradio's queue naming no session or event it holds.
 - `UploadGate`: Gradio's file routes refused (403) when no event of the app takes a file, else bounded per client.
+- `RejectionLog` (`rejections`): one short log line per rejected request, at a bounded rate.
 - `bound_queue`: Gradio's own queue, bounded (events waiting in all, per client, joins per client) and kept alive
   when a flood of sessions that never read their messages pushes waiting visitors out of Gradio's session cache.
 """
@@ -21,10 +23,46 @@ from typing import Any
 
 from app.errors import AppInputError
 
-__all__ = ["BodyLimit", "EncodableJson", "RateLimits", "SessionMessages", "UploadGate", "bound_queue", "client_key",
-           "takes_uploads"]
+__all__ = ["BodyLimit", "EncodableJson", "RateLimits", "RejectionLog", "SessionMessages", "UploadGate", "bound_queue",
+           "client_key", "media_type", "rejections", "takes_uploads", "QueueReads"]
 
 log = logging.getLogger("vitrine")
+
+
+class RejectionLog:
+    """One short line per rejected request, at most `per_minute` lines a minute; the rest are counted and reported
+    in one line when the next minute opens. A flood of bad requests costs a bounded log."""
+
+    def __init__(self, logger: logging.Logger, per_minute: int = 60, max_chars: int = 200,
+                 clock: Any = None) -> None:
+        import threading
+        import time
+
+        self.logger = logger
+        self.per_minute = per_minute
+        self.max_chars = max_chars
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._window, self._logged, self._dropped = -60.0, 0, 0
+
+    def note(self, what: str) -> None:
+        with self._lock:
+            now = self.clock()
+            if now - self._window >= 60:
+                if self._dropped:
+                    self.logger.warning("rejected %d more requests in the last minute (not logged one by one)",
+                                        self._dropped)
+                self._window, self._logged, self._dropped = now, 0, 0
+            if self._logged >= self.per_minute:
+                self._dropped += 1
+                return
+            self._logged += 1
+        if len(what) > self.max_chars:
+            what = what[: self.max_chars - 3] + "..."
+        self.logger.info("rejected %s", what.encode("unicode_escape", "backslashreplace").decode("ascii"))
+
+
+rejections = RejectionLog(log)  # process-wide, like the log itself; `enable_queue` sets its rate
 
 
 class BodyLimit:
@@ -40,7 +78,7 @@ class BodyLimit:
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._too_large(send)
+            await self._too_large(scope, send)
             return
         if length is None:  # a chunked body: read it here (at most max_bytes), then hand it on
             chunks, seen = [], 0
@@ -50,7 +88,7 @@ class BodyLimit:
                     return  # the client went away
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    await self._too_large(send)
+                    await self._too_large(scope, send)
                     return
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
@@ -59,12 +97,13 @@ class BodyLimit:
             return
         await self.app(scope, receive, send)
 
-    async def _too_large(self, send: Any) -> None:
-        await _refuse(send, 413, f"request body larger than {self.max_bytes} bytes")
+    async def _too_large(self, scope: dict, send: Any) -> None:
+        await _refuse(scope, send, 413, f"request body larger than {self.max_bytes} bytes")
 
 
-async def _refuse(send: Any, status: int, detail: str) -> None:
-    """Answer with `status` and a JSON {"detail": ...}, without calling the app."""
+async def _refuse(scope: dict, send: Any, status: int, detail: str) -> None:
+    """Answer with `status` and a JSON {"detail": ...}, without calling the app; one line in the log (bounded)."""
+    rejections.note(f"{scope.get('method')} {scope.get('path')}: {status} {detail}")
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -110,7 +149,7 @@ class UploadGate:
         if id(blocks) not in self._allowed:
             self._allowed[id(blocks)] = takes_uploads(blocks)
         if not self._allowed[id(blocks)]:
-            await _refuse(send, 403, "this app takes no file uploads")
+            await _refuse(scope, send, 403, "this app takes no file uploads")
             return
         from starlette.requests import Request
 
@@ -118,8 +157,37 @@ class UploadGate:
         cost = int(length) if length.isdigit() else self.max_body_bytes
         key = client_key(Request(scope), self.trust_proxy)
         if not self._limiter.hit(self._limit, "upload", key, cost=max(1, cost)):
-            await _refuse(send, 429, f"too many uploads: at most {self._limit.amount} bytes per client per hour")
+            await _refuse(scope, send, 429, f"too many uploads: at most {self._limit.amount} bytes per client per hour")
             return
+        await self.app(scope, receive, send)
+
+
+class QueueReads:
+    """ASGI middleware: 404 at once for a read of Gradio's queue that names no session or event it holds
+    (GET /gradio_api/queue/data?session_hash=..., /gradio_api/call/<api>/<event id>). Gradio finds that out inside
+    the stream it has already started answering, and logs the failure as a traceback: one per anonymous request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" and scope.get("method") == "GET" else ""
+        queue = getattr(scope.get("app"), "get_blocks", lambda: None)()
+        queue = getattr(queue, "_queue", None)
+        if queue is not None and path.endswith("/gradio_api/queue/data"):
+            from urllib.parse import parse_qs
+
+            session = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [""])[0]
+            if session not in queue.pending_messages_per_session:
+                await _refuse(scope, send, 404, "session_hash: no such session in the queue (join it first)")
+                return
+        elif queue is not None and re.search(r"/gradio_api/call/(v2/)?[^/]+/[^/]+/?$", path):
+            event_id = path.rstrip("/").rsplit("/", 1)[-1]
+            known = event_id in queue.event_ids_to_events or any(
+                event_id in ids for ids in list(queue.pending_event_ids_session.values()))
+            if not known:
+                await _refuse(scope, send, 404, "event_id: no such event in the queue (or its result was read)")
+                return
         await self.app(scope, receive, send)
 
 
@@ -144,14 +212,18 @@ def _holds_files(component_type: type) -> bool:
 class EncodableJson:
     """ASGI middleware: 400 for a JSON request Gradio cannot encode back: text with lone surrogates ("\\ud800",
     which JSON may escape and Python decodes) or integers beyond 64 bits. Gradio would fail deep inside, with no
-    message for the client. Placed inside `BodyLimit`, so the body it reads is bounded."""
+    message for the client. Every POST body is checked but forms (multipart, urlencoded): FastAPI parses a body
+    as JSON under any spelling of the media type (`application/JSON`, `+json`) and without one. Placed inside
+    `BodyLimit`, so the body it reads is bounded."""
+
+    FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         headers = dict(scope.get("headers") or [])
-        if scope["type"] != "http" or scope.get("method") != "POST" or b"json" not in headers.get(b"content-type", b""):
+        if scope["type"] != "http" or scope.get("method") != "POST" or media_type(headers) in self.FORMS:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
@@ -159,9 +231,14 @@ class EncodableJson:
             return
         problem = _json_problem(body) if (b"\\ud" in body.lower() or _LONG_NUMBER.search(body)) else None
         if problem:
-            await _refuse(send, 400, problem)
+            await _refuse(scope, send, 400, problem)
             return
         await self.app(scope, _replaying(body, receive), send)
+
+
+def media_type(headers: Mapping[bytes, bytes]) -> bytes:
+    """The request's media type, lower case, without parameters (`Application/JSON; charset=x` -> application/json)."""
+    return headers.get(b"content-type", b"").split(b";")[0].strip().lower()
 
 
 def _replaying(body: bytes, receive: Any) -> Any:
@@ -284,7 +361,8 @@ def bound_queue(demo: Any, *, max_size: int, per_client: int | None = None, join
     - at most `per_client` of them come from one client, and one client may join at most `join_rate` times
       (both 429, keyed like `RateLimits`), so that no single client can fill the queue (None: no such bound);
     - the session cache never evicts a session with an event waiting or running (`SessionMessages`), and a
-      message for a session that is gone anyway is dropped instead of stopping the queue.
+      message for a session that is gone anyway is dropped instead of stopping the queue;
+    - a join must name an event that runs server code (422 otherwise; Gradio answered fn_index -1 with a 500).
     """
     from fastapi import HTTPException
 
@@ -308,21 +386,27 @@ def bound_queue(demo: Any, *, max_size: int, per_client: int | None = None, join
 
     queue.send_message = send_or_drop
 
-    if per_client is None and join_rate is None:
-        return
     limits = RateLimits({"join": join_rate}, trust_proxy=trust_proxy) if join_rate is not None else None
     push = queue.push
 
     async def bounded_push(body: Any, request: Any, username: Any) -> Any:
+        fn = demo.fns.get(body.fn_index) if isinstance(body.fn_index, int) else None
+        if fn is None or fn.fn is None:  # Gradio: KeyError (a 500 and a traceback), or an error with no message
+            detail = (f"fn_index: expected the index of one of the app's events (0 to {max(demo.fns, default=0)}) "
+                      f"that runs server code, got {body.fn_index!r}")
+            rejections.note(f"join: 422 {detail}")
+            raise HTTPException(status_code=422, detail=detail)
         if limits is not None:
             try:
                 limits.check(request, "join")
             except AppInputError as exc:
+                rejections.note(f"join: 429 {exc}")
                 raise HTTPException(status_code=429, detail=str(exc)) from None
         key = client_key(request, trust_proxy)
         waiting = sum(1 for q in queue.event_queue_per_concurrency_id.values() for event in q.queue
                       if client_key(event.request, trust_proxy) == key)
         if per_client is not None and waiting >= per_client:
+            rejections.note(f"join: 429 {per_client} events of {key} waiting")
             raise HTTPException(status_code=429, detail=f"too many waiting events: at most {per_client} per "
                                                         "client in the queue; wait for the earlier ones")
         return await push(body, request, username)

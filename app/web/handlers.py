@@ -26,6 +26,7 @@ from app.web.routes import cover_url, item_image_url
 from app.serving.services import Services
 from app.settings import password_matches
 from app.serving.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
+from app.web.guards import rejections
 from app.web.state import PAGE_SIZE, Visitor
 from app.web.status import status_sections
 from generation.errors import GenerationError
@@ -61,15 +62,12 @@ KEY_CHOICES = MappingProxyType({"1": "A", "2": "B", "0": "tie", "s": "skip"})  #
 INPUT_ERRORS = (AppInputError, AnnotationError, GenerationError, RecommendersError)
 
 
-LOG_INPUT_MAX = 200  # characters of a rejected request's message written to the log
-
-
 def rejected(fn_name: str, exc: Exception) -> gr.Error:
-    """The `gr.Error` a person sees for bad input, logged as one line (no traceback: Gradio prints one for every
-    `gr.Error` unless told not to, and a probe of bad requests would flood the log), the message truncated."""
+    """The `gr.Error` a person sees for bad input, logged as one line at a bounded rate (`app.web.guards.rejections`;
+    no traceback: Gradio prints one for every `gr.Error` unless told not to, and a probe of bad requests would flood
+    the log), the message truncated there."""
     message = str(exc.message if isinstance(exc, gr.Error) else exc)
-    shown = message if len(message) <= LOG_INPUT_MAX else message[: LOG_INPUT_MAX - 3] + "..."
-    log.info("rejected %s: %s", fn_name, shown.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    rejections.note(f"{fn_name}: {message}")
     error = exc if isinstance(exc, gr.Error) else gr.Error(message)
     error.print_exception = False
     return error

@@ -304,10 +304,15 @@ def enable_queue(demo: gr.Blocks, settings: Settings | None = None, default_conc
     """`demo.queue(...)` with this app's settings (an environment value set by the operator wins), bounded by
     `app.web.guards.bound_queue`: `settings.queue_max` events waiting in all, and with `settings` the per-client bounds
     (`queue_per_client` waiting events, `rate_join` joins) keyed as the rate limits are (`trust_proxy`). The files
-    Gradio keeps in its temp dir for `demo` (uploads, file outputs) are deleted at `settings.temp_age_s`."""
-    from app.web.guards import bound_queue
+    Gradio keeps in its temp dir for `demo` (uploads, file outputs) are deleted at `settings.temp_age_s`. Every
+    event's inputs are checked (`app.web.inputs.guard_inputs`), and rejections are logged at most
+    `settings.log_rejections_per_minute` lines a minute."""
+    from app.web.guards import bound_queue, rejections
+    from app.web.inputs import guard_inputs
 
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", ANALYTICS_CACHE_FREQUENCY)
+    guard_inputs(demo)
+    rejections.per_minute = (settings or Settings).log_rejections_per_minute
     age = (settings or Settings).temp_age_s
     demo.delete_cache = (min(age, 600), age)  # swept every 10 min at most; read when the server app is made
     demo.queue(default_concurrency_limit=default_concurrency_limit)
@@ -323,7 +328,7 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.web.guards import BodyLimit, EncodableJson, UploadGate
+    from app.web.guards import BodyLimit, EncodableJson, QueueReads, UploadGate
     from app.web.routes import routes
 
     settings = svc.settings
@@ -333,8 +338,10 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     return {
         # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.web.routes instead
         "allowed_paths": [*map(str, svc.assets.public_dirs)],  # cover images only, never provenance
-        # 413 for a larger body; 403 for an upload (no event takes a file); 400 for JSON text that cannot be encoded
-        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), uploads, Middleware(EncodableJson)],
+        # 413 for a larger body; 403 for an upload (no event takes a file); 400 for JSON text that cannot be encoded;
+        # 404 for a read of the queue naming nothing it holds
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), uploads, Middleware(EncodableJson),
+                                      Middleware(QueueReads)],
                        "routes": routes(svc)},  # covers by blob key, items' own pictures by item id
         "max_file_size": limit,  # the cap of an upload, were one ever taken
         "css": CSS,
