@@ -197,8 +197,9 @@ def _reward_rows(svc) -> list:
     return rows
 
 
-def test_reward_model_trains_from_the_store_into_the_registry_and_best_of_n_uses_it(fresh_svc):
-    svc = fresh_svc
+def test_reward_model_trains_from_the_store_into_the_registry_and_best_of_n_uses_it(services_factory):
+    # the upkeep thread would serve version 1 on its own within VITRINE_MODEL_POLL_S: here the test serves it
+    svc = services_factory(model_poll_s=3600.0)
     _labelled_store(svc)
     encoder = HashingEncoder(32)
     first = train_reward(svc.events.Session, svc.catalog, svc.artifacts, encoder, tolerance=1.0, say=lambda m: None)

@@ -90,7 +90,7 @@ def test_a_retrain_promoted_on_one_is_served_by_the_other_within_the_poll(replic
 def test_an_empty_store_restored_from_the_sink_serves_the_promoted_version_again(replicas, pg_url, tmp_path):
     """The database is lost: a new one is rebuilt from the event sink, and the replica started on it serves the
     version promoted before (its row came back with the sink, its artifact is in the shared blob store)."""
-    from annotation import registry, sync
+    from annotation import registry, restore, sync
     from annotation.db import make_engine, make_session_factory
     from vitrine_app_fixtures import make_services
 
@@ -107,7 +107,7 @@ def test_an_empty_store_restored_from_the_sink_serves_the_promoted_version_again
     with pg_database(pg_url, "vitrine_restored", migrate=True) as url:
         try:
             engine = make_engine(url)
-            restored = sync.restore(make_session_factory(engine), sink)
+            restored = restore.restore(make_session_factory(engine), sink)
             engine.dispose()
             assert restored.inserted["model_versions"] == versions
             three = make_services(tmp_path / "three", database_url=url, blob_url=one.settings.blob_url)
