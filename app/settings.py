@@ -128,6 +128,8 @@ class Settings:
     log_rejections_per_minute: int = 60  # one log line per rejected request, at most this many a minute
     rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
     rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
+    rate_password_client: str = "5/minute"  # wrong passwords one client may try at one target (admin, label, dashboard)
+    rate_password_target: str = "30/minute"  # wrong passwords all clients together may try at one target
     rate_join: str = "240/minute"  # events one client may put in Gradio's queue (every click is one or two)
     queue_max: int = 256  # events waiting in Gradio's queue in all (503 "Queue is full" above)
     queue_per_client: int = 16  # events of one client waiting in the queue at once (429 above)
@@ -265,6 +267,8 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
                                        0, 100_000),
         rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
         rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
+        rate_password_client=_rate(env, "VITRINE_RATE_PASSWORD_CLIENT", Settings.rate_password_client),
+        rate_password_target=_rate(env, "VITRINE_RATE_PASSWORD_TARGET", Settings.rate_password_target),
         rate_join=_rate(env, "VITRINE_RATE_JOIN", Settings.rate_join),
         queue_max=_int(env, "VITRINE_QUEUE_MAX", Settings.queue_max, 1, 1900),  # under Gradio's 2,000 sessions
         queue_per_client=_int(env, "VITRINE_QUEUE_PER_CLIENT", Settings.queue_per_client, 1, 1900),

@@ -20,10 +20,9 @@ import gradio as gr
 
 from app import checks
 from app.errors import bad
-from app.web.handlers import KEY_CHOICES, user_errors
+from app.web.handlers import KEY_CHOICES, password_ok, user_errors
 from app.web.routes import cover_url
 from app.serving.services import Services
-from app.settings import password_matches
 from app.serving.slates import Page, Visit
 
 __all__ = ["register_api", "ApiHandlers"]
@@ -39,13 +38,13 @@ class ApiHandlers:
     def _visit(self, user_id: object) -> Visit:
         return self.svc.slates.visit(user_id)
 
-    def _check_password(self, password: object) -> None:
+    def _check_password(self, password: object, request: gr.Request = None) -> None:
         expected = self.svc.settings.label_password
-        if expected is not None and not password_matches(password, expected):
+        if expected is not None and not password_ok(self.svc, "label", password, expected, request):
             raise gr.Error("password: expected the labeling password (VITRINE_LABEL_PASSWORD), got a wrong one")
 
-    def _annotator(self, annotator: object, password: object) -> int:
-        self._check_password(password)
+    def _annotator(self, annotator: object, password: object, request: gr.Request = None) -> int:
+        self._check_password(password, request)
         return self.svc.labeling.sign_in(checks.text("annotator", annotator, 80))
 
     def recommend(self, user_id: str, model: str = "", k: int = 10, wait: bool = False,
@@ -118,11 +117,11 @@ class ApiHandlers:
         return {"user_id": visit.user_id, "item_id": item_id, "asset_id": caption["asset_id"],
                 "text": caption["text"], "generator": caption["generator"], "fallback": bool(caption["fallback"])}
 
-    def next_pair(self, annotator: str, password: str = "") -> dict:
+    def next_pair(self, annotator: str, password: str = "", request: gr.Request = None) -> dict:
         """The annotator's next pair to label (created on first use): {"pair_id", "kind", "a", "b",
         "target_user_id", "done", "remaining"}; pair_id is 0 when nothing is left."""
         labeling = self.svc.labeling
-        annotator_id = self._annotator(annotator, password)
+        annotator_id = self._annotator(annotator, password, request)
         pair = labeling.next_pair(annotator_id)
         done, remaining = labeling.progress(annotator_id)
         if pair is None:
@@ -132,9 +131,10 @@ class ApiHandlers:
                         "cover_url": cover_url(keys[side])} for side in ("a", "b")}
         return {**pair, **sides, "done": done, "remaining": remaining}
 
-    def label(self, annotator: str, pair_id: int, choice: str, password: str = "", event_id: str = "") -> dict:
+    def label(self, annotator: str, pair_id: int, choice: str, password: str = "", event_id: str = "",
+              request: gr.Request = None) -> dict:
         """Label a pair: choice A | B | tie | skip (or the keys 1 | 2 | 0 | s)."""
-        self._check_password(password)
+        self._check_password(password, request)
         pair_id = checks.integer("pair_id", pair_id, 1, 2**62)
         choice = checks.text("choice", choice, 8)
         choice = KEY_CHOICES.get(choice, choice)

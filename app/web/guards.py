@@ -9,6 +9,7 @@ cost the most (slates queue covers and captions; generation runs a model).
 - `QueueReads`: 404 at once for a read of Gradio's queue naming no session or event it holds.
 - `UploadGate`: Gradio's file routes refused (403) when no event of the app takes a file, else bounded per client.
 - `RejectionLog` (`rejections`): one short log line per rejected request, at a bounded rate.
+- `PasswordGuard`: password guesses throttled per client and per target (admin, label, dashboard), each logged.
 - `bound_queue`: Gradio's own queue, bounded (events waiting in all, per client, joins per client) and kept alive
   when a flood of sessions that never read their messages pushes waiting visitors out of Gradio's session cache.
 """
@@ -24,7 +25,7 @@ from typing import Any
 from app.errors import AppInputError
 
 __all__ = ["BodyLimit", "EncodableJson", "RateLimits", "RejectionLog", "SessionMessages", "UploadGate", "bound_queue",
-           "client_key", "media_type", "rejections", "takes_uploads", "QueueReads"]
+           "client_key", "media_type", "rejections", "takes_uploads", "PasswordGuard", "QueueReads"]
 
 log = logging.getLogger("vitrine")
 
@@ -295,6 +296,46 @@ def client_key(request: Any, trust_proxy: bool) -> str:
             return forwarded[-1].strip()
     client = getattr(request, "client", None)
     return str(getattr(client, "host", None) or "unknown")
+
+
+class PasswordGuard:
+    """Password checks throttled per (client, target) and per target (every client together), with each attempt
+    logged. Only wrong guesses count. Once a client has made `per_client` wrong guesses at a target within the
+    window, or all clients `per_target`, every attempt at it is refused without comparing, the right password
+    included (a guesser who hits it during the lockout learns nothing), until the window moves on. The per-target
+    bound holds against guesses spread over many addresses; its price is that such a flood also locks the rightful
+    user out for a while. Attempts are logged as one line each ("password admin from 1.2.3.4: wrong"); refused ones
+    through `rejections` (at a bounded rate)."""
+
+    def __init__(self, per_client: str = "5/minute", per_target: str = "30/minute",
+                 logger: logging.Logger | None = None) -> None:
+        from limits import parse, storage, strategies
+
+        self._per_client, self._per_target = parse(per_client), parse(per_target)
+        self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self.logger = logger or log
+
+    def check(self, target: str, given: object, expected: str, client: str) -> bool:
+        """True when `given` is `expected`; `AppInputError` when guesses at `target` are throttled."""
+        import time
+
+        from app.settings import password_matches
+
+        for limit, key in ((self._per_client, client), (self._per_target, "*")):
+            if not self._limiter.test(limit, "password", target, key):
+                reset = self._limiter.get_window_stats(limit, "password", target, key).reset_time
+                wait = max(1, int(reset - time.time()))
+                who = "this client" if key == client else "all clients together"
+                rejections.note(f"password {target} from {client}: throttled ({who})")
+                raise AppInputError(f"too many wrong passwords for {target} from {who}: at most {limit}; "
+                                    f"try again in {wait} s")
+        ok = password_matches(given, expected)
+        if not ok:
+            self._limiter.hit(self._per_client, "password", target, client)
+            self._limiter.hit(self._per_target, "password", target, "*")
+        self.logger.info("password %s from %s: %s", target, client.encode("unicode_escape").decode("ascii")[:60],
+                         "accepted" if ok else "wrong")
+        return ok
 
 
 class RateLimits:

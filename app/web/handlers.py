@@ -24,9 +24,8 @@ from app.errors import AppInputError
 from app.serving.ranking import ModelChoice
 from app.web.routes import cover_url, item_image_url
 from app.serving.services import Services
-from app.settings import password_matches
 from app.serving.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
-from app.web.guards import rejections
+from app.web.guards import client_key, rejections
 from app.web.state import PAGE_SIZE, Visitor
 from app.web.status import status_sections
 from generation.errors import GenerationError
@@ -366,11 +365,18 @@ def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Vi
 # --------------------------------------------------------------------------------------------------------
 # Label
 # --------------------------------------------------------------------------------------------------------
+def password_ok(svc: Services, target: str, given: object, expected: str, request: Any = None) -> bool:
+    """`given` is `expected`, checked through the services' `PasswordGuard` (throttled per client and per target,
+    logged): `AppInputError` when this client, or everyone, guessed wrong too often at `target` lately."""
+    return svc.passwords.check(target, given, expected, client_key(request, svc.settings.trust_proxy))
+
+
 @user_errors
-def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | None) -> tuple[Visitor, str]:
+def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | None,
+            request: Any = None) -> tuple[Visitor, str]:
     """An annotator signs in by name (and the shared password when VITRINE_LABEL_PASSWORD is set)."""
     expected = svc.settings.label_password
-    if expected is not None and not password_matches(password, expected):
+    if expected is not None and not password_ok(svc, "label", password, expected, request):
         raise gr.Error("Wrong password for labeling.")
     name = (name or "").strip()
     if not name:
@@ -457,7 +463,7 @@ def status_html(svc: Services) -> str:
     return render_status(status_sections(svc))
 
 
-def check_admin(svc: Services, password: object) -> None:
+def check_admin(svc: Services, password: object, request: Any = None) -> None:
     """The Status tab's actions (retrain, create label pairs) cost minutes of CPU and change what everyone
     sees. They need VITRINE_ADMIN_PASSWORD, or the explicit opt-in VITRINE_ADMIN_OPEN=1 (which `make demo` sets);
     anything else is refused. The bind address proves nothing: behind a proxy a loopback-bound app is public."""
@@ -467,14 +473,14 @@ def check_admin(svc: Services, password: object) -> None:
             raise gr.Error("Admin actions are off: set VITRINE_ADMIN_PASSWORD to enable them with a password, or "
                            "VITRINE_ADMIN_OPEN=1 on a private machine.")
         return
-    if not password_matches(password, expected):
+    if not password_ok(svc, "admin", password, expected, request):
         raise gr.Error("admin password: expected the admin password (VITRINE_ADMIN_PASSWORD), got a wrong one")
 
 
 @user_errors
-def retrain(svc: Services, model: str | None, password: str | None = None) -> tuple[str, str]:
+def retrain(svc: Services, model: str | None, password: str | None = None, request: Any = None) -> tuple[str, str]:
     """Retrain a served model on the dataset plus the logged feedback (an admin action: `check_admin`)."""
-    check_admin(svc, password)
+    check_admin(svc, password, request)
     if not model:
         raise gr.Error("Pick a model to retrain.")
     if model == PREFERENCE_MODEL:
@@ -493,10 +499,10 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
 
 
 @user_errors
-def add_items(svc: Services, folder: str | None, password: str | None = None) -> tuple[str, str]:
+def add_items(svc: Services, folder: str | None, password: str | None = None, request: Any = None) -> tuple[str, str]:
     """Grow the catalog from a folder on the server (an admin action): the new items are served at once, ranked
     by the content models now and by the ID models after their next retrain (`app.serving.growth`)."""
-    check_admin(svc, password)
+    check_admin(svc, password, request)
     if svc.growth is None:
         raise gr.Error("This app does not follow its catalog; restart it to serve new items.")
     done = svc.growth.add_items(folder)
@@ -515,8 +521,8 @@ def item_pickers(svc: Services, built_on: int) -> list[Any]:
 
 
 @user_errors
-def make_pairs(svc: Services, n: int, password: str | None = None) -> tuple[str, str]:
+def make_pairs(svc: Services, n: int, password: str | None = None, request: Any = None) -> tuple[str, str]:
     """Fill the labeling queue with personalized-vs-generic cover and caption pairs (an admin action)."""
-    check_admin(svc, password)
+    check_admin(svc, password, request)
     created = svc.labeling.make_pairs(n, seed=checks.new_seed())
     return f"Created {created} pairs for labeling.", status_html(svc)

@@ -263,8 +263,10 @@ def build_demo(svc: Services) -> gr.Blocks:
                        **fast, **private)
 
         pair_outputs = [visitor, target, side_a, side_b, label_progress]
-        signed = sign_btn.click(bind(h.sign_in, svc), [visitor, ann_name, ann_pw], [visitor, sign_info],
-                                **fast, **private)
+        def do_sign_in(v, name, password, request: gr.Request):
+            return h.sign_in(svc, v, name, password, request=request)
+
+        signed = sign_btn.click(do_sign_in, [visitor, ann_name, ann_pw], [visitor, sign_info], **fast, **private)
         signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
         signed.success(lambda v, r: {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or ""},
                        [visitor, remembered],
@@ -288,10 +290,19 @@ def build_demo(svc: Services) -> gr.Blocks:
             demo.load(oauth_sign_in, [visitor], [visitor, sign_info], **private)
 
         refresh_btn.click(bind(h.status_html, svc), None, status, **fast, **private)
-        retrain_btn.click(bind(h.retrain, svc), [retrain_dd, admin_pw], [status_info, status],
+        def do_retrain(model, password, request: gr.Request):
+            return h.retrain(svc, model, password, request=request)
+
+        def do_make_pairs(n, password, request: gr.Request):
+            return h.make_pairs(svc, n, password, request=request)
+
+        def do_add_items(folder, password, request: gr.Request):
+            return h.add_items(svc, folder, password, request=request)
+
+        retrain_btn.click(do_retrain, [retrain_dd, admin_pw], [status_info, status],
                           concurrency_id="retrain", concurrency_limit=1, **private)
-        pairs_btn.click(bind(h.make_pairs, svc), [pairs_n, admin_pw], [status_info, status], **gen, **private)
-        grow_btn.click(bind(h.add_items, svc), [grow_folder, admin_pw], [status_info, status],
+        pairs_btn.click(do_make_pairs, [pairs_n, admin_pw], [status_info, status], **gen, **private)
+        grow_btn.click(do_add_items, [grow_folder, admin_pw], [status_info, status],
                        concurrency_id="retrain", concurrency_limit=1, **private)
         # a catalog that grew after this page was built: its item pickers get the new items at the next load
         demo.load(bind(h.item_pickers, svc, svc.catalog.version), None, [picks, create_item], **private)
