@@ -43,9 +43,10 @@ class ApiHandlers:
         if expected is not None and not password_ok(self.svc, "label", password, expected, request):
             raise gr.Error("password: expected the labeling password (VITRINE_LABEL_PASSWORD), got a wrong one")
 
-    def _annotator(self, annotator: object, password: object, request: gr.Request = None) -> int:
+    def _annotator(self, annotator: object, password: object, token: object,
+                   request: gr.Request = None) -> tuple[int, str | None]:
         self._check_password(password, request)
-        return self.svc.labeling.sign_in(checks.text("annotator", annotator, 80))
+        return self.svc.labeling.authenticate(checks.text("annotator", annotator, 80), token)
 
     def recommend(self, user_id: str, model: str = "", k: int = 10, wait: bool = False,
                   request: gr.Request = None) -> dict:
@@ -117,29 +118,32 @@ class ApiHandlers:
         return {"user_id": visit.user_id, "item_id": item_id, "asset_id": caption["asset_id"],
                 "text": caption["text"], "generator": caption["generator"], "fallback": bool(caption["fallback"])}
 
-    def next_pair(self, annotator: str, password: str = "", request: gr.Request = None) -> dict:
-        """The annotator's next pair to label (created on first use): {"pair_id", "kind", "a", "b",
-        "target_user_id", "done", "remaining"}; pair_id is 0 when nothing is left."""
+    def next_pair(self, annotator: str, password: str = "", token: str = "", request: gr.Request = None) -> dict:
+        """The annotator's next pair to label: {"pair_id", "kind", "a", "b", "target_user_id", "done", "remaining",
+        "token"}; pair_id is 0 when nothing is left. The first call with a new name claims it: "token" is then
+        the annotator's secret token (given once; None on later calls), which every later call with that name
+        must send."""
         labeling = self.svc.labeling
-        annotator_id = self._annotator(annotator, password, request)
+        annotator_id, new_token = self._annotator(annotator, password, token, request)
         pair = labeling.next_pair(annotator_id)
         done, remaining = labeling.progress(annotator_id)
         if pair is None:
-            return {"pair_id": 0, "done": done, "remaining": remaining}
+            return {"pair_id": 0, "done": done, "remaining": remaining, "token": new_token}
         keys = {side: labeling.assets.cover_key(pair[side]) for side in ("a", "b")}
         sides = {side: {**{k: v for k, v in pair[side].items() if k != "path"}, "cover_key": keys[side],
                         "cover_url": cover_url(keys[side])} for side in ("a", "b")}
-        return {**pair, **sides, "done": done, "remaining": remaining}
+        return {**pair, **sides, "done": done, "remaining": remaining, "token": new_token}
 
     def label(self, annotator: str, pair_id: int, choice: str, password: str = "", event_id: str = "",
-              request: gr.Request = None) -> dict:
-        """Label a pair: choice A | B | tie | skip (or the keys 1 | 2 | 0 | s)."""
+              token: str = "", request: gr.Request = None) -> dict:
+        """Label a pair: choice A | B | tie | skip (or the keys 1 | 2 | 0 | s), with the annotator's token."""
         self._check_password(password, request)
         pair_id = checks.integer("pair_id", pair_id, 1, 2**62)
         choice = checks.text("choice", choice, 8)
         choice = KEY_CHOICES.get(choice, choice)
         event = checks.text("event_id", event_id, checks.EVENT_ID_MAX) if event_id else checks.new_event_id()
-        annotator_id = self.svc.labeling.find(checks.text("annotator", annotator, 80))  # never creates one
+        annotator_id, _ = self.svc.labeling.authenticate(checks.text("annotator", annotator, 80), token,
+                                                         create=False)  # never creates one
         label_id = self.svc.labeling.record_label(annotator_id, pair_id, choice, event_id=event)
         return {"label_id": label_id, "pair_id": pair_id, "choice": choice, "event_id": event}
 

@@ -372,18 +372,25 @@ def password_ok(svc: Services, target: str, given: object, expected: str, reques
 
 
 @user_errors
-def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | None,
+def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | None, token: str | None = None,
             request: Any = None) -> tuple[Visitor, str]:
-    """An annotator signs in by name (and the shared password when VITRINE_LABEL_PASSWORD is set)."""
+    """An annotator signs in by name (and the shared password when VITRINE_LABEL_PASSWORD is set). The first
+    sign-in with a name claims it and hands out its secret token; later ones need the token (the browser
+    remembers it), so nobody else can label as them."""
     expected = svc.settings.label_password
     if expected is not None and not password_ok(svc, "label", password, expected, request):
         raise gr.Error("Wrong password for labeling.")
     name = (name or "").strip()
     if not name:
         raise gr.Error("Type your name to sign in.")
-    visitor.annotator_id = svc.labeling.sign_in(name)
+    annotator_id, new_token = svc.labeling.authenticate(name, token)
+    visitor.annotator_id = annotator_id
     visitor.annotator_name = name
+    visitor.annotator_token = new_token or token
     visitor.label_ids = []
+    if new_token:
+        return visitor, (f"Signed in as **{markdown_escape(name)}**. This name is yours now: your token is "
+                         f"`{new_token}`. This browser remembers it; keep a copy to sign in from another one.")
     return visitor, f"Signed in as **{markdown_escape(name)}**."
 
 

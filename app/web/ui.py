@@ -61,8 +61,8 @@ def build_demo(svc: Services) -> gr.Blocks:
     fallback = [what for what, falls_back in svc.assets.uses_fallback.items() if falls_back]
     with gr.Blocks(title="Vitrine", fill_width=False) as demo:
         visitor = gr.State(Visitor())
-        # remembered in the browser (localStorage), so that an annotator's name survives a reload
-        remembered = gr.BrowserState({"annotator": ""}, storage_key="vitrine-annotator")
+        # remembered in the browser (localStorage), so that an annotator's name and token survive a reload
+        remembered = gr.BrowserState({"annotator": "", "token": ""}, storage_key="vitrine-annotator")
 
         # ---------------------------------------------------------------- layout
         gr.HTML(
@@ -145,6 +145,8 @@ def build_demo(svc: Services) -> gr.Blocks:
                     ann_name = gr.Textbox(label="Your name", max_lines=1, elem_id="vt-ann-name", scale=2)
                     ann_pw = gr.Textbox(label="Password", type="password", max_lines=1, elem_id="vt-ann-pw",
                                         visible=settings.label_password is not None, scale=2)
+                    ann_token = gr.Textbox(label="Your token", type="password", max_lines=1, elem_id="vt-ann-token",
+                                           scale=2, info="given at your first sign-in; empty for a new name")
                     sign_btn = gr.Button("Sign in", elem_id="vt-sign-in", scale=1)
                     if settings.oauth_enabled:
                         gr.LoginButton("Sign in with Hugging Face", scale=1)
@@ -263,16 +265,23 @@ def build_demo(svc: Services) -> gr.Blocks:
                        **fast, **private)
 
         pair_outputs = [visitor, target, side_a, side_b, label_progress]
-        def do_sign_in(v, name, password, request: gr.Request):
-            return h.sign_in(svc, v, name, password, request=request)
+        def do_sign_in(v, name, password, token, request: gr.Request):
+            return h.sign_in(svc, v, name, password, token, request=request)
 
-        signed = sign_btn.click(do_sign_in, [visitor, ann_name, ann_pw], [visitor, sign_info], **fast, **private)
+        def remember(v, r):
+            return {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or "",
+                    "token": v.annotator_token or ""}
+
+        def recall(r):
+            r = r if isinstance(r, dict) else {}
+            return str(r.get("annotator") or ""), str(r.get("token") or "")
+
+        signed = sign_btn.click(do_sign_in, [visitor, ann_name, ann_pw, ann_token], [visitor, sign_info], **fast,
+                                **private)
         signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
-        signed.success(lambda v, r: {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or ""},
-                       [visitor, remembered],
-                       [remembered], **private)
-        demo.load(lambda r: str(r.get("annotator") or "") if isinstance(r, dict) else "", [remembered], [ann_name],
-                  **private)
+        signed.success(remember, [visitor, remembered], [remembered], **private)
+        signed.success(lambda v: v.annotator_token or "", [visitor], [ann_token], **private)
+        demo.load(recall, [remembered], [ann_name, ann_token], **private)
         for key, button in key_btns.items():
             if key == "u":
                 button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
