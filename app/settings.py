@@ -128,6 +128,8 @@ class Settings:
     log_rejections_per_minute: int = 60  # one log line per rejected request, at most this many a minute
     rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
     rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
+    rate_feedback: str = "120/minute"  # likes, dislikes, opens (Discover's cards, /feedback) one client may send
+    rate_onboard: str = "20/hour"  # new users (Discover's "Start as a new user") one client may create
     rate_password_client: str = "5/minute"  # wrong passwords one client may try at one target (admin, label, dashboard)
     rate_password_target: str = "30/minute"  # wrong passwords all clients together may try at one target
     rate_join: str = "240/minute"  # events one client may put in Gradio's queue (every click is one or two)
@@ -267,6 +269,8 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
                                        0, 100_000),
         rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
         rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
+        rate_feedback=_rate(env, "VITRINE_RATE_FEEDBACK", Settings.rate_feedback),
+        rate_onboard=_rate(env, "VITRINE_RATE_ONBOARD", Settings.rate_onboard),
         rate_password_client=_rate(env, "VITRINE_RATE_PASSWORD_CLIENT", Settings.rate_password_client),
         rate_password_target=_rate(env, "VITRINE_RATE_PASSWORD_TARGET", Settings.rate_password_target),
         rate_join=_rate(env, "VITRINE_RATE_JOIN", Settings.rate_join),

@@ -6,7 +6,7 @@
     assets    `app.serving.assets.Assets`       cover and caption generators, their records, the background worker
     slates    `app.serving.slates.Slates`       the one slate flow used by the Discover tab and /recommend
     labeling  `app.serving.labeling.Labeling`   annotators, the pair queue, labels and Create-tab picks
-    rates     `app.web.guards.RateLimits`   per-client limits on slates and generation
+    rates     `app.web.guards.RateLimits`   per-client limits on slates, generation, feedback and onboarding
     passwords `app.web.guards.PasswordGuard` password guesses throttled per client and per target, logged
     growth    `app.serving.growth.Growth`       a bring-your-own catalog that grows while the app runs
 
@@ -326,7 +326,8 @@ def build_services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),
         labeling=Labeling(catalog, ranking, assets, overlap=settings.label_overlap),
-        rates=RateLimits({"slate": settings.rate_slate, "generate": settings.rate_generate},
+        rates=RateLimits({"slate": settings.rate_slate, "generate": settings.rate_generate,
+                          "feedback": settings.rate_feedback, "onboard": settings.rate_onboard},
                          trust_proxy=settings.trust_proxy),
         passwords=PasswordGuard(settings.rate_password_client, settings.rate_password_target),
         startup_s=timings, notes=notes,

@@ -69,10 +69,13 @@ class ApiHandlers:
         return {"impression_id": page.impression_id, "user_id": visit.user_id, "model": str(choice),
                 "items": _items(page, svc.assets.cover_key), "pending": len(page.pending)}
 
-    def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "") -> dict:
+    def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "",
+                 request: gr.Request = None) -> dict:
         """Log a click / like / dislike / skip ('open' counts as a click) on an item, tied to the impression
         (from /recommend) that showed it to this user: required. Send the same `event_id` (a UUID) to make a
-        retry a no-op."""
+        retry a no-op. The same signal repeated (a second like of that item on that slate, with nothing else in
+        between) is one signal: the stored event answers ("repeated": true, its event_id) and nothing is written."""
+        self.svc.rates.check(request, "feedback")
         user_id = checks.text("user_id", user_id, checks.ID_MAX)
         item_id = checks.text("item_id", item_id, checks.ID_MAX)
         kind = checks.text("kind", kind, 16)
@@ -81,8 +84,9 @@ class ApiHandlers:
                       impression_id)
         impression = checks.integer("impression_id", impression_id, 1, 2**62)
         event = checks.text("event_id", event_id, checks.EVENT_ID_MAX) if event_id else checks.new_event_id()
-        row_id = self.svc.slates.feedback(user_id, item_id, kind, impression, event_id=event)
-        return {"feedback_id": row_id, "event_id": event, "user_id": user_id, "item_id": item_id, "kind": kind}
+        stored = self.svc.slates.feedback(user_id, item_id, kind, impression, event_id=event)
+        return {"feedback_id": stored.id, "event_id": stored.event_id, "repeated": stored.repeated,
+                "user_id": user_id, "item_id": item_id, "kind": kind}
 
     def generate_covers(self, user_id: str, item_id: str, n: int = 2, seed: int = 0,
                         request: gr.Request = None) -> dict:

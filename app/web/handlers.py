@@ -141,11 +141,14 @@ def select_user(svc: Services, visitor: Visitor, user_id: str | None) -> tuple[V
 
 
 @user_errors
-def start_new_user(svc: Services, visitor: Visitor, picks: Sequence[str] | None) -> tuple[Visitor, str]:
-    """Onboard a new user from at least three liked items (each logged as a like)."""
+def start_new_user(svc: Services, visitor: Visitor, picks: Sequence[str] | None,
+                   request: Any = None) -> tuple[Visitor, str]:
+    """Onboard a new user from at least three liked items (each logged as a like); at most VITRINE_RATE_ONBOARD
+    new users per client."""
     picks = list(picks or [])
     if len(set(picks)) < 3:
         raise gr.Error(f"Pick at least 3 items you like (you picked {len(set(picks))}).")
+    svc.rates.check(request, "onboard")
     user_id = svc.events.create_new_user(picks)
     visitor.reset_user(user_id, "new", liked=list(dict.fromkeys(picks)))
     visitor.seed = checks.new_seed()
@@ -248,9 +251,11 @@ def more(svc: Services, visitor: Visitor, request: gr.Request | None = None):
 
 
 @user_errors
-def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tuple[Visitor, list[str], str, str]:
+def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str,
+                  request: Any = None) -> tuple[Visitor, list[str], str, str]:
     """Like / dislike / open the card in `slot`, logged with the slate's impression. A disliked card leaves and
-    never comes back; a like is folded into the next page's ranking."""
+    never comes back; a like is folded into the next page's ranking. At most VITRINE_RATE_FEEDBACK per client."""
+    svc.rates.check(request, "feedback")
     user_id = _need_user(visitor)
     if kind not in CARD_KINDS:
         raise gr.Error(f"kind must be one of {', '.join(CARD_KINDS)}, got {kind!r}")

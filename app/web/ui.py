@@ -221,7 +221,10 @@ def build_demo(svc: Services) -> gr.Blocks:
         selected = user_dd.input(bind(h.select_user, svc), [visitor, user_dd], [visitor, profile], **fast, **private)
         ev = selected.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
         fills.append(chain_fill(ev))
-        started = start_btn.click(bind(h.start_new_user, svc), [visitor, picks], [visitor, profile], **fast, **private)
+        def do_start(v, chosen, request: gr.Request):
+            return h.start_new_user(svc, v, chosen, request=request)
+
+        started = start_btn.click(do_start, [visitor, picks], [visitor, profile], **fast, **private)
         ev = started.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
         fills.append(chain_fill(ev))
         ev = rec_btn.click(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
@@ -233,8 +236,8 @@ def build_demo(svc: Services) -> gr.Blocks:
         for i, (like, dislike, open_) in enumerate(slot_buttons):
             for button, kind in ((like, "like"), (dislike, "dislike"), (open_, "open")):
 
-                def do_feedback(v, _slot=i, _kind=kind):
-                    v2, cards, det, info = h.card_feedback(svc, v, _slot, _kind)
+                def do_feedback(v, request: gr.Request, _slot=i, _kind=kind):
+                    v2, cards, det, info = h.card_feedback(svc, v, _slot, _kind, request=request)
                     return [v2, *_cards_out(cards), det, info]
 
                 ev = button.click(do_feedback, [visitor], [visitor, *cards_outputs, detail, slate_info],

@@ -78,6 +78,8 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
         rate_slate="100000/minute",  # the rate tests set their own limits
         rate_generate="100000/minute",
         rate_join="100000/minute",
+        rate_feedback="100000/minute",
+        rate_onboard="100000/minute",
         rate_password_client="100000/minute",
         rate_password_target="100000/minute",
     )
