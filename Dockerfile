@@ -86,8 +86,11 @@ WORKDIR /home/user/app
 COPY --chown=user:user . .
 EXPOSE 7860
 
-HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"7860\")}/dashboard/_stcore/health', timeout=4)"
+# A real event through the app's queue (its /health endpoint) and the dashboard's health route, through nginx.
+# Inside, serve_all's own `health` watchdog does the same and exits (so the container restarts) when it fails.
+HEALTHCHECK --interval=30s --timeout=25s --start-period=300s --retries=3 \
+    CMD python scripts/healthcheck.py --timeout 10 --url "http://127.0.0.1:${PORT:-7860}/" \
+        --dashboard "http://127.0.0.1:${PORT:-7860}/dashboard/_stcore/health"
 
 # serve_all renders nginx's config for $PORT and runs nginx, `python -m app` and the dashboard under honcho; it
 # exits (so the platform restarts the container) when any of them dies.

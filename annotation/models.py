@@ -132,6 +132,9 @@ class Annotator(Base):
     name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
     role: Mapped[str] = mapped_column(String(16), default="annotator")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # sha256 (hex) of the secret token handed to the annotator at their first sign-in, which later sign-ins must
+    # give; None until then (or for a sign-in that proves itself otherwise, such as Hugging Face OAuth)
+    token_hash: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class AppSession(Base):

@@ -82,6 +82,17 @@ def visitor_feedback(session: Session, user_id: str) -> tuple[list[str], list[st
     return [i for i, k in latest.items() if k == "like"], [i for i, k in latest.items() if k == "dislike"]
 
 
+def latest_feedback_on(session: Session, user_id: str, impression_id: int, item_id: str) -> tuple[str, str] | None:
+    """(event_id, kind) of the user's latest feedback event on `item_id` as shown by `impression_id`, or None."""
+    row = session.execute(
+        select(FeedbackEvent.event_id, FeedbackEvent.kind)
+        .where(FeedbackEvent.user_id == user_id, FeedbackEvent.impression_id == impression_id,
+               FeedbackEvent.item_id == item_id)
+        .order_by(FeedbackEvent.id.desc()).limit(1)
+    ).first()
+    return (str(row[0]), str(row[1])) if row is not None else None
+
+
 def table_counts(session: Session) -> dict[str, int]:
     """Row counts of the store's main tables, by the names in COUNTED_TABLES."""
     return {name: int(session.scalar(select(func.count()).select_from(t)) or 0) for name, t in COUNTED_TABLES.items()}

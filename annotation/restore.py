@@ -142,7 +142,8 @@ def _people(r: _Replay) -> None:
         {"user_id": x["user_id"], "kind": x["kind"], "created_at": x["created_at"]} for x in data["users"]],
         ["user_id"])
     r.inserted["annotators"] = r.insert(Annotator, [
-        {"name": x["name"], "role": x["role"], "created_at": x["created_at"]} for x in data["annotators"]], ["name"])
+        {"name": x["name"], "role": x["role"], "created_at": x["created_at"], "token_hash": x.get("token_hash")}
+        for x in data["annotators"]], ["name"])
     r.annotators = dict(s.execute(select(Annotator.name, Annotator.id)).all())
     r.users = set(s.scalars(select(User.user_id)))
     r.items = set(s.scalars(select(Item.item_id)))

@@ -27,7 +27,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from annotation import _validate as v
@@ -270,6 +270,18 @@ def get_or_create_annotator(session: Session, name: str, role: str = "annotator"
     _insert_once(session, Annotator, {"name": name, "role": role, "created_at": utcnow()},
                  conflict=("name",), returning=False)
     return session.scalars(select(Annotator).where(Annotator.name == name)).one()
+
+
+def claim_annotator_token(session: Session, annotator_id: int, token_hash: str) -> bool:
+    """Give the annotator `annotator_id` the token whose sha256 (64 hex digits) is `token_hash`, unless they have
+    one already: True when this call set it. A conditional UPDATE, so of two concurrent first sign-ins with one
+    name exactly one wins, on SQLite and PostgreSQL alike."""
+    token_hash = v.text(token_hash, "token_hash", 64)
+    if len(token_hash) != 64 or any(c not in "0123456789abcdef" for c in token_hash):
+        raise InvalidInputError(f"token_hash: expected 64 lower-case hex digits (a sha256), got {token_hash!r:.80}")
+    done = session.execute(update(Annotator).where(Annotator.id == v.integer(annotator_id, "annotator_id", 1, 2**62),
+                                                   Annotator.token_hash.is_(None)).values(token_hash=token_hash))
+    return done.rowcount == 1
 
 
 def start_session(session: Session, session_id, user_id: str | None = None, annotator_id: int | None = None,

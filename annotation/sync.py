@@ -234,8 +234,10 @@ def _read_users(s: Session, where=true()) -> list[dict]:
 
 
 def _read_annotators(s: Session, where=true()) -> list[dict]:
-    return [{"_key": r.name, "name": r.name, "role": r.role, "created_at": r.created_at}
-            for r in s.connection().execute(select(Annotator.name, Annotator.role, Annotator.created_at).where(where))]
+    # with the sha256 of the annotator's secret token (if they have one yet), so a rebuilt store still knows it
+    return [{"_key": r.name, "name": r.name, "role": r.role, "created_at": r.created_at, "token_hash": r.token_hash}
+            for r in s.connection().execute(select(Annotator.name, Annotator.role, Annotator.created_at,
+                                                   Annotator.token_hash).where(where))]
 
 
 def _read_sessions(s: Session, where=true()) -> list[dict]:

@@ -65,7 +65,7 @@ def _serve(args, settings, runner, started: float, log) -> int:
     from app.web.ui import build_demo, enable_queue, launch_kwargs
 
     demo = build_demo(svc)
-    enable_queue(demo)
+    enable_queue(demo, settings)
     log.info("serving at http://%s:%d (ready %.1f s after start)", settings.host, settings.port,
              time.perf_counter() - started)
     demo.launch(server_name=settings.host, server_port=settings.port, **launch_kwargs(svc))

@@ -123,8 +123,18 @@ class Settings:
     reward_every_labels: int | None = None  # retrain the preference model after this many new labels (None = off)
     model_poll_s: float = 10.0  # how often a replica looks for a newly promoted model version (and the schedule ticks)
     max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
+    upload_mb_per_hour: float = 64.0  # uploads one client may send, where an event takes a file (none in this app)
+    temp_age_s: int = 3600  # files Gradio keeps in its temp dir for this app are deleted at this age
+    log_rejections_per_minute: int = 60  # one log line per rejected request, at most this many a minute
     rate_slate: str = "120/minute"  # slates (Recommend, More, /recommend) one client may ask for (`limits` syntax)
     rate_generate: str = "20/minute"  # generation requests (Create, /generate_covers, /generate_caption) per client
+    rate_feedback: str = "120/minute"  # likes, dislikes, opens (Discover's cards, /feedback) one client may send
+    rate_onboard: str = "20/hour"  # new users (Discover's "Start as a new user") one client may create
+    rate_password_client: str = "5/minute"  # wrong passwords one client may try at one target (admin, label, dashboard)
+    rate_password_target: str = "30/minute"  # wrong passwords all clients together may try at one target
+    rate_join: str = "240/minute"  # events one client may put in Gradio's queue (every click is one or two)
+    queue_max: int = 256  # events waiting in Gradio's queue in all (503 "Queue is full" above)
+    queue_per_client: int = 16  # events of one client waiting in the queue at once (429 above)
     trust_proxy: bool = False  # VITRINE_TRUST_PROXY=1 behind the one-port proxy: clients are told apart by the
     # address the proxy appends to X-Forwarded-For (never set it without such a proxy: clients could pick their key)
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
@@ -253,8 +263,19 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         reward_every_labels=_int(env, "VITRINE_REWARD_EVERY_LABELS", 0, 0, 10**9) or None,
         model_poll_s=_float(env, "VITRINE_MODEL_POLL_S", 10.0, 0.1, 3600.0),
         max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
+        upload_mb_per_hour=_float(env, "VITRINE_UPLOAD_MB_PER_HOUR", Settings.upload_mb_per_hour, 0.001, 1e6),
+        temp_age_s=_int(env, "VITRINE_TEMP_AGE_S", Settings.temp_age_s, 1, 30 * 86_400),
+        log_rejections_per_minute=_int(env, "VITRINE_LOG_REJECTIONS_PER_MINUTE", Settings.log_rejections_per_minute,
+                                       0, 100_000),
         rate_slate=_rate(env, "VITRINE_RATE_SLATE", Settings.rate_slate),
         rate_generate=_rate(env, "VITRINE_RATE_GENERATE", Settings.rate_generate),
+        rate_feedback=_rate(env, "VITRINE_RATE_FEEDBACK", Settings.rate_feedback),
+        rate_onboard=_rate(env, "VITRINE_RATE_ONBOARD", Settings.rate_onboard),
+        rate_password_client=_rate(env, "VITRINE_RATE_PASSWORD_CLIENT", Settings.rate_password_client),
+        rate_password_target=_rate(env, "VITRINE_RATE_PASSWORD_TARGET", Settings.rate_password_target),
+        rate_join=_rate(env, "VITRINE_RATE_JOIN", Settings.rate_join),
+        queue_max=_int(env, "VITRINE_QUEUE_MAX", Settings.queue_max, 1, 1900),  # under Gradio's 2,000 sessions
+        queue_per_client=_int(env, "VITRINE_QUEUE_PER_CLIENT", Settings.queue_per_client, 1, 1900),
         trust_proxy=_flag(env, "VITRINE_TRUST_PROXY", False),
         oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
         best_of_n=_int(env, "VITRINE_BEST_OF_N", 0, 0, 16),

@@ -64,6 +64,10 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
         # every simulated user comes from 127.0.0.1, one client to the per-client limits: lift them
         VITRINE_RATE_SLATE="1000000/minute",
         VITRINE_RATE_GENERATE="1000000/minute",
+        VITRINE_RATE_FEEDBACK="1000000/minute",
+        VITRINE_RATE_ONBOARD="1000000/minute",
+        VITRINE_RATE_JOIN="1000000/minute",
+        VITRINE_QUEUE_PER_CLIENT="1900",
     )
     env.pop("PORT", None)
     return env

@@ -36,6 +36,9 @@ class RunConfig:
     max_body: str = "16m"  # client_max_body_size: larger request bodies get 413
     public_scheme: str = "http"  # what the browser uses: "https" behind a TLS proxy (a Space)
     trusted_proxy: str | None = None  # a network (CIDR) whose X-Forwarded-For is believed: a Space's proxy
+    join_rate: str = "5r/s"  # joins of Gradio's queue one client may make (nginx limit_req rate: r/s or r/m)
+    join_burst: int = 30  # ... of which this many at once (a page load and a few clicks)
+    conn_per_client: int = 64  # requests one client may have open at once (nginx limit_conn)
 
     def __post_init__(self) -> None:
         for name in ("port", "app_port", "dashboard_port"):
@@ -51,6 +54,12 @@ class RunConfig:
             raise ValueError(f"max_body must be an nginx size such as 16m, 512k or 1048576, got {self.max_body!r}")
         if self.public_scheme not in ("http", "https"):
             raise ValueError(f"public_scheme must be 'http' or 'https', got {self.public_scheme!r}")
+        if not re.match(r"^[1-9][0-9]{0,5}r/[sm]$", str(self.join_rate)):
+            raise ValueError(f"join_rate must be an nginx rate such as 5r/s or 120r/m, got {self.join_rate!r}")
+        for name in ("join_burst", "conn_per_client"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
+                raise ValueError(f"{name} must be an integer between 1 and 100000, got {value!r}")
         if self.trusted_proxy is not None:
             try:
                 ipaddress.ip_network(self.trusted_proxy)
@@ -65,7 +74,8 @@ def render(config: RunConfig, run_dir: Path, template: str | None = None) -> str
     values = {
         "HOST": config.host, "PORT": str(config.port), "APP_PORT": str(config.app_port),
         "DASHBOARD_PORT": str(config.dashboard_port), "MAX_BODY": str(config.max_body),
-        "PUBLIC_SCHEME": config.public_scheme, "RUN_DIR": str(run_dir),
+        "PUBLIC_SCHEME": config.public_scheme, "RUN_DIR": str(run_dir), "JOIN_RATE": config.join_rate,
+        "JOIN_BURST": str(config.join_burst), "CONN_PER_CLIENT": str(config.conn_per_client),
         "REAL_IP": (f"set_real_ip_from {ipaddress.ip_network(config.trusted_proxy)};\n"
                     "    real_ip_header X-Forwarded-For;" if config.trusted_proxy else ""),
     }

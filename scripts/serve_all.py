@@ -8,14 +8,16 @@ This is the container's entry point (see the Dockerfile), and works the same wit
 
 A thin launcher, no proxy code: it picks two free private loopback ports, renders `deploy/nginx.conf.template`
 into a private run directory (`deploy/render.py`), checks it with `nginx -t`, and runs the three processes of
-`deploy/Procfile` under honcho's process manager:
+`deploy/Procfile` under honcho's process manager (and a fourth, the health watchdog):
 
     nginx      the public port: static routing, websocket upgrade, body cap, forwarded headers (deploy/nginx.conf.template)
     app        `python -m app` on 127.0.0.1 (GRADIO_SERVER_NAME/PORT), VITRINE_TRUST_PROXY=1 (nginx sets the
                X-Forwarded-For the app's rate limits key on)
     dashboard  `streamlit run app/dashboard/main.py --server.baseUrlPath dashboard` on 127.0.0.1
+    health     `scripts/healthcheck.py --watch`: a real event through the app's queue every 30 s; exits after 3
+               failures in a row (a stopped queue leaves the app process up and its page answering 200)
 
-When any of them exits, honcho stops the other two and this script exits non-zero, so a container supervisor
+When any of them exits, honcho stops the others and this script exits non-zero, so a container supervisor
 restarts the whole thing; SIGTERM/SIGINT stop everything (exit 143/130) and the run directory is removed.
 nginx comes from Debian (`scripts/system_deps.sh` installs it); honcho is pinned in requirements.txt.
 """
@@ -65,6 +67,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="network (CIDR) of a proxy in front whose X-Forwarded-For names the client, or 'none' "
                              "(default: 0.0.0.0/0 on a Space, where only the Space's proxy can reach the port, "
                              "else none; or $VITRINE_TRUSTED_PROXY)")
+    parser.add_argument("--join-rate", default=env.get("VITRINE_FRONT_JOIN_RATE") or "5r/s",
+                        help="joins of Gradio's queue one client may make, nginx syntax (default 5r/s, or "
+                             "$VITRINE_FRONT_JOIN_RATE); 429 above")
+    parser.add_argument("--join-burst", type=int, default=int(env.get("VITRINE_FRONT_JOIN_BURST") or 30),
+                        help="joins one client may make at once above that rate (default 30, or "
+                             "$VITRINE_FRONT_JOIN_BURST)")
+    parser.add_argument("--conn-per-client", type=int, default=int(env.get("VITRINE_FRONT_CONN_PER_CLIENT") or 64),
+                        help="requests one client may have open at once (default 64, or "
+                             "$VITRINE_FRONT_CONN_PER_CLIENT); 429 above")
     parser.add_argument("--app-cmd", default=None,
                         help="command that serves the Gradio app (default: python -m app); it must honour "
                              "GRADIO_SERVER_NAME and GRADIO_SERVER_PORT")
@@ -85,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = RunConfig(host=args.host, port=args.port, app_port=free_port(), dashboard_port=free_port(),
                            max_body=args.max_body, public_scheme=args.public_scheme,
-                           trusted_proxy=None if args.trusted_proxy.lower() == "none" else args.trusted_proxy)
+                           trusted_proxy=None if args.trusted_proxy.lower() == "none" else args.trusted_proxy,
+                           join_rate=args.join_rate, join_burst=args.join_burst,
+                           conn_per_client=args.conn_per_client)
     except ValueError as exc:
         print(f"serve_all: {exc}", file=sys.stderr)
         return 2
@@ -114,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serve_all: http://{args.host}:{args.port}/ (app) and /dashboard/ (dashboard) through nginx; "
               f"app on 127.0.0.1:{config.app_port}, dashboard on 127.0.0.1:{config.dashboard_port}",
               file=sys.stderr, flush=True)
-        manager.loop()  # returns once all three have stopped (one exited, or SIGTERM/SIGINT)
+        manager.loop()  # returns once all have stopped (one exited, or SIGTERM/SIGINT)
         if manager.returncode == 0:  # a child ended by itself with 0: still not a state to keep serving in
             print("serve_all: a process exited; stopped the others", file=sys.stderr, flush=True)
             return 1

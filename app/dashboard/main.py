@@ -34,8 +34,10 @@ from app.dashboard.data import (
     export_frame,
     load_frames,
 )
-from app.settings import load_settings, password_matches
+from app.errors import AppInputError
+from app.settings import load_settings
 from app.web.cards import markdown_escape
+from app.web.guards import PasswordGuard, client_key
 from app.web.status import redact_secret, redact_url
 
 PAGES = ("Overview", "Recommenders", "Learning", "Generation", "Annotators", "Data")
@@ -50,6 +52,24 @@ def get_engine(url: str):
     from annotation.db import make_engine
 
     return make_engine(url)
+
+
+@st.cache_resource(show_spinner=False)
+def password_guard(per_client: str, per_target: str) -> PasswordGuard:
+    """One throttle of password guesses for every session of this process."""
+    return PasswordGuard(per_client, per_target)
+
+
+def browser_client(trust_proxy: bool) -> str:
+    """Who is asking, keyed as the app's rate limits are (`app.web.guards.client_key`): behind the one-port proxy
+    (`trust_proxy`), the address it set in X-Forwarded-For, else the websocket's peer."""
+    from collections.abc import Mapping
+    from types import SimpleNamespace
+
+    headers, address = st.context.headers, st.context.ip_address
+    request = SimpleNamespace(headers=headers if isinstance(headers, Mapping) else {},
+                              client=SimpleNamespace(host=address if isinstance(address, str) else None))
+    return client_key(request, trust_proxy)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=4)
@@ -224,9 +244,11 @@ def page_data(frames: Frames, url: str, filters: Filters) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- gate
-def password_ok(expected: str | None, open_without: bool = False) -> bool:
+def password_ok(expected: str | None, open_without: bool = False, guard: PasswordGuard | None = None,
+                client: str = "unknown") -> bool:
     """True when this browser session entered the password, or none is configured and the dashboard was opened
-    explicitly (VITRINE_DASHBOARD_OPEN=1). Anything else fails closed: the dashboard serves every label and export."""
+    explicitly (VITRINE_DASHBOARD_OPEN=1). Anything else fails closed: the dashboard serves every label and export.
+    Guesses go through `guard` (throttled per client and for the dashboard as a whole, each logged)."""
     if not expected:
         if open_without:
             return True
@@ -239,7 +261,12 @@ def password_ok(expected: str | None, open_without: bool = False) -> bool:
     st.title("Vitrine dashboard")
     given = st.text_input("Password", type="password", key="dashboard_password")
     if given:
-        if password_matches(given, expected):
+        try:
+            right = (guard or PasswordGuard()).check("dashboard", given, expected, client)
+        except AppInputError as exc:  # too many wrong guesses lately
+            st.error(str(exc))
+            return False
+        if right:
             st.session_state["dashboard_auth"] = True
             return True
         st.error("Wrong password.")
@@ -272,7 +299,9 @@ def sidebar_filters(frames: Frames, start: dt.date | None, end: dt.date | None) 
 
 def main() -> None:
     settings = load_settings()
-    if not password_ok(settings.dashboard_password, settings.dashboard_open):
+    guard = password_guard(settings.rate_password_client, settings.rate_password_target)
+    if not password_ok(settings.dashboard_password, settings.dashboard_open, guard,
+                       browser_client(settings.trust_proxy)):
         st.stop()
     requested = st.query_params.get("page", PAGES[0])
     page = st.sidebar.radio("Page", PAGES, index=PAGES.index(requested) if requested in PAGES else 0, key="page")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,9 +18,19 @@ from app.serving.catalog import Catalog
 from app.errors import AppInputError, bad
 from app.serving.ranking import ModelChoice, SlateRow
 
-__all__ = ["EventLog", "FEEDBACK_KINDS"]
+__all__ = ["EventLog", "FEEDBACK_KINDS", "Feedback"]
 
 FEEDBACK_KINDS = ("click", "like", "dislike", "skip")  # what /feedback accepts ("open" is logged as "click")
+_SIGNALS = uuid.UUID("5b1e0f6c-3f0e-4d5e-9a57-7a1d3c2b9e10")  # the namespace of feedback UUIDs derived from a signal
+
+
+class Feedback(NamedTuple):
+    """A feedback event as stored: its row id, its event UUID, and whether the request repeated a signal that
+    was stored already (then nothing new was written)."""
+
+    id: int
+    event_id: str
+    repeated: bool
 
 
 class EventLog:
@@ -102,9 +112,10 @@ class EventLog:
         return int(imp.id)
 
     def record_feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
-                        event_id: str | None = None) -> int:
+                        event_id: str | None = None) -> "Feedback":
         """Log one like / dislike / click / skip ("open" is a click) on an item of a slate this user was shown;
-        returns the feedback event's row id. Feedback without its impression is refused: anonymous dislikes
+        returns the stored event (`Feedback`: its row id, its event UUID, and whether it repeated the signal
+        already stored, see `_signal_id`). Feedback without its impression is refused: anonymous dislikes
         would hide items from everyone who picks that user and poison retraining (onboarding picks are the one
         exception, logged by `create_new_user`)."""
         from annotation import errors as aerr
@@ -123,12 +134,38 @@ class EventLog:
                 if not reads.impression_shows(s, impression_id, user_id, item_id):
                     raise bad("impression_id", f"an impression that showed item {item_id!r} to user {user_id!r}",
                               impression_id)
-                row = store.record_feedback(s, event_id or checks.new_event_id(), user_id, item_id, kind,
-                                            impression_id=impression_id)
+                signal, repeated = self._signal_id(s, user_id, item_id, kind, impression_id, event_id)
+                row = store.record_feedback(s, signal, user_id, item_id, kind, impression_id=impression_id)
         except aerr.AnnotationError as exc:
             raise AppInputError(str(exc)) from exc
         committed()
-        return int(row.id)
+        return Feedback(int(row.id), str(row.event_id), repeated)
+
+    @staticmethod
+    def _signal_id(s: Session, user_id: str, item_id: str, kind: str, impression_id: int,
+                   event_id: str | None) -> tuple[str, bool]:
+        """(the event UUID to store a feedback event under, whether it repeats the stored signal), such that the
+        same signal is stored once: a like (or
+        dislike, click, skip) repeated on the same item of the same impression, with nothing else from this user
+        on it in between, is one signal, however many requests carry it.
+
+        This is a rule of the live app, not of the store: the store is a faithful log whose contract is
+        idempotency by event UUID (a retry of one event), and imports or replays of real histories must keep
+        every event they carry; what counts as "the same signal" (a like on a slate is a state, not a counter)
+        is decided where feedback from visitors comes in, beside "feedback must name its impression". It is
+        enforced through the store's own idempotency, so it holds under concurrency: the UUID is derived from
+        the signal and the event it follows, so two concurrent identical likes derive one UUID and one insert
+        wins. A client's own `event_id` is kept for a signal that changes something (the first like, a dislike
+        after a like), so its retries stay retries."""
+        from annotation import reads
+
+        latest = reads.latest_feedback_on(s, user_id, impression_id, item_id)
+        if latest is not None and latest[1] == kind:
+            return latest[0], True  # the same signal again: the stored event answers
+        if event_id:
+            return event_id, False
+        return str(uuid.uuid5(_SIGNALS, "\x1f".join((user_id, str(impression_id), item_id, kind,
+                                                      latest[0] if latest else "")))), False
 
     def counts(self) -> dict[str, int]:
         """Row counts of the store's tables, for the Status tab."""

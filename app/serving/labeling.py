@@ -25,6 +25,14 @@ PICK_PREFIX = "user:"  # a Create-tab pick is labelled by the annotator "user:<u
 
 
 RESERVED_PREFIXES = (PICK_PREFIX, "hf:")  # Create-tab picks and Hugging Face sign-ins own these names
+TOKEN_BYTES = 24  # an annotator's secret token: 192 random bits, 32 characters
+TOKEN_MAX = 64  # the longest token text accepted
+
+
+def _sha256(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def annotator_name(raw: object, *, reserved_ok: bool = False) -> str:
@@ -65,6 +73,40 @@ class Labeling:
         name = annotator_name(name, reserved_ok=reserved_ok)
         with self._write() as s, s.begin():
             return int(store.get_or_create_annotator(s, name).id)
+
+    def authenticate(self, name: object, token: object = None, *, create: bool = True) -> tuple[int, str | None]:
+        """Who is signing in as `name`: (annotator id, their new token or None). A name nobody holds yet (a new one,
+        or one from before tokens) is claimed by this call: a fresh secret token is returned, once, and only its
+        sha256 is stored. A name held by someone needs its token: a name cannot be claimed twice. With
+        `create=False` the name must exist and be held (a label names someone who was handed a pair). Reserved
+        names ("hf:", "user:") are refused: they have sign-ins of their own."""
+        import hmac
+        import secrets
+
+        from annotation import reads, store
+        from annotation.models import Annotator
+
+        name = annotator_name(name)
+        given = None if token in (None, "") else checks.text("token", token, TOKEN_MAX)
+        with self._write() as s, s.begin():
+            if create:
+                annotator = store.get_or_create_annotator(s, name)
+            else:
+                found = reads.annotator_id(s, name)
+                if found is None:
+                    raise bad("annotator", "an annotator who was handed a pair (call next_pair first)", name)
+                annotator = s.get(Annotator, found)
+            if annotator.token_hash is None and create:
+                new = secrets.token_urlsafe(TOKEN_BYTES)
+                if store.claim_annotator_token(s, annotator.id, _sha256(new)):
+                    return int(annotator.id), new
+                s.refresh(annotator)  # a concurrent first sign-in with this name claimed it
+            if annotator.token_hash is None:
+                raise AppInputError(f"token: {name!r} has no token yet: sign in (next_pair) first to get one")
+            if given is None or not hmac.compare_digest(_sha256(given), annotator.token_hash):
+                raise AppInputError(f"token: expected the token {name!r} was given at their first sign-in (the "
+                                    f"name is taken), got {'none' if given is None else 'a wrong one'}")
+            return int(annotator.id), None
 
     def find(self, name: object) -> int:
         """The id of an annotator who signed in before (nothing is written); `AppInputError` otherwise."""

@@ -6,7 +6,8 @@
     assets    `app.serving.assets.Assets`       cover and caption generators, their records, the background worker
     slates    `app.serving.slates.Slates`       the one slate flow used by the Discover tab and /recommend
     labeling  `app.serving.labeling.Labeling`   annotators, the pair queue, labels and Create-tab picks
-    rates     `app.web.guards.RateLimits`   per-client limits on slates and generation
+    rates     `app.web.guards.RateLimits`   per-client limits on slates, generation, feedback and onboarding
+    passwords `app.web.guards.PasswordGuard` password guesses throttled per client and per target, logged
     growth    `app.serving.growth.Growth`       a bring-your-own catalog that grows while the app runs
 
 Each part is handed the parts it needs (no circles). `build_services(settings)` runs the start-up sequence:
@@ -33,7 +34,7 @@ from app.serving.assets import Assets
 from app.serving.catalog import Catalog
 from app.errors import bad
 from app.serving.events import EventLog
-from app.web.guards import RateLimits
+from app.web.guards import PasswordGuard, RateLimits
 from app.serving.labeling import Labeling
 from app.serving.ranking import Ranking
 from app.settings import Settings
@@ -64,6 +65,7 @@ class Services:
     slates: Slates
     labeling: Labeling
     rates: RateLimits
+    passwords: PasswordGuard
     startup_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # start-up messages worth showing on the Status tab
 
@@ -324,8 +326,10 @@ def build_services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),
         labeling=Labeling(catalog, ranking, assets, overlap=settings.label_overlap),
-        rates=RateLimits({"slate": settings.rate_slate, "generate": settings.rate_generate},
+        rates=RateLimits({"slate": settings.rate_slate, "generate": settings.rate_generate,
+                          "feedback": settings.rate_feedback, "onboard": settings.rate_onboard},
                          trust_proxy=settings.trust_proxy),
+        passwords=PasswordGuard(settings.rate_password_client, settings.rate_password_target),
         startup_s=timings, notes=notes,
     )
     from app.learning.artifacts import ModelArtifacts

@@ -18,7 +18,7 @@ from app import checks
 from app.serving.assets import Asset, Assets
 from app.serving.worker import gated
 from app.serving.catalog import Catalog
-from app.serving.events import EventLog
+from app.serving.events import EventLog, Feedback
 from app.serving.ranking import ModelChoice, Ranking, SlateRow
 
 __all__ = ["Slates", "Page", "Visit", "WAIT_MAX_S"]
@@ -116,12 +116,13 @@ class Slates:
 
     @gated
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
-                 event_id: str | None = None) -> int:
-        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item.
-        A like or dislike is weak evidence for the prompt-policy arm of the cover shown on the card."""
-        row_id = self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)
-        if kind in ("like", "dislike") and self.assets.learner is not None:
+                 event_id: str | None = None) -> Feedback:
+        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item;
+        the same signal repeated on the same slate is stored once (`EventLog.record_feedback`). A new like or
+        dislike is weak evidence for the prompt-policy arm of the cover shown on the card."""
+        stored = self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)
+        if kind in ("like", "dislike") and not stored.repeated and self.assets.learner is not None:
             cover = self.assets.known(user_id, [item_id]).get((item_id, "cover"))
             if cover is not None:
                 self.assets.learner.learn_from_like(user_id, cover.get("params"), liked=kind == "like")
-        return row_id
+        return stored

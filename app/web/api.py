@@ -1,5 +1,5 @@
 """The named API endpoints, for `gradio_client`: /recommend, /feedback, /generate_covers, /generate_caption,
-/next_pair, /label.
+/next_pair, /label; and /health, the cheapest event through Gradio's queue (`scripts/healthcheck.py`).
 
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
@@ -20,10 +20,9 @@ import gradio as gr
 
 from app import checks
 from app.errors import bad
-from app.web.handlers import KEY_CHOICES, user_errors
+from app.web.handlers import KEY_CHOICES, password_ok, user_errors
 from app.web.routes import cover_url
 from app.serving.services import Services
-from app.settings import password_matches
 from app.serving.slates import Page, Visit
 
 __all__ = ["register_api", "ApiHandlers"]
@@ -39,14 +38,15 @@ class ApiHandlers:
     def _visit(self, user_id: object) -> Visit:
         return self.svc.slates.visit(user_id)
 
-    def _check_password(self, password: object) -> None:
+    def _check_password(self, password: object, request: gr.Request = None) -> None:
         expected = self.svc.settings.label_password
-        if expected is not None and not password_matches(password, expected):
+        if expected is not None and not password_ok(self.svc, "label", password, expected, request):
             raise gr.Error("password: expected the labeling password (VITRINE_LABEL_PASSWORD), got a wrong one")
 
-    def _annotator(self, annotator: object, password: object) -> int:
-        self._check_password(password)
-        return self.svc.labeling.sign_in(checks.text("annotator", annotator, 80))
+    def _annotator(self, annotator: object, password: object, token: object,
+                   request: gr.Request = None) -> tuple[int, str | None]:
+        self._check_password(password, request)
+        return self.svc.labeling.authenticate(checks.text("annotator", annotator, 80), token)
 
     def recommend(self, user_id: str, model: str = "", k: int = 10, wait: bool = False,
                   request: gr.Request = None) -> dict:
@@ -69,10 +69,13 @@ class ApiHandlers:
         return {"impression_id": page.impression_id, "user_id": visit.user_id, "model": str(choice),
                 "items": _items(page, svc.assets.cover_key), "pending": len(page.pending)}
 
-    def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "") -> dict:
+    def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "",
+                 request: gr.Request = None) -> dict:
         """Log a click / like / dislike / skip ('open' counts as a click) on an item, tied to the impression
         (from /recommend) that showed it to this user: required. Send the same `event_id` (a UUID) to make a
-        retry a no-op."""
+        retry a no-op. The same signal repeated (a second like of that item on that slate, with nothing else in
+        between) is one signal: the stored event answers ("repeated": true, its event_id) and nothing is written."""
+        self.svc.rates.check(request, "feedback")
         user_id = checks.text("user_id", user_id, checks.ID_MAX)
         item_id = checks.text("item_id", item_id, checks.ID_MAX)
         kind = checks.text("kind", kind, 16)
@@ -81,8 +84,9 @@ class ApiHandlers:
                       impression_id)
         impression = checks.integer("impression_id", impression_id, 1, 2**62)
         event = checks.text("event_id", event_id, checks.EVENT_ID_MAX) if event_id else checks.new_event_id()
-        row_id = self.svc.slates.feedback(user_id, item_id, kind, impression, event_id=event)
-        return {"feedback_id": row_id, "event_id": event, "user_id": user_id, "item_id": item_id, "kind": kind}
+        stored = self.svc.slates.feedback(user_id, item_id, kind, impression, event_id=event)
+        return {"feedback_id": stored.id, "event_id": stored.event_id, "repeated": stored.repeated,
+                "user_id": user_id, "item_id": item_id, "kind": kind}
 
     def generate_covers(self, user_id: str, item_id: str, n: int = 2, seed: int = 0,
                         request: gr.Request = None) -> dict:
@@ -118,28 +122,32 @@ class ApiHandlers:
         return {"user_id": visit.user_id, "item_id": item_id, "asset_id": caption["asset_id"],
                 "text": caption["text"], "generator": caption["generator"], "fallback": bool(caption["fallback"])}
 
-    def next_pair(self, annotator: str, password: str = "") -> dict:
-        """The annotator's next pair to label (created on first use): {"pair_id", "kind", "a", "b",
-        "target_user_id", "done", "remaining"}; pair_id is 0 when nothing is left."""
+    def next_pair(self, annotator: str, password: str = "", token: str = "", request: gr.Request = None) -> dict:
+        """The annotator's next pair to label: {"pair_id", "kind", "a", "b", "target_user_id", "done", "remaining",
+        "token"}; pair_id is 0 when nothing is left. The first call with a new name claims it: "token" is then
+        the annotator's secret token (given once; None on later calls), which every later call with that name
+        must send."""
         labeling = self.svc.labeling
-        annotator_id = self._annotator(annotator, password)
+        annotator_id, new_token = self._annotator(annotator, password, token, request)
         pair = labeling.next_pair(annotator_id)
         done, remaining = labeling.progress(annotator_id)
         if pair is None:
-            return {"pair_id": 0, "done": done, "remaining": remaining}
+            return {"pair_id": 0, "done": done, "remaining": remaining, "token": new_token}
         keys = {side: labeling.assets.cover_key(pair[side]) for side in ("a", "b")}
         sides = {side: {**{k: v for k, v in pair[side].items() if k != "path"}, "cover_key": keys[side],
                         "cover_url": cover_url(keys[side])} for side in ("a", "b")}
-        return {**pair, **sides, "done": done, "remaining": remaining}
+        return {**pair, **sides, "done": done, "remaining": remaining, "token": new_token}
 
-    def label(self, annotator: str, pair_id: int, choice: str, password: str = "", event_id: str = "") -> dict:
-        """Label a pair: choice A | B | tie | skip (or the keys 1 | 2 | 0 | s)."""
-        self._check_password(password)
+    def label(self, annotator: str, pair_id: int, choice: str, password: str = "", event_id: str = "",
+              token: str = "", request: gr.Request = None) -> dict:
+        """Label a pair: choice A | B | tie | skip (or the keys 1 | 2 | 0 | s), with the annotator's token."""
+        self._check_password(password, request)
         pair_id = checks.integer("pair_id", pair_id, 1, 2**62)
         choice = checks.text("choice", choice, 8)
         choice = KEY_CHOICES.get(choice, choice)
         event = checks.text("event_id", event_id, checks.EVENT_ID_MAX) if event_id else checks.new_event_id()
-        annotator_id = self.svc.labeling.find(checks.text("annotator", annotator, 80))  # never creates one
+        annotator_id, _ = self.svc.labeling.authenticate(checks.text("annotator", annotator, 80), token,
+                                                         create=False)  # never creates one
         label_id = self.svc.labeling.record_label(annotator_id, pair_id, choice, event_id=event)
         return {"label_id": label_id, "pair_id": pair_id, "choice": choice, "event_id": event}
 
@@ -174,4 +182,12 @@ def register_api(svc: Services, *, fast_limit: int = 16, generation_limit: int =
            concurrency_id="generation")
     gr.api(user_errors(api.next_pair), api_name="next_pair", concurrency_limit=fast_limit, concurrency_id="fast")
     gr.api(user_errors(api.label), api_name="label", concurrency_limit=fast_limit, concurrency_id="fast")
+    # its own concurrency group: a busy "fast" group is load, not a stopped queue
+    gr.api(health, api_name="health", concurrency_limit=2, concurrency_id="health")
     return api
+
+
+def health() -> str:
+    """"ok", through Gradio's queue like every event: a process whose queue has stopped answers the join with
+    `503 Queue is stopped.` instead (while its page and /config still answer 200). `scripts/healthcheck.py`."""
+    return "ok"

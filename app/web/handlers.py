@@ -24,8 +24,8 @@ from app.errors import AppInputError
 from app.serving.ranking import ModelChoice
 from app.web.routes import cover_url, item_image_url
 from app.serving.services import Services
-from app.settings import password_matches
 from app.serving.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
+from app.web.guards import client_key, rejections
 from app.web.state import PAGE_SIZE, Visitor
 from app.web.status import status_sections
 from generation.errors import GenerationError
@@ -61,15 +61,12 @@ KEY_CHOICES = MappingProxyType({"1": "A", "2": "B", "0": "tie", "s": "skip"})  #
 INPUT_ERRORS = (AppInputError, AnnotationError, GenerationError, RecommendersError)
 
 
-LOG_INPUT_MAX = 200  # characters of a rejected request's message written to the log
-
-
 def rejected(fn_name: str, exc: Exception) -> gr.Error:
-    """The `gr.Error` a person sees for bad input, logged as one line (no traceback: Gradio prints one for every
-    `gr.Error` unless told not to, and a probe of bad requests would flood the log), the message truncated."""
+    """The `gr.Error` a person sees for bad input, logged as one line at a bounded rate (`app.web.guards.rejections`;
+    no traceback: Gradio prints one for every `gr.Error` unless told not to, and a probe of bad requests would flood
+    the log), the message truncated there."""
     message = str(exc.message if isinstance(exc, gr.Error) else exc)
-    shown = message if len(message) <= LOG_INPUT_MAX else message[: LOG_INPUT_MAX - 3] + "..."
-    log.info("rejected %s: %s", fn_name, shown.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    rejections.note(f"{fn_name}: {message}")
     error = exc if isinstance(exc, gr.Error) else gr.Error(message)
     error.print_exception = False
     return error
@@ -144,11 +141,14 @@ def select_user(svc: Services, visitor: Visitor, user_id: str | None) -> tuple[V
 
 
 @user_errors
-def start_new_user(svc: Services, visitor: Visitor, picks: Sequence[str] | None) -> tuple[Visitor, str]:
-    """Onboard a new user from at least three liked items (each logged as a like)."""
+def start_new_user(svc: Services, visitor: Visitor, picks: Sequence[str] | None,
+                   request: Any = None) -> tuple[Visitor, str]:
+    """Onboard a new user from at least three liked items (each logged as a like); at most VITRINE_RATE_ONBOARD
+    new users per client."""
     picks = list(picks or [])
     if len(set(picks)) < 3:
         raise gr.Error(f"Pick at least 3 items you like (you picked {len(set(picks))}).")
+    svc.rates.check(request, "onboard")
     user_id = svc.events.create_new_user(picks)
     visitor.reset_user(user_id, "new", liked=list(dict.fromkeys(picks)))
     visitor.seed = checks.new_seed()
@@ -251,9 +251,11 @@ def more(svc: Services, visitor: Visitor, request: gr.Request | None = None):
 
 
 @user_errors
-def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tuple[Visitor, list[str], str, str]:
+def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str,
+                  request: Any = None) -> tuple[Visitor, list[str], str, str]:
     """Like / dislike / open the card in `slot`, logged with the slate's impression. A disliked card leaves and
-    never comes back; a like is folded into the next page's ranking."""
+    never comes back; a like is folded into the next page's ranking. At most VITRINE_RATE_FEEDBACK per client."""
+    svc.rates.check(request, "feedback")
     user_id = _need_user(visitor)
     if kind not in CARD_KINDS:
         raise gr.Error(f"kind must be one of {', '.join(CARD_KINDS)}, got {kind!r}")
@@ -368,18 +370,32 @@ def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Vi
 # --------------------------------------------------------------------------------------------------------
 # Label
 # --------------------------------------------------------------------------------------------------------
+def password_ok(svc: Services, target: str, given: object, expected: str, request: Any = None) -> bool:
+    """`given` is `expected`, checked through the services' `PasswordGuard` (throttled per client and per target,
+    logged): `AppInputError` when this client, or everyone, guessed wrong too often at `target` lately."""
+    return svc.passwords.check(target, given, expected, client_key(request, svc.settings.trust_proxy))
+
+
 @user_errors
-def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | None) -> tuple[Visitor, str]:
-    """An annotator signs in by name (and the shared password when VITRINE_LABEL_PASSWORD is set)."""
+def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | None, token: str | None = None,
+            request: Any = None) -> tuple[Visitor, str]:
+    """An annotator signs in by name (and the shared password when VITRINE_LABEL_PASSWORD is set). The first
+    sign-in with a name claims it and hands out its secret token; later ones need the token (the browser
+    remembers it), so nobody else can label as them."""
     expected = svc.settings.label_password
-    if expected is not None and not password_matches(password, expected):
+    if expected is not None and not password_ok(svc, "label", password, expected, request):
         raise gr.Error("Wrong password for labeling.")
     name = (name or "").strip()
     if not name:
         raise gr.Error("Type your name to sign in.")
-    visitor.annotator_id = svc.labeling.sign_in(name)
+    annotator_id, new_token = svc.labeling.authenticate(name, token)
+    visitor.annotator_id = annotator_id
     visitor.annotator_name = name
+    visitor.annotator_token = new_token or token
     visitor.label_ids = []
+    if new_token:
+        return visitor, (f"Signed in as **{markdown_escape(name)}**. This name is yours now: your token is "
+                         f"`{new_token}`. This browser remembers it; keep a copy to sign in from another one.")
     return visitor, f"Signed in as **{markdown_escape(name)}**."
 
 
@@ -459,7 +475,7 @@ def status_html(svc: Services) -> str:
     return render_status(status_sections(svc))
 
 
-def check_admin(svc: Services, password: object) -> None:
+def check_admin(svc: Services, password: object, request: Any = None) -> None:
     """The Status tab's actions (retrain, create label pairs) cost minutes of CPU and change what everyone
     sees. They need VITRINE_ADMIN_PASSWORD, or the explicit opt-in VITRINE_ADMIN_OPEN=1 (which `make demo` sets);
     anything else is refused. The bind address proves nothing: behind a proxy a loopback-bound app is public."""
@@ -469,14 +485,14 @@ def check_admin(svc: Services, password: object) -> None:
             raise gr.Error("Admin actions are off: set VITRINE_ADMIN_PASSWORD to enable them with a password, or "
                            "VITRINE_ADMIN_OPEN=1 on a private machine.")
         return
-    if not password_matches(password, expected):
+    if not password_ok(svc, "admin", password, expected, request):
         raise gr.Error("admin password: expected the admin password (VITRINE_ADMIN_PASSWORD), got a wrong one")
 
 
 @user_errors
-def retrain(svc: Services, model: str | None, password: str | None = None) -> tuple[str, str]:
+def retrain(svc: Services, model: str | None, password: str | None = None, request: Any = None) -> tuple[str, str]:
     """Retrain a served model on the dataset plus the logged feedback (an admin action: `check_admin`)."""
-    check_admin(svc, password)
+    check_admin(svc, password, request)
     if not model:
         raise gr.Error("Pick a model to retrain.")
     if model == PREFERENCE_MODEL:
@@ -495,10 +511,10 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
 
 
 @user_errors
-def add_items(svc: Services, folder: str | None, password: str | None = None) -> tuple[str, str]:
+def add_items(svc: Services, folder: str | None, password: str | None = None, request: Any = None) -> tuple[str, str]:
     """Grow the catalog from a folder on the server (an admin action): the new items are served at once, ranked
     by the content models now and by the ID models after their next retrain (`app.serving.growth`)."""
-    check_admin(svc, password)
+    check_admin(svc, password, request)
     if svc.growth is None:
         raise gr.Error("This app does not follow its catalog; restart it to serve new items.")
     done = svc.growth.add_items(folder)
@@ -517,8 +533,8 @@ def item_pickers(svc: Services, built_on: int) -> list[Any]:
 
 
 @user_errors
-def make_pairs(svc: Services, n: int, password: str | None = None) -> tuple[str, str]:
+def make_pairs(svc: Services, n: int, password: str | None = None, request: Any = None) -> tuple[str, str]:
     """Fill the labeling queue with personalized-vs-generic cover and caption pairs (an admin action)."""
-    check_admin(svc, password)
+    check_admin(svc, password, request)
     created = svc.labeling.make_pairs(n, seed=checks.new_seed())
     return f"Created {created} pairs for labeling.", status_html(svc)

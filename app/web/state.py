@@ -40,6 +40,7 @@ class Visitor:
     # Label: the annotator and the pair on screen
     annotator_id: int | None = None
     annotator_name: str | None = None
+    annotator_token: str | None = None  # their secret token (app.serving.labeling.Labeling.authenticate), remembered
     pair: dict[str, Any] | None = None  # {"pair_id", "kind", "a": {...}, "b": {...}, "target_user_id", "shown_at"}
     label_ids: list[int] = field(default_factory=list)  # labels given in this session, for undo (newest last)
 

@@ -20,6 +20,7 @@ from app.web.api import register_api
 from app.web.cards import CSS, labeling_guidelines, markdown_escape
 from app.checks import N_VARIANTS_MAX
 from app.serving.services import Services
+from app.settings import Settings
 from app.web.state import PAGE_SIZE, Visitor
 
 __all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
@@ -60,8 +61,8 @@ def build_demo(svc: Services) -> gr.Blocks:
     fallback = [what for what, falls_back in svc.assets.uses_fallback.items() if falls_back]
     with gr.Blocks(title="Vitrine", fill_width=False) as demo:
         visitor = gr.State(Visitor())
-        # remembered in the browser (localStorage), so that an annotator's name survives a reload
-        remembered = gr.BrowserState({"annotator": ""}, storage_key="vitrine-annotator")
+        # remembered in the browser (localStorage), so that an annotator's name and token survive a reload
+        remembered = gr.BrowserState({"annotator": "", "token": ""}, storage_key="vitrine-annotator")
 
         # ---------------------------------------------------------------- layout
         gr.HTML(
@@ -144,6 +145,8 @@ def build_demo(svc: Services) -> gr.Blocks:
                     ann_name = gr.Textbox(label="Your name", max_lines=1, elem_id="vt-ann-name", scale=2)
                     ann_pw = gr.Textbox(label="Password", type="password", max_lines=1, elem_id="vt-ann-pw",
                                         visible=settings.label_password is not None, scale=2)
+                    ann_token = gr.Textbox(label="Your token", type="password", max_lines=1, elem_id="vt-ann-token",
+                                           scale=2, info="given at your first sign-in; empty for a new name")
                     sign_btn = gr.Button("Sign in", elem_id="vt-sign-in", scale=1)
                     if settings.oauth_enabled:
                         gr.LoginButton("Sign in with Hugging Face", scale=1)
@@ -218,7 +221,10 @@ def build_demo(svc: Services) -> gr.Blocks:
         selected = user_dd.input(bind(h.select_user, svc), [visitor, user_dd], [visitor, profile], **fast, **private)
         ev = selected.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
         fills.append(chain_fill(ev))
-        started = start_btn.click(bind(h.start_new_user, svc), [visitor, picks], [visitor, profile], **fast, **private)
+        def do_start(v, chosen, request: gr.Request):
+            return h.start_new_user(svc, v, chosen, request=request)
+
+        started = start_btn.click(do_start, [visitor, picks], [visitor, profile], **fast, **private)
         ev = started.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
         fills.append(chain_fill(ev))
         ev = rec_btn.click(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
@@ -230,8 +236,8 @@ def build_demo(svc: Services) -> gr.Blocks:
         for i, (like, dislike, open_) in enumerate(slot_buttons):
             for button, kind in ((like, "like"), (dislike, "dislike"), (open_, "open")):
 
-                def do_feedback(v, _slot=i, _kind=kind):
-                    v2, cards, det, info = h.card_feedback(svc, v, _slot, _kind)
+                def do_feedback(v, request: gr.Request, _slot=i, _kind=kind):
+                    v2, cards, det, info = h.card_feedback(svc, v, _slot, _kind, request=request)
                     return [v2, *_cards_out(cards), det, info]
 
                 ev = button.click(do_feedback, [visitor], [visitor, *cards_outputs, detail, slate_info],
@@ -262,14 +268,23 @@ def build_demo(svc: Services) -> gr.Blocks:
                        **fast, **private)
 
         pair_outputs = [visitor, target, side_a, side_b, label_progress]
-        signed = sign_btn.click(bind(h.sign_in, svc), [visitor, ann_name, ann_pw], [visitor, sign_info],
-                                **fast, **private)
+        def do_sign_in(v, name, password, token, request: gr.Request):
+            return h.sign_in(svc, v, name, password, token, request=request)
+
+        def remember(v, r):
+            return {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or "",
+                    "token": v.annotator_token or ""}
+
+        def recall(r):
+            r = r if isinstance(r, dict) else {}
+            return str(r.get("annotator") or ""), str(r.get("token") or "")
+
+        signed = sign_btn.click(do_sign_in, [visitor, ann_name, ann_pw, ann_token], [visitor, sign_info], **fast,
+                                **private)
         signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
-        signed.success(lambda v, r: {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or ""},
-                       [visitor, remembered],
-                       [remembered], **private)
-        demo.load(lambda r: str(r.get("annotator") or "") if isinstance(r, dict) else "", [remembered], [ann_name],
-                  **private)
+        signed.success(remember, [visitor, remembered], [remembered], **private)
+        signed.success(lambda v: v.annotator_token or "", [visitor], [ann_token], **private)
+        demo.load(recall, [remembered], [ann_name, ann_token], **private)
         for key, button in key_btns.items():
             if key == "u":
                 button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
@@ -287,10 +302,19 @@ def build_demo(svc: Services) -> gr.Blocks:
             demo.load(oauth_sign_in, [visitor], [visitor, sign_info], **private)
 
         refresh_btn.click(bind(h.status_html, svc), None, status, **fast, **private)
-        retrain_btn.click(bind(h.retrain, svc), [retrain_dd, admin_pw], [status_info, status],
+        def do_retrain(model, password, request: gr.Request):
+            return h.retrain(svc, model, password, request=request)
+
+        def do_make_pairs(n, password, request: gr.Request):
+            return h.make_pairs(svc, n, password, request=request)
+
+        def do_add_items(folder, password, request: gr.Request):
+            return h.add_items(svc, folder, password, request=request)
+
+        retrain_btn.click(do_retrain, [retrain_dd, admin_pw], [status_info, status],
                           concurrency_id="retrain", concurrency_limit=1, **private)
-        pairs_btn.click(bind(h.make_pairs, svc), [pairs_n, admin_pw], [status_info, status], **gen, **private)
-        grow_btn.click(bind(h.add_items, svc), [grow_folder, admin_pw], [status_info, status],
+        pairs_btn.click(do_make_pairs, [pairs_n, admin_pw], [status_info, status], **gen, **private)
+        grow_btn.click(do_add_items, [grow_folder, admin_pw], [status_info, status],
                        concurrency_id="retrain", concurrency_limit=1, **private)
         # a catalog that grew after this page was built: its item pickers get the new items at the next load
         demo.load(bind(h.item_pickers, svc, svc.catalog.version), None, [picks, create_item], **private)
@@ -299,27 +323,50 @@ def build_demo(svc: Services) -> gr.Blocks:
     return demo
 
 
-def enable_queue(demo: gr.Blocks, default_concurrency_limit: int = 8) -> gr.Blocks:
-    """`demo.queue(...)` with this app's settings (an environment value set by the operator wins)."""
+def enable_queue(demo: gr.Blocks, settings: Settings | None = None, default_concurrency_limit: int = 8) -> gr.Blocks:
+    """`demo.queue(...)` with this app's settings (an environment value set by the operator wins), bounded by
+    `app.web.guards.bound_queue`: `settings.queue_max` events waiting in all, and with `settings` the per-client bounds
+    (`queue_per_client` waiting events, `rate_join` joins) keyed as the rate limits are (`trust_proxy`). The files
+    Gradio keeps in its temp dir for `demo` (uploads, file outputs) are deleted at `settings.temp_age_s`. Every
+    event's inputs are checked (`app.web.inputs.guard_inputs`), and rejections are logged at most
+    `settings.log_rejections_per_minute` lines a minute."""
+    from app.web.guards import bound_queue, rejections
+    from app.web.inputs import guard_inputs
+
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", ANALYTICS_CACHE_FREQUENCY)
-    return demo.queue(default_concurrency_limit=default_concurrency_limit)
+    guard_inputs(demo)
+    rejections.per_minute = (settings or Settings).log_rejections_per_minute
+    age = (settings or Settings).temp_age_s
+    demo.delete_cache = (min(age, 600), age)  # swept every 10 min at most; read when the server app is made
+    demo.queue(default_concurrency_limit=default_concurrency_limit)
+    if settings is None:
+        bound_queue(demo, max_size=Settings.queue_max)
+    else:
+        bound_queue(demo, max_size=settings.queue_max, per_client=settings.queue_per_client,
+                    join_rate=settings.rate_join, trust_proxy=settings.trust_proxy)
+    return demo
 
 
 def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.web.guards import BodyLimit, EncodableJson
+    from app.web.guards import BodyLimit, EncodableJson, QueueReads, UploadGate
     from app.web.routes import routes
 
-    limit = svc.settings.max_body_bytes
+    settings = svc.settings
+    limit = settings.max_body_bytes
+    uploads = Middleware(UploadGate, bytes_per_hour=int(settings.upload_mb_per_hour * (1 << 20)), max_body_bytes=limit,
+                         trust_proxy=settings.trust_proxy)
     return {
         # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.web.routes instead
         "allowed_paths": [*map(str, svc.assets.public_dirs)],  # cover images only, never provenance
-        # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
-        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)],
+        # 413 for a larger body; 403 for an upload (no event takes a file); 400 for JSON text that cannot be encoded;
+        # 404 for a read of the queue naming nothing it holds
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), uploads, Middleware(EncodableJson),
+                                      Middleware(QueueReads)],
                        "routes": routes(svc)},  # covers by blob key, items' own pictures by item id
-        "max_file_size": limit,  # the app has no upload component: /gradio_api/upload gets the same cap
+        "max_file_size": limit,  # the cap of an upload, were one ever taken
         "css": CSS,
         "head": HEAD,
         # system fonts: the default theme fonts come from Google Fonts, which an offline machine cannot reach

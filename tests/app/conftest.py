@@ -46,7 +46,7 @@ def live_app(tmp_path_factory):
 
     services = make_services(tmp_path_factory.mktemp("live"))
     demo = build_demo(services)
-    enable_queue(demo)
+    enable_queue(demo, services.settings)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **launch_kwargs(services))

@@ -59,7 +59,7 @@ def test_discover_shows_the_items_own_pictures(books, browser, artifacts_dir):
     from app.web.ui import build_demo, enable_queue, launch_kwargs
 
     demo = build_demo(books)
-    enable_queue(demo)
+    enable_queue(demo, books.settings)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **launch_kwargs(books))
@@ -98,7 +98,7 @@ def test_pictures_are_served_by_name_and_no_page_shows_a_server_path(books):
     srcs = re.findall(r'src="([^"]+)"', html)
     assert any(s.startswith("covers/") for s in srcs) and any(s.startswith("item-image?id=") for s in srcs)
     demo = build_demo(books)
-    enable_queue(demo)
+    enable_queue(demo, books.settings)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **launch_kwargs(books))

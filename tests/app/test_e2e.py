@@ -124,13 +124,14 @@ def test_label_endpoints(client, live_app):
     pair = client.predict("e2e-annotator", api_name="/next_pair")
     assert pair["pair_id"] > 0 and pair["a"]["asset_id"] != pair["b"]["asset_id"]
     assert pair["target_user_id"] and (_is_image(live_app, pair["a"]["cover_url"]) or pair["a"]["text"])
-    done = client.predict("e2e-annotator", pair["pair_id"], "2", api_name="/label")
+    token = pair["token"]  # the first call claimed the name
+    done = client.predict("e2e-annotator", pair["pair_id"], "2", token=token, api_name="/label")
     assert done["choice"] == "B"
     with svc.events.Session() as s:
         label = s.get(PreferenceLabel, done["label_id"])
         assert (label.pair_id, label.choice) == (pair["pair_id"], "B")
     with pytest.raises(Exception, match="choice: expected one of"):
-        client.predict("e2e-annotator", pair["pair_id"], "maybe", api_name="/label")
+        client.predict("e2e-annotator", pair["pair_id"], "maybe", token=token, api_name="/label")
     with pytest.raises(Exception, match="annotator: expected a non-empty string"):
         client.predict("  ", api_name="/next_pair")
 

@@ -24,18 +24,19 @@ def test_a_label_needs_a_pair_leased_to_that_annotator(fresh_svc):
     svc, api = fresh_svc, ApiHandlers(fresh_svc)
     assert svc.labeling.make_pairs(2, seed=4) == 4
     mine = api.next_pair("alice")
+    alice = mine["token"]  # her first call claimed the name
     other = next(pid for pid in range(1, 5) if pid != mine["pair_id"])
     with pytest.raises(AppInputError, match="not leased to annotator"):
-        api.label("alice", other, "A")  # never handed to alice
+        api.label("alice", other, "A", token=alice)  # never handed to alice
     api.next_pair("bob")
     for name in ("mallory", "user:196", "hf:someone"):  # made-up annotators, reserved forms
         with pytest.raises(AppInputError):
             api.label(name, mine["pair_id"], "A")
     assert _count(svc, PreferenceLabel) == 0
-    done = api.label("alice", mine["pair_id"], "A")
-    assert api.label("alice", mine["pair_id"], "A", event_id=done["event_id"]) == done  # a retry is answered
+    done = api.label("alice", mine["pair_id"], "A", token=alice)
+    assert api.label("alice", mine["pair_id"], "A", event_id=done["event_id"], token=alice) == done  # a retry
     with pytest.raises(AppInputError, match="not leased"):
-        api.label("alice", mine["pair_id"], "B")  # finished: the lease is gone
+        api.label("alice", mine["pair_id"], "B", token=alice)  # finished: the lease is gone
     with svc.events.ReadSession() as s:
         assert max(s.scalars(select(PairTask.slots_taken))) <= svc.settings.label_overlap
 

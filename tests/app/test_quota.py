@@ -150,7 +150,7 @@ def test_the_label_queue_keeps_only_the_variants_it_pairs(services_factory):
     # an annotator labels one of them: the pictures are there
     pair = api.next_pair("queue-annotator")
     assert pair["kind"] == "cover" and all(svc.assets.cover_file(pair[s]["cover_key"]) for s in ("a", "b"))
-    assert api.label("queue-annotator", pair["pair_id"], "A")["choice"] == "A"
+    assert api.label("queue-annotator", pair["pair_id"], "A", token=pair["token"])["choice"] == "A"
 
 
 def test_a_pick_stores_the_variants_and_its_labels_work(services_factory):
@@ -173,7 +173,7 @@ def test_a_pick_stores_the_variants_and_its_labels_work(services_factory):
     pair = api.next_pair("pick-annotator")
     assert {pair["a"]["asset_id"], pair["b"]["asset_id"]} <= set(ids)
     assert all(svc.assets.cover_file(pair[s]["cover_key"]) for s in ("a", "b"))
-    api.label("pick-annotator", pair["pair_id"], "B")
+    api.label("pick-annotator", pair["pair_id"], "B", token=pair["token"])
 
 
 def test_a_pick_of_expired_variants_is_refused_with_a_clear_message(services_factory):

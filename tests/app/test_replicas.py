@@ -48,9 +48,10 @@ def test_pairs_made_on_one_are_labelled_on_the_other_with_their_pictures(replica
     one, two = replicas
     assert one.labeling.make_pairs(2, seed=7) == 4
     api_two, api_one = ApiHandlers(two), ApiHandlers(one)
-    seen_cover = False
+    seen_cover, tokens = False, {}
     for _ in range(12):
-        pair = api_two.next_pair("replica-annotator")
+        pair = api_two.next_pair("replica-annotator", token=tokens.get("replica-annotator", ""))
+        tokens.setdefault("replica-annotator", pair["token"])
         if not pair["pair_id"]:
             break
         if pair["kind"] == "cover":
@@ -59,12 +60,13 @@ def test_pairs_made_on_one_are_labelled_on_the_other_with_their_pictures(replica
                 assert pair[side]["cover_url"] == pair[side]["cover_key"]  # served by key (app.web.routes.cover_route)
                 assert two.assets.cover_file(pair[side]["cover_key"]).is_file()  # fetched from the shared store
             seen_cover = True
-        api_two.label("replica-annotator", pair["pair_id"], "A")
+        api_two.label("replica-annotator", pair["pair_id"], "A", token=tokens["replica-annotator"])
     assert seen_cover
     # the overlap (2) holds across replicas: two more annotators, one per replica, then nobody else
     for api, name in ((api_one, "first"), (api_two, "second"), (api_one, "third")):
-        while (pair := api.next_pair(name))["pair_id"]:
-            api.label(name, pair["pair_id"], "B")
+        while (pair := api.next_pair(name, token=tokens.get(name, "")))["pair_id"]:
+            tokens.setdefault(name, pair["token"])  # a name's first call claims it (either replica knows it then)
+            api.label(name, pair["pair_id"], "B", token=tokens[name])
     with one.events.ReadSession() as s:
         assert s.scalar(select(func.max(PairTask.slots_taken))) <= one.settings.label_overlap
 

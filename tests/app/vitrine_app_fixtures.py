@@ -77,6 +77,11 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
         admin_open=True,  # as `make demo` sets it; the fail-closed tests turn it off
         rate_slate="100000/minute",  # the rate tests set their own limits
         rate_generate="100000/minute",
+        rate_join="100000/minute",
+        rate_feedback="100000/minute",
+        rate_onboard="100000/minute",
+        rate_password_client="100000/minute",
+        rate_password_target="100000/minute",
     )
     values.update(overrides)
     return Settings(**values)

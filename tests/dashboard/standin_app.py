@@ -14,4 +14,9 @@ with gr.Blocks(title="stand-in") as demo:
     out = gr.Textbox(label="out")
     gr.Button("Shout").click(lambda s: s.upper(), text, out, api_name="shout")
 
+    def health() -> str:  # what scripts/healthcheck.py runs, as the app's own /health
+        return "ok"
+
+    gr.api(health, api_name="health")
+
 demo.queue().launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.environ["GRADIO_SERVER_PORT"]))

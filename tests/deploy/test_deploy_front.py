@@ -38,6 +38,7 @@ def test_render_fills_every_placeholder(tmp_path):
     assert "client_max_body_size 2m;" in text and "default https;" in text
     assert f"pid {tmp_path}/nginx.pid;" in text
     assert "set_real_ip_from" not in text  # no proxy in front is trusted unless named
+    assert "rate=5r/s;" in text and "burst=30 nodelay;" in text and "limit_conn vitrine_conn 64;" in text
     trusted = render(RunConfig(trusted_proxy="10.0.0.0/8"), tmp_path)
     assert "set_real_ip_from 10.0.0.0/8;" in trusted and "real_ip_header X-Forwarded-For;" in trusted
 
@@ -45,6 +46,7 @@ def test_render_fills_every_placeholder(tmp_path):
 @pytest.mark.parametrize("field, value", [
     ("max_body", "16m; include /etc/passwd"), ("max_body", "0"), ("host", "0.0.0.0; evil"), ("host", "example.com"),
     ("port", 0), ("app_port", 70000), ("public_scheme", "ftp"), ("trusted_proxy", "10.0.0.0/8; allow all"),
+    ("join_rate", "5r/s; allow all"), ("join_rate", "0r/s"), ("join_burst", 0), ("conn_per_client", "64; x"),
 ])
 def test_render_refuses_values_that_are_not_what_they_claim(field, value):
     with pytest.raises(ValueError, match=field):
@@ -155,6 +157,40 @@ def test_bodies_over_the_cap_get_413_before_the_app(front):
     assert status == 413 and "nginx" in body
     status, body = post(2**20 - 4096)
     assert status not in (413, 502, 503) and "nginx" not in body  # reaches the app (which wants a form)
+
+
+def test_joins_and_open_requests_per_client_are_bounded(front):
+    """Issue 28 item 1 (front side): one client's joins of Gradio's queue beyond the burst, and its open requests
+    beyond `limit_conn`, get 429 from nginx itself, unlogged; reads (GET) are not joins."""
+    import concurrent.futures
+    import http.client
+
+    base, port, _, log = front
+    before = log.read_text()
+
+    def join(_: int) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/gradio_api/queue/join", body=b"{}", headers={"Content-Type": "application/json"})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(join, range(80)))
+    assert statuses.count(429) >= 80 - 30 - 20 and statuses.count(422) >= 30  # the app answered the burst
+    assert all(get(base + "/config")[0] == 200 for _ in range(40))  # GETs are not joins
+    streams = []
+    try:  # server-sent-event streams stay open: the 65th request at once is refused
+        for _ in range(70):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/gradio_api/heartbeat/bounded", headers={"Accept": "text/event-stream"})
+            streams.append((conn, conn.getresponse()))
+        assert [r.status for _, r in streams].count(429) == 70 - 64
+    finally:
+        for conn, _ in streams:
+            conn.close()
+    assert "limiting" not in log.read_text()[len(before):]  # refusals are not logged
+    time.sleep(7)  # the burst refills (5 joins a second) for the other tests of this module
 
 
 def test_forwarded_headers_are_set_by_nginx_only(front):
@@ -311,7 +347,7 @@ def test_sigterm_stops_every_child(tmp_path):
         wait_ok(f"http://127.0.0.1:{port}/dashboard/_stcore/health", proc)
         wait_ok(f"http://127.0.0.1:{port}/", proc)
         pids = child_pids(log)
-        assert set(pids) == {"nginx", "app", "dashboard"}
+        assert set(pids) == {"nginx", "app", "dashboard", "health"}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/gradio_api/heartbeat/test-session", headers={"Accept": "text/event-stream"})
         response = conn.getresponse()
@@ -332,3 +368,50 @@ def test_refuses_a_bad_body_cap_before_starting_anything(tmp_path):
     result = subprocess.run([sys.executable, str(SERVE_ALL), "--port", str(free_port()), "--max-body", "1m; evil"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "max_body" in result.stderr
+
+
+STOPPABLE_APP = """
+import os
+import gradio as gr
+
+def health() -> str:
+    return "ok"
+
+with gr.Blocks() as demo:
+    def stop_queue() -> str:  # what Gradio's Queue.start_processing does when it dies (issue 28 item 1)
+        demo._queue.close()
+        return "stopped"
+
+    gr.api(health, api_name="health")
+    gr.api(stop_queue, api_name="stop_queue")
+demo.queue().launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.environ["GRADIO_SERVER_PORT"]))
+"""
+
+
+def test_a_stopped_queue_makes_the_set_exit_for_a_restart(tmp_path):
+    """Issue 28 item 1: a queue that stopped leaves the app process up and its page answering 200; the health
+    watchdog (a real event every VITRINE_HEALTH_INTERVAL_S) sees it and the whole set exits non-zero."""
+    need_nginx()
+    (tmp_path / "app.py").write_text(STOPPABLE_APP)
+    (tmp_path / "dash.py").write_text("import streamlit as st\nst.write('tiny')\n")
+    port = free_port()
+    log = tmp_path / "serve_all.log"
+    env = {**os.environ, "VITRINE_HEALTH_INTERVAL_S": "1", "VITRINE_HEALTH_RETRIES": "2"}
+    proc = start_serve_all(port, log, env, "--app-cmd", f"{sys.executable} {tmp_path / 'app.py'}",
+                           "--dashboard-script", str(tmp_path / "dash.py"))
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ok(base + "/dashboard/_stcore/health", proc)
+        wait_ok(base + "/", proc)
+        time.sleep(3)  # a few healthy checks
+        assert proc.poll() is None
+        import requests
+
+        joined = requests.post(base + "/gradio_api/call/stop_queue", json={"data": []}, timeout=30)
+        assert joined.status_code == 200  # its result is "Server stopped unexpectedly": the queue stopped under it
+        assert get(base + "/")[0] == 200  # the page still answers
+        assert proc.wait(timeout=60) != 0
+        text = log.read_text()
+        assert "Queue is stopped" in text and "healthcheck: unhealthy" in text
+    finally:
+        stop(proc, log)
