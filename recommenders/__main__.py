@@ -1,4 +1,4 @@
-"""`python -m recommenders fetch|evaluate|train|add-items` - see `python -m recommenders --help`."""
+"""`python -m recommenders fetch|evaluate|train|add-items|synth` - see `python -m recommenders --help`."""
 
 from __future__ import annotations
 
@@ -74,7 +74,46 @@ def _parser() -> argparse.ArgumentParser:
                      help="saved models (one folder with params.json each): content models are extended and re-saved")
     add.add_argument("--text-model", default=None, help="sentence-transformers dir (default: packaged MiniLM)")
     add.add_argument("--image-model", default=None, help="CLIP dir or cached hub id, for datasets with images")
+    syn = sub.add_parser("synth", help="generate a synthetic catalogue with a known topic structure (bring-your-own "
+                         "or MMRec layout); see recommenders/synthetic.py")
+    syn.add_argument("--preset", choices=["8k", "25k", "1m"], default=None,
+                     help="issue 23's sizes (items/users/interactions): 8k 8000/20000/160000, 25k 25000/40000/"
+                          "290000, 1m 1000000/300000/2400000; --items/--users/--interactions override")
+    syn.add_argument("--items", type=int, default=None)
+    syn.add_argument("--users", type=int, default=None)
+    syn.add_argument("--interactions", type=int, default=None)
+    syn.add_argument("--layout", choices=["byo", "mmrec"], required=True,
+                     help="byo: items.csv + interactions.csv (text encoded by the app); mmrec: NAME.inter + "
+                          "precomputed text_feat.npy / image_feat.npy")
+    syn.add_argument("--out", type=Path, required=True, help="the folder to create")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--topics", type=int, default=None, help="latent topics (default sqrt(items), 8..1000)")
+    syn.add_argument("--text-dim", type=int, default=384, help="mmrec: width of text_feat.npy (384 for minilm)")
+    syn.add_argument("--image-dim", type=int, default=512, help="mmrec: width of image_feat.npy")
+    syn.add_argument("--text-space", choices=["minilm", "random"], default="minilm",
+                     help="mmrec: text_feat rows in MiniLM's space (query search works; needs the packaged "
+                          "MiniLM) or random topic vectors (any width, no model)")
+    syn.add_argument("--no-items-table", action="store_true",
+                     help="mmrec: no items.csv (cards get generic labels such as 'Product 12')")
+    syn.add_argument("--name", default=None, help="mmrec: NAME of NAME.inter (default: the folder's name)")
+    syn.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    syn.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
+
+
+def synth(args: argparse.Namespace) -> dict:
+    from recommenders.synthetic import PRESETS, SynthConfig, write_catalogue
+
+    sizes = PRESETS[args.preset] if args.preset else (None, None, None)
+    n_items, n_users, n_inter = (given if given is not None else preset for given, preset in
+                                 zip((args.items, args.users, args.interactions), sizes))
+    if None in (n_items, n_users, n_inter):
+        raise ValueError("synth: expected --preset or all of --items, --users, --interactions")
+    config = SynthConfig(n_items=n_items, n_users=n_users, n_interactions=n_inter, layout=args.layout,
+                         seed=args.seed, n_topics=args.topics, text_dim=args.text_dim, image_dim=args.image_dim,
+                         text_space=args.text_space, items_table=not args.no_items_table, name=args.name)
+    say = (lambda m: None) if args.quiet else (lambda m: print(f"synth: {m}", file=sys.stderr, flush=True))
+    return write_catalogue(config, args.out, overwrite=args.overwrite, say=say)
 
 
 def _params(pairs: list[str]) -> dict[str, object]:
@@ -226,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"dataset": ds.name, "path": str(folder), "items": len(ds.items),
                               "users": len(ds.users), "interactions": len(ds.interactions)}))
             return 0
-        commands = {"evaluate": evaluate, "train": train, "search": search, "add-items": add_items}
+        commands = {"evaluate": evaluate, "train": train, "search": search, "add-items": add_items,
+                    "synth": synth}
         result = commands[args.command](args)
         text = json.dumps(result, indent=2, default=str)
         if getattr(args, "json", None):
@@ -234,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(text)
         print(text)
         return 0
-    except (RecommendersError, ValueError, FileNotFoundError) as exc:
+    except (RecommendersError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1
