@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="fit on a split's train part, report valid/test metrics at 10 and 20")
     common(ev)
-    ev.add_argument("--split", default="random", choices=["random", "loo", "cold-item"])
+    ev.add_argument("--split", default="random", choices=["random", "loo", "cold-item", "given"],
+                    help="given: the dataset's own split (an MMRec folder's x_label), scored with MMRec's protocol "
+                         "(test excludes train items only)")
     ev.add_argument("--json", type=Path, default=None, help="write the result JSON here")
     ev.add_argument("--random-baseline", action="store_true", help="also report a random ranking's test metrics")
     ev.add_argument("--save", type=Path, default=None, help="also save the fitted model into this directory")
@@ -50,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                                         "selection JSON that recommenders.search.best_model reads")
     se.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a bring-your-own folder")
     se.add_argument("--models", nargs="+", required=True, help="models to search (grids: recommenders.search)")
-    se.add_argument("--split", default="random", choices=["random", "loo", "cold-item"])
+    se.add_argument("--split", default="random", choices=["random", "loo", "cold-item", "given"])
     se.add_argument("--seed", type=int, default=2020)
     se.add_argument("--max-trials", type=int, default=12, help="at most this many grid points per model (seeded)")
     se.add_argument("--fixed", action="append", default=[], metavar="MODEL:KEY=VALUE",
@@ -129,11 +131,23 @@ def _params(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _say(args: argparse.Namespace):
+    if getattr(args, "quiet", False):
+        return None
+    return lambda message: print(f"{args.command}: {message}", file=sys.stderr, flush=True)
+
+
+def _load(args: argparse.Namespace):
+    from recommenders.data import load_dataset
+
+    return load_dataset(args.dataset, args.data_dir, cache_dir=args.data_dir / "datasets", say=_say(args))
+
+
 def _features(args: argparse.Namespace, dataset):
     from recommenders.features import item_features
 
     return item_features(dataset, args.data_dir / "features", text_model=args.text_model,
-                         image_model=args.image_model)
+                         image_model=args.image_model, say=_say(args))
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -141,14 +155,13 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from recommenders.data import load_dataset
     from recommenders.evaluation import evaluate_model, random_baseline
     from recommenders.models import create_model
     from recommenders.splits import make_split
 
     torch.set_num_threads(1)
-    dataset = load_dataset(args.dataset, args.data_dir)
-    split = make_split(dataset.interactions, args.split, seed=args.seed)
+    dataset = _load(args)
+    split = make_split(dataset.interactions, args.split, seed=args.seed, labels=dataset.split_labels)
     features = _features(args, dataset)
     params = _params(args.param)
     model = create_model(args.model, **params)
@@ -168,7 +181,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         "fit_cpu_seconds": fit_cpu_seconds,
         "epochs_run": len(model.history) or None,
         "config": {"params": model.params, "split": repr(split), "features": {k: list(v.shape) for k, v in features.items()},
-                   "protocol": "full ranking; test excludes train+valid items, valid excludes train items"
+                   "protocol": "full ranking; test excludes "
+                               + ("train+valid items" if split.test_excludes_valid else "train items only (MMRec's)")
+                               + ", valid excludes train items"
                                + ("; candidates = held-out cold items" if split.cold_items else "")},
     }
     if args.save is not None:
@@ -182,12 +197,11 @@ def evaluate(args: argparse.Namespace) -> dict:
 def train(args: argparse.Namespace) -> dict:
     import torch
 
-    from recommenders.data import load_dataset
     from recommenders.models import FEATURE_MODELS
     from recommenders.training import train_model
 
     torch.set_num_threads(1)
-    dataset = load_dataset(args.dataset, args.data_dir)
+    dataset = _load(args)
     features = _features(args, dataset) if args.model in FEATURE_MODELS else None
     model = train_model(dataset, args.model, features=features, seed=args.seed, progress=not args.quiet,
                         **_params(args.param))
@@ -230,7 +244,6 @@ def add_items(args: argparse.Namespace) -> dict:
 def search(args: argparse.Namespace) -> dict:
     import torch
 
-    from recommenders.data import load_dataset
     from recommenders.search import SEARCH_SPACES, search as run_search, write_selection
     from recommenders.splits import make_split
 
@@ -244,8 +257,8 @@ def search(args: argparse.Namespace) -> dict:
         if not sep or not model:
             raise ValueError(f"--fixed: expected MODEL:KEY=VALUE, got {item!r}")
         fixed.setdefault(model, {}).update(_params([pair]))
-    dataset = load_dataset(args.dataset, args.data_dir)
-    split = make_split(dataset.interactions, args.split, seed=args.seed)
+    dataset = _load(args)
+    split = make_split(dataset.interactions, args.split, seed=args.seed, labels=dataset.split_labels)
     features = _features(args, dataset)
     result = run_search(split, dataset.item_ids, features, {m: SEARCH_SPACES[m] for m in args.models},
                         max_trials=args.max_trials, seed=args.seed, fixed=fixed, progress=not args.quiet)
