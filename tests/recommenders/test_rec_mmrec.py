@@ -277,6 +277,7 @@ def test_a_generated_catalogue_of_moderate_size_loads_and_splits(tmp_path):
     ds = load_dataset(tmp_path / "shop", tmp_path, cache_dir=tmp_path / "datasets")
     assert len(ds.items) == 40_000 and len(ds.users) == 15_000 and len(ds.interactions) == summary["interactions"]
     assert ds.items["title"].str.len().min() > 10  # items.csv titles
+    assert all(len(g) == 1 for g in ds.items["genres"].iloc[:100])  # and the category as a genre
     feats = compute_features(ds, tmp_path / "features")
     assert feats.arrays["text"].shape == (40_000, 32) and feats.arrays["image"].shape == (40_000, 16)
     split = make_split(ds.interactions, "given", labels=ds.split_labels)
