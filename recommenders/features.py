@@ -157,9 +157,23 @@ def _file_key(path: Path) -> str:
     return hashlib.sha256(f"{path.resolve()}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def _check_finite(array: np.ndarray, path: Path, say) -> None:
-    for start in range(0, array.shape[0], _SCAN_ROWS):
-        block = np.asarray(array[start: start + _SCAN_ROWS])
+def _blocks(array: np.memmap, path: Path):
+    """(start row, rows) blocks of a memory-mapped .npy read with plain file reads: the scan's pages are not
+    mapped into this process, so it does not grow the resident set by the file's size."""
+    rows, dim = array.shape
+    with open(path, "rb") as fh:
+        fh.seek(array.offset)
+        for start in range(0, rows, _SCAN_ROWS):
+            count = min(_SCAN_ROWS, rows - start)
+            block = np.fromfile(fh, dtype=array.dtype, count=count * dim)
+            if block.size != count * dim:
+                raise DatasetError(f"{path}: truncated: expected {rows} rows of {dim} values, the file ends at row "
+                                   f"{start + block.size // dim}")
+            yield start, block.reshape(count, dim)
+
+
+def _check_finite(array: np.memmap, path: Path, say) -> None:
+    for start, block in _blocks(array, path):
         ok = np.isfinite(block)
         if not ok.all():
             row, col = np.argwhere(~ok)[0]
@@ -202,11 +216,11 @@ def precomputed_features(dataset: Dataset, cache_dir: Path | None = None, say=No
                 _check_finite(array, path, say)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_suffix(".tmp.npy")
-                copy = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=array.shape)
-                for start in range(0, array.shape[0], _SCAN_ROWS):
-                    copy[start: start + _SCAN_ROWS] = array[start: start + _SCAN_ROWS]
-                copy.flush()
-                del copy
+                with open(tmp, "wb") as out_file:
+                    np.lib.format.write_array_header_1_0(out_file, {"descr": "<f4", "fortran_order": False,
+                                                                    "shape": array.shape})
+                    for _, block in _blocks(array, path):
+                        out_file.write(block.astype(np.float32).tobytes())
                 tmp.replace(target)
             out[modality] = np.load(target, mmap_mode="r")
             continue

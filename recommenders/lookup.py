@@ -14,12 +14,12 @@ No picker lists a catalogue. Three indexes, each built once (seconds at 1M items
 
     ItemSearch(titles, meaning).search(query, k, mode="auto"|"title"|"meaning") -> SearchResult(hits, mode, note)
 
-Title search: titles are normalised (lowercase, accents stripped) and split into tokens; an inverted index
-(token -> item indices, tokens sorted) answers each query token by *prefix* (the token a person is still typing
-matches "wool" for "wo"), exact token matches scoring higher. Items matching more query tokens rank first, then
-exact matches, then titles that start with the query, then popularity, then the lower index. A query matching
-no token falls back to a substring scan of the normalised titles (pyarrow, ~tens of ms at 1M). An exact item
-id ranks first.
+Title search: titles are normalised (lowercase, accents stripped) and split into words; an inverted index
+(word -> item indices, vocabulary sorted) answers each query word by *prefix* (the word a person is still typing:
+"wo" finds "wool"), exact words scoring higher; a query word that starts no title word matches the words that
+contain it ("ool" finds "wool": a scan of the vocabulary, not of the titles). Items matching more query words
+rank first, then exact matches, then titles that start with the query, then popularity, then the lower index.
+An exact item id ranks first.
 
 Meaning search embeds the query with the text encoder and ranks items by inner product with their text
 features. It is only valid when the query encoder is the model that made the features (same family and width):
@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+_MAX_INFIX_WORDS = 2_000  # vocabulary words a query word may match inside of (the rest are dropped)
 _TOKEN_SPLIT = r"[^\p{L}\p{N}]+"  # RE2: anything but letters and digits separates tokens
 _MARKS = r"\p{Mn}+"  # combining marks left by NFKD: "Café" -> "cafe"
 
@@ -190,14 +191,21 @@ class TitleIndex:
     def vocabulary_size(self) -> int:
         return len(self._vocab)
 
-    def _postings_for(self, token: str) -> tuple[np.ndarray, np.ndarray]:
-        """(items whose title has a token starting with `token`, items with exactly `token`)."""
+    def _postings_for(self, token: str) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(items with a title word starting with `token`, items with exactly `token`, True) - or, when no word
+        starts with it, (items with a word containing it, nothing, False). Postings of one vocabulary range
+        are one contiguous slice; an infix match scans the vocabulary, never the titles."""
         lo = int(np.searchsorted(self._vocab, token, side="left"))
         hi = int(np.searchsorted(self._vocab, token + "\U0010ffff", side="left"))
-        prefixed = self._postings[self._offsets[lo]: self._offsets[hi]]
-        exact_hi = lo + 1 if lo < len(self._vocab) and self._vocab[lo] == token else lo
-        exact = self._postings[self._offsets[lo]: self._offsets[exact_hi]]
-        return prefixed, exact
+        if hi > lo:
+            prefixed = self._postings[self._offsets[lo]: self._offsets[hi]]
+            exact_hi = lo + 1 if self._vocab[lo] == token else lo
+            return prefixed, self._postings[self._offsets[lo]: self._offsets[exact_hi]], True
+        inside = np.flatnonzero(np.char.find(self._vocab, token) >= 0)[:_MAX_INFIX_WORDS]
+        if len(inside) == 0:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32), False
+        slices = [self._postings[self._offsets[t]: self._offsets[t + 1]] for t in inside]
+        return np.concatenate(slices), np.empty(0, dtype=np.int32), False
 
     def search(self, query: str, k: int = 20) -> list[Hit]:
         """Up to k items for `query`, best first (see the module docstring for the ranking)."""
@@ -210,39 +218,29 @@ class TitleIndex:
         n = len(self)
         hits: list[Hit] = []
         exact_id = self._ids.get(query)
-        if exact_id is not None:  # an item id: that item first (an id is rarely also a title: no substring scan)
+        if exact_id is not None:  # an item id: that item first
             hits.append(self._hit(exact_id, 1e9, "id"))
         words = tokens(query)
-        score = np.zeros(n, dtype=np.float64) if words else None
-        for word in words:
-            prefixed, exact = self._postings_for(word)
-            _add(score, prefixed, 4.0)
-            _add(score, exact, 1.0)
+        score = np.zeros(n, dtype=np.float32)
         how = "title"
-        if score is None:
-            score = np.zeros(n, dtype=np.float64)
-        best = float(score.max(initial=0.0))
-        full = " ".join(words) if words else query.lower()
-        if (best < 4.0 * len(words) or not words) and exact_id is None:
-            # not every token found as a word prefix ("ool pa"): a substring of the normalised titles also counts,
-            # as much as matching every token
-            needle = normalise([query])[0].as_py()
-            mask = pc.fill_null(pc.match_substring(self.norm, needle), False).to_numpy(zero_copy_only=False)
-            if mask.any():
-                score[mask] = np.maximum(score[mask], 4.0 * max(1, len(words)))
-                if best == 0.0:
-                    how = "substring"
+        for word in words:
+            found, exact, as_prefix = self._postings_for(word)
+            _add(score, found, 4.0 if as_prefix else 3.0)  # a word matched inside another word counts a bit less
+            _add(score, exact, 1.0)
+            if len(found) and not as_prefix:
+                how = "substring"
         cands = np.flatnonzero(score)
         if len(cands) == 0:
             return hits[:k]
-        # among the best token tiers only (a one-letter query can match most of a million titles)
-        cand_score = score[cands]
+        # among the best candidates only (a one-letter query can match most of a million titles)
         if len(cands) > 20 * k:
+            cand_score = score[cands]
             floor = np.partition(cand_score, len(cand_score) - 20 * k)[len(cand_score) - 20 * k]
             cands = cands[cand_score >= floor]
+        full = " ".join(words)
         starts = pc.fill_null(pc.starts_with(self.norm.take(pa.array(cands)), full), False).to_numpy(
             zero_copy_only=False)
-        total = score[cands] + 0.5 * starts + 0.4 * self._pop[cands]
+        total = score[cands].astype(np.float64) + 0.5 * starts + 0.4 * self._pop[cands]
         top = cands[np.lexsort((cands, -total))][: k]
         total_of = dict(zip(cands.tolist(), total.tolist()))
         seen = {h.index for h in hits}

@@ -341,21 +341,36 @@ def _empty_lists(n: int) -> pd.Series:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        out = np.empty(n, dtype=object)
-        out[:] = [[] for _ in range(n)]
+        return pd.Series([[] for _ in range(n)], dtype=object)
     finally:
         if enabled:
             gc.enable()
-    return pd.Series(out, dtype=object)
 
 
 def _genres(values, n: int) -> pd.Series:
+    """Lists of genre names ("a|b" or "a;b" in items.csv); one Python string per distinct genre, shared by
+    every row that has it (a million rows of one category each are a million small lists, not two million
+    objects)."""
     if values is None or values.null_count == len(values):
         return _empty_lists(n)
+    import gc
+
     import pyarrow.compute as pc
 
-    parts = pc.split_pattern_regex(pc.fill_null(values, ""), r"\s*[|;]\s*")
-    return pd.Series([[g.strip() for g in row if g.strip()] for row in parts.to_pylist()], dtype=object)
+    parts = pc.split_pattern_regex(pc.utf8_trim_whitespace(pc.fill_null(values, "")), r"\s*[|;]\s*")
+    codes, names = pd.factorize(pd.Series(pc.list_flatten(parts), dtype="str"))
+    names = [str(name) for name in names]
+    keep = [bool(name) for name in names]
+    offsets = parts.offsets.to_numpy()
+    codes = codes.tolist()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return pd.Series([[names[c] for c in codes[offsets[i]: offsets[i + 1]] if keep[c]] for i in range(n)],
+                         dtype=object)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _build(folder: Path, say: Callable[[str], None]) -> tuple[dict, dict, dict]:
@@ -485,13 +500,18 @@ def _cache_write(entry: Path, inter: dict, items: dict, meta: dict) -> None:
     tmp.rename(entry)
 
 
+def _array(column):
+    """One pyarrow array of a column: its only chunk as is (zero-copy over the memory map), else combined."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _cache_read(entry: Path) -> tuple[dict, dict, dict]:
     table = _read_arrow(entry / "interactions.arrow")
-    inter = {name: table.column(name).combine_chunks().to_numpy() for name in table.column_names}
+    inter = {name: _array(table.column(name)).to_numpy() for name in table.column_names}
     items_table = _read_arrow(entry / "items.arrow")
-    items = {name: items_table.column(name).combine_chunks() for name in items_table.column_names}
+    items = {name: _array(items_table.column(name)) for name in items_table.column_names}
     meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-    meta["users"] = _read_arrow(entry / "users.arrow").column("user_id").combine_chunks()
+    meta["users"] = _array(_read_arrow(entry / "users.arrow").column("user_id"))
     return inter, items, meta
 
 
@@ -502,14 +522,19 @@ def load_mmrec(folder: Path, cache_dir: Path | None = None, say: Callable[[str],
     entry = Path(cache_dir) / f"mmrec-{folder.name}-{signature(folder)}" if cache_dir is not None else None
     if entry is not None and (entry / "meta.json").is_file():
         t0 = time.perf_counter()
-        parts = _cache_read(entry)
+        inter, items, meta = _cache_read(entry)
         say(f"{folder.name}: parsed dataset read from the cache in {time.perf_counter() - t0:.1f}s")
-    else:
-        parts = _build(folder, say)
-        if entry is not None:
-            for stale in Path(cache_dir).glob(f"mmrec-{folder.name}-*"):  # older versions of these files
-                if stale != entry:
-                    shutil.rmtree(stale, ignore_errors=True)
-            _cache_write(entry, *parts)
-            say(f"{folder.name}: parsed dataset cached in {entry}")
-    return _dataset(folder, *parts)
+        dataset = _dataset(folder, inter, items, meta)
+        if meta.get("content_hash"):
+            dataset.__dict__["_content_hash"] = meta["content_hash"]  # Dataset.content_hash's memo: no rehash
+        return dataset
+    inter, items, meta = _build(folder, say)
+    dataset = _dataset(folder, inter, items, meta)
+    if entry is not None:
+        meta["content_hash"] = dataset.content_hash()
+        for stale in Path(cache_dir).glob(f"mmrec-{folder.name}-*"):  # older versions of these files
+            if stale != entry:
+                shutil.rmtree(stale, ignore_errors=True)
+        _cache_write(entry, inter, items, meta)
+        say(f"{folder.name}: parsed dataset cached in {entry}")
+    return dataset
