@@ -85,7 +85,6 @@ def step_load(size: str, folder: Path, cache: Path) -> dict:
 
 
 def step_lookup(size: str, folder: Path, cache: Path) -> dict:
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)
@@ -138,7 +137,6 @@ def step_lookup(size: str, folder: Path, cache: Path) -> dict:
         out["meaning_search_ms_p50"] = round(_pct(meaning_ms, 50), 1)
         out["meaning_search_ms_p95"] = round(_pct(meaning_ms, 95), 1)
         out["example"] = {q: [h.title for h in search.search(q, 3).hits] for q in MEANING_QUERIES[:2]}
-    del np
     return out
 
 

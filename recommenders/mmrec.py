@@ -139,8 +139,6 @@ def _first_bad(path: Path, name: str, bad: np.ndarray, values: np.ndarray, expec
 
 def read_inter(path: Path) -> dict[str, np.ndarray]:
     """NAME.inter as arrays: user, item (int32), rating (float32), timestamp (int64), x_label (int8 or None)."""
-    import pyarrow.csv as pacsv
-
     with open(path, encoding="utf-8", errors="replace") as fh:
         header = fh.readline().rstrip("\r\n").split("\t")
     missing = [c for c in REQUIRED if c not in header]
@@ -150,7 +148,6 @@ def read_inter(path: Path) -> dict[str, np.ndarray]:
     ints = tuple(c for c in ("userID", "itemID", "x_label") if c in header)
     floats = tuple(c for c in ("rating", "timestamp") if c in header)
     table = _read_tsv(path, ints, floats)
-    del pacsv
     if table.num_rows == 0:
         raise DatasetError(f"{path}: has a header but no rows; expected at least one interaction")
     out: dict[str, np.ndarray] = {}
