@@ -81,8 +81,11 @@ def resolve_text_model(text_model: str | None) -> str:
     return text_model
 
 
+_PROGRESS_STEP = 2048  # texts per progress line of a long encode
+
+
 def encode_texts(texts: list[str], text_model: str | None = None, batch_size: int = 64, say=None,
-                 step: int = 2048) -> np.ndarray:
+                 step: int = _PROGRESS_STEP) -> np.ndarray:
     """L2-normalised sentence embeddings (len(texts), d) from a local sentence-transformers model.
 
     `say`: a progress line every `step` texts (encoding 25k texts takes minutes on one core)."""
@@ -313,8 +316,9 @@ def _has_texts(dataset: Dataset) -> bool:
 
 def _text(dataset: Dataset, cache_dir: Path, text_model: str | None, say=None) -> np.ndarray:
     texts = dataset.items["text"].tolist()
-    encode = (lambda: encode_texts(texts, text_model)) if say is None else \
-        (lambda: encode_texts(texts, text_model, say=say))
+    # progress lines only for an encode long enough to need them (and the plain call otherwise)
+    encode = (lambda: encode_texts(texts, text_model)) if say is None or len(texts) <= _PROGRESS_STEP else \
+        (lambda: encode_texts(texts, text_model, say=say, step=_PROGRESS_STEP))
     return _cached(text_cache_path(dataset, cache_dir, text_model), encode)
 
 
