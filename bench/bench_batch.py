@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.bench_batch                         # 500 generic covers, tiny models, CPU, 64 px art
     .venv/bin/python -m bench.bench_batch --kinds covers,captions --items 500
-    scripts/with_postgres.sh .venv/bin/python -m bench.bench_batch   # database inserts/s on PostgreSQL too
+    scripts/with_postgres.sh .venv/bin/python -m bench.bench_batch --kinds ''   # only blob writes/s and inserts/s
+    .venv/bin/python -m bench.bench_batch --cover-model DIR --cover-size 512 --device cuda --actors 8   # a GPU box
 
 The same 500 items (a synthetic catalogue) go through `app.batch.make_assets` three ways, each into a fresh
 database and blob store: in process (no Ray: one generator, the batches one after another), on a local Ray with
@@ -62,12 +63,12 @@ def synthetic_catalogue(n_items: int, n_users: int = 50, seed: int = 0):
     return Dataset("bench", items, users, interactions)
 
 
-def _settings(root: Path, models: dict[str, str], database_url: str | None = None):
+def _settings(root: Path, models: dict[str, str], device: str):
     from app.settings import Settings
 
     root.mkdir(parents=True, exist_ok=True)
-    return Settings(data_dir=root, database_url=database_url or f"sqlite:///{root / 'vitrine.db'}", dataset="bench",
-                    cover_model=models["sd"], caption_model=models["lm"], image_model=None, device="cpu")
+    return Settings(data_dir=root, database_url=f"sqlite:///{root / 'vitrine.db'}", dataset="bench",
+                    cover_model=models["sd"], caption_model=models["lm"], image_model=None, device=device)
 
 
 def _blob_writes(root: Path, n: int) -> dict:
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actors", type=int, default=2, help="actors of the scale-out run (default 2)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cover-size", type=int, default=64, help="cover art pixels (the tiny model's 64)")
+    parser.add_argument("--cover-model", default=None, help="a diffusers directory (default: the tiny test model)")
+    parser.add_argument("--caption-model", default=None, help="an instruct LM directory (default: the tiny one)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (Ray actors hold a GPU each on cuda)")
     parser.add_argument("--blob-writes", type=int, default=2000)
     parser.add_argument("--db-rows", type=int, default=4000)
     parser.add_argument("--pg-url", default=os.environ.get("VITRINE_TEST_PG_URL"))
@@ -133,14 +137,15 @@ def main(argv: list[str] | None = None) -> int:
           load_avg=[round(x, 2) for x in os.getloadavg()])
     work = Path(tempfile.mkdtemp(prefix="vitrine-bench-batch-"))
     try:
-        models = {"sd": str(build_tiny_sd(work / "sd")), "lm": str(build_tiny_lm(work / "lm"))}
+        models = {"sd": args.cover_model or str(build_tiny_sd(work / "sd")),
+                  "lm": args.caption_model or str(build_tiny_lm(work / "lm"))}
         dataset = synthetic_catalogue(args.items)
         for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
             runs = {}
             for name, options in (("in_process", RayOptions(in_process=True)),
                                   ("ray_1_actor", RayOptions(actors=1, num_cpus=os.cpu_count())),
                                   (f"ray_{args.actors}_actors", RayOptions(actors=args.actors, num_cpus=os.cpu_count()))):
-                settings = _settings(work / f"{kind}-{name}", models)
+                settings = _settings(work / f"{kind}-{name}", models, args.device)
                 summary = make_assets(settings, kind, "generic", dataset=dataset, batch_size=args.batch_size,
                                       cover_size=args.cover_size, options=options)
                 assert summary["made"] == args.items, summary

@@ -3,12 +3,19 @@
     python -m bench.profile_ingest --engine sqlite --events 200000
     VITRINE_PG_OPTS="-c shared_preload_libraries=pg_stat_statements" \\
         scripts/with_postgres.sh .venv/bin/python -m bench.profile_ingest --engine postgresql --events 200000
+    scripts/with_postgres.sh .venv/bin/python -m bench.profile_ingest --engine both --events 200000
 
 Writes `store.record_feedback_batch` batches of --batch events into a fresh database (the catalogue of
 bench.bench_store) and prints one JSON line per --window events: the window's events/s, the table's size, and the
 client-side time per batch of each SQL statement (timed around the driver call, so round trips are included).
 On PostgreSQL it also prints whether autovacuum has analyzed the table yet, and at the end the top statements of
 pg_stat_statements (when the server preloads it) and the plan of a replay lookup of 500 event ids.
+
+`--engine both` writes each batch to SQLite, then the same batch to PostgreSQL, so that load from other jobs hits
+both alike, and prints per window each engine's events/s, their ratio, and the CPU time per batch: this process's
+for each engine, and for PostgreSQL also the server's (every process of the cluster, from /proc). On a quiet
+machine a batch costs about the sum of its CPU times (client and server take turns), which makes the CPU figures
+the load-independent comparison.
 """
 
 from __future__ import annotations
@@ -28,6 +35,69 @@ def _key(statement: str) -> str:
     return " ".join(statement.split())[:60]
 
 
+def _cluster_cpu_s(postmaster: int) -> float:
+    """CPU seconds (user + system) of a PostgreSQL cluster: the postmaster and every child of it, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _both(args) -> int:
+    """Interleaved batches to SQLite and PostgreSQL (see the module docstring)."""
+    from annotation import store
+    from annotation.db import make_engine, make_session_factory
+    from bench.bench_store import _catalog, _drop, _events, _fresh_url
+
+    workdir = Path(tempfile.mkdtemp(prefix="vitrine-profile-ingest-"))
+    urls = {name: _fresh_url(name, workdir, args.pg_url, "both") for name in ("sqlite", "postgresql")}
+    engines = {name: make_engine(url) for name, url in urls.items()}
+    sessions = {name: make_session_factory(engine) for name, engine in engines.items()}
+    for Session in sessions.values():
+        _catalog(Session)
+    with engines["postgresql"].connect() as conn:
+        backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    events = _events(args.events, seed=2)
+    zero = {"wall": 0.0, "cpu": 0.0, "server": 0.0}
+    window = {name: dict(zero) for name in sessions}
+    for start in range(0, len(events), args.batch):
+        batch = events[start : start + args.batch]
+        for name, Session in sessions.items():
+            server0 = _cluster_cpu_s(postmaster) if name == "postgresql" else 0.0
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            with Session() as s, s.begin():
+                store.record_feedback_batch(s, batch)
+            window[name]["wall"] += time.perf_counter() - wall0
+            window[name]["cpu"] += time.process_time() - cpu0
+            if name == "postgresql":
+                window[name]["server"] += _cluster_cpu_s(postmaster) - server0
+        done = start + args.batch
+        if done % args.window == 0 or done >= len(events):
+            n = args.window / args.batch
+            rate = {name: round(args.window / w["wall"]) for name, w in window.items()}
+            print(json.dumps({
+                "rows": done, "events_per_s": rate, "ratio_pg_over_sqlite": round(rate["postgresql"] / rate["sqlite"], 3),
+                "cpu_ms_per_batch": {"sqlite": round(window["sqlite"]["cpu"] * 1000 / n, 1),
+                                     "postgresql_client": round(window["postgresql"]["cpu"] * 1000 / n, 1),
+                                     "postgresql_server": round(window["postgresql"]["server"] * 1000 / n, 1)},
+                "load_avg": round(os.getloadavg()[0], 2)}), flush=True)
+            window = {name: dict(zero) for name in sessions}
+    for name, engine in engines.items():
+        engine.dispose()
+        _drop(name, urls[name])
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from sqlalchemy import event
 
@@ -36,14 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     from bench.bench_store import _catalog, _drop, _events, _fresh_url
 
     parser = argparse.ArgumentParser(prog="python -m bench.profile_ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="sqlite")
     parser.add_argument("--pg-url", default=os.environ.get("VITRINE_TEST_PG_URL"))
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--window", type=int, default=20_000)
     args = parser.parse_args(argv)
-    if args.engine == "postgresql" and not args.pg_url:
-        parser.error("--engine postgresql needs --pg-url or VITRINE_TEST_PG_URL (run under scripts/with_postgres.sh)")
+    if args.engine != "sqlite" and not args.pg_url:
+        parser.error(f"--engine {args.engine} needs --pg-url or VITRINE_TEST_PG_URL (run under scripts/with_postgres.sh)")
+    if args.engine == "both":
+        return _both(args)
     workdir = Path(tempfile.mkdtemp(prefix="vitrine-profile-ingest-"))
     url = _fresh_url(args.engine, workdir, args.pg_url, "profile")
     engine = make_engine(url)
