@@ -146,6 +146,7 @@ class Settings:
     sync_every: int = 30  # seconds between syncs to the sink: the most a crash can lose
     blob_url: str | None = None  # where generated covers live (fsspec URL or path); None = <data_dir>/blobs
     asset_quota_mb: float = 2048.0  # generated files the blob store may hold here (MiB; ~13k model covers); 0 = none
+    data_dir_fs: str | None = None  # the data dir's filesystem when it is remote (nfs, fuse.*: a bucket volume, ...)
 
     @property
     def db_is_sqlite(self) -> bool:
@@ -207,28 +208,92 @@ def password_matches(given: object, expected: str) -> bool:
     return hmac.compare_digest(given_bytes, expected.encode("utf-8"))
 
 
+# Filesystems whose files live on another machine: network filesystems, and FUSE filesystems (a Hugging Face Storage
+# Bucket attached to a Space as a volume or mounted with hf-mount, s3fs, gcsfuse, rclone, sshfs, ...) except the
+# FUSE filesystems known to be local. SQLite's locks and write-ahead log are not safe on any of them.
+REMOTE_FS_TYPES = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "ceph", "glusterfs", "lustre",
+                             "gpfs", "beegfs", "orangefs", "davfs", "s3fs", "fuse"})
+LOCAL_FUSE_TYPES = frozenset({"fuse.fuse-overlayfs", "fuse.lxcfs", "fuse.squashfuse", "fuse.portal"})
+MOUNTS_FILE = Path("/proc/mounts")
+
+
+def _unescape_mount_field(field: str) -> str:
+    """/proc/mounts writes space, tab, newline and backslash in paths as octal escapes (\\040 ...)."""
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_of(path: Path | str, mounts: str) -> tuple[str, str] | None:
+    """(mount point, filesystem type) of the mount that holds `path` (absolute), read from `mounts` (the text of
+    /proc/mounts: "device mount-point fstype options dump pass" per line): the longest mount point that is `path`
+    or one of its parents; later lines win (a mount over a mount). None when no line covers it."""
+    target = Path(path).as_posix()
+    best: tuple[str, str] | None = None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point, fstype = _unescape_mount_field(fields[1]), fields[2]
+        covers = target == point or target.startswith(point.rstrip("/") + "/")
+        if covers and (best is None or len(point) >= len(best[0])):
+            best = (point, fstype)
+    return best
+
+
+def remote_storage(path: Path | str, mounts: str) -> str | None:
+    """The filesystem type holding `path` when its files live elsewhere (REMOTE_FS_TYPES, `nfs*`, or any FUSE
+    filesystem but LOCAL_FUSE_TYPES: an object-storage bucket mounted as a volume is one), else None."""
+    found = mount_of(path, mounts)
+    if found is None:
+        return None
+    fstype = found[1]
+    if fstype in REMOTE_FS_TYPES or fstype.startswith("nfs") or (fstype.startswith("fuse.")
+                                                                   and fstype not in LOCAL_FUSE_TYPES):
+        return fstype
+    return None
+
+
+def _read_mounts() -> str:
+    try:
+        return MOUNTS_FILE.read_text()
+    except OSError:  # not Linux, or no /proc: every path counts as local
+        return ""
+
+
 def writable_dir(path: Path) -> bool:
     """True when `path` is a directory this process may create files in."""
     return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
-def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("/data")) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("/data"),
+                  mounts: str | None = None) -> Settings:
     """Read every setting from `env` (default: `os.environ`), validating as it goes.
 
-    On a Space (SPACE_ID set) with persistent storage (`data_root`, /data, writable): the data dir is
-    `<data_root>/vitrine` and, unless VITRINE_SYNC_URL or DATABASE_URL say otherwise, the live SQLite file stays on
-    the Space's local disk (a storage mount is no place for a database with a WAL and locks) while committed
-    records are synced as Parquet shards to `<data_root>/vitrine/events`, from which an empty database is rebuilt
-    at start.
+    On a Space (SPACE_ID set) with storage mounted at `data_root` (/data, writable: a Storage Bucket attached as a
+    volume) the data dir is `<data_root>/vitrine`. Whenever the data dir is on such storage, or on any network or
+    FUSE filesystem (`remote_storage` of `mounts`, the text of /proc/mounts, read when None), the live SQLite file
+    stays on this machine's local disk (object storage and network filesystems are no place for a database with a
+    WAL and locks) and, unless VITRINE_SYNC_URL or DATABASE_URL say otherwise, committed records are synced as
+    Parquet shards to `<data_dir>/events`, from which an empty database is rebuilt at start.
     """
     env = os.environ if env is None else env
+    mounts = _read_mounts() if mounts is None else mounts
     space_id = env.get("SPACE_ID") or None
     persistent = space_id is not None and not env.get("VITRINE_DATA_DIR") and writable_dir(Path(data_root))
     default_dir = Path(data_root) / "vitrine" if persistent else REPO_ROOT / ".vitrine"
     data_dir = Path(env.get("VITRINE_DATA_DIR") or default_dir).expanduser().resolve()
-    db_dir = REPO_ROOT / ".vitrine" if persistent else data_dir
+    data_dir_fs = remote_storage(data_dir, mounts)
+    keep_db_local = persistent or data_dir_fs is not None
+    db_dir = data_dir
+    if keep_db_local:
+        db_dir = REPO_ROOT / ".vitrine"
+        if remote_storage(db_dir, mounts) is not None:  # the checkout is on the network too: the temp dir then
+            import tempfile
+
+            db_dir = Path(tempfile.gettempdir()) / "vitrine"
     sync_url = (env.get("VITRINE_SYNC_URL") or "").strip() or None
-    if sync_url is None and persistent and not env.get("DATABASE_URL"):
+    if sync_url is None and keep_db_local and not env.get("DATABASE_URL"):
         sync_url = str(data_dir / "events")
     port_raw = env.get("GRADIO_SERVER_PORT") or env.get("PORT")
     port = _int({"PORT": port_raw} if port_raw else {}, "PORT", 7860, 1, 65535)
@@ -286,4 +351,5 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         sync_every=_int(env, "VITRINE_SYNC_EVERY", 30, 1, 86_400),
         blob_url=(env.get("VITRINE_BLOB_URL") or "").strip() or None,
         asset_quota_mb=_float(env, "VITRINE_ASSET_QUOTA_MB", Settings.asset_quota_mb, 0.0, 1e9),
+        data_dir_fs=data_dir_fs,
     )
