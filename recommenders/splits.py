@@ -9,6 +9,9 @@
   (users with fewer than 3 interactions keep what they have in train first, as RecBole's `LS` does).
 - `cold_item_split`: 10-20% of items held out with all their interactions; their interactions are split
   half/half between valid and test by user-independent random draw; train never sees them.
+- `given_split`: the source's own split (an MMRec folder's x_label: 0 train, 1 valid, 2 test), kept as is, with
+  MMRec's protocol: the test ranking excludes the user's train items only (MMRec's EvalDataLoader masks the
+  train set for valid and test alike), so our numbers sit next to MMRec's published tables.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 
 from recommenders.errors import DatasetError
 
-SPLITS = ("random", "loo", "cold-item")
+SPLITS = ("random", "loo", "cold-item", "given")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class Split:
     valid: pd.DataFrame
     test: pd.DataFrame
     cold_items: tuple[str, ...] = field(default=())
+    # False: the test ranking excludes train items only (MMRec's protocol), not train + valid (RecBole's)
+    test_excludes_valid: bool = True
 
     def __repr__(self) -> str:
         return (f"Split({self.name!r}, seed={self.seed}, train={len(self.train)}, valid={len(self.valid)}, "
@@ -121,7 +126,30 @@ def cold_item_split(interactions: pd.DataFrame, seed: int = 2020, fraction: floa
                  held[to_test].reset_index(drop=True), tuple(sorted(cold)))
 
 
-def make_split(interactions: pd.DataFrame, name: str, seed: int = 2020) -> Split:
+def given_split(interactions: pd.DataFrame, labels: np.ndarray | None, seed: int = 2020) -> Split:
+    """The source's own split: `labels[i]` (0 train, 1 valid, 2 test) for row i of `interactions`."""
+    _check(interactions)
+    if labels is None:
+        raise DatasetError("split 'given': this dataset has no split of its own (an MMRec folder's x_label "
+                           f"column); use one of {[s for s in SPLITS if s != 'given']}")
+    labels = np.asarray(labels)
+    if labels.shape != (len(interactions),):
+        raise DatasetError(f"split 'given': expected one label per interaction ({len(interactions)}), "
+                           f"got shape {labels.shape}")
+    bad = (labels < 0) | (labels > 2)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"split 'given': row {row + 1}: expected a label 0, 1 or 2, got {labels[row]}")
+    parts = [interactions[labels == p].reset_index(drop=True) for p in range(3)]
+    if parts[0].empty:
+        raise DatasetError("split 'given': no training rows (x_label 0); expected some")
+    return Split("given", int(seed), *parts, test_excludes_valid=False)
+
+
+def make_split(interactions: pd.DataFrame, name: str, seed: int = 2020, labels: np.ndarray | None = None) -> Split:
+    """`labels`: the source's own split labels, used by "given" only (`Dataset.split_labels`)."""
+    if name == "given":
+        return given_split(interactions, labels, seed)
     if name == "random":
         return random_split(interactions, seed)
     if name == "loo":
