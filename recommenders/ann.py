@@ -54,7 +54,7 @@ class ItemIndex:
     seeded sample of at most 256 vectors per list and holds a float32 copy of the vectors.
     """
 
-    def __init__(self, vectors: np.ndarray, kind: str = "auto", exact_max: int = EXACT_MAX_ITEMS,
+    def __init__(self, vectors: np.ndarray, kind: str = "auto", exact_max: int | None = None,
                  nprobe: int = DEFAULT_NPROBE, nlist: int | None = None, seed: int = 0,
                  _index=None) -> None:
         v = np.asarray(vectors)
@@ -65,6 +65,7 @@ class ItemIndex:
         if nprobe < 1:
             raise ValueError(f"nprobe: expected a positive integer, got {nprobe}")
         self.vectors = np.ascontiguousarray(v, dtype=np.float32)
+        exact_max = EXACT_MAX_ITEMS if exact_max is None else exact_max
         self.kind = ("exact" if len(v) <= exact_max else "ivf") if kind == "auto" else kind
         self.nprobe = int(nprobe)
         self.index = _index
@@ -148,7 +149,7 @@ class ItemIndex:
         return cls(vectors, kind="ivf", nprobe=nprobe, _index=index)
 
 
-def knn(vectors: np.ndarray, k: int, exact_max: int = EXACT_MAX_ITEMS, chunk: int = 1024,
+def knn(vectors: np.ndarray, k: int, exact_max: int | None = None, chunk: int = 1024,
         nprobe: int = KNN_NPROBE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Each row's `k` most similar other rows by inner product: (indices (n, k) int64, scores (n, k) float32).
 
@@ -163,7 +164,7 @@ def knn(vectors: np.ndarray, k: int, exact_max: int = EXACT_MAX_ITEMS, chunk: in
     out_s = np.full((n, k), -np.inf, dtype=np.float32)
     if kk < 1:
         return out_i, out_s
-    if n <= exact_max:
+    if n <= (EXACT_MAX_ITEMS if exact_max is None else exact_max):
         for start in range(0, n, chunk):
             sim = v[start: start + chunk] @ v.T  # (chunk, n)
             rows = np.arange(start, min(start + chunk, n))

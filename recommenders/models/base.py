@@ -102,8 +102,13 @@ class SparseScores(LazyScores):
             keep = ~np.isin(idx, ex)
             idx, val = idx[keep], val[keep]
         pos, neg = val > 0, val < 0
-        order = np.lexsort((idx[pos], -val[pos]))[:k]
-        out_i, out_v = [idx[pos][order]], [val[pos][order]]
+        pi, pv = idx[pos], val[pos]
+        if len(pv) > k:  # keep the k largest (and every tie of the k-th) before the exact sort
+            kth = np.partition(pv, len(pv) - k)[len(pv) - k]
+            keep = pv >= kth
+            pi, pv = pi[keep], pv[keep]
+        order = np.lexsort((pi, -pv))[:k]
+        out_i, out_v = [pi[order]], [pv[order]]
         need = k - len(out_i[0])
         if need > 0:  # the zero scores, lowest index first, skipping excluded and non-zero items
             blocked = np.union1d(ex, idx[val != 0])
@@ -497,28 +502,72 @@ class Recommender:
 
 
 # -- helpers shared by factor models ---------------------------------------------------------------------------
+class FactorScores(LazyScores):
+    """score = V . query + b over a factor model's items, ranked through its ANN index (`recommenders.ann`)."""
+
+    def __init__(self, model: "FactorModel", query: np.ndarray) -> None:
+        self.model, self.query, self.n = model, np.asarray(query, dtype=np.float64), len(model.V)
+
+    def dense(self) -> np.ndarray:
+        return self.model.V @ self.query + self.model.b
+
+    def top(self, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.ann_index().search(np.append(self.query, 1.0), k, exclude)
+
+
 class FactorModel(Recommender):
-    """score(u, i) = U[u] . V[i] + b[i]; subclasses fill `self.U`, `self.V`, `self.b` (float64) in `_fit`."""
+    """score(u, i) = U[u] . V[i] + b[i]; subclasses fill `self.U`, `self.V`, `self.b` (float64) in `_fit`.
+
+    Above `recommenders.ann.EXACT_MAX_ITEMS` items the top-k come from an IVF index over the rows [V[i], b[i]]
+    (query [u, 1]; built at the end of the fit, saved in the npz, so a restart does not rebuild it); `score`
+    stays exact. Below it, scoring is the exact dense product, as before.
+    """
 
     U: np.ndarray
     V: np.ndarray
     b: np.ndarray
+    _ann: Any = None
 
-    def _score_one(self, user: int) -> np.ndarray:
-        return self.V @ self.U[user] + self.b
+    def _scores(self, query: np.ndarray) -> np.ndarray | FactorScores:
+        from recommenders.ann import EXACT_MAX_ITEMS
 
-    def _fold_in(self, items: np.ndarray) -> np.ndarray:
+        if len(self.V) <= EXACT_MAX_ITEMS:
+            return self.V @ query + self.b
+        return FactorScores(self, query)
+
+    def _score_one(self, user: int) -> np.ndarray | FactorScores:
+        return self._scores(self.U[user])
+
+    def _fold_in(self, items: np.ndarray) -> np.ndarray | FactorScores:
         """A new user's vector is the mean of the picked items' vectors (for LightGCN this is what one
         propagation step over the new user's edges computes, up to normalisation)."""
-        return self.V @ self.V[items].mean(0) + self.b
+        return self._scores(self.V[items].mean(0))
 
-    def _set_factors(self, U: np.ndarray, V: np.ndarray, b: np.ndarray | None = None) -> None:
+    def ann_index(self):
+        """The item index (`recommenders.ann.ItemIndex`) over [V, b]; rebuilt if the catalogue changed."""
+        from recommenders.ann import ItemIndex
+
+        if self._ann is None or self._ann.n_items != len(self.V):
+            self._ann = ItemIndex(np.hstack([self.V, self.b[:, None]]))
+        return self._ann
+
+    def _set_factors(self, U: np.ndarray, V: np.ndarray, b: np.ndarray | None = None, ann: np.ndarray | None = None
+                     ) -> None:
+        from recommenders.ann import EXACT_MAX_ITEMS, ItemIndex
+
         self.U = np.ascontiguousarray(U, dtype=np.float64)
         self.V = np.ascontiguousarray(V, dtype=np.float64)
         self.b = np.zeros(len(V)) if b is None else np.asarray(b, dtype=np.float64)
+        self._ann = None
+        if len(self.V) > EXACT_MAX_ITEMS:  # built now (fit or load), not at the first request
+            vectors = np.hstack([self.V, self.b[:, None]])
+            self._ann = ItemIndex.from_bytes(vectors, ann) if ann is not None and len(ann) else ItemIndex(vectors)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"U": self.U, "V": self.V, "b": self.b}
+        state = {"U": self.U, "V": self.V, "b": self.b}
+        if self._ann is not None and self._ann.n_items == len(self.V):
+            state["ann"] = self._ann.to_bytes()
+        return state
 
     def _restore(self, arrays: Mapping[str, np.ndarray]) -> None:
-        self._set_factors(arrays["U"], arrays["V"], arrays["b"])
+        self._set_factors(arrays["U"], arrays["V"], arrays["b"], arrays.get("ann"))

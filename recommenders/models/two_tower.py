@@ -204,7 +204,7 @@ class TwoTower(FactorModel):
         if self.params["user_tower"] == "history":
             u = u @ self.user_map
         u /= max(float(np.linalg.norm(u)), 1e-12)
-        return self.V @ u + self.b
+        return self._scores(u)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**super()._state(), "user_map": self.user_map}

@@ -271,3 +271,31 @@ def test_knn_exact_and_ivf_agree_on_most_neighbours() -> None:
     assert (exact != np.arange(5_000)[:, None]).all() and (approx != np.arange(5_000)[:, None]).all()
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx)])
     assert overlap > 0.8, overlap
+
+
+def test_factor_models_rank_through_the_index_above_the_threshold(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    from recommenders import ann
+    from recommenders.models.base import FactorScores
+
+    monkeypatch.setattr(ann, "EXACT_MAX_ITEMS", 100)  # a 400-item catalogue is "large" here
+    data = random_interactions(80, 400, 3_000, seed=9)
+    items = [f"i{i}" for i in range(400)]
+    model = create_model("bpr", dim=8, epochs=3, batch_size=256, seed=1).fit(data, items)
+    assert model._ann is not None and model._ann.kind == "ivf"
+    assert isinstance(model._score_one(0), FactorScores)
+    seen = set(data.loc[data["user_id"] == model.user_ids[0], "item_id"])
+    ids, scores = model.recommend(model.user_ids[0], k=20)
+    exact = model.score(0)  # the exact dense scores
+    exact[[model.item_index(i) for i in seen]] = -np.inf
+    want = [items[i] for i in topk_indices(exact, 20)]
+    assert not set(ids) & seen
+    assert ids == want  # the index probes every list of so small a catalogue: exactly the dense ranking
+    np.testing.assert_allclose(scores, exact[[model.item_index(i) for i in ids]], rtol=1e-5)
+    model.save(tmp_path / "m")
+    with np.load(tmp_path / "m" / "arrays.npz") as npz:
+        assert npz["state__ann"].dtype == np.uint8 and len(npz["state__ann"]) > 0
+    again = load_model(tmp_path / "m")
+    assert again.recommend(model.user_ids[0], k=20)[0] == ids
+    fold, _ = again.recommend_with_feedback(None, liked=["i1", "i2"], disliked=["i3"], k=10)
+    assert len(fold) == 10 and not {"i1", "i2", "i3"} & set(fold)
