@@ -96,22 +96,23 @@ def cooccurrence(x: sp.csr_matrix, keep: int) -> tuple[sp.csr_matrix, np.ndarray
     return sym, diag
 
 
-def _neighbourhoods(gram: sp.csr_matrix, k: int, text_nb: np.ndarray | None) -> list[np.ndarray]:
-    """Per item: its k largest co-occurrence partners (value desc, index asc) then its text neighbours."""
+def _neighbourhoods(gram: sp.csr_matrix, k: int, text_nb: np.ndarray | None) -> sp.csr_matrix:
+    """Row j: item j's k largest co-occurrence partners (ties: lower index) and its text neighbours, as the
+    column indices of a CSR pattern (sorted, unique; data unused)."""
     n = gram.shape[0]
-    out = []
-    for j in range(n):
-        lo, hi = gram.indptr[j], gram.indptr[j + 1]
-        idx, val = gram.indices[lo:hi], gram.data[lo:hi]
-        if hi - lo > k:
-            sel = np.lexsort((idx, -val))[:k]
-            idx = idx[sel]
-        if text_nb is not None:
-            t = text_nb[j]
-            t = t[(t >= 0) & (t != j)]
-            idx = np.concatenate([idx, t[~np.isin(t, idx)]])
-        out.append(np.sort(idx.astype(np.int64)))
-    return out
+    # gram is symmetric: its CSR arrays read as CSC are its transpose, i.e. row j becomes column j
+    top = _top_per_column(sp.csc_matrix((gram.data, gram.indices, gram.indptr), shape=gram.shape), k)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(top.indptr))
+    cols = top.indices.astype(np.int64)
+    if text_nb is not None and text_nb.size:
+        tr = np.repeat(np.arange(n, dtype=np.int64), text_nb.shape[1])
+        tc = text_nb.ravel().astype(np.int64)
+        ok = (tc >= 0) & (tc != tr)
+        rows, cols = np.concatenate([rows, tr[ok]]), np.concatenate([cols, tc[ok]])
+    keys = np.unique(rows * n + cols)
+    rows, cols = keys // n, keys % n
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    return sp.csr_matrix((np.ones(len(cols), dtype=np.int8), cols, indptr), shape=(n, n))
 
 
 def _expand(gram: sp.csr_matrix, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,6 +183,8 @@ class SparseEASE(Recommender):
         solve = 8.0 * 3 * _GATHER_CELLS + 8.0 * 4 * _GATHER_CELLS  # a batch of k x k systems, gather arrays
         text = 0.0
         d = dims.get("text", 0) if self.needs else 0
+        if d and self.params.get("text_dim"):
+            d = min(d, int(self.params["text_dim"]))
         if d:
             text = 4.0 * n_items * d * 2 + 16.0 * n_items * int(self.params["text_neighbours"])
         flops = n_items * (k ** 3 / 3 + 2 * k * k * d) + 4.0 * nnz * nnz / max(n_users, 1)
@@ -223,28 +226,31 @@ class SparseEASE(Recommender):
             dense = gram.toarray()
             if text is not None and weight > 0:
                 dense += weight * (text @ text.T)  # ease-text's Gram, read only on the neighbourhoods
-        sizes = np.array([len(a) for a in nbs])
+        sizes = np.diff(nbs.indptr)
         order = np.argsort(sizes, kind="stable")
+        avg_row = gram.getnnz() / max(n, 1)
         rows, cols, vals = [], [], []
         pos = 0
         while pos < n:
+            # a batch of items of similar neighbourhood size (sorted), K the largest in it, sized so that the
+            # (B, K, K) systems and the Gram rows expanded for them stay near _GATHER_CELLS
             K = max(int(sizes[order[pos]]), 1)
-            # a batch of items of similar neighbourhood size; K is the largest in the batch
-            limit = max(1, _GATHER_CELLS // max(K * K, int(gram.getnnz() / max(n, 1) * K), 1))
-            end = min(n, pos + limit)
+            end = min(n, pos + max(1, _GATHER_CELLS // max(K * K, int(avg_row * K), 1)))
             K = max(int(sizes[order[end - 1]]), 1)
-            while end - pos > 1 and (end - pos) * K * K > _GATHER_CELLS:
+            while end - pos > 1 and (end - pos) * K * max(K, avg_row) > _GATHER_CELLS:
                 end = pos + max(1, (end - pos) // 2)
                 K = max(int(sizes[order[end - 1]]), 1)
             batch = order[pos:end]
             pos = end
             bsz = len(batch)
+            lens = sizes[batch]
+            which = np.repeat(np.arange(bsz), lens)
+            slot = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+            src = np.repeat(nbs.indptr[batch], lens) + slot
             nb = np.zeros((bsz, K), dtype=np.int64)
             mask = np.zeros((bsz, K), dtype=bool)
-            for r, j in enumerate(batch):
-                a = nbs[j]
-                nb[r, : len(a)] = a
-                mask[r, : len(a)] = True
+            nb[which, slot] = nbs.indices[src]
+            mask[which, slot] = True
             if not mask.any():
                 continue
             if dense is not None:  # co-occurrence among the neighbours and with the target
@@ -346,6 +352,9 @@ class SparseEASEText(SparseEASE):
         "text_neighbours": 50,  # nearest items by text added to every neighbourhood (cold items reach users)
         "gram_keep": 1000,
         "negative_weight": 0.5,
+        # None: the text features as given; a width: their top principal directions only (choose_default asks
+        # for 64 above 50k items, where the 384-d blocks would dominate the fit)
+        "text_dim": None,
     }
 
     def _text_weight(self, train: sp.csr_matrix) -> float:
@@ -363,4 +372,16 @@ class SparseEASEText(SparseEASE):
         if int(self.params["text_neighbours"]) < 0:
             raise ValueError(f"text_neighbours: expected >= 0, got {self.params['text_neighbours']}")
         f = np.asarray(features["text"], dtype=np.float32)
-        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        dim = self.params.get("text_dim")
+        if dim is not None and int(dim) < f.shape[1]:
+            # the text's top principal directions (uncentred SVD of a seeded sample), rows normalised again:
+            # F F^T and the text neighbours at a fraction of the flops on a million items
+            if int(dim) < 1:
+                raise ValueError(f"text_dim: expected None or a positive width, got {dim}")
+            rng = np.random.default_rng(0)
+            sample = f[np.sort(rng.choice(len(f), min(len(f), 20_000), replace=False))]
+            _, _, vt = np.linalg.svd(sample.astype(np.float64), full_matrices=False)
+            f = f @ vt[: int(dim)].T.astype(np.float32)
+            f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        return f
