@@ -120,13 +120,20 @@ def quality(datasets: list[str], models: list[str], seed: int) -> None:
 def child_fit(dataset: str, model: str, out: str, queries: int) -> None:
     from recommenders.models import create_model, load_model
 
+    from recommenders.sizing import choose_default, memory_budget
+
     ds, feats = _load(dataset)
     frame = ds.interactions
-    cost = create_model(model).cost(ds.interactions["user_id"].nunique(), len(ds.item_ids), len(frame),
-                                    {k: v.shape[1] for k, v in feats.items()})
+    dims = {k: v.shape[1] for k, v in feats.items()}
+    n_users = int(frame["user_id"].nunique())
+    params, reason = {}, None
+    if model == "default":  # what the app would serve: recommenders.sizing.choose_default
+        model, params, reason = choose_default(n_users, len(ds.item_ids), len(frame), "text" in feats,
+                                               memory_budget(), dims)
+    cost = create_model(model, **params).cost(n_users, len(ds.item_ids), len(frame), dims)
     base = _rss()
     t0, c0 = time.perf_counter(), time.process_time()
-    m = create_model(model).fit(frame, ds.item_ids, feats)
+    m = create_model(model, **params).fit(frame, ds.item_ids, feats)
     fit, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     fit_peak = _rss()
     t0 = time.perf_counter()
@@ -149,9 +156,9 @@ def child_fit(dataset: str, model: str, out: str, queries: int) -> None:
         m.recommend_with_feedback(None, liked=p[:2], disliked=p[2:], k=20)
         lat_new.append(time.perf_counter() - t)
     ms = lambda a, q: float(np.percentile(np.array(a) * 1000, q))  # noqa: E731
-    _emit(dataset=ds.name, model=model, items=len(ds.item_ids), users=len(m.user_ids), interactions=len(frame),
+    _emit(dataset=ds.name, model=model, params=params, reason=reason, items=len(ds.item_ids), users=len(m.user_ids), interactions=len(frame),
           fit_seconds=fit, fit_cpu_seconds=fit_cpu, rss_before_fit=base, rss_after_fit=fit_peak,
-          cost_peak_bytes=cost.peak_bytes, cost_fit_seconds=cost.fit_seconds, weights=int(m.B.nnz),
+          cost_peak_bytes=cost.peak_bytes, cost_fit_seconds=cost.fit_seconds, weights=int(m.B.nnz) if hasattr(m, "B") else None,
           save_seconds=save, load_seconds=load,
           top20_ms_p50=ms(lat, 50), top20_ms_p95=ms(lat, 95), top20_ms_p99=ms(lat, 99),
           feedback_top20_ms_p50=ms(lat_new, 50), feedback_top20_ms_p95=ms(lat_new, 95),
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--seed", type=int, default=2020)
     s = sub.add_parser("scale")
     s.add_argument("--dataset", action="append", required=True)
-    s.add_argument("--model", default="sparse-ease-text")
+    s.add_argument("--model", default="default", help="a model name, or 'default': choose_default's pick")
     s.add_argument("--queries", type=int, default=2000)
     a = sub.add_parser("ann")
     a.add_argument("--dataset", required=True)

@@ -118,9 +118,10 @@ def test_choose_default_keeps_ease_text_on_ml100k_and_goes_sparse_above() -> Non
     name, params, reason = sizing.choose_default(943, 1682, 100_000, True, budget)
     assert (name, params) == ("ease-text", {}) and "fits this catalogue with room" in reason
     assert sizing.choose_default(943, 1682, 100_000, False, budget).model == "ease"
-    name, _, reason = sizing.choose_default(40_000, 25_000, 290_000, True, budget)
-    assert name == "sparse-ease-text" and "the dense ease-text would need about" in reason
+    name, params, reason = sizing.choose_default(40_000, 25_000, 290_000, True, budget)
+    assert name == "sparse-ease-text" and params == {} and "the dense ease-text would need about" in reason
     assert sizing.choose_default(300_000, 1_000_000, 2_400_000, False, budget).model == "sparse-ease"
+    assert sizing.choose_default(300_000, 1_000_000, 2_400_000, True, budget).params == {"text_dim": 64}
     # a small machine: the dense model no longer fits with room
     assert sizing.choose_default(5_000, 8_000, 100_000, True, 2 * 10**9).model == "sparse-ease-text"
     with pytest.raises(ModelTooLargeError, match="sparse-ease-text"):
