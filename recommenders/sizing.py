@@ -229,9 +229,11 @@ def factor_bytes(n_users: int, n_items: int, nnz: int, dim: int, content_width: 
                  content_dim: int = 0) -> float:
     """Peak of a torch factor model trained with Adam: parameters x 4 (weights, gradient, two Adam moments) in
     float32, the float64 copies kept for serving, the content matrix, the sampler's arrays (u, i, negatives,
-    sorted keys: 32 bytes per interaction) and one validation chunk of scores (float32 + its clone + a bool
-    mask: 9 bytes a cell)."""
+    sorted keys: 32 bytes per interaction), one validation chunk of scores (float32 + its clone + a bool
+    mask: 9 bytes a cell) and, above 50k items, the ANN index."""
     params = (n_users + n_items) * (dim + content_dim) + n_items + content_width * (content_dim or dim)
     chunk = min(n_users, valid_chunk_users(n_items)) * n_items * 9
-    return 16 * params + 16 * (n_users + n_items) * max(dim, content_dim) + 4 * n_items * content_width \
+    # above 50k items the IVF index over [V, b] (recommenders/ann.py): float32 copy, augmented rows, FAISS lists
+    index = 12.0 * n_items * (max(dim, content_dim) + 2) if n_items > 50_000 else 0.0
+    return index + 16 * params + 16 * (n_users + n_items) * max(dim, content_dim) + 4 * n_items * content_width \
         + 32 * nnz + chunk
