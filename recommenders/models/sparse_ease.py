@@ -179,6 +179,9 @@ class SparseEASE(Recommender):
         # the per-column cap (x2 for the symmetric union); 12 bytes an entry, three copies while it is built
         gram_cells = min(2.0 * n_items * keep, 4.0 * nnz * nnz / max(n_users, 1) + n_items, float(n_items) ** 2)
         gram = 36.0 * gram_cells + 16.0 * _BLOCK_CELLS
+        # an item has at most as many co-occurrence partners as its Gram row holds entries (estimated)
+        k = min(k, int(min(int(self.params["neighbours"]), gram_cells / max(n_items, 1))
+                       + int(self.params.get("text_neighbours", 0))))
         weights = 2 * 12.0 * n_items * k  # B as COO then CSR (float32 data, int32/int64 indices)
         solve = 8.0 * 3 * _GATHER_CELLS + 8.0 * 4 * _GATHER_CELLS  # a batch of k x k systems, gather arrays
         text = 0.0
@@ -193,7 +196,8 @@ class SparseEASE(Recommender):
         elif d:
             flops += 2.0 * n_items * n_items * d
         return gram + weights + solve + text, flops / FLOPS + 2e-6 * n_items * k, (
-            f"sparse Gram (<= {keep} entries a column) and {k} weights per item; grows with n_items, not n_items^2")
+            f"sparse Gram (<= {keep} entries a column, about {gram_cells / max(n_items, 1):.0f} estimated) and about "
+            f"{k} weights per item; grows with n_items, not n_items^2")
 
     # -- fitting ---------------------------------------------------------------------------------------------
     def _text(self, features: dict[str, np.ndarray]) -> np.ndarray | None:
