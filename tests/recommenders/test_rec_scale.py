@@ -300,3 +300,18 @@ def test_factor_models_rank_through_the_index_above_the_threshold(monkeypatch: p
     assert again.recommend(model.user_ids[0], k=20)[0] == ids
     fold, _ = again.recommend_with_feedback(None, liked=["i1", "i2"], disliked=["i3"], k=10)
     assert len(fold) == 10 and not {"i1", "i2", "i3"} & set(fold)
+
+
+def test_sparse_row_sums_equal_the_dense_product_on_both_paths() -> None:
+    # 3,000 items: a short history takes the sorted (unique) path, a long one the dense accumulation
+    data = random_interactions(400, 3_000, 8_000, seed=13)
+    items = [f"i{i}" for i in range(3_000)]
+    model = create_model("sparse-ease", reg=2.0, neighbours=20).fit(data, items)
+    dense_b = model.B.toarray().astype(np.float64)
+    popular = np.argsort(-np.diff(model.B.indptr))[:40]
+    for picked in (np.array([5, 17]), popular):
+        s = model._fold_in(picked)
+        np.testing.assert_allclose(np.asarray(s), dense_b[picked].sum(0), rtol=1e-6, atol=1e-9)
+        neg = model._fold_in_feedback(picked, np.array([3]))
+        np.testing.assert_allclose(np.asarray(neg), dense_b[picked].sum(0) - 0.5 * dense_b[3], rtol=1e-6, atol=1e-9)
+    assert len(model._rows(popular)[0]) * 16 > 3_000 > len(model._rows(np.array([5, 17]))[0]) * 16
