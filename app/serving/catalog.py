@@ -39,15 +39,27 @@ def year_of(row: dict[str, Any]) -> int | None:
     return None if year is None or pd.isna(year) else int(year)
 
 
+KEYPHRASE_SAMPLE = 50_000  # item texts the keyphrase IDF is counted over: every text below this, a seeded sample
+# above (a document frequency is a share: 50k texts estimate it well, and counting 1M texts took minutes)
+
+
 @dataclass(frozen=True)
 class _Snapshot:
-    """One version of the catalog's tables, built once and never changed (see the module docstring)."""
+    """One version of the catalog's tables, built once and never changed (see the module docstring).
+
+    Lean at a million items: the items stay one DataFrame (a row becomes a dict only when asked for), ids are
+    looked up through pandas indexes, and the histories are one array sorted by user, newest first, with each
+    user's slice (CSR): no per-item or per-user Python object."""
 
     dataset: "Dataset"
-    items: list[dict[str, Any]]
-    pos: dict[str, int]  # item id -> row in `items`
-    users: set[str]
-    history: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # user -> (item ids, ratings, timestamps), newest first
+    items: pd.DataFrame  # the dataset's items, positions 0..n-1
+    pos: pd.Index  # item id (str) -> row in `items`
+    users: pd.Index  # dataset user ids (str)
+    hist_users: pd.Index  # users with a history -> their slice of the arrays below
+    hist_ptr: np.ndarray  # (n_hist_users + 1,) slice bounds
+    hist_items: np.ndarray  # item ids (str objects), by user, newest first
+    hist_ratings: np.ndarray  # float
+    hist_stamps: np.ndarray  # int
     text: np.ndarray | None  # (n_items, d) text features, or None
     keyphrases: Any  # generation.profile.KeyphraseIndex over the items' text
 
@@ -55,20 +67,44 @@ class _Snapshot:
     def build(cls, dataset: "Dataset", text_features: np.ndarray | None, domain: "Domain") -> "_Snapshot":
         from generation.profile import KeyphraseIndex
 
-        items = dataset.items
-        texts = items["text"].fillna("").astype(str).tolist() if "text" in items else []
-        inter = dataset.interactions.sort_values(["user_id", "timestamp"], ascending=[True, False])
+        items = dataset.items.reset_index(drop=True)
         text = None if text_features is None else np.asarray(text_features, dtype=np.float32)
         if text is not None and text.shape[0] != len(items):
             raise ValueError(f"text_features: expected {len(items)} rows (one per item), got {text.shape}")
+        inter = dataset.interactions
+        users = inter["user_id"].astype(str).to_numpy(dtype=object)
+        stamps = inter["timestamp"].to_numpy() if "timestamp" in inter else np.zeros(len(inter), dtype=np.int64)
+        order = np.lexsort((-stamps.astype(np.int64), users))  # by user, newest first
+        sorted_users = users[order]
+        starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]]) if len(order) else np.array([], int)
+        texts = items["text"].fillna("").astype(str) if "text" in items else pd.Series([], dtype=str)
+        if len(texts) > KEYPHRASE_SAMPLE:
+            texts = texts.sample(KEYPHRASE_SAMPLE, random_state=0)
         return cls(
-            dataset=dataset, items=items.to_dict("records"),
-            pos={str(i): n for n, i in enumerate(items["item_id"])},
-            users=set(dataset.users["user_id"].astype(str)),
-            history={str(user): (g["item_id"].to_numpy(), g["rating"].to_numpy(float), g["timestamp"].to_numpy())
-                     for user, g in inter.groupby("user_id", sort=False)},
-            text=text, keyphrases=KeyphraseIndex(texts, domain),
+            dataset=dataset, items=items, pos=pd.Index(items["item_id"].astype(str)),
+            users=pd.Index(dataset.users["user_id"].astype(str)),
+            hist_users=pd.Index(sorted_users[starts]), hist_ptr=np.r_[starts, len(order)].astype(np.int64),
+            hist_items=inter["item_id"].astype(str).to_numpy(dtype=object)[order],
+            hist_ratings=inter["rating"].to_numpy(float)[order], hist_stamps=stamps[order],
+            text=text, keyphrases=KeyphraseIndex(texts.tolist(), domain),
         )
+
+    def at(self, item_id: str) -> int | None:
+        """The row of `item_id` in `items`, or None."""
+        found = self.pos.get_indexer([item_id])[0]
+        return None if found < 0 else int(found)
+
+    def row(self, at: int) -> dict[str, Any]:
+        """The item at `at` as a dict of plain Python values (numpy scalars unboxed)."""
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.items.iloc[at].items()}
+
+    def history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item ids, ratings, timestamps) of a dataset user, newest first (empty for anyone else)."""
+        k = self.hist_users.get_indexer([user_id])[0]
+        if k < 0:
+            return _EMPTY
+        lo, hi = self.hist_ptr[k], self.hist_ptr[k + 1]
+        return self.hist_items[lo:hi], self.hist_ratings[lo:hi], self.hist_stamps[lo:hi]
 
 
 class Catalog:
@@ -108,7 +144,12 @@ class Catalog:
 
     @property
     def item_ids(self) -> list[str]:
-        return list(self._s.pos)
+        """Every item id (a list of the whole catalog: for growth and tests, never for a page)."""
+        return self._s.pos.tolist()
+
+    @property
+    def n_items(self) -> int:
+        return len(self._s.pos)
 
     @property
     def has_text_features(self) -> bool:
@@ -118,10 +159,10 @@ class Catalog:
         """The dataset row of `item_id`; `AppInputError` when it is not in the catalog."""
         item_id = checks.text("item_id", item_id, checks.ID_MAX)
         s = self._s
-        pos = s.pos.get(item_id)
-        if pos is None:
+        at = s.at(item_id)
+        if at is None:
             raise bad("item_id", f"an item of the {self.name} catalog", item_id)
-        return s.items[pos]
+        return s.row(at)
 
     def item_label(self, item_id: str) -> str:
         row = self.item(item_id)
@@ -130,7 +171,7 @@ class Catalog:
 
     def item_choices(self) -> list[tuple[str, str]]:
         """(label, item_id) for the searchable item pickers."""
-        return [(self.item_label(i), i) for i in self._s.pos]
+        return [(self.item_label(i), i) for i in self._s.pos]  # the whole catalog: small catalogs only
 
     def item_info(self, item_id: str) -> "ItemInfo":
         """The item as the generators see it."""
@@ -149,13 +190,22 @@ class Catalog:
     # -- users ------------------------------------------------------------------------------------------------
     @property
     def user_ids(self) -> list[str]:
+        """Every dataset user id, shortest first (a list of all users: for tests and benches, never for a page)."""
         return sorted(self._s.users, key=lambda u: (len(u), u))
+
+    @property
+    def n_users(self) -> int:
+        return len(self._s.users)
+
+    def random_user(self, rng: Any) -> str:
+        """A dataset user drawn with `rng` (a `random.Random`), without listing them all."""
+        return str(self._s.users[rng.randrange(len(self._s.users))])
 
     def is_dataset_user(self, user_id: str) -> bool:
         return user_id in self._s.users
 
     def n_ratings(self, user_id: str) -> int:
-        return len(self._s.history.get(user_id, _EMPTY)[0])
+        return len(self._s.history(user_id)[0])
 
     def user_choices(self) -> list[tuple[str, str]]:
         """(label, user_id) for the user search: the id first, so typing an id finds it."""
@@ -170,18 +220,17 @@ class Catalog:
 
     def profile_facts(self, user_id: str) -> dict[str, Any]:
         """Demographics of a dataset user, for the profile summary."""
-        users = self.dataset.users
-        row = users[users["user_id"].astype(str) == user_id]
-        if row.empty:
+        k = self._s.users.get_indexer([user_id])[0]
+        if k < 0:
             return {}
-        rec = row.iloc[0].to_dict()
+        rec = self.dataset.users.iloc[k].to_dict()
         return {k: rec[k] for k in ("age", "gender", "occupation") if k in rec and not pd.isna(rec[k])}
 
     def history_rows(self, user_id: str, extra_liked: Sequence[str] = ()) -> list[dict[str, Any]]:
         """The user's history in `generation.profile.build_profile`'s row format (dataset ratings + app likes)."""
         s = self._s
-        items, ratings, stamps = s.history.get(user_id, _EMPTY)
-        rows = [self._history_row(s.items[s.pos[i]], float(r), int(t)) for i, r, t in zip(items, ratings, stamps)]
+        items, ratings, stamps = s.history(user_id)
+        rows = [self._history_row(s.row(s.at(i)), float(r), int(t)) for i, r, t in zip(items, ratings, stamps)]
         # app likes carry no timestamp: their list order is used
         rows += [self._history_row(self.item(i), None, None) for i in extra_liked]
         return rows
@@ -194,7 +243,7 @@ class Catalog:
     def liked_ids(self, user_id: str, extra_liked: Sequence[str] = (), disliked: Sequence[str] = ()) -> list[str]:
         """Items the user likes now: app likes first (newest first), then dataset ratings >= LIKE_RATING, newest
         first, less what they disliked in the app since (app feedback is newer than any rating)."""
-        items, ratings, _ = self._s.history.get(user_id, _EMPTY)
+        items, ratings, _ = self._s.history(user_id)
         out = dict.fromkeys([*reversed(list(extra_liked)), *items[ratings >= LIKE_RATING].tolist()])
         gone = set(disliked)
         return [str(i) for i in out if str(i) not in gone]
@@ -234,12 +283,13 @@ class Catalog:
         parts: list[str] = []
         s = self._s
         if s.text is not None and liked:
-            liked_pos = [s.pos[i] for i in liked[:200] if i in s.pos and i != item_id]
-            if liked_pos:
-                sims = s.text[liked_pos] @ s.text[s.pos[item_id]]  # (n_liked,)
+            found = s.pos.get_indexer([i for i in liked[:200] if i != item_id])
+            liked_pos = found[found >= 0]
+            if len(liked_pos):
+                sims = s.text[liked_pos] @ s.text[s.at(item_id)]  # (n_liked,)
                 best = int(np.argmax(sims))
                 if sims[best] > 0.2:
-                    parts.append(f"close to {s.items[liked_pos[best]]['title']}, which you liked")
+                    parts.append(f"close to {s.items['title'].iat[int(liked_pos[best])]}, which you liked")
         shared = [g for g in row.get("genres") or [] if g in set(top_genres)]
         if shared:
             parts.append("you like " + " & ".join(shared[:2]))

@@ -217,7 +217,10 @@ def _selected(settings: Settings, notes: list[str]) -> tuple[str | None, dict[st
 
 def _served_names(settings: Settings, features: dict[str, np.ndarray], model_names: Sequence[str] | None,
                   notes: list[str], selected: str | None = None) -> list[str]:
-    """The default model first, then the extra ones; a content model is dropped when its features are missing."""
+    """The default model first, then the extra ones; a content model is dropped when its features are missing.
+
+    The default is VITRINE_MODEL, else `selected` (the selection file's best, or what the catalogue's size calls
+    for: `_sized_default`)."""
     from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS, MODEL_NAMES
 
     default = settings.model or selected or DEFAULT_MODEL
@@ -229,6 +232,21 @@ def _served_names(settings: Settings, features: dict[str, np.ndarray], model_nam
     if default not in MODEL_NAMES:
         raise bad("VITRINE_MODEL", f"one of {list(MODEL_NAMES)}", default)
     return list(dict.fromkeys([default, *(model_names if model_names is not None else settings.extra_models)]))
+
+
+def _sized_default(dataset: "Dataset", features: dict[str, np.ndarray], notes: list[str]
+                   ) -> tuple[str, dict[str, Any]]:
+    """(model, params) this catalogue and this machine call for (`recommenders.sizing.choose_default`: the dense
+    EASE family only where it fits with room, a sparse item-item model above), with the reason as a note (the
+    Status tab and the log show it)."""
+    from recommenders.sizing import choose_default, memory_budget
+
+    inter = dataset.interactions
+    choice = choose_default(max(int(inter["user_id"].nunique()), 1), max(len(dataset.items), 1), int(len(inter)),
+                            has_text="text" in features, memory_budget=memory_budget(),
+                            feature_dims={k: int(v.shape[1]) for k, v in features.items()})
+    notes.append(f"default model {choice.reason}")
+    return choice.model, dict(choice.params)
 
 
 def build_services(
@@ -276,6 +294,8 @@ def build_services(
         features = found.arrays
         notes.extend(found.notes())
     selected, selected_params = _selected(settings, notes)
+    if settings.model is None and selected is None:
+        selected, selected_params = _sized_default(dataset, features, notes)
     names = _served_names(settings, features, model_names, notes, selected)
     models: dict[str, Recommender] = {}
     with timed("models"):
