@@ -146,6 +146,7 @@ class Settings:
     sync_every: int = 30  # seconds between syncs to the sink: the most a crash can lose
     blob_url: str | None = None  # where generated covers live (fsspec URL or path); None = <data_dir>/blobs
     asset_quota_mb: float = 2048.0  # generated files the blob store may hold here (MiB; ~13k model covers); 0 = none
+    memory_mb: float = 0.0  # memory model fits may plan to use (VITRINE_MEMORY_MB); 0 = 75% of what the machine has free
     data_dir_fs: str | None = None  # the data dir's filesystem when it is remote (nfs, fuse.*: a bucket volume, ...)
 
     @property
@@ -174,6 +175,11 @@ class Settings:
     def asset_quota_bytes(self) -> int | None:
         """The asset quota in bytes (VITRINE_ASSET_QUOTA_MB), None when off (0)."""
         return int(self.asset_quota_mb * (1 << 20)) if self.asset_quota_mb > 0 else None
+
+    @property
+    def memory_budget(self) -> int | None:
+        """Bytes a model fit may plan to use (VITRINE_MEMORY_MB), None: what the machine reports at the time."""
+        return int(self.memory_mb * (1 << 20)) if self.memory_mb > 0 else None
 
     @property
     def blob_is_local(self) -> bool:
@@ -351,5 +357,6 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         sync_every=_int(env, "VITRINE_SYNC_EVERY", 30, 1, 86_400),
         blob_url=(env.get("VITRINE_BLOB_URL") or "").strip() or None,
         asset_quota_mb=_float(env, "VITRINE_ASSET_QUOTA_MB", Settings.asset_quota_mb, 0.0, 1e9),
+        memory_mb=_float(env, "VITRINE_MEMORY_MB", 0.0, 0.0, 1e9),
         data_dir_fs=data_dir_fs,
     )
