@@ -6,6 +6,7 @@ cost the most (slates queue covers and captions; generation runs a model).
 - `RateLimits`: moving-window limits per client and kind, kept in memory by the `limits` package. A client is its
   address; behind the one-port proxy (`trust_proxy`), the address the proxy saw, which the proxy appends last to
   X-Forwarded-For (earlier entries are whatever the client sent, and are ignored).
+- `ClosedRoutes`: 404 for Gradio's /monitoring pages, open to anyone otherwise.
 - `QueueReads`: 404 at once for a read of Gradio's queue naming no session or event it holds.
 - `UploadGate`: Gradio's file routes refused (403) when no event of the app takes a file, else bounded per client.
 - `RejectionLog` (`rejections`): one short log line per rejected request, at a bounded rate.
@@ -25,7 +26,7 @@ from typing import Any
 from app.errors import AppInputError
 
 __all__ = ["BodyLimit", "EncodableJson", "RateLimits", "RejectionLog", "SessionMessages", "UploadGate", "bound_queue",
-           "client_key", "media_type", "rejections", "takes_uploads", "PasswordGuard", "QueueReads"]
+           "client_key", "media_type", "rejections", "takes_uploads", "ClosedRoutes", "PasswordGuard", "QueueReads"]
 
 log = logging.getLogger("vitrine")
 
@@ -159,6 +160,22 @@ class UploadGate:
         key = client_key(Request(scope), self.trust_proxy)
         if not self._limiter.hit(self._limit, "upload", key, cost=max(1, cost)):
             await _refuse(scope, send, 429, f"too many uploads: at most {self._limit.amount} bytes per client per hour")
+            return
+        await self.app(scope, receive, send)
+
+
+class ClosedRoutes:
+    """ASGI middleware: 404 for Gradio's routes this app does not use and would otherwise serve to anyone:
+    `/monitoring...` (its analytics summary, open without a login)."""
+
+    PREFIXES = ("/monitoring",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith(self.PREFIXES):
+            await _refuse(scope, send, 404, "Not Found")
             return
         await self.app(scope, receive, send)
 

@@ -25,10 +25,13 @@ class Rejected(gr.Error):
 
 
 def reject(where: str, problem: str) -> Rejected:
-    """`Rejected("<where>: <problem>")`, noted in the (bounded) rejection log."""
+    """`Rejected("<where>: <problem>")`, noted in the (bounded) rejection log; `<`, `>` and `&` escaped in the
+    message (Gradio's error pop-up renders HTML, and the problem quotes what the client sent)."""
+    import html
+
     message = f"{where}: {problem}"
     rejections.note(message)
-    return Rejected(message)
+    return Rejected(html.escape(message, quote=False))
 
 
 def unencodable(value: Any, depth: int = 0) -> str | None:
