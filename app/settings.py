@@ -92,6 +92,21 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _public_url(env: Mapping[str, str]) -> str | None:
+    """VITRINE_PUBLIC_URL (an http(s) URL without query or fragment), else https://$SPACE_HOST on a Space, else None."""
+    from urllib.parse import urlsplit
+
+    raw = (env.get("VITRINE_PUBLIC_URL") or "").strip()
+    if not raw:
+        host = (env.get("SPACE_HOST") or "").strip()
+        return f"https://{host}" if env.get("SPACE_ID") and host else None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or any(
+            c in raw for c in " \t\n\"'<>"):
+        raise ValueError(f"VITRINE_PUBLIC_URL must be an http(s) URL such as https://vitrine.example.org, got {raw!r}")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path  # datasets, feature cache, trained models, generated assets, the SQLite DB
@@ -135,6 +150,8 @@ class Settings:
     rate_join: str = "240/minute"  # events one client may put in Gradio's queue (every click is one or two)
     queue_max: int = 256  # events waiting in Gradio's queue in all (503 "Queue is full" above)
     queue_per_client: int = 16  # events of one client waiting in the queue at once (429 above)
+    public_url: str | None = None  # the address visitors use (VITRINE_PUBLIC_URL; on a Space https://$SPACE_HOST): the
+    # app's root URL, instead of one built from the request's Host header (which a client chooses)
     trust_proxy: bool = False  # VITRINE_TRUST_PROXY=1 behind the one-port proxy: clients are told apart by the
     # address the proxy appends to X-Forwarded-For (never set it without such a proxy: clients could pick their key)
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
@@ -347,6 +364,7 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         rate_join=_rate(env, "VITRINE_RATE_JOIN", Settings.rate_join),
         queue_max=_int(env, "VITRINE_QUEUE_MAX", Settings.queue_max, 1, 1900),  # under Gradio's 2,000 sessions
         queue_per_client=_int(env, "VITRINE_QUEUE_PER_CLIENT", Settings.queue_per_client, 1, 1900),
+        public_url=_public_url(env),
         trust_proxy=_flag(env, "VITRINE_TRUST_PROXY", False),
         oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
         best_of_n=_int(env, "VITRINE_BEST_OF_N", 0, 0, 16),
