@@ -15,6 +15,7 @@ __all__ = [
     "UnknownAnnotatorError",
     "UnknownPairError",
     "UnknownImpressionError",
+    "UnknownStudyError",
     "EventConflictError",
 ]
 
@@ -53,3 +54,7 @@ class UnknownPairError(AnnotationError, LookupError):
 
 class UnknownImpressionError(AnnotationError, LookupError):
     """An impression id (or event UUID) that does not exist."""
+
+
+class UnknownStudyError(AnnotationError, LookupError):
+    """A study key or id that does not exist (create it with `studies.create_study`)."""

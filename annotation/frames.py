@@ -153,7 +153,7 @@ def preferences_frame(session: Session, since: dt.datetime | None = None, until:
     By default only current labels that were not cleared; `include_history=True` adds superseded and cleared
     rows (choice None). Columns: label_id, event_id, pair_id, kind (cover|caption|slate), annotator_id,
     annotator, choice (A|B|tie|skip), time_spent_ms, guideline_version, is_current, supersedes_id, created_at,
-    target_user_id, and for each side s in (a, b): asset_s_id, item_id_s, generator_s (the asset's generator,
+    target_user_id, study_id (the study the label was given in, else missing), and for each side s in (a, b): asset_s_id, item_id_s, generator_s (the asset's generator,
     or for slate pairs the impression's model), fallback_s, personalized_s, prompt_s, path_s, text_s,
     impression_s_id.
     """
@@ -163,7 +163,7 @@ def preferences_frame(session: Session, since: dt.datetime | None = None, until:
         select(PreferenceLabel.id, PreferenceLabel.event_id, PreferenceLabel.pair_id, PairTask.kind,
                PreferenceLabel.annotator_id, Annotator.name, PreferenceLabel.choice, PreferenceLabel.time_spent_ms,
                PreferenceLabel.guideline_version, PreferenceLabel.is_current, PreferenceLabel.supersedes_id,
-               PreferenceLabel.created_at, PairTask.target_user_id,
+               PreferenceLabel.created_at, PairTask.target_user_id, PreferenceLabel.study_id,
                PairTask.asset_a_id, a.item_id, func.coalesce(a.generator, ia.model), a.fallback, a.personalized,
                a.prompt, a.path, a.text, PairTask.impression_a_id,
                PairTask.asset_b_id, b.item_id, func.coalesce(b.generator, ib.model), b.fallback, b.personalized,
@@ -184,8 +184,9 @@ def preferences_frame(session: Session, since: dt.datetime | None = None, until:
     sides = [c.replace("asset_a", "asset_a_id").replace("asset_b", "asset_b_id")
              .replace("impression_a", "impression_a_id").replace("impression_b", "impression_b_id") for c in sides]
     columns = ["label_id", "event_id", "pair_id", "kind", "annotator_id", "annotator", "choice", "time_spent_ms",
-               "guideline_version", "is_current", "supersedes_id", "created_at", "target_user_id", *sides]
-    ints = ["time_spent_ms", "supersedes_id", "asset_a_id", "asset_b_id", "impression_a_id", "impression_b_id"]
+               "guideline_version", "is_current", "supersedes_id", "created_at", "target_user_id", "study_id",
+               *sides]
+    ints = ["time_spent_ms", "supersedes_id", "study_id", "asset_a_id", "asset_b_id", "impression_a_id", "impression_b_id"]
     flags = ["fallback_a", "fallback_b", "personalized_a", "personalized_b"]
     return _frame(session, statement, columns, dtypes={"is_current": "bool", **dict.fromkeys(ints, "Int64"),
                                                        **dict.fromkeys(flags, "boolean")})

@@ -13,6 +13,11 @@ Tables, one line each:
     pair_assignments   which annotator was handed which pair, until when, and whether they finished
     preference_labels  the choice A | B | tie | skip, append-only: a change or an undo adds a row, the old
                        row keeps `is_current = False` (the history)
+    gold_pairs         pairs with a known answer (given, or settled by agreement): mixed into the queue, never
+                       shown as such, to measure each annotator's reliability
+    studies            a labeling study: name, guidelines, pair source, labels per annotator, gold rate, the
+                       completion code; reached by a link
+    study_participants who joined a study by its link (their external participant id, e.g. Prolific's PID)
     eval_runs          offline metrics of one model on one dataset split (and of which registered version)
     model_versions     the model registry: every trained version (artifact, data watermark, metrics, gate
                        decision and why); the promoted one is served
@@ -40,6 +45,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -56,6 +62,9 @@ __all__ = [
     "PairTask",
     "PairAssignment",
     "PreferenceLabel",
+    "GoldPair",
+    "Study",
+    "StudyParticipant",
     "EvalRun",
     "ModelVersion",
     "utcnow",
@@ -67,6 +76,9 @@ __all__ = [
     "CHOICES",
     "VERSION_KINDS",
     "DECISIONS",
+    "GOLD_ANSWERS",
+    "GOLD_SOURCES",
+    "PAIR_SOURCES",
 ]
 
 USER_KINDS = ("dataset", "new")
@@ -77,6 +89,9 @@ PAIR_KINDS = ("cover", "caption", "slate")
 CHOICES = ("A", "B", "tie", "skip")
 VERSION_KINDS = ("recommender", "preference")
 DECISIONS = ("promoted", "rejected")
+GOLD_ANSWERS = ("A", "B")
+GOLD_SOURCES = ("known", "agreement")  # given by whoever made the pair, or settled by the labels' agreement
+PAIR_SOURCES = ("any", "cover", "caption", "slate", "own")  # a study's pairs: the queue's (of one kind) or its own
 
 # Length limits, enforced by the store before writing (with a clear error) and by the column types.
 ID_LEN = 64  # user and item ids
@@ -135,6 +150,12 @@ class Annotator(Base):
     # sha256 (hex) of the secret token handed to the annotator at their first sign-in, which later sign-ins must
     # give; None until then (or for a sign-in that proves itself otherwise, such as Hugging Face OAuth)
     token_hash: Mapped[Optional[str]] = mapped_column(String(64))
+    # migration 0006: the reliability last estimated from gold pairs and overlaps (`annotation.quality`: the
+    # probability of choosing the better side), the labels behind it, and whether it fell below the threshold
+    # (a flagged annotator is handed no more pairs). Derived state: recomputed, never shipped by the sink.
+    reliability: Mapped[Optional[float]] = mapped_column(Float)
+    reliability_labels: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AppSession(Base):
@@ -271,6 +292,11 @@ class PairTask(Base):
     # slots_taken < overlap, with a conditional UPDATE, so concurrent annotators never exceed the overlap.
     slots_taken: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # migration 0006. priority: the queue's ordering hint among pairs equally close to complete (higher first;
+    # active pair selection sets it from the preference model, `queue.set_priorities`). study_id: the study
+    # the pair was made for (None: the shared queue's); a plain indexed integer, SQLite cannot add a foreign key
+    priority: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    study_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
 
     asset_a: Mapped[Optional[GeneratedAsset]] = relationship(foreign_keys=[asset_a_id], lazy="selectin")
     asset_b: Mapped[Optional[GeneratedAsset]] = relationship(foreign_keys=[asset_b_id], lazy="selectin")
@@ -312,8 +338,64 @@ class PreferenceLabel(Base):
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)  # False once changed or cleared
     supersedes_id: Mapped[Optional[int]] = mapped_column(ForeignKey("preference_labels.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # migration 0006: the study the label was given in (None: outside any study); a plain indexed integer
+    study_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
 
     pair: Mapped[PairTask] = relationship(lazy="selectin")
+
+
+class GoldPair(Base):
+    """A pair whose better side is known: given ("known") or settled by agreement. The queue mixes gold pairs in
+    at a rate, handed like any other pair (never marked), and the labels on them measure the annotator."""
+
+    __tablename__ = "gold_pairs"
+    __table_args__ = (
+        CheckConstraint(_in("answer", GOLD_ANSWERS), name="answer"),
+        CheckConstraint(_in("source", GOLD_SOURCES), name="source"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pair_tasks.id"), unique=True)
+    answer: Mapped[str] = mapped_column(String(8))  # A | B: the side that is better
+    source: Mapped[str] = mapped_column(String(16))  # known | agreement
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Study(Base):
+    """A labeling study, reached by a link carrying its `key` (and the participant's external id)."""
+
+    __tablename__ = "studies"
+    __table_args__ = (
+        CheckConstraint(_in("pair_source", PAIR_SOURCES), name="pair_source"),
+        CheckConstraint("labels_per_annotator >= 1", name="quota"),
+        CheckConstraint("gold_rate >= 0 AND gold_rate <= 1", name="gold_rate"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)  # the link's ?study= value: random, unguessable
+    name: Mapped[str] = mapped_column(String(TITLE_LEN))
+    guidelines: Mapped[str] = mapped_column(Text)
+    pair_source: Mapped[str] = mapped_column(String(16))  # PAIR_SOURCES: any | cover | caption | slate | own
+    labels_per_annotator: Mapped[int] = mapped_column(Integer)  # each participant's quota
+    gold_rate: Mapped[float] = mapped_column(Float)  # share of a participant's pairs that are gold pairs
+    completion_code: Mapped[str] = mapped_column(String(32))  # shown once the quota is done
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class StudyParticipant(Base):
+    """Someone who arrived by a study's link: the annotator they label as, and the external id they came with."""
+
+    __tablename__ = "study_participants"
+    __table_args__ = (
+        UniqueConstraint("study_id", "external_id", name="uq_study_participants_study_external"),
+        UniqueConstraint("study_id", "annotator_id", name="uq_study_participants_study_annotator"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(ID_LEN))  # e.g. Prolific's PROLIFIC_PID
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class EvalRun(Base):

@@ -14,11 +14,21 @@ Labels and "undo": `record_preference` on a pair the annotator already labeled r
 row stays in `preference_labels` with `is_current=False` (the history). The Label tab's undo is
 `undo_last_preference`: it clears the annotator's most recent current label (a new row with `choice=None`),
 and hands that pair back to them as their next pair. `preferences_frame` shows current, non-cleared labels.
+
+Which waiting pair comes first: among the pairs equally close to complete (most slots taken first, so overlap
+finishes), the highest `priority` (`set_priorities`: active pair selection ranks pairs by what a label would
+teach the preference model), then the oldest. Pairs made for a study (`PairTask.study_id`) are handed only to
+that study's participants (`pairs_of`). Gold pairs (`set_gold`: a known answer, or one settled by agreement) are
+not in that order: at `gold_rate` of an annotator's turns (`gold_turn`, a keyed hash of the annotator and the
+turn: not guessable from the order) `next_pair` hands a gold pair they were never handed, whatever its slots,
+like any other pair. A flagged annotator (reliability below the threshold: `set_reliability`) is handed
+nothing; `release_leases` returns their open leases to the queue.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,8 +40,12 @@ from annotation import _validate as v
 from annotation.errors import InvalidInputError, UnknownAssetError, UnknownImpressionError, UnknownPairError
 from annotation.models import (
     CHOICES,
+    GOLD_ANSWERS,
+    GOLD_SOURCES,
     PAIR_KINDS,
+    Annotator,
     GeneratedAsset,
+    GoldPair,
     Impression,
     PairAssignment,
     PairTask,
@@ -41,7 +55,8 @@ from annotation.models import (
 from annotation.store import LIMITS, _MAX_INT, _check_replay, _insert_once, _require_annotator, _require_user
 
 __all__ = ["create_pair", "get_pair", "next_pair", "label_progress", "record_preference", "clear_preference",
-           "undo_last_preference"]
+           "undo_last_preference", "set_priorities", "waiting_pairs", "set_gold", "gold_answers", "gold_turn",
+           "release_leases", "set_reliability"]
 
 
 _PAIR_LOADS = (
@@ -62,14 +77,16 @@ def get_pair(session: Session, pair_id: int) -> PairTask:
 
 
 def create_pair(session: Session, asset_a_id: int, asset_b_id: int, target_user_id: str | None = None,
-                kind: str | None = None) -> PairTask:
+                kind: str | None = None, study_id: int | None = None) -> PairTask:
     """A pair to compare, shown as A = `asset_a_id`, B = `asset_b_id`; idempotent (the same two sides, in either
     order, for the same target user return the existing pair).
 
     kind: "cover" | "caption" (two generated assets of that kind; None infers it from the assets) or "slate"
     (then the two ids are impression ids). target_user_id: the user both sides were made for, if any.
+    study_id: the study the pair is made for (handed only to its participants); None: the shared queue's.
     """
     kind = v.choice(kind, "kind", PAIR_KINDS) if kind is not None else None
+    study_id = v.integer(study_id, "study_id", 1, _MAX_INT, optional=True)
     a = v.integer(asset_a_id, "asset_a_id", 1, _MAX_INT)
     b = v.integer(asset_b_id, "asset_b_id", 1, _MAX_INT)
     if a == b:
@@ -99,7 +116,8 @@ def create_pair(session: Session, asset_a_id: int, asset_b_id: int, target_user_
     low, high = sorted((a, b))
     key = f"{kind}:{low}:{high}:{target_user_id or ''}"
     _insert_once(session, PairTask, {"pair_key": key, "kind": kind, **sides, "target_user_id": target_user_id,
-                                     "slots_taken": 0, "created_at": utcnow()}, conflict=("pair_key",), returning=False)
+                                     "slots_taken": 0, "priority": 0.0, "study_id": study_id,
+                                     "created_at": utcnow()}, conflict=("pair_key",), returning=False)
     pair_id = session.scalars(select(PairTask.id).where(PairTask.pair_key == key)).one()
     return get_pair(session, pair_id)
 
@@ -114,18 +132,34 @@ def _release_expired(session: Session, now: dt.datetime) -> None:
         session.execute(update(PairTask).where(PairTask.id == pair_id).values(slots_taken=PairTask.slots_taken - 1))
 
 
-def _open_to(annotator_id: int, overlap: int) -> tuple:
+def _never_handed(annotator_id: int):
+    return ~exists().where(PairAssignment.pair_id == PairTask.id, PairAssignment.annotator_id == annotator_id)
+
+
+def _is_gold():
+    return exists().where(GoldPair.pair_id == PairTask.id)
+
+
+def _in_pool(pairs_of: int | None):
+    """The pairs an annotator may be handed: the shared queue's, or (`pairs_of`) the ones made for that study."""
+    return PairTask.study_id.is_(None) if pairs_of is None else PairTask.study_id == pairs_of
+
+
+def _open_to(annotator_id: int, overlap: int, pairs_of: int | None = None) -> tuple:
     """The queue's one rule, as WHERE clauses on PairTask: a pair is open to an annotator while fewer than
-    `overlap` annotators hold it and it was never handed to this annotator."""
-    handed = exists().where(PairAssignment.pair_id == PairTask.id, PairAssignment.annotator_id == annotator_id)
-    return PairTask.slots_taken < overlap, ~handed
+    `overlap` annotators hold it and it was never handed to this annotator (gold pairs are handed by their own
+    turns, `gold_turn`; pairs made for a study only to its participants)."""
+    return PairTask.slots_taken < overlap, _never_handed(annotator_id), ~_is_gold(), _in_pool(pairs_of)
 
 
-def label_progress(session: Session, annotator_id: int, overlap: int = 2) -> tuple[int, int]:
+def label_progress(session: Session, annotator_id: int, overlap: int = 2, pairs_of: int | None = None
+                   ) -> tuple[int, int]:
     """(done, remaining) for an annotator: their current non-cleared labels, and what `next_pair` could still
-    hand them: their open lease (the pair on their screen) plus every pair open to them by `_open_to`."""
+    hand them: their open lease (the pair on their screen) plus every pair open to them by `_open_to` (nothing
+    for a flagged annotator)."""
     annotator = _require_annotator(session, annotator_id)
     overlap = v.integer(overlap, "overlap", 1, LIMITS["overlap"])
+    pairs_of = v.integer(pairs_of, "pairs_of", 1, _MAX_INT, optional=True)
     done = session.scalar(
         select(func.count()).select_from(PreferenceLabel).where(
             PreferenceLabel.annotator_id == annotator.id, PreferenceLabel.is_current.is_(True),
@@ -135,24 +169,47 @@ def label_progress(session: Session, annotator_id: int, overlap: int = 2) -> tup
         select(func.count()).select_from(PairAssignment).where(
             PairAssignment.annotator_id == annotator.id, PairAssignment.completed_at.is_(None))
     ) or 0
-    open_pairs = session.scalar(select(func.count()).select_from(PairTask).where(*_open_to(annotator.id, overlap))) or 0
+    if annotator.flagged:
+        return int(done), 0
+    open_pairs = session.scalar(select(func.count()).select_from(PairTask)
+                                .where(*_open_to(annotator.id, overlap, pairs_of))) or 0
     return int(done), int(leased + open_pairs)
 
 
+def gold_turn(annotator_id: int, turn: int, rate: float, key: str = "") -> bool:
+    """Whether the annotator's `turn`-th pair (0-based: pairs handed to them so far) is a gold pair: a keyed
+    sha256 of (key, annotator, turn) read as a number in [0, 1), below `rate`. About `rate` of the turns, in an
+    order nobody can read off the queue (`key`: a secret or the study's key)."""
+    rate = v.number(rate, "gold_rate", 0.0, 1.0)
+    if rate <= 0.0:
+        return False
+    digest = hashlib.sha256(f"{key}:{int(annotator_id)}:{int(turn)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
 def next_pair(session: Session, annotator_id: int, overlap: int = 2, lease_seconds: int = 1800,
-              kind: str | None = None, now: dt.datetime | None = None) -> PairTask | None:
-    """The next pair for `annotator_id` to label, or None when nothing is left for them.
+              kind: str | None = None, now: dt.datetime | None = None, *, gold_rate: float = 0.0,
+              gold_key: str = "", pairs_of: int | None = None) -> PairTask | None:
+    """The next pair for `annotator_id` to label, or None when nothing is left for them (or they are flagged).
 
     Returns their open (unfinished, unexpired) pair if they have one, so a page reload shows the same pair.
-    Otherwise claims a pair they were never handed, held by fewer than `overlap` annotators, preferring pairs
-    closest to complete; the lease lasts `lease_seconds`. kind: only "cover", "caption" or "slate" pairs.
+    Otherwise, on a gold turn (`gold_turn(annotator, pairs handed to them so far, gold_rate, gold_key)`), a gold
+    pair they were never handed; else claims a pair they were never handed, held by fewer than `overlap`
+    annotators, preferring pairs closest to complete, then the highest priority, then the oldest; the lease
+    lasts `lease_seconds`. kind: only "cover", "caption" or "slate" pairs. pairs_of: only the pairs made for
+    that study (None: the shared queue's).
     """
     annotator = _require_annotator(session, annotator_id)
     overlap = v.integer(overlap, "overlap", 1, LIMITS["overlap"])
     lease_seconds = v.integer(lease_seconds, "lease_seconds", 1, LIMITS["lease_seconds"])
     kind = v.choice(kind, "kind", PAIR_KINDS) if kind is not None else None
+    gold_rate = v.number(gold_rate, "gold_rate", 0.0, 1.0)
+    gold_key = v.text(gold_key, "gold_key", 128, allow_empty=True)
+    pairs_of = v.integer(pairs_of, "pairs_of", 1, _MAX_INT, optional=True)
     now = v.timestamp(now, "now") or utcnow()
     _release_expired(session, now)
+    if annotator.flagged:
+        return None
     open_pair = session.scalars(
         select(PairAssignment.pair_id)
         .where(PairAssignment.annotator_id == annotator.id, PairAssignment.completed_at.is_(None))
@@ -161,10 +218,25 @@ def next_pair(session: Session, annotator_id: int, overlap: int = 2, lease_secon
     ).first()
     if open_pair is not None:
         return get_pair(session, open_pair)
-    candidates = select(PairTask.id).where(*_open_to(annotator.id, overlap))
+    if gold_rate > 0.0:
+        turn = session.scalar(select(func.count()).select_from(PairAssignment)
+                              .where(PairAssignment.annotator_id == annotator.id)) or 0
+        if gold_turn(annotator.id, turn, gold_rate, gold_key):
+            gold = select(PairTask.id).where(_is_gold(), _never_handed(annotator.id))
+            if kind is not None:
+                gold = gold.where(PairTask.kind == kind)
+            pair_id = session.scalars(gold.order_by(PairTask.id).limit(1)).first()
+            if pair_id is not None:  # no slot bound: every annotator may be measured on a gold pair
+                session.execute(update(PairTask).where(PairTask.id == pair_id)
+                                .values(slots_taken=PairTask.slots_taken + 1))
+                session.add(PairAssignment(pair_id=pair_id, annotator_id=annotator.id, assigned_at=now,
+                                           expires_at=now + dt.timedelta(seconds=lease_seconds), holds_slot=True))
+                session.flush()
+                return get_pair(session, pair_id)
+    candidates = select(PairTask.id).where(*_open_to(annotator.id, overlap, pairs_of))
     if kind is not None:
         candidates = candidates.where(PairTask.kind == kind)
-    candidates = candidates.order_by(PairTask.slots_taken.desc(), PairTask.id).limit(1)
+    candidates = candidates.order_by(PairTask.slots_taken.desc(), PairTask.priority.desc(), PairTask.id).limit(1)
     claimable = candidates
     postgresql = session.get_bind().dialect.name == "postgresql"
     if postgresql:
@@ -262,17 +334,20 @@ def _append_label(session: Session, row: dict[str, Any]) -> PreferenceLabel:
 
 def record_preference(session: Session, event_id, pair: int | tuple[int, int], annotator_id: int, choice: str,
                       time_spent_ms: int | None = None, guideline_version: str = "v1",
-                      at: dt.datetime | None = None, leased_only: bool = False) -> PreferenceLabel:
+                      at: dt.datetime | None = None, leased_only: bool = False,
+                      study_id: int | None = None) -> PreferenceLabel:
     """Record (or change) `annotator_id`'s choice on a pair; returns the new current label row.
 
     pair: a pair id, or (asset_a_id, asset_b_id), which finds or creates the pair. choice: "A", "B", "tie" or
     "skip". Labeling a pair the annotator already labeled replaces their label and keeps the old one as history.
     leased_only: accept the label only when `next_pair` handed this pair to this annotator and the lease is still
     open (not finished, not expired); a retry of an already stored label (same event_id) is still answered. A
-    public labeling endpoint sets it, so nobody labels pairs they were not given.
+    public labeling endpoint sets it, so nobody labels pairs they were not given. study_id: the study the label
+    is given in (None: none).
     """
     event_id = v.event_id(event_id)
     choice = v.choice(choice, "choice", CHOICES)
+    study_id = v.integer(study_id, "study_id", 1, _MAX_INT, optional=True)
     time_spent_ms = v.integer(time_spent_ms, "time_spent_ms", 0, LIMITS["time_spent_ms"], optional=True)
     guideline_version = v.text(guideline_version, "guideline_version", 32)
     annotator = _require_annotator(session, annotator_id)
@@ -298,7 +373,7 @@ def record_preference(session: Session, event_id, pair: int | tuple[int, int], a
     _update_assignment(session, assignment, completed=True, holds_slot=choice != "skip", now=at)
     return _append_label(session, {
         "event_id": event_id, **sent, "time_spent_ms": time_spent_ms, "guideline_version": guideline_version,
-        "created_at": at,
+        "created_at": at, "study_id": study_id,
     })
 
 
@@ -321,7 +396,8 @@ def clear_preference(session: Session, event_id, pair_id: int, annotator_id: int
     _update_assignment(session, assignment, completed=False, holds_slot=True, now=at, lease_seconds=lease_seconds)
     return _append_label(session, {"event_id": event_id, "pair_id": task.id, "annotator_id": annotator.id,
                                    "choice": None, "time_spent_ms": None,
-                                   "guideline_version": current.guideline_version, "created_at": at})
+                                   "guideline_version": current.guideline_version, "created_at": at,
+                                   "study_id": current.study_id})
 
 
 def undo_last_preference(session: Session, event_id, annotator_id: int, lease_seconds: int = 1800,
@@ -345,3 +421,96 @@ def undo_last_preference(session: Session, event_id, annotator_id: int, lease_se
     return clear_preference(session, event_id, last.pair_id, annotator.id, lease_seconds=lease_seconds, at=at)
 
 
+
+
+# --------------------------------------------------------------------------------------------------------------
+# ordering hints, gold pairs and annotator quality
+
+
+def waiting_pairs(session: Session, overlap: int = 2, kind: str | None = None, limit: int | None = None
+                  ) -> list[tuple[int, str, str | None, int | None, int | None]]:
+    """Pairs the queue could still hand out (fewer than `overlap` slots taken, not gold), as (pair_id, kind,
+    target_user_id, asset_a_id, asset_b_id), oldest first: what active pair selection ranks."""
+    overlap = v.integer(overlap, "overlap", 1, LIMITS["overlap"])
+    kind = v.choice(kind, "kind", PAIR_KINDS) if kind is not None else None
+    limit = v.integer(limit, "limit", 1, _MAX_INT, optional=True)
+    statement = (select(PairTask.id, PairTask.kind, PairTask.target_user_id, PairTask.asset_a_id, PairTask.asset_b_id)
+                 .where(PairTask.slots_taken < overlap, ~_is_gold()).order_by(PairTask.id))
+    if kind is not None:
+        statement = statement.where(PairTask.kind == kind)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [tuple(row) for row in session.execute(statement)]
+
+
+def set_priorities(session: Session, priorities: Mapping[int, float], reset: bool = False) -> int:
+    """Set the queue's ordering hint of the pairs in `priorities` (pair_id -> a finite number; higher is handed
+    first among pairs equally close to complete). reset: every other pair goes back to 0 first. Returns the
+    number of pairs updated (ids that do not exist are ignored: a pair cannot be deleted, so none are)."""
+    import math
+
+    rows = []
+    for pair_id, value in priorities.items():
+        pk = v.integer(pair_id, "pair_id", 1, _MAX_INT)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise InvalidInputError(f"priorities[{pk}] must be a finite number, got {value!r}")
+        rows.append({"pk": pk, "priority": float(value)})
+    if reset:
+        session.execute(update(PairTask).where(PairTask.priority != 0.0).values(priority=0.0))
+    if not rows:
+        return 0
+    from sqlalchemy import bindparam
+
+    statement = update(PairTask.__table__).where(PairTask.__table__.c.id == bindparam("pk")).values(
+        priority=bindparam("priority"))
+    return int(session.connection().execute(statement, rows).rowcount or 0)
+
+
+def set_gold(session: Session, pair_id: int, answer: str, source: str = "known",
+             at: dt.datetime | None = None) -> GoldPair:
+    """Make `pair_id` a gold pair whose better side is `answer` ("A" | "B"): given ("known") or settled by the
+    labels' agreement ("agreement"). Idempotent; a pair keeps its first answer: another one is refused."""
+    task = get_pair(session, pair_id)
+    answer = v.choice(answer, "answer", GOLD_ANSWERS)
+    source = v.choice(source, "source", GOLD_SOURCES)
+    at = v.timestamp(at) or utcnow()
+    _insert_once(session, GoldPair, {"pair_id": task.id, "answer": answer, "source": source, "created_at": at},
+                 conflict=("pair_id",), returning=False)
+    row = session.scalars(select(GoldPair).where(GoldPair.pair_id == task.id)).one()
+    if row.answer != answer:
+        raise InvalidInputError(f"pair_id {task.id} is already a gold pair with answer {row.answer!r}, got {answer!r}")
+    return row
+
+
+def gold_answers(session: Session) -> dict[int, str]:
+    """pair_id -> the gold answer ("A" | "B") of every gold pair."""
+    return {int(p): a for p, a in session.execute(select(GoldPair.pair_id, GoldPair.answer))}
+
+
+def release_leases(session: Session, annotator_id: int) -> int:
+    """Return the annotator's open leases (pairs handed, not labelled) to the queue; returns how many."""
+    annotator = _require_annotator(session, annotator_id)
+    released = session.scalars(
+        delete(PairAssignment)
+        .where(PairAssignment.annotator_id == annotator.id, PairAssignment.completed_at.is_(None))
+        .returning(PairAssignment.pair_id)
+    ).all()
+    for pair_id in released:  # an open lease always holds a slot
+        session.execute(update(PairTask).where(PairTask.id == pair_id).values(slots_taken=PairTask.slots_taken - 1))
+    return len(released)
+
+
+def set_reliability(session: Session, annotator_id: int, reliability: float | None, labels: int,
+                    flagged: bool) -> Annotator:
+    """Record an annotator's estimated reliability (`annotation.quality`), the labels behind it, and whether it
+    is below the threshold; a newly flagged annotator's open leases return to the queue (`release_leases`)."""
+    annotator = _require_annotator(session, annotator_id)
+    reliability = v.number(reliability, "reliability", 0.0, 1.0, optional=True)
+    labels = v.integer(labels, "labels", 0, _MAX_INT)
+    flagged = v.boolean(flagged, "flagged")
+    newly = flagged and not annotator.flagged
+    annotator.reliability, annotator.reliability_labels, annotator.flagged = reliability, labels, flagged
+    session.flush()
+    if newly:
+        release_leases(session, annotator.id)
+    return annotator

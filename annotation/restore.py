@@ -3,8 +3,9 @@
     restore(Session, "file:///mnt/sink")               # at start, on an empty database, before serving
 
 Replay is idempotent: rows are inserted with ON CONFLICT DO NOTHING on their natural keys (event_id, pair key,
-(pair, annotator), user id, annotator name, session id, item id, (name, kind, version) of a model version; eval
-runs by model, dataset, split and time), and integer ids are remapped to the ids this database gives them.
+(pair, annotator), user id, annotator name, session id, item id, (name, kind, version) of a model version, study
+key, (study, external id) of a participant, the pair of a gold answer; eval runs by model, dataset, split and
+time), and integer ids are remapped to the ids this database gives them.
 Replaying the same sink twice adds nothing. A row whose parent is missing from the sink (which the sink's write
 order prevents) is skipped and counted, never half-inserted. State the sink does not ship is derived as the store
 leaves it: which label is current, which assignments are finished and hold a slot, each pair's `slots_taken`,
@@ -32,6 +33,7 @@ from annotation.models import (
     EvalRun,
     FeedbackEvent,
     GeneratedAsset,
+    GoldPair,
     Impression,
     ImpressionItem,
     Item,
@@ -39,10 +41,13 @@ from annotation.models import (
     PairAssignment,
     PairTask,
     PreferenceLabel,
+    Study,
+    StudyParticipant,
     User,
 )
 from annotation.sync import (
     _ASSET_COLUMNS,
+    _STUDY_COLUMNS,
     _KEYED_READERS,
     _VERSION_COLUMNS,
     LEASE_S,
@@ -107,6 +112,7 @@ class _Replay:
     users: set[str] = field(default_factory=set)
     items: set[str] = field(default_factory=set)
     annotators: dict[str, int] = field(default_factory=dict)  # name -> id
+    studies: dict[str, int] = field(default_factory=dict)  # key -> id
     sessions: dict[Any, Any] = field(default_factory=dict)  # id -> id (present in this database)
     impressions: dict[str, int] = field(default_factory=dict)  # event_id -> id
     assets: dict[str, int] = field(default_factory=dict)  # event_id -> id
@@ -147,6 +153,11 @@ def _people(r: _Replay) -> None:
     r.annotators = dict(s.execute(select(Annotator.name, Annotator.id)).all())
     r.users = set(s.scalars(select(User.user_id)))
     r.items = set(s.scalars(select(Item.item_id)))
+
+
+def _studies(r: _Replay) -> None:
+    r.inserted["studies"] = r.insert(Study, [{c: x[c] for c in _STUDY_COLUMNS} for x in r.data["studies"]], ["key"])
+    r.studies = dict(r.s.execute(select(Study.key, Study.id)).all())
 
 
 def _sessions(r: _Replay) -> None:
@@ -240,10 +251,33 @@ def _pairs(r: _Replay) -> None:
         key = f"{x['kind']}:{low}:{high}:{target or ''}"
         key_of_uid[x["_key"]] = key
         rows.append({"pair_key": key, "kind": x["kind"], **sides, "target_user_id": target, "slots_taken": 0,
-                     "created_at": x["created_at"]})
+                     "priority": 0.0, "study_id": r.studies.get(x.get("study")), "created_at": x["created_at"]})
     r.inserted["pairs"] = r.insert(PairTask, rows, ["pair_key"])
     by_key = r.lookup(PairTask.pair_key, PairTask.id, key_of_uid.values())
     r.pairs = {uid: by_key[key] for uid, key in key_of_uid.items() if key in by_key}
+
+
+def _participants(r: _Replay) -> None:
+    rows = []
+    for x in r.data["participants"]:
+        study, annotator = r.studies.get(x["study"]), r.annotators.get(x["annotator"])
+        if study is None or annotator is None:
+            r.skipped["participants"] += 1
+            continue
+        rows.append({"study_id": study, "annotator_id": annotator, "external_id": x["external_id"],
+                     "started_at": x["started_at"]})
+    r.inserted["participants"] = r.insert(StudyParticipant, rows, ["study_id", "external_id"])
+
+
+def _gold(r: _Replay) -> None:
+    rows = []
+    for x in r.data["gold"]:
+        pair = r.pairs.get(x["pair_uid"])
+        if pair is None:
+            r.skipped["gold"] += 1
+            continue
+        rows.append({"pair_id": pair, "answer": x["answer"], "source": x["source"], "created_at": x["created_at"]})
+    r.inserted["gold"] = r.insert(GoldPair, rows, ["pair_id"])
 
 
 def _assignments(r: _Replay) -> None:
@@ -269,7 +303,7 @@ def _labels(r: _Replay) -> None:
             continue
         rows.append({"event_id": x["event_id"], "pair_id": pair, "annotator_id": annotator, "choice": x["choice"],
                      "time_spent_ms": x["time_spent_ms"], "guideline_version": x["guideline_version"],
-                     "is_current": False, "created_at": x["created_at"]})
+                     "is_current": False, "created_at": x["created_at"], "study_id": r.studies.get(x.get("study"))})
         if x["supersedes_event_id"]:
             supersedes[x["event_id"]] = x["supersedes_event_id"]
     new = set()
@@ -308,8 +342,8 @@ def _feedback(r: _Replay) -> None:
                         .values(watermark=ids.get(event_id)))
 
 
-_STEPS = (_people, _sessions, _impressions, _assets, _model_versions, _eval_runs, _pairs, _assignments, _labels,
-          _feedback)
+_STEPS = (_people, _studies, _sessions, _impressions, _assets, _model_versions, _eval_runs, _pairs, _participants,
+          _gold, _assignments, _labels, _feedback)
 
 
 def _dedupe(rows: list[dict], keep: str = "first") -> list[dict]:

@@ -15,23 +15,26 @@ that had new rows, named so that their names sort in write order:
 
 What is shipped, and when: every row once, as it is when first seen committed, with its references written as
 natural keys (event UUIDs, user and item ids, annotator names) instead of this database's integer ids:
-items, users, annotators, app sessions, impressions (with their items), generated assets (metadata; the files
-live in the blob store), pairs, pair assignments, preference labels (every history row), feedback events,
+items, users, annotators, studies, app sessions, impressions (with their items), generated assets (metadata; the
+files live in the blob store), pairs (with the study they were made for), study participants, gold pairs, pair
+assignments, preference labels (every history row, with the study it was given in), feedback events,
 offline evaluation runs (with the model version they evaluated) and model registry versions (the artifacts live
 in the blob store). Later changes to a shipped row are not shipped: the state they describe is derived on
 replay instead (which label is current, which assignments are finished and hold a slot, each pair's
 `slots_taken`), so nothing that matters is lost; an app session's `last_seen_at` and an item's later title
-keep the value they had when shipped. Model versions are the exception: the registry is small and its rows
+keep the value they had when shipped. An annotator's estimated reliability and flag are not shipped: they are
+recomputed from the labels and gold pairs (`app.learning.quality`), as is each pair's `priority`. Model versions are the exception: the registry is small and its rows
 change (a decision, a promotion, a demotion, a rollback), so every sync reads all of them and ships again each
 one whose state differs from what this process last shipped; replay keeps each version's latest snapshot (by
 the time it was read) and derives which version is served (the one promoted last, by `promoted_at`, as
 `registry.promote` and `registry.rollback` leave it), so a restored app serves the version it served before.
 
-Which rows are new: big tables (impressions, feedback, assets, pairs, assignments, labels, eval runs) by their
+Which rows are new: big tables (impressions, feedback, assets, pairs, participants, gold pairs, assignments,
+labels, eval runs) by their
 integer id above a watermark. Ids are allocated when a row is inserted, not when it commits, so on PostgreSQL a
 row with a smaller id can commit after a larger one was shipped: ids skipped over stay "open" for `GAP_TTL_S`
 and are shipped when they turn up (an id skipped for good, e.g. by `ON CONFLICT DO NOTHING`, just expires).
-Small tables (items, users, annotators, sessions) by their keys. The first sync of a `SyncState` reads the
+Small tables (items, users, annotators, studies, sessions) by their keys. The first sync of a `SyncState` reads the
 keys already in the sink and ships whatever the database has that the sink lacks, so a restarted process
 neither re-ships everything nor misses what was written while it was down.
 
@@ -67,6 +70,7 @@ from annotation.models import (
     EvalRun,
     FeedbackEvent,
     GeneratedAsset,
+    GoldPair,
     Impression,
     ImpressionItem,
     Item,
@@ -74,6 +78,8 @@ from annotation.models import (
     PairAssignment,
     PairTask,
     PreferenceLabel,
+    Study,
+    StudyParticipant,
     User,
     utcnow,
 )
@@ -83,10 +89,11 @@ __all__ = ["SyncState", "SyncResult", "sync_once", "open_sink", "TABLES", "GAP_T
 log = logging.getLogger(__name__)
 
 # Tables in write (parent-first) order; rows are read in the reverse order.
-TABLES = ("items", "users", "annotators", "sessions", "impressions", "assets", "model_versions", "eval_runs", "pairs",
-          "assignments", "labels", "feedback")
+TABLES = ("items", "users", "annotators", "studies", "sessions", "impressions", "assets", "model_versions", "eval_runs",
+          "pairs", "participants", "gold", "assignments", "labels", "feedback")
 _BY_ID = {"impressions": Impression, "assets": GeneratedAsset, "eval_runs": EvalRun, "pairs": PairTask,
-          "assignments": PairAssignment, "labels": PreferenceLabel, "feedback": FeedbackEvent}
+          "participants": StudyParticipant, "gold": GoldPair, "assignments": PairAssignment,
+          "labels": PreferenceLabel, "feedback": FeedbackEvent}
 GAP_TTL_S = 300.0  # an id skipped over this long ago is taken as never committed (a transaction lasts < 1 s)
 MAX_GAPS = 100_000  # open ids kept per table at most (the oldest are dropped first)
 LEASE_S = 1800  # the lease of a pair handed back by a replayed "undo" (the store's default)
@@ -244,6 +251,20 @@ def _read_annotators(s: Session, where=true()) -> list[dict]:
                                                    Annotator.token_hash).where(where))]
 
 
+_STUDY_COLUMNS = ("key", "name", "guidelines", "pair_source", "labels_per_annotator", "gold_rate", "completion_code",
+                  "created_at")
+
+
+def _read_studies(s: Session, where=true()) -> list[dict]:
+    cols = [getattr(Study, c) for c in _STUDY_COLUMNS]
+    return [{"_key": r[0], **dict(zip(_STUDY_COLUMNS, r))}
+            for r in s.connection().execute(select(*cols).where(where).order_by(Study.id))]
+
+
+def _study_keys(s: Session) -> dict[int, str]:
+    return dict(s.connection().execute(select(Study.id, Study.key)).all())
+
+
 def _read_sessions(s: Session, where=true()) -> list[dict]:
     rows = s.connection().execute(select(AppSession.id, AppSession.user_id, Annotator.name, AppSession.user_agent,
                             AppSession.started_at, AppSession.last_seen_at)
@@ -338,7 +359,7 @@ def _pair_select():
     a, b = aliased(GeneratedAsset), aliased(GeneratedAsset)
     ia, ib = aliased(Impression), aliased(Impression)
     return (select(PairTask.id, PairTask.kind, a.event_id, b.event_id, ia.event_id, ib.event_id,
-                   PairTask.target_user_id, PairTask.created_at)
+                   PairTask.target_user_id, PairTask.created_at, PairTask.study_id)
             .outerjoin(a, a.id == PairTask.asset_a_id).outerjoin(b, b.id == PairTask.asset_b_id)
             .outerjoin(ia, ia.id == PairTask.impression_a_id).outerjoin(ib, ib.id == PairTask.impression_b_id))
 
@@ -353,11 +374,29 @@ def _pair_uids(s: Session, pair_ids: Iterable[int]) -> dict[int, str]:
 
 def _read_pairs(s: Session, where) -> list[dict]:
     out = []
+    keys = _study_keys(s)
     for r in s.connection().execute(_pair_select().where(where).order_by(PairTask.id)):
         out.append({"_id": r[0], "_key": _pair_uid(*r[1:7]), "kind": r[1], "asset_a_event_id": r[2],
                     "asset_b_event_id": r[3], "impression_a_event_id": r[4], "impression_b_event_id": r[5],
-                    "target_user_id": r[6], "created_at": r[7]})
+                    "target_user_id": r[6], "created_at": r[7], "study": keys.get(r[8])})
     return out
+
+
+def _read_participants(s: Session, where) -> list[dict]:
+    p = StudyParticipant
+    rows = s.connection().execute(select(p.id, Study.key, Annotator.name, p.external_id, p.started_at)
+                                  .join(Study, Study.id == p.study_id).join(Annotator, Annotator.id == p.annotator_id)
+                                  .where(where).order_by(p.id))
+    return [{"_id": r[0], "_key": f"{r[1]}|{r[3]}", "study": r[1], "annotator": r[2], "external_id": r[3],
+             "started_at": r[4]} for r in rows]
+
+
+def _read_gold(s: Session, where) -> list[dict]:
+    rows = s.connection().execute(select(GoldPair.id, GoldPair.pair_id, GoldPair.answer, GoldPair.source,
+                                         GoldPair.created_at).where(where).order_by(GoldPair.id)).all()
+    uids = _pair_uids(s, (r[1] for r in rows))
+    return [{"_id": r[0], "_key": uids[r[1]], "pair_uid": uids[r[1]], "answer": r[2], "source": r[3],
+             "created_at": r[4]} for r in rows]
 
 
 def _read_assignments(s: Session, where) -> list[dict]:
@@ -376,14 +415,15 @@ def _read_labels(s: Session, where) -> list[dict]:
     old = aliased(PreferenceLabel)
     rows = s.connection().execute(select(PreferenceLabel.id, PreferenceLabel.event_id, PreferenceLabel.pair_id, Annotator.name,
                             PreferenceLabel.choice, PreferenceLabel.time_spent_ms, PreferenceLabel.guideline_version,
-                            old.event_id, PreferenceLabel.created_at)
+                            old.event_id, PreferenceLabel.created_at, PreferenceLabel.study_id)
                      .join(Annotator, Annotator.id == PreferenceLabel.annotator_id)
                      .outerjoin(old, old.id == PreferenceLabel.supersedes_id)
                      .where(where).order_by(PreferenceLabel.id)).all()
     uids = _pair_uids(s, (r[2] for r in rows))
+    keys = _study_keys(s) if any(r[9] is not None for r in rows) else {}
     return [{"_id": r[0], "_key": r[1], "event_id": r[1], "pair_uid": uids[r[2]], "annotator": r[3], "choice": r[4],
-             "time_spent_ms": r[5], "guideline_version": r[6], "supersedes_event_id": r[7], "created_at": r[8]}
-            for r in rows]
+             "time_spent_ms": r[5], "guideline_version": r[6], "supersedes_event_id": r[7], "created_at": r[8],
+             "study": keys.get(r[9])} for r in rows]
 
 
 def _read_feedback(s: Session, where) -> list[dict]:
@@ -398,12 +438,15 @@ def _read_feedback(s: Session, where) -> list[dict]:
 
 
 _KEYED_READERS: dict[str, Callable[..., list[dict]]] = {
-    "items": _read_items, "users": _read_users, "annotators": _read_annotators, "sessions": _read_sessions,
+    "items": _read_items, "users": _read_users, "annotators": _read_annotators, "studies": _read_studies,
+    "sessions": _read_sessions,
 }
-_KEY_COLUMNS = {"items": Item.item_id, "users": User.user_id, "annotators": Annotator.name, "sessions": AppSession.id}
+_KEY_COLUMNS = {"items": Item.item_id, "users": User.user_id, "annotators": Annotator.name, "studies": Study.key,
+                "sessions": AppSession.id}
 _ID_READERS: dict[str, Callable[[Session, Any], list[dict]]] = {
     "impressions": _read_impressions, "assets": _read_assets, "eval_runs": _read_eval_runs, "pairs": _read_pairs,
-    "assignments": _read_assignments, "labels": _read_labels, "feedback": _read_feedback,
+    "participants": _read_participants, "gold": _read_gold, "assignments": _read_assignments,
+    "labels": _read_labels, "feedback": _read_feedback,
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from annotation import queue, registry, restore, store, sync
+from annotation import queue, registry, restore, store, studies, sync
 from annotation.db import make_engine, make_session_factory
 from annotation.errors import InvalidInputError
 from annotation.models import (
@@ -25,12 +25,15 @@ from annotation.models import (
     EvalRun,
     FeedbackEvent,
     GeneratedAsset,
+    GoldPair,
     Impression,
     Item,
     ModelVersion,
     PairAssignment,
     PairTask,
     PreferenceLabel,
+    Study,
+    StudyParticipant,
     User,
 )
 from ann_helpers import ITEMS, cover, new_id
@@ -70,7 +73,8 @@ def _at(minutes: int) -> dt.datetime:
 
 def populate(Session) -> dict:
     """A little of everything the app writes: people, sessions, plain and interleaved slates, feedback of every
-    kind, covers and captions, asset and slate pairs, queue leases, labels changed and undone, an eval run."""
+    kind, covers and captions, asset and slate pairs, queue leases, labels changed and undone, an eval run, a study
+    with a participant, a pair made for it and a label given in it, a gold pair."""
     out = {}
     with Session() as s, s.begin():
         store.sync_items(s, ITEMS)
@@ -123,6 +127,18 @@ def populate(Session) -> dict:
         queue.record_preference(s, new_id(), (caption_a.id, caption_b.id), carol.id, "B", at=_at(20))
         out["carol_open"] = queue.next_pair(s, carol.id, now=_at(21)).id
         out["alice_undone"] = second
+    # a study: a participant arrives by its link, is handed the pair made for it and labels it; a gold pair
+    with Session() as s, s.begin():
+        study = studies.create_study(s, "Covers, round 1", "Pick the cover that suits them.", pair_source="own",
+                                     labels_per_annotator=2, gold_rate=0.0, key="round-1",
+                                     completion_code="C0DE1234", at=_at(22))
+        dave = store.get_or_create_annotator(s, "study:round-1:pid-1")
+        studies.join_study(s, study.key, dave.id, "PID-1", at=_at(22))
+        own = queue.create_pair(s, assets[3].id, generic.id, target_user_id="196", study_id=study.id)
+        assert queue.next_pair(s, dave.id, now=_at(23), **studies.pair_options(study)).id == own.id
+        queue.record_preference(s, new_id(), own.id, dave.id, "B", time_spent_ms=1500, at=_at(24), leased_only=True,
+                                study_id=study.id)
+        queue.set_gold(s, pairs[0], "B", source="agreement", at=_at(25))
     return out
 
 
@@ -156,7 +172,13 @@ def snapshot(Session) -> dict[str, list]:
         labels = dict(s.execute(select(PreferenceLabel.id, PreferenceLabel.event_id)).all())
         feedback = dict(s.execute(select(FeedbackEvent.id, FeedbackEvent.event_id)).all())
         versions = {v.id: (v.kind, v.name, v.version) for v in s.scalars(select(ModelVersion))}
+        keys = dict(s.execute(select(Study.id, Study.key)).all())
         snap = {
+            "studies": [(x.key, x.name, x.guidelines, x.pair_source, x.labels_per_annotator, x.gold_rate,
+                         x.completion_code, x.created_at) for x in s.scalars(select(Study))],
+            "participants": [(keys[x.study_id], names[x.annotator_id], x.external_id, x.started_at)
+                             for x in s.scalars(select(StudyParticipant))],
+            "gold": [(sides[g.pair_id], g.answer, g.source, g.created_at) for g in s.scalars(select(GoldPair))],
             "items": [(i.item_id, i.title, i.year, tuple(i.genres)) for i in s.scalars(select(Item))],
             "users": [(u.user_id, u.kind, u.created_at) for u in s.scalars(select(User))],
             "annotators": [(a.name, a.role, a.created_at) for a in s.scalars(select(Annotator))],
@@ -172,13 +194,14 @@ def snapshot(Session) -> dict[str, list]:
                         a.negative_prompt, a.seed, json.dumps(a.params, sort_keys=True), a.path, a.text,
                         a.content_hash, a.latency_ms, a.personalized, a.cache_hit, a.created_at)
                        for a in s.scalars(select(GeneratedAsset))],
-            "pairs": [sides[p.id] + (p.slots_taken, p.created_at) for p in s.scalars(select(PairTask))],
+            "pairs": [sides[p.id] + (p.slots_taken, p.created_at, keys.get(p.study_id))
+                      for p in s.scalars(select(PairTask))],
             "assignments": [(sides[a.pair_id], names[a.annotator_id], a.completed_at, a.holds_slot,
                              a.expires_at if a.completed_at is None else None)
                             for a in s.scalars(select(PairAssignment))],
             "labels": [(x.event_id, sides[x.pair_id], names[x.annotator_id], x.choice, x.time_spent_ms,
-                        x.guideline_version, x.is_current, labels.get(x.supersedes_id), x.created_at)
-                       for x in s.scalars(select(PreferenceLabel))],
+                        x.guideline_version, x.is_current, labels.get(x.supersedes_id), x.created_at,
+                        keys.get(x.study_id)) for x in s.scalars(select(PreferenceLabel))],
             "eval_runs": [(r.model, r.dataset, r.split, json.dumps(r.metrics, sort_keys=True),
                            json.dumps(r.config, sort_keys=True), r.created_at, versions.get(r.model_version_id))
                           for r in s.scalars(select(EvalRun))],
@@ -194,9 +217,9 @@ def test_every_table_round_trips_and_replay_twice_adds_nothing(engine, target, t
     made = populate(Session)
     sink = str(tmp_path / "sink")
     result = sync.sync_once(make_session_factory(engine, read_only=True), sink, sync.SyncState())
-    assert result.shipped == {"items": 20, "users": 2, "annotators": 3, "sessions": 2, "impressions": 2,
-                              "feedback": 5, "assets": 7, "pairs": 5, "assignments": 6, "labels": 7,
-                              "eval_runs": 2, "model_versions": 3}
+    assert result.shipped == {"items": 20, "users": 2, "annotators": 4, "sessions": 2, "impressions": 2,
+                              "feedback": 5, "assets": 7, "pairs": 6, "assignments": 7, "labels": 8,
+                              "eval_runs": 2, "model_versions": 3, "studies": 1, "participants": 1, "gold": 1}
     before = snapshot(Session)
     with target() as s:
         assert restore.store_is_empty(s)
@@ -372,7 +395,7 @@ def test_an_fsspec_url_without_renames_works_and_bad_urls_are_refused(engine, ta
     Session = make_session_factory(engine)
     populate(Session)
     url = f"memory://vitrine-sync-{uuid.uuid4().hex[:8]}"
-    assert sync.sync_once(Session, url, sync.SyncState()).shipped["labels"] == 7
+    assert sync.sync_once(Session, url, sync.SyncState()).shipped["labels"] == 8
     restore.restore(target, url)
     assert snapshot(target) == snapshot(Session)
     with pytest.raises(InvalidInputError, match="sink_url"):
@@ -405,7 +428,7 @@ def test_the_hub_sink_commits_each_sync_once_through_huggingface_hub(engine, tar
         assert set(restore.restore(target, url).inserted.values()) == {0}  # no repo yet: an empty sink
         state = sync.SyncState()
         first = sync.sync_once(make_session_factory(engine, read_only=True), url, state)
-        assert first.shipped["labels"] == 7 and len(first.shards) == len(first.shipped)
+        assert first.shipped["labels"] == 8 and len(first.shards) == len(first.shipped)
         commits = hub.commits["org/vitrine-events"]
         assert len(commits) == 1 and len(commits[0]["added"]) == len(first.shipped)  # one commit for the sync
         assert hub.visibility["org/vitrine-events"] == "private"
