@@ -227,12 +227,17 @@ def pairs_from_pick(user_id: str, picked: str, shown: Sequence[str], at: Any, we
             for other in dict.fromkeys(shown) if other != picked]
 
 
-def records_from_frames(preferences: Any, assets: Any) -> tuple[list[PreferencePair], dict[str, Candidate]]:
+def records_from_frames(preferences: Any, assets: Any, annotator_weights: Mapping[str, float] | None = None
+                        ) -> tuple[list[PreferencePair], dict[str, Candidate]]:
     """Pairs and candidates from the store's frames (`preferences_frame`, `assets_frame` columns).
 
     Cover and caption pairs with a target user and an A or B choice become pairs; asset ids become strings.
     Candidates carry the asset's prompt, style keywords (`style_keywords`), params["alpha"], generator, text
     and path (a cover's image reference, read later through `read_bytes`).
+
+    annotator_weights: annotator name -> the weight of their labels (e.g. by reliability,
+    `annotation.quality.label_weights`; a name not in it weighs 1). Labels of weight 0 are left out, and the
+    weights are scaled to a mean of 1 over the pairs kept, so that the L2 penalty (per pair) keeps its strength.
     """
     candidates: dict[str, Candidate] = {}
     for row in assets.itertuples(index=False):
@@ -244,13 +249,24 @@ def records_from_frames(preferences: Any, assets: Any) -> tuple[list[PreferenceP
             text=row.text if row.kind == "caption" else None, image=row.path if row.kind == "cover" else None,
             item_id=str(row.item_id),
         )
+    if annotator_weights is not None:
+        for name, w in annotator_weights.items():
+            if isinstance(w, bool) or not isinstance(w, Real) or not (math.isfinite(float(w)) and float(w) >= 0):
+                raise invalid(f"annotator_weights[{name!r}]", "a finite number >= 0", w)
     rows = []
     for row in preferences.itertuples(index=False):
         if row.kind not in KINDS or row.target_user_id is None or (isinstance(row.target_user_id, float)):
             continue
+        weight = 1.0 if annotator_weights is None else float(annotator_weights.get(row.annotator, 1.0))
+        if weight <= 0.0:
+            continue
         rows.append({"user_id": row.target_user_id, "asset_a": str(int(row.asset_a_id)),
-                     "asset_b": str(int(row.asset_b_id)), "choice": row.choice, "at": row.created_at})
+                     "asset_b": str(int(row.asset_b_id)), "choice": row.choice, "at": row.created_at,
+                     "weight": weight})
     pairs = [p for p in pairs_from_labels(rows) if p.winner in candidates and p.loser in candidates]
+    if annotator_weights is not None and pairs:
+        mean = sum(p.weight for p in pairs) / len(pairs)
+        pairs = [PreferencePair(p.user_id, p.winner, p.loser, p.at, p.source, p.weight / mean) for p in pairs]
     return pairs, candidates
 
 
@@ -801,6 +817,33 @@ class RewardModel:
         if missing:
             raise invalid("pairs", "pairs the last fit held out", f"{len(missing)} others, e.g. {missing[0]}")
         return _pair_accuracy(np.array([self.heldout_margins[p] for p in pairs]))
+
+    def pair_features(self, pairs: Sequence[tuple[UserFeatures, Candidate, Candidate]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(u: (n, du), d: (n, da)) for (user, a, b) triples: the user's features and psi(a) - psi(b), so that the
+        model's margin (log-odds that the user prefers a) is u_i^T W d_i. Each user's and candidate's raw features
+        are computed once per call."""
+        if not self.fitted:
+            raise invalid("RewardModel", "a fitted model (call fit or load first)", "an unfitted model")
+        users: dict[str, UserFeatures] = {}
+        candidates: dict[str, Candidate] = {}
+        records = []
+        for i, triple in enumerate(pairs):
+            if not (isinstance(triple, tuple) and len(triple) == 3 and isinstance(triple[0], UserFeatures)
+                    and isinstance(triple[1], Candidate) and isinstance(triple[2], Candidate)):
+                raise invalid(f"pairs[{i}]", "a tuple (UserFeatures, Candidate, Candidate)", triple)
+            user, a, b = triple
+            if a.asset_id == b.asset_id:
+                raise invalid(f"pairs[{i}]", "two different candidates", a.asset_id)
+            users[user.user_id], candidates[a.asset_id], candidates[b.asset_id] = user, a, b
+            records.append(PreferencePair(user.user_id, a.asset_id, b.asset_id, 0.0))
+        if not records:
+            return np.zeros((0, 0)), np.zeros((0, 0))
+        self._cache = {}
+        try:
+            return self._design(records, users, candidates)
+        finally:
+            self._cache = None
 
     def pair_accuracy(self, pairs: Sequence[PreferencePair], users: Mapping[str, UserFeatures],
                       candidates: Mapping[str, Candidate]) -> float:
