@@ -18,7 +18,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,10 +125,12 @@ def reward_gate(candidate: float, served: float | None, n_fresh: int, served_ver
 def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Path | str",
                  encoder: Callable[[list[str]], Any], *, tolerance: float = 0.0, text_model: str | None = None,
                  read_bytes: Callable[[str], bytes] | None = None,
-                 say: Callable[[str], Any] = log.info) -> dict[str, Any]:
+                 say: Callable[[str], Any] = log.info,
+                 annotator_weights: "Mapping[str, float] | None" = None) -> dict[str, Any]:
     """Fit a reward model on every A/B label and Create pick in the store, gate it, and register it.
 
-    1. Pairs from the store; the model is fitted with its time split (the latest pairs held out:
+    1. Pairs from the store, each label weighted by its annotator's reliability when `annotator_weights` is given
+       (`app.learning.quality.weights_for`; a label of weight 0 is left out); the model is fitted with its time split (the latest pairs held out:
        `metrics["heldout_accuracy"]`), then refitted on all of them (`generation.reward.RewardModel.fit`).
     2. The gate (`reward_gate`): next to the served version (the registry's promoted "reward", loaded with
        `text_model` for its encoder) on the held-out pairs newer than its `config["trained_until"]`, which
@@ -149,8 +151,9 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
     artifacts = ModelArtifacts.at(artifacts)
     with Session() as s:
         preferences, assets = store.preferences_frame(s), store.assets_frame(s)
-    pairs, candidates = records_from_frames(preferences, assets)
-    say(f"reward: {len(pairs)} pairs from {len(preferences)} labels over {len(candidates)} assets")
+    pairs, candidates = records_from_frames(preferences, assets, annotator_weights=annotator_weights)
+    say(f"reward: {len(pairs)} pairs from {len(preferences)} labels over {len(candidates)} assets"
+        + ("" if annotator_weights is None else ", weighted by each annotator's reliability"))
     users = {u: user_features(catalog, u) for u in dict.fromkeys(p.user_id for p in pairs)}
     # covers are recorded by blob key: `read_bytes` (the app's `Assets.read_cover`) reads them; a file path else
     model = RewardModel(encoder, read_bytes=read_bytes or read_file_bytes).fit(pairs, users, candidates)
@@ -191,7 +194,8 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
     with Session() as s, s.begin():
         row = registry.register(s, REWARD_NAME, "pending", kind=REWARD_KIND, metrics=json_safe(gate_metrics),
                                 config={"model_version": model.version, "encoder": encoder_name,
-                                        "trained_until": trained_until, "n_pairs": len(pairs)})
+                                        "trained_until": trained_until, "n_pairs": len(pairs),
+                                        "weighted": annotator_weights is not None})
         row.artifact = artifacts.save_file(REWARD_KIND, REWARD_NAME, row.version, ".npz", model.save)
         registry.record_version_eval(s, row.id, catalog.name, "time", metrics,
                                      config={"version": model.version, "artifact": row.artifact,

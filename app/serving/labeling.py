@@ -1,14 +1,20 @@
-"""Labeling: annotators, the pair queue, labels, Create-tab picks and the admin action that fills the queue.
+"""Labeling: annotators, the pair queue, labels, Create-tab picks, studies and the admin action that fills the queue.
 
-The queue's rules live in `annotation.store` (`next_pair`, `label_progress`); this part turns pairs into plain
-data for the UI and the API and converts the store's input errors into `AppInputError`.
+The queue's rules live in `annotation.queue` (`next_pair`, `label_progress`) and studies in `annotation.studies`;
+this part turns pairs and studies into plain data for the UI and the API and converts the store's input errors
+into `AppInputError`. Outside studies, gold pairs are mixed in at VITRINE_GOLD_RATE, their turns keyed by a secret
+of this process (nobody can tell a gold turn from the order). A study participant is the annotator
+"study:<study id>:<external id>", claimed with a token like any name (`join_study`).
 """
 
 from __future__ import annotations
 
 import random
+import re
+import secrets
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app import checks
@@ -17,14 +23,16 @@ from app.serving.catalog import Catalog
 from app.errors import AppInputError, bad
 from app.serving.ranking import Ranking
 
-__all__ = ["Labeling", "LABEL_CHOICES", "PICK_PREFIX"]
+__all__ = ["Labeling", "LABEL_CHOICES", "PICK_PREFIX", "STUDY_PREFIX", "StudyInfo"]
 
 LABEL_CHOICES = ("A", "B", "tie", "skip")
 NAME_MAX = 80  # the store's limit on annotator names
 PICK_PREFIX = "user:"  # a Create-tab pick is labelled by the annotator "user:<user_id>"
 
 
-RESERVED_PREFIXES = (PICK_PREFIX, "hf:")  # Create-tab picks and Hugging Face sign-ins own these names
+STUDY_PREFIX = "study:"  # a study participant is the annotator "study:<study id>:<external id>"
+RESERVED_PREFIXES = (PICK_PREFIX, "hf:", STUDY_PREFIX)  # Create-tab picks, Hugging Face sign-ins and studies own these
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")  # a participant id as Prolific (24 hex) and others pass it
 TOKEN_BYTES = 24  # an annotator's secret token: 192 random bits, 32 characters
 TOKEN_MAX = 64  # the longest token text accepted
 
@@ -49,18 +57,40 @@ def annotator_name(raw: object, *, reserved_ok: bool = False) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class StudyInfo:
+    """A study as the Label tab and the admin see it."""
+
+    study_id: int
+    key: str
+    name: str
+    guidelines: str
+    pair_source: str
+    quota: int
+    gold_rate: float
+    completion_code: str
+
+    @classmethod
+    def of(cls, row) -> "StudyInfo":
+        return cls(int(row.id), row.key, row.name, row.guidelines, row.pair_source, int(row.labels_per_annotator),
+                   float(row.gold_rate), row.completion_code)
+
+
 def _side(asset) -> dict[str, Any]:
     return {"asset_id": int(asset.id), "kind": asset.kind, "path": asset.path, "text": asset.text,
             "personalized": bool(asset.personalized), "generator": asset.generator}
 
 
 class Labeling:
-    def __init__(self, catalog: Catalog, ranking: Ranking, assets: Assets, overlap: int) -> None:
+    def __init__(self, catalog: Catalog, ranking: Ranking, assets: Assets, overlap: int,
+                 gold_rate: float = 0.0) -> None:
         self.catalog = catalog
         self.ranking = ranking
         self.assets = assets
         self.events = assets.events
         self.overlap = overlap
+        self.gold_rate = gold_rate
+        self.gold_key = secrets.token_hex(16)  # keys the gold turns outside studies: not guessable
 
     def _write(self):
         return self.events.Session()
@@ -74,19 +104,19 @@ class Labeling:
         with self._write() as s, s.begin():
             return int(store.get_or_create_annotator(s, name).id)
 
-    def authenticate(self, name: object, token: object = None, *, create: bool = True) -> tuple[int, str | None]:
+    def authenticate(self, name: object, token: object = None, *, create: bool = True,
+                     reserved_ok: bool = False) -> tuple[int, str | None]:
         """Who is signing in as `name`: (annotator id, their new token or None). A name nobody holds yet (a new one,
         or one from before tokens) is claimed by this call: a fresh secret token is returned, once, and only its
         sha256 is stored. A name held by someone needs its token: a name cannot be claimed twice. With
         `create=False` the name must exist and be held (a label names someone who was handed a pair). Reserved
-        names ("hf:", "user:") are refused: they have sign-ins of their own."""
+        names ("hf:", "user:", "study:") are refused unless `reserved_ok` (for the sign-ins that own them)."""
         import hmac
-        import secrets
 
         from annotation import reads, store
         from annotation.models import Annotator
 
-        name = annotator_name(name)
+        name = annotator_name(name, reserved_ok=reserved_ok)
         given = None if token in (None, "") else checks.text("token", token, TOKEN_MAX)
         with self._write() as s, s.begin():
             if create:
@@ -119,12 +149,21 @@ class Labeling:
             raise bad("annotator", "an annotator who was handed a pair (call next_pair first)", name)
         return found
 
-    def next_pair(self, annotator_id: int) -> dict[str, Any] | None:
-        """The annotator's next pair as plain data (None when the queue has nothing for them)."""
-        from annotation import queue
+    def next_pair(self, annotator_id: int, study: StudyInfo | None = None) -> dict[str, Any] | None:
+        """The annotator's next pair as plain data (None when the queue has nothing for them). In a study: its
+        pairs and gold rate, and None once the participant's quota is done."""
+        from annotation import queue, studies
 
         with self._write() as s, s.begin():
-            pair = queue.next_pair(s, annotator_id, overlap=self.overlap)
+            if study is None:
+                options = {"gold_rate": self.gold_rate, "gold_key": self.gold_key}
+            else:
+                row = studies.study_by_id(s, study.study_id)
+                done, quota = studies.study_progress(s, row.id, annotator_id)
+                if done >= quota:
+                    return None
+                options = studies.pair_options(row)
+            pair = queue.next_pair(s, annotator_id, overlap=self.overlap, **options)
             if pair is None:
                 return None
             if pair.kind == "slate":
@@ -137,16 +176,19 @@ class Labeling:
             return {"pair_id": int(pair.id), "kind": pair.kind, "a": a, "b": b,
                     "target_user_id": pair.target_user_id, "item_id": item_id}
 
-    def progress(self, annotator_id: int) -> tuple[int, int]:
-        """(done, remaining) for an annotator, by the queue's own rule (`queue.label_progress`)."""
-        from annotation import queue
+    def progress(self, annotator_id: int, study: StudyInfo | None = None) -> tuple[int, int]:
+        """(done, remaining) for an annotator, by the queue's own rule (`queue.label_progress`); in a study,
+        (labels done in it, its quota)."""
+        from annotation import queue, studies
 
         with self.events.ReadSession() as s:
+            if study is not None:
+                return studies.study_progress(s, study.study_id, annotator_id)
             return queue.label_progress(s, annotator_id, overlap=self.overlap)
 
     def record_label(self, annotator_id: int, pair_id: int, choice: str, *, time_spent_ms: int | None = None,
-                     event_id: str | None = None) -> int:
-        """Store a preference label; returns its row id."""
+                     event_id: str | None = None, study: StudyInfo | None = None) -> int:
+        """Store a preference label (given in `study`, if any); returns its row id."""
         from annotation import errors as aerr
         from annotation import queue
 
@@ -155,7 +197,8 @@ class Labeling:
         try:
             with self._write() as s, s.begin():
                 row = queue.record_preference(s, event_id or checks.new_event_id(), int(pair_id), annotator_id,
-                                              choice, time_spent_ms=time_spent_ms, leased_only=True)
+                                              choice, time_spent_ms=time_spent_ms, leased_only=True,
+                                              study_id=None if study is None else study.study_id)
                 row_id = int(row.id)
                 pair = queue.get_pair(s, int(pair_id))
                 sides = ((pair.target_user_id, dict(pair.asset_a.params or {}), dict(pair.asset_b.params or {}))
@@ -166,6 +209,69 @@ class Labeling:
         if sides is not None and learner is not None:  # a cover label teaches the prompt policy
             learner.learn_from_label(sides[0], sides[1], sides[2], choice)
         return row_id
+
+    # -- studies ----------------------------------------------------------------------------------------------
+    def study(self, key: object) -> StudyInfo:
+        """The study whose link carries `key`; `AppInputError` when there is none."""
+        from annotation import errors as aerr
+        from annotation import studies
+
+        key = checks.text("study", key, 32)
+        try:
+            with self.events.ReadSession() as s:
+                return StudyInfo.of(studies.get_study(s, key))
+        except aerr.AnnotationError as exc:
+            raise AppInputError(str(exc)) from exc
+
+    def create_study(self, name: object, guidelines: object, pair_source: object, quota: object,
+                     gold_rate: object) -> StudyInfo:
+        """A new study (an admin action: the caller checks the password)."""
+        from annotation import errors as aerr
+        from annotation import studies
+        from annotation.models import PAIR_SOURCES
+
+        name = checks.text("name", name, 200)
+        guidelines = checks.text("guidelines", guidelines, studies.GUIDELINES_MAX) if guidelines else ""
+        quota = checks.integer("labels per annotator", quota, 1, studies.QUOTA_MAX)
+        if pair_source not in PAIR_SOURCES:
+            raise bad("pair source", f"one of {list(PAIR_SOURCES)}", pair_source)
+        if isinstance(gold_rate, bool) or not isinstance(gold_rate, (int, float)) or not 0 <= gold_rate <= 1:
+            raise bad("gold rate", "a number between 0 and 1", gold_rate)
+        try:
+            with self._write() as s, s.begin():
+                row = studies.create_study(s, name, guidelines, pair_source=pair_source, labels_per_annotator=quota,
+                                           gold_rate=float(gold_rate))
+                return StudyInfo.of(row)
+        except aerr.AnnotationError as exc:
+            raise AppInputError(str(exc)) from exc
+
+    def studies(self) -> list[StudyInfo]:
+        """Every study, oldest first."""
+        from sqlalchemy import select
+
+        from annotation.models import Study
+
+        with self.events.ReadSession() as s:
+            return [StudyInfo.of(row) for row in s.scalars(select(Study).order_by(Study.id))]
+
+    def join_study(self, study: StudyInfo, external_id: object, token: object = None) -> tuple[int, str | None]:
+        """A participant arriving by the study's link with `external_id` (e.g. Prolific's PROLIFIC_PID): (annotator
+        id, their new token or None). The first arrival claims the id and gets a token, later ones need it (as
+        `authenticate`), so nobody else can label as them."""
+        from annotation import errors as aerr
+        from annotation import studies
+
+        external_id = checks.text("participant id", external_id, 60)
+        if not EXTERNAL_ID.match(external_id):
+            raise bad("participant id", "letters, digits, '.', '_' or '-' (up to 60)", external_id)
+        annotator_id, new_token = self.authenticate(f"{STUDY_PREFIX}{study.study_id}:{external_id}", token,
+                                                    reserved_ok=True)
+        try:
+            with self._write() as s, s.begin():
+                studies.join_study(s, study.key, annotator_id, external_id)
+        except aerr.AnnotationError as exc:
+            raise AppInputError(str(exc)) from exc
+        return annotator_id, new_token
 
     def undo(self, annotator_id: int) -> int | None:
         """Clear the annotator's most recent label; returns the pair id handed back (None: nothing to undo)."""
@@ -209,9 +315,11 @@ class Labeling:
             learner.picked(user_id, picked[1])  # ... and the pick's prompt feeds the user's profile
         return pair_ids
 
-    def make_pairs(self, n: object, *, seed: int = 0, kinds: Sequence[str] = ("cover", "caption")) -> int:
+    def make_pairs(self, n: object, *, seed: int = 0, kinds: Sequence[str] = ("cover", "caption"),
+                   study: StudyInfo | None = None) -> int:
         """Fill the labeling queue: for `n` random (dataset user, recommended item), a personalized vs generic
-        cover and caption pair (sides in a seeded random order). Returns the number of pairs created."""
+        cover and caption pair (sides in a seeded random order); made for `study` when given (handed only to its
+        participants). Returns the number of pairs created."""
         from annotation import queue
 
         n = checks.integer("n", n, 1, 200)
@@ -231,7 +339,8 @@ class Labeling:
                 if a["asset_id"] == b["asset_id"]:
                     continue
                 with self._write() as s, s.begin():
-                    queue.create_pair(s, a["asset_id"], b["asset_id"], target_user_id=user_id, kind=kind)
+                    queue.create_pair(s, a["asset_id"], b["asset_id"], target_user_id=user_id, kind=kind,
+                                      study_id=None if study is None else study.study_id)
                 created += 1
         return created
 

@@ -52,6 +52,8 @@ log = logging.getLogger("vitrine")
 
 __all__ = ["Services", "build_services", "train_or_load"]
 
+QUALITY_EVERY_S = 60.0  # annotator reliability is re-estimated at most this often (when labels arrived)
+
 
 @dataclass
 class Services:
@@ -77,6 +79,8 @@ class Services:
     reward_schedule: RetrainSchedule | None = None
     upkeep: Upkeep | None = None
     growth: Growth | None = None
+    _quality_seen: int | None = None  # the newest label id the last reliability estimate saw
+    _quality_at: float = float("-inf")  # when (time.monotonic()) it ran
 
     def close(self) -> None:
         """Stop the background threads and release the DB connections."""
@@ -107,18 +111,56 @@ class Services:
 
     def train_preference(self) -> dict[str, Any]:
         """Train the next preference (reward) model version on every label and Create pick (`app.learning.reward`),
-        gate it next to the served one and register it; a promoted version ranks best-of-N candidates from now on,
-        here at once and on every replica at its next poll."""
+        each label weighted by its annotator's reliability (estimated first: `update_quality`), gate it next to the
+        served one and register it; a promoted version ranks best-of-N candidates from now on, here at once and
+        on every replica at its next poll. With VITRINE_PAIR_SELECTION=active the served model then ranks the
+        waiting label pairs (`app.learning.selection`)."""
+        from app.learning.quality import weights_for
         from app.learning.reward import encoder_for, train_reward
 
+        quality = self.update_quality()
         try:
             result = train_reward(self.events.Session, self.catalog, self.artifacts,
                                   encoder_for("minilm", self.settings.text_model),
-                                  text_model=self.settings.text_model, read_bytes=self.assets.read_cover)
+                                  text_model=self.settings.text_model, read_bytes=self.assets.read_cover,
+                                  annotator_weights=weights_for(quality["reliability"]))
         except ValueError as exc:
             raise bad("preference model", "enough labelled pairs to learn from", str(exc)) from exc
         self.serve_promoted()
+        result["ranked_pairs"] = self.rank_pairs()
         return result
+
+    def update_quality(self) -> dict[str, Any]:
+        """Estimate every annotator's reliability from gold pairs and overlaps, store it and flag those below
+        VITRINE_RELIABILITY_MIN (`app.learning.quality.update_quality`); returns its summary plus
+        "reliability" (annotator name -> reliability)."""
+        from app.learning.quality import update_quality
+
+        st = self.settings
+        return update_quality(self.events.Session, threshold=st.reliability_min, min_labels=st.reliability_min_labels)
+
+    def tick_quality(self) -> None:
+        """`update_quality` when labels arrived since the last estimate, at most every QUALITY_EVERY_S (the upkeep
+        thread's task)."""
+        from annotation import reads
+
+        if time.monotonic() - self._quality_at < QUALITY_EVERY_S:
+            return
+        with self.events.ReadSession() as s:
+            newest = reads.latest_label_id(s)
+        if newest is not None and newest != self._quality_seen:
+            self.update_quality()
+            self._quality_seen, self._quality_at = newest, time.monotonic()
+
+    def rank_pairs(self) -> int:
+        """With VITRINE_PAIR_SELECTION=active and a served preference model: rank the waiting label pairs by what a
+        label would teach it (`app.learning.selection.rank_waiting_pairs`); returns how many (0: not ranked)."""
+        learner = self.assets.learner
+        if self.settings.pair_selection != "active" or learner is None or learner.reward is None:
+            return 0
+        from app.learning.selection import rank_waiting_pairs
+
+        return rank_waiting_pairs(self.events.Session, self.catalog, learner.reward, self.labeling.overlap)
 
     def serve_promoted(self) -> list[str]:
         """Swap in every model whose promoted version changed since the last look; returns their names."""
@@ -376,7 +418,7 @@ def build_services(
     svc = Services(
         settings=settings, features=features, engine=engine, catalog=catalog, ranking=ranking, events=events,
         assets=assets, slates=Slates(catalog, ranking, events, assets),
-        labeling=Labeling(catalog, ranking, assets, overlap=settings.label_overlap),
+        labeling=Labeling(catalog, ranking, assets, overlap=settings.label_overlap, gold_rate=settings.gold_rate),
         rates=RateLimits({"slate": settings.rate_slate, "generate": settings.rate_generate,
                           "feedback": settings.rate_feedback, "onboard": settings.rate_onboard},
                          trust_proxy=settings.trust_proxy),
@@ -419,7 +461,8 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     svc.reward_schedule = learning.RetrainSchedule(run=svc.train_preference, every_events=st.reward_every_labels)
     tasks = [("catalog growth", svc.growth.refresh) if svc.growth is not None else None,
              ("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule),
-             ("preference model schedule", svc.tick_reward_schedule), ("asset quota", svc.assets.quota.tick)]
+             ("preference model schedule", svc.tick_reward_schedule), ("asset quota", svc.assets.quota.tick),
+             ("annotator reliability", svc.tick_quality)]
     if svc.assets.learner is not None:
         tasks.append(("prompt policy", svc.assets.learner.flush))
     svc.upkeep = Upkeep([t for t in tasks if t is not None], every_s=st.model_poll_s).start()

@@ -3,10 +3,13 @@
     python -m app.simulate --users 50 --days 7                          # traffic (app.simulate.traffic)
     python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json   # the learning loop (learning_loop)
     python -m app.simulate --reward --labels 2000 --json out.json       # the generation loop (generation_loop)
+    python -m app.simulate --reward --pair-selection random,active --seeds 0,1,2 --json sel.json   # labeling_loop
+    python -m app.simulate --reward --quality --labels 2000 --json quality.json                      # labeling_loop
 
 Written once for the three: torch on one thread, the settings (`app.settings`: VITRINE_DATASET,
 VITRINE_DATA_DIR, DATABASE_URL), the dataset, the database (`--database-url`, else DATABASE_URL, else the app's
-SQLite file; migrated first; the learning loop keeps its own store in `--workdir`), progress on stderr, the
+SQLite file; migrated first; the learning loop and the pair-selection arms keep their own stores in `--workdir`),
+progress on stderr, the
 report as JSON (`--json OUT`, NaN written as null) and the summary on stdout. Bad arguments exit with status 2
 and a message naming the argument.
 """
@@ -22,7 +25,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from app.simulate import generation_loop, learning_loop, traffic
+from app.simulate import generation_loop, labeling_loop, learning_loop, traffic
 from app.simulate.shared import parse_annotators
 
 TRAFFIC, LOOP, REWARD = "traffic", "learning loop", "generation loop"
@@ -88,29 +91,76 @@ def parse_loop(argv: Sequence[str] | None) -> tuple[argparse.Namespace, learning
         ips_candidates=tuple(c.strip() for c in a.ips_candidates.split(",") if c.strip())))
 
 
-def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, generation_loop.RewardSimConfig]:
+def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
     parser = argparse.ArgumentParser(prog="python -m app.simulate --reward",
                                      description=generation_loop.__doc__.split("\n\n")[0])
     parser.add_argument("--reward", action="store_true", help=argparse.SUPPRESS)  # the flag that chose this parser
     parser.add_argument("--annotators", default=None,
-                        help="comma-separated name:accuracy, default careful:0.95,average:0.8,sloppy:0.6")
+                        help="comma-separated name:accuracy, default careful:0.95,average:0.8,sloppy:0.6 (with "
+                             "--quality: ...,spammer:0.5,adversary:0.2)")
     parser.add_argument("--labels", type=int, default=2000)
     parser.add_argument("--checkpoints", default=None, help="label counts to train at, default 100,500,LABELS")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--best-of", type=int, default=4)
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--holdout", type=int, default=400, help="labels after the last checkpoint, for testing")
-    parser.add_argument("--eval-pairs", type=int, default=600)
+    parser.add_argument("--eval-pairs", type=int, default=None, help="fresh pairs judged against the truth "
+                        "(default 600; 2000 with --pair-selection or --quality)")
     parser.add_argument("--encoder", default="minilm", choices=("minilm", "hashing"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     parser.add_argument("--database-url", default=None, help="default: DATABASE_URL, else the app's SQLite file")
-    return _parsed(parser, argv, lambda a: generation_loop.RewardSimConfig(
-        labels=a.labels, users=a.users, best_of=a.best_of, trials=a.trials, holdout=a.holdout,
-        eval_pairs=a.eval_pairs, encoder=a.encoder, seed=a.seed,
-        checkpoints=(tuple(int(c) for c in a.checkpoints.split(",")) if a.checkpoints else
-                     tuple(c for c in (100, 500) if c < a.labels) + (a.labels,)),
-        **({"annotators": parse_annotators(a.annotators)} if a.annotators else {})))
+    study = parser.add_argument_group("labeling studies (app.simulate.labeling_loop)")
+    study.add_argument("--pair-selection", default=None, metavar="ARMS",
+                       help="compare pair selections from a pool of waiting pairs: random,active (one store per arm "
+                            "and seed in --workdir); labels needed to reach --target")
+    study.add_argument("--quality", action="store_true",
+                       help="annotators of mixed quality, gold pairs: reliability-weighted vs unweighted model")
+    study.add_argument("--seeds", default=None, help="--pair-selection: comma-separated seeds (default: --seed)")
+    study.add_argument("--pool", type=int, default=None, help="waiting pairs recorded first (default 4000; 1500 "
+                       "with --quality)")
+    study.add_argument("--step", type=int, default=100, help="--pair-selection: labels between retrainings")
+    study.add_argument("--target", type=float, default=0.75, help="--pair-selection: truth accuracy to reach")
+    study.add_argument("--max-labels", type=int, default=2500, help="--pair-selection: an arm stops here")
+    study.add_argument("--full-curves", action="store_true", help="--pair-selection: run every arm to --max-labels")
+    study.add_argument("--overlap", type=int, default=None, help="annotators per pair (default 1; 2 with --quality)")
+    study.add_argument("--gold", type=int, default=40, help="--quality: pairs with a known answer")
+    study.add_argument("--gold-rate", type=float, default=0.1, help="--quality: share of pairs that are gold")
+    study.add_argument("--workdir", type=Path, default=None, help="--pair-selection: the arms' stores "
+                       "(default: a temporary dir)")
+
+    def make(a: argparse.Namespace) -> Any:
+        if a.pair_selection and a.quality:
+            raise ValueError("--pair-selection and --quality are two experiments: give one")
+        if a.pair_selection:
+            return [labeling_loop.SelectionSimConfig(
+                arms=tuple(x.strip() for x in a.pair_selection.split(",") if x.strip()), pool=a.pool or 4000,
+                max_labels=a.max_labels, step=a.step, target=a.target, stop_at_target=not a.full_curves,
+                users=a.users, overlap=a.overlap or 1, eval_pairs=a.eval_pairs or 2000, encoder=a.encoder, seed=seed,
+                **({"annotators": parse_annotators(a.annotators)} if a.annotators else {}))
+                for seed in _seeds(a.seeds, a.seed)]
+        if a.quality:
+            return labeling_loop.QualitySimConfig(
+                labels=a.labels, pool=a.pool or 1500, gold=a.gold, gold_rate=a.gold_rate, overlap=a.overlap or 2,
+                users=a.users, eval_pairs=a.eval_pairs or 2000, encoder=a.encoder, seed=a.seed,
+                **({"annotators": parse_annotators(a.annotators)} if a.annotators else {}))
+        return generation_loop.RewardSimConfig(
+            labels=a.labels, users=a.users, best_of=a.best_of, trials=a.trials, holdout=a.holdout,
+            eval_pairs=a.eval_pairs or 600, encoder=a.encoder, seed=a.seed,
+            checkpoints=(tuple(int(c) for c in a.checkpoints.split(",")) if a.checkpoints else
+                         tuple(c for c in (100, 500) if c < a.labels) + (a.labels,)),
+            **({"annotators": parse_annotators(a.annotators)} if a.annotators else {}))
+
+    return _parsed(parser, argv, make)
+
+
+def _seeds(text: str | None, default: int) -> list[int]:
+    if not text:
+        return [default]
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
 
 
 PARSERS = {TRAFFIC: parse_traffic, LOOP: parse_loop, REWARD: parse_reward}
@@ -159,11 +209,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             report = learning_loop.run_loop(dataset, config, workdir, log=_say)
+    elif mode == REWARD and isinstance(config, list):  # --pair-selection: one store per arm and seed
+        with tempfile.TemporaryDirectory(prefix="vitrine-selection-") as tmp:
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            report = {"seeds": {}}
+            for cfg in config:
+                with contextlib.ExitStack() as stack:
+                    factories = {arm: stack.enter_context(_database(
+                        f"sqlite:///{workdir / f'selection-seed{cfg.seed}-{arm}.db'}")) for arm in cfg.arms}
+                    report["seeds"][str(cfg.seed)] = labeling_loop.simulate_selection(
+                        factories, dataset, workdir / "assets", cfg, log=_say)
+            report["summary"] = labeling_loop.selection_summary(report["seeds"])
     else:
         url = args.database_url or settings.database_url
         with _database(url) as session_factory:
             if mode == TRAFFIC:
                 report = traffic.simulate(session_factory, dataset, config, log=_say)
+            elif isinstance(config, labeling_loop.QualitySimConfig):
+                report = labeling_loop.simulate_quality(session_factory, dataset, settings.data_dir / "assets",
+                                                        config, log=_say)
             else:
                 report = generation_loop.simulate_reward(session_factory, dataset, settings.data_dir / "assets",
                                                          config, log=_say)
@@ -196,8 +261,24 @@ def _loop_summary(report: dict, args: argparse.Namespace, config: learning_loop.
     print(f"sim_loop: done in {report['seconds']['total']:.1f} s" + (f", report in {args.json}" if args.json else ""))
 
 
-def _reward_summary(report: generation_loop.RewardSimReport, args: argparse.Namespace,
-                    config: generation_loop.RewardSimConfig, url: str) -> None:
+def _reward_summary(report: Any, args: argparse.Namespace, config: Any, url: str | None) -> None:
+    if isinstance(config, list):
+        summary = report["summary"]
+        for seed, run in report["seeds"].items():
+            arms = ", ".join(f"{arm} {r['labels_to_target'] or 'not reached'}" for arm, r in run["arms"].items())
+            print(f"sim-selection seed {seed}: labels to reach truth accuracy {config[0].target}: {arms}")
+        means = ", ".join(f"{arm} {v:.0f}" if v is not None else f"{arm} n/a"
+                          for arm, v in summary["mean_labels_to_target"].items())
+        fewer = summary.get("fewer_labels")
+        print(f"sim-selection: mean over {len(report['seeds'])} seeds: {means}"
+              + (f"; active needs {fewer:.0%} fewer labels" if fewer is not None else ""))
+        return
+    if isinstance(config, labeling_loop.QualitySimConfig):
+        print(f"sim-quality: done in {report['seconds']:.1f} s into {url}: {report['labels']:,} labels; truth accuracy "
+              f"reliability-weighted {report['weighted']['truth_accuracy']:.3f} vs unweighted "
+              f"{report['unweighted']['truth_accuracy']:.3f} ({report['gain_points']:+.1f} points); flagged: "
+              f"{', '.join(a['name'] for a in report['annotators'] if a['flagged']) or 'none'}")
+        return
     curve = ", ".join(f"{p['labels']}: {p['truth_accuracy']:.3f}" for p in report.learning_curve)
     print(f"sim-reward: done in {report.seconds:.1f} s into {url}: {report.labels:,} labels, {report.assets:,} assets; "
           f"accuracy vs truth {curve}; best-of-{config.best_of} cover win rate "

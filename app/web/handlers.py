@@ -424,6 +424,7 @@ def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | N
     visitor.annotator_name = name
     visitor.annotator_token = new_token or token
     visitor.label_ids = []
+    visitor.study = None  # signing in by name leaves a study opened by its link
     if new_token:
         return visitor, (f"Signed in as **{markdown_escape(name)}**. This name is yours now: your token is "
                          f"`{new_token}`. This browser remembers it; keep a copy to sign in from another one.")
@@ -431,9 +432,16 @@ def sign_in(svc: Services, visitor: Visitor, name: str | None, password: str | N
 
 
 def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str, str]:
-    done, remaining = svc.labeling.progress(visitor.annotator_id)
-    progress = f"**{done}** done · **{remaining}** remaining"
+    done, remaining = svc.labeling.progress(visitor.annotator_id, visitor.study)
+    if visitor.study is not None:  # a study: done of its quota (`app.web.study`)
+        progress = f"**{min(done, remaining)}** of **{remaining}** labels"
+    else:
+        progress = f"**{done}** done · **{remaining}** remaining"
     pair = visitor.pair
+    if pair is None and visitor.study is not None:
+        from app.web.study import finished_html
+
+        return visitor, finished_html(svc, visitor), "", "", progress
     if pair is None:
         empty = ('<div class="vt-muted">Nothing left to label right now. Thank you! New pairs come from the '
                  "Create tab and from <i>Create label pairs</i> on the Status tab.</div>")
@@ -467,7 +475,7 @@ def _need_annotator(visitor: Visitor) -> int:
 def load_pair(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str, str]:
     """The annotator's next pair (the same one again after a reload), with the target user's profile."""
     annotator_id = _need_annotator(visitor)
-    pair = svc.labeling.next_pair(annotator_id)
+    pair = svc.labeling.next_pair(annotator_id, visitor.study)
     visitor.pair = None if pair is None else {**pair, "shown_at": time.time()}
     return _pair_outputs(svc, visitor)
 
@@ -482,7 +490,7 @@ def label_key(svc: Services, visitor: Visitor, key: str) -> tuple[Visitor, str, 
         raise gr.Error("No pair on screen to label.")
     spent = int(max(0.0, time.time() - visitor.pair.get("shown_at", time.time())) * 1000)
     label_id = svc.labeling.record_label(annotator_id, visitor.pair["pair_id"], KEY_CHOICES[key],
-                                time_spent_ms=min(spent, 86_400_000))
+                                time_spent_ms=min(spent, 86_400_000), study=visitor.study)
     visitor.label_ids.append(label_id)
     return load_pair.__wrapped__(svc, visitor)
 

@@ -43,6 +43,7 @@ class Visitor:
     annotator_token: str | None = None  # their secret token (app.serving.labeling.Labeling.authenticate), remembered
     pair: dict[str, Any] | None = None  # {"pair_id", "kind", "a": {...}, "b": {...}, "target_user_id", "shown_at"}
     label_ids: list[int] = field(default_factory=list)  # labels given in this session, for undo (newest last)
+    study: Any = None  # app.serving.labeling.StudyInfo: the study this annotator arrived by (its link), else None
 
     def reset_user(self, user_id: str, kind: str, liked: list[str] | None = None,
                    disliked: list[str] | None = None) -> None:

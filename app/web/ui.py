@@ -1,6 +1,6 @@
 """The Gradio app: layout first, then the events. `build_demo(svc)` -> `gr.Blocks`; `launch(...)` serves it.
 
-Four tabs - Discover, Create, Label, Status - over one `Services` (loaded once at start) and one `Visitor`
+Five tabs - Discover, Create, Label, Studies, Status - over one `Services` (loaded once at start) and one `Visitor`
 state per browser session. The handlers are plain functions in `app.web.handlers`; here they are bound to
 `svc` and wired to components. Generation runs in the "generation" concurrency group (limit from
 settings), recommendation and feedback in the "fast" group, so a slow cover never blocks a click.
@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from app.web import handlers as h
+from app.web import study
 from app.web.api import register_api
 from app.web.cards import CSS, labeling_guidelines, markdown_escape
 from app.checks import N_VARIANTS_MAX
@@ -78,7 +79,7 @@ def build_demo(svc: Services) -> gr.Blocks:
         if settings.durability_warning:
             gr.HTML(f'<div class="vt-banner" id="vt-durability-banner"><b>Labels may be lost.</b> '
                     f"{html_escape(settings.durability_warning)}</div>")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Discover", id="discover"):
                 with gr.Row():
                     with gr.Column(scale=1, min_width=300):
@@ -141,6 +142,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                 pick_btn = gr.Button("Save my pick", elem_id="vt-save-pick")
 
             with gr.Tab("Label", id="label"):
+                study_html = gr.HTML(elem_id="vt-study")  # a study link's name, guidelines and progress bar
                 with gr.Row():
                     ann_name = gr.Textbox(label="Your name", max_lines=1, elem_id="vt-ann-name", scale=2)
                     ann_pw = gr.Textbox(label="Password", type="password", max_lines=1, elem_id="vt-ann-pw",
@@ -169,6 +171,9 @@ def build_demo(svc: Services) -> gr.Blocks:
                         "s": gr.Button("s · skip", elem_id="vt-key-s"),
                         "u": gr.Button("u · undo", elem_id="vt-key-u"),
                     }
+
+            with gr.Tab("Studies", id="studies"):
+                study.build_studies_tab(svc)
 
             with gr.Tab("Status", id="status"):
                 status = gr.HTML(h.status_html(svc), elem_id="vt-status")
@@ -285,11 +290,25 @@ def build_demo(svc: Services) -> gr.Blocks:
         signed.success(remember, [visitor, remembered], [remembered], **private)
         signed.success(lambda v: v.annotator_token or "", [visitor], [ann_token], **private)
         demo.load(recall, [remembered], [ann_name, ann_token], **private)
+        def banner(v):
+            return study.study_banner(svc, v) if v.study is not None else gr.skip()
+
         for key, button in key_btns.items():
             if key == "u":
-                button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
+                ev = button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
             else:
-                button.click(lambda v, _k=key: h.label_key(svc, v, _k), [visitor], pair_outputs, **fast, **private)
+                ev = button.click(lambda v, _k=key: h.label_key(svc, v, _k), [visitor], pair_outputs, **fast,
+                                  **private)
+            ev.success(banner, [visitor], [study_html], **fast, **private)
+
+        def do_open_study(v, r, request: gr.Request):
+            out = study.open_study(svc, v, r, request=request)  # a page load: a new visitor, no study before
+            return [*out, gr.Tabs(selected="label") if out[0].study is not None else gr.skip()]
+
+        # a study link (?study=KEY&pid=ID) opens the Label tab signed in as that participant
+        demo.load(do_open_study, [visitor, remembered],
+                  [visitor, sign_info, target, side_a, side_b, label_progress, study_html, remembered, tabs], **fast,
+                  **private)
         if settings.oauth_enabled:
 
             def oauth_sign_in(v, oauth: gr.OAuthProfile | None):
@@ -369,7 +388,7 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
                                       Middleware(EncodableJson), Middleware(QueueReads), Middleware(ApiCalls)],
                        "routes": routes(svc)},  # covers by blob key, items' own pictures by item id
         "max_file_size": limit,  # the cap of an upload, were one ever taken
-        "css": CSS,
+        "css": CSS + study.CSS,
         "head": HEAD,
         # system fonts: the default theme fonts come from Google Fonts, which an offline machine cannot reach
         "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
