@@ -238,13 +238,18 @@ def annotators_frame(session: Session, since: dt.datetime | None = None, until: 
                      ) -> pd.DataFrame:
     """One row per annotator with their labeling activity in the window.
 
-    Columns: annotator_id, name, role, created_at, n_labels (current, non-cleared labels), n_skips (of those,
-    "skip"), n_revisions (history rows: changed or cleared labels), median_time_ms (of current labels; NaN
-    when none), first_label_at, last_label_at (NaT when none).
+    Columns: annotator_id, name, role, created_at, reliability (last estimated, `annotation.quality`; NaN
+    before any estimate), reliability_labels (labels behind it), flagged (below the threshold: handed nothing),
+    n_labels (current, non-cleared labels), n_skips (of those, "skip"), n_revisions (history rows: changed or
+    cleared labels), median_time_ms (of current labels; NaN when none), first_label_at, last_label_at (NaT when
+    none).
     """
-    annotators = _frame(session, select(Annotator.id, Annotator.name, Annotator.role, Annotator.created_at)
-                        .order_by(Annotator.id), ["annotator_id", "name", "role", "created_at"],
-                        dtypes={"annotator_id": "int64"})
+    annotators = _frame(session, select(Annotator.id, Annotator.name, Annotator.role, Annotator.created_at,
+                                        Annotator.reliability, Annotator.reliability_labels, Annotator.flagged)
+                        .order_by(Annotator.id), ["annotator_id", "name", "role", "created_at", "reliability",
+                                                  "reliability_labels", "flagged"],
+                        dtypes={"annotator_id": "int64", "reliability": "float64", "reliability_labels": "int64",
+                                "flagged": "bool"})
     labels = _window(
         select(PreferenceLabel.annotator_id, PreferenceLabel.choice, PreferenceLabel.is_current,
                PreferenceLabel.time_spent_ms, PreferenceLabel.created_at),

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from annotation import activity, store
+from annotation import activity, store, studies
 from annotation.db import make_session_factory
 
 RATE_KINDS = ("click", "like")
@@ -70,6 +70,8 @@ class Frames:
     asset_index: every asset ever generated (asset_id, kind, generator, personalized, fallback, style, source),
         never windowed, so that a label in range can always look up its two assets.
     items: the catalog (item_id, title, genres). popularity: item_id -> feedback events of any kind, all time.
+    annotator_table: `annotators_frame` (with each one's estimated reliability and flag). studies: `studies_frame`;
+    participants: `participants_frame` (every study's, all time: a study's progress is not windowed).
     """
 
     daily: pd.DataFrame
@@ -83,6 +85,9 @@ class Frames:
     asset_index: pd.DataFrame
     items: pd.DataFrame
     popularity: pd.Series
+    annotator_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    studies: pd.DataFrame = field(default_factory=pd.DataFrame)
+    participants: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def is_empty(self) -> bool:
@@ -131,6 +136,8 @@ def load_frames(engine: Engine, start: dt.date | None = None, end: dt.date | Non
         labels = store.preferences_frame(s, since, until)
         assets = store.assets_frame(s, since, until)
         eval_runs = store.eval_runs_frame(s, since, until)
+        annotators = store.annotators_frame(s, since, until)
+        study_rows, participants = studies.studies_frame(s), studies.participants_frame(s)
     feedback_daily, slates_daily, user_days = raw["feedback_daily"], raw["slates_daily"], raw["user_days"]
     clicks = raw["interleaved_feedback"]
     interleaved_clicks = clicks[clicks["kind"] == "click"].merge(raw["interleaved"], on="impression_id", how="inner")[
@@ -160,6 +167,7 @@ def load_frames(engine: Engine, start: dt.date | None = None, end: dt.date | Non
         eval_runs=eval_runs, asset_index=index.drop(columns="params"), items=items,
         popularity=pd.Series(popularity["count"].astype("int64").to_numpy(), index=popularity["item_id"].astype(str),
                              dtype="int64"),
+        annotator_table=annotators, studies=study_rows, participants=participants,
     )
 
 

@@ -1,13 +1,13 @@
 """Vitrine's dashboard: is quality going up? `streamlit run app/dashboard/main.py` (or `make dashboard`).
 
 It reads the same database as the app (`DATABASE_URL`, see `app.settings`) through a read-only session and
-never writes. Pages: Overview, Recommenders, Generation, Annotators, Data. The sidebar's filters (date range,
+never writes. Pages: Overview, Recommenders, Learning, Generation, Annotators, Studies, Data. The sidebar's filters (date range,
 models, generators, annotators) apply to every page. When `VITRINE_DASHBOARD_PASSWORD` is set, nothing is read
 before the right password is entered.
 
 Layout of this file: page config; cached resources and queries; the password gate; filters; one function
 per page that lays out that page's blocks (pure helpers, unit-tested: `overview_page`, `recommenders_page`,
-`learning_page`, `generation_page`, `annotators_page`, over `charts`); navigation.
+`learning_page`, `generation_page`, `annotators_page`, `studies_page`, over `charts`); navigation.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ if __package__ in (None, ""):  # `streamlit run app/dashboard/main.py` runs this
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import annotators_page, generation_page, learning_page, overview_page, recommenders_page
+from app.dashboard import (annotators_page, generation_page, learning_page, overview_page, recommenders_page,
+                           studies_page)
 from app.dashboard.charts import SIMULATE_HINT, View
 from app.dashboard.data import (
     EXPORT_TABLES,
@@ -40,7 +41,7 @@ from app.web.cards import markdown_escape
 from app.web.guards import PasswordGuard, client_key
 from app.web.status import redact_secret, redact_url
 
-PAGES = ("Overview", "Recommenders", "Learning", "Generation", "Annotators", "Data")
+PAGES = ("Overview", "Recommenders", "Learning", "Generation", "Annotators", "Studies", "Data")
 CACHE_TTL_S = 300  # data at most 5 minutes old (a cold read of 1M events takes seconds); "Refresh data" clears it
 
 st.set_page_config(page_title="Vitrine dashboard", page_icon="📊", layout="wide")
@@ -142,8 +143,10 @@ def page_generation(frames: Frames) -> None:
     page_generation_learning(frames)
 
 
-def page_annotators(frames: Frames) -> None:
+def page_annotators(frames: Frames, threshold: float) -> None:
     st.header("Annotators")
+    st.subheader("Reliability (gold pairs and overlaps)")
+    show(studies_page.reliability_view(frames, threshold), "ann-reliability", table=True)
     st.subheader("Throughput")
     show(annotators_page.throughput_view(frames), "ann-throughput", table=True)
     st.subheader("Agreement on overlapping pairs")
@@ -155,6 +158,28 @@ def page_annotators(frames: Frames) -> None:
     show(agreement, "ann-agreement", table=True)
     st.subheader("Choice distribution")
     show(annotators_page.choices_view(frames), "ann-choices", table=True)
+
+
+def page_studies(frames: Frames, threshold: float) -> None:
+    st.header("Studies")
+    table = studies_page.studies_table(frames)
+    if table.empty:
+        st.info(studies_page.NO_STUDY, icon="ℹ️")
+    else:
+        st.dataframe(table.drop(columns="study_id"), hide_index=True)
+        names = {int(r.study_id): f"{r.name} ({r.key})" for r in table.itertuples()}
+        chosen = st.selectbox("Study", list(names), format_func=names.get, index=len(names) - 1, key="study")
+        st.subheader("Progress")
+        show(studies_page.study_progress_view(frames, chosen), "study-progress", table=True)
+        left, right = st.columns(2)
+        with left:
+            st.subheader("Agreement")
+            show(studies_page.study_agreement_view(frames, chosen), "study-agreement", table=True)
+        with right:
+            st.subheader("Participants' reliability")
+            show(studies_page.reliability_view(frames, threshold, chosen), "study-reliability", table=True)
+    st.subheader("The preference model's learning curve")
+    show(studies_page.learning_curve_view(frames), "study-learning", table=True)
 
 
 def _figure_or_note(figure, empty: bool, note: str, key: str) -> None:
@@ -337,7 +362,9 @@ def main() -> None:
     elif page == "Generation":
         page_generation(shown)
     elif page == "Annotators":
-        page_annotators(shown)
+        page_annotators(shown, settings.reliability_min)
+    elif page == "Studies":
+        page_studies(shown, settings.reliability_min)
     else:
         page_data(shown, url, filters)
 

@@ -16,7 +16,8 @@ quality (named `sim/...`, their text says so; `fallback` is the template baselin
 visitor's real `generation` prompt) and generic. Pairs go to the labeling queue (`queue.next_pair`) and
 simulated annotators label them: the truly better side (Bradley-Terry truth from the generators' quality and
 a personalization bonus) with probability `accuracy`, the other one otherwise, and "A" regardless with
-probability `bias` (position bias). So the more accurate annotator must show the higher agreement.
+probability `bias` (position bias). So the more accurate annotator must show the higher agreement. Then each
+annotator's reliability is estimated and stored, as the app does (`app.learning.quality.update_quality`).
 
 Offline evaluation runs (warm random split and item cold-start split) are recorded too, unless `--no-eval`.
 Everything is seeded: the same arguments give the same database.
@@ -194,6 +195,11 @@ def simulate(session_factory, dataset, config: SimConfig, log=print) -> SimRepor
     # 3. Generated captions of known quality, personalized and generic, and pairs to label.
     if config.asset_items > 0:
         _simulate_assets(Session, dataset, split.train, visitors, config, rng, nprng, report, first_day, now)
+        from app.learning.quality import update_quality
+
+        quality = update_quality(Session)
+        log(f"simulate: annotator reliability {', '.join(f'{n} {r:.2f}' for n, r in quality['reliability'].items())}"
+            + (f"; flagged {', '.join(quality['flagged'])}" if quality["flagged"] else ""))
 
     # 4. Offline evaluation: warm (random split) and item cold-start.
     if config.evaluate:

@@ -319,6 +319,6 @@ def test_a_pair_heading_escapes_what_the_store_holds(svc, monkeypatch):
     visitor, _ = h.sign_in(svc, Visitor(), "esc-annotator", None)
     pair = {"pair_id": 1, "kind": '<img src=x onerror="alert(1)">', "item_id": "1", "target_user_id": None,
             "a": {"kind": "cover", "text": None}, "b": {"kind": "cover", "text": None}}
-    monkeypatch.setattr(svc.labeling, "next_pair", lambda annotator_id: dict(pair))
+    monkeypatch.setattr(svc.labeling, "next_pair", lambda annotator_id, study=None: dict(pair))
     _, head, _, _, _ = h.load_pair(svc, visitor)
     assert "<img" not in head and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in head

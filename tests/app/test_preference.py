@@ -430,7 +430,7 @@ def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_fact
     from app.learning import reward
 
     monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
-    svc = services_factory(reward_every_labels=10)
+    svc = services_factory(reward_every_labels=10, model_poll_s=3600.0)  # only this test ticks the schedule
     svc.tick_reward_schedule()
     assert _reward_rows(svc) == []  # no labels yet: nothing to learn from
     _labelled_store(svc)
