@@ -5,8 +5,9 @@
 
 Preferences come out in a Pick-a-Pic-like shape, one row per current A/B/tie label on a pair of generated
 assets (skips, cleared labels and slate pairs are left out): prompt, image_0, image_1, label_0, label_1,
-annotator, ... where image_i is the cover's file path (covers) or the caption text (captions), label_0/label_1
-is 1/0, 0/1 or 0.5/0.5 for a tie. Files are written to a temporary name and renamed, so a crash never leaves a
+annotator, annotator_reliability, study, time_spent_ms, ... where image_i is the cover's file path (covers) or
+the caption text (captions), label_0/label_1 is 1/0, 0/1 or 0.5/0.5 for a tie; annotator_reliability is the
+annotator's estimated reliability (`annotation.quality`), study the key of the study the label was given in. Files are written to a temporary name and renamed, so a crash never leaves a
 half-written export under the final name.
 
 Training-ready datasets (`export_dataset`, `python -m annotation export --to DIR | hf://datasets/ORG/NAME`):
@@ -39,7 +40,8 @@ PAIR_COLUMNS = [
     "pair_id", "label_id", "event_id", "kind", "prompt", "prompt_0", "prompt_1", "image_0", "image_1",
     "image_0_uid", "image_1_uid", "model_0", "model_1", "fallback_0", "fallback_1", "personalized_0",
     "personalized_1", "label_0", "label_1", "choice", "best_image_uid", "are_different", "has_label", "annotator",
-    "annotator_id", "user_id", "item_id", "time_spent_ms", "guideline_version", "created_at",
+    "annotator_id", "annotator_reliability", "study", "user_id", "item_id", "time_spent_ms", "guideline_version",
+    "created_at",
 ]
 _LABELS = {"A": (1.0, 0.0), "B": (0.0, 1.0), "tie": (0.5, 0.5)}
 
@@ -74,12 +76,33 @@ def preference_pairs(session: Session, since: dt.datetime | None = None, until: 
     out["has_label"] = True
     out["annotator"] = prefs["annotator"]
     out["annotator_id"] = prefs["annotator_id"].astype("int64")
+    reliability, studies = _annotator_reliability(session), _study_keys(session)
+    out["annotator_reliability"] = prefs["annotator_id"].astype("int64").map(reliability).astype("float64")
+    out["study"] = prefs["study_id"].map(lambda sid: None if pd.isna(sid) else studies.get(int(sid))).astype(object)
     out["user_id"] = prefs["target_user_id"]
     out["item_id"] = prefs["item_id_a"]
     out["time_spent_ms"] = prefs["time_spent_ms"].astype("Int64")
     out["guideline_version"] = prefs["guideline_version"]
     out["created_at"] = prefs["created_at"]
     return out[PAIR_COLUMNS].reset_index(drop=True)
+
+
+def _annotator_reliability(session: Session) -> dict[int, float]:
+    """annotator_id -> reliability as last estimated (`annotation.quality`), for the annotators that have one."""
+    from sqlalchemy import select
+
+    from annotation.models import Annotator
+
+    return {int(i): float(r) for i, r in session.execute(select(Annotator.id, Annotator.reliability)
+                                                        .where(Annotator.reliability.is_not(None)))}
+
+
+def _study_keys(session: Session) -> dict[int, str]:
+    from sqlalchemy import select
+
+    from annotation.models import Study
+
+    return {int(i): k for i, k in session.execute(select(Study.id, Study.key))}
 
 
 def _table(session: Session, what: str, since, until) -> pd.DataFrame:
@@ -135,13 +158,15 @@ COVER_COLUMNS = [
     "are_different", "has_label", "model_0", "model_1", "prompt_0", "prompt_1", "keywords_0", "keywords_1",
     "alpha_0", "alpha_1", "style_0", "style_1", "fallback_0", "fallback_1", "personalized_0", "personalized_1",
     "user_id", "user_top_genres", "user_liked_item_ids", "item_id", "item_title", "item_genres", "annotator",
-    "annotator_id", "pair_id", "label_id", "choice", "time_spent_ms", "guideline_version", "created_at",
+    "annotator_id", "annotator_reliability", "study", "pair_id", "label_id", "choice", "time_spent_ms",
+    "guideline_version", "created_at",
 ]
 CAPTION_COLUMNS = [
     "prompt", "text_0", "text_1", "label_0", "label_1", "best_text_uid", "text_0_uid", "text_1_uid", "model_0",
     "model_1", "fallback_0", "fallback_1", "personalized_0", "personalized_1", "user_id", "user_top_genres",
-    "user_liked_item_ids", "item_id", "item_title", "item_genres", "annotator", "annotator_id", "pair_id",
-    "label_id", "choice", "time_spent_ms", "guideline_version", "created_at",
+    "user_liked_item_ids", "item_id", "item_title", "item_genres", "annotator", "annotator_id",
+    "annotator_reliability", "study", "pair_id", "label_id", "choice", "time_spent_ms", "guideline_version",
+    "created_at",
 ]
 SHARD = "train-00000-of-00001.parquet"
 MAX_LIKED_IDS = 50  # the user's most recent liked items kept in each row
@@ -194,7 +219,7 @@ def _labelled_pairs(session: Session, since, until) -> pd.DataFrame:
     return prefs
 
 
-def _common(row, profiles, items) -> dict:
+def _common(row, profiles, items, reliability: dict[int, float], studies: dict[int, str]) -> dict:
     user = row.target_user_id if isinstance(row.target_user_id, str) else None
     top, liked = profiles.get(user, ([], [])) if user else ([], [])
     title, genres = items.get(row.item_id_a, ("", []))
@@ -205,6 +230,8 @@ def _common(row, profiles, items) -> dict:
         "personalized_0": bool(row.personalized_a), "personalized_1": bool(row.personalized_b),
         "user_id": user, "user_top_genres": top, "user_liked_item_ids": liked, "item_id": row.item_id_a,
         "item_title": title, "item_genres": genres, "annotator": row.annotator, "annotator_id": int(row.annotator_id),
+        "annotator_reliability": reliability.get(int(row.annotator_id)),
+        "study": None if pd.isna(row.study_id) else studies.get(int(row.study_id)),
         "pair_id": int(row.pair_id), "label_id": int(row.label_id), "choice": row.choice,
         "time_spent_ms": None if pd.isna(row.time_spent_ms) else int(row.time_spent_ms),
         "guideline_version": row.guideline_version, "created_at": row.created_at.to_pydatetime(),
@@ -219,7 +246,7 @@ def _schema(columns: list[str], binary: tuple[str, ...] = ()):
     import pyarrow as pa
 
     lists = {"keywords_0", "keywords_1", "user_top_genres", "user_liked_item_ids", "item_genres"}
-    floats = {"label_0", "label_1", "alpha_0", "alpha_1"}
+    floats = {"label_0", "label_1", "alpha_0", "alpha_1", "annotator_reliability"}
     bools = {"are_different", "has_label", "fallback_0", "fallback_1", "personalized_0", "personalized_1"}
     ints = {"annotator_id", "pair_id", "label_id", "time_spent_ms"}
     fields = []
@@ -266,12 +293,13 @@ def export_dataset(session: Session, out_dir: str | os.PathLike, read_bytes=read
     prefs = _labelled_pairs(session, since, until)
     overrides = dict(profiles or {})
     profiles, items = _profiles(session), _items(session)
+    reliability, studies = _annotator_reliability(session), _study_keys(session)
     for user_id, (top, liked) in overrides.items():
         profiles[str(user_id)] = ([str(g) for g in top][:3], [str(i) for i in liked][:MAX_LIKED_IDS])
     covers, captions, skipped = [], [], []
     for row in prefs.itertuples(index=False):
         uid_0, uid_1 = str(int(row.asset_a_id)), str(int(row.asset_b_id))
-        common = _common(row, profiles, items)
+        common = _common(row, profiles, items, reliability, studies)
         if row.kind == "cover":
             try:
                 jpg_0, jpg_1 = read_bytes(row.path_a), read_bytes(row.path_b)
@@ -369,8 +397,10 @@ Unlike Pick-a-Pic, the person who chooses (`annotator`) is not the person the pi
 | user_liked_item_ids | list[string] | up to {MAX_LIKED_IDS} items the target user liked, newest first |
 | item_id, item_title, item_genres | string, string, list[string] | the recommended item |
 | annotator, annotator_id | string, int | who chose |
+| annotator_reliability | float | their estimated probability of choosing the better side (Dawid-Skene over gold pairs and overlaps; null before any estimate) |
+| study | string | the key of the labeling study the label was given in (null: outside any study) |
 | pair_id, label_id, choice | int, int, string | the store's ids and the raw choice (A, B, tie) |
-| time_spent_ms, guideline_version, created_at | int, string, timestamp | the label's metadata (UTC) |
+| time_spent_ms, guideline_version, created_at | int, string, timestamp | the label's metadata: time on screen before the choice, guidelines, when (UTC) |
 
 ## captions
 The same columns, with `prompt` (the request sent to the caption model), `text_0` / `text_1` (the two

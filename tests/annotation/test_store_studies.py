@@ -230,3 +230,34 @@ def test_create_study_checks_its_arguments(catalog):
         kinds = studies.create_study(s, "captions", "", pair_source="caption", gold_rate=0.25)
         assert studies.pair_options(kinds) == {"kind": "caption", "pairs_of": None, "gold_rate": 0.25,
                                                "gold_key": kinds.key}
+
+
+def test_the_exports_carry_study_reliability_and_time_per_label(catalog, tmp_path):
+    import pandas as pd
+
+    from annotation.export import CAPTION_COLUMNS, COVER_COLUMNS, export, export_dataset
+
+    Session = catalog
+    with Session() as s, s.begin():
+        study = studies.create_study(s, "Captions", "", pair_source="own", key="caps-1")
+        study_id = study.id
+    own = _pairs(Session, 1, study_id=study_id, kind="caption")
+    shared = _pairs(Session, 1, kind="caption")
+    p1, other = _annotators(Session, "study:1:p1", "other")
+    _label(Session, own[0], p1, "A", time_spent_ms=2100, study_id=study_id)
+    _label(Session, shared[0], other, "B", time_spent_ms=900)
+    with Session() as s, s.begin():
+        queue.set_reliability(s, p1, 0.87, 12, False)
+    with Session() as s:
+        export(s, "preferences", "parquet", tmp_path / "prefs.parquet")
+        export_dataset(s, tmp_path / "ds")
+    prefs = pd.read_parquet(tmp_path / "prefs.parquet").set_index("annotator")
+    assert prefs.loc["study:1:p1", ["study", "annotator_reliability", "time_spent_ms"]].tolist() == ["caps-1", 0.87, 2100]
+    assert pd.isna(prefs.loc["other", "study"]) and pd.isna(prefs.loc["other", "annotator_reliability"])
+    assert prefs.loc["other", "time_spent_ms"] == 900
+    captions = pd.read_parquet(tmp_path / "ds" / "captions" / "train-00000-of-00001.parquet")
+    assert list(captions.columns) == CAPTION_COLUMNS and "study" in COVER_COLUMNS
+    captions = captions.set_index("annotator")
+    assert captions.loc["study:1:p1", ["study", "annotator_reliability", "time_spent_ms"]].tolist() == [
+        "caps-1", 0.87, 2100]
+    assert "annotator_reliability" in (tmp_path / "ds" / "README.md").read_text()
