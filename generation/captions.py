@@ -54,7 +54,7 @@ DEFAULT_MAX_CHARS = 220  # two short sentences: fits under a cover card
 DEFAULT_MAX_NEW_TOKENS = 48  # ~35 words: one sentence with room; longer replies of a small model wander
 DEFAULT_CANDIDATES = 3  # replies sampled per caption (one batched call); the first that passes the checks wins
 TEMPLATE_VERSION = "template-v3"  # v3: the item and liked titles named as a person writes them
-PROMPT_VERSION = "caption-prompt-v2"  # v2: facts as short lines, one worked example, sampled candidates
+PROMPT_VERSION = "caption-prompt-v3"  # v3: facts as short lines, one worked example, the reply's first words
 SYSTEM_PROMPT = FILM.system_prompt()  # the film domain's; every domain has its own (Domain.system_prompt)
 EXAMPLE_TITLE, EXAMPLE_LIKED = "Harbour Lights", "Northern Star"  # the worked example's invented titles
 MAX_LLM_KEYWORDS = 8
@@ -227,6 +227,20 @@ def keyword_problem(keyword: str, liked: list[ItemInfo], domain: Domain = FILM) 
     return problems[0] if problems else None
 
 
+def reply_opening(item: ItemInfo, profile: UserProfile | None, seed: int) -> str:
+    """The first words of the model's reply, written for it (the rest is the model's): they keep a small model
+    on the form of a caption (no "The story of ...", no echo of the request) and name the item or the liked
+    title the request gives. One of a few openings, chosen by (seed, item) as the template's variants are."""
+    rng = random.Random(f"opening:{seed}:{item.item_id}")
+    name = item.name
+    liked = [natural_title(t) for t in (profile.liked_titles if profile is not None and not profile.is_empty else [])
+             if natural_title(t).lower() != name.lower()][:1]
+    if liked:
+        return rng.choice([f"If you loved {liked[0]},", f"Since you enjoyed {liked[0]},",
+                           f"Fans of {liked[0]} will find that {name}", f"{name} is"])
+    return rng.choice([f"{name} is", f"{name} offers"])
+
+
 _ARTICLES = "|".join(re.escape(a) for a in sorted(INVERTED_ARTICLES, key=len, reverse=True))
 # an article left after a comma: at the end of a clause ("Godfather, The.") or before a lowercase word
 # ("The Lion King, The is ...")
@@ -277,8 +291,10 @@ def form_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str 
     if not any(n in lower for n in names):
         return f"does not name the item ({item.name!r})"
     for n in names:
-        if re.search(rf"\b(?:loved|liked|enjoyed|adored|rated)\s+(?:[\w',]+\s+){{0,3}}{re.escape(n)}", lower):
-            return "says the user already loved the item itself"
+        said = rf"\b(?:loved|liked|enjoyed|adored|rated)\s+"
+        if re.search(rf"{said}(?:[\w']+\s+){{0,3}}{re.escape(n)}", lower) or re.search(
+                rf"{said}[^.;!?]*?,\s*{re.escape(n)}\s*(?:,|\band\b|[.!?]|$)", lower):
+            return "says the user already loved the item itself"  # "loved X", or "loved Y, X, ..." (a list)
     titles = [item.title, *(profile.liked_titles if profile is not None else [])]
     inverted = next((t for t in titles if natural_title(t) != t and t.lower() in lower
                      and re.search(rf",\s*(?:{_ARTICLES})\s*$", re.sub(r"\s*\(.*$", "", t))), None)
@@ -528,7 +544,8 @@ class CaptionGenerator(LoadsOnce):
             params.update(template=TEMPLATE_VERSION, fallback_reason=self.unavailable_reason)
         else:
             assert self.resolved is not None
-            raws, new_tokens = self._sample(self.messages(item, profile), seed, self.candidates)
+            opening = reply_opening(item, profile, seed)
+            raws, new_tokens = self._sample(self.messages(item, profile), seed, self.candidates, opening=opening)
             passed: list[tuple[int, int, str]] = []  # (-preference, index, text)
             rejected: list[dict[str, str]] = []
             for index, raw in enumerate(raws):
@@ -541,6 +558,7 @@ class CaptionGenerator(LoadsOnce):
             params.update(
                 system_prompt=self.system_prompt,
                 prompt_version=PROMPT_VERSION,
+                opening=opening,
                 max_new_tokens=self.max_new_tokens,
                 sample=self.sample,
                 candidates=len(raws),
@@ -640,14 +658,14 @@ class CaptionGenerator(LoadsOnce):
         return self._sample(messages, seed, n, greedy, max_new_tokens)[0]
 
     def _sample(self, messages: list[dict[str, str]], seed: int, n: int, greedy: bool | None = None,
-                max_new_tokens: int | None = None) -> tuple[list[str], int]:
-        """(`n` raw replies to the chat `messages` in one batched call, sampled with `seed` or greedy, each cut
-        at its first newline (a stop string: captions and keyword lists are one line); the number of tokens
-        generated, all replies together)."""
+                max_new_tokens: int | None = None, opening: str = "") -> tuple[list[str], int]:
+        """(`n` raw replies to the chat `messages` in one batched call, sampled with `seed` or greedy, each
+        starting with `opening` (written for the model) and cut at its first newline (a stop string: captions
+        and keyword lists are one line); the number of tokens generated, all replies together)."""
         import torch
 
         greedy = (not self.sample) if greedy is None else greedy
-        prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + opening
         inputs = self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
         pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.max_new_tokens, "pad_token_id": pad,
@@ -665,4 +683,6 @@ class CaptionGenerator(LoadsOnce):
         start = inputs["input_ids"].shape[1]
         replies = [self._tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
         generated = int((out[:, start:] != pad).sum())
+        if opening:
+            replies = [opening + ("" if r[:1] in (" ", ",", ".", "") else " ") + r for r in replies]
         return [r.lstrip().split("\n", 1)[0] for r in replies], generated

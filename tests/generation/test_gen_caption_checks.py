@@ -66,6 +66,8 @@ REJECTED = [
      STAR_WARS, ROMANCE, FILM, "not grounded: name 'When The Cats Are Away'"),
     ("If you loved The Godfather, it's one of the best thriller movies ever made.", GODFATHER, DRAMA, FILM,
      "says the user already loved the item"),
+    ("If you loved Heathers, Star Wars, you'll love it.", STAR_WARS, DRAMA, FILM,
+     "says the user already loved the item"),
     ("Star Wars is a classic, classic adventure for any fan of the stars.", STAR_WARS, SCIFI, FILM,
      "repeats the word 'classic'"),
     ("The story of Toy Story is a tale of toys in a world where love is all that matters.", TOY_STORY, ROMANCE,

@@ -64,7 +64,7 @@ def test_a_usable_reply_is_sanitised_and_kept(captions, toy_story, scifi_fan, mo
     )
     replies = ["The viewer liked: Star Wars. Toy Story is for you.", reply, "Toy Story is a fine pick for you."]
     seen = []
-    monkeypatch.setattr(captions, "_sample", lambda messages, seed, n: seen.append(messages) or (replies, 30))
+    monkeypatch.setattr(captions, "_sample", lambda messages, seed, n, **kw: seen.append((messages, kw)) or (replies, 30))
     asset = captions.generate(toy_story, scifi_fan, seed=42)
     assert not asset.fallback and asset.generator == str(tiny_lm_dir)
     # the echo is refused; of the two that pass, the one that also names a liked title is preferred
@@ -72,15 +72,16 @@ def test_a_usable_reply_is_sanitised_and_kept(captions, toy_story, scifi_fan, mo
     assert asset.params["chosen"] == 1 and asset.params["candidates"] == 3 and asset.params["generated_tokens"] == 30
     assert asset.params["rejected"][0]["problem"].startswith("echoes")
     assert "fallback_reason" not in asset.params
-    roles = [m["role"] for m in seen[0]]
-    assert roles == ["system", "user", "assistant", "user"]  # the worked example comes before the request
-    assert seen[0][-1]["content"] == caption_request(toy_story, scifi_fan, captions.max_chars)
+    messages, kwargs = seen[0]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]  # the worked example first
+    assert messages[-1]["content"] == caption_request(toy_story, scifi_fan, captions.max_chars)
+    assert kwargs["opening"] == asset.params["opening"] and kwargs["opening"]  # the reply's first words
 
 
 def test_when_every_reply_fails_the_template_says_why(captions, toy_story, scifi_fan, monkeypatch):
     replies = ["Toy Story is a 1987 horror classic for you.", "Toy Story, directed by Tom Hanks, is for you.",
                "Toy Story is fun. Toy Story is fun."]
-    monkeypatch.setattr(captions, "_sample", lambda messages, seed, n: (replies, 40))
+    monkeypatch.setattr(captions, "_sample", lambda messages, seed, n, **kw: (replies, 40))
     asset = captions.generate(toy_story, scifi_fan, seed=43)
     assert asset.fallback and asset.generator == "fallback"
     assert asset.text == template_caption(toy_story, scifi_fan, 43, captions.max_chars)
