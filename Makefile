@@ -43,7 +43,7 @@ demo: setup
 	VITRINE_ADMIN_OPEN=1 $(PY) -m app
 
 dashboard: setup
-	VITRINE_DASHBOARD_OPEN=1 $(BIN)/streamlit run app/dashboard.py
+	VITRINE_DASHBOARD_OPEN=1 $(BIN)/streamlit run app/dashboard/main.py
 
 test: setup system-deps
 	scripts/with_postgres.sh $(PY) -m pytest $(PYTEST_ARGS)

@@ -1,9 +1,9 @@
-"""The durable event sink: committed records appended to an fsspec URL as immutable Parquet shards, and the
-replay that rebuilds an empty store from them (how a Space, whose disk is ephemeral, keeps its labels).
+"""The durable event sink: committed records appended to an fsspec URL as immutable Parquet shards, from which
+`annotation.restore` rebuilds an empty store (how a Space, whose disk is ephemeral, keeps its labels).
 
     state = SyncState()
-    sync_once(Session, "file:///mnt/sink", state)      # every few seconds (app/sync_runner.py runs it)
-    restore(Session, "file:///mnt/sink")               # at start, on an empty database, before serving
+    sync_once(Session, "file:///mnt/sink", state)      # every few seconds (app/serving/sync_runner.py runs it)
+    restore(Session, "file:///mnt/sink")               # at start, on an empty database (`annotation.restore`)
 
 The URL is anything fsspec opens: a plain path or `file:///path`, `hf://datasets/ORG/NAME[/dir]`
 (huggingface_hub's HfFileSystem: each sync is one commit, so sync every few minutes there), `s3://bucket/dir`
@@ -41,11 +41,7 @@ name that is not `*.parquet`. Within one sync, rows are read children first (lab
 assets...) and shards written parents first, so every reference in a shard points at a row in the same or an
 earlier shard.
 
-Replay (`restore`) is idempotent: rows are inserted with ON CONFLICT DO NOTHING on their natural keys
-(event_id, pair key, (pair, annotator), user id, annotator name, session id, item id, (name, kind, version) of
-a model version; eval runs by model, dataset, split and time), and integer ids are remapped to the ids this
-database gives them. Replaying the same sink twice adds nothing. A row whose parent is missing from the sink (which the write order prevents) is
-skipped and counted, never half-inserted.
+Replay, which rebuilds a store from the shards, is `annotation.restore`.
 """
 
 from __future__ import annotations
@@ -60,7 +56,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from annotation.errors import InvalidInputError
@@ -81,8 +77,7 @@ from annotation.models import (
     utcnow,
 )
 
-__all__ = ["SyncState", "SyncResult", "RestoreResult", "sync_once", "restore", "open_sink", "store_is_empty",
-           "TABLES", "GAP_TTL_S", "LEASE_S"]
+__all__ = ["SyncState", "SyncResult", "sync_once", "open_sink", "TABLES", "GAP_TTL_S", "LEASE_S"]
 
 log = logging.getLogger(__name__)
 
@@ -441,14 +436,6 @@ class SyncResult:
     seconds: float
 
 
-def store_is_empty(session: Session) -> bool:
-    """True when the store holds no people and no events (the item catalog may already be synced)."""
-    for model in (User, Annotator, Impression, FeedbackEvent, GeneratedAsset, PreferenceLabel):
-        if session.scalar(select(func.count()).select_from(select(model).limit(1).subquery())):
-            return False
-    return True
-
-
 def _resume(fs, root: str, session_factory, state: SyncState) -> dict[str, list[dict]]:
     """First sync of a process: the rows the database has and the sink lacks, and cursors past all of them."""
     pending: dict[str, list[dict]] = {}
@@ -533,7 +520,7 @@ def sync_once(session_factory, sink_url: str, state: SyncState) -> SyncResult:
     """Append every committed row not yet shipped to the sink at `sink_url`; returns what was shipped.
 
     `session_factory` may be read-only (it only reads). Raises whatever the sink or the database raises (the
-    caller logs and retries: `app.sync_runner`); `state` advances only past shards that were written, so a
+    caller logs and retries: `app.serving.sync_runner`); `state` advances only past shards that were written, so a
     failed sync is redone whole by the next one (replay drops any duplicate).
     """
     started, clock = utcnow(), time.perf_counter()
@@ -558,270 +545,3 @@ def sync_once(session_factory, sink_url: str, state: SyncState) -> SyncResult:
         else:
             state.keys[table].update(r["_key"] for r in rows)
     return SyncResult(started_at=started, shipped=shipped, shards=names, seconds=time.perf_counter() - clock)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# restore
-
-
-@dataclass
-class RestoreResult:
-    inserted: dict[str, int]  # rows added per table (0 everywhere when everything was there already)
-    skipped: dict[str, int]  # rows left out because a row they refer to is missing from the sink
-    seconds: float
-
-
-def _dedupe(rows: list[dict], keep: str = "first") -> list[dict]:
-    seen: dict[str, dict] = {}
-    for row in rows:
-        if keep == "last" or row["_key"] not in seen:
-            seen[row["_key"]] = row
-    return list(seen.values())
-
-
-def _loads(value: str | None):
-    return None if value is None else json.loads(value)
-
-
-def _insert(s: Session, model, rows: list[dict], conflict: list[str]) -> int:
-    """INSERT ... ON CONFLICT (conflict) DO NOTHING in chunks; returns the number of rows inserted."""
-    from annotation.store import _dialect_insert
-
-    insert = _dialect_insert(s)
-    pk = model.__mapper__.primary_key[0]
-    n = 0
-    for chunk in _chunks(rows):
-        statement = insert(model).values(chunk).on_conflict_do_nothing(index_elements=conflict).returning(pk)
-        n += len(s.execute(statement).all())
-    return n
-
-
-def _lookup(s: Session, key_col, id_col, keys: Iterable) -> dict:
-    out = {}
-    for chunk in _chunks(set(keys)):
-        out.update(dict(s.execute(select(key_col, id_col).where(key_col.in_(chunk))).all()))
-    return out
-
-
-def restore(session_factory, sink_url: str) -> RestoreResult:
-    """Replay every shard at `sink_url` into the store (one transaction); returns what was added.
-
-    Meant for an empty store at start, before serving; on a store that already holds some of the rows it adds
-    only the missing ones (replaying twice adds nothing). Needs a writing session factory.
-    """
-    clock = time.perf_counter()
-    fs, root = open_sink(sink_url)
-    data = {t: _dedupe(_read_shards(fs, root, t), "last" if t in _KEYED_READERS else "first") for t in TABLES
-            if t != "model_versions"}
-    data["model_versions"] = _latest_snapshots(_read_shards(fs, root, "model_versions"))
-    inserted: dict[str, int] = {t: 0 for t in TABLES}
-    skipped: dict[str, int] = {t: 0 for t in TABLES}
-    with session_factory() as s, s.begin():
-        inserted["items"] = _insert(s, Item, [
-            {"item_id": r["item_id"], "title": r["title"], "year": r["year"], "genres": _loads(r["genres"]) or [],
-             "synced_at": r["synced_at"]} for r in data["items"]], ["item_id"])
-        inserted["users"] = _insert(s, User, [
-            {"user_id": r["user_id"], "kind": r["kind"], "created_at": r["created_at"]} for r in data["users"]],
-            ["user_id"])
-        inserted["annotators"] = _insert(s, Annotator, [
-            {"name": r["name"], "role": r["role"], "created_at": r["created_at"]} for r in data["annotators"]],
-            ["name"])
-        annotators = dict(s.execute(select(Annotator.name, Annotator.id)).all())
-        users = set(s.scalars(select(User.user_id)))
-        items = set(s.scalars(select(Item.item_id)))
-
-        rows = []
-        for r in data["sessions"]:
-            rows.append({"id": r["id"], "user_id": r["user_id"] if r["user_id"] in users else None,
-                         "annotator_id": annotators.get(r["annotator"]), "user_agent": r["user_agent"],
-                         "started_at": r["started_at"], "last_seen_at": r["last_seen_at"]})
-        inserted["sessions"] = _insert(s, AppSession, rows, ["id"])
-        sessions = _lookup(s, AppSession.id, AppSession.id, [r["id"] for r in data["sessions"]])
-
-        # impressions and their slates
-        rows, slates = [], {}
-        for r in data["impressions"]:
-            item_ids = _loads(r["item_ids"]) or []
-            if r["user_id"] not in users or not item_ids or any(i not in items for i in item_ids):
-                skipped["impressions"] += 1
-                continue
-            contributors = _loads(r["contributors"])
-            slates[r["event_id"]] = (item_ids, contributors)
-            rows.append({"event_id": r["event_id"], "user_id": r["user_id"], "session_id": sessions.get(r["session_id"]),
-                         "model": r["model"], "model_b": r["model_b"], "tab": r["tab"], "query": r["query"],
-                         "context": _loads(r["context"]), "created_at": r["created_at"], "n_items": len(item_ids),
-                         "n_items_b": sum(c == r["model_b"] for c in contributors) if contributors else 0})
-        from annotation.store import _dialect_insert
-
-        insert = _dialect_insert(s)
-        new_impressions = {}
-        for chunk in _chunks(rows):
-            statement = insert(Impression).values(chunk).on_conflict_do_nothing(index_elements=["event_id"])
-            new_impressions.update(dict(s.execute(statement.returning(Impression.event_id, Impression.id)).all()))
-        inserted["impressions"] = len(new_impressions)
-        slate_rows = [{"impression_id": pk, "position": i, "item_id": item,
-                       "contributor": slates[ev][1][i] if slates[ev][1] else None}
-                      for ev, pk in new_impressions.items() for i, item in enumerate(slates[ev][0])]
-        for chunk in _chunks(slate_rows):
-            s.execute(ImpressionItem.__table__.insert(), chunk)
-        impressions = _lookup(s, Impression.event_id, Impression.id, [r["event_id"] for r in data["impressions"]])
-
-        # generated assets
-        rows = []
-        for r in data["assets"]:
-            if r["item_id"] not in items or (r["user_id"] is not None and r["user_id"] not in users):
-                skipped["assets"] += 1
-                continue
-            rows.append({c: r[c] for c in _ASSET_COLUMNS} | {"params": _loads(r["params"]) or {}})
-        inserted["assets"] = _insert(s, GeneratedAsset, rows, ["event_id"])
-        assets = _lookup(s, GeneratedAsset.event_id, GeneratedAsset.id, [r["event_id"] for r in data["assets"]])
-
-        # the model registry: each version as last seen; which one of each (name, kind) is served is derived
-        inserted["model_versions"] = _insert(s, ModelVersion, [
-            {c: r[c] for c in _VERSION_COLUMNS} | {"promoted": False, "watermark": None,  # set once feedback is in
-                                                  "metrics": _loads(r["metrics"]) or {},
-                                                  "config": _loads(r["config"]) or {}}
-            for r in data["model_versions"]], ["name", "kind", "version"])
-        if inserted["model_versions"]:
-            _derive_promoted(s, {(r["name"], r["kind"]) for r in data["model_versions"]})
-        versions = {_version_key(k, n, v): pk for pk, k, n, v in s.execute(
-            select(ModelVersion.id, ModelVersion.kind, ModelVersion.name, ModelVersion.version))}
-
-        # offline evaluation runs (no unique column: compared on model, dataset, split and time)
-        existing = {(m, d, sp, c) for m, d, sp, c in s.execute(
-            select(EvalRun.model, EvalRun.dataset, EvalRun.split, EvalRun.created_at))}
-        runs = [r for r in data["eval_runs"] if (r["model"], r["dataset"], r["split"], r["created_at"]) not in existing]
-        for r in runs:
-            s.add(EvalRun(model=r["model"], dataset=r["dataset"], split=r["split"], metrics=_loads(r["metrics"]),
-                          config=_loads(r["config"]) or {}, created_at=r["created_at"],
-                          model_version_id=versions.get(r.get("model_version"))))
-        inserted["eval_runs"] = len(runs)
-        s.flush()
-
-        # pairs: the pair key is rebuilt from this database's ids, as store.create_pair builds it
-        rows, key_of_uid = [], {}
-        for r in data["pairs"]:
-            if r["kind"] == "slate":
-                a, b = impressions.get(r["impression_a_event_id"]), impressions.get(r["impression_b_event_id"])
-                sides = {"impression_a_id": a, "impression_b_id": b, "asset_a_id": None, "asset_b_id": None}
-            else:
-                a, b = assets.get(r["asset_a_event_id"]), assets.get(r["asset_b_event_id"])
-                sides = {"asset_a_id": a, "asset_b_id": b, "impression_a_id": None, "impression_b_id": None}
-            target = r["target_user_id"]
-            if a is None or b is None or (target is not None and target not in users):
-                skipped["pairs"] += 1
-                continue
-            low, high = sorted((a, b))
-            key = f"{r['kind']}:{low}:{high}:{target or ''}"
-            key_of_uid[r["_key"]] = key
-            rows.append({"pair_key": key, "kind": r["kind"], **sides, "target_user_id": target, "slots_taken": 0,
-                         "created_at": r["created_at"]})
-        inserted["pairs"] = _insert(s, PairTask, rows, ["pair_key"])
-        by_key = _lookup(s, PairTask.pair_key, PairTask.id, key_of_uid.values())
-        pairs = {uid: by_key[key] for uid, key in key_of_uid.items() if key in by_key}
-
-        rows = []
-        for r in data["assignments"]:
-            pair, annotator = pairs.get(r["pair_uid"]), annotators.get(r["annotator"])
-            if pair is None or annotator is None:
-                skipped["assignments"] += 1
-                continue
-            rows.append({"pair_id": pair, "annotator_id": annotator, "assigned_at": r["assigned_at"],
-                         "expires_at": r["expires_at"], "completed_at": r["completed_at"],
-                         "holds_slot": r["holds_slot"]})
-        inserted["assignments"] = _insert(s, PairAssignment, rows, ["pair_id", "annotator_id"])
-        assigned_pairs = {r["pair_id"] for r in rows}
-
-        # labels, in their original order (new ids keep it), current = the latest per (pair, annotator)
-        rows, supersedes = [], {}
-        for r in data["labels"]:
-            pair, annotator = pairs.get(r["pair_uid"]), annotators.get(r["annotator"])
-            if pair is None or annotator is None:
-                skipped["labels"] += 1
-                continue
-            rows.append({"event_id": r["event_id"], "pair_id": pair, "annotator_id": annotator, "choice": r["choice"],
-                         "time_spent_ms": r["time_spent_ms"], "guideline_version": r["guideline_version"],
-                         "is_current": False, "created_at": r["created_at"]})
-            if r["supersedes_event_id"]:
-                supersedes[r["event_id"]] = r["supersedes_event_id"]
-        new_labels = set()
-        for chunk in _chunks(rows):  # one statement per chunk keeps the order of ids within and across chunks
-            statement = insert(PreferenceLabel).values(chunk).on_conflict_do_nothing(index_elements=["event_id"])
-            new_labels.update(s.scalars(statement.returning(PreferenceLabel.event_id)).all())
-        inserted["labels"] = len(new_labels)
-        if new_labels:
-            ids = _lookup(s, PreferenceLabel.event_id, PreferenceLabel.id, set(new_labels) | set(supersedes.values()))
-            for ev in new_labels:
-                if ev in supersedes and supersedes[ev] in ids:
-                    s.execute(update(PreferenceLabel).where(PreferenceLabel.id == ids[ev])
-                              .values(supersedes_id=ids[supersedes[ev]]))
-            _derive_labels(s, {(r["pair_id"], r["annotator_id"]) for r in rows if r["event_id"] in new_labels})
-        _count_slots(s, {r["pair_id"] for r in rows} | assigned_pairs)
-
-        # feedback
-        rows = []
-        for r in data["feedback"]:
-            imp = impressions.get(r["impression_event_id"]) if r["impression_event_id"] else None
-            if r["user_id"] not in users or r["item_id"] not in items or (r["impression_event_id"] and imp is None):
-                skipped["feedback"] += 1
-                continue
-            rows.append({"event_id": r["event_id"], "user_id": r["user_id"], "item_id": r["item_id"],
-                         "impression_id": imp, "kind": r["kind"], "value": r["value"], "created_at": r["created_at"],
-                         "model": r["model"], "position": r["position"]})
-        inserted["feedback"] = _insert(s, FeedbackEvent, rows, ["event_id"])
-        # the watermarks of the versions added: this store's id of the same event
-        marks = {r["watermark_event_id"]: r for r in data["model_versions"] if r.get("watermark_event_id")}
-        if inserted["model_versions"] and marks:
-            ids = _lookup(s, FeedbackEvent.event_id, FeedbackEvent.id, marks)
-            for event_id, r in marks.items():
-                s.execute(update(ModelVersion).where(ModelVersion.name == r["name"], ModelVersion.kind == r["kind"],
-                                                     ModelVersion.version == r["version"])
-                          .values(watermark=ids.get(event_id)))
-    skipped = {t: n for t, n in skipped.items() if n}
-    if skipped:
-        log.warning("restore: rows left out because what they refer to is not in the sink: %s", skipped)
-    return RestoreResult(inserted=inserted, skipped=skipped, seconds=time.perf_counter() - clock)
-
-
-def _derive_promoted(s: Session, groups: set[tuple[str, str]]) -> None:
-    """The served version of each (name, kind): the one promoted last (the latest `promoted_at` among versions
-    whose decision is "promoted"), as `annotation.registry.promote` and `rollback` leave it."""
-    m = ModelVersion
-    for name, kind in groups:
-        served = s.scalar(select(m.id).where(m.name == name, m.kind == kind, m.decision == "promoted",
-                                             m.promoted_at.is_not(None))
-                          .order_by(m.promoted_at.desc(), m.version.desc()).limit(1))
-        s.execute(update(m).where(m.name == name, m.kind == kind).values(promoted=m.id == served if served else False))
-
-
-def _derive_labels(s: Session, touched: set[tuple[int, int]]) -> None:
-    """Recompute, for the (pair, annotator)s that got labels, which label is current and the assignment's state,
-    as the store's record_preference / clear_preference leave them."""
-    for pair_id, annotator_id in touched:
-        labels = s.execute(select(PreferenceLabel.id, PreferenceLabel.choice, PreferenceLabel.created_at)
-                           .where(PreferenceLabel.pair_id == pair_id, PreferenceLabel.annotator_id == annotator_id)
-                           .order_by(PreferenceLabel.id)).all()
-        last_id, choice, at = labels[-1]
-        s.execute(update(PreferenceLabel).where(PreferenceLabel.pair_id == pair_id,
-                                                PreferenceLabel.annotator_id == annotator_id)
-                  .values(is_current=PreferenceLabel.id == last_id))
-        if choice is None:  # cleared by an undo: handed back to them as an open lease
-            state = {"completed_at": None, "holds_slot": True, "expires_at": at + dt.timedelta(seconds=LEASE_S)}
-        else:
-            state = {"completed_at": at, "holds_slot": choice != "skip"}
-        found = s.execute(update(PairAssignment).where(PairAssignment.pair_id == pair_id,
-                                                       PairAssignment.annotator_id == annotator_id)
-                          .values(**state)).rowcount
-        if not found:
-            s.add(PairAssignment(pair_id=pair_id, annotator_id=annotator_id, assigned_at=at,
-                                 expires_at=state.get("expires_at", at), **{k: v for k, v in state.items()
-                                                                           if k != "expires_at"}))
-            s.flush()
-
-
-def _count_slots(s: Session, pair_ids: set[int]) -> None:
-    """`slots_taken` of each pair = its assignments holding a slot (the store keeps this invariant)."""
-    for pair_id in pair_ids:
-        held = s.scalar(select(func.count()).select_from(PairAssignment)
-                        .where(PairAssignment.pair_id == pair_id, PairAssignment.holds_slot.is_(True)))
-        s.execute(update(PairTask).where(PairTask.id == pair_id).values(slots_taken=held))

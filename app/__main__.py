@@ -15,7 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (Spaces: `python app/__main__.py`) rather than `python -m app`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.zerogpu import import_spaces  # noqa: E402 - light: importlib only
+from app.serving.zerogpu import import_spaces  # noqa: E402 - light: importlib only
 
 import_spaces()  # ZeroGPU: `spaces` before anything (torch, diffusers) can initialise CUDA
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if settings.durability_warning:
         log.warning("%s", settings.durability_warning)
-    from app.sync_runner import start_sync
+    from app.serving.sync_runner import start_sync
 
     runner = start_sync(settings, say=log.info)  # restores an empty store from the sink before anything serves
     try:
@@ -48,13 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args, settings, runner, started: float, log) -> int:
-    from app.services import build_services
+    from app.serving.services import build_services
 
     svc = build_services(settings, say=log.info)
     if runner is not None:
         svc.durability = runner.status_rows  # the Status tab shows the last sync time and the lag
     if args.check:
-        from app.status import status_sections
+        from app.web.status import status_sections
 
         for title, rows in status_sections(svc):
             print(f"== {title}")
@@ -62,7 +62,7 @@ def _serve(args, settings, runner, started: float, log) -> int:
                 print(f"  {name}: {value}  {note}".rstrip())
         return 0
 
-    from app.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo, enable_queue, launch_kwargs
 
     demo = build_demo(svc)
     enable_queue(demo)

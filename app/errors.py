@@ -1,7 +1,7 @@
 """The one exception the app's flows raise for bad input; handlers turn it into `gr.Error`.
 
 Library errors (`recommenders.errors`, `annotation.errors`, `generation.errors`) are converted into it at the
-boundary of the flows (`app.events`, `app.labeling`, ...), so a handler catches one type and shows one clear message.
+boundary of the flows (`app.serving.events`, `app.serving.labeling`, ...), so a handler catches one type and shows one clear message.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class Settings:
     trust_proxy: bool = False  # VITRINE_TRUST_PROXY=1 behind the one-port proxy: clients are told apart by the
     # address the proxy appends to X-Forwarded-For (never set it without such a proxy: clients could pick their key)
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
-    best_of_n: int = 0  # cover and caption candidates per slate item; 0 = auto: 4 on CUDA, 2 on CPU (app.preference)
+    best_of_n: int = 0  # cover and caption candidates per slate item; 0 = auto: 4 on CUDA, 2 on CPU (app.learning.preference)
     auto_pairs_max: int = 200  # the labeling queue fills itself until this many pairs wait untouched (0: never)
     space_id: str | None = None  # set by Hugging Face Spaces (SPACE_ID): network models on, /data used, warnings
     database_url_set: bool = False  # DATABASE_URL was given (an external database outlives the app's disk)
@@ -144,7 +144,7 @@ class Settings:
     @property
     def registry_dir(self) -> Path:
         """Where model versions registered before the blob store held them (artifact paths like `ease/v3`) were
-        saved, and are still read from; new versions live in the blob store (`app.artifacts`)."""
+        saved, and are still read from; new versions live in the blob store (`app.learning.artifacts`)."""
         if self.blob_is_local:
             return Path(self.blob_location.removeprefix("file://")) / "registry"
         return self.data_dir / "registry"

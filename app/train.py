@@ -1,4 +1,4 @@
-"""Gated retraining from the command line (the admin button and the schedule call the same `app.learning`).
+"""Gated retraining from the command line (the admin button and the schedule call the same `app.learning.retrain`).
 
     python -m app.train --model ease                  # candidate on dataset + logs, gate, register (promote or not)
     python -m app.train --model ease --rollback       # serve the previous promoted version again
@@ -9,7 +9,7 @@
 
 `--reward` fits `generation.reward.RewardModel` (MiniLM text features; `--encoder hashing-64` for a cheap
 bag-of-words stand-in) on the store's labels and picks, gates it next to the served version (held-out pair
-accuracy on the pairs it never trained on; `app.preference.reward_gate`, `--tolerance` in accuracy) and
+accuracy on the pairs it never trained on; `app.learning.preference.reward_gate`, `--tolerance` in accuracy) and
 registers it (name "reward", kind "preference") with an eval run; every replica serves the promoted version.
 Exit status 2 when the store has too few pairs.
 
@@ -59,7 +59,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     from annotation import registry
     from annotation.db import make_engine, make_session_factory, upgrade
-    from app import learning, preference
+    from app.learning import retrain as learning, preference
     from app.settings import load_settings
 
     args = parse_args(argv)
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _artifacts(args: argparse.Namespace, settings):
     """Where model versions are saved: `--artifacts DIR`, else the app's blob store (as `build_services` opens it)."""
-    from app.artifacts import ModelArtifacts
+    from app.learning.artifacts import ModelArtifacts
     from generation.blobs import BlobStore
 
     if args.artifacts is not None:
@@ -131,8 +131,8 @@ def _artifacts(args: argparse.Namespace, settings):
 
 
 def _train_reward(args: argparse.Namespace, settings, Session, artifacts) -> int:
-    from app.catalog import Catalog
-    from app.preference import encoder_for, train_reward
+    from app.serving.catalog import Catalog
+    from app.learning.preference import encoder_for, train_reward
     from recommenders.data import load_dataset
 
     catalog = Catalog(load_dataset(settings.dataset, settings.data_dir))

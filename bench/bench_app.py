@@ -256,8 +256,8 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
 def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
     """The same two calls in-process, without Gradio or the network: what the app itself costs per request."""
     os.environ.setdefault("VITRINE_DATA_DIR", str(data_dir))
-    from app.api import ApiHandlers
-    from app.services import build_services
+    from app.web.api import ApiHandlers
+    from app.serving.services import build_services
     from app.settings import load_settings
 
     import torch
@@ -278,7 +278,7 @@ def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
         rec.append((t1 - t0) * 1000)
         fb.append((time.perf_counter() - t1) * 1000)
     svc.close()
-    return {"bench": "app.handlers", "calls": calls, "k": k,
+    return {"bench": "app.web.handlers", "calls": calls, "k": k,
             "recommend": {"p50_ms": round(_percentile(rec, 50), 1), "p95_ms": round(_percentile(rec, 95), 1)},
             "feedback": {"p50_ms": round(_percentile(fb, 50), 1), "p95_ms": round(_percentile(fb, 95), 1)}}
 
@@ -287,7 +287,7 @@ def serve_echo() -> None:
     """The floor's server: a no-op `gr.api` endpoint, in a queue set up like the app's (port from the env)."""
     import gradio as gr
 
-    from app.ui import enable_queue
+    from app.web.ui import enable_queue
 
     def echo(x: str) -> str:
         return x

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from app.artifacts import ModelArtifacts
+    from app.learning.artifacts import ModelArtifacts
     from generation.blobs import BlobStore
     from recommenders.data import load_dataset
     from recommenders.models import load_model

@@ -26,7 +26,7 @@ for label, lr, users in (("N=1 (before: no learner)", None, svc.catalog.user_ids
     svc.assets.learner = lr; durs.clear(); t0 = time.perf_counter(); n = 0
     for u in users:
         items = [i for i, _ in svc.ranking.rank("ease", u, 10)]
-        svc.assets.generate_later(u, items, svc.catalog.profile(u)); svc.assets.wait_for(u, items, 60); n += len(items)
+        svc.assets.worker.generate_later(u, items, svc.catalog.profile(u)); svc.assets.worker.wait_for(u, items, 60); n += len(items)
     wall = time.perf_counter() - t0
     ms = sorted(1000 * d for _, d in durs)
     print(f"{label}: {n} items, worker {1000*wall/n:.1f} ms/item; writes {len(ms)}, assets/write max {max(k for k,_ in durs)}, write ms p50 {statistics.median(ms):.0f} max {ms[-1]:.0f}")

@@ -150,7 +150,7 @@ def bench_pages(db: Path, n_events: int, repeats: int) -> bool:
     from streamlit.testing.v1 import AppTest
 
     from annotation.db import make_engine
-    from app.dashboard_data import load_frames
+    from app.dashboard.data import load_frames
 
     engine = make_engine(url)
     t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""What it costs a running app to serve a grown catalog (`app.growth`): a bring-your-own catalog of N books is
+"""What it costs a running app to serve a grown catalog (`app.serving.growth`): a bring-your-own catalog of N books is
 served with `ease-text` (+ `ease`), M new books are appended to its folder (as `python -m recommenders add-items`
 does), and the upkeep's `Growth.refresh` serves them: new rows encoded with the packaged MiniLM, `ease-text`
 refitted over the grown catalog, the store synced, the snapshot swapped. Also: ranking latency before and after,
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from app.services import build_services
+    from app.serving.services import build_services
     from app.settings import Settings
     from recommenders.catalog import append_items, write_synthetic_catalog
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         top10.append(sum(1 for i in ranked[:10] if i in added) / 10)
     svc.close()
     result = {
-        "bench": "app.growth", "items": args.items, "users": args.users, "new": args.new,
+        "bench": "app.serving.growth", "items": args.items, "users": args.users, "new": args.new,
         "startup_s": round(built_s, 2), "append_items_s": round(appended_s, 3), "refresh_s": round(refresh_s, 2),
         "ranked_now": done["ranked_now"], "at_next_retrain": done["at_next_retrain"],
         "rank_ms_before": {"p50": round(statistics.median(before), 2), "max": round(max(before), 2)},

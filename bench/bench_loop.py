@@ -6,7 +6,7 @@
 The events (seeded): users drawn from ml-100k's users, items by ml-100k popularity, kinds like 35%, click
 35%, dislike 10%, rating 10% (1-5), skip 5%, dwell 5%, spread over 30 days; written with
 store.record_feedback_batch into a fresh SQLite store (not timed as part of the retrain). Version 1 is
-registered first (trained on the dataset alone, not timed). Then `app.learning.retrain` is timed end to end:
+registered first (trained on the dataset alone, not timed). Then `app.learning.retrain.retrain` is timed end to end:
 read the events, map them to signal, take the recent holdout, train the candidate on dataset + signal, fit
 the recipe on the offline split and evaluate valid/test, evaluate both models on the holdout, save the
 artifact and register. Target (issue 11): under 10 s for the EASE family on this machine.
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from annotation import store
     from annotation.db import make_engine, make_session_factory, upgrade
-    from app import learning
+    from app.learning import retrain as learning
     from recommenders.data import load_dataset
 
     dataset = load_dataset("ml-100k", args.data_dir)

@@ -42,17 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         held = store.stored()
         scan_s = time.perf_counter() - start
         total = sum(a.size for a in held.values())
-        svc.assets.quota_bytes = total + 1
+        svc.assets.quota.quota_bytes = total + 1
         start = time.perf_counter()
-        svc.assets.enforce_quota()
+        svc.assets.quota.enforce()
         under_s = time.perf_counter() - start
-        svc.assets.quota_bytes = total // 2
+        svc.assets.quota.quota_bytes = total // 2
         start = time.perf_counter()
-        freed = svc.assets.enforce_quota()
+        freed = svc.assets.quota.enforce()
         evict_s = time.perf_counter() - start
         print(json.dumps({"bench": "quota", "assets": len(held), "bytes": total, "make_s": round(make_s, 1),
                           "scan_ms": round(1000 * scan_s, 1), "pass_under_quota_ms": round(1000 * under_s, 1),
-                          "pass_evicting_half_ms": round(1000 * evict_s, 1), "evicted": svc.assets.evicted,
+                          "pass_evicting_half_ms": round(1000 * evict_s, 1), "evicted": svc.assets.quota.evicted,
                           "freed_bytes": freed}))
     finally:
         svc.close()

@@ -939,7 +939,7 @@ class BestOfN:
     def params_for(self, index: int) -> dict[str, Any]:
         """What to store in candidate `index`'s params: {"best_of_n": {"n", "rank", "score", "version"}}; rank 0
         is the one shown. A later label between the shown one and another candidate measures best-of-N's win rate
-        (`app.dashboard_generation.best_of_n_outcomes`)."""
+        (`app.dashboard.generation_views.best_of_n_outcomes`)."""
         return {"best_of_n": {"n": len(self.scores), "rank": self.order.index(index), "score": self.scores[index],
                               "version": self.version}}
 

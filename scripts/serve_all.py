@@ -13,7 +13,7 @@ into a private run directory (`deploy/render.py`), checks it with `nginx -t`, an
     nginx      the public port: static routing, websocket upgrade, body cap, forwarded headers (deploy/nginx.conf.template)
     app        `python -m app` on 127.0.0.1 (GRADIO_SERVER_NAME/PORT), VITRINE_TRUST_PROXY=1 (nginx sets the
                X-Forwarded-For the app's rate limits key on)
-    dashboard  `streamlit run app/dashboard.py --server.baseUrlPath dashboard` on 127.0.0.1
+    dashboard  `streamlit run app/dashboard/main.py --server.baseUrlPath dashboard` on 127.0.0.1
 
 When any of them exits, honcho stops the other two and this script exits non-zero, so a container supervisor
 restarts the whole thing; SIGTERM/SIGINT stop everything (exit 143/130) and the run directory is removed.
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--app-cmd", default=None,
                         help="command that serves the Gradio app (default: python -m app); it must honour "
                              "GRADIO_SERVER_NAME and GRADIO_SERVER_PORT")
-    parser.add_argument("--dashboard-script", default="app/dashboard.py", help="the Streamlit script")
+    parser.add_argument("--dashboard-script", default="app/dashboard/main.py", help="the Streamlit script")
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be between 1 and 65535, got {args.port}")

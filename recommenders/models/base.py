@@ -310,14 +310,20 @@ class Recommender:
         `user_id`: a fitted user (their training positives are the starting history; None or an unknown id:
         a new visitor). Without session feedback a fitted user gets exactly `recommend(user_id, k)`. With it,
         the history plus `liked` is folded in (`_fold_in`; a model with uses_negatives also down-weights what
-        is near `disliked`); a disliked history item leaves the history, an item both liked and disliked counts
-        as liked. Never returned: the user's seen items, `liked`, `disliked` and `exclude`.
+        is near `disliked`); a disliked history item leaves the history (session feedback is newer than
+        training data). `liked` and `disliked` are the visitor's current feedback, already resolved by the
+        caller (an item is one or the other: ValueError otherwise). Never returned: the user's seen items,
+        `liked`, `disliked` and `exclude`.
         """
         k = self._check_k(k)
         self._require_fitted()
         for name, value in (("liked", liked), ("disliked", disliked), ("exclude", exclude)):
             if isinstance(value, str):
                 raise ValueError(f"{name}: expected a sequence of item ids, got the string {value!r}")
+        both = set(map(str, liked)) & set(map(str, disliked))
+        if both:
+            raise ValueError(f"liked, disliked: an item is either liked or disliked now (resolve the visitor's "
+                             f"feedback first: the latest event wins), got both for {sorted(both)[:5]}")
         user = self._user_index.get(str(user_id)) if user_id is not None else None
         pos = np.array([self.item_index(i) for i in liked], dtype=np.int64)
         neg = np.array([self.item_index(i) for i in disliked], dtype=np.int64)
@@ -326,8 +332,7 @@ class Recommender:
         if user is not None and not len(pos) and not len(neg):
             scores = self._score_one(user)
         else:
-            # a session dislike overrides the training history (later feedback wins); liked wins over disliked
-            history = np.setdiff1d(history, np.setdiff1d(neg, pos))
+            history = np.setdiff1d(history, neg)  # a session dislike overrides the training history
             items = np.unique(np.concatenate([history, pos]))
             if not len(items):
                 raise ValueError(f"liked: a visitor the model was not fitted on needs at least one liked item, "

@@ -1,6 +1,6 @@
 """Training-ready exports: cover pairs in Pick-a-Pic's layout with picture bytes, caption pairs, a dataset card.
 
-The database is filled by the generation loop's simulator (`app.sim_reward`, cheap hashing encoder), so the
+The database is filled by the generation loop's simulator (`app.simulate.reward`, cheap hashing encoder), so the
 covers are real JPEG files referenced by the store, as in the app.
 """
 
@@ -22,7 +22,7 @@ NOW = dt.datetime(2026, 11, 20, 12, 0)
 
 @pytest.fixture(scope="module")
 def sim_db(tmp_path_factory):
-    from app.sim_reward import RewardSimConfig, simulate_reward
+    from app.simulate.reward import RewardSimConfig, simulate_reward
     from recommenders.data import load_dataset
 
     root = tmp_path_factory.mktemp("sim-reward")

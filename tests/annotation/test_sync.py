@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from annotation import registry, store, sync
+from annotation import registry, restore, store, sync
 from annotation.db import make_engine, make_session_factory
 from annotation.errors import InvalidInputError
 from annotation.models import (
@@ -199,11 +199,11 @@ def test_every_table_round_trips_and_replay_twice_adds_nothing(engine, target, t
                               "eval_runs": 2, "model_versions": 3}
     before = snapshot(Session)
     with target() as s:
-        assert sync.store_is_empty(s)
-    first = sync.restore(target, sink)
+        assert restore.store_is_empty(s)
+    first = restore.restore(target, sink)
     assert first.skipped == {} and first.inserted == result.shipped
     assert snapshot(target) == before  # every row and every derived state (current label, slots, leases)
-    second = sync.restore(target, f"file://{sink}")
+    second = restore.restore(target, f"file://{sink}")
     assert set(second.inserted.values()) == {0} and snapshot(target) == before
     # the restored queue behaves as the original: alice's undone pair is handed back to her
     alice, expected = made["annotators"][0], _pair_key(Session, made["alice_undone"], target)
@@ -243,7 +243,7 @@ def test_incremental_syncs_ship_each_row_once_and_a_new_process_resumes(engine, 
     assert sync.sync_once(Session, sink, fresh).shipped == {}
     shards = sorted(p.name for p in (tmp_path / "sink" / "feedback").iterdir())
     assert len(shards) == 2 and all(n.endswith(".parquet") for n in shards)
-    sync.restore(target, sink)
+    restore.restore(target, sink)
     assert snapshot(target) == snapshot(Session)
 
 
@@ -252,7 +252,7 @@ def test_restored_store_syncs_on_without_reshipping(engine, target, tmp_path):
     populate(Session)
     sink = str(tmp_path / "sink")
     sync.sync_once(Session, sink, sync.SyncState())
-    sync.restore(target, sink)
+    restore.restore(target, sink)
     state = sync.SyncState()  # the restarted app's syncer, on the restored store (other ids)
     assert sync.sync_once(target, sink, state).shipped == {}
     with target() as s, s.begin():
@@ -275,7 +275,7 @@ def test_model_versions_are_shipped_again_when_they_change_and_a_restore_serves_
         v2 = registry.register(s, "ease", "registry/recommender/ease/v2-bb.tar")
         registry.decide(s, v2.id, "promoted", "not worse")
     assert sync.sync_once(Session, sink, state).shipped == {"model_versions": 2}  # v2, and v1 demoted
-    restored = sync.restore(target, sink)
+    restored = restore.restore(target, sink)
     assert restored.inserted["model_versions"] == 2
     with target() as s:
         assert registry.promoted_version(s, "ease").version == 2
@@ -285,14 +285,14 @@ def test_model_versions_are_shipped_again_when_they_change_and_a_restore_serves_
     assert sync.sync_once(Session, sink, state).shipped == {"model_versions": 2}  # harmless: replay keeps the latest
     with target() as s, s.begin():  # the restore target is emptied (the registry has no deletes: by SQL)
         s.execute(ModelVersion.__table__.delete())
-    sync.restore(target, sink)
+    restore.restore(target, sink)
     with target() as s:
         served = registry.promoted_version(s, "ease")
         assert served.version == 1
         rolled_back = [v for v in registry.list_versions(s, "ease") if v.version == 2]
         assert rolled_back[0].decision == "rejected" and rolled_back[0].reason.startswith("rolled back")
     assert snapshot(target)["model_versions"] == snapshot(Session)["model_versions"]
-    assert set(sync.restore(target, sink).inserted.values()) == {0}
+    assert set(restore.restore(target, sink).inserted.values()) == {0}
     # the restored store's own syncer has nothing to ship: what it holds is what the sink holds
     assert sync.sync_once(target, sink, sync.SyncState()).shipped == {}
 
@@ -311,7 +311,7 @@ def test_a_shard_killed_half_way_is_not_read(engine, target, tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from annotation import sync
+        from annotation import restore, sync
         from annotation.db import make_engine, make_session_factory
         from fsspec.implementations.local import LocalFileSystem
 
@@ -335,11 +335,11 @@ def test_a_shard_killed_half_way_is_not_read(engine, target, tmp_path):
     assert len(partial) == 1 and not partial[0].name.endswith(".parquet") and partial[0].stat().st_size > 0
     # a damaged file under a shard's name (e.g. copied in by hand) is skipped too, with a warning
     (sink / "users" / "20990101T000000.000000Z-000001-deadbeef.parquet").write_bytes(b"PAR1 not really")
-    result = sync.restore(target, str(sink))
+    result = restore.restore(target, str(sink))
     assert result.inserted["feedback"] == 0 and result.inserted["users"] == 1 and result.skipped == {}
     # the event was never acknowledged by a sync: the next syncer ships it
     assert sync.sync_once(Session, str(sink), sync.SyncState()).shipped == {"feedback": 1}
-    assert sync.restore(target, str(sink)).inserted["feedback"] == 1
+    assert restore.restore(target, str(sink)).inserted["feedback"] == 1
 
 
 def test_rows_committed_out_of_id_order_are_shipped(engine, tmp_path):
@@ -373,7 +373,7 @@ def test_an_fsspec_url_without_renames_works_and_bad_urls_are_refused(engine, ta
     populate(Session)
     url = f"memory://vitrine-sync-{uuid.uuid4().hex[:8]}"
     assert sync.sync_once(Session, url, sync.SyncState()).shipped["labels"] == 7
-    sync.restore(target, url)
+    restore.restore(target, url)
     assert snapshot(target) == snapshot(Session)
     with pytest.raises(InvalidInputError, match="sink_url"):
         sync.open_sink("")
@@ -402,7 +402,7 @@ def test_the_hub_sink_commits_each_sync_once_through_huggingface_hub(engine, tar
     url = "hf://datasets/org/vitrine-events/sink"
     with HubStandIn() as hub:
         hub.use(monkeypatch)
-        assert set(sync.restore(target, url).inserted.values()) == {0}  # no repo yet: an empty sink
+        assert set(restore.restore(target, url).inserted.values()) == {0}  # no repo yet: an empty sink
         state = sync.SyncState()
         first = sync.sync_once(make_session_factory(engine, read_only=True), url, state)
         assert first.shipped["labels"] == 7 and len(first.shards) == len(first.shipped)
@@ -411,7 +411,7 @@ def test_the_hub_sink_commits_each_sync_once_through_huggingface_hub(engine, tar
         assert hub.visibility["org/vitrine-events"] == "private"
         assert all(path.startswith("sink/") and path.endswith(".parquet") for path in commits[0]["added"])
         assert sync.sync_once(Session, url, state).shipped == {} and len(commits) == 1  # nothing new: no commit
-        restored = sync.restore(target, url)
+        restored = restore.restore(target, url)
         assert restored.inserted == first.shipped and restored.skipped == {}
         assert snapshot(target) == snapshot(Session)
         # a new process (a restarted Space) resumes from the repo's shards without re-shipping

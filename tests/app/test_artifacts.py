@@ -1,4 +1,4 @@
-"""Model artifacts in the blob store (app.artifacts): a version saved by one replica is read by another that
+"""Model artifacts in the blob store (app.learning.artifacts): a version saved by one replica is read by another that
 shares only the blob store's URL; keys name one content; a tampered tar is refused; old paths still load."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
-from app.artifacts import ModelArtifacts
+from app.learning.artifacts import ModelArtifacts
 from generation.blobs import BlobStore
 
 

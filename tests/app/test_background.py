@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
-import app.assets as services_module
+import app.serving.worker as worker_module
 
 
 def _wait_idle(svc, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while svc.assets._pending:
-        assert time.monotonic() < deadline, f"background jobs still pending: {svc.assets._pending}"
+    while svc.assets.worker._pending:
+        assert time.monotonic() < deadline, f"background jobs still pending: {svc.assets.worker._pending}"
         time.sleep(0.02)
 
 
@@ -30,25 +30,25 @@ def test_quick_assets_of_a_slate_are_recorded_in_one_write(fresh_svc, monkeypatc
     monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
     items = [i for i, _ in svc.ranking.rank("ease", "5", 4)]
     profile = svc.catalog.profile("5")
-    assert svc.assets.generate_later("5", items, profile) == 4
-    assert svc.assets.generate_later("5", items + items[:1], profile) == 0  # already queued: not made twice
+    assert svc.assets.worker.generate_later("5", items, profile) == 4
+    assert svc.assets.worker.generate_later("5", items + items[:1], profile) == 0  # already queued: not made twice
     gate.set()
     _wait_idle(svc)
     n = svc.assets.learner.n  # best-of-N: n cover candidates and up to n captions (identical texts kept once)
     assert len(sizes) == 1 and 4 * (n + 1) <= sizes[0] <= 4 * 2 * n  # every candidate, one transaction
     known = svc.assets.known("5", items)
     assert {(i, kind) for i in items for kind in ("cover", "caption")} == set(known)
-    assert svc.assets.generate_later("5", items[:1], profile) == 1  # done jobs leave the queue
+    assert svc.assets.worker.generate_later("5", items[:1], profile) == 1  # done jobs leave the queue
 
 
 def test_slow_covers_are_recorded_as_they_come(fresh_svc, monkeypatch):
     svc = fresh_svc
-    monkeypatch.setattr(services_module, "BACKGROUND_BATCH_S", 0.05)
+    monkeypatch.setattr(worker_module, "BACKGROUND_BATCH_S", 0.05)
     sizes = _spy_records(svc, monkeypatch)
-    fast_cover = svc.assets._cover_generate
-    monkeypatch.setattr(svc.assets, "_cover_generate", lambda *a, **k: time.sleep(0.1) or fast_cover(*a, **k))
+    fast_cover = svc.assets.generate_cover
+    monkeypatch.setattr(svc.assets, "generate_cover", lambda *a, **k: time.sleep(0.1) or fast_cover(*a, **k))
     items = [i for i, _ in svc.ranking.rank("ease", "6", 3)]
-    svc.assets.generate_later("6", items, svc.catalog.profile("6"))
+    svc.assets.worker.generate_later("6", items, svc.catalog.profile("6"))
     _wait_idle(svc)
     n = svc.assets.learner.n
     assert len(sizes) == 3 and all(n + 1 <= k <= 2 * n for k in sizes)  # each item's candidates as they are made
@@ -67,11 +67,11 @@ def test_a_failing_item_does_not_stop_the_queue(fresh_svc, monkeypatch):
         return real(item_id, profile)
 
     monkeypatch.setattr(svc.assets, "_item_assets", flaky)
-    monkeypatch.setattr(services_module, "BACKGROUND_BATCH_S", 0.0)  # one item per batch
-    svc.assets.generate_later("7", items, svc.catalog.profile("7"))
+    monkeypatch.setattr(worker_module, "BACKGROUND_BATCH_S", 0.0)  # one item per batch
+    svc.assets.worker.generate_later("7", items, svc.catalog.profile("7"))
     _wait_idle(svc)
     assert set(svc.assets.known("7", items)) == {(items[1], "cover"), (items[1], "caption")}
-    assert svc.assets.generate_later("7", items[:1], svc.catalog.profile("7")) == 1  # the failed item can be queued again
+    assert svc.assets.worker.generate_later("7", items[:1], svc.catalog.profile("7")) == 1  # the failed item can be queued again
     _wait_idle(svc)
 
 
@@ -95,10 +95,10 @@ def test_cached_assets_keep_one_row_per_user(fresh_svc):
 
 def test_background_work_gives_way_to_interactive_requests(fresh_svc, monkeypatch):
     svc = fresh_svc
-    monkeypatch.setattr(services_module, "BACKGROUND_YIELD_S", 10.0)
+    monkeypatch.setattr(worker_module, "BACKGROUND_YIELD_S", 10.0)
     items = [i for i, _ in svc.ranking.rank("ease", "8", 2)]
-    with svc.assets.interactive():  # a slate or a like being answered
-        svc.assets.generate_later("8", items, svc.catalog.profile("8"))
+    with svc.assets.worker.interactive():  # a slate or a like being answered
+        svc.assets.worker.generate_later("8", items, svc.catalog.profile("8"))
         time.sleep(0.3)
         assert svc.assets.known("8", items) == {}  # the worker waits
     _wait_idle(svc)  # and goes on as soon as the request is answered
@@ -107,10 +107,10 @@ def test_background_work_gives_way_to_interactive_requests(fresh_svc, monkeypatc
 
 def test_background_work_is_not_starved_by_a_stream_of_requests(fresh_svc, monkeypatch):
     svc = fresh_svc
-    monkeypatch.setattr(services_module, "BACKGROUND_YIELD_S", 0.05)
+    monkeypatch.setattr(worker_module, "BACKGROUND_YIELD_S", 0.05)
     items = [i for i, _ in svc.ranking.rank("ease", "9", 2)]
-    with svc.assets.interactive():  # never quiet: the worker still makes progress after each wait
-        svc.assets.generate_later("9", items, svc.catalog.profile("9"))
+    with svc.assets.worker.interactive():  # never quiet: the worker still makes progress after each wait
+        svc.assets.worker.generate_later("9", items, svc.catalog.profile("9"))
         _wait_idle(svc, timeout=10)
     assert len(svc.assets.known("9", items)) == 4
 
@@ -120,20 +120,20 @@ def test_the_queue_is_bounded_and_drops_the_oldest_waiting_jobs(fresh_svc, monke
     gate = threading.Event()
     real = svc.assets._item_assets
     monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
-    svc.assets.max_queued = 6
+    svc.assets.worker.max_queued = 6
     items = [i for i, _ in svc.ranking.rank("ease", "5", 12)]
     profile = svc.catalog.profile("5")
-    assert svc.assets.generate_later("5", items[0:2], profile) == 2  # taken by the worker, blocked on the gate
+    assert svc.assets.worker.generate_later("5", items[0:2], profile) == 2  # taken by the worker, blocked on the gate
     time.sleep(0.2)
-    assert svc.assets.generate_later("5", items[2:5], profile) == 3  # waiting
-    assert svc.assets.generate_later("5", items[5:8], profile) == 3  # 8 > 6: the oldest waiting job goes
-    assert svc.assets.dropped == 3
-    assert svc.assets.pending("5", items) == items[0:2] + items[5:8]
+    assert svc.assets.worker.generate_later("5", items[2:5], profile) == 3  # waiting
+    assert svc.assets.worker.generate_later("5", items[5:8], profile) == 3  # 8 > 6: the oldest waiting job goes
+    assert svc.assets.worker.dropped == 3
+    assert svc.assets.worker.pending("5", items) == items[0:2] + items[5:8]
     gate.set()
     _wait_idle(svc)
     made = {i for i, _ in svc.assets.known("5", items)}
     assert made == set(items[0:2] + items[5:8])  # the dropped items were never made...
-    assert svc.assets.generate_later("5", items[2:5], profile) == 3  # ...and can be asked for again
+    assert svc.assets.worker.generate_later("5", items[2:5], profile) == 3  # ...and can be asked for again
 
 
 def test_waiting_for_the_assets_leaves_the_generation_to_the_worker(fresh_svc, monkeypatch):

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from app import handlers as h
-from app.state import Visitor
+from app.web import handlers as h
+from app.web.state import Visitor
 from vitrine_app_fixtures import free_port, make_settings
 
 FILM_WORDS = re.compile(r"\b(film|films|movie|movies|poster|posters|cinema)\b", re.IGNORECASE)
@@ -18,7 +18,7 @@ FILM_WORDS = re.compile(r"\b(film|films|movie|movies|poster|posters|cinema)\b", 
 def books(tmp_path_factory):
     from recommenders.catalog import write_synthetic_catalog
 
-    from app.services import build_services
+    from app.serving.services import build_services
 
     root = tmp_path_factory.mktemp("byo")
     folder = write_synthetic_catalog(root / "books", "book", n_items=24, n_users=12, seed=3)
@@ -38,7 +38,7 @@ def test_text_features_survive_a_missing_image_model(books):
 
 
 def test_the_catalog_speaks_its_own_domain(books):
-    from app.ui import build_demo
+    from app.web.ui import build_demo
 
     visitor, profile = h.select_user(books, Visitor(), books.catalog.user_ids[0])
     visitor, cards, info = h.recommend(books, visitor, "ease-text", None)
@@ -56,7 +56,7 @@ def test_the_catalog_speaks_its_own_domain(books):
 
 @pytest.mark.browser
 def test_discover_shows_the_items_own_pictures(books, browser, artifacts_dir):
-    from app.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo, enable_queue, launch_kwargs
 
     demo = build_demo(books)
     enable_queue(demo)
@@ -81,11 +81,11 @@ def test_discover_shows_the_items_own_pictures(books, browser, artifacts_dir):
 
 
 def test_pictures_are_served_by_name_and_no_page_shows_a_server_path(books):
-    """Cards point at /covers/<key> and /item-image?id=<item> (app.routes), never at a file of the data dir or of
+    """Cards point at /covers/<key> and /item-image?id=<item> (app.web.routes), never at a file of the data dir or of
     the dataset folder; both routes serve the exact files and answer 404 to anything else."""
     import requests
 
-    from app.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo, enable_queue, launch_kwargs
 
     visitor, _ = h.select_user(books, Visitor(), books.catalog.user_ids[2])
     visitor, _, _ = h.recommend(books, visitor, "ease-text", None)

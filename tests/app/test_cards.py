@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.cards import CardView, render_card, render_pair_side, render_profile, render_status
+from app.web.cards import CardView, render_card, render_pair_side, render_profile, render_status
 
 EVIL = '<script>alert("x")</script>'
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from app.dashboard_generation import (
+from app.dashboard.generation_views import (
     best_of_n_figure,
     best_of_n_outcomes,
     best_of_n_rates,

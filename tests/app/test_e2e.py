@@ -138,13 +138,13 @@ def test_label_endpoints(client, live_app):
 def test_slow_generation_does_not_block_recommend_or_feedback(client, live_app, monkeypatch):
     _, svc = live_app
     release = threading.Event()
-    real = svc.assets._cover_generate
+    real = svc.assets.generate_cover
 
     def slow(*args, **kwargs):
         release.wait(timeout=30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(svc.assets, "_cover_generate", slow)
+    monkeypatch.setattr(svc.assets, "generate_cover", slow)
     job = client.submit("4", "9", 2, 77, api_name="/generate_covers")
     try:
         time.sleep(0.3)

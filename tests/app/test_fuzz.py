@@ -139,7 +139,7 @@ def test_named_endpoints_are_events_too(live_app, api_name):
 
 
 def test_the_picture_routes_answer_404_to_anything_they_do_not_serve(live_app):
-    """/covers/<ab>/<name> and /item-image?id=... (app.routes) under generated names and ids: an image or a 404,
+    """/covers/<ab>/<name> and /item-image?id=... (app.web.routes) under generated names and ids: an image or a 404,
     never a server error, never a file that is not a picture."""
     from urllib.parse import quote
 

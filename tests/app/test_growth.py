@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from annotation.models import FeedbackEvent
 
-from app import handlers as h
-from app.state import Visitor
+from app.web import handlers as h
+from app.web.state import Visitor
 from recommenders.__main__ import main as recommenders_cli
 from recommenders.catalog import write_synthetic_catalog
 from vitrine_app_fixtures import make_services, make_settings
@@ -21,7 +21,7 @@ FANTASY_NEW = {"b24", "b28"}  # write_synthetic_catalog: genre k % 4 == 0 is Fan
 
 @pytest.fixture()
 def books(tmp_path):
-    from app.services import build_services
+    from app.serving.services import build_services
 
     folder = write_synthetic_catalog(tmp_path / "books", "book", n_items=24, n_users=12, seed=3)
     settings = make_settings(tmp_path / "data", dataset=str(folder), model=None, extra_models=("ease",),

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from annotation.models import FeedbackEvent, GeneratedAsset, Impression, PreferenceLabel, User
-from app import handlers as h
-from app.state import PAGE_SIZE, Visitor
+from app.web import handlers as h
+from app.web.state import PAGE_SIZE, Visitor
 
 
 def _rows(svc, model, *where):
@@ -254,7 +254,7 @@ def test_default_model_without_features_falls_back(tmp_path):
     from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS
     from vitrine_app_fixtures import make_settings, make_tiny_dataset
 
-    from app.services import build_services
+    from app.serving.services import build_services
 
     if DEFAULT_MODEL not in FEATURE_MODELS:
         pytest.skip(f"the default model {DEFAULT_MODEL} needs no features")
@@ -278,3 +278,45 @@ def test_app_likes_do_not_shorten_the_slate(fresh_svc):
         svc.slates.feedback("5", item_id, "like", first.impression_id)
     again = svc.slates.page(svc.slates.visit("5"), ease, 4, seed=1).item_ids
     assert len(again) == 4 and not set(again) & set(top)
+
+
+def test_feedback_sent_through_the_api_counts_on_an_open_discover_page(fresh_svc):
+    """The store is the one place a visitor's likes and dislikes live: a like or dislike sent through /feedback
+    (another tab, a script) counts on the Discover page that is already open, at its next page."""
+    from app.web.api import ApiHandlers
+
+    svc, api = fresh_svc, ApiHandlers(fresh_svc)
+    visitor, _ = h.select_user(svc, Visitor(), "5")
+    visitor, _, _ = h.recommend(svc, visitor, "ease", h.NO_COMPARE)
+    slate = api.recommend("5", "ease", 6)  # the same user through the API: items the open page has not shown
+    liked, disliked = slate["items"][0]["item_id"], slate["items"][1]["item_id"]
+    api.feedback("5", liked, "like", slate["impression_id"])
+    api.feedback("5", disliked, "dislike", slate["impression_id"])
+    expected = svc.ranking.rank("ease", "5", PAGE_SIZE, liked=[liked], disliked=[disliked], exclude=visitor.shown)
+    visitor, cards, _ = h.more(svc, visitor)
+    assert visitor.liked == [liked] and visitor.disliked == [disliked]
+    assert [r["item_id"] for r in visitor.slate] == [i for i, _ in expected]  # the API's like is folded in
+    assert disliked not in [r["item_id"] for r in visitor.slate]
+    # ...and the other way round: a like on the page is what the API ranks with
+    visitor, _, _, _ = h.card_feedback(svc, visitor, 0, "like")
+    assert svc.slates.visit("5").liked == (liked, visitor.slate[0]["item_id"])
+
+
+def test_a_card_action_of_an_unknown_kind_writes_nothing(fresh_svc):
+    svc = fresh_svc
+    visitor, _ = h.select_user(svc, Visitor(), "6")
+    visitor, _, _ = h.recommend(svc, visitor, "ease", h.NO_COMPARE)
+    before = len(_rows(svc, FeedbackEvent))
+    for kind in ("bogus", "LIKE", "", "skip"):
+        with pytest.raises(gr.Error, match="kind must be one of like, dislike, open"):
+            h.card_feedback(svc, visitor, 0, kind)
+    assert len(_rows(svc, FeedbackEvent)) == before and visitor.liked == [] and len(visitor.slate) == PAGE_SIZE
+
+
+def test_a_pair_heading_escapes_what_the_store_holds(svc, monkeypatch):
+    visitor, _ = h.sign_in(svc, Visitor(), "esc-annotator", None)
+    pair = {"pair_id": 1, "kind": '<img src=x onerror="alert(1)">', "item_id": "1", "target_user_id": None,
+            "a": {"kind": "cover", "text": None}, "b": {"kind": "cover", "text": None}}
+    monkeypatch.setattr(svc.labeling, "next_pair", lambda annotator_id: dict(pair))
+    _, head, _, _, _ = h.load_pair(svc, visitor)
+    assert "<img" not in head and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in head

@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation.models import Annotator, PairTask, PreferenceLabel
-from app import handlers as h
-from app.api import ApiHandlers
+from app.web import handlers as h
+from app.web.api import ApiHandlers
 from app.errors import AppInputError
-from app.labeling import annotator_name
+from app.serving.labeling import annotator_name
 from app.settings import password_matches
-from app.state import Visitor
+from app.web.state import Visitor
 
 
 def _count(svc, model) -> int:
@@ -128,7 +128,7 @@ def test_per_client_rate_limits_on_slates_and_generation(services_factory):
 def test_clients_behind_the_proxy_are_told_apart_by_the_address_it_saw():
     from types import SimpleNamespace
 
-    from app.guards import RateLimits, client_key
+    from app.web.guards import RateLimits, client_key
 
     def req(forwarded, peer="127.0.0.1"):
         return SimpleNamespace(headers={"x-forwarded-for": forwarded}, client=SimpleNamespace(host=peer))
@@ -201,7 +201,7 @@ def test_covers_are_recorded_by_key_and_only_cover_images_are_served(fresh_svc):
     import os
 
     from annotation.models import GeneratedAsset
-    from app.ui import launch_kwargs
+    from app.web.ui import launch_kwargs
 
     svc = fresh_svc
     page = svc.slates.page(svc.slates.visit("5"), svc.ranking.parse("ease"), 2, seed=1, wait=True)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from app.interleaving import TIE, InterleavedSlate, team_draft
+from app.serving.interleaving import TIE, InterleavedSlate, team_draft
 
 
 A = ["a1", "a2", "a3", "a4", "a5"]

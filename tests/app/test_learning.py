@@ -1,4 +1,4 @@
-"""app.learning: the recent holdout, the gate, gated retraining with the registry, rollback, the schedule.
+"""app.learning.retrain: the recent holdout, the gate, gated retraining with the registry, rollback, the schedule.
 
 A toy world of 20 pairs of items (2j, 2j+1 go together). Dataset users show it weakly (2 pairs and 2 random
 items each); app visitors like whole pairs, one item after the other, so their latest like - the recent
@@ -18,7 +18,7 @@ import pytest
 
 from annotation import registry, store
 from annotation.db import make_engine, make_session_factory, upgrade
-from app import counterfactual, learning
+from app.learning import counterfactual, retrain as learning
 from recommenders.data import Dataset
 from recommenders.signals import to_signal
 from byo_helpers import write_folder

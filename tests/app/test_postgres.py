@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from annotation.models import FeedbackEvent, Impression, PreferenceLabel
-from app import handlers as h
-from app.state import Visitor
+from app.web import handlers as h
+from app.web.state import Visitor
 from pg_databases import pg_database
 
 

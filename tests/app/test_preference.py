@@ -8,8 +8,8 @@ import time
 import pytest
 
 from annotation import reads, registry, store
-from app.preference import Learner, best_of_n_for, reward_gate, reward_versions, train_reward
-from app.ranking import ModelChoice
+from app.learning.preference import Learner, best_of_n_for, reward_gate, reward_versions, train_reward
+from app.serving.ranking import ModelChoice
 from generation.reward import HashingEncoder
 
 
@@ -17,7 +17,7 @@ def _show_slate(svc, user_id: str, k: int = 4) -> list[str]:
     """Ask for a slate as a visitor does, then wait for the background worker to make its assets."""
     visit = svc.slates.visit(user_id)
     page = svc.slates.page(visit, ModelChoice(svc.ranking.default_model), k, seed=0)
-    assert svc.assets.wait_for(user_id, page.item_ids, timeout=60)
+    assert svc.assets.worker.wait_for(user_id, page.item_ids, timeout=60)
     return page.item_ids
 
 
@@ -87,7 +87,7 @@ def test_the_queue_stops_at_its_cap(services_factory):
 
 def test_an_ungrounded_caption_is_never_shown(fresh_svc, monkeypatch):
     svc = fresh_svc
-    real = svc.assets._caption_generate
+    real = svc.assets.generate_caption
 
     def inventing(item, profile, seed=0):
         asset = real(item, profile, seed=seed)
@@ -99,7 +99,7 @@ def test_an_ungrounded_caption_is_never_shown(fresh_svc, monkeypatch):
             asset.content_hash = f"grounded-{item.item_id}"
         return asset
 
-    monkeypatch.setattr(svc.assets, "_caption_generate", inventing)
+    monkeypatch.setattr(svc.assets, "generate_caption", inventing)
     items = _show_slate(svc, "7", k=2)
     for item in items:
         shown = svc.assets.known("7", [item])[(item, "caption")]
@@ -151,7 +151,7 @@ def test_a_pick_between_two_arms_updates_the_policy(fresh_svc):
     segment = "drama"
     made = []  # two Create variants made with two arms, as `Assets.create_variants` makes them
     for i, arm in enumerate((a, b)):
-        asset = svc.assets._cover_generate(svc.catalog.item_info(item), profile, n=1, seed=90 + i, alpha=arm.alpha)[0]
+        asset = svc.assets.generate_cover(svc.catalog.item_info(item), profile, n=1, seed=90 + i, alpha=arm.alpha)[0]
         asset.params = {**asset.params, **arm.as_params(segment)}
         made.append(asset)
     variants = svc.assets.record(made)
@@ -163,7 +163,7 @@ def test_a_pick_between_two_arms_updates_the_policy(fresh_svc):
 def test_create_picks_feed_the_profile(fresh_svc):
     svc = fresh_svc
     item = svc.ranking.rank("ease", "5", 1)[0][0]
-    variants = svc.assets.create_variants(svc.catalog.profile("5"), item, 2, seed=3)
+    variants = svc.assets.variants.create(svc.catalog.profile("5"), item, 2, seed=3)
     svc.labeling.record_pick("5", variants, 1)
     prompt = variants[1]["prompt"]
     assert svc.assets.learner.preferred_prompts("5")[0] == prompt  # this process: at once
@@ -197,8 +197,9 @@ def _reward_rows(svc) -> list:
     return rows
 
 
-def test_reward_model_trains_from_the_store_into_the_registry_and_best_of_n_uses_it(fresh_svc):
-    svc = fresh_svc
+def test_reward_model_trains_from_the_store_into_the_registry_and_best_of_n_uses_it(services_factory):
+    # the upkeep thread would serve version 1 on its own within VITRINE_MODEL_POLL_S: here the test serves it
+    svc = services_factory(model_poll_s=3600.0)
     _labelled_store(svc)
     encoder = HashingEncoder(32)
     first = train_reward(svc.events.Session, svc.catalog, svc.artifacts, encoder, tolerance=1.0, say=lambda m: None)
@@ -306,7 +307,7 @@ def test_a_preference_model_trained_on_one_replica_is_served_by_another(services
     them promotes ranks the other's best-of-N candidates within its poll interval."""
     import uuid
 
-    from app import preference
+    from app.learning import preference
 
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     blobs = f"memory://vitrine-reward-{uuid.uuid4().hex[:8]}"
@@ -344,25 +345,25 @@ def test_the_learner_checks_its_arguments(fresh_svc):
 
 def test_best_of_n_writes_stay_short(fresh_svc, monkeypatch):
     """Several candidates per item: the worker still records at most BACKGROUND_BATCH_ASSETS per transaction."""
-    import app.assets as assets_module
+    import app.serving.worker as worker_module
 
     svc = fresh_svc
     sizes: list[int] = []
     real = svc.assets.record
     monkeypatch.setattr(svc.assets, "record", lambda assets: sizes.append(len(assets)) or real(assets))
     items = [i for i, _ in svc.ranking.rank("ease", "5", 10)]
-    svc.assets.generate_later("5", items, svc.catalog.profile("5"))
-    assert svc.assets.wait_for("5", items, timeout=60)
+    svc.assets.worker.generate_later("5", items, svc.catalog.profile("5"))
+    assert svc.assets.worker.wait_for("5", items, timeout=60)
     per_item = 2 * svc.assets.learner.n
-    assert len(sizes) >= 2 and max(sizes) < assets_module.BACKGROUND_BATCH_ASSETS + per_item
+    assert len(sizes) >= 2 and max(sizes) < worker_module.BACKGROUND_BATCH_ASSETS + per_item
     assert set(svc.assets.known("5", items)) == {(i, k) for i in items for k in ("cover", "caption")}
 
 
 def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, monkeypatch):
     import gradio as gr
 
-    from app import handlers as h
-    from app import preference
+    from app.web import handlers as h
+    from app.learning import preference
 
     svc = fresh_svc
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
@@ -377,7 +378,7 @@ def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, m
 
 
 def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_factory, monkeypatch):
-    from app import preference
+    from app.learning import preference
 
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     svc = services_factory(reward_every_labels=10)
@@ -393,7 +394,7 @@ def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_fact
 def test_the_learning_page_lists_preference_versions_with_their_pair_accuracy():
     import pandas as pd
 
-    from app import dashboard_learning as dl
+    from app.dashboard import learning_views as dl
 
     versions = pd.DataFrame({
         "name": ["ease", "reward", "reward"], "kind": ["recommender", "preference", "preference"],
@@ -438,7 +439,7 @@ def test_the_reward_model_reads_the_covers_it_learns_from_and_ranks_by_blob_key(
     store (before, every cover was 'unreadable' and the model scored without image features)."""
     import logging
 
-    from app import preference
+    from app.learning import preference
 
     svc = fresh_svc
     monkeypatch.setattr(preference, "encoder_for", lambda name, text_model=None: HashingEncoder(16))

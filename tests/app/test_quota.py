@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation.models import GeneratedAsset, PairTask, PreferenceLabel
-from app import handlers as h
-from app.api import ApiHandlers
+from app.web import handlers as h
+from app.web.api import ApiHandlers
 from app.settings import load_settings
-from app.state import Visitor
+from app.web.state import Visitor
 
 
 def _held(svc) -> int:
@@ -61,8 +61,8 @@ def test_the_quota_setting():
 def test_a_tiny_quota_evicts_the_oldest_unlabelled_covers_and_the_next_slate_makes_them_again(services_factory):
     # best_of_n=1: slates queue no label pairs of their own, so their covers are evictable
     svc = services_factory(asset_quota_mb=1.0, best_of_n=1)
-    quota = svc.assets.quota_bytes
-    svc.assets.quota_every_s = 0.0
+    quota = svc.assets.quota.quota_bytes
+    svc.assets.quota.every_s = 0.0
     # training data first (the oldest rows): a Create pick and an admin label pair
     visitor, _ = h.select_user(svc, Visitor(), "2")
     visitor, *_ = h.create_variants(svc, visitor, "6", 4)
@@ -78,10 +78,10 @@ def test_a_tiny_quota_evicts_the_oldest_unlabelled_covers_and_the_next_slate_mak
     deadline = time.monotonic() + 20
     while _held(svc) > quota and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _held(svc) <= quota and svc.assets.evicted > 0
+    assert _held(svc) <= quota and svc.assets.quota.evicted > 0
     assert _count(svc, GeneratedAsset) == made  # rows stay: the provenance the dashboard and the sink read
     assert all(svc.assets.file(p) for p in labelled)  # training data is never evicted
-    assert f"{svc.assets.evicted} unlabelled assets evicted" in h.status_html(svc)
+    assert f"{svc.assets.quota.evicted} unlabelled assets evicted" in h.status_html(svc)
     # the first slates' covers were the oldest unlabelled ones (users of one genre share them): gone, and not
     # shown as a broken picture
     user, first = next((u, page) for u, page in pages.items()
@@ -104,7 +104,7 @@ def test_the_quota_never_evicts_a_file_whose_row_is_on_its_way(services_factory)
     svc = services_factory(asset_quota_mb=0.0001, best_of_n=1)  # ~100 bytes: nothing fits
     info = svc.catalog.item_info("3")
     svc.assets.covers.generate(info, None, n=1, seed=77)  # stored, not recorded yet
-    svc.assets.enforce_quota()
+    svc.assets.quota.enforce()
     assert len(svc.assets.covers.store.stored()) == 1
 
 
@@ -129,14 +129,14 @@ def test_a_remote_blob_store_is_bounded_in_the_local_cache(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 def test_arbitrary_seed_variants_from_the_api_are_not_stored(services_factory):
     svc = services_factory(auto_pairs_max=0)  # the label queue takes no pairs: nothing references a variant
-    svc.assets.staged.max_assets = 6
+    svc.assets.variants.staged.max_assets = 6
     api = ApiHandlers(svc)
     rows, files = _count(svc, GeneratedAsset), _blob_files(svc)
     for seed in range(100, 3100, 100):
         out = api.generate_covers("5", str(seed // 100 % 24 + 1), 4, seed)
         assert all(v["asset_id"] is None for v in out["variants"])
     assert _count(svc, GeneratedAsset) == rows and _blob_files(svc) == files
-    assert len(svc.assets.staged.staging.stored()) <= 6  # the trial folder is bounded too
+    assert len(svc.assets.variants.staged.staging.stored()) <= 6  # the trial folder is bounded too
 
 
 def test_the_label_queue_keeps_only_the_variants_it_pairs(services_factory):
@@ -178,7 +178,7 @@ def test_a_pick_stores_the_variants_and_its_labels_work(services_factory):
 
 def test_a_pick_of_expired_variants_is_refused_with_a_clear_message(services_factory):
     svc = services_factory(auto_pairs_max=0)
-    svc.assets.staged.max_assets = 2
+    svc.assets.variants.staged.max_assets = 2
     visitor, _ = h.select_user(svc, Visitor(), "2")
     visitor, *_ = h.create_variants(svc, visitor, "3", 4)  # four made, two kept on trial
     with pytest.raises(gr.Error, match="variants: expected variants made recently"):

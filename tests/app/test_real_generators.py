@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app import handlers as h
-from app.state import Visitor
-from app.ui import build_demo
+from app.web import handlers as h
+from app.web.state import Visitor
+from app.web.ui import build_demo
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_real_models_replace_the_fallbacks_everywhere(tiny_models, services_fact
     visitor, _ = h.select_user(svc, Visitor(), "3")
     visitor, gallery, caption, _ = h.create_variants(svc, visitor, "6", 2)
     assert len(gallery) == 2 and all(Path(p).is_file() for p, _ in gallery)
-    variants = svc.assets.create_variants(svc.catalog.profile("3"), "6", 2, seed=5)
+    variants = svc.assets.variants.create(svc.catalog.profile("3"), "6", 2, seed=5)
     assert {v["generator"] for v in variants} == {sd} and not any(v["fallback"] for v in variants)
     status = h.status_html(svc)
     assert "real model" in status and sd in status

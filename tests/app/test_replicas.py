@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation.models import FeedbackEvent, PairTask
-from app.api import ApiHandlers
+from app.web.api import ApiHandlers
 from pg_databases import pg_database
 
 
@@ -56,7 +56,7 @@ def test_pairs_made_on_one_are_labelled_on_the_other_with_their_pictures(replica
         if pair["kind"] == "cover":
             for side in ("a", "b"):
                 assert pair[side]["cover_key"] and not Path(pair[side]["cover_key"]).is_absolute()
-                assert pair[side]["cover_url"] == pair[side]["cover_key"]  # served by key (app.routes.cover_route)
+                assert pair[side]["cover_url"] == pair[side]["cover_key"]  # served by key (app.web.routes.cover_route)
                 assert two.assets.cover_file(pair[side]["cover_key"]).is_file()  # fetched from the shared store
             seen_cover = True
         api_two.label("replica-annotator", pair["pair_id"], "A")
@@ -90,7 +90,7 @@ def test_a_retrain_promoted_on_one_is_served_by_the_other_within_the_poll(replic
 def test_an_empty_store_restored_from_the_sink_serves_the_promoted_version_again(replicas, pg_url, tmp_path):
     """The database is lost: a new one is rebuilt from the event sink, and the replica started on it serves the
     version promoted before (its row came back with the sink, its artifact is in the shared blob store)."""
-    from annotation import registry, sync
+    from annotation import registry, restore, sync
     from annotation.db import make_engine, make_session_factory
     from vitrine_app_fixtures import make_services
 
@@ -107,7 +107,7 @@ def test_an_empty_store_restored_from_the_sink_serves_the_promoted_version_again
     with pg_database(pg_url, "vitrine_restored", migrate=True) as url:
         try:
             engine = make_engine(url)
-            restored = sync.restore(make_session_factory(engine), sink)
+            restored = restore.restore(make_session_factory(engine), sink)
             engine.dispose()
             assert restored.inserted["model_versions"] == versions
             three = make_services(tmp_path / "three", database_url=url, blob_url=one.settings.blob_url)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import handlers as h
-from app.state import Visitor
+from app.web import handlers as h
+from app.web.state import Visitor
 from vitrine_app_fixtures import make_services
 
 
@@ -57,7 +57,7 @@ def test_loop_settings_are_validated(value):
 def test_the_app_serves_the_best_model_of_the_validation_search(tmp_path):
     import json
 
-    from app.services import build_services
+    from app.serving.services import build_services
     from vitrine_app_fixtures import make_settings, make_tiny_dataset, make_tiny_features
 
     selection = tmp_path / "selection.json"

@@ -8,7 +8,7 @@ from sqlalchemy import select
 import annotation.store as store_module
 from annotation.models import User
 from app.errors import AppInputError
-from app.ranking import ModelChoice
+from app.serving.ranking import ModelChoice
 
 
 def _slate(svc, user_id, k):

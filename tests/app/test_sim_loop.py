@@ -1,4 +1,4 @@
-"""app.sim_loop (the learning-loop simulation) and app.dashboard_learning (its figures), on a synthetic world.
+"""app.simulate.loop (the learning-loop simulation) and app.dashboard.learning_views (its figures), on a synthetic world.
 
 The world: 4 tastes over 120 items (30 each); every user rates 24 items of their taste 4-5 and 8 others 1-3.
 Small enough for seconds; the ml-100k figures are in BENCHMARKS.md.
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import dashboard_learning as dl
-from app import sim_loop
+from app.dashboard import learning_views as dl
+from app.simulate import loop as sim_loop
 from recommenders.data import Dataset
 from byo_helpers import write_folder
 
@@ -90,7 +90,7 @@ def test_ips_block(report):
 
 
 def test_cli_dispatch_from_app_simulate(tmp_path, monkeypatch, capsys):
-    from app import simulate
+    from app.simulate import traffic as simulate
 
     ds = synthetic()
     folder = write_folder(ds, tmp_path / "syn")

@@ -8,7 +8,7 @@ import pytest
 
 from annotation import store
 from annotation.db import make_engine, make_session_factory
-from app.simulate import main
+from app.simulate.traffic import main
 
 
 @pytest.fixture(scope="module")

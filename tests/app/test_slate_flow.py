@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client
 
-from app import handlers as h
-from app.state import PAGE_SIZE, Visitor
+from app.web import handlers as h
+from app.web.state import PAGE_SIZE, Visitor
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def test_space_without_storage_warns_unless_a_sink_or_external_db_is_set(tmp_pat
 def test_import_spaces_refuses_when_cuda_came_first(monkeypatch):
     import types
 
-    from app import zerogpu
+    from app.serving import zerogpu
 
     monkeypatch.setattr(zerogpu, "spaces_available", lambda: True)
     torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))
@@ -166,8 +166,8 @@ def test_the_page_warning_reaches_the_log_and_status(tmp_path):
 def test_the_page_and_the_status_tab_say_when_labels_are_not_durable(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from app import handlers as h
-    from app.ui import build_demo
+    from app.web import handlers as h
+    from app.web.ui import build_demo
     from vitrine_app_fixtures import make_services
 
     svc = make_services(tmp_path)

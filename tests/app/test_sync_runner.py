@@ -1,4 +1,4 @@
-"""app.sync_runner: restore before serving, background syncs, a failing sink logged and retried (never raised)."""
+"""app.serving.sync_runner: restore before serving, background syncs, a failing sink logged and retried (never raised)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from annotation import store
 from annotation.db import make_engine, make_session_factory, upgrade
-from app.sync_runner import SyncRunner
+from app.serving.sync_runner import SyncRunner
 
 
 @pytest.fixture

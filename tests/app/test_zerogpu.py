@@ -1,4 +1,4 @@
-"""`app.zerogpu.gpu` wraps with spaces.GPU only where the `spaces` package exists."""
+"""`app.serving.zerogpu.gpu` wraps with spaces.GPU only where the `spaces` package exists."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from app import zerogpu
+from app.serving import zerogpu
 
 
 def test_noop_without_spaces(monkeypatch):

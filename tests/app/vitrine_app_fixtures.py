@@ -83,7 +83,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 
 
 def make_services(data_dir: Path, **overrides):
-    from app.services import build_services
+    from app.serving.services import build_services
 
     dataset = make_tiny_dataset()
     return build_services(make_settings(data_dir, **overrides), dataset=dataset, features=make_tiny_features(dataset),

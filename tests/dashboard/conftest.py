@@ -22,9 +22,9 @@ def ml100k(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sim_db(tmp_path_factory, ml100k):
-    """(url, report) of a migrated SQLite database filled by `app.simulate.simulate`."""
+    """(url, report) of a migrated SQLite database filled by `app.simulate.traffic.simulate`."""
     from annotation.db import make_engine, make_session_factory, upgrade
-    from app.simulate import SimConfig, simulate
+    from app.simulate.traffic import SimConfig, simulate
 
     url = f"sqlite:///{tmp_path_factory.mktemp('sim') / 'vitrine.db'}"
     upgrade(url)
@@ -45,7 +45,7 @@ def empty_db(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def sim_frames(sim_db):
     from annotation.db import make_engine
-    from app.dashboard_data import load_frames
+    from app.dashboard.data import load_frames
 
     return load_frames(make_engine(sim_db[0]))
 
@@ -53,7 +53,7 @@ def sim_frames(sim_db):
 @pytest.fixture(scope="session")
 def empty_frames(empty_db):
     from annotation.db import make_engine
-    from app.dashboard_data import load_frames
+    from app.dashboard.data import load_frames
 
     return load_frames(make_engine(empty_db))
 

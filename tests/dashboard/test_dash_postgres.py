@@ -7,9 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from app import dashboard_views as views
-from app.dashboard_data import date_bounds, load_frames
-from app.simulate import AnnotatorSpec, SimConfig, simulate
+from app.dashboard import views as views
+from app.dashboard.data import date_bounds, load_frames
+from app.simulate.traffic import AnnotatorSpec, SimConfig, simulate
 from dash_helpers import SIM_NOW
 from pg_databases import pg_database
 

@@ -1,4 +1,4 @@
-"""`app.simulate`: arguments, what it writes through the store, and that the same seed gives the same data."""
+"""`app.simulate.traffic`: arguments, what it writes through the store, and that the same seed gives the same data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from app.simulate import AnnotatorSpec, SimConfig, main, parse_args, simulate
+from app.simulate.traffic import AnnotatorSpec, SimConfig, main, parse_args, simulate
 from dash_helpers import SIM_NOW
 
 

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from app import dashboard_views as views
-from app.dashboard_data import Filters, apply_filters, date_bounds, export_frame, load_frames
+from app.dashboard import views as views
+from app.dashboard.data import Filters, apply_filters, date_bounds, export_frame, load_frames
 from dash_helpers import SIM_DAYS, SIM_NOW
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cards import CardView, labeling_guidelines, render_card, render_detail, render_profile
+from app.web.cards import CardView, labeling_guidelines, render_card, render_detail, render_profile
 from generation.captions import SYSTEM_PROMPT, CaptionGenerator, caption_request, parse_keywords, template_caption
 from generation.covers import CoverGenerator
 from generation.domain import BOOK, FILM, GENERIC, MUSIC, PRODUCT, Domain

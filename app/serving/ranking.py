@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app import checks
-from app.catalog import Catalog, year_of
+from app.serving.catalog import Catalog, year_of
 from app.errors import bad
-from app.interleaving import team_draft
+from app.serving.interleaving import team_draft
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from generation.profile import UserProfile
@@ -146,7 +146,7 @@ class Ranking:
             score = {choice.a: dict(ra), choice.b: dict(rb)}
             ranked = [(i, score[c][i]) for i, c in zip(drafted.item_ids, drafted.contributors)]
             contributors = drafted.contributors
-        liked_all = self.catalog.liked_ids(user_id, liked)
+        liked_all = self.catalog.liked_ids(user_id, liked, disliked)
         rows = []
         for pos, ((item_id, score), who) in enumerate(zip(ranked, contributors)):
             row = self.catalog.item(item_id)

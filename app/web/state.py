@@ -1,7 +1,7 @@
 """Per-visitor state, kept in a `gr.State` (one copy per browser session, never shared).
 
 A plain dataclass: Gradio deep-copies the initial value for each new session, handlers take it in and
-hand it back. Nothing here is loaded data; the loaded world lives in `app.services.Services`.
+hand it back. Nothing here is loaded data; the loaded world lives in `app.serving.services.Services`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.ranking import ModelChoice
+from app.serving.ranking import ModelChoice
 
 __all__ = ["Visitor", "PAGE_SIZE"]
 

@@ -1,5 +1,5 @@
-"""The gate of `app.learning`: its configuration and its pure steps (DataFrames in, numbers out), used by the
-gated retraining and, without a database, by the learning simulation (`app.sim_loop`)."""
+"""The gate of `app.learning.retrain`: its configuration and its pure steps (DataFrames in, numbers out), used by the
+gated retraining and, without a database, by the learning simulation (`app.simulate.loop`)."""
 
 from __future__ import annotations
 

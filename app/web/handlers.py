@@ -3,7 +3,7 @@
 They hold no state of their own: the loaded world comes in as `svc` (one `Services` per process), the
 visitor's state as `visitor` (a `gr.State`), and everything they show is returned. Bad input raises
 `gr.Error` with a message that names what was wrong; that is the only way an exception reaches a person.
-`app.ui` binds `svc` and wires these to components; tests call them directly.
+`app.web.ui` binds `svc` and wires these to components; tests call them directly.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import gradio as gr
 
 from annotation.errors import AnnotationError
 from app import checks
-from app.cards import CardView, markdown_escape, render_card, render_detail, render_pair_side, render_profile, render_status
+from app.web.cards import CardView, markdown_escape, render_card, render_detail, render_pair_side, render_profile, render_status
 from app.errors import AppInputError
-from app.ranking import ModelChoice
-from app.routes import cover_url, item_image_url
-from app.services import Services
+from app.serving.ranking import ModelChoice
+from app.web.routes import cover_url, item_image_url
+from app.serving.services import Services
 from app.settings import password_matches
-from app.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
-from app.state import PAGE_SIZE, Visitor
-from app.status import status_sections
+from app.serving.slates import Page, Visit  # noqa: F401 - Page: the type handlers adapt
+from app.web.state import PAGE_SIZE, Visitor
+from app.web.status import status_sections
 from generation.errors import GenerationError
 from recommenders.errors import RecommendersError
 
@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 NO_COMPARE = "(no comparison)"
+CARD_KINDS = ("like", "dislike", "open")  # what a card's buttons send
 PREFERENCE_MODEL = "preference model"  # the Retrain choice that trains the reward model from labels and picks
 log = logging.getLogger("vitrine")
 KEY_CHOICES = MappingProxyType({"1": "A", "2": "B", "0": "tie", "s": "skip"})  # read-only
@@ -191,13 +192,17 @@ def _slate_info(visitor: Visitor) -> str:
     return f"Page {visitor.page + 1} for user {user} from {how} · impression #{visitor.impression_id}"
 
 
-def _visit(visitor: Visitor) -> Visit:
-    return Visit(_need_user(visitor), visitor.user_kind, tuple(visitor.liked), tuple(visitor.disliked))
+def _visit(svc: Services, visitor: Visitor) -> Visit:
+    """The visitor as the store knows them now (`Slates.visit`: the one rule for their current likes and dislikes,
+    whichever tab or endpoint sent them); the state keeps a copy for the cards' marks."""
+    visit = svc.slates.visit(_need_user(visitor))
+    visitor.user_kind, visitor.liked, visitor.disliked = visit.kind, list(visit.liked), list(visit.disliked)
+    return visit
 
 
 def _keep_assets(svc: Services, visitor: Visitor, covers: dict[str, dict], captions: dict[str, dict]) -> None:
     """Copy recorded assets into the visitor's state (what the cards show): a cover by its blob key and the URL
-    that serves it (`app.routes`), never a path on the server."""
+    that serves it (`app.web.routes`), never a path on the server."""
     for item_id, cover in covers.items():
         key = svc.assets.cover_key(cover)
         visitor.covers[item_id] = {"key": key, "src": cover_url(key), "fallback": cover["fallback"],
@@ -209,7 +214,7 @@ def _keep_assets(svc: Services, visitor: Visitor, covers: dict[str, dict], capti
 
 def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Visitor, list[str], str]:
     seed = (visitor.seed + visitor.page) % (checks.SEED_MAX + 1)
-    page = svc.slates.page(_visit(visitor), choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
+    page = svc.slates.page(_visit(svc, visitor), choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
                            context={"page": visitor.page})
     visitor.model_choice = choice
     visitor.card_lead = svc.settings.card_lead
@@ -250,6 +255,8 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
     """Like / dislike / open the card in `slot`, logged with the slate's impression. A disliked card leaves and
     never comes back; a like is folded into the next page's ranking."""
     user_id = _need_user(visitor)
+    if kind not in CARD_KINDS:
+        raise gr.Error(f"kind must be one of {', '.join(CARD_KINDS)}, got {kind!r}")
     if not 0 <= slot < len(visitor.slate):
         raise gr.Error(f"There is no card in slot {slot + 1} any more; the slate has {len(visitor.slate)} cards.")
     row = visitor.slate[slot]
@@ -258,19 +265,13 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
     detail = gr.skip()
     title = markdown_escape(row["title"])
     if kind == "like":
-        if item_id not in visitor.liked:
-            visitor.liked.append(item_id)
-        if item_id in visitor.disliked:
-            visitor.disliked.remove(item_id)
+        _visit(svc, visitor)
         info = f"Liked **{title}**: your next page takes it into account."
     elif kind == "dislike":
+        _visit(svc, visitor)
         visitor.slate.pop(slot)
-        if item_id not in visitor.disliked:
-            visitor.disliked.append(item_id)
-        if item_id in visitor.liked:
-            visitor.liked.remove(item_id)
         info = f"Removed **{title}**; it will not be recommended to this user again."
-    elif kind == "open":
+    else:  # open
         visitor.opened = item_id
         item = svc.catalog.item(item_id)
         cover = visitor.covers.get(item_id)
@@ -279,8 +280,6 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str) -> tupl
                                item_image_src=item_image_url(item_id) if row.get("image") else None,
                                lead=svc.settings.card_lead)
         info = f"Opened **{title}**."
-    else:
-        raise gr.Error(f"kind must be like, dislike or open, got {kind!r}")
     return visitor, render_cards(visitor), detail, info
 
 
@@ -297,11 +296,11 @@ def fill_assets(svc: Services, visitor: Visitor, poll_s: float = FILL_POLL_S,
     if not visitor.user_id or not pending:
         yield visitor, render_cards(visitor)
         return
-    visit = _visit(visitor)
+    user_id = visitor.user_id
     deadline = time.monotonic() + max_s
     while pending and time.monotonic() < deadline:
-        queued = svc.slates.queued(visit, pending)
-        covers, captions, still = svc.slates.made(visit, pending)
+        queued = svc.slates.queued(user_id, pending)
+        covers, captions, still = svc.slates.made(user_id, pending)
         if len(still) < len(pending):
             _keep_assets(svc, visitor, covers, captions)
             visitor.pending = pending = still
@@ -333,9 +332,9 @@ def create_variants(
             progress(done / max(total, 1), desc=f"cover {min(done + 1, total)} of {total}")
 
     learner = svc.assets.learner
-    profile = svc.catalog.profile(user_id, visitor.liked, preferred_prompts=(
+    profile = svc.catalog.profile(user_id, _visit(svc, visitor).liked, preferred_prompts=(
         learner.preferred_prompts(user_id) if learner is not None else ()))
-    variants = svc.assets.create_variants(profile, item_id, n, seed=seed, callback=on_step)
+    variants = svc.assets.variants.create(profile, item_id, n, seed=seed, callback=on_step)
     if progress is not None:
         progress(1.0, desc="writing the caption")
     caption = svc.assets.caption_for(item_id, profile)
@@ -359,7 +358,7 @@ def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Vi
     if index is None or not 0 <= int(index) < len(visitor.variants):
         raise gr.Error(f"Click one of the {len(visitor.variants)} variants first.")
     index = int(index)
-    visitor.variants = svc.assets.keep(visitor.variants)  # stored now that they are labelled
+    visitor.variants = svc.assets.variants.keep(visitor.variants)  # stored now that they are labelled
     pairs = svc.labeling.record_pick(user_id, visitor.variants, index)
     visitor.picked = index
     kind = "personalized" if visitor.variants[index]["personalized"] else "generic"
@@ -399,7 +398,7 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
     else:
         head = '<div class="vt-muted">Generic pair (no target user)</div>'
     if pair.get("item_id"):
-        head += f'<p class="vt-muted">{pair["kind"]} for <b>{_esc(svc.catalog.item_label(pair["item_id"]))}</b></p>'
+        head += f'<p class="vt-muted">{_esc(pair["kind"])} for <b>{_esc(svc.catalog.item_label(pair["item_id"]))}</b></p>'
     a, b = (render_pair_side(key, pair[side]["kind"], cover_url(svc.assets.cover_key(pair[side])), pair[side].get("text"))
             for key, side in (("1", "a"), ("2", "b")))
     return visitor, head, a, b, progress
@@ -498,7 +497,7 @@ def retrain(svc: Services, model: str | None, password: str | None = None) -> tu
 @user_errors
 def add_items(svc: Services, folder: str | None, password: str | None = None) -> tuple[str, str]:
     """Grow the catalog from a folder on the server (an admin action): the new items are served at once, ranked
-    by the content models now and by the ID models after their next retrain (`app.growth`)."""
+    by the content models now and by the ID models after their next retrain (`app.serving.growth`)."""
     check_admin(svc, password)
     if svc.growth is None:
         raise gr.Error("This app does not follow its catalog; restart it to serve new items.")

@@ -11,10 +11,10 @@
 
 The reward model is versioned like the recommenders: each `train_reward` registers a row (name "reward", kind
 "preference") in the model registry with its metrics and the gate's decision, its `.npz` saved in the blob store
-(`app.artifacts`); every replica serves the promoted row (`Services.reward_watcher`, polled every
+(`app.learning.artifacts`); every replica serves the promoted row (`Services.reward_watcher`, polled every
 VITRINE_MODEL_POLL_S) and swaps `learner.reward` without a restart.
 
-The background worker (`app.assets`) makes `n` cover and caption candidates per slate item and records them all;
+The background worker (`app.serving.assets`) makes `n` cover and caption candidates per slate item and records them all;
 the one this learner ranks first for the visitor is the one `Assets.known` returns (`annotation.reads.shown_assets`:
 params["best_of_n"]["rank"] == 0). Without a trained reward model the first candidate is shown. Captions that
 invent a fact (`generation.grounding`) get rank None and are never shown. Nothing here runs on the /recommend
@@ -40,11 +40,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.catalog import Catalog
-from app.events import EventLog
+from app.serving.catalog import Catalog
+from app.serving.events import EventLog
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from app.artifacts import ModelArtifacts
+    from app.learning.artifacts import ModelArtifacts
     from generation.policy import Arm, PromptPolicy
     from generation.profile import UserProfile
     from generation.prompts import ItemInfo
@@ -61,7 +61,7 @@ REWARD_DIR = "reward"  # under the data dir: v1.npz, ... as saved before the reg
 REWARD_NAME = "reward"  # its name in the model registry (and in eval_runs)
 REWARD_KIND = "preference"  # its kind in the model registry
 CHANCE = 0.5  # held-out pair accuracy of showing the first candidate (what is served without a reward model)
-PICK_PREFIX = "user:"  # the Create-tab picker of user u is the annotator "user:u" (as app.labeling.PICK_PREFIX)
+PICK_PREFIX = "user:"  # the Create-tab picker of user u is the annotator "user:u" (as app.serving.labeling.PICK_PREFIX)
 PREFERRED_PROMPTS_MAX = 10  # picked prompts passed to a profile (newest first)
 PREFERRED_CACHE = 4096  # users whose picked prompts are kept in memory
 LIKED_TEXTS_MAX = 20  # liked item texts in a user's reward features
@@ -114,7 +114,7 @@ def load_reward_file(path: Path, text_model: str | None = None) -> "RewardModel"
 def load_reward_artifact(artifacts: "ModelArtifacts | Path | str", artifact: str,
                          text_model: str | None = None) -> "RewardModel":
     """The reward model of a registry row (`artifact`: its blob key), fetched into the local cache on a miss."""
-    from app.artifacts import ModelArtifacts
+    from app.learning.artifacts import ModelArtifacts
 
     return load_reward_file(ModelArtifacts.at(artifacts).file(artifact), text_model)
 
@@ -449,8 +449,8 @@ def train_reward(Session: Any, catalog: Catalog, artifacts: "ModelArtifacts | Pa
     Returns {"version", "version_id", "model_version", "artifact", "promoted", "reason", "metrics", "seconds"}.
     Raises ValueError (from `RewardModel.fit`) when the store has too few usable pairs."""
     from annotation import registry, store
-    from app.artifacts import ModelArtifacts
-    from app.learning import _json_safe
+    from app.learning.artifacts import ModelArtifacts
+    from app.learning.retrain import _json_safe
     from generation.reward import RewardModel, read_file_bytes, records_from_frames
 
     start = time.perf_counter()

@@ -31,9 +31,9 @@ import numpy as np
 from app.errors import AppInputError
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from app.catalog import Catalog
-    from app.events import EventLog
-    from app.ranking import Ranking
+    from app.serving.catalog import Catalog
+    from app.serving.events import EventLog
+    from app.serving.ranking import Ranking
     from app.settings import Settings
     from recommenders.data import Dataset
     from recommenders.models.base import Recommender

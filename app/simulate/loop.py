@@ -1,7 +1,7 @@
 """Proof with known truth: does the learning loop help? Simulated sparse visitors, three arms, same random draws.
 
     python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json       # (dispatched here)
-    python -m app.sim_loop --rounds 5 --users 200 --retrain --json loop.json
+    python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json
 
 Visitors. `users` ml-100k users with at least `min_ratings` ratings arrive with their `known` (5) earliest
 ratings; the rest of their ratings are the truth, never given to any model. The dataset the models train on
@@ -20,7 +20,7 @@ dislike draw per visitor and item, so the same item at the same position gets th
 - static (control): the served model (EASE fitted on the dataset) ranks from the known ratings only and
   never learns; it only leaves out what it already showed;
 - fold-in: the same model, each visitor's likes and dislikes folded into the ranking at once;
-- retrain (treatment: fold-in + gated retraining): fold-in, and after each round `app.learning.retrain`
+- retrain (treatment: fold-in + gated retraining): fold-in, and after each round `app.learning.retrain.retrain`
   builds a candidate on the dataset + every logged like and dislike (through the store, the registry and the
   gate, exactly as `python -m app.train`), which serves the next round only when the gate promotes it.
 
@@ -59,7 +59,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from app.learning import _json_safe
+from app.learning.retrain import _json_safe
 
 ARMS = ("static", "fold-in", "retrain")
 CONTROL, TREATMENT = "static", "retrain"
@@ -182,7 +182,7 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
     """Run the simulation; returns the JSON-ready report (see the module docstring)."""
     from annotation import store
     from annotation.db import make_engine, make_session_factory, upgrade
-    from app import learning
+    from app.learning import retrain as learning
     from recommenders.splits import random_split
 
     t_start = time.perf_counter()
@@ -347,7 +347,7 @@ def ips_check(world: World, logger, config: LoopConfig) -> dict:
     out = {"logger": config.model, "epsilon": eps, "top": M, "n_slates": slate_id,
            "examination": {**exam.as_dict(), "true_eta": config.eta},
            "logged_like_rate": float(logged_df["liked"].mean()), "candidates": {}}
-    from app.learning import fit_on
+    from app.learning.retrain import fit_on
 
     for name in config.ips_candidates + (config.model,):
         model = logger if name == config.model else fit_on(name, world.base.interactions, world.item_ids)

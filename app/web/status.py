@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from app.services import Services
+    from app.serving.services import Services
 
 __all__ = ["status_sections", "redact_url", "redact_secret", "generator_id"]
 
@@ -63,10 +63,10 @@ def status_sections(svc: "Services") -> list[Section]:
         ("device", str(getattr(covers, "device", st.device)), f"requested: {st.device}"),
         ("text features", "loaded" if text is not None else "none",
          f"{text.shape}" if text is not None else "the 'why' uses genres only"),
-        ("background queue", str(svc.assets.queued_items), f"{svc.assets.dropped} items dropped from a full queue"),
-        ("stored assets", _mib(svc.assets.stored_bytes) if svc.assets.stored_bytes is not None else "not measured yet",
-         (f"quota {_mib(svc.assets.quota_bytes)} (VITRINE_ASSET_QUOTA_MB); {svc.assets.evicted} unlabelled assets "
-          "evicted" if svc.assets.quota_bytes is not None else "no quota (VITRINE_ASSET_QUOTA_MB=0)")),
+        ("background queue", str(svc.assets.worker.queued_items), f"{svc.assets.worker.dropped} items dropped from a full queue"),
+        ("stored assets", _mib(svc.assets.quota.stored_bytes) if svc.assets.quota.stored_bytes is not None else "not measured yet",
+         (f"quota {_mib(svc.assets.quota.quota_bytes)} (VITRINE_ASSET_QUOTA_MB); {svc.assets.quota.evicted} unlabelled assets "
+          "evicted" if svc.assets.quota.quota_bytes is not None else "no quota (VITRINE_ASSET_QUOTA_MB=0)")),
     ]
     backend = "SQLite (WAL)" if st.db_is_sqlite else "PostgreSQL"
     db = [("backend", backend, redact_url(st.database_url) if private or not st.db_is_sqlite else hidden)]

@@ -1,7 +1,7 @@
 """The dashboard's pure helpers: filtered frames in, plotly figures and tables out, each with a one-line reading.
 
 Nothing here imports streamlit or touches the database, so every page's content is unit-testable: the
-Streamlit script (`app/dashboard.py`) only lays these out. The statistics live in `annotation.analytics`.
+Streamlit script (`app/dashboard/main.py`) only lays these out. The statistics live in `annotation.analytics`.
 
 A `View` is what one chart needs: the figure (or table), the sentence that reads it for the viewer, and an
 `empty` message (what to do) when there is nothing to show yet.
@@ -20,8 +20,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from annotation import analytics as an
-from app.cards import markdown_escape  # noqa: F401 - the dashboard script uses it as views.markdown_escape
-from app.dashboard_data import Frames
+from app.web.cards import markdown_escape  # noqa: F401 - the dashboard script uses it as views.markdown_escape
+from app.dashboard.data import Frames
 
 SIMULATE_HINT = "Seed a demo database with `python -m app.simulate --users 50 --days 7`."
 PALETTE = px.colors.qualitative.Safe

@@ -2,7 +2,7 @@
 queue the rest. The Discover tab's handlers and the /recommend endpoint both call `Slates.page` and only adapt
 its `Page` to their output, so they show the same items in the same order for the same visitor, model and page.
 
-A visitor's likes are folded into their ranking and their dislikes are never shown (see `app.ranking`). A page
+A visitor's likes are folded into their ranking and their dislikes are never shown (see `app.serving.ranking`). A page
 is answered without waiting for a model: covers and captions made earlier come at once, the missing ones are
 made by the background worker (`Assets.generate_later`) and picked up with `Slates.fill`. Every method that
 answers a visitor runs as an interactive request, so background generation gives way to it.
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import checks
-from app.assets import Asset, Assets, gated
-from app.catalog import Catalog
-from app.events import EventLog
-from app.ranking import ModelChoice, Ranking, SlateRow
+from app.serving.assets import Asset, Assets
+from app.serving.worker import gated
+from app.serving.catalog import Catalog
+from app.serving.events import EventLog
+from app.serving.ranking import ModelChoice, Ranking, SlateRow
 
 __all__ = ["Slates", "Page", "Visit", "WAIT_MAX_S"]
 
@@ -62,7 +63,9 @@ class Slates:
 
     @gated
     def visit(self, user_id: object) -> Visit:
-        """The visitor as the store knows them: kind, and their app likes and dislikes."""
+        """The visitor as the store knows them: kind, and their app likes and dislikes (the latest of a like and a
+        dislike of an item wins: `annotation.reads.visitor_feedback`, the one rule every tab, the API and the
+        recommenders follow). Read at every page, so feedback sent anywhere counts on every open page."""
         user_id = checks.text("user_id", user_id, checks.ID_MAX)
         kind = self.events.user_kind(user_id)
         liked, disliked = self.events.visitor_feedback(user_id)
@@ -75,13 +78,13 @@ class Slates:
         before answering (slow with real models); the generation itself stays in the worker."""
         page, profile = self._record_page(visit, choice, k, seed=seed, exclude=exclude, tab=tab, context=context)
         if page.rows:
-            page.covers, page.captions, page.pending = self.made(visit, page.item_ids)
-            self.assets.generate_later(visit.user_id, page.pending, profile)
+            page.covers, page.captions, page.pending = self.made(visit.user_id, page.item_ids)
+            self.assets.worker.generate_later(visit.user_id, page.pending, profile)
         if wait and page.pending:
             # made by the background worker (the one generation lane), never in this request's thread; waited for
             # outside the interactive gate, so the worker does not give way to this very request
-            self.assets.wait_for(visit.user_id, page.pending, timeout=WAIT_MAX_S)
-            page.covers, page.captions, page.pending = self.made(visit, page.item_ids)
+            self.assets.worker.wait_for(visit.user_id, page.pending, timeout=WAIT_MAX_S)
+            page.covers, page.captions, page.pending = self.made(visit.user_id, page.item_ids)
         return page
 
     @gated
@@ -99,17 +102,17 @@ class Slates:
                                                       context={"tab": tab, "seed": seed, **(context or {})})
         return Page(choice=choice, rows=rows, impression_id=impression_id, seed=seed), profile
 
-    def made(self, visit: Visit, item_ids: Sequence[str]) -> tuple[dict[str, Asset], dict[str, Asset], list[str]]:
+    def made(self, user_id: str, item_ids: Sequence[str]) -> tuple[dict[str, Asset], dict[str, Asset], list[str]]:
         """(covers, captions, pending): the slate assets made so far for these items, and the items still
         missing one of them."""
-        known = self.assets.known(visit.user_id, item_ids)
+        known = self.assets.known(user_id, item_ids)
         covers = {i: known[(i, "cover")] for i in item_ids if (i, "cover") in known}
         captions = {i: known[(i, "caption")] for i in item_ids if (i, "caption") in known}
         return covers, captions, [i for i in item_ids if i not in covers or i not in captions]
 
-    def queued(self, visit: Visit, item_ids: Sequence[str]) -> list[str]:
+    def queued(self, user_id: str, item_ids: Sequence[str]) -> list[str]:
         """The items the background worker still has queued for this visitor."""
-        return self.assets.pending(visit.user_id, item_ids)
+        return self.assets.worker.pending(user_id, item_ids)
 
     @gated
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,

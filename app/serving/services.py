@@ -1,13 +1,13 @@
 """The loaded world, built once per process from small parts, each with one job:
 
-    catalog   `app.catalog.Catalog`     dataset look-ups, histories, user profiles (no database)
-    ranking   `app.ranking.Ranking`     the served recommenders and the ranked rows of a slate
-    events    `app.events.EventLog`     users, impressions and feedback in the store
-    assets    `app.assets.Assets`       cover and caption generators, their records, the background worker
-    slates    `app.slates.Slates`       the one slate flow used by the Discover tab and /recommend
-    labeling  `app.labeling.Labeling`   annotators, the pair queue, labels and Create-tab picks
-    rates     `app.guards.RateLimits`   per-client limits on slates and generation
-    growth    `app.growth.Growth`       a bring-your-own catalog that grows while the app runs
+    catalog   `app.serving.catalog.Catalog`     dataset look-ups, histories, user profiles (no database)
+    ranking   `app.serving.ranking.Ranking`     the served recommenders and the ranked rows of a slate
+    events    `app.serving.events.EventLog`     users, impressions and feedback in the store
+    assets    `app.serving.assets.Assets`       cover and caption generators, their records, the background worker
+    slates    `app.serving.slates.Slates`       the one slate flow used by the Discover tab and /recommend
+    labeling  `app.serving.labeling.Labeling`   annotators, the pair queue, labels and Create-tab picks
+    rates     `app.web.guards.RateLimits`   per-client limits on slates and generation
+    growth    `app.serving.growth.Growth`       a bring-your-own catalog that grows while the app runs
 
 Each part is handed the parts it needs (no circles). `build_services(settings)` runs the start-up sequence:
 migrate the database, load the dataset, compute or load the cached item features, train or load the served
@@ -29,21 +29,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import Engine
 
-from app.assets import Assets
-from app.catalog import Catalog
+from app.serving.assets import Assets
+from app.serving.catalog import Catalog
 from app.errors import bad
-from app.events import EventLog
-from app.guards import RateLimits
-from app.labeling import Labeling
-from app.ranking import Ranking
+from app.serving.events import EventLog
+from app.web.guards import RateLimits
+from app.serving.labeling import Labeling
+from app.serving.ranking import Ranking
 from app.settings import Settings
-from app.slates import Slates
-from app.upkeep import Upkeep
+from app.serving.slates import Slates
+from app.serving.upkeep import Upkeep
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from app.artifacts import ModelArtifacts
-    from app.growth import Growth
-    from app.learning import RetrainResult, RetrainSchedule, ServedModelWatcher
+    from app.learning.artifacts import ModelArtifacts
+    from app.serving.growth import Growth
+    from app.learning.retrain import RetrainResult, RetrainSchedule, ServedModelWatcher
     from recommenders.data import Dataset
     from recommenders.models.base import Recommender
 
@@ -90,11 +90,11 @@ class Services:
         return self.settings.registry_dir
 
     def retrain(self, name: str) -> RetrainResult:
-        """Gated retraining of `name` (`app.learning.retrain`): a candidate on the dataset plus the logged
+        """Gated retraining of `name` (`app.learning.retrain.retrain`): a candidate on the dataset plus the logged
         feedback, evaluated next to the served version on the offline split and the recent holdout, promoted
         only when not worse on both (VITRINE_GATE_TOLERANCE). Every version is registered; a promoted one is
         served at once here and by every replica at its next poll."""
-        from app import learning
+        from app.learning import retrain as learning
 
         self.ranking.model(name)  # AppInputError for an unknown name
         result = learning.retrain(self.events.Session, self.catalog.dataset, name, self.artifacts,
@@ -104,10 +104,10 @@ class Services:
         return result
 
     def train_preference(self) -> dict[str, Any]:
-        """Train the next preference (reward) model version on every label and Create pick (`app.preference`),
+        """Train the next preference (reward) model version on every label and Create pick (`app.learning.preference`),
         gate it next to the served one and register it; a promoted version ranks best-of-N candidates from now on,
         here at once and on every replica at its next poll."""
-        from app import preference
+        from app.learning import preference
 
         try:
             result = preference.train_reward(self.events.Session, self.catalog, self.artifacts,
@@ -313,7 +313,7 @@ def build_services(
                       llm_keywords=None if captions.uses_fallback else captions.preference_keywords)
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
-    from app.preference import Learner, best_of_n_for
+    from app.learning.preference import Learner, best_of_n_for
 
     learner = Learner.start(data_dir, catalog, events, n=best_of_n_for(settings.best_of_n, settings.device),
                             pairs_max=settings.auto_pairs_max, text_model=settings.text_model, notes=notes)
@@ -328,8 +328,8 @@ def build_services(
                          trust_proxy=settings.trust_proxy),
         startup_s=timings, notes=notes,
     )
-    from app.artifacts import ModelArtifacts
-    from app.growth import Growth
+    from app.learning.artifacts import ModelArtifacts
+    from app.serving.growth import Growth
 
     # model versions are saved in the same blob store (every replica that shares it serves any version)
     svc.artifacts = ModelArtifacts(asset_dir, settings.model_cache_dir, legacy_dir=settings.registry_dir)
@@ -342,7 +342,7 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     """Serve the promoted version of each model that has one (a retrain promoted here, before a restart, or on
     another replica), the promoted preference model too, keep following promotions every VITRINE_MODEL_POLL_S,
     and run the optional schedules."""
-    from app import learning, preference
+    from app.learning import retrain as learning, preference
 
     with timed("model versions"):
         svc.watchers = {name: learning.ServedModelWatcher(svc.events.Session, name, svc.artifacts) for name in names}
@@ -363,7 +363,7 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     svc.reward_schedule = learning.RetrainSchedule(run=svc.train_preference, every_events=st.reward_every_labels)
     tasks = [("catalog growth", svc.growth.refresh) if svc.growth is not None else None,
              ("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule),
-             ("preference model schedule", svc.tick_reward_schedule), ("asset quota", svc.assets.quota_tick)]
+             ("preference model schedule", svc.tick_reward_schedule), ("asset quota", svc.assets.quota.tick)]
     if svc.assets.learner is not None:
         tasks.append(("prompt policy", svc.assets.learner.flush))
     svc.upkeep = Upkeep([t for t in tasks if t is not None], every_s=st.model_poll_s).start()

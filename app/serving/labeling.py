@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from app import checks
-from app.assets import Asset, Assets
-from app.catalog import Catalog
+from app.serving.assets import Asset, Assets
+from app.serving.catalog import Catalog
 from app.errors import AppInputError, bad
-from app.ranking import Ranking
+from app.serving.ranking import Ranking
 
 __all__ = ["Labeling", "LABEL_CHOICES", "PICK_PREFIX"]
 
@@ -143,7 +143,7 @@ class Labeling:
         if not variants:
             raise bad("variants", "generated variants (press Generate first)", [])
         best = checks.integer("best", best, 0, len(variants) - 1)
-        variants = self.assets.keep(variants)
+        variants = self.assets.variants.keep(variants)
         winner = variants[best]["asset_id"]
         pair_ids = []
         others = []

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from app.simulate import AnnotatorSpec
+from app.simulate.traffic import AnnotatorSpec
 
 GROUPS = {
     "thrill": ("action", "adventure", "scifi", "thriller", "war", "western"),

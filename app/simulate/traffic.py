@@ -2,13 +2,13 @@
 
     python -m app.simulate --users 50 --days 7                 # into DATABASE_URL (default: .vitrine/vitrine.db)
     python -m app.simulate --users 200 --days 14 --models ease,pop,itemknn --interleave 0.3 --seed 1
-    python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json  # the learning loop (app/sim_loop.py)
+    python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json  # the learning loop (app/simulate/loop.py)
 
 Visitors. ml-100k's ratings are split at random 8:1:1 per user (`recommenders.splits.random_split`); the
 models are trained on the 80% and the visitors' taste is the held-out 20%: a visitor clicks a shown item
 they truly rated (more often when they rated it 4 or 5) and likes it when they rated it 4 or 5; anything
 else gets a click only by chance (`noise_click`). Each visitor is assigned one model (a stable A/B split by
-user) and, in a share of sessions, sees a team-draft interleaved slate of two models (`app.interleaving`).
+user) and, in a share of sessions, sees a team-draft interleaved slate of two models (`app.serving.interleaving`).
 So the model that predicts held-out ratings better must show the higher like rate and win the interleaving.
 
 Assets and annotators. For sampled (visitor, item) pairs, captions are made by simulated generators of known
@@ -142,7 +142,7 @@ def _times(rng: random.Random, day: dt.datetime, count: int, latest: dt.datetime
 def simulate(session_factory, dataset, config: SimConfig, log=print) -> SimReport:
     """Run the simulation into the store behind `session_factory` (a migrated database)."""
     from annotation import store
-    from app.interleaving import team_draft
+    from app.serving.interleaving import team_draft
     from recommenders.evaluation import evaluate_model
     from recommenders.models import create_model
     from recommenders.splits import cold_item_split, random_split
@@ -377,11 +377,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, SimConfi
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a == "--rounds" or a.startswith("--rounds=") for a in argv):  # the learning-loop simulation
-        from app.sim_loop import main as loop_main
+        from app.simulate.loop import main as loop_main
 
         return loop_main(argv)
-    if "--reward" in argv:  # the generation loop's proof: app/sim_reward.py
-        from app.sim_reward import main as reward_main
+    if "--reward" in argv:  # the generation loop's proof: app/simulate/reward.py
+        from app.simulate.reward import main as reward_main
 
         return reward_main([a for a in argv if a != "--reward"])
     from annotation.db import make_engine, make_session_factory, upgrade

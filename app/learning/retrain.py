@@ -4,7 +4,7 @@
     rollback(Session, "ease")                                          # python -m app.train --model ease --rollback
     version, model = load_promoted(Session, "ease", artifacts)          # what every replica serves
 
-`artifacts` is an `app.artifacts.ModelArtifacts` (the blob store every replica shares; the app builds it from
+`artifacts` is an `app.learning.artifacts.ModelArtifacts` (the blob store every replica shares; the app builds it from
 VITRINE_BLOB_URL) or a directory (a local blob store there).
 
 The steps of `retrain`, top to bottom:
@@ -32,7 +32,7 @@ The steps of `retrain`, top to bottom:
    `tolerance` (absolute, on `metric`, default NDCG@10, tolerance 0). With no held-out feedback yet (no
    likes logged), the holdout comparison is skipped and the reason says so.
 7. Registry: the candidate is saved in the blob store as one blob, `registry/recommender/<name>/v<version>-<sha>.tar`
-   (`app.artifacts`), and registered with its watermark, metrics (its own and the served version's) and the decision
+   (`app.learning.artifacts`), and registered with its watermark, metrics (its own and the served version's) and the decision
    with its reason - promoted or rejected, every version is kept. Promotion marks it served; replicas see
    it through `promoted_version` / `ServedModelWatcher` and swap models without a restart.
 
@@ -55,8 +55,8 @@ import pandas as pd
 
 log = logging.getLogger("vitrine")
 
-from app.artifacts import ModelArtifacts
-from app.gate import (  # noqa: F401 - re-exported: the gate's steps are part of this module's interface
+from app.learning.artifacts import ModelArtifacts
+from app.learning.gate import (  # noqa: F401 - re-exported: the gate's steps are part of this module's interface
     HOLDOUT_SPLIT, LIKED_KINDS, GateConfig, HoldoutCase, fit_on, gate, holdout_cases, holdout_metrics,
     offline_metrics, recent_holdout,
 )
@@ -275,7 +275,7 @@ class ServedModelWatcher:
     A replica calls `refresh()` every few seconds (or after a retrain); it reads one row and loads the
     artifact (from the shared blob store, through this machine's cache) only when the promoted version changed.
     kind: "recommender" (loaded with `load_version_model`) or "preference" (give `load`: (artifacts, key) ->
-    model, e.g. `app.preference.load_reward_artifact`).
+    model, e.g. `app.learning.preference.load_reward_artifact`).
     """
 
     def __init__(self, Session, name: str, artifacts: ModelArtifacts | Path | str, kind: str = "recommender",

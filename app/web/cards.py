@@ -2,7 +2,7 @@
 
 Everything a user, a dataset or a model can put into a string (titles, captions, genres, user ids, model
 names, URLs) goes through `html.escape` here, and nowhere else builds HTML from data. Pictures come as URLs
-relative to the app's root (`app.routes`: covers by blob key, an item's own picture by item id), so they work
+relative to the app's root (`app.web.routes`: covers by blob key, an item's own picture by item id), so they work
 behind a Spaces proxy and no page shows a path on the server.
 
 A card can show two pictures: the generated cover and the item's own image (a bring-your-own catalogue's
@@ -49,7 +49,7 @@ class CardView:
     score: float | None = None
     why: str = ""
     model: str = ""  # the model (or interleaving team) that contributed the item
-    cover_src: str | None = None  # the cover's URL (`app.routes.cover_url`); None: still being generated
+    cover_src: str | None = None  # the cover's URL (`app.web.routes.cover_url`); None: still being generated
     cover_fallback: bool = False
     caption: str | None = None
     caption_fallback: bool = False

@@ -1,4 +1,4 @@
-"""Vitrine's dashboard: is quality going up? `streamlit run app/dashboard.py` (or `make dashboard`).
+"""Vitrine's dashboard: is quality going up? `streamlit run app/dashboard/main.py` (or `make dashboard`).
 
 It reads the same database as the app (`DATABASE_URL`, see `app.settings`) through a read-only session and
 never writes. Pages: Overview, Recommenders, Generation, Annotators, Data. The sidebar's filters (date range,
@@ -6,7 +6,7 @@ models, generators, annotators) apply to every page. When `VITRINE_DASHBOARD_PAS
 before the right password is entered.
 
 Layout of this file: page config; cached resources and queries; the password gate; filters; one function
-per page that lays out the `app.dashboard_views` blocks (pure helpers, unit-tested); navigation.
+per page that lays out the `app.dashboard.views` blocks (pure helpers, unit-tested); navigation.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # `streamlit run app/dashboard.py` runs this file as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # `streamlit run app/dashboard/main.py` runs this file as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pandas as pd
 import streamlit as st
 
-from app import dashboard_views as views
-from app.dashboard_data import (
+from app.dashboard import views as views
+from app.dashboard.data import (
     EXPORT_TABLES,
     Filters,
     Frames,
@@ -33,7 +33,7 @@ from app.dashboard_data import (
     load_frames,
 )
 from app.settings import load_settings, password_matches
-from app.status import redact_secret, redact_url
+from app.web.status import redact_secret, redact_url
 
 PAGES = ("Overview", "Recommenders", "Learning", "Generation", "Annotators", "Data")
 CACHE_TTL_S = 300  # data at most 5 minutes old (a cold read of 1M events takes seconds); "Refresh data" clears it
@@ -154,7 +154,7 @@ def page_learning(url: str, report_path: Path) -> None:
     """Model versions with their gate decisions (the registry), and the known-truth simulation's curves."""
     import json
 
-    from app import dashboard_learning as dl
+    from app.dashboard import learning_views as dl
 
     st.header("Learning")
     st.subheader("Model versions and the gate")
@@ -186,7 +186,7 @@ def page_learning(url: str, report_path: Path) -> None:
 
 def page_generation_learning(frames: Frames) -> None:
     """The generation loop: the preference model's accuracy, the policy's style mix, best-of-N wins."""
-    from app import dashboard_generation as dg
+    from app.dashboard import generation_views as dg
 
     st.subheader("Learning from labels")
     accuracy = dg.reward_accuracy_frame(frames.eval_runs)

@@ -1,7 +1,7 @@
 """The Gradio app: layout first, then the events. `build_demo(svc)` -> `gr.Blocks`; `launch(...)` serves it.
 
 Four tabs - Discover, Create, Label, Status - over one `Services` (loaded once at start) and one `Visitor`
-state per browser session. The handlers are plain functions in `app.handlers`; here they are bound to
+state per browser session. The handlers are plain functions in `app.web.handlers`; here they are bound to
 `svc` and wired to components. Generation runs in the "generation" concurrency group (limit from
 settings), recommendation and feedback in the "fast" group, so a slow cover never blocks a click.
 """
@@ -15,12 +15,12 @@ from typing import Any
 
 import gradio as gr
 
-from app import handlers as h
-from app.api import register_api
-from app.cards import CSS, labeling_guidelines, markdown_escape
+from app.web import handlers as h
+from app.web.api import register_api
+from app.web.cards import CSS, labeling_guidelines, markdown_escape
 from app.checks import N_VARIANTS_MAX
-from app.services import Services
-from app.state import PAGE_SIZE, Visitor
+from app.serving.services import Services
+from app.web.state import PAGE_SIZE, Visitor
 
 __all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
 
@@ -309,12 +309,12 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.guards import BodyLimit, EncodableJson
-    from app.routes import routes
+    from app.web.guards import BodyLimit, EncodableJson
+    from app.web.routes import routes
 
     limit = svc.settings.max_body_bytes
     return {
-        # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.routes instead
+        # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.web.routes instead
         "allowed_paths": [*map(str, svc.assets.public_dirs)],  # cover images only, never provenance
         # 413 for a larger body; 400 for JSON text that cannot be encoded (lone surrogates)
         "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), Middleware(EncodableJson)],

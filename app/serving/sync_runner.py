@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from annotation import sync
+from annotation import restore, sync
 
 __all__ = ["SyncRunner", "SyncStatus", "start_sync"]
 
@@ -73,16 +73,16 @@ class SyncRunner:
         self._restored: int | None = None
 
     # -- start-up ---------------------------------------------------------------------------------------
-    def restore_if_empty(self) -> sync.RestoreResult | None:
+    def restore_if_empty(self) -> restore.RestoreResult | None:
         """Rebuild the store from the sink when it holds no people and no events; returns what was added, or
         None when the store was not empty. Raises when the sink cannot be read: serving an empty store over a
         sink that holds labels would look like data loss."""
         with self.sessions() as s:
-            empty = sync.store_is_empty(s)
+            empty = restore.store_is_empty(s)
         if not empty:
             log.info("sync: the store is not empty; no restore from %s", self.sink_url)
             return None
-        result = sync.restore(self.sessions, self.sink_url)
+        result = restore.restore(self.sessions, self.sink_url)
         self._restored = sum(result.inserted.values())
         log.info("sync: restored %d rows from %s in %.1f s (%s)", self._restored, self.sink_url, result.seconds,
                  ", ".join(f"{t} {n}" for t, n in result.inserted.items() if n) or "the sink is empty")

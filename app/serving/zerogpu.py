@@ -37,7 +37,7 @@ def import_spaces() -> bool:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         raise RuntimeError("CUDA was initialised before `spaces` was imported: ZeroGPU needs `spaces` first "
-                           "(import app.zerogpu and call import_spaces() before any model code)")
+                           "(import app.serving.zerogpu and call import_spaces() before any model code)")
     import spaces  # noqa: F401 - the import itself sets ZeroGPU up
 
     return True

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import checks
-from app.catalog import Catalog
+from app.serving.catalog import Catalog
 from app.errors import AppInputError, bad
-from app.ranking import ModelChoice, SlateRow
+from app.serving.ranking import ModelChoice, SlateRow
 
 __all__ = ["EventLog", "FEEDBACK_KINDS"]
 

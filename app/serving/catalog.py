@@ -1,7 +1,7 @@
 """The catalog: the dataset's items and users held in memory for look-ups, histories and user profiles.
 
 The dataset's tables are held in one immutable snapshot: a catalog that grows while the app runs
-(`python -m recommenders add-items`, the admin action; see `app.growth`) is swapped in whole by `replace`, so a
+(`python -m recommenders add-items`, the admin action; see `app.serving.growth`) is swapped in whole by `replace`, so a
 request reads one snapshot from start to end and needs no lock. The profile LRU has its own lock and is emptied
 on a swap. The simulator and the flows share the catalog. Nothing here touches the database.
 """
@@ -191,11 +191,13 @@ class Catalog:
         return {"item_id": row["item_id"], "title": row["title"], "text": row.get("text") or "",
                 "genres": list(row.get("genres") or []), "year": year_of(row), "rating": rating, "timestamp": ts}
 
-    def liked_ids(self, user_id: str, extra_liked: Sequence[str] = ()) -> list[str]:
-        """Items the user liked: app likes first (newest first), then dataset ratings >= LIKE_RATING, newest first."""
+    def liked_ids(self, user_id: str, extra_liked: Sequence[str] = (), disliked: Sequence[str] = ()) -> list[str]:
+        """Items the user likes now: app likes first (newest first), then dataset ratings >= LIKE_RATING, newest
+        first, less what they disliked in the app since (app feedback is newer than any rating)."""
         items, ratings, _ = self._s.history.get(user_id, _EMPTY)
         out = dict.fromkeys([*reversed(list(extra_liked)), *items[ratings >= LIKE_RATING].tolist()])
-        return [str(i) for i in out]
+        gone = set(disliked)
+        return [str(i) for i in out if str(i) not in gone]
 
     def profile(self, user_id: str, extra_liked: Sequence[str] = (),
                 preferred_prompts: Sequence[str] = ()) -> "UserProfile":

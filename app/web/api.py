@@ -11,7 +11,7 @@ why this module does not use `from __future__ import annotations`). Each validat
 bad request with a `gr.Error` naming the argument, what was expected and what was received.
 
 Covers come as a blob key (`cover_key`, `covers/ab/<sha256>.jpg`, the same on every replica) and a URL relative to
-the app's root (`cover_url`), served by `app.routes.cover_route` from the blob store: never a path on the server.
+the app's root (`cover_url`), served by `app.web.routes.cover_route` from the blob store: never a path on the server.
 
     image = httpx.get(urljoin("http://127.0.0.1:7860/", item["cover_url"])).content
 """
@@ -20,11 +20,11 @@ import gradio as gr
 
 from app import checks
 from app.errors import bad
-from app.handlers import KEY_CHOICES, user_errors
-from app.routes import cover_url
-from app.services import Services
+from app.web.handlers import KEY_CHOICES, user_errors
+from app.web.routes import cover_url
+from app.serving.services import Services
 from app.settings import password_matches
-from app.slates import Page, Visit
+from app.serving.slates import Page, Visit
 
 __all__ = ["register_api", "ApiHandlers"]
 
@@ -99,7 +99,7 @@ class ApiHandlers:
         learner = svc.assets.learner
         profile = svc.catalog.profile(visit.user_id, visit.liked, preferred_prompts=(
             learner.preferred_prompts(visit.user_id) if learner is not None else ()))
-        variants = svc.assets.create_variants(profile, item_id, n, seed=seed)
+        variants = svc.assets.variants.create(profile, item_id, n, seed=seed)
         keys = ("asset_id", "personalized", "seed", "generator", "fallback", "prompt")
         # no "path" key: gradio_client would take a dict with "path" for a file and download it
         out = []

@@ -1,0 +1,1 @@
+"""Serving: the loaded world (catalog, ranking, events, slates, assets, labeling) and its upkeep."""

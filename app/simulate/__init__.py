@@ -1,0 +1,1 @@
+"""Simulation with a known truth: traffic, the learning loop and the generation loop."""
