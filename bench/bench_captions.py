@@ -152,37 +152,44 @@ def main(argv: list[str] | None = None) -> int:
         sets = [("ml-100k", *movielens_pairs(Path(args.data_dir), n_films))]
         if n_books:
             sets.append(("books", *book_pairs(Path(tmp) / "books", Path(tmp) / "data", n_books)))
-        load_s = None
+        gens, load_s = {}, None
         for name, domain, ds, pairs, profiles in sets:
             start = time.perf_counter()
-            gen = CaptionGenerator(model, Path(tmp) / f"assets-{name}", device="cpu", domain=domain,
-                                   num_threads=args.threads, fallback_on_error=False, quantize=args.quantize,
-                                   candidates=args.candidates or DEFAULT_CANDIDATES).load()
+            gens[name] = CaptionGenerator(model, Path(tmp) / f"assets-{name}", device="cpu", domain=domain,
+                                          num_threads=args.threads, fallback_on_error=False, quantize=args.quantize,
+                                          candidates=args.candidates or DEFAULT_CANDIDATES).load()
             load_s = load_s if load_s is not None else round(time.perf_counter() - start, 2)
-            for item, uid in pairs:
-                profile = profiles[uid]
-                asset = gen.generate(item, profile, seed=0)
-                params = asset.params
-                rec = {
-                    "set": name, "item_id": item.item_id, "title": item.title, "genres": item.genres,
-                    "user_id": uid, "user_genres": profile.top_genres, "liked": profile.liked_titles[:2],
-                    "text": asset.text, "model": not asset.fallback, "latency_s": round(asset.latency_ms / 1000, 3),
-                    "tokens": params.get("generated_tokens"), "reason": params.get("fallback_reason"),
-                    "rejected": params.get("rejected", []),
-                    "recheck": grounding_problems(asset.text, item, profile) if not asset.fallback else None,
-                }
-                records.append(rec)
-                if out:
-                    out.write(json.dumps(rec) + "\n")
-                    out.flush()
-            if not args.no_keywords:
+        # the sets interleaved (3 films, 2 books, ...), so that a run cut short still has both domains
+        queue = []
+        for name, domain, ds, pairs, profiles in sets:
+            queue += [((k + 0.5) / len(pairs), name, item, uid, profiles) for k, (item, uid) in enumerate(pairs)]
+        for _, name, item, uid, profiles in sorted(queue, key=lambda q: q[0]):
+            profile = profiles[uid]
+            asset = gens[name].generate(item, profile, seed=0)
+            params = asset.params
+            rec = {
+                "set": name, "item_id": item.item_id, "title": item.title, "genres": item.genres,
+                "user_id": uid, "user_genres": profile.top_genres, "liked": profile.liked_titles[:2],
+                "text": asset.text, "model": not asset.fallback, "latency_s": round(asset.latency_ms / 1000, 3),
+                "tokens": params.get("generated_tokens"), "reason": params.get("fallback_reason"),
+                "rejected": params.get("rejected", []),
+                "recheck": grounding_problems(asset.text, item, profile) if not asset.fallback else None,
+            }
+            records.append(rec)
+            if out:
+                out.write(json.dumps(rec) + "\n")
+                out.flush()
+        if not args.no_keywords:
+            for name, domain, ds, pairs, profiles in sets:
                 for uid in profiles:
                     liked = _liked_items(ds, uid)
                     t = time.perf_counter()
-                    keywords = gen.preference_keywords(liked) if liked else None
+                    keywords = gens[name].preference_keywords(liked) if liked else None
                     keyword_rows.append({"set": name, "user_id": uid, "keywords": keywords,
                                          "s": round(time.perf_counter() - t, 2)})
-            del gen
+                    if out:
+                        out.write(json.dumps({"keywords": keyword_rows[-1]}) + "\n")
+                        out.flush()
     if out:
         out.close()
 

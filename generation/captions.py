@@ -1,6 +1,6 @@
 """Personalized captions: a small instruct LLM says, in one or two sentences, why an item fits a user.
 
-    captions = CaptionGenerator("HuggingFaceTB/SmolLM2-360M-Instruct", asset_dir=data_dir / "assets")
+    captions = CaptionGenerator("HuggingFaceTB/SmolLM2-135M-Instruct", asset_dir=data_dir / "assets")
     captions.load()                                   # once, at start; offline-first, never hangs
     asset = captions.generate(item, profile, seed=0)  # asset.text: plain text, <= max_chars
 
@@ -505,6 +505,11 @@ class CaptionGenerator(LoadsOnce):
             "quantize": self.quantize,
             "template": TEMPLATE_VERSION,  # a reply that fails every check shows the template
         }
+
+    def template(self, item: ItemInfo, profile: UserProfile | None = None, seed: int = 0) -> str:
+        """The labelled template caption `generate` falls back to, at once (no model): what a page shows until the
+        model's caption is made."""
+        return template_caption(item, profile, seed, self.max_chars, self.domain)
 
     def messages(self, item: ItemInfo, profile: UserProfile | None) -> list[dict[str, str]]:
         """The chat sent to the LLM: the system prompt, the worked example, the request."""
