@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 import unicodedata
 from numbers import Integral, Real
@@ -450,6 +451,9 @@ class CaptionGenerator(LoadsOnce):
         self.quantize = quantize if self.device.startswith("cpu") else None
         self.system_prompt = domain.system_prompt()
         self._keywords: dict[tuple, list[str] | None] = {}
+        self._keywords_lock = threading.Lock()
+        self._keywords_queued: set[tuple] = set()
+        self._keywords_pool: Any = None  # a one-thread executor, started by the first preference_keywords(wait=False)
         self._lm: Any = None
         self._tokenizer: Any = None
 
@@ -617,12 +621,17 @@ class CaptionGenerator(LoadsOnce):
             score += 1
         return score
 
-    def preference_keywords(self, liked: list[ItemInfo], max_keywords: int = MAX_LLM_KEYWORDS) -> list[str] | None:
+    def preference_keywords(self, liked: list[ItemInfo], max_keywords: int = MAX_LLM_KEYWORDS,
+                            wait: bool = True) -> list[str] | None:
         """PMG's first step: the LLM names the preferences shown by `liked` (the user's liked items, newest
         first) as up to `max_keywords` short keywords. None when no LLM is loaded or its reply is unusable
         (then `build_profile`'s TF-IDF keyphrases stand alone). Each keyword is checked as a caption is
         (`keyword_problem`): one that names a genre the liked items lack, echoes the request, repeats a title
-        or claims a fact is dropped. Greedy; remembered per list of liked items."""
+        or claims a fact is dropped. Greedy; remembered per list of liked items.
+
+        `wait=False` never runs the model in the caller's thread: it returns the remembered keywords, or None
+        at once while one background thread (started on first use, one job per list of liked items) names
+        them; a later call gets them. What a request path calls."""
         if isinstance(liked, (str, bytes)) or not all(isinstance(i, ItemInfo) for i in liked):
             raise invalid("liked", "a list of generation.prompts.ItemInfo", liked)
         if isinstance(max_keywords, bool) or not isinstance(max_keywords, Integral) or not 1 <= max_keywords <= 20:
@@ -631,9 +640,32 @@ class CaptionGenerator(LoadsOnce):
         if self.uses_fallback or not liked:
             return None
         key = (tuple(i.item_id for i in liked[:10]), int(max_keywords))
-        with self._lock:
+        with self._keywords_lock:  # not the model's lock: a cache look-up never waits for a generation
             if key in self._keywords:
                 return self._keywords[key]
+            if not wait:
+                if key not in self._keywords_queued:
+                    self._keywords_queued.add(key)
+                    if self._keywords_pool is None:
+                        from concurrent.futures import ThreadPoolExecutor
+
+                        self._keywords_pool = ThreadPoolExecutor(1, thread_name_prefix="caption-keywords")
+                    self._keywords_pool.submit(self._name_keywords_later, key, list(liked), int(max_keywords))
+                return None
+        return self._name_keywords(key, list(liked), int(max_keywords))
+
+    def _name_keywords_later(self, key: tuple, liked: list[ItemInfo], max_keywords: int) -> None:
+        """`_name_keywords` in the background thread: a failure is logged (nobody waits for it) and the list of
+        liked items may be queued again."""
+        try:
+            self._name_keywords(key, liked, max_keywords)
+        except Exception:  # noqa: BLE001 - a background job has no caller to raise to; logged with its traceback
+            log.exception("preference keywords failed; the TF-IDF keyphrases stand alone until asked again")
+            with self._keywords_lock:
+                self._keywords_queued.discard(key)
+
+    def _name_keywords(self, key: tuple, liked: list[ItemInfo], max_keywords: int) -> list[str] | None:
+        """Run the keyword step for `liked` and remember its result under `key`."""
         request = keyword_request(liked, max_keywords, self.domain)
         messages = [{"role": "system", "content": self.domain.keyword_system_prompt()},
                     {"role": "user", "content": request}]
@@ -646,8 +678,9 @@ class CaptionGenerator(LoadsOnce):
         if keywords is None:
             log.info("preference keywords from %s rejected: %r", self.resolved.model if self.resolved else None,
                      raw[:200])
-        with self._lock:
+        with self._keywords_lock:
             self._keywords[key] = keywords
+            self._keywords_queued.discard(key)
             while len(self._keywords) > KEYWORD_CACHE:
                 self._keywords.pop(next(iter(self._keywords)))
         return keywords

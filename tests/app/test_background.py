@@ -167,3 +167,18 @@ def test_a_page_shows_the_template_caption_at_once_and_queues_the_next_page(fres
     _wait_idle(svc)
     made = svc.slates.page(svc.slates.visit("11"), ease, 3, seed=1)
     assert made.templates == {} and len(made.captions) == 3  # made now: no template any more
+
+
+def test_llm_keywords_never_hold_up_a_profile(fresh_svc, monkeypatch):
+    """The catalog asks for the LLM's keywords without waiting (services passes preference_keywords(wait=False)):
+    while they are being named the profile has the TF-IDF keywords and is not cached, so the next page uses
+    the LLM's once they are there."""
+    svc = fresh_svc
+    answers = [None, ["neon cityscapes", "lonely heroes"]]
+    calls = []
+    monkeypatch.setattr(svc.catalog, "_llm_keywords", lambda liked: calls.append(len(liked)) or answers[len(calls) - 1])
+    first = svc.catalog.profile("12")
+    assert first.keyword_source == "tfidf" and calls == [calls[0]] and calls[0] > 0
+    second = svc.catalog.profile("12")  # not cached while the keywords were pending
+    assert second.keywords[:2] == ["neon cityscapes", "lonely heroes"] and second.keyword_source == "llm"
+    assert svc.catalog.profile("12") is second and len(calls) == 2  # cached once they are there
