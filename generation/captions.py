@@ -712,11 +712,15 @@ class CaptionGenerator(LoadsOnce):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             n = 1
         else:
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=0.9, top_k=None,
-                          num_return_sequences=n)
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=0.9, top_k=None)
         devices = [torch.device(self.device)] if self.device.startswith("cuda") else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(seed)
+            if n > 1:  # the prompt is read once and its cache shared by the n samples (not n copies of it)
+                prefix = self._lm(input_ids=inputs["input_ids"][:, :-1], use_cache=True).past_key_values
+                prefix.batch_repeat_interleave(n)
+                inputs = {k: v.repeat(n, 1) for k, v in inputs.items()}
+                kwargs["past_key_values"] = prefix
             out = self._lm.generate(**inputs, **kwargs)
         start = inputs["input_ids"].shape[1]
         replies = [self._tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]

@@ -55,6 +55,10 @@ def test_sampling_follows_the_seed_and_leaves_global_rng_alone(tiny_lm_dir, tmp_
     a, b, c = (gen._complete(request, seed=s) for s in (0, 0, 1))
     assert torch.equal(torch.get_rng_state(), state)
     assert a == b and a != c
+    messages = gen.messages(toy_story, None)
+    three = gen._complete_many(messages, 7, 3)  # one prompt read, its cache shared by three samples
+    assert len(three) == 3 and len(set(three)) > 1 and gen._complete_many(messages, 7, 3) == three
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_a_usable_reply_is_sanitised_and_kept(captions, toy_story, scifi_fan, monkeypatch, tiny_lm_dir):
