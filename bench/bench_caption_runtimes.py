@@ -49,9 +49,9 @@ def _ort_generator(base_cls, ort_dir: str):
             self._og = og.Model(ort_dir)
             return lm, tokenizer
 
-        def _sample(self, messages, seed, n, greedy=None, max_new_tokens=None):
+        def _sample(self, messages, seed, n, greedy=None, max_new_tokens=None, opening=""):
             prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            ids = self._tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            ids = self._tokenizer(prompt + opening, add_special_tokens=False)["input_ids"]
             replies, total = [], 0
             for k in range(1 if greedy else n):
                 params = og.GeneratorParams(self._og)
@@ -67,7 +67,8 @@ def _ort_generator(base_cls, ort_dir: str):
                     if "\n" in self._tokenizer.decode(out[-1:]):
                         break
                 total += len(out)
-                replies.append(self._tokenizer.decode(out, skip_special_tokens=True).lstrip().split("\n", 1)[0])
+                text = self._tokenizer.decode(out, skip_special_tokens=True)
+                replies.append((opening + text if opening else text).lstrip().split("\n", 1)[0])
             return replies, total
 
     return OrtCaptions
@@ -82,15 +83,16 @@ def _llama_generator(base_cls, gguf: Path, threads: int):
             self._llama = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, verbose=False, seed=0)
             return lm, tokenizer
 
-        def _sample(self, messages, seed, n, greedy=None, max_new_tokens=None):
+        def _sample(self, messages, seed, n, greedy=None, max_new_tokens=None, opening=""):
             prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prompt += opening
             replies, total = [], 0
             for k in range(1 if greedy else n):
                 out = self._llama.create_completion(prompt, max_tokens=max_new_tokens or self.max_new_tokens,
                                                     temperature=0.0 if greedy else self.temperature, top_p=0.9,
                                                     seed=int(seed) * 16 + k, stop=["\n", "<|im_end|>"])
                 total += out["usage"]["completion_tokens"]
-                replies.append(out["choices"][0]["text"].lstrip())
+                replies.append((opening + out["choices"][0]["text"]).lstrip().split("\n", 1)[0])
             return replies, total
 
     return LlamaCaptions

@@ -284,13 +284,17 @@ def echo_problem(text: str, item: ItemInfo, profile: UserProfile | None, domain:
 
 
 def form_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str | None:
-    """Why `text` does not read as a person would write it, or None: it does not name the item, says the user
-    already loved it, has an inverted title, repeats a sentence or a phrase, speaks in the first person, or has
-    a sentence that does not start like one."""
+    """Why `text` does not read as a person would write it, or None: it does not name the item as it is written,
+    names a liked title twice, says the user already loved the item, has an inverted title, repeats a sentence,
+    a word or a three-word phrase, speaks in the first person, or has a sentence that does not start like one."""
     lower = text.lower()
     names = [n for n in dict.fromkeys((item.name.lower(), item.title.lower())) if n]
-    if not any(n in lower for n in names):
-        return f"does not name the item ({item.name!r})"
+    if not any(n in text for n in (item.name, item.title)):  # as written: "Contact", not "contact"
+        return f"does not name the item ({item.name!r}) as it is written"
+    liked = [natural_title(t) for t in (profile.liked_titles if profile is not None else [])]
+    twice = next((t for t in [item.name, *liked] if t and text.count(t) > 1), None)
+    if twice and twice != item.name:
+        return f"names a liked title twice ({twice!r})"
     for n in names:
         said = rf"\b(?:loved|liked|enjoyed|adored|rated)\s+"
         if re.search(rf"{said}(?:[\w']+\s+){{0,3}}{re.escape(n)}", lower) or re.search(
@@ -311,7 +315,7 @@ def form_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str 
     for a, b in zip(words, words[1:]):
         if a == b and a not in ("that", "had", "very", "title"):
             return f"repeats the word {a!r}"
-    grams = [" ".join(words[i:i + 4]) for i in range(len(words) - 3)]
+    grams = [" ".join(words[i:i + 3]) for i in range(len(words) - 2)]
     repeated = next((g for g in grams if grams.count(g) > 1 and "title" not in g.split()), None)
     if repeated:
         return f"repeats the phrase {repeated!r}"
