@@ -13,6 +13,9 @@ model call differs):
 - `llama-cpp`: llama-cpp-python on the GGUF file itself (a source build; needs llama_cpp importable).
 A runtime whose package is not importable is reported as skipped.
 
+`--micro ROUNDS` measures decode speed alone, fair under a changing load: one real caption prompt, 40 new
+tokens forced, one sequence, the runtimes called in turn in one process (median per runtime).
+
 Per runtime, one JSON line: load seconds, p50/p95 seconds per caption, generated tokens per second, the share
 of captions shown from the model (the rest fell back to the template), peak RSS growth is not separable in
 one process, so each runtime can be run alone (`--runtimes int8`) under `/usr/bin/time -v`.
@@ -98,6 +101,76 @@ def _llama_generator(base_cls, gguf: Path, threads: int):
     return LlamaCaptions
 
 
+def micro(runtimes: list[str], rounds: int, threads: int, ort_dir: str | None, tokens: int = 40) -> None:
+    """Decode speed alone, fair under a changing load: the same prompt (a real caption request, ~190 tokens),
+    `tokens` new tokens forced, one sequence, the runtimes called in turn for `rounds` rounds in one process;
+    the median seconds per call and new tokens per second of each."""
+    import torch
+
+    from generation.captions import DEFAULT_MODEL, CaptionGenerator, reply_opening
+    from generation.gguf import PACKAGED_MODELS
+    from generation.profile import UserProfile
+    from generation.prompts import ItemInfo
+
+    item = ItemInfo("1", "Toy Story", 1995, ["Animation", "Children's", "Comedy"])
+    profile = UserProfile("u", ["Heathers"], ["Comedy"], ["playful mood"])
+    base = CaptionGenerator(DEFAULT_MODEL, tempfile.mkdtemp(), device="cpu", num_threads=threads,
+                            fallback_on_error=False).load()
+    prompt = base._tokenizer.apply_chat_template(base.messages(item, profile), tokenize=False,
+                                                 add_generation_prompt=True) + reply_opening(item, profile, 0)
+    ids = base._tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    calls = {}
+    if "fp32" in runtimes or "int8" in runtimes:
+        def hf(lm):
+            def run():
+                with torch.inference_mode():
+                    lm.generate(**ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                                pad_token_id=base._tokenizer.eos_token_id)
+            return run
+        if "fp32" in runtimes:
+            calls["fp32"] = hf(base._lm)
+        if "int8" in runtimes:
+            calls["int8"] = hf(torch.ao.quantization.quantize_dynamic(
+                CaptionGenerator(DEFAULT_MODEL, tempfile.mkdtemp(), device="cpu").load()._lm, {torch.nn.Linear},
+                dtype=torch.qint8))
+    if "ort-int4" in runtimes and ort_dir:
+        import onnxruntime_genai as og
+
+        model = og.Model(ort_dir)
+        token_ids = ids["input_ids"][0].tolist()
+
+        def ort():
+            params = og.GeneratorParams(model)
+            params.set_search_options(max_length=len(token_ids) + tokens, min_length=len(token_ids) + tokens,
+                                      do_sample=False)
+            gen = og.Generator(model, params)
+            gen.append_tokens(token_ids)
+            while not gen.is_done():
+                gen.generate_next_token()
+        calls["ort-int4"] = ort
+    if "llama-cpp" in runtimes:
+        from llama_cpp import Llama
+
+        llama = Llama(model_path=str(PACKAGED_MODELS[DEFAULT_MODEL].locate()), n_ctx=1024, n_threads=threads,
+                      verbose=False)
+
+        def cpp():
+            llama.reset()  # no prompt cache between calls: each call reads the prompt, as the others do
+            llama.create_completion(prompt, max_tokens=tokens, temperature=0.0, stop=[], logit_bias=None)
+        calls["llama-cpp"] = cpp
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    for name, samples in times.items():
+        med = statistics.median(samples)
+        _emit(micro=name, prompt_tokens=int(ids["input_ids"].shape[1]), new_tokens=tokens, rounds=rounds,
+              median_s=round(med, 2), new_tokens_per_s=round(tokens / med, 1),
+              load_avg=[round(x, 2) for x in os.getloadavg()])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_caption_runtimes", description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=12, help="ml-100k (item, profile) pairs (default 12)")
@@ -106,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--show", action="store_true", help="print every caption (stderr)")
     parser.add_argument("--data-dir", default=os.environ.get("VITRINE_DATA_DIR", ".vitrine"))
+    parser.add_argument("--micro", type=int, default=0, metavar="ROUNDS",
+                        help="only the decode-speed comparison: ROUNDS rounds, the runtimes in turn")
     args = parser.parse_args(argv)
+    if args.micro:
+        micro(args.runtimes.split(","), args.micro, args.threads, args.ort_model)
+        return 0
 
     import torch
 
