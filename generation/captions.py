@@ -55,7 +55,7 @@ DEFAULT_MAX_CHARS = 220  # two short sentences: fits under a cover card
 DEFAULT_MAX_NEW_TOKENS = 48  # ~35 words: one sentence with room; longer replies of a small model wander
 DEFAULT_CANDIDATES = 3  # replies sampled per caption (one batched call); the first that passes the checks wins
 TEMPLATE_VERSION = "template-v3"  # v3: the item and liked titles named as a person writes them
-PROMPT_VERSION = "caption-prompt-v3"  # v3: facts as short lines, one worked example, the reply's first words
+PROMPT_VERSION = "caption-prompt-v4"  # v4: facts as short lines, one worked example, the reply's first words
 SYSTEM_PROMPT = FILM.system_prompt()  # the film domain's; every domain has its own (Domain.system_prompt)
 EXAMPLE_TITLE, EXAMPLE_LIKED = "Harbour Lights", "Northern Star"  # the worked example's invented titles
 MAX_LLM_KEYWORDS = 8
@@ -128,7 +128,7 @@ def caption_example(item: ItemInfo, profile: UserProfile | None, max_chars: int,
         liked = UserProfile("example", liked_titles=[EXAMPLE_LIKED], top_genres=[genre] if genre else [],
                             keywords=["example"])
         request = caption_request(example, liked, max_chars, domain)
-        reply = f"If you loved {EXAMPLE_LIKED}, {EXAMPLE_TITLE} is another {kind} that should win you over."
+        reply = f"If you loved {EXAMPLE_LIKED}, {EXAMPLE_TITLE} is {with_article(kind)} that should win you over."
     else:
         request = caption_request(example, None, max_chars, domain)
         reply = f"{EXAMPLE_TITLE} is {with_article(kind)} {domain.worth}, with plenty to enjoy."
@@ -236,9 +236,9 @@ def reply_opening(item: ItemInfo, profile: UserProfile | None, seed: int) -> str
     name = item.name
     liked = [natural_title(t) for t in (profile.liked_titles if profile is not None and not profile.is_empty else [])
              if natural_title(t).lower() != name.lower()][:1]
-    if liked:
+    if liked:  # every opening names the liked title: two users with different tastes read different captions
         return rng.choice([f"If you loved {liked[0]},", f"Since you enjoyed {liked[0]},",
-                           f"Fans of {liked[0]} will find that {name}", f"{name} is"])
+                           f"Fans of {liked[0]} will find that {name}"])
     return rng.choice([f"{name} is", f"{name} offers"])
 
 
@@ -295,6 +295,8 @@ def form_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str 
     twice = next((t for t in [item.name, *liked] if t and text.count(t) > 1), None)
     if twice and twice != item.name:
         return f"names a liked title twice ({twice!r})"
+    if any(t and t in text for t in liked) and re.search(r"\banother\b", lower):
+        return "calls the item 'another' of a kind the liked title is not known to be"
     for n in names:
         said = rf"\b(?:loved|liked|enjoyed|adored|rated)\s+"
         if re.search(rf"{said}(?:[\w']+\s+){{0,3}}{re.escape(n)}", lower) or re.search(

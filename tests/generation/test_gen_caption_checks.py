@@ -84,6 +84,10 @@ REJECTED = [
      "names a liked title twice"),
     ("Fans of Heathers will find that Toy Story is a comedy that's as iconic as it is relatable.", TOY_STORY, DRAMA,
      FILM, "not grounded: acclaim claim 'iconic'"),
+    ("If you loved Heathers, Toy Story is another comedy that should win you over.", TOY_STORY, DRAMA, FILM,
+     "calls the item 'another'"),
+    ("Fans of Sleepless in Seattle will find that Toy Story is a classic comedy that has been reimagined in many "
+     "ways.", TOY_STORY, ROMANCE, FILM, "not grounded: acclaim claim 'reimagined'"),
     ("Star Wars was filmed in Tunisia, which you will love.", STAR_WARS, SCIFI, FILM, "not grounded: place 'Tunisia'"),
     ("The reader liked: The Harbour of Lantern 0. A Beacon Chronicle 5 is for you.", BOOK_ITEM, READER, BOOK,
      "echoes"),
@@ -98,7 +102,7 @@ REJECTED = [
 ]
 
 ACCEPTED = [
-    ("If you loved Alien, Star Wars is another sci-fi adventure that should win you over.", STAR_WARS, SCIFI, FILM),
+    ("If you loved Alien, Star Wars is a sci-fi adventure that should win you over.", STAR_WARS, SCIFI, FILM),
     ("The Silence of the Lambs is a tense thriller with real drama, a fine pick if you like to be gripped.", LAMBS,
      DRAMA, FILM),
     ("If Sleepless in Seattle won you over, Emma fans will find The Lion King a warm animated musical too.",
@@ -106,10 +110,10 @@ ACCEPTED = [
     ("The Godfather is a crime drama with the weight you look for in a film.", GODFATHER, DRAMA, FILM),
     ("Back to the Future mixes comedy and sci-fi, so you get the laughs and the time-travel fun at once.", BACK,
      SCIFI, FILM),
-    ("If you loved Sleepless in Seattle, Toy Story is another comedy that should win you over.", TOY_STORY,
+    ("If you loved Sleepless in Seattle, Toy Story is a comedy that should win you over.", TOY_STORY,
      ROMANCE, FILM),
     ("If you loved Terminator, Star Wars brings more of the sci-fi action you enjoy.", STAR_WARS, SCIFI, FILM),
-    ("If you loved The Harbour of Lantern 0, A Beacon Chronicle 5 is another fantasy book full of dragons and "
+    ("If you loved The Harbour of Lantern 0, A Beacon Chronicle 5 is a fantasy book full of dragons and "
      "wizards.", BOOK_ITEM, READER, BOOK),
     ("Classic Compass Juniper Set brings cast iron and a chef knife to your kitchen, just what you like.", KETTLE,
      SHOPPER, PRODUCT),
