@@ -46,6 +46,9 @@ GENRE_WORDS: dict[str, str] = {
     "fantastical": "fantasy", "children's": "childrens", "kids": "childrens", "family": "childrens",
     "war film": "war", "war movie": "war", "action-packed": "action", "adventures": "adventure",
     "crime": "crime", "criminal": "crime", "gangster": "crime",
+    # what a genre promises: "a drama that will make you laugh" claims comedy
+    "make you laugh": "comedy", "laugh-out-loud": "comedy", "hilarious": "comedy", "funny": "comedy",
+    "scary": "horror", "terrifying": "horror", "frightening": "horror",
 }
 # genre keys that are also everyday words: only their unambiguous forms count as a genre claim
 _AMBIGUOUS = {"war", "action", "family", "adventure", "mystery", "fantasy", "drama", "crime", "musical", "kids",
