@@ -240,7 +240,7 @@ def summarize(records: list[dict], keyword_rows: list[dict], metas: list[dict]) 
     shown = [r for r in records if r["model"]]
     lat = [r["latency_s"] for r in shown]
     _emit("setup", pairs=len(records), per_set=dict(Counter(r["set"] for r in records)), runs=metas)
-    for name in sorted({r["set"] for r in records}) | {"all"}:
+    for name in [*sorted({r["set"] for r in records}), "all"]:
         rows = [r for r in records if name in ("all", r["set"])]
         real = [r for r in rows if r["model"]]
         by_item: dict[str, list[str]] = {}
