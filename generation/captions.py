@@ -58,6 +58,8 @@ TEMPLATE_VERSION = "template-v3"  # v3: the item and liked titles named as a per
 PROMPT_VERSION = "caption-prompt-v4"  # v4: facts as short lines, one worked example, the reply's first words
 SYSTEM_PROMPT = FILM.system_prompt()  # the film domain's; every domain has its own (Domain.system_prompt)
 EXAMPLE_TITLE, EXAMPLE_LIKED = "Harbour Lights", "Northern Star"  # the worked example's invented titles
+# the keyword step's worked example: the reply to a request listing the two invented titles (comedy, romance)
+KEYWORD_EXAMPLE_REPLY = "warm humour, tender romance, soft golden light, playful mood, seaside towns"
 MAX_LLM_KEYWORDS = 8
 KEYWORD_CACHE = 1024  # users whose LLM keywords are remembered (the same liked items: the same keywords)
 
@@ -672,14 +674,20 @@ class CaptionGenerator(LoadsOnce):
 
     def _name_keywords(self, key: tuple, liked: list[ItemInfo], max_keywords: int) -> list[str] | None:
         """Run the keyword step for `liked` and remember its result under `key`."""
-        request = keyword_request(liked, max_keywords, self.domain)
+        example = [ItemInfo("example-1", EXAMPLE_TITLE, None, ["comedy", "romance"]),
+                   ItemInfo("example-2", EXAMPLE_LIKED, None, ["romance"])]
         messages = [{"role": "system", "content": self.domain.keyword_system_prompt()},
-                    {"role": "user", "content": request}]
-        raw = self._complete_many(messages, 0, 1, greedy=True, max_new_tokens=48)[0]
+                    {"role": "user", "content": keyword_request(example, max_keywords, self.domain)},
+                    {"role": "assistant", "content": KEYWORD_EXAMPLE_REPLY},
+                    {"role": "user", "content": keyword_request(liked, max_keywords, self.domain)}]
+        raw = self._complete_many(messages, 0, 1, greedy=True, max_new_tokens=48, one_line=False)[0]
         parsed = parse_keywords(raw, 20, self.domain)
         keywords = None
         if parsed is not None:
-            kept = [k for k in parsed if keyword_problem(k, liked, self.domain) is None]
+            copied = {k.strip() for k in KEYWORD_EXAMPLE_REPLY.split(",")}  # the worked example's, not the user's
+            facts = " ".join(f"{i.name} {i.text} {' '.join(i.genres)}" for i in liked).lower()
+            kept = [k for k in parsed if keyword_problem(k, liked, self.domain) is None
+                    and (k not in copied or k in facts)]
             keywords = kept[:max_keywords] if len(kept) >= 2 else None
         if keywords is None:
             log.info("preference keywords from %s rejected: %r", self.resolved.model if self.resolved else None,
@@ -697,23 +705,26 @@ class CaptionGenerator(LoadsOnce):
         return self._complete_many(messages, seed, 1, greedy=not self.sample, max_new_tokens=max_new_tokens)[0]
 
     def _complete_many(self, messages: list[dict[str, str]], seed: int, n: int, greedy: bool | None = None,
-                       max_new_tokens: int | None = None) -> list[str]:
+                       max_new_tokens: int | None = None, one_line: bool = True) -> list[str]:
         """`n` raw replies to the chat `messages` (see `_sample`)."""
-        return self._sample(messages, seed, n, greedy, max_new_tokens)[0]
+        return self._sample(messages, seed, n, greedy, max_new_tokens, one_line=one_line)[0]
 
     def _sample(self, messages: list[dict[str, str]], seed: int, n: int, greedy: bool | None = None,
-                max_new_tokens: int | None = None, opening: str = "") -> tuple[list[str], int]:
+                max_new_tokens: int | None = None, opening: str = "",
+                one_line: bool = True) -> tuple[list[str], int]:
         """(`n` raw replies to the chat `messages` in one batched call, sampled with `seed` or greedy, each
-        starting with `opening` (written for the model) and cut at its first newline (a stop string: captions
-        and keyword lists are one line); the number of tokens generated, all replies together)."""
+        starting with `opening` (written for the model) and, with `one_line` (a caption), cut at its first
+        newline (a stop string); the number of tokens generated, all replies together). A keyword list is
+        not one line: the model often writes a heading first."""
         import torch
 
         greedy = (not self.sample) if greedy is None else greedy
         prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + opening
         inputs = self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
         pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.max_new_tokens, "pad_token_id": pad,
-                                  "stop_strings": ["\n"], "tokenizer": self._tokenizer}
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.max_new_tokens, "pad_token_id": pad}
+        if one_line:
+            kwargs.update(stop_strings=["\n"], tokenizer=self._tokenizer)
         if greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             n = 1
@@ -733,4 +744,4 @@ class CaptionGenerator(LoadsOnce):
         generated = int((out[:, start:] != pad).sum())
         if opening:
             replies = [opening + ("" if r[:1] in (" ", ",", ".", "") else " ") + r for r in replies]
-        return [r.lstrip().split("\n", 1)[0] for r in replies], generated
+        return [r.lstrip().split("\n", 1)[0] if one_line else r for r in replies], generated

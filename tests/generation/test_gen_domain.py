@@ -142,8 +142,9 @@ def test_the_llm_names_the_preferences_when_it_can(tiny_lm_dir, tmp_path, monkey
     assert captions.preference_keywords(liked) is None  # random weights write noise: refused, TF-IDF is used
     seen = {}
 
-    def reply(messages, seed, n, greedy=None, max_new_tokens=None):
-        seen.update(request=messages[-1]["content"], system=messages[0]["content"], greedy=greedy)
+    def reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True):
+        seen.update(request=messages[-1]["content"], system=messages[0]["content"], greedy=greedy,
+                    one_line=one_line, roles=[m["role"] for m in messages])
         return ["1. Neon cityscapes\n2. lonely heroes, rain-soaked streets, the"]
 
     monkeypatch.setattr(captions, "_complete_many", reply)
@@ -156,7 +157,8 @@ def test_the_llm_names_the_preferences_when_it_can(tiny_lm_dir, tmp_path, monkey
     assert profile.keywords[:3] == keywords and profile.keyword_source == "llm"
     assert len(profile.keywords) > 3  # topped up from the liked items' text
     assert CaptionGenerator(None, tmp_path / "b").preference_keywords(liked) is None  # no LLM: TF-IDF
-    assert seen["greedy"] is True
+    assert seen["greedy"] is True and seen["one_line"] is False  # a list may follow a heading line
+    assert seen["roles"] == ["system", "user", "assistant", "user"]  # a worked example first
 
 
 def test_keywords_without_waiting_are_named_in_the_background(tiny_lm_dir, tmp_path, monkeypatch, scifi_history):
@@ -166,7 +168,7 @@ def test_keywords_without_waiting_are_named_in_the_background(tiny_lm_dir, tmp_p
     liked = [ItemInfo(r["item_id"], r["title"], 1990, r["genres"], r["text"]) for r in scifi_history[:3]]
     release, threads = threading.Event(), []
 
-    def slow_reply(messages, seed, n, greedy=None, max_new_tokens=None):
+    def slow_reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True):
         threads.append(threading.current_thread().name)
         assert release.wait(10)
         return ["neon cityscapes, lonely heroes"]
