@@ -166,10 +166,20 @@ def misattributed_genres(text: str, item: ItemInfo, profile: UserProfile | None)
     return out
 
 
+# what an item is "about": a theme claim, fine only when the facts hold the theme's words
+_ABOUT = re.compile(r"\b(?:all|as much|just as much|is|'s|mostly|really) about ((?:[\w'-]+ ){0,2}[\w'-]+)")
+
+
 def unsupported_claims(text: str, facts: str) -> list[tuple[str, str]]:
-    """(kind, words) of the claims about people, acclaim or plot in `text` that `facts` do not support."""
+    """(kind, words) of the claims about people, acclaim or plot in `text` that `facts` do not support, and
+    themes ("all about misdirection") whose content words the facts do not hold."""
     lower, facts_lower = text.lower(), facts.lower()
     out = []
+    fact_words = set(re.findall(r"[\w'-]+", facts_lower))
+    for match in _ABOUT.finditer(lower):
+        words = [w for w in match.group(1).split() if w not in STOPWORDS and len(w) > 2]
+        if words and not all(w in fact_words or w.rstrip("s") in fact_words for w in words):
+            out.append(("theme", match.group(0)))
     for kind, pattern in _CLAIMS:
         match = pattern.search(lower)
         if match and not pattern.search(facts_lower):

@@ -84,6 +84,8 @@ REJECTED = [
      "names a liked title twice"),
     ("Fans of Heathers will find that Toy Story is a comedy that's as iconic as it is relatable.", TOY_STORY, DRAMA,
      FILM, "not grounded: acclaim claim 'iconic'"),
+    ("Fans of Heathers will find that Toy Story is a comedy that's all about misdirection.", TOY_STORY, DRAMA, FILM,
+     "not grounded: theme claim"),
     ("Fans of Heathers will find that The Godfather is a drama film that will make you laugh.", GODFATHER, DRAMA,
      FILM, "not grounded: genre 'make you laugh'"),
     ("If you loved Heathers, Toy Story is another comedy that should win you over.", TOY_STORY, DRAMA, FILM,
