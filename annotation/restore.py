@@ -222,7 +222,7 @@ def _eval_runs(r: _Replay) -> None:
 
 
 def _pairs(r: _Replay) -> None:
-    """Pairs: the pair key is rebuilt from this database's ids, as `store.create_pair` builds it."""
+    """Pairs: the pair key is rebuilt from this database's ids, as `queue.create_pair` builds it."""
     rows, key_of_uid = [], {}
     for x in r.data["pairs"]:
         if x["kind"] == "slate":

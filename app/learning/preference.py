@@ -350,7 +350,7 @@ class Learner:
         """Add label pairs (kind, shown asset id, other asset id, item id) made for `user_id`, sides in a random
         order seeded by (user, item, kind). At most one pair per (user, item, kind), and none once `pairs_max`
         untouched pairs wait. Returns how many were created."""
-        from annotation import store
+        from annotation import queue
 
         if not pairs or self.pairs_max == 0:
             return 0
@@ -367,7 +367,7 @@ class Learner:
                     continue
                 rng = random.Random(f"{user_id}:{item_id}:{kind}")
                 a, b = (shown, other) if rng.random() < 0.5 else (other, shown)
-                store.create_pair(s, a, b, target_user_id=user_id, kind=kind)
+                queue.create_pair(s, a, b, target_user_id=user_id, kind=kind)
                 have.add((item_id, kind))
                 room -= 1
                 created += 1

@@ -79,10 +79,10 @@ class Labeling:
 
     def next_pair(self, annotator_id: int) -> dict[str, Any] | None:
         """The annotator's next pair as plain data (None when the queue has nothing for them)."""
-        from annotation import store
+        from annotation import queue
 
         with self._write() as s, s.begin():
-            pair = store.next_pair(s, annotator_id, overlap=self.overlap)
+            pair = queue.next_pair(s, annotator_id, overlap=self.overlap)
             if pair is None:
                 return None
             if pair.kind == "slate":
@@ -96,26 +96,26 @@ class Labeling:
                     "target_user_id": pair.target_user_id, "item_id": item_id}
 
     def progress(self, annotator_id: int) -> tuple[int, int]:
-        """(done, remaining) for an annotator, by the queue's own rule (`store.label_progress`)."""
-        from annotation import store
+        """(done, remaining) for an annotator, by the queue's own rule (`queue.label_progress`)."""
+        from annotation import queue
 
         with self.events.ReadSession() as s:
-            return store.label_progress(s, annotator_id, overlap=self.overlap)
+            return queue.label_progress(s, annotator_id, overlap=self.overlap)
 
     def record_label(self, annotator_id: int, pair_id: int, choice: str, *, time_spent_ms: int | None = None,
                      event_id: str | None = None) -> int:
         """Store a preference label; returns its row id."""
         from annotation import errors as aerr
-        from annotation import store
+        from annotation import queue
 
         if choice not in LABEL_CHOICES:
             raise bad("choice", f"one of {list(LABEL_CHOICES)}", choice)
         try:
             with self._write() as s, s.begin():
-                row = store.record_preference(s, event_id or checks.new_event_id(), int(pair_id), annotator_id,
+                row = queue.record_preference(s, event_id or checks.new_event_id(), int(pair_id), annotator_id,
                                               choice, time_spent_ms=time_spent_ms, leased_only=True)
                 row_id = int(row.id)
-                pair = store.get_pair(s, int(pair_id))
+                pair = queue.get_pair(s, int(pair_id))
                 sides = ((pair.target_user_id, dict(pair.asset_a.params or {}), dict(pair.asset_b.params or {}))
                          if pair.kind == "cover" else None)
         except aerr.AnnotationError as exc:
@@ -127,10 +127,10 @@ class Labeling:
 
     def undo(self, annotator_id: int) -> int | None:
         """Clear the annotator's most recent label; returns the pair id handed back (None: nothing to undo)."""
-        from annotation import store
+        from annotation import queue
 
         with self._write() as s, s.begin():
-            row = store.undo_last_preference(s, checks.new_event_id(), annotator_id)
+            row = queue.undo_last_preference(s, checks.new_event_id(), annotator_id)
             return None if row is None else int(row.pair_id)
 
     def record_pick(self, user_id: str, variants: Sequence[dict[str, Any]], best: object, *,
@@ -138,7 +138,7 @@ class Labeling:
         """The person picked `variants[best]`: one preference label for it against each other variant, given by
         the annotator `user:<user_id>`; returns the pair ids. Variants made on trial are stored first
         (`Assets.keep`): a pick is what makes them training data."""
-        from annotation import store
+        from annotation import queue, store
 
         if not variants:
             raise bad("variants", "generated variants (press Generate first)", [])
@@ -152,10 +152,10 @@ class Labeling:
             for i, other in enumerate(variants):
                 if i == best:
                     continue
-                pair = store.create_pair(s, winner, other["asset_id"], target_user_id=user_id, kind="cover")
+                pair = queue.create_pair(s, winner, other["asset_id"], target_user_id=user_id, kind="cover")
                 # create_pair returns an existing pair for the same two assets, possibly stored as (other, winner)
                 choice = "A" if pair.asset_a_id == winner else "B"
-                store.record_preference(s, checks.new_event_id(), pair.id, annotator.id, choice,
+                queue.record_preference(s, checks.new_event_id(), pair.id, annotator.id, choice,
                                         time_spent_ms=time_spent_ms)
                 pair_ids.append(int(pair.id))
                 won, lost = (pair.asset_a, pair.asset_b) if choice == "A" else (pair.asset_b, pair.asset_a)
@@ -170,7 +170,7 @@ class Labeling:
     def make_pairs(self, n: object, *, seed: int = 0, kinds: Sequence[str] = ("cover", "caption")) -> int:
         """Fill the labeling queue: for `n` random (dataset user, recommended item), a personalized vs generic
         cover and caption pair (sides in a seeded random order). Returns the number of pairs created."""
-        from annotation import store
+        from annotation import queue
 
         n = checks.integer("n", n, 1, 200)
         rng = random.Random(seed)
@@ -189,7 +189,7 @@ class Labeling:
                 if a["asset_id"] == b["asset_id"]:
                     continue
                 with self._write() as s, s.begin():
-                    store.create_pair(s, a["asset_id"], b["asset_id"], target_user_id=user_id, kind=kind)
+                    queue.create_pair(s, a["asset_id"], b["asset_id"], target_user_id=user_id, kind=kind)
                 created += 1
         return created
 

@@ -265,7 +265,7 @@ def _record(store: Any, s: Any, assets_store: Any, sim: SimAsset, visitor: Visit
 def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config: RewardSimConfig,
                     log=print) -> RewardSimReport:
     """Run the loop into the store behind `session_factory` (a migrated database) and measure; see the docstring."""
-    from annotation import store
+    from annotation import queue, store
     from generation.assets import AssetStore
     from generation.policy import PromptPolicy
 
@@ -325,7 +325,7 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
         with session_factory() as s, s.begin():
             ids = [_record(store, s, assets_store, side, visitor, run, rng, extra)
                    for side, extra in zip(sides, extras)]
-            store.record_preference(s, _uuid(rng), (ids[0], ids[1]), annotator_ids[k], choice,
+            queue.record_preference(s, _uuid(rng), (ids[0], ids[1]), annotator_ids[k], choice,
                                     time_spent_ms=int(1000 * (2 + 6 * spec.accuracy)), at=at)
             if liked:
                 store.record_feedback(s, _uuid(rng), visitor.user_id, item.item_id, "like", at=at)

@@ -13,7 +13,7 @@ So the model that predicts held-out ratings better must show the higher like rat
 
 Assets and annotators. For sampled (visitor, item) pairs, captions are made by simulated generators of known
 quality (named `sim/...`, their text says so; `fallback` is the template baseline), each personalized (the
-visitor's real `generation` prompt) and generic. Pairs go to the labeling queue (`store.next_pair`) and
+visitor's real `generation` prompt) and generic. Pairs go to the labeling queue (`queue.next_pair`) and
 simulated annotators label them: the truly better side (Bradley-Terry truth from the generators' quality and
 a personalization bonus) with probability `accuracy`, the other one otherwise, and "A" regardless with
 probability `bias` (position bias). So the more accurate annotator must show the higher agreement.
@@ -258,7 +258,7 @@ def simulate(session_factory, dataset, config: SimConfig, log=print) -> SimRepor
 def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[str], config: SimConfig,
                      rng: random.Random, nprng: np.random.Generator, report: SimReport, first_day: dt.datetime,
                      now: dt.datetime) -> None:
-    from annotation import store
+    from annotation import queue, store
     from generation.domain import Domain, with_article
     from generation.profile import build_profile
     from generation.prompts import ItemInfo, build_prompt
@@ -308,14 +308,14 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
             sides += [((a, True), (b, True)) for i, a in enumerate(names) for b in names[i + 1:]]
             for left, right in sides:
                 a, b = (ids[left], ids[right]) if rng.random() < 0.5 else (ids[right], ids[left])
-                pair_ids.append(store.create_pair(s, a, b, target_user_id=user).id)
+                pair_ids.append(queue.create_pair(s, a, b, target_user_id=user).id)
     report.pairs = len(pair_ids)
 
     # Gold: the truly better side of each pair, drawn once from the Bradley-Terry truth.
     gold: dict[int, str] = {}
     with Session() as s, s.begin():
         for pid in pair_ids:
-            pair = store.get_pair(s, pid)
+            pair = queue.get_pair(s, pid)
             p_a = 1.0 / (1.0 + math.exp(quality[pair.asset_b_id] - quality[pair.asset_a_id]))
             gold[pid] = "A" if rng.random() < p_a else "B"
         annotators = {spec.name: store.get_or_create_annotator(s, spec.name).id for spec in config.annotators}
@@ -326,7 +326,7 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
         for spec in list(active):
             with Session() as s, s.begin():
                 at = first_day + dt.timedelta(seconds=span * min(1.0, step / max(1, len(pair_ids) * config.overlap)))
-                pair = store.next_pair(s, annotators[spec.name], overlap=config.overlap, kind="caption", now=at)
+                pair = queue.next_pair(s, annotators[spec.name], overlap=config.overlap, kind="caption", now=at)
                 if pair is None:
                     active.remove(spec)
                     continue
@@ -337,7 +337,7 @@ def _simulate_assets(Session, dataset, train: pd.DataFrame, visitors: Sequence[s
                 else:
                     choice = "B" if gold[pair.id] == "A" else "A"
                 spent = int(1000 * (2 + 6 * spec.accuracy) * math.exp(nprng.normal(0, 0.4)))
-                store.record_preference(s, _uuid(rng), pair.id, annotators[spec.name], choice, time_spent_ms=spent,
+                queue.record_preference(s, _uuid(rng), pair.id, annotators[spec.name], choice, time_spent_ms=spent,
                                         at=at + dt.timedelta(seconds=spent / 1000))
                 report.labels += 1
             step += 1

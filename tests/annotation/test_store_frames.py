@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ann_helpers import cover, new_id
-from annotation import store
+from annotation import queue, store
 from annotation.__main__ import main
 from annotation.errors import InvalidInputError
 from annotation.export import PAIR_COLUMNS, export
@@ -43,14 +43,14 @@ def logged(catalog):
         b = store.record_asset(s, cover(item_id="1", personalized=False, generator="fallback", fallback=True))
         c = store.record_asset(s, cover(item_id="2", kind="caption", path=None, text="Funny."))
         d = store.record_asset(s, cover(item_id="2", kind="caption", path=None, text="Sad.", personalized=False))
-        covers = store.create_pair(s, a.id, b.id, "196")
-        captions = store.create_pair(s, c.id, d.id, "196")
+        covers = queue.create_pair(s, a.id, b.id, "196")
+        captions = queue.create_pair(s, c.id, d.id, "196")
         ann = store.get_or_create_annotator(s, "ann").id
         bob = store.get_or_create_annotator(s, "bob", role="admin").id
-        store.record_preference(s, new_id(), covers.id, ann, "B", time_spent_ms=900, at=_at(20))
-        store.record_preference(s, new_id(), covers.id, ann, "A", time_spent_ms=1100, at=_at(21))  # changed
-        store.record_preference(s, new_id(), covers.id, bob, "tie", time_spent_ms=3000, at=_at(22))
-        store.record_preference(s, new_id(), captions.id, bob, "skip", at=_at(23))
+        queue.record_preference(s, new_id(), covers.id, ann, "B", time_spent_ms=900, at=_at(20))
+        queue.record_preference(s, new_id(), covers.id, ann, "A", time_spent_ms=1100, at=_at(21))  # changed
+        queue.record_preference(s, new_id(), covers.id, bob, "tie", time_spent_ms=3000, at=_at(22))
+        queue.record_preference(s, new_id(), captions.id, bob, "skip", at=_at(23))
         store.record_eval_run(s, "ease", "ml-100k", "random", {"recall@10": 0.2, "ndcg@10": 0.11}, at=_at(30))
         store.record_eval_run(s, "pop", "ml-100k", "random", {"recall@10": 0.1}, at=_at(31))
     return Session
@@ -199,7 +199,7 @@ def test_synthetic_populate_is_consistent(engine, Session):
     with Session() as s, s.begin():  # the store keeps working on top of bulk-loaded rows
         store.record_feedback(s, new_id(), "1", "1", "like")
         annotator = store.get_or_create_annotator(s, "after-populate")
-        assert store.next_pair(s, annotator.id, overlap=3) is not None
+        assert queue.next_pair(s, annotator.id, overlap=3) is not None
     with pytest.raises(InvalidInputError, match="n_events must be a non-negative integer"):
         populate(engine, -1)
 

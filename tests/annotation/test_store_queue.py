@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from ann_helpers import count, cover, new_id
-from annotation import store
+from annotation import queue, store
 from annotation.errors import (
     EventConflictError,
     InvalidInputError,
@@ -33,7 +33,7 @@ def _pairs(Session, n: int, kind="cover") -> list[int]:
                 a = store.record_asset(s, cover(item_id=item, kind="caption", path=None, text=f"caption {i}"))
                 b = store.record_asset(s, cover(item_id=item, kind="caption", path=None, text=f"generic {i}",
                                                 personalized=False))
-            ids.append(store.create_pair(s, a.id, b.id, "196").id)
+            ids.append(queue.create_pair(s, a.id, b.id, "196").id)
     return ids
 
 
@@ -44,7 +44,7 @@ def _annotators(Session, n: int) -> list[int]:
 
 def _label(Session, pair, annotator, choice="A", event=None, **kwargs):
     with Session() as s, s.begin():
-        return store.record_preference(s, event or new_id(), pair, annotator, choice, **kwargs)
+        return queue.record_preference(s, event or new_id(), pair, annotator, choice, **kwargs)
 
 
 def _prefs(Session, **kwargs):
@@ -54,7 +54,7 @@ def _prefs(Session, **kwargs):
 
 def _next(Session, annotator, overlap=2, **kwargs):
     with Session() as s, s.begin():
-        pair = store.next_pair(s, annotator, overlap=overlap, **kwargs)
+        pair = queue.next_pair(s, annotator, overlap=overlap, **kwargs)
         return None if pair is None else pair.id
 
 
@@ -63,21 +63,21 @@ def test_create_pair_is_idempotent_and_loads_both_sides(catalog):
     with Session() as s, s.begin():
         a = store.record_asset(s, cover())
         b = store.record_asset(s, cover(personalized=False))
-        pair = store.create_pair(s, a.id, b.id, "196", "cover")
-        same = store.create_pair(s, b.id, a.id, "196")  # the same two assets in the other order
-        other_user = store.create_pair(s, a.id, b.id, None)
+        pair = queue.create_pair(s, a.id, b.id, "196", "cover")
+        same = queue.create_pair(s, b.id, a.id, "196")  # the same two assets in the other order
+        other_user = queue.create_pair(s, a.id, b.id, None)
     assert same.id == pair.id != other_user.id
     assert (pair.asset_a.id, pair.asset_b.id, pair.kind) == (a.id, b.id, "cover")
     assert pair.asset_a.path.endswith(".png")  # loaded: readable after the session closed
     with pytest.raises(InvalidInputError, match="must differ"):
         with Session() as s, s.begin():
-            store.create_pair(s, a.id, a.id)
+            queue.create_pair(s, a.id, a.id)
     with pytest.raises(UnknownAssetError, match="asset_b_id 999 is not a generated asset"):
         with Session() as s, s.begin():
-            store.create_pair(s, a.id, 999)
+            queue.create_pair(s, a.id, 999)
     with pytest.raises(InvalidInputError, match="kind must match"):
         with Session() as s, s.begin():
-            store.create_pair(s, a.id, b.id, kind="caption")
+            queue.create_pair(s, a.id, b.id, kind="caption")
     assert count(Session, PairTask) == 2
 
 
@@ -86,7 +86,7 @@ def test_slate_pairs_compare_two_impressions(catalog):
     with Session() as s, s.begin():
         one = store.record_impression(s, new_id(), "196", "ease", ["1", "2"])
         two = store.record_impression(s, new_id(), "196", "pop", ["3", "4"])
-        pair = store.create_pair(s, one.id, two.id, "196", "slate")
+        pair = queue.create_pair(s, one.id, two.id, "196", "slate")
         annotator = store.get_or_create_annotator(s, "ann").id
     assert pair.impression_a.item_ids == ["1", "2"] and pair.asset_a is None
     label = _label(Session, pair.id, annotator, "B")
@@ -148,14 +148,14 @@ def test_change_and_undo_keep_history_and_return_the_pair(catalog):
     assert second != first
     _label(Session, second, alice, "tie")
     with Session() as s, s.begin():
-        cleared = store.undo_last_preference(s, new_id(), alice)
+        cleared = queue.undo_last_preference(s, new_id(), alice)
     assert cleared.choice is None and cleared.pair_id == second
     assert _next(Session, alice) == second  # undo hands the pair back
     with Session() as s, s.begin():
-        again = store.undo_last_preference(s, new_id(), alice)  # then the label before it
+        again = queue.undo_last_preference(s, new_id(), alice)  # then the label before it
     assert again.pair_id == first
     with Session() as s, s.begin():
-        assert store.undo_last_preference(s, new_id(), alice) is None  # nothing left to undo
+        assert queue.undo_last_preference(s, new_id(), alice) is None  # nothing left to undo
     current = _prefs(Session)
     history = _prefs(Session, include_history=True)
     assert current.empty
@@ -296,7 +296,7 @@ def test_a_label_being_written_does_not_hide_its_pair_from_the_queue(pg_catalog)
     first, second = _annotators(Session, 2)
     assert _next(Session, first, overlap=2) == pair
     with Session() as s, s.begin():
-        store.record_preference(s, new_id(), pair, first, "A")  # uncommitted: KEY SHARE on the pair's row
+        queue.record_preference(s, new_id(), pair, first, "A")  # uncommitted: KEY SHARE on the pair's row
         assert _next(Session, second, overlap=2) == pair
 
 
@@ -308,7 +308,7 @@ def test_a_pair_being_claimed_is_waited_for_not_reported_missing(pg_catalog):
     first, second = _annotators(Session, 2)
     found = []
     with Session() as s, s.begin():
-        assert store.next_pair(s, first, overlap=1).id == pair  # holds the row lock until the rollback
+        assert queue.next_pair(s, first, overlap=1).id == pair  # holds the row lock until the rollback
         waiter = threading.Thread(target=lambda: found.append(_next(Session, second, overlap=1)))
         waiter.start()
         waiter.join(timeout=0.3)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from annotation import registry, restore, store, sync
+from annotation import queue, registry, restore, store, sync
 from annotation.db import make_engine, make_session_factory
 from annotation.errors import InvalidInputError
 from annotation.models import (
@@ -100,28 +100,28 @@ def populate(Session) -> dict:
                                                text="Because you liked space."))
         caption_b = store.record_asset(s, dict(cover(item_id="2", user_id="196"), kind="caption", path=None,
                                                text="A quiet drama.", generator="fallback", fallback=True))
-        pairs = [store.create_pair(s, assets[0].id, assets[1].id, target_user_id="196").id,
-                 store.create_pair(s, assets[2].id, generic.id, target_user_id="196").id,
-                 store.create_pair(s, caption_a.id, caption_b.id).id,
-                 store.create_pair(s, plain.id, mixed.id, kind="slate").id]
+        pairs = [queue.create_pair(s, assets[0].id, assets[1].id, target_user_id="196").id,
+                 queue.create_pair(s, assets[2].id, generic.id, target_user_id="196").id,
+                 queue.create_pair(s, caption_a.id, caption_b.id).id,
+                 queue.create_pair(s, plain.id, mixed.id, kind="slate").id]
         out["pairs"] = pairs
         store.record_eval_run(s, "ease", "ml-100k", "random", {"ndcg@10": 0.33, "recall@10": 0.21},
                               config={"seed": 2020}, at=_at(8))
         add_versions(s)
     # the queue: alice labels A then changes to B, then undoes; bob labels and skips; carol holds an open lease
     with Session() as s, s.begin():
-        first = store.next_pair(s, alice.id, now=_at(10)).id
-        store.record_preference(s, new_id(), first, alice.id, "A", time_spent_ms=900, at=_at(11))
-        store.record_preference(s, new_id(), first, alice.id, "B", time_spent_ms=400, at=_at(12))
-        second = store.next_pair(s, alice.id, now=_at(13)).id
-        store.record_preference(s, new_id(), second, alice.id, "tie", at=_at(14))
-        store.undo_last_preference(s, new_id(), alice.id, at=_at(15))
-        b1 = store.next_pair(s, bob.id, now=_at(16)).id
-        store.record_preference(s, new_id(), b1, bob.id, "skip", at=_at(17))
-        b2 = store.next_pair(s, bob.id, now=_at(18)).id
-        store.record_preference(s, new_id(), b2, bob.id, "A", guideline_version="v2", at=_at(19))
-        store.record_preference(s, new_id(), (caption_a.id, caption_b.id), carol.id, "B", at=_at(20))
-        out["carol_open"] = store.next_pair(s, carol.id, now=_at(21)).id
+        first = queue.next_pair(s, alice.id, now=_at(10)).id
+        queue.record_preference(s, new_id(), first, alice.id, "A", time_spent_ms=900, at=_at(11))
+        queue.record_preference(s, new_id(), first, alice.id, "B", time_spent_ms=400, at=_at(12))
+        second = queue.next_pair(s, alice.id, now=_at(13)).id
+        queue.record_preference(s, new_id(), second, alice.id, "tie", at=_at(14))
+        queue.undo_last_preference(s, new_id(), alice.id, at=_at(15))
+        b1 = queue.next_pair(s, bob.id, now=_at(16)).id
+        queue.record_preference(s, new_id(), b1, bob.id, "skip", at=_at(17))
+        b2 = queue.next_pair(s, bob.id, now=_at(18)).id
+        queue.record_preference(s, new_id(), b2, bob.id, "A", guideline_version="v2", at=_at(19))
+        queue.record_preference(s, new_id(), (caption_a.id, caption_b.id), carol.id, "B", at=_at(20))
+        out["carol_open"] = queue.next_pair(s, carol.id, now=_at(21)).id
         out["alice_undone"] = second
     return out
 
@@ -208,7 +208,7 @@ def test_every_table_round_trips_and_replay_twice_adds_nothing(engine, target, t
     # the restored queue behaves as the original: alice's undone pair is handed back to her
     alice, expected = made["annotators"][0], _pair_key(Session, made["alice_undone"], target)
     with target() as s, s.begin():
-        assert store.next_pair(s, alice, now=_at(16)).pair_key == expected
+        assert queue.next_pair(s, alice, now=_at(16)).pair_key == expected
 
 
 def _pair_key(Session, pair_id, target) -> str:
@@ -311,7 +311,7 @@ def test_a_shard_killed_half_way_is_not_read(engine, target, tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from annotation import restore, sync
+        from annotation import queue, restore, sync
         from annotation.db import make_engine, make_session_factory
         from fsspec.implementations.local import LocalFileSystem
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from annotation import store, sync
+from annotation import queue, store, sync
 from annotation.db import make_engine, make_session_factory, upgrade
 from annotation.models import FeedbackEvent, PreferenceLabel
 from bench.bench_app import HttpApiClient  # Gradio's documented HTTP API, as the load bench calls it
@@ -61,7 +61,7 @@ def _seed_sink(tmp_path: Path, sink: str, n_pairs: int) -> None:
                     "event_id": str(uuid.uuid4()), "kind": "caption", "item_id": str(p % 24 + 1), "user_id": "3",
                     "generator": "fallback", "fallback": True, "prompt": f"pair {p}", "text": f"caption {p}.{side}",
                     "content_hash": uuid.uuid4().hex, "latency_ms": 1.0, "personalized": True}).id)
-            store.create_pair(s, *sides, target_user_id="3")
+            queue.create_pair(s, *sides, target_user_id="3")
     sync.sync_once(Session, sink, sync.SyncState())
     engine.dispose()
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 from serve_helpers import REPO_ROOT, free_port, get, start_serve_all, stop, wait_ok  # noqa: F401 - re-exported
 
-DASHBOARD = str(REPO_ROOT / "app" / "dashboard.py")
+DASHBOARD = str(REPO_ROOT / "app" / "dashboard" / "main.py")
 STANDIN = str(REPO_ROOT / "tests" / "dashboard" / "standin_app.py")
 # The simulation ends now: generated assets are stamped with the real time by the store, so a simulation in
 # the past would leave them months away from the rest of the traffic.

@@ -148,7 +148,7 @@ def test_learning_page_shows_versions_and_the_simulation_report(monkeypatch, sim
     data_dir = tmp_path / "data"
     monkeypatch.setenv("VITRINE_DATA_DIR", str(data_dir))
     empty = run_page(monkeypatch, sim_db[0], "Learning")
-    assert not charts(empty) and any("app.simulate.traffic --rounds" in i.value for i in empty.info)
+    assert not charts(empty) and any("app.simulate --rounds" in i.value for i in empty.info)
     assert any("No retrained versions yet" in c.value for c in empty.caption)
     rounds = [{"round": r, "like_rate": 0.05 + 0.01 * r, "like_rate_ci": [0.04, 0.07 + 0.01 * r], "ndcg@10": 0.3,
                "ndcg@10_ci": [0.28, 0.32], "promoted": r % 2 == 0} for r in range(1, 4)]
