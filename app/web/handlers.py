@@ -141,17 +141,16 @@ def profile_html(svc: Services, user_id: str, kind: str, liked: Sequence[str]) -
                           kind=kind, extra=catalog.profile_facts(user_id))
 
 
+@user_errors
 def suggest_users(svc: Services, typed: object) -> Any:
     """The user picker's suggestions for what was typed so far: up to `SEARCH_HITS` dataset users whose id starts
     with it, the exact id first (`Catalog.suggest_users`); never the whole list of users."""
     if not isinstance(typed, (str, type(None))):
         raise gr.Error(f"user id: expected text, got {type(typed).__name__}")
-    try:
-        return gr.update(choices=svc.catalog.suggest_users(typed))
-    except AppInputError as exc:
-        raise rejected("suggest_users", exc) from None
+    return gr.update(choices=svc.catalog.suggest_users(typed))
 
 
+@user_errors
 def search_items(svc: Services, query: object, chosen: object = None, mode: str = "title") -> Any:
     """An item picker's choices for a search: up to `SEARCH_HITS` matches, then the items already chosen (so they
     keep their labels) by title or by meaning (`Catalog.search_items`); a note (meaning search unavailable)
@@ -160,11 +159,7 @@ def search_items(svc: Services, query: object, chosen: object = None, mode: str 
         raise gr.Error(f"search: expected text, got {type(query).__name__}")
     kept = [chosen] if isinstance(chosen, str) else [c for c in chosen if isinstance(c, str)] \
         if isinstance(chosen, (list, tuple)) else []
-    try:
-        hits, note = svc.catalog.search_items(query, mode) if query and query.strip() else \
-            (svc.catalog.popular_items(), "")
-    except AppInputError as exc:
-        raise rejected("search_items", exc) from None
+    hits, note = svc.catalog.search_items(query, mode) if query and query.strip() else (svc.catalog.popular_items(), "")
     if note:
         gr.Info(note)
     keep = svc.catalog.item_labels(kept)  # after the matches: Enter takes the first match shown

@@ -42,6 +42,17 @@ _values = st.one_of(
 )
 
 
+# what the page sends with some events (a card's click: {action, slot}; a picker's key_up: {input_value, key}), and
+# anything else
+_event_data = st.one_of(
+    st.none(),
+    _values,
+    st.fixed_dictionaries({"action": st.one_of(_values, st.sampled_from(["like", "dislike", "open", "undo"])),
+                           "slot": _values}),
+    st.fixed_dictionaries({"input_value": _values, "key": _values}),
+)
+
+
 def _events(url: str) -> list[tuple[int, int]]:
     """(fn_index, number of inputs) of every event of the app that runs server code (a cancel-only event has
     none: Gradio answers a raw call of it with its own generic error, and nothing of ours runs)."""
@@ -50,11 +61,12 @@ def _events(url: str) -> list[tuple[int, int]]:
             if dep.get("backend_fn", True)]
 
 
-def _call(url: str, fn_index: int, data: list) -> dict:
+def _call(url: str, fn_index: int, data: list, event_data: object = None) -> dict:
     """One queued call over raw HTTP: the process_completed message (or the HTTP error as a dict)."""
     session = uuid.uuid4().hex
     joined = requests.post(url + "gradio_api/queue/join",
-                           json={"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None},
+                           json={"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None,
+                                 "event_data": event_data},
                            timeout=TIMEOUT_S)
     if joined.status_code != 200:
         return {"http": joined.status_code, "body": joined.text[:300]}
@@ -97,13 +109,13 @@ def test_every_event_answers_bad_input_with_a_clear_error(live_app):
     def fuzz(fn_index: int, n_inputs: int) -> None:
         @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
-        @given(st.lists(_values, min_size=n_inputs, max_size=n_inputs))
-        def probe(data):
+        @given(st.lists(_values, min_size=n_inputs, max_size=n_inputs), _event_data)
+        def probe(data, event_data):
             nonlocal tried
             tried += 1
-            why = _clear(_call(url, fn_index, data))
+            why = _clear(_call(url, fn_index, data, event_data))
             if why:
-                failures.append(f"fn {fn_index} {data!r:.200}: {why:.300}")
+                failures.append(f"fn {fn_index} {data!r:.200} {event_data!r:.100}: {why:.300}")
 
         probe()
 
