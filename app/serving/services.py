@@ -364,6 +364,7 @@ def _query_encoder(settings: Settings, text_model: str | None, notes: list[str])
         return None
     try:
         encode, name, dim = query_encoder(settings.text_model)
+        encode(["warm-up"])  # the first call costs most; here, not in a visitor's first search
     except (OSError, ValueError, LookupError, ImportError, RuntimeError) as exc:
         notes.append(f"search by meaning unavailable: the query encoder {wanted!r} could not be loaded "
                      f"({type(exc).__name__}: {str(exc)[:200]})")

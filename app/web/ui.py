@@ -47,6 +47,22 @@ HEAD = """
   // is not chosen yet. Gradio's own Enter takes the suggestion highlighted at the last key, which is stale while a
   // search is on its way, and none at all in a multiselect.
   let navigated = false;
+  // What is typed in a picker's box is copied, 150 ms after the last key, to its hidden twin (#<picker>-typed),
+  // whose change event searches: the search always reads the latest text, however fast the typing.
+  const timers = {};
+  document.addEventListener("input", (event) => {
+    const input = event.target;
+    const picker = input && input.tagName === "INPUT" && input.closest ?
+      input.closest("#vt-user, #vt-picks, #vt-create-item") : null;
+    if (!picker) return;
+    clearTimeout(timers[picker.id]);
+    timers[picker.id] = setTimeout(() => {
+      const twin = document.querySelector("#" + picker.id + "-typed textarea, #" + picker.id + "-typed input");
+      if (!twin || twin.value === input.value) return;
+      twin.value = input.value;
+      twin.dispatchEvent(new Event("input", {bubbles: true}));
+    }, 150);
+  }, true);
   document.addEventListener("keydown", (event) => {
     const input = event.target;
     const picker = input && input.tagName === "INPUT" && input.closest ?
@@ -112,22 +128,18 @@ watch("value", () => {
 KEYS_HINT = ('<p class="vt-keys" id="vt-keys">Keyboard: <kbd>Tab</kbd> to a card, then <kbd>l</kbd> like · '
              "<kbd>d</kbd> dislike · <kbd>o</kbd> open · <kbd>u</kbd> undo. On the Label tab: <kbd>1</kbd> left · "
              "<kbd>2</kbd> right · <kbd>0</kbd> tie · <kbd>s</kbd> skip · <kbd>u</kbd> undo.</p>")
-# keys that move in a picker's list or confirm it: no new search (new choices would reset the list's position)
-NAV_KEYS = frozenset({"ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Enter", "Escape", "Tab", "Shift", "Control",
-                      "Alt", "Meta", "Home", "End", "PageUp", "PageDown"})
 FOCUS_PICKS = "() => { const input = document.querySelector('#vt-picks input'); if (input) input.focus(); }"
 FOCUS_CREATE_ITEM = "() => { const input = document.querySelector('#vt-create-item input'); if (input) input.focus(); }"
+
+
+def _twin(picker_id: str) -> gr.Textbox:
+    """A picker's hidden twin: the text typed in the picker's box, copied by the page's script (`HEAD`)."""
+    return gr.Textbox(visible="hidden", elem_id=f"{picker_id}-typed", label="typed", max_lines=1)
 
 
 def _cards_out(cards: list[str]) -> list[Any]:
     """Card HTML -> the slate grid's HTML (one output)."""
     return [render_slate(cards)]
-
-
-def _typed(evt: gr.EventData) -> tuple[object, object]:
-    """(the text in a dropdown's box, the key released) of a key_up event; (None, None) without event data."""
-    data = evt._data if isinstance(getattr(evt, "_data", None), dict) else {}
-    return data.get("input_value"), data.get("key")
 
 
 def build_demo(svc: Services) -> gr.Blocks:
@@ -165,12 +177,14 @@ def build_demo(svc: Services) -> gr.Blocks:
                                     filterable=True, label="User id", elem_id="vt-user",
                                     info="type an id and press Enter, or pick a suggestion",
                                 )
+                                user_typed = _twin("vt-user")
                             with gr.Tab("New user", id="new"):
                                 picks = gr.Dropdown(
                                     choices=svc.catalog.popular_items(), value=[], multiselect=True, filterable=True,
                                     label="Pick at least 3 items you like", elem_id="vt-picks",
                                     info="type a title: matches appear as you type",
                                 )
+                                picks_typed = _twin("vt-picks")
                                 picks_meaning = gr.Textbox(
                                     label="...or describe what you like", max_lines=1, elem_id="vt-picks-meaning",
                                     placeholder="e.g. a warm wool coat for winter", visible=meaning_ok,
@@ -202,6 +216,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                     create_item = gr.Dropdown(choices=svc.catalog.popular_items(), value=None, filterable=True,
                                               label="Item", elem_id="vt-create-item", scale=3,
                                               info="type a title: matches appear as you type")
+                    create_typed = _twin("vt-create-item")
                     create_meaning = gr.Textbox(label="...or describe it", max_lines=1, elem_id="vt-create-meaning",
                                                 placeholder="e.g. a warm wool coat for winter", visible=meaning_ok,
                                                 scale=2, info="Enter: the closest items by meaning")
@@ -292,23 +307,23 @@ def build_demo(svc: Services) -> gr.Blocks:
         def chain_fill(event):
             return event.then(do_fill, [visitor], fill_outputs, show_progress="hidden", **gen, **private)
 
+        # searches as a person types: the picker's hidden twin gets the typed text (see HEAD) and its change event
+        # (at most one running per page, then the latest text) refreshes the picker's choices
         quiet = {"show_progress": "hidden", "trigger_mode": "always_last"}
 
-        def do_suggest_users(evt: gr.EventData):
-            typed, key = _typed(evt)
-            return gr.skip() if key in NAV_KEYS else h.suggest_users(svc, typed)
+        def do_suggest_users(typed):
+            return h.suggest_users(svc, typed)
 
-        def do_search_titles(chosen, evt: gr.EventData):
-            typed, key = _typed(evt)
-            return gr.skip() if key in NAV_KEYS else h.search_items(svc, typed, chosen, "title")
+        def do_search_titles(typed, chosen):
+            return h.search_items(svc, typed, chosen, "title")
 
         def do_search_meaning(query, chosen):
             return h.search_items(svc, query, chosen, "meaning")
 
-        user_dd.key_up(do_suggest_users, None, user_dd, **quiet, **fast, **private)
-        for picker, describe, focus in ((picks, picks_meaning, FOCUS_PICKS),
-                                        (create_item, create_meaning, FOCUS_CREATE_ITEM)):
-            picker.key_up(do_search_titles, [picker], picker, **quiet, **fast, **private)
+        user_typed.change(do_suggest_users, [user_typed], user_dd, **quiet, **fast, **private)
+        for picker, typed, describe, focus in ((picks, picks_typed, picks_meaning, FOCUS_PICKS),
+                                               (create_item, create_typed, create_meaning, FOCUS_CREATE_ITEM)):
+            typed.change(do_search_titles, [typed, picker], picker, **quiet, **fast, **private)
             describe.submit(do_search_meaning, [describe, picker], picker, **fast, **private).success(
                 None, None, None, js=focus)
 
