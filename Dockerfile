@@ -1,6 +1,6 @@
 # Vitrine in one container: the Gradio app at `/` and the Streamlit dashboard at `/dashboard/` behind ONE public
-# port, served by nginx (deploy/nginx.conf.template) with the three processes run by honcho (deploy/Procfile,
-# launched by scripts/serve_all.py). A Hugging Face Docker Space (README: `sdk: docker`, `app_port: 7860`), or
+# port, served by nginx (deploy/nginx.conf.template) with the three processes run by honcho, and a health watchdog
+# (deploy/Procfile, launched by scripts/serve_all.py). A Hugging Face Docker Space (README: `sdk: docker`, `app_port: 7860`), or
 # any container host:
 #
 #   make image                      # podman (or docker when its daemon answers); see the Makefile
@@ -92,7 +92,7 @@ HEALTHCHECK --interval=30s --timeout=25s --start-period=300s --retries=3 \
     CMD python scripts/healthcheck.py --timeout 10 --url "http://127.0.0.1:${PORT:-7860}/" \
         --dashboard "http://127.0.0.1:${PORT:-7860}/dashboard/_stcore/health"
 
-# serve_all renders nginx's config for $PORT and runs nginx, `python -m app` and the dashboard under honcho; it
-# exits (so the platform restarts the container) when any of them dies.
+# serve_all renders nginx's config for $PORT and runs nginx, `python -m app`, the dashboard and the health watchdog
+# under honcho; it exits (so the platform restarts the container) when any of them dies or the app's queue stops.
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "scripts/serve_all.py"]

@@ -26,7 +26,7 @@ from annotation.models import (
     User,
 )
 
-__all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "impression_shows", "visitor_feedback", "table_counts",
+__all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "impression_shows", "visitor_feedback", "item_count", "table_counts",
            "STATE_KINDS", "latest_assets", "shown_assets", "recorded_asset_ids", "asset_uses", "untouched_pairs", "paired_items", "picked_prompts",
            "COUNTED_TABLES"]
 
@@ -94,6 +94,11 @@ def latest_feedback_on(session: Session, user_id: str, impression_id: int, item_
         .order_by(FeedbackEvent.id.desc()).limit(1)
     ).first()
     return (str(row[0]), str(row[1])) if row is not None else None
+
+
+def item_count(session: Session) -> int:
+    """How many items the store holds."""
+    return int(session.scalar(select(func.count()).select_from(m.Item)) or 0)
 
 
 def table_counts(session: Session) -> dict[str, int]:

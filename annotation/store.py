@@ -32,13 +32,15 @@ from sqlalchemy.orm import Session, selectinload
 
 from annotation import _validate as v
 from annotation.errors import (
-    EventConflictError,
     InvalidInputError,
     UnknownAnnotatorError,
     UnknownImpressionError,
     UnknownItemError,
     UnknownUserError,
 )
+from annotation.ingest import FEEDBACK_COLUMNS as _FEEDBACK_COLUMNS
+from annotation.ingest import check_replay as _check_replay
+from annotation.ingest import insert_feedback, missing_references
 from annotation.frames import (
     feedback_counts,
     model_feedback_rates,
@@ -188,13 +190,6 @@ def _require_annotator(session: Session, annotator_id: Any) -> Annotator:
     return annotator
 
 
-def _check_replay(kind: str, event_id: str, stored: Mapping[str, Any], sent: Mapping[str, Any]) -> None:
-    diff = {k: (stored[k], sent[k]) for k in sent if stored[k] != sent[k]}
-    if diff:
-        shown = ", ".join(f"{k}: stored {a!r}, sent {b!r}" for k, (a, b) in diff.items())
-        raise EventConflictError(f"event_id {event_id} is already stored as a different {kind} ({shown})")
-
-
 # --------------------------------------------------------------------------------------------------------------
 # people and the catalog
 
@@ -237,13 +232,11 @@ def sync_items(session: Session, items) -> int:
         dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise InvalidInputError(f"items.item_id must be unique, got duplicates {dupes}")
     insert = _dialect_insert(session)
-    for chunk in _chunks(rows, 200):
-        statement = insert(Item).values(chunk)
-        statement = statement.on_conflict_do_update(
-            index_elements=["item_id"],
-            set_={c: statement.excluded[c] for c in ("title", "year", "genres", "synced_at")},
-        )
-        session.execute(statement)
+    statement = insert(Item)
+    statement = statement.on_conflict_do_update(
+        index_elements=["item_id"], set_={c: statement.excluded[c] for c in ("title", "year", "genres", "synced_at")})
+    for chunk in _chunks(rows, 10_000):  # executemany: the driver batches the rows (a million items in seconds)
+        session.execute(statement, chunk)
     session.expire_all()
     return len(rows)
 
@@ -465,16 +458,6 @@ def _resolve_impressions(session: Session, rows: list[dict[str, Any]]) -> None:
         row["position"], row["model"] = slate[(pk, row["item_id"])]
 
 
-# The feedback columns written by both paths, and the SQLite batch upsert (see record_feedback_batch).
-_FEEDBACK_COLUMNS = ("event_id", "user_id", "item_id", "impression_id", "kind", "value", "created_at", "model",
-                     "position")
-_SQLITE_INSERT_FEEDBACK = (
-    f"INSERT INTO feedback_events ({', '.join(_FEEDBACK_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _FEEDBACK_COLUMNS)}) ON CONFLICT (event_id) DO NOTHING"
-)
-_SQLITE_DATETIME = FeedbackEvent.__table__.c.created_at.type
-
-
 @functools.lru_cache(maxsize=4)
 def _feedback_statements(dialect: str):
     """The statements of the feedback hot paths, built once per dialect (immutable constructs)."""
@@ -498,11 +481,7 @@ def _feedback_statements(dialect: str):
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(FeedbackEvent)
     )
-    insert_many = (
-        insert(FeedbackEvent.__table__).on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(FeedbackEvent.__table__.c.id)
-    )
-    return check, insert_returning, insert_many
+    return check, insert_returning
 
 
 def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind: str,
@@ -523,7 +502,7 @@ def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind
     if imp is not None:
         imp = v.integer(imp, "impression_id", 1, _MAX_INT)
     # One round trip answers everything the hot path needs: stored already? user, item, slate known?
-    check, insert_returning, _ = _feedback_statements(session.get_bind().dialect.name)
+    check, insert_returning = _feedback_statements(session.get_bind().dialect.name)
     stored_id, user_ok, item_ok, shown_to, position, credited = session.execute(
         check, {"event_id": row["event_id"], "user_id": row["user_id"], "item_id": row["item_id"], "imp": imp}
     ).one()
@@ -553,7 +532,8 @@ def record_feedback(session: Session, event_id, user_id: str, item_id: str, kind
 
 
 def record_feedback_batch(session: Session, events: Iterable[Mapping[str, Any]]) -> int:
-    """Record many feedback events in one statement per 500 rows; returns how many were new.
+    """Record many feedback events at once (annotation.ingest: one statement on PostgreSQL, one executemany on
+    SQLite); returns how many were new.
 
     Each event is a dict with the keyword arguments of `record_feedback` (event_id, user_id, item_id, kind,
     and optionally impression_id, value, at). The whole batch is validated before anything is written; events
@@ -579,38 +559,20 @@ def record_feedback_batch(session: Session, events: Iterable[Mapping[str, Any]])
             _check_replay("feedback event (twice in this batch)", row["event_id"], {k: seen[k] for k in keys},
                           {k: row[k] for k in keys})
     rows = list(unique.values())
-    users = {row["user_id"] for row in rows}
-    missing_users = users - _existing(session, User.user_id, users)
+    connection = session.connection()
+    # One round trip for both look-ups on PostgreSQL (annotation.ingest)
+    missing_users, missing_items = missing_references(connection, {row["user_id"] for row in rows},
+                                                      {row["item_id"] for row in rows})
     if missing_users:
         raise UnknownUserError(f"user_id must be a known user (store.ensure_user); unknown: {sorted(missing_users)[:5]}")
-    _require_items(session, [row["item_id"] for row in rows])
+    if missing_items:
+        raise UnknownItemError(f"item_id must be in the item catalog (store.sync_items); {len(missing_items)} unknown, "
+                               f"e.g. {sorted(missing_items)[:5]}")
     _resolve_impressions(session, rows)
-    stored = {}
-    for chunk in _chunks([row["event_id"] for row in rows]):
-        for found in session.execute(select(FeedbackEvent.event_id, *(getattr(FeedbackEvent, k) for k in keys))
-                                     .where(FeedbackEvent.event_id.in_(chunk))):
-            stored[found[0]] = dict(zip(keys, found[1:]))
-    for row in rows:
-        if row["event_id"] in stored:
-            _check_replay("feedback event", row["event_id"], stored[row["event_id"]], {k: row[k] for k in keys})
     now = utcnow()
-    new_rows = [{"model": None, "position": None, **row, "created_at": row["created_at"] or now}
-                for row in rows if row["event_id"] not in stored]
-    if not new_rows:
-        return 0
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        # The DB-API's own executemany (a C loop) of one upsert; its rowcount sums the rows actually inserted
-        # (a concurrent writer may have stored some events meanwhile). Datetimes go through the column type's
-        # own bind processor, so rows are stored exactly as the ORM stores them.
-        to_db = _SQLITE_DATETIME.dialect_impl(connection.dialect).bind_processor(connection.dialect)
-        params = [tuple(to_db(row[c]) if c == "created_at" else row[c] for c in _FEEDBACK_COLUMNS)
-                  for row in new_rows]
-        return connection.exec_driver_sql(_SQLITE_INSERT_FEEDBACK, params).rowcount
-    # executemany of one cached statement (SQLAlchemy batches it into multi-row INSERTs with RETURNING);
-    # the RETURNING rows count what was inserted: a concurrent writer may have stored some events meanwhile.
-    statement = _feedback_statements(connection.dialect.name)[2]
-    return len(connection.execute(statement, new_rows).all())
+    rows = [{"model": None, "position": None, **row, "created_at": row["created_at"] or now} for row in rows]
+    # annotation.ingest: exactly once through ON CONFLICT on both engines; PostgreSQL in one statement per batch
+    return insert_feedback(connection, rows)
 
 
 # --------------------------------------------------------------------------------------------------------------

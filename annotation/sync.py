@@ -6,8 +6,9 @@
     restore(Session, "file:///mnt/sink")               # at start, on an empty database (`annotation.restore`)
 
 The URL is anything fsspec opens: a plain path or `file:///path`, `hf://datasets/ORG/NAME[/dir]`
-(huggingface_hub's HfFileSystem: each sync is one commit, so sync every few minutes there), `s3://bucket/dir`
-(when s3fs is installed), `memory://dir` (tests). Layout: one folder per table, one shard per table per sync
+(huggingface_hub's HfFileSystem: each sync is one commit, so sync every few minutes there),
+`hf://buckets/ORG/NAME[/dir]` (a Hub Storage Bucket through the same HfFileSystem: one upload per shard, no
+commits), `s3://bucket/dir` (when s3fs is installed), `memory://dir` (tests). Layout: one folder per table, one shard per table per sync
 that had new rows, named so that their names sort in write order:
 
     <url>/feedback/20261129T153012.123456Z-000007-1a2b3c4d.parquet
@@ -159,18 +160,21 @@ def _shard(table: str, rows: list[dict[str, Any]], seq: int) -> tuple[str, bytes
     return f"{table}/{stamp}-{seq:06d}-{uuid.uuid4().hex[:8]}.parquet", buf.getvalue()
 
 
-def _is_hub(fs) -> bool:
+def _is_hub_repo(fs, root: str) -> bool:
+    """A Hub repository (a dataset repo: written by commits). A Storage Bucket (`buckets/...`, the same
+    HfFileSystem) is an object store: written one object per shard, like s3://."""
     try:
         from huggingface_hub import HfFileSystem
     except ImportError:  # pragma: no cover - huggingface_hub is a requirement
         return False
-    return isinstance(fs, HfFileSystem)
+    return isinstance(fs, HfFileSystem) and not root.startswith("buckets/")
 
 
 def _put_shards(fs, root: str, shards: list[tuple[str, bytes]]) -> list[str]:
     """Write the shards; returns their full names. Each appears whole or not at all: a local file is written
-    under a temporary name, synced and renamed; on the Hub the whole sync is one commit (the Hub limits
-    commits per hour, and a commit is atomic); elsewhere each shard is one object."""
+    under a temporary name, synced and renamed; in a Hub repository the whole sync is one commit (the Hub limits
+    commits per hour, and a commit is atomic); elsewhere (object stores, Hub Storage Buckets) each shard is one
+    object."""
     names = [f"{root}/{path}" for path, _ in shards]
     if not shards:
         return names
@@ -186,7 +190,7 @@ def _put_shards(fs, root: str, shards: list[tuple[str, bytes]]) -> list[str]:
                 f.flush()
                 os.fsync(f.fileno())
             fs.mv(tmp, final)  # a rename: the shard appears whole or not at all
-    elif _is_hub(fs):
+    elif _is_hub_repo(fs, root):
         from huggingface_hub import CommitOperationAdd
 
         try:

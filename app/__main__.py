@@ -49,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args, settings, runner, started: float, log) -> int:
     from app.serving.services import build_services
+    from recommenders.errors import ModelFitError
 
-    svc = build_services(settings, say=log.info)
+    try:
+        svc = build_services(settings, say=log.info)
+    except ModelFitError as exc:  # e.g. VITRINE_MODEL names a model too large for this catalogue on this machine
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if runner is not None:
         svc.durability = runner.status_rows  # the Status tab shows the last sync time and the lag
     if args.check:

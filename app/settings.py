@@ -92,6 +92,21 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _public_url(env: Mapping[str, str]) -> str | None:
+    """VITRINE_PUBLIC_URL (an http(s) URL without query or fragment), else https://$SPACE_HOST on a Space, else None."""
+    from urllib.parse import urlsplit
+
+    raw = (env.get("VITRINE_PUBLIC_URL") or "").strip()
+    if not raw:
+        host = (env.get("SPACE_HOST") or "").strip()
+        return f"https://{host}" if env.get("SPACE_ID") and host else None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or any(
+            c in raw for c in " \t\n\"'<>"):
+        raise ValueError(f"VITRINE_PUBLIC_URL must be an http(s) URL such as https://vitrine.example.org, got {raw!r}")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path  # datasets, feature cache, trained models, generated assets, the SQLite DB
@@ -135,6 +150,8 @@ class Settings:
     rate_join: str = "240/minute"  # events one client may put in Gradio's queue (every click is one or two)
     queue_max: int = 256  # events waiting in Gradio's queue in all (503 "Queue is full" above)
     queue_per_client: int = 16  # events of one client waiting in the queue at once (429 above)
+    public_url: str | None = None  # the address visitors use (VITRINE_PUBLIC_URL; on a Space https://$SPACE_HOST): the
+    # app's root URL, instead of one built from the request's Host header (which a client chooses)
     trust_proxy: bool = False  # VITRINE_TRUST_PROXY=1 behind the one-port proxy: clients are told apart by the
     # address the proxy appends to X-Forwarded-For (never set it without such a proxy: clients could pick their key)
     oauth_enabled: bool = False  # Spaces sets OAUTH_CLIENT_ID when the README front matter has `hf_oauth: true`
@@ -146,6 +163,8 @@ class Settings:
     sync_every: int = 30  # seconds between syncs to the sink: the most a crash can lose
     blob_url: str | None = None  # where generated covers live (fsspec URL or path); None = <data_dir>/blobs
     asset_quota_mb: float = 2048.0  # generated files the blob store may hold here (MiB; ~13k model covers); 0 = none
+    memory_mb: float = 0.0  # memory model fits may plan to use (VITRINE_MEMORY_MB); 0 = 75% of what the machine has free
+    data_dir_fs: str | None = None  # the data dir's filesystem when it is remote (nfs, fuse.*: a bucket volume, ...)
 
     @property
     def db_is_sqlite(self) -> bool:
@@ -173,6 +192,11 @@ class Settings:
     def asset_quota_bytes(self) -> int | None:
         """The asset quota in bytes (VITRINE_ASSET_QUOTA_MB), None when off (0)."""
         return int(self.asset_quota_mb * (1 << 20)) if self.asset_quota_mb > 0 else None
+
+    @property
+    def memory_budget(self) -> int | None:
+        """Bytes a model fit may plan to use (VITRINE_MEMORY_MB), None: what the machine reports at the time."""
+        return int(self.memory_mb * (1 << 20)) if self.memory_mb > 0 else None
 
     @property
     def blob_is_local(self) -> bool:
@@ -207,28 +231,92 @@ def password_matches(given: object, expected: str) -> bool:
     return hmac.compare_digest(given_bytes, expected.encode("utf-8"))
 
 
+# Filesystems whose files live on another machine: network filesystems, and FUSE filesystems (a Hugging Face Storage
+# Bucket attached to a Space as a volume or mounted with hf-mount, s3fs, gcsfuse, rclone, sshfs, ...) except the
+# FUSE filesystems known to be local. SQLite's locks and write-ahead log are not safe on any of them.
+REMOTE_FS_TYPES = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "ceph", "glusterfs", "lustre",
+                             "gpfs", "beegfs", "orangefs", "davfs", "s3fs", "fuse"})
+LOCAL_FUSE_TYPES = frozenset({"fuse.fuse-overlayfs", "fuse.lxcfs", "fuse.squashfuse", "fuse.portal"})
+MOUNTS_FILE = Path("/proc/mounts")
+
+
+def _unescape_mount_field(field: str) -> str:
+    """/proc/mounts writes space, tab, newline and backslash in paths as octal escapes (\\040 ...)."""
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_of(path: Path | str, mounts: str) -> tuple[str, str] | None:
+    """(mount point, filesystem type) of the mount that holds `path` (absolute), read from `mounts` (the text of
+    /proc/mounts: "device mount-point fstype options dump pass" per line): the longest mount point that is `path`
+    or one of its parents; later lines win (a mount over a mount). None when no line covers it."""
+    target = Path(path).as_posix()
+    best: tuple[str, str] | None = None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point, fstype = _unescape_mount_field(fields[1]), fields[2]
+        covers = target == point or target.startswith(point.rstrip("/") + "/")
+        if covers and (best is None or len(point) >= len(best[0])):
+            best = (point, fstype)
+    return best
+
+
+def remote_storage(path: Path | str, mounts: str) -> str | None:
+    """The filesystem type holding `path` when its files live elsewhere (REMOTE_FS_TYPES, `nfs*`, or any FUSE
+    filesystem but LOCAL_FUSE_TYPES: an object-storage bucket mounted as a volume is one), else None."""
+    found = mount_of(path, mounts)
+    if found is None:
+        return None
+    fstype = found[1]
+    if fstype in REMOTE_FS_TYPES or fstype.startswith("nfs") or (fstype.startswith("fuse.")
+                                                                   and fstype not in LOCAL_FUSE_TYPES):
+        return fstype
+    return None
+
+
+def _read_mounts() -> str:
+    try:
+        return MOUNTS_FILE.read_text()
+    except OSError:  # not Linux, or no /proc: every path counts as local
+        return ""
+
+
 def writable_dir(path: Path) -> bool:
     """True when `path` is a directory this process may create files in."""
     return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
-def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("/data")) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("/data"),
+                  mounts: str | None = None) -> Settings:
     """Read every setting from `env` (default: `os.environ`), validating as it goes.
 
-    On a Space (SPACE_ID set) with persistent storage (`data_root`, /data, writable): the data dir is
-    `<data_root>/vitrine` and, unless VITRINE_SYNC_URL or DATABASE_URL say otherwise, the live SQLite file stays on
-    the Space's local disk (a storage mount is no place for a database with a WAL and locks) while committed
-    records are synced as Parquet shards to `<data_root>/vitrine/events`, from which an empty database is rebuilt
-    at start.
+    On a Space (SPACE_ID set) with storage mounted at `data_root` (/data, writable: a Storage Bucket attached as a
+    volume) the data dir is `<data_root>/vitrine`. Whenever the data dir is on such storage, or on any network or
+    FUSE filesystem (`remote_storage` of `mounts`, the text of /proc/mounts, read when None), the live SQLite file
+    stays on this machine's local disk (object storage and network filesystems are no place for a database with a
+    WAL and locks) and, unless VITRINE_SYNC_URL or DATABASE_URL say otherwise, committed records are synced as
+    Parquet shards to `<data_dir>/events`, from which an empty database is rebuilt at start.
     """
     env = os.environ if env is None else env
+    mounts = _read_mounts() if mounts is None else mounts
     space_id = env.get("SPACE_ID") or None
     persistent = space_id is not None and not env.get("VITRINE_DATA_DIR") and writable_dir(Path(data_root))
     default_dir = Path(data_root) / "vitrine" if persistent else REPO_ROOT / ".vitrine"
     data_dir = Path(env.get("VITRINE_DATA_DIR") or default_dir).expanduser().resolve()
-    db_dir = REPO_ROOT / ".vitrine" if persistent else data_dir
+    data_dir_fs = remote_storage(data_dir, mounts)
+    keep_db_local = persistent or data_dir_fs is not None
+    db_dir = data_dir
+    if keep_db_local:
+        db_dir = REPO_ROOT / ".vitrine"
+        if remote_storage(db_dir, mounts) is not None:  # the checkout is on the network too: the temp dir then
+            import tempfile
+
+            db_dir = Path(tempfile.gettempdir()) / "vitrine"
     sync_url = (env.get("VITRINE_SYNC_URL") or "").strip() or None
-    if sync_url is None and persistent and not env.get("DATABASE_URL"):
+    if sync_url is None and keep_db_local and not env.get("DATABASE_URL"):
         sync_url = str(data_dir / "events")
     port_raw = env.get("GRADIO_SERVER_PORT") or env.get("PORT")
     port = _int({"PORT": port_raw} if port_raw else {}, "PORT", 7860, 1, 65535)
@@ -276,6 +364,7 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         rate_join=_rate(env, "VITRINE_RATE_JOIN", Settings.rate_join),
         queue_max=_int(env, "VITRINE_QUEUE_MAX", Settings.queue_max, 1, 1900),  # under Gradio's 2,000 sessions
         queue_per_client=_int(env, "VITRINE_QUEUE_PER_CLIENT", Settings.queue_per_client, 1, 1900),
+        public_url=_public_url(env),
         trust_proxy=_flag(env, "VITRINE_TRUST_PROXY", False),
         oauth_enabled=bool(env.get("OAUTH_CLIENT_ID")),
         best_of_n=_int(env, "VITRINE_BEST_OF_N", 0, 0, 16),
@@ -286,4 +375,6 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         sync_every=_int(env, "VITRINE_SYNC_EVERY", 30, 1, 86_400),
         blob_url=(env.get("VITRINE_BLOB_URL") or "").strip() or None,
         asset_quota_mb=_float(env, "VITRINE_ASSET_QUOTA_MB", Settings.asset_quota_mb, 0.0, 1e9),
+        memory_mb=_float(env, "VITRINE_MEMORY_MB", 0.0, 0.0, 1e9),
+        data_dir_fs=data_dir_fs,
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 _SIZE = re.compile(r"^[1-9][0-9]{0,9}[kKmMgG]?$")  # nginx size syntax: bytes, or k/m/g
+_SOURCE = re.compile(r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")  # a CSP source we allow
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -39,6 +40,7 @@ class RunConfig:
     join_rate: str = "5r/s"  # joins of Gradio's queue one client may make (nginx limit_req rate: r/s or r/m)
     join_burst: int = 30  # ... of which this many at once (a page load and a few clicks)
     conn_per_client: int = 64  # requests one client may have open at once (nginx limit_conn)
+    frame_ancestors: str = "'self'"  # who may frame the pages (CSP); a Space: "'self' https://huggingface.co"
 
     def __post_init__(self) -> None:
         for name in ("port", "app_port", "dashboard_port"):
@@ -60,6 +62,10 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
                 raise ValueError(f"{name} must be an integer between 1 and 100000, got {value!r}")
+        if not all(_SOURCE.match(part) for part in str(self.frame_ancestors).split()) or not str(
+                self.frame_ancestors).strip():
+            raise ValueError("frame_ancestors must be CSP sources such as 'self', 'none' or https://huggingface.co, "
+                             f"got {self.frame_ancestors!r}")
         if self.trusted_proxy is not None:
             try:
                 ipaddress.ip_network(self.trusted_proxy)
@@ -76,6 +82,10 @@ def render(config: RunConfig, run_dir: Path, template: str | None = None) -> str
         "DASHBOARD_PORT": str(config.dashboard_port), "MAX_BODY": str(config.max_body),
         "PUBLIC_SCHEME": config.public_scheme, "RUN_DIR": str(run_dir), "JOIN_RATE": config.join_rate,
         "JOIN_BURST": str(config.join_burst), "CONN_PER_CLIENT": str(config.conn_per_client),
+        "FRAME_ANCESTORS": config.frame_ancestors,
+        # X-Frame-Options cannot name another site: sent only when no other site may frame the pages
+        "FRAME_OPTIONS": ("add_header X-Frame-Options SAMEORIGIN always;"
+                          if config.frame_ancestors in ("'self'", "'none'") else ""),
         "REAL_IP": (f"set_real_ip_from {ipaddress.ip_network(config.trusted_proxy)};\n"
                     "    real_ip_header X-Forwarded-For;" if config.trusted_proxy else ""),
     }

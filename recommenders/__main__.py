@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--image-model", default=None, help="CLIP dir or cached hub id, for datasets with images")
         p.add_argument("--quiet", action="store_true",
                        help="no epoch progress bar on stderr (the JSON on stdout is the same either way)")
+        p.add_argument("--memory-budget", type=_bytes, default=None, metavar="SIZE",
+                       help="memory the fit may use, e.g. 4GB or 500MB (default: what this machine can give now); "
+                            "a model too large for the catalogue is refused before it allocates")
 
     ev = sub.add_parser("evaluate", help="fit on a split's train part, report valid/test metrics at 10 and 20")
     common(ev)
@@ -101,6 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     syn.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
+
+
+def _bytes(text: str) -> int:
+    """'4GB', '500 MB', '1.5e9' -> bytes (decimal units)."""
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("kmgtb")
+    unit = raw[len(number):]
+    try:
+        value = float(number) * units[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 4GB, 500MB or 1e9, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return int(value)
 
 
 def synth(args: argparse.Namespace) -> dict:
@@ -168,7 +186,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     if "seed" in model.params and "seed" not in params:
         model.params["seed"] = args.seed
     t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(split.train, dataset.item_ids, features, valid=split.valid, progress=not args.quiet)
+    model.fit(split.train, dataset.item_ids, features, valid=split.valid, progress=not args.quiet,
+              memory_budget=args.memory_budget)
     fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     result = evaluate_model(model, split, embeddings=features["text"])
@@ -204,7 +223,7 @@ def train(args: argparse.Namespace) -> dict:
     dataset = _load(args)
     features = _features(args, dataset) if args.model in FEATURE_MODELS else None
     model = train_model(dataset, args.model, features=features, seed=args.seed, progress=not args.quiet,
-                        **_params(args.param))
+                        memory_budget=args.memory_budget, **_params(args.param))
     model.save(args.out)
     return {"dataset": dataset.name, "model": args.model, "out": str(args.out), "params": model.params,
             "fit_seconds": model.fit_seconds, "users": len(model.user_ids), "items": len(model.item_ids)}

@@ -9,7 +9,7 @@ steps and re-saves every content model found in `--models-dir`.
 
 What ranks a new item at once, and what waits:
 
-- `ease-text`: refitted in closed form over the grown catalogue on the model's own interactions (its
+- `ease-text`, `sparse-ease-text`: refitted in closed form over the grown catalogue on the model's own interactions (its
   positives and dislikes), the new items' columns empty: they are scored through their text alone. Exact:
   the same as fitting `ease-text` on those interactions with the new items in the catalogue.
 - `text`, `vbpr` (factor models over content): a new item's vector and bias come from a least-squares map
@@ -34,7 +34,7 @@ import pandas as pd
 from recommenders.data import Dataset, _find_table, load_dataset, read_items
 from recommenders.errors import DatasetError, ModelFitError
 
-CONTENT_MODELS = ("ease-text", "text", "vbpr")  # extend_model ranks new items for these at once
+CONTENT_MODELS = ("ease-text", "sparse-ease-text", "text", "vbpr")  # extend_model ranks new items for these at once
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -230,8 +230,8 @@ def extend_model(model: Any, item_ids: Sequence[str], features: Mapping[str, np.
                             f"at the next retrain (content models that rank them at once: {list(CONTENT_MODELS)})")
     if not new_ids:
         return model
-    if model.name == "ease-text":
-        return create_model("ease-text", **model.params).fit(_interactions_of(model), item_ids, features)
+    if model.name in ("ease-text", "sparse-ease-text"):
+        return create_model(model.name, **model.params).fit(_interactions_of(model), item_ids, features)
 
     from recommenders.models.vbpr import content_matrix
 
@@ -244,8 +244,7 @@ def extend_model(model: Any, item_ids: Sequence[str], features: Mapping[str, np.
     targets = np.concatenate([model.V, model.b[:, None]], axis=1)  # (n_old, k + 1)
     mapping, *_ = np.linalg.lstsq(content[:n_old], targets, rcond=None)  # (d, k + 1), minimum-norm
     grown = content[n_old:] @ mapping
-    model.V = np.ascontiguousarray(np.concatenate([model.V, grown[:, :-1]]))
-    model.b = np.concatenate([model.b, grown[:, -1]])
+    model._set_factors(model.U, np.concatenate([model.V, grown[:, :-1]]), np.concatenate([model.b, grown[:, -1]]))
     _grow_catalogue(model, new_ids)
     return model
 

@@ -32,3 +32,8 @@ class ModelFitError(RecommendersError, ValueError):
 
 class NotFittedError(RecommendersError, ValueError):
     """A model was asked to score before `fit` (or `load`)."""
+
+
+class ModelTooLargeError(ModelFitError):
+    """A model would need more memory than this machine can give for this catalogue; refused before it
+    allocates anything big. The message names the need, what the machine has, and what to use instead."""

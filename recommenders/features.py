@@ -60,7 +60,14 @@ def _images_hash(dataset: Dataset) -> str:
 def _cached(path: Path, compute) -> np.ndarray:
     if path.is_file():
         return np.load(path, allow_pickle=False)
-    array = np.ascontiguousarray(compute(), dtype=np.float32)
+    return save_features(path, compute())
+
+
+def save_features(path: Path, array: np.ndarray) -> np.ndarray:
+    """Write a feature matrix to the cache file `path` (float32; a temporary name, then renamed, so a reader
+    never sees half a file); returns the array as stored. For features computed elsewhere (a Ray job)."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, array, allow_pickle=False)
@@ -84,19 +91,26 @@ def resolve_text_model(text_model: str | None) -> str:
 _PROGRESS_STEP = 2048  # texts per progress line of a long encode
 
 
-def encode_texts(texts: list[str], text_model: str | None = None, batch_size: int = 64, say=None,
-                 step: int = _PROGRESS_STEP) -> np.ndarray:
-    """L2-normalised sentence embeddings (len(texts), d) from a local sentence-transformers model.
-
-    `say`: a progress line every `step` texts (encoding 25k texts takes minutes on one core)."""
-    import time
-
+def load_text_encoder(text_model: str | None = None, device: str = "cpu"):
+    """The sentence-transformers model of `text_model` (a local directory; None: the packaged MiniLM), loaded once
+    to encode many batches with `encode_texts(..., encoder=...)`."""
     from sentence_transformers import SentenceTransformer
 
     path = resolve_text_model(text_model)
     if not Path(path).exists():
         raise FileNotFoundError(f"text_model: expected a local sentence-transformers directory, got {path!r}")
-    model = SentenceTransformer(path, device="cpu")
+    return SentenceTransformer(path, device=device)
+
+
+def encode_texts(texts: list[str], text_model: str | None = None, batch_size: int = 64, say=None,
+                 step: int = _PROGRESS_STEP, encoder=None) -> np.ndarray:
+    """L2-normalised sentence embeddings (len(texts), d) from a local sentence-transformers model (`encoder`, from
+    `load_text_encoder`, or loaded from `text_model` for this call).
+
+    `say`: a progress line every `step` texts (encoding 25k texts takes minutes on one core)."""
+    import time
+
+    model = encoder if encoder is not None else load_text_encoder(text_model)
     texts = list(texts)
     if say is None or len(texts) <= step:
         emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,

@@ -74,11 +74,14 @@ def train_model(
     extra_interactions: pd.DataFrame | None = None,
     seed: int = 2020,
     progress: bool = False,
+    memory_budget: int | None = None,
     **params: Any,
 ):
     """A model fitted on all of `dataset` (+ `extra_interactions`), ready to serve and `save`.
 
-    `progress=True` shows the epoch bar of iterative models on stderr (both the probe and the final fit)."""
+    `progress=True` shows the epoch bar of iterative models on stderr (both the probe and the final fit).
+    `memory_budget` (bytes; default what the machine can give) is checked by each fit before it allocates:
+    a model too large for the catalogue raises ModelTooLargeError (see recommenders/sizing.py)."""
     cls = model_class(name)
     if name in FEATURE_MODELS and not features:
         raise ModelFitError(f"features: model {name!r} needs item features; pass "
@@ -89,10 +92,10 @@ def train_model(
     if cls.iterative and "epochs" not in params:
         split = random_split(data, seed=seed, ratios=(0.9, 0.1, 0.0))
         probe = create_model(name, **params).fit(
-            split.train, dataset.item_ids, features, valid=split.valid[split.valid["weight"] > 0], progress=progress
-        )
+            split.train, dataset.item_ids, features, valid=split.valid[split.valid["weight"] > 0], progress=progress,
+            memory_budget=memory_budget)
         after = probe.params_after_probe() if hasattr(probe, "params_after_probe") else {
             "epochs": best_epoch(probe.history)}
         params = {**params, **after}
     model = create_model(name, **params)
-    return model.fit(data, dataset.item_ids, features, progress=progress)
+    return model.fit(data, dataset.item_ids, features, progress=progress, memory_budget=memory_budget)

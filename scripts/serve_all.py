@@ -76,6 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--conn-per-client", type=int, default=int(env.get("VITRINE_FRONT_CONN_PER_CLIENT") or 64),
                         help="requests one client may have open at once (default 64, or "
                              "$VITRINE_FRONT_CONN_PER_CLIENT); 429 above")
+    parser.add_argument("--frame-ancestors",
+                        default=env.get("VITRINE_FRAME_ANCESTORS")
+                        or ("'self' https://huggingface.co" if env.get("SPACE_ID") else "'self'"),
+                        help="who may frame the pages, CSP sources (default 'self'; on a Space 'self' "
+                             "https://huggingface.co, whose page frames the app; or $VITRINE_FRAME_ANCESTORS)")
     parser.add_argument("--app-cmd", default=None,
                         help="command that serves the Gradio app (default: python -m app); it must honour "
                              "GRADIO_SERVER_NAME and GRADIO_SERVER_PORT")
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                            max_body=args.max_body, public_scheme=args.public_scheme,
                            trusted_proxy=None if args.trusted_proxy.lower() == "none" else args.trusted_proxy,
                            join_rate=args.join_rate, join_burst=args.join_burst,
-                           conn_per_client=args.conn_per_client)
+                           conn_per_client=args.conn_per_client, frame_ancestors=args.frame_ancestors)
     except ValueError as exc:
         print(f"serve_all: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 #   scripts/with_postgres.sh CMD ARGS...
 # The cluster's URL is exported as VITRINE_TEST_PG_URL (postgresql+psycopg://...). If PostgreSQL is not
 # installed (and cannot be), the command still runs without that variable and the PG tests skip loudly.
+# VITRINE_PG_OPTS adds server options, e.g. to profile: VITRINE_PG_OPTS="-c shared_preload_libraries=pg_stat_statements".
 # PostgreSQL refuses to run as root: as root the cluster is owned by and run as the `postgres` user.
 set -uo pipefail
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
@@ -21,7 +22,7 @@ fi
 "${as_pg[@]}" "$pg_bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; exit 1; }
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >/dev/null \
+  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off ${VITRINE_PG_OPTS:-}" start >/dev/null \
   || { cat "$dir/server.log" >&2; exit 1; }
 cleanup() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$dir"; }
 trap cleanup EXIT INT TERM

@@ -188,15 +188,20 @@ def page_learning(url: str, report_path: Path) -> None:
     if not table.empty:
         st.dataframe(table, hide_index=True)
     st.subheader("Simulated visitors with a known truth: treatment vs control")
+    # named relative to the data dir: the page shows no path on the server
+    shown = f"$VITRINE_DATA_DIR/{report_path.parent.name}/{report_path.name}"
     if not report_path.is_file():
-        st.info(f"No simulation report at {report_path.name}: `python -m app.simulate --rounds 5 --users 200 --retrain "
-                f"--json {report_path}` writes one.", icon="ℹ️")
+        st.info(f"No simulation report at {shown}: `python -m app.simulate --rounds 5 --users 200 --retrain "
+                f"--json {shown}` writes one.", icon="ℹ️")
         return
     try:
         report = json.loads(report_path.read_text())
         curves, ips = learning_page.curves_frame(report), learning_page.ips_frame(report)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        st.error(f"The simulation report {report_path.name} could not be read: {type(exc).__name__}: {exc}")
+    except OSError as exc:  # its message names the file's path
+        st.error(f"The simulation report {shown} could not be read: {type(exc).__name__} ({exc.strerror}).")
+        return
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        st.error(f"The simulation report {shown} could not be read: {type(exc).__name__}: {exc}")
         return
     left, right = st.columns(2)
     with left:

@@ -55,15 +55,27 @@ def year_of(row: dict[str, Any]) -> int | None:
     return None if year is None or pd.isna(year) else int(year)
 
 
+KEYPHRASE_SAMPLE = 50_000  # item texts the keyphrase IDF is counted over: every text below this, a seeded sample
+# above (a document frequency is a share: 50k texts estimate it well, and counting 1M texts took minutes)
+
+
 @dataclass(frozen=True)
 class _Snapshot:
-    """One version of the catalog's tables, built once and never changed (see the module docstring)."""
+    """One version of the catalog's tables, built once and never changed (see the module docstring).
+
+    Lean at a million items: the items stay one DataFrame (a row becomes a dict only when asked for), ids are
+    looked up through pandas indexes, and the histories are one array sorted by user, newest first, with each
+    user's slice (CSR): no per-item or per-user Python object."""
 
     dataset: "Dataset"
-    items: list[dict[str, Any]]
-    pos: dict[str, int]  # item id -> row in `items`
-    users: set[str]
-    history: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # user -> (item ids, ratings, timestamps), newest first
+    items: pd.DataFrame  # the dataset's items, positions 0..n-1
+    pos: pd.Index  # item id (str) -> row in `items`
+    users: pd.Index  # dataset user ids (str)
+    hist_users: pd.Index  # users with a history -> their slice of the arrays below
+    hist_ptr: np.ndarray  # (n_hist_users + 1,) slice bounds
+    hist_items: np.ndarray  # item ids (str objects), by user, newest first
+    hist_ratings: np.ndarray  # float
+    hist_stamps: np.ndarray  # int
     text: np.ndarray | None  # (n_items, d) text features, or None
     keyphrases: Any  # generation.profile.KeyphraseIndex over the items' text
     user_index: Any  # recommenders.lookup.IdIndex over dataset.users (rows in its order), most active first
@@ -76,31 +88,56 @@ class _Snapshot:
         from generation.profile import KeyphraseIndex
         from recommenders.lookup import IdIndex, ItemSearch, MeaningIndex, TitleIndex
 
-        items = dataset.items
-        texts = items["text"].fillna("").astype(str).tolist() if "text" in items else []
-        inter = dataset.interactions.sort_values(["user_id", "timestamp"], ascending=[True, False])
+        items = dataset.items.reset_index(drop=True)
         text = None if text_features is None else np.asarray(text_features, dtype=np.float32)
         if text is not None and text.shape[0] != len(items):
             raise ValueError(f"text_features: expected {len(items)} rows (one per item), got {text.shape}")
-        item_ids = items["item_id"].astype(str).to_numpy()
-        user_ids = dataset.users["user_id"].astype(str).to_numpy()
-        per_item = inter["item_id"].astype(str).value_counts()
-        per_user = inter["user_id"].astype(str).value_counts()
-        titles = TitleIndex(item_ids, items["title"].fillna("").astype(str).to_numpy(),
+        inter = dataset.interactions
+        users = inter["user_id"].astype(str).to_numpy(dtype=object)
+        stamps = inter["timestamp"].to_numpy() if "timestamp" in inter else np.zeros(len(inter), dtype=np.int64)
+        order = np.lexsort((-stamps.astype(np.int64), users))  # by user, newest first
+        sorted_users = users[order]
+        starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]]) if len(order) else np.array([], int)
+        texts = items["text"].fillna("").astype(str) if "text" in items else pd.Series([], dtype=str)
+        if len(texts) > KEYPHRASE_SAMPLE:
+            texts = texts.sample(KEYPHRASE_SAMPLE, random_state=0)
+        # search indexes (recommenders.lookup): titles ranked by popularity, user ids by activity
+        item_ids = items["item_id"].astype(str).to_numpy(dtype=object)
+        user_ids = dataset.users["user_id"].astype(str).to_numpy(dtype=object)
+        per_item = pd.Series(inter["item_id"].astype(str).to_numpy(dtype=object)).value_counts()
+        per_user = pd.Series(users).value_counts()
+        titles = TitleIndex(item_ids, items["title"].fillna("").astype(str).to_numpy(dtype=object),
                             popularity=per_item.reindex(item_ids).fillna(0).to_numpy())
         meaning = MeaningIndex(text, text_model, query.encode if query else None, query.model if query else None,
                                query.dim if query else None)
         return cls(
-            dataset=dataset, items=items.to_dict("records"),
-            pos={str(i): n for n, i in enumerate(items["item_id"])},
-            users=set(user_ids),
-            history={str(user): (g["item_id"].to_numpy(), g["rating"].to_numpy(float), g["timestamp"].to_numpy())
-                     for user, g in inter.groupby("user_id", sort=False)},
-            text=text, keyphrases=KeyphraseIndex(texts, domain),
+            dataset=dataset, items=items, pos=pd.Index(items["item_id"].astype(str)),
+            users=pd.Index(dataset.users["user_id"].astype(str)),
+            hist_users=pd.Index(sorted_users[starts]), hist_ptr=np.r_[starts, len(order)].astype(np.int64),
+            hist_items=inter["item_id"].astype(str).to_numpy(dtype=object)[order],
+            hist_ratings=inter["rating"].to_numpy(float)[order], hist_stamps=stamps[order],
+            text=text, keyphrases=KeyphraseIndex(texts.tolist(), domain),
             user_index=IdIndex(user_ids, activity=per_user.reindex(user_ids).fillna(0).to_numpy()),
             search=ItemSearch(titles, meaning),
             popular=per_item.index[per_item.index.isin(item_ids)][:SEARCH_HITS].astype(str).tolist(),
         )
+
+    def at(self, item_id: str) -> int | None:
+        """The row of `item_id` in `items`, or None."""
+        found = self.pos.get_indexer([item_id])[0]
+        return None if found < 0 else int(found)
+
+    def row(self, at: int) -> dict[str, Any]:
+        """The item at `at` as a dict of plain Python values (numpy scalars unboxed)."""
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.items.iloc[at].items()}
+
+    def history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item ids, ratings, timestamps) of a dataset user, newest first (empty for anyone else)."""
+        k = self.hist_users.get_indexer([user_id])[0]
+        if k < 0:
+            return _EMPTY
+        lo, hi = self.hist_ptr[k], self.hist_ptr[k + 1]
+        return self.hist_items[lo:hi], self.hist_ratings[lo:hi], self.hist_stamps[lo:hi]
 
 
 class Catalog:
@@ -145,7 +182,12 @@ class Catalog:
 
     @property
     def item_ids(self) -> list[str]:
-        return list(self._s.pos)
+        """Every item id (a list of the whole catalog: for growth and tests, never for a page)."""
+        return self._s.pos.tolist()
+
+    @property
+    def n_items(self) -> int:
+        return len(self._s.pos)
 
     @property
     def has_text_features(self) -> bool:
@@ -155,10 +197,10 @@ class Catalog:
         """The dataset row of `item_id`; `AppInputError` when it is not in the catalog."""
         item_id = checks.text("item_id", item_id, checks.ID_MAX)
         s = self._s
-        pos = s.pos.get(item_id)
-        if pos is None:
+        at = s.at(item_id)
+        if at is None:
             raise bad("item_id", f"an item of the {self.name} catalog", item_id)
-        return s.items[pos]
+        return s.row(at)
 
     def item_label(self, item_id: str) -> str:
         row = self.item(item_id)
@@ -208,13 +250,22 @@ class Catalog:
     # -- users ------------------------------------------------------------------------------------------------
     @property
     def user_ids(self) -> list[str]:
+        """Every dataset user id, shortest first (a list of all users: for tests and benches, never for a page)."""
         return sorted(self._s.users, key=lambda u: (len(u), u))
+
+    @property
+    def n_users(self) -> int:
+        return len(self._s.users)
+
+    def random_user(self, rng: Any) -> str:
+        """A dataset user drawn with `rng` (a `random.Random`), without listing them all."""
+        return str(self._s.users[rng.randrange(len(self._s.users))])
 
     def is_dataset_user(self, user_id: str) -> bool:
         return user_id in self._s.users
 
     def n_ratings(self, user_id: str) -> int:
-        return len(self._s.history.get(user_id, _EMPTY)[0])
+        return len(self._s.history(user_id)[0])
 
     def suggest_users(self, prefix: object, k: int = SEARCH_HITS) -> list[tuple[str, str]]:
         """(label, user_id) of up to k dataset users whose id starts with `prefix` (the exact id first, then the most
@@ -231,18 +282,17 @@ class Catalog:
 
     def profile_facts(self, user_id: str) -> dict[str, Any]:
         """Demographics of a dataset user, for the profile summary."""
-        s = self._s
-        row = s.user_index.get(user_id) if user_id in s.users else None
-        if row is None:
+        k = self._s.users.get_indexer([user_id])[0]
+        if k < 0:
             return {}
-        rec = s.dataset.users.iloc[row]
-        return {k: rec[k] for k in ("age", "gender", "occupation") if k in rec.index and not pd.isna(rec[k])}
+        rec = self.dataset.users.iloc[k].to_dict()
+        return {k: rec[k] for k in ("age", "gender", "occupation") if k in rec and not pd.isna(rec[k])}
 
     def history_rows(self, user_id: str, extra_liked: Sequence[str] = ()) -> list[dict[str, Any]]:
         """The user's history in `generation.profile.build_profile`'s row format (dataset ratings + app likes)."""
         s = self._s
-        items, ratings, stamps = s.history.get(user_id, _EMPTY)
-        rows = [self._history_row(s.items[s.pos[i]], float(r), int(t)) for i, r, t in zip(items, ratings, stamps)]
+        items, ratings, stamps = s.history(user_id)
+        rows = [self._history_row(s.row(s.at(i)), float(r), int(t)) for i, r, t in zip(items, ratings, stamps)]
         # app likes carry no timestamp: their list order is used
         rows += [self._history_row(self.item(i), None, None) for i in extra_liked]
         return rows
@@ -255,7 +305,7 @@ class Catalog:
     def liked_ids(self, user_id: str, extra_liked: Sequence[str] = (), disliked: Sequence[str] = ()) -> list[str]:
         """Items the user likes now: app likes first (newest first), then dataset ratings >= LIKE_RATING, newest
         first, less what they disliked in the app since (app feedback is newer than any rating)."""
-        items, ratings, _ = self._s.history.get(user_id, _EMPTY)
+        items, ratings, _ = self._s.history(user_id)
         out = dict.fromkeys([*reversed(list(extra_liked)), *items[ratings >= LIKE_RATING].tolist()])
         gone = set(disliked)
         return [str(i) for i in out if str(i) not in gone]
@@ -295,12 +345,13 @@ class Catalog:
         parts: list[str] = []
         s = self._s
         if s.text is not None and liked:
-            liked_pos = [s.pos[i] for i in liked[:200] if i in s.pos and i != item_id]
-            if liked_pos:
-                sims = s.text[liked_pos] @ s.text[s.pos[item_id]]  # (n_liked,)
+            found = s.pos.get_indexer([i for i in liked[:200] if i != item_id])
+            liked_pos = found[found >= 0]
+            if len(liked_pos):
+                sims = s.text[liked_pos] @ s.text[s.at(item_id)]  # (n_liked,)
                 best = int(np.argmax(sims))
                 if sims[best] > 0.2:
-                    parts.append(f"close to {s.items[liked_pos[best]]['title']}, which you liked")
+                    parts.append(f"close to {s.items['title'].iat[int(liked_pos[best])]}, which you liked")
         shared = [g for g in row.get("genres") or [] if g in set(top_genres)]
         if shared:
             parts.append("you like " + " & ".join(shared[:2]))

@@ -174,8 +174,11 @@ def _save_model(model: "Recommender", models_dir: Path, name: str, dataset: "Dat
 
 
 def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray] | None, models_dir: Path,
-                  say: Callable[[str], Any] = log.info, params: dict[str, Any] | None = None) -> "Recommender":
-    """Load `models_dir/<name>/` when it was trained on this dataset with `params`, else train it and cache it."""
+                  say: Callable[[str], Any] = log.info, params: dict[str, Any] | None = None,
+                  memory_budget: int | None = None) -> "Recommender":
+    """Load `models_dir/<name>/` when it was trained on this dataset with `params`, else train it and cache it
+    (refused with ModelTooLargeError, before any big allocation, when it does not fit in `memory_budget` bytes:
+    default what the machine has)."""
     from recommenders.models import load_model
     from recommenders.training import train_model
 
@@ -193,7 +196,7 @@ def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray]
         except (OSError, ValueError, KeyError) as exc:
             say(f"model {name}: cache in {folder} unreadable ({exc}), retraining")
     start = time.perf_counter()
-    model = train_model(dataset, name, features=features or None, **dict(params or {}))
+    model = train_model(dataset, name, features=features or None, memory_budget=memory_budget, **dict(params or {}))
     models_dir.mkdir(parents=True, exist_ok=True)
     _save_model(model, models_dir, name, dataset, params)
     say(f"model {name}: trained in {time.perf_counter() - start:.1f} s, cached in {folder}")
@@ -217,7 +220,10 @@ def _selected(settings: Settings, notes: list[str]) -> tuple[str | None, dict[st
 
 def _served_names(settings: Settings, features: dict[str, np.ndarray], model_names: Sequence[str] | None,
                   notes: list[str], selected: str | None = None) -> list[str]:
-    """The default model first, then the extra ones; a content model is dropped when its features are missing."""
+    """The default model first, then the extra ones; a content model is dropped when its features are missing.
+
+    The default is VITRINE_MODEL, else `selected` (the selection file's best, or what the catalogue's size calls
+    for: `_sized_default`)."""
     from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS, MODEL_NAMES
 
     default = settings.model or selected or DEFAULT_MODEL
@@ -231,6 +237,50 @@ def _served_names(settings: Settings, features: dict[str, np.ndarray], model_nam
     return list(dict.fromkeys([default, *(model_names if model_names is not None else settings.extra_models)]))
 
 
+def _sized_default(dataset: "Dataset", features: dict[str, np.ndarray], notes: list[str],
+                   budget: int | None = None) -> tuple[str, dict[str, Any]]:
+    """(model, params) this catalogue and this machine call for (`recommenders.sizing.choose_default`: the dense
+    EASE family only where it fits with room, a sparse item-item model above), with the reason as a note (the
+    Status tab and the log show it)."""
+    from recommenders.sizing import choose_default, memory_budget
+
+    inter = dataset.interactions
+    choice = choose_default(max(int(inter["user_id"].nunique()), 1), max(len(dataset.items), 1), int(len(inter)),
+                            has_text="text" in features, memory_budget=budget or memory_budget(),
+                            feature_dims={k: int(v.shape[1]) for k, v in features.items()})
+    notes.append(f"default model {choice.reason}")
+    return choice.model, dict(choice.params)
+
+
+def _sync_catalog(Session, ReadSession, dataset: "Dataset", settings: Settings, say: Callable[[str], Any]) -> None:
+    """Write the catalog's items to the store (feedback and impressions refer to them), unless this very catalog
+    was written to this very database before and every item is there: a restart on a million items skips it.
+
+    The stamp (`<data dir>/catalog-sync.json`) names the database (a hash of its URL), the catalog's content hash
+    and the item count; the store's own count of items is checked too, so a wiped or different database is
+    written again."""
+    import hashlib
+
+    from annotation import reads, store
+
+    stamp_path = settings.data_dir / "catalog-sync.json"
+    stamp = {"database": hashlib.sha256(settings.database_url.encode()).hexdigest()[:16],
+             "content": dataset.content_hash(), "items": int(len(dataset.items))}
+    try:
+        done = json.loads(stamp_path.read_text()) == stamp
+    except (OSError, ValueError):
+        done = False
+    if done:
+        with ReadSession() as s:
+            done = reads.item_count(s) == stamp["items"]
+    if done:
+        say(f"catalog sync: the store holds these {stamp['items']:,} items already")
+        return
+    with Session() as s, s.begin():
+        store.sync_items(s, dataset.items)
+    stamp_path.write_text(json.dumps(stamp))
+
+
 def build_services(
     settings: Settings,
     *,
@@ -240,7 +290,6 @@ def build_services(
     say: Callable[[str], Any] = log.info,
 ) -> Services:
     """The start-up sequence; see the module docstring. `dataset`/`features`/`model_names` override for tests."""
-    from annotation import store
     from annotation.db import make_engine, make_session_factory, upgrade
 
     timings: dict[str, float] = {}
@@ -264,7 +313,7 @@ def build_services(
         from recommenders.data import load_dataset
 
         with timed("dataset"):
-            dataset = load_dataset(settings.dataset, data_dir)
+            dataset = load_dataset(settings.dataset, data_dir, cache_dir=data_dir / "datasets", say=say)
     text_model = dataset.feature_models.get("text")  # the model that made the item text features, when known
     if features is None:
         from recommenders.features import DEFAULT_TEXT_MODEL, compute_features
@@ -273,26 +322,28 @@ def build_services(
             # each modality on its own: a missing image model never drops the text features
             found = compute_features(dataset, cache_dir=data_dir / "features", text_model=settings.text_model,
                                      image_model=settings.image_model if dataset.has_images else None,
-                                     allow_network=settings.allow_network)
+                                     allow_network=settings.allow_network, say=say)
         features = found.arrays
         notes.extend(found.notes())
         if found.sources.get("text", "").startswith("encoded by"):
             text_model = settings.text_model or DEFAULT_TEXT_MODEL
     selected, selected_params = _selected(settings, notes)
+    if settings.model is None and selected is None:
+        selected, selected_params = _sized_default(dataset, features, notes, settings.memory_budget)
     names = _served_names(settings, features, model_names, notes, selected)
     models: dict[str, Recommender] = {}
     with timed("models"):
         for name in names:
             try:
                 models[name] = train_or_load(dataset, name, features, data_dir / "models", say=say,
-                                             params=selected_params if name == selected else None)
+                                             params=selected_params if name == selected else None,
+                                             memory_budget=settings.memory_budget)
             except (ValueError, LookupError) as exc:
                 if name == names[0]:
                     raise
                 notes.append(f"model {name} not served: {exc}")
     with timed("catalog sync"):
-        with Session() as s, s.begin():
-            store.sync_items(s, dataset.items)
+        _sync_catalog(Session, ReadSession, dataset, settings, say)
     from generation.captions import CaptionGenerator
     from generation.covers import CoverGenerator
     from generation.domain import Domain
@@ -345,6 +396,8 @@ def build_services(
     svc.artifacts = ModelArtifacts(asset_dir, settings.model_cache_dir, legacy_dir=settings.registry_dir)
     svc.growth = Growth(settings, catalog, ranking, events, features)
     _follow_the_registry(svc, names, timed)
+    for note in notes:  # what was chosen and why, what falls back: the log says what the Status tab says
+        say(f"start-up note: {note}")
     return svc
 
 

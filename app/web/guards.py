@@ -6,6 +6,9 @@ cost the most (slates queue covers and captions; generation runs a model).
 - `RateLimits`: moving-window limits per client and kind, kept in memory by the `limits` package. A client is its
   address; behind the one-port proxy (`trust_proxy`), the address the proxy saw, which the proxy appends last to
   X-Forwarded-For (earlier entries are whatever the client sent, and are ignored).
+- `ClosedRoutes`: 404 for Gradio's /monitoring pages (open to anyone otherwise) and for its component server when
+  no component has server functions.
+- `ApiCalls`: 404 / 400 for a call by endpoint name that names no endpoint or does not fit its parameters.
 - `QueueReads`: 404 at once for a read of Gradio's queue naming no session or event it holds.
 - `UploadGate`: Gradio's file routes refused (403) when no event of the app takes a file, else bounded per client.
 - `RejectionLog` (`rejections`): one short log line per rejected request, at a bounded rate.
@@ -25,7 +28,8 @@ from typing import Any
 from app.errors import AppInputError
 
 __all__ = ["BodyLimit", "EncodableJson", "RateLimits", "RejectionLog", "SessionMessages", "UploadGate", "bound_queue",
-           "client_key", "media_type", "rejections", "takes_uploads", "PasswordGuard", "QueueReads"]
+           "client_key", "media_type", "rejections", "takes_uploads", "ApiCalls", "ClosedRoutes", "PasswordGuard",
+           "QueueReads"]
 
 log = logging.getLogger("vitrine")
 
@@ -163,6 +167,71 @@ class UploadGate:
         await self.app(scope, receive, send)
 
 
+class ClosedRoutes:
+    """ASGI middleware: 404 for Gradio's routes this app does not use and would otherwise serve to anyone:
+    `/monitoring...` (its analytics summary, open without a login), and `/gradio_api/component_server` when no
+    component of the app has server functions (Gradio answered some bodies there with a 500)."""
+
+    PREFIXES = ("/monitoring",)
+    SERVER_FNS = "/gradio_api/component_server"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._server_fns: dict[int, bool] = {}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        closed = path.startswith(self.PREFIXES)
+        if path.rstrip("/").endswith(self.SERVER_FNS):
+            blocks = scope["app"].get_blocks()
+            if id(blocks) not in self._server_fns:
+                self._server_fns[id(blocks)] = any(getattr(b, "server_fns", None) for b in blocks.blocks.values())
+            closed = not self._server_fns[id(blocks)]
+        if closed:
+            await _refuse(scope, send, 404, "Not Found")
+            return
+        await self.app(scope, receive, send)
+
+
+class ApiCalls:
+    """ASGI middleware for Gradio's calls by endpoint name (POST /gradio_api/call/<name>, /call/v2/<name>,
+    /run/<name>, /api/<name>): a name that is no endpoint answers 404, and a body Gradio cannot map onto the
+    endpoint's parameters 400. Gradio raises FnIndexInferError, KeyError or TypeError there before it answers,
+    which was a 500 and a traceback in the log."""
+
+    PATTERN = re.compile(r"/gradio_api/(call/v2|call|run|api)/([^/]+)/?$")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        found = (self.PATTERN.search(scope.get("path", "")) if scope["type"] == "http" and scope.get("method") == "POST"
+                 else None)
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        from gradio.route_utils import FnIndexInferError
+
+        started = False
+
+        async def watched(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except (FnIndexInferError, KeyError) as exc:
+            if started:
+                raise
+            await _refuse(scope, send, 404, f"api_name: no endpoint named {found.group(2)[:60]!r} ({type(exc).__name__})")
+        except (TypeError, ValueError) as exc:
+            if started:
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            await _refuse(scope, send, 400, f"{found.group(2)[:60]}: the body does not fit its parameters: {first[:150]}")
+
+
 class QueueReads:
     """ASGI middleware: 404 at once for a read of Gradio's queue that names no session or event it holds
     (GET /gradio_api/queue/data?session_hash=..., /gradio_api/call/<api>/<event id>). Gradio finds that out inside
@@ -229,6 +298,11 @@ class EncodableJson:
             return
         body = await _read_body(receive)
         if body is None:
+            return
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:  # FastAPI would parse it as JSON and fail with a 500
+            await _refuse(scope, send, 400, "request body: expected JSON in UTF-8, got bytes that are not UTF-8")
             return
         problem = _json_problem(body) if (b"\\ud" in body.lower() or _LONG_NUMBER.search(body)) else None
         if problem:

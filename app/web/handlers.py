@@ -65,6 +65,14 @@ KEY_CHOICES = MappingProxyType({"1": "A", "2": "B", "0": "tie", "s": "skip"})  #
 INPUT_ERRORS = (AppInputError, AnnotationError, GenerationError, RecommendersError)
 
 
+def shown_text(message: str) -> str:
+    """`message` as text in Gradio's error pop-up, which renders HTML: `<`, `>` and `&` escaped, so that a message
+    quoting what a client sent (`got '<img src=...>'`) shows it instead of loading it."""
+    import html
+
+    return html.escape(message, quote=False)
+
+
 def rejected(fn_name: str, exc: Exception) -> gr.Error:
     """The `gr.Error` a person sees for bad input, logged as one line at a bounded rate (`app.web.guards.rejections`;
     no traceback: Gradio prints one for every `gr.Error` unless told not to, and a probe of bad requests would flood
@@ -74,6 +82,7 @@ def rejected(fn_name: str, exc: Exception) -> gr.Error:
     message = str(exc.message if isinstance(exc, gr.Error) else exc)
     rejections.note(f"{fn_name}: {message}")
     error = exc if isinstance(exc, gr.Error) else gr.Error(message)
+    error.message = shown_text(message)  # Gradio's pop-up renders a message as HTML, and messages quote input
     error.print_exception = False
     return error
 
@@ -415,7 +424,12 @@ def create_variants(
     caption = svc.assets.caption_for(item_id, profile)
     visitor.variants = [dict(v) for v in variants]  # on trial: a pick stores them (`Assets.keep`)
     visitor.picked = None
-    gallery = [(svc.assets.file(v["path"]), f"#{i + 1}") for i, v in enumerate(variants)]
+    root = public_root(svc, request)
+    # by URL (the cover route serves variants on trial), so that no server path reaches the page: a local file
+    # would be copied into Gradio's temp dir and named by its path there; without a request (a test, a bench),
+    # the file itself
+    gallery = [(f"{root}/{cover_url(svc.assets.cover_key(v))}" if root else svc.assets.file(v["path"]), f"#{i + 1}")
+               for i, v in enumerate(variants)]
     flag = " *(template fallback)*" if caption["fallback"] else ""
     info = (f"{len(variants)} variants of **{markdown_escape(svc.catalog.item_label(item_id))}** for user "
             f"{markdown_escape(user_id)}. "
@@ -443,6 +457,23 @@ def pick_variant(svc: Services, visitor: Visitor, index: int | None) -> tuple[Vi
 # --------------------------------------------------------------------------------------------------------
 # Label
 # --------------------------------------------------------------------------------------------------------
+def public_root(svc: Services, request: Any) -> str | None:
+    """The app's root URL for this request, without a trailing slash: VITRINE_PUBLIC_URL when set, else what
+    Gradio builds from the request (the address it came to); None without a request."""
+    if svc.settings.public_url:
+        return svc.settings.public_url
+    raw = getattr(request, "request", None) if request is not None else None
+    if raw is None:
+        return None
+    from gradio import route_utils
+
+    try:
+        route = route_utils.get_api_call_path(raw)
+    except ValueError:  # not an event's request
+        return None
+    return route_utils.get_root_url(request=raw, route_path=route, root_path=raw.scope.get("root_path") or None)
+
+
 def password_ok(svc: Services, target: str, given: object, expected: str, request: Any = None) -> bool:
     """`given` is `expected`, checked through the services' `PasswordGuard` (throttled per client and per target,
     logged): `AppInputError` when this client, or everyone, guessed wrong too often at `target` lately."""

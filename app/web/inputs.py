@@ -25,10 +25,13 @@ class Rejected(gr.Error):
 
 
 def reject(where: str, problem: str) -> Rejected:
-    """`Rejected("<where>: <problem>")`, noted in the (bounded) rejection log."""
+    """`Rejected("<where>: <problem>")`, noted in the (bounded) rejection log; `<`, `>` and `&` escaped in the
+    message (Gradio's error pop-up renders HTML, and the problem quotes what the client sent)."""
+    import html
+
     message = f"{where}: {problem}"
     rejections.note(message)
-    return Rejected(message)
+    return Rejected(html.escape(message, quote=False))
 
 
 def unencodable(value: Any, depth: int = 0) -> str | None:
@@ -54,8 +57,9 @@ def unencodable(value: Any, depth: int = 0) -> str | None:
 class _CheckedPreprocess:
     """A component's `preprocess`, with Gradio's own checks answered as one short `Rejected` naming the component
     (a bad dropdown value listed every choice, thousands, in the message and a traceback in the log) and text that
-    cannot be encoded refused before any handler sees it. An object, not a closure: Gradio deep-copies a component
-    into a session's state when an event updates it, and the copy's check must be the copy's."""
+    cannot be encoded refused before any handler sees it. When an event updates a component (new choices), Gradio
+    keeps a new instance of it in the session's state; `guard_inputs` gives that one its own check before the
+    event's inputs are read."""
 
     def __init__(self, component: Any) -> None:
         self.component = component
@@ -96,6 +100,12 @@ def guard_inputs(demo: Any) -> None:
 
     async def checked(block_fn: Any, inputs: Any, state: Any, explicit_call: bool = False) -> Any:
         name = getattr(block_fn, "api_name", None) or getattr(block_fn, "name", None) or "event"
+        if state is not None:  # an event that updated a component left a new instance of it in the session
+            for component in block_fn.inputs:
+                current = state.blocks_config.blocks.get(component._id, component)
+                if not getattr(current, "stateful", False) and not isinstance(
+                        current.__dict__.get("preprocess"), _CheckedPreprocess):
+                    current.preprocess = _CheckedPreprocess(current)
         if not isinstance(inputs, list):
             raise reject(name, f"expected a list of {len(block_fn.inputs)} input values, got {type(inputs).__name__}")
         if len(inputs) != len(block_fn.inputs):

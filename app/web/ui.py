@@ -442,7 +442,9 @@ def enable_queue(demo: gr.Blocks, settings: Settings | None = None, default_conc
     rejections.per_minute = (settings or Settings).log_rejections_per_minute
     age = (settings or Settings).temp_age_s
     demo.delete_cache = (min(age, 600), age)  # swept every 10 min at most; read when the server app is made
-    demo.queue(default_concurrency_limit=default_concurrency_limit)
+    # api_open=False: no event runs outside the queue (Gradio opens /gradio_api/run/<name> to direct POSTs when
+    # not on a Space, which skipped every bound below)
+    demo.queue(default_concurrency_limit=default_concurrency_limit, api_open=False)
     if settings is None:
         bound_queue(demo, max_size=Settings.queue_max)
     else:
@@ -455,7 +457,7 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.web.guards import BodyLimit, EncodableJson, QueueReads, UploadGate
+    from app.web.guards import ApiCalls, BodyLimit, ClosedRoutes, EncodableJson, QueueReads, UploadGate
     from app.web.routes import routes
 
     settings = svc.settings
@@ -466,9 +468,9 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
         # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.web.routes instead
         "allowed_paths": [*map(str, svc.assets.public_dirs)],  # cover images only, never provenance
         # 413 for a larger body; 403 for an upload (no event takes a file); 400 for JSON text that cannot be encoded;
-        # 404 for a read of the queue naming nothing it holds
-        "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=limit), uploads, Middleware(EncodableJson),
-                                      Middleware(QueueReads)],
+        # 404 for a read of the queue naming nothing it holds, and for Gradio's /monitoring
+        "app_kwargs": {"middleware": [Middleware(ClosedRoutes), Middleware(BodyLimit, max_bytes=limit), uploads,
+                                      Middleware(EncodableJson), Middleware(QueueReads), Middleware(ApiCalls)],
                        "routes": routes(svc)},  # covers by blob key, items' own pictures by item id
         "max_file_size": limit,  # the cap of an upload, were one ever taken
         "css": CSS,
@@ -479,4 +481,6 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
                                 font_mono=[gr.themes.Font(f) for f in ("ui-monospace", "monospace")]),
         "footer_links": ["api", "gradio"],
         "show_error": False,  # only gr.Error messages reach a person; anything else is logged, not shown
+        # the root URL in the page and /config: the configured public address, never the request's Host header
+        **({"root_path": settings.public_url} if settings.public_url else {}),
     }

@@ -20,6 +20,8 @@ _REGISTRY = {
     "lightgcn": ("recommenders.models.lightgcn", "LightGCN"),
     "ease": ("recommenders.models.ease", "EASE"),
     "ease-text": ("recommenders.models.ease", "EASEText"),
+    "sparse-ease": ("recommenders.models.sparse_ease", "SparseEASE"),
+    "sparse-ease-text": ("recommenders.models.sparse_ease", "SparseEASEText"),
     "text": ("recommenders.models.vbpr", "Text"),
     "vbpr": ("recommenders.models.vbpr", "VBPR"),
     "two-tower": ("recommenders.models.two_tower", "TwoTower"),
@@ -29,7 +31,7 @@ _REGISTRY = {
     "sasrec-content": ("recommenders.models.sasrec", "SASRecContent"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr", "ease-text", "two-tower", "freedom", "blend", "sasrec-content"})  # need features["text"] at fit
+FEATURE_MODELS: frozenset[str] = frozenset({"text", "vbpr", "ease-text", "sparse-ease-text", "two-tower", "freedom", "blend", "sasrec-content"})  # need features["text"] at fit
 # The model the app serves by default: the best valid and test NDCG@10 we measured on ml-100k
 # (bench/RESULTS-recommenders.md). It needs text features; without them serve DEFAULT_MODEL_WITHOUT_FEATURES.
 DEFAULT_MODEL = "ease-text"

@@ -15,6 +15,11 @@ binarise weights and treat a negative as "seen, not positive"; weight == 0 is al
 Ranking is deterministic: higher score first, ties broken by the lower item index; a batch call scores each
 user with the same code path as a single call, so batch and single-user results are identical.
 Save/load: `params.json` (name, params, ids) + `arrays.npz` (loaded with allow_pickle=False).
+
+Size (recommenders/sizing.py): every model states what a catalogue costs it (`cost(n_users, n_items, nnz,
+feature_dims) -> Cost`: peak bytes, fit seconds where they can be estimated) and `fit` refuses, with
+ModelTooLargeError, a catalogue whose cost exceeds the memory budget (default: what this machine can give now)
+before it builds anything that grows with the catalogue.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommenders.errors import ModelFitError, NotFittedError, UnknownItemError, UnknownUserError
+from recommenders.sizing import Cost, check_fits, memory_budget as machine_budget
 
 FORMAT_VERSION = 1
 
@@ -48,6 +54,74 @@ def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
         cand = np.flatnonzero(finite)
     order = np.lexsort((cand, -masked[cand]))
     return cand[order[:k]]
+
+
+class LazyScores:
+    """Scores of every item that a model can rank without materialising them all (a sparse item-item row sum,
+    an ANN query). `np.asarray(scores)` gives the full (n_items,) float64 vector, exactly; `top(k, exclude)`
+    gives the same top-k as ranking that vector (SparseScores: identical; an ANN index: approximate above its
+    exact threshold). Hooks (`_score_one`, `_fold_in`, `_fold_in_feedback`) may return one instead of an array.
+    """
+
+    n: int
+
+    def dense(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def top(self, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.dense()
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class SparseScores(LazyScores):
+    """Scores that are 0.0 except at `indices` (unique item indices) where they are `values`."""
+
+    def __init__(self, n: int, indices: np.ndarray, values: np.ndarray) -> None:
+        self.n = int(n)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros(self.n, dtype=np.float64)
+        out[self.indices] = self.values
+        return out
+
+    def top(self, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exactly `topk_indices` of the dense vector with `exclude` at -inf: positive scores first, then the
+        zero scores by ascending index, then the negative ones; ties by the lower index."""
+        idx, val = self.indices, self.values
+        ex = np.unique(np.asarray(exclude, dtype=np.int64)) if exclude is not None and len(exclude) else \
+            np.empty(0, dtype=np.int64)
+        if len(ex):
+            keep = ~np.isin(idx, ex)
+            idx, val = idx[keep], val[keep]
+        pos, neg = val > 0, val < 0
+        pi, pv = idx[pos], val[pos]
+        if len(pv) > k:  # keep the k largest (and every tie of the k-th) before the exact sort
+            kth = np.partition(pv, len(pv) - k)[len(pv) - k]
+            keep = pv >= kth
+            pi, pv = pi[keep], pv[keep]
+        order = np.lexsort((pi, -pv))[:k]
+        out_i, out_v = [pi[order]], [pv[order]]
+        need = k - len(out_i[0])
+        if need > 0:  # the zero scores, lowest index first, skipping excluded and non-zero items
+            blocked = np.union1d(ex, idx[val != 0])
+            stop = min(self.n, need + len(blocked))
+            zeros = np.setdiff1d(np.arange(stop, dtype=np.int64), blocked, assume_unique=True)[:need]
+            out_i.append(zeros)
+            out_v.append(np.zeros(len(zeros)))
+            need -= len(zeros)
+        if need > 0:
+            order = np.lexsort((idx[neg], -val[neg]))[:need]
+            out_i.append(idx[neg][order])
+            out_v.append(val[neg][order])
+        return np.concatenate(out_i), np.concatenate(out_v)
 
 
 class Recommender:
@@ -85,12 +159,15 @@ class Recommender:
         features: Mapping[str, np.ndarray] | None = None,
         valid: pd.DataFrame | None = None,
         progress: bool = False,
+        memory_budget: int | None = None,
     ) -> "Recommender":
         """Fit on `interactions` (user_id, item_id, optional weight) over the catalogue `item_ids`.
 
         `features` maps modality -> (n_items, d) array aligned with `item_ids`. `valid` (user_id, item_id)
         enables early stopping for iterative models and is ignored by the others. `progress=True` shows an
         epoch bar (loss, valid NDCG@10, best epoch) on stderr while an iterative model trains.
+        `memory_budget`: bytes the fit may use (default: `recommenders.sizing.memory_budget()`, what this machine
+        can give now); a model whose `cost` exceeds it raises ModelTooLargeError before any big allocation.
         """
         self.progress = bool(progress)
         start = time.perf_counter()
@@ -113,6 +190,8 @@ class Recommender:
             row = int(np.flatnonzero(iidx.isna().to_numpy())[0])
             raise ModelFitError(f"interactions: row {row + 1}, column 'item_id': {items[row]!r} is not in item_ids")
         user_codes, user_ids = pd.factorize(users)
+        self.check_size(len(user_ids), len(item_ids), len(interactions), {k: v.shape[1] for k, v in feats.items()},
+                        memory_budget)
         weights = (
             pd.to_numeric(interactions["weight"], errors="raise").to_numpy(dtype=float)
             if "weight" in interactions.columns
@@ -157,6 +236,32 @@ class Recommender:
         self._fit(train, feats, valid_matrix)
         self.fit_seconds = time.perf_counter() - start
         return self
+
+    # -- size ----------------------------------------------------------------------------------------------
+    def cost(self, n_users: int, n_items: int, nnz: int, feature_dims: Mapping[str, int] | None = None) -> Cost:
+        """What fitting this model on a catalogue of this size costs: a pure function of the sizes and params.
+
+        `nnz`: interactions (rows of the frame passed to fit); `feature_dims`: modality -> feature width."""
+        for name, value in (("n_users", n_users), ("n_items", n_items), ("nnz", nnz)):
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+        dims = {str(k): int(v) for k, v in (feature_dims or {}).items()}
+        peak, seconds, how = self._cost(int(n_users), int(n_items), int(nnz), dims)
+        # the id maps and sparse matrices every fit builds (strings, CSR seen/train/negatives, pandas temporaries)
+        common = 160 * nnz + 250 * (n_users + n_items)
+        return Cost(self.name, int(peak + common), seconds, how)
+
+    def _cost(self, n_users: int, n_items: int, nnz: int, dims: dict[str, int]) -> tuple[float, float | None, str]:
+        """(peak bytes beyond the common part, fit seconds or None, the formula in words)."""
+        raise NotImplementedError(f"{self.name}: a model must state its cost (_cost)")
+
+    def check_size(self, n_users: int, n_items: int, nnz: int, feature_dims: Mapping[str, int] | None = None,
+                   memory_budget: int | None = None) -> Cost:
+        """`cost(...)`, or ModelTooLargeError when it exceeds `memory_budget` (default: this machine's)."""
+        cost = self.cost(n_users, n_items, nnz, feature_dims)
+        budget = machine_budget() if memory_budget is None else int(memory_budget)
+        check_fits(cost, budget, n_items, has_text="text" in (feature_dims or {}))
+        return cost
 
     def _check_features(self, features: Mapping[str, np.ndarray] | None, n_items: int) -> dict[str, np.ndarray]:
         feats = dict(features or {})
@@ -242,7 +347,7 @@ class Recommender:
         self._require_fitted()
         if not 0 <= int(user_idx) < len(self.user_ids):
             raise UnknownUserError(f"user_idx: expected 0..{len(self.user_ids) - 1}, got {user_idx}")
-        return self._score_one(int(user_idx))
+        return np.asarray(self._score_one(int(user_idx)), dtype=np.float64)
 
     def score_batch(self, user_idx: Sequence[int]) -> np.ndarray:
         """Scores (len(user_idx), n_items); row r equals `score(user_idx[r])` exactly."""
@@ -253,7 +358,11 @@ class Recommender:
         s = self._seen
         return s.indices[s.indptr[user_idx]: s.indptr[user_idx + 1]]
 
-    def _rank(self, scores: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[list[str], np.ndarray]:
+    def _rank(self, scores: np.ndarray | LazyScores, k: int, exclude: np.ndarray | None
+              ) -> tuple[list[str], np.ndarray]:
+        if isinstance(scores, LazyScores):
+            top, values = scores.top(k, exclude)
+            return [self.item_ids[i] for i in top], np.asarray(values, dtype=np.float64)
         if exclude is not None and len(exclude):
             scores = scores.copy()
             scores[exclude] = -np.inf
@@ -398,28 +507,72 @@ class Recommender:
 
 
 # -- helpers shared by factor models ---------------------------------------------------------------------------
+class FactorScores(LazyScores):
+    """score = V . query + b over a factor model's items, ranked through its ANN index (`recommenders.ann`)."""
+
+    def __init__(self, model: "FactorModel", query: np.ndarray) -> None:
+        self.model, self.query, self.n = model, np.asarray(query, dtype=np.float64), len(model.V)
+
+    def dense(self) -> np.ndarray:
+        return self.model.V @ self.query + self.model.b
+
+    def top(self, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.ann_index().search(np.append(self.query, 1.0), k, exclude)
+
+
 class FactorModel(Recommender):
-    """score(u, i) = U[u] . V[i] + b[i]; subclasses fill `self.U`, `self.V`, `self.b` (float64) in `_fit`."""
+    """score(u, i) = U[u] . V[i] + b[i]; subclasses fill `self.U`, `self.V`, `self.b` (float64) in `_fit`.
+
+    Above `recommenders.ann.EXACT_MAX_ITEMS` items the top-k come from an IVF index over the rows [V[i], b[i]]
+    (query [u, 1]; built at the end of the fit, saved in the npz, so a restart does not rebuild it); `score`
+    stays exact. Below it, scoring is the exact dense product, as before.
+    """
 
     U: np.ndarray
     V: np.ndarray
     b: np.ndarray
+    _ann: Any = None
 
-    def _score_one(self, user: int) -> np.ndarray:
-        return self.V @ self.U[user] + self.b
+    def _scores(self, query: np.ndarray) -> np.ndarray | FactorScores:
+        from recommenders.ann import EXACT_MAX_ITEMS
 
-    def _fold_in(self, items: np.ndarray) -> np.ndarray:
+        if len(self.V) <= EXACT_MAX_ITEMS:
+            return self.V @ query + self.b
+        return FactorScores(self, query)
+
+    def _score_one(self, user: int) -> np.ndarray | FactorScores:
+        return self._scores(self.U[user])
+
+    def _fold_in(self, items: np.ndarray) -> np.ndarray | FactorScores:
         """A new user's vector is the mean of the picked items' vectors (for LightGCN this is what one
         propagation step over the new user's edges computes, up to normalisation)."""
-        return self.V @ self.V[items].mean(0) + self.b
+        return self._scores(self.V[items].mean(0))
 
-    def _set_factors(self, U: np.ndarray, V: np.ndarray, b: np.ndarray | None = None) -> None:
+    def ann_index(self):
+        """The item index (`recommenders.ann.ItemIndex`) over [V, b]; rebuilt if the catalogue changed."""
+        from recommenders.ann import ItemIndex
+
+        if self._ann is None or self._ann.n_items != len(self.V):
+            self._ann = ItemIndex(np.hstack([self.V, self.b[:, None]]))
+        return self._ann
+
+    def _set_factors(self, U: np.ndarray, V: np.ndarray, b: np.ndarray | None = None, ann: np.ndarray | None = None
+                     ) -> None:
+        from recommenders.ann import EXACT_MAX_ITEMS, ItemIndex
+
         self.U = np.ascontiguousarray(U, dtype=np.float64)
         self.V = np.ascontiguousarray(V, dtype=np.float64)
         self.b = np.zeros(len(V)) if b is None else np.asarray(b, dtype=np.float64)
+        self._ann = None
+        if len(self.V) > EXACT_MAX_ITEMS:  # built now (fit or load), not at the first request
+            vectors = np.hstack([self.V, self.b[:, None]])
+            self._ann = ItemIndex.from_bytes(vectors, ann) if ann is not None and len(ann) else ItemIndex(vectors)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"U": self.U, "V": self.V, "b": self.b}
+        state = {"U": self.U, "V": self.V, "b": self.b}
+        if self._ann is not None and self._ann.n_items == len(self.V):
+            state["ann"] = self._ann.to_bytes()
+        return state
 
     def _restore(self, arrays: Mapping[str, np.ndarray]) -> None:
-        self._set_factors(arrays["U"], arrays["V"], arrays["b"])
+        self._set_factors(arrays["U"], arrays["V"], arrays["b"], arrays.get("ann"))

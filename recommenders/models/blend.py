@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommenders.models.base import Recommender
+from recommenders.sizing import format_bytes
 
 
 def _z(scores: np.ndarray) -> np.ndarray:
@@ -80,6 +81,12 @@ class Blend(Recommender):
         for c in self._components():
             c._check_features(feats, n_items)  # each component's own feature requirements
         return feats
+
+    def _cost(self, n_users, n_items, nnz, dims):
+        costs = [c.cost(n_users, n_items, nnz, dims) for c in self._components()]
+        return float(sum(c.peak_bytes for c in costs)), (None if any(c.fit_seconds is None for c in costs)
+                                                           else sum(c.fit_seconds for c in costs)), \
+            " + ".join(f"{c.model} {format_bytes(c.peak_bytes)}" for c in costs)
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         self.parts = self._components()

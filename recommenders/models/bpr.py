@@ -16,6 +16,7 @@ from torch import nn
 
 from recommenders.models.base import FactorModel
 from recommenders.models.sgd import torch_generator, train_bpr
+from recommenders.sizing import factor_bytes
 
 
 class _MF(nn.Module):
@@ -48,6 +49,11 @@ class BPR(FactorModel):
         "patience": 10,  # RecBole's stopping_step
         "seed": 2020,
     }
+
+    def _cost(self, n_users, n_items, nnz, dims):
+        extra = 48.0 * nnz * 2 + 4.0 * (n_users + n_items) * int(self.params["dim"]) * 2 * int(self.params.get("layers", 0))
+        return factor_bytes(n_users, n_items, nnz, int(self.params["dim"])) + extra, None, \
+            "embeddings with Adam state, sampler arrays, a validation chunk of scores"
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         p = self.params

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommenders.models.base import Recommender
+from recommenders.sizing import FLOPS
 
 
 class EASE(Recommender):
@@ -34,6 +35,14 @@ class EASE(Recommender):
     def _gram(self, train: sp.csr_matrix, features: dict[str, np.ndarray]) -> np.ndarray:
         x = (self._train_weights if self._train_weights is not None else train).astype(np.float64)
         return (x.T @ x).toarray()
+
+    def _cost(self, n_users, n_items, nnz, dims):
+        # measured peak 4.0-4.6 x n_items^2 x 8 bytes at 2k-8k items (bench/bench_scale_models.py --calibrate):
+        # the Gram matrix, LAPACK's copy of it, the inverse and the weights
+        n = float(n_items)
+        d = float(dims.get("text", 0)) if self.needs else 0.0
+        return 4.5 * n * n * 8 + 8 * n * d, (2 * n ** 3 + 2 * n * n * d) / FLOPS, \
+            "dense n_items x n_items Gram, inverse and weights: 4.5 x n_items^2 x 8 bytes"
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         reg = float(self.params["reg"])

@@ -36,6 +36,7 @@ from recommenders.models.base import FactorModel
 from recommenders.models.lightgcn import _LightGCN, normalized_adjacency, to_torch
 from recommenders.models.sgd import torch_generator, train_bpr
 from recommenders.models.vbpr import content_matrix
+from recommenders.sizing import FLOPS, factor_bytes
 
 
 def knn_graph(features: np.ndarray, k: int, chunk: int = 1024) -> sp.csr_matrix:
@@ -105,6 +106,15 @@ class Freedom(FactorModel):
         "patience": 10,
         "seed": 2020,
     }
+
+    def _cost(self, n_users, n_items, nnz, dims):
+        dim, k = int(self.params["dim"]), int(self.params["knn"])
+        width = sum(dims.values())
+        graphs = len(dims) * (n_items * k * 24.0 + 1024.0 * n_items * 8)  # kNN graphs + one similarity chunk
+        extra = 48.0 * nnz * 2 + 4.0 * (n_users + n_items) * dim * 2 * (int(self.params["layers"]) + 1)
+        seconds = 2.0 * n_items * n_items * width / FLOPS  # the brute-force kNN graphs, before any epoch
+        return factor_bytes(n_users, n_items, nnz, dim, width, dim) + graphs + extra, seconds, \
+            "LightGCN embeddings with Adam state, content kNN graphs, a validation chunk of scores"
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         p = self.params

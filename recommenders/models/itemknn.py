@@ -21,6 +21,12 @@ class ItemKNN(Recommender):
         "shrink": 0.0,  # cosine shrink term: sim = a.b / (|a||b| + shrink)
     }
 
+    def _cost(self, n_users, n_items, nnz, dims):
+        # measured peak 4.0-4.3 x n_items^2 x 8 bytes at 3k-6k items (bench/bench_scale_models.py --calibrate)
+        n = float(n_items)
+        return 4.5 * n * n * 8, 3e-7 * n * n + nnz / 1e6, \
+            "dense n_items x n_items co-occurrence, similarity and ranking arrays: 4.5 x n_items^2 x 8 bytes"
+
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         x = train.tocsc().astype(np.float64)
         co = (x.T @ x).toarray()  # (n_items, n_items) co-occurrence counts

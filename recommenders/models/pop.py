@@ -14,6 +14,9 @@ class Pop(Recommender):
     name = "pop"
     defaults: Mapping[str, object] = {}
 
+    def _cost(self, n_users, n_items, nnz, dims):
+        return 24.0 * n_items, nnz / 2e7, "item counts"
+
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         self.popularity = np.asarray(train.sum(0), dtype=np.float64).ravel()  # (n_items,) positive counts
 

@@ -37,6 +37,7 @@ from recommenders.errors import ModelFitError
 from recommenders.models.base import Recommender
 from recommenders.models.sgd import minibatches, train_epochs
 from recommenders.models.vbpr import content_matrix
+from recommenders.sizing import factor_bytes
 
 INIT_STD = 0.02
 
@@ -152,10 +153,12 @@ class SASRec(Recommender):
     }
 
     def fit(self, interactions: pd.DataFrame, item_ids: Sequence[str], features: Mapping[str, np.ndarray] | None = None,
-            valid: pd.DataFrame | None = None, progress: bool = False) -> "SASRec":
+            valid: pd.DataFrame | None = None, progress: bool = False,
+            memory_budget: int | None = None) -> "SASRec":
         self._frame = interactions  # read by _fit for the time order, then dropped
         try:
-            return super().fit(interactions, item_ids, features, valid, progress)  # type: ignore[return-value]
+            return super().fit(interactions, item_ids, features, valid, progress,  # type: ignore[return-value]
+                               memory_budget=memory_budget)
         finally:
             self._frame = None
 
@@ -173,6 +176,12 @@ class SASRec(Recommender):
         for user, items in g.groupby("_u", sort=False)["_i"]:
             out[int(user)] = np.concatenate([out[int(user)], items.to_numpy(dtype=np.int64)])
         return out
+
+    def _cost(self, n_users, n_items, nnz, dims):
+        dim, batch, length = int(self.params["dim"]), int(self.params["batch_size"]), int(self.params["max_len"])
+        logits = 3.0 * 4 * batch * length * n_items  # (batch, max_len, n_items) logits, softmax and gradient
+        return factor_bytes(n_users, n_items, nnz, dim) + logits + 16.0 * nnz * length / 8, None, \
+            "item table with Adam state and (batch x max_len x n_items) logits: 12 bytes each"
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         p = self.params

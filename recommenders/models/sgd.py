@@ -53,6 +53,23 @@ def ndcg_at_k(scores, train: sp.csr_matrix, valid: sp.csr_matrix, users: np.ndar
     return float(((hits * gains).sum(1) / idcg).mean())
 
 
+def valid_ndcg(module: Any, train: sp.csr_matrix, valid: sp.csr_matrix, users: np.ndarray, k: int = 10) -> float:
+    """`ndcg_at_k` of `module.full_scores` over `users`, scored in chunks of users so that at most
+    `recommenders.sizing.VALID_CHUNK_CELLS` scores exist at once (one chunk on ml-100k: the same figure)."""
+    import torch
+
+    from recommenders.sizing import valid_chunk_users
+
+    chunk = valid_chunk_users(train.shape[1])
+    if len(users) <= chunk:
+        return ndcg_at_k(module.full_scores(torch.from_numpy(users)), train, valid, users, k)
+    total = 0.0
+    for start in range(0, len(users), chunk):
+        part = users[start: start + chunk]
+        total += ndcg_at_k(module.full_scores(torch.from_numpy(part)), train, valid, part, k) * len(part)
+    return total / len(users)
+
+
 def train_bpr(
     module: Any,
     train: sp.csr_matrix,
@@ -150,7 +167,7 @@ def train_epochs(
             if len(eval_users) and epoch % eval_every == 0:
                 module.eval()
                 with torch.no_grad():
-                    score = ndcg_at_k(module.full_scores(torch.from_numpy(eval_users)), train, valid, eval_users)
+                    score = valid_ndcg(module, train, valid, eval_users)
                 entry["valid_ndcg@10"] = score
                 if score > best:
                     best, bad_rounds, best_epoch = score, 0, epoch

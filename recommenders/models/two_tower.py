@@ -44,6 +44,7 @@ from torch.nn import functional as F
 from recommenders.models.base import FactorModel
 from recommenders.models.sgd import minibatches, torch_generator, train_epochs
 from recommenders.models.vbpr import content_matrix
+from recommenders.sizing import factor_bytes
 
 
 class MoEWhitening(nn.Module):
@@ -160,6 +161,13 @@ class TwoTower(FactorModel):
         "seed": 2020,
     }
 
+    def _cost(self, n_users, n_items, nnz, dims):
+        width = sum(dims.values())
+        dim = int(self.params["dim"])
+        extra = 4.0 * n_items * dim * 3 + 4.0 * int(self.params["batch_size"]) ** 2 * 4
+        return factor_bytes(n_users, n_items, nnz, dim, width, dim) + extra, None, \
+            "ID and content towers with Adam state, the content matrix, a validation chunk of scores"
+
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         p = self.params
         for key in ("temperature", "align_temperature"):
@@ -196,7 +204,7 @@ class TwoTower(FactorModel):
         if self.params["user_tower"] == "history":
             u = u @ self.user_map
         u /= max(float(np.linalg.norm(u)), 1e-12)
-        return self.V @ u + self.b
+        return self._scores(u)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**super()._state(), "user_map": self.user_map}

@@ -25,6 +25,7 @@ from torch import nn
 
 from recommenders.models.base import FactorModel
 from recommenders.models.sgd import torch_generator, train_bpr
+from recommenders.sizing import factor_bytes
 
 
 def content_matrix(features: Mapping[str, np.ndarray], modalities: tuple[str, ...] | None = None) -> np.ndarray:
@@ -105,6 +106,11 @@ class VBPR(FactorModel):
 
     def _id_dim(self) -> int:
         return int(self.params["dim"])
+
+    def _cost(self, n_users, n_items, nnz, dims):
+        width = sum(dims.values()) if self.modalities is None else sum(dims.get(m, 0) for m in self.modalities)
+        return factor_bytes(n_users, n_items, nnz, self._id_dim(), width, int(self.params["content_dim"])), None, \
+            "ID and projected content factors with Adam state, the content matrix, a validation chunk of scores"
 
     def _fit(self, train: sp.csr_matrix, features: dict[str, np.ndarray], valid: sp.csr_matrix | None) -> None:
         p = self.params

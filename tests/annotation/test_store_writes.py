@@ -268,6 +268,23 @@ def test_bad_feedback_batch_writes_nothing(catalog):
     assert count(Session, FeedbackEvent) == 1
 
 
+def test_refused_batch_leaves_nothing_even_when_the_caller_commits(catalog):
+    """A batch refused for a conflicting replay writes none of its rows, also when the caller catches the error and
+    commits the transaction (PostgreSQL inserts first and takes its rows back; SQLite checks first)."""
+    Session = catalog
+    stored = {"event_id": new_id(), "user_id": "196", "item_id": "1", "kind": "like"}
+    with Session() as s, s.begin():
+        store.record_feedback_batch(s, [stored])
+    fresh = [{"event_id": new_id(), "user_id": "186", "item_id": str(i), "kind": "click"} for i in range(1, 11)]
+    with Session() as s, s.begin():
+        with pytest.raises(EventConflictError, match="already stored as a different feedback event"):
+            store.record_feedback_batch(s, fresh + [dict(stored, kind="dislike")])
+    assert count(Session, FeedbackEvent) == 1
+    with Session() as s, s.begin():  # and the same fresh events go in afterwards
+        assert store.record_feedback_batch(s, fresh + [stored]) == 10
+    assert count(Session, FeedbackEvent) == 11
+
+
 # -- assets and eval runs --------------------------------------------------------------------------------------
 
 

@@ -416,3 +416,25 @@ def test_the_hub_sink_commits_each_sync_once_through_huggingface_hub(engine, tar
         assert snapshot(target) == snapshot(Session)
         # a new process (a restarted Space) resumes from the repo's shards without re-shipping
         assert sync.sync_once(Session, url, sync.SyncState()).shipped == {} and len(commits) == 1
+
+
+def test_a_hub_storage_bucket_sink_writes_one_object_per_shard(monkeypatch, tmp_path):
+    """hf://buckets/ORG/NAME opens as huggingface_hub's HfFileSystem (2.4.0 addresses Storage Buckets), but a
+    bucket takes no commits: each shard is one upload (`pipe_file`, which the client sends as a bucket file), like
+    s3://. The local Hub stand-in speaks the repository API only (bucket uploads go through Xet), so the upload
+    itself is recorded here rather than sent."""
+    from huggingface_hub import HfFileSystem
+
+    fs, root = sync.open_sink("hf://buckets/org/vitrine/events")
+    assert isinstance(fs, HfFileSystem) and root == "buckets/org/vitrine/events"
+    written: dict[str, bytes] = {}
+    monkeypatch.setattr(fs, "pipe_file", lambda path, data, **kwargs: written.__setitem__(path, data))
+    monkeypatch.setattr(fs._api, "create_commit", lambda *a, **k: pytest.fail("a bucket takes no commit"))
+    names = sync._put_shards(fs, root, [("feedback/a.parquet", b"1"), ("labels/b.parquet", b"2")])
+    assert names == [f"{root}/feedback/a.parquet", f"{root}/labels/b.parquet"]
+    assert written == {f"{root}/feedback/a.parquet": b"1", f"{root}/labels/b.parquet": b"2"}
+    # the blob store takes the same URL: its keys land under the bucket path
+    from generation.blobs import BlobStore
+
+    blobs = BlobStore("hf://buckets/org/vitrine/blobs", cache_dir=tmp_path / "cache")
+    assert isinstance(blobs.fs, HfFileSystem) and blobs._remote("covers/ab/x.jpg") == "buckets/org/vitrine/blobs/covers/ab/x.jpg"

@@ -340,7 +340,9 @@ def test_default_model_without_features_falls_back(tmp_path):
                          features={}, say=lambda msg: None)
     try:
         assert svc.ranking.default_model == DEFAULT_MODEL_WITHOUT_FEATURES
-        assert any("needs text features" in note for note in svc.notes)
+        # the size-based choice sees that there is no text: the dense model without it, and says why
+        assert any(note.startswith(f"default model {DEFAULT_MODEL_WITHOUT_FEATURES}: the exact dense model fits")
+                   for note in svc.notes)
         assert svc.catalog.why("1", ["5"], ["Comedy"]) == "popular with people like you"  # no text: genres only
         assert svc.catalog.why("4", ["8"], ["Comedy"]) == "you like Comedy"
     finally:

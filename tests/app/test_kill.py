@@ -89,6 +89,7 @@ def _visitors(url: str, stop: threading.Event, acked: list, errors: list, lock: 
               ) -> list[threading.Thread]:
     def visitor(i: int) -> None:
         rng, api = random.Random(i), HttpApiClient(url)
+        token = ""  # the annotator's secret, handed out by their first /next_pair
         while not stop.is_set():
             try:
                 user = str(rng.randint(1, 16))
@@ -98,10 +99,11 @@ def _visitors(url: str, stop: threading.Event, acked: list, errors: list, lock: 
                             slate["impression_id"], event, api_name="feedback")
                 with lock:
                     acked.append(("feedback", event, time.monotonic()))
-                pair = api.predict(f"visitor-{i}", "", api_name="next_pair")
+                pair = api.predict(f"visitor-{i}", "", token, api_name="next_pair")
+                token = pair.get("token") or token
                 if pair["pair_id"]:
                     event = str(uuid.uuid4())
-                    api.predict(f"visitor-{i}", pair["pair_id"], rng.choice(["A", "B", "tie"]), "", event,
+                    api.predict(f"visitor-{i}", pair["pair_id"], rng.choice(["A", "B", "tie"]), "", event, token,
                                 api_name="label")
                     with lock:
                         acked.append(("label", event, time.monotonic()))
@@ -153,7 +155,9 @@ def test_sigkill_then_restart_from_the_sink_loses_at_most_one_interval(tmp_path,
     env.update(VITRINE_DATA_DIR=str(data), VITRINE_DATASET=str(_dataset_folder(tmp_path)), VITRINE_MODEL="pop",
                VITRINE_EXTRA_MODELS="", VITRINE_COVER_MODEL="none", VITRINE_CAPTION_MODEL="none",
                VITRINE_SYNC_URL=sink, VITRINE_SYNC_EVERY=str(SYNC_EVERY), GRADIO_ANALYTICS_ENABLED="False",
-               VITRINE_RATE_SLATE="100000/minute",  # 20 visitors share one address here: not one client's flood
+               # 20 visitors share one address here: not one client's flood
+               VITRINE_RATE_SLATE="100000/minute", VITRINE_RATE_FEEDBACK="100000/minute",
+               VITRINE_RATE_JOIN="100000/minute", VITRINE_QUEUE_PER_CLIENT="1000",
                HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     if database_url:
         env["DATABASE_URL"] = database_url

@@ -180,3 +180,15 @@ def test_the_health_check_runs_an_event_and_fails_when_the_queue_stops(flood_app
     assert requests.get(url + "config", timeout=TIMEOUT_S).status_code == 200  # the page still answers
     stopped = healthcheck()
     assert stopped.returncode == 1 and "Queue is stopped" in stopped.stderr
+
+
+def test_no_event_runs_outside_the_queue(live_app):
+    """Gradio opens /gradio_api/run/<name> (and /api/<name>) to direct POSTs when not on a Space: an event run
+    there skipped the queue and every bound on it (size, per-client joins, concurrency groups)."""
+    url, _ = live_app
+    for route in ("run", "api"):
+        answer = requests.post(url + f"gradio_api/{route}/recommend", json={"data": ["5", "ease", 3, False]},
+                               timeout=TIMEOUT_S)
+        assert answer.status_code == 404 and "join the queue" in answer.json()["detail"], answer.text[:300]
+    unknown = requests.post(url + "gradio_api/call/no-such-endpoint", json={"data": []}, timeout=TIMEOUT_S)
+    assert unknown.status_code == 404 and "no endpoint named" in unknown.json()["detail"]

@@ -131,3 +131,25 @@ def test_rejections_are_logged_at_a_bounded_rate(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[5] == "rejected 95 more requests in the last minute (not logged one by one)"
     assert lines[6] == "rejected later"
+
+
+def test_a_component_updated_for_a_session_is_checked_too(svc):
+    """An event that updates a component (the item pickers get new choices when the catalog grew) leaves a new
+    instance of it in the session's state, which Gradio reads that session's inputs with."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    from app.web.inputs import Rejected
+    from app.web.ui import build_demo, enable_queue
+
+    demo = build_demo(svc)
+    enable_queue(demo, svc.settings)
+    fn = next(f for f in demo.fns.values() if f.name == "do_create")
+    picker = fn.inputs[1]
+    state = SessionState(demo)
+    kwargs = {**picker.constructor_args, "choices": [("Only", "only")], "render": False}
+    kwargs.pop("value", None)
+    state[picker._id] = picker.__class__(**kwargs)  # what Gradio does with gr.update(choices=...)
+    with pytest.raises(Rejected, match="expected one of its 1 choices, got 'nope'"):
+        asyncio.run(demo.preprocess_data(fn, [None, "nope", 2], state))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import load_settings
+from app.settings import REPO_ROOT, load_settings, mount_of, remote_storage
 from vitrine_app_fixtures import make_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +55,79 @@ def test_space_without_storage_warns_unless_a_sink_or_external_db_is_set(tmp_pat
     assert (local.allow_network, local.durability_warning, local.sync_url, local.space_id) == (False, None, None, None)
     with pytest.raises(ValueError, match="VITRINE_SYNC_EVERY"):
         load_settings({"VITRINE_SYNC_EVERY": "0"})
+
+
+# /proc/mounts of a Space container with a Storage Bucket attached as a read-write volume at /data, plus the other
+# kinds of mounts the detection must tell apart (local disks, tmpfs, a rootless container's fuse-overlayfs root)
+SPACE_MOUNTS = r"""fuse-overlayfs / fuse.fuse-overlayfs rw,nosuid,nodev,relatime,user_id=0,group_id=0 0 0
+proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
+lxcfs /proc/cpuinfo fuse.lxcfs rw,nosuid,nodev,relatime,user_id=0,group_id=0 0 0
+tmpfs /tmp tmpfs rw,nosuid,nodev 0 0
+/dev/vda1 /home/user/app ext4 rw,relatime 0 0
+hf-mount /data fuse.hf-mount rw,nosuid,nodev,relatime,user_id=1000,group_id=1000 0 0
+10.0.0.5:/export /mnt/nfs nfs4 rw,relatime,vers=4.2,proto=tcp 0 0
+//files/share /mnt/smb cifs rw,relatime,vers=3.1.1 0 0
+s3fs /mnt/s3 fuse.s3fs rw,nosuid,nodev,relatime 0 0
+/dev/vdb /mnt/my\040disk ext4 rw,relatime 0 0
+10.0.0.6:/x /mnt/my\040disk/inner nfs rw 0 0
+/dev/vdc /mnt/nfs/local-cache xfs rw 0 0
+"""
+
+
+@pytest.mark.parametrize("path, mount, remote", [
+    ("/data/vitrine", ("/data", "fuse.hf-mount"), "fuse.hf-mount"),  # a bucket volume
+    ("/data", ("/data", "fuse.hf-mount"), "fuse.hf-mount"),
+    ("/database", ("/", "fuse.fuse-overlayfs"), None),  # a prefix of the name is not a parent
+    ("/home/user/app/.vitrine", ("/home/user/app", "ext4"), None),
+    ("/tmp/x", ("/tmp", "tmpfs"), None),
+    ("/mnt/nfs/v", ("/mnt/nfs", "nfs4"), "nfs4"),
+    ("/mnt/nfs/local-cache/db", ("/mnt/nfs/local-cache", "xfs"), None),  # a local disk mounted inside the share
+    ("/mnt/smb/v", ("/mnt/smb", "cifs"), "cifs"),
+    ("/mnt/s3/v", ("/mnt/s3", "fuse.s3fs"), "fuse.s3fs"),
+    ("/mnt/my disk/v", ("/mnt/my disk", "ext4"), None),  # octal escapes in mount points
+    ("/mnt/my disk/inner/v", ("/mnt/my disk/inner", "nfs"), "nfs"),
+    ("/proc/cpuinfo", ("/proc/cpuinfo", "fuse.lxcfs"), None),
+])
+def test_remote_storage_on_a_sample_mount_table(path, mount, remote):
+    assert mount_of(path, SPACE_MOUNTS) == mount
+    assert remote_storage(path, SPACE_MOUNTS) == remote
+
+
+def test_remote_storage_without_a_mount_table():
+    assert mount_of("/data/vitrine", "") is None and remote_storage("/data/vitrine", "") is None
+    assert remote_storage("/x", "garbage\n\nnfs-server:/e /x\n") is None  # a line without a type is skipped
+    assert remote_storage("/y", "srv /y fuse rw 0 0\n") == "fuse"  # an unnamed FUSE filesystem: not known local
+
+
+def test_a_data_dir_on_a_bucket_volume_keeps_sqlite_on_local_disk_and_syncs_to_the_volume(tmp_path):
+    bucket = tmp_path / "data"
+    bucket.mkdir()
+    mounts = f"/dev/vda1 / ext4 rw 0 0\nhf-mount {bucket} fuse.hf-mount rw 0 0\n"
+    # a Space with the bucket at /data
+    s = load_settings({"SPACE_ID": "org/vitrine"}, data_root=bucket, mounts=mounts)
+    assert s.data_dir == bucket / "vitrine" and s.data_dir_fs == "fuse.hf-mount"
+    assert s.database_url == f"sqlite:///{REPO_ROOT / '.vitrine' / 'vitrine.db'}"  # never on the bucket
+    assert s.sync_url == str(bucket / "vitrine" / "events") and s.durability_warning is None
+    assert s.blob_location == str(bucket / "vitrine" / "blobs")  # covers and model versions on the volume
+    # the Docker image sets VITRINE_DATA_DIR=/data/vitrine: the same rule, Space or not
+    for env in ({"VITRINE_DATA_DIR": str(bucket / "vitrine")},
+                {"VITRINE_DATA_DIR": str(bucket / "vitrine"), "SPACE_ID": "org/vitrine"}):
+        s = load_settings(env, data_root=tmp_path / "none", mounts=mounts)
+        assert not s.database_url.startswith(f"sqlite:///{bucket}") and s.sync_url == str(bucket / "vitrine" / "events")
+    # explicit choices still win; an external database needs no sink
+    s = load_settings({"VITRINE_DATA_DIR": str(bucket / "v"), "VITRINE_SYNC_URL": "hf://buckets/org/b/events"},
+                      mounts=mounts)
+    assert s.sync_url == "hf://buckets/org/b/events" and not s.database_url.startswith(f"sqlite:///{bucket}")
+    s = load_settings({"VITRINE_DATA_DIR": str(bucket / "v"), "DATABASE_URL": "postgresql+psycopg://db/v"},
+                      mounts=mounts)
+    assert s.sync_url is None and s.database_url == "postgresql+psycopg://db/v"
+    # the checkout itself on the network too: the database goes to the temporary directory
+    s = load_settings({"VITRINE_DATA_DIR": str(bucket / "v")}, mounts=mounts + f"srv:/c {REPO_ROOT} nfs4 rw 0 0\n")
+    assert s.database_url.endswith("/vitrine/vitrine.db") and str(REPO_ROOT) not in s.database_url
+    # a data dir on a local disk: the database beside the data, as before, and no sink unless asked for
+    local = load_settings({"VITRINE_DATA_DIR": str(tmp_path / "local")}, mounts=mounts)
+    assert local.database_url == f"sqlite:///{tmp_path / 'local' / 'vitrine.db'}"
+    assert (local.sync_url, local.data_dir_fs) == (None, None)
 
 
 def test_import_spaces_refuses_when_cuda_came_first(monkeypatch):

@@ -39,6 +39,10 @@ def test_render_fills_every_placeholder(tmp_path):
     assert f"pid {tmp_path}/nginx.pid;" in text
     assert "set_real_ip_from" not in text  # no proxy in front is trusted unless named
     assert "rate=5r/s;" in text and "burst=30 nodelay;" in text and "limit_conn vitrine_conn 64;" in text
+    assert "frame-ancestors 'self'\" always;" in text and "X-Frame-Options SAMEORIGIN" in text
+    space = render(RunConfig(frame_ancestors="'self' https://huggingface.co"), tmp_path)
+    assert "frame-ancestors 'self' https://huggingface.co\" always;" in space
+    assert "add_header X-Frame-Options" not in space  # it cannot name another site: the CSP alone says who may
     trusted = render(RunConfig(trusted_proxy="10.0.0.0/8"), tmp_path)
     assert "set_real_ip_from 10.0.0.0/8;" in trusted and "real_ip_header X-Forwarded-For;" in trusted
 
@@ -47,6 +51,7 @@ def test_render_fills_every_placeholder(tmp_path):
     ("max_body", "16m; include /etc/passwd"), ("max_body", "0"), ("host", "0.0.0.0; evil"), ("host", "example.com"),
     ("port", 0), ("app_port", 70000), ("public_scheme", "ftp"), ("trusted_proxy", "10.0.0.0/8; allow all"),
     ("join_rate", "5r/s; allow all"), ("join_rate", "0r/s"), ("join_burst", 0), ("conn_per_client", "64; x"),
+    ("frame_ancestors", "'self'; script-src *"), ("frame_ancestors", '"'), ("frame_ancestors", ""),
 ])
 def test_render_refuses_values_that_are_not_what_they_claim(field, value):
     with pytest.raises(ValueError, match=field):
@@ -191,6 +196,38 @@ def test_joins_and_open_requests_per_client_are_bounded(front):
             conn.close()
     assert "limiting" not in log.read_text()[len(before):]  # refusals are not logged
     time.sleep(7)  # the burst refills (5 joins a second) for the other tests of this module
+
+
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "same-origin",
+                    "x-frame-options": "SAMEORIGIN"}
+
+
+def test_every_answer_carries_the_security_headers(front):
+    """Issue 28 item 8: a CSP (this site's scripts, images and connections only; frame-ancestors), nosniff, a
+    same-origin referrer and X-Frame-Options, once each, on the app, the dashboard and the front's own errors."""
+    import urllib.request
+
+    base, _, _, _ = front
+    for path in ("/", "/config", "/dashboard/", "/dashboard/_stcore/health", "/gradio_api/info", "/nope"):
+        try:
+            answer = urllib.request.urlopen(base + path, timeout=30)
+        except urllib.error.HTTPError as exc:
+            answer = exc
+        headers = answer.headers
+        for name, value in SECURITY_HEADERS.items():
+            assert headers.get_all(name) == [value], (path, name, headers.get_all(name))
+        csp = headers.get_all("content-security-policy")
+        assert csp and len(csp) == 1, (path, csp)
+        assert "default-src 'self'" in csp[0] and "img-src 'self' data: blob:" in csp[0]
+        assert "frame-ancestors 'self'" in csp[0] and "object-src 'none'" in csp[0]
+
+
+def test_monitoring_and_metrics_are_closed(front):
+    """Gradio's /monitoring (its analytics summary) and Streamlit's /_stcore/metrics answered anyone."""
+    base, _, _, _ = front
+    for path in ("/monitoring", "/monitoring/summary", "/monitoring/x", "/dashboard/_stcore/metrics"):
+        assert get(base + path)[0] == 404, path
+    assert get(base + "/dashboard/_stcore/health")[0] == 200
 
 
 def test_forwarded_headers_are_set_by_nginx_only(front):
@@ -414,4 +451,105 @@ def test_a_stopped_queue_makes_the_set_exit_for_a_restart(tmp_path):
         text = log.read_text()
         assert "Queue is stopped" in text and "healthcheck: unhealthy" in text
     finally:
+        stop(proc, log)
+
+
+TINY_APP = REPO_ROOT / "tests" / "deploy" / "tiny_vitrine_app.py"
+
+
+class _Beacon(http.server.BaseHTTPRequestHandler):
+    hits: list = []
+    page = b""
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        type(self).hits.append(self.path)
+        body = type(self).page
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.browser
+def test_the_real_app_and_dashboard_run_under_the_csp(tmp_path, browser, artifacts_dir):
+    """Issue 28 item 8, in Chromium behind the front: the real UI (tiny catalog) and the dashboard work under the
+    Content-Security-Policy with no violation logged: cards, a like, Create's gallery (by URL), the dashboard's
+    charts over its websocket. An error pop-up quoting HTML a visitor typed shows it as text and loads nothing
+    from elsewhere; another site cannot frame the pages."""
+    from annotation.db import upgrade
+
+    need_nginx()
+    data = tmp_path / "data"
+    data.mkdir()
+    upgrade(f"sqlite:///{data / 'vitrine.db'}")
+    env = {**os.environ, "VITRINE_DATA_DIR": str(data), "DATABASE_URL": f"sqlite:///{data / 'vitrine.db'}",
+           "VITRINE_DASHBOARD_PASSWORD": DASHBOARD_PASSWORD}
+    port = free_port()
+    log = tmp_path / "serve_all.log"
+    proc = start_serve_all(port, log, env, "--app-cmd", f"{sys.executable} {TINY_APP}")
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Beacon)  # another site: a beacon, a framing page
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    elsewhere = f"http://127.0.0.1:{other.server_address[1]}"
+    base = f"http://127.0.0.1:{port}"
+    _Beacon.hits, _Beacon.page = [], f'<iframe id="f" src="{base}/"></iframe>'.encode()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
+    try:
+        wait_ok(base + "/dashboard/_stcore/health", proc)
+        wait_ok(base + "/", proc)
+        page.goto(base + "/")
+        page.click("#vt-user input")
+        page.keyboard.type("6 · 26")
+        page.locator("#vt-user [role=option]").first.wait_for()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#vt-card-0 .vt-card img")  # gr.HTML templates ran (they need eval)
+        page.click("#vt-like-0")
+        page.wait_for_selector("#vt-card-0 .vt-liked")
+        page.get_by_role("tab", name="Create").click()
+        page.click("#vt-create-item input")
+        page.keyboard.type("Film 3 ")
+        page.locator("#vt-create-item [role=option]").first.wait_for()
+        page.keyboard.press("Enter")
+        page.click("#vt-generate")
+        page.wait_for_function("() => [...document.querySelectorAll('#vt-gallery img')].filter("
+                               "i => i.complete && i.naturalWidth > 0).length >= 2")
+        sources = page.eval_on_selector_all("#vt-gallery img", "els => els.map(e => e.src)")
+        assert all(src.startswith(base + "/covers/") for src in sources), sources
+        page.screenshot(path=str(artifacts_dir / "front-csp-create.png"))
+
+        page.get_by_role("tab", name="Label").click()
+        typed = f'hf:<img id="vt-beacon" src="{elsewhere}/beacon.png">'
+        page.fill("#vt-ann-name textarea, #vt-ann-name input", typed)
+        page.click("#vt-sign-in")
+        toast = page.locator("[data-testid='toast-body']").first
+        toast.wait_for()
+        assert typed in toast.inner_text() and page.locator("#vt-beacon").count() == 0
+        page.screenshot(path=str(artifacts_dir / "front-csp-error.png"))
+
+        page.goto(base + "/dashboard/")
+        page.get_by_label("Password", exact=True).fill(DASHBOARD_PASSWORD)
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Overview").first.wait_for()
+        page.wait_for_selector(".js-plotly-plot .main-svg")
+        page.screenshot(path=str(artifacts_dir / "front-csp-dashboard.png"))
+        violations = [m for m in console if "Content Security Policy" in m or m.startswith("pageerror")]
+        assert not violations, violations
+
+        page.goto(elsewhere + "/frame")
+        page.wait_for_timeout(3000)
+        framed = page.frame_locator("#f").locator("#vt-user")
+        assert framed.count() == 0  # refused: frame-ancestors 'self'
+        assert any("frame-ancestors" in m or "Refused to display" in m for m in console), console[-5:]
+        assert not [h for h in _Beacon.hits if "beacon" in h]
+    finally:
+        context.close()
+        other.shutdown()
         stop(proc, log)

@@ -141,6 +141,16 @@ class TestEASEText(ModelContract):
     params = {"reg": 1.0, "text_weight": 0.5}
 
 
+class TestSparseEASE(ModelContract):
+    name = "sparse-ease"
+    params = {"reg": 1.0, "neighbours": 4}
+
+
+class TestSparseEASEText(ModelContract):
+    name = "sparse-ease-text"
+    params = {"reg": 1.0, "text_weight": 0.5, "neighbours": 4, "text_neighbours": 2}
+
+
 class TestBPR(ModelContract):
     name = "bpr"
     params = {**FAST_SGD, "dim": 8}
@@ -162,7 +172,8 @@ class TestVBPR(ModelContract):
 
 
 def test_registry() -> None:
-    assert set(MODEL_NAMES) == {"pop", "itemknn", "bpr", "lightgcn", "ease", "ease-text", "text", "vbpr",
+    assert set(MODEL_NAMES) == {"pop", "itemknn", "bpr", "lightgcn", "ease", "ease-text", "sparse-ease",
+                                "sparse-ease-text", "text", "vbpr",
                                 "two-tower", "freedom", "blend", "sasrec", "sasrec-content"}
     assert DEFAULT_MODEL in MODEL_NAMES and DEFAULT_MODEL_WITHOUT_FEATURES not in FEATURE_MODELS
     with pytest.raises(UnknownModelError, match="name: expected one of"):
