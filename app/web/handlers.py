@@ -21,6 +21,7 @@ from annotation.errors import AnnotationError
 from app import checks
 from app.web.cards import CardView, markdown_escape, render_card, render_detail, render_pair_side, render_profile, render_status
 from app.errors import AppInputError
+from app.serving.catalog import SEARCH_HITS
 from app.serving.ranking import ModelChoice
 from app.web.routes import cover_url, item_image_url
 from app.serving.services import Services
@@ -38,6 +39,7 @@ __all__ = [
     "suggest_users",
     "search_items",
     "select_user",
+    "choose_user",
     "start_new_user",
     "recommend",
     "more",
@@ -156,7 +158,7 @@ def suggest_users(svc: Services, typed: object) -> Any:
     with it, the exact id first (`Catalog.suggest_users`); never the whole list of users."""
     if not isinstance(typed, (str, type(None))):
         raise gr.Error(f"user id: expected text, got {type(typed).__name__}")
-    return gr.update(choices=svc.catalog.suggest_users(typed))
+    return gr.update(choices=_padded(svc.catalog.suggest_users(typed), svc.catalog.suggest_users("")))
 
 
 @user_errors
@@ -173,7 +175,16 @@ def search_items(svc: Services, query: object, chosen: object = None, mode: str 
         gr.Info(note)
     keep = svc.catalog.item_labels(kept)  # after the matches: Enter takes the first match shown
     ids = {i for _, i in keep}
-    return gr.update(choices=[hit for hit in hits if hit[1] not in ids] + keep)
+    hits = _padded(hits, svc.catalog.popular_items(SEARCH_HITS + len(keep)))
+    return gr.update(choices=[hit for hit in hits if hit[1] not in ids][:SEARCH_HITS] + keep)
+
+
+def _padded(found: list[tuple[str, str]], more: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`found`, then entries of `more` not in it, up to SEARCH_HITS. A picker's list keeps one length: Gradio's
+    dropdown draws its open list for a moment with the positions of the previous matches, and a shorter list made
+    that fail (a page error). The extra entries do not show: the dropdown lists only labels with the typed text."""
+    have = {value for _, value in found}
+    return (found + [entry for entry in more if entry[1] not in have])[:max(SEARCH_HITS, len(found))]
 
 
 @user_errors
@@ -207,6 +218,21 @@ def start_new_user(svc: Services, visitor: Visitor, picks: Sequence[str] | None,
     visitor.reset_user(user_id, "new", liked=list(dict.fromkeys(picks)))
     visitor.seed = checks.new_seed()
     return visitor, profile_html(svc, user_id, "new", visitor.liked)
+
+
+def choose_user(svc: Services, visitor: Visitor, user_id: str | None, model: str | None,
+                compare_with: str | None = None, request: gr.Request | None = None):
+    """The user picker's event: `select_user`, then the first page (`recommend`) -> (visitor, profile, cards, info).
+    When the picker only lost the focus (empty, or the user already shown), nothing changes: every output is
+    `gr.skip()` and cards is None."""
+    try:
+        visitor, profile = select_user(svc, visitor, user_id)
+    except gr.Error as exc:
+        if exc.visible:
+            raise
+        return gr.skip(), gr.skip(), None, gr.skip()
+    visitor, cards, info = recommend(svc, visitor, model, compare_with, request=request)
+    return visitor, profile, cards, info
 
 
 def render_cards(visitor: Visitor) -> list[str]:

@@ -328,8 +328,14 @@ def build_demo(svc: Services) -> gr.Blocks:
                 None, None, None, js=focus)
 
         fills = []
-        selected = user_dd.input(bind(h.select_user, svc), [visitor, user_dd], [visitor, profile], **fast, **private)
-        ev = selected.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
+        def do_choose_user(v, user_id, model, compare, request: gr.Request):
+            v2, shown, cards, info = h.choose_user(svc, v, user_id, model, compare, request=request)
+            return [v2, shown, *(_cards_out(cards) if cards is not None else [gr.skip()]), info]
+
+        # the picker sends its value on a choice and again as it loses the focus: "once" drops the second while
+        # the first runs, and a value already shown changes nothing (choose_user skips every output)
+        ev = user_dd.input(do_choose_user, [visitor, user_dd, model_dd, compare_dd],
+                           [visitor, profile, *cards_outputs, slate_info], trigger_mode="once", **fast, **private)
         fills.append(chain_fill(ev))
         def do_start(v, chosen, request: gr.Request):
             return h.start_new_user(svc, v, chosen, request=request)

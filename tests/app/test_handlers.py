@@ -170,14 +170,27 @@ def test_card_actions_from_the_page_are_checked(fresh_svc):
 def test_the_user_picker_takes_a_typed_id_and_suggests_by_prefix(svc):
     suggested = h.suggest_users(svc, "1")["choices"]
     assert suggested[0] == (svc.catalog.user_label("1"), "1"), "the exact id first"
-    assert {u for _, u in suggested} == {"1", "10", "11", "12", "13", "14", "15", "16"}
+    assert {u for _, u in suggested[:8]} == {"1", "10", "11", "12", "13", "14", "15", "16"}
     assert suggested[0][0].startswith("1 · 21 F writer · ")
-    assert h.suggest_users(svc, "99")["choices"] == []
+    # the list keeps its length (the dropdown shows only the labels with the typed text): the most active after
+    assert len(suggested) == 16 and not any(u.startswith("1") for _, u in suggested[8:])
+    assert not any(u.startswith("99") for _, u in h.suggest_users(svc, "99")["choices"])
     assert len(h.suggest_users(svc, "")["choices"]) == 16  # the most active, at most SEARCH_HITS
     visitor, html = h.select_user(svc, Visitor(), " 12 ")  # typed, with spaces
     assert visitor.user_id == "12" and "user 12" in html
     with pytest.raises(gr.Error, match="user id: expected text"):
         h.suggest_users(svc, 5)
+
+
+def test_choosing_a_user_shows_the_first_page_and_refocusing_changes_nothing(svc):
+    visitor, profile, cards, info = h.choose_user(svc, Visitor(), "4", "ease")
+    assert visitor.user_id == "4" and "user 4" in profile and len(cards) == PAGE_SIZE and "user 4" in info
+    impression = visitor.impression_id
+    for again in ("4", " 4 ", "", None):  # the picker losing the focus sends its value again
+        assert h.choose_user(svc, visitor, again, "ease") == (gr.skip(), gr.skip(), None, gr.skip())
+    assert visitor.impression_id == impression
+    with pytest.raises(gr.Error, match="'nobody'"):
+        h.choose_user(svc, visitor, "nobody", "ease")
 
 
 def test_item_pickers_search_titles_and_keep_what_was_chosen(svc):
