@@ -73,7 +73,12 @@ HEAD = """
     if (navigated || event.isComposing || !input.value.trim()) return;
     event.preventDefault();
     event.stopImmediatePropagation();
-    if (picker.id === "vt-user") { input.blur(); return; }
+    if (picker.id === "vt-user") {
+      // Escape first: the dropdown handles a key after a tick, and the last letter's turn would open the list again
+      input.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", bubbles: true}));
+      input.blur();
+      return;
+    }
     const option = [...picker.querySelectorAll("[role=option]")].find((o) => o.getAttribute("aria-selected") !== "true");
     if (option) option.dispatchEvent(new MouseEvent("mousedown", {bubbles: true, cancelable: true}));
   }, true);
