@@ -18,6 +18,8 @@ Gradio handlers receive the `Services` as their first argument; per-visitor stat
 
 from __future__ import annotations
 
+import functools
+
 import contextlib
 import json
 import logging
@@ -368,7 +370,8 @@ def build_services(
     with timed("search"):
         query = _query_encoder(settings, text_model if "text" in features else None, notes)
         catalog = Catalog(dataset, features.get("text"), domain=domain,
-                          llm_keywords=None if captions.uses_fallback else captions.preference_keywords,
+                          llm_keywords=None if captions.uses_fallback else functools.partial(
+                              captions.preference_keywords, wait=False),  # never the model on a request path
                           text_model=text_model, query_encoder=query)
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
