@@ -32,7 +32,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from app.serving.assets import Assets
-from app.serving.catalog import Catalog
+from app.serving.catalog import Catalog, QueryEncoder
 from app.errors import bad
 from app.serving.events import EventLog
 from app.web.guards import PasswordGuard, RateLimits
@@ -196,8 +196,9 @@ def build_services(
 
         with timed("dataset"):
             dataset = load_dataset(settings.dataset, data_dir, cache_dir=data_dir / "datasets", say=say)
+    text_model = dataset.feature_models.get("text")  # the model that made the item text features, when known
     if features is None:
-        from recommenders.features import compute_features
+        from recommenders.features import DEFAULT_TEXT_MODEL, compute_features
 
         with timed("features"):
             # each modality on its own: a missing image model never drops the text features
@@ -206,6 +207,8 @@ def build_services(
                                      allow_network=settings.allow_network, say=say)
         features = found.arrays
         notes.extend(found.notes())
+        if found.sources.get("text", "").startswith("encoded by"):
+            text_model = settings.text_model or DEFAULT_TEXT_MODEL
     selected, selected_params = selected_model(settings, notes)
     if settings.model is None and selected is None:
         selected, selected_params = sized_default(dataset, features, notes, settings.memory_budget)
@@ -244,9 +247,12 @@ def build_services(
     if captions.uses_fallback:
         notes.append("captions: template fallback in use")
 
-    catalog = Catalog(dataset, features.get("text"), domain=domain,
-                      llm_keywords=None if captions.uses_fallback else functools.partial(
-                          captions.preference_keywords, wait=False))  # never the model on a request path
+    with timed("search"):
+        query = _query_encoder(settings, text_model if "text" in features else None, notes)
+        catalog = Catalog(dataset, features.get("text"), domain=domain,
+                          llm_keywords=None if captions.uses_fallback else functools.partial(
+                              captions.preference_keywords, wait=False),  # never the model on a request path
+                          text_model=text_model, query_encoder=query)
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
     from app.learning.learner import Learner, best_of_n_for
@@ -276,6 +282,30 @@ def build_services(
     for note in notes:  # what was chosen and why, what falls back: the log says what the Status tab says
         say(f"start-up note: {note}")
     return svc
+
+
+def _query_encoder(settings: Settings, text_model: str | None, notes: list[str]) -> QueryEncoder | None:
+    """The encoder of search queries (the pickers' search by meaning), loaded once: only when the item text
+    features were made by the same model (else its vectors would not be comparable); a note says why not."""
+    from recommenders.features import DEFAULT_TEXT_MODEL
+    from recommenders.lookup import model_family, query_encoder
+
+    wanted = settings.text_model or DEFAULT_TEXT_MODEL
+    if text_model is None:
+        notes.append("search by meaning unavailable: no item text features of a known model (search by title only)")
+        return None
+    if model_family(text_model) != model_family(wanted):
+        notes.append(f"search by meaning unavailable: the item text features come from {text_model!r}, the query "
+                     f"encoder would be {wanted!r} (search by title only)")
+        return None
+    try:
+        encode, name, dim = query_encoder(settings.text_model)
+        encode(["warm-up"])  # the first call costs most; here, not in a visitor's first search
+    except (OSError, ValueError, LookupError, ImportError, RuntimeError) as exc:
+        notes.append(f"search by meaning unavailable: the query encoder {wanted!r} could not be loaded "
+                     f"({type(exc).__name__}: {str(exc)[:200]})")
+        return None
+    return QueryEncoder(encode, name, dim)
 
 
 def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:

@@ -136,7 +136,7 @@ class Slates:
     @gated
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
                  event_id: str | None = None) -> Feedback:
-        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item;
+        """Log a like / dislike / click / skip / undo ("open" is a click) tied to the impression that showed the item;
         the same signal repeated on the same slate is stored once (`EventLog.record_feedback`). A new like or
         dislike is weak evidence for the prompt-policy arm of the cover shown on the card."""
         stored = self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)
