@@ -48,6 +48,10 @@ class RejectionLog:
         self.max_chars = max_chars
         self.clock = clock or time.monotonic
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Open a fresh minute: nothing counted, nothing dropped."""
         self._window, self._logged, self._dropped = -60.0, 0, 0
 
     def note(self, what: str) -> None:
