@@ -21,6 +21,7 @@ from annotation.errors import AnnotationError
 from app import checks
 from app.web.cards import CardView, markdown_escape, render_card, render_detail, render_pair_side, render_profile, render_status
 from app.errors import AppInputError
+from app.serving.catalog import SEARCH_HITS
 from app.serving.ranking import ModelChoice
 from app.web.routes import cover_url, item_image_url
 from app.serving.services import Services
@@ -33,12 +34,17 @@ from recommenders.errors import RecommendersError
 
 __all__ = [
     "NO_COMPARE",
+    "CARD_KINDS",
     "model_choice",
+    "suggest_users",
+    "search_items",
     "select_user",
+    "choose_user",
     "start_new_user",
     "recommend",
     "more",
     "card_feedback",
+    "card_action",
     "fill_assets",
     "render_cards",
     "create_variants",
@@ -54,7 +60,7 @@ __all__ = [
 ]
 
 NO_COMPARE = "(no comparison)"
-CARD_KINDS = ("like", "dislike", "open")  # what a card's buttons send
+CARD_KINDS = ("like", "dislike", "open", "undo")  # what a card's buttons send
 PREFERENCE_MODEL = "preference model"  # the Retrain choice that trains the reward model from labels and picks
 log = logging.getLogger("vitrine")
 KEY_CHOICES = MappingProxyType({"1": "A", "2": "B", "0": "tie", "s": "skip"})  # read-only
@@ -73,12 +79,20 @@ def rejected(fn_name: str, exc: Exception) -> gr.Error:
     """The `gr.Error` a person sees for bad input, logged as one line at a bounded rate (`app.web.guards.rejections`;
     no traceback: Gradio prints one for every `gr.Error` unless told not to, and a probe of bad requests would flood
     the log), the message truncated there."""
+    if isinstance(exc, gr.Error) and not exc.visible:
+        return exc  # nothing to show or log: an event that had nothing to do (see `nothing_to_do`)
     message = str(exc.message if isinstance(exc, gr.Error) else exc)
     rejections.note(f"{fn_name}: {message}")
     error = exc if isinstance(exc, gr.Error) else gr.Error(message)
     error.message = shown_text(message)  # Gradio's pop-up renders a message as HTML, and messages quote input
     error.print_exception = False
     return error
+
+
+def nothing_to_do(why: str) -> gr.Error:
+    """A `gr.Error` nobody sees: it only stops the events chained after this one (`.success`), for an event that
+    had nothing to do (the user picker losing the focus with the same id in it, or an empty one)."""
+    return gr.Error(why, visible=False, print_exception=False)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -139,11 +153,53 @@ def profile_html(svc: Services, user_id: str, kind: str, liked: Sequence[str]) -
 
 
 @user_errors
+def suggest_users(svc: Services, typed: object) -> Any:
+    """The user picker's suggestions for what was typed so far: up to `SEARCH_HITS` dataset users whose id starts
+    with it, the exact id first (`Catalog.suggest_users`); never the whole list of users."""
+    if not isinstance(typed, (str, type(None))):
+        raise gr.Error(f"user id: expected text, got {type(typed).__name__}")
+    return gr.update(choices=_padded(svc.catalog.suggest_users(typed), svc.catalog.suggest_users("")))
+
+
+@user_errors
+def search_items(svc: Services, query: object, chosen: object = None, mode: str = "title") -> Any:
+    """An item picker's choices for a search: up to `SEARCH_HITS` matches, then the items already chosen (so they
+    keep their labels) by title or by meaning (`Catalog.search_items`); a note (meaning search unavailable)
+    comes as an info pop-up. An empty query gives the popular items."""
+    if not isinstance(query, (str, type(None))):
+        raise gr.Error(f"search: expected text, got {type(query).__name__}")
+    kept = [chosen] if isinstance(chosen, str) else [c for c in chosen if isinstance(c, str)] \
+        if isinstance(chosen, (list, tuple)) else []
+    hits, note = svc.catalog.search_items(query, mode) if query and query.strip() else (svc.catalog.popular_items(), "")
+    if note:
+        gr.Info(note)
+    keep = svc.catalog.item_labels(kept)  # after the matches: Enter takes the first match shown
+    ids = {i for _, i in keep}
+    hits = _padded(hits, svc.catalog.popular_items(SEARCH_HITS + len(keep)))
+    return gr.update(choices=[hit for hit in hits if hit[1] not in ids][:SEARCH_HITS] + keep)
+
+
+def _padded(found: list[tuple[str, str]], more: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`found`, then entries of `more` not in it, up to SEARCH_HITS. A picker's list keeps one length: Gradio's
+    dropdown draws its open list for a moment with the positions of the previous matches, and a shorter list made
+    that fail (a page error). The extra entries do not show: the dropdown lists only labels with the typed text."""
+    have = {value for _, value in found}
+    return (found + [entry for entry in more if entry[1] not in have])[:max(SEARCH_HITS, len(found))]
+
+
+@user_errors
 def select_user(svc: Services, visitor: Visitor, user_id: str | None) -> tuple[Visitor, str]:
-    """Switch to an existing user: their profile summary; the slate starts over."""
-    if not user_id:
-        raise gr.Error("Pick a user id from the list.")
-    visit = svc.slates.visit(user_id)
+    """Switch to an existing user, chosen from the suggestions or typed in full: their profile summary; the slate
+    starts over. An unknown id gets one message that says what to do. The picker also sends its value when it
+    loses the focus: an empty one, or the user already shown, changes nothing (and nothing is shown)."""
+    if user_id is None or (isinstance(user_id, str) and not user_id.strip()):
+        raise nothing_to_do("no user id typed")
+    if isinstance(user_id, str) and user_id.strip() == visitor.user_id:
+        raise nothing_to_do(f"user {visitor.user_id} is already shown")
+    try:
+        visit = svc.slates.visit(user_id)
+    except AppInputError as exc:
+        raise gr.Error(f"{exc}. Type a user id from the suggestions, or start as a new user.") from exc
     visitor.reset_user(visit.user_id, visit.kind, liked=list(visit.liked), disliked=list(visit.disliked))
     visitor.seed = checks.new_seed()
     return visitor, profile_html(svc, visit.user_id, visit.kind, visitor.liked)
@@ -164,10 +220,26 @@ def start_new_user(svc: Services, visitor: Visitor, picks: Sequence[str] | None,
     return visitor, profile_html(svc, user_id, "new", visitor.liked)
 
 
+def choose_user(svc: Services, visitor: Visitor, user_id: str | None, model: str | None,
+                compare_with: str | None = None, request: gr.Request | None = None):
+    """The user picker's event: `select_user`, then the first page (`recommend`) -> (visitor, profile, cards, info).
+    When the picker only lost the focus (empty, or the user already shown), nothing changes: every output is
+    `gr.skip()` and cards is None."""
+    try:
+        visitor, profile = select_user(svc, visitor, user_id)
+    except gr.Error as exc:
+        if exc.visible:
+            raise
+        return gr.skip(), gr.skip(), None, gr.skip()
+    visitor, cards, info = recommend(svc, visitor, model, compare_with, request=request)
+    return visitor, profile, cards, info
+
+
 def render_cards(visitor: Visitor) -> list[str]:
     """PAGE_SIZE card HTML strings ('' for an empty slot). An interleaved slate hides which model placed an
     item and its score (scores of two models are not comparable, and knowing the source biases the clicks)."""
     blind = visitor.model_choice is not None and visitor.model_choice.interleaved
+    liked, disliked = set(visitor.liked), set(visitor.disliked)
     cards = []
     for pos, row in enumerate(visitor.slate[:PAGE_SIZE]):
         cover = visitor.covers.get(row["item_id"])
@@ -184,10 +256,10 @@ def render_cards(visitor: Visitor) -> list[str]:
             cover_fallback=bool(cover and cover["fallback"]),
             caption=caption["text"] if caption else None,
             caption_fallback=bool(caption and caption["fallback"]),
-            feedback="like" if row["item_id"] in visitor.liked else None,
+            feedback="like" if row["item_id"] in liked else "dislike" if row["item_id"] in disliked else None,
             item_image_src=item_image_url(row["item_id"]) if row.get("image") else None,
         )
-        cards.append(render_card(view, position=row.get("position", pos), lead=visitor.card_lead))
+        cards.append(render_card(view, position=row.get("position", pos), lead=visitor.card_lead, slot=pos))
     return cards + [""] * (PAGE_SIZE - len(cards))
 
 
@@ -224,7 +296,7 @@ def _keep_assets(svc: Services, visitor: Visitor, covers: dict[str, dict], capti
 def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Visitor, list[str], str]:
     seed = (visitor.seed + visitor.page) % (checks.SEED_MAX + 1)
     page = svc.slates.page(_visit(svc, visitor), choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
-                           context={"page": visitor.page})
+                           context={"page": visitor.page}, prefetch=True)
     visitor.model_choice = choice
     visitor.card_lead = svc.settings.card_lead
     visitor.slate = [{**r.to_dict(), "image": svc.catalog.item_image(r.item_id)} for r in page.rows]
@@ -233,6 +305,8 @@ def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Vi
     visitor.shown.extend(page.item_ids)
     visitor.opened = None
     _keep_assets(svc, visitor, page.covers, page.captions)
+    for item_id, text in page.templates.items():  # until the caption is made (fill_assets replaces it)
+        visitor.captions.setdefault(item_id, {"text": text, "fallback": True, "asset_id": None})
     return visitor, render_cards(visitor), _slate_info(visitor)
 
 
@@ -262,8 +336,10 @@ def more(svc: Services, visitor: Visitor, request: gr.Request | None = None):
 @user_errors
 def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str,
                   request: Any = None) -> tuple[Visitor, list[str], str, str]:
-    """Like / dislike / open the card in `slot`, logged with the slate's impression. A disliked card leaves and
-    never comes back; a like is folded into the next page's ranking. At most VITRINE_RATE_FEEDBACK per client."""
+    """Like / dislike / open / undo the card in `slot`, logged with the slate's impression. A disliked card shows as
+    removed (with Undo) and never comes back on a later page; a like is folded into the next page's ranking; an
+    undo takes the like or dislike back (an event of its own: the store's log is append-only, and the latest of
+    an item's like / dislike / undo is its state). At most VITRINE_RATE_FEEDBACK per client."""
     svc.rates.check(request, "feedback")
     user_id = _need_user(visitor)
     if kind not in CARD_KINDS:
@@ -272,16 +348,24 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str,
         raise gr.Error(f"There is no card in slot {slot + 1} any more; the slate has {len(visitor.slate)} cards.")
     row = visitor.slate[slot]
     item_id = row["item_id"]
-    svc.slates.feedback(user_id, item_id, kind, visitor.impression_id)
-    detail = gr.skip()
     title = markdown_escape(row["title"])
+    detail = gr.skip()
+    if kind == "undo":
+        visit = _visit(svc, visitor)
+        was = "like" if item_id in visit.liked else "dislike" if item_id in visit.disliked else None
+        if was is None:
+            raise gr.Error(f"There is no like or dislike of {row['title']} to undo.")
+        svc.slates.feedback(user_id, item_id, "undo", visitor.impression_id)
+        _visit(svc, visitor)
+        info = f"Took back your {was} of **{title}**."
+        return visitor, render_cards(visitor), detail, info
+    svc.slates.feedback(user_id, item_id, kind, visitor.impression_id)
     if kind == "like":
         _visit(svc, visitor)
         info = f"Liked **{title}**: your next page takes it into account."
     elif kind == "dislike":
         _visit(svc, visitor)
-        visitor.slate.pop(slot)
-        info = f"Removed **{title}**; it will not be recommended to this user again."
+        info = f"Removed **{title}**; it will not be recommended to this user again (Undo on its card brings it back)."
     else:  # open
         visitor.opened = item_id
         item = svc.catalog.item(item_id)
@@ -292,6 +376,23 @@ def card_feedback(svc: Services, visitor: Visitor, slot: int, kind: str,
                                lead=svc.settings.card_lead)
         info = f"Opened **{title}**."
     return visitor, render_cards(visitor), detail, info
+
+
+def card_action(svc: Services, visitor: Visitor, data: object,
+                request: Any = None) -> tuple[Visitor, list[str], str, str]:
+    """A click on a card's button, as the page sends it: {"action": one of CARD_KINDS, "slot": the card's place}.
+    Anything else is refused with a message naming what was wrong."""
+    data = data if isinstance(data, dict) else {}
+    action, slot = data.get("action"), data.get("slot")
+    if action not in CARD_KINDS:
+        raise rejected("card_action", gr.Error(f"card action: expected one of {', '.join(CARD_KINDS)}, got "
+                                               f"{str(action)[:40]!r}"))
+    if isinstance(slot, str) and slot.isdigit():
+        slot = int(slot)
+    if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < PAGE_SIZE:
+        raise rejected("card_action", gr.Error(f"card slot: expected a whole number from 0 to {PAGE_SIZE - 1}, got "
+                                               f"{str(slot)[:40]!r}"))
+    return card_feedback(svc, visitor, slot, action, request=request)
 
 
 FILL_POLL_S = 0.25  # how often the page looks for covers the background worker has made
@@ -503,7 +604,8 @@ def undo_label(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str,
 # Status
 # --------------------------------------------------------------------------------------------------------
 def status_html(svc: Services) -> str:
-    return render_status(status_sections(svc))
+    """The Status tab, read now (it says when)."""
+    return render_status(status_sections(svc), read_at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
 
 
 def check_admin(svc: Services, password: object, request: Any = None) -> None:
@@ -554,13 +656,6 @@ def add_items(svc: Services, folder: str | None, password: str | None = None, re
            f"now: {', '.join(done.get('ranked_now', [])) or 'no content model'}; at the next retrain: "
            f"{', '.join(done.get('at_next_retrain', [])) or 'none'}.")
     return msg, status_html(svc)  # counts and model names only: nothing a visitor wrote
-
-
-def item_pickers(svc: Services, built_on: int) -> list[Any]:
-    """At a page's load: the item pickers' choices again when the catalog grew after the page was built."""
-    if svc.catalog.version == built_on:
-        return [gr.skip(), gr.skip()]
-    return [gr.update(choices=svc.catalog.item_choices())] * 2
 
 
 @user_errors

@@ -69,6 +69,9 @@ def test_discover_shows_the_items_own_pictures(books, browser, artifacts_dir):
         user = books.catalog.user_ids[1]
         page.click("#vt-user input")
         page.keyboard.type(user)
+        # the suggestions for what was typed come first: the exact id leads them
+        page.wait_for_function("u => (document.querySelector('#vt-user [role=option]') || {}).innerText"
+                               " ?.startsWith(u + ' ·')", arg=user)
         page.get_by_role("option", name=re.compile(rf"^{user} ·")).first.click()
         page.wait_for_selector("#vt-card-0 img.vt-item-img")
         page.wait_for_function("() => [...document.querySelectorAll('#vt-card-0 img.vt-item-img')]"

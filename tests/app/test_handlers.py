@@ -64,8 +64,8 @@ def test_like_dislike_open_are_logged_with_the_impression(svc):
     visitor, cards, _, info = h.card_feedback(svc, visitor, 0, "like")
     assert first in visitor.liked and "♥" in cards[0] and "Liked" in info
     visitor, cards, _, _ = h.card_feedback(svc, visitor, 1, "dislike")
-    assert second not in [r["item_id"] for r in visitor.slate] and second in visitor.disliked
-    assert cards[-1] == "" and len([c for c in cards if c]) == PAGE_SIZE - 1
+    assert second in visitor.disliked  # the card stays in its place, shown as removed, with Undo
+    assert "vt-removed" in cards[1] and 'data-action="undo"' in cards[1] and 'data-action="like"' not in cards[1]
     visitor, _, detail, _ = h.card_feedback(svc, visitor, 0, "open")
     assert visitor.slate[0]["title"] in detail
     events = _rows(svc, FeedbackEvent, FeedbackEvent.user_id == "7")
@@ -127,9 +127,100 @@ def test_new_user_onboarding_and_cold_start(svc):
     assert again.user_kind == "new" and sorted(again.liked) == ["12", "4", "8"]
 
 
+def test_undo_restores_the_card_and_is_an_event_of_its_own(fresh_svc):
+    svc = fresh_svc
+    visitor, _ = h.select_user(svc, Visitor(), "7")
+    visitor, before, _ = h.recommend(svc, visitor, "ease", None)
+    first, second = visitor.slate[0]["item_id"], visitor.slate[1]["item_id"]
+    with pytest.raises(gr.Error, match="no like or dislike of .* to undo"):
+        h.card_feedback(svc, visitor, 0, "undo")
+    visitor, cards, _, _ = h.card_feedback(svc, visitor, 0, "like")
+    assert 'data-action="undo"' in cards[0] and "♥" in cards[0]
+    visitor, cards, _, info = h.card_feedback(svc, visitor, 0, "undo")
+    assert first not in visitor.liked and "Took back your like" in info
+    assert cards[0] == before[0], "the card is as it was before the like"
+    visitor, _, _, _ = h.card_feedback(svc, visitor, 1, "dislike")
+    visitor, cards, _, info = h.card_feedback(svc, visitor, 1, "undo")
+    assert second not in visitor.disliked and cards[1] == before[1] and "Took back your dislike" in info
+    assert svc.slates.visit("7").liked == () and svc.slates.visit("7").disliked == ()
+    events = _rows(svc, FeedbackEvent, FeedbackEvent.user_id == "7")
+    assert [(e.item_id, e.kind, e.impression_id) for e in events] == [
+        (first, "like", visitor.impression_id), (first, "undo", visitor.impression_id),
+        (second, "dislike", visitor.impression_id), (second, "undo", visitor.impression_id)]
+    # the undone dislike no longer hides the item: a fresh first page may show it again
+    assert second in [r["item_id"] for r in h.recommend(svc, Visitor(user_id="7"), "ease", None)[0].slate]
+
+
+def test_card_actions_from_the_page_are_checked(fresh_svc):
+    svc = fresh_svc
+    visitor, _ = h.select_user(svc, Visitor(), "6")
+    visitor, _, _ = h.recommend(svc, visitor, "ease", None)
+    visitor, cards, _, info = h.card_action(svc, visitor, {"action": "like", "slot": 2})
+    assert visitor.slate[2]["item_id"] in visitor.liked and "Liked" in info
+    for data, message in [(None, "card action: expected one of like, dislike, open, undo, got 'None'"),
+                          ({"action": "love", "slot": 0}, "card action: expected one of"),
+                          ({"action": "like", "slot": True}, "card slot: expected a whole number from 0 to 7"),
+                          ({"action": "like", "slot": 99}, "card slot: expected a whole number"),
+                          ({"action": "like", "slot": "x"}, "card slot: expected a whole number"),
+                          ([1, 2], "card action: expected one of")]:
+        with pytest.raises(gr.Error, match=message):
+            h.card_action(svc, visitor, data)
+
+
+def test_the_user_picker_takes_a_typed_id_and_suggests_by_prefix(svc):
+    suggested = h.suggest_users(svc, "1")["choices"]
+    assert suggested[0] == (svc.catalog.user_label("1"), "1"), "the exact id first"
+    assert {u for _, u in suggested[:8]} == {"1", "10", "11", "12", "13", "14", "15", "16"}
+    assert suggested[0][0].startswith("1 · 21 F writer · ")
+    # the list keeps its length (the dropdown shows only the labels with the typed text): the most active after
+    assert len(suggested) == 16 and not any(u.startswith("1") for _, u in suggested[8:])
+    assert not any(u.startswith("99") for _, u in h.suggest_users(svc, "99")["choices"])
+    assert len(h.suggest_users(svc, "")["choices"]) == 16  # the most active, at most SEARCH_HITS
+    visitor, html = h.select_user(svc, Visitor(), " 12 ")  # typed, with spaces
+    assert visitor.user_id == "12" and "user 12" in html
+    with pytest.raises(gr.Error, match="user id: expected text"):
+        h.suggest_users(svc, 5)
+
+
+def test_choosing_a_user_shows_the_first_page_and_refocusing_changes_nothing(svc):
+    visitor, profile, cards, info = h.choose_user(svc, Visitor(), "4", "ease")
+    assert visitor.user_id == "4" and "user 4" in profile and len(cards) == PAGE_SIZE and "user 4" in info
+    impression = visitor.impression_id
+    for again in ("4", " 4 ", "", None):  # the picker losing the focus sends its value again
+        assert h.choose_user(svc, visitor, again, "ease") == (gr.skip(), gr.skip(), None, gr.skip())
+    assert visitor.impression_id == impression
+    with pytest.raises(gr.Error, match="'nobody'"):
+        h.choose_user(svc, visitor, "nobody", "ease")
+
+
+def test_item_pickers_search_titles_and_keep_what_was_chosen(svc):
+    # titles are "<genre> Film <i>", genre = GENRES[i % 4]: every word typed matches, a prefix too
+    assert h.search_items(svc, "comedy film 12")["choices"][0] == ("Comedy Film 12 (2002)", "12")
+    assert h.search_items(svc, "sci-fi fil 7")["choices"][0] == ("Sci-Fi Film 7 (1997)", "7")
+    found = h.search_items(svc, "horror film 6", chosen=["4", "8"])["choices"]
+    assert found[0] == ("Horror Film 6 (1996)", "6")
+    assert found[-2:] == [("Comedy Film 4 (1994)", "4"), ("Comedy Film 8 (1998)", "8")]  # kept, with their labels
+    assert len(h.search_items(svc, "film")["choices"]) == 20  # SEARCH_HITS, not the catalog
+    assert h.search_items(svc, "", chosen="3")["choices"][-1] == ("Sci-Fi Film 3 (1993)", "3")  # after the popular
+    # the tiny catalog's features come from no known text model: meaning falls back to titles, and says so
+    assert svc.catalog.meaning_search[0] is False
+    assert h.search_items(svc, "horror film 6", mode="meaning")["choices"][0] == ("Horror Film 6 (1996)", "6")
+    with pytest.raises(gr.Error, match="search: expected text"):
+        h.search_items(svc, ["x"])
+    with pytest.raises(gr.Error, match="query: expected at most 200 characters"):
+        h.search_items(svc, "x" * 201)
+
+
 def test_errors_are_clear(svc):
-    with pytest.raises(gr.Error, match="user_id: expected a user"):
+    with pytest.raises(gr.Error, match="user_id: expected a user .* Type a user id from the suggestions"):
         h.select_user(svc, Visitor(), "no-such-user")
+    for nothing in ("  ", None):  # the picker losing the focus while empty: nothing happens, nothing is shown
+        with pytest.raises(gr.Error, match="no user id typed") as raised:
+            h.select_user(svc, Visitor(), nothing)
+        assert raised.value.visible is False
+    with pytest.raises(gr.Error, match="already shown") as raised:  # nor with the user already on the page
+        h.select_user(svc, Visitor(user_id="3"), "3")
+    assert raised.value.visible is False
     with pytest.raises(gr.Error, match="Pick a user"):
         h.recommend(svc, Visitor(), "ease", None)
     visitor, _ = h.select_user(svc, Visitor(), "3")
