@@ -135,6 +135,7 @@ class Settings:
     gate_tolerance: float = 0.0  # a retrained candidate may be this much worse (NDCG@10, absolute) and still be promoted
     retrain_every_events: int | None = None  # retrain the default model after this many new events (None = off)
     retrain_every_minutes: float | None = None  # ... or every this many minutes (None = off)
+    retrain_budget_min: float | None = 60.0  # a retrain estimated to take longer is refused with its estimate (None = no budget)
     reward_every_labels: int | None = None  # retrain the preference model after this many new labels (None = off)
     model_poll_s: float = 10.0  # how often a replica looks for a newly promoted model version (and the schedule ticks)
     max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
@@ -348,6 +349,7 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         gate_tolerance=_float(env, "VITRINE_GATE_TOLERANCE", 0.0, 0.0, 1.0),
         retrain_every_events=_int(env, "VITRINE_RETRAIN_EVERY_EVENTS", 0, 0, 10**9) or None,
         retrain_every_minutes=_float(env, "VITRINE_RETRAIN_EVERY_MINUTES", 0.0, 0.0, 10**6) or None,
+        retrain_budget_min=_float(env, "VITRINE_RETRAIN_BUDGET_MIN", 60.0, 0.0, 10**6) or None,
         reward_every_labels=_int(env, "VITRINE_REWARD_EVERY_LABELS", 0, 0, 10**9) or None,
         model_poll_s=_float(env, "VITRINE_MODEL_POLL_S", 10.0, 0.1, 3600.0),
         max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),

@@ -103,7 +103,7 @@ class Services:
         self.ranking.model(name)  # AppInputError for an unknown name
         result = learning.retrain(self.events.Session, self.catalog.dataset, name, self.artifacts,
                                   features=self.features or None,
-                                  config=learning.GateConfig(tolerance=self.settings.gate_tolerance), log=log.info)
+                                  config=learning.gate_config(self.settings), log=log.info)
         self.serve_promoted()  # the candidate if promoted; else the served version (version 1 on a first retrain)
         return result
 

@@ -639,7 +639,7 @@ def retrain(svc: Services, model: str | None, password: str | None = None, reque
     verdict = "promoted and served" if result.promoted else "rejected by the gate; the served version stays"
     msg = (f"Retrained **{markdown_escape(result.name)}** version {result.version} on the logs up to event "
            f"{result.watermark or 0} in {result.seconds.get('total', 0):.1f} s: {verdict}. "
-           f"{markdown_escape(result.reason)}")
+           f"{markdown_escape(result.reason)} Time: {markdown_escape(result.timing())}.")
     return msg, status_html(svc)
 
 

@@ -294,6 +294,7 @@ def test_status_and_retrain(fresh_svc):
     # from the logs (the new user's 3 likes) and goes through the gate
     msg, _ = h.retrain(svc, "ease")
     assert "version 2" in msg and "event 3" in msg and ("promoted and served" in msg or "rejected by the gate" in msg)
+    assert "Time: estimated" in msg and "budget 60" in msg and "took" in msg  # VITRINE_RETRAIN_BUDGET_MIN: 60 min
     from annotation import registry
 
     with svc.events.ReadSession() as s:
@@ -312,6 +313,15 @@ def test_admin_actions_need_the_admin_password_when_set(services_factory):
             h.make_pairs(svc, 1, wrong)
     assert "Retrained **ease**" in h.retrain(svc, "ease", "adm1n")[0]
     assert h.make_pairs(svc, 1, "adm1n")[0] == "Created 2 pairs for labeling."
+
+
+def test_a_retrain_over_the_budget_is_refused_with_its_estimate(services_factory):
+    svc = services_factory(retrain_budget_min=1e-9)
+    before = svc.ranking.model("ease")
+    with pytest.raises(gr.Error, match=r"retrain ease: estimated .* over the retrain time budget .* Raise "
+                                       r"VITRINE_RETRAIN_BUDGET_MIN"):
+        h.retrain(svc, "ease")
+    assert svc.ranking.model("ease") is before
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
