@@ -2,7 +2,8 @@
 
 The template's placeholders are `@NAME@` (nginx's own variables are `$name`, so the two never collide); every
 placeholder must be filled, and every value is validated first, so nothing a caller passes can add an nginx
-directive.
+directive. With `replica_ports` (serve_all's --replicas N) the app's upstream has N servers behind a consistent hash
+on the visitor's route cookie (the template explains it); with one app process it renders as it always did.
 """
 
 from __future__ import annotations
