@@ -159,6 +159,48 @@ def _tree_cpu_seconds(root: int) -> float:
     return total
 
 
+class _PgWatch:
+    """Samples the run database's connections once a second (pg_stat_activity, its own left out) and counts its
+    committed transactions (pg_stat_database.xact_commit) until `stop()`: what the replicas ask of PostgreSQL."""
+
+    def __init__(self, url: str):
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        self.conn = psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                                    autocommit=True)
+        self.peak, self.started, self.own = 0, time.perf_counter(), 0
+        self.commits = self._commits()
+        self.own = 1  # that read's own transaction is counted from now on; and every statement after it
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _query(self, sql: str):
+        self.own += 1  # autocommit: each statement of this watch is a committed transaction too
+        return self.conn.execute(sql).fetchone()
+
+    def _commits(self) -> int:
+        self._query("SELECT pg_stat_clear_snapshot()")
+        return int(self._query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0])
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            n = self._query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND pid <> pg_backend_pid()")[0]
+            self.peak = max(self.peak, int(n))
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        time.sleep(1.0)  # the server publishes its statistics every second or so
+        seconds = time.perf_counter() - self.started
+        own = self.own + 1  # up to the statement before the last read (which is not committed when it reads)
+        commits = self._commits() - self.commits - own
+        self.conn.close()
+        return {"connections_peak": self.peak, "commits_per_s": round(commits / seconds, 1)}
+
+
 class _FreshDatabase:
     """A PostgreSQL database of its own for one run, next to `url`'s (created empty, dropped afterwards), so that
     every run of a comparison starts from the same empty store; any other URL is used as it is."""
@@ -181,6 +223,10 @@ class _FreshDatabase:
         admin = make_url(self.base).set(drivername="postgresql", database="postgres")
         with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
             conn.execute(statement)
+
+    def watch(self) -> "_PgWatch | None":
+        """On PostgreSQL, a sampler of this run's connections and committed transactions (stop() reports them)."""
+        return _PgWatch(self.url) if self.name else None
 
     def drop(self) -> None:
         if self.name:
@@ -315,6 +361,7 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
                 replica = httpx.get(url + "config", cookies=cookies).headers.get("x-vitrine-replica", "?")
                 split[replica] = split.get(replica, 0) + 1
         server_cpu, client_cpu = _tree_cpu_seconds(proc.pid), _cpu_seconds()
+        watch = database.watch()
         start_at = time.perf_counter() + 1.0
         stop_at = start_at + seconds
 
@@ -353,6 +400,7 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
             t.join(timeout=seconds + 120)
         wall = time.perf_counter() - start_at
         server_cpu, client_cpu = _tree_cpu_seconds(proc.pid) - server_cpu, _cpu_seconds() - client_cpu
+        postgres = watch.stop() if watch is not None else None
     finally:
         _stop(proc)
         database.drop()
@@ -360,6 +408,8 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
            "k": k, "think_s": think, "errors": len(errors), "error_examples": sorted(set(errors))[:3],
            "cpu_s": {"server": round(server_cpu, 1), "load_generator": round(client_cpu, 1), "wall": round(wall, 1)},
            "load_avg_1m": round(os.getloadavg()[0], 1)}
+    if postgres is not None:
+        out["postgresql"] = postgres
     if front:
         out.update(front=True, replicas=replicas, users_per_replica=dict(sorted(split.items())),
                    database="postgresql" if (database.url or "").startswith("postgresql") else "sqlite")
