@@ -181,6 +181,40 @@ def test_a_promotion_reaches_both_replicas(front):
         assert api.predict("7", "", 5, False, api_name="recommend")["items"] and api.replica == str(n)
 
 
+@pytest.mark.browser
+def test_a_browser_on_either_replica_keeps_its_session_there(front, browser, artifacts_dir):
+    """Chromium: the page load draws the route cookie, and Gradio's own queue (the browser's join and its
+    server-sent-events stream) stays on that replica: a slate and a like work, on replica 1 and on replica 2."""
+    opened: dict[str, tuple] = {}
+    for _ in range(40):  # fresh browser contexts (no cookie) until one page came from each replica
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        replica = page.goto(front.base).headers.get("x-vitrine-replica")
+        if replica in opened or replica is None:
+            context.close()
+        else:
+            opened[replica] = (context, page)
+        if len(opened) == 2:
+            break
+    try:
+        assert set(opened) == {"1", "2"}
+        for replica, (context, page) in sorted(opened.items()):
+            assert [c["name"] for c in context.cookies()] == ["vitrine_route"]
+            page.click("#vt-user input")
+            page.keyboard.type("6 · ")
+            page.locator("#vt-user [role=option]").first.wait_for()
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#vt-card-0 .vt-card")
+            page.click("#vt-like-0")
+            page.wait_for_selector("#vt-card-0 .vt-liked")
+            page.screenshot(path=str(artifacts_dir / f"replicas-browser-{replica}.png"))
+            assert context.request.get(front.base + "config").headers["x-vitrine-replica"] == replica
+    finally:
+        for context, _ in opened.values():
+            context.close()
+
+
 class Visitor:
     """One simulated visitor kept on one replica: slate, feedback, next pair, label, over and over. A call that
     fails (the replica serving it died mid-call) is retried, feedback and labels with the same event_id; what
