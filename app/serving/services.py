@@ -390,6 +390,8 @@ def build_services(
     svc.artifacts = ModelArtifacts(asset_dir, settings.model_cache_dir, legacy_dir=settings.registry_dir)
     svc.growth = Growth(settings, catalog, ranking, events, features)
     _follow_the_registry(svc, names, timed)
+    for note in notes:  # what was chosen and why, what falls back: the log says what the Status tab says
+        say(f"start-up note: {note}")
     return svc
 
 

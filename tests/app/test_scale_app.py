@@ -54,6 +54,10 @@ def test_a_catalogue_above_the_dense_limit_never_reaches_the_dense_fit(folder, t
         visitor, _ = h.select_user(svc, Visitor(), svc.catalog.random_user(__import__("random").Random(0)))
         visitor, cards, _ = h.recommend(svc, visitor, svc.ranking.default_model, h.NO_COMPARE)
         assert visitor.slate and all(r["contributor"] == "sparse-ease-text" for r in visitor.slate)
+        # an MMRec folder's items come with their feature rows: it does not grow by appending items
+        assert svc.growth.folder is None and svc.growth.refresh() is None
+        with pytest.raises(Exception, match="MMRec folder with precomputed features"):
+            svc.growth.add_items(str(folder))
     finally:
         svc.close()
 
