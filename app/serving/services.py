@@ -18,6 +18,8 @@ Gradio handlers receive the `Services` as their first argument; per-visitor stat
 
 from __future__ import annotations
 
+import functools
+
 import contextlib
 import json
 import logging
@@ -363,7 +365,8 @@ def build_services(
         notes.append("captions: template fallback in use")
 
     catalog = Catalog(dataset, features.get("text"), domain=domain,
-                      llm_keywords=None if captions.uses_fallback else captions.preference_keywords)
+                      llm_keywords=None if captions.uses_fallback else functools.partial(
+                          captions.preference_keywords, wait=False))  # never the model on a request path
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
     from app.learning.learner import Learner, best_of_n_for

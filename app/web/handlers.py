@@ -224,7 +224,7 @@ def _keep_assets(svc: Services, visitor: Visitor, covers: dict[str, dict], capti
 def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Visitor, list[str], str]:
     seed = (visitor.seed + visitor.page) % (checks.SEED_MAX + 1)
     page = svc.slates.page(_visit(svc, visitor), choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
-                           context={"page": visitor.page})
+                           context={"page": visitor.page}, prefetch=True)
     visitor.model_choice = choice
     visitor.card_lead = svc.settings.card_lead
     visitor.slate = [{**r.to_dict(), "image": svc.catalog.item_image(r.item_id)} for r in page.rows]
@@ -233,6 +233,8 @@ def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Vi
     visitor.shown.extend(page.item_ids)
     visitor.opened = None
     _keep_assets(svc, visitor, page.covers, page.captions)
+    for item_id, text in page.templates.items():  # until the caption is made (fill_assets replaces it)
+        visitor.captions.setdefault(item_id, {"text": text, "fallback": True, "asset_id": None})
     return visitor, render_cards(visitor), _slate_info(visitor)
 
 

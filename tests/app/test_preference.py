@@ -430,7 +430,8 @@ def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_fact
     from app.learning import reward
 
     monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
-    svc = services_factory(reward_every_labels=10)
+    # the upkeep thread ticks the same schedule every VITRINE_MODEL_POLL_S: here only the test does
+    svc = services_factory(reward_every_labels=10, model_poll_s=3600.0)
     svc.tick_reward_schedule()
     assert _reward_rows(svc) == []  # no labels yet: nothing to learn from
     _labelled_store(svc)
