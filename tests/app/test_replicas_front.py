@@ -67,6 +67,10 @@ class Front:
         """Every pid replica `replica`'s app ran as, oldest first (scripts/replica.py logs each start)."""
         return [int(p) for p in re.findall(rf"replica app\.{replica}: app running as pid (\d+)", self.text())]
 
+    def listening_count(self, replica: int) -> int:
+        """How many times replica `replica`'s app said it listens (Gradio's own line, printed once it does)."""
+        return len(re.findall(rf"app\.{replica} +\| \* Running on local URL", self.text()))
+
     def ready_count(self, replica: int) -> int:
         return len(re.findall(rf"replica app\.{replica}: app answers its health event", self.text()))
 
@@ -284,7 +288,13 @@ def test_a_replica_killed_mid_traffic_loses_no_acknowledged_event(front):
         os.killpg(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         deadline = killed_at + 240
-        while front.ready_count(1) < 2 and time.monotonic() < deadline:  # restarted, and answering again
+        while len(front.app_pids(1)) < 2 and time.monotonic() < deadline:  # started again
+            time.sleep(0.1)
+        restarted_at = time.monotonic()
+        while front.listening_count(1) < 2 and time.monotonic() < deadline:  # Gradio listens again (it said so)
+            time.sleep(0.1)
+        listening_at = time.monotonic() - 1.0  # it listened a moment before it said so
+        while front.ready_count(1) < 2 and time.monotonic() < deadline:  # its health event answers again
             time.sleep(0.5)
         back_at = time.monotonic()
         time.sleep(8)  # traffic goes back to it
@@ -314,13 +324,16 @@ def test_a_replica_killed_mid_traffic_loses_no_acknowledged_event(front):
     assert sorted(labels) == sorted(e for k, e in acked if k == "label")
     assert doubled == 0
     # replica 1's visitors were answered by replica 2 while it was down, and by replica 1 again once it was back
-    down = [r for v in on_one for when, r in v.served if killed_at < when < back_at]
+    down = [r for v in on_one for when, r in v.served if killed_at < when < listening_at]
     assert down and set(down) == {"2"}, down
     assert any(r == "1" for v in on_one for when, r in v.served if when > back_at + 2)
     # failed attempts only at the kill and when the replica came back (a call in flight, each visitor at most one
     # at a time): not one per request sent while it was down
     failures = [(when - killed_at, what) for v in visitors for when, what in v.failures]
-    report = {"acknowledged": len(acked), "failed_attempts": len(failures), "down_s": round(back_at - killed_at, 1),
+    report = {"acknowledged": len(acked), "failed_attempts": len(failures),
+              "restarted_after_s": round(restarted_at - killed_at, 1),
+              "listening_again_after_s": round(listening_at + 1.0 - killed_at, 1),
+              "healthy_again_after_s": round(back_at - killed_at, 1),
               "answered_by_2_while_1_down": len(down)}
     print("replica kill test:", json.dumps(report))
     assert len(failures) <= 4 * VISITORS, failures[:10]
