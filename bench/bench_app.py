@@ -332,7 +332,7 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
     front = replicas is not None
     database = _FreshDatabase(database_url, f"r{replicas}" if front else "app")
     extra = {"DATABASE_URL": database.url} if database.url else {}
-    log_path = data_dir / (f"front-{replicas}-load.log" if front else "app-load.log")
+    log_path = data_dir / (f"front-{replicas}-load-{time.strftime('%H%M%S')}.log" if front else "app-load.log")
     proc, url = _serve(_front_cmd(replicas) if front else [sys.executable, "-m", "app"], data_dir, log_path, extra)
     split: dict[str, int] = {}
     try:
@@ -411,6 +411,11 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
     if postgres is not None:
         out["postgresql"] = postgres
     if front:
+        out["log"] = str(log_path)
+        if replicas > 1:  # scripts/replica.py's lines: a replica restarted during the run is a finding
+            text = log_path.read_text()
+            out.update(replica_restarts=text.count("app running as pid") - replicas,
+                       health_check_failures=text.count("health check failed"))
         out.update(front=True, replicas=replicas, users_per_replica=dict(sorted(split.items())),
                    database="postgresql" if (database.url or "").startswith("postgresql") else "sqlite")
     for name, values in latencies.items():
