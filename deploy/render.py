@@ -91,11 +91,13 @@ class RunConfig:
 
 def _app_upstream(config: RunConfig) -> str:
     """The servers of the app's upstream. One process: a plain server. Several: a consistent hash on the visitor's
-    route (see the template), each server taken out for a few seconds after one failed connection."""
+    route (see the template), each server taken out for 5 s after 3 failed attempts within 5 s."""
     if not config.replica_ports:
         return f"server 127.0.0.1:{config.app_port};"
     lines = ["hash $vitrine_route consistent;"]
-    lines += [f"server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;" for port in config.app_ports]
+    # a dead replica refuses connections at once and each such request goes on to the next one, so waiting for 3
+    # failures costs nothing; one stray error must not move every visitor of a live replica
+    lines += [f"server 127.0.0.1:{port} max_fails=3 fail_timeout=5s;" for port in config.app_ports]
     return "\n        ".join(lines)
 
 

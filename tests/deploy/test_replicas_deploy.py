@@ -40,7 +40,7 @@ def test_replicas_render_a_sticky_upstream(tmp_path):
     upstream = text[text.index("upstream vitrine_app {"):text.index("upstream vitrine_dashboard")]
     assert upstream.index("hash $vitrine_route consistent;") < upstream.index("keepalive 16;")
     for port in (40001, 40003, 40004):
-        assert f"server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;" in upstream
+        assert f"server 127.0.0.1:{port} max_fails=3 fail_timeout=5s;" in upstream
     assert '"~(^|, )127\\.0\\.0\\.1:40004$" 3;' in text  # the replica that answered, by number
     assert "add_header Set-Cookie $vitrine_route_cookie;" in text
     assert "SameSite=Lax; Secure" in text  # https: the route cookie is sent over TLS only
