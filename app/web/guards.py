@@ -527,3 +527,9 @@ def bound_queue(demo: Any, *, max_size: int, per_client: int | None = None, join
         return await push(body, request, username)
 
     queue.push = bounded_push
+
+
+def password_ok(svc: Any, target: str, given: object, expected: str, request: Any = None) -> bool:
+    """`given` is `expected`, checked through the services' `PasswordGuard` (throttled per client and per target,
+    logged): `AppInputError` when this client, or everyone, guessed wrong too often at `target` lately."""
+    return svc.passwords.check(target, given, expected, client_key(request, svc.settings.trust_proxy))
