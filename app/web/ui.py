@@ -468,7 +468,7 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.web.guards import ApiCalls, BodyLimit, ClosedRoutes, EncodableJson, QueueReads, UploadGate
+    from app.web.middleware import ApiCalls, BodyLimit, ClosedRoutes, EncodableJson, QueueReads, UploadGate
     from app.web.routes import routes
 
     settings = svc.settings
