@@ -476,7 +476,7 @@ def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
         rec.append((t1 - t0) * 1000)
         fb.append((time.perf_counter() - t1) * 1000)
     svc.close()
-    return {"bench": "app.web.handlers", "calls": calls, "k": k,
+    return {"bench": "app.web", "calls": calls, "k": k,
             "recommend": {"p50_ms": round(_percentile(rec, 50), 1), "p95_ms": round(_percentile(rec, 95), 1)},
             "feedback": {"p50_ms": round(_percentile(fb, 50), 1), "p95_ms": round(_percentile(fb, 95), 1)}}
 

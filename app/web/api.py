@@ -20,7 +20,9 @@ import gradio as gr
 
 from app import checks
 from app.errors import bad
-from app.web.handlers import KEY_CHOICES, password_ok, user_errors
+from app.web.errors import user_errors
+from app.web.guards import password_ok
+from app.web.label_tab import KEY_CHOICES
 from app.web.routes import cover_url
 from app.serving.services import Services
 from app.serving.slates import Page, Visit

@@ -1,8 +1,8 @@
 """The Gradio app: layout first, then the events. `build_demo(svc)` -> `gr.Blocks`; `launch(...)` serves it.
 
 Four tabs - Discover, Create, Label, Status - over one `Services` (loaded once at start) and one `Visitor`
-state per browser session. The handlers are plain functions in `app.web.handlers`; here they are bound to
-`svc` and wired to components. Generation runs in the "generation" concurrency group (limit from
+state per browser session. The handlers are plain functions, one module per tab (`app.web.discover_tab`,
+`create_tab`, `label_tab`, `status_tab`); here they are bound to `svc` and wired to components. Generation runs in the "generation" concurrency group (limit from
 settings), recommendation and feedback in the "fast" group, so a slow cover never blocks a click.
 
 Nothing on the page grows with the catalog: the pickers start with a few suggestions and search as a person types
@@ -20,7 +20,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.web import handlers as h
+from app.web import create_tab, discover_tab, label_tab, status_tab
 from app.web.api import register_api
 from app.web.cards import CSS, labeling_guidelines, markdown_escape, render_slate
 from app.checks import N_VARIANTS_MAX
@@ -200,7 +200,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                         model_dd = gr.Dropdown(choices=svc.ranking.model_names, value=svc.ranking.default_model, label="Model",
                                                elem_id="vt-model")
                         compare_dd = gr.Dropdown(
-                            choices=[h.NO_COMPARE] + svc.ranking.model_names, value=h.NO_COMPARE,
+                            choices=[discover_tab.NO_COMPARE] + svc.ranking.model_names, value=discover_tab.NO_COMPARE,
                             label="Compare with (one interleaved slate)", elem_id="vt-compare",
                         )
                         rec_btn = gr.Button("Recommend", variant="primary", elem_id="vt-recommend")
@@ -265,11 +265,11 @@ def build_demo(svc: Services) -> gr.Blocks:
                         "u": gr.Button("u · undo", elem_id="vt-key-u"),
                     }
 
-            with gr.Tab("Status", id="status") as status_tab:
-                status = gr.HTML(h.status_html(svc), elem_id="vt-status")
+            with gr.Tab("Status", id="status") as status_page:
+                status = gr.HTML(status_tab.status_html(svc), elem_id="vt-status")
                 with gr.Row():
                     refresh_btn = gr.Button("Refresh", elem_id="vt-refresh")
-                    retrain_dd = gr.Dropdown(choices=[*svc.ranking.model_names, h.PREFERENCE_MODEL],
+                    retrain_dd = gr.Dropdown(choices=[*svc.ranking.model_names, status_tab.PREFERENCE_MODEL],
                                              value=svc.ranking.default_model, label="Retrain from the logs")
                     retrain_btn = gr.Button("Retrain", elem_id="vt-retrain")
                     # a dropdown, not gr.Number: Number's own check crashes on a non-number sent over raw HTTP
@@ -297,13 +297,13 @@ def build_demo(svc: Services) -> gr.Blocks:
             return [v, *_cards_out(cards), info]
 
         def do_recommend(v, model, compare, request: gr.Request):
-            return show(h.recommend(svc, v, model, compare, request=request))
+            return show(discover_tab.recommend(svc, v, model, compare, request=request))
 
         def do_more(v, request: gr.Request):
-            return show(h.more(svc, v, request=request))
+            return show(discover_tab.more(svc, v, request=request))
 
         def do_fill(v):
-            for v2, cards in h.fill_assets(svc, v):
+            for v2, cards in discover_tab.fill_assets(svc, v):
                 yield [v2, *_cards_out(cards)]
 
         page_outputs = [visitor, *cards_outputs, slate_info]
@@ -317,13 +317,13 @@ def build_demo(svc: Services) -> gr.Blocks:
         quiet = {"show_progress": "hidden", "trigger_mode": "always_last"}
 
         def do_suggest_users(typed):
-            return h.suggest_users(svc, typed)
+            return discover_tab.suggest_users(svc, typed)
 
         def do_search_titles(typed, chosen):
-            return h.search_items(svc, typed, chosen, "title")
+            return discover_tab.search_items(svc, typed, chosen, "title")
 
         def do_search_meaning(query, chosen):
-            return h.search_items(svc, query, chosen, "meaning")
+            return discover_tab.search_items(svc, query, chosen, "meaning")
 
         user_typed.change(do_suggest_users, [user_typed], user_dd, **quiet, **fast, **private)
         for picker, typed, describe, focus in ((picks, picks_typed, picks_meaning, FOCUS_PICKS),
@@ -334,7 +334,7 @@ def build_demo(svc: Services) -> gr.Blocks:
 
         fills = []
         def do_choose_user(v, user_id, model, compare, request: gr.Request):
-            v2, shown, cards, info = h.choose_user(svc, v, user_id, model, compare, request=request)
+            v2, shown, cards, info = discover_tab.choose_user(svc, v, user_id, model, compare, request=request)
             return [v2, shown, *(_cards_out(cards) if cards is not None else [gr.skip()]), info]
 
         # the picker sends its value on a choice and again as it loses the focus: "once" drops the second while
@@ -343,7 +343,7 @@ def build_demo(svc: Services) -> gr.Blocks:
                            [visitor, profile, *cards_outputs, slate_info], trigger_mode="once", **fast, **private)
         fills.append(chain_fill(ev))
         def do_start(v, chosen, request: gr.Request):
-            return h.start_new_user(svc, v, chosen, request=request)
+            return discover_tab.start_new_user(svc, v, chosen, request=request)
 
         started = start_btn.click(do_start, [visitor, picks], [visitor, profile], **fast, **private)
         ev = started.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
@@ -355,7 +355,7 @@ def build_demo(svc: Services) -> gr.Blocks:
 
         def do_card(v, evt: gr.EventData, request: gr.Request):
             # gr.EventData, not a typed subclass: a raw call may carry no event data, or anything
-            v2, cards, det, info = h.card_action(svc, v, getattr(evt, "_data", None), request=request)
+            v2, cards, det, info = discover_tab.card_action(svc, v, getattr(evt, "_data", None), request=request)
             return [v2, *_cards_out(cards), det, info]
 
         ev = slate.click(do_card, [visitor], [visitor, *cards_outputs, detail, slate_info], **fast, **private)
@@ -367,7 +367,7 @@ def build_demo(svc: Services) -> gr.Blocks:
             trigger(None, None, None, cancels=fills, **private)
 
         def do_create(v, item_id, n, request: gr.Request, progress=gr.Progress()):
-            return h.create_variants(svc, v, item_id, n, progress=progress, request=request)
+            return create_tab.create_variants(svc, v, item_id, n, progress=progress, request=request)
 
         create_btn.click(do_create, [visitor, create_item, create_n], [visitor, gallery, caption_md, create_info],
                          **gen, **private)
@@ -380,12 +380,12 @@ def build_demo(svc: Services) -> gr.Blocks:
             return index if isinstance(index, int) and not isinstance(index, bool) else None
 
         gallery.select(on_select, None, picked, **private)
-        pick_btn.click(lambda v, i: h.pick_variant(svc, v, i), [visitor, picked], [visitor, create_info],
+        pick_btn.click(lambda v, i: create_tab.pick_variant(svc, v, i), [visitor, picked], [visitor, create_info],
                        **fast, **private)
 
         pair_outputs = [visitor, target, side_a, side_b, label_progress]
         def do_sign_in(v, name, password, token, request: gr.Request):
-            return h.sign_in(svc, v, name, password, token, request=request)
+            return label_tab.sign_in(svc, v, name, password, token, request=request)
 
         def remember(v, r):
             return {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or "",
@@ -397,15 +397,15 @@ def build_demo(svc: Services) -> gr.Blocks:
 
         signed = sign_btn.click(do_sign_in, [visitor, ann_name, ann_pw, ann_token], [visitor, sign_info], **fast,
                                 **private)
-        signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
+        signed.success(bind(label_tab.load_pair, svc), [visitor], pair_outputs, **fast, **private)
         signed.success(remember, [visitor, remembered], [remembered], **private)
         signed.success(lambda v: v.annotator_token or "", [visitor], [ann_token], **private)
         demo.load(recall, [remembered], [ann_name, ann_token], **private)
         for key, button in key_btns.items():
             if key == "u":
-                button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
+                button.click(bind(label_tab.undo_label, svc), [visitor], pair_outputs, **fast, **private)
             else:
-                button.click(lambda v, _k=key: h.label_key(svc, v, _k), [visitor], pair_outputs, **fast, **private)
+                button.click(lambda v, _k=key: label_tab.label_key(svc, v, _k), [visitor], pair_outputs, **fast, **private)
         if settings.oauth_enabled:
 
             def oauth_sign_in(v, oauth: gr.OAuthProfile | None):
@@ -417,16 +417,16 @@ def build_demo(svc: Services) -> gr.Blocks:
 
             demo.load(oauth_sign_in, [visitor], [visitor, sign_info], **private)
 
-        refresh_btn.click(bind(h.status_html, svc), None, status, **fast, **private)
-        status_tab.select(bind(h.status_html, svc), None, status, **fast, **private)  # counts current when it opens
+        refresh_btn.click(bind(status_tab.status_html, svc), None, status, **fast, **private)
+        status_page.select(bind(status_tab.status_html, svc), None, status, **fast, **private)  # counts current when it opens
         def do_retrain(model, password, request: gr.Request):
-            return h.retrain(svc, model, password, request=request)
+            return status_tab.retrain(svc, model, password, request=request)
 
         def do_make_pairs(n, password, request: gr.Request):
-            return h.make_pairs(svc, n, password, request=request)
+            return status_tab.make_pairs(svc, n, password, request=request)
 
         def do_add_items(folder, password, request: gr.Request):
-            return h.add_items(svc, folder, password, request=request)
+            return status_tab.add_items(svc, folder, password, request=request)
 
         retrain_btn.click(do_retrain, [retrain_dd, admin_pw], [status_info, status],
                           concurrency_id="retrain", concurrency_limit=1, **private)
@@ -468,7 +468,7 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.web.guards import ApiCalls, BodyLimit, ClosedRoutes, EncodableJson, QueueReads, UploadGate
+    from app.web.middleware import ApiCalls, BodyLimit, ClosedRoutes, EncodableJson, QueueReads, UploadGate
     from app.web.routes import routes
 
     settings = svc.settings

@@ -411,15 +411,15 @@ def test_best_of_n_writes_stay_short(fresh_svc, monkeypatch):
 def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, monkeypatch):
     import gradio as gr
 
-    from app.web import handlers as h
+    from app.web import status_tab
     from app.learning import reward
 
     svc = fresh_svc
     monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     with pytest.raises(gr.Error, match="preference model: expected enough labelled pairs"):
-        h.retrain(svc, h.PREFERENCE_MODEL)  # an empty store
+        status_tab.retrain(svc, status_tab.PREFERENCE_MODEL)  # an empty store
     _labelled_store(svc)
-    msg, status = h.retrain(svc, h.PREFERENCE_MODEL)
+    msg, status = status_tab.retrain(svc, status_tab.PREFERENCE_MODEL)
     assert "Trained the preference model, version 1" in msg and "held-out pair accuracy" in msg
     (row,) = _reward_rows(svc)
     assert row.decision in ("promoted", "rejected") and ("promoted: it now ranks" in msg) == row.promoted

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from app.web import handlers as h
+from app.web import discover_tab
 from vitrine_app_fixtures import free_port, make_settings
 
 N_ITEMS = 40_000
@@ -70,14 +70,14 @@ def test_search_finds_an_item_by_title_by_id_and_by_meaning(big):
     _, svc = big
     items = svc.catalog.dataset.items
     title, item_id = items["title"].iloc[12_345], items["item_id"].iloc[12_345]
-    by_title = h.search_items(svc, title)["choices"]
+    by_title = discover_tab.search_items(svc, title)["choices"]
     assert by_title[0] == (title, item_id) and len(by_title) == 20
-    assert h.search_items(svc, " ".join(title.split()[1:3]))["choices"], "two words of it find matches too"
-    assert h.search_items(svc, item_id)["choices"][0] == (title, item_id)  # an exact id first
+    assert discover_tab.search_items(svc, " ".join(title.split()[1:3]))["choices"], "two words of it find matches too"
+    assert discover_tab.search_items(svc, item_id)["choices"][0] == (title, item_id)  # an exact id first
     assert svc.catalog.meaning_search == (True, "")
     for query, category in (("a warm wool coat for winter", "outerwear"),
                             ("something to read to a toddler at bedtime", "children's picture book")):
-        found = [svc.catalog.item(i)["genres"] for _, i in h.search_items(svc, query, mode="meaning")["choices"]]
+        found = [svc.catalog.item(i)["genres"] for _, i in discover_tab.search_items(svc, query, mode="meaning")["choices"]]
         assert len(found) == 20 and sum(category in g for g in found) >= 15, (query, found)
 
 
@@ -85,10 +85,10 @@ def test_the_user_picker_suggests_by_prefix(big):
     _, svc = big
     users = svc.catalog.dataset.users["user_id"].astype(str)
     some = users.iloc[1_234]
-    suggested = [u for _, u in h.suggest_users(svc, some[:-1])["choices"]]
+    suggested = [u for _, u in discover_tab.suggest_users(svc, some[:-1])["choices"]]
     matching = sorted(u for u in users if u.startswith(some[:-1]))
     assert len(suggested) == 20 and sorted(suggested[:len(matching)]) == matching  # the matches, then the most active
-    assert [u for _, u in h.suggest_users(svc, some)["choices"]][0] == some
+    assert [u for _, u in discover_tab.suggest_users(svc, some)["choices"]][0] == some
 
 
 @pytest.mark.browser
