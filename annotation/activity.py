@@ -54,9 +54,11 @@ def activity_rows(session: Session, since: dt.datetime | None, until: dt.datetim
     feedback_daily: day, model, count · slates_daily: day, model, model_b, count · user_days: day, user_id ·
     interleaved: impression_id, model, model_b (interleaved slates) · interleaved_feedback: impression_id,
     item_id, kind, contributor (their feedback) · slate_sample: model, impression_id, item_id (the `slate_sample`
-    most recent single-model slates, by position) · popularity: item_id, count (events of any kind, all time) ·
-    asset_index: asset_id, kind, generator, personalized, fallback, params (every asset, never windowed) ·
-    items: item_id, title, genres.
+    most recent single-model slates, by position) · popularity: item_id, count (events of any kind, all time, of
+    the sampled slates' items only) · feedback_total: n (events of any kind, all time) · asset_index: asset_id, kind,
+    generator, personalized, fallback, params (every asset, never windowed) · items: item_id, title, genres (of the
+    sampled slates' items only) · catalog: n (items in the catalog). Nothing per item is read for the whole
+    catalog: a million-item catalog costs the dashboard what a thousand-item one does.
     """
     F, I, S = FeedbackEvent, Impression, ImpressionItem
     out: dict[str, pd.DataFrame] = {}
@@ -89,11 +91,20 @@ def activity_rows(session: Session, since: dt.datetime | None, until: dt.datetim
     out["slate_sample"] = _rows(session, select(I.model, S.impression_id, S.item_id).join(S, S.impression_id == I.id)
                                 .where(I.id.in_(select(recent.c.id))).order_by(S.impression_id, S.position),
                                 ["model", "impression_id", "item_id"])
-    # events of any kind per item: an index-only count (filtering kinds would visit every row)
-    out["popularity"] = _rows(session, select(F.item_id, func.count()).group_by(F.item_id), ["item_id", "count"])
+    sampled = out["slate_sample"]["item_id"].dropna().astype(str).unique().tolist()
+    # events of any kind per sampled item: index-only counts (filtering kinds would visit every row)
+    counts = [_rows(session, select(F.item_id, func.count()).where(F.item_id.in_(sampled[i:i + ID_CHUNK]))
+                    .group_by(F.item_id), ["item_id", "count"]) for i in range(0, len(sampled), ID_CHUNK)]
+    out["popularity"] = (pd.concat(counts, ignore_index=True) if counts else
+                         pd.DataFrame({"item_id": pd.Series(dtype=object), "count": pd.Series(dtype=object)}))
+    out["feedback_total"] = _rows(session, select(func.count()).select_from(F), ["n"])
     out["asset_index"] = _rows(session, select(GeneratedAsset.id, GeneratedAsset.kind, GeneratedAsset.generator,
                                                GeneratedAsset.personalized, GeneratedAsset.fallback,
                                                GeneratedAsset.params),
                                ["asset_id", "kind", "generator", "personalized", "fallback", "params"])
-    out["items"] = _rows(session, select(Item.item_id, Item.title, Item.genres), ["item_id", "title", "genres"])
+    chunks = [_rows(session, select(Item.item_id, Item.title, Item.genres).where(Item.item_id.in_(sampled[i:i + ID_CHUNK])),
+                    ["item_id", "title", "genres"]) for i in range(0, len(sampled), ID_CHUNK)]
+    out["items"] = (pd.concat(chunks, ignore_index=True) if chunks else
+                    pd.DataFrame({c: pd.Series(dtype=object) for c in ("item_id", "title", "genres")}))
+    out["catalog"] = _rows(session, select(func.count()).select_from(Item), ["n"])
     return out

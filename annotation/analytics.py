@@ -658,6 +658,7 @@ def exposure_metrics(
     catalog_size: int,
     popularity: pd.Series | None = None,
     genres: pd.Series | None = None,
+    popularity_total: float | None = None,
 ) -> pd.DataFrame:
     """Beyond-accuracy figures of what each model actually showed.
 
@@ -666,6 +667,8 @@ def exposure_metrics(
         catalog_size: number of items that could have been shown.
         popularity: item_id -> interaction count in the training data; novelty is the mean self-information
             -log2(p(item)) of shown items, p = (count + 1) / (total + number of items).
+        popularity_total: the total of the counts, when `popularity` holds only some items (the shown ones);
+            None: `popularity.sum()`.
         genres: item_id -> list of genres; diversity is the mean pairwise Jaccard distance of genre sets within
             a slate (intra-list diversity).
     Returns:
@@ -684,7 +687,8 @@ def exposure_metrics(
     if popularity is not None:
         pop = popularity.copy()
         pop.index = pop.index.astype(str)
-        total, n = float(pop.sum()), max(catalog_size, len(pop))
+        total = float(pop.sum() if popularity_total is None else popularity_total)
+        n = max(catalog_size, len(pop))
         info = -np.log2((shown["item_id"].map(pop).fillna(0.0) + 1.0) / (total + n))
         out["novelty"] = info.groupby(shown["model"]).mean()
     else:

@@ -37,6 +37,7 @@ __all__ = [
     "eval_runs_frame",
     "annotators_frame",
     "interactions_frame",
+    "without_undone",
     "feedback_counts",
     "model_feedback_rates",
     "DEFAULT_WEIGHTS",
@@ -287,9 +288,11 @@ def interactions_frame(session: Session, since: dt.datetime | None = None, until
       - negative: NEGATIVE_WEIGHT (-1.0) when the pair's latest explicit signal (like, dislike or rating) is a
         dislike or a rating <= 2, whatever else happened. recommenders treats weight <= 0 as "seen, not liked":
         never recommended again, never a positive.
+    An undo takes back the pair's likes and dislikes logged before it (they count as if never sent) and carries
+    no signal of its own; the pair's other events still count.
     """
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
-    unknown = set(weights) - (set(FEEDBACK_KINDS) - {"rating", "dislike"})
+    unknown = set(weights) - (set(FEEDBACK_KINDS) - {"rating", "dislike", "undo"})
     if unknown:
         raise InvalidInputError(f"weights keys must be among like, click, dwell, skip, got {sorted(unknown)}")
     for kind, weight in weights.items():
@@ -304,7 +307,7 @@ def interactions_frame(session: Session, since: dt.datetime | None = None, until
     if events.empty:
         return pd.DataFrame({"user_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object),
                              "weight": pd.Series(dtype="float64"), "timestamp": pd.Series(dtype="int64")})
-    events = events.sort_values(["created_at", "id"], kind="stable")
+    events = without_undone(events.sort_values(["created_at", "id"], kind="stable"))
     events["weight"] = events["kind"].map(weights).astype("float64").fillna(0.0)
     is_rating = events["kind"] == "rating"
     events.loc[is_rating, "weight"] = events.loc[is_rating, "value"].astype("float64") / 5.0
@@ -319,6 +322,20 @@ def interactions_frame(session: Session, since: dt.datetime | None = None, until
     pairs.loc[is_negative, "weight"] = NEGATIVE_WEIGHT
     pairs = pairs[(pairs["weight"] > 0) | is_negative].reset_index(drop=True)
     return pairs[columns]
+
+
+def without_undone(events: pd.DataFrame) -> pd.DataFrame:
+    """Feedback events in log order (columns user_id, item_id, kind, ...) less the likes and dislikes that a later
+    undo of the same (user, item) took back, and less the undos themselves."""
+    undo = (events["kind"] == "undo").to_numpy()
+    if not undo.any():
+        return events
+    order = pd.Series(range(len(events)), index=events.index)
+    keys = pd.MultiIndex.from_frame(events[["user_id", "item_id"]].astype(str))
+    last_undo = order[undo].groupby(keys[undo]).max()  # (user, item) -> position of its latest undo
+    before = order.to_numpy() < last_undo.reindex(keys).fillna(-1).to_numpy()
+    undone = events["kind"].isin(["like", "dislike"]).to_numpy() & before
+    return events[~(undone | undo)]
 
 
 # -- aggregates computed in SQL: for dashboards over millions of events, where loading every row is too slow

@@ -7,7 +7,8 @@ Tables, one line each:
     items              the item catalog, synced from the dataset so unknown item ids can be rejected
     impressions        one slate shown to a user: model (or two interleaved models), tab, query, context
     impression_items   the slate's items by position, with the model that contributed each position
-    feedback_events    click | like | dislike | rating (1-5) | skip | dwell (ms), tied to a user, item, impression
+    feedback_events    click | like | dislike | rating (1-5) | skip | dwell (ms) | undo (takes back the visitor's
+                       like or dislike of the item), tied to a user, item, impression; append-only
     generated_assets   a cover or caption with its provenance (generator or "fallback", prompt, seed, ...)
     pair_tasks         two assets (or two slates) to compare, the unit of the labeling queue
     pair_assignments   which annotator was handed which pair, until when, and whether they finished
@@ -83,7 +84,9 @@ __all__ = [
 
 USER_KINDS = ("dataset", "new")
 ROLES = ("annotator", "admin")
-FEEDBACK_KINDS = ("click", "like", "dislike", "rating", "skip", "dwell")
+# "undo": the visitor took back their like or dislike of the item (the log stays append-only; the latest of an
+# item's like / dislike / undo is its state: `annotation.reads.visitor_feedback`)
+FEEDBACK_KINDS = ("click", "like", "dislike", "rating", "skip", "dwell", "undo")
 ASSET_KINDS = ("cover", "caption")
 PAIR_KINDS = ("cover", "caption", "slate")
 CHOICES = ("A", "B", "tie", "skip")

@@ -27,8 +27,10 @@ from annotation.models import (
 )
 
 __all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "impression_shows", "visitor_feedback", "item_count", "table_counts",
-           "latest_assets", "shown_assets", "recorded_asset_ids", "asset_uses", "untouched_pairs", "paired_items", "picked_prompts",
+           "STATE_KINDS", "latest_assets", "shown_assets", "recorded_asset_ids", "asset_uses", "untouched_pairs", "paired_items", "picked_prompts",
            "COUNTED_TABLES"]
+
+STATE_KINDS = ("like", "dislike", "undo")  # the feedback kinds that set an item's like state (the latest wins)
 
 # The tables the Status page counts, by the name it shows.
 COUNTED_TABLES = {
@@ -70,10 +72,11 @@ def impression_shows(session: Session, impression_id: int, user_id: str, item_id
 
 def visitor_feedback(session: Session, user_id: str) -> tuple[list[str], list[str]]:
     """(liked, disliked) item ids of the user's likes and dislikes, newest first. For each item only the latest
-    of its like / dislike events counts: a like after a dislike makes it liked again, and the reverse."""
+    of its like / dislike / undo events counts: a like after a dislike makes it liked again, and the reverse; an
+    undo (the visitor took their like or dislike back) leaves the item neither liked nor disliked."""
     rows = session.execute(
         select(FeedbackEvent.item_id, FeedbackEvent.kind)
-        .where(FeedbackEvent.user_id == user_id, FeedbackEvent.kind.in_(("like", "dislike")))
+        .where(FeedbackEvent.user_id == user_id, FeedbackEvent.kind.in_(STATE_KINDS))
         .order_by(FeedbackEvent.id.desc())
     ).all()
     latest: dict[str, str] = {}

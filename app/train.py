@@ -14,9 +14,11 @@ registers it (name "reward", kind "preference") with an eval run; every replica 
 Exit status 2 when the store has too few pairs.
 
 Settings come from the environment like the app's (DATABASE_URL, VITRINE_DATA_DIR, VITRINE_DATASET,
-VITRINE_BLOB_URL) plus VITRINE_GATE_TOLERANCE (default 0, for --model). Artifacts go into the app's blob store
+VITRINE_BLOB_URL) plus VITRINE_GATE_TOLERANCE (default 0, for --model) and VITRINE_RETRAIN_BUDGET_MIN (default 60: a
+retrain estimated to take longer is refused, exit status 2, with the estimate; the output gives the estimate, the
+budget and the seconds each step took). Artifacts go into the app's blob store
 (VITRINE_BLOB_URL, else <data dir>/blobs) under `registry/`, or into `--artifacts DIR` (a local blob store).
-Exit status: 0 promoted (or rolled back / listed), 3 rejected by the gate, 2 bad arguments.
+Exit status: 0 promoted (or rolled back / listed), 3 rejected by the gate, 2 bad arguments or over the time budget.
 """
 
 from __future__ import annotations
@@ -102,9 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             features = compute_features(dataset, cache_dir=settings.data_dir / "features",
                                         text_model=settings.text_model, allow_network=settings.allow_network).arrays
-        tolerance = args.tolerance if args.tolerance is not None else settings.gate_tolerance
         result = learning.retrain(Session, dataset, args.model, artifacts, features=features,
-                                  config=learning.GateConfig(tolerance=tolerance),
+                                  config=learning.gate_config(settings, args.tolerance),
                                   log=lambda m: print(m, file=sys.stderr, flush=True))
         if args.json:
             print(json.dumps(learning.json_safe(result.to_dict()), indent=1))
@@ -112,7 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             verdict = "PROMOTED" if result.promoted else "REJECTED"
             print(f"{args.model} v{result.version} {verdict} (watermark {result.watermark}, "
                   f"{result.seconds['total']:.1f} s): {result.reason}")
+            print(f"time: {result.timing()}")
         return 0 if result.promoted else REJECTED
+    except learning.RetrainBudgetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,14 @@ The clients share one prebuilt SSL context (`ssl_verify=`): by default gradio_cl
 loading the CA bundle, for every request, even over plain http; on this 2-core machine that made the load
 generator burn ~0.9 of a core and starve the server it measures (`--fresh-ssl` reproduces that).
 
+load through the front: `--replicas N` serves the app as `scripts/serve_all.py --replicas N` does (nginx on the
+public port, N app processes behind it, every user kept on one by the route cookie its page load drew; the front's
+per-client bounds lifted like the app's), each run on a fresh PostgreSQL database beside `--database-url`;
+`--replicas 1,2,1,2` runs them back to back and ends with the p95 ratios of each (1, N) pair:
+
+    scripts/with_postgres.sh sh -c '.venv/bin/python -m bench.bench_app --only load --client http \
+        --replicas 1,2,1,2 --database-url "$VITRINE_TEST_PG_URL"'
+
 Prints JSON lines ("ok": false when a target is missed), with the CPU seconds the server and the load
 generator used; exits 1 when a request failed, or with --strict when a target is missed. Targets: first
 page < 20 s warm; p95 /recommend < 300 ms, /feedback < 100 ms.
@@ -98,12 +106,131 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _serve(cmd: list[str], data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+def _serve(cmd: list[str], data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None
+           ) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(data_dir, port), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    cmd = [part.replace("{port}", str(port)) for part in cmd]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**_env(data_dir, port), **(extra_env or {})}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}/"
+
+
+def _front_cmd(replicas: int) -> list[str]:
+    """`scripts/serve_all.py` with `replicas` app processes on the public port `{port}`; every simulated user comes
+    from 127.0.0.1, one client to the front's per-client bounds: they are lifted like the app's (`_env`)."""
+    return [sys.executable, str(ROOT / "scripts" / "serve_all.py"), "--host", "127.0.0.1", "--port", "{port}",
+            "--replicas", str(replicas), "--join-rate", "999999r/s", "--join-burst", "100000",
+            "--conn-per-client", "10000"]
+
+
+def _wait_for_replicas(log_path: Path, replicas: int, proc: subprocess.Popen, timeout: float) -> None:
+    """Until every replica of a front answers its health event (scripts/replica.py says so in the log)."""
+    deadline = time.perf_counter() + timeout
+    while replicas > 1 and log_path.read_text().count("app answers its health event") < replicas:
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve_all exited with code {proc.returncode}: {log_path.read_text()[-2000:]}")
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{replicas} replicas not up within {timeout} s: {log_path.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of `root` and every live process below it (a front: nginx, the replicas, their
+    supervisors; one app: the app and any worker it started)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree]
+        tree.update(children)
+        frontier = children
+    total = 0.0
+    for pid in tree:
+        try:
+            total += _cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class _PgWatch:
+    """Samples the run database's connections once a second (pg_stat_activity, its own left out) and counts its
+    committed transactions (pg_stat_database.xact_commit) until `stop()`: what the replicas ask of PostgreSQL."""
+
+    def __init__(self, url: str):
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        self.conn = psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                                    autocommit=True)
+        self.peak, self.started, self.own = 0, time.perf_counter(), 0
+        self.commits = self._commits()
+        self.own = 1  # that read's own transaction is counted from now on; and every statement after it
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _query(self, sql: str):
+        self.own += 1  # autocommit: each statement of this watch is a committed transaction too
+        return self.conn.execute(sql).fetchone()
+
+    def _commits(self) -> int:
+        self._query("SELECT pg_stat_clear_snapshot()")
+        return int(self._query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0])
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            n = self._query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND pid <> pg_backend_pid()")[0]
+            self.peak = max(self.peak, int(n))
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        time.sleep(1.0)  # the server publishes its statistics every second or so
+        seconds = time.perf_counter() - self.started
+        own = self.own + 1  # up to the statement before the last read (which is not committed when it reads)
+        commits = self._commits() - self.commits - own
+        self.conn.close()
+        return {"connections_peak": self.peak, "commits_per_s": round(commits / seconds, 1)}
+
+
+class _FreshDatabase:
+    """A PostgreSQL database of its own for one run, next to `url`'s (created empty, dropped afterwards), so that
+    every run of a comparison starts from the same empty store; any other URL is used as it is."""
+
+    def __init__(self, url: str | None, tag: str):
+        self.base, self.url, self.name = url, url, None
+        if url and url.startswith("postgresql"):
+            import uuid
+
+            from sqlalchemy.engine import make_url
+
+            self.name = f"vitrine_bench_{tag}_{uuid.uuid4().hex[:8]}"
+            self.url = make_url(url).set(database=self.name).render_as_string(hide_password=False)
+            self._admin(f'CREATE DATABASE "{self.name}"')
+
+    def _admin(self, statement: str) -> None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        admin = make_url(self.base).set(drivername="postgresql", database="postgres")
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(statement)
+
+    def watch(self) -> "_PgWatch | None":
+        """On PostgreSQL, a sampler of this run's connections and committed transactions (stop() reports them)."""
+        return _PgWatch(self.url) if self.name else None
+
+    def drop(self) -> None:
+        if self.name:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 def bench_startup(data_dir: Path, timeout: float) -> dict:
@@ -135,20 +262,37 @@ class HttpApiClient:
     """A lightweight client of the same named endpoints over Gradio's documented HTTP API (the queue route that
     gradio_client uses too: POST /gradio_api/call/<name>, then read the event's stream). It has no polling
     threads, so it shows what the server answers in; gradio_client adds a per-call floor of its own (~80 ms
-    here, measured by `--only floor --users 1`)."""
+    here, measured by `--only floor --users 1`).
+
+    Like a browser or gradio_client, it loads the app's config before its first call and keeps the cookies: behind
+    the front with several replicas (`serve_all.py --replicas N`) that answer sets the route cookie that keeps
+    this client on one replica, whose number (X-Vitrine-Replica) the last answer named is `replica`."""
 
     def __init__(self, url: str):
         import httpx
 
         self.url = url.rstrip("/")
         self.http = httpx.Client(timeout=60.0)
+        self.replica: str | None = None  # the replica that answered last (None: one app process, no front)
+        self._loaded = False
+
+    def load_page(self) -> None:
+        """GET /config, as a visitor's page load does (the front draws this client's route then)."""
+        answer = self.http.get(f"{self.url}/config")
+        answer.raise_for_status()
+        self.replica = answer.headers.get("x-vitrine-replica")
+        self._loaded = True
 
     def predict(self, *data, api_name: str):
+        if not self._loaded:
+            self.load_page()
         name = api_name.strip("/")
         event = self.http.post(f"{self.url}/gradio_api/call/{name}", json={"data": list(data)})
         event.raise_for_status()
         kind = None
         with self.http.stream("GET", f"{self.url}/gradio_api/call/{name}/{event.json()['event_id']}") as stream:
+            stream.raise_for_status()
+            self.replica = stream.headers.get("x-vitrine-replica")
             for line in stream.iter_lines():
                 if line.startswith("event:"):
                     kind = line.split(":", 1)[1].strip()
@@ -178,13 +322,23 @@ def _gradio_clients(url: str, n: int, fresh_ssl: bool = False) -> list:
 
 
 def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: int = 10, think: float = 1.0,
-               client: str = "gradio", fresh_ssl: bool = False) -> dict:
+               client: str = "gradio", fresh_ssl: bool = False, replicas: int | None = None,
+               database_url: str | None = None) -> dict:
     """N concurrent users calling /recommend then /feedback for `seconds`, pausing 0.5-1.5x `think` seconds
     after each call (0: a closed loop). client "gradio" drives the endpoints with gradio_client, "http" with
-    `HttpApiClient` (the same endpoints over plain HTTP)."""
-    proc, url = _serve([sys.executable, "-m", "app"], data_dir, data_dir / "app-load.log")
+    `HttpApiClient` (the same endpoints over plain HTTP). replicas None: `python -m app` alone; a number: that
+    many replicas behind the one-port front (`scripts/serve_all.py --replicas`), on `database_url` (PostgreSQL:
+    a fresh database of its own for this run)."""
+    front = replicas is not None
+    database = _FreshDatabase(database_url, f"r{replicas}" if front else "app")
+    extra = {"DATABASE_URL": database.url} if database.url else {}
+    log_path = data_dir / (f"front-{replicas}-load-{time.strftime('%H%M%S')}.log" if front else "app-load.log")
+    proc, url = _serve(_front_cmd(replicas) if front else [sys.executable, "-m", "app"], data_dir, log_path, extra)
+    split: dict[str, int] = {}
     try:
         _wait_for_page(url, proc, timeout)
+        if front:
+            _wait_for_replicas(log_path, replicas, proc, timeout)
         from recommenders.data import load_dataset
 
         user_ids = load_dataset("ml-100k", data_dir).users["user_id"].tolist()
@@ -195,7 +349,19 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
             clients = _gradio_clients(url, users, fresh_ssl)
         else:
             clients = [HttpApiClient(url) for _ in range(users)]
-        server_cpu, client_cpu = _cpu_seconds(proc.pid), _cpu_seconds()
+            for c in clients:
+                c.load_page()
+        if front and replicas == 1:
+            split = {"1": users}
+        elif front:  # which replica each user is kept on (the route cookie its page load drew)
+            import httpx
+
+            for c in clients:
+                cookies = c.cookies if client == "gradio" else c.http.cookies
+                replica = httpx.get(url + "config", cookies=cookies).headers.get("x-vitrine-replica", "?")
+                split[replica] = split.get(replica, 0) + 1
+        server_cpu, client_cpu = _tree_cpu_seconds(proc.pid), _cpu_seconds()
+        watch = database.watch()
         start_at = time.perf_counter() + 1.0
         stop_at = start_at + seconds
 
@@ -233,12 +399,25 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
         for t in threads:
             t.join(timeout=seconds + 120)
         wall = time.perf_counter() - start_at
-        server_cpu, client_cpu = _cpu_seconds(proc.pid) - server_cpu, _cpu_seconds() - client_cpu
+        server_cpu, client_cpu = _tree_cpu_seconds(proc.pid) - server_cpu, _cpu_seconds() - client_cpu
+        postgres = watch.stop() if watch is not None else None
     finally:
         _stop(proc)
+        database.drop()
     out = {"bench": "app.load", "client": client, "fresh_ssl": fresh_ssl, "users": users, "seconds": seconds,
            "k": k, "think_s": think, "errors": len(errors), "error_examples": sorted(set(errors))[:3],
-           "cpu_s": {"server": round(server_cpu, 1), "load_generator": round(client_cpu, 1), "wall": round(wall, 1)}}
+           "cpu_s": {"server": round(server_cpu, 1), "load_generator": round(client_cpu, 1), "wall": round(wall, 1)},
+           "load_avg_1m": round(os.getloadavg()[0], 1)}
+    if postgres is not None:
+        out["postgresql"] = postgres
+    if front:
+        out["log"] = str(log_path)
+        if replicas > 1:  # scripts/replica.py's lines: a replica restarted during the run is a finding
+            text = log_path.read_text()
+            out.update(replica_restarts=text.count("app running as pid") - replicas,
+                       health_check_failures=text.count("health check failed"))
+        out.update(front=True, replicas=replicas, users_per_replica=dict(sorted(split.items())),
+                   database="postgresql" if (database.url or "").startswith("postgresql") else "sqlite")
     for name, values in latencies.items():
         out[name] = {
             "n": len(values),
@@ -255,6 +434,21 @@ def bench_load(data_dir: Path, users: int, seconds: float, timeout: float, k: in
         and out["feedback"]["p95_ms"] < TARGETS["feedback_p95_ms"]
     )
     return out
+
+
+def replica_summary(results: list[dict]) -> dict:
+    """p50/p95 of each run in order, and for each 1-replica run followed by an N-replica run (back to back, as
+    `--replicas 1,2,1,2` runs them) the ratio N/1 of each endpoint's p95 (below 1: the replicas answer faster)."""
+    runs = [{"replicas": r["replicas"], "load_avg_1m": r["load_avg_1m"], "errors": r["errors"],
+             **{f"{name}_{q}": r[name][f"{q}_ms"] for name in ("recommend", "feedback") for q in ("p50", "p95")}}
+            for r in results]
+    pairs = []
+    for one, other in zip(runs, runs[1:]):
+        if one["replicas"] == 1 and other["replicas"] > 1:
+            pairs.append({"replicas": other["replicas"], **{
+                f"{name}_p95_ratio": round(other[f"{name}_p95"] / one[f"{name}_p95"], 2) if one[f"{name}_p95"] else None
+                for name in ("recommend", "feedback")}})
+    return {"bench": "app.load.replicas", "runs": runs, "pairs": pairs}
 
 
 def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
@@ -282,7 +476,7 @@ def bench_handlers(data_dir: Path, calls: int = 200, k: int = 10) -> dict:
         rec.append((t1 - t0) * 1000)
         fb.append((time.perf_counter() - t1) * 1000)
     svc.close()
-    return {"bench": "app.web.handlers", "calls": calls, "k": k,
+    return {"bench": "app.web", "calls": calls, "k": k,
             "recommend": {"p50_ms": round(_percentile(rec, 50), 1), "p95_ms": round(_percentile(rec, 95), 1)},
             "feedback": {"p50_ms": round(_percentile(fb, 50), 1), "p95_ms": round(_percentile(fb, 95), 1)}}
 
@@ -355,12 +549,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="let gradio_client build an SSL context per request, as it does by default")
     parser.add_argument("--client", choices=["gradio", "http"], default="gradio",
                         help="load: drive the endpoints with gradio_client (default) or over plain HTTP")
+    parser.add_argument("--replicas", default=None,
+                        help="load: through the one-port front (scripts/serve_all.py) with this many app replicas, "
+                        "or a comma list run back to back (e.g. 1,2,1,2), then their p95 ratios; more than one "
+                        "needs PostgreSQL (--database-url)")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                        help="load: the app's database (default $DATABASE_URL, else the data dir's SQLite file); on "
+                        "PostgreSQL each run gets a fresh database of its own beside it")
     parser.add_argument("--timeout", type=float, default=600.0, help="the longest wait for the first page")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a target is missed (default: only failed requests make it exit 1, so that "
                         "`python -m bench` goes on to the other benchmarks on a slow machine)")
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)  # the floor's server process
     args = parser.parse_args(argv)
+    runs: list[int | None] = [None]
+    if args.replicas is not None:
+        try:
+            runs = [int(n) for n in args.replicas.split(",")]
+        except ValueError:
+            parser.error(f"--replicas: expected a number or a comma list such as 1,2,1,2, got {args.replicas!r}")
+        if not all(n >= 1 for n in runs):
+            parser.error(f"--replicas: expected numbers >= 1, got {args.replicas!r}")
     if args.serve_echo:
         serve_echo()
         return 0
@@ -372,11 +581,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         ok &= result["ok"]
     if args.only in (None, "load"):
-        result = bench_load(args.data_dir, args.users, args.seconds, args.timeout, think=args.think,
-                            client=args.client, fresh_ssl=args.fresh_ssl)
-        print(json.dumps(result), flush=True)
-        ok &= result["ok"]
-        clean &= result["errors"] == 0
+        results = []
+        for replicas in runs:
+            result = bench_load(args.data_dir, args.users, args.seconds, args.timeout, think=args.think,
+                                client=args.client, fresh_ssl=args.fresh_ssl, replicas=replicas,
+                                database_url=args.database_url)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+            ok &= result["ok"]
+            clean &= result["errors"] == 0
+        if len(set(runs)) > 1:
+            print(json.dumps(replica_summary(results)), flush=True)
     if args.only == "handlers":
         print(json.dumps(bench_handlers(args.data_dir)), flush=True)
     if args.only == "floor":

@@ -2,7 +2,8 @@
 
 The template's placeholders are `@NAME@` (nginx's own variables are `$name`, so the two never collide); every
 placeholder must be filled, and every value is validated first, so nothing a caller passes can add an nginx
-directive.
+directive. With `replica_ports` (serve_all's --replicas N) the app's upstream has N servers behind a consistent hash
+on the visitor's route cookie (the template explains it); with one app process it renders as it always did.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 _SIZE = re.compile(r"^[1-9][0-9]{0,9}[kKmMgG]?$")  # nginx size syntax: bytes, or k/m/g
+MAX_REPLICAS = 16  # app processes one front may balance (one machine's worth)
 _SOURCE = re.compile(r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")  # a CSP source we allow
 
 
@@ -41,12 +43,19 @@ class RunConfig:
     join_burst: int = 30  # ... of which this many at once (a page load and a few clicks)
     conn_per_client: int = 64  # requests one client may have open at once (nginx limit_conn)
     frame_ancestors: str = "'self'"  # who may frame the pages (CSP); a Space: "'self' https://huggingface.co"
+    replica_ports: tuple[int, ...] = ()  # loopback ports of app replicas 2..N (empty: one app process, at app_port)
 
     def __post_init__(self) -> None:
         for name in ("port", "app_port", "dashboard_port"):
             value = getattr(self, name)
-            if not isinstance(value, int) or not 1 <= value <= 65535:
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
                 raise ValueError(f"{name} must be a TCP port between 1 and 65535, got {value!r}")
+        if not isinstance(self.replica_ports, tuple) or len(self.replica_ports) > MAX_REPLICAS - 1 or not all(
+                isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in self.replica_ports):
+            raise ValueError(f"replica_ports must be a tuple of at most {MAX_REPLICAS - 1} TCP ports, "
+                             f"got {self.replica_ports!r}")
+        if len(set(self.app_ports)) != len(self.app_ports):
+            raise ValueError(f"replica_ports must differ from each other and from app_port, got {self.app_ports!r}")
         if self.host != "*":
             try:
                 ipaddress.IPv4Address(self.host)
@@ -58,10 +67,10 @@ class RunConfig:
             raise ValueError(f"public_scheme must be 'http' or 'https', got {self.public_scheme!r}")
         if not re.match(r"^[1-9][0-9]{0,5}r/[sm]$", str(self.join_rate)):
             raise ValueError(f"join_rate must be an nginx rate such as 5r/s or 120r/m, got {self.join_rate!r}")
-        for name in ("join_burst", "conn_per_client"):
+        for name, high in (("join_burst", 100_000), ("conn_per_client", 65_535)):  # nginx's limit_conn: < 65536
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
-                raise ValueError(f"{name} must be an integer between 1 and 100000, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+                raise ValueError(f"{name} must be an integer between 1 and {high}, got {value!r}")
         if not all(_SOURCE.match(part) for part in str(self.frame_ancestors).split()) or not str(
                 self.frame_ancestors).strip():
             raise ValueError("frame_ancestors must be CSP sources such as 'self', 'none' or https://huggingface.co, "
@@ -72,6 +81,31 @@ class RunConfig:
             except ValueError:
                 raise ValueError(f"trusted_proxy must be a network such as 10.0.0.0/8 or 0.0.0.0/0, "
                                  f"got {self.trusted_proxy!r}") from None
+
+
+    @property
+    def app_ports(self) -> tuple[int, ...]:
+        """Every app process's loopback port, replica 1 first."""
+        return (self.app_port, *self.replica_ports)
+
+
+def _app_upstream(config: RunConfig) -> str:
+    """The servers of the app's upstream. One process: a plain server. Several: a consistent hash on the visitor's
+    route (see the template), each server taken out for 5 s after 3 failed attempts within 5 s."""
+    if not config.replica_ports:
+        return f"server 127.0.0.1:{config.app_port};"
+    lines = ["hash $vitrine_route consistent;"]
+    # a dead replica refuses connections at once and each such request goes on to the next one, so waiting for 3
+    # failures costs nothing; one stray error must not move every visitor of a live replica
+    lines += [f"server 127.0.0.1:{port} max_fails=3 fail_timeout=5s;" for port in config.app_ports]
+    return "\n        ".join(lines)
+
+
+def _replica_of_upstream(config: RunConfig) -> str:
+    """map entries: the upstream address that answered (the last one nginx tried) -> the replica's number."""
+    if not config.replica_ports:
+        return ""
+    return "\n        ".join(f'"~(^|, )127\\.0\\.0\\.1:{port}$" {n};' for n, port in enumerate(config.app_ports, 1))
 
 
 def render(config: RunConfig, run_dir: Path, template: str | None = None) -> str:
@@ -86,6 +120,12 @@ def render(config: RunConfig, run_dir: Path, template: str | None = None) -> str
         # X-Frame-Options cannot name another site: sent only when no other site may frame the pages
         "FRAME_OPTIONS": ("add_header X-Frame-Options SAMEORIGIN always;"
                           if config.frame_ancestors in ("'self'", "'none'") else ""),
+        "APP_UPSTREAM": _app_upstream(config),
+        "REPLICA_OF_UPSTREAM": _replica_of_upstream(config),
+        "COOKIE_SECURE": "; Secure" if config.public_scheme == "https" else "",
+        # several replicas: the route cookie when one was drawn, and which replica answered
+        "REPLICA_HEADERS": ("add_header Set-Cookie $vitrine_route_cookie;\n"
+                            "        add_header X-Vitrine-Replica $vitrine_replica always;" if config.replica_ports else ""),
         "REAL_IP": (f"set_real_ip_from {ipaddress.ip_network(config.trusted_proxy)};\n"
                     "    real_ip_header X-Forwarded-For;" if config.trusted_proxy else ""),
     }

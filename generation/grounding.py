@@ -14,6 +14,12 @@ looks for four kinds of checkable claims and refuses any that those facts do not
   more at its start ("Steven Spielberg", "in Paris", "Tokyo"), unless every word of the run appears in the
   facts or is an ordinary capitalised word (I, days, months). After "in", "at", "from", "near" a name is
   reported as a place, otherwise as a person or name.
+- a genre of the user's only (not the item's) in a clause that speaks of the item rather than of the user:
+  for a romance fan, "The Silence of the Lambs is a romantic thriller" is refused, "If you love romance,
+  ..." is not;
+- claims about people, acclaim and plot that only a description could support ("stars", "directed by",
+  "award-winning", "Academy Awards", "captivated audiences", "the story of", "a young woman", ...): refused
+  unless the facts use the word themselves (a book's description may well say "detective").
 It is a heuristic with a deliberate bias: a caption that names something not in the facts is dropped even
 when the name is true, because the app has no way to check it.
 """
@@ -25,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from generation.errors import invalid
-from generation.profile import GENRE_STYLES, UserProfile, genre_key
-from generation.prompts import ItemInfo
+from generation.profile import GENRE_STYLES, STOPWORDS, UserProfile, genre_key
+from generation.prompts import ItemInfo, natural_title
 
 # genre words as they appear in prose -> the genre key they claim (generation.profile.genre_key)
 GENRE_WORDS: dict[str, str] = {
@@ -40,6 +46,9 @@ GENRE_WORDS: dict[str, str] = {
     "fantastical": "fantasy", "children's": "childrens", "kids": "childrens", "family": "childrens",
     "war film": "war", "war movie": "war", "action-packed": "action", "adventures": "adventure",
     "crime": "crime", "criminal": "crime", "gangster": "crime",
+    # what a genre promises: "a drama that will make you laugh" claims comedy
+    "make you laugh": "comedy", "laugh-out-loud": "comedy", "hilarious": "comedy", "funny": "comedy",
+    "scary": "horror", "terrifying": "horror", "frightening": "horror",
 }
 # genre keys that are also everyday words: only their unambiguous forms count as a genre claim
 _AMBIGUOUS = {"war", "action", "family", "adventure", "mystery", "fantasy", "drama", "crime", "musical", "kids",
@@ -49,11 +58,42 @@ _ORDINARY_CAPITALISED = {
     "sunday", "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "christmas", "mr", "mrs", "ms", "dr", "the", "a", "an", "and", "of",
 }
+# words that open a sentence before a name ("Like Star Wars, ...", "Fans of Alien ..."): not part of the name
+_OPENERS = {"because", "if", "fans", "this", "it", "its", "like", "unlike", "lovers", "anyone", "since", "after",
+            "with", "for", "just", "another", "every", "both", "yet", "whether", "once", "though", "although"}
 _PLACE_CUES = {"in", "at", "from", "near", "to", "across", "around", "through", "outside"}
 _CONNECTORS = {"de", "del", "van", "von", "da", "di", "la", "le", "of", "the"}
 _YEAR = re.compile(r"(?<![\d])(1[89]\d\d|20\d\d)(?:s\b|(?![\d]))")
 _DECADE = re.compile(r"(?:\bthe\s+)?['’]?\b(\d0)s\b", re.I)
 _WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][\w'’-]*")
+
+
+# Claims only a description can support, by kind; each a regex over the lowercased caption. A claim is fine when
+# the facts (a book's or product's description) match the same regex.
+CLAIMS: dict[str, tuple[str, ...]] = {
+    "people": (r"\bstar(?:s|ring|red)\b(?! wars)", r"\bactors?\b", r"\bactress(?:es)?\b", r"\bcast\b",
+               r"\bdirect(?:ed|or|ors|s)\b", r"\bfilmmakers?\b", r"\bauthors?\b", r"\bwritten by\b",
+               r"\bnovelists?\b", r"\bsingers?\b", r"\bcomposers?\b", r"\bplayed by\b", r"\bportray(?:s|ed)\b",
+               r"\bperformances?\b", r"\bprotagonists?\b", r"\bheroine\b", r"\bvillains?\b",
+               r"\bcharacters?\b", r"\bdesign(?:ed|er|ers) by\b", r"\bmade by\b"),
+    "acclaim": (r"\bawards?\b", r"\boscars?\b", r"\bacademy\b", r"\bnominat(?:ed|ions?)\b", r"\bacclaim(?:ed)?\b",
+                r"\bcritic(?:s|al|ally)\b", r"\bpraised\b", r"\bbest-?sell(?:er|ers|ing)\b", r"\bbox office\b",
+                r"\bblockbusters?\b", r"\brecord-breaking\b", r"\bfranchise\b", r"\bsequels?\b",
+                r"\bprequels?\b", r"\bremakes?\b", r"\badapt(?:ed|ation)\b", r"\bbased on\b", r"\btrue story\b",
+                r"\bsoundtrack\b", r"\bworldwide\b", r"\bcaptivated (?:audiences|readers|millions)\b",
+                r"\bcult (?:classic|following)\b", r"\bbest (?:film|movie|book|picture)s? of\b", r"\bever made\b",
+                r"\bof all time\b", r"\blasting impact\b", r"\bindustry\b", r"\baudiences\b", r"\bgenerations\b",
+                r"\bpopular\b", r"\bfamous\b", r"\blegendary\b", r"\bmasterpiece\b", r"\biconic\b",
+                r"\bcharts?\b", r"\bhit\b", r"\bsuccess(?:ful)?\b", r"\breleased\b", r"\binfamous\b",
+                r"\breimagined\b", r"\breinterpreted\b", r"\bof the era\b"),
+    "plot": (r"\b(?:story|tale) of\b", r"\bfollows\b", r"\bset in\b", r"\bdystopi(?:a|an)\b",
+             r"\bworld where\b", r"\byoung (?:woman|man|girl|boy|hero)\b", r"\bprotagonist\b",
+             r"\bmurder(?:s|ed|er|ers)?\b", r"\bkillers?\b", r"\bheld captive\b", r"\bkidnap",
+             r"\bplot\b", r"\bending\b", r"\btwists?\b"),
+}
+_CLAIMS = [(kind, re.compile(rx)) for kind, patterns in CLAIMS.items() for rx in patterns]
+_USER_CUES = re.compile(r"\b(?:you|your|you're|you've|you'll|yours|fans?|lovers?)\b")
+_CLAUSE_BREAK = re.compile(r"[,;:.!?()\u2014\u2013]|\s-\s|\b(?:but|while|so|because|if|since|as)\b")
 
 
 @dataclass(frozen=True)
@@ -69,10 +109,82 @@ class GroundingResult:
 
 
 def _facts(item: ItemInfo, profile: UserProfile | None) -> str:
-    parts = [item.title, item.text, " ".join(item.genres), str(item.year or "")]
+    parts = [item.title, item.name, item.text, " ".join(item.genres), str(item.year or "")]
     if profile is not None:
-        parts += [*profile.liked_titles, *profile.top_genres, *profile.keywords, *profile.preferred_prompts]
+        parts += [*profile.liked_titles, *map(natural_title, profile.liked_titles), *profile.top_genres,
+                  *profile.keywords, *profile.preferred_prompts]
     return " ".join(parts)
+
+
+def _titles(item: ItemInfo, profile: UserProfile | None) -> tuple[list[str], list[str]]:
+    """(the item's titles, the liked titles), each as given and as a person writes it, lowercase, longest first."""
+    own = {t.lower() for t in (item.title, item.name) if t}
+    liked = {t.lower() for title in (profile.liked_titles if profile is not None else []) for t in
+             (title, natural_title(title)) if t}
+    return sorted(own, key=len, reverse=True), sorted(liked - own, key=len, reverse=True)
+
+
+def _genre_phrases(clause: str) -> list[tuple[str, str]]:
+    """(phrase, genre key) of the unambiguous genre words in a lowercase clause."""
+    found = []
+    for phrase, key in sorted(GENRE_WORDS.items(), key=lambda kv: -len(kv[0])):
+        if phrase not in _AMBIGUOUS and re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", clause):
+            found.append((phrase, key))
+    return found
+
+
+def misattributed_genres(text: str, item: ItemInfo, profile: UserProfile | None) -> list[str]:
+    """The user's favourite genres that the item does not have, said of the item: in a clause that does not
+    speak of the user ("you", "fans") or a liked title, or in one that names the item too, unless "you"/"your"
+    stands just before the genre ("Toy Story matches your taste for sci-fi" is fine, "Toy Story has the
+    romance you love" is not)."""
+    if profile is None:
+        return []
+    item_keys = {genre_key(g) for g in item.genres}
+    user_only = {genre_key(g) for g in profile.top_genres} - item_keys
+    if not user_only:
+        return []
+    own, liked = _titles(item, profile)
+    out: list[str] = []
+    for clause in _CLAUSE_BREAK.split(text.lower()):
+        if not clause.strip():
+            continue
+        names_item = any(t in clause for t in own) or bool(re.search(r"\b(?:it|it's|its|this|the film|the book)\b",
+                                                                    clause))
+        of_user = bool(_USER_CUES.search(clause)) or any(t in clause for t in liked)
+        if of_user and not any(t in clause for t in own):
+            continue
+        if not names_item and of_user:
+            continue
+        for phrase, key in _genre_phrases(clause):
+            if key not in user_only or phrase in out:
+                continue
+            at = re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", clause).start()
+            if _USER_CUES.search(" ".join(clause[:at].split()[-6:])):
+                continue  # "your taste for sci-fi", "if you like romance": the user's genre, said of the user
+            out.append(phrase)
+    return out
+
+
+# what an item is "about": a theme claim, fine only when the facts hold the theme's words
+_ABOUT = re.compile(r"\b(?:all|as much|just as much|is|'s|mostly|really) about ((?:[\w'-]+ ){0,2}[\w'-]+)")
+
+
+def unsupported_claims(text: str, facts: str) -> list[tuple[str, str]]:
+    """(kind, words) of the claims about people, acclaim or plot in `text` that `facts` do not support, and
+    themes ("all about misdirection") whose content words the facts do not hold."""
+    lower, facts_lower = text.lower(), facts.lower()
+    out = []
+    fact_words = set(re.findall(r"[\w'-]+", facts_lower))
+    for match in _ABOUT.finditer(lower):
+        words = [w for w in match.group(1).split() if w not in STOPWORDS and len(w) > 2]
+        if words and not all(w in fact_words or w.rstrip("s") in fact_words for w in words):
+            out.append(("theme", match.group(0)))
+    for kind, pattern in _CLAIMS:
+        match = pattern.search(lower)
+        if match and not pattern.search(facts_lower):
+            out.append((kind, match.group(0)))
+    return out
 
 
 def _allowed_genres(item: ItemInfo, profile: UserProfile | None) -> set[str]:
@@ -132,7 +244,14 @@ def grounding_problems(text: str, item: ItemInfo, profile: UserProfile | None = 
             problems.append(f"genre {phrase!r} is not among the item's genres or the user's favourite genres")
             allowed.add(key)  # report a genre once
 
-    # 3. people and places: runs of capitalised words
+    for phrase in misattributed_genres(text, item, profile):
+        problems.append(f"genre {phrase!r} is the user's, not the item's: said of the item")
+
+    # 3. claims about people, acclaim and plot that only a description could support
+    for kind, words in unsupported_claims(text, facts):
+        problems.append(f"{kind} claim {words!r} is not supported by the item's metadata")
+
+    # 4. people and places: runs of capitalised words
     starts = {_first_word_index(text, s) for s in _sentence_starts(text)}
     words = list(_WORD.finditer(text))
     i = 0
@@ -153,12 +272,15 @@ def grounding_problems(text: str, item: ItemInfo, profile: UserProfile | None = 
             j += 1
         while run and run[-1].group(0).lower() in _CONNECTORS:
             run.pop()
+        if not run:  # a lone connector ("The", "La") with nothing capitalised after it
+            i = j
+            continue
         at_start = run[0].start() in starts
         tokens = [m.group(0) for m in run]
         if at_start and len(tokens) == 1:
             i = j
             continue
-        if at_start and tokens[0].lower() in _ORDINARY_CAPITALISED | {"because", "if", "fans", "this", "it", "its"}:
+        if at_start and (tokens[0].lower() in _ORDINARY_CAPITALISED | _OPENERS or tokens[0].lower() in STOPWORDS):
             tokens = tokens[1:]  # "Because Steven Spielberg ...": the first word is just the sentence's start
         unknown = [t for t in tokens if t.lower().strip("'’") not in fact_words
                    and t.lower().removesuffix("'s").removesuffix("’s") not in fact_words

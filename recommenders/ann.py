@@ -152,11 +152,12 @@ class ItemIndex:
 
 
 def knn(vectors: np.ndarray, k: int, exact_max: int | None = None, chunk: int = 1024,
-        nprobe: int = KNN_NPROBE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        nprobe: int = KNN_NPROBE, seed: int = 0, scores: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Each row's `k` most similar other rows by inner product: (indices (n, k) int64, scores (n, k) float32).
 
     Rows with fewer than k others get -1 padding. Exact (chunked brute force) up to `exact_max` rows, an IVF
-    index above (approximate: neighbour lists, not a served ranking)."""
+    index above (approximate: neighbour lists, not a served ranking). `scores=False`: the neighbours only
+    (scores None), which above `exact_max` saves re-scoring n x k candidates."""
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(v)
     if not 1 <= k:
@@ -165,7 +166,7 @@ def knn(vectors: np.ndarray, k: int, exact_max: int | None = None, chunk: int = 
     out_i = np.full((n, k), -1, dtype=np.int64)
     out_s = np.full((n, k), -np.inf, dtype=np.float32)
     if kk < 1:
-        return out_i, out_s
+        return out_i, (out_s if scores else None)
     if n <= (EXACT_MAX_ITEMS if exact_max is None else exact_max):
         for start in range(0, n, chunk):
             sim = v[start: start + chunk] @ v.T  # (chunk, n)
@@ -176,13 +177,11 @@ def knn(vectors: np.ndarray, k: int, exact_max: int | None = None, chunk: int = 
             order = np.lexsort((part, -ps), axis=1)
             out_i[rows, :kk] = np.take_along_axis(part, order, 1)
             out_s[rows, :kk] = np.take_along_axis(ps, order, 1)
-        return out_i, out_s
+        return out_i, (out_s if scores else None)
     built = ItemIndex(v, kind="ivf", nprobe=nprobe, seed=seed)
     index = built.index
     for start in range(0, n, 65536):
         _, i = index.search(built._query(v[start: start + 65536]), kk + 1)
-        s = np.einsum("ij,ikj->ik", v[start: start + 65536], v[np.maximum(i, 0)])
-        s[i < 0] = -np.inf
         rows = np.arange(start, min(start + 65536, n))
         self_hit = i == rows[:, None]
         # drop the row itself (or the last neighbour when the row was not among its own results)
@@ -190,5 +189,8 @@ def knn(vectors: np.ndarray, k: int, exact_max: int | None = None, chunk: int = 
         keep = np.ones_like(i, dtype=bool)
         keep[np.arange(len(rows)), drop] = False
         out_i[rows, :kk] = i[keep].reshape(len(rows), kk)
-        out_s[rows, :kk] = s[keep].reshape(len(rows), kk)
-    return out_i, out_s
+        if scores:
+            s = np.einsum("ij,ikj->ik", v[start: start + 65536], v[np.maximum(i, 0)])
+            s[i < 0] = -np.inf
+            out_s[rows, :kk] = s[keep].reshape(len(rows), kk)
+    return out_i, (out_s if scores else None)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recommenders import metrics
-from recommenders.models.base import topk_indices
+from recommenders.models.base import SparseScores, topk_indices
 from recommenders.splits import Split
 
 
@@ -41,7 +41,10 @@ def rank_metrics(
     n_train_users: int | None = None,
     embeddings: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Metrics of the top-max(ks) lists of every user in `targets` (user index -> positive item indices)."""
+    """Metrics of the top-max(ks) lists of every user in `targets` (user index -> positive item indices).
+
+    `score_fn(u)` gives an (n_items,) array or a `LazyScores`; a `SparseScores` is ranked by its own exact `top`
+    (the same top-k as the dense vector), others are made dense."""
     kmax = max(ks)
     users = sorted(targets)
     if not users:
@@ -54,13 +57,19 @@ def rank_metrics(
     tops = np.full((len(users), kmax), -1, dtype=np.int64)
     n_pos = np.zeros(len(users), dtype=np.int64)
     for row, u in enumerate(users):
-        scores = np.asarray(score_fn(u), dtype=np.float64).copy()
-        for ex in exclude:
-            if u in ex:
-                scores[ex[u]] = -np.inf
-        if not_candidate is not None:
-            scores[not_candidate] = -np.inf
-        top = topk_indices(scores, kmax)
+        raw = score_fn(u)
+        if isinstance(raw, SparseScores) and not_candidate is None:
+            # the exact top-k of the dense vector without building it (a sparse item-item row sum at 1M items)
+            ex = [e[u] for e in exclude if u in e]
+            top, _ = raw.top(kmax, np.concatenate(ex) if ex else None)
+        else:
+            scores = np.asarray(raw, dtype=np.float64).copy()
+            for ex in exclude:
+                if u in ex:
+                    scores[ex[u]] = -np.inf
+            if not_candidate is not None:
+                scores[not_candidate] = -np.inf
+            top = topk_indices(scores, kmax)
         tops[row, : len(top)] = top
         hits[row, : len(top)] = np.isin(top, targets[u])
         n_pos[row] = len(targets[u])
@@ -103,7 +112,8 @@ def evaluate_model(model: Any, split: Split, ks: tuple[int, ...] = (10, 20), par
         scorer = model
         if part == "test" and hasattr(model, "with_history"):
             scorer = model.with_history(split.valid)  # sequential models: the valid item is the latest history
-        out[part] = rank_metrics(scorer.score, len(items), targets, exclude, **common)
+        score_fn = scorer.scores if hasattr(scorer, "scores") else scorer.score
+        out[part] = rank_metrics(score_fn, len(items), targets, exclude, **common)
         out[part]["eval_seconds"] = time.perf_counter() - t0
     return out
 

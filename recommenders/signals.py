@@ -2,7 +2,7 @@
 
 Input: one row per logged event, columns
 
-    user_id, item_id (str), kind (rating | like | click | dwell | dislike | skip), value (rating 1-5, dwell
+    user_id, item_id (str), kind (rating | like | click | dwell | dislike | skip | undo), value (rating 1-5, dwell
     milliseconds, else NaN), created_at (datetime or unix seconds), id (int, the store's event id: it orders
     events logged in the same instant and is the data watermark of a model trained on them).
 
@@ -19,11 +19,14 @@ timestamp (unix seconds of the deciding event), event_id (its id):
     dwell >= long_dwell_ms       positive   dwell  (0.5)      a long look counts like a click
     dwell < long_dwell_ms        seen       0.0               seen, not positive
     skip                         seen       0.0               seen, not positive
+    undo                         -          -                 takes back the pair's earlier likes and dislikes
 
 Later events override earlier ones for the same (user, item), in (created_at, id) order, with one rule
 that keeps the meaning of explicit feedback: an explicit event (rating, like, dislike) overrides every
 earlier event, an implicit one (click, dwell, skip) overrides earlier implicit events but never an explicit
-one (opening a film you liked is not taking the like back; a dislike after a click is a dislike).
+one (opening a film you liked is not taking the like back; a dislike after a click is a dislike). An undo (the
+visitor took their like or dislike back) removes the pair's likes and dislikes logged before it, as if never
+sent, and is no signal itself: what else the pair has (a click, a rating) decides, or nothing does.
 
 What models do with the labels (recommenders.models.base): weight > 0 is a positive; weight == 0 ("seen")
 and weight < 0 ("negative") are never positives and the item is never recommended to that user again.
@@ -42,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-SIGNAL_KINDS = ("rating", "like", "click", "dwell", "dislike", "skip")
+SIGNAL_KINDS = ("rating", "like", "click", "dwell", "dislike", "skip", "undo")
 EXPLICIT_KINDS = frozenset({"rating", "like", "dislike"})
 LABELS = ("positive", "seen", "negative")
 COLUMNS = ["user_id", "item_id", "weight", "label", "kind", "timestamp", "event_id"]
@@ -155,7 +158,7 @@ def to_signal(events: pd.DataFrame, config: SignalConfig | None = None) -> pd.Da
         "event_id": pd.to_numeric(frame["id"], errors="raise").astype("int64").to_numpy(),
     })
     frame["_t"] = order_time  # created_at at full resolution, then the event id, decides the order
-    frame = frame.sort_values(["_t", "event_id"], kind="stable")
+    frame = _without_undone(frame.sort_values(["_t", "event_id"], kind="stable"))
     explicit = frame["kind"].isin(EXPLICIT_KINDS)
     keys = ["user_id", "item_id"]
     last_explicit = frame[explicit].groupby(keys, sort=False).tail(1)
@@ -164,6 +167,20 @@ def to_signal(events: pd.DataFrame, config: SignalConfig | None = None) -> pd.Da
     has_explicit = pd.MultiIndex.from_frame(last_implicit[keys]).isin(pd.MultiIndex.from_frame(last_explicit[keys]))
     decided = pd.concat([last_explicit, last_implicit[~has_explicit]])
     return decided.drop(columns="_t").sort_values(keys, kind="stable").reset_index(drop=True)[COLUMNS]
+
+
+def _without_undone(frame: pd.DataFrame) -> pd.DataFrame:
+    """The events (in order) less the likes and dislikes a later undo of the same (user, item) took back, and less
+    the undos."""
+    undo = (frame["kind"] == "undo").to_numpy()
+    if not undo.any():
+        return frame
+    order = pd.Series(np.arange(len(frame)), index=frame.index)
+    keys = pd.MultiIndex.from_frame(frame[["user_id", "item_id"]])
+    last_undo = order[undo].groupby(keys[undo]).max()  # (user, item) -> position of its latest undo
+    before = order.to_numpy() < last_undo.reindex(keys).fillna(-1).to_numpy()
+    undone = frame["kind"].isin(["like", "dislike"]).to_numpy() & before
+    return frame[~(undone | undo)]
 
 
 def training_frame(signal: pd.DataFrame) -> pd.DataFrame:

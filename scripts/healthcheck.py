@@ -4,12 +4,15 @@ health route: exit 0 when both answer, 1 otherwise (one line on stderr saying wh
 
     python scripts/healthcheck.py --url http://127.0.0.1:7860/                  # once (the Dockerfile's HEALTHCHECK)
     python scripts/healthcheck.py --url http://127.0.0.1:7861/ --watch          # the one-port set's watchdog
+    python scripts/healthcheck.py --dashboard http://127.0.0.1:8501/dashboard/_stcore/health --watch  # replicas'
 
 A process whose queue has stopped still answers `/config` and its page with 200; only an event shows it (Gradio
 answers a join with `503 Queue is stopped.`). `--watch` checks every `--interval` seconds and exits 1 after
 `--retries` failures in a row, so that honcho (deploy/Procfile) stops the other processes and `serve_all.py` exits
 non-zero for the container to be restarted. While the app starts (before its first good answer, for at most
 `--start-period` seconds) failures do not count. Standard library only: it runs in the image's HEALTHCHECK.
+With several app replicas (`serve_all.py --replicas N`) each replica is watched, and restarted alone, by
+`scripts/replica.py` (which runs `check_app` below), and this watchdog watches the dashboard.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def check_dashboard(url: str, timeout: float) -> str | None:
 
 
 def check(args: argparse.Namespace) -> str | None:
-    problem = check_app(args.url, args.timeout)
+    problem = check_app(args.url, args.timeout) if args.url else None
     if problem is None and args.dashboard:
         problem = check_dashboard(args.dashboard, args.timeout)
     return problem
@@ -86,7 +89,8 @@ def watch(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", required=True, help="the Gradio app's root URL")
+    parser.add_argument("--url", default=None, help="the Gradio app's root URL (with several replicas each one's is "
+                                                    "watched by scripts/replica.py: then --dashboard alone)")
     parser.add_argument("--dashboard", default=None, help="the dashboard's health URL (…/_stcore/health), if any")
     parser.add_argument("--timeout", type=float, default=float(env.get("VITRINE_HEALTH_TIMEOUT_S") or 10),
                         help="seconds one request may take (default $VITRINE_HEALTH_TIMEOUT_S, else 10)")
@@ -99,6 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds failures do not count while the app starts, unless it answered already "
                              "(default $VITRINE_HEALTH_START_S, else 900: the first start computes features)")
     args = parser.parse_args(argv)
+    if not args.url and not args.dashboard:
+        parser.error("give --url, --dashboard or both")
     if args.timeout <= 0 or args.interval <= 0 or args.retries < 1 or args.start_period < 0:
         parser.error("--timeout and --interval must be > 0, --retries >= 1, --start-period >= 0")
     return args

@@ -1,11 +1,12 @@
 """Serving helpers shared by the app, dashboard and deploy tests (a module of its own, in tests/, which is on
 sys.path for every test folder: `conftest` names collide): free ports, plain HTTP GETs, waiting for a server,
-and `scripts/serve_all.py` (honcho running nginx, the app and the dashboard) started and stopped."""
+nginx (or a skip), and `scripts/serve_all.py` (honcho running nginx, the app and the dashboard) started and stopped."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,19 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVE_ALL = REPO_ROOT / "scripts" / "serve_all.py"
 START_TIMEOUT_S = 180  # gradio and streamlit imports on a busy 2-core machine
+
+
+def need_nginx() -> str:
+    """Debian's nginx, or a skip (a failure in CI, where scripts/system_deps.sh installs it)."""
+    import pytest
+
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+    if found is None:
+        message = "nginx not found: install Debian's nginx (scripts/system_deps.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 def free_port() -> int:
@@ -63,7 +77,7 @@ def start_serve_all(port: int, log: Path, env: dict[str, str], *extra: str) -> s
 
 def child_pids(log: Path) -> dict[str, int]:
     """The pids honcho reported for its processes ("nginx started (pid=123)")."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"(\w+) started \(pid=(\d+)\)", log.read_text())}
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"([\w.-]+) started \(pid=(\d+)\)", log.read_text())}
 
 
 def pid_alive(pid: int) -> bool:

@@ -69,7 +69,9 @@ class Frames:
         plus `metrics` (dict of the run's non-missing metric columns).
     asset_index: every asset ever generated (asset_id, kind, generator, personalized, fallback, style, source),
         never windowed, so that a label in range can always look up its two assets.
-    items: the catalog (item_id, title, genres). popularity: item_id -> feedback events of any kind, all time.
+    items: the sampled slates' items (item_id, title, genres); catalog_size: how many items the catalog has.
+    popularity: item_id -> feedback events of any kind, all time, of those items; popularity_total: of all items.
+    Nothing here is read per item of the whole catalog.
     annotator_table: `annotators_frame` (with each one's estimated reliability and flag). studies: `studies_frame`;
     participants: `participants_frame` (every study's, all time: a study's progress is not windowed).
     """
@@ -85,6 +87,8 @@ class Frames:
     asset_index: pd.DataFrame
     items: pd.DataFrame
     popularity: pd.Series
+    catalog_size: int = 0
+    popularity_total: int = 0
     annotator_table: pd.DataFrame = field(default_factory=pd.DataFrame)
     studies: pd.DataFrame = field(default_factory=pd.DataFrame)
     participants: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -167,6 +171,7 @@ def load_frames(engine: Engine, start: dt.date | None = None, end: dt.date | Non
         eval_runs=eval_runs, asset_index=index.drop(columns="params"), items=items,
         popularity=pd.Series(popularity["count"].astype("int64").to_numpy(), index=popularity["item_id"].astype(str),
                              dtype="int64"),
+        catalog_size=int(raw["catalog"]["n"].iloc[0]), popularity_total=int(raw["feedback_total"]["n"].iloc[0]),
         annotator_table=annotators, studies=study_rows, participants=participants,
     )
 

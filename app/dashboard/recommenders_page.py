@@ -109,9 +109,10 @@ def beyond_accuracy_view(frames: Frames, catalog_size: int | None = None) -> Vie
     """Coverage, novelty and intra-list diversity of the slates each model showed (the most recent ones)."""
     if frames.slates.empty:
         return View(empty="Beyond-accuracy figures need served slates. " + SIMULATE_HINT)
-    catalog = int(catalog_size or max(len(frames.items), 1))
+    catalog = int(catalog_size or frames.catalog_size or max(len(frames.items), 1))
     genres = frames.items.set_index("item_id")["genres"] if not frames.items.empty else None
-    table = an.exposure_metrics(frames.slates, catalog_size=catalog, popularity=frames.popularity, genres=genres)
+    table = an.exposure_metrics(frames.slates, catalog_size=catalog, popularity=frames.popularity, genres=genres,
+                                popularity_total=frames.popularity_total or None)
     long = table.melt(id_vars=["model", "slates"], value_vars=["coverage", "novelty", "diversity"],
                       var_name="figure", value_name="value")
     fig = px.bar(long, x="model", y="value", color="model", facet_col="figure", color_discrete_sequence=PALETTE,

@@ -236,6 +236,10 @@ class Assets:
                                     callback=callback)
         return self.record(made)
 
+    def template_caption(self, item_id: str, profile: "UserProfile | None" = None) -> str:
+        """The template caption of a slate item (no model, microseconds): shown, labelled, until its caption is made."""
+        return self.captions.template(self.catalog.item_info(item_id), profile, seed=SLATE_SEED)
+
     def caption_for(self, item_id: str, profile: "UserProfile | None" = None, *, seed: int = SLATE_SEED) -> Asset:
         """A caption of `item_id` for `profile` (generic when None), generated or cached, recorded."""
         seed = checks.integer("seed", seed, 0, checks.SEED_MAX)

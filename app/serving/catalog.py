@@ -4,6 +4,10 @@ The dataset's tables are held in one immutable snapshot: a catalog that grows wh
 (`python -m recommenders add-items`, the admin action; see `app.serving.growth`) is swapped in whole by `replace`, so a
 request reads one snapshot from start to end and needs no lock. The profile LRU has its own lock and is emptied
 on a swap. The simulator and the flows share the catalog. Nothing here touches the database.
+
+No picker lists the catalog: the snapshot holds search indexes (`recommenders.lookup`), built with it and swapped
+with it, that answer in milliseconds at a million items: user ids by prefix (`suggest_users`), items by title and,
+when the query encoder is the model that made the item text features, by meaning (`search_items`).
 """
 
 from __future__ import annotations
@@ -26,11 +30,23 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from generation.prompts import ItemInfo
     from recommenders.data import Dataset
 
-__all__ = ["Catalog", "LIKE_RATING", "PROFILE_CACHE", "year_of"]
+__all__ = ["Catalog", "QueryEncoder", "LIKE_RATING", "PROFILE_CACHE", "SEARCH_HITS", "SEARCH_MODES", "year_of"]
 
 LIKE_RATING = 4.0  # a dataset rating at or above this counts as a like (history, profile, "why")
 PROFILE_CACHE = 4096  # user profiles kept in memory (a profile is a few hundred bytes)
+SEARCH_HITS = 20  # suggestions a picker shows: enough to choose from, small whatever the catalog's size
+SEARCH_MODES = ("title", "meaning")
+QUERY_MAX = 200  # characters of a search query (a title or a short description)
 _EMPTY = (np.array([]), np.array([]), np.array([]))
+
+
+@dataclass(frozen=True)
+class QueryEncoder:
+    """The text encoder that embeds a search query (`recommenders.lookup.query_encoder`), loaded once at start."""
+
+    encode: Callable[[list[str]], np.ndarray]  # texts -> (n, dim) L2-normalised
+    model: str  # its name (compared with the model that made the item text features)
+    dim: int
 
 
 def year_of(row: dict[str, Any]) -> int | None:
@@ -62,10 +78,15 @@ class _Snapshot:
     hist_stamps: np.ndarray  # int
     text: np.ndarray | None  # (n_items, d) text features, or None
     keyphrases: Any  # generation.profile.KeyphraseIndex over the items' text
+    user_index: Any  # recommenders.lookup.IdIndex over dataset.users (rows in its order), most active first
+    search: Any  # recommenders.lookup.ItemSearch: titles, and meaning when the query encoder fits the features
+    popular: list[str]  # the SEARCH_HITS items with the most interactions (a picker's first suggestions)
 
     @classmethod
-    def build(cls, dataset: "Dataset", text_features: np.ndarray | None, domain: "Domain") -> "_Snapshot":
+    def build(cls, dataset: "Dataset", text_features: np.ndarray | None, domain: "Domain",
+              text_model: str | None = None, query: QueryEncoder | None = None) -> "_Snapshot":
         from generation.profile import KeyphraseIndex
+        from recommenders.lookup import IdIndex, ItemSearch, MeaningIndex, TitleIndex
 
         items = dataset.items.reset_index(drop=True)
         text = None if text_features is None else np.asarray(text_features, dtype=np.float32)
@@ -80,6 +101,15 @@ class _Snapshot:
         texts = items["text"].fillna("").astype(str) if "text" in items else pd.Series([], dtype=str)
         if len(texts) > KEYPHRASE_SAMPLE:
             texts = texts.sample(KEYPHRASE_SAMPLE, random_state=0)
+        # search indexes (recommenders.lookup): titles ranked by popularity, user ids by activity
+        item_ids = items["item_id"].astype(str).to_numpy(dtype=object)
+        user_ids = dataset.users["user_id"].astype(str).to_numpy(dtype=object)
+        per_item = pd.Series(inter["item_id"].astype(str).to_numpy(dtype=object)).value_counts()
+        per_user = pd.Series(users).value_counts()
+        titles = TitleIndex(item_ids, items["title"].fillna("").astype(str).to_numpy(dtype=object),
+                            popularity=per_item.reindex(item_ids).fillna(0).to_numpy())
+        meaning = MeaningIndex(text, text_model, query.encode if query else None, query.model if query else None,
+                               query.dim if query else None)
         return cls(
             dataset=dataset, items=items, pos=pd.Index(items["item_id"].astype(str)),
             users=pd.Index(dataset.users["user_id"].astype(str)),
@@ -87,6 +117,9 @@ class _Snapshot:
             hist_items=inter["item_id"].astype(str).to_numpy(dtype=object)[order],
             hist_ratings=inter["rating"].to_numpy(float)[order], hist_stamps=stamps[order],
             text=text, keyphrases=KeyphraseIndex(texts.tolist(), domain),
+            user_index=IdIndex(user_ids, activity=per_user.reindex(user_ids).fillna(0).to_numpy()),
+            search=ItemSearch(titles, meaning),
+            popular=per_item.index[per_item.index.isin(item_ids)][:SEARCH_HITS].astype(str).tolist(),
         )
 
     def at(self, item_id: str) -> int | None:
@@ -111,14 +144,19 @@ class Catalog:
     """Items, users and histories of one dataset, with the text features used to explain a recommendation."""
 
     def __init__(self, dataset: "Dataset", text_features: np.ndarray | None = None, *, domain: "Domain | None" = None,
-                 llm_keywords: "Callable[[list[ItemInfo]], list[str] | None] | None" = None) -> None:
+                 llm_keywords: "Callable[[list[ItemInfo]], list[str] | None] | None" = None,
+                 text_model: str | None = None, query_encoder: QueryEncoder | None = None) -> None:
         """`domain`: the dataset's declared domain (its words in prompts and profiles; from the dataset when None).
         `llm_keywords`: PMG's first step when a caption LLM is loaded (it names the preferences of liked items);
-        without it, profiles use TF-IDF keyphrases over the catalog's text."""
+        without it, profiles use TF-IDF keyphrases over the catalog's text. `text_model`: the model that made
+        `text_features` (None: not known); `query_encoder`: the encoder of search queries. Search by meaning is
+        offered only when both are the same model (`recommenders.lookup.meaning_compatible`)."""
         from generation.domain import Domain
 
         self.domain = domain if domain is not None else Domain.from_spec(dataset.domain)
-        self._s = _Snapshot.build(dataset, text_features, self.domain)
+        self._text_model = text_model
+        self._query = query_encoder
+        self._s = _Snapshot.build(dataset, text_features, self.domain, text_model, query_encoder)
         self._llm_keywords = llm_keywords
         self._profiles: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], UserProfile] = OrderedDict()
         self._lock = threading.Lock()
@@ -127,7 +165,7 @@ class Catalog:
     def replace(self, dataset: "Dataset", text_features: np.ndarray | None = None) -> None:
         """Serve `dataset` (the same catalog, grown) from the next look-up on; cached profiles are dropped (their
         keyphrases were computed over the old items)."""
-        snapshot = _Snapshot.build(dataset, text_features, self.domain)
+        snapshot = _Snapshot.build(dataset, text_features, self.domain, self._text_model, self._query)
         with self._lock:
             self._s = snapshot
             self._profiles.clear()
@@ -169,9 +207,31 @@ class Catalog:
         year = year_of(row)
         return f"{row['title']} ({year})" if year is not None else str(row["title"])
 
-    def item_choices(self) -> list[tuple[str, str]]:
-        """(label, item_id) for the searchable item pickers."""
-        return [(self.item_label(i), i) for i in self._s.pos]  # the whole catalog: small catalogs only
+    def item_labels(self, item_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(label, item_id) of the given items that are in the catalog (a picker's chosen items), in order."""
+        pos = self._s.pos
+        return [(self.item_label(i), i) for i in dict.fromkeys(map(str, item_ids)) if i in pos]
+
+    def popular_items(self, k: int = SEARCH_HITS) -> list[tuple[str, str]]:
+        """(label, item_id) of the items with the most interactions: what a picker suggests before any typing."""
+        return [(self.item_label(i), i) for i in self._s.popular[:k]]
+
+    @property
+    def meaning_search(self) -> tuple[bool, str]:
+        """(available, why not): search by meaning needs item text features and a query encoder of the same model."""
+        return self._s.search.meaning_available
+
+    def search_items(self, query: object, mode: str = "title", k: int = SEARCH_HITS) -> tuple[list[tuple[str, str]], str]:
+        """(up to k (label, item_id) matches best first, a note when `mode` could not be used): by title (token
+        prefixes, an exact item id first) or by meaning (the query's embedding against the item text features;
+        by title, with a note saying why, when that is unavailable). Milliseconds at a million items."""
+        if mode not in SEARCH_MODES:
+            raise bad("mode", f"one of {list(SEARCH_MODES)}", mode)
+        if query is None or (isinstance(query, str) and not query.strip()):
+            return [], ""
+        query = checks.text("query", query, QUERY_MAX)
+        found = self._s.search.search(query, k, mode=mode)
+        return [(self.item_label(h.id), h.id) for h in found.hits], found.note
 
     def item_info(self, item_id: str) -> "ItemInfo":
         """The item as the generators see it."""
@@ -207,16 +267,18 @@ class Catalog:
     def n_ratings(self, user_id: str) -> int:
         return len(self._s.history(user_id)[0])
 
-    def user_choices(self) -> list[tuple[str, str]]:
-        """(label, user_id) for the user search: the id first, so typing an id finds it."""
-        users = self.dataset.users.set_index(self.dataset.users["user_id"].astype(str))
-        out = []
-        for user_id in self.user_ids:
-            row = users.loc[user_id]
-            facts = [str(row[c]) for c in ("age", "gender", "occupation") if c in row.index and not pd.isna(row[c])]
-            n = self.n_ratings(user_id)
-            out.append((f"{user_id} · {' '.join(facts)} · {n} ratings" if facts else f"{user_id} · {n} ratings", user_id))
-        return out
+    def suggest_users(self, prefix: object, k: int = SEARCH_HITS) -> list[tuple[str, str]]:
+        """(label, user_id) of up to k dataset users whose id starts with `prefix` (the exact id first, then the most
+        active): the id first in the label, so what a person typed is what they see."""
+        prefix = "" if prefix is None or (isinstance(prefix, str) and not prefix.strip()) else \
+            checks.text("user id", prefix, checks.ID_MAX)
+        return [(self.user_label(u), u) for u in self._s.user_index.suggest(prefix, k)]
+
+    def user_label(self, user_id: str) -> str:
+        """"196 · 49 M writer · 39 ratings": the id, the user's facts, how many ratings."""
+        facts = " ".join(str(v) for v in self.profile_facts(user_id).values())
+        n = self.n_ratings(user_id)
+        return f"{user_id} · {facts} · {n} ratings" if facts else f"{user_id} · {n} ratings"
 
     def profile_facts(self, user_id: str) -> dict[str, Any]:
         """Demographics of a dataset user, for the profile summary."""
@@ -262,7 +324,7 @@ class Catalog:
                 self._profiles.move_to_end(key)
                 return cached
             version = self.version
-        llm = None
+        llm, liked = None, []
         if self._llm_keywords is not None:
             liked = [self.item_info(i) for i in self.liked_ids(user_id, extra_liked)[:20]]
             llm = self._llm_keywords(liked) if liked else None
@@ -272,6 +334,8 @@ class Catalog:
         with self._lock:
             if version != self.version:  # the catalog grew meanwhile: don't cache a profile of the old one
                 return profile
+            if self._llm_keywords is not None and llm is None and liked:
+                return profile  # the LLM's keywords are still being named (or unusable): ask again next time
             self._profiles[key] = profile
             while len(self._profiles) > PROFILE_CACHE:
                 self._profiles.popitem(last=False)

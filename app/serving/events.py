@@ -20,7 +20,9 @@ from app.serving.ranking import ModelChoice, SlateRow
 
 __all__ = ["EventLog", "FEEDBACK_KINDS", "Feedback"]
 
-FEEDBACK_KINDS = ("click", "like", "dislike", "skip")  # what /feedback accepts ("open" is logged as "click")
+# what /feedback and the cards send ("open" is logged as "click"); "undo" takes back the user's like or dislike of
+# the item (the latest of an item's like / dislike / undo is its state: `annotation.reads.visitor_feedback`)
+FEEDBACK_KINDS = ("click", "like", "dislike", "skip", "undo")
 _SIGNALS = uuid.UUID("5b1e0f6c-3f0e-4d5e-9a57-7a1d3c2b9e10")  # the namespace of feedback UUIDs derived from a signal
 
 
@@ -113,7 +115,7 @@ class EventLog:
 
     def record_feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
                         event_id: str | None = None) -> "Feedback":
-        """Log one like / dislike / click / skip ("open" is a click) on an item of a slate this user was shown;
+        """Log one like / dislike / click / skip / undo ("open" is a click) on an item of a slate this user was shown;
         returns the stored event (`Feedback`: its row id, its event UUID, and whether it repeated the signal
         already stored, see `_signal_id`). Feedback without its impression is refused: anonymous dislikes
         would hide items from everyone who picks that user and poison retraining (onboarding picks are the one

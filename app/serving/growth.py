@@ -64,9 +64,12 @@ class Growth:
 
     @property
     def folder(self) -> Path | None:
-        """The bring-your-own folder the catalog was read from (None for ml-100k)."""
-        folder = self.catalog.dataset.folder
-        return Path(folder) if folder else None
+        """The bring-your-own folder the catalog was read from (None for ml-100k, and for an MMRec folder: its
+        items come with precomputed feature rows, so it grows by writing a new folder, not by appending items)."""
+        dataset = self.catalog.dataset
+        if not dataset.folder or dataset.feature_files:
+            return None
+        return Path(dataset.folder)
 
     def _items_table(self) -> Path | None:
         from recommenders.data import _find_table
@@ -87,8 +90,9 @@ class Growth:
         from recommenders.errors import RecommendersError
 
         if self.folder is None:
-            raise AppInputError(f"dataset: the built-in {self.catalog.name} catalog cannot grow; serve a "
-                                "bring-your-own folder (VITRINE_DATASET) to add items")
+            raise AppInputError(f"dataset: the {self.catalog.name} catalog cannot grow here (the built-in one, or an "
+                                "MMRec folder with precomputed features); serve a bring-your-own folder "
+                                "(VITRINE_DATASET) to add items")
         if not isinstance(new_folder, str) or not new_folder.strip():
             raise AppInputError("folder: expected the server path of a folder with items.csv|parquet")
         with self._lock:

@@ -324,10 +324,9 @@ class Labeling:
 
         n = checks.integer("n", n, 1, 200)
         rng = random.Random(seed)
-        users = self.catalog.user_ids
         created = 0
         for _ in range(n):
-            user_id = rng.choice(users)
+            user_id = self.catalog.random_user(rng)
             profile = self.catalog.profile(user_id)
             top = self.ranking.rank(self.ranking.default_model, user_id, 10)
             if not top:

@@ -18,8 +18,9 @@ Gradio handlers receive the `Services` as their first argument; per-visitor stat
 
 from __future__ import annotations
 
+import functools
+
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from app.serving.assets import Assets
-from app.serving.catalog import Catalog
+from app.serving.catalog import Catalog, QueryEncoder
 from app.errors import bad
 from app.serving.events import EventLog
 from app.web.guards import PasswordGuard, RateLimits
@@ -39,6 +40,7 @@ from app.serving.labeling import Labeling
 from app.serving.ranking import Ranking
 from app.settings import Settings
 from app.serving.slates import Slates
+from app.serving.startup import selected_model, served_names, sized_default, sync_catalog, train_or_load
 from app.serving.upkeep import Upkeep
 
 if TYPE_CHECKING:  # pragma: no cover - types only
@@ -105,7 +107,7 @@ class Services:
         self.ranking.model(name)  # AppInputError for an unknown name
         result = learning.retrain(self.events.Session, self.catalog.dataset, name, self.artifacts,
                                   features=self.features or None,
-                                  config=learning.GateConfig(tolerance=self.settings.gate_tolerance), log=log.info)
+                                  config=learning.gate_config(self.settings), log=log.info)
         self.serve_promoted()  # the candidate if promoted; else the served version (version 1 on a first retrain)
         return result
 
@@ -203,126 +205,6 @@ class Services:
 # ----------------------------------------------------------------------------------------------------
 # start-up
 # ----------------------------------------------------------------------------------------------------
-def _model_key(dataset: "Dataset", name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"dataset": dataset.name, "content": dataset.content_hash(), "interactions": int(len(dataset.interactions)),
-            "model": name, "params": dict(params or {})}
-
-
-def _save_model(model: "Recommender", models_dir: Path, name: str, dataset: "Dataset",
-                params: dict[str, Any] | None = None) -> None:
-    model.save(models_dir / name)
-    meta = {**_model_key(dataset, name, params), "saved_at": time.time()}
-    (models_dir / f"{name}.trained_on.json").write_text(json.dumps(meta, indent=1))
-
-
-def train_or_load(dataset: "Dataset", name: str, features: dict[str, np.ndarray] | None, models_dir: Path,
-                  say: Callable[[str], Any] = log.info, params: dict[str, Any] | None = None,
-                  memory_budget: int | None = None) -> "Recommender":
-    """Load `models_dir/<name>/` when it was trained on this dataset with `params`, else train it and cache it
-    (refused with ModelTooLargeError, before any big allocation, when it does not fit in `memory_budget` bytes:
-    default what the machine has)."""
-    from recommenders.models import load_model
-    from recommenders.training import train_model
-
-    meta_path = models_dir / f"{name}.trained_on.json"
-    folder = models_dir / name
-    if meta_path.is_file() and folder.is_dir():
-        try:
-            meta = json.loads(meta_path.read_text())
-            key = _model_key(dataset, name, params)
-            if {k: meta.get(k) for k in key} == key:
-                model = load_model(folder)
-                say(f"model {name}: loaded from {folder}")
-                return model
-            say(f"model {name}: cache in {folder} was trained on other data, retraining")
-        except (OSError, ValueError, KeyError) as exc:
-            say(f"model {name}: cache in {folder} unreadable ({exc}), retraining")
-    start = time.perf_counter()
-    model = train_model(dataset, name, features=features or None, memory_budget=memory_budget, **dict(params or {}))
-    models_dir.mkdir(parents=True, exist_ok=True)
-    _save_model(model, models_dir, name, dataset, params)
-    say(f"model {name}: trained in {time.perf_counter() - start:.1f} s, cached in {folder}")
-    return model
-
-
-def _selected(settings: Settings, notes: list[str]) -> tuple[str | None, dict[str, Any]]:
-    """The best validation model of the selection file (`python -m recommenders search`), when there is one."""
-    from recommenders.search import best_model
-
-    if settings.model is not None or settings.selection is None or not settings.selection.is_file():
-        return None, {}
-    try:
-        name, params = best_model(settings.selection)
-    except (ValueError, LookupError) as exc:
-        notes.append(f"model selection {settings.selection.name} ignored: {exc}")
-        return None, {}
-    notes.append(f"serving {name} {params or ''}: the best validation NDCG@10 in {settings.selection.name}")
-    return name, params
-
-
-def _served_names(settings: Settings, features: dict[str, np.ndarray], model_names: Sequence[str] | None,
-                  notes: list[str], selected: str | None = None) -> list[str]:
-    """The default model first, then the extra ones; a content model is dropped when its features are missing.
-
-    The default is VITRINE_MODEL, else `selected` (the selection file's best, or what the catalogue's size calls
-    for: `_sized_default`)."""
-    from recommenders.models import DEFAULT_MODEL, DEFAULT_MODEL_WITHOUT_FEATURES, FEATURE_MODELS, MODEL_NAMES
-
-    default = settings.model or selected or DEFAULT_MODEL
-    if default in FEATURE_MODELS and "text" not in features:
-        if settings.model is not None:
-            raise bad("VITRINE_MODEL", "a model that needs no item features (they are unavailable)", default)
-        notes.append(f"default model {default} needs text features; serving {DEFAULT_MODEL_WITHOUT_FEATURES}")
-        default = DEFAULT_MODEL_WITHOUT_FEATURES
-    if default not in MODEL_NAMES:
-        raise bad("VITRINE_MODEL", f"one of {list(MODEL_NAMES)}", default)
-    return list(dict.fromkeys([default, *(model_names if model_names is not None else settings.extra_models)]))
-
-
-def _sized_default(dataset: "Dataset", features: dict[str, np.ndarray], notes: list[str],
-                   budget: int | None = None) -> tuple[str, dict[str, Any]]:
-    """(model, params) this catalogue and this machine call for (`recommenders.sizing.choose_default`: the dense
-    EASE family only where it fits with room, a sparse item-item model above), with the reason as a note (the
-    Status tab and the log show it)."""
-    from recommenders.sizing import choose_default, memory_budget
-
-    inter = dataset.interactions
-    choice = choose_default(max(int(inter["user_id"].nunique()), 1), max(len(dataset.items), 1), int(len(inter)),
-                            has_text="text" in features, memory_budget=budget or memory_budget(),
-                            feature_dims={k: int(v.shape[1]) for k, v in features.items()})
-    notes.append(f"default model {choice.reason}")
-    return choice.model, dict(choice.params)
-
-
-def _sync_catalog(Session, ReadSession, dataset: "Dataset", settings: Settings, say: Callable[[str], Any]) -> None:
-    """Write the catalog's items to the store (feedback and impressions refer to them), unless this very catalog
-    was written to this very database before and every item is there: a restart on a million items skips it.
-
-    The stamp (`<data dir>/catalog-sync.json`) names the database (a hash of its URL), the catalog's content hash
-    and the item count; the store's own count of items is checked too, so a wiped or different database is
-    written again."""
-    import hashlib
-
-    from annotation import reads, store
-
-    stamp_path = settings.data_dir / "catalog-sync.json"
-    stamp = {"database": hashlib.sha256(settings.database_url.encode()).hexdigest()[:16],
-             "content": dataset.content_hash(), "items": int(len(dataset.items))}
-    try:
-        done = json.loads(stamp_path.read_text()) == stamp
-    except (OSError, ValueError):
-        done = False
-    if done:
-        with ReadSession() as s:
-            done = reads.item_count(s) == stamp["items"]
-    if done:
-        say(f"catalog sync: the store holds these {stamp['items']:,} items already")
-        return
-    with Session() as s, s.begin():
-        store.sync_items(s, dataset.items)
-    stamp_path.write_text(json.dumps(stamp))
-
-
 def build_services(
     settings: Settings,
     *,
@@ -356,8 +238,9 @@ def build_services(
 
         with timed("dataset"):
             dataset = load_dataset(settings.dataset, data_dir, cache_dir=data_dir / "datasets", say=say)
+    text_model = dataset.feature_models.get("text")  # the model that made the item text features, when known
     if features is None:
-        from recommenders.features import compute_features
+        from recommenders.features import DEFAULT_TEXT_MODEL, compute_features
 
         with timed("features"):
             # each modality on its own: a missing image model never drops the text features
@@ -366,10 +249,12 @@ def build_services(
                                      allow_network=settings.allow_network, say=say)
         features = found.arrays
         notes.extend(found.notes())
-    selected, selected_params = _selected(settings, notes)
+        if found.sources.get("text", "").startswith("encoded by"):
+            text_model = settings.text_model or DEFAULT_TEXT_MODEL
+    selected, selected_params = selected_model(settings, notes)
     if settings.model is None and selected is None:
-        selected, selected_params = _sized_default(dataset, features, notes, settings.memory_budget)
-    names = _served_names(settings, features, model_names, notes, selected)
+        selected, selected_params = sized_default(dataset, features, notes, settings.memory_budget)
+    names = served_names(settings, features, model_names, notes, selected)
     models: dict[str, Recommender] = {}
     with timed("models"):
         for name in names:
@@ -382,7 +267,7 @@ def build_services(
                     raise
                 notes.append(f"model {name} not served: {exc}")
     with timed("catalog sync"):
-        _sync_catalog(Session, ReadSession, dataset, settings, say)
+        sync_catalog(Session, ReadSession, dataset, settings, say)
     from generation.captions import CaptionGenerator
     from generation.covers import CoverGenerator
     from generation.domain import Domain
@@ -404,8 +289,12 @@ def build_services(
     if captions.uses_fallback:
         notes.append("captions: template fallback in use")
 
-    catalog = Catalog(dataset, features.get("text"), domain=domain,
-                      llm_keywords=None if captions.uses_fallback else captions.preference_keywords)
+    with timed("search"):
+        query = _query_encoder(settings, text_model if "text" in features else None, notes)
+        catalog = Catalog(dataset, features.get("text"), domain=domain,
+                          llm_keywords=None if captions.uses_fallback else functools.partial(
+                              captions.preference_keywords, wait=False),  # never the model on a request path
+                          text_model=text_model, query_encoder=query)
     ranking = Ranking(catalog, models, default_model=names[0])
     events = EventLog(catalog, Session, ReadSession)
     from app.learning.learner import Learner, best_of_n_for
@@ -432,7 +321,33 @@ def build_services(
     svc.artifacts = ModelArtifacts(asset_dir, settings.model_cache_dir, legacy_dir=settings.registry_dir)
     svc.growth = Growth(settings, catalog, ranking, events, features)
     _follow_the_registry(svc, names, timed)
+    for note in notes:  # what was chosen and why, what falls back: the log says what the Status tab says
+        say(f"start-up note: {note}")
     return svc
+
+
+def _query_encoder(settings: Settings, text_model: str | None, notes: list[str]) -> QueryEncoder | None:
+    """The encoder of search queries (the pickers' search by meaning), loaded once: only when the item text
+    features were made by the same model (else its vectors would not be comparable); a note says why not."""
+    from recommenders.features import DEFAULT_TEXT_MODEL
+    from recommenders.lookup import model_family, query_encoder
+
+    wanted = settings.text_model or DEFAULT_TEXT_MODEL
+    if text_model is None:
+        notes.append("search by meaning unavailable: no item text features of a known model (search by title only)")
+        return None
+    if model_family(text_model) != model_family(wanted):
+        notes.append(f"search by meaning unavailable: the item text features come from {text_model!r}, the query "
+                     f"encoder would be {wanted!r} (search by title only)")
+        return None
+    try:
+        encode, name, dim = query_encoder(settings.text_model)
+        encode(["warm-up"])  # the first call costs most; here, not in a visitor's first search
+    except (OSError, ValueError, LookupError, ImportError, RuntimeError) as exc:
+        notes.append(f"search by meaning unavailable: the query encoder {wanted!r} could not be loaded "
+                     f"({type(exc).__name__}: {str(exc)[:200]})")
+        return None
+    return QueryEncoder(encode, name, dim)
 
 
 def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:

@@ -48,6 +48,7 @@ class Page:
     covers: dict[str, Asset] = field(default_factory=dict)  # item_id -> recorded cover
     captions: dict[str, Asset] = field(default_factory=dict)  # item_id -> recorded caption
     pending: list[str] = field(default_factory=list)  # items whose cover or caption is still being made
+    templates: dict[str, str] = field(default_factory=dict)  # item_id -> template caption shown until it is made
 
     @property
     def item_ids(self) -> list[str]:
@@ -72,20 +73,38 @@ class Slates:
         return Visit(user_id, kind, tuple(liked), tuple(disliked))
 
     def page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str] = (),
-             tab: str = "discover", context: dict[str, Any] | None = None, wait: bool = False) -> Page:
+             tab: str = "discover", context: dict[str, Any] | None = None, wait: bool = False,
+             prefetch: bool = False) -> Page:
         """Rank, record the impression and attach the assets. `exclude`: items already shown in this session
         (paging). `wait=True` waits (at most WAIT_MAX_S) for the background worker to make the missing assets
-        before answering (slow with real models); the generation itself stays in the worker."""
+        before answering (slow with real models); the generation itself stays in the worker. Items without a
+        caption yet get their template caption in `Page.templates` (shown, labelled, until the real one lands).
+        `prefetch=True` also queues the assets of the next page ("More": the next `k` items, seed + 1) behind
+        this page's, so that they are ready when the visitor pages on."""
         page, profile = self._record_page(visit, choice, k, seed=seed, exclude=exclude, tab=tab, context=context)
         if page.rows:
             page.covers, page.captions, page.pending = self.made(visit.user_id, page.item_ids)
+            page.templates = {i: self.assets.template_caption(i, profile) for i in page.item_ids
+                              if i not in page.captions}
             self.assets.worker.generate_later(visit.user_id, page.pending, profile)
+            if prefetch:
+                self._prefetch(visit, choice, k, seed=seed, exclude=[*exclude, *page.item_ids], profile=profile)
         if wait and page.pending:
             # made by the background worker (the one generation lane), never in this request's thread; waited for
             # outside the interactive gate, so the worker does not give way to this very request
             self.assets.worker.wait_for(visit.user_id, page.pending, timeout=WAIT_MAX_S)
             page.covers, page.captions, page.pending = self.made(visit.user_id, page.item_ids)
         return page
+
+    @gated
+    def _prefetch(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str],
+                  profile: Any) -> None:
+        """Queue the missing assets of the items the next page would show (ranked, not recorded)."""
+        rows = self.ranking.slate(visit.user_id, choice, k, profile=profile, liked=visit.liked,
+                                  disliked=visit.disliked, exclude=exclude, seed=(seed + 1) % (checks.SEED_MAX + 1))
+        if rows:
+            _, _, missing = self.made(visit.user_id, [r.item_id for r in rows])
+            self.assets.worker.generate_later(visit.user_id, missing, profile)
 
     @gated
     def _record_page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str],
@@ -117,7 +136,7 @@ class Slates:
     @gated
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
                  event_id: str | None = None) -> Feedback:
-        """Log a like / dislike / click / skip ("open" is a click) tied to the impression that showed the item;
+        """Log a like / dislike / click / skip / undo ("open" is a click) tied to the impression that showed the item;
         the same signal repeated on the same slate is stored once (`EventLog.record_feedback`). A new like or
         dislike is weak evidence for the prompt-policy arm of the cover shown on the card."""
         stored = self.events.record_feedback(user_id, item_id, kind, impression_id, event_id=event_id)

@@ -20,7 +20,9 @@ import gradio as gr
 
 from app import checks
 from app.errors import bad
-from app.web.handlers import KEY_CHOICES, password_ok, user_errors
+from app.web.errors import user_errors
+from app.web.guards import password_ok
+from app.web.label_tab import KEY_CHOICES
 from app.web.routes import cover_url
 from app.serving.services import Services
 from app.serving.slates import Page, Visit
@@ -71,8 +73,8 @@ class ApiHandlers:
 
     def feedback(self, user_id: str, item_id: str, kind: str, impression_id: int = 0, event_id: str = "",
                  request: gr.Request = None) -> dict:
-        """Log a click / like / dislike / skip ('open' counts as a click) on an item, tied to the impression
-        (from /recommend) that showed it to this user: required. Send the same `event_id` (a UUID) to make a
+        """Log a click / like / dislike / skip ('open' counts as a click) on an item, or an undo (takes back this
+        user's like or dislike of it), tied to the impression (from /recommend) that showed it to this user: required. Send the same `event_id` (a UUID) to make a
         retry a no-op. The same signal repeated (a second like of that item on that slate, with nothing else in
         between) is one signal: the stored event answers ("repeated": true, its event_id) and nothing is written."""
         self.svc.rates.check(request, "feedback")

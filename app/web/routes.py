@@ -79,3 +79,20 @@ def item_image_route(catalog: Any):
 def routes(svc: Any) -> list:
     """Every route of this module, for `launch(app_kwargs={"routes": ...})`."""
     return [cover_route(svc.assets), item_image_route(svc.catalog)]
+
+
+def public_root(svc: Any, request: Any) -> str | None:
+    """The app's root URL for this request, without a trailing slash: VITRINE_PUBLIC_URL when set, else what
+    Gradio builds from the request (the address it came to); None without a request."""
+    if svc.settings.public_url:
+        return svc.settings.public_url
+    raw = getattr(request, "request", None) if request is not None else None
+    if raw is None:
+        return None
+    from gradio import route_utils
+
+    try:
+        route = route_utils.get_api_call_path(raw)
+    except ValueError:  # not an event's request
+        return None
+    return route_utils.get_root_url(request=raw, route_path=route, root_path=raw.scope.get("root_path") or None)

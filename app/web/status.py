@@ -78,6 +78,9 @@ def status_sections(svc: "Services") -> list[Section]:
         ("users", str(len(dataset.users)), ""),
         ("interactions", str(len(dataset.interactions)), ""),
     ]
+    meaning, why = svc.catalog.meaning_search
+    data.append(("item search", "by title and by meaning" if meaning else "by title",
+                 "the pickers search; none lists the catalog" if meaning else f"no search by meaning: {why}"))
     grown = svc.growth.last if svc.growth is not None else None
     if grown:
         data.append(("last growth", f"+{len(grown['added'])} items",

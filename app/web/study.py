@@ -11,8 +11,8 @@ pairs with the same keys until their quota is done; then they see the study's co
 records its time on screen and the study it was given in.
 
 Creating a study, listing studies (with their completion codes) and making pairs for a study are admin actions:
-they need VITRINE_ADMIN_PASSWORD, or VITRINE_ADMIN_OPEN=1, like the Status tab's (`handlers.check_admin`).
-Handlers are plain functions over (services, visitor state, inputs), as in `app.web.handlers`.
+they need VITRINE_ADMIN_PASSWORD, or VITRINE_ADMIN_OPEN=1, like the Status tab's (`status_tab.check_admin`).
+Handlers are plain functions over (services, visitor state, inputs), as in `app.web.label_tab`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ import gradio as gr
 from app.serving.labeling import StudyInfo
 from app.serving.services import Services
 from app.web.cards import markdown_escape
-from app.web.handlers import check_admin, load_pair, public_root, user_errors
+from app.web.errors import user_errors
+from app.web.label_tab import load_pair
+from app.web.routes import public_root
+from app.web.status_tab import check_admin
 from app.web.state import Visitor
 
 __all__ = ["CSS", "open_study", "study_banner", "finished_html", "create_study", "list_studies", "make_study_pairs",
@@ -177,16 +180,16 @@ def build_studies_tab(svc: Services) -> None:
         pairs_btn = gr.Button("Make pairs for this study", elem_id="vt-study-make-pairs")
     info = gr.Markdown(elem_id="vt-study-info")
 
-    def do_create(n, g, src, q, rate, pw, request: gr.Request):
+    def do_create_study(n, g, src, q, rate, pw, request: gr.Request):
         return create_study(svc, n, g, src, q, rate, pw, request=request)
 
-    def do_list(pw, request: gr.Request):
+    def do_list_studies(pw, request: gr.Request):
         return list_studies(svc, pw, request=request)
 
-    def do_pairs(key, n, pw, request: gr.Request):
+    def do_study_pairs(key, n, pw, request: gr.Request):
         return make_study_pairs(svc, key, n, pw, request=request)
 
-    create_btn.click(do_create, [name, guidelines, source, quota, gold, password], [info], **private)
-    list_btn.click(do_list, [password], [info, picked], **private)
-    pairs_btn.click(do_pairs, [picked, n_pairs, password], [info], concurrency_id="generation",
+    create_btn.click(do_create_study, [name, guidelines, source, quota, gold, password], [info], **private)
+    list_btn.click(do_list_studies, [password], [info, picked], **private)
+    pairs_btn.click(do_study_pairs, [picked, n_pairs, password], [info], concurrency_id="generation",
                     concurrency_limit=settings.generation_concurrency, **private)

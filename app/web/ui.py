@@ -1,9 +1,15 @@
 """The Gradio app: layout first, then the events. `build_demo(svc)` -> `gr.Blocks`; `launch(...)` serves it.
 
 Five tabs - Discover, Create, Label, Studies, Status - over one `Services` (loaded once at start) and one `Visitor`
-state per browser session. The handlers are plain functions in `app.web.handlers`; here they are bound to
-`svc` and wired to components. Generation runs in the "generation" concurrency group (limit from
+state per browser session. The handlers are plain functions, one module per tab (`app.web.discover_tab`,
+`create_tab`, `label_tab`, `app.web.study`, `status_tab`); here they are bound to `svc` and wired to components.
+Generation runs in the "generation" concurrency group (limit from
 settings), recommendation and feedback in the "fast" group, so a slow cover never blocks a click.
+
+Nothing on the page grows with the catalog: the pickers start with a few suggestions and search as a person types
+(user ids by prefix; items by title, and by meaning from a description), so the page's config stays small at a
+million items. The slate is one HTML grid whose cards carry their own buttons (`app.web.cards.render_slate`); a
+click on one sends {action, slot} (`CARD_JS`), and keys l / d / o / u act on the focused card (`HEAD`).
 """
 
 from __future__ import annotations
@@ -15,14 +21,13 @@ from typing import Any
 
 import gradio as gr
 
-from app.web import handlers as h
-from app.web import study
+from app.web import create_tab, discover_tab, label_tab, status_tab, study
 from app.web.api import register_api
-from app.web.cards import CSS, labeling_guidelines, markdown_escape
+from app.web.cards import CSS, labeling_guidelines, markdown_escape, render_slate
 from app.checks import N_VARIANTS_MAX
 from app.serving.services import Services
 from app.settings import Settings
-from app.web.state import PAGE_SIZE, Visitor
+from app.web.state import Visitor
 
 __all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
 
@@ -31,14 +36,63 @@ __all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
 ANALYTICS_CACHE_FREQUENCY = "500"
 
 
-# Keyboard shortcuts of the Label tab: 1 / 2 / 0 / s / u click the matching button while it is visible.
+# Keyboard shortcuts. On a focused Discover card (or one of its buttons): l / d / o / u click its Like / Dislike /
+# Open / Undo button. On the Label tab: 1 / 2 / 0 / s / u click the matching button while it is visible.
 HEAD = """
 <script>
 (() => {
   const keys = {"1": "vt-key-1", "2": "vt-key-2", "0": "vt-key-0", "s": "vt-key-s", "u": "vt-key-u"};
+  const cardKeys = {"l": "like", "d": "dislike", "o": "open", "u": "undo"};
+  // Enter in a picker, unless a suggestion was chosen with the arrow keys: the user picker takes the id as typed
+  // (its box loses the focus, which commits the typed text); an item picker takes the first suggestion shown that
+  // is not chosen yet. Gradio's own Enter takes the suggestion highlighted at the last key, which is stale while a
+  // search is on its way, and none at all in a multiselect.
+  let navigated = false;
+  // What is typed in a picker's box is copied, 150 ms after the last key, to its hidden twin (#<picker>-typed),
+  // whose change event searches: the search always reads the latest text, however fast the typing.
+  const timers = {};
+  document.addEventListener("input", (event) => {
+    const input = event.target;
+    const picker = input && input.tagName === "INPUT" && input.closest ?
+      input.closest("#vt-user, #vt-picks, #vt-create-item") : null;
+    if (!picker) return;
+    clearTimeout(timers[picker.id]);
+    timers[picker.id] = setTimeout(() => {
+      const twin = document.querySelector("#" + picker.id + "-typed textarea, #" + picker.id + "-typed input");
+      if (!twin || twin.value === input.value) return;
+      twin.value = input.value;
+      twin.dispatchEvent(new Event("input", {bubbles: true}));
+    }, 150);
+  }, true);
+  document.addEventListener("keydown", (event) => {
+    const input = event.target;
+    const picker = input && input.tagName === "INPUT" && input.closest ?
+      input.closest("#vt-user, #vt-picks, #vt-create-item") : null;
+    if (!picker) return;
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") { navigated = true; return; }
+    if (event.key !== "Enter") { navigated = false; return; }
+    if (navigated || event.isComposing || !input.value.trim()) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    if (picker.id === "vt-user") {
+      // Escape first: the dropdown handles a key after a tick, and the last letter's turn would open the list again
+      input.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", bubbles: true}));
+      input.blur();
+      return;
+    }
+    const option = [...picker.querySelectorAll("[role=option]")].find((o) => o.getAttribute("aria-selected") !== "true");
+    if (option) option.dispatchEvent(new MouseEvent("mousedown", {bubbles: true, cancelable: true}));
+  }, true);
   document.addEventListener("keydown", (event) => {
     const target = event.target;
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const card = target && target.closest ? target.closest("#vt-slate .vt-card[data-slot]") : null;
+    if (card) {
+      const action = cardKeys[(event.key || "").toLowerCase()];
+      const button = action ? card.querySelector('button[data-action="' + action + '"]') : null;
+      if (button) { event.preventDefault(); button.click(); }
+      return;
+    }
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
     const id = keys[(event.key || "").toLowerCase()];
     if (!id) return;
@@ -52,14 +106,52 @@ HEAD = """
 """
 
 
+# The slate's script (gr.HTML js_on_load): a click on a card's button sends {action, slot} as the HTML's click
+# event; after the slate re-renders (a like, a cover that arrived), the card that had the focus gets it back.
+CARD_JS = """
+let focused = null;
+element.addEventListener("focusin", (e) => {
+  const card = e.target.closest("[data-slot]");
+  focused = card ? card.dataset.slot : null;
+});
+element.addEventListener("focusout", (e) => {
+  if (e.relatedTarget && !element.contains(e.relatedTarget)) focused = null;
+});
+element.addEventListener("click", (e) => {
+  const button = e.target.closest("button[data-action]");
+  if (!button || !element.contains(button)) return;
+  trigger("click", {action: button.dataset.action, slot: Number(button.dataset.slot)});
+});
+watch("value", () => {
+  if (focused === null) return;
+  const active = document.activeElement;
+  if (active && active !== document.body && document.contains(active)) return;
+  const card = element.querySelector('[data-slot="' + focused + '"]');
+  if (card) (card.querySelector("button[data-action]") || card).focus({preventScroll: true});
+});
+"""
+
+KEYS_HINT = ('<p class="vt-keys" id="vt-keys">Keyboard: <kbd>Tab</kbd> to a card, then <kbd>l</kbd> like · '
+             "<kbd>d</kbd> dislike · <kbd>o</kbd> open · <kbd>u</kbd> undo. On the Label tab: <kbd>1</kbd> left · "
+             "<kbd>2</kbd> right · <kbd>0</kbd> tie · <kbd>s</kbd> skip · <kbd>u</kbd> undo.</p>")
+FOCUS_PICKS = "() => { const input = document.querySelector('#vt-picks input'); if (input) input.focus(); }"
+FOCUS_CREATE_ITEM = "() => { const input = document.querySelector('#vt-create-item input'); if (input) input.focus(); }"
+
+
+def _twin(picker_id: str) -> gr.Textbox:
+    """A picker's hidden twin: the text typed in the picker's box, copied by the page's script (`HEAD`)."""
+    return gr.Textbox(visible="hidden", elem_id=f"{picker_id}-typed", label="typed", max_lines=1)
+
+
 def _cards_out(cards: list[str]) -> list[Any]:
-    """Card HTML -> [slot visibility updates..., slot HTML...]."""
-    return [gr.Column(visible=bool(c)) for c in cards] + list(cards)
+    """Card HTML -> the slate grid's HTML (one output)."""
+    return [render_slate(cards)]
 
 
 def build_demo(svc: Services) -> gr.Blocks:
     settings = svc.settings
     fallback = [what for what, falls_back in svc.assets.uses_fallback.items() if falls_back]
+    meaning_ok = svc.catalog.meaning_search[0]
     with gr.Blocks(title="Vitrine", fill_width=False) as demo:
         visitor = gr.State(Visitor())
         # remembered in the browser (localStorage), so that an annotator's name and token survive a reload
@@ -85,41 +177,39 @@ def build_demo(svc: Services) -> gr.Blocks:
                     with gr.Column(scale=1, min_width=300):
                         with gr.Tabs():
                             with gr.Tab("Existing user", id="existing"):
+                                # a few suggestions at start; typing asks for more (never the list of every user)
                                 user_dd = gr.Dropdown(
-                                    choices=svc.catalog.user_choices(), value=None, label="User (type an id to search)",
-                                    filterable=True, elem_id="vt-user",
+                                    choices=svc.catalog.suggest_users(""), value=None, allow_custom_value=True,
+                                    filterable=True, label="User id", elem_id="vt-user",
+                                    info="type an id and press Enter, or pick a suggestion",
                                 )
+                                user_typed = _twin("vt-user")
                             with gr.Tab("New user", id="new"):
                                 picks = gr.Dropdown(
-                                    choices=svc.catalog.item_choices(), value=[], multiselect=True, filterable=True,
+                                    choices=svc.catalog.popular_items(), value=[], multiselect=True, filterable=True,
                                     label="Pick at least 3 items you like", elem_id="vt-picks",
+                                    info="type a title: matches appear as you type",
+                                )
+                                picks_typed = _twin("vt-picks")
+                                picks_meaning = gr.Textbox(
+                                    label="...or describe what you like", max_lines=1, elem_id="vt-picks-meaning",
+                                    placeholder="e.g. a warm wool coat for winter", visible=meaning_ok,
+                                    info="Enter: the closest items by meaning appear in the list above",
                                 )
                                 start_btn = gr.Button("Start as a new user", variant="primary", elem_id="vt-start")
                         profile = gr.HTML(elem_id="vt-profile")
                         model_dd = gr.Dropdown(choices=svc.ranking.model_names, value=svc.ranking.default_model, label="Model",
                                                elem_id="vt-model")
                         compare_dd = gr.Dropdown(
-                            choices=[h.NO_COMPARE] + svc.ranking.model_names, value=h.NO_COMPARE,
+                            choices=[discover_tab.NO_COMPARE] + svc.ranking.model_names, value=discover_tab.NO_COMPARE,
                             label="Compare with (one interleaved slate)", elem_id="vt-compare",
                         )
                         rec_btn = gr.Button("Recommend", variant="primary", elem_id="vt-recommend")
                     with gr.Column(scale=3):
                         slate_info = gr.Markdown("Pick a user or start as a new user.", elem_id="vt-slate-info")
+                        gr.HTML(KEYS_HINT)
                         detail = gr.HTML(elem_id="vt-detail")
-                        slot_cols, slot_html, slot_buttons = [], [], []
-                        for row_start in range(0, PAGE_SIZE, 4):
-                            with gr.Row(equal_height=True):
-                                for i in range(row_start, row_start + 4):
-                                    with gr.Column(visible=False, min_width=170, elem_classes=["vt-slot"],
-                                                   elem_id=f"vt-slot-{i}") as col:
-                                        html = gr.HTML(elem_id=f"vt-card-{i}")
-                                        with gr.Row():
-                                            like = gr.Button("Like", size="sm", elem_id=f"vt-like-{i}")
-                                            dislike = gr.Button("Dislike", size="sm", elem_id=f"vt-dislike-{i}")
-                                            open_ = gr.Button("Open", size="sm", elem_id=f"vt-open-{i}")
-                                    slot_cols.append(col)
-                                    slot_html.append(html)
-                                    slot_buttons.append((like, dislike, open_))
+                        slate = gr.HTML(elem_id="vt-slate", js_on_load=CARD_JS)  # PAGE_SIZE cards with their buttons
                         more_btn = gr.Button("More", elem_id="vt-more")
 
             with gr.Tab("Create", id="create"):
@@ -129,8 +219,13 @@ def build_demo(svc: Services) -> gr.Blocks:
                     "preference over the others."
                 )
                 with gr.Row():
-                    create_item = gr.Dropdown(choices=svc.catalog.item_choices(), value=None, filterable=True,
-                                              label="Item", elem_id="vt-create-item", scale=3)
+                    create_item = gr.Dropdown(choices=svc.catalog.popular_items(), value=None, filterable=True,
+                                              label="Item", elem_id="vt-create-item", scale=3,
+                                              info="type a title: matches appear as you type")
+                    create_typed = _twin("vt-create-item")
+                    create_meaning = gr.Textbox(label="...or describe it", max_lines=1, elem_id="vt-create-meaning",
+                                                placeholder="e.g. a warm wool coat for winter", visible=meaning_ok,
+                                                scale=2, info="Enter: the closest items by meaning")
                     create_n = gr.Dropdown(choices=list(range(2, N_VARIANTS_MAX + 1)), value=4, label="Variants",
                                            scale=1)  # not a slider: its own check crashes on a non-number
                     create_btn = gr.Button("Generate", variant="primary", scale=1, elem_id="vt-generate")
@@ -175,11 +270,11 @@ def build_demo(svc: Services) -> gr.Blocks:
             with gr.Tab("Studies", id="studies"):
                 study.build_studies_tab(svc)
 
-            with gr.Tab("Status", id="status"):
-                status = gr.HTML(h.status_html(svc), elem_id="vt-status")
+            with gr.Tab("Status", id="status") as status_page:
+                status = gr.HTML(status_tab.status_html(svc), elem_id="vt-status")
                 with gr.Row():
                     refresh_btn = gr.Button("Refresh", elem_id="vt-refresh")
-                    retrain_dd = gr.Dropdown(choices=[*svc.ranking.model_names, h.PREFERENCE_MODEL],
+                    retrain_dd = gr.Dropdown(choices=[*svc.ranking.model_names, status_tab.PREFERENCE_MODEL],
                                              value=svc.ranking.default_model, label="Retrain from the logs")
                     retrain_btn = gr.Button("Retrain", elem_id="vt-retrain")
                     # a dropdown, not gr.Number: Number's own check crashes on a non-number sent over raw HTTP
@@ -197,7 +292,7 @@ def build_demo(svc: Services) -> gr.Blocks:
 
         # ---------------------------------------------------------------- events
         bind = functools.partial
-        cards_outputs = [*slot_cols, *slot_html]
+        cards_outputs = [slate]
         private = {"api_visibility": "private"}
         gen = {"concurrency_id": "generation", "concurrency_limit": settings.generation_concurrency}
         fast = {"concurrency_id": "fast", "concurrency_limit": 16}
@@ -207,13 +302,13 @@ def build_demo(svc: Services) -> gr.Blocks:
             return [v, *_cards_out(cards), info]
 
         def do_recommend(v, model, compare, request: gr.Request):
-            return show(h.recommend(svc, v, model, compare, request=request))
+            return show(discover_tab.recommend(svc, v, model, compare, request=request))
 
         def do_more(v, request: gr.Request):
-            return show(h.more(svc, v, request=request))
+            return show(discover_tab.more(svc, v, request=request))
 
         def do_fill(v):
-            for v2, cards in h.fill_assets(svc, v):
+            for v2, cards in discover_tab.fill_assets(svc, v):
                 yield [v2, *_cards_out(cards)]
 
         page_outputs = [visitor, *cards_outputs, slate_info]
@@ -222,12 +317,38 @@ def build_demo(svc: Services) -> gr.Blocks:
         def chain_fill(event):
             return event.then(do_fill, [visitor], fill_outputs, show_progress="hidden", **gen, **private)
 
+        # searches as a person types: the picker's hidden twin gets the typed text (see HEAD) and its change event
+        # (at most one running per page, then the latest text) refreshes the picker's choices
+        quiet = {"show_progress": "hidden", "trigger_mode": "always_last"}
+
+        def do_suggest_users(typed):
+            return discover_tab.suggest_users(svc, typed)
+
+        def do_search_titles(typed, chosen):
+            return discover_tab.search_items(svc, typed, chosen, "title")
+
+        def do_search_meaning(query, chosen):
+            return discover_tab.search_items(svc, query, chosen, "meaning")
+
+        user_typed.change(do_suggest_users, [user_typed], user_dd, **quiet, **fast, **private)
+        for picker, typed, describe, focus in ((picks, picks_typed, picks_meaning, FOCUS_PICKS),
+                                               (create_item, create_typed, create_meaning, FOCUS_CREATE_ITEM)):
+            typed.change(do_search_titles, [typed, picker], picker, **quiet, **fast, **private)
+            describe.submit(do_search_meaning, [describe, picker], picker, **fast, **private).success(
+                None, None, None, js=focus)
+
         fills = []
-        selected = user_dd.input(bind(h.select_user, svc), [visitor, user_dd], [visitor, profile], **fast, **private)
-        ev = selected.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
+        def do_choose_user(v, user_id, model, compare, request: gr.Request):
+            v2, shown, cards, info = discover_tab.choose_user(svc, v, user_id, model, compare, request=request)
+            return [v2, shown, *(_cards_out(cards) if cards is not None else [gr.skip()]), info]
+
+        # the picker sends its value on a choice and again as it loses the focus: "once" drops the second while
+        # the first runs, and a value already shown changes nothing (choose_user skips every output)
+        ev = user_dd.input(do_choose_user, [visitor, user_dd, model_dd, compare_dd],
+                           [visitor, profile, *cards_outputs, slate_info], trigger_mode="once", **fast, **private)
         fills.append(chain_fill(ev))
         def do_start(v, chosen, request: gr.Request):
-            return h.start_new_user(svc, v, chosen, request=request)
+            return discover_tab.start_new_user(svc, v, chosen, request=request)
 
         started = start_btn.click(do_start, [visitor, picks], [visitor, profile], **fast, **private)
         ev = started.success(do_recommend, [visitor, model_dd, compare_dd], page_outputs, **fast, **private)
@@ -237,26 +358,21 @@ def build_demo(svc: Services) -> gr.Blocks:
         ev = more_btn.click(do_more, [visitor], page_outputs, **fast, **private)
         fills.append(chain_fill(ev))
 
-        feedback_triggers = []
-        for i, (like, dislike, open_) in enumerate(slot_buttons):
-            for button, kind in ((like, "like"), (dislike, "dislike"), (open_, "open")):
+        def do_card(v, evt: gr.EventData, request: gr.Request):
+            # gr.EventData, not a typed subclass: a raw call may carry no event data, or anything
+            v2, cards, det, info = discover_tab.card_action(svc, v, getattr(evt, "_data", None), request=request)
+            return [v2, *_cards_out(cards), det, info]
 
-                def do_feedback(v, request: gr.Request, _slot=i, _kind=kind):
-                    v2, cards, det, info = h.card_feedback(svc, v, _slot, _kind, request=request)
-                    return [v2, *_cards_out(cards), det, info]
-
-                ev = button.click(do_feedback, [visitor], [visitor, *cards_outputs, detail, slate_info],
-                                  **fast, **private)
-                fills.append(chain_fill(ev))
-                feedback_triggers.append(button.click)
+        ev = slate.click(do_card, [visitor], [visitor, *cards_outputs, detail, slate_info], **fast, **private)
+        fills.append(chain_fill(ev))
 
         # Anything that changes the visitor's slate first stops the cover filling of the previous one (it would
         # otherwise hand back a stale state); each of those events starts a new filling when it is done.
-        for trigger in (user_dd.input, start_btn.click, rec_btn.click, more_btn.click, *feedback_triggers):
+        for trigger in (user_dd.input, start_btn.click, rec_btn.click, more_btn.click, slate.click):
             trigger(None, None, None, cancels=fills, **private)
 
         def do_create(v, item_id, n, request: gr.Request, progress=gr.Progress()):
-            return h.create_variants(svc, v, item_id, n, progress=progress, request=request)
+            return create_tab.create_variants(svc, v, item_id, n, progress=progress, request=request)
 
         create_btn.click(do_create, [visitor, create_item, create_n], [visitor, gallery, caption_md, create_info],
                          **gen, **private)
@@ -269,12 +385,12 @@ def build_demo(svc: Services) -> gr.Blocks:
             return index if isinstance(index, int) and not isinstance(index, bool) else None
 
         gallery.select(on_select, None, picked, **private)
-        pick_btn.click(lambda v, i: h.pick_variant(svc, v, i), [visitor, picked], [visitor, create_info],
+        pick_btn.click(lambda v, i: create_tab.pick_variant(svc, v, i), [visitor, picked], [visitor, create_info],
                        **fast, **private)
 
         pair_outputs = [visitor, target, side_a, side_b, label_progress]
         def do_sign_in(v, name, password, token, request: gr.Request):
-            return h.sign_in(svc, v, name, password, token, request=request)
+            return label_tab.sign_in(svc, v, name, password, token, request=request)
 
         def remember(v, r):
             return {**(r if isinstance(r, dict) else {}), "annotator": v.annotator_name or "",
@@ -286,7 +402,7 @@ def build_demo(svc: Services) -> gr.Blocks:
 
         signed = sign_btn.click(do_sign_in, [visitor, ann_name, ann_pw, ann_token], [visitor, sign_info], **fast,
                                 **private)
-        signed.success(bind(h.load_pair, svc), [visitor], pair_outputs, **fast, **private)
+        signed.success(bind(label_tab.load_pair, svc), [visitor], pair_outputs, **fast, **private)
         signed.success(remember, [visitor, remembered], [remembered], **private)
         signed.success(lambda v: v.annotator_token or "", [visitor], [ann_token], **private)
         demo.load(recall, [remembered], [ann_name, ann_token], **private)
@@ -295,10 +411,10 @@ def build_demo(svc: Services) -> gr.Blocks:
 
         for key, button in key_btns.items():
             if key == "u":
-                ev = button.click(bind(h.undo_label, svc), [visitor], pair_outputs, **fast, **private)
+                ev = button.click(bind(label_tab.undo_label, svc), [visitor], pair_outputs, **fast, **private)
             else:
-                ev = button.click(lambda v, _k=key: h.label_key(svc, v, _k), [visitor], pair_outputs, **fast,
-                                  **private)
+                ev = button.click(lambda v, _k=key: label_tab.label_key(svc, v, _k), [visitor], pair_outputs,
+                                  **fast, **private)
             ev.success(banner, [visitor], [study_html], **fast, **private)
 
         def do_open_study(v, r, request: gr.Request):
@@ -320,23 +436,22 @@ def build_demo(svc: Services) -> gr.Blocks:
 
             demo.load(oauth_sign_in, [visitor], [visitor, sign_info], **private)
 
-        refresh_btn.click(bind(h.status_html, svc), None, status, **fast, **private)
+        refresh_btn.click(bind(status_tab.status_html, svc), None, status, **fast, **private)
+        status_page.select(bind(status_tab.status_html, svc), None, status, **fast, **private)  # counts current when it opens
         def do_retrain(model, password, request: gr.Request):
-            return h.retrain(svc, model, password, request=request)
+            return status_tab.retrain(svc, model, password, request=request)
 
         def do_make_pairs(n, password, request: gr.Request):
-            return h.make_pairs(svc, n, password, request=request)
+            return status_tab.make_pairs(svc, n, password, request=request)
 
         def do_add_items(folder, password, request: gr.Request):
-            return h.add_items(svc, folder, password, request=request)
+            return status_tab.add_items(svc, folder, password, request=request)
 
         retrain_btn.click(do_retrain, [retrain_dd, admin_pw], [status_info, status],
                           concurrency_id="retrain", concurrency_limit=1, **private)
         pairs_btn.click(do_make_pairs, [pairs_n, admin_pw], [status_info, status], **gen, **private)
         grow_btn.click(do_add_items, [grow_folder, admin_pw], [status_info, status],
                        concurrency_id="retrain", concurrency_limit=1, **private)
-        # a catalog that grew after this page was built: its item pickers get the new items at the next load
-        demo.load(bind(h.item_pickers, svc, svc.catalog.version), None, [picks, create_item], **private)
 
         register_api(svc, generation_limit=settings.generation_concurrency)
     return demo
@@ -372,7 +487,7 @@ def launch_kwargs(svc: Services) -> dict[str, Any]:
     """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
     from starlette.middleware import Middleware
 
-    from app.web.guards import ApiCalls, BodyLimit, ClosedRoutes, EncodableJson, QueueReads, UploadGate
+    from app.web.middleware import ApiCalls, BodyLimit, ClosedRoutes, EncodableJson, QueueReads, UploadGate
     from app.web.routes import routes
 
     settings = svc.settings

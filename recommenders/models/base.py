@@ -349,6 +349,14 @@ class Recommender:
             raise UnknownUserError(f"user_idx: expected 0..{len(self.user_ids) - 1}, got {user_idx}")
         return np.asarray(self._score_one(int(user_idx)), dtype=np.float64)
 
+    def scores(self, user_idx: int) -> np.ndarray | LazyScores:
+        """`score(user_idx)` as the model computes it: a `LazyScores` (e.g. a sparse row sum) where the model ranks
+        without materialising every item's score, else the (n_items,) array. Evaluation ranks through it."""
+        self._require_fitted()
+        if not 0 <= int(user_idx) < len(self.user_ids):
+            raise UnknownUserError(f"user_idx: expected 0..{len(self.user_ids) - 1}, got {user_idx}")
+        return self._score_one(int(user_idx))
+
     def score_batch(self, user_idx: Sequence[int]) -> np.ndarray:
         """Scores (len(user_idx), n_items); row r equals `score(user_idx[r])` exactly."""
         return np.stack([self.score(u) for u in user_idx]) if len(user_idx) else np.empty((0, len(self.item_ids)))

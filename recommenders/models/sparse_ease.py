@@ -109,52 +109,99 @@ def _neighbourhoods(gram: sp.csr_matrix, k: int, text_nb: np.ndarray | None) -> 
         tc = text_nb.ravel().astype(np.int64)
         ok = (tc >= 0) & (tc != tr)
         rows, cols = np.concatenate([rows, tr[ok]]), np.concatenate([cols, tc[ok]])
-    keys = np.unique(rows * n + cols)
-    rows, cols = keys // n, keys % n
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
-    return sp.csr_matrix((np.ones(len(cols), dtype=np.int8), cols, indptr), shape=(n, n))
+    # duplicates (a partner that is also a text neighbour) summed away by scipy's per-row sort, not a global
+    # np.unique over int64 keys (hash-based in numpy 2.4: 37 s of a 200k-item fit)
+    nbs = sp.csr_matrix((np.ones(len(cols), dtype=np.int8), (rows, cols)), shape=(n, n))
+    nbs.sum_duplicates()
+    nbs.data[:] = 1
+    return nbs
 
 
-def _expand(gram: sp.csr_matrix, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The CSR rows of `items` laid end to end: (which of `items` each entry came from, column, value)."""
-    starts, lens = gram.indptr[items], np.diff(gram.indptr)[items]
-    total = int(lens.sum())
-    which = np.repeat(np.arange(len(items)), lens)
-    pos = np.arange(total) - np.repeat(np.cumsum(lens) - lens - starts, lens)
-    return which, gram.indices[pos].astype(np.int64), gram.data[pos]
-
-
-def _gather(gram: sp.csr_matrix, nb: np.ndarray, mask: np.ndarray, targets: np.ndarray
+def _gather(gram: sp.csr_matrix, nb: np.ndarray, lens: np.ndarray, targets: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
-    """For a batch of target items and their neighbourhoods `nb` (B, K) (slots where `mask` is off unused):
-    A (B, K, K) = gram[nb[b], nb[b]] and rhs (B, K) = gram[nb[b], targets[b]], 0 where the Gram has no entry.
+    """For a batch of target items and their neighbourhoods `nb` (B, K) (row b: item targets[b]'s `lens[b]`
+    neighbours, ascending, then unused slots): A (B, K, K) = gram[nb[b], nb[b]] and rhs (B, K) =
+    gram[nb[b], targets[b]], 0 where the Gram has no entry or the slot is unused.
 
-    Each needed Gram row is expanded once and its columns are looked up in a sorted (b, item) -> slot table."""
+    The Gram rows needed are copied out (scipy's row indexing) and each is intersected with its neighbourhood by
+    scipy's sorted merge of two CSR matrices (`multiply`: one pass over the rows, in C); only the entries kept are
+    then looked up for their slot."""
     bsz, K = nb.shape
-    n = gram.shape[0]
+    n = gram.shape[1]
     A = np.zeros((bsz, K, K), dtype=np.float64)
     rhs = np.zeros((bsz, K), dtype=np.float64)
-    b_idx, s_idx = np.nonzero(mask)
-    table = b_idx.astype(np.int64) * n + nb[b_idx, s_idx]
-    order = np.argsort(table, kind="stable")
-    table, slots = table[order], s_idx[order]
-    if not len(table):
+    lens = lens.astype(np.int64)
+    total = int(lens.sum())
+    if total == 0:
         return A, rhs
 
-    def find(owner: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        key = owner.astype(np.int64) * n + cols
-        at = np.minimum(np.searchsorted(table, key), len(table) - 1)
-        hit = table[at] == key
-        return hit, slots[at]
+    owner = np.repeat(np.arange(bsz), lens)  # every used slot: (target, slot)
+    slot = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+    cols = nb[owner, slot]
+    indptr = np.concatenate([[0], np.cumsum(lens)])
+    member = sp.csr_matrix((np.ones(total, np.float32), cols, indptr), shape=(bsz, n))  # row b: b's neighbourhood
+    keys = owner * n + cols  # ascending: owners in order, each neighbourhood ascending
 
-    which, cols, vals = _expand(gram, nb[b_idx, s_idx])  # rows of the neighbours: the K x K blocks
-    owner = b_idx[which]
-    hit, slot = find(owner, cols)
-    A[owner[hit], s_idx[which][hit], slot[hit]] = vals[hit]
-    which, cols, vals = _expand(gram, targets)  # rows of the targets: the right-hand sides (G is symmetric)
-    hit, slot = find(which, cols)
-    rhs[which[hit], slot[hit]] = vals[hit]
+    def restrict(rows_of: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Gram rows `rows_of`, row r kept only on the neighbourhood of target `owners[r]`: (row, slot, value)."""
+        kept = gram[rows_of].multiply(member[owners])  # the Gram's entries within the neighbourhood
+        row = np.repeat(np.arange(len(owners)), np.diff(kept.indptr))
+        at = np.searchsorted(keys, owners[row] * n + kept.indices)  # only the kept entries are looked up
+        return row, slot[at], kept.data
+
+    row, col, val = restrict(cols, owner)  # rows of the neighbours: the K x K blocks
+    A[owner[row], slot[row], col] = val
+    row, col, val = restrict(targets, np.arange(bsz))  # rows of the targets: the right-hand sides (G is symmetric)
+    rhs[row, col] = val
     return A, rhs
+
+
+def _batches(sizes: np.ndarray, expand: np.ndarray, cells: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges over items sorted by neighbourhood size (`sizes`, ascending): each range's (B, K, K)
+    systems and its Gram rows to expand (`expand`, per item) stay within `cells` (a range holds at least one)."""
+    n = len(sizes)
+    cum = np.concatenate([[0], np.cumsum(expand, dtype=np.int64)])
+    out, pos = [], 0
+    while pos < n:
+        k0 = max(int(sizes[pos]), 1)
+        stop = min(n, pos + max(1, cells // (k0 * k0)))
+        k = np.maximum(sizes[pos:stop], 1).astype(np.int64)
+        ok = (np.arange(1, stop - pos + 1) * k * k <= cells) & (cum[pos + 1: stop + 1] - cum[pos] <= cells)
+        end = pos + max(1, len(ok) if ok.all() else int(np.argmin(ok)))
+        out.append((pos, end))
+        pos = end
+    return out
+
+
+def _threads(threads: int | None) -> int:
+    """Worker threads for the neighbourhood solves: `threads`, or the CPUs this process may run on (at most 4:
+    each holds a batch of systems, ~0.3 GB)."""
+    if threads is not None:
+        return int(threads)
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+class _Clock:
+    """Wall and CPU seconds (all threads) of a fit's steps: `fit_profile` on the fitted model."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time = time
+        self.seconds: dict[str, float] = {}
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def mark(self, step: str) -> None:
+        wall, cpu = self._time.perf_counter(), self._time.process_time()
+        self.seconds[f"{step}_s"] = round(wall - self._wall, 3)
+        self.seconds[f"{step}_cpu_s"] = round(cpu - self._cpu, 3)
+        self._wall, self._cpu = wall, cpu
 
 
 class SparseEASE(Recommender):
@@ -166,6 +213,7 @@ class SparseEASE(Recommender):
         "neighbours": 200,  # co-occurrence partners per item column (ml-100k: within 0.99x of ease; README)
         "gram_keep": 1000,  # Gram entries kept per item column before neighbourhoods are chosen
         "negative_weight": 0.5,  # as `ease`
+        "threads": None,  # workers for the neighbourhood solves; None: the CPUs this process may use (at most 4)
     }
 
     # -- size ------------------------------------------------------------------------------------------------
@@ -195,7 +243,9 @@ class SparseEASE(Recommender):
             flops += 2.0 * n_items * d * n_items / 1000  # IVF kNN: ~1/1000 of the catalogue scanned per item
         elif d:
             flops += 2.0 * n_items * n_items * d
-        return gram + weights + solve + text, flops / FLOPS + 2e-6 * n_items * k, (
+        # + 8 us per (item, neighbour): gathers and batching, calibrated on the bench's fits (25k items: 125 CPU-s
+        # measured, 170 s estimated; 1M items: 1,207 CPU-s measured, 1,214 s estimated)
+        return gram + weights + solve + text, flops / FLOPS + 8e-6 * n_items * k, (
             f"sparse Gram (<= {keep} entries a column, about {gram_cells / max(n_items, 1):.0f} estimated) and about "
             f"{k} weights per item; grows with n_items, not n_items^2")
 
@@ -214,17 +264,27 @@ class SparseEASE(Recommender):
         k = int(p["neighbours"])
         if k < 1:
             raise ValueError(f"neighbours: expected at least 1, got {k}")
+        threads = p.get("threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads: expected None or a positive number of threads, got {threads!r}")
         keep = max(int(p["gram_keep"]), k)
         n = train.shape[1]
+        clock = _Clock()
         x = (self._train_weights if self._train_weights is not None else train).tocsr()
         gram, diag = cooccurrence(x, keep)
+        clock.mark("gram")
         text, text_nb = self._text(features), None
         weight = self._text_weight(train)
+        clock.mark("text")
         if text is not None and int(p["text_neighbours"]) > 0:
-            from recommenders.ann import knn
+            from recommenders.ann import KNN_NPROBE, knn
 
-            text_nb, _ = knn(text, int(p["text_neighbours"]))
+            nprobe = p.get("text_nprobe")
+            text_nb, _ = knn(text, int(p["text_neighbours"]), nprobe=KNN_NPROBE if nprobe is None else int(nprobe),
+                             scores=False)
+            clock.mark("text_knn")
         nbs = _neighbourhoods(gram, k, text_nb)
+        del text_nb
         dense = None
         if n <= DENSE_GATHER_MAX_ITEMS:
             dense = gram.toarray()
@@ -232,61 +292,69 @@ class SparseEASE(Recommender):
                 dense += weight * (text @ text.T)  # ease-text's Gram, read only on the neighbourhoods
         sizes = np.diff(nbs.indptr)
         order = np.argsort(sizes, kind="stable")
-        avg_row = gram.getnnz() / max(n, 1)
-        rows, cols, vals = [], [], []
-        pos = 0
-        while pos < n:
-            # a batch of items of similar neighbourhood size (sorted), K the largest in it, sized so that the
-            # (B, K, K) systems and the Gram rows expanded for them stay near _GATHER_CELLS
-            K = max(int(sizes[order[pos]]), 1)
-            end = min(n, pos + max(1, _GATHER_CELLS // max(K * K, int(avg_row * K), 1)))
-            K = max(int(sizes[order[end - 1]]), 1)
-            while end - pos > 1 and (end - pos) * K * max(K, avg_row) > _GATHER_CELLS:
-                end = pos + max(1, (end - pos) // 2)
-                K = max(int(sizes[order[end - 1]]), 1)
-            batch = order[pos:end]
-            pos = end
-            bsz = len(batch)
+        # Gram entries each item's system reads: its neighbours' rows and its own (the right-hand side)
+        row_len = np.diff(gram.indptr).astype(np.float64)
+        expand = (sp.csr_matrix((np.ones(nbs.nnz), nbs.indices, nbs.indptr), shape=nbs.shape) @ row_len + row_len
+                  if dense is None else np.zeros(n))
+        batches = _batches(sizes[order], expand[order], _GATHER_CELLS)
+        clock.mark("neighbourhoods")
+        data = np.zeros(nbs.nnz, dtype=np.float32)  # B^T's values on the neighbourhood pattern (row j: column j of B)
+
+        def solve(span: tuple[int, int]) -> None:
+            batch = order[span[0]: span[1]]
             lens = sizes[batch]
+            K = max(int(lens.max()), 1)
+            bsz = len(batch)
             which = np.repeat(np.arange(bsz), lens)
             slot = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-            src = np.repeat(nbs.indptr[batch], lens) + slot
+            src = np.repeat(nbs.indptr[batch], lens) + slot  # where each (target, slot) lives in nbs / data
             nb = np.zeros((bsz, K), dtype=np.int64)
             mask = np.zeros((bsz, K), dtype=bool)
             nb[which, slot] = nbs.indices[src]
             mask[which, slot] = True
-            if not mask.any():
-                continue
-            if dense is not None:  # co-occurrence among the neighbours and with the target
+            if not len(src):
+                return
+            if dense is not None:  # co-occurrence among the neighbours and with the target (unused slots: 0)
                 A = dense[nb[:, :, None], nb[:, None, :]].astype(np.float64)
-                rhs = dense[nb, batch[:, None]].astype(np.float64)
+                A *= mask[:, :, None] & mask[:, None, :]
+                rhs = dense[nb, batch[:, None]].astype(np.float64) * mask
             else:
-                A, rhs = _gather(gram, nb, mask, batch)
-            if text is not None and weight > 0 and dense is None:
-                fn = text[nb] * mask[..., None]  # (B, K, d)
-                A += weight * np.matmul(fn, fn.transpose(0, 2, 1))
-                rhs += weight * np.matmul(fn, text[batch][:, :, None])[..., 0]
+                A, rhs = _gather(gram, nb, lens, batch)
+                if text is not None and weight > 0:
+                    fn = text[nb] * mask[..., None]  # (B, K, d); unused slots 0
+                    A += weight * np.matmul(fn, fn.transpose(0, 2, 1))
+                    rhs += weight * np.matmul(fn, text[batch][:, :, None])[..., 0]
             eye = np.arange(K)
             dvals = diag[nb] + reg
             if text is not None and weight > 0:
                 dvals = dvals + weight * np.square(text[nb]).sum(-1)
-            A[:, eye, eye] = np.where(mask, dvals, 1.0)
-            A *= (mask[:, :, None] & mask[:, None, :]) | np.eye(K, dtype=bool)[None]
-            rhs *= mask
-            with threadpool_limits(1):  # small systems: BLAS threads only contend (12x slower on 2 cores)
-                b = np.linalg.solve(A, rhs[..., None])[..., 0]  # (B, K)
-            rr, ss = np.nonzero(mask)
-            rows.append(nb[rr, ss])
-            cols.append(batch[rr])
-            vals.append(b[rr, ss].astype(np.float32))
-        r = np.concatenate(rows) if rows else np.empty(0, np.int64)
-        c = np.concatenate(cols) if cols else np.empty(0, np.int64)
-        v = np.concatenate(vals) if vals else np.empty(0, np.float32)
-        B = sp.csr_matrix((v, (r, c)), shape=(n, n), dtype=np.float32)
+            A[:, eye, eye] = np.where(mask, dvals, 1.0)  # an unused slot: 1 on the diagonal, 0 right-hand side
+            b = np.linalg.solve(A, rhs[..., None])[..., 0]  # (B, K)
+            data[src] = b[which, slot]
+
+        # Small systems: one BLAS/LAPACK thread each (BLAS threads inside them only contend: 12x slower on 2
+        # cores); the batches themselves go to `threads` workers (numpy, scipy's sparse kernels and LAPACK
+        # release the GIL), so both cores work.
+        workers = _threads(threads)
+        with threadpool_limits(1):
+            if workers == 1 or len(batches) == 1:
+                for span in batches:
+                    solve(span)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(workers, thread_name_prefix="sparse-ease") as pool:
+                    list(pool.map(solve, batches))
+        clock.mark("solve")
+        # data holds B's columns (row j of nbs: the neighbours of item j) -> B in CSR
+        B = sp.csc_matrix((data, nbs.indices, nbs.indptr), shape=(n, n)).tocsr()
         B.eliminate_zeros()
         B.sort_indices()
         self.B = B
         self._train = train
+        clock.mark("weights")
+        self.fit_profile = clock.seconds
+        self.fit_profile["threads"] = workers
 
     # -- scoring ---------------------------------------------------------------------------------------------
     def _rows(self, items: np.ndarray, weight: float = 1.0, acc: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -359,6 +427,8 @@ class SparseEASEText(SparseEASE):
         # None: the text features as given; a width: their top principal directions only (choose_default asks
         # for 64 above 50k items, where the 384-d blocks would dominate the fit)
         "text_dim": None,
+        "text_nprobe": None,  # IVF lists scanned per item for the text neighbours above 50k items (None: ann's 16)
+        "threads": None,
     }
 
     def _text_weight(self, train: sp.csr_matrix) -> float:
@@ -383,9 +453,12 @@ class SparseEASEText(SparseEASE):
             # F F^T and the text neighbours at a fraction of the flops on a million items
             if int(dim) < 1:
                 raise ValueError(f"text_dim: expected None or a positive width, got {dim}")
+            # the right singular vectors of the sample are the eigenvectors of its d x d second moment: one
+            # (d, d) eigendecomposition instead of a (20k, d) SVD (25 s of a 200k-item fit); signs may differ,
+            # which changes neither F F^T nor the neighbours
             rng = np.random.default_rng(0)
-            sample = f[np.sort(rng.choice(len(f), min(len(f), 20_000), replace=False))]
-            _, _, vt = np.linalg.svd(sample.astype(np.float64), full_matrices=False)
-            f = f @ vt[: int(dim)].T.astype(np.float32)
+            sample = f[np.sort(rng.choice(len(f), min(len(f), 20_000), replace=False))].astype(np.float64)
+            _, vecs = np.linalg.eigh(sample.T @ sample)  # ascending eigenvalues
+            f = f @ vecs[:, ::-1][:, : int(dim)].astype(np.float32)
             f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
         return f

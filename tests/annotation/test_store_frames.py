@@ -137,6 +137,24 @@ def test_interactions_frame_weights_and_negatives(logged):
         _read(logged, "interactions_frame", weights={"like": 2.0})
 
 
+
+def test_an_undo_takes_back_a_like_or_dislike_for_the_visitor_and_for_retraining(catalog):
+    """reads.visitor_feedback (the visitor's current likes) and interactions_frame (what retraining learns) follow
+    one rule: the latest of an item's like / dislike / undo is its state; an undo leaves it neither."""
+    from annotation import reads
+
+    with catalog() as s, s.begin():
+        for item, kind, minute in [("1", "like", 0), ("1", "undo", 1), ("2", "dislike", 2), ("2", "undo", 3),
+                                   ("3", "like", 4), ("3", "undo", 5), ("3", "like", 6), ("4", "click", 7),
+                                   ("4", "like", 8), ("4", "undo", 9), ("5", "dislike", 10)]:
+            store.record_feedback(s, new_id(), "196", item, kind, at=_at(minute))
+    with catalog() as s:
+        assert reads.visitor_feedback(s, "196") == (["3"], ["5"])
+    frame = _read(catalog, "interactions_frame")
+    got = {(u, i): w for u, i, w in zip(frame["user_id"], frame["item_id"], frame["weight"])}
+    assert got == {("196", "3"): 1.0, ("196", "4"): 0.5, ("196", "5"): -1.0}
+
+
 @pytest.mark.parametrize("what, n", [("feedback", 9), ("preferences", 2), ("assets", 4), ("interactions", 5)])
 def test_export_jsonl_and_parquet(logged, tmp_path, what, n):
     with logged() as s:

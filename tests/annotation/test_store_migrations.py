@@ -119,3 +119,37 @@ def test_0002_backfills_denormalized_columns(empty_url):
     assert [tuple(r) for r in rows] == [(1, "pop", 0), (2, None, None)]
     db.downgrade(empty_url, "0001")
     assert db.current_revision(empty_url) == "0001"
+
+
+def test_0005_lets_a_visitor_undo_and_downgrade_drops_the_undos(empty_url):
+    """An undo is a feedback kind from revision 0005 on; other kinds are still refused; a downgrade deletes the undos
+    (the old constraint cannot hold them) and keeps the rest."""
+    from sqlalchemy.exc import IntegrityError
+
+    db.upgrade(empty_url, "0004")
+    engine = db.make_engine(empty_url)
+    t = "2026-01-01 00:00:00"
+
+    def add(conn, id_: int, kind: str) -> None:
+        conn.execute(text("INSERT INTO feedback_events (id, event_id, user_id, item_id, kind, created_at) VALUES "
+                          f"({id_}, '{uuid.uuid4()}', 'u', '1', '{kind}', '{t}')"))
+
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO users VALUES ('u', 'dataset', '{t}')"))
+        conn.execute(text(f"INSERT INTO items VALUES ('1', 'a', NULL, '[]', '{t}')"))
+        add(conn, 1, "like")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        add(conn, 2, "undo")
+    engine.dispose()
+    db.upgrade(empty_url)
+    engine = db.make_engine(empty_url)
+    with engine.begin() as conn:
+        add(conn, 2, "undo")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        add(conn, 3, "love")
+    engine.dispose()
+    db.downgrade(empty_url, "0004")
+    engine = db.make_engine(empty_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, kind FROM feedback_events")).all() == [(1, "like")]
+    engine.dispose()

@@ -181,7 +181,7 @@ def test_feedback_by_impression_uuid_and_values(catalog):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"kind": "love"}, InvalidInputError, "kind must be one of 'click', 'like', 'dislike', 'rating', 'skip', 'dwell'"),
+    ({"kind": "love"}, InvalidInputError, "kind must be one of 'click', 'like', 'dislike', 'rating', 'skip', 'dwell', 'undo'"),
     ({"kind": "rating", "value": 6}, InvalidInputError, r"value must be a finite number between 1 and 5, got 6.0"),
     ({"kind": "rating", "value": 3.5}, InvalidInputError, "whole number from 1 to 5"),
     ({"kind": "rating", "value": "5"}, InvalidInputError, "value must be a number, got str"),

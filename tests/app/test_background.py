@@ -145,3 +145,40 @@ def test_waiting_for_the_assets_leaves_the_generation_to_the_worker(fresh_svc, m
     page = svc.slates.page(svc.slates.visit("9"), svc.ranking.parse("ease"), 3, seed=1, wait=True)
     assert page.pending == [] and len(page.covers) == len(page.captions) == 3
     assert threads == {"vitrine-assets"}  # never the request's own thread
+
+
+def test_a_page_shows_the_template_caption_at_once_and_queues_the_next_page(fresh_svc, monkeypatch):
+    """Items whose caption is not made yet get the labelled template in the page (no model call), and with
+    prefetch the next page's items are queued behind this page's."""
+    svc = fresh_svc
+    gate = threading.Event()
+    real = svc.assets._item_assets
+    monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
+    ease = svc.ranking.parse("ease")
+    page = svc.slates.page(svc.slates.visit("11"), ease, 3, seed=1, prefetch=True)
+    assert page.pending == page.item_ids and page.captions == {}
+    profile = svc.catalog.profile("11")
+    assert page.templates == {i: svc.assets.template_caption(i, profile) for i in page.item_ids}
+    assert all(svc.catalog.item_info(i).name in text for i, text in page.templates.items())
+    following = [i for i, _ in svc.ranking.rank("ease", "11", 6) if i not in page.item_ids][:3]
+    queued = svc.assets.worker.pending("11", page.item_ids + following)
+    assert queued[:3] == page.item_ids and set(queued[3:]) <= set(following) and len(queued) > 3
+    gate.set()
+    _wait_idle(svc)
+    made = svc.slates.page(svc.slates.visit("11"), ease, 3, seed=1)
+    assert made.templates == {} and len(made.captions) == 3  # made now: no template any more
+
+
+def test_llm_keywords_never_hold_up_a_profile(fresh_svc, monkeypatch):
+    """The catalog asks for the LLM's keywords without waiting (services passes preference_keywords(wait=False)):
+    while they are being named the profile has the TF-IDF keywords and is not cached, so the next page uses
+    the LLM's once they are there."""
+    svc = fresh_svc
+    answers = [None, ["neon cityscapes", "lonely heroes"]]
+    calls = []
+    monkeypatch.setattr(svc.catalog, "_llm_keywords", lambda liked: calls.append(len(liked)) or answers[len(calls) - 1])
+    first = svc.catalog.profile("12")
+    assert first.keyword_source == "tfidf" and calls == [calls[0]] and calls[0] > 0
+    second = svc.catalog.profile("12")  # not cached while the keywords were pending
+    assert second.keywords[:2] == ["neon cityscapes", "lonely heroes"] and second.keyword_source == "llm"
+    assert svc.catalog.profile("12") is second and len(calls) == 2  # cached once they are there

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from app.web import handlers as h
+from app.web import discover_tab, status_tab
 from app.web.state import Visitor
 from vitrine_app_fixtures import free_port, make_settings
 
@@ -34,15 +34,15 @@ def test_text_features_survive_a_missing_image_model(books):
     assert "text" in books.features and "image" not in books.features
     assert books.ranking.default_model == "ease-text"  # the content model is served, not plain ease
     assert any("image" in note and "VITRINE_IMAGE_MODEL" in note for note in books.notes)
-    assert "VITRINE_IMAGE_MODEL" in h.status_html(books)
+    assert "VITRINE_IMAGE_MODEL" in status_tab.status_html(books)
 
 
 def test_the_catalog_speaks_its_own_domain(books):
     from app.web.ui import build_demo
 
-    visitor, profile = h.select_user(books, Visitor(), books.catalog.user_ids[0])
-    visitor, cards, info = h.recommend(books, visitor, "ease-text", None)
-    steps = list(h.fill_assets(books, visitor, poll_s=0.02))
+    visitor, profile = discover_tab.select_user(books, Visitor(), books.catalog.user_ids[0])
+    visitor, cards, info = discover_tab.recommend(books, visitor, "ease-text", None)
+    steps = list(discover_tab.fill_assets(books, visitor, poll_s=0.02))
     visitor, cards = steps[-1]
     config = str(build_demo(books).config)
     assert "book" in config.lower()  # the guidelines say "book"
@@ -69,6 +69,9 @@ def test_discover_shows_the_items_own_pictures(books, browser, artifacts_dir):
         user = books.catalog.user_ids[1]
         page.click("#vt-user input")
         page.keyboard.type(user)
+        # the suggestions for what was typed come first: the exact id leads them
+        page.wait_for_function("u => (document.querySelector('#vt-user [role=option]') || {}).innerText"
+                               " ?.startsWith(u + ' ·')", arg=user)
         page.get_by_role("option", name=re.compile(rf"^{user} ·")).first.click()
         page.wait_for_selector("#vt-card-0 img.vt-item-img")
         page.wait_for_function("() => [...document.querySelectorAll('#vt-card-0 img.vt-item-img')]"
@@ -87,11 +90,11 @@ def test_pictures_are_served_by_name_and_no_page_shows_a_server_path(books):
 
     from app.web.ui import build_demo, enable_queue, launch_kwargs
 
-    visitor, _ = h.select_user(books, Visitor(), books.catalog.user_ids[2])
-    visitor, _, _ = h.recommend(books, visitor, "ease-text", None)
-    visitor, cards = list(h.fill_assets(books, visitor, poll_s=0.02))[-1]
+    visitor, _ = discover_tab.select_user(books, Visitor(), books.catalog.user_ids[2])
+    visitor, _, _ = discover_tab.recommend(books, visitor, "ease-text", None)
+    visitor, cards = list(discover_tab.fill_assets(books, visitor, poll_s=0.02))[-1]
     row = visitor.slate[0]
-    _, _, detail, _ = h.card_feedback(books, visitor, 0, "open")
+    _, _, detail, _ = discover_tab.card_feedback(books, visitor, 0, "open")
     html = "".join(cards) + detail
     for secret in (str(books.settings.data_dir), str(books.catalog.dataset.folder), "gradio_api/file="):
         assert secret not in html

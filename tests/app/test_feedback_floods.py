@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from annotation.models import FeedbackEvent, User
 from app.errors import AppInputError
-from app.web import handlers as h
+from app.web import discover_tab
 from app.web.api import ApiHandlers
 from app.web.state import Visitor
 
@@ -70,10 +70,10 @@ def test_a_retry_with_its_event_id_is_still_a_retry(fresh_svc):
 
 def test_likes_from_the_cards_count_once_too(fresh_svc):
     svc = fresh_svc
-    visitor, _ = h.select_user(svc, Visitor(), "5")
-    visitor, _, _ = h.recommend(svc, visitor, "ease", None)
+    visitor, _ = discover_tab.select_user(svc, Visitor(), "5")
+    visitor, _, _ = discover_tab.recommend(svc, visitor, "ease", None)
     for _ in range(5):
-        visitor, *_ = h.card_feedback(svc, visitor, 0, "like")
+        visitor, *_ = discover_tab.card_feedback(svc, visitor, 0, "like")
     assert _count(svc, FeedbackEvent, FeedbackEvent.kind == "like") == 1
 
 
@@ -86,10 +86,10 @@ def test_feedback_is_rate_limited_per_client(services_factory):
         api.feedback("5", item, "click", imp, request=flooder)
     with pytest.raises(AppInputError, match="too many requests: at most 3 per 1 minute .* for feedback"):
         api.feedback("5", items[3], "click", imp, request=flooder)
-    visitor, _ = h.select_user(svc, Visitor(), "5")
-    visitor, _, _ = h.recommend(svc, visitor, "ease", None)
+    visitor, _ = discover_tab.select_user(svc, Visitor(), "5")
+    visitor, _, _ = discover_tab.recommend(svc, visitor, "ease", None)
     with pytest.raises(gr.Error, match="for feedback"):
-        h.card_feedback(svc, visitor, 0, "like", request=flooder)  # the same client, through the cards
+        discover_tab.card_feedback(svc, visitor, 0, "like", request=flooder)  # the same client, through the cards
     api.feedback("5", items[3], "click", imp, request=_client("198.51.100.3"))  # another client
 
 
@@ -98,8 +98,8 @@ def test_onboarding_is_rate_limited_per_client(services_factory):
     flooder = _client("203.0.113.6")
     before = _count(svc, User)
     for _ in range(2):
-        h.start_new_user(svc, Visitor(), ["1", "2", "3"], request=flooder)
+        discover_tab.start_new_user(svc, Visitor(), ["1", "2", "3"], request=flooder)
     with pytest.raises(gr.Error, match="for onboard"):
-        h.start_new_user(svc, Visitor(), ["1", "2", "3"], request=flooder)
+        discover_tab.start_new_user(svc, Visitor(), ["1", "2", "3"], request=flooder)
     assert _count(svc, User) == before + 2
-    h.start_new_user(svc, Visitor(), ["1", "2", "3"], request=_client("198.51.100.4"))
+    discover_tab.start_new_user(svc, Visitor(), ["1", "2", "3"], request=_client("198.51.100.4"))

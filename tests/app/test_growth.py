@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from annotation.models import FeedbackEvent
 
-from app.web import handlers as h
+from app.web import discover_tab, status_tab
 from app.web.state import Visitor
 from recommenders.__main__ import main as recommenders_cli
 from recommenders.catalog import write_synthetic_catalog
@@ -33,8 +33,8 @@ def books(tmp_path):
 
 
 def _slate(svc, user: str, model: str, k: int = 8) -> list[str]:
-    visitor, _ = h.select_user(svc, Visitor(), user)
-    visitor, _, _ = h.recommend(svc, visitor, model, None)
+    visitor, _ = discover_tab.select_user(svc, Visitor(), user)
+    visitor, _, _ = discover_tab.recommend(svc, visitor, model, None)
     return [row["item_id"] for row in visitor.slate][:k]
 
 
@@ -56,21 +56,21 @@ def test_items_added_by_the_cli_are_served_by_the_running_app(books):
     # the ID model picks them up at its next retrain: not before
     assert not set(added) & set(_slate(svc, "u0", "ease", k=32))
     # their pages work: a card, a cover, feedback on a new item is stored
-    visitor, _ = h.select_user(svc, Visitor(), "u0")
-    visitor, cards, _ = h.recommend(svc, visitor, "ease-text", None)
+    visitor, _ = discover_tab.select_user(svc, Visitor(), "u0")
+    visitor, cards, _ = discover_tab.recommend(svc, visitor, "ease-text", None)
     slot = next(n for n, row in enumerate(visitor.slate) if row["item_id"] in FANTASY_NEW)
-    visitor, *_ = h.card_feedback(svc, visitor, slot, "like")
+    visitor, *_ = discover_tab.card_feedback(svc, visitor, slot, "like")
     assert visitor.slate[slot]["item_id"] in visitor.liked
     with svc.events.ReadSession() as s:
         stored = s.scalars(select(FeedbackEvent.item_id).where(FeedbackEvent.kind == "like")).all()
     assert stored == [visitor.slate[slot]["item_id"]]
     # the new item's own picture is shown (copied into the folder's images/)
     assert visitor.slate[slot]["image"].startswith(str((folder / "images").resolve()))
-    assert "+8 items" in h.status_html(svc)
-    # a page built before the growth gets the new items in its pickers at its next load
-    fresh = h.item_pickers(svc, built_on=1)
-    assert [c[1] for c in fresh[0]["choices"]] == svc.catalog.item_ids
-    assert all("choices" not in update for update in h.item_pickers(svc, built_on=svc.catalog.version))
+    assert "+8 items" in status_tab.status_html(svc)
+    # the pickers' search (built with the catalog, swapped with it) finds the new items by title at once
+    new_item = visitor.slate[slot]["item_id"]
+    found = discover_tab.search_items(svc, svc.catalog.item(new_item)["title"])["choices"]
+    assert new_item in [item_id for _, item_id in found]
 
 
 def test_the_admin_action_grows_the_catalog_and_refuses_bad_batches(books):
@@ -78,26 +78,26 @@ def test_the_admin_action_grows_the_catalog_and_refuses_bad_batches(books):
     table = (folder / "items.csv").read_bytes()
     dup = write_synthetic_catalog(root / "dup", "book", n_items=2, start=23, interactions=False)
     with pytest.raises(gr.Error, match="'b23' is already in the catalogue"):
-        h.add_items(svc, str(dup), None)
+        status_tab.add_items(svc, str(dup), None)
     with pytest.raises(gr.Error, match="folder"):
-        h.add_items(svc, "", None)
+        status_tab.add_items(svc, "", None)
     assert (folder / "items.csv").read_bytes() == table and svc.catalog.version == 1  # nothing changed
 
     new = write_synthetic_catalog(root / "new", "book", n_items=8, start=24, seed=5, interactions=False)
-    msg, status = h.add_items(svc, str(new), None)
+    msg, status = status_tab.add_items(svc, str(new), None)
     assert "Added 8 items" in msg and "ease-text" in msg and "+8 items" in status
     assert FANTASY_NEW <= set(_slate(svc, "u0", "ease-text"))
 
     svc.settings = make_settings(svc.settings.data_dir, admin_open=False)  # a public app without a password
     with pytest.raises(gr.Error, match="Admin actions are off"):
-        h.add_items(svc, str(new), None)
+        status_tab.add_items(svc, str(new), None)
 
 
 def test_a_content_model_promoted_before_the_growth_ranks_the_new_items(books):
     svc, folder, root = books
     before = svc.ranking.model("ease-text")
     new = write_synthetic_catalog(root / "new", "book", n_items=8, start=24, seed=5, interactions=False)
-    h.add_items(svc, str(new), None)
+    status_tab.add_items(svc, str(new), None)
     grown = svc.growth.fit(before)  # what serve_promoted does with a version trained on the old catalog
     assert grown is not None and list(grown.item_ids) == svc.catalog.item_ids
     ids, _ = grown.recommend("u0", k=8)
@@ -110,7 +110,7 @@ def test_the_built_in_catalog_cannot_grow(tmp_path):
     svc = make_services(tmp_path)
     try:
         with pytest.raises(gr.Error, match="cannot grow"):
-            h.add_items(svc, str(tmp_path), None)
+            status_tab.add_items(svc, str(tmp_path), None)
         assert svc.growth.refresh() is None
     finally:
         svc.close()

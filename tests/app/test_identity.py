@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from annotation.models import Annotator, PairAssignment, PreferenceLabel
 from app.errors import AppInputError
-from app.web import handlers as h
+from app.web import label_tab
 from app.web.api import ApiHandlers
 from app.web.state import Visitor
 
@@ -43,13 +43,13 @@ def test_a_name_cannot_be_claimed_twice_through_the_api(fresh_svc):
 
 
 def test_a_name_cannot_be_claimed_twice_in_the_label_tab(fresh_svc):
-    visitor, message = h.sign_in(fresh_svc, Visitor(), "Frank", "")
+    visitor, message = label_tab.sign_in(fresh_svc, Visitor(), "Frank", "")
     token = visitor.annotator_token
     assert token and f"`{token}`" in message  # shown once, remembered by the browser
     for given in ("", None, "guess"):
         with pytest.raises(gr.Error, match="the name is taken"):
-            h.sign_in(fresh_svc, Visitor(), "frank", "", given)
-    back, message = h.sign_in(fresh_svc, Visitor(), "frank", "", token)
+            label_tab.sign_in(fresh_svc, Visitor(), "frank", "", given)
+    back, message = label_tab.sign_in(fresh_svc, Visitor(), "frank", "", token)
     assert back.annotator_id == visitor.annotator_id and token not in message
 
 

@@ -26,22 +26,12 @@ from annotation import queue, store, sync
 from annotation.db import make_engine, make_session_factory, upgrade
 from annotation.models import FeedbackEvent, PreferenceLabel
 from bench.bench_app import HttpApiClient  # Gradio's documented HTTP API, as the load bench calls it
-from vitrine_app_fixtures import free_port, make_tiny_dataset
+from vitrine_app_fixtures import free_port, make_tiny_dataset, write_tiny_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNC_EVERY = 2  # seconds
 VISITORS = 20
 TRAFFIC_S = 15  # seconds of traffic before the kill: several syncs
-
-
-def _dataset_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "byo"
-    ds = make_tiny_dataset()
-    folder.mkdir()
-    ds.items.assign(genres=ds.items["genres"].map("|".join))[["item_id", "title", "genres", "year"]].to_csv(
-        folder / "items.csv", index=False)
-    ds.interactions.to_csv(folder / "interactions.csv", index=False)
-    return folder
 
 
 def _seed_sink(tmp_path: Path, sink: str, n_pairs: int) -> None:
@@ -152,7 +142,7 @@ def test_sigkill_then_restart_from_the_sink_loses_at_most_one_interval(tmp_path,
     _seed_sink(tmp_path, sink, n_pairs=60)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VITRINE_", "GRADIO_", "PORT", "DATABASE_URL",
                                                                      "SPACE_ID"))}
-    env.update(VITRINE_DATA_DIR=str(data), VITRINE_DATASET=str(_dataset_folder(tmp_path)), VITRINE_MODEL="pop",
+    env.update(VITRINE_DATA_DIR=str(data), VITRINE_DATASET=str(write_tiny_folder(tmp_path / "byo")), VITRINE_MODEL="pop",
                VITRINE_EXTRA_MODELS="", VITRINE_COVER_MODEL="none", VITRINE_CAPTION_MODEL="none",
                VITRINE_SYNC_URL=sink, VITRINE_SYNC_EVERY=str(SYNC_EVERY), GRADIO_ANALYTICS_ENABLED="False",
                # 20 visitors share one address here: not one client's flood

@@ -27,7 +27,8 @@ def _run(url: str, api_name: str, data: list, session: str) -> dict:
 def test_create_shows_its_variants_by_url_not_by_server_path(live_app):
     url, svc = live_app
     session = uuid.uuid4().hex
-    assert _run(url, "partial", [None, "5"], session)["success"]  # the user picker
+    assert _run(url, "do_choose_user", [None, "5", "ease", None], session)["success"]  # the user picker
+    assert _run(url, "do_search_titles_1", ["3", None], session)["success"]  # Create's item picker finds item 3
     outcome = _run(url, "do_create", [None, "3", 2], session)
     assert outcome["success"], outcome
     gallery = outcome["output"]["data"][1]
@@ -82,7 +83,8 @@ def test_error_messages_quote_html_as_text(live_app):
     pop-up then shows `<img ...>` instead of loading it: tests/deploy's browser test watches it in Chromium)."""
     url, _ = live_app
     beacon = '<img src="http://198.51.100.7/p.png">'
-    for api_name, data in (("partial", [None, beacon]),  # Gradio's own choice check
+    for api_name, data in (("do_start", [None, [beacon]]),  # Gradio's own choice check (the new user's picks)
+                           ("do_choose_user", [None, beacon, "ease", None]),  # the app's own user check
                            ("do_sign_in", [None, "hf:" + beacon, "", ""])):  # the app's own name check
         error = _run(url, api_name, data, uuid.uuid4().hex)["output"]["error"]
         assert "&lt;img" in error and "<img" not in error, error

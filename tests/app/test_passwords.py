@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 
 from app.errors import AppInputError
-from app.web import handlers as h
+from app.web import label_tab, status_tab
 from app.web.api import ApiHandlers
 from app.web.guards import PasswordGuard
 from app.web.state import Visitor
@@ -40,10 +40,10 @@ def test_admin_guesses_are_throttled_and_logged(services_factory, caplog):
     with caplog.at_level("INFO", logger="vitrine"):
         for _ in range(3):
             with pytest.raises(gr.Error, match="expected the admin password"):
-                h.make_pairs(svc, 1, "guess", request=attacker)
+                status_tab.make_pairs(svc, 1, "guess", request=attacker)
         with pytest.raises(gr.Error, match="too many wrong passwords for admin"):
-            h.make_pairs(svc, 1, "adm1n", request=attacker)  # the right one, after 3 wrong: refused
-        assert h.make_pairs(svc, 1, "adm1n", request=admin)[0].startswith("Created")
+            status_tab.make_pairs(svc, 1, "adm1n", request=attacker)  # the right one, after 3 wrong: refused
+        assert status_tab.make_pairs(svc, 1, "adm1n", request=admin)[0].startswith("Created")
     lines = [r.getMessage() for r in caplog.records]
     assert lines.count("password admin from 203.0.113.9: wrong") == 3
     assert "password admin from 198.51.100.1: accepted" in lines
@@ -54,14 +54,14 @@ def test_label_password_guesses_are_throttled_in_the_ui_and_the_api(services_fac
     svc = services_factory(label_password="s3cret", rate_password_client="2/minute")
     api, guesser = ApiHandlers(svc), _client("203.0.113.7")
     with pytest.raises(gr.Error, match="Wrong password"):
-        h.sign_in(svc, Visitor(), "ann", "guess", request=guesser)
+        label_tab.sign_in(svc, Visitor(), "ann", "guess", request=guesser)
     with pytest.raises(gr.Error, match="expected the labeling password"):
         api.next_pair("ann", "guess", request=guesser)
     with pytest.raises(gr.Error, match="too many wrong passwords for label"):
-        h.sign_in(svc, Visitor(), "ann", "s3cret", request=guesser)
+        label_tab.sign_in(svc, Visitor(), "ann", "s3cret", request=guesser)
     with pytest.raises(AppInputError, match="too many wrong passwords for label"):
         api.next_pair("ann", "s3cret", request=guesser)
-    assert h.sign_in(svc, Visitor(), "ann", "s3cret", request=_client("198.51.100.2"))[0].annotator_id
+    assert label_tab.sign_in(svc, Visitor(), "ann", "s3cret", request=_client("198.51.100.2"))[0].annotator_id
 
 
 def test_behind_the_proxy_guessers_are_told_apart_by_the_address_it_saw(services_factory):
@@ -72,8 +72,8 @@ def test_behind_the_proxy_guessers_are_told_apart_by_the_address_it_saw(services
                                client=SimpleNamespace(host="127.0.0.1"))
 
     with pytest.raises(gr.Error, match="expected the admin password"):
-        h.retrain(svc, "ease", "guess", request=via_proxy("10.0.0.1"))
+        status_tab.retrain(svc, "ease", "guess", request=via_proxy("10.0.0.1"))
     with pytest.raises(gr.Error, match="too many wrong passwords"):
-        h.retrain(svc, "ease", "guess", request=via_proxy("10.0.0.1"))
+        status_tab.retrain(svc, "ease", "guess", request=via_proxy("10.0.0.1"))
     with pytest.raises(gr.Error, match="expected the admin password"):  # another client behind the same proxy
-        h.retrain(svc, "ease", "guess", request=via_proxy("10.0.0.2"))
+        status_tab.retrain(svc, "ease", "guess", request=via_proxy("10.0.0.2"))

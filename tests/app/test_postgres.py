@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from annotation.models import FeedbackEvent, Impression, PreferenceLabel
-from app.web import handlers as h
+from app.web import create_tab, discover_tab, label_tab, status_tab
 from app.web.state import Visitor
 from pg_databases import pg_database
 
@@ -24,22 +24,22 @@ def pg_svc(pg_url, tmp_path_factory):
 
 def test_discover_create_label_on_postgresql(pg_svc):
     svc = pg_svc
-    visitor, _ = h.select_user(svc, Visitor(), "5")
-    visitor, cards, _ = h.recommend(svc, visitor, "ease", "pop")
-    visitor, _, _, _ = h.card_feedback(svc, visitor, 0, "like")
-    list(h.fill_assets(svc, visitor))
+    visitor, _ = discover_tab.select_user(svc, Visitor(), "5")
+    visitor, cards, _ = discover_tab.recommend(svc, visitor, "ease", "pop")
+    visitor, _, _, _ = discover_tab.card_feedback(svc, visitor, 0, "like")
+    list(discover_tab.fill_assets(svc, visitor))
     with svc.events.Session() as s:
         imp = s.get(Impression, visitor.impression_id)
         assert imp.model_b == "pop" and len(imp.contributors) == len(imp.item_ids)
         like = s.scalars(select(FeedbackEvent).where(FeedbackEvent.user_id == "5")).one()
         assert like.impression_id == imp.id
-    visitor, _, _, _ = h.create_variants(svc, visitor, "6", 2)
-    h.pick_variant(svc, visitor, 0)
+    visitor, _, _, _ = create_tab.create_variants(svc, visitor, "6", 2)
+    create_tab.pick_variant(svc, visitor, 0)
     assert svc.labeling.make_pairs(1, seed=2) == 2
-    annotator, _ = h.sign_in(svc, Visitor(), "pg-annotator", "")
-    annotator, *_ = h.load_pair(svc, annotator)
-    annotator, *_, progress = h.label_key(svc, annotator, "2")
+    annotator, _ = label_tab.sign_in(svc, Visitor(), "pg-annotator", "")
+    annotator, *_ = label_tab.load_pair(svc, annotator)
+    annotator, *_, progress = label_tab.label_key(svc, annotator, "2")
     assert "**1** done" in progress
     with svc.events.Session() as s:
         assert len(s.scalars(select(PreferenceLabel)).all()) == 2  # the Create pick and the labeled pair
-    assert "PostgreSQL" in h.status_html(svc)
+    assert "PostgreSQL" in status_tab.status_html(svc)

@@ -411,15 +411,15 @@ def test_best_of_n_writes_stay_short(fresh_svc, monkeypatch):
 def test_the_admin_action_trains_the_preference_model_and_serves_it(fresh_svc, monkeypatch):
     import gradio as gr
 
-    from app.web import handlers as h
+    from app.web import status_tab
     from app.learning import reward
 
     svc = fresh_svc
     monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
     with pytest.raises(gr.Error, match="preference model: expected enough labelled pairs"):
-        h.retrain(svc, h.PREFERENCE_MODEL)  # an empty store
+        status_tab.retrain(svc, status_tab.PREFERENCE_MODEL)  # an empty store
     _labelled_store(svc)
-    msg, status = h.retrain(svc, h.PREFERENCE_MODEL)
+    msg, status = status_tab.retrain(svc, status_tab.PREFERENCE_MODEL)
     assert "Trained the preference model, version 1" in msg and "held-out pair accuracy" in msg
     (row,) = _reward_rows(svc)
     assert row.decision in ("promoted", "rejected") and ("promoted: it now ranks" in msg) == row.promoted
@@ -430,7 +430,8 @@ def test_the_preference_model_retrains_on_a_schedule_of_new_labels(services_fact
     from app.learning import reward
 
     monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
-    svc = services_factory(reward_every_labels=10, model_poll_s=3600.0)  # only this test ticks the schedule
+    # the upkeep thread ticks the same schedule every VITRINE_MODEL_POLL_S: here only the test does
+    svc = services_factory(reward_every_labels=10, model_poll_s=3600.0)
     svc.tick_reward_schedule()
     assert _reward_rows(svc) == []  # no labels yet: nothing to learn from
     _labelled_store(svc)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation.models import GeneratedAsset, PairTask, PreferenceLabel
-from app.web import handlers as h
+from app.web import create_tab, discover_tab, status_tab
 from app.web.api import ApiHandlers
 from app.settings import load_settings
 from app.web.state import Visitor
@@ -64,9 +64,9 @@ def test_a_tiny_quota_evicts_the_oldest_unlabelled_covers_and_the_next_slate_mak
     quota = svc.assets.quota.quota_bytes
     svc.assets.quota.every_s = 0.0
     # training data first (the oldest rows): a Create pick and an admin label pair
-    visitor, _ = h.select_user(svc, Visitor(), "2")
-    visitor, *_ = h.create_variants(svc, visitor, "6", 4)
-    visitor, _ = h.pick_variant(svc, visitor, 1)
+    visitor, _ = discover_tab.select_user(svc, Visitor(), "2")
+    visitor, *_ = create_tab.create_variants(svc, visitor, "6", 4)
+    visitor, _ = create_tab.pick_variant(svc, visitor, 1)
     assert svc.labeling.make_pairs(1, seed=3) == 2
     labelled = _paired_cover_paths(svc)
     assert len(labelled) >= 6
@@ -81,19 +81,19 @@ def test_a_tiny_quota_evicts_the_oldest_unlabelled_covers_and_the_next_slate_mak
     assert _held(svc) <= quota and svc.assets.quota.evicted > 0
     assert _count(svc, GeneratedAsset) == made  # rows stay: the provenance the dashboard and the sink read
     assert all(svc.assets.file(p) for p in labelled)  # training data is never evicted
-    assert f"{svc.assets.quota.evicted} unlabelled assets evicted" in h.status_html(svc)
+    assert f"{svc.assets.quota.evicted} unlabelled assets evicted" in status_tab.status_html(svc)
     # the first slates' covers were the oldest unlabelled ones (users of one genre share them): gone, and not
     # shown as a broken picture
     user, first = next((u, page) for u, page in pages.items()
                        if any(svc.assets.file(c["path"]) is None for c in page.covers.values()))
     gone = [i for i in first.item_ids if svc.assets.file(first.covers[i]["path"]) is None]
     assert int(user) < 8
-    visitor, _ = h.select_user(svc, Visitor(), user)
-    visitor, cards, _ = h.recommend(svc, visitor, "ease", None)
+    visitor, _ = discover_tab.select_user(svc, Visitor(), user)
+    visitor, cards, _ = discover_tab.recommend(svc, visitor, "ease", None)
     shown = {i: svc.assets.file(c["key"]) for i, c in visitor.covers.items()}
     assert all(shown.values())  # every cover shown is there: none points at an evicted file
     assert set(gone) <= set(visitor.pending)  # queued again ...
-    list(h.fill_assets(svc, visitor, poll_s=0.05, max_s=20))
+    list(discover_tab.fill_assets(svc, visitor, poll_s=0.05, max_s=20))
     assert not visitor.pending
     for item in gone:  # ... and made again: the same key, the same file
         assert svc.assets.file(visitor.covers[item]["key"])
@@ -155,18 +155,18 @@ def test_the_label_queue_keeps_only_the_variants_it_pairs(services_factory):
 
 def test_a_pick_stores_the_variants_and_its_labels_work(services_factory):
     svc = services_factory(auto_pairs_max=0)
-    visitor, _ = h.select_user(svc, Visitor(), "2")
-    visitor, gallery, _, _ = h.create_variants(svc, visitor, "3", 4)
+    visitor, _ = discover_tab.select_user(svc, Visitor(), "2")
+    visitor, gallery, _, _ = create_tab.create_variants(svc, visitor, "3", 4)
     assert all(Path(p).is_file() for p, _ in gallery)  # shown from the trial folder
     # (the Create tab's caption is recorded: one per user and item, seed fixed)
     assert _count(svc, GeneratedAsset, COVER) == 0 and all(v["asset_id"] is None for v in visitor.variants)
-    visitor, msg = h.pick_variant(svc, visitor, 2)
+    visitor, msg = create_tab.pick_variant(svc, visitor, 2)
     assert "preferred over 3 others" in msg
     ids = [v["asset_id"] for v in visitor.variants]
     assert all(ids) and _count(svc, GeneratedAsset, COVER) == 4 and _count(svc, PreferenceLabel) == 3
     for v in visitor.variants:  # in the blob store by key now, not only in the trial folder
         assert not os.path.isabs(v["path"]) and svc.assets.covers.store.blobs.exists(v["path"])
-    visitor, _ = h.pick_variant(svc, visitor, 0)  # picking again stores nothing twice
+    visitor, _ = create_tab.pick_variant(svc, visitor, 0)  # picking again stores nothing twice
     assert _count(svc, GeneratedAsset, COVER) == 4
     # the pick's pairs go to other annotators too, with their pictures
     api = ApiHandlers(svc)
@@ -179,10 +179,10 @@ def test_a_pick_stores_the_variants_and_its_labels_work(services_factory):
 def test_a_pick_of_expired_variants_is_refused_with_a_clear_message(services_factory):
     svc = services_factory(auto_pairs_max=0)
     svc.assets.variants.staged.max_assets = 2
-    visitor, _ = h.select_user(svc, Visitor(), "2")
-    visitor, *_ = h.create_variants(svc, visitor, "3", 4)  # four made, two kept on trial
+    visitor, _ = discover_tab.select_user(svc, Visitor(), "2")
+    visitor, *_ = create_tab.create_variants(svc, visitor, "3", 4)  # four made, two kept on trial
     with pytest.raises(gr.Error, match="variants: expected variants made recently"):
-        h.pick_variant(svc, visitor, 0)
+        create_tab.pick_variant(svc, visitor, 0)
     assert _count(svc, GeneratedAsset, COVER) == 0 and _count(svc, PreferenceLabel) == 0
 
 

@@ -30,15 +30,22 @@ def _join(url: str, fn_index: int, data: list, session: str | None = None) -> tu
 
 def test_a_bad_dropdown_value_is_one_short_message_and_one_short_line(live_app, capfd, caplog):
     url, svc = live_app
-    select_user = _names(url).index("partial")  # the user picker's event: Dropdown(choices=every user)
+    names = _names(url)
+    select_user = names.index("do_choose_user")  # the user picker's event (it takes any id typed: the handler checks it)
+    start = names.index("do_start")  # the new-user picks: a Dropdown whose choices are the last search's matches
     capfd.readouterr()
     caplog.clear()
     with caplog.at_level("INFO", logger="vitrine"):
-        for _ in range(10):
-            session, joined = _join(url, select_user, [None, "no-such-user"])
+        for _ in range(5):
+            session, joined = _join(url, select_user, [None, "no-such-user", "ease", None])
             outcome = _result(url, session)
             error = outcome["output"]["error"]
-            assert not outcome["success"] and "User" in error and "16 choices" in error, outcome
+            assert not outcome["success"] and "user_id: expected a user" in error and "'no-such-user'" in error
+            assert len(error) < 200
+            session, joined = _join(url, start, [None, ["no-such-item"]])
+            outcome = _result(url, session)
+            error = outcome["output"]["error"]
+            assert not outcome["success"] and "Pick at least 3 items" in error and "20 choices" in error, outcome
             assert len(error) < 200 and "list of choices" not in error
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err
@@ -54,7 +61,8 @@ def test_a_lone_surrogate_is_refused_whatever_the_media_type(live_app, capfd, co
     url, _ = live_app
     names = _names(url)
     headers = {"content-type": content_type} if content_type else {}
-    for body in ({"data": [None, "5"], "fn_index": names.index("partial"), "session_hash": "a\ud800b"},
+    for body in ({"data": [None, "5", "ease", None], "fn_index": names.index("do_choose_user"),
+                  "session_hash": "a\ud800b"},
                  {"data": ["a\ud800", "ease", 3, False], "fn_index": names.index("recommend"), "session_hash": "s"}):
         answer = requests.post(url + "gradio_api/queue/join", data=json.dumps(body), headers=headers,
                                timeout=TIMEOUT_S)

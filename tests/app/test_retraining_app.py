@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.web import handlers as h
+from app.web import discover_tab
 from app.web.state import Visitor
 from vitrine_app_fixtures import make_services
 
@@ -36,7 +36,7 @@ def test_the_schedule_retrains_after_enough_new_events(services_factory):
     svc = services_factory(retrain_every_events=3)
     svc.tick_schedule()
     assert svc.schedule.last_event_id == 0  # no events yet: nothing to learn from
-    h.start_new_user(svc, Visitor(), ["1", "5", "9"])  # three likes
+    discover_tab.start_new_user(svc, Visitor(), ["1", "5", "9"])  # three likes
     svc.tick_schedule()
     assert svc.schedule.last_event_id == 3 and svc.watchers["ease"].version_id is not None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.web import handlers as h
+from app.web import discover_tab, status_tab
 from app.web.state import Visitor
 from recommenders.models import create_model
 from recommenders.synthetic import SynthConfig, write_catalogue
@@ -50,10 +50,14 @@ def test_a_catalogue_above_the_dense_limit_never_reaches_the_dense_fit(folder, t
         assert svc.ranking.default_model == "sparse-ease-text" and svc.ranking.model_names == ["sparse-ease-text", "pop"]
         chosen = next(n for n in svc.notes if n.startswith("default model "))
         assert "the dense ease-text would need about" in chosen and f"{N_ITEMS:,} items" in chosen
-        assert chosen.split(" (")[0] in h.status_html(svc)  # the Status tab says what was chosen and why  # the Status tab says what was chosen and why
-        visitor, _ = h.select_user(svc, Visitor(), svc.catalog.random_user(__import__("random").Random(0)))
-        visitor, cards, _ = h.recommend(svc, visitor, svc.ranking.default_model, h.NO_COMPARE)
+        assert chosen.split(" (")[0] in status_tab.status_html(svc)  # the Status tab says what was chosen and why  # the Status tab says what was chosen and why
+        visitor, _ = discover_tab.select_user(svc, Visitor(), svc.catalog.random_user(__import__("random").Random(0)))
+        visitor, cards, _ = discover_tab.recommend(svc, visitor, svc.ranking.default_model, discover_tab.NO_COMPARE)
         assert visitor.slate and all(r["contributor"] == "sparse-ease-text" for r in visitor.slate)
+        # an MMRec folder's items come with their feature rows: it does not grow by appending items
+        assert svc.growth.folder is None and svc.growth.refresh() is None
+        with pytest.raises(Exception, match="MMRec folder with precomputed features"):
+            svc.growth.add_items(str(folder))
     finally:
         svc.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client
 
-from app.web import handlers as h
+from app.web import discover_tab
 from app.web.state import PAGE_SIZE, Visitor
 
 
@@ -18,10 +18,10 @@ def client(live_app):
 
 def _ui_page(svc, user_id: str | None = None, picks=None) -> Visitor:
     if user_id is None:
-        visitor, _ = h.start_new_user(svc, Visitor(), picks)
+        visitor, _ = discover_tab.start_new_user(svc, Visitor(), picks)
     else:
-        visitor, _ = h.select_user(svc, Visitor(), user_id)
-    visitor, _, _ = h.recommend(svc, visitor, "ease", None)
+        visitor, _ = discover_tab.select_user(svc, Visitor(), user_id)
+    visitor, _, _ = discover_tab.recommend(svc, visitor, "ease", None)
     return visitor
 
 
@@ -44,14 +44,14 @@ def test_a_disliked_item_never_comes_back(live_app, client, kind):
     visitor = _ui_page(svc, "10") if kind == "dataset" else _ui_page(svc, picks=["3", "7", "11"])
     user_id = visitor.user_id
     disliked = visitor.slate[0]["item_id"]
-    visitor, *_ = h.card_feedback(svc, visitor, 0, "dislike")
+    visitor, *_ = discover_tab.card_feedback(svc, visitor, 0, "dislike")
     # through the UI: a fresh first page for the same user (another tab), and every later page
-    again, _ = h.select_user(svc, Visitor(), user_id)
+    again, _ = discover_tab.select_user(svc, Visitor(), user_id)
     assert disliked in again.disliked
-    again, _, _ = h.recommend(svc, again, "ease", None)
+    again, _, _ = discover_tab.recommend(svc, again, "ease", None)
     seen = [row["item_id"] for row in again.slate]
     while again.slate:
-        again, _, _ = h.more(svc, again)
+        again, _, _ = discover_tab.more(svc, again)
         seen += [row["item_id"] for row in again.slate]
     assert disliked not in seen and len(seen) > PAGE_SIZE
     # through the API, at any depth: the whole remaining catalog is asked for
@@ -61,8 +61,8 @@ def test_a_disliked_item_never_comes_back(live_app, client, kind):
     other = slate["items"][0]["item_id"]
     client.predict(user_id, other, "dislike", slate["impression_id"], api_name="/feedback")
     assert other not in _api_ids(client, user_id, 50)
-    fresh, _ = h.select_user(svc, Visitor(), user_id)
-    fresh, _, _ = h.recommend(svc, fresh, "ease", None)
+    fresh, _ = discover_tab.select_user(svc, Visitor(), user_id)
+    fresh, _, _ = discover_tab.recommend(svc, fresh, "ease", None)
     assert other not in [row["item_id"] for row in fresh.slate]
 
 
@@ -76,7 +76,7 @@ def test_a_like_changes_the_next_page_of_a_dataset_user(live_app, client):
     liked = [row["item_id"] for row in visitor.slate if row["genres"] != ["Comedy"]][:3] or before[-3:]
     for item_id in liked:
         slot = [row["item_id"] for row in visitor.slate].index(item_id)
-        visitor, _, _, info = h.card_feedback(svc, visitor, slot, "like")
+        visitor, _, _, info = discover_tab.card_feedback(svc, visitor, slot, "like")
         assert "next page takes it into account" in info
     after = _api_ids(client, user_id)
     assert not set(liked) & set(after)

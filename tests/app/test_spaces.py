@@ -239,7 +239,7 @@ def test_the_page_warning_reaches_the_log_and_status(tmp_path):
 def test_the_page_and_the_status_tab_say_when_labels_are_not_durable(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from app.web import handlers as h
+    from app.web import status_tab
     from app.web.ui import build_demo
     from vitrine_app_fixtures import make_services
 
@@ -248,8 +248,8 @@ def test_the_page_and_the_status_tab_say_when_labels_are_not_durable(tmp_path, m
         svc.settings = replace(svc.settings, space_id="org/space")  # a Space, no sink, no external database
         assert svc.settings.durability_warning
         assert "vt-durability-banner" in str(build_demo(svc).config)
-        assert "NOT durable" in h.status_html(svc)
+        assert "NOT durable" in status_tab.status_html(svc)
         svc.durability = lambda: [("last sync", "2026-11-29 17:00:00 UTC", "")]
-        assert "last sync" in h.status_html(svc)
+        assert "last sync" in status_tab.status_html(svc)
     finally:
         svc.close()

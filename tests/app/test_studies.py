@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from annotation import queue, store
 from annotation.models import Annotator, PairAssignment, PairTask, PreferenceLabel
-from app.web import handlers as h
+from app import checks
+from app.web import label_tab
 from app.web import study as st
 from app.web.state import Visitor
 
@@ -73,7 +74,7 @@ def test_a_participant_follows_the_link_to_the_completion_code(fresh_svc):
     token = remembered["studies"][f"{key}:5f1cabc"]
     assert token and remembered["annotator"] == ""
     for n, keypress in enumerate(("1", "s", "2", "0"), start=1):
-        visitor, target, a, b, progress = h.label_key(svc, visitor, keypress)
+        visitor, target, a, b, progress = label_tab.label_key(svc, visitor, keypress)
     # a skip does not count: 3 labels done after 4 keys, the quota is met and the code shown
     assert visitor.pair is None and "**3** of **3** labels" in progress
     assert "vt-completion-code" in target and svc.labeling.study(key).completion_code in target
@@ -90,7 +91,7 @@ def test_a_participant_follows_the_link_to_the_completion_code(fresh_svc):
         st.open_study(svc, Visitor(), {}, request=_request(study=key, pid="5f1cabc"))
     # an annotator signing in by name cannot take the study's reserved names
     with pytest.raises(gr.Error, match="reserved"):
-        h.sign_in(svc, Visitor(), f"study:{visitor.study.study_id}:5f1cabc", "")
+        label_tab.sign_in(svc, Visitor(), f"study:{visitor.study.study_id}:5f1cabc", "")
 
 
 def test_gold_pairs_are_mixed_into_a_study(fresh_svc):
@@ -102,7 +103,7 @@ def test_gold_pairs_are_mixed_into_a_study(fresh_svc):
         queue.set_gold(s, pairs[-1], "B")
     visitor = st.open_study(svc, Visitor(), {}, request=_request(study=key, pid="g1"))[0]
     assert visitor.pair["pair_id"] == pairs[-1]  # the gold pair, shown like any other
-    visitor = h.label_key(svc, visitor, "2")[0]
+    visitor = label_tab.label_key(svc, visitor, "2")[0]
     assert visitor.pair["pair_id"] != pairs[-1]
 
 
@@ -115,7 +116,7 @@ def test_reliability_flags_an_adversary_and_returns_their_lease(fresh_svc):
         ids = {n: store.get_or_create_annotator(s, n).id for n in names}
         for pair_id in pairs:
             for n in names:
-                queue.record_preference(s, h.checks.new_event_id(), pair_id, ids[n], "B" if n == "flipper" else "A")
+                queue.record_preference(s, checks.new_event_id(), pair_id, ids[n], "B" if n == "flipper" else "A")
         queue.set_gold(s, pairs[0], "A")
     extra = svc.labeling.make_pairs(1, seed=5)
     assert extra and svc.labeling.next_pair(ids["flipper"]) is not None  # the flipper holds a lease
@@ -152,7 +153,7 @@ def test_active_selection_ranks_the_waiting_pairs_with_the_served_model(services
     from generation.reward import HashingEncoder
 
     monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
-    svc = services_factory(model_poll_s=3600.0)
+    svc = services_factory(model_poll_s=3600.0, gold_rate=0.0)  # no gold turn: the first pair is the top-ranked one
     svc.labeling.make_pairs(12, seed=6)
     pairs = sorted(p.id for p in _rows(svc, PairTask))
     labelled, waiting = pairs[: len(pairs) // 2 + 4], pairs[len(pairs) // 2 + 4:]
@@ -161,7 +162,7 @@ def test_active_selection_ranks_the_waiting_pairs_with_the_served_model(services
         for pair_id in labelled:  # both prefer the personalized side (sides are in random order)
             pair = queue.get_pair(s, pair_id)
             for who in (a, b):
-                queue.record_preference(s, h.checks.new_event_id(), pair_id, who,
+                queue.record_preference(s, checks.new_event_id(), pair_id, who,
                                         "A" if pair.asset_a.personalized else "B")
     assert svc.rank_pairs() == 0  # no preference model served yet: the queue's own order
     result = svc.train_preference()

@@ -115,7 +115,8 @@ def test_syncs_can_run_in_a_child_process(sessions, tmp_path):
     runner = SyncRunner(sink, 10, Session, database_url=url)
     try:
         first = _like(Session)
-        assert runner.sync_now() and runner.status().rows_shipped == 5
+        assert runner.sync_now(), runner.status().last_error
+        assert runner.status().rows_shipped == 5
         assert runner.sync_now() and runner.status().rows_shipped == 5  # nothing new: the child kept its state
         [child] = list(runner._pool._processes)
         assert child != os.getpid()

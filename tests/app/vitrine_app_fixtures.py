@@ -56,6 +56,17 @@ def make_tiny_dataset():
     return Dataset("tiny", items, users, interactions)
 
 
+def write_tiny_folder(folder: Path) -> Path:
+    """The tiny catalog as a bring-your-own folder (items.csv, interactions.csv), for a real `python -m app`
+    (VITRINE_DATASET=folder) started as a process."""
+    ds = make_tiny_dataset()
+    folder.mkdir(parents=True)
+    ds.items.assign(genres=ds.items["genres"].map("|".join))[["item_id", "title", "genres", "year"]].to_csv(
+        folder / "items.csv", index=False)
+    ds.interactions.to_csv(folder / "interactions.csv", index=False)
+    return folder
+
+
 def make_tiny_features(dataset) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1)
     onehot = np.array([[1.0 if g in genres else 0.0 for g in GENRES] for genres in dataset.items["genres"]])

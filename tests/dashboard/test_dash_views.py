@@ -104,6 +104,29 @@ def test_model_filter_keeps_one_model(sim_frames):
         overview_page.overview_counts(sim_frames, SIM_NOW.date())["total"].iloc[0]
 
 
+def test_per_item_reads_cover_the_sampled_slates_only(sim_db, sim_frames):
+    """Issue 23 item 4: the dashboard reads titles, genres and counts only for the items of the slates it samples,
+    never for the whole catalog, and its beyond-accuracy figures are the ones every item's counts give."""
+    from sqlalchemy import func, select
+
+    from annotation import analytics
+    from annotation.db import make_engine, make_session_factory
+    from annotation.models import FeedbackEvent, Item
+
+    shown = {str(i) for ids in sim_frames.slates["item_ids"] for i in ids}
+    assert set(sim_frames.items["item_id"]) == shown and set(sim_frames.popularity.index) <= shown
+    with make_session_factory(make_engine(sim_db[0]))() as s:
+        catalog = s.scalar(select(func.count()).select_from(Item))
+        every = dict(s.execute(select(FeedbackEvent.item_id, func.count()).group_by(FeedbackEvent.item_id)).all())
+        genres = dict(s.execute(select(Item.item_id, Item.genres)).all())
+    assert sim_frames.catalog_size == catalog and len(shown) < catalog
+    full = analytics.exposure_metrics(sim_frames.slates, catalog_size=catalog, popularity=pd.Series(every),
+                                      genres=pd.Series(genres)).set_index("model")
+    shown_here = recommenders_page.beyond_accuracy_view(sim_frames).table.set_index("model")
+    for column in ("coverage", "novelty", "diversity"):
+        assert shown_here[column].to_dict() == pytest.approx(full[column].to_dict()), column
+
+
 def test_date_window_narrows_every_stream(sim_db, sim_frames):
     from annotation.db import make_engine
 

@@ -3,29 +3,14 @@ helpers they share with the dashboard tests live in tests/serve_helpers.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 
-import pytest
-
 from serve_helpers import (  # noqa: F401 - re-exported for the deploy tests
-    REPO_ROOT, SERVE_ALL, child_pids, free_port, get, pid_alive, start_serve_all, stop, wait_ok,
+    REPO_ROOT, SERVE_ALL, child_pids, free_port, get, need_nginx, pid_alive, start_serve_all, stop, wait_ok,
 )
 
 STANDIN = REPO_ROOT / "tests" / "dashboard" / "standin_app.py"  # a tiny Gradio app with a queued event
 DASHBOARD_PASSWORD = "front-test-password"
-
-
-def need_nginx() -> str:
-    """Debian's nginx, or a skip (a failure in CI, where scripts/system_deps.sh installs it)."""
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-    if found is None:
-        message = "nginx not found: install Debian's nginx (scripts/system_deps.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def raw_request(port: int, request: bytes, timeout: float = 10.0) -> bytes:

@@ -93,13 +93,6 @@ def test_runs_as_uid_1000_with_cpu_torch_and_writable_dirs(container):
     assert out.stdout.split() == ["1000", "None", "True", "True", "/data/vitrine"]
 
 
-def _pick(page, selector: str, text: str) -> None:
-    page.click(f"{selector} input")
-    page.keyboard.type(text)
-    page.locator(f"{selector} [role=option]").first.wait_for()
-    page.keyboard.press("Enter")
-
-
 def _feedback_count(page) -> int:
     metric = page.locator("[data-testid='stMetric']").filter(has_text="Feedback events").first
     metric.wait_for()
@@ -136,12 +129,14 @@ def test_app_slate_and_like_counted_in_dashboard_in_chromium(container, browser,
         # the app: a dataset user's slate, one like
         app.goto(base + "/")
         app.wait_for_selector("#vt-user")
-        _pick(app, "#vt-user", "196 · ")
+        app.click("#vt-user input")
+        app.keyboard.type("196")  # an id typed, then Enter
+        app.keyboard.press("Enter")
         app.wait_for_selector("#vt-profile .vt-profile")
         assert "user 196" in app.inner_text("#vt-profile")
         app.wait_for_selector("#vt-card-0 .vt-card img")
         assert app.locator(".vt-card").count() >= 4
-        app.click("#vt-like-0")
+        app.click("#vt-card-0 button[data-action=like]")
         app.wait_for_selector("#vt-card-0 .vt-liked")
         app.screenshot(path=str(artifacts_dir / "image-app.png"), full_page=True)
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from generation.captions import (
+    TEMPLATE_VERSION,
     CaptionGenerator,
     caption_problem,
     caption_request,
@@ -37,10 +38,13 @@ def test_gibberish_from_the_model_falls_back_to_a_labelled_template(captions, to
     assert asset.prompt == caption_request(toy_story, scifi_fan, captions.max_chars)
 
 
-def test_greedy_decoding_is_deterministic(captions, tiny_lm_dir, tmp_path, toy_story, scifi_fan):
-    first = captions._complete(caption_request(toy_story, scifi_fan, 200), seed=0)
-    other = CaptionGenerator(str(tiny_lm_dir), tmp_path, max_new_tokens=24).load()
+def test_greedy_decoding_is_deterministic(tiny_lm_dir, tmp_path, toy_story, scifi_fan):
+    greedy = CaptionGenerator(str(tiny_lm_dir), tmp_path, max_new_tokens=24, sample=False, candidates=1).load()
+    first = greedy._complete(caption_request(toy_story, scifi_fan, 200), seed=0)
+    other = CaptionGenerator(str(tiny_lm_dir), tmp_path / "b", max_new_tokens=24, sample=False, candidates=1).load()
     assert other._complete(caption_request(toy_story, scifi_fan, 200), seed=5) == first  # greedy: seed irrelevant
+    with pytest.raises(ValueError, match="^candidates must be 1 with sample=False"):
+        CaptionGenerator(str(tiny_lm_dir), tmp_path, sample=False)
 
 
 def test_sampling_follows_the_seed_and_leaves_global_rng_alone(tiny_lm_dir, tmp_path, toy_story):
@@ -51,6 +55,10 @@ def test_sampling_follows_the_seed_and_leaves_global_rng_alone(tiny_lm_dir, tmp_
     a, b, c = (gen._complete(request, seed=s) for s in (0, 0, 1))
     assert torch.equal(torch.get_rng_state(), state)
     assert a == b and a != c
+    messages = gen.messages(toy_story, None)
+    three = gen._complete_many(messages, 7, 3)  # one prompt read, its cache shared by three samples
+    assert len(three) == 3 and len(set(three)) > 1 and gen._complete_many(messages, 7, 3) == three
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_a_usable_reply_is_sanitised_and_kept(captions, toy_story, scifi_fan, monkeypatch, tiny_lm_dir):
@@ -58,16 +66,37 @@ def test_a_usable_reply_is_sanitised_and_kept(captions, toy_story, scifi_fan, mo
         "**Toy Story** is a <b>bright</b> pick for you, see https://example.com now. "
         "Like Star Wars, it is pure adventure!\n- It also has a third sentence that will not fit"
     )
-    monkeypatch.setattr(captions, "_complete", lambda request, seed: reply)
+    replies = ["The viewer liked: Star Wars. Toy Story is for you.", reply, "Toy Story is a fine pick for you."]
+    seen = []
+    monkeypatch.setattr(captions, "_sample", lambda messages, seed, n, **kw: seen.append((messages, kw)) or (replies, 30))
     asset = captions.generate(toy_story, scifi_fan, seed=42)
     assert not asset.fallback and asset.generator == str(tiny_lm_dir)
+    # the echo is refused; of the two that pass, the one that also names a liked title is preferred
     assert asset.text == "Toy Story is a bright pick for you, see now. Like Star Wars, it is pure adventure!"
+    assert asset.params["chosen"] == 1 and asset.params["candidates"] == 3 and asset.params["generated_tokens"] == 30
+    assert asset.params["rejected"][0]["problem"].startswith("echoes")
     assert "fallback_reason" not in asset.params
+    messages, kwargs = seen[0]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]  # the worked example first
+    assert messages[-1]["content"] == caption_request(toy_story, scifi_fan, captions.max_chars)
+    assert kwargs["opening"] == asset.params["opening"] and kwargs["opening"]  # the reply's first words
+
+
+def test_when_every_reply_fails_the_template_says_why(captions, toy_story, scifi_fan, monkeypatch):
+    replies = ["Toy Story is a 1987 horror classic for you.", "Toy Story, directed by Tom Hanks, is for you.",
+               "Toy Story is fun. Toy Story is fun."]
+    monkeypatch.setattr(captions, "_sample", lambda messages, seed, n, **kw: (replies, 40))
+    asset = captions.generate(toy_story, scifi_fan, seed=43)
+    assert asset.fallback and asset.generator == "fallback"
+    assert asset.text == template_caption(toy_story, scifi_fan, 43, captions.max_chars)
+    reason = asset.params["fallback_reason"]
+    assert reason.startswith("model output unusable: ") and "year 1987" in reason and "repeats a sentence" in reason
+    assert [r["reply"] for r in asset.params["rejected"]] == replies
 
 
 def test_cache_hit_skips_the_model(captions, toy_story, romance_fan, monkeypatch):
     first = captions.generate(toy_story, romance_fan, seed=3)
-    monkeypatch.setattr(captions, "_complete", lambda *a: pytest.fail("model called"))
+    monkeypatch.setattr(captions, "_sample", lambda *a: pytest.fail("model called"))
     again = captions.generate(toy_story, romance_fan, seed=3)
     assert again.cache_hit and again.text == first.text and again.content_hash == first.content_hash
 
@@ -80,7 +109,7 @@ def test_missing_model_fails_fast_or_falls_back_labelled(tmp_path, toy_story, sc
     gen = CaptionGenerator("org/no-llm", tmp_path, cache_dir=tmp_path / "hf")
     asset = gen.generate(toy_story, scifi_fan)
     assert gen.uses_fallback and asset.fallback and asset.generator == "fallback"
-    assert "org/no-llm" in asset.params["fallback_reason"] and asset.params["template"] == "template-v2"
+    assert "org/no-llm" in asset.params["fallback_reason"] and asset.params["template"] == TEMPLATE_VERSION
 
 
 def test_a_tokenizer_without_chat_template_is_refused(tiny_lm_dir, tmp_path):
@@ -135,8 +164,11 @@ def test_problem_detector(toy_story):
     assert caption_problem("Short.", toy_story, profile).startswith("no complete sentence")
     assert caption_problem("ÿ¿Ã ©®± ¶·¸ ¹º» ¼½¾ Toy Story ¿ÀÁ ÂÃÄ.", toy_story, profile).startswith("not prose")
     assert caption_problem("Xkcd qwrtp zxcvb Toy Story mnbvc lkjhg.", toy_story, profile).startswith("not words")
-    assert caption_problem("You will enjoy this one a great deal tonight.", toy_story, profile).startswith("not grounded")
-    assert caption_problem("Like Alien, this one will grab you from the start.", toy_story, profile) is None
+    assert caption_problem("You will enjoy this one a great deal tonight.", toy_story, profile).startswith(
+        "does not name the item")
+    assert caption_problem("Like Alien, Toy Story will grab you from the start.", toy_story, profile) is None
+    assert caption_problem("Like Alien, this one will grab you from the start.", toy_story,
+                           profile).startswith("does not name the item")
 
 
 def test_inputs_are_checked(tmp_path, toy_story):

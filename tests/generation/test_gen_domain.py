@@ -70,7 +70,8 @@ def test_books_products_and_songs_get_their_own_words(tmp_path, tiny_lm_dir, nam
     assert not offending, offending[:3]
     # and they are this domain's words
     assert domain.subject(item.title) in build_prompt(item, profile, 0.5, domain).text
-    assert f"{domain.noun.capitalize()}: {item.label}." in caption_request(item, profile, 220, domain)
+    assert f"{domain.noun.capitalize()}: {item.label}, {item.genres[0].lower()}." in caption_request(
+        item, profile, 220, domain)
     assert domain.audience in domain.system_prompt()
 
 
@@ -84,8 +85,9 @@ def test_movielens_keeps_its_film_words(tmp_path, toy_story, scifi_fan):
         "Speak to the viewer as 'you'. Use only the facts given. Plain text only: no lists, no markdown, no emoji."
     )
     request = caption_request(toy_story, None, 220)
-    assert request.startswith("Film: Toy Story (1995).") and request.endswith("why Toy Story is worth watching.")
-    assert "The viewer liked: " in caption_request(toy_story, scifi_fan, 220)
+    assert request.startswith("Film: Toy Story (1995), animation, children's and comedy.")
+    assert request.endswith("why Toy Story is worth watching.")
+    assert "The viewer loved: " in caption_request(toy_story, scifi_fan, 220)
     assert template_caption(toy_story, None, 0, 220) == \
         "Toy Story (1995) is a film of animation, children's and comedy, picked for you."
     guide = labeling_guidelines()
@@ -140,11 +142,12 @@ def test_the_llm_names_the_preferences_when_it_can(tiny_lm_dir, tmp_path, monkey
     assert captions.preference_keywords(liked) is None  # random weights write noise: refused, TF-IDF is used
     seen = {}
 
-    def reply(request, seed, system=None, max_new_tokens=None):
-        seen.update(request=request, system=system)
-        return "1. Neon cityscapes\n2. lonely heroes, rain-soaked streets, the"
+    def reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True):
+        seen.update(request=messages[-1]["content"], system=messages[0]["content"], greedy=greedy,
+                    one_line=one_line, roles=[m["role"] for m in messages])
+        return ["1. Neon cityscapes\n2. lonely heroes, rain-soaked streets, the"]
 
-    monkeypatch.setattr(captions, "_complete", reply)
+    monkeypatch.setattr(captions, "_complete_many", reply)
     captions._keywords.clear()
     keywords = captions.preference_keywords(liked)
     assert keywords == ["neon cityscapes", "lonely heroes", "rain-soaked streets"]
@@ -154,6 +157,29 @@ def test_the_llm_names_the_preferences_when_it_can(tiny_lm_dir, tmp_path, monkey
     assert profile.keywords[:3] == keywords and profile.keyword_source == "llm"
     assert len(profile.keywords) > 3  # topped up from the liked items' text
     assert CaptionGenerator(None, tmp_path / "b").preference_keywords(liked) is None  # no LLM: TF-IDF
+    assert seen["greedy"] is True and seen["one_line"] is False  # a list may follow a heading line
+    assert seen["roles"] == ["system", "user", "assistant", "user"]  # a worked example first
+
+
+def test_keywords_without_waiting_are_named_in_the_background(tiny_lm_dir, tmp_path, monkeypatch, scifi_history):
+    import threading
+
+    captions = CaptionGenerator(str(tiny_lm_dir), tmp_path / "a", domain=BOOK).load()
+    liked = [ItemInfo(r["item_id"], r["title"], 1990, r["genres"], r["text"]) for r in scifi_history[:3]]
+    release, threads = threading.Event(), []
+
+    def slow_reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True):
+        threads.append(threading.current_thread().name)
+        assert release.wait(10)
+        return ["neon cityscapes, lonely heroes"]
+
+    monkeypatch.setattr(captions, "_complete_many", slow_reply)
+    assert captions.preference_keywords(liked, wait=False) is None  # at once: the model runs elsewhere
+    assert captions.preference_keywords(liked, wait=False) is None  # still naming them: queued once
+    release.set()
+    captions._keywords_pool.shutdown(wait=True)
+    assert threads == ["caption-keywords_0"]
+    assert captions.preference_keywords(liked, wait=False) == ["neon cityscapes", "lonely heroes"]
 
 
 @pytest.mark.parametrize("raw, expected", [

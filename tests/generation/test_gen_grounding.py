@@ -45,7 +45,7 @@ def test_grounded_captions_pass(text: str) -> None:
 @pytest.mark.parametrize("text,claim", list(INVENTED.items()))
 def test_invented_facts_are_named(text: str, claim: str) -> None:
     problems = grounding_problems(text, ITEM, PROFILE)
-    assert len(problems) == 1 and problems[0].startswith(claim)
+    assert any(p.startswith(claim) for p in problems), problems
 
 
 def test_facts_from_the_profile_only_count_when_the_profile_is_given() -> None:

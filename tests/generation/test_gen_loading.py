@@ -121,3 +121,68 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="without CUDA"):
             select_device("cuda")
+
+
+@pytest.fixture
+def packaged(tmp_path, monkeypatch, tiny_lm_dir):
+    """A hub id with a 'packaged' GGUF copy: a module folder holding a .gguf file, and a conversion that copies the
+    tiny LM (the real conversion runs in tests/generation/test_gen_real_models.py); returns the conversions made."""
+    import shutil
+
+    import generation.gguf as gguf
+
+    package = tmp_path / "site" / "fake_gguf_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('never imported: only its files are read')\n")
+    (package / "lm.Q4_0.gguf").write_bytes(b"GGUF fake bytes")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(gguf.PACKAGED_MODELS, "org/packaged-lm",
+                        gguf.PackagedModel("org/packaged-lm", "fake-gguf-pkg", "fake_gguf_pkg", "lm.Q4_0.gguf", "Q4_0"))
+    made = []
+
+    def convert(path, root, sha=None):
+        target = gguf.converted_path(path, root, sha)
+        if not target.exists():
+            shutil.copytree(tiny_lm_dir, target)
+            made.append(target)
+        return target
+
+    monkeypatch.setattr(gguf, "convert_gguf", convert)
+    return made
+
+
+def test_a_packaged_gguf_copy_is_used_when_no_hub_copy_is_cached(tmp_path, no_hub, packaged):
+    from generation.gguf import file_sha256
+
+    resolved = resolve_model("org/packaged-lm", cache_dir=tmp_path / "hf", convert_dir=tmp_path / "converted")
+    gguf_file = tmp_path / "site" / "fake_gguf_pkg" / "lm.Q4_0.gguf"
+    assert resolved.source == "package" and resolved.fingerprint == "gguf-" + file_sha256(gguf_file)[:16]
+    assert resolved.path.parent == tmp_path / "converted" and resolved.path.name.startswith("lm.Q4_0-")
+    again = resolve_model("org/packaged-lm", cache_dir=tmp_path / "hf", convert_dir=tmp_path / "converted")
+    assert again == resolved and len(packaged) == 1  # converted once, keyed by the file's hash
+    assert no_hub == [True, True]  # the HF cache was asked first, offline
+
+
+def test_a_cached_hub_copy_wins_over_the_packaged_one(tmp_path, no_hub, packaged, tiny_lm_dir):
+    fake_cache(tmp_path / "hf", "org/packaged-lm", tiny_lm_dir)
+    resolved = resolve_model("org/packaged-lm", cache_dir=tmp_path / "hf", convert_dir=tmp_path / "converted")
+    assert resolved.source == "cache" and packaged == []
+
+
+def test_a_gguf_file_can_be_named_directly(tmp_path, packaged):
+    path = tmp_path / "site" / "fake_gguf_pkg" / "lm.Q4_0.gguf"
+    resolved = resolve_model(str(path), convert_dir=tmp_path / "converted")
+    assert resolved.source == "gguf" and resolved.fingerprint.startswith("gguf-")
+    with pytest.raises(ModelUnavailableError, match="does not exist"):
+        resolve_model(str(tmp_path / "missing.gguf"))
+
+
+def test_a_failed_conversion_is_a_clear_unavailable_error(tmp_path, monkeypatch, packaged):
+    import generation.gguf as gguf
+
+    def broken(path, root, sha=None):
+        raise ImportError("Loading a GGUF checkpoint in PyTorch requires the gguf package")
+
+    monkeypatch.setattr(gguf, "convert_gguf", broken)
+    with pytest.raises(ModelUnavailableError, match="conversion to .* failed: ImportError: Loading a GGUF"):
+        resolve_model("org/packaged-lm", cache_dir=tmp_path / "hf", convert_dir=tmp_path / "converted")

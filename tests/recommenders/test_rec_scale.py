@@ -315,3 +315,24 @@ def test_sparse_row_sums_equal_the_dense_product_on_both_paths() -> None:
         neg = model._fold_in_feedback(picked, np.array([3]))
         np.testing.assert_allclose(np.asarray(neg), dense_b[picked].sum(0) - 0.5 * dense_b[3], rtol=1e-6, atol=1e-9)
     assert len(model._rows(popular)[0]) * 16 > 3_000 > len(model._rows(np.array([5, 17]))[0]) * 16
+
+
+def test_evaluation_ranks_sparse_scores_as_the_dense_vector() -> None:
+    # the evaluation ranks a SparseScores by its own exact top-k (no n_items vector per user at 1M items)
+    from types import SimpleNamespace
+
+    from recommenders.evaluation import evaluate_model
+    from recommenders.splits import random_split
+
+    data = random_interactions(200, 300, 3_000, seed=11)
+    split = random_split(data, seed=0)
+    model = create_model("sparse-ease", reg=2.0, neighbours=10).fit(split.train, [f"i{i}" for i in range(300)])
+    assert isinstance(model.scores(0), SparseScores)
+    fast = evaluate_model(model, split)
+    dense = SimpleNamespace(user_ids=model.user_ids, item_ids=model.item_ids, score=model.score)  # no `scores`
+    slow = evaluate_model(dense, split)
+    for part in ("valid", "test"):
+        assert fast[part]["n_users"] > 100
+        for key, value in slow[part].items():
+            if key != "eval_seconds":
+                assert fast[part][key] == pytest.approx(value, abs=1e-12), (part, key)

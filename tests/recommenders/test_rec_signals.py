@@ -80,6 +80,25 @@ def test_later_events_override_earlier_ones() -> None:
     assert got[("i", "x")][:3] == (1.0, "positive", "like")
 
 
+
+def test_an_undo_takes_back_the_likes_and_dislikes_before_it() -> None:
+    frame = events([
+        ("a", "x", "like", None, 0, 1), ("a", "x", "undo", None, 10, 2),  # nothing left
+        ("b", "x", "click", None, 0, 3), ("b", "x", "like", None, 5, 4), ("b", "x", "undo", None, 10, 5),  # the click
+        ("c", "x", "dislike", None, 0, 6), ("c", "x", "undo", None, 10, 7),  # a dislike taken back: nothing
+        ("d", "x", "like", None, 0, 8), ("d", "x", "undo", None, 10, 9), ("d", "x", "like", None, 20, 10),  # liked
+        ("e", "x", "rating", 5, 0, 11), ("e", "x", "like", None, 5, 12), ("e", "x", "undo", None, 10, 13),  # rating
+        ("f", "x", "undo", None, 0, 14),  # an undo alone is no signal
+        ("g", "y", "like", None, 0, 15), ("g", "x", "undo", None, 10, 16),  # another item's undo changes nothing
+    ])
+    got = signal_of(to_signal(frame))
+    assert ("a", "x") not in got and ("c", "x") not in got and ("f", "x") not in got and ("g", "x") not in got
+    assert got[("b", "x")] == (0.5, "positive", "click")
+    assert got[("d", "x")] == (1.0, "positive", "like")
+    assert got[("e", "x")] == (1.0, "positive", "rating")
+    assert got[("g", "y")] == (1.0, "positive", "like")
+
+
 def test_output_shape_order_and_event_ids() -> None:
     frame = events([("u2", "b", "like", None, 0, 1), ("u1", "a", "click", None, 3, 2), ("u1", "a", "like", None, 7, 3)])
     out = to_signal(frame.sample(frac=1.0, random_state=0))  # input order does not matter

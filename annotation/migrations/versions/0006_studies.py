@@ -9,7 +9,7 @@ The queue orders waiting pairs by `priority` (active pair selection sets it). Ne
 are plain (indexed) integers without foreign keys: SQLite cannot add one without rebuilding the table.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-07
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
