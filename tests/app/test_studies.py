@@ -153,7 +153,8 @@ def test_active_selection_ranks_the_waiting_pairs_with_the_served_model(services
     from generation.reward import HashingEncoder
 
     monkeypatch.setattr(reward, "encoder_for", lambda name, text_model=None: HashingEncoder(16))
-    svc = services_factory(model_poll_s=3600.0, gold_rate=0.0)  # no gold turn: the first pair is the top-ranked one
+    # no gold turn: the first pair is the top-ranked one
+    svc = services_factory(model_poll_s=3600.0, gold_rate=0.0, pair_selection="active")
     svc.labeling.make_pairs(12, seed=6)
     pairs = sorted(p.id for p in _rows(svc, PairTask))
     labelled, waiting = pairs[: len(pairs) // 2 + 4], pairs[len(pairs) // 2 + 4:]
