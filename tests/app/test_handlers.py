@@ -320,7 +320,7 @@ def test_a_retrain_over_the_budget_is_refused_with_its_estimate(services_factory
     before = svc.ranking.model("ease")
     with pytest.raises(gr.Error, match=r"retrain ease: estimated .* over the retrain time budget .* Raise "
                                        r"VITRINE_RETRAIN_BUDGET_MIN"):
-        h.retrain(svc, "ease")
+        status_tab.retrain(svc, "ease")
     assert svc.ranking.model("ease") is before
 
 
