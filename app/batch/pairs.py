@@ -86,17 +86,8 @@ def asset_event_id(kind: str, content_hash: str, user_id: str | None) -> str:
 
 def missing_pairs(Session, pairs: Sequence[tuple[str | None, str]], kind: str) -> list[tuple[str | None, str]]:
     """The pairs that have no `kind` ("cover"/"caption") row made with the slate seed yet, in their order."""
-    from sqlalchemy import select
+    from annotation.reads import made_pairs
 
-    from annotation.models import GeneratedAsset
-
-    done: set[tuple[str | None, str]] = set()
-    items = sorted({item_id for _, item_id in pairs})
     with Session() as s:
-        for start in range(0, len(items), 500):
-            chunk = items[start : start + 500]
-            done.update((user_id, item_id) for user_id, item_id in s.execute(
-                select(GeneratedAsset.user_id, GeneratedAsset.item_id)
-                .where(GeneratedAsset.kind == kind, GeneratedAsset.seed == SLATE_SEED,
-                       GeneratedAsset.item_id.in_(chunk))))
+        done = made_pairs(s, kind, SLATE_SEED, [item_id for _, item_id in pairs])
     return [pair for pair in pairs if pair not in done]
