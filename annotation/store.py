@@ -167,7 +167,11 @@ def _existing(session: Session, column, values: Iterable) -> set:
 
 
 def _require_user(session: Session, user_id: Any, name: str = "user_id") -> str:
-    user_id = v.text(user_id, name, ID_LEN)
+    return _stored_user(session, v.text(user_id, name, ID_LEN), name)
+
+
+def _stored_user(session: Session, user_id: str, name: str = "user_id") -> str:
+    """`user_id`, already checked as an id, when it is a stored user."""
     if session.get(User, user_id) is None:
         raise UnknownUserError(f"{name} {user_id!r} is not a known user: create it first with store.ensure_user")
     return user_id
@@ -358,7 +362,7 @@ def record_impression(session: Session, event_id, user_id: str, model: str | Seq
     sent = {"user_id": user_id, "model": models[0], "model_b": models[1] if len(models) == 2 else None}
     stored = session.scalars(select(Impression).where(Impression.event_id == event_id)).one_or_none()
     if stored is None:
-        _require_user(session, user_id)
+        _stored_user(session, user_id)
         _require_items(session, item_ids, "item_ids")
         new_id = _insert_once(session, Impression, {
             "event_id": event_id, **sent, "session_id": session_id, "tab": tab, "query": query,

@@ -67,7 +67,8 @@ def _serve(args, settings, runner, started: float, log) -> int:
                 print(f"  {name}: {value}  {note}".rstrip())
         return 0
 
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue, launch_kwargs
 
     demo = build_demo(svc)
     enable_queue(demo, settings)

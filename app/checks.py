@@ -37,16 +37,18 @@ def encodable(value: str) -> bool:
 
 def text(name: str, value: object, max_len: int = TEXT_MAX) -> str:
     """A non-empty string of at most `max_len` characters, stripped."""
+    problem = None
     if not isinstance(value, str):
-        raise bad(name, "a string", value)
-    if not encodable(value):
-        raise bad(name, "text without NUL bytes or lone surrogates", value.encode("utf-8", "backslashreplace"))
-    value = value.strip()
-    if not value:
-        raise bad(name, "a non-empty string", value)
-    if len(value) > max_len:
-        raise bad(name, f"at most {max_len} characters", f"{len(value)} characters")
-    return value
+        problem = ("a string", value)
+    elif not encodable(value):
+        problem = ("text without NUL bytes or lone surrogates", value.encode("utf-8", "backslashreplace"))
+    elif not value.strip():
+        problem = ("a non-empty string", value.strip())
+    elif len(value.strip()) > max_len:
+        problem = (f"at most {max_len} characters", f"{len(value.strip())} characters")
+    if problem is not None:
+        raise bad(name, *problem)
+    return value.strip()
 
 
 def integer(name: str, value: object, low: int, high: int) -> int:

@@ -485,7 +485,7 @@ def serve_echo() -> None:
     """The floor's server: a no-op `gr.api` endpoint, in a queue set up like the app's (port from the env)."""
     import gradio as gr
 
-    from app.web.ui import enable_queue
+    from app.web.launch import enable_queue
 
     def echo(x: str) -> str:
         return x

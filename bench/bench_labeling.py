@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
     from vitrine_app_fixtures import free_port, make_services
 
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.launch import enable_queue, launch_kwargs
+    from app.web.ui import build_demo
 
     torch.set_num_threads(1)
     svc = make_services(Path(tempfile.mkdtemp(prefix="bench-labeling-")))

@@ -86,22 +86,28 @@ def watch(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
+def add_health_args(parser: argparse.ArgumentParser, env) -> None:
+    """--timeout, --interval, --retries, --start-period, with their environment defaults (this watchdog's and
+    scripts/replica.py's)."""
+    parser.add_argument("--timeout", type=float, default=float(env.get("VITRINE_HEALTH_TIMEOUT_S") or 10),
+                        help="seconds one request may take (default $VITRINE_HEALTH_TIMEOUT_S, else 10)")
+    parser.add_argument("--interval", type=float, default=float(env.get("VITRINE_HEALTH_INTERVAL_S") or 30),
+                        help="seconds between checks (default $VITRINE_HEALTH_INTERVAL_S, else 30)")
+    parser.add_argument("--retries", type=int, default=int(env.get("VITRINE_HEALTH_RETRIES") or 3),
+                        help="failures in a row that count as unhealthy (default $VITRINE_HEALTH_RETRIES, else 3)")
+    parser.add_argument("--start-period", type=float, default=float(env.get("VITRINE_HEALTH_START_S") or 900),
+                        help="seconds failures do not count while the app starts, unless it answered already "
+                             "(default $VITRINE_HEALTH_START_S, else 900: the first start computes features)")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=None, help="the Gradio app's root URL (with several replicas each one's is "
                                                     "watched by scripts/replica.py: then --dashboard alone)")
     parser.add_argument("--dashboard", default=None, help="the dashboard's health URL (…/_stcore/health), if any")
-    parser.add_argument("--timeout", type=float, default=float(env.get("VITRINE_HEALTH_TIMEOUT_S") or 10),
-                        help="seconds one request may take (default $VITRINE_HEALTH_TIMEOUT_S, else 10)")
     parser.add_argument("--watch", action="store_true", help="check forever; exit 1 when unhealthy")
-    parser.add_argument("--interval", type=float, default=float(env.get("VITRINE_HEALTH_INTERVAL_S") or 30),
-                        help="seconds between checks (default $VITRINE_HEALTH_INTERVAL_S, else 30)")
-    parser.add_argument("--retries", type=int, default=int(env.get("VITRINE_HEALTH_RETRIES") or 3),
-                        help="failures in a row that make it unhealthy (default $VITRINE_HEALTH_RETRIES, else 3)")
-    parser.add_argument("--start-period", type=float, default=float(env.get("VITRINE_HEALTH_START_S") or 900),
-                        help="seconds failures do not count while the app starts, unless it answered already "
-                             "(default $VITRINE_HEALTH_START_S, else 900: the first start computes features)")
+    add_health_args(parser, env)
     args = parser.parse_args(argv)
     if not args.url and not args.dashboard:
         parser.error("give --url, --dashboard or both")

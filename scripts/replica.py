@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from healthcheck import check_app  # noqa: E402
+from healthcheck import add_health_args, check_app  # noqa: E402
 
 POLL_S = 0.25  # how often the app's process is looked at (a death is noticed this fast)
 
@@ -146,15 +146,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="the app's own root URL (its loopback port)")
     parser.add_argument("--cmd", required=True, help="the command that serves the app, shell words")
     parser.add_argument("--after", default="", help="start only once this URL answers its health event (replica 1's)")
-    parser.add_argument("--timeout", type=float, default=float(env.get("VITRINE_HEALTH_TIMEOUT_S") or 10),
-                        help="seconds one health request may take (default $VITRINE_HEALTH_TIMEOUT_S, else 10)")
-    parser.add_argument("--interval", type=float, default=float(env.get("VITRINE_HEALTH_INTERVAL_S") or 30),
-                        help="seconds between health checks (default $VITRINE_HEALTH_INTERVAL_S, else 30)")
-    parser.add_argument("--retries", type=int, default=int(env.get("VITRINE_HEALTH_RETRIES") or 3),
-                        help="failures in a row that restart the app (default $VITRINE_HEALTH_RETRIES, else 3)")
-    parser.add_argument("--start-period", type=float, default=float(env.get("VITRINE_HEALTH_START_S") or 900),
-                        help="seconds failures do not count while the app starts, unless it answered already "
-                             "(default $VITRINE_HEALTH_START_S, else 900)")
+    add_health_args(parser, env)  # --timeout, --interval, --retries (failures that restart the app), --start-period
     parser.add_argument("--max-restarts", type=int, default=int(env.get("VITRINE_REPLICA_MAX_RESTARTS") or 5),
                         help="restarts within --restart-window that make it give up (default "
                              "$VITRINE_REPLICA_MAX_RESTARTS, else 5)")

@@ -6,11 +6,15 @@
 - `artifacts_dir`: where browser tests keep their screenshots (`artifacts/`, ignored by git).
 - `browser`: Debian's Chromium driven by Playwright (`playwright install` cannot download browsers here);
   skips outside CI when Chromium is missing, fails in CI.
+- every test leaves `sys.modules["__main__"]` as it found it: Streamlit's test runner puts the dashboard script
+  there and does not put pytest's back, and a process started with "spawn" afterwards (the sync runner's child)
+  would run the dashboard again as its main module and die.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +39,14 @@ def pytest_configure(config: pytest.Config) -> None:
     except ImportError:  # pragma: no cover - torch is in requirements.txt
         return
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

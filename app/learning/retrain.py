@@ -2,7 +2,7 @@
 
     result = retrain(Session, dataset, "ease", artifacts)              # python -m app.train --model ease
     rollback(Session, "ease")                                          # python -m app.train --model ease --rollback
-    version, model = load_promoted(Session, "ease", artifacts)          # what every replica serves
+    version, model = served.load_promoted(Session, "ease", artifacts)  # what every replica serves
 
 `artifacts` is an `app.learning.artifacts.ModelArtifacts` (the blob store every replica shares; the app builds it from
 VITRINE_BLOB_URL) or a directory (a local blob store there).
@@ -42,13 +42,13 @@ app - it is refused with RetrainBudgetError, naming the estimate and the budget,
    it through `promoted_version` / `ServedModelWatcher` and swap models without a restart. The result (and the
    version's config) carries the estimate, the budget and the seconds each step took.
 
+What is served is loaded by `app.learning.served` (`load_promoted`, `ServedModelWatcher`); `app.learning.schedule`'s
 `RetrainSchedule` runs `retrain` after every N new events or T minutes (both off by default).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import math
 import time
@@ -59,14 +59,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger("vitrine")
-
-from app.learning.artifacts import ModelArtifacts
 from app.errors import AppInputError
+from app.learning.artifacts import ModelArtifacts
 from app.learning.gate import (  # noqa: F401 - re-exported: the gate's steps are part of this module's interface
     HOLDOUT_SPLIT, LIKED_KINDS, GateConfig, HoldoutCase, RetrainEstimate, estimate_retrain, fit_on, gate,
     holdout_cases, holdout_metrics, offline_metrics, offline_sample, recent_holdout, sample_users,
 )
+from app.learning.served import load_version_model
+
+log = logging.getLogger("vitrine")
 
 
 class RetrainBudgetError(AppInputError):
@@ -106,25 +107,6 @@ class RetrainResult:
 # ------------------------------------------------------------------------------------------------------------
 # with the store: registry, artifacts, eval_runs
 # ------------------------------------------------------------------------------------------------------------
-def load_version_model(artifacts: ModelArtifacts | Path | str, artifact: str):
-    """The recommender saved as `artifact` (a blob key, or a pre-blob-store path), fetched on a miss."""
-    from recommenders.models import load_model
-
-    return load_model(ModelArtifacts.at(artifacts).directory(artifact))
-
-
-def load_promoted(Session, name: str, artifacts: ModelArtifacts | Path | str) -> tuple[Any, Any]:
-    """(version row, loaded recommender) of the served version of `name`; (None, None) when none is promoted."""
-    from annotation import registry
-
-    with Session() as s:
-        row = registry.promoted_version(s, name)
-        if row is None:
-            return None, None
-        s.expunge(row)
-    return row, load_version_model(artifacts, row.artifact)
-
-
 def _record_evals(s, version_id: int, dataset_name: str, offline: Mapping[str, Mapping[str, float]] | None,
                   holdout: Mapping[str, float] | None, config: Mapping[str, Any]) -> None:
     from annotation import registry
@@ -381,100 +363,3 @@ def rollback(Session, name: str, kind: str = "recommender") -> Any:
         s.flush()
         s.expunge(row)
     return row
-
-
-class ServedModelWatcher:
-    """Keeps the promoted version of one model loaded; `refresh()` swaps in a newly promoted one (no restart).
-
-    A replica calls `refresh()` every few seconds (or after a retrain); it reads one row and loads the
-    artifact (from the shared blob store, through this machine's cache) only when the promoted version changed.
-    kind: "recommender" (loaded with `load_version_model`) or "preference" (give `load`: (artifacts, key) ->
-    model, e.g. `app.learning.reward.load_reward_artifact`).
-    """
-
-    def __init__(self, Session, name: str, artifacts: ModelArtifacts | Path | str, kind: str = "recommender",
-                 load: Callable[[ModelArtifacts, str], Any] | None = None) -> None:
-        self.Session, self.name, self.kind = Session, name, kind
-        self.artifacts = ModelArtifacts.at(artifacts)
-        self.load = load or load_version_model
-        self.version_id: int | None = None
-        self.version: int | None = None  # the served version's number
-        self.model = None
-        self.error: str | None = None  # why the promoted version is not loaded (None: it is, or none is promoted)
-        self._failed: int | None = None  # the version id that failed to load (logged once)
-
-    def refresh(self) -> bool:
-        """True when a different version was loaded. A promoted version whose artifact cannot be loaded (e.g. a
-        blob store that lost it) leaves the model served now in place: `error` says why, logged once per version,
-        and the next refresh tries again."""
-        from annotation import registry
-
-        with self.Session() as s:
-            row = registry.promoted_version(s, self.name, self.kind)
-            if row is None or row.id == self.version_id:
-                return False
-            version_id, version, artifact = row.id, row.version, row.artifact
-        try:
-            model = self.load(self.artifacts, artifact)
-        except Exception as exc:  # noqa: BLE001 - logged and shown (`error`); the served model keeps serving
-            self.error = f"{self.name} version {version} ({artifact}) not loaded: {type(exc).__name__}: {exc}"
-            if self._failed != version_id:
-                log.warning("%s; serving what was served before", self.error)
-                self._failed = version_id
-            return False
-        self.model, self.error, self._failed = model, None, None
-        self.version_id, self.version = version_id, version
-        return True
-
-
-@dataclass
-class RetrainSchedule:
-    """Run a retrain after every `every_events` new feedback events or `every_minutes` minutes (None = off).
-
-    Both off by default. `tick(latest_event_id, now)` is cheap; it calls `run()` when due and remembers the
-    watermark and time of the last run. The app calls it from its background worker.
-    """
-
-    run: Callable[[], Any]
-    every_events: int | None = None
-    every_minutes: float | None = None
-    last_event_id: int = 0
-    last_run: dt.datetime | None = None
-
-    def __post_init__(self) -> None:
-        if self.every_events is not None and (isinstance(self.every_events, bool) or self.every_events < 1):
-            raise ValueError(f"every_events: expected a positive integer or None, got {self.every_events!r}")
-        if self.every_minutes is not None and not self.every_minutes > 0:
-            raise ValueError(f"every_minutes: expected a positive number or None, got {self.every_minutes!r}")
-
-    @property
-    def enabled(self) -> bool:
-        return self.every_events is not None or self.every_minutes is not None
-
-    def due(self, latest_event_id: int | None, now: dt.datetime) -> bool:
-        latest = latest_event_id or 0
-        if latest <= self.last_event_id:
-            return False  # nothing new to learn from
-        if self.every_events is not None and latest - self.last_event_id >= self.every_events:
-            return True
-        if self.every_minutes is not None:
-            if self.last_run is None:
-                return True
-            return (now - self.last_run).total_seconds() >= 60 * self.every_minutes
-        return False
-
-    def tick(self, latest_event_id: int | None, now: dt.datetime | None = None) -> Any:
-        """Run when due; returns run()'s result, or None when not due. A run refused for its time budget counts as a
-        run (it is raised, to be logged once): it is not tried again before the next N events or T minutes."""
-        now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        if not self.due(latest_event_id, now):
-            return None
-        try:
-            result = self.run()
-        except RetrainBudgetError:
-            self.last_event_id, self.last_run = int(latest_event_id or 0), now
-            raise
-        self.last_event_id, self.last_run = int(latest_event_id or 0), now
-        return result
-
-

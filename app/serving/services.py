@@ -46,7 +46,9 @@ from app.serving.upkeep import Upkeep
 if TYPE_CHECKING:  # pragma: no cover - types only
     from app.learning.artifacts import ModelArtifacts
     from app.serving.growth import Growth
-    from app.learning.retrain import RetrainResult, RetrainSchedule, ServedModelWatcher
+    from app.learning.retrain import RetrainResult
+    from app.learning.schedule import RetrainSchedule
+    from app.learning.served import ServedModelWatcher
     from recommenders.data import Dataset
     from recommenders.models.base import Recommender
 
@@ -354,13 +356,14 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
     """Serve the promoted version of each model that has one (a retrain promoted here, before a restart, or on
     another replica), the promoted preference model too, keep following promotions every VITRINE_MODEL_POLL_S,
     and run the optional schedules."""
-    from app.learning import retrain as learning
     from app.learning.reward import REWARD_KIND, REWARD_NAME, load_reward_artifact
+    from app.learning.schedule import RetrainSchedule
+    from app.learning.served import ServedModelWatcher
 
     with timed("model versions"):
-        svc.watchers = {name: learning.ServedModelWatcher(svc.events.Session, name, svc.artifacts) for name in names}
+        svc.watchers = {name: ServedModelWatcher(svc.events.Session, name, svc.artifacts) for name in names}
         text_model = svc.settings.text_model
-        svc.reward_watcher = learning.ServedModelWatcher(
+        svc.reward_watcher = ServedModelWatcher(
             svc.events.Session, REWARD_NAME, svc.artifacts, kind=REWARD_KIND,
             load=lambda artifacts, key: load_reward_artifact(artifacts, key, text_model))
         served = svc.serve_promoted()
@@ -370,10 +373,9 @@ def _follow_the_registry(svc: Services, names: Sequence[str], timed) -> None:
         if watcher.error:
             svc.notes.append(watcher.error)
     st = svc.settings
-    svc.schedule = learning.RetrainSchedule(run=lambda: svc.retrain(svc.ranking.default_model),
-                                            every_events=st.retrain_every_events,
-                                            every_minutes=st.retrain_every_minutes)
-    svc.reward_schedule = learning.RetrainSchedule(run=svc.train_preference, every_events=st.reward_every_labels)
+    svc.schedule = RetrainSchedule(run=lambda: svc.retrain(svc.ranking.default_model),
+                                   every_events=st.retrain_every_events, every_minutes=st.retrain_every_minutes)
+    svc.reward_schedule = RetrainSchedule(run=svc.train_preference, every_events=st.reward_every_labels)
     tasks = [("catalog growth", svc.growth.refresh) if svc.growth is not None else None,
              ("promoted models", svc.serve_promoted), ("retrain schedule", svc.tick_schedule),
              ("preference model schedule", svc.tick_reward_schedule), ("asset quota", svc.assets.quota.tick),

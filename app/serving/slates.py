@@ -49,6 +49,7 @@ class Page:
     captions: dict[str, Asset] = field(default_factory=dict)  # item_id -> recorded caption
     pending: list[str] = field(default_factory=list)  # items whose cover or caption is still being made
     templates: dict[str, str] = field(default_factory=dict)  # item_id -> template caption shown until it is made
+    profile: Any = None  # the visitor's profile the page was ranked and captioned for
 
     @property
     def item_ids(self) -> list[str]:
@@ -67,28 +68,21 @@ class Slates:
         """The visitor as the store knows them: kind, and their app likes and dislikes (the latest of a like and a
         dislike of an item wins: `annotation.reads.visitor_feedback`, the one rule every tab, the API and the
         recommenders follow). Read at every page, so feedback sent anywhere counts on every open page."""
-        user_id = checks.text("user_id", user_id, checks.ID_MAX)
-        kind = self.events.user_kind(user_id)
-        liked, disliked = self.events.visitor_feedback(user_id)
+        user_id, kind, liked, disliked = self.events.visitor(user_id)
         return Visit(user_id, kind, tuple(liked), tuple(disliked))
 
     def page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str] = (),
-             tab: str = "discover", context: dict[str, Any] | None = None, wait: bool = False,
-             prefetch: bool = False) -> Page:
+             tab: str = "discover", context: dict[str, Any] | None = None, wait: bool = False) -> Page:
         """Rank, record the impression and attach the assets. `exclude`: items already shown in this session
         (paging). `wait=True` waits (at most WAIT_MAX_S) for the background worker to make the missing assets
         before answering (slow with real models); the generation itself stays in the worker. Items without a
-        caption yet get their template caption in `Page.templates` (shown, labelled, until the real one lands).
-        `prefetch=True` also queues the assets of the next page ("More": the next `k` items, seed + 1) behind
-        this page's, so that they are ready when the visitor pages on."""
-        page, profile = self._record_page(visit, choice, k, seed=seed, exclude=exclude, tab=tab, context=context)
+        caption yet get their template caption in `Page.templates` (shown, labelled, until the real one lands)."""
+        page = self._record_page(visit, choice, k, seed=seed, exclude=exclude, tab=tab, context=context)
         if page.rows:
             page.covers, page.captions, page.pending = self.made(visit.user_id, page.item_ids)
-            page.templates = {i: self.assets.template_caption(i, profile) for i in page.item_ids
+            page.templates = {i: self.assets.template_caption(i, page.profile) for i in page.item_ids
                               if i not in page.captions}
-            self.assets.worker.generate_later(visit.user_id, page.pending, profile)
-            if prefetch:
-                self._prefetch(visit, choice, k, seed=seed, exclude=[*exclude, *page.item_ids], profile=profile)
+            self.assets.worker.generate_later(visit.user_id, page.pending, page.profile)
         if wait and page.pending:
             # made by the background worker (the one generation lane), never in this request's thread; waited for
             # outside the interactive gate, so the worker does not give way to this very request
@@ -97,29 +91,32 @@ class Slates:
         return page
 
     @gated
-    def _prefetch(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str],
-                  profile: Any) -> None:
-        """Queue the missing assets of the items the next page would show (ranked, not recorded)."""
-        rows = self.ranking.slate(visit.user_id, choice, k, profile=profile, liked=visit.liked,
-                                  disliked=visit.disliked, exclude=exclude, seed=(seed + 1) % (checks.SEED_MAX + 1))
+    def prefetch(self, visit: Visit, page: Page, k: int, *, exclude: Sequence[str] = ()) -> None:
+        """Queue the missing assets of the items the page after `page` would show ("More": the next `k` items,
+        seed + 1; ranked, not recorded) behind `page`'s own, so that they are ready when the visitor pages on."""
+        if not page.rows:
+            return
+        rows = self.ranking.slate(visit.user_id, page.choice, k, profile=page.profile, liked=visit.liked,
+                                  disliked=visit.disliked, exclude=[*exclude, *page.item_ids],
+                                  seed=(page.seed + 1) % (checks.SEED_MAX + 1))
         if rows:
             _, _, missing = self.made(visit.user_id, [r.item_id for r in rows])
-            self.assets.worker.generate_later(visit.user_id, missing, profile)
+            self.assets.worker.generate_later(visit.user_id, missing, page.profile)
 
     @gated
     def _record_page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str],
                      tab: str, context: dict[str, Any] | None):
-        """Rank and record the impression (an interactive request): (page without assets, the visitor's profile)."""
+        """Rank and record the impression (an interactive request): the page, without its assets yet."""
         learner = self.assets.learner
         profile = self.catalog.profile(visit.user_id, visit.liked, preferred_prompts=(
             learner.preferred_prompts(visit.user_id) if learner is not None else ()))
         rows = self.ranking.slate(visit.user_id, choice, k, profile=profile, liked=visit.liked,
                                   disliked=visit.disliked, exclude=exclude, seed=seed)
         if not rows:
-            return Page(choice=choice, rows=[], impression_id=None, seed=seed), profile
+            return Page(choice=choice, rows=[], impression_id=None, seed=seed, profile=profile)
         impression_id = self.events.record_impression(visit.user_id, rows, choice,
                                                       context={"tab": tab, "seed": seed, **(context or {})})
-        return Page(choice=choice, rows=rows, impression_id=impression_id, seed=seed), profile
+        return Page(choice=choice, rows=rows, impression_id=impression_id, seed=seed, profile=profile)
 
     def made(self, user_id: str, item_ids: Sequence[str]) -> tuple[dict[str, Asset], dict[str, Asset], list[str]]:
         """(covers, captions, pending): the slate assets made so far for these items, and the items still

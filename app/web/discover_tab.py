@@ -190,8 +190,10 @@ def _keep_assets(svc: Services, visitor: Visitor, covers: dict[str, dict], capti
 
 def _show_page(svc: Services, visitor: Visitor, choice: ModelChoice) -> tuple[Visitor, list[str], str]:
     seed = (visitor.seed + visitor.page) % (checks.SEED_MAX + 1)
-    page = svc.slates.page(visit_of(svc, visitor), choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
-                           context={"page": visitor.page}, prefetch=True)
+    visit = visit_of(svc, visitor)
+    page = svc.slates.page(visit, choice, PAGE_SIZE, seed=seed, exclude=visitor.shown, tab="discover",
+                           context={"page": visitor.page})
+    svc.slates.prefetch(visit, page, PAGE_SIZE, exclude=visitor.shown)  # "More" is ready when the visitor pages on
     visitor.model_choice = choice
     visitor.card_lead = svc.settings.card_lead
     visitor.slate = [{**r.to_dict(), "image": svc.catalog.item_image(r.item_id)} for r in page.rows]

@@ -65,8 +65,8 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
         return visitor, empty, "", "", progress
     target = pair.get("target_user_id")
     if target:
-        kind = svc.events.user_kind(target)
-        head = profile_html(svc, target, kind, svc.events.visitor_feedback(target)[0] if kind == "new" else [])
+        target, kind, liked, _ = svc.events.visitor(target)
+        head = profile_html(svc, target, kind, liked if kind == "new" else [])
     else:
         head = '<div class="vt-muted">Generic pair (no target user)</div>'
     if pair.get("item_id"):

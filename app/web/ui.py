@@ -1,4 +1,5 @@
-"""The Gradio app: layout first, then the events. `build_demo(svc)` -> `gr.Blocks`; `launch(...)` serves it.
+"""The Gradio app: layout first, then the events. `build_demo(svc)` -> `gr.Blocks`; `app.web.launch` queues and
+serves it (`enable_queue`, `launch_kwargs`).
 
 Five tabs - Discover, Create, Label, Studies, Status - over one `Services` (loaded once at start) and one `Visitor`
 state per browser session. The handlers are plain functions, one module per tab (`app.web.discover_tab`,
@@ -16,126 +17,19 @@ from __future__ import annotations
 
 import functools
 from html import escape as html_escape
-import os
 from typing import Any
 
 import gradio as gr
 
 from app.web import create_tab, discover_tab, label_tab, status_tab, study
 from app.web.api import register_api
-from app.web.cards import CSS, labeling_guidelines, markdown_escape, render_slate
+from app.web.cards import labeling_guidelines, markdown_escape, render_slate
+from app.web.page_scripts import CARD_JS, FOCUS_CREATE_ITEM, FOCUS_PICKS, KEYS_HINT
 from app.checks import N_VARIANTS_MAX
 from app.serving.services import Services
-from app.settings import Settings
 from app.web.state import Visitor
 
-__all__ = ["build_demo", "enable_queue", "launch_kwargs", "HEAD"]
-
-# Gradio's queue rebuilds a pandas summary of its last 10,000 events (for /monitoring) after every event by
-# default: at a few hundred events it costs more CPU than the request itself. Every 500 events is plenty.
-ANALYTICS_CACHE_FREQUENCY = "500"
-
-
-# Keyboard shortcuts. On a focused Discover card (or one of its buttons): l / d / o / u click its Like / Dislike /
-# Open / Undo button. On the Label tab: 1 / 2 / 0 / s / u click the matching button while it is visible.
-HEAD = """
-<script>
-(() => {
-  const keys = {"1": "vt-key-1", "2": "vt-key-2", "0": "vt-key-0", "s": "vt-key-s", "u": "vt-key-u"};
-  const cardKeys = {"l": "like", "d": "dislike", "o": "open", "u": "undo"};
-  // Enter in a picker, unless a suggestion was chosen with the arrow keys: the user picker takes the id as typed
-  // (its box loses the focus, which commits the typed text); an item picker takes the first suggestion shown that
-  // is not chosen yet. Gradio's own Enter takes the suggestion highlighted at the last key, which is stale while a
-  // search is on its way, and none at all in a multiselect.
-  let navigated = false;
-  // What is typed in a picker's box is copied, 150 ms after the last key, to its hidden twin (#<picker>-typed),
-  // whose change event searches: the search always reads the latest text, however fast the typing.
-  const timers = {};
-  document.addEventListener("input", (event) => {
-    const input = event.target;
-    const picker = input && input.tagName === "INPUT" && input.closest ?
-      input.closest("#vt-user, #vt-picks, #vt-create-item") : null;
-    if (!picker) return;
-    clearTimeout(timers[picker.id]);
-    timers[picker.id] = setTimeout(() => {
-      const twin = document.querySelector("#" + picker.id + "-typed textarea, #" + picker.id + "-typed input");
-      if (!twin || twin.value === input.value) return;
-      twin.value = input.value;
-      twin.dispatchEvent(new Event("input", {bubbles: true}));
-    }, 150);
-  }, true);
-  document.addEventListener("keydown", (event) => {
-    const input = event.target;
-    const picker = input && input.tagName === "INPUT" && input.closest ?
-      input.closest("#vt-user, #vt-picks, #vt-create-item") : null;
-    if (!picker) return;
-    if (event.key === "ArrowDown" || event.key === "ArrowUp") { navigated = true; return; }
-    if (event.key !== "Enter") { navigated = false; return; }
-    if (navigated || event.isComposing || !input.value.trim()) return;
-    event.preventDefault();
-    event.stopImmediatePropagation();
-    if (picker.id === "vt-user") {
-      // Escape first: the dropdown handles a key after a tick, and the last letter's turn would open the list again
-      input.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", bubbles: true}));
-      input.blur();
-      return;
-    }
-    const option = [...picker.querySelectorAll("[role=option]")].find((o) => o.getAttribute("aria-selected") !== "true");
-    if (option) option.dispatchEvent(new MouseEvent("mousedown", {bubbles: true, cancelable: true}));
-  }, true);
-  document.addEventListener("keydown", (event) => {
-    const target = event.target;
-    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
-    const card = target && target.closest ? target.closest("#vt-slate .vt-card[data-slot]") : null;
-    if (card) {
-      const action = cardKeys[(event.key || "").toLowerCase()];
-      const button = action ? card.querySelector('button[data-action="' + action + '"]') : null;
-      if (button) { event.preventDefault(); button.click(); }
-      return;
-    }
-    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
-    const id = keys[(event.key || "").toLowerCase()];
-    if (!id) return;
-    const button = document.getElementById(id);
-    if (!button || button.offsetParent === null || button.disabled) return;
-    event.preventDefault();
-    button.click();
-  });
-})();
-</script>
-"""
-
-
-# The slate's script (gr.HTML js_on_load): a click on a card's button sends {action, slot} as the HTML's click
-# event; after the slate re-renders (a like, a cover that arrived), the card that had the focus gets it back.
-CARD_JS = """
-let focused = null;
-element.addEventListener("focusin", (e) => {
-  const card = e.target.closest("[data-slot]");
-  focused = card ? card.dataset.slot : null;
-});
-element.addEventListener("focusout", (e) => {
-  if (e.relatedTarget && !element.contains(e.relatedTarget)) focused = null;
-});
-element.addEventListener("click", (e) => {
-  const button = e.target.closest("button[data-action]");
-  if (!button || !element.contains(button)) return;
-  trigger("click", {action: button.dataset.action, slot: Number(button.dataset.slot)});
-});
-watch("value", () => {
-  if (focused === null) return;
-  const active = document.activeElement;
-  if (active && active !== document.body && document.contains(active)) return;
-  const card = element.querySelector('[data-slot="' + focused + '"]');
-  if (card) (card.querySelector("button[data-action]") || card).focus({preventScroll: true});
-});
-"""
-
-KEYS_HINT = ('<p class="vt-keys" id="vt-keys">Keyboard: <kbd>Tab</kbd> to a card, then <kbd>l</kbd> like · '
-             "<kbd>d</kbd> dislike · <kbd>o</kbd> open · <kbd>u</kbd> undo. On the Label tab: <kbd>1</kbd> left · "
-             "<kbd>2</kbd> right · <kbd>0</kbd> tie · <kbd>s</kbd> skip · <kbd>u</kbd> undo.</p>")
-FOCUS_PICKS = "() => { const input = document.querySelector('#vt-picks input'); if (input) input.focus(); }"
-FOCUS_CREATE_ITEM = "() => { const input = document.querySelector('#vt-create-item input'); if (input) input.focus(); }"
+__all__ = ["build_demo"]
 
 
 def _twin(picker_id: str) -> gr.Textbox:
@@ -455,62 +349,3 @@ def build_demo(svc: Services) -> gr.Blocks:
 
         register_api(svc, generation_limit=settings.generation_concurrency)
     return demo
-
-
-def enable_queue(demo: gr.Blocks, settings: Settings | None = None, default_concurrency_limit: int = 8) -> gr.Blocks:
-    """`demo.queue(...)` with this app's settings (an environment value set by the operator wins), bounded by
-    `app.web.guards.bound_queue`: `settings.queue_max` events waiting in all, and with `settings` the per-client bounds
-    (`queue_per_client` waiting events, `rate_join` joins) keyed as the rate limits are (`trust_proxy`). The files
-    Gradio keeps in its temp dir for `demo` (uploads, file outputs) are deleted at `settings.temp_age_s`. Every
-    event's inputs are checked (`app.web.inputs.guard_inputs`), and rejections are logged at most
-    `settings.log_rejections_per_minute` lines a minute."""
-    from app.web.guards import bound_queue, rejections
-    from app.web.inputs import guard_inputs
-
-    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", ANALYTICS_CACHE_FREQUENCY)
-    guard_inputs(demo)
-    rejections.per_minute = (settings or Settings).log_rejections_per_minute
-    age = (settings or Settings).temp_age_s
-    demo.delete_cache = (min(age, 600), age)  # swept every 10 min at most; read when the server app is made
-    # api_open=False: no event runs outside the queue (Gradio opens /gradio_api/run/<name> to direct POSTs when
-    # not on a Space, which skipped every bound below)
-    demo.queue(default_concurrency_limit=default_concurrency_limit, api_open=False)
-    if settings is None:
-        bound_queue(demo, max_size=Settings.queue_max)
-    else:
-        bound_queue(demo, max_size=settings.queue_max, per_client=settings.queue_per_client,
-                    join_rate=settings.rate_join, trust_proxy=settings.trust_proxy)
-    return demo
-
-
-def launch_kwargs(svc: Services) -> dict[str, Any]:
-    """What `demo.launch` needs beyond host and port: assets served from the data dir, theme, CSS, shortcuts."""
-    from starlette.middleware import Middleware
-
-    from app.web.middleware import ApiCalls, BodyLimit, ClosedRoutes, EncodableJson, QueueReads, UploadGate
-    from app.web.routes import routes
-
-    settings = svc.settings
-    limit = settings.max_body_bytes
-    uploads = Middleware(UploadGate, bytes_per_hour=int(settings.upload_mb_per_hour * (1 << 20)), max_body_bytes=limit,
-                         trust_proxy=settings.trust_proxy)
-    return {
-        # Create's trial covers (shown by Gradio's gallery); cards, pairs and the API use app.web.routes instead
-        "allowed_paths": [*map(str, svc.assets.public_dirs)],  # cover images only, never provenance
-        # 413 for a larger body; 403 for an upload (no event takes a file); 400 for JSON text that cannot be encoded;
-        # 404 for a read of the queue naming nothing it holds, and for Gradio's /monitoring
-        "app_kwargs": {"middleware": [Middleware(ClosedRoutes), Middleware(BodyLimit, max_bytes=limit), uploads,
-                                      Middleware(EncodableJson), Middleware(QueueReads), Middleware(ApiCalls)],
-                       "routes": routes(svc)},  # covers by blob key, items' own pictures by item id
-        "max_file_size": limit,  # the cap of an upload, were one ever taken
-        "css": CSS + study.CSS,
-        "head": HEAD,
-        # system fonts: the default theme fonts come from Google Fonts, which an offline machine cannot reach
-        "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
-                                font=[gr.themes.Font(f) for f in ("ui-sans-serif", "system-ui", "sans-serif")],
-                                font_mono=[gr.themes.Font(f) for f in ("ui-monospace", "monospace")]),
-        "footer_links": ["api", "gradio"],
-        "show_error": False,  # only gr.Error messages reach a person; anything else is logged, not shown
-        # the root URL in the page and /config: the configured public address, never the request's Host header
-        **({"root_path": settings.public_url} if settings.public_url else {}),
-    }

@@ -42,7 +42,8 @@ def services_factory(tmp_path):
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory):
     """The app served in-process on a free port: (url, services). Closed after the module."""
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue, launch_kwargs
 
     services = make_services(tmp_path_factory.mktemp("live"))
     demo = build_demo(services)

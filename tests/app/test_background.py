@@ -155,7 +155,9 @@ def test_a_page_shows_the_template_caption_at_once_and_queues_the_next_page(fres
     real = svc.assets._item_assets
     monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
     ease = svc.ranking.parse("ease")
-    page = svc.slates.page(svc.slates.visit("11"), ease, 3, seed=1, prefetch=True)
+    visit = svc.slates.visit("11")
+    page = svc.slates.page(visit, ease, 3, seed=1)
+    svc.slates.prefetch(visit, page, 3)
     assert page.pending == page.item_ids and page.captions == {}
     profile = svc.catalog.profile("11")
     assert page.templates == {i: svc.assets.template_caption(i, profile) for i in page.item_ids}

@@ -56,7 +56,8 @@ def test_the_catalog_speaks_its_own_domain(books):
 
 @pytest.mark.browser
 def test_discover_shows_the_items_own_pictures(books, browser, artifacts_dir):
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue, launch_kwargs
 
     demo = build_demo(books)
     enable_queue(demo, books.settings)
@@ -88,7 +89,8 @@ def test_pictures_are_served_by_name_and_no_page_shows_a_server_path(books):
     the dataset folder; both routes serve the exact files and answer 404 to anything else."""
     import requests
 
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue, launch_kwargs
 
     visitor, _ = discover_tab.select_user(books, Visitor(), books.catalog.user_ids[2])
     visitor, _, _ = discover_tab.recommend(books, visitor, "ease-text", None)

@@ -57,7 +57,8 @@ LOG_PER_REJECTION = 1024  # bytes of log (and of the app's output) a rejected ca
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory):
     """The app served in-process on a free port: (url, services, demo)."""
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue, launch_kwargs
     from vitrine_app_fixtures import free_port, make_services
 
     services = make_services(tmp_path_factory.mktemp("fuzz"))

@@ -205,7 +205,7 @@ def test_covers_are_recorded_by_key_and_only_cover_images_are_served(fresh_svc):
     import os
 
     from annotation.models import GeneratedAsset
-    from app.web.ui import launch_kwargs
+    from app.web.launch import launch_kwargs
 
     svc = fresh_svc
     page = svc.slates.page(svc.slates.visit("5"), svc.ranking.parse("ease"), 2, seed=1, wait=True)

@@ -42,7 +42,8 @@ def test_create_shows_its_variants_by_url_not_by_server_path(live_app):
 
 
 def test_the_root_url_is_the_configured_one_whatever_the_host_header(services_factory):
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue, launch_kwargs
 
     svc = services_factory(public_url="https://vitrine.example.org")
     demo = build_demo(svc)

@@ -19,6 +19,8 @@ import pytest
 from annotation import registry, store
 from annotation.db import make_engine, make_session_factory, upgrade
 from app.learning import retrain as learning
+from app.learning.served import ServedModelWatcher, load_promoted
+from app.learning.schedule import RetrainSchedule
 from recommenders.data import Dataset
 from recommenders.signals import to_signal
 from byo_helpers import write_folder
@@ -158,9 +160,9 @@ def test_retrain_promotes_a_better_candidate_and_rejects_one_trained_on_shuffled
     assert {"random:valid", "random:test", "recent-holdout"} <= set(evals["split"])
     assert set(evals[evals["split"] == "recent-holdout"]["version"]) == {1, 2, 3}
     # the served model is loaded from the registry; a rollback returns to version 1 in one call
-    version, model = learning.load_promoted(Session, "ease", artifacts)
+    version, model = load_promoted(Session, "ease", artifacts)
     assert version.version == 2 and model.recommend_with_feedback(None, liked=["0"], k=3)[0]
-    watcher = learning.ServedModelWatcher(Session, "ease", artifacts)
+    watcher = ServedModelWatcher(Session, "ease", artifacts)
     assert watcher.refresh() and not watcher.refresh()
     back = learning.rollback(Session, "ease")
     assert back.version == 1 and watcher.refresh() and watcher.version_id == back.id
@@ -180,19 +182,19 @@ def test_retrain_with_an_empty_log_compares_offline_only(world):
 
 def test_schedule():
     calls = []
-    off = learning.RetrainSchedule(run=lambda: calls.append(1))
+    off = RetrainSchedule(run=lambda: calls.append(1))
     assert not off.enabled and off.tick(1000) is None
-    by_events = learning.RetrainSchedule(run=lambda: calls.append("e") or "ran", every_events=100)
+    by_events = RetrainSchedule(run=lambda: calls.append("e") or "ran", every_events=100)
     assert by_events.tick(99, T0) is None and by_events.tick(100, T0) == "ran" and by_events.last_event_id == 100
     assert by_events.tick(150, T0) is None and by_events.tick(200, T0) == "ran"
-    by_time = learning.RetrainSchedule(run=lambda: calls.append("t"), every_minutes=30)
+    by_time = RetrainSchedule(run=lambda: calls.append("t"), every_minutes=30)
     by_time.tick(1, T0)
     assert by_time.tick(2, T0 + dt.timedelta(minutes=10)) is None and calls[-1] == "t" and len(calls) == 3
     by_time.tick(2, T0 + dt.timedelta(minutes=31))
     assert len(calls) == 4
     assert by_time.tick(2, T0 + dt.timedelta(hours=3)) is None  # no new events: nothing to learn
     with pytest.raises(ValueError, match="every_events"):
-        learning.RetrainSchedule(run=lambda: None, every_events=0)
+        RetrainSchedule(run=lambda: None, every_events=0)
     from app.settings import load_settings
 
     settings = load_settings({"VITRINE_GATE_TOLERANCE": "0.01", "VITRINE_RETRAIN_EVERY_EVENTS": "500"})
@@ -237,5 +239,5 @@ def test_an_iterative_model_goes_through_the_same_gate(world):
     log_likes(Session, 0)
     result = learning.retrain(Session, ds, "bpr", artifacts, params={"epochs": 3, "dim": 8, "batch_size": 256})
     assert result.version == 2 and result.metrics["candidate"]["holdout"]["n_users"] == 30
-    version, model = learning.load_promoted(Session, "bpr", artifacts)
+    version, model = load_promoted(Session, "bpr", artifacts)
     assert version.version in (1, 2) and model.name == "bpr"

@@ -77,7 +77,7 @@ def test_the_queue_does_not_rebuild_its_analytics_after_every_event(monkeypatch)
     the app's queue does it every 500 events, unless the operator set GRADIO_ANALYTICS_CACHE_FREQUENCY."""
     import gradio as gr
 
-    from app.web.ui import ANALYTICS_CACHE_FREQUENCY, enable_queue
+    from app.web.launch import ANALYTICS_CACHE_FREQUENCY, enable_queue
 
     monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
     with gr.Blocks() as demo:

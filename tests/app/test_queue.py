@@ -28,7 +28,8 @@ HOLD_S = 600  # the longest the flood test holds a generation (the flood takes a
 def flood_app(tmp_path):
     """The app on a free port behind a (pretend) trusted proxy, so that a test can speak as many clients:
     (url, demo, services)."""
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue, launch_kwargs
 
     services = make_services(tmp_path, trust_proxy=True)
     demo = build_demo(services)
@@ -116,7 +117,7 @@ def held_app(tmp_path):
     yields a factory `start(**settings overrides) -> (url, release)`."""
     import gradio as gr
 
-    from app.web.ui import enable_queue
+    from app.web.launch import enable_queue
     from vitrine_app_fixtures import make_settings
 
     demos, releases = [], []

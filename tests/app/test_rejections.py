@@ -79,7 +79,8 @@ def test_every_input_component_refuses_text_it_cannot_store(svc):
     """Every input of every event, named or not, is checked before a handler runs: text with a NUL byte or a lone
     surrogate (which made some handlers fail with `TypeError: str is not valid UTF-8` and no message)."""
     from app.web.inputs import Rejected
-    from app.web.ui import build_demo, enable_queue
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue
 
     demo = build_demo(svc)
     enable_queue(demo, svc.settings)
@@ -142,7 +143,8 @@ def test_a_component_updated_for_a_session_is_checked_too(svc):
     from gradio.state_holder import SessionState
 
     from app.web.inputs import Rejected
-    from app.web.ui import build_demo, enable_queue
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue
 
     demo = build_demo(svc)
     enable_queue(demo, svc.settings)

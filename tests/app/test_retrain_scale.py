@@ -13,6 +13,7 @@ import pytest
 from annotation import registry
 from annotation.db import make_engine, make_session_factory, upgrade
 from app.learning import retrain as learning
+from app.learning.schedule import RetrainSchedule
 from recommenders.splits import Split
 from test_learning import log_likes, toy_dataset, world  # noqa: F401 - `world` is a fixture
 
@@ -110,7 +111,7 @@ def test_a_refused_scheduled_retrain_waits_for_the_next_round():
     def refuse():
         raise learning.RetrainBudgetError("retrain ease: estimated 2.0 h, over the retrain time budget of 60.0 min")
 
-    schedule = learning.RetrainSchedule(run=refuse, every_events=10)
+    schedule = RetrainSchedule(run=refuse, every_events=10)
     with pytest.raises(learning.RetrainBudgetError):
         schedule.tick(10)
     assert schedule.last_event_id == 10 and schedule.tick(15) is None  # not tried again at every poll

@@ -23,7 +23,8 @@ CONFIG_SPREAD_BYTES = 8_000  # how much more the 40k page may weigh than the 24-
 def big(tmp_path_factory):
     """(url, services) of the app over a 40k-item catalogue."""
     from app.serving.services import build_services
-    from app.web.ui import build_demo, enable_queue, launch_kwargs
+    from app.web.ui import build_demo
+    from app.web.launch import enable_queue, launch_kwargs
     from recommenders.data import load_dataset
     from recommenders.features import precomputed_features
     from recommenders.synthetic import SynthConfig, write_catalogue

@@ -40,7 +40,7 @@ def file_app(tmp_path):
     """A Gradio app with a file input, served with the app's launch settings: yields its URL."""
     import gradio as gr
 
-    from app.web.ui import enable_queue, launch_kwargs
+    from app.web.launch import enable_queue, launch_kwargs
 
     svc = make_services(tmp_path, trust_proxy=True, upload_mb_per_hour=0.01, temp_age_s=1)  # 10 KiB a client an hour
     with gr.Blocks() as demo:

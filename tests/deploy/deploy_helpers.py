@@ -12,6 +12,25 @@ from serve_helpers import (  # noqa: F401 - re-exported for the deploy tests
 STANDIN = REPO_ROOT / "tests" / "dashboard" / "standin_app.py"  # a tiny Gradio app with a queued event
 DASHBOARD_PASSWORD = "front-test-password"
 
+# An app whose queue can be stopped by a call, as Gradio's Queue.start_processing stops it when it dies: the
+# supervisors (serve_all, replica.py) must notice.
+STOPPABLE_APP = """
+import os
+import gradio as gr
+
+def health() -> str:
+    return "ok"
+
+with gr.Blocks() as demo:
+    def stop_queue() -> str:  # what Gradio's Queue.start_processing does when it dies (issue 28 item 1)
+        demo._queue.close()
+        return "stopped"
+
+    gr.api(health, api_name="health")
+    gr.api(stop_queue, api_name="stop_queue")
+demo.queue().launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.environ["GRADIO_SERVER_PORT"]))
+"""
+
 
 def raw_request(port: int, request: bytes, timeout: float = 10.0) -> bytes:
     """Send `request` bytes as they are (no client library normalising the target) and read the whole answer."""

@@ -21,7 +21,7 @@ import pytest
 
 from deploy.render import RunConfig, render, render_run_dir
 from deploy_helpers import (
-    DASHBOARD_PASSWORD, REPO_ROOT, SERVE_ALL, STANDIN, child_pids, free_port, get, need_nginx, pid_alive,
+    DASHBOARD_PASSWORD, REPO_ROOT, SERVE_ALL, STANDIN, STOPPABLE_APP, child_pids, free_port, get, need_nginx, pid_alive,
     raw_request, start_serve_all, stop, wait_ok,
 )
 
@@ -405,24 +405,6 @@ def test_refuses_a_bad_body_cap_before_starting_anything(tmp_path):
     result = subprocess.run([sys.executable, str(SERVE_ALL), "--port", str(free_port()), "--max-body", "1m; evil"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "max_body" in result.stderr
-
-
-STOPPABLE_APP = """
-import os
-import gradio as gr
-
-def health() -> str:
-    return "ok"
-
-with gr.Blocks() as demo:
-    def stop_queue() -> str:  # what Gradio's Queue.start_processing does when it dies (issue 28 item 1)
-        demo._queue.close()
-        return "stopped"
-
-    gr.api(health, api_name="health")
-    gr.api(stop_queue, api_name="stop_queue")
-demo.queue().launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.environ["GRADIO_SERVER_PORT"]))
-"""
 
 
 def test_a_stopped_queue_makes_the_set_exit_for_a_restart(tmp_path):

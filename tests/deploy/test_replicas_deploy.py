@@ -21,7 +21,7 @@ import time
 import pytest
 
 from deploy.render import RunConfig, render, render_run_dir
-from deploy_helpers import REPO_ROOT, SERVE_ALL, free_port, need_nginx, pid_alive
+from deploy_helpers import REPO_ROOT, SERVE_ALL, STOPPABLE_APP, free_port, need_nginx, pid_alive
 
 REPLICA = REPO_ROOT / "scripts" / "replica.py"
 ROUTE = re.compile(r"^vitrine_route=([0-9a-f]{32}); Path=/; HttpOnly; SameSite=Lax$")
@@ -220,24 +220,6 @@ def test_a_crash_loop_ends_the_replica(tmp_path):
     assert proc.wait(timeout=60) == 1
     text = (tmp_path / "replica.log").read_text()
     assert text.count("app exited with status 3") == 3 and "a crash loop; giving up" in text
-
-
-STOPPABLE_APP = """
-import os
-import gradio as gr
-
-def health() -> str:
-    return "ok"
-
-with gr.Blocks() as demo:
-    def stop_queue() -> str:  # what Gradio's Queue.start_processing does when it dies (issue 28 item 1)
-        demo._queue.close()
-        return "stopped"
-
-    gr.api(health, api_name="health")
-    gr.api(stop_queue, api_name="stop_queue")
-demo.queue().launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.environ["GRADIO_SERVER_PORT"]))
-"""
 
 
 def test_a_stopped_queue_restarts_the_app_and_sigterm_stops_it(tmp_path):

@@ -22,7 +22,8 @@ settings = replace(tiny, host=env.host, port=env.port, trust_proxy=env.trust_pro
                    admin_password=env.admin_password, admin_open=env.admin_password is None)
 
 from app.serving.services import build_services  # noqa: E402
-from app.web.ui import build_demo, enable_queue, launch_kwargs  # noqa: E402
+from app.web.ui import build_demo  # noqa: E402
+from app.web.launch import enable_queue, launch_kwargs  # noqa: E402
 from vitrine_app_fixtures import make_tiny_dataset, make_tiny_features  # noqa: E402
 
 dataset = make_tiny_dataset()
