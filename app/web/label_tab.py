@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from html import escape
 from types import MappingProxyType
 from typing import Any
 
@@ -56,8 +57,6 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
         progress = f"**{done}** done · **{remaining}** remaining"
     pair = visitor.pair
     if pair is None and visitor.study is not None:
-        from app.web.study import finished_html
-
         return visitor, finished_html(svc, visitor), "", "", progress
     if pair is None:
         empty = ('<div class="vt-muted">Nothing left to label right now. Thank you! New pairs come from the '
@@ -77,8 +76,6 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
 
 
 def _esc(text: str) -> str:
-    from html import escape
-
     return escape(text, quote=True)
 
 
@@ -122,3 +119,31 @@ def undo_label(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, str,
     elif visitor.label_ids:
         visitor.label_ids.pop()
     return load_pair.__wrapped__(svc, visitor)
+
+
+def study_banner(svc: Services, visitor: Visitor) -> str:
+    """The study's name, guidelines and the participant's progress bar ('' outside a study)."""
+    study = visitor.study
+    if study is None or visitor.annotator_id is None:
+        return ""
+    done, quota = svc.labeling.progress(visitor.annotator_id, study)
+    shown = min(done, quota)
+    guidelines = escape(study.guidelines).replace("\n", "<br>") if study.guidelines else ""
+    return (f'<div class="vt-study"><b>{escape(study.name)}</b>'
+            + (f'<p class="vt-study-guidelines">{guidelines}</p>' if guidelines else "")
+            + f'<progress id="vt-study-progress" max="{quota}" value="{shown}"></progress> '
+            f'<span class="vt-muted">{shown} of {quota} labels</span></div>')
+
+
+def finished_html(svc: Services, visitor: Visitor) -> str | None:
+    """What the Label tab shows instead of a pair when a study participant has nothing left: the completion code
+    once their quota is done, else a note that the study has no pair for them now. None outside a study."""
+    study = visitor.study
+    if study is None or visitor.annotator_id is None:
+        return None
+    done, quota = svc.labeling.progress(visitor.annotator_id, study)
+    if done >= quota:
+        return (f'<div class="vt-done" id="vt-completion">All {quota} labels done. Thank you! Your completion code '
+                f'is <b><code id="vt-completion-code">{escape(study.completion_code)}</code></b>.</div>')
+    return ('<div class="vt-muted">This study has no pair for you right now: please come back later by the same '
+            "link.</div>")

@@ -17,7 +17,6 @@ Handlers are plain functions over (services, visitor state, inputs), as in `app.
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 from urllib.parse import quote
 
@@ -27,12 +26,12 @@ from app.serving.labeling import StudyInfo
 from app.serving.services import Services
 from app.web.cards import markdown_escape
 from app.web.errors import user_errors
-from app.web.label_tab import load_pair
+from app.web.label_tab import load_pair, study_banner
 from app.web.routes import public_root
 from app.web.status_tab import check_admin
 from app.web.state import Visitor
 
-__all__ = ["CSS", "open_study", "study_banner", "finished_html", "create_study", "list_studies", "make_study_pairs",
+__all__ = ["CSS", "open_study", "create_study", "list_studies", "make_study_pairs",
            "study_link", "build_studies_tab", "PAIR_SOURCE_CHOICES", "QUOTA_CHOICES", "GOLD_RATE_CHOICES"]
 
 PAIR_SOURCE_CHOICES = [
@@ -53,34 +52,6 @@ def study_link(root: str | None, key: str) -> str:
     """The link participants follow (Prolific fills in their id)."""
     base = (root or "").rstrip("/")
     return f"{base}/?study={quote(key)}&PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}"
-
-
-def study_banner(svc: Services, visitor: Visitor) -> str:
-    """The study's name, guidelines and the participant's progress bar ('' outside a study)."""
-    study = visitor.study
-    if study is None or visitor.annotator_id is None:
-        return ""
-    done, quota = svc.labeling.progress(visitor.annotator_id, study)
-    shown = min(done, quota)
-    guidelines = escape(study.guidelines).replace("\n", "<br>") if study.guidelines else ""
-    return (f'<div class="vt-study"><b>{escape(study.name)}</b>'
-            + (f'<p class="vt-study-guidelines">{guidelines}</p>' if guidelines else "")
-            + f'<progress id="vt-study-progress" max="{quota}" value="{shown}"></progress> '
-            f'<span class="vt-muted">{shown} of {quota} labels</span></div>')
-
-
-def finished_html(svc: Services, visitor: Visitor) -> str | None:
-    """What the Label tab shows instead of a pair when a study participant has nothing left: the completion code
-    once their quota is done, else a note that the study has no pair for them now. None outside a study."""
-    study = visitor.study
-    if study is None or visitor.annotator_id is None:
-        return None
-    done, quota = svc.labeling.progress(visitor.annotator_id, study)
-    if done >= quota:
-        return (f'<div class="vt-done" id="vt-completion">All {quota} labels done. Thank you! Your completion code '
-                f'is <b><code id="vt-completion-code">{escape(study.completion_code)}</code></b>.</div>')
-    return ('<div class="vt-muted">This study has no pair for you right now: please come back later by the same '
-            "link.</div>")
 
 
 @user_errors

@@ -301,7 +301,7 @@ def build_demo(svc: Services) -> gr.Blocks:
         signed.success(lambda v: v.annotator_token or "", [visitor], [ann_token], **private)
         demo.load(recall, [remembered], [ann_name, ann_token], **private)
         def banner(v):
-            return study.study_banner(svc, v) if v.study is not None else gr.skip()
+            return label_tab.study_banner(svc, v) if v.study is not None else gr.skip()
 
         for key, button in key_btns.items():
             if key == "u":

@@ -78,7 +78,7 @@ def test_a_participant_follows_the_link_to_the_completion_code(fresh_svc):
     # a skip does not count: 3 labels done after 4 keys, the quota is met and the code shown
     assert visitor.pair is None and "**3** of **3** labels" in progress
     assert "vt-completion-code" in target and svc.labeling.study(key).completion_code in target
-    assert 'value="3"' in st.study_banner(svc, visitor)
+    assert 'value="3"' in label_tab.study_banner(svc, visitor)
     labels = _rows(svc, PreferenceLabel, PreferenceLabel.annotator_id == visitor.annotator_id)
     assert len(labels) == 4 and {l.study_id for l in labels} == {visitor.study.study_id}
     assert all(l.time_spent_ms is not None and l.time_spent_ms >= 0 for l in labels)
