@@ -15,7 +15,10 @@ For one catalogue and an empty data dir (`--data-dir`, wiped first unless `--kee
    the whole HTTP round trip of Gradio's queue (POST /gradio_api/call, then its event stream);
 4. in process (`--in-process`, a separate process built with `build_services` on the warm data dir): the
    default model's top-20 for random users (`Ranking.rank`) and the whole slate flow (`Slates.page`: rank,
-   record the impression, look up the assets), `--calls` each.
+   record the impression, look up the assets), `--calls` each;
+5. the rest of the app at the size (`--ops`, in process on the warm data dir): a like on each of `--calls` slates
+   (the write path), 20 label pairs made and labelled (the queue), a gated retrain of the default model (its
+   estimate before, what each step took, the gate's decision) and a sync of the whole store to a local sink.
 
 Prints one JSON line per step and a summary with the issue's targets (25k: first page <= 15 min cold and <= 60 s
 warm, peak RSS <= 6 GB, /recommend p95 <= 300 ms; 1M: <= 15 min cold, <= 16 GB, top-20 p99 <= 20 ms in
@@ -148,12 +151,67 @@ def _in_process(dataset: str, data_dir: Path, calls: int, users: list[str]) -> d
     finally:
         svc.close()
 
-    def stats(values: list[float]) -> dict:
-        return {"p50": round(statistics.median(values), 2), "p95": round(_percentile(values, 95), 2),
-                "p99": round(_percentile(values, 99), 2), "calls": len(values)}
+    return {"bench": "scale_app.in_process", "dataset": dataset, "model": name, "top20_ms": _stats(top),
+            "slate_page_ms": _stats(page)}
 
-    return {"bench": "scale_app.in_process", "dataset": dataset, "model": name, "top20_ms": stats(top),
-            "slate_page_ms": stats(page)}
+
+def _ops(dataset: str, data_dir: Path, calls: int, users: list[str]) -> dict:
+    import os
+
+    from app.serving.services import build_services
+    from app.serving.sync_runner import SyncRunner
+    from app.settings import load_settings
+
+    os.environ.update(VITRINE_DATA_DIR=str(data_dir), VITRINE_DATASET=dataset, VITRINE_EXTRA_MODELS="pop",
+                      VITRINE_COVER_MODEL="none", VITRINE_CAPTION_MODEL="none")
+    import torch
+
+    torch.set_num_threads(1)
+    svc = build_services(load_settings(), say=lambda m: None)
+    out: dict = {"bench": "scale_app.ops", "dataset": dataset, "model": svc.ranking.default_model}
+    try:
+        choice, likes = svc.ranking.parse(""), []
+        for u in users[:calls]:
+            page = svc.slates.page(svc.slates.visit(u), choice, 10, seed=1, tab="bench")
+            t = time.perf_counter()
+            svc.events.record_feedback(u, page.item_ids[0], "like", page.impression_id)
+            likes.append(1000 * (time.perf_counter() - t))
+        out["like_ms"] = _stats(likes)
+        t = time.perf_counter()
+        made = svc.labeling.make_pairs(20)
+        out["make_pairs"] = {"pairs": made, "seconds": round(time.perf_counter() - t, 2)}
+        annotator, labels = svc.labeling.sign_in("bench-annotator"), []
+        while (pair := svc.labeling.next_pair(annotator)) is not None and len(labels) < 20:
+            t = time.perf_counter()
+            svc.labeling.record_label(annotator, pair["pair_id"], "A")
+            labels.append(1000 * (time.perf_counter() - t))
+        out["label_ms"] = _stats(labels)
+        from app.learning.retrain import RetrainBudgetError
+
+        t = time.perf_counter()
+        try:
+            result = svc.retrain(out["model"])
+        except RetrainBudgetError as exc:  # refused before anything was fitted: what the admin would read
+            out["retrain"] = {"wall_s": round(time.perf_counter() - t, 1), "refused": str(exc)}
+        else:
+            out["retrain"] = {"wall_s": round(time.perf_counter() - t, 1), "timing": result.timing(),
+                              "promoted": result.promoted, "reason": result.reason}
+        sink = data_dir / "bench-sink"
+        shutil.rmtree(sink, ignore_errors=True)
+        runner = SyncRunner(str(sink), 3600, svc.events.Session, svc.events.ReadSession)
+        t = time.perf_counter()
+        ok = runner.sync_now()
+        out["sync"] = {"ok": ok, "seconds": round(time.perf_counter() - t, 2), "rows": runner.status().rows_shipped,
+                       "error": runner.status().last_error}
+        runner.stop()
+    finally:
+        svc.close()
+    return out
+
+
+def _stats(values: list[float]) -> dict:
+    return {"p50": round(statistics.median(values), 2), "p95": round(_percentile(values, 95), 2),
+            "p99": round(_percentile(values, 99), 2), "calls": len(values)} if values else {"calls": 0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds a start may take")
     parser.add_argument("--in-process", action="store_true", help="only the in-process latencies (warm data dir)")
+    parser.add_argument("--ops", action="store_true", help="only likes, label pairs, a retrain, a sync (warm data dir)")
     args = parser.parse_args(argv)
     users = _users(args.dataset, args.calls + 1)
+    if args.ops:
+        print(json.dumps(_ops(args.dataset, args.data_dir, args.calls, users[1:])), flush=True)
+        return 0
     if args.in_process:
         print(json.dumps(_in_process(args.dataset, args.data_dir, args.calls, users[1:])), flush=True)
         return 0

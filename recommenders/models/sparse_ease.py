@@ -243,9 +243,11 @@ class SparseEASE(Recommender):
             flops += 2.0 * n_items * d * n_items / 1000  # IVF kNN: ~1/1000 of the catalogue scanned per item
         elif d:
             flops += 2.0 * n_items * n_items * d
-        # + 8 us per (item, neighbour): gathers and batching, calibrated on the bench's fits (25k items: 125 CPU-s
-        # measured, 170 s estimated; 1M items: 1,207 CPU-s measured, 1,214 s estimated)
-        return gram + weights + solve + text, flops / FLOPS + 8e-6 * n_items * k, (
+        # Wall seconds on 2 threads, calibrated on the app's own fits after the batched solve (bench_scale_app, load
+        # 2-3: 25k items 21.5 s, 1M items 246 s) and kept 1.5x above them: the flops at ~8x FLOPS (the small
+        # systems run in LAPACK at full speed) + 2.7 us per (item, neighbour) for the gathers and batching
+        # (estimates: 25k 33 s, 1M 368 s; before that solve, 8 us and FLOPS matched 1M's 1,207 CPU-s)
+        return gram + weights + solve + text, 0.13 * flops / FLOPS + 2.7e-6 * n_items * k, (
             f"sparse Gram (<= {keep} entries a column, about {gram_cells / max(n_items, 1):.0f} estimated) and about "
             f"{k} weights per item; grows with n_items, not n_items^2")
 
