@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.bench_app import _percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SERVER_P95_MS = 150.0
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,14 +38,6 @@ CHROMIUM_ARGS = [  # as tests/conftest.py: without the background-networking fla
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
-    return ordered[index]
 
 
 def _stats(values: list[float]) -> dict[str, float]:

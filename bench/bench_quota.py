@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--covers", type=int, default=2000)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "app"))
+    tests = Path(__file__).resolve().parents[1] / "tests"
+    sys.path[:0] = [str(tests / "app"), str(tests)]  # the app tests' fixtures and the helpers they import
     from vitrine_app_fixtures import make_services
 
     svc = make_services(Path(tempfile.mkdtemp(prefix="bench-quota-")), best_of_n=1, asset_quota_mb=0.0)
