@@ -229,20 +229,21 @@ class Visitor:
         self.api, self.n, self.rng = api, n, random.Random(n)
         self.name, self.token = f"visitor-{n}-{uuid.uuid4().hex[:6]}", ""
         self.acked: list[tuple[str, str, float]] = []  # (kind, event_id, when)
-        self.served: list[tuple[float, str]] = []  # (when, replica) of every answer
+        self.served: list[tuple[float, str]] = []  # (when the call was sent, replica) of every answer
         self.failures: list[tuple[float, str]] = []  # (when, what) of every failed attempt
         self.gave_up: list[str] = []
 
     def call(self, *data, api_name: str):
         deadline = time.monotonic() + self.GIVE_UP_S
         while time.monotonic() < deadline:
+            sent = time.monotonic()
             try:
                 out = self.api.predict(*data, api_name=api_name)
             except Exception as exc:  # noqa: BLE001 - counted; retried
                 self.failures.append((time.monotonic(), f"{api_name}: {type(exc).__name__}: {str(exc)[:120]}"))
                 time.sleep(0.5)
                 continue
-            self.served.append((time.monotonic(), self.api.replica))
+            self.served.append((sent, self.api.replica))  # a call sent before the kill may be answered after it
             return out
         self.gave_up.append(api_name)
         raise RuntimeError(f"{api_name}: no answer in {self.GIVE_UP_S:.0f} s")
@@ -302,10 +303,11 @@ def test_a_replica_killed_mid_traffic_loses_no_acknowledged_event(front):
         stop_event.set()
         for t in threads:
             t.join(120)
-    assert front.proc.poll() is None, "the set stopped"
+    assert front.proc.poll() is None, "the set stopped:\n" + front.text()[-4000:]
     assert front.ready_count(1) >= 2, front.text()[-3000:]
     assert not pid_alive(victim) and len(front.app_pids(1)) >= 2
-    assert not [v.gave_up for v in visitors if v.gave_up]
+    assert not [v.gave_up for v in visitors if v.gave_up], [  # who gave up, and what each of their tries met
+        (v.api.replica, [(round(when - killed_at, 1), what) for when, what in v.failures]) for v in visitors if v.gave_up]
 
     acked = [(kind, event) for v in visitors for kind, event, _ in v.acked]
     assert sum(kind == "feedback" for kind, _ in acked) >= 2 * VISITORS and sum(kind == "label" for kind, _ in acked)
