@@ -218,6 +218,13 @@ def test_a_browser_on_either_replica_keeps_its_session_there(front, browser, art
             context.close()
 
 
+EXHAUSTED = "every item of the catalog was already seen"
+
+
+class Exhausted(Exception):
+    """/recommend answered that this user has nothing left to see (a clear answer, not a failure to retry)."""
+
+
 class Visitor:
     """One simulated visitor kept on one replica: slate, feedback, next pair, label, over and over. A call that
     fails (the replica serving it died mid-call) is retried, feedback and labels with the same event_id; what
@@ -239,6 +246,13 @@ class Visitor:
             sent = time.monotonic()
             try:
                 out = self.api.predict(*data, api_name=api_name)
+            except RuntimeError as exc:
+                if EXHAUSTED not in str(exc):
+                    self.failures.append((time.monotonic(), f"{api_name}: {type(exc).__name__}: {str(exc)[:120]}"))
+                    time.sleep(0.5)
+                    continue
+                self.served.append((sent, self.api.replica))  # an answer: this user has seen the whole catalogue
+                raise Exhausted(str(exc)) from None
             except Exception as exc:  # noqa: BLE001 - counted; retried
                 self.failures.append((time.monotonic(), f"{api_name}: {type(exc).__name__}: {str(exc)[:120]}"))
                 time.sleep(0.5)
@@ -255,7 +269,10 @@ class Visitor:
         try:
             while not stop_event.is_set():
                 user = str(self.rng.randint(1, 16))
-                slate = self.call(user, "", 5, False, api_name="recommend")
+                try:
+                    slate = self.call(user, "", 5, False, api_name="recommend")
+                except Exhausted:  # the tiny catalogue runs out for a user who got many likes: take another
+                    continue
                 event = str(uuid.uuid4())
                 self.call(user, self.rng.choice(slate["items"])["item_id"], self.rng.choice(["like", "click"]),
                           slate["impression_id"], event, api_name="feedback")
