@@ -85,12 +85,6 @@ def visitor_feedback(session: Session, user_id: str) -> tuple[list[str], list[st
     return [i for i, k in latest.items() if k == "like"], [i for i, k in latest.items() if k == "dislike"]
 
 
-def visitor(session: Session, user_id: str) -> tuple[str | None, list[str], list[str]]:
-    """(kind, liked, disliked) in one session: the stored user's kind (None: no such user) and their current likes
-    and dislikes (`visitor_feedback`)."""
-    return (user_kind(session, user_id), *visitor_feedback(session, user_id))
-
-
 def latest_feedback_on(session: Session, user_id: str, impression_id: int, item_id: str) -> tuple[str, str] | None:
     """(event_id, kind) of the user's latest feedback event on `item_id` as shown by `impression_id`, or None."""
     row = session.execute(

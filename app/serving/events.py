@@ -47,34 +47,31 @@ class EventLog:
 
     # -- users ------------------------------------------------------------------------------------------------
     def visitor(self, user_id: object) -> tuple[str, str, list[str], list[str]]:
-        """(user_id checked, "dataset" or "new", liked, disliked) in one read; `AppInputError` for an id nobody knows.
-        liked / disliked: the item ids the user likes and dislikes now in the app, oldest first
+        """(user_id checked, "dataset" or "new", liked, disliked) in one read session; `AppInputError` for an id
+        nobody knows. liked / disliked: the item ids the user likes and dislikes now in the app, oldest first
         (`annotation.reads.visitor_feedback`: the latest event per item wins)."""
         from annotation import reads
 
         user_id = checks.text("user_id", user_id, checks.ID_MAX)
         with self.ReadSession() as s:
-            kind, liked, disliked = reads.visitor(s, user_id)
-        kind = "dataset" if self.catalog.is_dataset_user(user_id) else kind
-        if kind is None:
-            raise self._unknown(user_id)
+            kind = self._kind(s, user_id)
+            liked, disliked = reads.visitor_feedback(s, user_id)
         return user_id, kind, list(reversed(liked)), list(reversed(disliked))
 
     def user_kind(self, user_id: object) -> str:
         """"dataset" or "new"; `AppInputError` for an id nobody knows."""
+        user_id = checks.text("user_id", user_id, checks.ID_MAX)
+        with self.ReadSession() as s:  # a session without a query takes no connection
+            return self._kind(s, user_id)
+
+    def _kind(self, s: Session, user_id: str) -> str:
+        """A dataset user (no read), else the stored user's kind; `AppInputError` for an id nobody knows."""
         from annotation import reads
 
-        user_id = checks.text("user_id", user_id, checks.ID_MAX)
-        if self.catalog.is_dataset_user(user_id):
-            return "dataset"
-        with self.ReadSession() as s:
-            kind = reads.user_kind(s, user_id)
+        kind = "dataset" if self.catalog.is_dataset_user(user_id) else reads.user_kind(s, user_id)
         if kind is None:
-            raise self._unknown(user_id)
+            raise bad("user_id", f"a user of the {self.catalog.name} dataset or one created by onboarding", user_id)
         return kind
-
-    def _unknown(self, user_id: str) -> Exception:
-        return bad("user_id", f"a user of the {self.catalog.name} dataset or one created by onboarding", user_id)
 
     def ensure_user(self, s: Session, user_id: str) -> Callable[[], None]:
         """Store `user_id` inside the caller's transaction unless this process already did (two statements less
