@@ -123,7 +123,8 @@ def _run(dataset: str, data_dir: Path, tag: str, user: str, timeout: float, call
     return out
 
 
-def _in_process(dataset: str, data_dir: Path, calls: int, users: list[str]) -> dict:
+def _services(dataset: str, data_dir: Path):
+    """The app's services on the warm data dir, in this process (fallback generators, torch on one thread)."""
     import os
 
     from app.serving.services import build_services
@@ -134,7 +135,11 @@ def _in_process(dataset: str, data_dir: Path, calls: int, users: list[str]) -> d
     import torch
 
     torch.set_num_threads(1)
-    svc = build_services(load_settings(), say=lambda m: None)
+    return build_services(load_settings(), say=lambda m: None)
+
+
+def _in_process(dataset: str, data_dir: Path, calls: int, users: list[str]) -> dict:
+    svc = _services(dataset, data_dir)
     try:
         name = svc.ranking.default_model
         top, page = [], []
@@ -156,18 +161,9 @@ def _in_process(dataset: str, data_dir: Path, calls: int, users: list[str]) -> d
 
 
 def _ops(dataset: str, data_dir: Path, calls: int, users: list[str]) -> dict:
-    import os
-
-    from app.serving.services import build_services
     from app.serving.sync_runner import SyncRunner
-    from app.settings import load_settings
 
-    os.environ.update(VITRINE_DATA_DIR=str(data_dir), VITRINE_DATASET=dataset, VITRINE_EXTRA_MODELS="pop",
-                      VITRINE_COVER_MODEL="none", VITRINE_CAPTION_MODEL="none")
-    import torch
-
-    torch.set_num_threads(1)
-    svc = build_services(load_settings(), say=lambda m: None)
+    svc = _services(dataset, data_dir)
     out: dict = {"bench": "scale_app.ops", "dataset": dataset, "model": svc.ranking.default_model}
     try:
         choice, likes = svc.ranking.parse(""), []

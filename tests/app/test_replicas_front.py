@@ -246,14 +246,10 @@ class Visitor:
             sent = time.monotonic()
             try:
                 out = self.api.predict(*data, api_name=api_name)
-            except RuntimeError as exc:
-                if EXHAUSTED not in str(exc):
-                    self.failures.append((time.monotonic(), f"{api_name}: {type(exc).__name__}: {str(exc)[:120]}"))
-                    time.sleep(0.5)
-                    continue
-                self.served.append((sent, self.api.replica))  # an answer: this user has seen the whole catalogue
-                raise Exhausted(str(exc)) from None
             except Exception as exc:  # noqa: BLE001 - counted; retried
+                if isinstance(exc, RuntimeError) and EXHAUSTED in str(exc):
+                    self.served.append((sent, self.api.replica))  # an answer: this user has seen the whole catalogue
+                    raise Exhausted(str(exc)) from None
                 self.failures.append((time.monotonic(), f"{api_name}: {type(exc).__name__}: {str(exc)[:120]}"))
                 time.sleep(0.5)
                 continue
