@@ -6,10 +6,14 @@
 - `blend-latency DIR...`: recommend latency of the `blend` model built from those saved partners.
 - `blend-sweep DIR...`: standardised ease-text scores + w * standardised scores of saved factor models
   (`python -m recommenders evaluate --save DIR`), over a grid of weights per model; rows sorted by valid.
+- `blend-valid DIR... --seed S`: the default `blend` (weights chosen by the model on the valid part) on those
+  saved partners: the chosen weights, valid and test NDCG@10 (what `evaluate --model blend --seed S` gives,
+  without refitting the partners).
 
 Evaluation goes through `recommenders.evaluation.rank_metrics`, the protocol of `python -m recommenders evaluate`.
 Run: `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain ease-variants [--seed 2020]`
      `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain blend-sweep DIR [DIR ...]`
+     `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain blend-valid DIR_freedom DIR_two_tower --seed S`
 """
 
 from __future__ import annotations
@@ -115,35 +119,59 @@ def blend_sweep(data_dir: Path, seed: int, dirs: list[str], grid: tuple[float, .
         print(json.dumps(row), flush=True)
 
 
-def blend_latency(data_dir: Path, dirs: list[str], weights: list[float], repeats: int) -> None:
-    """Recommend latency of the `blend` model whose partners are the saved models `dirs` (base ease-text
-    refitted on the same train part), through the same timing code as bench_recommenders."""
-    from bench.bench_recommenders import bench_model
+def _blend_of_saved(data_dir: Path, seed: int, dirs: list[str], weights):
+    """The `blend` model whose partners are the saved models `dirs` (`evaluate --save DIR` on the seed-`seed`
+    random split) and whose base, ease-text, is refitted on that split's train part: what `evaluate --model blend
+    --seed SEED` builds, without refitting the partners."""
     from recommenders.data import load_dataset
     from recommenders.features import item_features
     from recommenders.models import create_model, load_model
     from recommenders.splits import random_split
 
     ds = load_dataset("ml-100k", data_dir)
-    split = random_split(ds.interactions, seed=2020)
+    split = random_split(ds.interactions, seed=seed)
     feats = item_features(ds, data_dir / "features")
     partners = [load_model(d) for d in dirs]
     base = create_model("ease-text").fit(split.train, ds.item_ids, feats)
     for p in partners:
         if p.user_ids != base.user_ids or p.item_ids != base.item_ids:
-            raise ValueError(f"dirs: {p!r} was not fitted on the seed-2020 random split's train part")
+            raise ValueError(f"dirs: {p!r} was not fitted on the seed-{seed} random split's train part")
     blend = create_model("blend", partners=[p.name for p in partners], partner_params=[p.params for p in partners],
-                         weights=list(weights))
+                         weights=weights)
     blend.item_ids, blend.user_ids = base.item_ids, base.user_ids
     blend._item_index, blend._user_index, blend._seen = base._item_index, base._user_index, base._seen
     blend.parts = [base, *partners]
     blend.fit_seconds = base.fit_seconds + sum(p.fit_seconds or 0.0 for p in partners)
+    return ds, split, feats, blend
+
+
+def blend_latency(data_dir: Path, dirs: list[str], weights: list[float], repeats: int) -> None:
+    """Recommend latency of the `blend` model whose partners are the saved models `dirs` (seed 2020), through
+    the same timing code as bench_recommenders."""
+    from bench.bench_recommenders import bench_model
+
+    ds, split, feats, blend = _blend_of_saved(data_dir, 2020, dirs, list(weights))
+    blend.weights_ = list(weights)
     print(json.dumps(bench_model("blend", ds, split, feats, 20, repeats=repeats, model=blend)), flush=True)
+
+
+def blend_valid(data_dir: Path, seed: int, dirs: list[str]) -> None:
+    """The default `blend` (weights="valid") on saved partners: the model's own weight choice on the split's
+    valid part (`Blend._choose_weights`, the code `fit` runs), then valid and test NDCG@10 by `evaluate_model`."""
+    from recommenders.evaluation import evaluate_model
+
+    _, split, feats, blend = _blend_of_saved(data_dir, seed, dirs, "valid")
+    blend.weights_ = blend._choose_weights(blend._seen, blend._valid_matrix(split.valid))
+    result = evaluate_model(blend, split, ks=(10,), embeddings=feats["text"])
+    print(json.dumps({"seed": seed, "partners": dirs, "weight_grid": blend.params["weight_grid"],
+                      "chosen_weights": blend.weights_, "valid_ndcg@10": round(result["valid"]["ndcg@10"], 4),
+                      "test_ndcg@10": round(result["test"]["ndcg@10"], 4),
+                      "top_valid": sorted(blend.weight_search, key=lambda r: -r["valid_ndcg@10"])[:5]}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_pretrain", description=__doc__)
-    parser.add_argument("what", choices=["ease-variants", "blend-sweep", "blend-latency"])
+    parser.add_argument("what", choices=["ease-variants", "blend-sweep", "blend-latency", "blend-valid"])
     parser.add_argument("dirs", nargs="*", help="saved models for blend-sweep")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -160,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.what}: expected at least one saved model directory")
     elif args.what == "blend-sweep":
         blend_sweep(args.data_dir, args.seed, args.dirs, tuple(args.grid))
+    elif args.what == "blend-valid":
+        blend_valid(args.data_dir, args.seed, args.dirs)
     else:
         blend_latency(args.data_dir, args.dirs, args.weights, args.repeats)
     return 0

@@ -205,6 +205,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                                + ", valid excludes train items"
                                + ("; candidates = held-out cold items" if split.cold_items else "")},
     }
+    if hasattr(model, "params_after_probe"):  # what fit chose on valid (blend: the weights, the partners' epochs)
+        out["config"]["chosen_on_valid"] = model.params_after_probe()
     if args.save is not None:
         model.save(args.save)
         out["saved"] = str(args.save)

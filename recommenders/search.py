@@ -34,7 +34,8 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "vbpr": {"reg": [1e-4, 1e-3], "content_dim": [32, 64]},
     "two-tower": {"temperature": [0.05, 0.1, 0.2], "align_weight": [0.0, 0.1, 0.5], "id_dropout": [0.0, 0.2]},
     "freedom": {"knn": [5, 10, 20], "content_weight": [0.0, 0.1], "item_layers": [1, 2]},
-    "blend": {"weights": [[0.5, 1.0], [0.75, 1.0], [0.75, 1.5], [1.0, 1.5]]},  # (freedom, two-tower)
+    # (freedom, two-tower); "valid" (the default): the model chooses them on valid from its weight_grid itself
+    "blend": {"weights": ["valid", [0.5, 1.0], [0.75, 1.0], [0.75, 1.5], [1.0, 1.5]]},
 }
 
 

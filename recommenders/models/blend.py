@@ -1,14 +1,19 @@
 """`blend`: a validation-tuned score ensemble of an item-item model and content-aware factor models.
 
-score(u) = z(base(u)) + sum_k weights[k] * z(partners[k](u)), where z standardises a user's scores over the
+score(u) = z(base(u)) + sum_k w_k * z(partners[k](u)), where z standardises a user's scores over the
 catalogue (mean 0, standard deviation 1), so the models' scales do not matter and the weights are the only
 knobs. Defaults: base `ease-text` (EASE with the text Gram term: strong on warm items), partners `freedom`
 (LightGCN fused with the frozen text kNN item graph) and `two-tower` (the contrastively aligned ID-content
-tower), weights 0.75 and 1.5: the best valid NDCG@10 of a weight grid on ml-100k (BENCHMARKS.md, issue 16).
-Linear blending of heterogeneous recommenders is the classic ensemble of the Netflix Prize (e.g. Koren
-2009); it is how the tutorial's pretrained content models are combined with a collaborative scorer here.
-The weights (and the components' parameters) are chosen on validation NDCG@10 only (`recommenders.search`);
-each iterative partner early-stops on the validation split.
+tower). Linear blending of heterogeneous recommenders is the classic ensemble of the Netflix Prize (e.g.
+Koren 2009); it is how the tutorial's pretrained content models are combined with a collaborative scorer here.
+
+Weights (`weights`): fixed numbers, or "valid" (the default): `fit` chooses them itself on the validation
+split it is given, as the best valid NDCG@10 (full ranking, train items excluded) over every combination of
+`weight_grid` per partner, the first in grid order on a tie. No test data is ever passed to `fit`, so the
+choice cannot see it. A fit without a validation split needs fixed weights. `params_after_probe` hands the
+chosen weights (and each iterative partner's best epoch) to the refit on all data that
+`recommenders.training.train_model` does for serving, so the served model uses numbers chosen on its probe's
+hold-out. Each iterative partner early-stops on the same validation split.
 
 A new user (`recommend_from_items`) is folded into every component and blended the same way.
 """
@@ -20,8 +25,9 @@ from typing import Any, Mapping
 import numpy as np
 import scipy.sparse as sp
 
+from recommenders.errors import ModelFitError
 from recommenders.models.base import Recommender
-from recommenders.sizing import format_bytes
+from recommenders.sizing import format_bytes, valid_chunk_users
 
 
 def _z(scores: np.ndarray) -> np.ndarray:
@@ -29,6 +35,10 @@ def _z(scores: np.ndarray) -> np.ndarray:
     mean = scores[finite].mean() if finite.any() else 0.0
     std = scores[finite].std() if finite.any() else 0.0
     return (scores - mean) / (std if std > 0 else 1.0)
+
+
+def _non_negative(w: object) -> bool:
+    return isinstance(w, (int, float)) and not isinstance(w, bool) and bool(np.isfinite(w)) and w >= 0
 
 
 class Blend(Recommender):
@@ -40,7 +50,11 @@ class Blend(Recommender):
         "partners": ["freedom", "two-tower"],
         # two-tower: larger batches and lr, at most 15 epochs - what fitted in the CPU time of the ml-100k runs
         "partner_params": [{}, {"batch_size": 2048, "lr": 0.004, "epochs": 15}],
-        "weights": [0.75, 1.5],  # partner shares after standardisation (best valid NDCG@10 of a grid on ml-100k)
+        # partner shares after standardisation: "valid" = chosen by `fit` on its validation split (issue 27: a
+        # per-seed choice beat seed 2020's fixed (0.75, 1.5) on ml-100k's 3-seed mean), or a list of numbers
+        "weights": "valid",
+        # the values tried per partner when weights="valid" (every combination: 10 x 10 on ml-100k, ~3 s)
+        "weight_grid": [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0],
         "seed": 2020,  # passed to every partner that takes a seed
     }
 
@@ -54,12 +68,20 @@ class Blend(Recommender):
             if name not in MODEL_NAMES or name == self.name:
                 raise ValueError(f"base/partners: expected model names other than 'blend' from {list(MODEL_NAMES)}, "
                                  f"got {name!r}")
-        if not (len(p["partners"]) == len(p["partner_params"]) == len(p["weights"])):
-            raise ValueError(f"partners, partner_params, weights: expected lists of one length, got "
-                             f"{len(p['partners'])}, {len(p['partner_params'])}, {len(p['weights'])}")
-        for w in p["weights"]:
-            if not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0:
+        if len(p["partners"]) != len(p["partner_params"]):
+            raise ValueError(f"partners, partner_params: expected lists of one length, got "
+                             f"{len(p['partners'])}, {len(p['partner_params'])}")
+        if p["weights"] != "valid":
+            if not isinstance(p["weights"], (list, tuple)) or len(p["weights"]) != len(p["partners"]):
+                raise ValueError(f"weights: expected 'valid' or a list of {len(p['partners'])} numbers (one per "
+                                 f"partner), got {p['weights']!r}")
+            if not all(_non_negative(w) for w in p["weights"]):
                 raise ValueError(f"weights: expected non-negative numbers, got {p['weights']!r}")
+        grid = p["weight_grid"]
+        if not isinstance(grid, (list, tuple)) or not grid or not all(_non_negative(w) for w in grid):
+            raise ValueError(f"weight_grid: expected a non-empty list of non-negative numbers, got {grid!r}")
+        self.weights_: list[float] | None = None  # the weights in use once fitted
+        self.weight_search: list[dict[str, Any]] = []  # weights="valid": every combination tried, with its valid NDCG@10
 
     def _components(self) -> list[Recommender]:
         from recommenders.models import create_model, model_class
@@ -95,6 +117,39 @@ class Blend(Recommender):
             c._fit(train, features, valid if c.iterative else None)
         # one validation row per epoch of the longest partner, so `training.train_model` sees a history
         self.history = max((c.history for c in self.parts), key=len)
+        if self.params["weights"] != "valid":
+            self.weights_ = [float(w) for w in self.params["weights"]]
+        elif valid is None:
+            raise ModelFitError("weights: 'valid' chooses the partner weights on a validation split; pass valid= "
+                                "to fit, or fixed weights, e.g. weights=[0.75, 1.5]")
+        else:
+            self.weights_ = self._choose_weights(train, valid)
+
+    def _choose_weights(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> list[float]:
+        """The combination of `weight_grid` values (one per partner) with the best valid NDCG@10; the first in
+        grid order on a tie. Users are scored in chunks (`sizing.valid_chunk_users`), as the partners' early stopping."""
+        import itertools
+
+        import torch
+
+        from recommenders.models.sgd import ndcg_at_k
+
+        combos = np.array(list(itertools.product(*[[float(w) for w in self.params["weight_grid"]]] * (len(self.parts) - 1))))
+        users = np.flatnonzero(np.diff(valid.indptr) > 0)
+        if not len(users):
+            raise ModelFitError("valid: no user has a validation positive; cannot choose the blend weights")
+        totals = np.zeros(len(combos))
+        chunk = valid_chunk_users(train.shape[1])
+        for start in range(0, len(users), chunk):
+            part = users[start: start + chunk]
+            z = np.stack([np.stack([_z(np.asarray(c._score_one(int(u)), dtype=np.float64)) for u in part])
+                          for c in self.parts])  # (components, users, items)
+            for n, w in enumerate(combos):
+                mixed = z[0] + np.tensordot(w, z[1:], axes=1)
+                totals[n] += ndcg_at_k(torch.from_numpy(mixed), train, valid, part) * len(part)
+        best = int(np.argmax(totals))  # argmax: the first maximum
+        self.weight_search = [{"weights": w.tolist(), "valid_ndcg@10": t / len(users)} for w, t in zip(combos, totals)]
+        return combos[best].tolist()
 
     def params_after_probe(self) -> dict[str, Any]:
         """Parameters for a refit on all data: each iterative partner gets its own best validation epoch."""
@@ -105,11 +160,11 @@ class Blend(Recommender):
             if c.iterative and scored:  # the best epoch, the earliest on a tie (as training.best_epoch)
                 params["epochs"] = int(max(scored, key=lambda h: (h["valid_ndcg@10"], -h["epoch"]))["epoch"])
             partner_params.append(params)
-        return {"partner_params": partner_params}
+        return {"partner_params": partner_params, "weights": list(self.weights_)}
 
     def _mix(self, scores: list[np.ndarray]) -> np.ndarray:
         out = _z(np.asarray(scores[0], dtype=np.float64))
-        for w, s in zip(self.params["weights"], scores[1:]):
+        for w, s in zip(self.weights_, scores[1:]):
             out = out + float(w) * _z(np.asarray(s, dtype=np.float64))
         return out
 
@@ -120,10 +175,14 @@ class Blend(Recommender):
         return self._mix([c._fold_in(items) for c in self.parts])
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {f"c{n}__{k}": v for n, c in enumerate(self.parts) for k, v in c._state().items()}
+        state = {f"c{n}__{k}": v for n, c in enumerate(self.parts) for k, v in c._state().items()}
+        return {**state, "weights": np.asarray(self.weights_, dtype=np.float64)}
 
     def _restore(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.parts = self._components()
         for n, c in enumerate(self.parts):
             prefix = f"c{n}__"
             c._restore({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+        # saved before issue 27: no "weights" array, the fixed weights are in params
+        self.weights_ = (arrays["weights"].tolist() if "weights" in arrays
+                         else [float(w) for w in self.params["weights"]])

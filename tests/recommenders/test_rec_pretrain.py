@@ -112,9 +112,22 @@ class TestBlend(ModelContract):
     params = {"base_params": BASE, "partners": ["two-tower"], "partner_params": [TT_FAST], "weights": [0.5]}
 
 
+def held_out_valid() -> pd.DataFrame:
+    from tests.recommenders.test_rec_models import held_out
+
+    return pd.DataFrame({"user_id": [f"u{u}" for u in range(N_USERS)],
+                         "item_id": [f"i{held_out(u)}" for u in range(N_USERS)]})
+
+
 class TestBlendThreeWay(ModelContract):
     name = "blend"
     params = {"base_params": BASE, "partner_params": [FR_FAST, TT_FAST]}  # default partners: freedom, two-tower
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls, request: pytest.FixtureRequest):  # default weights="valid": fit chooses them on `valid`
+        return create_model(cls.name, **cls.params).fit(checkerboard(), ITEMS, parity_features(),
+                                                        valid=held_out_valid())
 
 
 def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
@@ -135,8 +148,59 @@ def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
         create_model("blend", partners=["svd"], partner_params=[{}], weights=[1.0])
     with pytest.raises(ValueError, match="weights: expected non-negative numbers"):
         create_model("blend", weights=[-1.0, 1.0])
-    with pytest.raises(ValueError, match="expected lists of one length"):
+    with pytest.raises(ValueError, match=r"weights: expected 'valid' or a list of 2 numbers"):
         create_model("blend", weights=[1.0])
+    with pytest.raises(ValueError, match="expected lists of one length"):
+        create_model("blend", partner_params=[{}])
+    with pytest.raises(ValueError, match="weight_grid: expected a non-empty list of non-negative numbers"):
+        create_model("blend", weight_grid=[])
+
+
+def test_blend_chooses_its_weights_on_valid(tmp_path) -> None:
+    """weights="valid": the chosen combination is the best valid NDCG@10 of the grid as the evaluation protocol
+    (`evaluate_model`, valid part only) measures it, the first in grid order on a tie; the refit (params_after_probe)
+    and a saved copy use it; without a validation split the fit refuses with a clear error."""
+    import itertools
+
+    from recommenders.errors import ModelFitError
+    from recommenders.evaluation import evaluate_model
+    from recommenders.models import load_model
+    from recommenders.splits import Split
+
+    rng = np.random.default_rng(7)
+    train = checkerboard()
+    seen = set(zip(train["user_id"], train["item_id"]))
+    rows = [(f"u{u}", f"i{i}") for u in range(N_USERS)  # two unseen items per user, either parity: a noisy valid part
+            for i in rng.choice([i for i in range(N_ITEMS) if (f"u{u}", f"i{i}") not in seen], 2, replace=False)]
+    valid = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    split = Split("t", 0, train, valid, valid.iloc[:0])
+    grid = [0.0, 1.0, 3.0]
+    blend = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weight_grid=grid).fit(
+        train, ITEMS, parity_features(), valid=valid)
+    chosen = tuple(blend.weights_)
+    assert blend.params_after_probe()["weights"] == list(chosen)
+    blend.save(tmp_path / "blend")
+    assert tuple(load_model(tmp_path / "blend").weights_) == chosen
+
+    measured = {}  # each grid point's valid NDCG@10 through the evaluation protocol, weights set by hand
+    for ws in itertools.product(grid, repeat=2):
+        blend.weights_ = list(ws)
+        measured[ws] = evaluate_model(blend, split, ks=(10,), parts=("valid",))["valid"]["ndcg@10"]
+    blend.weights_ = list(chosen)
+    best = max(measured.values())
+    assert len({round(v, 6) for v in measured.values()}) > 1  # the grid points differ: the choice means something
+    assert chosen == next(ws for ws in measured if measured[ws] > best - 1e-9)
+    by_search = {tuple(r["weights"]): r["valid_ndcg@10"] for r in blend.weight_search}
+    for ws, v in measured.items():
+        assert by_search[ws] == pytest.approx(v, abs=1e-9)
+
+    z = lambda s: (s - s.mean()) / s.std()  # noqa: E731
+    parts = [c.score(3) for c in blend.parts]
+    np.testing.assert_allclose(blend.score(3), z(parts[0]) + chosen[0] * z(parts[1]) + chosen[1] * z(parts[2]),
+                               rtol=1e-6)
+    with pytest.raises(ModelFitError, match="weights: 'valid' chooses the partner weights on a validation split"):
+        create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST]).fit(train, ITEMS,
+                                                                                      parity_features())
 
 
 def test_blend_refit_gives_each_partner_its_own_best_epoch() -> None:
