@@ -132,14 +132,22 @@ class TestBlendThreeWay(ModelContract):
 
 def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
     feats = parity_features()
-    blend = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.5, 2.0]).fit(
-        checkerboard(), ITEMS, feats)
+    kw = dict(base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.5, 2.0])
+    blend = create_model("blend", **kw, standardise="all").fit(checkerboard(), ITEMS, feats)
+    unseen = create_model("blend", **kw).fit(checkerboard(), ITEMS, feats)  # default: standardise="unseen"
     base = create_model("ease-text", **BASE).fit(checkerboard(), ITEMS, feats)
     fr = create_model("freedom", **FR_FAST).fit(checkerboard(), ITEMS, feats)
     tt = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, feats)
     z = lambda s: (s - s.mean()) / s.std()  # noqa: E731
     for u in (0, 5):
         np.testing.assert_allclose(blend.score(u), z(base.score(u)) + 0.5 * z(fr.score(u)) + 2.0 * z(tt.score(u)),
+                                   rtol=1e-6)
+        seen = base.seen_items(u)
+        mask = np.ones(N_ITEMS, dtype=bool)
+        mask[seen] = False  # mean and spread of the items the user has not interacted with
+        zu = lambda s: (s - s[mask].mean()) / s[mask].std()  # noqa: E731
+        assert 0 < len(seen) < N_ITEMS
+        np.testing.assert_allclose(unseen.score(u), zu(base.score(u)) + 0.5 * zu(fr.score(u)) + 2.0 * zu(tt.score(u)),
                                    rtol=1e-6)
     zero = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.0, 0.0]).fit(
         checkerboard(), ITEMS, feats)
@@ -154,6 +162,8 @@ def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
         create_model("blend", partner_params=[{}])
     with pytest.raises(ValueError, match="weight_grid: expected a non-empty list of non-negative numbers"):
         create_model("blend", weight_grid=[])
+    with pytest.raises(ValueError, match="standardise: expected 'unseen' or 'all'"):
+        create_model("blend", standardise="rank")
 
 
 def test_blend_chooses_its_weights_on_valid(tmp_path) -> None:
@@ -194,7 +204,9 @@ def test_blend_chooses_its_weights_on_valid(tmp_path) -> None:
     for ws, v in measured.items():
         assert by_search[ws] == pytest.approx(v, abs=1e-9)
 
-    z = lambda s: (s - s.mean()) / s.std()  # noqa: E731
+    mask = np.ones(N_ITEMS, dtype=bool)
+    mask[blend.seen_items(3)] = False
+    z = lambda s: (s - s[mask].mean()) / s[mask].std()  # noqa: E731
     parts = [c.score(3) for c in blend.parts]
     np.testing.assert_allclose(blend.score(3), z(parts[0]) + chosen[0] * z(parts[1]) + chosen[1] * z(parts[2]),
                                rtol=1e-6)
