@@ -9,6 +9,8 @@
 - `blend-valid DIR... --seed S`: the default `blend` (weights chosen by the model on the valid part) on those
   saved partners: the chosen weights, valid and test NDCG@10 (what `evaluate --model blend --seed S` gives,
   without refitting the partners).
+- `blend-rules DIR... --seed S`: rules for choosing the blend's weights compared on the valid part alone
+  (chosen on one half of the valid users, scored on the other, both ways).
 
 Evaluation goes through `recommenders.evaluation.rank_metrics`, the protocol of `python -m recommenders evaluate`.
 Run: `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain ease-variants [--seed 2020]`
@@ -169,9 +171,68 @@ def blend_valid(data_dir: Path, seed: int, dirs: list[str]) -> None:
                       "top_valid": sorted(blend.weight_search, key=lambda r: -r["valid_ndcg@10"])[:5]}), flush=True)
 
 
+def blend_rules(data_dir: Path, seed: int, dirs: list[str]) -> None:
+    """How well each rule for the blend's weights generalises, on the valid part alone: valid users are split in
+    two seeded halves; a rule picks the weights on one half and is scored (NDCG@10) on the other, both ways.
+    Rules: standardisation (z over all items, z over the user's unseen items) x weight grid (coarse: issue 16's
+    0/0.5/0.75/1.5; fine: the model's default; extended: fine + 4, 5) x pick (argmax; argmax of the mean over the
+    grid neighbours). Test is never read."""
+    import torch
+
+    from recommenders.models import load_model
+
+    ds, text, users, _, parts, x = _setup(data_dir, seed)
+    g = x.T @ x
+    raw = [x @ _ease(g + 30 * (text @ text.T), np.full(len(g), 400.0))]
+    for d in dirs:
+        m = load_model(d)
+        rows = [m.user_index(u) for u in sorted(users, key=users.get)]
+        cols = [m.item_index(i) for i in ds.item_ids]
+        raw.append(np.stack([np.asarray(m.score(r)) for r in rows])[:, cols].astype(np.float64))
+    train, valid, _ = parts
+    seen = x > 0
+    vu = np.array(sorted(valid))
+    hit = np.zeros_like(seen)
+    for u, arr in valid.items():
+        hit[u, arr] = True
+    gains = 1.0 / np.log2(np.arange(2, 12))
+    idcg = np.cumsum(gains)[np.minimum(hit[vu].sum(1), 10) - 1]
+
+    def per_user(scores: np.ndarray) -> np.ndarray:  # NDCG@10 of each valid user, train items excluded
+        top = torch.topk(torch.from_numpy(np.where(seen, -np.inf, scores)[vu]), 10, dim=1).indices.numpy()
+        return (np.take_along_axis(hit[vu], top, 1) * gains).sum(1) / idcg
+
+    def z_unseen(s: np.ndarray) -> np.ndarray:
+        m = np.where(seen, np.nan, s)
+        return (s - np.nanmean(m, 1, keepdims=True)) / np.nanstd(m, 1, keepdims=True)
+
+    fine = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]
+    grids = {"coarse": [0.0, 0.5, 0.75, 1.5], "fine": fine, "extended": fine + [4.0, 5.0]}
+    half = np.random.default_rng(0).permutation(len(vu)) % 2 == 0
+    out = {}
+    for zname, f in (("all", _z), ("unseen", z_unseen)):
+        comps = [f(s) for s in raw]
+        combos = list(itertools.product(grids["extended"], repeat=len(comps) - 1))
+        per = np.stack([per_user(comps[0] + sum(w * c for w, c in zip(ws, comps[1:]))) for ws in combos])
+        for gname, grid in grids.items():
+            idx = [n for n, ws in enumerate(combos) if all(w in grid for w in ws)]
+            pos = [tuple(grid.index(w) for w in combos[n]) for n in idx]
+            where = {p: k for k, p in enumerate(pos)}
+            for pick in ("argmax", "neighbour-mean"):
+                score = 0.0
+                for a, b in ((half, ~half), (~half, half)):
+                    m = per[idx][:, a].mean(1)
+                    if pick == "neighbour-mean":
+                        m = np.array([np.mean([m[where[q]] for q in itertools.product(*[(c - 1, c, c + 1) for c in p])
+                                               if q in where]) for p in pos])
+                    score += per[idx[int(np.argmax(m))]][b].mean() / 2
+                out[f"{zname}/{gname}/{pick}"] = round(float(score), 5)
+    print(json.dumps({"seed": seed, "partners": dirs, "crossfit_valid_ndcg@10": out}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_pretrain", description=__doc__)
-    parser.add_argument("what", choices=["ease-variants", "blend-sweep", "blend-latency", "blend-valid"])
+    parser.add_argument("what", choices=["ease-variants", "blend-sweep", "blend-latency", "blend-valid", "blend-rules"])
     parser.add_argument("dirs", nargs="*", help="saved models for blend-sweep")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -190,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         blend_sweep(args.data_dir, args.seed, args.dirs, tuple(args.grid))
     elif args.what == "blend-valid":
         blend_valid(args.data_dir, args.seed, args.dirs)
+    elif args.what == "blend-rules":
+        blend_rules(args.data_dir, args.seed, args.dirs)
     else:
         blend_latency(args.data_dir, args.dirs, args.weights, args.repeats)
     return 0
