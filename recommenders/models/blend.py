@@ -4,8 +4,9 @@ score(u) = z(base(u)) + sum_k w_k * z(partners[k](u)), where z standardises a us
 deviation 1 over the items the user has not interacted with, `standardise="unseen"`, or over the whole
 catalogue, "all"), so the models' scales do not matter and the weights are the only knobs. Defaults: base
 `ease-text` (EASE with the text Gram term: strong on warm items), partners `freedom` (LightGCN fused with the
-frozen text kNN item graph) and `two-tower` (the contrastively aligned ID-content tower). Linear blending of heterogeneous recommenders is the classic ensemble of the Netflix Prize (e.g.
-Koren 2009); it is how the tutorial's pretrained content models are combined with a collaborative scorer here.
+frozen text kNN item graph) and `two-tower` (the contrastively aligned ID-content tower). Linear blending of
+heterogeneous recommenders is the classic ensemble of the Netflix Prize (e.g. Koren 2009); it is how the
+tutorial's pretrained content models are combined with a collaborative scorer here.
 
 Weights (`weights`): fixed numbers, or "valid" (the default): `fit` chooses them itself on the validation
 split it is given, as the best valid NDCG@10 (full ranking, train items excluded) over every combination of
@@ -51,16 +52,18 @@ class Blend(Recommender):
         "base": "ease-text",
         "base_params": {},
         "partners": ["freedom", "two-tower"],
-        # two-tower: larger batches and lr, at most 15 epochs - what fitted in the CPU time of the ml-100k runs
+        # two-tower: larger batches and lr, at most 15 epochs (its valid NDCG@10 peaked at epochs 10-14 on ml-100k
+        # seeds 2020, 1, 2, 3 with a 40-epoch cap, so the cap does not bind there)
         "partner_params": [{}, {"batch_size": 2048, "lr": 0.004, "epochs": 15}],
-        # partner shares after standardisation: "valid" = chosen by `fit` on its validation split (issue 27: a
-        # per-seed choice beat seed 2020's fixed (0.75, 1.5) on ml-100k's 3-seed mean), or a list of numbers
+        # partner shares after standardisation: "valid" = chosen by `fit` on its validation split (the same rule
+        # for every split, seed and refit, no number carried over from one ml-100k seed), or a list of numbers
         "weights": "valid",
-        # the values tried per partner when weights="valid" (every combination: 10 x 10 on ml-100k, ~3 s)
+        # the values tried per partner when weights="valid" (every combination: 10 x 10 on ml-100k, ~3 s); this grid
+        # generalised best across valid halves (`bench.bench_pretrain blend-rules`, BENCHMARKS.md, issue 27)
         "weight_grid": [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0],
         # "unseen": z uses the mean and spread of the items the user has not interacted with (the ones that can be
         # recommended; a model's scores of the user's own items are outliers that inflate the spread unequally
-        # across models); "all": the whole catalogue. "unseen" had the higher valid NDCG@10 on ml-100k (issue 27)
+        # across models); "all": the whole catalogue. "unseen" generalised better across valid halves (issue 27)
         "standardise": "unseen",
         "seed": 2020,  # passed to every partner that takes a seed
     }
@@ -90,7 +93,7 @@ class Blend(Recommender):
         if not isinstance(grid, (list, tuple)) or not grid or not all(_non_negative(w) for w in grid):
             raise ValueError(f"weight_grid: expected a non-empty list of non-negative numbers, got {grid!r}")
         self.weights_: list[float] | None = None  # the weights in use once fitted
-        self.weight_search: list[dict[str, Any]] = []  # weights="valid": every combination tried, with its valid NDCG@10
+        self.weight_search: list[dict[str, Any]] = []  # weights="valid": each combination tried, its valid NDCG@10
 
     def _components(self) -> list[Recommender]:
         from recommenders.models import create_model, model_class
@@ -136,14 +139,15 @@ class Blend(Recommender):
 
     def _choose_weights(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> list[float]:
         """The combination of `weight_grid` values (one per partner) with the best valid NDCG@10; the first in
-        grid order on a tie. Users are scored in chunks (`sizing.valid_chunk_users`), as the partners' early stopping."""
+        grid order on a tie. Users are scored in chunks (`sizing.valid_chunk_users`), as in early stopping."""
         import itertools
 
         import torch
 
         from recommenders.models.sgd import ndcg_at_k
 
-        combos = np.array(list(itertools.product(*[[float(w) for w in self.params["weight_grid"]]] * (len(self.parts) - 1))))
+        grid = [float(w) for w in self.params["weight_grid"]]
+        combos = np.array(list(itertools.product(grid, repeat=len(self.parts) - 1)))  # (combinations, partners)
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
         if not len(users):
             raise ModelFitError("valid: no user has a validation positive; cannot choose the blend weights")
@@ -151,8 +155,8 @@ class Blend(Recommender):
         chunk = valid_chunk_users(train.shape[1])
         for start in range(0, len(users), chunk):
             part = users[start: start + chunk]
-            z = np.stack([np.stack([self._standardise(c._score_one(int(u)), self._seen[int(u)].indices) for u in part])
-                          for c in self.parts])  # (components, users, items)
+            z = np.stack([np.stack([self._standardise(c._score_one(int(u)), self._seen[int(u)].indices)
+                                    for u in part]) for c in self.parts])  # (components, users, items)
             for n, w in enumerate(combos):
                 mixed = z[0] + np.tensordot(w, z[1:], axes=1)
                 totals[n] += ndcg_at_k(torch.from_numpy(mixed), train, valid, part) * len(part)
