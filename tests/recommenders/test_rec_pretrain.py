@@ -311,3 +311,22 @@ def test_sasrec_reads_histories_in_time_order() -> None:
                                model._fold_in(np.r_[model.sequences[model.user_index("u0")], 4]))
     u0 = model.user_index("u0")
     assert len(extended.sequences[u0]) == len(model.sequences[u0]) + 1 and model.sequences is not extended.sequences
+
+
+def test_served_blend_uses_the_weights_its_probe_chose_on_valid() -> None:
+    """train_model (the app's path): the probe on a 9:1 hold-out chooses the weights, the refit on all data keeps them."""
+    from recommenders.data import Dataset
+    from recommenders.splits import random_split
+    from recommenders.training import merge_interactions, train_model
+
+    inter = checkerboard()
+    items = pd.DataFrame({"item_id": ITEMS, "title": ITEMS, "text": ITEMS, "genres": [[] for _ in ITEMS],
+                          "year": pd.array([None] * N_ITEMS, dtype="Int64"), "image": [None] * N_ITEMS})
+    ds = Dataset("checkerboard", items, pd.DataFrame({"user_id": pd.unique(inter["user_id"])}), inter)
+    params = dict(base_params=BASE, partner_params=[FR_FAST, TT_FAST], weight_grid=[0.0, 1.0, 3.0])
+    served = train_model(ds, "blend", features=parity_features(), seed=5, **params)
+    split = random_split(merge_interactions(ds), seed=5, ratios=(0.9, 0.1, 0.0))
+    probe = create_model("blend", **params, seed=5).fit(split.train, ITEMS, parity_features(),
+                                                         valid=split.valid[split.valid["weight"] > 0])
+    assert served.params["weights"] == probe.weights_ == served.weights_
+    assert len(served.history) and "valid_ndcg@10" not in served.history[-1]  # the refit had no hold-out
