@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.web.cards import CardView, labeling_guidelines, render_card, render_detail, render_profile
-from generation.captions import SYSTEM_PROMPT, CaptionGenerator, caption_request, parse_keywords, template_caption
+from generation.captions import (KEYWORD_REGEX, SYSTEM_PROMPT, CaptionGenerator, caption_request, parse_keywords,
+                                 template_caption)
 from generation.covers import CoverGenerator
 from generation.domain import BOOK, FILM, GENERIC, MUSIC, PRODUCT, Domain
 from generation.errors import InvalidInputError
@@ -142,9 +143,9 @@ def test_the_llm_names_the_preferences_when_it_can(tiny_lm_dir, tmp_path, monkey
     assert captions.preference_keywords(liked) is None  # random weights write noise: refused, TF-IDF is used
     seen = {}
 
-    def reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True):
+    def reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True, regex=None, accept=None):
         seen.update(request=messages[-1]["content"], system=messages[0]["content"], greedy=greedy,
-                    one_line=one_line, roles=[m["role"] for m in messages])
+                    one_line=one_line, roles=[m["role"] for m in messages], regex=regex)
         return ["1. Neon cityscapes\n2. lonely heroes, rain-soaked streets, the"]
 
     monkeypatch.setattr(captions, "_complete_many", reply)
@@ -158,6 +159,7 @@ def test_the_llm_names_the_preferences_when_it_can(tiny_lm_dir, tmp_path, monkey
     assert len(profile.keywords) > 3  # topped up from the liked items' text
     assert CaptionGenerator(None, tmp_path / "b").preference_keywords(liked) is None  # no LLM: TF-IDF
     assert seen["greedy"] is True and seen["one_line"] is False  # a list may follow a heading line
+    assert seen["regex"] == KEYWORD_REGEX  # ONNX Runtime constrains the reply to a comma-separated list
     assert seen["roles"] == ["system", "user", "assistant", "user"]  # a worked example first
 
 
@@ -168,7 +170,7 @@ def test_keywords_without_waiting_are_named_in_the_background(tiny_lm_dir, tmp_p
     liked = [ItemInfo(r["item_id"], r["title"], 1990, r["genres"], r["text"]) for r in scifi_history[:3]]
     release, threads = threading.Event(), []
 
-    def slow_reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True):
+    def slow_reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True, regex=None, accept=None):
         threads.append(threading.current_thread().name)
         assert release.wait(10)
         return ["neon cityscapes, lonely heroes"]
