@@ -41,7 +41,7 @@ from typing import Any
 from generation.assets import Asset, asset_key
 from generation.domain import FILM, Domain, genre_key, with_article
 from generation.errors import ModelUnavailableError, invalid
-from generation.grounding import grounding_problems, unfounded_words
+from generation.grounding import grounding_problems, unfounded_keyword_words, unfounded_words
 from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads
 from generation.profile import UserProfile, content_words
 from generation.prompts import INVERTED_ARTICLES, ItemInfo, natural_title
@@ -226,9 +226,8 @@ def keyword_request(liked: list[ItemInfo], max_keywords: int, domain: Domain = F
 def keyword_problem(keyword: str, liked: list[ItemInfo], domain: Domain = FILM) -> str | None:
     """Why an LLM keyword may not describe a user who liked `liked`, or None: checked as a caption is (a genre
     none of the liked items has, a year, a claim about people, acclaim or plot they do not support, an echo of
-    the request), and it must be a whole phrase, not a liked title or a piece of one. Unlike a caption's, its
-    words need not come from the facts: a keyword is an illustrator's word for a taste ("neon cityscapes"), not
-    a claim shown to the user."""
+    the request), a whole phrase, not a liked title or a piece of one, and each of its words from the liked
+    items, the tone of their genres or the domain's style hints for them (`keyword_vocabulary`)."""
     words = f" {keyword.lower()} "
     for label in ("liked", "loved", "keyword", "keywords", domain.audience, domain.noun, domain.plural, "genre",
                   "genres", "visual style", "separated"):
@@ -249,7 +248,11 @@ def keyword_problem(keyword: str, liked: list[ItemInfo], domain: Domain = FILM) 
     facts = ItemInfo("keywords", "keywords", None, sorted({g for i in liked for g in i.genres}),
                      " ".join(f"{i.name}. {i.text}" for i in liked))
     problems = grounding_problems(keyword, facts, None)
-    return problems[0] if problems else None
+    if problems:
+        return problems[0]
+    styles = [word for i in liked for g in i.genres for word in domain.styles(g)]
+    unfounded = unfounded_keyword_words(keyword, liked, styles)
+    return f"words the liked items do not hold ({', '.join(unfounded[:3])})" if unfounded else None
 
 
 def reply_opening(item: ItemInfo, profile: UserProfile | None, seed: int) -> str:

@@ -181,9 +181,31 @@ def unfounded_words(text: str, item: ItemInfo, profile: UserProfile | None = Non
     """The words of `text` (lowercase, in order, once each) that are neither in the facts of (`item`, `profile`)
     nor in the plain caption vocabulary (`caption_vocabulary`). A genre of the user's that the item lacks is
     one of them: in a caption it is said of the item."""
+    return _outside(text, caption_vocabulary(item, profile, domain_words))
+
+
+def keyword_vocabulary(liked: Sequence[ItemInfo], style_words: Sequence[str] = ()) -> frozenset[str]:
+    """The words a preference keyword for a user who liked `liked` may use: the liked items' own words (names,
+    genres, descriptions), the tone words of their genres, `style_words` (the domain's style hints for those
+    genres: "futuristic neon") and function words. Not the plain caption vocabulary: a keyword says what
+    the user likes, and "love" or "great" says nothing."""
+    facts = [text for i in liked for text in (i.name, i.text, " ".join(i.genres))] + list(style_words)
+    words = set(_PLAIN_WORD.findall(" ".join(facts)))
+    for genre in {genre_key(g) for i in liked for g in i.genres}:
+        words |= GENRE_TONE.get(genre, frozenset())
+    return frozenset(_word_forms(words) | STOPWORDS)
+
+
+def unfounded_keyword_words(keyword: str, liked: Sequence[ItemInfo], style_words: Sequence[str] = ()) -> list[str]:
+    """The words of `keyword` outside `keyword_vocabulary(liked, style_words)` (a small model's "smorgle dum
+    dum", "manga" for a user of thrillers), lowercase, once each."""
+    return _outside(keyword, keyword_vocabulary(liked, style_words))
+
+
+def _outside(text: str, allowed: frozenset[str]) -> list[str]:
+    """The words of `text` not in `allowed`, lowercase, in order, once each."""
     if not isinstance(text, str):
         raise invalid("text", "a string", text)
-    allowed = caption_vocabulary(item, profile, domain_words)
     out: list[str] = []
     for word in _PLAIN_WORD.findall(text):
         key = word.lower().replace("’", "'").strip("'-")

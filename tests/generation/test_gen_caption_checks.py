@@ -220,7 +220,9 @@ def test_the_template_fallback_passes_the_checks(seed, item, profile):
 
 
 @pytest.mark.parametrize("keyword,ok", [
-    ("futuristic cities", True), ("dark humor", True), ("space adventure", True),
+    ("futuristic neon", True), ("eerie darkness", True), ("space adventure", True),  # style hints, tone, genre
+    ("futuristic cities", False), ("dark humor", False),  # no liked item holds "cities"; none is a comedy
+    ("smorgle dum dum", False), ("manga", False),  # what a small model writes when it runs out of ideas
     ("romantic comedy", False),  # no liked item is a romance
     ("oscar winners", False), ("1980s nostalgia", False), ("viewer liked", False), ("alien", False),
     ("the sea", True), ("climate history and", False), ("of space", False),  # fragments of a looping reply
