@@ -362,6 +362,8 @@ def form_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str 
     negation = _NEGATION.search(bare.lower())
     if negation:
         return f"a negation ({negation.group(0)!r})"
+    if re.search(r"\bis an? (?:genre|category|kind of genre)\b", bare.lower()):
+        return "calls the item a genre"
     past = _PAST.search(bare.lower())
     if past:
         return f"speaks of the item as already seen ({past.group(0)!r})"

@@ -159,6 +159,7 @@ def test_a_genres_own_words_are_fine_for_that_genre_only():
     ("If you loved Alien, Star Wars is a sci-fi film that won you over.", "speaks of the item as already seen"),
     ("If you loved Alien, Star Wars is a sci-fi film you would have enjoyed.", "speaks of the item as already"),
     ("If you loved Alien, Star Wars is an adventurous adventure for you.", "says one thing twice"),
+    ("If you loved Alien, Star Wars is a genre that combines action and adventure.", "calls the item a genre"),
     ("If you loved Alien, Star Wars is not a romance but a sci-fi adventure for you.", "a negation"),
 ])
 def test_mixed_address_and_negation_are_refused(text, why):
