@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-s", type=float, default=0.25, help="how often the page looks (as Discover does)")
     parser.add_argument("--max-s", type=float, default=300.0, help="give up on a card after this long")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # the worker may still be writing
         copy = Path(tmp) / "data"
         shutil.copytree(args.data_dir, copy, ignore=shutil.ignore_patterns("assets", "blobs", "*.db-wal", "*.db-shm"))
         print(json.dumps(run(copy, args.visitors, args.runtime, args.poll_s, args.max_s)))

@@ -93,7 +93,8 @@ class Slates:
     @gated
     def prefetch(self, visit: Visit, page: Page, k: int, *, exclude: Sequence[str] = ()) -> None:
         """Queue the missing assets of the items the page after `page` would show ("More": the next `k` items,
-        seed + 1; ranked, not recorded) behind `page`'s own, so that they are ready when the visitor pages on."""
+        seed + 1; ranked, not recorded) behind every screen's own (the worker's prefetch lane), so that they are
+        ready when the visitor pages on."""
         if not page.rows:
             return
         rows = self.ranking.slate(visit.user_id, page.choice, k, profile=page.profile, liked=visit.liked,
@@ -101,7 +102,7 @@ class Slates:
                                   seed=(page.seed + 1) % (checks.SEED_MAX + 1))
         if rows:
             _, _, missing = self.made(visit.user_id, [r.item_id for r in rows])
-            self.assets.worker.generate_later(visit.user_id, missing, page.profile)
+            self.assets.worker.generate_later(visit.user_id, missing, page.profile, prefetch=True)
 
     @gated
     def _record_page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str],

@@ -184,3 +184,45 @@ def test_llm_keywords_never_hold_up_a_profile(fresh_svc, monkeypatch):
     second = svc.catalog.profile("12")  # not cached while the keywords were pending
     assert second.keywords[:2] == ["neon cityscapes", "lonely heroes"] and second.keyword_source == "llm"
     assert svc.catalog.profile("12") is second and len(calls) == 2  # cached once they are there
+
+
+def test_a_screens_cards_go_before_prefetched_ones(fresh_svc, monkeypatch):
+    """The next page's items (prefetch) are made after every screen's, and a prefetch job under way gives way
+    between items when a screen's job arrives; a full queue drops prefetched jobs first."""
+    svc = fresh_svc
+    order: list[str] = []
+    first = threading.Event()
+    gate = threading.Event()
+    real = svc.assets._item_assets
+
+    def make(item_id, profile):
+        order.append(item_id)
+        first.set()
+        gate.wait(10)
+        return real(item_id, profile)
+
+    monkeypatch.setattr(svc.assets, "_item_assets", make)
+    items = [i for i, _ in svc.ranking.rank("ease", "5", 12)]
+    profile = svc.catalog.profile("5")
+    worker = svc.assets.worker
+    assert worker.generate_later("5", items[0:4], profile, prefetch=True) == 4  # another visitor's next page
+    assert first.wait(10)  # the worker is on the prefetch job's first item
+    assert worker.generate_later("5", items[8:10], profile, prefetch=True) == 2
+    assert worker.generate_later("6", items[4:7], svc.catalog.profile("6")) == 3  # a page being shown
+    gate.set()
+    _wait_idle(svc)
+    # the item under way is finished; then the screen's three; then the rest of the prefetch jobs, oldest first
+    assert order == [items[0], *items[4:7], *items[1:4], *items[8:10]]
+    assert set(items[4:7]) <= {i for i, _ in svc.assets.known("6", items[4:7])}
+
+    gate.clear()
+    first.clear()
+    worker.max_queued = 4
+    more = [i for i, _ in svc.ranking.rank("ease", "7", 12)]
+    assert worker.generate_later("7", more[0:1], None) == 1  # taken by the worker, blocked on the gate
+    assert first.wait(10)
+    assert worker.generate_later("7", more[1:3], None, prefetch=True) == 2
+    assert worker.generate_later("7", more[3:5], None) == 2  # 5 > 4: the prefetched job goes, not the screen's
+    assert worker.dropped == 2 and worker.pending("7", more) == [more[0], *more[3:5]]
+    gate.set()
+    _wait_idle(svc)
