@@ -11,6 +11,9 @@ likes: the page of PAGE_SIZE cards is asked for as Discover asks (`Slates.page`,
 the next page), then the made assets are polled every `--poll-s` as `fill_assets` polls them. Reported: the
 first page's latency, and per card the seconds from the page's request to its caption, and whether the model
 wrote it (the rest are the labelled template after every candidate failed the checks).
+
+The visitors come one right after another (the next asks for a page as soon as the previous one's cards all
+have captions), so each page's cards share the worker with the previous visitors' prefetched next pages.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ def run(data_dir: Path, visitors: int, runtime: str, poll_s: float, max_s: float
                 "max_s": max_s, "load_avg": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
     finally:
         svc.close()
+        svc.assets.worker.close(wait_s=120)  # the item under way is finished before the data dir goes
 
 
 def main(argv: list[str] | None = None) -> int:

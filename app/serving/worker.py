@@ -59,13 +59,15 @@ class AssetWorker:
         self._thread = threading.Thread(target=self._run, name="vitrine-assets", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop the worker (queued jobs are dropped)."""
+    def close(self, wait_s: float = 0.0) -> None:
+        """Stop the worker (queued jobs are dropped); wait up to `wait_s` for the item being made to be done."""
         with self._work:
             self._closed = True
             self._jobs.clear()
             self._prefetch.clear()
             self._work.notify_all()
+        if wait_s > 0 and self._thread is not threading.current_thread():
+            self._thread.join(wait_s)
 
     # -- the gate between interactive requests and the worker --------------------------------------------------
     @contextlib.contextmanager
