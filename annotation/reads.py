@@ -26,7 +26,7 @@ from annotation.models import (
     User,
 )
 
-__all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "impression_shows", "visitor_feedback", "item_count", "table_counts",
+__all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "impression_shows", "visitor", "visitor_feedback", "item_count", "table_counts",
            "STATE_KINDS", "latest_assets", "shown_assets", "recorded_asset_ids", "asset_uses", "untouched_pairs", "paired_items", "picked_prompts",
            "COUNTED_TABLES"]
 
@@ -83,6 +83,15 @@ def visitor_feedback(session: Session, user_id: str) -> tuple[list[str], list[st
     for item_id, kind in rows:
         latest.setdefault(item_id, kind)
     return [i for i, k in latest.items() if k == "like"], [i for i, k in latest.items() if k == "dislike"]
+
+
+def visitor(session: Session, user_id: str, *, stored_kind: bool = True) -> tuple[str | None, list[str], list[str]]:
+    """(kind, liked, disliked): who the visitor is, in one read session. kind: the stored user's kind
+    (`user_kind`; None when no such user is stored, or when `stored_kind` is False: the caller knows the user
+    without the users table); liked / disliked as `visitor_feedback` gives them, newest first."""
+    kind = user_kind(session, user_id) if stored_kind else None
+    liked, disliked = visitor_feedback(session, user_id)
+    return kind, liked, disliked
 
 
 def latest_feedback_on(session: Session, user_id: str, impression_id: int, item_id: str) -> tuple[str, str] | None:

@@ -58,14 +58,14 @@ def run(data_dir: Path, visitors: int, runtime: str, poll_s: float, max_s: float
         page_ms, card_s, model_cards, template_cards, missing = [], [], 0, 0, 0
         per_visitor = []
         for user_id in users[::max(1, len(users) // visitors)][:visitors]:
-            visit = svc.slates.visit(user_id)
+            visit = svc.events.visitor(user_id)
             t0 = time.perf_counter()
             page = svc.slates.page(visit, choice, PAGE_SIZE, seed=0, tab="bench")
             page_ms.append(1000 * (time.perf_counter() - t0))
             svc.slates.prefetch(visit, page, PAGE_SIZE)
             pending, arrived = list(page.pending), {}
             while pending and time.perf_counter() - t0 < max_s:
-                _, made, still = svc.slates.made(user_id, pending)
+                _, made, still = svc.assets.made(user_id, pending)
                 for item_id, asset in made.items():
                     if item_id not in arrived:
                         arrived[item_id] = (time.perf_counter() - t0, not asset["fallback"])

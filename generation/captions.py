@@ -113,7 +113,7 @@ def caption_request(item: ItemInfo, profile: UserProfile | None, max_chars: int,
     if about:
         lines.append(f"About: {about}")
     if profile is not None and not profile.is_empty:
-        liked = [natural_title(t) for t in profile.liked_titles if natural_title(t).lower() != name.lower()][:1]
+        liked = [t for t in profile.liked_names if t.lower() != name.lower()][:1]
         if liked:
             lines.append(f"The {domain.audience} loved: {liked[0]}.")
         shared = shared_genres(item, profile)
@@ -262,8 +262,8 @@ def reply_opening(item: ItemInfo, profile: UserProfile | None, seed: int) -> str
     openings, chosen by (seed, item) as the template's variants are."""
     rng = random.Random(f"opening:{seed}:{item.item_id}")
     name = item.name
-    liked = [natural_title(t) for t in (profile.liked_titles if profile is not None and not profile.is_empty else [])
-             if natural_title(t).lower() != name.lower()][:1]
+    liked = [t for t in (profile.liked_names if profile is not None and not profile.is_empty else [])
+             if t.lower() != name.lower()][:1]
     if liked:  # every opening names the liked title: two users with different tastes read different captions
         return rng.choice([f"If you loved {liked[0]}, {name} is", f"Since you enjoyed {liked[0]}, {name} is",
                            f"Fans of {liked[0]} will find that {name} is"])
@@ -289,7 +289,7 @@ _SCAFFOLD = (
 def _without_titles(text: str, item: ItemInfo, profile: UserProfile | None) -> str:
     """`text` with the item's and the liked titles blanked out (a title may hold 'I', a repeated word, ...)."""
     titles = {item.title, item.name, *(profile.liked_titles if profile is not None else []),
-              *(natural_title(t) for t in (profile.liked_titles if profile is not None else []))}
+              *(profile.liked_names if profile is not None else [])}
     for title in sorted((t for t in titles if t), key=len, reverse=True):
         text = re.sub(re.escape(title), " TITLE ", text, flags=re.I)
     return text
@@ -310,7 +310,8 @@ def echo_problem(text: str, item: ItemInfo, profile: UserProfile | None, domain:
     if re.search(rf"\bthe {re.escape(domain.audience)}s? (?:liked|loved|likes|loves|enjoyed)\b", lower):
         return f"speaks of 'the {domain.audience}' as the request does, not to the {domain.audience}"
     if profile is not None:
-        listed = sum(1 for t in profile.liked_titles[:5] if natural_title(t).lower() in lower or t.lower() in lower)
+        listed = sum(1 for t, name in zip(profile.liked_titles[:5], profile.liked_names)
+                     if name.lower() in lower or t.lower() in lower)
         if listed >= 3:
             return f"lists the user's liked titles ({listed} of them) as the request does"
     return None
@@ -324,7 +325,7 @@ def form_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str 
     names = [n for n in dict.fromkeys((item.name.lower(), item.title.lower())) if n]
     if not any(n in text for n in (item.name, item.title)):  # as written: "Contact", not "contact"
         return f"does not name the item ({item.name!r}) as it is written"
-    liked = [natural_title(t) for t in (profile.liked_titles if profile is not None else [])]
+    liked = list(profile.liked_names) if profile is not None else []
     twice = next((t for t in [item.name, *liked] if t and text.count(t) > 1), None)
     if twice and twice != item.name:
         return f"names a liked title twice ({twice!r})"
@@ -399,7 +400,7 @@ def caption_problems(text: str, item: ItemInfo, profile: UserProfile | None, dom
     lower = text.lower()
     anchors = {item.title.lower(), item.name.lower(), *content_words(item.title)} | {g.lower() for g in item.genres}
     if profile is not None:
-        anchors |= {t.lower() for t in profile.liked_titles} | {natural_title(t).lower() for t in profile.liked_titles}
+        anchors |= {t.lower() for t in (*profile.liked_titles, *profile.liked_names)}
         anchors |= {g.lower() for g in profile.top_genres}
     anchors.discard("")
     if not any(a in lower for a in anchors):
@@ -441,8 +442,8 @@ def template_caption(
         top = {g.lower() for g in profile.top_genres}
         shared = [g for g in genres if g in top]
     options: list[str] = []
-    if profile is not None and profile.liked_titles:
-        liked = natural_title(profile.liked_titles[rng.randrange(min(3, len(profile.liked_titles)))])
+    if profile is not None and profile.liked_names:
+        liked = profile.liked_names[rng.randrange(min(3, len(profile.liked_names)))]
         if shared:
             options.append(
                 rng.choice(
@@ -729,7 +730,7 @@ class CaptionGenerator(LoadsOnce):
         """Among replies that pass: one that names the item (+2) and a liked title (+1, it is personal)."""
         lower = text.lower()
         score = 2 if item.name.lower() in lower or item.title.lower() in lower else 0
-        if profile is not None and any(natural_title(t).lower() in lower for t in profile.liked_titles[:3]):
+        if profile is not None and any(t.lower() in lower for t in profile.liked_names[:3]):
             score += 1
         return score
 

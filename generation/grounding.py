@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from generation.errors import invalid
 from generation.profile import GENRE_STYLES, STOPWORDS, UserProfile, genre_key
-from generation.prompts import ItemInfo, natural_title
+from generation.prompts import ItemInfo
 
 # genre words as they appear in prose -> the genre key they claim (generation.profile.genre_key)
 GENRE_WORDS: dict[str, str] = {
@@ -229,7 +229,7 @@ class GroundingResult:
 def _facts(item: ItemInfo, profile: UserProfile | None) -> str:
     parts = [item.title, item.name, item.text, " ".join(item.genres), str(item.year or "")]
     if profile is not None:
-        parts += [*profile.liked_titles, *map(natural_title, profile.liked_titles), *profile.top_genres,
+        parts += [*profile.liked_titles, *profile.liked_names, *profile.top_genres,
                   *profile.keywords, *profile.preferred_prompts]
     return " ".join(parts)
 
@@ -237,8 +237,7 @@ def _facts(item: ItemInfo, profile: UserProfile | None) -> str:
 def _titles(item: ItemInfo, profile: UserProfile | None) -> tuple[list[str], list[str]]:
     """(the item's titles, the liked titles), each as given and as a person writes it, lowercase, longest first."""
     own = {t.lower() for t in (item.title, item.name) if t}
-    liked = {t.lower() for title in (profile.liked_titles if profile is not None else []) for t in
-             (title, natural_title(title)) if t}
+    liked = {t.lower() for t in ((*profile.liked_titles, *profile.liked_names) if profile is not None else ()) if t}
     return sorted(own, key=len, reverse=True), sorted(liked - own, key=len, reverse=True)
 
 

@@ -142,7 +142,7 @@ def test_waiting_for_the_assets_leaves_the_generation_to_the_worker(fresh_svc, m
     real = svc.assets._item_assets
     monkeypatch.setattr(svc.assets, "_item_assets",
                         lambda *a: threads.add(threading.current_thread().name) or real(*a))
-    page = svc.slates.page(svc.slates.visit("9"), svc.ranking.parse("ease"), 3, seed=1, wait=True)
+    page = svc.slates.page(svc.events.visitor("9"), svc.ranking.parse("ease"), 3, seed=1, wait=True)
     assert page.pending == [] and len(page.covers) == len(page.captions) == 3
     assert threads == {"vitrine-assets"}  # never the request's own thread
 
@@ -155,19 +155,19 @@ def test_a_page_shows_the_template_caption_at_once_and_queues_the_next_page(fres
     real = svc.assets._item_assets
     monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
     ease = svc.ranking.parse("ease")
-    visit = svc.slates.visit("11")
+    visit = svc.events.visitor("11")
     page = svc.slates.page(visit, ease, 3, seed=1)
     svc.slates.prefetch(visit, page, 3)
     assert page.pending == page.item_ids and page.captions == {}
     profile = svc.catalog.profile("11")
-    assert page.templates == {i: svc.assets.template_caption(i, profile) for i in page.item_ids}
+    assert page.templates == {i: svc.assets.captions.template(svc.catalog.item_info(i), profile) for i in page.item_ids}
     assert all(svc.catalog.item_info(i).name in text for i, text in page.templates.items())
     following = [i for i, _ in svc.ranking.rank("ease", "11", 6) if i not in page.item_ids][:3]
     queued = svc.assets.worker.pending("11", page.item_ids + following)
     assert queued[:3] == page.item_ids and set(queued[3:]) <= set(following) and len(queued) > 3
     gate.set()
     _wait_idle(svc)
-    made = svc.slates.page(svc.slates.visit("11"), ease, 3, seed=1)
+    made = svc.slates.page(svc.events.visitor("11"), ease, 3, seed=1)
     assert made.templates == {} and len(made.captions) == 3  # made now: no template any more
 
 
