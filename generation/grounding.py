@@ -169,7 +169,7 @@ def caption_vocabulary(item: ItemInfo, profile: UserProfile | None, domain_words
     `domain_words` (the domain's nouns and verbs: "film", "watch")."""
     facts = [item.title, item.name, item.text, " ".join(item.genres)]
     if profile is not None:
-        facts += [*profile.liked_titles, *map(natural_title, profile.liked_titles)]
+        facts += [*profile.liked_titles, *profile.liked_names]
     words = set(_PLAIN_WORD.findall(" ".join(facts)))
     for genre in item.genres:
         words |= GENRE_TONE.get(genre_key(genre), frozenset())
