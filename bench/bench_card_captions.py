@@ -77,7 +77,8 @@ def run(data_dir: Path, visitors: int, runtime: str, poll_s: float, max_s: float
             template_cards += sum(1 for _, m in arrived.values() if not m)
             missing += len(pending)
             card_s += times
-            per_visitor.append({"user_id": user_id, "cards": len(page.rows), "pending_at_first_answer":
+            per_visitor.append({"user_id": user_id, "page_ms": round(page_ms[-1], 1), "cards": len(page.rows),
+                                "pending_at_first_answer":
                                 len(page.pending), "first_caption_s": _pct(times, 0.0), "last_caption_s":
                                 _pct(times, 1.0), "from_model": sum(1 for _, m in arrived.values() if m)})
         return {"bench": "card_captions", "runtime": captions.runtime_used, "model": captions.model,
@@ -85,7 +86,7 @@ def run(data_dir: Path, visitors: int, runtime: str, poll_s: float, max_s: float
                 "startup_s": round(startup_s, 1), "first_page_ms": {"p50": _pct(page_ms, 0.5),
                                                                    "p95": _pct(page_ms, 0.95)},
                 "card_caption_s": {"p50": _pct(card_s, 0.5), "p95": _pct(card_s, 0.95), "max": _pct(card_s, 1.0)},
-                "cards_by_model": model_cards, "cards_by_template": template_cards, "cards_missing": missing,
+                "cards_within_30s": sum(1 for t in card_s if t <= 30.0), "cards_by_model": model_cards, "cards_by_template": template_cards, "cards_missing": missing,
                 "max_s": max_s, "load_avg": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
     finally:
         svc.close()
