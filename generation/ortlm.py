@@ -26,7 +26,6 @@ import importlib.util
 import json
 import logging
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from generation.errors import invalid
+from generation.gguf import building
 
 log = logging.getLogger(__name__)
 
@@ -85,29 +85,19 @@ def build_onnx(source: Path | str, root: Path | str, key: str, precision: str = 
     target = onnx_path(source, Path(root), key, precision)
     if (target / "genai_config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     log.info("building the ONNX Runtime %s copy of %s in %s (once per model and builder version)", precision,
              source, target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(tmp / "out"),
-               "-p", precision, "-e", "cpu", "-c", str(tmp / "cache")]
+    with building(target, "genai_config.json") as out, tempfile.TemporaryDirectory() as cache:
+        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(out),
+               "-p", precision, "-e", "cpu", "-c", cache]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
             raise RuntimeError(f"the ONNX build of {source} took over {timeout_s:.0f} s") from exc
-        if done.returncode != 0 or not (tmp / "out" / "genai_config.json").is_file():
+        if done.returncode != 0 or not (out / "genai_config.json").is_file():
             tail = " | ".join((done.stderr or done.stdout or "").strip().splitlines()[-3:])[-600:]
             raise RuntimeError(f"the ONNX build of {source} failed (exit {done.returncode}): {tail}")
-        (tmp / "out" / "SOURCE").write_text(f"built from {source} by onnxruntime-genai {onnx_version()} "
-                                            f"({precision}, cpu)\n")
-        try:
-            (tmp / "out").rename(target)
-        except OSError:  # another process got there first: keep its copy
-            if not (target / "genai_config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (out / "SOURCE").write_text(f"built from {source} by onnxruntime-genai {onnx_version()} ({precision}, cpu)\n")
     return target
 
 
