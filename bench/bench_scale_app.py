@@ -147,7 +147,7 @@ def _in_process(dataset: str, data_dir: Path, calls: int, users: list[str]) -> d
             t = time.perf_counter()
             svc.ranking.rank(name, u, 20)
             top.append(1000 * (time.perf_counter() - t))
-        visits = [svc.slates.visit(u) for u in users[:calls]]
+        visits = [svc.events.visitor(u) for u in users[:calls]]
         choice = svc.ranking.parse("")
         for v in visits:
             t = time.perf_counter()
@@ -168,7 +168,7 @@ def _ops(dataset: str, data_dir: Path, calls: int, users: list[str]) -> dict:
     try:
         choice, likes = svc.ranking.parse(""), []
         for u in users[:calls]:
-            page = svc.slates.page(svc.slates.visit(u), choice, 10, seed=1, tab="bench")
+            page = svc.slates.page(svc.events.visitor(u), choice, 10, seed=1, tab="bench")
             t = time.perf_counter()
             svc.events.record_feedback(u, page.item_ids[0], "like", page.impression_id)
             likes.append(1000 * (time.perf_counter() - t))

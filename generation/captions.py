@@ -41,7 +41,7 @@ from typing import Any
 from generation.assets import Asset, asset_key
 from generation.domain import FILM, Domain, genre_key, with_article
 from generation.errors import ModelUnavailableError, invalid
-from generation.grounding import grounding_problems
+from generation.grounding import grounding_problems, unfounded_keyword_words, unfounded_words
 from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads
 from generation.profile import UserProfile, content_words
 from generation.prompts import INVERTED_ARTICLES, ItemInfo, natural_title
@@ -53,9 +53,18 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_MAX_CHARS = 220  # two short sentences: fits under a cover card
 DEFAULT_MAX_NEW_TOKENS = 48  # ~35 words: one sentence with room; longer replies of a small model wander
-DEFAULT_CANDIDATES = 3  # replies sampled per caption (one batched call); the first that passes the checks wins
+DEFAULT_CANDIDATES = 3  # replies sampled per caption (transformers: one batched call); the best that passes wins
+ONNX_CANDIDATES = 6  # ONNX Runtime: drawn one after another from one reading of the prompt, until one passes
+RUNTIMES = ("auto", "transformers", "onnx")  # auto: ONNX Runtime GenAI on CPU where it is installed and runs
 TEMPLATE_VERSION = "template-v3"  # v3: the item and liked titles named as a person writes them
-PROMPT_VERSION = "caption-prompt-v4"  # v4: facts as short lines, one worked example, the reply's first words
+PROMPT_VERSION = "caption-prompt-v5"  # v5: every opening ends "<item> is"; the example's ending varies by seed
+# What the model may write after the opening (ONNX Runtime's guided decoding): lowercase words, commas, one end
+# mark. No capital (no invented name), no digit (no year), no newline, no markup; 3 to 21 words.
+CAPTION_REGEX = r" [a-z][a-z'-]*(,? [a-z][a-z'-]*){2,20}[.!]"
+# The keyword step's reply: 3 to 8 lowercase keywords of one to three words, comma-separated.
+KEYWORD_REGEX = r"[a-z][a-z'-]*( [a-z][a-z'-]*){0,2}(, [a-z][a-z'-]*( [a-z][a-z'-]*){0,2}){2,7}"
+EXAMPLE_ENDINGS = ("that should win you over", "worth a place on your list", "to pick next",
+                   "that fits your taste")  # the worked example's endings: one by (seed, item)
 SYSTEM_PROMPT = FILM.system_prompt()  # the film domain's; every domain has its own (Domain.system_prompt)
 EXAMPLE_TITLE, EXAMPLE_LIKED = "Harbour Lights", "Northern Star"  # the worked example's invented titles
 # the keyword step's worked example: the reply to a request listing the two invented titles (comedy, romance)
@@ -104,7 +113,7 @@ def caption_request(item: ItemInfo, profile: UserProfile | None, max_chars: int,
     if about:
         lines.append(f"About: {about}")
     if profile is not None and not profile.is_empty:
-        liked = [natural_title(t) for t in profile.liked_titles if natural_title(t).lower() != name.lower()][:1]
+        liked = [t for t in profile.liked_names if t.lower() != name.lower()][:1]
         if liked:
             lines.append(f"The {domain.audience} loved: {liked[0]}.")
         shared = shared_genres(item, profile)
@@ -118,11 +127,12 @@ def caption_request(item: ItemInfo, profile: UserProfile | None, max_chars: int,
 
 
 def caption_example(item: ItemInfo, profile: UserProfile | None, max_chars: int,
-                    domain: Domain = FILM) -> tuple[str, str]:
+                    domain: Domain = FILM, seed: int = 0) -> tuple[str, str]:
     """A worked example (request, reply) of the same shape as `caption_request(item, profile, ...)`, for an
     invented item of the item's first genre: it shows the form of a good reply (one sentence, to 'you', only
     the facts given), not facts to copy. Its invented titles are never in a request, so a reply that copies
-    them fails the grounding check."""
+    them fails the grounding check. Its ending varies by (seed, item): a small model copies it, and one
+    ending for every card would read as a form letter."""
     genre = (_genres(item) or [""])[0]
     kind = f"{genre} {domain.noun}" if genre else domain.noun
     example = ItemInfo("example", EXAMPLE_TITLE, None, [genre] if genre else [], "")
@@ -130,7 +140,8 @@ def caption_example(item: ItemInfo, profile: UserProfile | None, max_chars: int,
         liked = UserProfile("example", liked_titles=[EXAMPLE_LIKED], top_genres=[genre] if genre else [],
                             keywords=["example"])
         request = caption_request(example, liked, max_chars, domain)
-        reply = f"If you loved {EXAMPLE_LIKED}, {EXAMPLE_TITLE} is {with_article(kind)} that should win you over."
+        ending = random.Random(f"example:{seed}:{item.item_id}").choice(EXAMPLE_ENDINGS)
+        reply = f"If you loved {EXAMPLE_LIKED}, {EXAMPLE_TITLE} is {with_article(kind)} {ending}."
     else:
         request = caption_request(example, None, max_chars, domain)
         reply = f"{EXAMPLE_TITLE} is {with_article(kind)} {domain.worth}, with plenty to enjoy."
@@ -185,7 +196,7 @@ def parse_keywords(raw: str, max_keywords: int, domain: Domain = FILM) -> list[s
     for pattern, repl in _MARKUP:
         text = pattern.sub(repl, text)
     parts = [" ".join(p.split()).strip(" .\"'").lower() for p in re.split(r"[,;\n]", text)]
-    parts = [p for p in parts if p]
+    parts = list(dict.fromkeys(p for p in parts if p))  # a small model repeats itself: each part counts once
     kept: list[str] = []
     for part in parts:
         words = part.split()
@@ -215,33 +226,48 @@ def keyword_request(liked: list[ItemInfo], max_keywords: int, domain: Domain = F
 def keyword_problem(keyword: str, liked: list[ItemInfo], domain: Domain = FILM) -> str | None:
     """Why an LLM keyword may not describe a user who liked `liked`, or None: checked as a caption is (a genre
     none of the liked items has, a year, a claim about people, acclaim or plot they do not support, an echo of
-    the request), and it must not merely repeat a liked title."""
+    the request), a whole phrase, not a liked title or a piece of one, and each of its words from the liked
+    items, the tone of their genres or the domain's style hints for them (`keyword_vocabulary`)."""
     words = f" {keyword.lower()} "
     for label in ("liked", "loved", "keyword", "keywords", domain.audience, domain.noun, domain.plural, "genre",
                   "genres", "visual style", "separated"):
         if f" {label} " in words:
             return f"echoes the request ({label!r})"
+    from generation.profile import STOPWORDS
+
+    words = keyword.lower().split() or [""]
+    if words[-1] in STOPWORDS:
+        return f"a fragment (it ends with {words[-1]!r})"
+    if words[0] in STOPWORDS and words[0] not in ("the", "a", "an"):
+        return f"a fragment (it starts with {words[0]!r})"
     for item in liked:
         if keyword.lower() in (item.title.lower(), item.name.lower()):
             return "a liked title, not a preference"
+        if len(keyword.split()) > 1 and keyword.lower() in item.name.lower():
+            return "a piece of a liked title, not a preference"
     facts = ItemInfo("keywords", "keywords", None, sorted({g for i in liked for g in i.genres}),
                      " ".join(f"{i.name}. {i.text}" for i in liked))
     problems = grounding_problems(keyword, facts, None)
-    return problems[0] if problems else None
+    if problems:
+        return problems[0]
+    styles = [word for i in liked for g in i.genres for word in domain.styles(g)]
+    unfounded = unfounded_keyword_words(keyword, liked, styles)
+    return f"words the liked items do not hold ({', '.join(unfounded[:3])})" if unfounded else None
 
 
 def reply_opening(item: ItemInfo, profile: UserProfile | None, seed: int) -> str:
     """The first words of the model's reply, written for it (the rest is the model's): they keep a small model
     on the form of a caption (no "The story of ...", no echo of the request) and name the item or the liked
-    title the request gives. One of a few openings, chosen by (seed, item) as the template's variants are."""
+    title the request gives, and end "<item> is", so what the model adds is said of the item. One of a few
+    openings, chosen by (seed, item) as the template's variants are."""
     rng = random.Random(f"opening:{seed}:{item.item_id}")
     name = item.name
-    liked = [natural_title(t) for t in (profile.liked_titles if profile is not None and not profile.is_empty else [])
-             if natural_title(t).lower() != name.lower()][:1]
+    liked = [t for t in (profile.liked_names if profile is not None and not profile.is_empty else [])
+             if t.lower() != name.lower()][:1]
     if liked:  # every opening names the liked title: two users with different tastes read different captions
-        return rng.choice([f"If you loved {liked[0]},", f"Since you enjoyed {liked[0]},",
-                           f"Fans of {liked[0]} will find that {name}"])
-    return rng.choice([f"{name} is", f"{name} offers"])
+        return rng.choice([f"If you loved {liked[0]}, {name} is", f"Since you enjoyed {liked[0]}, {name} is",
+                           f"Fans of {liked[0]} will find that {name} is"])
+    return f"{name} is"
 
 
 _ARTICLES = "|".join(re.escape(a) for a in sorted(INVERTED_ARTICLES, key=len, reverse=True))
@@ -249,6 +275,11 @@ _ARTICLES = "|".join(re.escape(a) for a in sorted(INVERTED_ARTICLES, key=len, re
 # ("The Lion King, The is ...")
 _DANGLING_ARTICLE = re.compile(rf",\s+(?:{_ARTICLES})(?=\s*(?:[(.,;:!?]|$)|\s+[a-z])")
 _FIRST_PERSON = re.compile(r"\b(?:I|I'm|I'd|I've|I'll|me|my|mine|myself|we|we're|our|ours|us)\b")
+_NEGATION = re.compile(r"\b(?:not|never|no|nothing|don't|doesn't|won't|isn't|wasn't|can't|cannot|shouldn't|"
+                       r"wouldn't)\b")  # a small model's "not" turns a fact around ("not a comedy, but ...")
+_SECOND_PERSON = re.compile(r"\b(?:you|your|yours|you'll|you're|you've|you'd)\b")
+_THIRD_PERSON = re.compile(r"\b(?:they|them|their|theirs|they'll|they're)\b")
+_PAST = re.compile(r"\b(?:should|would|could|might|must|will) have\b|\bwon (?:you|them)\b")
 _SCAFFOLD = (
     "favourite genres", "favorite genres", "their taste", "genres:", "about:", "they like:", "write one sentence",
     "under {max_chars} characters", "in at most two sentences", "tell them why", "suits them", "fits them",
@@ -258,7 +289,7 @@ _SCAFFOLD = (
 def _without_titles(text: str, item: ItemInfo, profile: UserProfile | None) -> str:
     """`text` with the item's and the liked titles blanked out (a title may hold 'I', a repeated word, ...)."""
     titles = {item.title, item.name, *(profile.liked_titles if profile is not None else []),
-              *(natural_title(t) for t in (profile.liked_titles if profile is not None else []))}
+              *(profile.liked_names if profile is not None else [])}
     for title in sorted((t for t in titles if t), key=len, reverse=True):
         text = re.sub(re.escape(title), " TITLE ", text, flags=re.I)
     return text
@@ -279,7 +310,8 @@ def echo_problem(text: str, item: ItemInfo, profile: UserProfile | None, domain:
     if re.search(rf"\bthe {re.escape(domain.audience)}s? (?:liked|loved|likes|loves|enjoyed)\b", lower):
         return f"speaks of 'the {domain.audience}' as the request does, not to the {domain.audience}"
     if profile is not None:
-        listed = sum(1 for t in profile.liked_titles[:5] if natural_title(t).lower() in lower or t.lower() in lower)
+        listed = sum(1 for t, name in zip(profile.liked_titles[:5], profile.liked_names)
+                     if name.lower() in lower or t.lower() in lower)
         if listed >= 3:
             return f"lists the user's liked titles ({listed} of them) as the request does"
     return None
@@ -293,7 +325,7 @@ def form_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str 
     names = [n for n in dict.fromkeys((item.name.lower(), item.title.lower())) if n]
     if not any(n in text for n in (item.name, item.title)):  # as written: "Contact", not "contact"
         return f"does not name the item ({item.name!r}) as it is written"
-    liked = [natural_title(t) for t in (profile.liked_titles if profile is not None else [])]
+    liked = list(profile.liked_names) if profile is not None else []
     twice = next((t for t in [item.name, *liked] if t and text.count(t) > 1), None)
     if twice and twice != item.name:
         return f"names a liked title twice ({twice!r})"
@@ -326,6 +358,19 @@ def form_problem(text: str, item: ItemInfo, profile: UserProfile | None) -> str 
     person = _FIRST_PERSON.search(bare)
     if person:
         return f"speaks in the first person ({person.group(0)!r})"
+    if _SECOND_PERSON.search(bare.lower()) and _THIRD_PERSON.search(bare.lower()):
+        return "speaks to the user as 'you' and of them as 'they' in one caption"
+    negation = _NEGATION.search(bare.lower())
+    if negation:
+        return f"a negation ({negation.group(0)!r})"
+    if re.search(r"\bis an? (?:genre|category|kind of genre)\b", bare.lower()):
+        return "calls the item a genre"
+    past = _PAST.search(bare.lower())
+    if past:
+        return f"speaks of the item as already seen ({past.group(0)!r})"
+    for a, b in zip(words, words[1:]):
+        if a != "title" and len(a) >= 5 and len(b) >= 5 and a[:5] == b[:5]:
+            return f"says one thing twice ({a} {b})"
     for sentence in re.split(r"(?<=[.!?])\s+", text):
         first = sentence.lstrip("\"'“‘(")[:1]
         if first and not (first.isupper() or first.isdigit()):
@@ -337,7 +382,8 @@ def caption_problems(text: str, item: ItemInfo, profile: UserProfile | None, dom
                      max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
     """Every reason a sanitised caption is unusable ([] when it is fine to show): form first (complete
     sentences of prose), then echo of the request, then reading (inverted title, repetition, first person),
-    then grounding (`generation.grounding.grounding_problems`)."""
+    then grounding (`generation.grounding.grounding_problems`, then `unfounded_words`: every word from the
+    facts or the plain vocabulary of liking and recommending)."""
     if len(text) < 20:
         return [f"no complete sentence of at least 20 characters (got {len(text)})"]
     prose = sum(ch.isalpha() or ch.isdigit() or ch in _PROSE_CHARS for ch in text) / len(text)
@@ -354,13 +400,24 @@ def caption_problems(text: str, item: ItemInfo, profile: UserProfile | None, dom
     lower = text.lower()
     anchors = {item.title.lower(), item.name.lower(), *content_words(item.title)} | {g.lower() for g in item.genres}
     if profile is not None:
-        anchors |= {t.lower() for t in profile.liked_titles} | {natural_title(t).lower() for t in profile.liked_titles}
+        anchors |= {t.lower() for t in (*profile.liked_titles, *profile.liked_names)}
         anchors |= {g.lower() for g in profile.top_genres}
     anchors.discard("")
     if not any(a in lower for a in anchors):
         problems.append("not grounded: mentions neither the item, its genres, nor the user's liked titles or genres")
     problems += [f"not grounded: {p}" for p in grounding_problems(text, item, profile)]
+    unfounded = unfounded_words(text, item, profile, domain_words(domain))
+    if unfounded:
+        problems.append(f"not grounded: words that neither the facts nor the plain vocabulary hold "
+                        f"({', '.join(unfounded[:4])})")
     return problems
+
+
+def domain_words(domain: Domain) -> frozenset[str]:
+    """The words any caption in `domain` may use of its items: the noun, the audience, the domain's own words
+    ("movie", "novel") and its 'worth' phrase ("worth watching")."""
+    words = {domain.noun, domain.plural, domain.audience, *domain.stopwords, *domain.worth.split()}
+    return frozenset(w.lower() for w in words)
 
 
 def caption_problem(text: str, item: ItemInfo, profile: UserProfile | None, domain: Domain = FILM,
@@ -385,8 +442,8 @@ def template_caption(
         top = {g.lower() for g in profile.top_genres}
         shared = [g for g in genres if g in top]
     options: list[str] = []
-    if profile is not None and profile.liked_titles:
-        liked = natural_title(profile.liked_titles[rng.randrange(min(3, len(profile.liked_titles)))])
+    if profile is not None and profile.liked_names:
+        liked = profile.liked_names[rng.randrange(min(3, len(profile.liked_names)))]
         if shared:
             options.append(
                 rng.choice(
@@ -433,6 +490,7 @@ class CaptionGenerator(LoadsOnce):
         candidates: int = DEFAULT_CANDIDATES,
         convert_dir: Path | str | None = None,
         quantize: str | None = None,
+        runtime: str = "transformers",
     ) -> None:
         if isinstance(max_chars, bool) or not isinstance(max_chars, Integral) or not 40 <= max_chars <= 2000:
             raise invalid("max_chars", "an int between 40 and 2000", max_chars)
@@ -446,6 +504,8 @@ class CaptionGenerator(LoadsOnce):
             raise invalid("candidates", "an int between 1 and 16", candidates)
         if quantize not in (None, "int8"):
             raise invalid("quantize", "None or 'int8' (dynamic int8 quantisation of the linear layers, CPU)", quantize)
+        if runtime not in RUNTIMES:
+            raise invalid("runtime", f"one of {RUNTIMES}", runtime)
         if not sample and candidates > 1:
             raise invalid("candidates", "1 with sample=False (greedy decoding has one reply)", candidates)
         self._init_loading(model, asset_dir, device, dtype, allow_network, num_threads, cache_dir, fallback_on_error,
@@ -462,7 +522,9 @@ class CaptionGenerator(LoadsOnce):
         self._keywords_lock = threading.Lock()
         self._keywords_queued: set[tuple] = set()
         self._keywords_pool: Any = None  # a one-thread executor, started by the first preference_keywords(wait=False)
-        self._lm: Any = None
+        self.runtime = runtime  # as asked; `self.runtime_used` says what runs once loaded
+        self.runtime_used: str | None = None
+        self._lm: Any = None  # a transformers model or a generation.ortlm.OrtLM
         self._tokenizer: Any = None
 
     @property
@@ -478,6 +540,12 @@ class CaptionGenerator(LoadsOnce):
         configure_cpu_threads(self.device, self.num_threads)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(resolved.path), local_files_only=True)
+            ort = self._load_onnx(resolved, tokenizer) if self.runtime != "transformers" else None
+            if ort is not None:
+                self.runtime_used = "onnx"
+                self.candidates = max(self.candidates, ONNX_CANDIDATES) if self.sample else 1
+                return ort, tokenizer
+            self.runtime_used = "transformers"
             lm = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=self.dtype, local_files_only=True)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise self._failed_to_load(
@@ -497,6 +565,34 @@ class CaptionGenerator(LoadsOnce):
             lm = torch.ao.quantization.quantize_dynamic(lm, {torch.nn.Linear}, dtype=torch.qint8)
         return lm, tokenizer
 
+    def _load_onnx(self, resolved: ResolvedModel, tokenizer: Any) -> Any:
+        """The model on ONNX Runtime GenAI (`generation.ortlm`: an int8 copy built once under `convert_dir`,
+        keyed by the model's fingerprint), checked by reading a short prompt; None where it cannot run (not
+        installed, not a CPU device, `quantize` asked, or the build or the check fails: then transformers
+        runs it, and the reason is logged). `runtime="onnx"` raises instead of falling back."""
+        from generation.ortlm import OrtLM, build_onnx, onnx_available
+
+        why = ("onnxruntime-genai is not installed" if not onnx_available()
+               else f"device {self.device!r} is not the CPU" if not self.device.startswith("cpu")
+               else "quantize='int8' asks for torch's quantisation" if self.quantize else None)
+        if why is None:
+            try:
+                from generation.gguf import default_convert_dir
+
+                root = Path(self.convert_dir) if self.convert_dir is not None else default_convert_dir()
+                ort = OrtLM(build_onnx(resolved.path, root, resolved.fingerprint), num_threads=self.num_threads)
+                probe = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                                      add_generation_prompt=True)
+                ort.sample(tokenizer(probe, add_special_tokens=False)["input_ids"], 1, 0, greedy=True,
+                           max_new_tokens=1)
+                return ort
+            except RuntimeError as exc:  # the builder's or the runtime's own message
+                why = str(exc).splitlines()[0][:300]
+        if self.runtime == "onnx":
+            raise RuntimeError(f"the ONNX Runtime caption model is unavailable: {why}")
+        log.warning("captions run on transformers, not ONNX Runtime: %s", why)
+        return None
+
     def key_payload(self, request: str, seed: int) -> dict[str, Any]:
         common = {"request": request, "seed": seed, "max_chars": self.max_chars}
         if self.uses_fallback:
@@ -515,6 +611,7 @@ class CaptionGenerator(LoadsOnce):
             "device": self.device.split(":")[0],
             "dtype": str(self.dtype).removeprefix("torch."),
             "quantize": self.quantize,
+            "runtime": self.runtime_used,
             "template": TEMPLATE_VERSION,  # a reply that fails every check shows the template
         }
 
@@ -523,9 +620,9 @@ class CaptionGenerator(LoadsOnce):
         model's caption is made."""
         return template_caption(item, profile, seed, self.max_chars, self.domain)
 
-    def messages(self, item: ItemInfo, profile: UserProfile | None) -> list[dict[str, str]]:
+    def messages(self, item: ItemInfo, profile: UserProfile | None, seed: int = 0) -> list[dict[str, str]]:
         """The chat sent to the LLM: the system prompt, the worked example, the request."""
-        example, reply = caption_example(item, profile, self.max_chars, self.domain)
+        example, reply = caption_example(item, profile, self.max_chars, self.domain, seed)
         return [
             {"role": "system", "content": self.system_prompt},
             {"role": "user", "content": example},
@@ -562,12 +659,19 @@ class CaptionGenerator(LoadsOnce):
         else:
             assert self.resolved is not None
             opening = reply_opening(item, profile, seed)
-            raws, new_tokens = self._sample(self.messages(item, profile), seed, self.candidates, opening=opening)
+
+            def problems_of(raw: str) -> list[str]:
+                return caption_problems(sanitize_caption(raw, self.max_chars), item, profile, self.domain,
+                                        self.max_chars)
+
+            raws, new_tokens = self._sample(self.messages(item, profile, seed), seed, self.candidates,
+                                            opening=opening, regex=CAPTION_REGEX,
+                                            accept=lambda raw: not problems_of(raw))
             passed: list[tuple[int, int, str]] = []  # (-preference, index, text)
             rejected: list[dict[str, str]] = []
             for index, raw in enumerate(raws):
                 candidate = sanitize_caption(raw, self.max_chars)
-                problems = caption_problems(candidate, item, profile, self.domain, self.max_chars)
+                problems = problems_of(raw)
                 if problems:
                     rejected.append({"reply": raw[:300], "problem": problems[0]})
                 else:
@@ -581,6 +685,7 @@ class CaptionGenerator(LoadsOnce):
                 candidates=len(raws),
                 generated_tokens=new_tokens,
                 quantize=self.quantize,
+                runtime=self.runtime_used,
                 device=self.device,
                 dtype=str(self.dtype).removeprefix("torch."),
                 model_source=self.resolved.source,
@@ -625,7 +730,7 @@ class CaptionGenerator(LoadsOnce):
         """Among replies that pass: one that names the item (+2) and a liked title (+1, it is personal)."""
         lower = text.lower()
         score = 2 if item.name.lower() in lower or item.title.lower() in lower else 0
-        if profile is not None and any(natural_title(t).lower() in lower for t in profile.liked_titles[:3]):
+        if profile is not None and any(t.lower() in lower for t in profile.liked_names[:3]):
             score += 1
         return score
 
@@ -680,15 +785,14 @@ class CaptionGenerator(LoadsOnce):
                     {"role": "user", "content": keyword_request(example, max_keywords, self.domain)},
                     {"role": "assistant", "content": KEYWORD_EXAMPLE_REPLY},
                     {"role": "user", "content": keyword_request(liked, max_keywords, self.domain)}]
-        raw = self._complete_many(messages, 0, 1, greedy=True, max_new_tokens=48, one_line=False)[0]
-        parsed = parse_keywords(raw, 20, self.domain)
-        keywords = None
-        if parsed is not None:
-            copied = {k.strip() for k in KEYWORD_EXAMPLE_REPLY.split(",")}  # the worked example's, not the user's
-            facts = " ".join(f"{i.name} {i.text} {' '.join(i.genres)}" for i in liked).lower()
-            kept = [k for k in parsed if keyword_problem(k, liked, self.domain) is None
-                    and (k not in copied or k in facts)]
-            keywords = kept[:max_keywords] if len(kept) >= 2 else None
+        # greedy on transformers; on ONNX Runtime (cheap draws) sampled until a reply gives keywords: a small
+        # model's greedy list loops on one phrase
+        onnx = self.runtime_used == "onnx"
+        raws = self._complete_many(messages, 0, ONNX_CANDIDATES if onnx else 1, greedy=not onnx, max_new_tokens=48,
+                                   one_line=False, regex=KEYWORD_REGEX,
+                                   accept=lambda r: self._keywords_in(r, liked, max_keywords) is not None)
+        keywords = next((k for k in (self._keywords_in(r, liked, max_keywords) for r in raws) if k), None)
+        raw = raws[-1] if raws else ""
         if keywords is None:
             log.info("preference keywords from %s rejected: %r", self.resolved.model if self.resolved else None,
                      raw[:200])
@@ -699,27 +803,47 @@ class CaptionGenerator(LoadsOnce):
                 self._keywords.pop(next(iter(self._keywords)))
         return keywords
 
+    def _keywords_in(self, raw: str, liked: list[ItemInfo], max_keywords: int) -> list[str] | None:
+        """The keywords of one reply of the keyword step that pass `keyword_problem` (and are not copied from
+        the worked example), or None when fewer than two do."""
+        parsed = parse_keywords(raw, 20, self.domain)
+        if parsed is None:
+            return None
+        copied = {k.strip() for k in KEYWORD_EXAMPLE_REPLY.split(",")}  # the worked example's, not the user's
+        facts = " ".join(f"{i.name} {i.text} {' '.join(i.genres)}" for i in liked).lower()
+        kept = [k for k in parsed if keyword_problem(k, liked, self.domain) is None
+                and (k not in copied or k in facts)]
+        return kept[:max_keywords] if len(kept) >= 2 else None
+
     def _complete(self, request: str, seed: int, system: str | None = None, max_new_tokens: int | None = None) -> str:
         """The LLM's raw reply to `request` alone (no worked example): greedy unless `sample`, then the seed's."""
         messages = [{"role": "system", "content": system or self.system_prompt}, {"role": "user", "content": request}]
         return self._complete_many(messages, seed, 1, greedy=not self.sample, max_new_tokens=max_new_tokens)[0]
 
     def _complete_many(self, messages: list[dict[str, str]], seed: int, n: int, greedy: bool | None = None,
-                       max_new_tokens: int | None = None, one_line: bool = True) -> list[str]:
+                       max_new_tokens: int | None = None, one_line: bool = True, regex: str | None = None,
+                       accept: Any = None) -> list[str]:
         """`n` raw replies to the chat `messages` (see `_sample`)."""
-        return self._sample(messages, seed, n, greedy, max_new_tokens, one_line=one_line)[0]
+        return self._sample(messages, seed, n, greedy, max_new_tokens, one_line=one_line, regex=regex,
+                            accept=accept)[0]
 
     def _sample(self, messages: list[dict[str, str]], seed: int, n: int, greedy: bool | None = None,
-                max_new_tokens: int | None = None, opening: str = "",
-                one_line: bool = True) -> tuple[list[str], int]:
-        """(`n` raw replies to the chat `messages` in one batched call, sampled with `seed` or greedy, each
-        starting with `opening` (written for the model) and, with `one_line` (a caption), cut at its first
-        newline (a stop string); the number of tokens generated, all replies together). A keyword list is
-        not one line: the model often writes a heading first."""
-        import torch
+                max_new_tokens: int | None = None, opening: str = "", one_line: bool = True,
+                regex: str | None = None, accept: Any = None) -> tuple[list[str], int]:
+        """(`n` raw replies to the chat `messages`, sampled with `seed` or greedy, each starting with `opening`
+        (written for the model) and, with `one_line` (a caption), cut at its first newline; the number of
+        tokens generated, all replies together). A keyword list is not one line: the model often writes a
+        heading first.
 
+        transformers: one batched call of `n` replies (newline as a stop string). ONNX Runtime: the replies
+        one after another from one reading of the prompt, constrained to `regex` (guided decoding), stopping
+        at the first that `accept` (raw reply -> bool) takes."""
         greedy = (not self.sample) if greedy is None else greedy
         prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + opening
+        if self.runtime_used == "onnx":
+            return self._sample_onnx(prompt, seed, n, greedy, max_new_tokens, opening, one_line, regex, accept)
+        import torch
+
         inputs = self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
         pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.max_new_tokens, "pad_token_id": pad}
@@ -742,6 +866,25 @@ class CaptionGenerator(LoadsOnce):
         start = inputs["input_ids"].shape[1]
         replies = [self._tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
         generated = int((out[:, start:] != pad).sum())
-        if opening:
-            replies = [opening + ("" if r[:1] in (" ", ",", ".", "") else " ") + r for r in replies]
-        return [r.lstrip().split("\n", 1)[0] if one_line else r for r in replies], generated
+        return [_reply(opening, r, one_line) for r in replies], generated
+
+    def _sample_onnx(self, prompt: str, seed: int, n: int, greedy: bool, max_new_tokens: int | None, opening: str,
+                     one_line: bool, regex: str | None, accept: Any) -> tuple[list[str], int]:
+        """`_sample` on ONNX Runtime GenAI (`generation.ortlm.OrtLM.sample`)."""
+        ids = self._tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+        def decode(out: list[int]) -> str:
+            return _reply(opening, self._tokenizer.decode(out, skip_special_tokens=True), one_line)
+
+        outs, generated = self._lm.sample(ids, n, seed, greedy=greedy, temperature=self.temperature,
+                                          max_new_tokens=max_new_tokens or self.max_new_tokens, regex=regex,
+                                          decode=decode, accept=accept)
+        return [decode(out) for out in outs], generated
+
+
+def _reply(opening: str, continuation: str, one_line: bool) -> str:
+    """The model's reply as written: `opening` joined to its `continuation`, cut at the first newline when
+    `one_line`."""
+    if opening:
+        continuation = opening + ("" if continuation[:1] in (" ", ",", ".", "") else " ") + continuation
+    return continuation.lstrip().split("\n", 1)[0] if one_line else continuation

@@ -17,11 +17,13 @@ directory and the HF cache, and after the hub when the network is allowed) and f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,16 +117,26 @@ def convert_gguf(gguf: Path | str, root: Path | str, sha: str | None = None) -> 
                          f"unexpected {unexpected[:5]}")
     plain.generation_config = quantised.generation_config
     del quantised
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with building(target, "config.json") as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"converted from {gguf.name} (sha256 {sha or file_sha256(gguf)})\n")
+    return target
+
+
+@contextlib.contextmanager
+def building(target: Path, ready: str) -> Iterator[Path]:
+    """A temporary folder beside `target` to make a model copy in, renamed to `target` when the block ends
+    without an error, so that no reader ever sees a half-written copy; when another process got there first
+    (its `target` holds the file `ready`), its copy is kept. The temporary folder is removed in every case."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield tmp
         try:
             tmp.rename(target)
         except OSError:  # another process got there first: keep its copy
-            if not (target / "config.json").is_file():
+            if not (target / ready).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target

@@ -22,6 +22,14 @@ looks for four kinds of checkable claims and refuses any that those facts do not
   unless the facts use the word themselves (a book's description may well say "detective").
 It is a heuristic with a deliberate bias: a caption that names something not in the facts is dropped even
 when the name is true, because the app has no way to check it.
+
+`unfounded_words` is the strict half, for captions (not keywords): every word of a caption must come from the
+facts (the titles, the item's genres, its description, the user's liked titles) or from a small plain vocabulary
+that says why something may suit someone without claiming anything about it ("fans", "should", "win you over",
+"pick", "worth"); a genre's own words ("laughs" for a comedy, "suspense" for a thriller) only when the item has
+that genre. A small instruct model fills the rest of a sentence with what it has seen elsewhere ("all about
+misdirection", "genre-defining", "stunning cinematography", "a story of redemption"); none of it is in the
+facts, so none of it is shown.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from dataclasses import dataclass
 
 from generation.errors import invalid
 from generation.profile import GENRE_STYLES, STOPWORDS, UserProfile, genre_key
-from generation.prompts import ItemInfo, natural_title
+from generation.prompts import ItemInfo
 
 # genre words as they appear in prose -> the genre key they claim (generation.profile.genre_key)
 GENRE_WORDS: dict[str, str] = {
@@ -96,6 +104,116 @@ _USER_CUES = re.compile(r"\b(?:you|your|you're|you've|you'll|yours|fans?|lovers?
 _CLAUSE_BREAK = re.compile(r"[,;:.!?()\u2014\u2013]|\s-\s|\b(?:but|while|so|because|if|since|as)\b")
 
 
+# Words a caption may use without a fact behind them: function words, and the words of liking, recommending and
+# fitting. No adjective of acclaim or quality ("classic", "masterpiece", "stunning"), no tone or theme: those are
+# claims about the item, allowed only through its genres (GENRE_TONE) or its description.
+PLAIN_WORDS = frozenset("""
+a an the and or but so as if than then that which who whom whose this these those it its it's that's there
+after before since until once when where while what how why here now see
+is are was were be been being has have had do does did will would should could can may might must
+you your yours yourself you'll you're you've you'd they them their fans fan lovers lover anyone everyone
+of in on at to for with from by about into over out up off along through all any both each every more most much
+many lot lots plenty bit touch little few some such same similar just even also still well too very really quite
+right next another other one ones kind sort type way time evening night weekend day since because when while
+love loved loves loving like liked likes enjoy enjoyed enjoys enjoying enjoyable favourite favorite favourites
+favorites taste tastes pick picks picked choice choices choose recommend recommended suggest suit suits suited
+fit fits fitting match matches perfect perfectly great good nice fine ideal worth worthwhile win wins try
+give gives look looks check add list place discover find finds bring brings offer offers deliver delivers
+keep keeps coming back rated highly appeal appeals make makes made take takes get gets go go-to want wants wish
+sure surely likely treat pleasure entertaining combine combines blend blends mix mixes plus side elements dose
+genre genres title titles full
+""".split())
+# A genre's own words: fine for an item of that genre (keys: generation.profile.genre_key), refused otherwise.
+GENRE_TONE: dict[str, frozenset[str]] = {key: frozenset(words.split()) for key, words in {
+    "comedy": "comedy comedies comic comedic funny fun humor humour humorous laugh laughs laughing laughter "
+              "hilarious witty light-hearted lighthearted smile smiles charming",
+    "romance": "romance romances romantic love story heart hearts heartfelt sweet charming tender",
+    "drama": "drama dramas dramatic moving emotional heartfelt touching powerful",
+    "thriller": "thriller thrillers thrilling thrills suspense suspenseful tense tension gripping gripped edge "
+                "seat nail-biting",
+    "horror": "horror horrors scary scare scares chilling chills creepy frightening terrifying fright",
+    "action": "action action-packed exciting excitement thrills adrenaline fast-paced explosive",
+    "adventure": "adventure adventures adventurous journey quest epic",
+    "scifi": "sci-fi science fiction futuristic space",
+    "animation": "animated animation cartoon",
+    "childrens": "family family-friendly kids children children's young fun",
+    "fantasy": "fantasy magic magical enchanting wonder",
+    "mystery": "mystery mysteries mysterious puzzle clues intrigue intriguing whodunit",
+    "crime": "crime crimes criminal gritty heist",
+    "war": "war wars battle battles wartime epic",
+    "musical": "musical musicals music songs song singing dance dancing",
+    "western": "western westerns frontier",
+    "documentary": "documentary documentaries real",
+    "filmnoir": "noir film-noir dark shadowy",
+}.items()}
+_PLAIN_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+
+
+def _word_forms(words) -> set[str]:
+    """`words` lowercased with their plain inflections (-s, -es, 's, both ways; -ing taken off: "watching")."""
+    out = set()
+    for word in words:
+        word = word.lower().replace("’", "'").strip("'-")
+        if not word:
+            continue
+        out |= {word, word + "s", word + "es", word + "'s"}
+        for suffix in ("'s", "es", "s", "ing"):
+            if word.endswith(suffix) and len(word) > len(suffix) + 2:
+                out.add(word[: -len(suffix)])
+    return out
+
+
+def caption_vocabulary(item: ItemInfo, profile: UserProfile | None, domain_words=()) -> frozenset[str]:
+    """The words a caption for (`item`, `profile`) may use: the facts' own words (titles, the item's genres and
+    description, the liked titles), the plain vocabulary, the tone words of the item's genres and
+    `domain_words` (the domain's nouns and verbs: "film", "watch")."""
+    facts = [item.title, item.name, item.text, " ".join(item.genres)]
+    if profile is not None:
+        facts += [*profile.liked_titles, *profile.liked_names]
+    words = set(_PLAIN_WORD.findall(" ".join(facts)))
+    for genre in item.genres:
+        words |= GENRE_TONE.get(genre_key(genre), frozenset())
+    words |= set(domain_words)
+    return frozenset(_word_forms(words) | PLAIN_WORDS)
+
+
+def unfounded_words(text: str, item: ItemInfo, profile: UserProfile | None = None, domain_words=()) -> list[str]:
+    """The words of `text` (lowercase, in order, once each) that are neither in the facts of (`item`, `profile`)
+    nor in the plain caption vocabulary (`caption_vocabulary`). A genre of the user's that the item lacks is
+    one of them: in a caption it is said of the item."""
+    return _outside(text, caption_vocabulary(item, profile, domain_words))
+
+
+def keyword_vocabulary(liked: Sequence[ItemInfo], style_words: Sequence[str] = ()) -> frozenset[str]:
+    """The words a preference keyword for a user who liked `liked` may use: the liked items' own words (names,
+    genres, descriptions), the tone words of their genres, `style_words` (the domain's style hints for those
+    genres: "futuristic neon") and function words. Not the plain caption vocabulary: a keyword says what
+    the user likes, and "love" or "great" says nothing."""
+    facts = [text for i in liked for text in (i.name, i.text, " ".join(i.genres))] + list(style_words)
+    words = set(_PLAIN_WORD.findall(" ".join(facts)))
+    for genre in {genre_key(g) for i in liked for g in i.genres}:
+        words |= GENRE_TONE.get(genre, frozenset())
+    return frozenset(_word_forms(words) | STOPWORDS)
+
+
+def unfounded_keyword_words(keyword: str, liked: Sequence[ItemInfo], style_words: Sequence[str] = ()) -> list[str]:
+    """The words of `keyword` outside `keyword_vocabulary(liked, style_words)` (a small model's "smorgle dum
+    dum", "manga" for a user of thrillers), lowercase, once each."""
+    return _outside(keyword, keyword_vocabulary(liked, style_words))
+
+
+def _outside(text: str, allowed: frozenset[str]) -> list[str]:
+    """The words of `text` not in `allowed`, lowercase, in order, once each."""
+    if not isinstance(text, str):
+        raise invalid("text", "a string", text)
+    out: list[str] = []
+    for word in _PLAIN_WORD.findall(text):
+        key = word.lower().replace("’", "'").strip("'-")
+        if key and key not in allowed and key not in out:
+            out.append(key)
+    return out
+
+
 @dataclass(frozen=True)
 class GroundingResult:
     """A caption and the reasons it is not grounded ([] when it is)."""
@@ -111,7 +229,7 @@ class GroundingResult:
 def _facts(item: ItemInfo, profile: UserProfile | None) -> str:
     parts = [item.title, item.name, item.text, " ".join(item.genres), str(item.year or "")]
     if profile is not None:
-        parts += [*profile.liked_titles, *map(natural_title, profile.liked_titles), *profile.top_genres,
+        parts += [*profile.liked_titles, *profile.liked_names, *profile.top_genres,
                   *profile.keywords, *profile.preferred_prompts]
     return " ".join(parts)
 
@@ -119,8 +237,7 @@ def _facts(item: ItemInfo, profile: UserProfile | None) -> str:
 def _titles(item: ItemInfo, profile: UserProfile | None) -> tuple[list[str], list[str]]:
     """(the item's titles, the liked titles), each as given and as a person writes it, lowercase, longest first."""
     own = {t.lower() for t in (item.title, item.name) if t}
-    liked = {t.lower() for title in (profile.liked_titles if profile is not None else []) for t in
-             (title, natural_title(title)) if t}
+    liked = {t.lower() for t in ((*profile.liked_titles, *profile.liked_names) if profile is not None else ()) if t}
     return sorted(own, key=len, reverse=True), sorted(liked - own, key=len, reverse=True)
 
 

@@ -20,6 +20,7 @@ Recent items count more (a half-life in items, not seconds, so the scale of time
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from numbers import Real
 
 from generation.domain import FILM, FILM_STYLE_HINTS, Domain, genre_key
 from generation.errors import invalid
+from generation.titles import natural_title
 
 # The film domain's style hints, kept under their old name (MovieLens genres -> poster styles); other domains
 # carry their own (or none) in `generation.domain.Domain.style_hints`.
@@ -142,6 +144,12 @@ class UserProfile:
     def is_empty(self) -> bool:
         """True when there is nothing to personalize with (a cold-start user)."""
         return not (self.keywords or self.top_genres)
+
+    @functools.cached_property
+    def liked_names(self) -> list[str]:
+        """`liked_titles` as a person writes them (`natural_title`: "Lion King, The" -> "The Lion King"), made
+        once per profile: what captions and prompts say."""
+        return [natural_title(t) for t in self.liked_titles]
 
 
 def _check_row(i: int, row: object) -> tuple[str, str, str, list[str], float | None, int | None]:

@@ -19,54 +19,18 @@ with every asset and shown to annotators.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 from generation.domain import FILM, Domain
 from generation.errors import invalid
 from generation.profile import QUALITY_PHRASES, UserProfile, content_words
+from generation.titles import INVERTED_ARTICLES, natural_title  # noqa: F401 - re-exported
 
 NEGATIVE_PROMPT = "text, letters, watermark, signature, logo, blurry, low quality, deformed"
 QUALITY = QUALITY_PHRASES
 MAX_ITEM_PHRASES = 5  # style words of up to three genres plus a few content words
 MAX_PREF_PHRASES = 6  # the user's strongest keywords
-
-
-# Articles a catalogue moves to the end of a title for sorting ("Lion King, The"), by language. Each one is seen
-# in MovieLens-100K ("Postino, Il", "Boot, Das", "Misérables, Les", "Promesse, La", "Convento, O") or is the
-# same language's other form. A one-letter article ("A", "I", "O") counts only after a title without a comma.
-INVERTED_ARTICLES = (
-    "The", "A", "An",  # English
-    "Le", "La", "Les", "L'", "Un", "Une",  # French
-    "Il", "Lo", "Gli", "I", "Uno", "Una",  # Italian
-    "Der", "Die", "Das", "Ein", "Eine",  # German
-    "El", "Los", "Las",  # Spanish (La, Un, Una above)
-    "O", "Os", "As",  # Portuguese (A above)
-    "De", "Het", "Een",  # Dutch
-)
-_ARTICLE = "|".join(re.escape(a) for a in sorted(INVERTED_ARTICLES, key=len, reverse=True))
-_INVERTED = re.compile(rf"^(?P<body>[^,]+(?:,[^,]+)*?),\s+(?P<art>{_ARTICLE})(?P<rest>\s*\(.*\))?\s*$")
-_TRAILING_PARENS = re.compile(r"\s*\([^()]*\)\s*$")
-
-
-def natural_title(title: str) -> str:
-    """A title as a person writes it: "Lion King, The" -> "The Lion King", "Postino, Il" -> "Il Postino",
-    "Apartement, L'" -> "L'Apartement"; a trailing "(1995)" or alternative title in parentheses is dropped
-    ("When the Cats Away (Chacun cherche son chat)" -> "When the Cats Away")."""
-    if not isinstance(title, str):
-        raise invalid("title", "a string", title)
-    text = " ".join(title.split())
-    while True:
-        stripped = _TRAILING_PARENS.sub("", text)
-        if stripped == text or not stripped:
-            break
-        text = stripped
-    match = _INVERTED.match(text)
-    if match and not (len(match.group("art")) == 1 and "," in match.group("body")):  # "Me, Myself, I" stays
-        art = match.group("art")
-        text = f"{art}{'' if art.endswith(chr(39)) else ' '}{match.group('body').strip()}"
-    return text or " ".join(title.split())
 
 
 @dataclass

@@ -104,8 +104,9 @@ def build_tiny_sd(path: Path | str, seed: int = 0) -> Path:
     return path
 
 
-def build_tiny_lm(path: Path | str, seed: int = 0) -> Path:
-    """Save a tiny Llama causal LM and a byte-level tokenizer with a ChatML chat template to `path`."""
+def build_tiny_lm(path: Path | str, seed: int = 0, hidden_size: int = 32) -> Path:
+    """Save a tiny Llama causal LM and a byte-level tokenizer with a ChatML chat template to `path`.
+    `hidden_size` 64 gives 16-wide attention heads, the narrowest ONNX Runtime GenAI's CPU attention runs."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -128,8 +129,8 @@ def build_tiny_lm(path: Path | str, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=int(hidden_size),
+        intermediate_size=2 * int(hidden_size),
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -18,6 +18,10 @@ class UnknownUserError(RecommendersError, LookupError):
     """A user id the model was not fitted on."""
 
 
+class ColdVisitorError(RecommendersError, ValueError):
+    """A visitor the model was not fitted on, with no liked item to fold in: nothing to rank from."""
+
+
 class UnknownItemError(RecommendersError, LookupError):
     """An item id outside the model's catalogue."""
 

@@ -157,7 +157,8 @@ def make_assets(settings: Settings, kind: str, pairs: str | Sequence[tuple[str |
         database_url=settings.database_url, blob_location=settings.blob_location,
         blob_cache_dir=str(settings.blob_cache_dir) if settings.blob_cache_dir else None, device=settings.device,
         allow_network=settings.allow_network, domain=dataset.domain,
-        init_strength=settings.init_strength if dataset.has_images else None, cover_size=cover_size)
+        init_strength=settings.init_strength if dataset.has_images else None, cover_size=cover_size,
+        caption_runtime=settings.caption_runtime)
     for out in _run(pd.DataFrame(rows), AssetMaker, lambda gpu: (config,), batch_size, options,
                     use_gpu=settings.device != "cpu"):
         summary["made"] += len(out["asset_id"])

@@ -32,6 +32,7 @@ class MakerConfig:
     domain: Any  # the dataset's domain spec (generation.domain.Domain.from_spec)
     init_strength: float | None
     cover_size: int | None = None  # None: the generator's default (512, what the app makes)
+    caption_runtime: str = "auto"  # generation.captions.RUNTIMES: what the app's captions run on
 
 
 class AssetMaker:
@@ -59,7 +60,8 @@ class AssetMaker:
             from generation.captions import CaptionGenerator
 
             self.generator = CaptionGenerator(config.model, blobs, device=config.device, domain=domain,
-                                              allow_network=config.allow_network).load()
+                                              allow_network=config.allow_network,
+                                              runtime=config.caption_runtime).load()
         self.engine = make_engine(config.database_url)
         self.Session = make_session_factory(self.engine)
 

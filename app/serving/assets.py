@@ -163,6 +163,29 @@ class Assets:
             found = reads.shown_assets(s, user_id, item_ids, SLATE_SEED)
         return {k: v for k, v in found.items() if k[1] != "cover" or self.covers.store.held(v["path"])}
 
+    def made(self, user_id: str, item_ids: Sequence[str]) -> tuple[dict[str, Asset], dict[str, Asset], list[str]]:
+        """(covers, captions, pending): the slate assets made so far for these items (item_id -> asset), and the
+        items still missing one of them."""
+        known = self.known(user_id, item_ids)
+        covers = {i: known[(i, "cover")] for i in item_ids if (i, "cover") in known}
+        captions = {i: known[(i, "caption")] for i in item_ids if (i, "caption") in known}
+        return covers, captions, [i for i in item_ids if i not in covers or i not in captions]
+
+    def for_slate(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None", *, wait: float = 0.0
+                  ) -> tuple[dict[str, Asset], dict[str, Asset], list[str], dict[str, str]]:
+        """(covers, captions, pending, templates) of a slate: what `made` finds, the missing items queued for the
+        background worker, and the template caption (no model, microseconds) of each item without its caption
+        yet, shown, labelled, until it is made. `wait` > 0: wait that many seconds at most for the worker (the one
+        generation lane; never made in this thread), then look again."""
+        covers, captions, pending = self.made(user_id, item_ids)
+        self.worker.generate_later(user_id, pending, profile)
+        if wait and pending:
+            self.worker.wait_for(user_id, pending, timeout=wait)
+            covers, captions, pending = self.made(user_id, item_ids)
+        templates = {i: self.captions.template(self.catalog.item_info(i), profile, seed=SLATE_SEED)
+                     for i in item_ids if i not in captions}
+        return covers, captions, pending, templates
+
     # -- generating -------------------------------------------------------------------------------------------
     def _item_assets(self, item_id: str, profile: "UserProfile | None") -> list[Any]:
         """The slate assets of one item for `profile` (generated or from the asset cache): [cover, caption], or
@@ -235,10 +258,6 @@ class Assets:
         made = self.generate_cover(self.catalog.item_info(item_id), profile, n=n, seed=seed, alpha=alpha,
                                     callback=callback)
         return self.record(made)
-
-    def template_caption(self, item_id: str, profile: "UserProfile | None" = None) -> str:
-        """The template caption of a slate item (no model, microseconds): shown, labelled, until its caption is made."""
-        return self.captions.template(self.catalog.item_info(item_id), profile, seed=SLATE_SEED)
 
     def caption_for(self, item_id: str, profile: "UserProfile | None" = None, *, seed: int = SLATE_SEED) -> Asset:
         """A caption of `item_id` for `profile` (generic when None), generated or cached, recorded."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,12 +19,22 @@ from app.serving.catalog import Catalog
 from app.errors import AppInputError, bad
 from app.serving.ranking import ModelChoice, SlateRow
 
-__all__ = ["EventLog", "FEEDBACK_KINDS", "Feedback"]
+__all__ = ["EventLog", "FEEDBACK_KINDS", "Feedback", "Visit"]
 
 # what /feedback and the cards send ("open" is logged as "click"); "undo" takes back the user's like or dislike of
 # the item (the latest of an item's like / dislike / undo is its state: `annotation.reads.visitor_feedback`)
 FEEDBACK_KINDS = ("click", "like", "dislike", "skip", "undo")
 _SIGNALS = uuid.UUID("5b1e0f6c-3f0e-4d5e-9a57-7a1d3c2b9e10")  # the namespace of feedback UUIDs derived from a signal
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Who a page is for: a user (their id checked) and what they like and dislike in the app now (oldest first)."""
+
+    user_id: str
+    kind: str = "dataset"  # "dataset" | "new"
+    liked: tuple[str, ...] = ()
+    disliked: tuple[str, ...] = ()
 
 
 class Feedback(NamedTuple):
@@ -46,40 +57,50 @@ class EventLog:
         self._lock = threading.Lock()
 
     # -- users ------------------------------------------------------------------------------------------------
-    def visitor(self, user_id: object) -> tuple[str, str, list[str], list[str]]:
-        """(user_id checked, "dataset" or "new", liked, disliked) in one read session; `AppInputError` for an id
-        nobody knows. liked / disliked: the item ids the user likes and dislikes now in the app, oldest first
-        (`annotation.reads.visitor_feedback`: the latest event per item wins)."""
-        from annotation import reads
+    def visitor(self, user_id: object) -> Visit:
+        """The visitor, read once per page: the id checked (the one check of it on the way to the store), their
+        kind and their app likes and dislikes in one read (`annotation.reads.visitor`: the latest of an item's
+        like / dislike / undo wins, the one rule every tab, the API and the recommenders follow), so feedback
+        sent anywhere counts on every open page. `AppInputError` for an id nobody knows. A dataset user is
+        stored here, once per process, so every later write of theirs can rely on the row."""
+        from annotation import reads, store
 
         user_id = checks.text("user_id", user_id, checks.ID_MAX)
+        dataset = self.catalog.is_dataset_user(user_id)
         with self.ReadSession() as s:
-            kind = self._kind(s, user_id)
-            liked, disliked = reads.visitor_feedback(s, user_id)
-        return user_id, kind, list(reversed(liked)), list(reversed(disliked))
+            stored, liked, disliked = reads.visitor(s, user_id, stored_kind=not dataset)
+        kind = self._kind(user_id, dataset, stored)
+        if dataset and user_id not in self._stored_users:  # a user made by onboarding was stored then
+            with self.Session() as s, s.begin():
+                store.insert_user(s, user_id, kind)
+            self._remember(user_id)
+        return Visit(user_id, kind, tuple(reversed(liked)), tuple(reversed(disliked)))
 
     def user_kind(self, user_id: object) -> str:
         """"dataset" or "new"; `AppInputError` for an id nobody knows."""
-        user_id = checks.text("user_id", user_id, checks.ID_MAX)
-        with self.ReadSession() as s:  # a session without a query takes no connection
-            return self._kind(s, user_id)
-
-    def _kind(self, s: Session, user_id: str) -> str:
-        """A dataset user (no read), else the stored user's kind; `AppInputError` for an id nobody knows."""
         from annotation import reads
 
-        kind = "dataset" if self.catalog.is_dataset_user(user_id) else reads.user_kind(s, user_id)
+        user_id = checks.text("user_id", user_id, checks.ID_MAX)
+        dataset = self.catalog.is_dataset_user(user_id)
+        with self.ReadSession() as s:  # a session without a query takes no connection
+            return self._kind(user_id, dataset, None if dataset else reads.user_kind(s, user_id))
+
+    def _kind(self, user_id: str, dataset: bool, stored: str | None) -> str:
+        """The one rule of a visitor's kind: a dataset user (no read needed), else the stored user's kind;
+        `AppInputError` for an id nobody knows."""
+        kind = "dataset" if dataset else stored
         if kind is None:
             raise bad("user_id", f"a user of the {self.catalog.name} dataset or one created by onboarding", user_id)
         return kind
 
     def ensure_user(self, s: Session, user_id: str) -> Callable[[], None]:
-        """Store `user_id` inside the caller's transaction unless this process already did (two statements less
-        per event). Returns the callback to run once that transaction committed."""
+        """Store `user_id` inside the caller's transaction unless this process already did, for a write made for a
+        user who need not have visited (an asset made for a profile). Returns the callback to run once that
+        transaction committed."""
         from annotation import store
 
         if user_id not in self._stored_users:
-            store.ensure_user(s, user_id, kind="dataset" if self.catalog.is_dataset_user(user_id) else "new")
+            store.insert_user(s, user_id, "dataset" if self.catalog.is_dataset_user(user_id) else "new")
         return lambda: self._remember(user_id)
 
     def _remember(self, user_id: str) -> None:
@@ -106,17 +127,15 @@ class EventLog:
     # -- events -----------------------------------------------------------------------------------------------
     def record_impression(self, user_id: str, rows: Sequence[SlateRow], choice: ModelChoice, *,
                           event_id: str | None = None, context: dict[str, Any] | None = None) -> int:
-        """Log the slate shown; returns the impression id that feedback refers to."""
+        """Log the slate shown to a visitor (`visitor` checked and stored them; the rows come from the catalog, so
+        nothing is checked again); returns the impression id that feedback refers to."""
         from annotation import store
 
         with self.Session() as s, s.begin():
-            committed = self.ensure_user(s, user_id)
-            imp = store.record_impression(
-                s, event_id or checks.new_event_id(), user_id, choice.a if choice.b is None else (choice.a, choice.b),
-                [r.item_id for r in rows], contributors=[r.contributor for r in rows] if choice.interleaved else None,
-                context=context,
+            imp = store.insert_impression(
+                s, event_id or checks.new_event_id(), user_id, choice.names, [r.item_id for r in rows],
+                contributors=[r.contributor for r in rows] if choice.interleaved else None, context=context,
             )
-        committed()
         return int(imp.id)
 
     def record_feedback(self, user_id: str, item_id: str, kind: str, impression_id: int | None, *,
@@ -137,8 +156,7 @@ class EventLog:
         self.user_kind(user_id)
         self.catalog.item(item_id)
         try:
-            with self.Session() as s, s.begin():
-                committed = self.ensure_user(s, user_id)
+            with self.Session() as s, s.begin():  # the impression's user is stored: no user to write
                 if not reads.impression_shows(s, impression_id, user_id, item_id):
                     raise bad("impression_id", f"an impression that showed item {item_id!r} to user {user_id!r}",
                               impression_id)
@@ -146,7 +164,6 @@ class EventLog:
                 row = store.record_feedback(s, signal, user_id, item_id, kind, impression_id=impression_id)
         except aerr.AnnotationError as exc:
             raise AppInputError(str(exc)) from exc
-        committed()
         return Feedback(int(row.id), str(row.event_id), repeated)
 
     @staticmethod

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from app import checks
 from app.serving.catalog import Catalog, year_of
-from app.errors import bad
+from app.errors import AppInputError, bad
 from app.serving.interleaving import team_draft
 
 if TYPE_CHECKING:  # pragma: no cover - types only
@@ -120,30 +120,32 @@ class Ranking:
 
         The visitor's app feedback counts at once (`recommend_with_feedback`): their history plus `liked` is
         folded in, and a model that can use negatives (EASE) also moves away from what is near `disliked`. A
-        user the model was not fitted on needs likes to be ranked at all.
+        user the model was not fitted on is a new visitor: it needs likes to be ranked at all.
         """
-        fitted = self.model(model)
-        known = str(user_id) in fitted._user_index
-        if not known and not liked:
-            raise bad("user_id", f"a user the model {model!r} knows, or a new user with liked items", user_id)
-        ids, scores = fitted.recommend_with_feedback(user_id if known else None, liked=list(liked),
-                                                     disliked=list(disliked), k=n, exclude=sorted(set(exclude)))
+        from recommenders.errors import ColdVisitorError
+
+        try:
+            ids, scores = self.model(model).recommend_with_feedback(
+                user_id, liked=list(liked), disliked=list(disliked), k=n, exclude=sorted(set(exclude)))
+        except ColdVisitorError as exc:
+            raise AppInputError(f"user_id: expected a user the model {model!r} knows, or a new user with liked "
+                                f"items ({exc})") from exc
         return [(str(i), float(s)) for i, s in zip(ids, scores)]
 
     def slate(self, user_id: str, choice: ModelChoice, k: int, *, profile: "UserProfile",
               liked: Sequence[str] = (), disliked: Sequence[str] = (), exclude: Iterable[str] = (),
               seed: int = 0) -> list[SlateRow]:
-        """The slate's rows: one model's top-k, or a team-draft interleaving of two models (seeded coin flips)."""
-        k = checks.integer("k", k, 1, checks.K_MAX)
+        """The slate's rows: one model's top-k, or a team-draft interleaving of two models (seeded coin flips,
+        each model ranking 2k so that the draft can fill k). `k` as checked by the caller (1..K_MAX)."""
         exclude = set(exclude)
+        by_model = {name: self.rank(name, user_id, k if choice.b is None else 2 * k, liked=liked,
+                                    disliked=disliked, exclude=exclude) for name in choice.names}
         if choice.b is None:
-            ranked = self.rank(choice.a, user_id, k, liked=liked, disliked=disliked, exclude=exclude)
-            contributors = [choice.a] * len(ranked)
+            ranked, contributors = by_model[choice.a], [choice.a] * len(by_model[choice.a])
         else:
-            ra = self.rank(choice.a, user_id, 2 * k, liked=liked, disliked=disliked, exclude=exclude)
-            rb = self.rank(choice.b, user_id, 2 * k, liked=liked, disliked=disliked, exclude=exclude)
-            drafted = team_draft([i for i, _ in ra], [i for i, _ in rb], k, names=(choice.a, choice.b), seed=seed)
-            score = {choice.a: dict(ra), choice.b: dict(rb)}
+            drafted = team_draft([i for i, _ in by_model[choice.a]], [i for i, _ in by_model[choice.b]], k,
+                                 names=(choice.a, choice.b), seed=seed)
+            score = {name: dict(r) for name, r in by_model.items()}
             ranked = [(i, score[c][i]) for i, c in zip(drafted.item_ids, drafted.contributors)]
             contributors = drafted.contributors
         liked_all = self.catalog.liked_ids(user_id, liked, disliked)

@@ -285,7 +285,8 @@ def build_services(
                                 allow_network=settings.allow_network, domain=domain,
                                 init_strength=settings.init_strength if dataset.has_images else None).load()
         captions = CaptionGenerator(settings.caption_model, asset_dir, device=settings.device,
-                                    allow_network=settings.allow_network, domain=domain).load()
+                                    allow_network=settings.allow_network, domain=domain,
+                                    runtime=settings.caption_runtime).load()
     if covers.uses_fallback:
         notes.append("covers: typographic fallback in use")
     if captions.uses_fallback:

@@ -4,8 +4,9 @@ its `Page` to their output, so they show the same items in the same order for th
 
 A visitor's likes are folded into their ranking and their dislikes are never shown (see `app.serving.ranking`). A page
 is answered without waiting for a model: covers and captions made earlier come at once, the missing ones are
-made by the background worker (`Assets.generate_later`) and picked up with `Slates.fill`. Every method that
-answers a visitor runs as an interactive request, so background generation gives way to it.
+made by the background worker (`Assets.for_slate` queues them) and picked up with `Assets.made`. Every method that
+answers a visitor runs as an interactive request, so background generation gives way to it. The visitor comes
+from `EventLog.visitor` (`Visit`: checked, read and stored once per page).
 """
 
 from __future__ import annotations
@@ -18,23 +19,13 @@ from app import checks
 from app.serving.assets import Asset, Assets
 from app.serving.worker import gated
 from app.serving.catalog import Catalog
-from app.serving.events import EventLog, Feedback
+from app.serving.events import EventLog, Feedback, Visit
 from app.serving.ranking import ModelChoice, Ranking, SlateRow
 
-__all__ = ["Slates", "Page", "Visit", "WAIT_MAX_S"]
+__all__ = ["Slates", "Page", "WAIT_MAX_S"]
 
 WAIT_MAX_S = 300.0  # the longest /recommend?wait=true waits for the background worker; what is not made by then
 # comes back pending
-
-
-@dataclass(frozen=True)
-class Visit:
-    """Who a page is for: a user and what they liked and disliked in the app (oldest first)."""
-
-    user_id: str
-    kind: str = "dataset"  # "dataset" | "new"
-    liked: tuple[str, ...] = ()
-    disliked: tuple[str, ...] = ()
 
 
 @dataclass
@@ -63,14 +54,6 @@ class Slates:
         self.events = events
         self.assets = assets
 
-    @gated
-    def visit(self, user_id: object) -> Visit:
-        """The visitor as the store knows them: kind, and their app likes and dislikes (the latest of a like and a
-        dislike of an item wins: `annotation.reads.visitor_feedback`, the one rule every tab, the API and the
-        recommenders follow). Read at every page, so feedback sent anywhere counts on every open page."""
-        user_id, kind, liked, disliked = self.events.visitor(user_id)
-        return Visit(user_id, kind, tuple(liked), tuple(disliked))
-
     def page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str] = (),
              tab: str = "discover", context: dict[str, Any] | None = None, wait: bool = False) -> Page:
         """Rank, record the impression and attach the assets. `exclude`: items already shown in this session
@@ -78,30 +61,24 @@ class Slates:
         before answering (slow with real models); the generation itself stays in the worker. Items without a
         caption yet get their template caption in `Page.templates` (shown, labelled, until the real one lands)."""
         page = self._record_page(visit, choice, k, seed=seed, exclude=exclude, tab=tab, context=context)
-        if page.rows:
-            page.covers, page.captions, page.pending = self.made(visit.user_id, page.item_ids)
-            page.templates = {i: self.assets.template_caption(i, page.profile) for i in page.item_ids
-                              if i not in page.captions}
-            self.assets.worker.generate_later(visit.user_id, page.pending, page.profile)
-        if wait and page.pending:
-            # made by the background worker (the one generation lane), never in this request's thread; waited for
-            # outside the interactive gate, so the worker does not give way to this very request
-            self.assets.worker.wait_for(visit.user_id, page.pending, timeout=WAIT_MAX_S)
-            page.covers, page.captions, page.pending = self.made(visit.user_id, page.item_ids)
+        if page.rows:  # outside the interactive gate, so that a waiting page does not hold back the worker
+            page.covers, page.captions, page.pending, page.templates = self.assets.for_slate(
+                visit.user_id, page.item_ids, page.profile, wait=WAIT_MAX_S if wait else 0.0)
         return page
 
     @gated
     def prefetch(self, visit: Visit, page: Page, k: int, *, exclude: Sequence[str] = ()) -> None:
         """Queue the missing assets of the items the page after `page` would show ("More": the next `k` items,
-        seed + 1; ranked, not recorded) behind `page`'s own, so that they are ready when the visitor pages on."""
+        seed + 1; ranked, not recorded) behind every screen's own (the worker's prefetch lane), so that they are
+        ready when the visitor pages on."""
         if not page.rows:
             return
         rows = self.ranking.slate(visit.user_id, page.choice, k, profile=page.profile, liked=visit.liked,
                                   disliked=visit.disliked, exclude=[*exclude, *page.item_ids],
                                   seed=(page.seed + 1) % (checks.SEED_MAX + 1))
         if rows:
-            _, _, missing = self.made(visit.user_id, [r.item_id for r in rows])
-            self.assets.worker.generate_later(visit.user_id, missing, page.profile)
+            _, _, missing = self.assets.made(visit.user_id, [r.item_id for r in rows])
+            self.assets.worker.generate_later(visit.user_id, missing, page.profile, prefetch=True)
 
     @gated
     def _record_page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str],
@@ -117,14 +94,6 @@ class Slates:
         impression_id = self.events.record_impression(visit.user_id, rows, choice,
                                                       context={"tab": tab, "seed": seed, **(context or {})})
         return Page(choice=choice, rows=rows, impression_id=impression_id, seed=seed, profile=profile)
-
-    def made(self, user_id: str, item_ids: Sequence[str]) -> tuple[dict[str, Asset], dict[str, Asset], list[str]]:
-        """(covers, captions, pending): the slate assets made so far for these items, and the items still
-        missing one of them."""
-        known = self.assets.known(user_id, item_ids)
-        covers = {i: known[(i, "cover")] for i in item_ids if (i, "cover") in known}
-        captions = {i: known[(i, "caption")] for i in item_ids if (i, "caption") in known}
-        return covers, captions, [i for i in item_ids if i not in covers or i not in captions]
 
     def queued(self, user_id: str, item_ids: Sequence[str]) -> list[str]:
         """The items the background worker still has queued for this visitor."""

@@ -3,7 +3,9 @@ to interactive requests.
 
 A slate never waits for a model: the slate flow queues the items whose cover or caption is missing
 (`generate_later`) and answers at once; this worker makes them, one job at a time, oldest first, and records
-what it made in batches. Every request that answers a visitor runs inside `interactive()` (the `gated` decorator
+what it made in batches. Two lanes: the cards on a visitor's screen go before prefetched ones (the next page,
+`prefetch=True`), and a prefetch job gives way between items when a screen's job arrives, so a page's own
+captions never wait behind another visitor's next page. Every request that answers a visitor runs inside `interactive()` (the `gated` decorator
 applies it once per flow method), and the worker waits for those to finish before each item (at most
 BACKGROUND_YIELD_S, so that a steady stream of requests cannot starve it).
 """
@@ -47,7 +49,8 @@ class AssetWorker:
         self._after_batch = after_batch
         self.max_queued = max_queued
         self.dropped = 0  # items dropped from a full queue since start (the Status tab shows it)
-        self._jobs: deque[Job] = deque()  # waiting, oldest first
+        self._jobs: deque[Job] = deque()  # waiting for a screen, oldest first
+        self._prefetch: deque[Job] = deque()  # waiting for a next page, oldest first: made when _jobs is empty
         self._pending: set[tuple[str, str]] = set()  # (user_id, item_id) queued or being made
         self._work = threading.Condition(threading.Lock())
         self._closed = False
@@ -56,12 +59,15 @@ class AssetWorker:
         self._thread = threading.Thread(target=self._run, name="vitrine-assets", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop the worker (queued jobs are dropped)."""
+    def close(self, wait_s: float = 0.0) -> None:
+        """Stop the worker (queued jobs are dropped); wait up to `wait_s` for the item being made to be done."""
         with self._work:
             self._closed = True
             self._jobs.clear()
+            self._prefetch.clear()
             self._work.notify_all()
+        if wait_s > 0 and self._thread is not threading.current_thread():
+            self._thread.join(wait_s)
 
     # -- the gate between interactive requests and the worker --------------------------------------------------
     @contextlib.contextmanager
@@ -82,18 +88,21 @@ class AssetWorker:
             self._quiet.wait_for(lambda: not self._requests, timeout=BACKGROUND_YIELD_S)
 
     # -- the queue ---------------------------------------------------------------------------------------------
-    def generate_later(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None") -> int:
-        """Queue the slate cover and caption of each item for `user_id`, as one job; returns how many were queued
-        (items already queued are skipped). Past `max_queued` items the oldest waiting jobs are dropped (a visitor
+    def generate_later(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None", *,
+                       prefetch: bool = False) -> int:
+        """Queue the slate cover and caption of each item for `user_id`, as one job (`prefetch`: for a page not
+        shown yet, made after every screen's job); returns how many were queued (items already queued are
+        skipped). Past `max_queued` items the oldest waiting jobs are dropped, prefetched ones first (a visitor
         who asks again queues them again)."""
         with self._work:
             todo = [i for i in dict.fromkeys(item_ids) if (user_id, i) not in self._pending]
             if not todo or self._closed:
                 return 0
             self._pending.update((user_id, i) for i in todo)
-            self._jobs.append((user_id, todo, profile))
-            while len(self._pending) > self.max_queued and len(self._jobs) > 1:
-                old_user, old_items, _ = self._jobs.popleft()
+            (self._prefetch if prefetch else self._jobs).append((user_id, todo, profile))
+            while len(self._pending) > self.max_queued and len(self._prefetch) + len(self._jobs) > 1:
+                lane = self._prefetch if self._prefetch else self._jobs
+                old_user, old_items, _ = lane.popleft()
                 self._pending.difference_update((old_user, i) for i in old_items)
                 self.dropped += len(old_items)
                 log.warning("asset queue full: dropped %d queued items of user %s", len(old_items), old_user)
@@ -123,24 +132,36 @@ class AssetWorker:
     def _run(self) -> None:
         while True:
             with self._work:
-                self._work.wait_for(lambda: self._jobs or self._closed)
+                self._work.wait_for(lambda: self._jobs or self._prefetch or self._closed)
                 if self._closed:
                     return
-                user_id, item_ids, profile = self._jobs.popleft()
-            self._make_job(user_id, item_ids, profile)
+                prefetch = not self._jobs
+                user_id, item_ids, profile = (self._prefetch if prefetch else self._jobs).popleft()
+            self._make_job(user_id, item_ids, profile, prefetch)
 
-    def _make_job(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None") -> None:
+    def _screen_waiting(self) -> bool:
+        with self._work:
+            return bool(self._jobs)
+
+    def _make_job(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None",
+                  prefetch: bool = False) -> None:
         """Make each item's assets, recorded one transaction per batch. A batch closes once BACKGROUND_BATCH_S of
         generating has passed, so a slow model's covers still appear one by one, while quick ones (the fallbacks,
         milliseconds each) cost one write per slate, not two per item; and once it holds BACKGROUND_BATCH_ASSETS
         assets, so each write is short."""
         todo = list(item_ids)
         while todo:
+            if prefetch and self._screen_waiting():  # a screen's job came in: the rest of this one waits for it
+                with self._work:
+                    self._prefetch.appendleft((user_id, todo, profile))
+                    self._work.notify()
+                return
             batch: list[str] = []
             assets: list[Any] = []
             deadline = time.monotonic() + BACKGROUND_BATCH_S
             try:
-                while todo and (not batch or (time.monotonic() < deadline and len(assets) < BACKGROUND_BATCH_ASSETS)):
+                while todo and (not batch or (time.monotonic() < deadline and len(assets) < BACKGROUND_BATCH_ASSETS
+                                              and not (prefetch and self._screen_waiting()))):
                     self._wait_for_quiet()
                     batch.append(todo.pop(0))
                     assets.extend(self._make_item(batch[-1], profile))

@@ -25,7 +25,8 @@ from app.web.guards import password_ok
 from app.web.label_tab import KEY_CHOICES
 from app.web.routes import cover_url
 from app.serving.services import Services
-from app.serving.slates import Page, Visit
+from app.serving.events import Visit
+from app.serving.slates import Page
 
 __all__ = ["register_api", "ApiHandlers"]
 
@@ -38,7 +39,7 @@ class ApiHandlers:
         self.svc = svc
 
     def _visit(self, user_id: object) -> Visit:
-        return self.svc.slates.visit(user_id)
+        return self.svc.events.visitor(user_id)
 
     def _check_password(self, password: object, request: gr.Request = None) -> None:
         expected = self.svc.settings.label_password

@@ -16,7 +16,7 @@ from app.errors import AppInputError
 from app.serving.catalog import SEARCH_HITS
 from app.serving.ranking import ModelChoice
 from app.serving.services import Services
-from app.serving.slates import Visit
+from app.serving.events import Visit
 from app.web.cards import CardView, markdown_escape, render_card, render_detail, render_profile
 from app.web.errors import need_user, nothing_to_do, rejected, user_errors
 from app.web.routes import cover_url, item_image_url
@@ -92,7 +92,7 @@ def select_user(svc: Services, visitor: Visitor, user_id: str | None) -> tuple[V
     if isinstance(user_id, str) and user_id.strip() == visitor.user_id:
         raise nothing_to_do(f"user {visitor.user_id} is already shown")
     try:
-        visit = svc.slates.visit(user_id)
+        visit = svc.events.visitor(user_id)
     except AppInputError as exc:
         raise gr.Error(f"{exc}. Type a user id from the suggestions, or start as a new user.") from exc
     visitor.reset_user(visit.user_id, visit.kind, liked=list(visit.liked), disliked=list(visit.disliked))
@@ -169,9 +169,9 @@ def _slate_info(visitor: Visitor) -> str:
 
 
 def visit_of(svc: Services, visitor: Visitor) -> Visit:
-    """The visitor as the store knows them now (`Slates.visit`: the one rule for their current likes and dislikes,
+    """The visitor as the store knows them now (`EventLog.visitor`: the one rule for their current likes and dislikes,
     whichever tab or endpoint sent them); the state keeps a copy for the cards' marks."""
-    visit = svc.slates.visit(need_user(visitor))
+    visit = svc.events.visitor(need_user(visitor))
     visitor.user_kind, visitor.liked, visitor.disliked = visit.kind, list(visit.liked), list(visit.disliked)
     return visit
 
@@ -309,7 +309,7 @@ def fill_assets(svc: Services, visitor: Visitor, poll_s: float = FILL_POLL_S,
     deadline = time.monotonic() + max_s
     while pending and time.monotonic() < deadline:
         queued = svc.slates.queued(user_id, pending)
-        covers, captions, still = svc.slates.made(user_id, pending)
+        covers, captions, still = svc.assets.made(user_id, pending)
         if len(still) < len(pending):
             _keep_assets(svc, visitor, covers, captions)
             visitor.pending = pending = still

@@ -64,8 +64,8 @@ def _pair_outputs(svc: Services, visitor: Visitor) -> tuple[Visitor, str, str, s
         return visitor, empty, "", "", progress
     target = pair.get("target_user_id")
     if target:
-        target, kind, liked, _ = svc.events.visitor(target)
-        head = profile_html(svc, target, kind, liked if kind == "new" else [])
+        visit = svc.events.visitor(target)
+        head = profile_html(svc, visit.user_id, visit.kind, list(visit.liked) if visit.kind == "new" else [])
     else:
         head = '<div class="vt-muted">Generic pair (no target user)</div>'
     if pair.get("item_id"):

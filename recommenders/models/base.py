@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommenders.errors import ModelFitError, NotFittedError, UnknownItemError, UnknownUserError
+from recommenders.errors import ColdVisitorError, ModelFitError, NotFittedError, UnknownItemError, UnknownUserError
 from recommenders.sizing import Cost, check_fits, memory_budget as machine_budget
 
 FORMAT_VERSION = 1
@@ -430,7 +430,7 @@ class Recommender:
         is near `disliked`); a disliked history item leaves the history (session feedback is newer than
         training data). `liked` and `disliked` are the visitor's current feedback, already resolved by the
         caller (an item is one or the other: ValueError otherwise). Never returned: the user's seen items,
-        `liked`, `disliked` and `exclude`.
+        `liked`, `disliked` and `exclude`. A new visitor without likes has nothing to rank from: `ColdVisitorError`.
         """
         k = self._check_k(k)
         self._require_fitted()
@@ -452,8 +452,8 @@ class Recommender:
             history = np.setdiff1d(history, neg)  # a session dislike overrides the training history
             items = np.unique(np.concatenate([history, pos]))
             if not len(items):
-                raise ValueError(f"liked: a visitor the model was not fitted on needs at least one liked item, "
-                                 f"got user_id={user_id!r} and no likes")
+                raise ColdVisitorError(f"liked: a visitor the model was not fitted on needs at least one liked item, "
+                                       f"got user_id={user_id!r} and no likes")
             if user is not None and self._negatives is not None:
                 n = self._negatives
                 neg = np.concatenate([neg, n.indices[n.indptr[user]: n.indptr[user + 1]]])

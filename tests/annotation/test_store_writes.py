@@ -149,6 +149,30 @@ def test_bad_impression_raises_and_writes_nothing(catalog, kwargs, error, messag
     assert count(catalog, Impression) == 0 and count(catalog, ImpressionItem) == 0
 
 
+def test_the_unchecked_writes_store_what_the_checked_ones_store(catalog):
+    """`insert_user` / `insert_impression` (for a caller that checked its input already): the rows that
+    `ensure_user` / `record_impression` write, idempotent by UUID in the same way."""
+    Session = catalog
+    with Session() as s, s.begin():
+        store.insert_user(s, "nu-1", "new")
+        store.insert_user(s, "nu-1", "dataset")  # a stored user keeps its kind, as with ensure_user
+    with Session() as s:
+        assert s.get(User, "nu-1").kind == "new"
+    event = new_id()
+    with Session() as s, s.begin():
+        imp = store.insert_impression(s, event, "nu-1", ("ease", "pop"), ["2", "1"], ["pop", "ease"],
+                                      context={"tab": "api", "seed": 7})
+        written = (imp.id, imp.model, imp.model_b, imp.item_ids, imp.contributors, imp.tab, imp.context)
+    assert written[1:] == ("ease", "pop", ["2", "1"], ["pop", "ease"], "api", {"seed": 7})
+    replayed = _impression(Session, user="nu-1", event_id=event, model=("ease", "pop"), items=("2", "1"),
+                           contributors=["pop", "ease"], context={"tab": "api", "seed": 7})
+    assert replayed.id == written[0]
+    with pytest.raises(EventConflictError, match="already stored as a different impression"):
+        with Session() as s, s.begin():
+            store.insert_impression(s, event, "nu-1", ("ease",), ["1"])
+    assert count(Session, Impression) == 1 and count(Session, ImpressionItem) == 2
+
+
 # -- feedback --------------------------------------------------------------------------------------------------
 
 

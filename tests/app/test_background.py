@@ -142,7 +142,7 @@ def test_waiting_for_the_assets_leaves_the_generation_to_the_worker(fresh_svc, m
     real = svc.assets._item_assets
     monkeypatch.setattr(svc.assets, "_item_assets",
                         lambda *a: threads.add(threading.current_thread().name) or real(*a))
-    page = svc.slates.page(svc.slates.visit("9"), svc.ranking.parse("ease"), 3, seed=1, wait=True)
+    page = svc.slates.page(svc.events.visitor("9"), svc.ranking.parse("ease"), 3, seed=1, wait=True)
     assert page.pending == [] and len(page.covers) == len(page.captions) == 3
     assert threads == {"vitrine-assets"}  # never the request's own thread
 
@@ -155,19 +155,19 @@ def test_a_page_shows_the_template_caption_at_once_and_queues_the_next_page(fres
     real = svc.assets._item_assets
     monkeypatch.setattr(svc.assets, "_item_assets", lambda *a: gate.wait(10) and real(*a))
     ease = svc.ranking.parse("ease")
-    visit = svc.slates.visit("11")
+    visit = svc.events.visitor("11")
     page = svc.slates.page(visit, ease, 3, seed=1)
     svc.slates.prefetch(visit, page, 3)
     assert page.pending == page.item_ids and page.captions == {}
     profile = svc.catalog.profile("11")
-    assert page.templates == {i: svc.assets.template_caption(i, profile) for i in page.item_ids}
+    assert page.templates == {i: svc.assets.captions.template(svc.catalog.item_info(i), profile) for i in page.item_ids}
     assert all(svc.catalog.item_info(i).name in text for i, text in page.templates.items())
     following = [i for i, _ in svc.ranking.rank("ease", "11", 6) if i not in page.item_ids][:3]
     queued = svc.assets.worker.pending("11", page.item_ids + following)
     assert queued[:3] == page.item_ids and set(queued[3:]) <= set(following) and len(queued) > 3
     gate.set()
     _wait_idle(svc)
-    made = svc.slates.page(svc.slates.visit("11"), ease, 3, seed=1)
+    made = svc.slates.page(svc.events.visitor("11"), ease, 3, seed=1)
     assert made.templates == {} and len(made.captions) == 3  # made now: no template any more
 
 
@@ -184,3 +184,45 @@ def test_llm_keywords_never_hold_up_a_profile(fresh_svc, monkeypatch):
     second = svc.catalog.profile("12")  # not cached while the keywords were pending
     assert second.keywords[:2] == ["neon cityscapes", "lonely heroes"] and second.keyword_source == "llm"
     assert svc.catalog.profile("12") is second and len(calls) == 2  # cached once they are there
+
+
+def test_a_screens_cards_go_before_prefetched_ones(fresh_svc, monkeypatch):
+    """The next page's items (prefetch) are made after every screen's, and a prefetch job under way gives way
+    between items when a screen's job arrives; a full queue drops prefetched jobs first."""
+    svc = fresh_svc
+    order: list[str] = []
+    first = threading.Event()
+    gate = threading.Event()
+    real = svc.assets._item_assets
+
+    def make(item_id, profile):
+        order.append(item_id)
+        first.set()
+        gate.wait(10)
+        return real(item_id, profile)
+
+    monkeypatch.setattr(svc.assets, "_item_assets", make)
+    items = [i for i, _ in svc.ranking.rank("ease", "5", 12)]
+    profile = svc.catalog.profile("5")
+    worker = svc.assets.worker
+    assert worker.generate_later("5", items[0:4], profile, prefetch=True) == 4  # another visitor's next page
+    assert first.wait(10)  # the worker is on the prefetch job's first item
+    assert worker.generate_later("5", items[8:10], profile, prefetch=True) == 2
+    assert worker.generate_later("6", items[4:7], svc.catalog.profile("6")) == 3  # a page being shown
+    gate.set()
+    _wait_idle(svc)
+    # the item under way is finished; then the screen's three; then the rest of the prefetch jobs, oldest first
+    assert order == [items[0], *items[4:7], *items[1:4], *items[8:10]]
+    assert set(items[4:7]) <= {i for i, _ in svc.assets.known("6", items[4:7])}
+
+    gate.clear()
+    first.clear()
+    worker.max_queued = 4
+    more = [i for i, _ in svc.ranking.rank("ease", "7", 12)]
+    assert worker.generate_later("7", more[0:1], None) == 1  # taken by the worker, blocked on the gate
+    assert first.wait(10)
+    assert worker.generate_later("7", more[1:3], None, prefetch=True) == 2
+    assert worker.generate_later("7", more[3:5], None) == 2  # 5 > 4: the prefetched job goes, not the screen's
+    assert worker.dropped == 2 and worker.pending("7", more) == [more[0], *more[3:5]]
+    gate.set()
+    _wait_idle(svc)

@@ -245,7 +245,7 @@ def test_undo_a_like_and_a_dislike_on_the_card_with_the_keyboard_hint(page, live
     events = _rows(svc, FeedbackEvent, FeedbackEvent.user_id == "15")
     assert [(e.item_id, e.kind) for e in events] == [(first, "like"), (first, "undo"), (second, "dislike"),
                                                      (second, "undo")]
-    visit = svc.slates.visit("15")
+    visit = svc.events.visitor("15")
     assert visit.liked == () and visit.disliked == ()
 
 

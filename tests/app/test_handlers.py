@@ -142,7 +142,7 @@ def test_undo_restores_the_card_and_is_an_event_of_its_own(fresh_svc):
     visitor, _, _, _ = discover_tab.card_feedback(svc, visitor, 1, "dislike")
     visitor, cards, _, info = discover_tab.card_feedback(svc, visitor, 1, "undo")
     assert second not in visitor.disliked and cards[1] == before[1] and "Took back your dislike" in info
-    assert svc.slates.visit("7").liked == () and svc.slates.visit("7").disliked == ()
+    assert svc.events.visitor("7").liked == () and svc.events.visitor("7").disliked == ()
     events = _rows(svc, FeedbackEvent, FeedbackEvent.user_id == "7")
     assert [(e.item_id, e.kind, e.impression_id) for e in events] == [
         (first, "like", visitor.impression_id), (first, "undo", visitor.impression_id),
@@ -375,11 +375,11 @@ def test_default_model_without_features_falls_back(tmp_path):
 def test_app_likes_do_not_shorten_the_slate(fresh_svc):
     svc = fresh_svc
     ease = svc.ranking.parse("ease")
-    first = svc.slates.page(svc.slates.visit("5"), ease, 4, seed=1)
+    first = svc.slates.page(svc.events.visitor("5"), ease, 4, seed=1)
     top = first.item_ids
     for item_id in top:  # the user likes the whole first page in the app
         svc.slates.feedback("5", item_id, "like", first.impression_id)
-    again = svc.slates.page(svc.slates.visit("5"), ease, 4, seed=1).item_ids
+    again = svc.slates.page(svc.events.visitor("5"), ease, 4, seed=1).item_ids
     assert len(again) == 4 and not set(again) & set(top)
 
 
@@ -402,7 +402,7 @@ def test_feedback_sent_through_the_api_counts_on_an_open_discover_page(fresh_svc
     assert disliked not in [r["item_id"] for r in visitor.slate]
     # ...and the other way round: a like on the page is what the API ranks with
     visitor, _, _, _ = discover_tab.card_feedback(svc, visitor, 0, "like")
-    assert svc.slates.visit("5").liked == (liked, visitor.slate[0]["item_id"])
+    assert svc.events.visitor("5").liked == (liked, visitor.slate[0]["item_id"])
 
 
 def test_a_card_action_of_an_unknown_kind_writes_nothing(fresh_svc):

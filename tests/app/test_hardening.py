@@ -99,7 +99,7 @@ def test_feedback_must_name_a_slate_that_showed_the_item_to_that_user(fresh_svc)
     api.feedback("5", shown, "dislike", imp)
     assert _count(svc, FeedbackEvent) == 1
     assert shown not in [i["item_id"] for i in api.recommend("5", "ease", 10)["items"]]
-    assert shown in svc.slates.visit("5").disliked and shown not in svc.slates.visit("6").disliked
+    assert shown in svc.events.visitor("5").disliked and shown not in svc.events.visitor("6").disliked
 
 
 def test_names_and_titles_in_markdown_messages_cannot_inject_markup(fresh_svc):
@@ -208,7 +208,7 @@ def test_covers_are_recorded_by_key_and_only_cover_images_are_served(fresh_svc):
     from app.web.launch import launch_kwargs
 
     svc = fresh_svc
-    page = svc.slates.page(svc.slates.visit("5"), svc.ranking.parse("ease"), 2, seed=1, wait=True)
+    page = svc.slates.page(svc.events.visitor("5"), svc.ranking.parse("ease"), 2, seed=1, wait=True)
     with svc.events.ReadSession() as s:
         paths = [p for p in s.scalars(select(GeneratedAsset.path).where(GeneratedAsset.kind == "cover")) if p]
     assert paths and not any(os.path.isabs(p) for p in paths)  # keys, the same on every replica

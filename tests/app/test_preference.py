@@ -18,7 +18,7 @@ from generation.reward import HashingEncoder, RewardModel
 
 def _show_slate(svc, user_id: str, k: int = 4) -> list[str]:
     """Ask for a slate as a visitor does, then wait for the background worker to make its assets."""
-    visit = svc.slates.visit(user_id)
+    visit = svc.events.visitor(user_id)
     page = svc.slates.page(visit, ModelChoice(svc.ranking.default_model), k, seed=0)
     assert svc.assets.worker.wait_for(user_id, page.item_ids, timeout=60)
     return page.item_ids
@@ -53,7 +53,7 @@ def test_a_slate_records_n_candidates_and_shows_the_first_without_a_reward_model
         first = candidates[candidates["seed"] == 0].iloc[0]  # no reward model: the first candidate is shown
         assert shown["asset_id"] == int(first["asset_id"]) and shown["params"]["best_of_n"]["rank"] == 0
     # the page served once the worker is done has every cover and caption, the shown ones
-    page = svc.slates.page(svc.slates.visit("5"), ModelChoice(svc.ranking.default_model), 4, seed=0)
+    page = svc.slates.page(svc.events.visitor("5"), ModelChoice(svc.ranking.default_model), 4, seed=0)
     assert not page.pending and {c["params"]["best_of_n"]["rank"] for c in page.covers.values()} == {0}
 
 
@@ -177,7 +177,7 @@ def test_labels_likes_and_picks_teach_the_policy_which_persists(fresh_svc):
     _label_all(svc, annotator, lambda pair: "A")
     assert learner.updates > before
     # a like on a card: weak evidence for its cover's arm
-    visit = svc.slates.visit("5")
+    visit = svc.events.visitor("5")
     page = svc.slates.page(visit, ModelChoice(svc.ranking.default_model), 4, seed=0)
     liked = learner.updates
     svc.slates.feedback("5", items[0], "like", page.impression_id)
@@ -471,7 +471,7 @@ def test_a_promoted_version_whose_artifact_is_gone_leaves_the_served_model_in_pl
         registry.decide(s, row.id, "promoted", "initial version")
     assert svc.serve_promoted() == [] and svc.ranking.model("ease") is before
     assert "not loaded" in svc.watchers["ease"].error and gone in svc.watchers["ease"].error
-    assert svc.slates.visit("5") is not None and svc.ranking.rank("ease", "5", 3)  # still serving
+    assert svc.events.visitor("5") is not None and svc.ranking.rank("ease", "5", 3)  # still serving
     # the preference model's gate: a served version that cannot be loaded is compared with chance instead
     _labelled_store(svc)
     with svc.events.Session() as s, s.begin():

@@ -72,7 +72,7 @@ def test_a_tiny_quota_evicts_the_oldest_unlabelled_covers_and_the_next_slate_mak
     assert len(labelled) >= 6
     # many slates, made by the background worker: several times the quota
     ease = svc.ranking.parse("ease")
-    pages = {str(u): svc.slates.page(svc.slates.visit(str(u)), ease, 4, seed=1, wait=True) for u in range(1, 17)}
+    pages = {str(u): svc.slates.page(svc.events.visitor(str(u)), ease, 4, seed=1, wait=True) for u in range(1, 17)}
     made = _count(svc, GeneratedAsset)
     # the worker checks the quota once it has stored its last batch
     deadline = time.monotonic() + 20

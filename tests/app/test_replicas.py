@@ -41,7 +41,7 @@ def test_a_slate_shown_on_one_replica_is_liked_on_the_other(replicas):
     with one.events.ReadSession() as s:
         row = s.get(FeedbackEvent, done["feedback_id"])
         assert (row.user_id, row.item_id, row.impression_id) == ("5", item, slate["impression_id"])
-    assert item in two.slates.visit("5").liked and item in one.slates.visit("5").liked
+    assert item in two.events.visitor("5").liked and item in one.events.visitor("5").liked
 
 
 def test_pairs_made_on_one_are_labelled_on_the_other_with_their_pictures(replicas):

@@ -10,6 +10,7 @@ from generation.captions import (
     caption_problems,
     caption_request,
     keyword_problem,
+    parse_keywords,
     template_caption,
 )
 from generation.domain import BOOK, FILM, PRODUCT
@@ -107,12 +108,10 @@ REJECTED = [
 
 ACCEPTED = [
     ("If you loved Alien, Star Wars is a sci-fi adventure that should win you over.", STAR_WARS, SCIFI, FILM),
-    ("The Silence of the Lambs is a tense thriller with real drama, a fine pick if you like to be gripped.", LAMBS,
+    ("The Silence of the Lambs is a tense thriller with drama, a fine pick if you like to be gripped.", LAMBS,
      DRAMA, FILM),
-    ("If Sleepless in Seattle won you over, Emma fans will find The Lion King a warm animated musical too.",
-     LION_KING, ROMANCE, FILM),
-    ("The Godfather is a crime drama with the weight you look for in a film.", GODFATHER, DRAMA, FILM),
-    ("Back to the Future mixes comedy and sci-fi, so you get the laughs and the time-travel fun at once.", BACK,
+    ("The Godfather is a crime drama worth a place on your list.", GODFATHER, DRAMA, FILM),
+    ("Back to the Future mixes comedy and sci-fi, so you get the laughs and the fun at once.", BACK,
      SCIFI, FILM),
     ("If you loved Sleepless in Seattle, Toy Story is a comedy that should win you over.", TOY_STORY,
      ROMANCE, FILM),
@@ -122,6 +121,49 @@ ACCEPTED = [
     ("Classic Compass Juniper Set brings cast iron and a chef knife to your kitchen, just what you like.", KETTLE,
      SHOPPER, PRODUCT),
 ]
+
+
+# Each claim below may be true, but the request does not hold it (the app cannot check it): refused, with the
+# words named. What a small model adds most often ("all about misdirection", "genre-defining", "make you laugh"
+# for a drama, a romance the reader never liked) is of this kind.
+UNFOUNDED = [
+    ("Back to the Future mixes comedy and sci-fi with plenty of time-travel fun.", BACK, SCIFI, FILM,
+     ["time-travel"]),
+    ("The Godfather is a crime drama with the weight you look for in a film.", GODFATHER, DRAMA, FILM, ["weight"]),
+    ("If you loved Alien, Star Wars is a genre-defining sci-fi adventure.", STAR_WARS, SCIFI, FILM,
+     ["genre-defining"]),
+    ("The Godfather is a crime drama that is all about misdirection.", GODFATHER, DRAMA, FILM, ["misdirection"]),
+    ("The Godfather is a crime drama that will make you laugh.", GODFATHER, DRAMA, FILM, ["laugh"]),
+    ("A Beacon Chronicle 5 is a fantasy book about a second chance romance.", BOOK_ITEM, READER, BOOK,
+     ["second", "chance"]),
+]
+
+
+@pytest.mark.parametrize("text,item,profile,domain,words", UNFOUNDED, ids=[u[0][:40] for u in UNFOUNDED])
+def test_words_the_facts_do_not_hold_are_refused(text, item, profile, domain, words):
+    problems = caption_problems(text, item, profile, domain)
+    assert any(p.startswith("not grounded: words that neither the facts nor the plain vocabulary hold")
+               and all(w in p for w in words) for p in problems), problems
+
+
+def test_a_genres_own_words_are_fine_for_that_genre_only():
+    assert caption_problems("Back to the Future is a comedy that will make you laugh.", BACK, SCIFI, FILM) == []
+    assert caption_problems("Toy Story is a comedy full of laughs, a fine pick for you.", TOY_STORY, ROMANCE,
+                            FILM) == []
+    assert any("(laughs)" in p for p in caption_problems("The Godfather is a crime drama full of laughs.",
+                                                           GODFATHER, DRAMA, FILM))
+
+
+@pytest.mark.parametrize("text,why", [
+    ("If you loved Alien, Star Wars is a sci-fi adventure that should win them over.", "speaks to the"),
+    ("If you loved Alien, Star Wars is a sci-fi film that won you over.", "speaks of the item as already seen"),
+    ("If you loved Alien, Star Wars is a sci-fi film you would have enjoyed.", "speaks of the item as already"),
+    ("If you loved Alien, Star Wars is an adventurous adventure for you.", "says one thing twice"),
+    ("If you loved Alien, Star Wars is a genre that combines action and adventure.", "calls the item a genre"),
+    ("If you loved Alien, Star Wars is not a romance but a sci-fi adventure for you.", "a negation"),
+])
+def test_mixed_address_and_negation_are_refused(text, why):
+    assert any(p.startswith(why) for p in caption_problems(text, STAR_WARS, SCIFI, FILM))
 
 
 @pytest.mark.parametrize("text,item,profile,domain,why", REJECTED, ids=[r[0][:40] for r in REJECTED])
@@ -179,11 +221,21 @@ def test_the_template_fallback_passes_the_checks(seed, item, profile):
 
 
 @pytest.mark.parametrize("keyword,ok", [
-    ("futuristic cities", True), ("dark humor", True), ("space adventure", True),
+    ("futuristic neon", True), ("eerie darkness", True), ("space adventure", True),  # style hints, tone, genre
+    ("futuristic cities", False), ("dark humor", False),  # no liked item holds "cities"; none is a comedy
+    ("smorgle dum dum", False), ("manga", False),  # what a small model writes when it runs out of ideas
     ("romantic comedy", False),  # no liked item is a romance
     ("oscar winners", False), ("1980s nostalgia", False), ("viewer liked", False), ("alien", False),
+    ("the sea", True), ("climate history and", False), ("of space", False),  # fragments of a looping reply
+    ("star wars", False),  # a liked title
 ])
 def test_llm_keywords_are_checked_like_captions(keyword, ok):
     liked = [ItemInfo("82", "Alien", 1979, ["Horror", "Sci-Fi"]), ItemInfo("50", "Star Wars", 1977,
-                                                                           ["Action", "Adventure", "Sci-Fi"])]
+                                                                           ["Action", "Adventure", "Sci-Fi"]),
+             ItemInfo("9", "The Quarry of Meridian 3", None, ["Science"], "climate history and the sea")]
     assert (keyword_problem(keyword, liked, FILM) is None) == ok
+
+
+def test_a_looping_keyword_reply_counts_each_part_once():
+    assert parse_keywords("the abyss, the abyss, the abyss, the abyss", 8) is None  # one keyword: not a list
+    assert parse_keywords("dark mood, neon light, dark mood, dark mood, dark mood", 8) == ["dark mood", "neon light"]

@@ -63,8 +63,8 @@ def test_sampling_follows_the_seed_and_leaves_global_rng_alone(tiny_lm_dir, tmp_
 
 def test_a_usable_reply_is_sanitised_and_kept(captions, toy_story, scifi_fan, monkeypatch, tiny_lm_dir):
     reply = (
-        "**Toy Story** is a <b>bright</b> pick for you, see https://example.com now. "
-        "Like Star Wars, it is pure adventure!\n- It also has a third sentence that will not fit"
+        "**Toy Story** is a <b>fun</b> pick for you, see https://example.com now. "
+        "Like Star Wars, it is worth a look!\n- It also has a third sentence that will not fit"
     )
     replies = ["The viewer liked: Star Wars. Toy Story is for you.", reply, "Toy Story is a fine pick for you."]
     seen = []
@@ -72,7 +72,7 @@ def test_a_usable_reply_is_sanitised_and_kept(captions, toy_story, scifi_fan, mo
     asset = captions.generate(toy_story, scifi_fan, seed=42)
     assert not asset.fallback and asset.generator == str(tiny_lm_dir)
     # the echo is refused; of the two that pass, the one that also names a liked title is preferred
-    assert asset.text == "Toy Story is a bright pick for you, see now. Like Star Wars, it is pure adventure!"
+    assert asset.text == "Toy Story is a fun pick for you, see now. Like Star Wars, it is worth a look!"
     assert asset.params["chosen"] == 1 and asset.params["candidates"] == 3 and asset.params["generated_tokens"] == 30
     assert asset.params["rejected"][0]["problem"].startswith("echoes")
     assert "fallback_reason" not in asset.params
@@ -160,14 +160,14 @@ def test_sanitiser_cuts_at_sentence_boundaries():
 
 def test_problem_detector(toy_story):
     profile = UserProfile("u", ["Alien"], ["Sci-Fi"], ["cosmic vistas"])
-    assert caption_problem("Toy Story suits you: bright animation, warm comedy.", toy_story, profile) is None
+    assert caption_problem("Toy Story suits you: animation, and plenty of comedy.", toy_story, profile) is None
     assert caption_problem("Short.", toy_story, profile).startswith("no complete sentence")
     assert caption_problem("ÿ¿Ã ©®± ¶·¸ ¹º» ¼½¾ Toy Story ¿ÀÁ ÂÃÄ.", toy_story, profile).startswith("not prose")
     assert caption_problem("Xkcd qwrtp zxcvb Toy Story mnbvc lkjhg.", toy_story, profile).startswith("not words")
     assert caption_problem("You will enjoy this one a great deal tonight.", toy_story, profile).startswith(
         "does not name the item")
-    assert caption_problem("Like Alien, Toy Story will grab you from the start.", toy_story, profile) is None
-    assert caption_problem("Like Alien, this one will grab you from the start.", toy_story,
+    assert caption_problem("Like Alien, Toy Story is one that should win you over.", toy_story, profile) is None
+    assert caption_problem("Like Alien, this one is a pick that should win you over.", toy_story,
                            profile).startswith("does not name the item")
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.web.cards import CardView, labeling_guidelines, render_card, render_detail, render_profile
-from generation.captions import SYSTEM_PROMPT, CaptionGenerator, caption_request, parse_keywords, template_caption
+from generation.captions import (KEYWORD_REGEX, SYSTEM_PROMPT, CaptionGenerator, caption_request, parse_keywords,
+                                 template_caption)
 from generation.covers import CoverGenerator
 from generation.domain import BOOK, FILM, GENERIC, MUSIC, PRODUCT, Domain
 from generation.errors import InvalidInputError
@@ -142,15 +143,15 @@ def test_the_llm_names_the_preferences_when_it_can(tiny_lm_dir, tmp_path, monkey
     assert captions.preference_keywords(liked) is None  # random weights write noise: refused, TF-IDF is used
     seen = {}
 
-    def reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True):
+    def reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True, regex=None, accept=None):
         seen.update(request=messages[-1]["content"], system=messages[0]["content"], greedy=greedy,
-                    one_line=one_line, roles=[m["role"] for m in messages])
-        return ["1. Neon cityscapes\n2. lonely heroes, rain-soaked streets, the"]
+                    one_line=one_line, roles=[m["role"] for m in messages], regex=regex)
+        return ["1. Galactic empire\n2. deep space, space rebels, the, dum dum"]
 
     monkeypatch.setattr(captions, "_complete_many", reply)
     captions._keywords.clear()
     keywords = captions.preference_keywords(liked)
-    assert keywords == ["neon cityscapes", "lonely heroes", "rain-soaked streets"]
+    assert keywords == ["galactic empire", "deep space", "space rebels"]  # "dum dum": no liked item's words
     assert "Star Wars" in seen["request"] and "liked these books" in seen["request"]
     assert seen["system"] == BOOK.keyword_system_prompt()
     profile = build_profile("u", scifi_history, domain=BOOK, llm_keywords=keywords)
@@ -158,6 +159,7 @@ def test_the_llm_names_the_preferences_when_it_can(tiny_lm_dir, tmp_path, monkey
     assert len(profile.keywords) > 3  # topped up from the liked items' text
     assert CaptionGenerator(None, tmp_path / "b").preference_keywords(liked) is None  # no LLM: TF-IDF
     assert seen["greedy"] is True and seen["one_line"] is False  # a list may follow a heading line
+    assert seen["regex"] == KEYWORD_REGEX  # ONNX Runtime constrains the reply to a comma-separated list
     assert seen["roles"] == ["system", "user", "assistant", "user"]  # a worked example first
 
 
@@ -168,10 +170,10 @@ def test_keywords_without_waiting_are_named_in_the_background(tiny_lm_dir, tmp_p
     liked = [ItemInfo(r["item_id"], r["title"], 1990, r["genres"], r["text"]) for r in scifi_history[:3]]
     release, threads = threading.Event(), []
 
-    def slow_reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True):
+    def slow_reply(messages, seed, n, greedy=None, max_new_tokens=None, one_line=True, regex=None, accept=None):
         threads.append(threading.current_thread().name)
         assert release.wait(10)
-        return ["neon cityscapes, lonely heroes"]
+        return ["galactic empire, deep space"]
 
     monkeypatch.setattr(captions, "_complete_many", slow_reply)
     assert captions.preference_keywords(liked, wait=False) is None  # at once: the model runs elsewhere
@@ -179,7 +181,7 @@ def test_keywords_without_waiting_are_named_in_the_background(tiny_lm_dir, tmp_p
     release.set()
     captions._keywords_pool.shutdown(wait=True)
     assert threads == ["caption-keywords_0"]
-    assert captions.preference_keywords(liked, wait=False) == ["neon cityscapes", "lonely heroes"]
+    assert captions.preference_keywords(liked, wait=False) == ["galactic empire", "deep space"]
 
 
 @pytest.mark.parametrize("raw, expected", [

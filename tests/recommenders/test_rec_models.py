@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommenders.errors import ModelFitError, NotFittedError, UnknownItemError, UnknownModelError, UnknownUserError
+from recommenders.errors import (
+    ColdVisitorError,
+    ModelFitError,
+    NotFittedError,
+    UnknownItemError,
+    UnknownModelError,
+    UnknownUserError,
+)
 from recommenders.models import (
     DEFAULT_MODEL,
     DEFAULT_MODEL_WITHOUT_FEATURES,
@@ -103,6 +110,11 @@ class ModelContract:
             model.recommend_from_items(["i0", "nope"], k=3)
         with pytest.raises(ValueError, match="item_ids: expected a non-empty sequence"):
             model.recommend_from_items([], k=3)
+        for stranger in (None, "ghost"):  # a visitor the model was not fitted on, with no like: nothing to rank from
+            with pytest.raises(ColdVisitorError, match="liked: a visitor the model was not fitted on"):
+                model.recommend_with_feedback(stranger, liked=[], k=3)
+        assert model.recommend_with_feedback("ghost", liked=["i0", "i2"], k=3)[0] == \
+            model.recommend_with_feedback(None, liked=["i0", "i2"], k=3)[0]  # an unknown id is a new visitor
 
     def test_errors(self, model) -> None:
         with pytest.raises(UnknownUserError, match="user_id: expected a user seen at fit time.*'ghost'"):
