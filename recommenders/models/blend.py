@@ -199,6 +199,8 @@ class Blend(Recommender):
         for n, c in enumerate(self.parts):
             prefix = f"c{n}__"
             c._restore({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-        # saved before issue 27: no "weights" array, the fixed weights are in params
-        self.weights_ = (arrays["weights"].tolist() if "weights" in arrays
-                         else [float(w) for w in self.params["weights"]])
+        if "weights" in arrays:
+            self.weights_ = arrays["weights"].tolist()
+        else:  # saved before issue 27: fixed weights in params, z over the whole catalogue - scored as it was then
+            self.weights_ = [float(w) for w in self.params["weights"]]
+            self.params["standardise"] = "all"

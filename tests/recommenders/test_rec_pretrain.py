@@ -330,3 +330,25 @@ def test_served_blend_uses_the_weights_its_probe_chose_on_valid() -> None:
                                                          valid=split.valid[split.valid["weight"] > 0])
     assert served.params["weights"] == probe.weights_ == served.weights_
     assert len(served.history) and "valid_ndcg@10" not in served.history[-1]  # the refit had no hold-out
+
+
+def test_blend_saved_before_issue_27_loads_as_it_scored(tmp_path) -> None:
+    """A blend saved before the weights were chosen in fit (no weights array, no standardise/weight_grid in its
+    params) loads with its fixed weights and the whole-catalogue z it was fitted with."""
+    import json
+
+    from recommenders.models import load_model
+
+    kw = dict(base_params=BASE, partners=["two-tower"], partner_params=[TT_FAST], weights=[0.5])
+    new = create_model("blend", **kw, standardise="all").fit(checkerboard(), ITEMS, parity_features())
+    new.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "params.json").read_text())
+    for key in ("standardise", "weight_grid"):
+        del meta["params"][key]
+    (tmp_path / "m" / "params.json").write_text(json.dumps(meta))
+    with np.load(tmp_path / "m" / "arrays.npz") as arrays:
+        kept = {k: arrays[k] for k in arrays.files if k != "state__weights"}
+    np.savez(tmp_path / "m" / "arrays.npz", **kept)
+    old = load_model(tmp_path / "m")
+    assert old.weights_ == [0.5] and old.params["standardise"] == "all"
+    np.testing.assert_allclose(old.score(3), new.score(3))
