@@ -36,8 +36,8 @@ import numpy as np
 
 from app.simulate.generation_world import (CAPTION_SOURCES, GROUPS, TRAITS, GenerationWorld, SimAsset, Visitor,
                                            group_of)
-from generation.captions import DEFAULT_MODEL, RUNTIMES
 from app.simulate.shared import AnnotatorSpec, check_ranges, seeded_uuid
+from generation.captions import DEFAULT_MODEL, RUNTIMES
 
 COVER_SHARE = 0.7  # of rounds are cover pairs; the others are caption pairs
 LIKE_OFFSET = 1.0  # p(like) = sigmoid(value - LIKE_OFFSET): a like is rarer than a view
@@ -197,10 +197,10 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
             log(f"sim-reward: {t + 1:,} labels")
 
     loop_stats = {"made": world.caption_stats.made, "fallback": world.caption_stats.fallback}
-    measure_reward(session_factory, world, config, report, run, now, log)
-    stats = world.caption_stats
     report.captions = {"source": config.captions, "loop_pairs": len(caption_pairs_same),
                        "loop_pairs_same_traits": int(sum(caption_pairs_same))}
+    measure_reward(session_factory, world, config, report, run, now, log)
+    stats = world.caption_stats
     if config.captions == "real":
         report.captions.update(
             model=config.caption_model, runtime=captions.runtime_used if captions is not None else None,
@@ -281,6 +281,20 @@ def measure_reward(session_factory: Any, world: GenerationWorld, config: RewardS
     later = pairs[config.labels:]  # labelled after every checkpoint's training pairs
     heldout = [(users[p.user_id], candidates[p.winner], candidates[p.loser], values[p.winner], values[p.loser])
                for p in later]
+    # the ceiling on the later caption pairs: an oracle that knows the truth's value of each side's traits, not
+    # the noise (a tie, e.g. two captions with the same traits, counts as a coin toss)
+    traits = {str(int(a)): tuple(p["traits"]) for a, k, p in zip(assets["asset_id"], assets["kind"], assets["params"])
+              if k == "caption"}
+    groups = {v.user_id: v.group for v in world.visitors}
+    oracle, same = [], 0
+    for p in later:
+        if candidates[p.winner].kind == "caption":
+            ow, ol = (world.truth.caption_value(groups[p.user_id], traits[a]) for a in (p.winner, p.loser))
+            truly = values[p.winner] > values[p.loser]  # the label's winner may be the worse side
+            oracle.append(0.5 if ow == ol else float((ow > ol) == truly))
+            same += traits[p.winner] == traits[p.loser]
+    report.captions.update(later_pairs=len(oracle), later_pairs_same_traits=same,
+                           later_pairs_oracle_accuracy=float(np.mean(oracle)) if oracle else float("nan"))
     model = None
     for n in sorted(set(config.checkpoints)):
         model = RewardModel(encoder).fit(pairs[:n], users, candidates)

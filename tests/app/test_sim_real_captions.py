@@ -94,3 +94,6 @@ def test_real_captions_with_a_tiny_lm_run_end_to_end(tmp_path, tiny_lm_dir) -> N
     assert (shown["generator"] == "fallback").all()
     for row in shown.itertuples():  # the traits stored are the ones measured from the stored text
         assert len(row.params["traits"]) == 4 and row.params["traits"][3] == int(row.text.endswith("!"))
+    assert captions["later_pairs"] == report["learning_curve"][0]["n_test_by_kind"]["caption"]
+    assert 0.0 <= captions["later_pairs_oracle_accuracy"] <= 1.0
+    assert 0 <= captions["later_pairs_same_traits"] <= captions["later_pairs"]
