@@ -1,9 +1,11 @@
 """Reads the app needs while it serves a visitor: who a user is, what they liked and disliked, which assets
-exist already, how big the tables are. Every function takes `session` first and only reads; the caller frames
+exist already, how big the tables are; and for the quality upkeep, who is flagged and how many annotators
+labelled each pair. Every function takes `session` first and only reads; the caller frames
 the transaction (a read-only session in the app, so a read never waits for SQLite's write lock).
 
-The labeling queue's reads (`label_progress`) live next to `next_pair` in `annotation.store`, so that the rule
-deciding what is left to label is written once; the dashboard's frames live in `annotation.frames`.
+The labeling queue's reads (`label_progress`, `gold_answers`) live next to `next_pair` in `annotation.queue`, so that the rule
+deciding what is left to label is written once; the studies' (`all_studies`) in `annotation.studies`; the
+dashboard's frames in `annotation.frames`.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from annotation.models import (
     User,
 )
 
-__all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "impression_shows", "visitor", "visitor_feedback", "item_count", "table_counts",
-           "STATE_KINDS", "latest_assets", "shown_assets", "recorded_asset_ids", "asset_uses", "untouched_pairs", "paired_items", "picked_prompts",
+__all__ = ["user_kind", "latest_feedback_id", "latest_label_id", "annotator_id", "annotator_flags", "raters_per_pair",
+           "impression_shows", "visitor", "visitor_feedback", "item_count", "table_counts", "STATE_KINDS", "latest_assets",
+           "shown_assets", "recorded_asset_ids", "asset_uses", "untouched_pairs", "paired_items", "picked_prompts",
            "COUNTED_TABLES"]
 
 STATE_KINDS = ("like", "dislike", "undo")  # the feedback kinds that set an item's like state (the latest wins)
@@ -59,6 +62,21 @@ def latest_label_id(session: Session) -> int | None:
 def annotator_id(session: Session, name: str) -> int | None:
     """The id of the annotator called `name`, or None when nobody signed in with it."""
     return session.scalar(select(Annotator.id).where(Annotator.name == name))
+
+
+def annotator_flags(session: Session) -> dict[str, tuple[int, bool]]:
+    """name -> (id, flagged) of every annotator: whether `annotation.queue.set_reliability` last flagged them."""
+    return {name: (int(id_), bool(flagged))
+            for name, id_, flagged in session.execute(select(Annotator.name, Annotator.id, Annotator.flagged))}
+
+
+def raters_per_pair(session: Session) -> dict[int, int]:
+    """pair_id -> how many distinct annotators have a current A / B label on it (ties and skips left out);
+    pairs without one are left out."""
+    return {int(pair_id): int(n) for pair_id, n in session.execute(
+        select(PreferenceLabel.pair_id, func.count(func.distinct(PreferenceLabel.annotator_id)))
+        .where(PreferenceLabel.is_current.is_(True), PreferenceLabel.choice.in_(("A", "B")))
+        .group_by(PreferenceLabel.pair_id))}
 
 
 def impression_shows(session: Session, impression_id: int, user_id: str, item_id: str) -> bool:

@@ -37,7 +37,7 @@ from annotation.models import (
 )
 from annotation.store import _MAX_INT, _insert_once, _require_annotator
 
-__all__ = ["create_study", "get_study", "study_by_id", "join_study", "participant", "study_progress", "pair_options",
+__all__ = ["create_study", "get_study", "study_by_id", "all_studies", "join_study", "participant", "study_progress", "pair_options",
            "studies_frame", "participants_frame", "GUIDELINES_MAX", "QUOTA_MAX", "COUNTED_CHOICES"]
 
 GUIDELINES_MAX = 20_000  # characters of a study's guidelines
@@ -88,6 +88,11 @@ def study_by_id(session: Session, study_id: Any) -> Study:
     if study is None:
         raise UnknownStudyError(f"study_id {study_id} does not exist")
     return study
+
+
+def all_studies(session: Session) -> list[Study]:
+    """Every study, oldest first (by id)."""
+    return list(session.scalars(select(Study).order_by(Study.id)))
 
 
 def join_study(session: Session, key: Any, annotator_id: int, external_id: Any,

@@ -51,10 +51,7 @@ def update_quality(Session: Any, threshold: float = 0.6, min_labels: int = 20, s
     """Estimate every annotator's reliability, store it with their flag, settle confident pairs as gold.
     Returns {"annotators": n, "flagged": [names newly flagged], "unflagged": [names], "settled": n,
     "reliability": {name: reliability}}."""
-    from sqlalchemy import select
-
-    from annotation import queue
-    from annotation.models import Annotator, GoldPair
+    from annotation import queue, reads
 
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
@@ -63,20 +60,20 @@ def update_quality(Session: Any, threshold: float = 0.6, min_labels: int = 20, s
     est = estimate_from_store(Session)
     flagged, unflagged = [], []
     with Session() as s, s.begin():
-        ids = dict(s.execute(select(Annotator.name, Annotator.id)).all())
-        was = dict(s.execute(select(Annotator.name, Annotator.flagged)).all())
+        annotators = reads.annotator_flags(s)  # name -> (id, flagged before this estimate)
         for row in est.table.itertuples(index=False):
-            if row.annotator not in ids:
+            if row.annotator not in annotators:
                 continue
+            annotator_id, was = annotators[row.annotator]
             flag = bool(row.labels >= min_labels and row.reliability < threshold)
-            queue.set_reliability(s, ids[row.annotator], float(row.reliability), int(row.labels), flag)
-            if flag and not was.get(row.annotator):
+            queue.set_reliability(s, annotator_id, float(row.reliability), int(row.labels), flag)
+            if flag and not was:
                 flagged.append(row.annotator)
-            elif was.get(row.annotator) and not flag:
+            elif was and not flag:
                 unflagged.append(row.annotator)
-        gold = set(s.scalars(select(GoldPair.pair_id)))
+        gold = set(queue.gold_answers(s))
         settled = 0
-        counts = _raters_per_item(s)
+        counts = reads.raters_per_pair(s)
         for item, p in est.posterior.items():
             pair_id = int(item)
             if pair_id in gold or counts.get(pair_id, 0) < 2 or not (p >= settle_at or p <= 1.0 - settle_at):
@@ -88,14 +85,3 @@ def update_quality(Session: Any, threshold: float = 0.6, min_labels: int = 20, s
                     ", ".join(map(repr, flagged)), threshold)
     return {"annotators": len(est.table), "flagged": flagged, "unflagged": unflagged, "settled": settled,
             "reliability": est.reliability}
-
-
-def _raters_per_item(s) -> dict[int, int]:
-    """pair_id -> annotators with a current A/B label on it."""
-    from sqlalchemy import func, select
-
-    from annotation.models import PreferenceLabel
-
-    return dict(s.execute(select(PreferenceLabel.pair_id, func.count(func.distinct(PreferenceLabel.annotator_id)))
-                          .where(PreferenceLabel.is_current.is_(True), PreferenceLabel.choice.in_(("A", "B")))
-                          .group_by(PreferenceLabel.pair_id)).all())

@@ -247,12 +247,10 @@ class Labeling:
 
     def studies(self) -> list[StudyInfo]:
         """Every study, oldest first."""
-        from sqlalchemy import select
-
-        from annotation.models import Study
+        from annotation import studies
 
         with self.events.ReadSession() as s:
-            return [StudyInfo.of(row) for row in s.scalars(select(Study).order_by(Study.id))]
+            return [StudyInfo.of(row) for row in studies.all_studies(s)]
 
     def join_study(self, study: StudyInfo, external_id: object, token: object = None) -> tuple[int, str | None]:
         """A participant arriving by the study's link with `external_id` (e.g. Prolific's PROLIFIC_PID): (annotator

@@ -1,4 +1,5 @@
-"""The queue's ordering hint, gold pairs, flagged annotators and labeling studies (annotation.queue, .studies)."""
+"""The queue's ordering hint, gold pairs, flagged annotators and labeling studies (annotation.queue, .studies),
+and the reads the quality upkeep makes of them (annotation.reads.annotator_flags, .raters_per_pair)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 import pytest
 
 from ann_helpers import cover, new_id
-from annotation import queue, store, studies
+from annotation import queue, reads, store, studies
 from annotation.errors import InvalidInputError, UnknownStudyError
 from annotation.models import PairTask
 
@@ -166,6 +167,66 @@ def test_release_leases_frees_the_slots(catalog):
         assert queue.release_leases(s, a) == 1
         assert queue.release_leases(s, a) == 0
     assert _next(Session, b, overlap=1) == pairs[0]
+
+
+def test_annotator_flags_give_each_annotator_id_and_flag(catalog):
+    Session = catalog
+    with Session() as s:
+        assert reads.annotator_flags(s) == {}
+    spam, fine = _annotators(Session, "spam", "fine")
+    with Session() as s, s.begin():
+        assert reads.annotator_flags(s) == {"spam": (spam, False), "fine": (fine, False)}
+        queue.set_reliability(s, spam, 0.3, 25, True)
+        queue.set_reliability(s, fine, 0.9, 25, False)
+    with Session() as s, s.begin():
+        assert reads.annotator_flags(s) == {"spam": (spam, True), "fine": (fine, False)}
+        queue.set_reliability(s, spam, 0.8, 40, False)  # unflagged again
+    with Session() as s:
+        assert reads.annotator_flags(s) == {"spam": (spam, False), "fine": (fine, False)}
+
+
+def test_raters_per_pair_counts_distinct_annotators_with_a_current_a_or_b(catalog):
+    Session = catalog
+    pairs = _pairs(Session, 4)
+    alice, bob, carol = _annotators(Session, "alice", "bob", "carol")
+    with Session() as s:
+        assert reads.raters_per_pair(s) == {}
+    _label(Session, pairs[0], alice, "A")
+    _label(Session, pairs[0], bob, "B")
+    _label(Session, pairs[0], alice, "B")  # alice changes her mind: still one annotator
+    _label(Session, pairs[1], alice, "A")
+    _label(Session, pairs[1], bob, "tie")  # a tie or a skip is no A / B choice
+    _label(Session, pairs[1], carol, "skip")
+    _label(Session, pairs[2], carol, "A")
+    with Session() as s, s.begin():  # a cleared label is no current choice
+        queue.clear_preference(s, new_id(), pairs[2], carol)
+    with Session() as s:
+        assert reads.raters_per_pair(s) == {pairs[0]: 2, pairs[1]: 1}
+
+
+def test_gold_answers_hold_every_gold_pair(catalog):
+    Session = catalog
+    pairs = _pairs(Session, 3)
+    with Session() as s, s.begin():
+        assert queue.gold_answers(s) == {}
+        queue.set_gold(s, pairs[2], "B", source="agreement")
+        queue.set_gold(s, pairs[0], "A")
+    with Session() as s:
+        assert queue.gold_answers(s) == {pairs[0]: "A", pairs[2]: "B"}
+
+
+def test_all_studies_lists_every_study_in_id_order(catalog):
+    Session = catalog
+    with Session() as s:
+        assert studies.all_studies(s) == []
+    with Session() as s, s.begin():  # the second is dated earlier: the order is still by id
+        first = studies.create_study(s, "First", "", at=dt.datetime(2026, 12, 2)).id
+        second = studies.create_study(s, "Second", "", at=dt.datetime(2026, 12, 1)).id
+        third = studies.create_study(s, "Third", "", pair_source="own").id
+    with Session() as s:
+        listed = studies.all_studies(s)
+        assert [(st.id, st.name) for st in listed] == [(first, "First"), (second, "Second"), (third, "Third")]
+        assert listed[2].pair_source == "own"
 
 
 def test_a_study_link_its_pairs_quota_and_labels(catalog):
