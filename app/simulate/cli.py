@@ -3,6 +3,7 @@
     python -m app.simulate --users 50 --days 7                          # traffic (app.simulate.traffic)
     python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json   # the learning loop (learning_loop)
     python -m app.simulate --reward --labels 2000 --json out.json       # the generation loop (generation_loop)
+    python -m app.simulate --reward --captions real --labels 1000 --trials 100 --json real.json   # real captions
     python -m app.simulate --reward --pair-selection random,active --seeds 0,1,2 --json sel.json   # labeling_loop
     python -m app.simulate --reward --quality --labels 2000 --json quality.json                      # labeling_loop
 
@@ -107,6 +108,12 @@ def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
     parser.add_argument("--eval-pairs", type=int, default=None, help="fresh pairs judged against the truth "
                         "(default 600; 2000 with --pair-selection or --quality)")
     parser.add_argument("--encoder", default="minilm", choices=("minilm", "hashing"))
+    parser.add_argument("--captions", default="template", choices=generation_loop.CAPTION_SOURCES,
+                        help="caption candidates: a template with traits switched on/off, or the real caption model's "
+                             "(traits measured from the text)")
+    parser.add_argument("--caption-model", default=None, help="--captions real: the model (default: "
+                        "VITRINE_CAPTION_MODEL, else the app's default)")
+    parser.add_argument("--caption-threads", type=int, default=1, help="--captions real: the model's CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     parser.add_argument("--database-url", default=None, help="default: DATABASE_URL, else the app's SQLite file")
@@ -144,9 +151,17 @@ def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
                 labels=a.labels, pool=a.pool or 1500, gold=a.gold, gold_rate=a.gold_rate, overlap=a.overlap or 2,
                 users=a.users, eval_pairs=a.eval_pairs or 2000, encoder=a.encoder, seed=a.seed,
                 **({"annotators": parse_annotators(a.annotators)} if a.annotators else {}))
+        if a.captions == "real":
+            from app.settings import load_settings
+
+            settings = load_settings()
+            real = {"caption_model": a.caption_model or settings.caption_model or generation_loop.DEFAULT_MODEL,
+                    "caption_runtime": settings.caption_runtime, "caption_threads": a.caption_threads}
+        else:
+            real = {}
         return generation_loop.RewardSimConfig(
             labels=a.labels, users=a.users, best_of=a.best_of, trials=a.trials, holdout=a.holdout,
-            eval_pairs=a.eval_pairs or 600, encoder=a.encoder, seed=a.seed,
+            eval_pairs=a.eval_pairs or 600, encoder=a.encoder, seed=a.seed, captions=a.captions, **real,
             checkpoints=(tuple(int(c) for c in a.checkpoints.split(",")) if a.checkpoints else
                          tuple(c for c in (100, 500) if c < a.labels) + (a.labels,)),
             **({"annotators": parse_annotators(a.annotators)} if a.annotators else {}))
@@ -279,13 +294,16 @@ def _reward_summary(report: Any, args: argparse.Namespace, config: Any, url: str
               f"{report['unweighted']['truth_accuracy']:.3f} ({report['gain_points']:+.1f} points); flagged: "
               f"{', '.join(a['name'] for a in report['annotators'] if a['flagged']) or 'none'}")
         return
-    curve = ", ".join(f"{p['labels']}: {p['truth_accuracy']:.3f}" for p in report.learning_curve)
+    curve = ", ".join(f"{p['labels']}: {p['truth_accuracy']:.3f} (captions {p['truth_accuracy_by_kind']['caption']:.3f})"
+                      for p in report.learning_curve)
+    made = (f"; {report.captions['made']:,} real captions, {report.captions['fallback']:,} the template"
+            if config.captions == "real" else "")
     print(f"sim-reward: done in {report.seconds:.1f} s into {url}: {report.labels:,} labels, {report.assets:,} assets; "
           f"accuracy vs truth {curve}; best-of-{config.best_of} cover win rate "
           f"{report.best_of_n['cover']['win_rate']:.1%}, caption {report.best_of_n['caption']['win_rate']:.1%}; "
           f"policy regret {report.policy['regret_mean_first_10pct']:.3f} -> "
           f"{report.policy['regret_mean_last_10pct']:.3f}"
-          f" (random {report.policy['random_policy_regret_mean']:.3f})")
+          f" (random {report.policy['random_policy_regret_mean']:.3f}){made}")
 
 
 SUMMARIES = {TRAFFIC: _traffic_summary, LOOP: _loop_summary, REWARD: _reward_summary}

@@ -1,12 +1,14 @@
 """Proof with a known truth for the generation loop: reward model, best-of-N and the prompt policy.
 
     python -m app.simulate --reward --annotators careful:0.95,average:0.8,sloppy:0.6 --labels 2000 --json out.json
+    python -m app.simulate --reward --captions real --labels 1000 --trials 100 --json real.json   # the real LLM
     report = simulate_reward(session_factory, dataset, asset_dir, RewardSimConfig(labels=2000))  # from Python
 
 The world (`app.simulate.generation_world`). Visitors are ml-100k users with their real profiles
 (`generation.profile.build_profile` over their ratings); a hidden truth values each taste group's cover styles,
 alphas and caption traits, and every asset adds its own quality that no model can see. Covers are simulated
-renders (`sim/swatch`, stored as JPEG through `generation.assets.AssetStore`), captions are templates.
+renders (`sim/swatch`, stored as JPEG through `generation.assets.AssetStore`), captions are templates with their
+traits switched on or off, or (`captions="real"`) the app's caption model's, their traits measured from the text.
 
 The loop, one label per round, written through the store like the app: the prompt policy chooses a cover
 style and alpha for the visitor's segment, `policy.partner` proposes the other side, an annotator labels the
@@ -32,8 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from app.simulate.generation_world import GROUPS, GenerationWorld, SimAsset, Visitor, group_of
+from app.simulate.generation_world import (CAPTION_SOURCES, GROUPS, TRAITS, GenerationWorld, SimAsset, Visitor,
+                                           group_of)
 from app.simulate.shared import AnnotatorSpec, check_ranges, seeded_uuid
+from generation.captions import DEFAULT_MODEL, RUNTIMES
 
 COVER_SHARE = 0.7  # of rounds are cover pairs; the others are caption pairs
 LIKE_OFFSET = 1.0  # p(like) = sigmoid(value - LIKE_OFFSET): a like is rarer than a view
@@ -52,6 +56,10 @@ class RewardSimConfig:
     holdout: int = 400  # labels after the last checkpoint's: the time-split test pairs of every checkpoint
     eval_pairs: int = 600  # fresh pairs of random arms judged against the truth per checkpoint
     encoder: str = "minilm"  # "minilm" (the real one) or "hashing" (cheap, for tests)
+    captions: str = "template"  # "template" (traits switched on/off) or "real" (the caption model writes them)
+    caption_model: str = DEFAULT_MODEL  # captions="real": a hub id, local dir or .gguf, as the app's setting
+    caption_runtime: str = "auto"  # captions="real": as the app's VITRINE_CAPTION_RUNTIME
+    caption_threads: int = 1  # captions="real": the model's CPU threads (a shared machine: one)
     seed: int = 0
     now: dt.datetime | None = None
 
@@ -63,6 +71,13 @@ class RewardSimConfig:
                              f"got {self.checkpoints!r}")
         if self.encoder not in ("minilm", "hashing"):
             raise ValueError(f"encoder must be 'minilm' or 'hashing', got {self.encoder!r}")
+        if self.captions not in CAPTION_SOURCES:
+            raise ValueError(f"captions must be one of {CAPTION_SOURCES}, got {self.captions!r}")
+        if self.captions == "real" and not (isinstance(self.caption_model, str) and self.caption_model):
+            raise ValueError(f"caption_model must name a model with captions='real', got {self.caption_model!r}")
+        if self.caption_runtime not in RUNTIMES:
+            raise ValueError(f"caption_runtime must be one of {RUNTIMES}, got {self.caption_runtime!r}")
+        check_ranges(self, [("caption_threads", 1, 64)])
         if not self.annotators:
             raise ValueError("annotators must name at least one simulated annotator")
 
@@ -76,6 +91,7 @@ class RewardSimReport:
     learning_curve: list[dict] = field(default_factory=list)
     best_of_n: dict = field(default_factory=dict)
     policy: dict = field(default_factory=dict)
+    captions: dict = field(default_factory=dict)  # where captions came from; captions="real": made, fallback, ...
     seconds: float = 0.0
 
 
@@ -86,7 +102,8 @@ def _record(store: Any, s: Any, assets_store: Any, sim: SimAsset, visitor: Visit
 
     c = sim.candidate
     params = {"alpha": c.alpha, "keywords": list(c.keywords), "sim": {"run": run, "value": sim.value}, **extra}
-    asset = Asset(kind=c.kind, item_id=c.item_id, user_id=visitor.user_id, generator=c.generator, fallback=False,
+    asset = Asset(kind=c.kind, item_id=c.item_id, user_id=visitor.user_id, generator=c.generator,
+                  fallback=c.generator == "fallback",
                   prompt=c.prompt, negative_prompt="", seed=0, params=params, text=c.text,
                   content_hash=asset_key(c.kind, {"sim_run": run, "tag": c.asset_id}), personalized=True)
     if c.kind == "cover":
@@ -104,7 +121,15 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
     t0 = time.perf_counter()
     report = RewardSimReport(config={**asdict(config), "annotators": [asdict(a) for a in config.annotators],
                                      "now": None})
-    world = GenerationWorld(dataset, config.users, config.seed)
+    captions = None
+    if config.captions == "real":  # the app's caption model, loaded once; its captions cached by key in asset_dir
+        from generation.captions import CaptionGenerator
+
+        captions = CaptionGenerator(config.caption_model, asset_dir, device="cpu", runtime=config.caption_runtime,
+                                    num_threads=config.caption_threads).load()
+        log(f"sim-reward: real captions from {config.caption_model} "
+            f"({captions.runtime_used or 'template: ' + str(captions.unavailable_reason)})")
+    world = GenerationWorld(dataset, config.users, config.seed, captions=captions)
     run = f"reward-sim-seed{config.seed}"
     rng = random.Random(config.seed)
     nprng = np.random.default_rng(config.seed)
@@ -122,7 +147,7 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
         annotator_ids = [store.get_or_create_annotator(s, a.name).id for a in config.annotators]
 
     # 1. the loop: policy -> pair -> label -> policy; every round through the store
-    regrets, random_regrets, chosen_styles = [], [], []
+    regrets, random_regrets, chosen_styles, caption_pairs_same = [], [], [], []
     for t in range(config.labels + config.holdout):
         visitor = world.visitors[int(nprng.integers(len(world.visitors)))]
         item = world.items[int(nprng.integers(len(world.items)))]
@@ -140,7 +165,8 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
         else:
             traits = world.two_traits(nprng)
             sides = [world.caption(visitor, item, tr, f"{t}{tag}", nprng) for tr, tag in zip(traits, "ab")]
-            extras = [{"traits": list(tr)} for tr in traits]
+            extras = [{"traits": list(side.traits)} for side in sides]  # measured, with real captions
+            caption_pairs_same.append(sides[0].traits == sides[1].traits)
         if rng.random() < 0.5:  # the side shown first is random
             sides, extras = sides[::-1], extras[::-1]
         k = t % len(config.annotators)
@@ -170,7 +196,20 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
         if (t + 1) % 500 == 0:
             log(f"sim-reward: {t + 1:,} labels")
 
+    loop_stats = {"made": world.caption_stats.made, "fallback": world.caption_stats.fallback}
+    report.captions = {"source": config.captions, "loop_pairs": len(caption_pairs_same),
+                       "loop_pairs_same_traits": int(sum(caption_pairs_same))}
     measure_reward(session_factory, world, config, report, run, now, log)
+    stats = world.caption_stats
+    if config.captions == "real":
+        report.captions.update(
+            model=config.caption_model, runtime=captions.runtime_used if captions is not None else None,
+            made=stats.made, fallback=stats.fallback, loop_made=loop_stats["made"],
+            loop_fallback=loop_stats["fallback"], seconds=stats.seconds,
+            trait_share={name: n / max(1, stats.made) for name, n in zip(TRAITS, stats.traits)})
+        log(f"sim-reward: {stats.made:,} real captions ({stats.fallback:,} the template fallback) in "
+            f"{stats.seconds:.0f} s; caption pairs with the same measured traits: "
+            f"{sum(caption_pairs_same)} of {len(caption_pairs_same)}")
 
     # 4. the policy's regret
     regrets_arr, random_arr = np.array(regrets), np.array(random_regrets)
@@ -193,10 +232,13 @@ def simulate_reward(session_factory: Any, dataset: Any, asset_dir: Path, config:
     return report
 
 
-def _accuracy(model: Any, items: list[tuple[Any, Any, Any, float, float]]) -> float:
-    """Share of (user, cand_a, cand_b, value_a, value_b) where the model orders a and b as the truth does."""
+def _accuracy(model: Any, items: list[tuple[Any, Any, Any, float, float]], kind: str | None = None) -> float:
+    """Share of (user, cand_a, cand_b, value_a, value_b) where the model orders a and b as the truth does; of the
+    pairs of one `kind` ("cover", "caption") when given."""
     agree = []
     for user, a, b, va, vb in items:
+        if kind is not None and a.kind != kind:
+            continue
         scores = model.score(user, [a, b])
         agree.append(0.5 if scores[0] == scores[1] else float((scores[0] > scores[1]) == (va > vb)))
     return float(np.mean(agree)) if agree else float("nan")
@@ -239,10 +281,28 @@ def measure_reward(session_factory: Any, world: GenerationWorld, config: RewardS
     later = pairs[config.labels:]  # labelled after every checkpoint's training pairs
     heldout = [(users[p.user_id], candidates[p.winner], candidates[p.loser], values[p.winner], values[p.loser])
                for p in later]
+    # the ceiling on the later caption pairs: an oracle that knows the truth's value of each side's traits, not
+    # the noise (a tie, e.g. two captions with the same traits, counts as a coin toss)
+    traits = {str(int(a)): tuple(p["traits"]) for a, k, p in zip(assets["asset_id"], assets["kind"], assets["params"])
+              if k == "caption"}
+    groups = {v.user_id: v.group for v in world.visitors}
+    oracle, same = [], 0
+    for p in later:
+        if candidates[p.winner].kind == "caption":
+            ow, ol = (world.truth.caption_value(groups[p.user_id], traits[a]) for a in (p.winner, p.loser))
+            truly = values[p.winner] > values[p.loser]  # the label's winner may be the worse side
+            oracle.append(0.5 if ow == ol else float((ow > ol) == truly))
+            same += traits[p.winner] == traits[p.loser]
+    report.captions.update(later_pairs=len(oracle), later_pairs_same_traits=same,
+                           later_pairs_oracle_accuracy=float(np.mean(oracle)) if oracle else float("nan"))
     model = None
     for n in sorted(set(config.checkpoints)):
         model = RewardModel(encoder).fit(pairs[:n], users, candidates)
         point = {"labels": n, "truth_accuracy": _accuracy(model, heldout),
+                 "truth_accuracy_by_kind": {kind: _accuracy(model, heldout, kind) for kind in ("cover", "caption")},
+                 "n_test_by_kind": {kind: sum(a.kind == kind for _, a, _, _, _ in heldout)
+                                    for kind in ("cover", "caption")},
+                 "fresh_truth_accuracy_by_kind": {kind: _accuracy(model, fresh, kind) for kind in ("cover", "caption")},
                  "label_accuracy": model.pair_accuracy(later, users, candidates),
                  "fresh_truth_accuracy": _accuracy(model, fresh),
                  "heldout_accuracy": model.metrics["heldout_accuracy"], "n_test": len(later),
@@ -253,7 +313,8 @@ def measure_reward(session_factory: Any, world: GenerationWorld, config: RewardS
                 "heldout_accuracy": point["heldout_accuracy"], "truth_accuracy": point["truth_accuracy"],
                 "n_pairs": float(model.metrics["n_pairs"]),
             }, config={"version": model.version, "seed": config.seed, "simulated": True, "labels": n}, at=now)
-        log(f"sim-reward: {n:,} labels -> later pairs: {point['truth_accuracy']:.3f} vs truth, "
+        log(f"sim-reward: {n:,} labels -> later pairs: {point['truth_accuracy']:.3f} vs truth (captions "
+            f"{point['truth_accuracy_by_kind']['caption']:.3f}, covers {point['truth_accuracy_by_kind']['cover']:.3f}), "
             f"{point['label_accuracy']:.3f} vs labels; fresh random pairs {point['fresh_truth_accuracy']:.3f} vs "
             f"truth; own time split {point['heldout_accuracy']:.3f}")
 

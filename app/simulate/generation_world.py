@@ -4,15 +4,26 @@ A hidden truth gives each taste group (a visitor's strongest genre, grouped into
 dark) a value for each cover style (`generation.policy.DEFAULT_STYLES`, N(0, 1)), a favourite alpha (a penalty
 of 2 (alpha - best)^2 away from it) and weights for four caption traits (names a film the user liked, names a
 genre, long, exclaims); every single asset adds its own quality N(0, 0.3) that no model can see. Covers are
-simulated renders (`sim/swatch`: a picture whose hue follows the style and saturation the alpha), captions are
-templates with the traits switched on or off. The loop that uses it: `app.simulate.generation_loop`.
+simulated renders (`sim/swatch`: a picture whose hue follows the style and saturation the alpha). Captions come
+from one of two sources (`CAPTION_SOURCES`):
+- "template": `caption_text`, a template with the four traits switched on or off as drawn;
+- "real": the app's caption model (`generation.captions.CaptionGenerator`, passed in as `captions`) writes each
+  candidate, one seed per candidate (derived from the world's seed and the candidate's tag, so a rerun reuses the
+  asset cache); its traits are then measured from the text (`measure_traits`) and the truth values those. The
+  trait set the loop draws is not used, but drawn all the same, so both sources see the same visitors, items and
+  noise. A reply that fails the model's checks is the labelled template (`fallback`): still a candidate, its
+  traits measured the same way, and counted (`caption_stats`).
+The truth, its weights and the noise are the same for both sources. The loop that uses it:
+`app.simulate.generation_loop`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+import re
+import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +38,13 @@ TRAITS = ("names_liked_title", "names_genre", "long", "exclaims")
 ASSET_NOISE = 0.3  # each asset's own quality, invisible to every model
 ALPHA_PENALTY = 2.0
 GENERATORS = {"cover": "sim/swatch", "caption": "sim/template"}
+CAPTION_SOURCES = ("template", "real")
+# `long`, measured: words besides the titles. The template's short forms have at most 10 ("Because you enjoyed
+# <liked>, <item> is one for you: a drama film."), its long forms at least 16 (the long clause adds 12): the
+# threshold sits between them.
+LONG_WORDS = 13
+# genre words of `generation.grounding.GENRE_WORDS` that promise a genre rather than name it: not counted
+_GENRE_PROMISES = {"make you laugh", "laugh-out-loud", "hilarious", "funny", "scary", "terrifying", "frightening"}
 
 
 @dataclass
@@ -49,6 +67,16 @@ class Truth:
 
     def caption_value(self, group: str, traits: Sequence[int]) -> float:
         return float(self.traits[group] @ np.asarray(traits, dtype=float))
+
+
+@dataclass
+class CaptionStats:
+    """What the real caption source did: candidates written, how many fell back to the template, the seconds."""
+
+    made: int = 0
+    fallback: int = 0
+    seconds: float = 0.0
+    traits: list[int] = field(default_factory=lambda: [0] * len(TRAITS))  # candidates with each measured trait
 
 
 @dataclass
@@ -88,6 +116,39 @@ def swatch(style: str, alpha: float, seed: int):
     return Image.fromarray(pixels, "RGB")
 
 
+def _blank(text: str, titles: Sequence[str]) -> str:
+    """`text` with each title (whole, case as written) replaced by a space, longest first."""
+    for title in sorted({t for t in titles if t}, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(title)}(?!\w)", " ", text)
+    return text
+
+
+def measure_traits(text: str, item: Any, profile: Any) -> tuple[int, int, int, int]:
+    """The four caption traits (TRAITS) of a caption's text, for `item` (a generation.prompts.ItemInfo) and the
+    visitor's `profile` (a generation.profile.UserProfile):
+    - names_liked_title: a title the visitor liked (`liked_titles` or as a person writes it, `liked_names`),
+      whole and with its capitals (a title is a name: "big" is not "Big"), other than the item's own title;
+    - names_genre: a word for one of the item's genres (`generation.grounding.GENRE_WORDS`: "drama", "sci-fi",
+      "romantic", "noir", ...; not the words that only promise one, "funny", "scary"), outside the titles;
+    - long: at least LONG_WORDS words besides the titles;
+    - exclaims: ends with "!".
+    The template's captions (`caption_text`) measure as the traits they were written with."""
+    from generation.domain import genre_key
+    from generation.grounding import GENRE_WORDS
+
+    own = [item.title, item.name]
+    liked = [t for t in (*profile.liked_titles, *profile.liked_names) if t not in own]
+    without_own = _blank(text, own)
+    names_liked = any(re.search(rf"(?<!\w){re.escape(t)}(?!\w)", without_own) for t in liked)
+    rest = _blank(without_own, liked).lower()
+    keys = {genre_key(g) for g in item.genres}
+    names_genre = any(key in keys and phrase not in _GENRE_PROMISES
+                      and re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", rest)
+                      for phrase, key in GENRE_WORDS.items())
+    words = [w for w in rest.split() if re.search(r"[^\W\d_]", w)]
+    return int(names_liked), int(names_genre), int(len(words) >= LONG_WORDS), int(text.rstrip().endswith("!"))
+
+
 def caption_text(item: Any, visitor: Visitor, traits: Sequence[int]) -> str:
     liked_title, genre_trait, long, exclaims = traits
     liked = visitor.profile.liked_titles[0] if visitor.profile.liked_titles else None
@@ -104,7 +165,8 @@ def caption_text(item: Any, visitor: Visitor, traits: Sequence[int]) -> str:
 class GenerationWorld:
     """Visitors, items, the hidden truth and candidate makers; one seeded RNG per purpose."""
 
-    def __init__(self, dataset: Any, n_users: int, seed: int) -> None:
+    def __init__(self, dataset: Any, n_users: int, seed: int, captions: Any = None) -> None:
+        """captions: None (template captions) or a loaded `generation.captions.CaptionGenerator` (real ones)."""
         import pandas as pd
 
         from generation.policy import DEFAULT_ALPHAS, DEFAULT_STYLES, segment_of
@@ -135,6 +197,9 @@ class GenerationWorld:
         self.styles = list(DEFAULT_STYLES)
         self.alphas = list(DEFAULT_ALPHAS)
         self.truth = make_truth(self.styles, self.alphas, seed)
+        self.seed = seed
+        self.captions = captions
+        self.caption_stats = CaptionStats()
 
     def best_arm_value(self, group: str) -> float:
         return max(self.truth.arm_value(group, s.name, a) for s in self.styles for a in self.alphas)
@@ -156,10 +221,25 @@ class GenerationWorld:
         from generation.captions import caption_request
         from generation.reward import Candidate
 
-        text = caption_text(item, visitor, traits)
+        """A caption candidate: the template with `traits`, or (with a caption model) the model's caption for a
+        seed of its own, whose traits are measured; see the module docstring."""
+        generator = GENERATORS["caption"]
+        if self.captions is None:
+            text = caption_text(item, visitor, traits)
+        else:
+            seed = int.from_bytes(hashlib.sha256(f"{self.seed}:{tag}".encode()).digest()[:6], "big")
+            start = time.perf_counter()
+            asset = self.captions.generate(item, visitor.profile, seed=seed)
+            stats = self.caption_stats
+            stats.seconds += time.perf_counter() - start
+            stats.made += 1
+            stats.fallback += int(asset.fallback)
+            text, generator = asset.text, asset.generator
+            traits = measure_traits(text, item, visitor.profile)
+            stats.traits = [n + t for n, t in zip(stats.traits, traits)]
         value = self.truth.caption_value(visitor.group, traits) + float(rng.normal(0, ASSET_NOISE))
         candidate = Candidate(tag, "caption", caption_request(item, visitor.profile, 220), (), 0.0,
-                              GENERATORS["caption"], text=text, item_id=item.item_id)
+                              generator, text=text, item_id=item.item_id)
         return SimAsset(candidate, value, traits=tuple(traits))
 
     def random_arm(self, rng: np.random.Generator):

@@ -44,6 +44,10 @@ def test_report_and_store_contents(runs) -> None:
     assert set(report["best_of_n"]) == {"cover", "caption"} and report["best_of_n"]["cover"]["n"] == 4
     assert report["policy"]["cover_rounds"] > 15 and report["policy"]["random_policy_regret_mean"] > 0
     assert [a["accuracy"] for a in report["config"]["annotators"]] == [0.95, 0.8, 0.6]
+    captions = report["captions"]  # template captions: the two sides of a pair never share their trait set
+    assert captions["source"] == "template" and captions["loop_pairs"] > 0 and captions["loop_pairs_same_traits"] == 0
+    assert captions["later_pairs"] == report["learning_curve"][0]["n_test_by_kind"]["caption"]
+    assert captions["later_pairs_same_traits"] == 0 and 0.0 <= captions["later_pairs_oracle_accuracy"] <= 1.0
     with make_session_factory(make_engine(url))() as s:
         prefs, assets, runs_frame = store.preferences_frame(s), store.assets_frame(s), store.eval_runs_frame(s)
     assert len(prefs) == 50 and set(prefs["annotator"]) == {"careful", "average", "sloppy"}
