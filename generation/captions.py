@@ -7,23 +7,30 @@
 The request is grounded in the item's metadata (title as a person writes it, year, genres, a description
 when the catalogue has one) and the profile (two liked titles, the favourite genres the item shares). It
 goes to the model after one worked example (built from the item's own genre and the domain's words, so it
-shows the shape of a reply, not a film), and the model samples `candidates` replies (3 by default, one
-batched call, cut at a newline). Each reply is sanitised (markup, links and control characters stripped, cut
-at a sentence boundary within `max_chars`) and checked (`caption_problems`): complete sentences of prose,
-no echo of the request's scaffolding ("The viewer liked: ...", "Their favourite genres: ..."), no inverted
-title ("Lion King, The"), no repeated sentence or phrase, no first person, and grounded
-(`generation.grounding`: no genre, person, place, year or claim the request does not hold). The first reply
+shows the shape of a reply, not a film), and the model samples `candidates` replies: on transformers 3 by
+default in one batched call, cut at a newline; on ONNX Runtime GenAI (`runtime="onnx"`, the app's choice on CPU:
+`generation.ortlm`) up to 6, one after another from one reading of the prompt, the text after the opening
+constrained to lowercase words and one end mark (`CAPTION_REGEX`), stopping at the first that passes. Each reply
+is sanitised (markup, links and control characters stripped, cut at a sentence boundary within `max_chars`)
+and checked (`caption_problems`): complete sentences of prose, no echo of the request's scaffolding ("The
+viewer liked: ...", "Their favourite genres: ..."), no inverted title ("Lion King, The"), no repeated sentence,
+phrase or stem, no first person, no negation, no "won you over", and grounded
+(`generation.grounding`: no genre, person, place, year or claim the request does not hold, and every word from
+the facts or the plain vocabulary of liking and recommending: `unfounded_words`). The first reply
 that passes, preferring one that names the item and a liked title, is shown; when none does, the template
 caption, grounded in the same data and marked `generator="fallback"`, `fallback=True`, with the reason (and
 the rejected replies) in `params`. The seed decides the samples (torch's global RNG is forked, not touched):
-the same input and seed give the same caption. `candidates=1, sample=False` is plain greedy decoding.
+the same input and seed give the same caption (ONNX Runtime: its own seeded sampler).
+`candidates=1, sample=False` is plain greedy decoding.
 The app's best-of-N (`generation.bestofn`) ranks the captions of several seeds by the preference model.
 
 The words follow the catalogue's domain (`domain=`, a `generation.domain.Domain`; the film domain by
 default): the system prompt tells a viewer why a film suits them, a reader why a book does, and so on.
 
 `preference_keywords` is PMG's first step: the loaded LLM names a user's preferences as keywords from the
-items they liked; its reply is checked like a caption, and None (use the TF-IDF keyphrases) when unusable.
+items they liked (on ONNX Runtime constrained to a comma-separated list and sampled until a reply passes); its
+keywords are checked like a caption's words (`keyword_problem`), and None (use the TF-IDF keyphrases) when
+fewer than two pass.
 """
 
 from __future__ import annotations
