@@ -43,6 +43,7 @@ import time
 import unicodedata
 from numbers import Integral, Real
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from generation.assets import Asset, asset_key
@@ -531,6 +532,8 @@ class CaptionGenerator(LoadsOnce):
         self._keywords_pool: Any = None  # a one-thread executor, started by the first preference_keywords(wait=False)
         self.runtime = runtime  # as asked; `self.runtime_used` says what runs once loaded
         self.runtime_used: str | None = None
+        # called between decoding steps on ONNX Runtime (the app's background worker gives way to page requests)
+        self.between_steps: Callable[[], None] | None = None
         self._lm: Any = None  # a transformers model or a generation.ortlm.OrtLM
         self._tokenizer: Any = None
 
@@ -885,7 +888,7 @@ class CaptionGenerator(LoadsOnce):
 
         outs, generated = self._lm.sample(ids, n, seed, greedy=greedy, temperature=self.temperature,
                                           max_new_tokens=max_new_tokens or self.max_new_tokens, regex=regex,
-                                          decode=decode, accept=accept)
+                                          decode=decode, accept=accept, between=self.between_steps)
         return [decode(out) for out in outs], generated
 
 

@@ -119,10 +119,11 @@ class OrtLM:
 
     def sample(self, prompt_ids: Sequence[int], n: int, seed: int, *, greedy: bool = False,
                temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 40, regex: str | None = None,
-               decode: Callable[[list[int]], str] | None = None,
-               accept: Callable[[str], bool] | None = None) -> tuple[list[list[int]], int]:
+               decode: Callable[[list[int]], str] | None = None, accept: Callable[[str], bool] | None = None,
+               between: Callable[[], None] | None = None) -> tuple[list[list[int]], int]:
         """Up to `n` continuations (token ids) of `prompt_ids`, drawn one after another from one reading of the
         prompt; with `accept` (and `decode`, ids -> text), it stops after the first whose text `accept` takes.
+        `between()`, when given, runs after every decoding step: the caller's chance to give way to other work.
         Returns (the continuations, the tokens generated in all)."""
         og = self._og
         if not prompt_ids:
@@ -146,6 +147,8 @@ class OrtLM:
                     generator.rewind_to(len(prompt_ids))
                 while not generator.is_done():
                     generator.generate_next_token()
+                    if between is not None:
+                        between()
                 ids = [int(t) for t in generator.get_sequence(0)[len(prompt_ids):]]
                 total += len(ids)
                 out.append(ids)

@@ -75,6 +75,8 @@ class Assets:
         self.worker = AssetWorker(lambda item_id, profile: self._item_assets(item_id, profile),
                                   lambda assets, user_id: self.record_slate(assets, user_id),
                                   lambda: self.quota.tick())
+        # a caption decoded step by step in the worker pauses between steps while a page is being answered
+        captions.between_steps = self.worker.give_way
 
     def close(self) -> None:
         """Stop the background worker (queued jobs are dropped)."""
@@ -260,6 +262,8 @@ class Assets:
         return self.record(made)
 
     def caption_for(self, item_id: str, profile: "UserProfile | None" = None, *, seed: int = SLATE_SEED) -> Asset:
-        """A caption of `item_id` for `profile` (generic when None), generated or cached, recorded."""
+        """A caption of `item_id` for `profile` (generic when None), generated or cached, recorded; someone waits
+        for it (Create, /generate_caption), so the background worker gives way and it does not."""
         seed = checks.integer("seed", seed, 0, checks.SEED_MAX)
-        return self.record([self.generate_caption(self.catalog.item_info(item_id), profile, seed=seed)])[0]
+        with self.worker.interactive():
+            return self.record([self.generate_caption(self.catalog.item_info(item_id), profile, seed=seed)])[0]

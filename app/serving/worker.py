@@ -17,7 +17,7 @@ import functools
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ class AssetWorker:
         self._work = threading.Condition(threading.Lock())
         self._closed = False
         self._requests = 0  # interactive requests being answered; the worker waits for none
+        self._answering: Counter[int] = Counter()  # the threads answering them (a thread may nest `interactive`)
         self._quiet = threading.Condition(threading.Lock())
         self._thread = threading.Thread(target=self._run, name="vitrine-assets", daemon=True)
         self._thread.start()
@@ -73,15 +74,31 @@ class AssetWorker:
     @contextlib.contextmanager
     def interactive(self) -> Iterator[None]:
         """Mark an interactive request (a slate, a like) being answered: background generation gives way."""
+        me = threading.get_ident()
         with self._quiet:
             self._requests += 1
+            self._answering[me] += 1
         try:
             yield
         finally:
             with self._quiet:
                 self._requests -= 1
+                self._answering[me] -= 1
+                if not self._answering[me]:
+                    del self._answering[me]
                 if not self._requests:
                     self._quiet.notify_all()
+
+    def give_way(self) -> None:
+        """Wait (at most BACKGROUND_YIELD_S) while interactive requests are being answered, unless this thread is
+        answering one itself (Create's own caption must not wait for itself). A model that decodes step by step
+        calls it between steps (the worker's captions, the keyword thread's lists), so a page answered in the
+        middle of a caption does not share the interpreter with the decoding loop (one Python step per token
+        holds the GIL between the runtime's calls)."""
+        with self._quiet:
+            if threading.get_ident() in self._answering:
+                return
+        self._wait_for_quiet()
 
     def _wait_for_quiet(self) -> None:
         with self._quiet:

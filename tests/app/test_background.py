@@ -226,3 +226,39 @@ def test_a_screens_cards_go_before_prefetched_ones(fresh_svc, monkeypatch):
     assert worker.dropped == 2 and worker.pending("7", more) == [more[0], *more[3:5]]
     gate.set()
     _wait_idle(svc)
+
+
+def test_a_caption_decoded_in_the_worker_gives_way_to_a_page(fresh_svc, monkeypatch):
+    """`give_way` (what the caption model calls between decoding steps) waits while a request is being answered,
+    except in the thread answering it (a request's own generation must not wait for itself)."""
+    svc = fresh_svc
+    worker = svc.assets.worker
+    monkeypatch.setattr(worker_module, "BACKGROUND_YIELD_S", 30.0)
+    assert svc.assets.captions.between_steps == worker.give_way  # wired by the services
+    inside, go, passed = threading.Event(), threading.Event(), threading.Event()
+
+    def make(item_id, profile):
+        inside.set()
+        go.wait(10)
+        worker.give_way()  # as a caption does between tokens
+        passed.set()
+        return []
+
+    monkeypatch.setattr(svc.assets, "_item_assets", make)
+    items = [i for i, _ in svc.ranking.rank("ease", "5", 2)]
+    worker.generate_later("5", items[:1], svc.catalog.profile("5"))
+    assert inside.wait(10)  # the worker is in the middle of an item
+    with worker.interactive():  # a page is being answered
+        own = threading.Event()
+
+        def a_request_making_its_own_caption():
+            with worker.interactive():
+                worker.give_way()
+                own.set()
+
+        threading.Thread(target=a_request_making_its_own_caption, daemon=True).start()
+        assert own.wait(5)  # a thread answering a request does not wait for the requests (its own among them)
+        go.set()
+        assert not passed.wait(0.5)  # the worker waits for the page
+    assert passed.wait(10)  # and goes on once it is answered
+    _wait_idle(svc)

@@ -52,6 +52,9 @@ def test_sampling_is_seeded_and_stops_at_the_first_accepted(onnx_dir):
     assert len(taken) == 2 and taken == first[:2]  # drawn in the same order; stopped at the one accepted
     greedy, _ = lm.sample(prompt, n=4, seed=1, greedy=True, max_new_tokens=6)
     assert len(greedy) == 1 and lm.sample(prompt, n=1, seed=2, greedy=True, max_new_tokens=6)[0] == greedy
+    steps = []
+    counted, tokens = lm.sample(prompt, n=2, seed=7, max_new_tokens=8, between=lambda: steps.append(1))
+    assert counted == first[:2] and tokens - 2 <= len(steps) <= tokens  # after every decoding step
     with pytest.raises(ValueError, match="^prompt_ids must be"):
         lm.sample([], n=1, seed=0)
 
