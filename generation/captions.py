@@ -41,9 +41,10 @@ import re
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
+from functools import cache
 from numbers import Integral, Real
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from generation.assets import Asset, asset_key
@@ -51,7 +52,7 @@ from generation.domain import FILM, Domain, genre_key, with_article
 from generation.errors import ModelUnavailableError, invalid
 from generation.grounding import grounding_problems, unfounded_keyword_words, unfounded_words
 from generation.loading import LoadsOnce, ResolvedModel, configure_cpu_threads
-from generation.profile import UserProfile, content_words
+from generation.profile import STOPWORDS, UserProfile, content_words
 from generation.prompts import INVERTED_ARTICLES, ItemInfo, natural_title
 
 log = logging.getLogger(__name__)
@@ -198,8 +199,6 @@ def parse_keywords(raw: str, max_keywords: int, domain: Domain = FILM) -> list[s
     only stopwords or the domain's own words. None unless at least two keywords pass and they are at least
     half of the reply's parts: a reply of noise is not a list of preferences.
     """
-    from generation.profile import STOPWORDS
-
     text = "".join("\n" if ch == "\n" else " " if unicodedata.category(ch).startswith("C") else ch for ch in raw)
     for pattern, repl in _MARKUP:
         text = pattern.sub(repl, text)
@@ -241,13 +240,11 @@ def keyword_problem(keyword: str, liked: list[ItemInfo], domain: Domain = FILM) 
                   "genres", "visual style", "separated"):
         if f" {label} " in words:
             return f"echoes the request ({label!r})"
-    from generation.profile import STOPWORDS
-
-    words = keyword.lower().split() or [""]
-    if words[-1] in STOPWORDS:
-        return f"a fragment (it ends with {words[-1]!r})"
-    if words[0] in STOPWORDS and words[0] not in ("the", "a", "an"):
-        return f"a fragment (it starts with {words[0]!r})"
+    parts = keyword.lower().split() or [""]
+    if parts[-1] in STOPWORDS:
+        return f"a fragment (it ends with {parts[-1]!r})"
+    if parts[0] in STOPWORDS and parts[0] not in ("the", "a", "an"):
+        return f"a fragment (it starts with {parts[0]!r})"
     for item in liked:
         if keyword.lower() in (item.title.lower(), item.name.lower()):
             return "a liked title, not a preference"
@@ -670,6 +667,7 @@ class CaptionGenerator(LoadsOnce):
             assert self.resolved is not None
             opening = reply_opening(item, profile, seed)
 
+            @cache  # a reply checked while sampling (ONNX Runtime's `accept`) is not checked again below
             def problems_of(raw: str) -> list[str]:
                 return caption_problems(sanitize_caption(raw, self.max_chars), item, profile, self.domain,
                                         self.max_chars)
@@ -798,10 +796,10 @@ class CaptionGenerator(LoadsOnce):
         # greedy on transformers; on ONNX Runtime (cheap draws) sampled until a reply gives keywords: a small
         # model's greedy list loops on one phrase
         onnx = self.runtime_used == "onnx"
+        keywords_in = cache(lambda r: self._keywords_in(r, liked, max_keywords))  # checked once per reply
         raws = self._complete_many(messages, 0, ONNX_CANDIDATES if onnx else 1, greedy=not onnx, max_new_tokens=48,
-                                   one_line=False, regex=KEYWORD_REGEX,
-                                   accept=lambda r: self._keywords_in(r, liked, max_keywords) is not None)
-        keywords = next((k for k in (self._keywords_in(r, liked, max_keywords) for r in raws) if k), None)
+                                   one_line=False, regex=KEYWORD_REGEX, accept=lambda r: keywords_in(r) is not None)
+        keywords = next((k for k in map(keywords_in, raws) if k), None)
         raw = raws[-1] if raws else ""
         if keywords is None:
             log.info("preference keywords from %s rejected: %r", self.resolved.model if self.resolved else None,

@@ -114,7 +114,7 @@ is are was were be been being has have had do does did will would should could c
 you your yours yourself you'll you're you've you'd they them their fans fan lovers lover anyone everyone
 of in on at to for with from by about into over out up off along through all any both each every more most much
 many lot lots plenty bit touch little few some such same similar just even also still well too very really quite
-right next another other one ones kind sort type way time evening night weekend day since because when while
+right next another other one ones kind sort type way time evening night weekend day because
 love loved loves loving like liked likes enjoy enjoyed enjoys enjoying enjoyable favourite favorite favourites
 favorites taste tastes pick picks picked choice choices choose recommend recommended suggest suit suits suited
 fit fits fitting match matches perfect perfectly great good nice fine ideal worth worthwhile win wins try
