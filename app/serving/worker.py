@@ -5,9 +5,10 @@ A slate never waits for a model: the slate flow queues the items whose cover or 
 (`generate_later`) and answers at once; this worker makes them, one job at a time, oldest first, and records
 what it made in batches. Two lanes: the cards on a visitor's screen go before prefetched ones (the next page,
 `prefetch=True`), and a prefetch job gives way between items when a screen's job arrives, so a page's own
-captions never wait behind another visitor's next page. Every request that answers a visitor runs inside `interactive()` (the `gated` decorator
-applies it once per flow method), and the worker waits for those to finish before each item (at most
-BACKGROUND_YIELD_S, so that a steady stream of requests cannot starve it).
+captions never wait behind another visitor's next page. Every request that answers a visitor runs inside
+`interactive()` (the `gated` decorator applies it once per flow method), and the worker waits for those to finish
+before each item, and a caption between its decoding steps (`give_way`; at most BACKGROUND_YIELD_S, so that a
+steady stream of requests cannot starve it).
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ class AssetWorker:
         self._pending: set[tuple[str, str]] = set()  # (user_id, item_id) queued or being made
         self._work = threading.Condition(threading.Lock())
         self._closed = False
-        self._requests = 0  # interactive requests being answered; the worker waits for none
-        self._answering: Counter[int] = Counter()  # the threads answering them (a thread may nest `interactive`)
+        # the threads answering interactive requests, with how many each (a thread may nest `interactive`); the
+        # worker waits for none
+        self._answering: Counter[int] = Counter()
         self._quiet = threading.Condition(threading.Lock())
         self._thread = threading.Thread(target=self._run, name="vitrine-assets", daemon=True)
         self._thread.start()
@@ -76,17 +78,15 @@ class AssetWorker:
         """Mark an interactive request (a slate, a like) being answered: background generation gives way."""
         me = threading.get_ident()
         with self._quiet:
-            self._requests += 1
             self._answering[me] += 1
         try:
             yield
         finally:
             with self._quiet:
-                self._requests -= 1
                 self._answering[me] -= 1
                 if not self._answering[me]:
                     del self._answering[me]
-                if not self._requests:
+                if not self._answering:
                     self._quiet.notify_all()
 
     def give_way(self) -> None:
@@ -102,7 +102,7 @@ class AssetWorker:
 
     def _wait_for_quiet(self) -> None:
         with self._quiet:
-            self._quiet.wait_for(lambda: not self._requests, timeout=BACKGROUND_YIELD_S)
+            self._quiet.wait_for(lambda: not self._answering, timeout=BACKGROUND_YIELD_S)
 
     # -- the queue ---------------------------------------------------------------------------------------------
     def generate_later(self, user_id: str, item_ids: Sequence[str], profile: "UserProfile | None", *,
