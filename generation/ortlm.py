@@ -123,7 +123,9 @@ class OrtLM:
                between: Callable[[], None] | None = None) -> tuple[list[list[int]], int]:
         """Up to `n` continuations (token ids) of `prompt_ids`, drawn one after another from one reading of the
         prompt; with `accept` (and `decode`, ids -> text), it stops after the first whose text `accept` takes.
-        `between()`, when given, runs after every decoding step: the caller's chance to give way to other work.
+        `between()`, when given, runs after every decoding step, with the model free for another caller's
+        generation: the caller's chance to give way to other work (a caller that waited there holding the lock
+        would hold up the very request it waits for).
         Returns (the continuations, the tokens generated in all)."""
         og = self._og
         if not prompt_ids:
@@ -147,8 +149,12 @@ class OrtLM:
                     generator.rewind_to(len(prompt_ids))
                 while not generator.is_done():
                     generator.generate_next_token()
-                    if between is not None:
-                        between()
+                    if between is not None:  # without the model's lock: whoever `between` waits for may use it
+                        self._lock.release()
+                        try:
+                            between()
+                        finally:
+                            self._lock.acquire()
                 ids = [int(t) for t in generator.get_sequence(0)[len(prompt_ids):]]
                 total += len(ids)
                 out.append(ids)

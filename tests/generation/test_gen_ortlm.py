@@ -3,6 +3,8 @@ models built from configs (generation.testing)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from generation.captions import CAPTION_REGEX, ONNX_CANDIDATES, CaptionGenerator
@@ -55,6 +57,18 @@ def test_sampling_is_seeded_and_stops_at_the_first_accepted(onnx_dir):
     steps = []
     counted, tokens = lm.sample(prompt, n=2, seed=7, max_new_tokens=8, between=lambda: steps.append(1))
     assert counted == first[:2] and tokens - 2 <= len(steps) <= tokens  # after every decoding step
+    # what `between` waits for may itself use the model (a request's own caption while the worker gives way)
+    other: list = []
+
+    def another_generation():
+        if not other:
+            worker = threading.Thread(target=lambda: other.append(lm.sample(prompt, n=1, seed=1, max_new_tokens=4)))
+            worker.start()
+            worker.join(30)
+            assert other, "the other generation could not run while this one gave way"
+
+    assert lm.sample(prompt, n=2, seed=7, max_new_tokens=8, between=another_generation)[0] == first[:2]
+    assert other[0] == lm.sample(prompt, n=1, seed=1, max_new_tokens=4)  # neither disturbed the other
     with pytest.raises(ValueError, match="^prompt_ids must be"):
         lm.sample([], n=1, seed=0)
 
