@@ -10,7 +10,8 @@ Weights and explicit negatives (recommenders/signals.py maps logged events to th
 `_fit`; one that sets `uses_negatives = True` finds the explicit negatives (weight < 0 and never a positive)
 in `self._negatives` and uses them (EASE down-weights the neighbourhood of a disliked item). The others
 binarise weights and treat a negative as "seen, not positive"; weight == 0 is always only "seen".
-`recommend_with_feedback` folds a visitor's session likes and dislikes into the ranking at once.
+`recommend_with_feedback` folds a visitor's session likes and dislikes into the ranking at once, and learns
+from what this visit's pages showed and the visitor passed over (`skipped`: `recommenders.visit`).
 
 Ranking is deterministic: higher score first, ties broken by the lower item index; a batch call scores each
 user with the same code path as a single call, so batch and single-user results are identical.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ import scipy.sparse as sp
 
 from recommenders.errors import ColdVisitorError, ModelFitError, NotFittedError, UnknownItemError, UnknownUserError
 from recommenders.sizing import Cost, check_fits, memory_budget as machine_budget
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from recommenders.visit import VisitIndex, VisitLearning
 
 FORMAT_VERSION = 1
 
@@ -124,6 +128,36 @@ class SparseScores(LazyScores):
         return np.concatenate(out_i), np.concatenate(out_v)
 
 
+class OffsetSparseScores(LazyScores):
+    """Scores that are `offset` except at `indices` (unique item indices) where they are `values`: a blend of
+    standardised sparse scores (`recommenders.visit.blend_scores`), kept sparse at any catalogue size."""
+
+    def __init__(self, n: int, offset: float, indices: np.ndarray, values: np.ndarray) -> None:
+        self.n = int(n)
+        self.offset = float(offset)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def dense(self) -> np.ndarray:
+        out = np.full(self.n, self.offset, dtype=np.float64)
+        out[self.indices] = self.values
+        return out
+
+    def top(self, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exactly `topk_indices` of the dense vector with `exclude` at -inf (ranking minus a constant is the same
+        ranking: SparseScores' exact top-k of the values less the offset)."""
+        top, values = SparseScores(self.n, self.indices, self.values - self.offset).top(k, exclude)
+        return top, values + self.offset
+
+    def plus(self, other: "OffsetSparseScores") -> "OffsetSparseScores":
+        """The element-wise sum, sparse: the offsets add, and so do the values at the union of the indices."""
+        idx = np.union1d(self.indices, other.indices)
+        values = np.full(len(idx), self.offset + other.offset)
+        values[np.searchsorted(idx, self.indices)] += self.values - self.offset
+        values[np.searchsorted(idx, other.indices)] += other.values - other.offset
+        return OffsetSparseScores(self.n, self.offset + other.offset, idx, values)
+
+
 class Recommender:
     """Base class. Subclasses set `name`, `defaults` and implement the three private hooks."""
 
@@ -147,6 +181,7 @@ class Recommender:
         self._seen: sp.csr_matrix | None = None  # (n_users, n_items) every interacted item, dislikes included
         self._negatives: sp.csr_matrix | None = None  # explicit negatives (weight < 0, never a positive)
         self._train_weights: sp.csr_matrix | None = None  # largest positive weight per pair (uses_weights only)
+        self._visit_index: "VisitIndex | None" = None  # built on first use by `visit_index`
         self.fit_seconds: float | None = None
         self.history: list[dict[str, float]] = []  # per-evaluation validation log of iterative models
         self.progress = False  # iterative models: an epoch bar on stderr during fit (set by fit(progress=...))
@@ -231,6 +266,7 @@ class Recommender:
         self._item_index = item_index
         self._user_index = {u: n for n, u in enumerate(self.user_ids)}
         self._seen = seen
+        self._visit_index = None
         self.history = []
         valid_matrix = self._valid_matrix(valid) if (valid is not None and self.iterative) else None
         self._fit(train, feats, valid_matrix)
@@ -420,7 +456,7 @@ class Recommender:
 
     def recommend_with_feedback(
         self, user_id: str | None, liked: Sequence[str] = (), disliked: Sequence[str] = (), k: int = 10,
-        exclude: Sequence[str] = (),
+        exclude: Sequence[str] = (), skipped: Sequence[str] = (), visit: "VisitLearning | None" = None,
     ) -> tuple[list[str], np.ndarray]:
         """Top-k (item_ids, scores) for a visitor whose session feedback counts at once.
 
@@ -431,10 +467,16 @@ class Recommender:
         training data). `liked` and `disliked` are the visitor's current feedback, already resolved by the
         caller (an item is one or the other: ValueError otherwise). Never returned: the user's seen items,
         `liked`, `disliked` and `exclude`. A new visitor without likes has nothing to rank from: `ColdVisitorError`.
+
+        `skipped`: items this visit showed and the visitor passed over (neither liked, disliked nor opened; an item
+        that is also liked or disliked counts as that). With any, the ranking learns from them within the visit
+        (`recommenders.visit`: the nearest training users, less those who liked what was skipped, vote; `visit`
+        sets how, default `DEFAULT_VISIT`); without, nothing changes. Skipped items are not left out by
+        themselves: pass them in `exclude` too when they must not come back (a page already shown).
         """
         k = self._check_k(k)
         self._require_fitted()
-        for name, value in (("liked", liked), ("disliked", disliked), ("exclude", exclude)):
+        for name, value in (("liked", liked), ("disliked", disliked), ("exclude", exclude), ("skipped", skipped)):
             if isinstance(value, str):
                 raise ValueError(f"{name}: expected a sequence of item ids, got the string {value!r}")
         both = set(map(str, liked)) & set(map(str, disliked))
@@ -445,9 +487,11 @@ class Recommender:
         pos = np.array([self.item_index(i) for i in liked], dtype=np.int64)
         neg = np.array([self.item_index(i) for i in disliked], dtype=np.int64)
         out = np.array([self.item_index(i) for i in exclude], dtype=np.int64)
+        skip = np.array([self.item_index(i) for i in skipped], dtype=np.int64)
         history = self.user_positives(user) if user is not None else np.empty(0, dtype=np.int64)
         if user is not None and not len(pos) and not len(neg):
             scores = self._score_one(user)
+            items = history
         else:
             history = np.setdiff1d(history, neg)  # a session dislike overrides the training history
             items = np.unique(np.concatenate([history, pos]))
@@ -459,8 +503,27 @@ class Recommender:
                 neg = np.concatenate([neg, n.indices[n.indptr[user]: n.indptr[user + 1]]])
             neg = np.setdiff1d(np.unique(neg), items)
             scores = self._fold_in_feedback(items, neg) if len(neg) else self._fold_in(items)
+        skip = np.setdiff1d(skip, np.concatenate([items, neg]))
+        if len(skip) and len(items):
+            from recommenders.visit import DEFAULT_VISIT, blend_scores
+
+            visit = DEFAULT_VISIT if visit is None else visit
+            scores = blend_scores(scores, self.visit_index().neighbour_scores(items, neg, skip, visit), visit.mix)
         seen = self.seen_items(user) if user is not None else np.empty(0, dtype=np.int64)
         return self._rank(scores, k, np.unique(np.concatenate([seen, pos, neg, out])))
+
+    def visit_index(self) -> "VisitIndex":
+        """The training positives indexed for within-visit learning (`recommenders.visit.VisitIndex`), built on
+        first use and kept until the next fit."""
+        self._require_fitted()
+        if self._visit_index is None:
+            from recommenders.visit import VisitIndex
+
+            seen, neg = self._seen, self._negatives
+            positives = seen if neg is None or neg.nnz == 0 else (seen - seen.multiply(neg)).tocsr()
+            positives.eliminate_zeros()
+            self._visit_index = VisitIndex(positives)
+        return self._visit_index
 
     # -- persistence ---------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

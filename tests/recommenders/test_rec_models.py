@@ -116,6 +116,26 @@ class ModelContract:
         assert model.recommend_with_feedback("ghost", liked=["i0", "i2"], k=3)[0] == \
             model.recommend_with_feedback(None, liked=["i0", "i2"], k=3)[0]  # an unknown id is a new visitor
 
+    def test_skipped_items_count_within_a_visit(self, model) -> None:
+        """With skipped items the ranking is (1 - mix) z(fold-in) + mix z(neighbour votes), the same on every
+        model's score type (dense, sparse, factor); without any nothing changes; skipped items are not left out."""
+        from recommenders.visit import DEFAULT_VISIT, blend_scores
+
+        liked, skipped, k = ["i0", "i2"], ["i4", "i1"], N_ITEMS - 2
+        ids, scores = model.recommend_with_feedback(None, liked=liked, k=k, skipped=skipped)
+        assert not set(liked) & set(ids) and set(skipped) <= set(ids)
+        items = np.array([model.item_index(i) for i in liked])
+        votes = model.visit_index().neighbour_scores(items, np.empty(0, np.int64),
+                                                     np.array([model.item_index(i) for i in skipped]))
+        dense = blend_scores(np.asarray(model._fold_in(items), dtype=np.float64), votes, DEFAULT_VISIT.mix)
+        np.testing.assert_allclose(scores, np.sort(np.delete(dense, items))[::-1], atol=1e-9)
+        np.testing.assert_allclose(dense[[model.item_index(i) for i in ids]], scores, atol=1e-9)
+        plain = model.recommend_with_feedback(None, liked=liked, k=k)
+        for same in (model.recommend_with_feedback(None, liked=liked, k=k, skipped=[]),
+                     model.recommend_with_feedback(None, liked=liked, k=k, skipped=["i0"])):  # a liked skip is a like
+            assert same[0] == plain[0]
+            np.testing.assert_array_equal(same[1], plain[1])
+
     def test_errors(self, model) -> None:
         with pytest.raises(UnknownUserError, match="user_id: expected a user seen at fit time.*'ghost'"):
             model.recommend("ghost", k=3)
