@@ -24,7 +24,8 @@ from app.dashboard.charts import PALETTE, layout, plain
 
 DECISION_COLORS = {"promoted": "#2ca02c", "rejected": "#d62728", None: "#7f7f7f"}
 LEGEND_BELOW = dict(orientation="h", y=-0.2)  # long trace names: the legend under the plot
-ARM_LABELS = {"static": "control (static)", "fold-in": "fold-in", "retrain": "treatment (fold-in + retrain)"}
+ARM_LABELS = {"static": "control (static)", "fold-in": "fold-in", "visit": "fold-in + within the visit",
+              "retrain": "treatment (within the visit + retrain)"}
 
 
 def _get(metrics: Any, *path: str) -> float:

@@ -22,7 +22,7 @@ import contextlib
 import json
 import sys
 import tempfile
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -76,10 +76,12 @@ def parse_loop(argv: Sequence[str] | None) -> tuple[argparse.Namespace, learning
                                      description=learning_loop.__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, required=True)
     parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--retrain", action="store_true", help="run the treatment arm (fold-in + gated retraining)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="run the treatment arm (fold-in + learning within the visit + gated retraining)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="ease")
+    parser.add_argument("--model", default=None, help="the served model (default: the one `python -m app` serves "
+                        "with these settings, its item features computed as the app computes them)")
     parser.add_argument("--tolerance", type=float, default=0.0)
     parser.add_argument("--no-ips", action="store_true", help="skip the IPS check")
     parser.add_argument("--min-ratings", type=int, default=40, help="visitors have at least this many ratings")
@@ -87,7 +89,8 @@ def parse_loop(argv: Sequence[str] | None) -> tuple[argparse.Namespace, learning
     parser.add_argument("--ips-replicates", type=int, default=10, help="logged slates per visitor for IPS")
     parser.add_argument("--workdir", type=Path, default=None, help="store + artifacts (default: a temporary dir)")
     return _parsed(parser, argv, lambda a: learning_loop.LoopConfig(
-        users=a.users, rounds=a.rounds, retrain=a.retrain, seed=a.seed, model=a.model, tolerance=a.tolerance,
+        users=a.users, rounds=a.rounds, retrain=a.retrain, seed=a.seed, tolerance=a.tolerance,
+        **({"model": a.model} if a.model else {}),
         ips=not a.no_ips, min_ratings=a.min_ratings, ips_replicates=a.ips_replicates,
         ips_candidates=tuple(c.strip() for c in a.ips_candidates.split(",") if c.strip())))
 
@@ -194,6 +197,30 @@ def _database(url: str) -> Iterator[Any]:
         engine.dispose()
 
 
+def _served_model(settings, dataset, model: str | None) -> tuple[str, dict[str, Any] | None]:
+    """(model, item features) the learning loop serves: `model` when given, else the one `python -m app` would
+    serve with these settings (VITRINE_MODEL, the selection file's best, or what the catalogue's size calls
+    for), with the item features the app computes (the same cache)."""
+    from app.serving.startup import selected_model, served_names, sized_default
+    from recommenders.features import compute_features
+    from recommenders.models import FEATURE_MODELS
+
+    notes: list[str] = []
+    found = None
+    if model is None or model in FEATURE_MODELS:
+        found = compute_features(dataset, cache_dir=settings.data_dir / "features", text_model=settings.text_model,
+                                 image_model=settings.image_model if dataset.has_images else None,
+                                 allow_network=settings.allow_network, say=_say)
+    features = found.arrays if found is not None else {}
+    if model is None:
+        selected, _ = selected_model(settings, notes)
+        if settings.model is None and selected is None:
+            selected, _ = sized_default(dataset, features, notes, settings.memory_budget)
+        model = served_names(settings, features, [], notes, selected)[0]
+        _say(f"sim_loop: serving {model}, the app's default ({'; '.join(notes)})")
+    return model, (features or None)
+
+
 def _write_json(path: Path, report: Any) -> None:
     from app.learning.retrain import json_safe
 
@@ -223,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="vitrine-loop-") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
-            report = learning_loop.run_loop(dataset, config, workdir, log=_say)
+            model, features = _served_model(settings, dataset, args.model)
+            config = replace(config, model=model)
+            report = learning_loop.run_loop(dataset, config, workdir, log=_say, features=features)
     elif mode == REWARD and isinstance(config, list):  # --pair-selection: one store per arm and seed
         with tempfile.TemporaryDirectory(prefix="vitrine-selection-") as tmp:
             workdir = args.workdir or Path(tmp)
@@ -261,10 +290,13 @@ def _traffic_summary(report: traffic.SimReport, args: argparse.Namespace, config
 
 
 def _loop_summary(report: dict, args: argparse.Namespace, config: learning_loop.LoopConfig, url: None) -> None:
+    print(f"sim_loop: model {report['config']['model']}, treatment = {report['treatment']}")
+    control = report["control"]["rounds"][-1]["cumulative_likes"]
     for name, arm in report["arms"].items():
         r = arm["rounds"][-1]
+        over = f", {100 * (r['cumulative_likes'] / control - 1):+.1f}% over static" if control else ""
         print(f"{name:8s} round {r['round']}: like rate {r['like_rate']:.3f}, unrevealed NDCG@10 {r['ndcg@10']:.3f}, "
-              f"cumulative likes/visitor {r['cumulative_likes']:.2f}")
+              f"cumulative likes/visitor {r['cumulative_likes']:.2f}{over}")
     for pair, comp in report["comparisons"].items():
         for metric, c in comp.items():
             print(f"{pair:18s} {metric:22s} {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]"

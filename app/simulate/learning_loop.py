@@ -1,4 +1,4 @@
-"""Proof with known truth: does the learning loop help? Simulated sparse visitors, three arms, same random draws.
+"""Proof with known truth: does the learning loop help? Simulated sparse visitors, four arms, same random draws.
 
     python -m app.simulate --rounds 5 --users 200 --retrain --json loop.json
     report = run_loop(dataset, LoopConfig(rounds=5, users=200), workdir)   # the same, from Python
@@ -17,17 +17,22 @@ twice to a visitor.
 
 Arms, under the same random draws (one examination draw per visitor, round and position; one like and one
 dislike draw per visitor and item, so the same item at the same position gets the same answer in every arm):
-- static (control): the served model (EASE fitted on the dataset) ranks from the known ratings only and
-  never learns; it only leaves out what it already showed;
+- static (control): the served model (`model`, fitted on the dataset; `python -m app.simulate` defaults to the
+  model the app serves) ranks from the known ratings only and never learns; it only leaves out what it already
+  showed;
 - fold-in: the same model, each visitor's likes and dislikes folded into the ranking at once;
-- retrain (treatment: fold-in + gated retraining): fold-in, and after each round `app.learning.retrain.retrain`
+- visit: fold-in, and what the visitor's earlier slates showed and they passed over (shown, neither liked nor
+  disliked) counts too (`skipped`: `recommenders.visit`), as the app does within a visit;
+- retrain (treatment: visit + gated retraining): visit, and after each round `app.learning.retrain.retrain`
   builds a candidate on the dataset + every logged like and dislike (through the store, the registry and the
   gate, exactly as `python -m app.train`), which serves the next round only when the gate promotes it.
+  Without `retrain` the treatment is the visit arm.
 
 JSON (`--json`): `rounds` (the treatment) and `control.rounds`, and every arm under `arms`: one entry per round
 with round, like_rate, ndcg@10 (+ 95% intervals, ndcg@10_loved, cumulative_likes), promoted (the gate's
 decision on the candidate built after that round; None for arms that never retrain) and served_version;
-`comparisons` (paired bootstrap differences), `retrain` (every gate decision and its reason), `ips`.
+`comparisons` (paired bootstrap differences: each arm against the control, and each arm against the one it
+adds to, e.g. "retrain - visit" is the retrain's own share), `retrain` (every gate decision and its reason), `ips`.
 
 Per round and arm: like rate (likes / shown items) and NDCG@10 of the arm's ranking against the truth items
 not yet revealed to it (so a gain is learned, not remembered): `ndcg@10` counts every held-out rating as
@@ -56,7 +61,7 @@ import pandas as pd
 
 from app.simulate.shared import check_ranges, seeded_uuid
 
-ARMS = ("static", "fold-in", "retrain")
+ARMS = ("static", "fold-in", "visit", "retrain")
 CONTROL, TREATMENT = "static", "retrain"
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 
@@ -75,7 +80,7 @@ class LoopConfig:
     p_noise: float = 0.02  # P(like | examined, otherwise): noise likes
     p_dislike: float = 0.5  # P(dislike | examined, rated 1-2, not liked)
     retrain: bool = True  # run the retrain arm (fold-in + gated retraining)
-    model: str = "ease"  # the served model family
+    model: str = "ease"  # the served model family (the command line's default: what `python -m app` serves)
     tolerance: float = 0.0  # the gate's tolerance
     ips: bool = True
     ips_replicates: int = 10  # logged slates per visitor for the IPS check
@@ -160,16 +165,99 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> di
 
 
 class _Arm:
-    def __init__(self, name: str, learns: bool, model) -> None:
-        self.name, self.learns, self.model = name, learns, model
+    def __init__(self, name: str, learns: bool, model, visits: bool = False, visit=None) -> None:
+        self.name, self.learns, self.visits, self.model = name, learns, visits, model
+        self.visit = visit  # recommenders.visit.VisitLearning; None: its defaults
         self.liked: dict[str, list[str]] = {}
         self.disliked: dict[str, list[str]] = {}
         self.shown: dict[str, set[str]] = {}
         self.version = 1
 
 
-def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], Any] = lambda m: None) -> dict:
-    """Run the simulation; returns the JSON-ready report (see the module docstring)."""
+class _Draws:
+    """The random draws every arm shares: one examination draw per visitor, round and position; one like and one
+    dislike draw per visitor and item (so the same item at the same position gets the same answer in every arm)."""
+
+    def __init__(self, world: LoopWorld, config: LoopConfig) -> None:
+        rng = np.random.default_rng(config.seed)
+        n_users, n_items = len(world.visitors), len(world.item_ids)
+        self.col = {i: n for n, i in enumerate(world.item_ids)}
+        self.exam = rng.random((n_users, config.rounds, config.slate))
+        self.like = rng.random((n_users, n_items))
+        self.dislike = rng.random((n_users, n_items))
+        self.theta = config.theta
+
+
+def _play_round(arm: _Arm, r: int, world: LoopWorld, draws: _Draws, config: LoopConfig, out: dict[str, np.ndarray],
+                ids: random.Random) -> list[dict]:
+    """Round `r` of `arm` for every visitor: rank, show the slate, draw the responses; the arm's state and `out`
+    (likes, ndcg, ndcg_loved per round and visitor) are updated in place. Returns the round's feedback events."""
+    K, n_items = config.slate, len(world.item_ids)
+    events = []
+    for n, u in enumerate(world.visitors):
+        liked = arm.liked.setdefault(u, [])
+        disliked = arm.disliked.setdefault(u, [])
+        shown = arm.shown.setdefault(u, set())
+        history = world.known[u] + (liked if arm.learns else [])
+        revealed = set(liked) | set(disliked)
+        ranking, _ = arm.model.recommend_with_feedback(
+            None, liked=history, disliked=disliked if arm.learns else [], k=n_items,
+            exclude=[] if arm.learns else liked + disliked,
+            skipped=sorted(shown - revealed) if arm.visits else (), visit=arm.visit)
+        truth = world.truth[u]
+        out["ndcg"][r, n] = _ndcg(ranking, set(truth) - revealed)
+        out["ndcg_loved"][r, n] = _ndcg(ranking, {i for i, x in truth.items() if x >= 4} - revealed)
+        slate = [i for i in ranking if i not in shown][:K]
+        shown.update(slate)
+        for k, item in enumerate(slate):
+            if draws.exam[n, r, k] >= draws.theta[k]:
+                continue  # not examined
+            rating = truth.get(item)
+            loved = rating is not None and rating >= 4
+            at = T0 + dt.timedelta(hours=r, seconds=n * 60 + k)
+            if draws.like[n, draws.col[item]] < (config.p_like if loved else config.p_noise):
+                liked.append(item)
+                out["likes"][r, n] += 1
+                events.append({"event_id": seeded_uuid(ids), "user_id": u, "item_id": item, "kind": "like", "at": at})
+            elif rating is not None and rating <= 2 and draws.dislike[n, draws.col[item]] < config.p_dislike:
+                disliked.append(item)
+                events.append({"event_id": seeded_uuid(ids), "user_id": u, "item_id": item, "kind": "dislike",
+                               "at": at})
+    return events
+
+
+def _per_user(config: LoopConfig, n_users: int) -> dict[str, np.ndarray]:
+    return {"likes": np.zeros((config.rounds, n_users)), "ndcg": np.full((config.rounds, n_users), np.nan),
+            "ndcg_loved": np.full((config.rounds, n_users), np.nan)}
+
+
+def visit_grid(dataset, config: LoopConfig, grid: Sequence[Any], features: dict[str, np.ndarray] | None = None,
+               ) -> dict[str, Any]:
+    """Cumulative likes per visitor of the static and fold-in arms and of the visit arm under each of `grid`
+    (`recommenders.visit.VisitLearning` settings), over `config.rounds`, under `config.seed`'s world and draws:
+    the same play as `run_loop`'s arms (one model fit, no store, no retraining). Used to choose the visit's
+    defaults on seeds that are never reported (`bench/bench_visit_grid.py`)."""
+    from app.learning import retrain as learning
+
+    world = make_world(dataset, config)
+    model = learning.fit_on(config.model, world.base.interactions, world.item_ids, features=features)
+    draws = _Draws(world, config)
+    n_users = len(world.visitors)
+
+    def play(arm: _Arm) -> float:
+        out = _per_user(config, n_users)
+        for r in range(config.rounds):
+            _play_round(arm, r, world, draws, config, out, random.Random(0))
+        return float(out["likes"].sum(0).mean())
+
+    return {"static": play(_Arm("static", False, model)), "fold-in": play(_Arm("fold-in", True, model)),
+            "visit": [play(_Arm("visit", True, model, visits=True, visit=v)) for v in grid]}
+
+
+def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], Any] = lambda m: None,
+             features: dict[str, np.ndarray] | None = None) -> dict:
+    """Run the simulation; returns the JSON-ready report (see the module docstring). `features`: the item
+    features (modality -> (n_items, d), aligned with the dataset's items) of a model that needs them."""
     from annotation import store
     from annotation.db import make_engine, make_session_factory, upgrade
     from app.learning import retrain as learning
@@ -181,18 +269,12 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
     log(f"sim_loop: {len(world.visitors)} visitors with {config.known} known ratings, "
         f"{sum(map(len, world.truth.values())):,} truth ratings; base {len(world.base.interactions):,} interactions")
     t0 = time.perf_counter()
-    v1 = learning.fit_on(config.model, world.base.interactions, world.item_ids)
+    v1 = learning.fit_on(config.model, world.base.interactions, world.item_ids, features=features)
     fit_s = time.perf_counter() - t0
-    arms = {"static": _Arm("static", False, v1), "fold-in": _Arm("fold-in", True, v1)}
+    arms = {"static": _Arm("static", False, v1), "fold-in": _Arm("fold-in", True, v1),
+            "visit": _Arm("visit", True, v1, visits=True)}
     if config.retrain:
-        arms["retrain"] = _Arm("retrain", True, v1)
-    # the same random draws for every arm
-    rng = np.random.default_rng(config.seed)
-    n_items = len(world.item_ids)
-    col = {i: n for n, i in enumerate(world.item_ids)}
-    u_exam = rng.random((len(world.visitors), config.rounds, K))
-    u_like = rng.random((len(world.visitors), n_items))
-    u_dis = rng.random((len(world.visitors), n_items))
+        arms["retrain"] = _Arm("retrain", True, v1, visits=True)
     ids = random.Random(config.seed)
     # the store behind the retrain arm: the same registry and gate as `python -m app.train`
     Session = engine = None
@@ -206,51 +288,22 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
             for u in world.visitors:
                 store.ensure_user(s, u, kind="dataset")
         split = random_split(world.base.interactions, seed=2020)
-        learning.bootstrap(Session, world.base, config.model, workdir / "artifacts", model=v1, split=split)
-    per_user = {a: {"likes": np.zeros((config.rounds, len(world.visitors))),
-                    "ndcg": np.full((config.rounds, len(world.visitors)), np.nan),
-                    "ndcg_loved": np.full((config.rounds, len(world.visitors)), np.nan)} for a in arms}
+        learning.bootstrap(Session, world.base, config.model, workdir / "artifacts", features=features, model=v1,
+                           split=split)
+    per_user = {a: _per_user(config, len(world.visitors)) for a in arms}
     rounds_out: dict[str, list[dict]] = {a: [] for a in arms}
     retrain_log = []
+    draws = _Draws(world, config)
     for r in range(config.rounds):
         for arm in arms.values():
-            events = []
-            for n, u in enumerate(world.visitors):
-                liked = arm.liked.setdefault(u, [])
-                disliked = arm.disliked.setdefault(u, [])
-                shown = arm.shown.setdefault(u, set())
-                history = world.known[u] + (liked if arm.learns else [])
-                ranking, _ = arm.model.recommend_with_feedback(
-                    None, liked=history, disliked=disliked if arm.learns else [], k=n_items,
-                    exclude=[] if arm.learns else liked + disliked)
-                revealed = set(liked) | set(disliked)
-                truth = world.truth[u]
-                per_user[arm.name]["ndcg"][r, n] = _ndcg(ranking, set(truth) - revealed)
-                per_user[arm.name]["ndcg_loved"][r, n] = _ndcg(ranking, {i for i, x in truth.items() if x >= 4}
-                                                               - revealed)
-                slate = [i for i in ranking if i not in shown][:K]
-                shown.update(slate)
-                for k, item in enumerate(slate):
-                    if u_exam[n, r, k] >= theta[k]:
-                        continue  # not examined
-                    rating = truth.get(item)
-                    loved = rating is not None and rating >= 4
-                    at = T0 + dt.timedelta(hours=r, seconds=n * 60 + k)
-                    if u_like[n, col[item]] < (config.p_like if loved else config.p_noise):
-                        liked.append(item)
-                        per_user[arm.name]["likes"][r, n] += 1
-                        events.append({"event_id": seeded_uuid(ids), "user_id": u, "item_id": item, "kind": "like",
-                                       "at": at})
-                    elif rating is not None and rating <= 2 and u_dis[n, col[item]] < config.p_dislike:
-                        disliked.append(item)
-                        events.append({"event_id": seeded_uuid(ids), "user_id": u, "item_id": item,
-                                       "kind": "dislike", "at": at})
+            events = _play_round(arm, r, world, draws, config, per_user[arm.name], ids)
             promoted = None
             if arm.name == "retrain":
                 with Session() as s, s.begin():
                     store.record_feedback_batch(s, events)
                 result = learning.retrain(Session, world.base, config.model, workdir / "artifacts",
-                                          config=learning.GateConfig(tolerance=config.tolerance), split=split)
+                                          features=features, config=learning.GateConfig(tolerance=config.tolerance),
+                                          split=split)
                 promoted = result.promoted
                 if promoted:
                     arm.model, arm.version = result.model, result.version
@@ -272,8 +325,8 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
             f"{a} like {rounds_out[a][-1]['like_rate']:.3f} ndcg {rounds_out[a][-1]['ndcg@10']:.3f}" for a in arms))
     last = config.rounds - 1
     comparisons = {}
-    pairs = [(t, CONTROL) for t in ("fold-in", "retrain") if t in arms] + ([("retrain", "fold-in")] if config.retrain
-                                                                          else [])
+    pairs = [(t, CONTROL) for t in ARMS[1:] if t in arms] + [(a, b) for a, b in (
+        ("visit", "fold-in"), ("retrain", "visit")) if a in arms]
     for treat, ctrl in pairs:
         a, b = per_user[treat], per_user[ctrl]
         comparisons[f"{treat} - {ctrl}"] = {
@@ -286,7 +339,8 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
     report = {
         "config": {**dataclasses.asdict(config), "theta": [float(t) for t in theta]},
         "arms": {a: {"rounds": rounds_out[a]} for a in arms},
-        "rounds": rounds_out.get(TREATMENT, rounds_out["fold-in"]),
+        "treatment": TREATMENT if TREATMENT in arms else "visit",
+        "rounds": rounds_out.get(TREATMENT, rounds_out["visit"]),
         "control": {"rounds": rounds_out[CONTROL]},
         "comparisons": comparisons,
         "retrain": retrain_log,

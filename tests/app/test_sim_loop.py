@@ -84,6 +84,30 @@ def test_folding_likes_in_beats_the_static_control(report):
     assert comp["diff"] > 0 and comp["lo"] <= comp["diff"] <= comp["hi"]
 
 
+def test_the_visit_arm_and_the_comparisons(report):
+    """The visit arm plays with what the visitor passed over; the comparisons name each arm's own share."""
+    assert report["treatment"] == "retrain"
+    assert set(report["comparisons"]) == {"fold-in - static", "visit - static", "retrain - static",
+                                          "visit - fold-in", "retrain - visit"}
+    for comp in report["comparisons"].values():
+        c = comp["cumulative_likes"]
+        assert c["lo"] <= c["diff"] <= c["hi"] and c["n_users"] == CONFIG["users"]
+    final = {arm: body["rounds"][-1] for arm, body in report["arms"].items()}
+    assert final["visit"]["ndcg@10_loved"] > final["static"]["ndcg@10_loved"]
+
+
+def test_visit_grid_plays_the_arms_of_run_loop(report):
+    """`visit_grid` (bench/bench_visit_grid.py) is the same play as run_loop's arms, without the store: at the
+    default setting it gives the visit arm's cumulative likes exactly, and mix 0 is fold-in again."""
+    from recommenders.visit import DEFAULT_VISIT, VisitLearning
+
+    got = sim_loop.visit_grid(synthetic(), sim_loop.LoopConfig(**CONFIG), [DEFAULT_VISIT, VisitLearning(mix=0.0)])
+    final = {arm: body["rounds"][-1]["cumulative_likes"] for arm, body in report["arms"].items()}
+    assert got["static"] == final["static"] and got["fold-in"] == final["fold-in"]
+    assert got["visit"][0] == final["visit"]
+    assert got["visit"][1] == pytest.approx(final["fold-in"])  # mix 0: the model's own ranking, z-scored
+
+
 def test_ips_block(report):
     ips = report["ips"]
     assert ips["n_slates"] == 3 * 60 and 0 < ips["examination"]["eta"] < 3
@@ -103,16 +127,19 @@ def test_cli_dispatch_from_app_simulate(tmp_path, monkeypatch, capsys):
                           "--ips-candidates", "pop", "--ips-replicates", "2"]) == 0
     report = json.loads(out.read_text())
     assert [r["round"] for r in report["rounds"]] == [1, 2] and "control" in report
-    assert "retrain  round 2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "retrain  round 2" in out and "% over static" in out
+    # without --model: the model the app serves (its text features computed as the app does)
+    assert report["config"]["model"] == "ease-text" and "model ease-text, treatment = retrain" in out
     with pytest.raises(SystemExit):
         main(["--rounds", "0"])
 
 
 def test_learning_figures(report):
     curves = dl.curves_frame(report)
-    assert set(curves["arm"]) == {"static", "fold-in", "retrain"} and curves["round"].max() == 3
+    assert set(curves["arm"]) == {"static", "fold-in", "visit", "retrain"} and curves["round"].max() == 3
     fig = dl.learning_curves_figure(curves, "ndcg@10")
-    assert len(fig.data) == 6  # a band and a line per arm
+    assert len(fig.data) == 8  # a band and a line per arm
     ips = dl.ips_frame(report)
     assert list(ips["candidate"]) == list(report["ips"]["candidates"])
     assert len(dl.ips_figure(ips).data) == 3
