@@ -88,28 +88,43 @@ def impression_shows(session: Session, impression_id: int, user_id: str, item_id
     return found is not None
 
 
+def _feedback(session: Session, user_id: str, opened: bool) -> tuple[list[str], list[str], list[str]]:
+    """(liked, disliked, opened) in one query: `visitor_feedback`'s two lists, and (when `opened`) the items the
+    user ever opened (a click event), newest first."""
+    kinds = (*STATE_KINDS, "click") if opened else STATE_KINDS
+    rows = session.execute(
+        select(FeedbackEvent.item_id, FeedbackEvent.kind)
+        .where(FeedbackEvent.user_id == user_id, FeedbackEvent.kind.in_(kinds))
+        .order_by(FeedbackEvent.id.desc())
+    ).all()
+    latest: dict[str, str] = {}
+    clicked: dict[str, None] = {}
+    for item_id, kind in rows:
+        if kind == "click":
+            clicked.setdefault(item_id)
+        else:
+            latest.setdefault(item_id, kind)
+    return ([i for i, k in latest.items() if k == "like"], [i for i, k in latest.items() if k == "dislike"],
+            list(clicked))
+
+
 def visitor_feedback(session: Session, user_id: str) -> tuple[list[str], list[str]]:
     """(liked, disliked) item ids of the user's likes and dislikes, newest first. For each item only the latest
     of its like / dislike / undo events counts: a like after a dislike makes it liked again, and the reverse; an
     undo (the visitor took their like or dislike back) leaves the item neither liked nor disliked."""
-    rows = session.execute(
-        select(FeedbackEvent.item_id, FeedbackEvent.kind)
-        .where(FeedbackEvent.user_id == user_id, FeedbackEvent.kind.in_(STATE_KINDS))
-        .order_by(FeedbackEvent.id.desc())
-    ).all()
-    latest: dict[str, str] = {}
-    for item_id, kind in rows:
-        latest.setdefault(item_id, kind)
-    return [i for i, k in latest.items() if k == "like"], [i for i, k in latest.items() if k == "dislike"]
+    liked, disliked, _ = _feedback(session, user_id, opened=False)
+    return liked, disliked
 
 
-def visitor(session: Session, user_id: str, *, stored_kind: bool = True) -> tuple[str | None, list[str], list[str]]:
-    """(kind, liked, disliked): who the visitor is, in one read session. kind: the stored user's kind
+def visitor(session: Session, user_id: str, *, stored_kind: bool = True
+            ) -> tuple[str | None, list[str], list[str], list[str]]:
+    """(kind, liked, disliked, opened): who the visitor is, in one read session. kind: the stored user's kind
     (`user_kind`; None when no such user is stored, or when `stored_kind` is False: the caller knows the user
-    without the users table); liked / disliked as `visitor_feedback` gives them, newest first."""
+    without the users table); liked / disliked as `visitor_feedback` gives them, newest first; opened: the items
+    they opened (clicked), newest first: a card opened was not passed over (`recommenders.visit`)."""
     kind = user_kind(session, user_id) if stored_kind else None
-    liked, disliked = visitor_feedback(session, user_id)
-    return kind, liked, disliked
+    liked, disliked, opened = _feedback(session, user_id, opened=True)
+    return kind, liked, disliked, opened
 
 
 def latest_feedback_on(session: Session, user_id: str, impression_id: int, item_id: str) -> tuple[str, str] | None:

@@ -29,12 +29,14 @@ _SIGNALS = uuid.UUID("5b1e0f6c-3f0e-4d5e-9a57-7a1d3c2b9e10")  # the namespace of
 
 @dataclass(frozen=True)
 class Visit:
-    """Who a page is for: a user (their id checked) and what they like and dislike in the app now (oldest first)."""
+    """Who a page is for: a user (their id checked), what they like and dislike in the app now (oldest first), and
+    what they opened (a card opened is not one passed over)."""
 
     user_id: str
     kind: str = "dataset"  # "dataset" | "new"
     liked: tuple[str, ...] = ()
     disliked: tuple[str, ...] = ()
+    opened: tuple[str, ...] = ()
 
 
 class Feedback(NamedTuple):
@@ -68,13 +70,13 @@ class EventLog:
         user_id = checks.text("user_id", user_id, checks.ID_MAX)
         dataset = self.catalog.is_dataset_user(user_id)
         with self.ReadSession() as s:
-            stored, liked, disliked = reads.visitor(s, user_id, stored_kind=not dataset)
+            stored, liked, disliked, opened = reads.visitor(s, user_id, stored_kind=not dataset)
         kind = self._kind(user_id, dataset, stored)
         if dataset and user_id not in self._stored_users:  # a user made by onboarding was stored then
             with self.Session() as s, s.begin():
                 store.insert_user(s, user_id, kind)
             self._remember(user_id)
-        return Visit(user_id, kind, tuple(reversed(liked)), tuple(reversed(disliked)))
+        return Visit(user_id, kind, tuple(reversed(liked)), tuple(reversed(disliked)), tuple(reversed(opened)))
 
     def user_kind(self, user_id: object) -> str:
         """"dataset" or "new"; `AppInputError` for an id nobody knows."""

@@ -4,6 +4,8 @@ A visitor's feedback counts at once: the items they liked in the app are folded 
 time (every model has a fold-in path, `recommend_with_feedback`), a model that can use negatives (EASE) moves
 away from what they disliked, and disliked items are never ranked. For a dataset user the fold-in history is
 their training history plus the app likes; a brand-new user has only the likes (their onboarding picks).
+Within a visit, what its earlier pages showed and the visitor passed over (shown, neither liked, disliked nor
+opened) counts too: the next page moves away from it (`recommenders.visit`).
 """
 
 from __future__ import annotations
@@ -114,19 +116,21 @@ class Ranking:
         return ModelChoice.parse(choice, self.model_names)
 
     def rank(self, model: str, user_id: str, n: int, liked: Sequence[str] = (), disliked: Sequence[str] = (),
-             exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+             exclude: Iterable[str] = (), skipped: Iterable[str] = ()) -> list[tuple[str, float]]:
         """Top-`n` (item_id, score) of `model` for the user, never an item of `exclude`, `liked`, `disliked` or the
         training history.
 
         The visitor's app feedback counts at once (`recommend_with_feedback`): their history plus `liked` is
-        folded in, and a model that can use negatives (EASE) also moves away from what is near `disliked`. A
-        user the model was not fitted on is a new visitor: it needs likes to be ranked at all.
+        folded in, and a model that can use negatives (EASE) also moves away from what is near `disliked`;
+        `skipped` (passed over on this visit's pages) moves the ranking away from what is like them. A user the
+        model was not fitted on is a new visitor: it needs likes to be ranked at all.
         """
         from recommenders.errors import ColdVisitorError
 
         try:
             ids, scores = self.model(model).recommend_with_feedback(
-                user_id, liked=list(liked), disliked=list(disliked), k=n, exclude=sorted(set(exclude)))
+                user_id, liked=list(liked), disliked=list(disliked), k=n, exclude=sorted(set(exclude)),
+                skipped=sorted(set(skipped)))
         except ColdVisitorError as exc:
             raise AppInputError(f"user_id: expected a user the model {model!r} knows, or a new user with liked "
                                 f"items ({exc})") from exc
@@ -134,12 +138,15 @@ class Ranking:
 
     def slate(self, user_id: str, choice: ModelChoice, k: int, *, profile: "UserProfile",
               liked: Sequence[str] = (), disliked: Sequence[str] = (), exclude: Iterable[str] = (),
-              seed: int = 0) -> list[SlateRow]:
+              opened: Iterable[str] = (), seed: int = 0) -> list[SlateRow]:
         """The slate's rows: one model's top-k, or a team-draft interleaving of two models (seeded coin flips,
-        each model ranking 2k so that the draft can fill k). `k` as checked by the caller (1..K_MAX)."""
+        each model ranking 2k so that the draft can fill k). `k` as checked by the caller (1..K_MAX).
+        `exclude`: what this visit's pages showed; those the visitor did not like, dislike or open (`opened`)
+        were passed over and count as skipped (`rank`)."""
         exclude = set(exclude)
+        skipped = exclude - set(liked) - set(disliked) - set(opened)
         by_model = {name: self.rank(name, user_id, k if choice.b is None else 2 * k, liked=liked,
-                                    disliked=disliked, exclude=exclude) for name in choice.names}
+                                    disliked=disliked, exclude=exclude, skipped=skipped) for name in choice.names}
         if choice.b is None:
             ranked, contributors = by_model[choice.a], [choice.a] * len(by_model[choice.a])
         else:

@@ -57,7 +57,7 @@ class Slates:
     def page(self, visit: Visit, choice: ModelChoice, k: int, *, seed: int, exclude: Sequence[str] = (),
              tab: str = "discover", context: dict[str, Any] | None = None, wait: bool = False) -> Page:
         """Rank, record the impression and attach the assets. `exclude`: items already shown in this session
-        (paging). `wait=True` waits (at most WAIT_MAX_S) for the background worker to make the missing assets
+        (paging; those the visitor passed over count on this page: `Ranking.slate`). `wait=True` waits (at most WAIT_MAX_S) for the background worker to make the missing assets
         before answering (slow with real models); the generation itself stays in the worker. Items without a
         caption yet get their template caption in `Page.templates` (shown, labelled, until the real one lands)."""
         page = self._record_page(visit, choice, k, seed=seed, exclude=exclude, tab=tab, context=context)
@@ -74,7 +74,7 @@ class Slates:
         if not page.rows:
             return
         rows = self.ranking.slate(visit.user_id, page.choice, k, profile=page.profile, liked=visit.liked,
-                                  disliked=visit.disliked, exclude=[*exclude, *page.item_ids],
+                                  disliked=visit.disliked, exclude=[*exclude, *page.item_ids], opened=visit.opened,
                                   seed=(page.seed + 1) % (checks.SEED_MAX + 1))
         if rows:
             _, _, missing = self.assets.made(visit.user_id, [r.item_id for r in rows])
@@ -88,7 +88,7 @@ class Slates:
         profile = self.catalog.profile(visit.user_id, visit.liked, preferred_prompts=(
             learner.preferred_prompts(visit.user_id) if learner is not None else ()))
         rows = self.ranking.slate(visit.user_id, choice, k, profile=profile, liked=visit.liked,
-                                  disliked=visit.disliked, exclude=exclude, seed=seed)
+                                  disliked=visit.disliked, exclude=exclude, opened=visit.opened, seed=seed)
         if not rows:
             return Page(choice=choice, rows=[], impression_id=None, seed=seed, profile=profile)
         impression_id = self.events.record_impression(visit.user_id, rows, choice,

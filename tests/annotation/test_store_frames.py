@@ -150,10 +150,11 @@ def test_an_undo_takes_back_a_like_or_dislike_for_the_visitor_and_for_retraining
             store.record_feedback(s, new_id(), "196", item, kind, at=_at(minute))
     with catalog() as s:
         assert reads.visitor_feedback(s, "196") == (["3"], ["5"])
-        # the visitor in one read: the stored kind (unless the caller knows the user without it) and the same likes
-        assert reads.visitor(s, "196") == ("dataset", ["3"], ["5"])
-        assert reads.visitor(s, "196", stored_kind=False) == (None, ["3"], ["5"])
-        assert reads.visitor(s, "nobody") == (None, [], [])
+        # the visitor in one read: the stored kind (unless the caller knows the user without it), the same likes,
+        # and what they opened (a click; an undo takes back a like, never the opening)
+        assert reads.visitor(s, "196") == ("dataset", ["3"], ["5"], ["4"])
+        assert reads.visitor(s, "196", stored_kind=False) == (None, ["3"], ["5"], ["4"])
+        assert reads.visitor(s, "nobody") == (None, [], [], [])
     frame = _read(catalog, "interactions_frame")
     got = {(u, i): w for u, i, w in zip(frame["user_id"], frame["item_id"], frame["weight"])}
     assert got == {("196", "3"): 1.0, ("196", "4"): 0.5, ("196", "5"): -1.0}

@@ -395,7 +395,8 @@ def test_feedback_sent_through_the_api_counts_on_an_open_discover_page(fresh_svc
     liked, disliked = slate["items"][0]["item_id"], slate["items"][1]["item_id"]
     api.feedback("5", liked, "like", slate["impression_id"])
     api.feedback("5", disliked, "dislike", slate["impression_id"])
-    expected = svc.ranking.rank("ease", "5", PAGE_SIZE, liked=[liked], disliked=[disliked], exclude=visitor.shown)
+    expected = svc.ranking.rank("ease", "5", PAGE_SIZE, liked=[liked], disliked=[disliked], exclude=visitor.shown,
+                                skipped=visitor.shown)  # the first page, passed over
     visitor, cards, _ = discover_tab.more(svc, visitor)
     assert visitor.liked == [liked] and visitor.disliked == [disliked]
     assert [r["item_id"] for r in visitor.slate] == [i for i, _ in expected]  # the API's like is folded in
@@ -403,6 +404,22 @@ def test_feedback_sent_through_the_api_counts_on_an_open_discover_page(fresh_svc
     # ...and the other way round: a like on the page is what the API ranks with
     visitor, _, _, _ = discover_tab.card_feedback(svc, visitor, 0, "like")
     assert svc.events.visitor("5").liked == (liked, visitor.slate[0]["item_id"])
+
+
+def test_what_a_visitor_passes_over_counts_on_the_next_page_and_an_opened_card_was_not_passed_over(fresh_svc):
+    svc = fresh_svc
+    visitor, _ = discover_tab.select_user(svc, Visitor(), "5")
+    visitor, _, _ = discover_tab.recommend(svc, visitor, "ease", discover_tab.NO_COMPARE)
+    opened = visitor.slate[0]["item_id"]
+    visitor, *_ = discover_tab.card_feedback(svc, visitor, 0, "open")
+    shown = list(visitor.shown)
+    skipped = [i for i in shown if i != opened]
+    expected = svc.ranking.rank("ease", "5", PAGE_SIZE, exclude=shown, skipped=skipped)
+    every_card = svc.ranking.rank("ease", "5", PAGE_SIZE, exclude=shown, skipped=shown)
+    plain = svc.ranking.rank("ease", "5", PAGE_SIZE, exclude=shown)
+    assert expected != plain and expected != every_card  # the test can tell the three apart (items or scores)
+    visitor, _, _ = discover_tab.more(svc, visitor)
+    assert [(r["item_id"], r["score"]) for r in visitor.slate] == expected
 
 
 def test_a_card_action_of_an_unknown_kind_writes_nothing(fresh_svc):
