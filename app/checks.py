@@ -20,7 +20,6 @@ TEXT_MAX = 200  # the longest free text (user ids, annotator names, model names)
 ID_MAX = 64  # the store's limit on user and item ids
 EVENT_ID_MAX = 36  # a UUID's text form
 K_MAX = 50  # the most items one slate may ask for
-SHOWN_MAX = 1000  # the most items a page may name as shown earlier in the visit (/recommend's `shown`: 20 pages)
 N_VARIANTS_MAX = 8  # the most cover variants one Create request may ask for
 SEED_MAX = 2**31 - 1
 

@@ -1,7 +1,7 @@
 """What learning within a visit costs a page: the second page's ranking with and without the visit's skips.
 
     python -m bench.bench_visit                                          # ml-100k, the app's default model
-    python -m bench.bench_visit --dataset .vitrine/synth/1m --model sparse-ease-text --users 200
+    python -m bench.bench_visit --dataset .vitrine/synth/1m --models-dir DIR --users 200   # 1M: sparse-ease-text
 
 For `--users` dataset users (seeded): the first page is their top 10; the second page is ranked as the app ranks
 it (`recommend_with_feedback` with the first page excluded and two of its items liked), once as the model alone
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_visit", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1] / ".vitrine")
-    parser.add_argument("--model", default=None, help="default: what the catalogue's size calls for (the app's)")
+    parser.add_argument("--model", default=None, help="default: what the catalogue's size calls for, with the "
+                        "parameters the app gives it")
     parser.add_argument("--models-dir", type=Path, default=None, help="load MODEL from here when saved, else fit "
                         "and save it there")
     parser.add_argument("--users", type=int, default=300)
@@ -63,14 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     features = None
     if name is None or name in FEATURE_MODELS:
         features = item_features(ds, args.data_dir / "features")
+    sized, params = sized_default(ds, features or {}, [])  # what the app serves for this catalogue, and how
     if name is None:
-        name, _ = sized_default(ds, features or {}, [])
+        name = sized
+    params = params if name == sized else {}
     saved = args.models_dir / name if args.models_dir else None
     t0 = time.perf_counter()
     if saved is not None and (saved / "params.json").is_file():
         model, how = load_model(saved), "loaded"
     else:
-        model, how = train_model(ds, name, features=features), "fitted"
+        model, how = train_model(ds, name, features=features, **params), "fitted"
         if saved is not None:
             model.save(saved)
     _emit(dataset=args.dataset, model=name, items=len(model.item_ids), users=len(model.user_ids),

@@ -193,9 +193,6 @@ class Catalog:
     def has_text_features(self) -> bool:
         return self._s.text is not None
 
-    def has_item(self, item_id: str) -> bool:
-        return self._s.at(item_id) is not None
-
     def item(self, item_id: object) -> dict[str, Any]:
         """The dataset row of `item_id`; `AppInputError` when it is not in the catalog."""
         item_id = checks.text("item_id", item_id, checks.ID_MAX)

@@ -5,8 +5,6 @@
     client = Client("http://127.0.0.1:7860/")
     slate = client.predict("196", "ease", 10, api_name="/recommend")
     client.predict("196", slate["items"][0]["item_id"], "like", slate["impression_id"], api_name="/feedback")
-    shown = [i["item_id"] for i in slate["items"]]
-    more = client.predict("196", "ease", 10, False, shown, api_name="/recommend")   # the next page of the visit
 
 Each endpoint is a typed function registered with `gr.api` (its schema comes from the type hints, which is
 why this module does not use `from __future__ import annotations`). Each validates its inputs and answers a
@@ -43,21 +41,6 @@ class ApiHandlers:
     def _visit(self, user_id: object) -> Visit:
         return self.svc.events.visitor(user_id)
 
-    def _shown(self, shown: object) -> list[str]:
-        """/recommend's `shown`: a list of at most SHOWN_MAX item ids of the catalog (None or [] for none)."""
-        if shown is None:
-            return []
-        if not isinstance(shown, list) or len(shown) > checks.SHOWN_MAX:
-            got = f"{len(shown)} items" if isinstance(shown, list) else shown
-            raise bad("shown", f"a list of at most {checks.SHOWN_MAX} item ids", got)
-        out = []
-        for item_id in shown:
-            item_id = checks.text("shown", item_id, checks.ID_MAX)
-            if not self.svc.catalog.has_item(item_id):
-                raise bad("shown", f"item ids of the {self.svc.catalog.name} catalog", item_id)
-            out.append(item_id)
-        return list(dict.fromkeys(out))
-
     def _check_password(self, password: object, request: gr.Request = None) -> None:
         expected = self.svc.settings.label_password
         if expected is not None and not password_ok(self.svc, "label", password, expected, request):
@@ -69,24 +52,21 @@ class ApiHandlers:
         return self.svc.labeling.authenticate(checks.text("annotator", annotator, 80), token)
 
     def recommend(self, user_id: str, model: str = "", k: int = 10, wait: bool = False,
-                  shown: list[str] | None = None, request: gr.Request = None) -> dict:
+                  request: gr.Request = None) -> dict:
         """A slate for `user_id` from `model` ('' = the default; 'compare:a|b' interleaves two models):
         {"impression_id", "user_id", "model", "pending", "items": [{"item_id", "title", "year", "genres",
         "score", "contributor", "why", "cover_key", "cover_url", "cover_fallback", "caption", "caption_fallback",
         "pending"}]}. The visitor's likes are folded in and their dislikes never come back. Covers and captions
         already made for this user come at once; the others are generated in the background (`pending: true`,
         cover and caption None) and are there on the next call. `wait=True` makes them before answering instead (slow with
-        real models). `shown`: to page on within a visit, the item ids its earlier pages showed (at most
-        SHOWN_MAX): they do not come back, and those the user neither liked, disliked nor opened count as passed
-        over, so the page moves away from what is like them, as Discover's "More" does."""
+        real models)."""
         svc = self.svc
         svc.rates.check(request, "slate")
         visit = self._visit(user_id)
         choice = svc.ranking.parse(model)
         k = checks.integer("k", k, 1, checks.K_MAX)
         wait = checks.flag("wait", wait)
-        shown = self._shown(shown)
-        page = svc.slates.page(visit, choice, k, seed=checks.new_seed(), exclude=shown, tab="api", wait=wait)
+        page = svc.slates.page(visit, choice, k, seed=checks.new_seed(), tab="api", wait=wait)
         if not page.rows:
             raise gr.Error(f"user_id {visit.user_id!r}: every item of the catalog was already seen, liked or disliked")
         return {"impression_id": page.impression_id, "user_id": visit.user_id, "model": str(choice),

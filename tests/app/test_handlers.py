@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import select
 
 from annotation.models import FeedbackEvent, GeneratedAsset, Impression, PreferenceLabel, User
-from app.errors import AppInputError
 from app.web import create_tab, discover_tab, label_tab, status_tab
 from app.web.state import PAGE_SIZE, Visitor
 
@@ -421,27 +420,6 @@ def test_what_a_visitor_passes_over_counts_on_the_next_page_and_an_opened_card_w
     assert expected != plain and expected != every_card  # the test can tell the three apart (items or scores)
     visitor, _, _ = discover_tab.more(svc, visitor)
     assert [(r["item_id"], r["score"]) for r in visitor.slate] == expected
-
-
-def test_the_api_pages_on_within_a_visit_as_discover_does(fresh_svc):
-    """/recommend's `shown`: the items of the visit's earlier pages never come back and those passed over count,
-    the same page Discover's "More" gives for the same history; bad lists are refused, naming `shown`."""
-    from app.web.api import ApiHandlers
-
-    svc, api = fresh_svc, ApiHandlers(fresh_svc)
-    first = api.recommend("5", "ease", PAGE_SIZE)
-    shown = [i["item_id"] for i in first["items"]]
-    api.feedback("5", shown[0], "like", first["impression_id"])
-    api.feedback("5", shown[1], "click", first["impression_id"])
-    second = api.recommend("5", "ease", PAGE_SIZE, False, shown)
-    expected = svc.ranking.rank("ease", "5", PAGE_SIZE, liked=[shown[0]], exclude=shown, skipped=shown[2:])
-    assert [(i["item_id"], i["score"]) for i in second["items"]] == expected
-    assert not set(shown) & {i["item_id"] for i in second["items"]}
-    assert api.recommend("5", "ease", PAGE_SIZE, False, [])["items"][0]["item_id"] not in shown[:1]  # none given
-    for bad, match in ((["no-such-item"], "shown: expected item ids of the"), ("3", "shown: expected a list"),
-                       ([3], "shown: expected a string"), (["3"] * 1001, "at most 1000 item ids, got '1001 items'")):
-        with pytest.raises(AppInputError, match=match):
-            api.recommend("5", "ease", PAGE_SIZE, False, bad)
 
 
 def test_a_card_action_of_an_unknown_kind_writes_nothing(fresh_svc):
