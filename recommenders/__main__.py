@@ -18,6 +18,12 @@ def _model_names() -> tuple[str, ...]:
     return MODEL_NAMES
 
 
+def _cold_start() -> str:
+    from recommenders.models import COLD_START_MODEL, COLD_START_PARAMS
+
+    return COLD_START_MODEL + " " + " ".join(f"{k}={json.dumps(v)}" for k, v in COLD_START_PARAMS.items())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recommenders", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,9 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     fetch.add_argument("--allow-network", action="store_true", help="download from GroupLens if not installed")
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, model_help: str | None = None) -> None:
         p.add_argument("--dataset", default="ml-100k", help="'ml-100k' or a bring-your-own folder")
-        p.add_argument("--model", required=True, help="one of: " + " ".join(_model_names()))
+        if model_help is None:
+            p.add_argument("--model", required=True, help="one of: " + " ".join(_model_names()))
+        else:
+            p.add_argument("--model", default=None, help="one of: " + " ".join(_model_names()) + model_help)
         p.add_argument("--seed", type=int, default=2020)
         p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -43,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                             "a model too large for the catalogue is refused before it allocates")
 
     ev = sub.add_parser("evaluate", help="fit on a split's train part, report valid/test metrics at 10 and 20")
-    common(ev)
+    common(ev, model_help=f"; default with --split cold-item: {_cold_start()} (the cold-start default, chosen "
+                          "on that split's valid part; --param overrides it); required with the other splits")
     ev.add_argument("--split", default="random", choices=["random", "loo", "cold-item", "given"],
                     help="given: the dataset's own split (an MMRec folder's x_label), scored with MMRec's protocol "
                          "(test excludes train items only)")
@@ -174,14 +184,19 @@ def evaluate(args: argparse.Namespace) -> dict:
     import torch
 
     from recommenders.evaluation import evaluate_model, random_baseline
-    from recommenders.models import create_model
+    from recommenders.models import COLD_START_MODEL, COLD_START_PARAMS, create_model
     from recommenders.splits import make_split
 
     torch.set_num_threads(1)
+    params = _params(args.param)
+    if args.model is None:
+        if args.split != "cold-item":
+            raise ValueError(f"--model: expected a model name with --split {args.split} (only cold-item has a "
+                             f"default, {COLD_START_MODEL}); one of {list(_model_names())}")
+        args.model, params = COLD_START_MODEL, {**COLD_START_PARAMS, **params}
     dataset = _load(args)
     split = make_split(dataset.interactions, args.split, seed=args.seed, labels=dataset.split_labels)
     features = _features(args, dataset)
-    params = _params(args.param)
     model = create_model(args.model, **params)
     if "seed" in model.params and "seed" not in params:
         model.params["seed"] = args.seed

@@ -28,7 +28,9 @@ Objectives, summed per batch of training (user, item) pairs:
 Serving: items with no training positive get e_i = 0 and beta_i = 0, i.e. they are ranked by content only
 (item cold start). A new user (`recommend_from_items`) is the normalised mean of the picked item vectors
 (through the history tower's map: exactly a fitted user with those items).
-Validation early stopping, Adam and seeding come from `sgd.train_epochs`.
+Validation early stopping, Adam and seeding come from `sgd.train_epochs`; validation scores items as they
+will be served (cold ones by content alone), over every item or (`valid_items="cold"`) over the items without
+a training positive only, which is what the cold-item split evaluates.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class _TwoTower(nn.Module):
             raise ValueError(f"user_tower: expected 'id' or 'history', got {self.user_tower!r}")
         self.user_map = nn.Parameter(torch.eye(dim))  # history tower: linear map of the mean item vector
         self.hist: sp.csr_matrix | None = None  # history tower: the (n_users, n_items) training positives
+        # set by the caller: items with a training positive (the others are served by content alone), and the
+        # items validation ranks (None: all)
+        self.warm = torch.ones(n_items, dtype=torch.bool)
+        self.valid_items: torch.Tensor | None = None
 
     def _history(self, users: np.ndarray, v_all: torch.Tensor) -> torch.Tensor:
         """Sum of each user's training items' fused vectors, (len(users), dim), and their counts."""
@@ -133,8 +139,14 @@ class _TwoTower(nn.Module):
         return out
 
     def full_scores(self, users: torch.Tensor) -> torch.Tensor:
-        v, _, _ = self.item_vectors()
-        return self.user_vectors(users) @ v.T / self.tau + self.item_bias
+        """Validation scores, (len(users), n_items), as they will be served: items without a training positive
+        by their content alone (ID embedding and bias zeroed); items outside `valid_items` at -inf."""
+        warm = self.warm.float()
+        v, _, _ = self.item_vectors(id_mask=warm)
+        scores = self.user_vectors(users) @ v.T / self.tau + self.item_bias * warm
+        if self.valid_items is not None:
+            scores = scores.masked_fill(~self.valid_items, -torch.inf)
+        return scores
 
 
 class TwoTower(FactorModel):
@@ -153,6 +165,9 @@ class TwoTower(FactorModel):
         # through a learned linear map, so a new user's fold-in is exact; it validated well above "id" (a
         # learned user embedding) on ml-100k: valid NDCG@10 0.2375 after 5 epochs against 0.1994 at best
         "user_tower": "history",
+        # the items early stopping ranks: "all" (RecBole's protocol) or "cold", the items without a training
+        # positive only (the cold-item split's protocol: its candidates are the held-out items)
+        "valid_items": "all",
         "lr": 0.002,
         "batch_size": 1024,  # in-batch negatives: 1023 per positive
         "epochs": 300,
@@ -175,17 +190,25 @@ class TwoTower(FactorModel):
                 raise ValueError(f"{key}: expected a positive temperature, got {p[key]}")
         if not 0 <= float(p["id_dropout"]) < 1:
             raise ValueError(f"id_dropout: expected a probability in [0, 1), got {p['id_dropout']}")
+        if p["valid_items"] not in ("all", "cold"):
+            raise ValueError(f"valid_items: expected 'all' or 'cold', got {p['valid_items']!r}")
+        warm = np.diff(train.tocsc().indptr) > 0
+        if p["valid_items"] == "cold" and valid is not None and not valid[:, ~warm].nnz:
+            raise ValueError("valid_items: 'cold' ranks the items without a training positive, but no validation "
+                             "positive is such an item (use 'all', or a cold-item split)")
         content = torch.from_numpy(content_matrix(features))
         gen = torch_generator(int(p["seed"]))
         module = _TwoTower(content, train.shape[0], train.shape[1], p, gen)
         module.hist = train.tocsr()
+        module.warm = torch.from_numpy(warm)
+        if p["valid_items"] == "cold":
+            module.valid_items = torch.from_numpy(~warm)
         counts = np.asarray(train.sum(0), dtype=np.float64).ravel()
         module.log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32))
         coo = train.tocoo()
         pos_u, pos_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
         batches = minibatches(np.random.default_rng(int(p["seed"])), int(p["batch_size"]), pos_u, pos_i)
         train_epochs(module, batches, train, valid, p, self.history, progress=self.progress, desc=self.name)
-        warm = np.diff(train.tocsc().indptr) > 0
         with torch.no_grad():
             cold = torch.from_numpy(np.flatnonzero(~warm))
             module.item_id[cold] = 0.0  # never trained: only initial noise; cold items are content-only
