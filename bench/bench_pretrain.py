@@ -15,7 +15,8 @@
 Evaluation goes through `recommenders.evaluation.rank_metrics`, the protocol of `python -m recommenders evaluate`.
 Run: `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain ease-variants [--seed 2020]`
      `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain blend-sweep DIR [DIR ...]`
-     `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain blend-valid DIR_freedom DIR_two_tower --seed S`
+     `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain blend-valid DIR_freedom DIR_two_tower --seed S \
+          [--base-param reg=600 --base-param text_weight=15]`
 """
 
 from __future__ import annotations
@@ -121,10 +122,10 @@ def blend_sweep(data_dir: Path, seed: int, dirs: list[str], grid: tuple[float, .
         print(json.dumps(row), flush=True)
 
 
-def _blend_of_saved(data_dir: Path, seed: int, dirs: list[str], weights):
+def _blend_of_saved(data_dir: Path, seed: int, dirs: list[str], weights, base_params: dict | None = None):
     """The `blend` model whose partners are the saved models `dirs` (`evaluate --save DIR` on the seed-`seed`
-    random split) and whose base, ease-text, is refitted on that split's train part: what `evaluate --model blend
-    --seed SEED` builds, without refitting the partners."""
+    random split) and whose base, ease-text (with `base_params` over its defaults), is refitted on that split's
+    train part: what `evaluate --model blend --seed SEED` builds, without refitting the partners."""
     from recommenders.data import load_dataset
     from recommenders.features import item_features
     from recommenders.models import create_model, load_model
@@ -134,12 +135,12 @@ def _blend_of_saved(data_dir: Path, seed: int, dirs: list[str], weights):
     split = random_split(ds.interactions, seed=seed)
     feats = item_features(ds, data_dir / "features")
     partners = [load_model(d) for d in dirs]
-    base = create_model("ease-text").fit(split.train, ds.item_ids, feats)
+    base = create_model("ease-text", **(base_params or {})).fit(split.train, ds.item_ids, feats)
     for p in partners:
         if p.user_ids != base.user_ids or p.item_ids != base.item_ids:
             raise ValueError(f"dirs: {p!r} was not fitted on the seed-{seed} random split's train part")
-    blend = create_model("blend", partners=[p.name for p in partners], partner_params=[p.params for p in partners],
-                         weights=weights)
+    blend = create_model("blend", base_params=dict(base_params or {}), partners=[p.name for p in partners],
+                         partner_params=[p.params for p in partners], weights=weights)
     blend.item_ids, blend.user_ids = base.item_ids, base.user_ids
     blend._item_index, blend._user_index, blend._seen = base._item_index, base._user_index, base._seen
     blend.parts = [base, *partners]
@@ -157,15 +158,17 @@ def blend_latency(data_dir: Path, dirs: list[str], weights: list[float], repeats
     print(json.dumps(bench_model("blend", ds, split, feats, 20, repeats=repeats, model=blend)), flush=True)
 
 
-def blend_valid(data_dir: Path, seed: int, dirs: list[str]) -> None:
+def blend_valid(data_dir: Path, seed: int, dirs: list[str], base_params: dict | None = None) -> None:
     """The default `blend` (weights="valid") on saved partners: the model's own weight choice on the split's
-    valid part (`Blend._choose_weights`, the code `fit` runs), then valid and test NDCG@10 by `evaluate_model`."""
+    valid part (`Blend._choose_weights`, the code `fit` runs), then valid and test NDCG@10 by `evaluate_model`.
+    `base_params` override ease-text's defaults (`--base-param reg=600`)."""
     from recommenders.evaluation import evaluate_model
 
-    _, split, feats, blend = _blend_of_saved(data_dir, seed, dirs, "valid")
+    _, split, feats, blend = _blend_of_saved(data_dir, seed, dirs, "valid", base_params)
     blend.weights_ = blend._choose_weights(blend._seen, blend._valid_matrix(split.valid))
     result = evaluate_model(blend, split, ks=(10,), embeddings=feats["text"])
-    print(json.dumps({"seed": seed, "partners": dirs, "weight_grid": blend.params["weight_grid"],
+    print(json.dumps({"seed": seed, "partners": dirs, "base_params": blend.params["base_params"],
+                      "weight_grid": blend.params["weight_grid"],
                       "chosen_weights": blend.weights_, "valid_ndcg@10": round(result["valid"]["ndcg@10"], 4),
                       "test_ndcg@10": round(result["test"]["ndcg@10"], 4),
                       "top_valid": sorted(blend.weight_search, key=lambda r: -r["valid_ndcg@10"])[:5]}), flush=True)
@@ -239,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5])
     parser.add_argument("--weights", type=float, nargs="+", default=[0.75, 1.5], help="blend-latency weights")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--base-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="blend-valid: an ease-text hyper-parameter for the base, e.g. reg=600 (repeatable)")
     args = parser.parse_args(argv)
     import torch
 
@@ -250,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "blend-sweep":
         blend_sweep(args.data_dir, args.seed, args.dirs, tuple(args.grid))
     elif args.what == "blend-valid":
-        blend_valid(args.data_dir, args.seed, args.dirs)
+        from recommenders.__main__ import _params
+
+        blend_valid(args.data_dir, args.seed, args.dirs, _params(args.base_param))
     elif args.what == "blend-rules":
         blend_rules(args.data_dir, args.seed, args.dirs)
     else:
