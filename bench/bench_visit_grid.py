@@ -40,7 +40,7 @@ def settings_from(grid: list[str]):
     """The product of `name=v1,v2` axes as VisitLearning settings (the other fields at their defaults)."""
     from recommenders.visit import DEFAULT_VISIT, VisitLearning
 
-    known = {f.name: f.type for f in fields(VisitLearning)}
+    known = {f.name for f in fields(VisitLearning)}
     axes = []
     for axis in grid:
         name, _, values = axis.partition("=")

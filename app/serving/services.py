@@ -40,7 +40,7 @@ from app.serving.labeling import Labeling
 from app.serving.ranking import Ranking
 from app.settings import Settings
 from app.serving.slates import Slates
-from app.serving.startup import selected_model, served_names, sized_default, sync_catalog, train_or_load
+from app.serving.startup import app_features, default_choice, served_names, sync_catalog, train_or_load
 from app.serving.upkeep import Upkeep
 
 if TYPE_CHECKING:  # pragma: no cover - types only
@@ -242,20 +242,15 @@ def build_services(
             dataset = load_dataset(settings.dataset, data_dir, cache_dir=data_dir / "datasets", say=say)
     text_model = dataset.feature_models.get("text")  # the model that made the item text features, when known
     if features is None:
-        from recommenders.features import DEFAULT_TEXT_MODEL, compute_features
+        from recommenders.features import DEFAULT_TEXT_MODEL
 
         with timed("features"):
-            # each modality on its own: a missing image model never drops the text features
-            found = compute_features(dataset, cache_dir=data_dir / "features", text_model=settings.text_model,
-                                     image_model=settings.image_model if dataset.has_images else None,
-                                     allow_network=settings.allow_network, say=say)
+            found = app_features(dataset, settings, say)
         features = found.arrays
         notes.extend(found.notes())
         if found.sources.get("text", "").startswith("encoded by"):
             text_model = settings.text_model or DEFAULT_TEXT_MODEL
-    selected, selected_params = selected_model(settings, notes)
-    if settings.model is None and selected is None:
-        selected, selected_params = sized_default(dataset, features, notes, settings.memory_budget)
+    selected, selected_params = default_choice(settings, dataset, features, notes)
     names = served_names(settings, features, model_names, notes, selected)
     models: dict[str, Recommender] = {}
     with timed("models"):

@@ -117,6 +117,26 @@ def sized_default(dataset: "Dataset", features: dict[str, np.ndarray], notes: li
     return choice.model, dict(choice.params)
 
 
+def app_features(dataset: "Dataset", settings: Settings, say: Callable[[str], Any]):
+    """The item features the app computes for `dataset` (`recommenders.features.compute_features`, cached in the data
+    dir): each modality on its own, so a missing image model never drops the text features."""
+    from recommenders.features import compute_features
+
+    return compute_features(dataset, cache_dir=settings.data_dir / "features", text_model=settings.text_model,
+                            image_model=settings.image_model if dataset.has_images else None,
+                            allow_network=settings.allow_network, say=say)
+
+
+def default_choice(settings: Settings, dataset: "Dataset", features: dict[str, np.ndarray], notes: list[str]
+                   ) -> tuple[str | None, dict[str, Any]]:
+    """(model, params) chosen before VITRINE_MODEL is applied: the selection file's best, else (when VITRINE_MODEL
+    is unset) what the catalogue's size calls for; `served_names` puts it, or VITRINE_MODEL, first."""
+    selected, params = selected_model(settings, notes)
+    if settings.model is None and selected is None:
+        selected, params = sized_default(dataset, features, notes, settings.memory_budget)
+    return selected, params
+
+
 def sync_catalog(Session, ReadSession, dataset: "Dataset", settings: Settings, say: Callable[[str], Any]) -> None:
     """Write the catalog's items to the store (feedback and impressions refer to them), unless this very catalog
     was written to this very database before and every item is there: a restart on a million items skips it.

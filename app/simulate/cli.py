@@ -201,22 +201,13 @@ def _served_model(settings, dataset, model: str | None) -> tuple[str, dict[str, 
     """(model, item features) the learning loop serves: `model` when given, else the one `python -m app` would
     serve with these settings (VITRINE_MODEL, the selection file's best, or what the catalogue's size calls
     for), with the item features the app computes (the same cache)."""
-    from app.serving.startup import selected_model, served_names, sized_default
-    from recommenders.features import compute_features
+    from app.serving.startup import app_features, default_choice, served_names
     from recommenders.models import FEATURE_MODELS
 
     notes: list[str] = []
-    found = None
-    if model is None or model in FEATURE_MODELS:
-        found = compute_features(dataset, cache_dir=settings.data_dir / "features", text_model=settings.text_model,
-                                 image_model=settings.image_model if dataset.has_images else None,
-                                 allow_network=settings.allow_network, say=_say)
-    features = found.arrays if found is not None else {}
+    features = app_features(dataset, settings, _say).arrays if model is None or model in FEATURE_MODELS else {}
     if model is None:
-        selected, _ = selected_model(settings, notes)
-        if settings.model is None and selected is None:
-            selected, _ = sized_default(dataset, features, notes, settings.memory_budget)
-        model = served_names(settings, features, [], notes, selected)[0]
+        model = served_names(settings, features, [], notes, default_choice(settings, dataset, features, notes)[0])[0]
         _say(f"sim_loop: serving {model}, the app's default ({'; '.join(notes)})")
     return model, (features or None)
 

@@ -165,9 +165,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> di
 
 
 class _Arm:
-    def __init__(self, name: str, learns: bool, model, visits: bool = False, visit=None) -> None:
-        self.name, self.learns, self.visits, self.model = name, learns, visits, model
-        self.visit = visit  # recommenders.visit.VisitLearning; None: its defaults
+    def __init__(self, name: str, learns: bool, model, visit=None) -> None:
+        self.name, self.learns, self.model = name, learns, model
+        self.visit = visit  # recommenders.visit.VisitLearning: what the visit's skips do; None: they are not used
         self.liked: dict[str, list[str]] = {}
         self.disliked: dict[str, list[str]] = {}
         self.shown: dict[str, set[str]] = {}
@@ -203,7 +203,7 @@ def _play_round(arm: _Arm, r: int, world: LoopWorld, draws: _Draws, config: Loop
         ranking, _ = arm.model.recommend_with_feedback(
             None, liked=history, disliked=disliked if arm.learns else [], k=n_items,
             exclude=[] if arm.learns else liked + disliked,
-            skipped=sorted(shown - revealed) if arm.visits else (), visit=arm.visit)
+            skipped=sorted(shown - revealed) if arm.visit is not None else (), visit=arm.visit)
         truth = world.truth[u]
         out["ndcg"][r, n] = _ndcg(ranking, set(truth) - revealed)
         out["ndcg_loved"][r, n] = _ndcg(ranking, {i for i, x in truth.items() if x >= 4} - revealed)
@@ -251,7 +251,7 @@ def visit_grid(dataset, config: LoopConfig, grid: Sequence[Any], features: dict[
         return float(out["likes"].sum(0).mean())
 
     return {"static": play(_Arm("static", False, model)), "fold-in": play(_Arm("fold-in", True, model)),
-            "visit": [play(_Arm("visit", True, model, visits=True, visit=v)) for v in grid]}
+            "visit": [play(_Arm("visit", True, model, visit=v)) for v in grid]}
 
 
 def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], Any] = lambda m: None,
@@ -262,6 +262,7 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
     from annotation.db import make_engine, make_session_factory, upgrade
     from app.learning import retrain as learning
     from recommenders.splits import random_split
+    from recommenders.visit import DEFAULT_VISIT
 
     t_start = time.perf_counter()
     world = make_world(dataset, config)
@@ -272,9 +273,9 @@ def run_loop(dataset, config: LoopConfig, workdir: Path, log: Callable[[str], An
     v1 = learning.fit_on(config.model, world.base.interactions, world.item_ids, features=features)
     fit_s = time.perf_counter() - t0
     arms = {"static": _Arm("static", False, v1), "fold-in": _Arm("fold-in", True, v1),
-            "visit": _Arm("visit", True, v1, visits=True)}
+            "visit": _Arm("visit", True, v1, visit=DEFAULT_VISIT)}
     if config.retrain:
-        arms["retrain"] = _Arm("retrain", True, v1, visits=True)
+        arms["retrain"] = _Arm("retrain", True, v1, visit=DEFAULT_VISIT)
     ids = random.Random(config.seed)
     # the store behind the retrain arm: the same registry and gate as `python -m app.train`
     Session = engine = None
