@@ -24,7 +24,8 @@ from recommenders.splits import random_split
 
 
 def merge_interactions(dataset: Dataset, extra: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Dataset interactions (weight 1) followed by `extra` rows; unknown items are rejected, nothing merged."""
+    """Dataset interactions (weight 1, and their `rating` where the dataset has one) followed by `extra` rows;
+    unknown items are rejected, nothing merged."""
     base = dataset.interactions
     frame = pd.DataFrame({
         "user_id": base["user_id"].astype(str),
@@ -32,6 +33,8 @@ def merge_interactions(dataset: Dataset, extra: pd.DataFrame | None = None) -> p
         "weight": np.ones(len(base)),
         "timestamp": base["timestamp"].astype(np.int64) if "timestamp" in base.columns else np.zeros(len(base), np.int64),
     })
+    if "rating" in base.columns:  # explicit ratings, for the models that read them (ease-text); logged rows have none
+        frame["rating"] = pd.to_numeric(base["rating"], errors="coerce").to_numpy(dtype=float)
     if extra is None or len(extra) == 0:
         return frame
     missing = [c for c in ("user_id", "item_id") if c not in extra.columns]

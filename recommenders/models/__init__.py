@@ -26,6 +26,7 @@ _REGISTRY = {
     "vbpr": ("recommenders.models.vbpr", "VBPR"),
     "two-tower": ("recommenders.models.two_tower", "TwoTower"),
     "freedom": ("recommenders.models.freedom", "Freedom"),
+    "lowpass": ("recommenders.models.lowpass", "LowPass"),
     "blend": ("recommenders.models.blend", "Blend"),
     "sasrec": ("recommenders.models.sasrec", "SASRec"),
     "sasrec-content": ("recommenders.models.sasrec", "SASRecContent"),

@@ -8,7 +8,9 @@ Repeated positives count once (every rating is a positive, as in RecBole's ml-10
 Weights and explicit negatives (recommenders/signals.py maps logged events to them): a model whose class sets
 `uses_weights = True` finds the positives' weights (the largest per pair) in `self._train_weights` during
 `_fit`; one that sets `uses_negatives = True` finds the explicit negatives (weight < 0 and never a positive)
-in `self._negatives` and uses them (EASE down-weights the neighbourhood of a disliked item). The others
+in `self._negatives` and uses them (EASE down-weights the neighbourhood of a disliked item); one that sets
+`uses_ratings = True` finds the explicit ratings of its positives (a `rating` column, the mean per pair; None
+when the frame has none) in `self._train_ratings`. The others
 binarise weights and treat a negative as "seen, not positive"; weight == 0 is always only "seen".
 `recommend_with_feedback` folds a visitor's session likes and dislikes into the ranking at once, and learns
 from what this visit's pages showed and the visitor passed over (`skipped`: `recommenders.visit`).
@@ -168,6 +170,7 @@ class Recommender:
     iterative: ClassVar[bool] = False  # trained by epochs, accepts `valid` for early stopping
     uses_weights: ClassVar[bool] = False  # _fit reads positive weights from self._train_weights
     uses_negatives: ClassVar[bool] = False  # explicit negatives (self._negatives) change the scores
+    uses_ratings: ClassVar[bool] = False  # _fit reads the positives' explicit ratings from self._train_ratings
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -181,6 +184,7 @@ class Recommender:
         self._seen: sp.csr_matrix | None = None  # (n_users, n_items) every interacted item, dislikes included
         self._negatives: sp.csr_matrix | None = None  # explicit negatives (weight < 0, never a positive)
         self._train_weights: sp.csr_matrix | None = None  # largest positive weight per pair (uses_weights only)
+        self._train_ratings: sp.csr_matrix | None = None  # mean rating per positive pair (uses_ratings only)
         self._visit_index: "VisitIndex | None" = None  # built on first use by `visit_index`
         self.fit_seconds: float | None = None
         self.history: list[dict[str, float]] = []  # per-evaluation validation log of iterative models
@@ -261,6 +265,15 @@ class Recommender:
                 ["u", "i"], sort=False)["w"].max().reset_index()
             self._train_weights = sp.csr_matrix((pairs["w"].to_numpy(np.float64),
                                                  (pairs["u"].to_numpy(), pairs["i"].to_numpy())), shape=shape)
+        self._train_ratings = None
+        if self.uses_ratings and "rating" in interactions.columns:
+            ratings = pd.to_numeric(interactions["rating"], errors="coerce").to_numpy(dtype=float)
+            ok = pos & np.isfinite(ratings)
+            if ok.any():
+                pairs = pd.DataFrame({"u": user_codes[ok], "i": iidx[ok], "r": ratings[ok]}).groupby(
+                    ["u", "i"], sort=False)["r"].mean().reset_index()
+                self._train_ratings = sp.csr_matrix((pairs["r"].to_numpy(np.float64),
+                                                     (pairs["u"].to_numpy(), pairs["i"].to_numpy())), shape=shape)
         self.item_ids = item_ids
         self.user_ids = [str(u) for u in user_ids]
         self._item_index = item_index

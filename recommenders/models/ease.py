@@ -4,7 +4,12 @@ B = I - P diagMat(1 / diag(P)), P = (X^T X + lambda I)^-1; score(u) = x_u B.
 
 `ease-text` adds the items' text to the Gram matrix, as if every item's L2-normalised MiniLM embedding
 were `text_weight` extra "users" (collective EASE with side information): G = X^T X + w F F^T + lambda I.
-Items that read alike then share weight, which helps items with few interactions. Scoring is unchanged.
+Items that read alike then share weight, which helps items with few interactions. Where the interactions carry
+explicit ratings (a `rating` column, e.g. MovieLens' 1-5 stars) it also adds *how much* each user liked each
+item: c Xc^T Xc, Xc = the ratings centred on each user's mean (`rating_weight` c). Two items rated on the same
+side of a user's average then share more weight than two rated on opposite sides, which plain co-occurrence
+cannot tell apart. Without ratings (or when all of a user's ratings are equal) the term is zero. Scoring is
+unchanged.
 
 Logged feedback (recommenders/signals.py): positives enter X with their weight (a like 1.0, a click 0.5;
 the dataset's ratings 1.0), so B is unchanged on unweighted data. Explicit negatives down-weight: a user's
@@ -79,19 +84,38 @@ class EASE(Recommender):
         self._train = sp.csr_matrix((np.ones(len(ind)), ind, arrays["train_indptr"]), shape=(len(self.user_ids), n))
 
 
+def user_centred(values: sp.csr_matrix) -> sp.csr_matrix:
+    """`values` with each row's mean over its stored entries subtracted from those entries (zeros stay zeros)."""
+    out = values.astype(np.float64, copy=True).tocsr()
+    counts = np.diff(out.indptr)
+    out.data -= np.repeat(np.asarray(out.sum(1)).ravel() / np.maximum(counts, 1), counts)
+    return out
+
+
 class EASEText(EASE):
     name = "ease-text"
     needs = ("text",)
+    uses_ratings = True
     defaults: Mapping[str, object] = {
         "reg": 400.0,  # lambda and text_weight: the middle of the plateau of a grid on ml-100k valid NDCG@10
         "text_weight": 30.0,  # (w in 20..50 x lambda in 300..500 all within 0.001; see bench/RESULTS-recommenders.md)
+        # c of the centred-rating Gram term: the best mean valid NDCG@10 over ml-100k seeds 2020, 2, 3 of a grid
+        # reg 300/400/550 x text_weight 15/30/45 x c 0.1/0.2/0.3 (BENCHMARKS.md, issue 27 goal 2); 0 turns it off
+        "rating_weight": 0.2,
         "negative_weight": 0.5,  # as EASE
     }
 
     def _gram(self, train: sp.csr_matrix, features: dict[str, np.ndarray]) -> np.ndarray:
-        weight = float(self.params["text_weight"])
+        weight, rating_weight = float(self.params["text_weight"]), float(self.params["rating_weight"])
         if weight < 0:
             raise ValueError(f"text_weight: expected a non-negative weight, got {weight}")
+        if not rating_weight >= 0:
+            raise ValueError(f"rating_weight: expected a non-negative weight, got {rating_weight}")
+        gram = super()._gram(train, features)
+        if rating_weight > 0 and self._train_ratings is not None:
+            centred = user_centred(self._train_ratings)
+            gram += rating_weight * (centred.T @ centred).toarray()
         f = features["text"].astype(np.float64)
         f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-        return super()._gram(train, features) + weight * (f @ f.T)
+        gram += weight * (f @ f.T)
+        return gram

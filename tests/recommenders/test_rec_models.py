@@ -183,6 +183,34 @@ class TestSparseEASEText(ModelContract):
     params = {"reg": 1.0, "text_weight": 0.5, "neighbours": 4, "text_neighbours": 2}
 
 
+class TestLowPass(ModelContract):
+    name = "lowpass"
+    params = {"factors": 2}
+
+
+def test_lowpass_is_the_ideal_low_pass_filter(monkeypatch) -> None:
+    """s_u = x_u D^-1/2 V V^T D^1/2 with V the leading right singular vectors of D_U^-1/2 X D_I^-1/2 (GF-CF);
+    the sparse (ARPACK) path gives the dense path's scores; a new user is folded in through the same filter."""
+    import recommenders.models.lowpass as lowpass
+
+    data = checkerboard()
+    dense = create_model("lowpass", factors=4).fit(data, ITEMS)  # sigma_4 > sigma_5: the subspace is unique
+    x = np.zeros((N_USERS, N_ITEMS))
+    for u, i in zip(data["user_id"], data["item_id"]):
+        x[dense.user_index(u), ITEMS.index(i)] = 1.0
+    du, di = x.sum(1), x.sum(0)
+    vt = np.linalg.svd(x / np.sqrt(du)[:, None] / np.sqrt(di)[None, :])[2][:4]
+    expected = (x / np.sqrt(di)) @ vt.T @ vt * np.sqrt(di)
+    np.testing.assert_allclose(dense.score_batch(range(N_USERS)), expected, atol=1e-10)
+    monkeypatch.setattr(lowpass, "DENSE_SVD_CELLS", 0)
+    sparse = create_model("lowpass", factors=4).fit(data, ITEMS)
+    np.testing.assert_allclose(sparse.score_batch(range(N_USERS)), expected, atol=1e-8)
+    u = dense.user_index("u4")
+    np.testing.assert_allclose(dense._fold_in(np.flatnonzero(x[u])), expected[u], atol=1e-10)
+    with pytest.raises(ValueError, match="factors: expected a positive integer, got 0"):
+        create_model("lowpass", factors=0).fit(data, ITEMS)
+
+
 class TestBPR(ModelContract):
     name = "bpr"
     params = {**FAST_SGD, "dim": 8}
@@ -206,7 +234,7 @@ class TestVBPR(ModelContract):
 def test_registry() -> None:
     assert set(MODEL_NAMES) == {"pop", "itemknn", "bpr", "lightgcn", "ease", "ease-text", "sparse-ease",
                                 "sparse-ease-text", "text", "vbpr",
-                                "two-tower", "freedom", "blend", "sasrec", "sasrec-content"}
+                                "two-tower", "freedom", "lowpass", "blend", "sasrec", "sasrec-content"}
     assert DEFAULT_MODEL in MODEL_NAMES and DEFAULT_MODEL_WITHOUT_FEATURES not in FEATURE_MODELS
     with pytest.raises(UnknownModelError, match="name: expected one of"):
         create_model("svd")
@@ -231,6 +259,39 @@ def test_ease_text_uses_content_and_reduces_to_ease() -> None:
     cold = create_model("ease-text", reg=1.0, text_weight=5.0).fit(data, ITEMS, feats)
     assert cold.B[ITEMS.index("i0"), ITEMS.index("i10")] > 0  # even item -> the cold even item
     assert create_model("ease", reg=1.0).fit(data, ITEMS).B[:, ITEMS.index("i10")].max() == 0
+
+
+def test_ease_text_reads_how_much_each_user_liked_an_item() -> None:
+    """The centred-rating term: two items rated on the same side of a user's mean pull together, two rated on
+    opposite sides apart; without ratings, with rating_weight 0, or with every rating equal, nothing changes."""
+    feats = parity_features()
+    data = checkerboard()
+    no_ratings = create_model("ease-text", reg=1.0, text_weight=0.5).fit(data, ITEMS, feats)
+    # every even user rates i0 and i2 high and i4, i6 low; the binary data is unchanged
+    rated = data.assign(rating=np.where(data["item_id"].isin(["i0", "i2"]), 5.0, np.where(
+        data["item_id"].isin(["i4", "i6"]), 1.0, 3.0)))
+    model = create_model("ease-text", reg=1.0, text_weight=0.5).fit(rated, ITEMS, feats)
+    off = create_model("ease-text", reg=1.0, text_weight=0.5, rating_weight=0.0).fit(rated, ITEMS, feats)
+    flat = create_model("ease-text", reg=1.0, text_weight=0.5).fit(data.assign(rating=4.0), ITEMS, feats)
+    np.testing.assert_allclose(off.B, no_ratings.B)
+    np.testing.assert_allclose(flat.B, no_ratings.B)
+    i0, i2, i4 = ITEMS.index("i0"), ITEMS.index("i2"), ITEMS.index("i4")
+    assert model.B[i0, i2] > no_ratings.B[i0, i2] and model.B[i0, i4] < no_ratings.B[i0, i4]
+    # the closed form: G = X^T X + w F F^T + c Xc^T Xc, Xc centred on each user's mean over the items they rated
+    x = np.zeros((N_USERS, N_ITEMS))
+    xc = np.zeros_like(x)
+    for u, g in rated.groupby("user_id"):
+        row, cols = model.user_index(u), [ITEMS.index(i) for i in g["item_id"]]
+        x[row, cols] = 1.0
+        xc[row, cols] = g["rating"].to_numpy() - g["rating"].mean()
+    f = feats["text"].astype(np.float64)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    p = np.linalg.inv(x.T @ x + 0.5 * f @ f.T + 0.2 * xc.T @ xc + np.eye(N_ITEMS))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    np.testing.assert_allclose(model.B, b, atol=1e-10)
+    with pytest.raises(ValueError, match="rating_weight: expected a non-negative weight, got -1.0"):
+        create_model("ease-text", rating_weight=-1.0).fit(rated, ITEMS, feats)
 
 
 def test_dislikes_are_not_positives_but_stay_seen() -> None:

@@ -105,6 +105,8 @@ TT_FAST = {**FAST_SGD, "dim": 8, "experts": 2, "batch_size": 32}
 
 BASE = {"reg": 1.0, "text_weight": 0.5}
 FR_FAST = {**FAST_SGD, "dim": 8, "knn": 3}
+LP_FAST = {"factors": 3}
+PARTNERS_FAST = [FR_FAST, TT_FAST, LP_FAST]  # the default partners: freedom, two-tower, lowpass
 
 
 class TestBlend(ModelContract):
@@ -119,9 +121,9 @@ def held_out_valid() -> pd.DataFrame:
                          "item_id": [f"i{held_out(u)}" for u in range(N_USERS)]})
 
 
-class TestBlendThreeWay(ModelContract):
+class TestBlendDefaultPartners(ModelContract):
     name = "blend"
-    params = {"base_params": BASE, "partner_params": [FR_FAST, TT_FAST]}  # default partners: freedom, two-tower
+    params = {"base_params": BASE, "partner_params": PARTNERS_FAST}
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -130,33 +132,45 @@ class TestBlendThreeWay(ModelContract):
                                                         valid=held_out_valid())
 
 
+def test_blend_hands_the_ratings_to_its_base() -> None:
+    feats = parity_features()
+    data = checkerboard()
+    rated = data.assign(rating=np.where(data["item_id"].isin(["i0", "i2"]), 5.0, 2.0))
+    kw = dict(base_params=BASE, partners=["two-tower"], partner_params=[TT_FAST], weights=[0.0])
+    blend = create_model("blend", **kw).fit(rated, ITEMS, feats)
+    base = create_model("ease-text", **BASE).fit(rated, ITEMS, feats)
+    np.testing.assert_allclose(blend.parts[0].B, base.B)
+    assert not np.allclose(base.B, create_model("ease-text", **BASE).fit(data, ITEMS, feats).B)
+
+
 def test_blend_is_the_weighted_sum_of_standardised_component_scores() -> None:
     feats = parity_features()
-    kw = dict(base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.5, 2.0])
+    kw = dict(base_params=BASE, partner_params=PARTNERS_FAST, weights=[0.5, 2.0, 1.5])
     blend = create_model("blend", **kw, standardise="all").fit(checkerboard(), ITEMS, feats)
     unseen = create_model("blend", **kw).fit(checkerboard(), ITEMS, feats)  # default: standardise="unseen"
     base = create_model("ease-text", **BASE).fit(checkerboard(), ITEMS, feats)
     fr = create_model("freedom", **FR_FAST).fit(checkerboard(), ITEMS, feats)
     tt = create_model("two-tower", **TT_FAST).fit(checkerboard(), ITEMS, feats)
+    lp = create_model("lowpass", **LP_FAST).fit(checkerboard(), ITEMS, feats)
     z = lambda s: (s - s.mean()) / s.std()  # noqa: E731
     for u in (0, 5):
-        np.testing.assert_allclose(blend.score(u), z(base.score(u)) + 0.5 * z(fr.score(u)) + 2.0 * z(tt.score(u)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(blend.score(u), z(base.score(u)) + 0.5 * z(fr.score(u)) + 2.0 * z(tt.score(u))
+                                   + 1.5 * z(lp.score(u)), rtol=1e-6)
         seen = base.seen_items(u)
         mask = np.ones(N_ITEMS, dtype=bool)
         mask[seen] = False  # mean and spread of the items the user has not interacted with
         zu = lambda s: (s - s[mask].mean()) / s[mask].std()  # noqa: E731
         assert 0 < len(seen) < N_ITEMS
-        np.testing.assert_allclose(unseen.score(u), zu(base.score(u)) + 0.5 * zu(fr.score(u)) + 2.0 * zu(tt.score(u)),
-                                   rtol=1e-6)
-    zero = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weights=[0.0, 0.0]).fit(
+        np.testing.assert_allclose(unseen.score(u), zu(base.score(u)) + 0.5 * zu(fr.score(u)) + 2.0 * zu(tt.score(u))
+                                   + 1.5 * zu(lp.score(u)), rtol=1e-6)
+    zero = create_model("blend", base_params=BASE, partner_params=PARTNERS_FAST, weights=[0.0, 0.0, 0.0]).fit(
         checkerboard(), ITEMS, feats)
     assert zero.recommend("u3", 5)[0] == base.recommend("u3", 5)[0]  # zero weights: the base model
     with pytest.raises(ValueError, match="base/partners: expected model names other than 'blend'"):
         create_model("blend", partners=["svd"], partner_params=[{}], weights=[1.0])
     with pytest.raises(ValueError, match="weights: expected non-negative numbers"):
-        create_model("blend", weights=[-1.0, 1.0])
-    with pytest.raises(ValueError, match=r"weights: expected 'valid' or a list of 2 numbers"):
+        create_model("blend", weights=[-1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"weights: expected 'valid' or a list of 3 numbers"):
         create_model("blend", weights=[1.0])
     with pytest.raises(ValueError, match="expected lists of one length"):
         create_model("blend", partner_params=[{}])
@@ -185,7 +199,7 @@ def test_blend_chooses_its_weights_on_valid(tmp_path) -> None:
     valid = pd.DataFrame(rows, columns=["user_id", "item_id"])
     split = Split("t", 0, train, valid, valid.iloc[:0])
     grid = [0.0, 1.0, 3.0]
-    blend = create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST], weight_grid=grid).fit(
+    blend = create_model("blend", base_params=BASE, partner_params=PARTNERS_FAST, weight_grid=grid).fit(
         train, ITEMS, parity_features(), valid=valid)
     chosen = tuple(blend.weights_)
     assert blend.params_after_probe()["weights"] == list(chosen)
@@ -193,7 +207,7 @@ def test_blend_chooses_its_weights_on_valid(tmp_path) -> None:
     assert tuple(load_model(tmp_path / "blend").weights_) == chosen
 
     measured = {}  # each grid point's valid NDCG@10 through the evaluation protocol, weights set by hand
-    for ws in itertools.product(grid, repeat=2):
+    for ws in itertools.product(grid, repeat=3):
         blend.weights_ = list(ws)
         measured[ws] = evaluate_model(blend, split, ks=(10,), parts=("valid",))["valid"]["ndcg@10"]
     blend.weights_ = list(chosen)
@@ -208,11 +222,10 @@ def test_blend_chooses_its_weights_on_valid(tmp_path) -> None:
     mask[blend.seen_items(3)] = False
     z = lambda s: (s - s[mask].mean()) / s[mask].std()  # noqa: E731
     parts = [c.score(3) for c in blend.parts]
-    np.testing.assert_allclose(blend.score(3), z(parts[0]) + chosen[0] * z(parts[1]) + chosen[1] * z(parts[2]),
+    np.testing.assert_allclose(blend.score(3), z(parts[0]) + sum(w * z(p) for w, p in zip(chosen, parts[1:])),
                                rtol=1e-6)
     with pytest.raises(ModelFitError, match="weights: 'valid' chooses the partner weights on a validation split"):
-        create_model("blend", base_params=BASE, partner_params=[FR_FAST, TT_FAST]).fit(train, ITEMS,
-                                                                                      parity_features())
+        create_model("blend", base_params=BASE, partner_params=PARTNERS_FAST).fit(train, ITEMS, parity_features())
 
 
 def test_blend_refit_gives_each_partner_its_own_best_epoch() -> None:
@@ -221,10 +234,11 @@ def test_blend_refit_gives_each_partner_its_own_best_epoch() -> None:
     valid = pd.DataFrame({"user_id": [f"u{u}" for u in range(N_USERS)],
                           "item_id": [f"i{held_out(u)}" for u in range(N_USERS)]})
     probe = create_model("blend", base_params=BASE, partner_params=[{**FR_FAST, "patience": 2},
-                                                                    {**TT_FAST, "patience": 2}]).fit(
+                                                                    {**TT_FAST, "patience": 2}, LP_FAST]).fit(
         checkerboard(), ITEMS, parity_features(), valid=valid)
     after = probe.params_after_probe()["partner_params"]
-    for c, params in zip(probe.parts[1:], after):
+    assert after[2] == LP_FAST  # a closed-form partner has no epochs to choose
+    for c, params in zip(probe.parts[1:3], after):
         scored = [h for h in c.history if "valid_ndcg@10" in h]
         best = max(scored, key=lambda h: (h["valid_ndcg@10"], -h["epoch"]))
         assert params["epochs"] == best["epoch"] and params["knn" if c.name == "freedom" else "experts"]
@@ -323,7 +337,7 @@ def test_served_blend_uses_the_weights_its_probe_chose_on_valid() -> None:
     items = pd.DataFrame({"item_id": ITEMS, "title": ITEMS, "text": ITEMS, "genres": [[] for _ in ITEMS],
                           "year": pd.array([None] * N_ITEMS, dtype="Int64"), "image": [None] * N_ITEMS})
     ds = Dataset("checkerboard", items, pd.DataFrame({"user_id": pd.unique(inter["user_id"])}), inter)
-    params = dict(base_params=BASE, partner_params=[FR_FAST, TT_FAST], weight_grid=[0.0, 1.0, 3.0])
+    params = dict(base_params=BASE, partner_params=PARTNERS_FAST, weight_grid=[0.0, 1.0, 3.0])
     served = train_model(ds, "blend", features=parity_features(), seed=5, **params)
     split = random_split(merge_interactions(ds), seed=5, ratios=(0.9, 0.1, 0.0))
     probe = create_model("blend", **params, seed=5).fit(split.train, ITEMS, parity_features(),

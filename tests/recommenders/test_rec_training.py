@@ -43,6 +43,9 @@ def test_extra_interactions_are_merged_and_validated() -> None:
     assert "i1" not in model.recommend("u0", k=16)[0]  # a dislike is never served again
     merged = merge_interactions(ds, extra)
     assert len(merged) == len(ds.interactions) + 4 and merged["weight"].iloc[-1] == -1.0
+    # the dataset's ratings travel with its rows (ease-text reads them); logged rows have none
+    assert (merged["rating"].iloc[:len(ds.interactions)] == ds.interactions["rating"].to_numpy()).all()
+    assert merged["rating"].iloc[len(ds.interactions):].isna().all()
     with pytest.raises(ModelFitError, match="row 2, column 'item_id': 'ghost' is not an item"):
         merge_interactions(ds, pd.DataFrame({"user_id": ["a", "b"], "item_id": ["i0", "ghost"], "weight": [1, 1]}))
     with pytest.raises(ModelFitError, match="row 1, column 'weight': expected a number"):
