@@ -95,9 +95,12 @@ def offline_sample(split, config: GateConfig) -> tuple[set[str] | None, dict[str
 
 def _train_frame(base: pd.DataFrame) -> pd.DataFrame:
     weight = base["weight"] if "weight" in base.columns else np.ones(len(base))
-    return pd.DataFrame({"user_id": base["user_id"].astype(str).to_numpy(),
-                         "item_id": base["item_id"].astype(str).to_numpy(),
-                         "weight": np.asarray(weight, dtype=float)})
+    frame = pd.DataFrame({"user_id": base["user_id"].astype(str).to_numpy(),
+                          "item_id": base["item_id"].astype(str).to_numpy(),
+                          "weight": np.asarray(weight, dtype=float)})
+    if "rating" in base.columns:  # explicit ratings, read by the models that use them (ease-text), as when serving
+        frame["rating"] = pd.to_numeric(base["rating"], errors="coerce").to_numpy(dtype=float)
+    return frame
 
 
 def fit_on(name: str, base: pd.DataFrame, item_ids: Sequence[str], signal: pd.DataFrame | None = None,

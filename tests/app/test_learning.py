@@ -241,3 +241,18 @@ def test_an_iterative_model_goes_through_the_same_gate(world):
     assert result.version == 2 and result.metrics["candidate"]["holdout"]["n_users"] == 30
     version, model = load_promoted(Session, "bpr", artifacts)
     assert version.version in (1, 2) and model.name == "bpr"
+
+
+def test_fit_on_hands_the_datasets_ratings_to_the_model():
+    """The gate's models see the dataset's ratings as the served one does (ease-text's centred-rating term)."""
+    from app.learning.gate import fit_on
+    from recommenders.models import create_model
+
+    ds = toy_dataset()
+    rng = np.random.default_rng(3)
+    base = ds.interactions.assign(rating=rng.integers(1, 6, len(ds.interactions)).astype(float))
+    feats = {"text": rng.normal(size=(N_ITEMS, 8)).astype(np.float32)}
+    rated = fit_on("ease-text", base, ds.item_ids, features=feats)
+    direct = create_model("ease-text").fit(base, ds.item_ids, feats)
+    np.testing.assert_allclose(rated.B, direct.B)
+    assert not np.allclose(rated.B, fit_on("ease-text", base.drop(columns="rating"), ds.item_ids, features=feats).B)
