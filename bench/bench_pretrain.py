@@ -11,6 +11,8 @@
   without refitting the partners).
 - `blend-rules DIR... --seed S`: rules for choosing the blend's weights compared on the valid part alone
   (chosen on one half of the valid users, scored on the other, both ways).
+- `rating-grid --seeds 2020 2 3`: `ease-text` over a grid of reg x text_weight x rating_weight (the centred-rating
+  Gram term), fitted and evaluated per seed; rows sorted by the mean valid NDCG@10 over the seeds (issue 27).
 
 Evaluation goes through `recommenders.evaluation.rank_metrics`, the protocol of `python -m recommenders evaluate`.
 Run: `PYTHONPATH=. .venv/bin/python -m bench.bench_pretrain ease-variants [--seed 2020]`
@@ -233,9 +235,38 @@ def blend_rules(data_dir: Path, seed: int, dirs: list[str]) -> None:
     print(json.dumps({"seed": seed, "partners": dirs, "crossfit_valid_ndcg@10": out}), flush=True)
 
 
+def rating_grid(data_dir: Path, seeds: list[int], regs: list[float], text_weights: list[float],
+                rating_weights: list[float]) -> None:
+    """`ease-text` at every (reg, text_weight, rating_weight), fitted on each seed's random-split train part and
+    evaluated by `evaluate_model`; one JSON row per point with the per-seed figures, sorted by mean valid."""
+    from recommenders.data import load_dataset
+    from recommenders.evaluation import evaluate_model
+    from recommenders.features import item_features
+    from recommenders.models import create_model
+    from recommenders.splits import random_split
+
+    ds = load_dataset("ml-100k", data_dir)
+    feats = item_features(ds, data_dir / "features")
+    points = list(itertools.product(regs, text_weights, rating_weights))
+    rows = {p: [] for p in points}
+    for seed in seeds:
+        split = random_split(ds.interactions, seed=seed)
+        for reg, tw, rw in points:
+            model = create_model("ease-text", reg=reg, text_weight=tw, rating_weight=rw).fit(split.train, ds.item_ids,
+                                                                                           feats)
+            r = evaluate_model(model, split, ks=(10,))
+            rows[(reg, tw, rw)].append((r["valid"]["ndcg@10"], r["test"]["ndcg@10"]))
+    for (reg, tw, rw), vals in sorted(rows.items(), key=lambda kv: -np.mean([v for v, _ in kv[1]])):
+        print(json.dumps({"reg": reg, "text_weight": tw, "rating_weight": rw, "seeds": seeds,
+                          "valid_ndcg@10": [round(v, 4) for v, _ in vals], "test_ndcg@10": [round(t, 4) for _, t in vals],
+                          "mean_valid": round(float(np.mean([v for v, _ in vals])), 5),
+                          "mean_test": round(float(np.mean([t for _, t in vals])), 5)}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_pretrain", description=__doc__)
-    parser.add_argument("what", choices=["ease-variants", "blend-sweep", "blend-latency", "blend-valid", "blend-rules"])
+    parser.add_argument("what", choices=["ease-variants", "blend-sweep", "blend-latency", "blend-valid", "blend-rules",
+                                         "rating-grid"])
     parser.add_argument("dirs", nargs="*", help="saved models for blend-sweep")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -244,12 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--base-param", action="append", default=[], metavar="KEY=VALUE",
                         help="blend-valid: an ease-text hyper-parameter for the base, e.g. reg=600 (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2, 3], help="rating-grid: split seeds")
+    parser.add_argument("--regs", type=float, nargs="+", default=[300.0, 400.0, 550.0], help="rating-grid")
+    parser.add_argument("--text-weights", type=float, nargs="+", default=[15.0, 30.0, 45.0], help="rating-grid")
+    parser.add_argument("--rating-weights", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3], help="rating-grid")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     if args.what == "ease-variants":
         ease_variants(args.data_dir, args.seed)
+    elif args.what == "rating-grid":
+        rating_grid(args.data_dir, args.seeds, args.regs, args.text_weights, args.rating_weights)
     elif not args.dirs:
         parser.error(f"{args.what}: expected at least one saved model directory")
     elif args.what == "blend-sweep":
