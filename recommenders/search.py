@@ -27,15 +27,16 @@ SELECTION_FORMAT = 1
 # Each model's main hyper-parameters around its defaults (the defaults are in every grid).
 SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "ease": {"reg": [100.0, 250.0, 500.0, 1000.0]},
-    "ease-text": {"reg": [250.0, 400.0, 600.0], "text_weight": [10.0, 30.0, 60.0]},
+    "ease-text": {"reg": [250.0, 400.0, 600.0], "text_weight": [10.0, 30.0, 60.0], "rating_weight": [0.0, 0.2]},
     "itemknn": {"k": [50, 100, 200]},
     "bpr": {"lr": [0.001, 0.002, 0.005], "reg": [0.0, 1e-4]},
     "lightgcn": {"layers": [1, 2, 3], "reg": [1e-4, 1e-3]},
     "vbpr": {"reg": [1e-4, 1e-3], "content_dim": [32, 64]},
     "two-tower": {"temperature": [0.05, 0.1, 0.2], "align_weight": [0.0, 0.1, 0.5], "id_dropout": [0.0, 0.2]},
     "freedom": {"knn": [5, 10, 20], "content_weight": [0.0, 0.1], "item_layers": [1, 2]},
-    # (freedom, two-tower); "valid" (the default): the model chooses them on valid from its weight_grid itself
-    "blend": {"weights": ["valid", [0.5, 1.0], [0.75, 1.0], [0.75, 1.5], [1.0, 1.5]]},
+    "lowpass": {"factors": [32, 64, 128]},
+    # (freedom, two-tower, lowpass); "valid" (the default): the model chooses them on valid from its weight_grid
+    "blend": {"weights": ["valid", [0.75, 1.5, 0.0], [0.75, 1.5, 0.5], [2.5, 3.0, 0.5]]},
 }
 
 

@@ -136,3 +136,15 @@ def test_cli_search_writes_a_selection_the_app_can_read(shop: Path, tmp_path: Pa
                 "--out", str(out)]) == 2  # no search space for pop
     assert cli(["search", "--dataset", str(shop), "--models", "ease", "--fixed", "nonsense",
                 "--data-dir", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_every_search_space_point_is_a_valid_model() -> None:
+    """A space that names a parameter a model lost, or fixed blend weights for another number of partners, fails
+    here rather than in the middle of `python -m recommenders search`."""
+    from recommenders.models import MODEL_NAMES, create_model
+    from recommenders.search import SEARCH_SPACES, grid
+
+    for name, space in SEARCH_SPACES.items():
+        assert name in MODEL_NAMES
+        for params in grid(space, max_trials=10_000, seed=0):
+            create_model(name, **params)
