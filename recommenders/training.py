@@ -33,8 +33,8 @@ def merge_interactions(dataset: Dataset, extra: pd.DataFrame | None = None) -> p
         "weight": np.ones(len(base)),
         "timestamp": base["timestamp"].astype(np.int64) if "timestamp" in base.columns else np.zeros(len(base), np.int64),
     })
-    if "rating" in base.columns:  # explicit ratings, for the models that read them (ease-text); logged rows have none
-        frame["rating"] = pd.to_numeric(base["rating"], errors="coerce").to_numpy(dtype=float)
+    if "rating" in base.columns:  # for the models that read them (ease-text; `fit` parses them); logged rows have none
+        frame["rating"] = base["rating"].to_numpy()
     if extra is None or len(extra) == 0:
         return frame
     missing = [c for c in ("user_id", "item_id") if c not in extra.columns]

@@ -98,8 +98,8 @@ def _train_frame(base: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({"user_id": base["user_id"].astype(str).to_numpy(),
                           "item_id": base["item_id"].astype(str).to_numpy(),
                           "weight": np.asarray(weight, dtype=float)})
-    if "rating" in base.columns:  # explicit ratings, read by the models that use them (ease-text), as when serving
-        frame["rating"] = pd.to_numeric(base["rating"], errors="coerce").to_numpy(dtype=float)
+    if "rating" in base.columns:  # read by the models that use them (ease-text; `fit` parses them), as when serving
+        frame["rating"] = base["rating"].to_numpy()
     return frame
 
 

@@ -160,6 +160,15 @@ class OffsetSparseScores(LazyScores):
         return OffsetSparseScores(self.n, self.offset + other.offset, idx, values)
 
 
+def _per_pair(users: np.ndarray, items: np.ndarray, values: np.ndarray, how: str, shape: tuple[int, int]
+              ) -> sp.csr_matrix:
+    """(n_users, n_items) float64 CSR of `values` aggregated (`how`: "max", "mean") over repeated (user, item) rows."""
+    pairs = pd.DataFrame({"u": users, "i": items, "v": values}).groupby(["u", "i"], sort=False)["v"].agg(how)
+    pairs = pairs.reset_index()
+    return sp.csr_matrix((pairs["v"].to_numpy(np.float64), (pairs["u"].to_numpy(), pairs["i"].to_numpy())),
+                         shape=shape)
+
+
 class Recommender:
     """Base class. Subclasses set `name`, `defaults` and implement the three private hooks."""
 
@@ -261,19 +270,13 @@ class Recommender:
         self._negatives = negatives
         self._train_weights = None
         if self.uses_weights:
-            pairs = pd.DataFrame({"u": user_codes[pos], "i": iidx[pos], "w": weights[pos]}).groupby(
-                ["u", "i"], sort=False)["w"].max().reset_index()
-            self._train_weights = sp.csr_matrix((pairs["w"].to_numpy(np.float64),
-                                                 (pairs["u"].to_numpy(), pairs["i"].to_numpy())), shape=shape)
+            self._train_weights = _per_pair(user_codes[pos], iidx[pos], weights[pos], "max", shape)
         self._train_ratings = None
         if self.uses_ratings and "rating" in interactions.columns:
             ratings = pd.to_numeric(interactions["rating"], errors="coerce").to_numpy(dtype=float)
             ok = pos & np.isfinite(ratings)
             if ok.any():
-                pairs = pd.DataFrame({"u": user_codes[ok], "i": iidx[ok], "r": ratings[ok]}).groupby(
-                    ["u", "i"], sort=False)["r"].mean().reset_index()
-                self._train_ratings = sp.csr_matrix((pairs["r"].to_numpy(np.float64),
-                                                     (pairs["u"].to_numpy(), pairs["i"].to_numpy())), shape=shape)
+                self._train_ratings = _per_pair(user_codes[ok], iidx[ok], ratings[ok], "mean", shape)
         self.item_ids = item_ids
         self.user_ids = [str(u) for u in user_ids]
         self._item_index = item_index
