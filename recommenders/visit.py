@@ -20,8 +20,9 @@ only when the visit has skipped items: before the first page is passed over the 
 The defaults were chosen on the learning-loop simulator (`app.simulate.learning_loop`) with seeds 10-33, never
 on the seeds 0-3 that BENCHMARKS.md reports (`python -m bench.bench_visit_grid`; BENCHMARKS.md, "Learning within
 a visit"): +61% cumulative likes over the static control on average, where the fold-in alone gives +16%. Most of
-that is the neighbours' votes on the visit's likes; the skips add most when the neighbourhood is small. The index (`VisitIndex`) is the training positives twice, by user and by item (float32 CSR and
-CSC): 8 bytes per positive each, built once per model on first use.
+that is the neighbours' votes on the visit's likes; the skips add most when the neighbourhood is small. The index
+(`VisitIndex`) is the training positives twice, by user and by item (float32 CSR and CSC): 8 bytes per positive
+each, built once per model on first use.
 """
 
 from __future__ import annotations
