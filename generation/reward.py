@@ -382,6 +382,10 @@ class RewardConfig:
     test_fraction: float = 0.2  # the latest pairs held out for `metrics["heldout_accuracy"]`
     refit_all: bool = True  # after measuring, fit the served weights on every pair (held-out ones included)
     max_iter: int = 400  # L-BFGS iterations (the problem is convex: it converges well before)
+    # None: W is full rank, penalised by l2/2 |W|^2 (convex). An int r: W = A B^T with A, B of r columns,
+    # penalised by l2/2 (|A|^2 + |B|^2), which is l2 times W's nuclear norm at the optimum: a taste space of a
+    # few directions shared by every user and asset feature (see `_fit_low_rank`)
+    rank: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.text_dim, bool) or not isinstance(self.text_dim, int) or not 1 <= self.text_dim <= 384:
@@ -392,6 +396,9 @@ class RewardConfig:
             raise invalid("RewardConfig.test_fraction", "a number in (0, 1)", self.test_fraction)
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise invalid("RewardConfig.max_iter", "an int >= 1", self.max_iter)
+        if self.rank is not None and (isinstance(self.rank, bool) or not isinstance(self.rank, int)
+                                      or self.rank < 1):
+            raise invalid("RewardConfig.rank", "None or an int >= 1", self.rank)
 
 
 class _Pca:
@@ -449,6 +456,33 @@ def _fit_bilinear(u: np.ndarray, d: np.ndarray, w: np.ndarray, l2: float, max_it
     x0 = np.zeros(du * da) if init is None else init.ravel()
     result = minimize(loss, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     return result.x.reshape(du, da)
+
+
+def _fit_low_rank(u: np.ndarray, d: np.ndarray, w: np.ndarray, l2: float, rank: int, max_iter: int) -> np.ndarray:
+    """W = A B^T for argmin_{A, B} sum_i w_i softplus(-(u_i A) . (d_i B)) + l2/2 (|A|^2 + |B|^2), A: (du, r),
+    B: (da, r). At the optimum the penalty is l2 |W|_* (nuclear norm: the sum of W's singular values), so the fit
+    keeps as few taste directions as the data support. Not convex in (A, B), but with enough columns its local
+    minima are the convex problem's (Burer and Monteiro 2003); the start is a fixed small random draw, so a fit
+    is deterministic."""
+    from scipy.optimize import minimize
+
+    du, da = u.shape[1], d.shape[1]
+    r = min(rank, du, da)
+    x0 = np.random.default_rng(0).normal(0.0, 0.01, (du + da) * r)
+
+    def loss(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = flat[: du * r].reshape(du, r), flat[du * r:].reshape(da, r)
+        ua, db = u @ a, d @ b
+        margin = (ua * db).sum(axis=1)
+        coef = -w * _sigmoid(-margin)
+        grad_a = u.T @ (coef[:, None] * db) + l2 * a
+        grad_b = d.T @ (coef[:, None] * ua) + l2 * b
+        value = float(w @ _softplus(-margin)) + 0.5 * l2 * float(flat @ flat)
+        return value, np.concatenate([grad_a.ravel(), grad_b.ravel()])
+
+    result = minimize(loss, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    a, b = result.x[: du * r].reshape(du, r), result.x[du * r:].reshape(da, r)
+    return a @ b.T
 
 
 def _pair_accuracy(margins: np.ndarray) -> float:
@@ -774,12 +808,18 @@ class RewardModel:
                 for value in grid:
                     total = 0.0
                     for start, stop in folds:
-                        fitted = _fit_bilinear(u[:start], d[:start], w[:start], value * start, self.config.max_iter)
+                        fitted = self._fit_weights(u[:start], d[:start], w[:start], value * start)
                         margin = np.einsum("ij,jk,ik->i", u[start:stop], fitted, d[start:stop])
                         total += float(_softplus(-margin).sum())
                     losses.append(total)
                 l2 = float(grid[int(np.argmin(losses))])
-        return _fit_bilinear(u, d, w, l2 * len(pairs), self.config.max_iter), float(l2)
+        return self._fit_weights(u, d, w, l2 * len(pairs)), float(l2)
+
+    def _fit_weights(self, u: np.ndarray, d: np.ndarray, w: np.ndarray, l2: float) -> np.ndarray:
+        """W for the design (u, d) and pair weights w at penalty `l2`: full rank, or low rank (config.rank)."""
+        if self.config.rank is None:
+            return _fit_bilinear(u, d, w, l2, self.config.max_iter)
+        return _fit_low_rank(u, d, w, l2, self.config.rank, self.config.max_iter)
 
     def _make_version(self) -> str:
         h = hashlib.sha256()

@@ -136,6 +136,10 @@ def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
     study.add_argument("--overlap", type=int, default=None, help="annotators per pair (default 1; 2 with --quality)")
     study.add_argument("--gold", type=int, default=40, help="--quality: pairs with a known answer")
     study.add_argument("--gold-rate", type=float, default=0.1, help="--quality: share of pairs that are gold")
+    study.add_argument("--reward-rank", type=int, default=None, help="--pair-selection: both arms' preference model "
+                       "with a weight matrix of this rank (RewardConfig.rank; default: full rank)")
+    study.add_argument("--reward-l2", default=None, help="--pair-selection: comma-separated L2 grid of the preference "
+                       "model (RewardConfig.l2_grid; default the app's)")
     study.add_argument("--workdir", type=Path, default=None, help="--pair-selection: the arms' stores "
                        "(default: a temporary dir)")
 
@@ -147,6 +151,7 @@ def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
                 arms=tuple(x.strip() for x in a.pair_selection.split(",") if x.strip()), pool=a.pool or 4000,
                 max_labels=a.max_labels, step=a.step, target=a.target, stop_at_target=not a.full_curves,
                 users=a.users, overlap=a.overlap or 1, eval_pairs=a.eval_pairs or 2000, encoder=a.encoder, seed=seed,
+                reward=_reward_config(a.reward_rank, a.reward_l2),
                 **({"annotators": parse_annotators(a.annotators)} if a.annotators else {}))
                 for seed in _seeds(a.seeds, a.seed)]
         if a.quality:
@@ -170,6 +175,21 @@ def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
             **({"annotators": parse_annotators(a.annotators)} if a.annotators else {}))
 
     return _parsed(parser, argv, make)
+
+
+def _reward_config(rank: int | None, l2: str | None) -> Any:
+    """--reward-rank / --reward-l2 as a RewardConfig, or None (the app's default model) without either."""
+    if rank is None and l2 is None:
+        return None
+    from generation.reward import RewardConfig
+
+    grid = {}
+    if l2 is not None:
+        try:
+            grid["l2_grid"] = tuple(float(x) for x in l2.split(",") if x.strip())
+        except ValueError:
+            raise ValueError(f"--reward-l2 must be comma-separated numbers, got {l2!r}") from None
+    return RewardConfig(rank=rank, **grid)
 
 
 def _seeds(text: str | None, default: int) -> list[int]:

@@ -60,6 +60,8 @@ class SelectionSimConfig:
     eval_pairs: int = 2000  # fresh pairs judged against the truth at each measurement
     encoder: str = "minilm"
     seed: int = 0
+    # the preference model both arms train: None is the app's default (`generation.reward.RewardConfig()`)
+    reward: Any = None
 
     def __post_init__(self) -> None:
         check_ranges(self, [("pool", 20, 1_000_000), ("max_labels", 20, 1_000_000), ("step", 10, 100_000),
@@ -75,6 +77,10 @@ class SelectionSimConfig:
             raise ValueError(f"encoder must be 'minilm' or 'hashing', got {self.encoder!r}")
         if not self.annotators:
             raise ValueError("annotators must name at least one simulated annotator")
+        from generation.reward import RewardConfig
+
+        if self.reward is not None and not isinstance(self.reward, RewardConfig):
+            raise ValueError(f"reward must be None or a generation.reward.RewardConfig, got {self.reward!r}")
 
 
 @dataclass
@@ -187,8 +193,10 @@ def _label(session_factory: Any, pool: _Pool, annotator_id: int, spec: Annotator
     return True
 
 
-def _train(session_factory: Any, world: GenerationWorld, encoder: Any, weights: dict[str, float] | None = None):
-    """The app's reward model fitted on the store's labels (`records_from_frames`), optionally weighted."""
+def _train(session_factory: Any, world: GenerationWorld, encoder: Any, weights: dict[str, float] | None = None,
+           reward: Any = None):
+    """The app's reward model (configured by `reward`, a RewardConfig; None: the default) fitted on the store's
+    labels (`records_from_frames`), optionally weighted."""
     from annotation import store
     from generation.reward import RewardModel, records_from_frames
 
@@ -196,7 +204,7 @@ def _train(session_factory: Any, world: GenerationWorld, encoder: Any, weights: 
         prefs, assets = store.preferences_frame(s), store.assets_frame(s)
     pairs, candidates = records_from_frames(prefs, assets, annotator_weights=weights)
     users = {v.user_id: v.features for v in world.visitors}
-    return RewardModel(encoder).fit(pairs, users, candidates), candidates, len(pairs)
+    return RewardModel(encoder, reward).fit(pairs, users, candidates), candidates, len(pairs)
 
 
 def _encoder(name: str):
@@ -254,7 +262,7 @@ def simulate_selection(session_factories: dict[str, Any], dataset: Any, asset_di
                               start + dt.timedelta(minutes=t), config.overlap):
                     raise RuntimeError(f"the queue ran dry after {t} labels: make the pool larger")
                 t += 1
-            model, candidates, n_pairs = _train(session_factory, world, encoder)
+            model, candidates, n_pairs = _train(session_factory, world, encoder, reward=config.reward)
             point = {"labels": t, "truth_accuracy": _accuracy(model, eval_set), "n_pairs": n_pairs,
                      "l2": model.metrics["l2"]}
             curve.append(point)

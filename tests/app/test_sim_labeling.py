@@ -43,6 +43,19 @@ def test_pair_selection_arms_through_the_queue(tmp_path, monkeypatch, capsys):
         assert (priorities > 0) == ranked
 
 
+def test_pair_selection_with_a_low_rank_preference_model(tmp_path, monkeypatch):
+    """--reward-rank / --reward-l2: both arms train that model (the report carries its config)."""
+    report = _run(tmp_path, monkeypatch, "--pair-selection", "random,active", "--seeds", "4", "--pool", "80",
+                  "--step", "20", "--max-labels", "40", "--full-curves", "--reward-rank", "3", "--reward-l2", "0.1")
+    run = report["seeds"]["4"]
+    assert run["config"]["reward"] == {**run["config"]["reward"], "rank": 3, "l2_grid": [0.1]}
+    for arm in ("random", "active"):
+        assert [p["l2"] for p in run["arms"][arm]["curve"]] == [0.1, 0.1]
+    assert labeling_loop.SelectionSimConfig().reward is None  # the app's default model unless asked
+    with pytest.raises(ValueError, match="RewardConfig"):
+        labeling_loop.SelectionSimConfig(reward={"rank": 3})
+
+
 def test_labels_to_reach_and_the_summary():
     curve = [{"labels": 100, "truth_accuracy": 0.7}, {"labels": 200, "truth_accuracy": 0.76},
              {"labels": 300, "truth_accuracy": 0.74}]
@@ -85,3 +98,9 @@ def test_bad_study_arguments_exit_with_a_message(capsys):
     with pytest.raises(SystemExit):
         main(["--reward", "--pair-selection", "random", "--pool", "50", "--max-labels", "100"])
     assert "pool" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--reward", "--pair-selection", "random", "--reward-rank", "0"])
+    assert "rank" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--reward", "--pair-selection", "random", "--reward-l2", "big"])
+    assert "--reward-l2" in capsys.readouterr().err

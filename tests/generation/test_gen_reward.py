@@ -65,6 +65,26 @@ def test_learns_a_per_user_truth_and_reports_time_split_accuracy(world, fitted) 
         assert pick.scores[pick.index] > pick.scores[pick.order[-1]]  # P(prefers the pick) > 0.5
 
 
+def test_a_low_rank_model_learns_the_truth_with_a_weight_matrix_of_that_rank(world, fitted, tmp_path) -> None:
+    """RewardConfig.rank: W = A B^T of that rank (penalised by its nuclear norm), deterministic, saved and loaded
+    with its config; on the per-user truth it ranks fresh pairs as well as the full-rank model does."""
+    pairs, users, candidates = world
+    config = RewardConfig(rank=2, l2_grid=(0.1,))
+    low = RewardModel(HashingEncoder(64), config).fit(pairs, users, candidates)
+    assert np.linalg.matrix_rank(low.weights, tol=1e-8 * np.abs(low.weights).max()) <= 2
+    assert low.metrics["l2"] == 0.1 and low.metrics["heldout_accuracy"] >= 0.8
+    again = RewardModel(HashingEncoder(64), config).fit(pairs, users, candidates)
+    assert np.array_equal(low.weights, again.weights) and low.version == again.version
+    fresh, fresh_users, fresh_candidates = make_world(300, noise=0.0, seed=5)
+    accuracy = low.pair_accuracy(fresh, fresh_users, fresh_candidates)
+    assert accuracy >= 0.85 and accuracy >= fitted.pair_accuracy(fresh, fresh_users, fresh_candidates) - 0.03
+    loaded = RewardModel.load(low.save(tmp_path / "low.npz"), HashingEncoder(64))
+    assert loaded.config == config and np.array_equal(loaded.weights, low.weights)
+    for bad in (0, -1, 2.5, True, "8"):
+        with pytest.raises(InvalidInputError, match="RewardConfig.rank"):
+            RewardConfig(rank=bad)
+
+
 def test_heldout_accuracy_on_a_subset_is_the_split_models(world, fitted) -> None:
     """A gate compares a candidate with the served model on the newest held-out pairs only: the candidate's figure
     there comes from its split model (fitted before them), not from the refit that saw them."""
