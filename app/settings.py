@@ -131,9 +131,9 @@ class Settings:
     admin_password: str | None = None  # unlocks retraining and label-pair creation on the Status tab
     admin_open: bool = False  # VITRINE_ADMIN_OPEN=1: admin actions without a password (`make demo` on a laptop)
     label_overlap: int = 2  # each pair is labeled by this many distinct annotators
-    pair_selection: str = "random"  # "random": the queue's own order (oldest first); "active": the pairs the preference
-    # model is least sure of first (generation.selection, re-ranked at each training). Random stays the default: active
-    # did not reach 0.75 truth accuracy with 30% fewer labels in the simulator (BENCHMARKS.md, issue 26)
+    pair_selection: str = "active"  # "active": the pairs the preference model is least sure of first
+    # (generation.selection, re-ranked at each training): 34% fewer labels than "random" (the queue's own order,
+    # oldest first) to reach 0.75 truth accuracy in the simulator, 3 seeds (BENCHMARKS.md, issue 26)
     gold_rate: float = 0.1  # share of an annotator's pairs (outside studies) that are gold pairs, when there are any
     reliability_min: float = 0.6  # an annotator whose estimated reliability is below this is flagged ...
     reliability_min_labels: int = 20  # ... once this many of their labels (on gold or shared pairs) are behind it
@@ -353,7 +353,7 @@ def load_settings(env: Mapping[str, str] | None = None, data_root: Path = Path("
         admin_password=env.get("VITRINE_ADMIN_PASSWORD") or None,
         admin_open=_flag(env, "VITRINE_ADMIN_OPEN", False),
         label_overlap=_int(env, "VITRINE_LABEL_OVERLAP", 2, 1, 20),
-        pair_selection=_choice(env, "VITRINE_PAIR_SELECTION", "random", ("random", "active")),
+        pair_selection=_choice(env, "VITRINE_PAIR_SELECTION", "active", ("random", "active")),
         gold_rate=_float(env, "VITRINE_GOLD_RATE", 0.1, 0.0, 1.0),
         reliability_min=_float(env, "VITRINE_RELIABILITY_MIN", 0.6, 0.0, 1.0),
         reliability_min_labels=_int(env, "VITRINE_RELIABILITY_MIN_LABELS", 20, 1, 1_000_000),
