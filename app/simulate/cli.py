@@ -136,8 +136,8 @@ def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
     study.add_argument("--overlap", type=int, default=None, help="annotators per pair (default 1; 2 with --quality)")
     study.add_argument("--gold", type=int, default=40, help="--quality: pairs with a known answer")
     study.add_argument("--gold-rate", type=float, default=0.1, help="--quality: share of pairs that are gold")
-    study.add_argument("--reward-rank", type=int, default=None, help="--pair-selection: both arms' preference model "
-                       "with a weight matrix of this rank (RewardConfig.rank; default: full rank)")
+    study.add_argument("--reward-rank", default=None, help="--pair-selection: both arms' preference model with a "
+                       "weight matrix of this rank, or 'full' (RewardConfig.rank; default the app's)")
     study.add_argument("--reward-l2", default=None, help="--pair-selection: comma-separated L2 grid of the preference "
                        "model (RewardConfig.l2_grid; default the app's)")
     study.add_argument("--workdir", type=Path, default=None, help="--pair-selection: the arms' stores "
@@ -177,19 +177,25 @@ def parse_reward(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
     return _parsed(parser, argv, make)
 
 
-def _reward_config(rank: int | None, l2: str | None) -> Any:
-    """--reward-rank / --reward-l2 as a RewardConfig, or None (the app's default model) without either."""
+def _reward_config(rank: str | None, l2: str | None) -> Any:
+    """--reward-rank (an int or 'full') / --reward-l2 as a RewardConfig, or None (the app's default model) without
+    either."""
     if rank is None and l2 is None:
         return None
     from generation.reward import RewardConfig
 
-    grid = {}
+    grid: dict[str, Any] = {}
+    if rank is not None:
+        try:
+            grid["rank"] = None if rank.strip().lower() == "full" else int(rank)
+        except ValueError:
+            raise ValueError(f"--reward-rank must be an integer or 'full', got {rank!r}") from None
     if l2 is not None:
         try:
             grid["l2_grid"] = tuple(float(x) for x in l2.split(",") if x.strip())
         except ValueError:
             raise ValueError(f"--reward-l2 must be comma-separated numbers, got {l2!r}") from None
-    return RewardConfig(rank=rank, **grid)
+    return RewardConfig(**grid)
 
 
 def _seeds(text: str | None, default: int) -> list[int]:

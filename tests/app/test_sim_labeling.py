@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from annotation import store
 from annotation.db import make_engine, make_session_factory
 from annotation.models import GoldPair, PairTask
-from app.simulate import labeling_loop
+from app.simulate import cli, labeling_loop
 from app.simulate.cli import main
 
 
@@ -52,6 +52,8 @@ def test_pair_selection_with_a_low_rank_preference_model(tmp_path, monkeypatch):
     for arm in ("random", "active"):
         assert [p["l2"] for p in run["arms"][arm]["curve"]] == [0.1, 0.1]
     assert labeling_loop.SelectionSimConfig().reward is None  # the app's default model unless asked
+    _, full = cli.parse_reward(["--reward", "--pair-selection", "random", "--reward-rank", "full", "--reward-l2", "1,3"])
+    assert full[0].reward.rank is None and full[0].reward.l2_grid == (1.0, 3.0)
     with pytest.raises(ValueError, match="RewardConfig"):
         labeling_loop.SelectionSimConfig(reward={"rank": 3})
 
@@ -104,3 +106,6 @@ def test_bad_study_arguments_exit_with_a_message(capsys):
     with pytest.raises(SystemExit):
         main(["--reward", "--pair-selection", "random", "--reward-l2", "big"])
     assert "--reward-l2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--reward", "--pair-selection", "random", "--reward-rank", "low"])
+    assert "--reward-rank" in capsys.readouterr().err
