@@ -19,7 +19,8 @@ the app uses). Each MiniLM or image-embedding block is reduced by a PCA fitted o
 not be estimated. W is low rank (`RewardConfig.rank`, 16): W = A B^T, fitted as a logistic regression whose
 penalty is W's nuclear norm (L-BFGS on A and B); the L2 strength is fixed per pair, or chosen on two rolling
 time splits of the training pairs when `RewardConfig.l2_grid` holds several. rank None: the full-rank W with an
-L2 penalty (convex), the model of before, which needed about 40% more labels in the labeling simulator.
+L2 penalty (convex), the model of before, which needed 2,233 labels to reach 0.75 truth accuracy in the labeling
+simulator where rank 16 needs 1,267 (random pairs, 3 seeds; BENCHMARKS.md, issue 26).
 
 Inputs are plain records (`UserFeatures`, `Candidate`, `PreferencePair`): the app builds them from the
 store (`records_from_frames` takes the store's preferences and assets frames). Nothing here reads a
@@ -387,7 +388,8 @@ class RewardConfig:
     l2_grid: tuple[float, ...] = (0.1,)
     test_fraction: float = 0.2  # the latest pairs held out for `metrics["heldout_accuracy"]`
     refit_all: bool = True  # after measuring, fit the served weights on every pair (held-out ones included)
-    max_iter: int = 400  # L-BFGS iterations (the problem is convex: it converges well before)
+    max_iter: int = 400  # L-BFGS iterations: both fits converge well before (the low-rank W at 400 and 4,000 was the
+    # same after 500 and 2,000 simulator labels)
     # An int r: W = A B^T with A, B of r columns, penalised by l2/2 (|A|^2 + |B|^2), which is l2 times W's nuclear
     # norm at the optimum: a taste space of a few directions shared by every user and asset feature (see
     # `_fit_low_rank`). Against the full-rank W it needs about 40% fewer labels to reach 0.75 truth accuracy in
