@@ -184,18 +184,18 @@ def _reward_config(rank: str | None, l2: str | None) -> Any:
         return None
     from generation.reward import RewardConfig
 
-    grid: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     if rank is not None:
         try:
-            grid["rank"] = None if rank.strip().lower() == "full" else int(rank)
+            fields["rank"] = None if rank.strip().lower() == "full" else int(rank)
         except ValueError:
             raise ValueError(f"--reward-rank must be an integer or 'full', got {rank!r}") from None
     if l2 is not None:
         try:
-            grid["l2_grid"] = tuple(float(x) for x in l2.split(",") if x.strip())
+            fields["l2_grid"] = tuple(float(x) for x in l2.split(",") if x.strip())
         except ValueError:
             raise ValueError(f"--reward-l2 must be comma-separated numbers, got {l2!r}") from None
-    return RewardConfig(**grid)
+    return RewardConfig(**fields)
 
 
 def _seeds(text: str | None, default: int) -> list[int]:
