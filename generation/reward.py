@@ -945,6 +945,7 @@ class RewardModel:
                 raise invalid("image_encoder", "the image encoder the model was fitted with", None)
             config = header["config"]
             config["l2_grid"] = tuple(config["l2_grid"])
+            config.setdefault("rank", None)  # saved before `rank` existed: a full-rank model
             model = cls(encoder, RewardConfig(**config), image_encoder, read_bytes)
             model.image_features = header["image_features"]
             model.genres, model.generators = header["genres"], header["generators"]

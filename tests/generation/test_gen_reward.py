@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 import zipfile
 
@@ -162,6 +163,16 @@ def test_save_load_roundtrip_without_pickle(tmp_path, world, fitted) -> None:
     assert loaded.version == fitted.version and loaded.metrics == fitted.metrics
     with pytest.raises(InvalidInputError, match="encoder"):
         RewardModel.load(path, encoder=HashingEncoder(32))
+    # a file saved before RewardConfig.rank existed holds a full-rank model, and says so when loaded
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    header = json.loads(str(arrays["header"]))
+    del header["config"]["rank"]
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = RewardModel.load(tmp_path / "old.npz", encoder=HashingEncoder(64))
+    assert old.config.rank is None and RewardConfig().rank == 16
+    np.testing.assert_allclose(old.score(user, some), fitted.score(user, some))
 
 
 def _swatch(color: tuple[int, int, int]) -> bytes:
